@@ -1,0 +1,193 @@
+"""Self-supervised losses: view synthesis (photometric), explainability, smoothness, consistency.
+
+The paper's objective (Zhou et al., 2017, Eq. 3-4) summed over 4 scales ``s``:
+
+    L = sum_s [ L_vs^s + lambda_s / 2^s * L_smooth^s + lambda_e * sum_f L_reg(E_f^s) ]
+
+* ``L_vs``: mean over pixels and sources of ``E_f(p) * |I_t(p) - I_f_warped(p)|``: the
+  explainability mask ``E_f`` down-weights pixels the rigid warp cannot explain. As in the
+  authors' code the L1 error is measured on images in ``[-1, 1]`` (twice the error in ``[0, 1]``),
+  so their weights (``lambda_s = 0.5``, ``lambda_e = 0.2``) keep their published meaning.
+* ``L_reg``: cross-entropy of ``E_f`` towards 1 ("explainable"), which stops ``E = 0``.
+* ``L_smooth``: mean absolute second-order gradients of the disparity.
+
+Successors' options (see :class:`sfm_ros.options.LossOptions`): ``ssim_l1`` photometric error
+(0.85 (1 - SSIM) / 2 + 0.15 L1 on ``[0, 1]`` images, 3x3 SSIM), per-pixel minimum over sources,
+auto-masking (Monodepth2), edge-aware first-order smoothness of mean-normalised disparity,
+full-resolution multi-scale warping, and SC-SfMLearner's geometry consistency.
+
+Out-of-view pixels and points behind a source camera carry no photometric error (the warp's
+validity mask); with ``reduce_sources="min"`` they lose the minimum to any valid source.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .geometry import backproject, inverse_warp, pixels_to_grid, project, scale_intrinsics
+from .options import LossOptions
+
+Tensor = torch.Tensor
+
+L1_RANGE = 2.0  # the paper's L1 is on [-1, 1] images: twice the [0, 1] error
+_INVALID = 1e3  # error given to invalid pixels under the per-pixel minimum
+
+
+def ssim(x: Tensor, y: Tensor) -> Tensor:
+    """Per-pixel structural dissimilarity ``(1 - SSIM) / 2`` with 3x3 windows (reflection padded)."""
+    c1, c2 = 0.01**2, 0.03**2
+    x = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    y = F.pad(y, (1, 1, 1, 1), mode="reflect")
+    mu_x = F.avg_pool2d(x, 3, 1)
+    mu_y = F.avg_pool2d(y, 3, 1)
+    sigma_x = F.avg_pool2d(x * x, 3, 1) - mu_x**2
+    sigma_y = F.avg_pool2d(y * y, 3, 1) - mu_y**2
+    sigma_xy = F.avg_pool2d(x * y, 3, 1) - mu_x * mu_y
+    n = (2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2)
+    d = (mu_x**2 + mu_y**2 + c1) * (sigma_x + sigma_y + c2)
+    return torch.clamp((1 - n / d) / 2, 0, 1)
+
+
+def photometric_error(pred: Tensor, target: Tensor, opts: LossOptions) -> Tensor:
+    """Per-pixel photometric error (B, 1, H, W) between ``[0, 1]`` images."""
+    l1 = (pred - target).abs().mean(1, keepdim=True)
+    if opts.photometric == "l1":
+        return L1_RANGE * l1
+    return opts.ssim_weight * ssim(pred, target).mean(1, keepdim=True) + (1 - opts.ssim_weight) * l1
+
+
+def smoothness_second_order(disp: Tensor) -> Tensor:
+    """The paper's smoothness: mean |d2/dx2| + |d2/dxdy| + |d2/dydx| + |d2/dy2| of disparity."""
+    def grad(t: Tensor) -> tuple[Tensor, Tensor]:
+        return t[..., :, 1:] - t[..., :, :-1], t[..., 1:, :] - t[..., :-1, :]
+
+    dx, dy = grad(disp)
+    dx2, dxdy = grad(dx)
+    dydx, dy2 = grad(dy)
+    return dx2.abs().mean() + dxdy.abs().mean() + dydx.abs().mean() + dy2.abs().mean()
+
+
+def smoothness_edge_aware(disp: Tensor, img: Tensor) -> Tensor:
+    """Monodepth2's smoothness: |grad d*| exp(-|grad I|) with d* = d / mean(d)."""
+    disp = disp / (disp.mean(dim=(2, 3), keepdim=True) + 1e-7)
+    gx = (disp[..., :, :-1] - disp[..., :, 1:]).abs()
+    gy = (disp[..., :-1, :] - disp[..., 1:, :]).abs()
+    ix = (img[..., :, :-1] - img[..., :, 1:]).abs().mean(1, keepdim=True)
+    iy = (img[..., :-1, :] - img[..., 1:, :]).abs().mean(1, keepdim=True)
+    return (gx * torch.exp(-ix)).mean() + (gy * torch.exp(-iy)).mean()
+
+
+def resize_to(img: Tensor, size: tuple[int, int]) -> Tensor:
+    if tuple(img.shape[-2:]) == tuple(size):
+        return img
+    return F.interpolate(img, size=size, mode="area")
+
+
+def _upsample(x: Tensor, size: tuple[int, int]) -> Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def compute_losses(
+    target: Tensor,
+    sources: dict[int, Tensor],
+    K: Tensor,
+    outputs: dict,
+    opts: LossOptions,
+    keep_warped: bool = False,
+) -> dict:
+    """All training losses for one batch.
+
+    Args:
+        target: (B, 3, H, W) target image in ``[0, 1]``.
+        sources: source images by frame offset, each (B, 3, H, W) in ``[0, 1]``.
+        K: (B, 3, 3) intrinsics at the input resolution (H, W).
+        outputs: :class:`sfm_ros.model.SfMModel` outputs for this batch.
+        opts: loss options.
+        keep_warped: also return ``("warped", f, s)`` images and ``("valid", f, s)`` masks.
+    Returns:
+        dict with ``"loss"`` (scalar to minimise) and its parts per scale: ``("photo", s)``,
+        ``("smooth", s)``, ``("exp", s)``, ``("geometry", s)``; plus warped images on request.
+    """
+    b, _, h, w = target.shape
+    offsets = sorted(sources)
+    use_exp = opts.exp_weight > 0 and ("exp", offsets[0], 0) in outputs
+    use_geo = opts.geometry_weight > 0 or opts.geometry_mask
+    if use_geo and ("depth", offsets[0], 0) not in outputs:
+        raise ValueError("geometry consistency needs source depths: call the model with source_depth=True")
+    losses: dict = {}
+    total = target.new_zeros(())
+    for s in range(opts.num_scales):
+        disp = outputs[("disp", 0, s)].float()
+        if opts.full_res:
+            size = (h, w)
+            depth = 1.0 / _upsample(disp, size)
+        else:
+            size = tuple(disp.shape[-2:])
+            depth = 1.0 / disp
+        K_s = scale_intrinsics(K, size[1] / w, size[0] / h)
+        tgt = resize_to(target, size)
+        errors, geo_terms = [], []
+        for f in offsets:
+            src = resize_to(sources[f], size)
+            warped, valid = inverse_warp(src, depth, outputs[("T", f)], K_s)
+            err = photometric_error(warped, tgt, opts)
+            if use_geo:
+                err, geo = _geometry_consistency(err, depth, outputs, f, s, K_s, valid, size, opts)
+                geo_terms.append(geo)
+            if use_exp:
+                mask = outputs[("exp", f, s)].float()
+                if tuple(mask.shape[-2:]) != size:
+                    mask = _upsample(mask, size)
+                err = err * mask
+                reg = F.binary_cross_entropy(mask.clamp(1e-6, 1 - 1e-6), torch.ones_like(mask))
+                losses[("exp", s)] = losses.get(("exp", s), 0.0) + opts.exp_weight * reg
+            errors.append((err, valid))
+            if keep_warped:
+                losses[("warped", f, s)] = warped.detach()
+                losses[("valid", f, s)] = valid.detach()
+        if opts.reduce_sources == "mean":
+            photo = torch.stack([(e * v).mean() for e, v in errors]).sum()
+        else:
+            err = torch.cat([torch.where(v > 0, e, torch.full_like(e, _INVALID)) for e, v in errors], 1)
+            if opts.automask:
+                ident = torch.cat([photometric_error(resize_to(sources[f], size), tgt, opts) for f in offsets], 1)
+                ident = ident + 1e-5 * torch.randn_like(ident)  # break ties as in Monodepth2
+                err = torch.cat([err, ident], 1)
+            best, idx = err.min(1, keepdim=True)
+            keep = best < _INVALID
+            if opts.automask:
+                keep = keep & (idx < len(offsets))
+                if keep_warped:
+                    losses[("automask", s)] = keep.float().detach()
+            photo = (best * keep).sum() / keep.sum().clamp_min(1)
+        losses[("photo", s)] = photo
+        if opts.smooth == "second_order":
+            smooth = smoothness_second_order(disp)
+        else:
+            smooth = smoothness_edge_aware(disp, resize_to(target, tuple(disp.shape[-2:])))
+        losses[("smooth", s)] = opts.smooth_weight / (2**s) * smooth
+        scale_total = photo + losses[("smooth", s)]
+        if use_exp:
+            scale_total = scale_total + losses[("exp", s)]
+        if opts.geometry_weight > 0:
+            losses[("geometry", s)] = opts.geometry_weight * torch.stack(geo_terms).mean()
+            scale_total = scale_total + losses[("geometry", s)]
+        total = total + scale_total
+    losses["loss"] = total
+    return losses
+
+
+def _geometry_consistency(err, depth, outputs, f, s, K_s, valid, size, opts):
+    """SC-SfMLearner: the target depth moved into source ``f`` must match the source's own depth."""
+    src_disp = outputs[("disp", f, s)].float()
+    src_depth = 1.0 / (_upsample(src_disp, size) if opts.full_res else src_disp)
+    pix, z = project(backproject(depth, K_s), K_s, outputs[("T", f)])
+    grid = pixels_to_grid(pix, *size)
+    sampled = F.grid_sample(src_depth, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    diff = ((z - sampled).abs() / (z.abs() + sampled)).clamp(0, 1)
+    geo = (diff * valid).sum() / valid.sum().clamp_min(1)
+    if opts.geometry_mask:
+        err = err * (1 - diff)
+    return err, geo

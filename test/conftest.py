@@ -1,0 +1,69 @@
+"""Shared pytest fixtures.
+
+Every process a test starts that touches DDS must stay on this machine and in a domain of its own:
+this module sets ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` and a per-run ``ROS_DOMAIN_ID`` in the
+environment before any test runs, so child processes (started with ``ros_env()``) inherit them.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = (REPO.parent / "shared" / "data").resolve()
+
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+# A domain of our own: derived from the pid so concurrent runs (a developer and CI) do not meet.
+os.environ.setdefault("SFM_ROS_TEST_DOMAIN", str(10 + os.getpid() % 80))
+os.environ["ROS_DOMAIN_ID"] = os.environ["SFM_ROS_TEST_DOMAIN"]
+
+
+def ros_env(**extra: str) -> dict[str, str]:
+    """Environment for a child process that starts rclpy (localhost discovery, own domain)."""
+    env = dict(os.environ)
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env["ROS_DOMAIN_ID"] = os.environ["SFM_ROS_TEST_DOMAIN"]
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def python_exe() -> str:
+    """The venv's own python (the rclpy wheels re-exec it with LD_LIBRARY_PATH set)."""
+    return sys.executable
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Root of ../shared/data; skips the test cleanly when the folder is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def kitti_dir(shared_data: Path) -> Path:
+    d = shared_data / "kitti_odom_00"
+    if not (d / "image_0").is_dir():
+        pytest.skip(f"{d} is absent")
+    return d
+
+
+@pytest.fixture(scope="session")
+def sevenscenes_dir(shared_data: Path) -> Path:
+    d = shared_data / "sevenscenes_redkitchen"
+    if not d.is_dir():
+        pytest.skip(f"{d} is absent")
+    return d
+
+
+@pytest.fixture(scope="session")
+def t265_bag(shared_data: Path) -> Path:
+    p = shared_data / "t265_ros1_bag" / "trimmed_locoffice.bag"
+    if not p.is_file():
+        pytest.skip(f"{p} is absent")
+    return p

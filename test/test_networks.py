@@ -1,0 +1,65 @@
+"""Networks: shapes at 4 scales for any input size, output ranges, pose scaling, eval mode."""
+import pytest
+import torch
+
+from sfm_ros.model import SfMModel, source_offsets
+from sfm_ros.networks import DISP_ALPHA, DISP_BETA, DispNet, PoseExpNet
+from sfm_ros.options import ModelOptions
+
+
+@pytest.mark.parametrize("hw", [(128, 416), (100, 333), (64, 64)])
+def test_dispnet_four_scales_any_size(hw):
+    torch.manual_seed(0)
+    net = DispNet(width_mult=0.25).train()
+    h, w = hw
+    disps = net(torch.randn(2, 3, h, w))
+    assert len(disps) == 4
+    for s, d in enumerate(disps):
+        assert d.shape == (2, 1, -(-h // 2**s), -(-w // 2**s)), (s, d.shape)
+        assert (d >= DISP_BETA).all() and (d <= DISP_ALPHA + DISP_BETA).all()
+    net.eval()
+    with torch.no_grad():
+        out = net(torch.randn(1, 3, h, w))
+    assert len(out) == 1 and out[0].shape == (1, 1, h, w)
+
+
+def test_dispnet_is_the_papers_size():
+    n = sum(p.numel() for p in DispNet().parameters())
+    assert 31e6 < n < 32.5e6, n  # ~31.6 M parameters, as the paper's DispNet
+
+
+def test_posexpnet_shapes_and_scale():
+    torch.manual_seed(0)
+    net = PoseExpNet(num_sources=4).train()
+    t = torch.randn(3, 3, 128, 416)
+    pose, masks = net(t, [torch.randn_like(t) for _ in range(4)])
+    assert pose.shape == (3, 4, 6)
+    # 0.01 scaling: at initialisation the predicted motion is small
+    assert pose.abs().max() < 0.5
+    assert [m.shape for m in masks] == [(3, 4, 128 // 2**s, 416 // 2**s) for s in range(4)]
+    assert all(((m > 0) & (m < 1)).all() for m in masks)
+    net.eval()
+    with torch.no_grad():
+        pose_eval, masks_eval = net(t, [torch.randn_like(t) for _ in range(4)])
+    assert pose_eval.shape == (3, 4, 6) and masks_eval == []
+    assert len(net.explainability(t, [t] * 4)) == 4 and not net.training
+    with pytest.raises(ValueError, match="built for 4 sources"):
+        net(t, [t])
+    with pytest.raises(ValueError, match="frame 1"):
+        net(t, [t[..., :64, :], t, t, t])
+
+
+def test_model_outputs_keyed_by_name_frame_scale():
+    torch.manual_seed(0)
+    model = SfMModel(ModelOptions(width_mult=0.25, height=64, width=96, seq_len=5)).train()
+    assert source_offsets(5) == [-2, -1, 1, 2]
+    t = torch.rand(2, 3, 64, 96)
+    out = model(t, [torch.rand_like(t) for _ in range(4)], source_depth=True)
+    for s in range(4):
+        for f in (0, -2, -1, 1, 2):
+            assert torch.allclose(out[("depth", f, s)], 1 / out[("disp", f, s)])
+    for f in (-2, -1, 1, 2):
+        assert out[("T", f)].shape == (2, 4, 4) and out[("pose_vec", f)].shape == (2, 6)
+        assert out[("exp", f, 0)].shape == (2, 1, 64, 96)
+    with pytest.raises(ValueError, match="expected 4 sources"):
+        model(t, [t])

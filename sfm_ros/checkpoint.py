@@ -1,0 +1,141 @@
+"""Checkpoints: atomic writes, data-only loading, architecture checks.
+
+A checkpoint is a plain dict saved with ``torch.save`` and loaded with
+``torch.load(weights_only=True)``: tensors, numbers, strings, lists and dicts only, never code.
+
+=================  ==========================================================================
+key                value
+=================  ==========================================================================
+``format``         ``"sfm_ros/1"``
+``options``        the full :class:`sfm_ros.options.Options` as a dict (the config used)
+``depth_net``      depth network ``state_dict``
+``pose_net``       pose network ``state_dict``
+``step``/``epoch`` training progress (optional)
+``optimizer``      optimiser ``state_dict`` (optional, for ``--resume``)
+``rng``            RNG states (optional, for an exact ``--resume``)
+``extra``          anything else (validation loss, metrics, git revision ...)
+=================  ==========================================================================
+
+Writes go to a temporary file in the same folder, are flushed and fsynced, then renamed over the
+target: a crash or a kill in the middle of a save leaves the previous checkpoint intact.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .model import SfMModel
+from .options import Options
+
+FORMAT = "sfm_ros/1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used (missing, corrupt, or from another architecture)."""
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to ``path`` atomically (temporary file + fsync + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        try:  # make the rename itself durable
+            dfd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError:
+            pass
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def save_checkpoint(path: str | Path, model: SfMModel, options: Options, **fields: Any) -> None:
+    """Save the model (unwrapped from DDP if needed), its options and any extra fields atomically."""
+    model = getattr(model, "module", model)
+    state = {
+        "format": FORMAT,
+        "options": options.to_dict(),
+        "depth_net": {k: v.detach().cpu() for k, v in model.depth_net.state_dict().items()},
+        "pose_net": {k: v.detach().cpu() for k, v in model.pose_net.state_dict().items()},
+    }
+    state.update(fields)
+    atomic_torch_save(state, path)
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint dict safely (``weights_only=True``), with clear errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, pickle with code, random bytes ...
+        raise CheckpointError(f"checkpoint {path} is corrupt or not an sfm_ros checkpoint "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        fmt = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"checkpoint {path} has format {fmt!r}; expected {FORMAT!r}")
+    for key in ("options", "depth_net", "pose_net"):
+        if key not in state:
+            raise CheckpointError(f"checkpoint {path} lacks {key!r}")
+    return state
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu",
+               expect: Options | None = None) -> tuple[SfMModel, Options, dict]:
+    """Build the model a checkpoint describes and load its weights.
+
+    Args:
+        expect: when given, the checkpoint's model options must match these (architecture,
+            sequence length); otherwise a :class:`CheckpointError` names the difference.
+    Returns:
+        ``(model in eval mode on device, options, the raw checkpoint dict)``.
+    """
+    state = read_checkpoint(path)
+    try:
+        options = Options.from_dict(state["options"])
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint {path} has invalid options: {exc}") from None
+    if expect is not None:
+        diff = {k: (v, getattr(expect.model, k)) for k, v in vars(options.model).items()
+                if k in ("depth_arch", "width_mult", "pose_arch", "seq_len") and getattr(expect.model, k) != v}
+        if diff:
+            desc = ", ".join(f"{k}: checkpoint {a!r} vs requested {b!r}" for k, (a, b) in diff.items())
+            raise CheckpointError(f"checkpoint {path} is another architecture ({desc})")
+    model = SfMModel(options.model, output_exp=True)
+    load_weights(model, state, path)
+    return model.to(device).eval(), options, state
+
+
+def load_weights(model: SfMModel, state: dict, path: str | Path = "<checkpoint>") -> None:
+    """Load both networks' weights strictly, turning mismatches into a clear error."""
+    model = getattr(model, "module", model)
+    for name in ("depth_net", "pose_net"):
+        net = getattr(model, name)
+        try:
+            missing, unexpected = net.load_state_dict(state[name], strict=False)
+        except RuntimeError as exc:
+            raise CheckpointError(f"checkpoint {path}: {name} weights do not fit this architecture "
+                                  f"({str(exc).splitlines()[1][:200] if len(str(exc).splitlines()) > 1 else exc})") from None
+        # The explainability head may legitimately be absent from either side.
+        missing = [k for k in missing if not k.startswith(("upconvs", "mask_heads")) or name != "pose_net"]
+        unexpected = [k for k in unexpected if not k.startswith(("upconvs", "mask_heads")) or name != "pose_net"]
+        if missing or unexpected:
+            raise CheckpointError(f"checkpoint {path}: {name} weights do not fit this architecture "
+                                  f"(missing {missing[:3]}, unexpected {unexpected[:3]})")

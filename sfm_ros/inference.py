@@ -1,0 +1,135 @@
+"""Inference on numpy images: preprocessing, depth, and relative poses from a trained checkpoint.
+
+Used by the ROS node, the evaluation and the demo; ROS-free. Depth is in *network units*
+(monocular depth is only known up to scale): multiply by a metric scale to get metres.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from .checkpoint import load_model
+from .geometry import invert_pose, pose_vec_to_mat, resize_intrinsics
+from .model import source_offsets
+from .networks import normalize_image
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` → ``cuda`` when available, else ``cpu``; ``cuda:N`` is checked to exist."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} requested but only {torch.cuda.device_count()} GPU(s) exist")
+    elif dev.type != "cpu":
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    return dev
+
+
+def cpu_supports_bf16() -> bool:
+    """True on CPUs with native bf16 dot products (AVX512-BF16 / AMX), where autocast pays."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def to_rgb_float(image: np.ndarray) -> np.ndarray:
+    """(H, W) grey or (H, W, 3) RGB uint8/uint16/float image → (H, W, 3) float32 in [0, 1]."""
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise ValueError(f"image must be (H, W), (H, W, 3) or (H, W, 4), got {image.shape}")
+    image = image[:, :, :3]
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / 255.0
+    if image.dtype == np.uint16:
+        return image.astype(np.float32) / 65535.0
+    return np.clip(image.astype(np.float32), 0.0, 1.0)
+
+
+class Estimator:
+    """A trained model ready for inference on numpy frames.
+
+    Args:
+        checkpoint: path of an sfm_ros checkpoint.
+        device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
+        precision: ``fp32`` | ``fp16`` (CUDA) | ``bf16`` (CPU with AVX512-BF16 or CUDA) | ``auto``
+            (fp32; bf16 on CPUs that support it natively).
+    """
+
+    def __init__(self, checkpoint: str | Path, device: str = "auto", precision: str = "fp32"):
+        self.device = resolve_device(device)
+        self.model, self.options, self.state = load_model(checkpoint, self.device)
+        self.height, self.width = self.options.model.height, self.options.model.width
+        self.seq_len = self.options.model.seq_len
+        self.offsets = source_offsets(self.seq_len)
+        if precision == "auto":
+            precision = "bf16" if self.device.type == "cpu" and cpu_supports_bf16() else "fp32"
+        if precision not in ("fp32", "fp16", "bf16"):
+            raise ValueError(f"precision must be fp32, fp16, bf16 or auto, got {precision!r}")
+        if precision == "fp16" and self.device.type != "cuda":
+            raise ValueError("precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+        self.precision = precision
+
+    def _autocast(self):
+        if self.precision == "fp32":
+            return nullcontext()
+        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        """A camera image → (1, 3, h, w) float tensor in [0, 1] at the network size, on the device."""
+        rgb = to_rgb_float(image)
+        if rgb.shape[:2] != (self.height, self.width):
+            rgb = cv2.resize(rgb, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].to(self.device)
+
+    def scale_intrinsics(self, K: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+        """Intrinsics of the camera image resized to the network input."""
+        Kt = torch.as_tensor(np.asarray(K, dtype=np.float64))
+        return resize_intrinsics(Kt, image_hw, (self.height, self.width)).numpy()
+
+    @torch.no_grad()
+    def depth(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, h, w) preprocessed images → (B, 1, h, w) depth (network units), float32."""
+        with self._autocast():
+            disp = self.model.predict_disp(images)[0]
+        return 1.0 / disp.float()
+
+    @torch.no_grad()
+    def poses(self, frames: list[torch.Tensor]) -> torch.Tensor:
+        """``seq_len`` preprocessed frames (oldest first) → (B, N, 4, 4) target→source transforms.
+
+        The target is the middle frame; the sources follow :func:`sfm_ros.model.source_offsets`.
+        """
+        if len(frames) != self.seq_len:
+            raise ValueError(f"need {self.seq_len} frames, got {len(frames)}")
+        mid = self.seq_len // 2
+        sources = [frames[mid + o] for o in self.offsets]
+        with self._autocast():
+            vec, _ = self.model.predict_poses(frames[mid], sources)
+        b, n, _ = vec.shape
+        return pose_vec_to_mat(vec.float().reshape(b * n, 6)).reshape(b, n, 4, 4)
+
+    @torch.no_grad()
+    def explainability(self, frames: list[torch.Tensor]) -> torch.Tensor | None:
+        """Finest-scale explainability masks (B, N, h, w) of a window, or None if the model has none."""
+        if not getattr(self.model.pose_net, "output_exp", False):
+            return None
+        mid = self.seq_len // 2
+        masks = self.model.pose_net.explainability(
+            normalize_image(frames[mid]), [normalize_image(frames[mid + o]) for o in self.offsets])
+        return masks[0].float() if masks else None
+
+    def motion_between(self, T_src_tgt: torch.Tensor) -> torch.Tensor:
+        """Camera motion from target to source (the source camera's pose in the target frame)."""
+        return invert_pose(T_src_tgt)

@@ -1,0 +1,368 @@
+"""Self-supervised training: one process or many (PyTorch DDP under ``torchrun``).
+
+The :class:`Trainer` takes :class:`sfm_ros.datasets.Sequence` objects (from bags, folders,
+videos or the renderer) and an :class:`sfm_ros.options.Options`, and writes to ``out_dir``:
+
+* ``last.pt`` (every ``train.ckpt_every`` steps, every epoch, and on Ctrl-C) and ``best.pt``
+  (lowest validation loss), both written atomically (:mod:`sfm_ros.checkpoint`);
+* TensorBoard logs under ``out_dir/tb``: total loss and each term per scale, learning rate, and
+  every ``train.image_every`` steps the target, its depth colormap, the explainability mask and the
+  warped sources.
+
+Distributed runs: started by ``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` in the
+environment) the trainer joins the process group (NCCL on CUDA, gloo on CPU), wraps the model in
+:class:`~torch.nn.parallel.DistributedDataParallel`, shards the data with a
+:class:`~torch.utils.data.DistributedSampler`; only rank 0 logs and writes files.
+
+``resume`` continues exactly: model, optimiser, epoch, step inside the epoch, and RNG states;
+data order and augmentation are pure functions of ``(seed, epoch, index)``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
+
+from .checkpoint import CheckpointError, load_weights, read_checkpoint, save_checkpoint
+from .datasets import Sequence, WindowDataset, collate
+from .inference import cpu_supports_bf16, resolve_device
+from .losses import compute_losses
+from .model import SfMModel
+from .options import Options
+from .visualize import colorize_depth
+
+
+class TrainingInterrupted(Exception):
+    """Raised after Ctrl-C once the final checkpoint is written."""
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss stayed non-finite); checkpoints are left untouched."""
+
+
+class _SkipSampler(Sampler):
+    """Yields a sampler's indices after skipping the first ``skip`` (resume in mid-epoch)."""
+
+    def __init__(self, sampler: Sampler, skip: int):
+        self.sampler, self.skip = sampler, skip
+
+    def __iter__(self):
+        for i, idx in enumerate(self.sampler):
+            if i >= self.skip:
+                yield idx
+
+    def __len__(self) -> int:
+        return max(0, len(self.sampler) - self.skip)
+
+
+def distributed_env() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) otherwise."""
+    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+            int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``train.amp`` on ``device`` (None = full precision)."""
+    if mode == "off":
+        return None
+    if mode == "bf16":
+        return torch.bfloat16
+    if mode == "fp16":
+        if device.type != "cuda":
+            raise ValueError("train.amp=fp16 needs CUDA; use bf16 or off on the CPU")
+        return torch.float16
+    if mode != "auto":
+        raise ValueError(f"train.amp must be auto, off, bf16 or fp16, got {mode!r}")
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_supports_bf16() else None
+
+
+class Trainer:
+    def __init__(
+        self,
+        opts: Options,
+        train_sequences: list[Sequence],
+        val_sequences: list[Sequence] | None,
+        out_dir: str | Path,
+        resume: str | Path | None = None,
+        progress: bool = True,
+        tensorboard: bool = True,
+        ckpt_every: int = 1000,
+    ):
+        self.opts = opts
+        self.out_dir = Path(out_dir)
+        self.rank, self.world, self.local_rank = distributed_env()
+        self.distributed = self.world > 1
+        self.is_main = self.rank == 0
+        self.ckpt_every = ckpt_every
+        t = opts.train
+        device = resolve_device(t.device)
+        if self.distributed and device.type == "cuda":
+            device = torch.device("cuda", self.local_rank)
+            torch.cuda.set_device(device)
+        self.device = device
+        if self.distributed and not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        self.amp = amp_dtype(t.amp, device)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
+
+        torch.manual_seed(t.seed)  # identical initial weights on every rank (DDP also broadcasts)
+        self.model = SfMModel(opts.model, output_exp=opts.loss.exp_weight > 0).to(device)
+        self.source_depth = opts.loss.geometry_weight > 0 or opts.loss.geometry_mask
+        self.ddp = (torch.nn.parallel.DistributedDataParallel(
+            self.model, device_ids=[device.index] if device.type == "cuda" else None)
+            if self.distributed else self.model)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, betas=(t.beta1, t.beta2),
+                                          weight_decay=t.weight_decay)
+        self.train_set = WindowDataset(train_sequences, opts.model.seq_len, opts.data.stride,
+                                       augment=opts.data.augment, seed=t.seed)
+        self.val_set = (WindowDataset(val_sequences, opts.model.seq_len, opts.data.stride)
+                        if val_sequences else None)
+        self.sampler = DistributedSampler(self.train_set, num_replicas=self.world, rank=self.rank,
+                                          shuffle=True, seed=t.seed, drop_last=True)
+        per_rank = len(self.sampler)
+        if per_rank < t.batch_size:
+            raise ValueError(f"only {len(self.train_set)} training windows ({per_rank} per process); "
+                             f"expected at least train.batch_size={t.batch_size} per process")
+        self.steps_per_epoch = per_rank // t.batch_size
+        self.epoch, self.step, self.step_in_epoch = 0, 0, 0
+        self.best_val = math.inf
+        self.history: list[dict] = []
+        self._rng_to_restore = None
+        if resume:
+            self._load_resume(resume)
+        self.writer = None
+        if self.is_main and tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.out_dir / "tb"))
+        self.progress = progress and self.is_main
+
+    # ------------------------------------------------------------------ checkpoints
+    def _rng_state(self) -> dict:
+        state = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def save(self, name: str, **extra) -> Path | None:
+        if not self.is_main:
+            return None
+        path = self.out_dir / name
+        save_checkpoint(path, self.model, self.opts, epoch=self.epoch, step=self.step,
+                        step_in_epoch=self.step_in_epoch, optimizer=self.optimizer.state_dict(),
+                        rng=self._rng_state(), best_val=self.best_val, history=self.history,
+                        world_size=self.world, extra=extra)
+        return path
+
+    def _load_resume(self, path: str | Path) -> None:
+        state = read_checkpoint(path)
+        saved = Options.from_dict(state["options"])
+        diff = [k for k in ("depth_arch", "width_mult", "pose_arch", "seq_len")
+                if getattr(saved.model, k) != getattr(self.opts.model, k)]
+        if diff:
+            raise CheckpointError(f"cannot resume from {path}: it is another architecture "
+                                  f"({', '.join(f'{k}={getattr(saved.model, k)!r}' for k in diff)})")
+        load_weights(self.model, state, path)
+        if "optimizer" not in state:
+            raise CheckpointError(f"cannot resume from {path}: it holds no optimiser state")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch = int(state.get("epoch", 0))
+        self.step = int(state.get("step", 0))
+        self.step_in_epoch = int(state.get("step_in_epoch", 0))
+        self.best_val = float(state.get("best_val", math.inf))
+        self.history = list(state.get("history", []))
+        if state.get("world_size", 1) != self.world:
+            self._rng_to_restore = None  # a different world size cannot replay the same batches
+        else:
+            self._rng_to_restore = state.get("rng")
+        if self.step_in_epoch >= self.steps_per_epoch:
+            self.epoch, self.step_in_epoch = self.epoch + 1, 0
+
+    # ------------------------------------------------------------------ steps
+    def _autocast(self):
+        if self.amp is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp)
+
+    def _forward(self, batch: dict, model, keep_warped: bool = False) -> tuple[dict, dict]:
+        target = batch["target"].to(self.device, non_blocking=True)
+        sources = batch["sources"].to(self.device, non_blocking=True)
+        K = batch["K"].to(self.device)
+        offsets = self.model.offsets
+        src_list = [sources[:, i] for i in range(len(offsets))]
+        with self._autocast():
+            outputs = model(target, src_list, source_depth=self.source_depth)
+        losses = compute_losses(target, dict(zip(offsets, src_list)), K, outputs, self.opts.loss,
+                                keep_warped=keep_warped)
+        return outputs, losses
+
+    def train_step(self, batch: dict) -> dict:
+        self.ddp.train()
+        log_images = self.writer is not None and self.opts.train.image_every > 0 and \
+            self.step % self.opts.train.image_every == 0
+        outputs, losses = self._forward(batch, self.ddp, keep_warped=log_images)
+        loss = losses["loss"]
+        self.optimizer.zero_grad(set_to_none=True)
+        finite = torch.isfinite(loss.detach()).float().reshape(1)
+        if self.distributed:  # every rank must skip together, or DDP's all-reduce would hang
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if finite.item() < 1:
+            return {"loss": float("nan"), "skipped": True}
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        if log_images:
+            self._log_images(batch, outputs, losses)
+        return {k: float(v) for k, v in losses.items()
+                if k == "loss" or (isinstance(k, tuple) and k[0] in ("photo", "smooth", "exp", "geometry"))}
+
+    @torch.no_grad()
+    def validate(self) -> float | None:
+        """Mean validation loss (the training objective, no augmentation) on this rank's model."""
+        if self.val_set is None:
+            return None
+        loader = DataLoader(self.val_set, batch_size=self.opts.train.batch_size, shuffle=False,
+                            num_workers=0, collate_fn=collate)
+        self.model.train()  # all 4 scales (no dropout/batch-norm: identical to eval otherwise)
+        total, n = 0.0, 0
+        cpu_rng = torch.get_rng_state()
+        torch.manual_seed(12345)  # the auto-mask tie-break noise: the same for every validation
+        try:
+            for batch in loader:
+                _, losses = self._forward(batch, self.model)
+                b = batch["target"].shape[0]
+                total += float(losses["loss"]) * b
+                n += b
+        finally:
+            torch.set_rng_state(cpu_rng)
+        return total / max(n, 1)
+
+    def _log_images(self, batch: dict, outputs: dict, losses: dict) -> None:
+        w, step = self.writer, self.step
+        w.add_image("target", batch["target"][0].clamp(0, 1), step)
+        depth = outputs[("depth", 0, 0)][0, 0].detach().float().cpu().numpy()
+        w.add_image("depth", colorize_depth(depth), step, dataformats="HWC")
+        for f in self.model.offsets:
+            if ("warped", f, 0) in losses:
+                w.add_image(f"warped/{f:+d}", losses[("warped", f, 0)][0].clamp(0, 1), step)
+            if ("exp", f, 0) in outputs:
+                w.add_image(f"explainability/{f:+d}", outputs[("exp", f, 0)][0].detach().float().cpu(), step)
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> dict:
+        """Train until ``train.epochs``, ``train.max_steps`` or ``train.max_minutes``.
+
+        Returns a summary dict. Raises :class:`TrainingInterrupted` after Ctrl-C (a final
+        ``last.pt`` is written first) and :class:`TrainingError` if the loss stays non-finite.
+        """
+        t = self.opts.train
+        start = time.monotonic()
+        bad_steps = 0
+        stop = False
+        try:
+            while self.epoch < t.epochs and not stop:
+                self.sampler.set_epoch(self.epoch)
+                self.train_set.set_epoch(self.epoch)
+                sampler = _SkipSampler(self.sampler, self.step_in_epoch * t.batch_size)
+                loader = DataLoader(self.train_set, batch_size=t.batch_size, sampler=sampler,
+                                    num_workers=t.num_workers, collate_fn=collate, drop_last=True,
+                                    pin_memory=self.device.type == "cuda")
+                it = iter(loader)
+                if self._rng_to_restore is not None:  # after the iterator drew its worker seeds
+                    torch.set_rng_state(self._rng_to_restore["torch"])
+                    if "cuda" in self._rng_to_restore and torch.cuda.is_available():
+                        torch.cuda.set_rng_state_all(self._rng_to_restore["cuda"])
+                    self._rng_to_restore = None
+                bar = None
+                if self.progress:
+                    from tqdm import tqdm
+
+                    bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch,
+                               desc=f"epoch {self.epoch + 1}/{t.epochs}", unit="it", dynamic_ncols=True)
+                for batch in it:
+                    logs = self.train_step(batch)
+                    if logs.get("skipped"):
+                        bad_steps += 1
+                        if bad_steps >= 10:
+                            raise TrainingError(f"the loss was non-finite for {bad_steps} steps in a row "
+                                                f"(step {self.step}); stopping without writing checkpoints")
+                        continue
+                    bad_steps = 0
+                    self.step += 1
+                    self.step_in_epoch += 1
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{logs['loss']:.4f}")
+                    if self.writer is not None and (self.step % t.log_every == 0 or self.step == 1):
+                        self._log_scalars(logs)
+                    if self.step % max(1, t.log_every) == 0 or self.step == 1:
+                        self.history.append({"step": self.step, "loss": logs["loss"]})
+                    if self.ckpt_every and self.step % self.ckpt_every == 0:
+                        self.save("last.pt")
+                    if (t.max_steps and self.step >= t.max_steps) or \
+                            (t.max_minutes and time.monotonic() - start >= 60 * t.max_minutes):
+                        stop = True
+                        break
+                if bar is not None:
+                    bar.close()
+                epoch_done = self.step_in_epoch >= self.steps_per_epoch
+                val = self._end_of_epoch() if epoch_done or stop else None
+                if epoch_done:
+                    self.epoch += 1
+                    self.step_in_epoch = 0
+                if self.is_main:
+                    self.save("last.pt", val_loss=val)
+                self._barrier()
+        except KeyboardInterrupt:
+            if self.is_main:
+                self.save("last.pt", interrupted=True)
+            raise TrainingInterrupted(f"interrupted at step {self.step}; wrote {self.out_dir / 'last.pt'}") from None
+        finally:
+            if self.writer is not None:
+                self.writer.flush()
+        return {"steps": self.step, "epochs": self.epoch, "best_val": self.best_val,
+                "minutes": (time.monotonic() - start) / 60, "history": self.history}
+
+    def _end_of_epoch(self) -> float | None:
+        val = self.validate() if self.is_main else None
+        if val is not None:
+            self.history.append({"step": self.step, "val_loss": val})
+            if self.writer is not None:
+                self.writer.add_scalar("val/loss", val, self.step)
+            if val < self.best_val:
+                self.best_val = val
+                self.save("best.pt", val_loss=val)
+        elif self.is_main and self.val_set is None:
+            self.save("best.pt")  # no validation data: the latest model is the best we know
+        return val
+
+    def _log_scalars(self, logs: dict) -> None:
+        w = self.writer
+        w.add_scalar("train/loss", logs["loss"], self.step)
+        for k, v in logs.items():
+            if isinstance(k, tuple):
+                w.add_scalar(f"train/{k[0]}/scale{k[1]}", v, self.step)
+        w.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.step)
+
+    def _barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.distributed and dist.is_initialized():
+            dist.destroy_process_group()
+

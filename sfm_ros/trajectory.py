@@ -1,0 +1,680 @@
+"""Trajectory evaluation for SfMLearner ego-motion: Umeyama alignment, ATE/RPE, the paper's snippet ATE.
+
+Pure numpy (no torch, no ROS); ``evo`` is *not* a dependency, but the whole-trajectory metrics
+are written to agree with ``evo`` 1.38 to numerical precision (checked in ``test/test_trajectory.py``).
+
+Conventions
+-----------
+* **Poses** are 4x4 float64 homogeneous matrices ``T_a_b`` (``p_a = T_a_b @ p_b``). A trajectory is
+  an ``(N, 4, 4)`` array of camera-to-world poses ``T_w_c`` in the camera optical frame
+  (x right, y down, z forward). Positions are ``T[:, :3, 3]``.
+* **Relative poses** (:func:`relative_poses`): ``rel[i] = inv(T_w_i) @ T_w_{i+1} = T_{c_i}_{c_{i+1}}``,
+  the pose of camera ``i+1`` in camera ``i`` (the "odometry increment"). :func:`chain` is its exact
+  inverse: ``T_0 = start``, ``T_{i+1} = T_i @ rel[i]``. Note that the pose network's *target→source*
+  output ``T_s_t = inv(T_w_s) @ T_w_t`` is, for ``s = t + 1``, ``inv(rel[t])``.
+* **Pose vectors** ``[tx, ty, tz, rx, ry, rz]``: ``(rx, ry, rz)`` is an axis-angle rotation vector
+  (Rodrigues; direction = axis, norm = angle in radians); the matrix is ``[R | t]``, ``p' = R p + t``
+  (same as :mod:`sfm_ros.geometry`, in numpy).
+* **Alignment** (:func:`align_trajectory`, used by :func:`ate` / :func:`rpe`), as ``evo``:
+  ``'sim3'`` = Umeyama with scale (``evo_ape -as``), ``'se3'`` = Umeyama without scale (``-a``),
+  ``'scale'`` = only the scale of the Sim(3) Umeyama fit applied to the estimated positions about the
+  origin (``-s``), ``'none'``. The alignment maps the *estimate* onto the ground truth:
+  ``T_est' = [R_a R | s R_a t + t_a]``.
+
+The snippet protocol of SfMLearner (:func:`snippet_ate`)
+--------------------------------------------------------
+Zhou et al. (CVPR 2017), Table 3, evaluate the pose network on every window of ``L = 5`` (or 3)
+consecutive frames (stride 1): both the ground truth and the prediction of the window are expressed
+relative to the window's first frame (``inv(T_0) @ T_j``, so no rotational alignment is needed), a
+single scale is fitted by least squares on the positions, and the per-window "ATE" is averaged over
+all windows (``mean ± std``, ``np.std`` i.e. population std). Reference implementation:
+``kitti_eval/pose_evaluation_utils.py::compute_ate`` of tinghuiz/SfMLearner::
+
+    offset = gtruth_xyz[0] - pred_xyz[0]          # 0 here: both start at the origin
+    pred_xyz += offset[None, :]
+    scale = np.sum(gtruth_xyz * pred_xyz) / np.sum(pred_xyz ** 2)
+    alignment_error = pred_xyz * scale - gtruth_xyz
+    rmse = np.sqrt(np.sum(alignment_error ** 2)) / len(matches)
+
+**The default ``formula='sfmlearner'`` reproduces exactly this expression,**
+``sqrt(sum_j ||s p_j - g_j||^2) / L`` (all ``L`` positions, including the first, enter both the scale
+fit and the error). It is *not* a root-mean-square: a true RMSE ``sqrt(sum_j ||e_j||^2 / L)`` is
+``sqrt(L)`` times larger; ``formula='rmse'`` gives that one. Numbers comparable with the paper
+(0.0210 ± 0.0170 on KITTI odometry seq. 09) need the default. Differences from the original code,
+documented: (1) the original writes the predicted snippets with ``'%f'`` (6 decimals) to TUM files and
+matches them by time stamp, here the arrays are used directly; (2) for an all-zero prediction (the
+zero-motion baseline) the original scale is ``0/0 = nan``; here the scale is defined as 0 so that the
+error is ``-g_j`` and the ATE is ``sqrt(sum_j ||g_j||^2) / L`` (any scale gives the same error).
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+__all__ = [
+    "ALIGN_MODES",
+    "skew",
+    "axis_angle_to_matrix",
+    "matrix_to_axis_angle",
+    "pose_vec_to_matrix",
+    "matrix_to_pose_vec",
+    "quat_to_matrix",
+    "matrix_to_quat",
+    "make_pose",
+    "invert_poses",
+    "relative_poses",
+    "chain",
+    "umeyama",
+    "align_trajectory",
+    "ate",
+    "rpe",
+    "snippets_from_poses",
+    "snippets_from_relative",
+    "snippet_from_network",
+    "snippet_ate_single",
+    "snippet_ate",
+    "zero_motion_poses",
+    "mean_relative_motion",
+    "mean_odometry_poses",
+    "write_tum",
+    "read_tum",
+    "write_kitti",
+    "read_kitti",
+]
+
+ALIGN_MODES = ("sim3", "se3", "scale", "none")
+
+
+# --------------------------------------------------------------------------------------------
+# Validation helpers
+# --------------------------------------------------------------------------------------------
+def _as_poses(poses, name: str, min_len: int = 1) -> np.ndarray:
+    """``poses`` as a float64 (N, 4, 4) array (a single (4, 4) pose is *not* accepted)."""
+    arr = np.asarray(poses, dtype=np.float64)
+    if arr.ndim != 3 or arr.shape[1:] != (4, 4):
+        raise ValueError(f"{name} must have shape (N, 4, 4), got {arr.shape}")
+    if arr.shape[0] < min_len:
+        raise ValueError(f"{name} needs at least {min_len} poses, got {arr.shape[0]}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains non-finite values")
+    return arr
+
+
+def _check_same_len(a: np.ndarray, b: np.ndarray, na: str, nb: str) -> None:
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"{na} and {nb} must have the same length, got {a.shape[0]} and {b.shape[0]}")
+
+
+def _stats(err: np.ndarray) -> dict:
+    err = np.asarray(err, dtype=np.float64)
+    return {
+        "rmse": float(np.sqrt(np.mean(err ** 2))),
+        "mean": float(np.mean(err)),
+        "median": float(np.median(err)),
+        "std": float(np.std(err)),
+        "min": float(np.min(err)),
+        "max": float(np.max(err)),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# SO(3) / SE(3) in numpy
+# --------------------------------------------------------------------------------------------
+def skew(v) -> np.ndarray:
+    """Skew-symmetric matrices ``[v]_x`` of (..., 3) vectors: (..., 3, 3)."""
+    v = np.asarray(v, dtype=np.float64)
+    if v.shape[-1] != 3:
+        raise ValueError(f"skew expects (..., 3), got {v.shape}")
+    z = np.zeros(v.shape[:-1])
+    x, y, w = v[..., 0], v[..., 1], v[..., 2]
+    return np.stack(
+        [np.stack([z, -w, y], -1), np.stack([w, z, -x], -1), np.stack([-y, x, z], -1)], -2
+    )
+
+
+def axis_angle_to_matrix(r) -> np.ndarray:
+    """Rodrigues: rotation vectors (..., 3) -> rotation matrices (..., 3, 3) (Taylor near 0)."""
+    r = np.asarray(r, dtype=np.float64)
+    if r.shape[-1] != 3:
+        raise ValueError(f"rotation vectors must be (..., 3), got {r.shape}")
+    theta2 = np.sum(r * r, axis=-1)
+    theta = np.sqrt(theta2)
+    small = theta < 1e-4
+    safe = np.where(small, 1.0, theta)
+    a = np.where(small, 1.0 - theta2 / 6.0 + theta2 ** 2 / 120.0, np.sin(safe) / safe)
+    b = np.where(small, 0.5 - theta2 / 24.0 + theta2 ** 2 / 720.0, (1.0 - np.cos(safe)) / safe ** 2)
+    K = skew(r)
+    eye = np.broadcast_to(np.eye(3), K.shape)
+    return eye + a[..., None, None] * K + b[..., None, None] * (K @ K)
+
+
+def matrix_to_axis_angle(R) -> np.ndarray:
+    """Logarithm of rotation matrices (..., 3, 3) -> rotation vectors (..., 3), angle in [0, pi].
+
+    Robust everywhere: ``atan2`` for the angle, a Taylor series near 0 and the symmetric part of
+    ``R`` near pi (where ``R - R^T`` vanishes).
+    """
+    R = np.asarray(R, dtype=np.float64)
+    if R.shape[-2:] != (3, 3):
+        raise ValueError(f"rotation matrices must be (..., 3, 3), got {R.shape}")
+    batch = R.shape[:-2]
+    R = R.reshape(-1, 3, 3)
+    w = 0.5 * np.stack([R[:, 2, 1] - R[:, 1, 2], R[:, 0, 2] - R[:, 2, 0], R[:, 1, 0] - R[:, 0, 1]], -1)
+    sin_t = np.linalg.norm(w, axis=-1)  # w = sin(theta) * axis
+    cos_t = 0.5 * (np.trace(R, axis1=-2, axis2=-1) - 1.0)
+    theta = np.arctan2(sin_t, cos_t)
+    tiny = theta < 1e-6
+    factor = np.where(tiny, 1.0 + theta ** 2 / 6.0, theta / np.where(tiny, 1.0, np.maximum(sin_t, 1e-300)))
+    out = factor[:, None] * w
+    near_pi = np.nonzero(cos_t < -0.99)[0]
+    if near_pi.size:
+        # R + R^T = 2 cos(t) I + 2 (1 - cos(t)) a a^T  =>  a a^T from the symmetric part.
+        Rp, th = R[near_pi], theta[near_pi]
+        c = np.cos(th)
+        B = (0.5 * (Rp + np.swapaxes(Rp, -1, -2)) - c[:, None, None] * np.eye(3)) / (1.0 - c)[:, None, None]
+        k = np.argmax(np.diagonal(B, axis1=-2, axis2=-1), axis=-1)
+        axis = B[np.arange(len(k)), k]  # row k of a a^T = a_k * a
+        axis = axis / np.linalg.norm(axis, axis=-1, keepdims=True)
+        sgn = np.sign(np.sum(axis * w[near_pi], axis=-1))  # sign from the antisymmetric part
+        sgn[sgn == 0] = 1.0
+        out[near_pi] = axis * (sgn * th)[:, None]
+    return out.reshape(batch + (3,))
+
+
+def make_pose(R=None, t=None) -> np.ndarray:
+    """A 4x4 pose from a 3x3 rotation (default identity) and a translation (default 0)."""
+    T = np.eye(4)
+    if R is not None:
+        T[:3, :3] = np.asarray(R, dtype=np.float64)
+    if t is not None:
+        T[:3, 3] = np.asarray(t, dtype=np.float64).reshape(3)
+    return T
+
+
+def pose_vec_to_matrix(vec) -> np.ndarray:
+    """``[tx, ty, tz, rx, ry, rz]`` (..., 6), axis-angle rotation, -> (..., 4, 4) ``[R | t]``."""
+    vec = np.asarray(vec, dtype=np.float64)
+    if vec.shape[-1] != 6:
+        raise ValueError(f"pose vectors must be (..., 6), got {vec.shape}")
+    T = np.zeros(vec.shape[:-1] + (4, 4))
+    T[..., :3, :3] = axis_angle_to_matrix(vec[..., 3:])
+    T[..., :3, 3] = vec[..., :3]
+    T[..., 3, 3] = 1.0
+    return T
+
+
+def matrix_to_pose_vec(T) -> np.ndarray:
+    """(..., 4, 4) (or (..., 3, 4)) poses -> ``[tx, ty, tz, rx, ry, rz]`` (..., 6)."""
+    T = np.asarray(T, dtype=np.float64)
+    if T.shape[-2:] not in ((4, 4), (3, 4)):
+        raise ValueError(f"poses must be (..., 4, 4) or (..., 3, 4), got {T.shape}")
+    return np.concatenate([T[..., :3, 3], matrix_to_axis_angle(T[..., :3, :3])], axis=-1)
+
+
+def quat_to_matrix(q_xyzw) -> np.ndarray:
+    """Quaternions ``(qx, qy, qz, qw)`` (..., 4) (Hamilton, normalised here) -> (..., 3, 3)."""
+    q = np.asarray(q_xyzw, dtype=np.float64)
+    if q.shape[-1] != 4:
+        raise ValueError(f"quaternions must be (..., 4), got {q.shape}")
+    n = np.linalg.norm(q, axis=-1, keepdims=True)
+    if np.any(n < 1e-12):
+        raise ValueError("zero-norm quaternion")
+    x, y, z, w = np.moveaxis(q / n, -1, 0)
+    return np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+            np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+            np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        -2,
+    )
+
+
+def matrix_to_quat(R) -> np.ndarray:
+    """Rotation matrices (..., 3, 3) -> unit quaternions ``(qx, qy, qz, qw)`` with ``qw >= 0``."""
+    R = np.asarray(R, dtype=np.float64)
+    if R.shape[-2:] != (3, 3):
+        raise ValueError(f"rotation matrices must be (..., 3, 3), got {R.shape}")
+    m = R.reshape(-1, 3, 3)
+    q = np.empty((m.shape[0], 4))
+    tr = np.trace(m, axis1=-2, axis2=-1)
+    diag = np.diagonal(m, axis1=-2, axis2=-1)
+    # Shepperd: pick the largest of (w, x, y, z) magnitudes for stability.
+    choice = np.argmax(np.concatenate([tr[:, None], diag], axis=1), axis=1)
+    for i in range(m.shape[0]):
+        a = m[i]
+        c = choice[i]
+        if c == 0:
+            s = 2.0 * math.sqrt(max(tr[i] + 1.0, 0.0))
+            q[i] = [(a[2, 1] - a[1, 2]) / s, (a[0, 2] - a[2, 0]) / s, (a[1, 0] - a[0, 1]) / s, 0.25 * s]
+        elif c == 1:
+            s = 2.0 * math.sqrt(max(1.0 + a[0, 0] - a[1, 1] - a[2, 2], 0.0))
+            q[i] = [0.25 * s, (a[0, 1] + a[1, 0]) / s, (a[0, 2] + a[2, 0]) / s, (a[2, 1] - a[1, 2]) / s]
+        elif c == 2:
+            s = 2.0 * math.sqrt(max(1.0 + a[1, 1] - a[0, 0] - a[2, 2], 0.0))
+            q[i] = [(a[0, 1] + a[1, 0]) / s, 0.25 * s, (a[1, 2] + a[2, 1]) / s, (a[0, 2] - a[2, 0]) / s]
+        else:
+            s = 2.0 * math.sqrt(max(1.0 + a[2, 2] - a[0, 0] - a[1, 1], 0.0))
+            q[i] = [(a[0, 2] + a[2, 0]) / s, (a[1, 2] + a[2, 1]) / s, 0.25 * s, (a[1, 0] - a[0, 1]) / s]
+    q /= np.linalg.norm(q, axis=-1, keepdims=True)
+    q[q[:, 3] < 0] *= -1.0
+    return q.reshape(R.shape[:-2] + (4,))
+
+
+def invert_poses(T) -> np.ndarray:
+    """Inverse of rigid poses (..., 4, 4) using ``R^T`` (exact for SE(3))."""
+    T = np.asarray(T, dtype=np.float64)
+    R = T[..., :3, :3]
+    t = T[..., :3, 3]
+    out = np.zeros(T.shape)
+    Rt = np.swapaxes(R, -1, -2)
+    out[..., :3, :3] = Rt
+    out[..., :3, 3] = -np.einsum("...ij,...j->...i", Rt, t)
+    out[..., 3, 3] = 1.0
+    return out
+
+
+def relative_poses(poses) -> np.ndarray:
+    """Odometry increments ``rel[i] = inv(T_i) @ T_{i+1}`` (pose of frame i+1 in frame i): (N-1, 4, 4)."""
+    P = _as_poses(poses, "poses", min_len=1)
+    return invert_poses(P[:-1]) @ P[1:]
+
+
+def chain(rel_poses, start=None) -> np.ndarray:
+    """Integrate increments: ``T_0 = start`` (identity), ``T_{i+1} = T_i @ rel[i]``; (len(rel)+1, 4, 4)."""
+    rel = np.asarray(rel_poses, dtype=np.float64)
+    if rel.ndim != 3 or rel.shape[1:] != (4, 4):
+        raise ValueError(f"rel_poses must have shape (M, 4, 4), got {rel.shape}")
+    T = np.eye(4) if start is None else np.asarray(start, dtype=np.float64)
+    if T.shape != (4, 4):
+        raise ValueError(f"start must be (4, 4), got {T.shape}")
+    out = np.empty((rel.shape[0] + 1, 4, 4))
+    out[0] = T
+    for i in range(rel.shape[0]):
+        out[i + 1] = out[i] @ rel[i]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Alignment
+# --------------------------------------------------------------------------------------------
+def umeyama(src, dst, with_scale: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares similarity (Umeyama 1991) minimising ``sum ||dst_i - (s R src_i + t)||^2``.
+
+    ``src``, ``dst``: (N, 3) corresponding points. Returns ``(s, R, t)`` with ``R`` a proper rotation
+    (det +1) and ``s = 1`` when ``with_scale`` is False. Same algorithm (1/N covariance, Kabsch sign
+    fix) as ``evo.core.geometry.umeyama_alignment``; unlike evo it does not refuse collinear points
+    (the minimiser is then not unique, but the returned one is optimal).
+    """
+    x = np.asarray(src, dtype=np.float64)
+    y = np.asarray(dst, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != 3 or x.shape != y.shape:
+        raise ValueError(f"src and dst must both be (N, 3), got {x.shape} and {y.shape}")
+    if x.shape[0] < 2:
+        raise ValueError(f"umeyama needs at least 2 points, got {x.shape[0]}")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError("umeyama: non-finite input")
+    n = x.shape[0]
+    mx, my = x.mean(axis=0), y.mean(axis=0)
+    xc, yc = x - mx, y - my
+    sigma_x = np.sum(xc ** 2) / n
+    cov = yc.T @ xc / n
+    U, d, Vt = np.linalg.svd(cov)
+    S = np.eye(3)
+    if np.linalg.det(U) * np.linalg.det(Vt) < 0.0:
+        S[2, 2] = -1.0
+    R = U @ S @ Vt
+    if with_scale:
+        if sigma_x <= 0.0:
+            raise ValueError("umeyama: all source points coincide, the scale is undefined")
+        s = float(np.trace(np.diag(d) @ S) / sigma_x)
+    else:
+        s = 1.0
+    t = my - s * R @ mx
+    return s, R, t
+
+
+def align_trajectory(gt_poses, est_poses, align: str = "sim3"):
+    """Align ``est_poses`` onto ``gt_poses`` (positions); returns ``(aligned_est, s, R, t)``.
+
+    See the module doc for the modes. ``aligned_est[i] = [R R_i | s R t_i + t]``.
+    """
+    gt = _as_poses(gt_poses, "gt_poses")
+    est = _as_poses(est_poses, "est_poses")
+    _check_same_len(gt, est, "gt_poses", "est_poses")
+    if align not in ALIGN_MODES:
+        raise ValueError(f"align must be one of {ALIGN_MODES}, got {align!r}")
+    s, R, t = 1.0, np.eye(3), np.zeros(3)
+    if align == "sim3":
+        s, R, t = umeyama(est[:, :3, 3], gt[:, :3, 3], with_scale=True)
+    elif align == "se3":
+        s, R, t = umeyama(est[:, :3, 3], gt[:, :3, 3], with_scale=False)
+    elif align == "scale":
+        s = umeyama(est[:, :3, 3], gt[:, :3, 3], with_scale=True)[0]
+    out = est.copy()
+    out[:, :3, :3] = R @ est[:, :3, :3]
+    out[:, :3, 3] = s * est[:, :3, 3] @ R.T + t
+    return out, float(s), R, t
+
+
+def ate(gt_poses, est_poses, align: str = "sim3") -> dict:
+    """Absolute trajectory error on positions after alignment (``evo_ape tum ... -as`` by default).
+
+    Returns ``rmse, mean, median, std, min, max`` of ``||p_gt_i - p_est_aligned_i||``, the alignment
+    ``scale`` and ``n`` (number of poses). ``std`` is the population std, as evo.
+    """
+    gt = _as_poses(gt_poses, "gt_poses", min_len=2 if align != "none" else 1)
+    aligned, s, _, _ = align_trajectory(gt, est_poses, align)
+    err = np.linalg.norm(gt[:, :3, 3] - aligned[:, :3, 3], axis=1)
+    out = _stats(err)
+    out["scale"] = s
+    out["n"] = int(len(err))
+    return out
+
+
+def _rotation_angle(R: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(matrix_to_axis_angle(R), axis=-1)
+
+
+def rpe(gt_poses, est_poses, delta: int = 1, align: str = "sim3") -> dict:
+    """Relative pose error over frame pairs ``(i, i + delta)`` (``evo_rpe --delta d --delta_unit f``).
+
+    ``E_i = inv(inv(Q_i) Q_{i+d}) @ inv(P_i) P_{i+d}`` (Q ground truth, P the estimate after
+    :func:`align_trajectory`; only the scale of the alignment matters here). Returns the statistics
+    of the translational error ``||t(E_i)||`` as ``trans_*`` (``rmse`` is an alias of ``trans_rmse``)
+    and of the rotation angle of ``E_i`` in degrees as ``rot_*_deg``, plus ``scale`` and ``pairs``.
+    """
+    if int(delta) != delta or delta < 1:
+        raise ValueError(f"delta must be a positive integer (frames), got {delta!r}")
+    delta = int(delta)
+    gt = _as_poses(gt_poses, "gt_poses", min_len=2)
+    aligned, s, _, _ = align_trajectory(gt, est_poses, align)
+    if gt.shape[0] <= delta:
+        raise ValueError(f"delta={delta} needs more than {delta} poses, got {gt.shape[0]}")
+    q_rel = invert_poses(gt[:-delta]) @ gt[delta:]
+    p_rel = invert_poses(aligned[:-delta]) @ aligned[delta:]
+    E = invert_poses(q_rel) @ p_rel
+    t_err = np.linalg.norm(E[:, :3, 3], axis=1)
+    r_err = np.degrees(_rotation_angle(E[:, :3, :3]))
+    out = {f"trans_{k}": v for k, v in _stats(t_err).items()}
+    out.update({f"rot_{k}_deg": v for k, v in _stats(r_err).items()})
+    out["rmse"] = out["trans_rmse"]
+    out["scale"] = s
+    out["pairs"] = int(len(t_err))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# SfMLearner snippet protocol
+# --------------------------------------------------------------------------------------------
+def _check_snippet_len(snippet_len: int, stride: int) -> None:
+    if int(snippet_len) != snippet_len or snippet_len < 2:
+        raise ValueError(f"snippet_len must be an integer >= 2, got {snippet_len!r}")
+    if int(stride) != stride or stride < 1:
+        raise ValueError(f"stride must be a positive integer, got {stride!r}")
+
+
+def snippets_from_poses(poses, snippet_len: int = 5, stride: int = 1) -> np.ndarray:
+    """Windows of ``snippet_len`` consecutive poses (start every ``stride`` frames), each expressed
+    relative to its first frame: ``out[k, j] = inv(T_{ks}) @ T_{ks+j}``. Shape (M, L, 4, 4) with
+    ``M = (N - L) // stride + 1``."""
+    _check_snippet_len(snippet_len, stride)
+    P = _as_poses(poses, "poses")
+    n = P.shape[0]
+    if n < snippet_len:
+        raise ValueError(f"need at least snippet_len={snippet_len} poses, got {n}")
+    starts = np.arange(0, n - snippet_len + 1, stride)
+    idx = starts[:, None] + np.arange(snippet_len)[None, :]
+    return invert_poses(P[starts])[:, None] @ P[idx]
+
+
+def snippets_from_relative(rel_poses, snippet_len: int = 5, stride: int = 1) -> np.ndarray:
+    """Same windows as :func:`snippets_from_poses` built from a chain of increments
+    ``rel[i] = inv(T_i) @ T_{i+1}`` (N-1 of them): ``out[k, j] = rel[ks] @ ... @ rel[ks+j-1]``.
+    Products are taken inside each window only, so no drift from the start of the sequence enters."""
+    _check_snippet_len(snippet_len, stride)
+    rel = np.asarray(rel_poses, dtype=np.float64)
+    if rel.ndim != 3 or rel.shape[1:] != (4, 4):
+        raise ValueError(f"rel_poses must have shape (N-1, 4, 4), got {rel.shape}")
+    n = rel.shape[0] + 1
+    if n < snippet_len:
+        raise ValueError(f"need at least snippet_len-1={snippet_len - 1} relative poses, got {n - 1}")
+    starts = np.arange(0, n - snippet_len + 1, stride)
+    out = np.empty((len(starts), snippet_len, 4, 4))
+    out[:, 0] = np.eye(4)
+    for j in range(1, snippet_len):
+        out[:, j] = out[:, j - 1] @ rel[starts + j - 1]
+    return out
+
+
+def snippet_from_network(src_poses, tgt_index: int) -> np.ndarray:
+    """Snippet poses (relative to the snippet's first frame) from one pose-network prediction.
+
+    ``src_poses``: the ``L-1`` *target→source* transforms ``T_s_t`` (as (L-1, 4, 4) matrices or
+    (L-1, 6) pose vectors) of the source frames in temporal order, the target frame omitted;
+    ``tgt_index``: the target's position in the snippet (``(L-1)//2`` for SfMLearner's centred
+    target). As SfMLearner's ``dump_pose_seq_TUM``: identity is inserted for the target and
+    ``out[j] = T_{s_0}_t @ inv(T_{s_j}_t) = T_{c_0}_{c_j}``. Returns (L, 4, 4).
+    """
+    src = np.asarray(src_poses, dtype=np.float64)
+    if src.ndim == 2 and src.shape[1] == 6:
+        src = pose_vec_to_matrix(src)
+    if src.ndim != 3 or src.shape[1:] != (4, 4):
+        raise ValueError(f"src_poses must be (L-1, 4, 4) or (L-1, 6), got {np.shape(src_poses)}")
+    L = src.shape[0] + 1
+    if not 0 <= tgt_index < L:
+        raise ValueError(f"tgt_index must be in [0, {L - 1}], got {tgt_index}")
+    T_s_t = np.insert(src, tgt_index, np.eye(4), axis=0)
+    # T_s_t may not be exactly rigid (network output): use the general inverse.
+    return T_s_t[0][None] @ np.linalg.inv(T_s_t)
+
+
+def snippet_ate_single(gt_snippet, pred_snippet, formula: str = "sfmlearner") -> tuple[float, float]:
+    """SfMLearner's ``compute_ate`` on one snippet; returns ``(ate, scale)``.
+
+    Both inputs are (L, 4, 4) poses or (L, 3) positions. As the original: the prediction is shifted so
+    its first position equals the ground truth's, ``scale = sum(g*p) / sum(p*p)`` (defined as 0 when
+    the prediction is all zeros), ``e = scale * p - g`` and ``ate = sqrt(sum ||e||^2) / L``
+    (``formula='sfmlearner'``) or ``sqrt(sum ||e||^2 / L)`` (``formula='rmse'``).
+    """
+    g = np.asarray(gt_snippet, dtype=np.float64)
+    p = np.asarray(pred_snippet, dtype=np.float64)
+    if g.ndim == 3:
+        g = g[:, :3, 3]
+    if p.ndim == 3:
+        p = p[:, :3, 3]
+    if g.ndim != 2 or g.shape[1] != 3 or g.shape != p.shape:
+        raise ValueError(f"snippets must be (L, 4, 4) or (L, 3) with equal L, got {g.shape} and {p.shape}")
+    if formula not in ("sfmlearner", "rmse"):
+        raise ValueError(f"formula must be 'sfmlearner' or 'rmse', got {formula!r}")
+    p = p + (g[0] - p[0])[None, :]
+    denom = float(np.sum(p * p))
+    scale = float(np.sum(g * p) / denom) if denom > 0.0 else 0.0
+    sq = float(np.sum((p * scale - g) ** 2))
+    L = g.shape[0]
+    val = math.sqrt(sq) / L if formula == "sfmlearner" else math.sqrt(sq / L)
+    return val, scale
+
+
+def snippet_ate(
+    gt_poses,
+    est,
+    snippet_len: int = 5,
+    stride: int = 1,
+    est_is_relative: bool | None = None,
+    formula: str = "sfmlearner",
+) -> dict:
+    """The paper's snippet ATE (Zhou et al. 2017, Table 3; see the module doc for the formula).
+
+    ``gt_poses``: (N, 4, 4) ground-truth camera-to-world poses. ``est`` is one of
+
+    * (N, 4, 4) an estimated trajectory (camera-to-world, any world frame and scale);
+    * (N-1, 4, 4) a chain of increments ``inv(T_i) @ T_{i+1}`` (see :func:`relative_poses`);
+    * (M, L, 4, 4) per-snippet poses, already one window each (e.g. from :func:`snippet_from_network`
+      for every target frame, the paper's actual protocol where each window is predicted independently);
+      each window is re-expressed relative to its own first pose.
+
+    For (N, 4, 4) vs (N-1, 4, 4) the length decides unless ``est_is_relative`` is given. Windows are
+    every ``snippet_len`` consecutive frames starting every ``stride`` frames. Returns
+    ``mean``, ``std`` (population), ``median``, ``count`` and the arrays ``per_snippet`` and ``scales``.
+    """
+    _check_snippet_len(snippet_len, stride)
+    gt = _as_poses(gt_poses, "gt_poses")
+    gt_snips = snippets_from_poses(gt, snippet_len, stride)
+    e = np.asarray(est, dtype=np.float64)
+    if e.ndim == 4:
+        if e.shape[1:] != (snippet_len, 4, 4):
+            raise ValueError(f"per-snippet est must be (M, {snippet_len}, 4, 4), got {e.shape}")
+        if e.shape[0] != gt_snips.shape[0]:
+            raise ValueError(f"est has {e.shape[0]} snippets, the ground truth {gt_snips.shape[0]}")
+        # General inverse: predicted poses need not be exactly rigid.
+        est_snips = np.linalg.inv(e[:, :1]) @ e
+    elif e.ndim == 3 and e.shape[1:] == (4, 4):
+        n = gt.shape[0]
+        if est_is_relative is None:
+            if e.shape[0] == n:
+                est_is_relative = False
+            elif e.shape[0] == n - 1:
+                est_is_relative = True
+            else:
+                raise ValueError(
+                    f"est has {e.shape[0]} poses: expected {n} (trajectory) or {n - 1} (relative) for {n} gt poses"
+                )
+        if est_is_relative:
+            if e.shape[0] != n - 1:
+                raise ValueError(f"relative est must have {n - 1} poses, got {e.shape[0]}")
+            est_snips = snippets_from_relative(e, snippet_len, stride)
+        else:
+            if e.shape[0] != n:
+                raise ValueError(f"est trajectory must have {n} poses, got {e.shape[0]}")
+            est_snips = snippets_from_poses(e, snippet_len, stride)
+    else:
+        raise ValueError(f"est must be (N, 4, 4), (N-1, 4, 4) or (M, L, 4, 4), got {e.shape}")
+    if not np.all(np.isfinite(est_snips)):
+        raise ValueError("est contains non-finite values")
+    res = [snippet_ate_single(g, p, formula) for g, p in zip(gt_snips, est_snips)]
+    per = np.array([r[0] for r in res])
+    scales = np.array([r[1] for r in res])
+    return {
+        "mean": float(np.mean(per)),
+        "std": float(np.std(per)),
+        "median": float(np.median(per)),
+        "count": int(per.size),
+        "per_snippet": per,
+        "scales": scales,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Baselines (Table 3 of the paper)
+# --------------------------------------------------------------------------------------------
+def zero_motion_poses(n: int) -> np.ndarray:
+    """``n`` identity poses: the camera never moves."""
+    if int(n) != n or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    return np.tile(np.eye(4), (int(n), 1, 1))
+
+
+def mean_relative_motion(train_gt_poses) -> np.ndarray:
+    """Mean ground-truth increment ``inv(T_i) @ T_{i+1}`` over training trajectories: (4, 4).
+
+    ``train_gt_poses``: one (N, 4, 4) trajectory or a sequence of them. Translation = arithmetic mean
+    of the increments' translations; rotation = ``exp`` of the mean of their axis-angle vectors (the
+    rotations are small, so this is the Lie-algebra mean about the identity).
+    """
+    arr = train_gt_poses
+    if isinstance(arr, np.ndarray) and arr.ndim == 3:
+        trajs = [arr]
+    else:
+        trajs = list(arr)
+        if trajs and np.asarray(trajs[0]).ndim == 2:  # a list of (4, 4) poses = one trajectory
+            trajs = [np.asarray(trajs)]
+    rels = [relative_poses(_as_poses(t, "train_gt_poses", min_len=2)) for t in trajs]
+    if not rels:
+        raise ValueError("train_gt_poses is empty")
+    rel = np.concatenate(rels, axis=0)
+    t_mean = rel[:, :3, 3].mean(axis=0)
+    r_mean = matrix_to_axis_angle(rel[:, :3, :3]).mean(axis=0)
+    return make_pose(axis_angle_to_matrix(r_mean), t_mean)
+
+
+def mean_odometry_poses(train_gt_poses, n: int, start=None) -> np.ndarray:
+    """``n`` poses obtained by applying :func:`mean_relative_motion` at every step from ``start``."""
+    if int(n) != n or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    M = mean_relative_motion(train_gt_poses)
+    return chain(np.tile(M, (int(n) - 1, 1, 1)), start=start)
+
+
+# --------------------------------------------------------------------------------------------
+# File IO (formats exactly as evo reads them)
+# --------------------------------------------------------------------------------------------
+def _fmt(v) -> str:
+    # Shortest representation that round-trips exactly (Python's float repr).
+    return repr(float(v))
+
+
+def _read_rows(path, ncols: int, what: str) -> np.ndarray:
+    rows = []
+    with open(path, encoding="utf-8-sig") as f:
+        for lineno, line in enumerate(f, 1):
+            s = line.strip()
+            if not s or s.startswith("#"):
+                continue
+            parts = s.replace(",", " ").split()
+            if len(parts) != ncols:
+                raise ValueError(f"{path}:{lineno}: {what} lines need {ncols} values, got {len(parts)}")
+            try:
+                rows.append([float(x) for x in parts])
+            except ValueError as exc:
+                raise ValueError(f"{path}:{lineno}: {exc}") from None
+    if not rows:
+        raise ValueError(f"{path}: no {what} poses")
+    return np.asarray(rows, dtype=np.float64)
+
+
+def write_tum(path, stamps, poses) -> None:
+    """TUM trajectory: one line ``t tx ty tz qx qy qz qw`` per pose, single spaces, no header.
+
+    ``stamps`` in seconds (N,), ``poses`` (N, 4, 4) camera-to-world. Numbers are written with the
+    shortest exact representation, so :func:`read_tum` (and evo) read back the same float64 values
+    (the rotation goes through a unit quaternion, exact to ~1e-16)."""
+    P = _as_poses(poses, "poses")
+    t = np.asarray(stamps, dtype=np.float64).reshape(-1)
+    if t.shape[0] != P.shape[0]:
+        raise ValueError(f"stamps ({t.shape[0]}) and poses ({P.shape[0]}) differ in length")
+    q = matrix_to_quat(P[:, :3, :3])
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        for i in range(P.shape[0]):
+            vals = [t[i], *P[i, :3, 3], *q[i]]
+            f.write(" ".join(_fmt(v) for v in vals) + "\n")
+
+
+def read_tum(path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a TUM file (``#`` comments and blank lines skipped; spaces or commas) ->
+    ``(stamps (N,), poses (N, 4, 4))``; quaternions are normalised."""
+    m = _read_rows(path, 8, "TUM")
+    P = np.tile(np.eye(4), (m.shape[0], 1, 1))
+    P[:, :3, 3] = m[:, 1:4]
+    P[:, :3, :3] = quat_to_matrix(m[:, 4:8])
+    return m[:, 0].copy(), P
+
+
+def write_kitti(path, poses) -> None:
+    """KITTI odometry poses: the first 3 rows of each 4x4 pose, row-major, 12 numbers per line."""
+    P = _as_poses(poses, "poses")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        for T in P:
+            f.write(" ".join(_fmt(v) for v in T[:3, :4].reshape(-1)) + "\n")
+
+
+def read_kitti(path) -> np.ndarray:
+    """Read a KITTI pose file -> (N, 4, 4)."""
+    m = _read_rows(path, 12, "KITTI")
+    P = np.tile(np.eye(4), (m.shape[0], 1, 1))
+    P[:, :3, :4] = m.reshape(-1, 3, 4)
+    return P

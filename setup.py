@@ -7,6 +7,7 @@ PACKAGE = "sfm_ros"
 
 # Console scripts: only the ones that work (checked by test/test_package.py).
 ENTRY_POINTS: list[str] = [
+    "sfm_bag = sfm_ros.bag_cli:main",
 ]
 
 setup(

@@ -810,11 +810,14 @@ def render_sequence(num_frames: int = 30, height: int = 128, width: int = 416, s
     """Render ``num_frames`` frames of a car-like camera driving down a procedural street.
 
     ``speed`` in m/s (6 m/s = 0.6 m per frame at 10 Hz); ``yaw_rate`` the mean yaw rate in rad/s
-    (positive turns right; ``None`` draws 0.05-0.25 rad/s of either sign from ``seed``; the road's
-    curvature varies between 0.5x and 1.5x the mean); ``K`` defaults to
-    :func:`default_intrinsics`; ``weave`` (m) and ``pitch_roll`` (rad) set the trajectory jitter.
-    ``scene`` overrides the street built from ``seed`` (and then ``yaw_rate``/``camera_height``
-    are the scene's). Timestamps are ``t0 + i / fps``; poses start at the identity.
+    (positive turns right, i.e. towards +x; ``None`` draws from ``seed`` a road curvature
+    equivalent to 0.05-0.25 rad/s of either sign at 6 m/s; the road's curvature varies between
+    0.5x and 1.5x its mean); ``K`` defaults to :func:`default_intrinsics`; ``weave`` (m) and
+    ``pitch_roll`` (rad) set the trajectory jitter. ``scene`` overrides the street built from
+    ``seed`` (and then ``yaw_rate``/``camera_height`` are the scene's). Timestamps are
+    ``t0 + i / fps``; trajectory time starts at 0 whatever ``t0``, so ``poses[0]`` is the identity.
+    The street is at least 150 m long, in steps of 50 m, so a shorter sequence with the same
+    arguments renders exactly the first frames of a longer one (while the street length agrees).
     """
     num_frames = _check_positive_int("num_frames", num_frames)
     height = _check_positive_int("height", height)

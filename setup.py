@@ -8,6 +8,9 @@ PACKAGE = "sfm_ros"
 # Console scripts: only the ones that work (checked by test/test_package.py).
 ENTRY_POINTS: list[str] = [
     "sfm_bag = sfm_ros.bag_cli:main",
+    "sfm_node = sfm_ros.node:main",
+    "sfm_play = sfm_ros.player:main",
+    "sfm_record = sfm_ros.recorder:main",
 ]
 
 setup(

@@ -1,0 +1,164 @@
+"""``sfm_record``: record live ROS 2 topics into an mcap bag (a small ``ros2 bag record``).
+
+Usage::
+
+    sfm_record OUT --topics /a /b [--duration S] [--max-messages N] [--storage mcap|sqlite3]
+               [--wait S] [--qos sensor|reliable] [--overwrite] [--ros-args ...]
+
+Each topic's type is taken from the ROS graph (the recorder waits up to ``--wait`` seconds for a
+publisher to appear). Messages are received *serialized* (``raw=True``: the CDR bytes rclpy gets
+from the middleware, equal to ``rclpy.serialization.serialize_message`` of the message) and written
+with ``rosbags``' ``Writer`` under the topic's message type, stamped with the reception time of the
+node clock (wall time, or sim time with ``use_sim_time``). The bag is readable by ``ros2 bag``,
+``rosbags`` and :mod:`sfm_ros.bags`. The bag is closed cleanly on Ctrl-C / SIGTERM, at
+``--duration`` or after ``--max-messages`` messages in total. Exit status: 0 on success, 1 when a
+topic never appeared (nothing is written for it), 2 on bad arguments.
+
+Subscriptions use a reliable QoS by default (``--qos sensor`` for best-effort publishers; a
+best-effort subscriber accepts both kinds of publishers but may lose messages).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Recorder", "main"]
+
+
+def _typestore():
+    from rosbags.typesys import Stores, get_typestore
+
+    for name in ("ROS2_KILTED", "ROS2_JAZZY", "LATEST"):
+        if hasattr(Stores, name):
+            return get_typestore(getattr(Stores, name))
+    raise RuntimeError("rosbags has no ROS 2 type store")  # pragma: no cover
+
+
+class Recorder:
+    """Subscribes (raw) to topics on ``node`` and writes every message to a ROS 2 bag at ``out``."""
+
+    def __init__(self, node, out: str | Path, storage: str = "mcap", qos: str = "reliable",
+                 overwrite: bool = False):
+        from rosbags.rosbag2 import StoragePlugin, Writer
+
+        self.node = node
+        self.out = Path(out)
+        if self.out.exists():
+            if not overwrite:
+                raise ValueError(f"output {self.out} already exists (use --overwrite)")
+            if not (self.out / "metadata.yaml").is_file():
+                raise ValueError(f"output {self.out} exists and is not a ROS 2 bag; not overwriting it")
+            shutil.rmtree(self.out)
+        if storage not in ("mcap", "sqlite3"):
+            raise ValueError(f"storage must be mcap or sqlite3, got {storage!r}")
+        from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+
+        self.qos = qos_profile_sensor_data if qos == "sensor" else QoSProfile(
+            depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.typestore = _typestore()
+        self.writer = Writer(self.out, version=9,
+                             storage_plugin=StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3)
+        self.writer.open()
+        self.connections: dict[str, Any] = {}
+        self.subscriptions: dict[str, Any] = {}
+        self.counts: dict[str, int] = {}
+        self.total = 0
+        self._closed = False
+
+    def topic_type(self, topic: str) -> str | None:
+        for name, types in self.node.get_topic_names_and_types():
+            if name == topic and types:
+                return types[0]
+        return None
+
+    def add_topic(self, topic: str, msgtype: str) -> None:
+        """Subscribe to ``topic`` of ``msgtype`` (``pkg/msg/Name``) and create its bag connection."""
+        from .player import msg_class
+
+        cls = msg_class(msgtype)
+        self.connections[topic] = self.writer.add_connection(topic, msgtype, typestore=self.typestore)
+        self.counts[topic] = 0
+        self.subscriptions[topic] = self.node.create_subscription(
+            cls, topic, lambda data, t=topic: self._on_message(t, data), self.qos, raw=True)
+
+    def _on_message(self, topic: str, data: bytes) -> None:
+        if self._closed:
+            return
+        t_ns = self.node.get_clock().now().nanoseconds or time.time_ns()
+        self.writer.write(self.connections[topic], t_ns, bytes(data))
+        self.counts[topic] += 1
+        self.total += 1
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.writer.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="sfm_record", description="Record ROS 2 topics into an mcap bag.")
+    ap.add_argument("out", help="output bag folder (created)")
+    ap.add_argument("--topics", nargs="+", required=True, help="topics to record")
+    ap.add_argument("--duration", type=float, default=0.0, help="stop after S seconds (0 = never)")
+    ap.add_argument("--max-messages", type=int, default=0, help="stop after N messages in total")
+    ap.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    ap.add_argument("--qos", choices=("sensor", "reliable"), default="reliable")
+    ap.add_argument("--wait", type=float, default=10.0, help="seconds to wait for each topic to appear")
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing bag at OUT")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+    from rclpy.utilities import remove_ros_args
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(remove_ros_args(["sfm_record"] + argv)[1:])
+    rclpy.init(args=["sfm_record"] + argv)
+    node = rclpy.create_node("sfm_record")
+    rec = None
+    status = 0
+    try:
+        try:
+            rec = Recorder(node, args.out, args.storage, args.qos, args.overwrite)
+        except ValueError as exc:
+            print(f"sfm_record: error: {exc}", file=sys.stderr)
+            return 2
+        pending = {t if t.startswith("/") else node.resolve_topic_name(t) for t in args.topics}
+        deadline = time.monotonic() + args.wait
+        start = time.monotonic()
+        while rclpy.ok():
+            for t in sorted(pending):
+                ty = rec.topic_type(t)
+                if ty is not None:
+                    rec.add_topic(t, ty)
+                    node.get_logger().info(f"recording {t} [{ty}]")
+                    pending.discard(t)
+            if pending and time.monotonic() > deadline:
+                node.get_logger().warning(f"no publisher appeared for {', '.join(sorted(pending))}: not recorded")
+                status = 1
+                pending.clear()
+            rclpy.spin_once(node, timeout_sec=0.05)
+            if args.duration > 0 and time.monotonic() - start >= args.duration:
+                break
+            if args.max_messages > 0 and rec.total >= args.max_messages:
+                break
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if rec is not None:
+            rec.close()
+            print(f"sfm_record: wrote {rec.total} messages to {rec.out}: "
+                  + ", ".join(f"{t} {n}" for t, n in rec.counts.items()), file=sys.stderr)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

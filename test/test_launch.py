@@ -1,0 +1,140 @@
+"""Static checks of launch/camera.launch.py, config/sfm_ros.yaml and config/sfm_ros.rviz.
+
+``launch`` / ``launch_ros`` are not installable in this environment, so the launch file is parsed
+with ``ast`` instead of being executed.
+"""
+from __future__ import annotations
+
+import ast
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+LAUNCH = REPO / "launch" / "camera.launch.py"
+PARAMS = REPO / "config" / "sfm_ros.yaml"
+RVIZ = REPO / "config" / "sfm_ros.rviz"
+
+
+def _name(func: ast.expr) -> str:
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return ""
+
+
+def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Call) and _name(n.func) == name]
+
+
+def _kw(call: ast.Call, key: str) -> ast.expr | None:
+    return next((k.value for k in call.keywords if k.arg == key), None)
+
+
+def _const(node: ast.expr | None):
+    return node.value if isinstance(node, ast.Constant) else None
+
+
+def _launch_config_name(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Call) and _name(node.func) == "LaunchConfiguration" and node.args:
+        return _const(node.args[0])
+    return None
+
+
+@pytest.fixture(scope="module")
+def tree() -> ast.Module:
+    src = LAUNCH.read_text()
+    compile(src, str(LAUNCH), "exec")
+    return ast.parse(src)
+
+
+def test_defines_generate_launch_description(tree):
+    funcs = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
+    assert "generate_launch_description" in funcs
+
+
+def test_node_action(tree):
+    nodes = [c for c in _calls(tree, "Node") if _const(_kw(c, "package")) == "sfm_ros"]
+    assert len(nodes) == 1
+    node = nodes[0]
+    assert _const(_kw(node, "executable")) == "sfm_node"
+    assert _const(_kw(node, "name")) == "sfm_node"
+    assert _launch_config_name(_kw(node, "namespace")) == "namespace"
+    assert _const(_kw(node, "output")) == "screen"
+    params = _kw(node, "parameters")
+    assert isinstance(params, ast.List)
+    assert _launch_config_name(params.elts[0]) == "params_file"
+    sim = [e for e in params.elts if isinstance(e, ast.Dict)]
+    assert sim and any(_const(k) == "use_sim_time" for k in sim[0].keys)
+    assert any(_launch_config_name(n) == "use_sim_time" for n in ast.walk(sim[0]))
+    remaps = _kw(node, "remappings")
+    assert isinstance(remaps, ast.List)
+    pairs = {}
+    for e in remaps.elts:
+        assert isinstance(e, ast.Tuple) and len(e.elts) == 2
+        pairs[_const(e.elts[0])] = e.elts[1]
+    assert _launch_config_name(pairs["image"]) == "image"
+    assert _launch_config_name(pairs["camera_info"]) == "camera_info"
+    assert "image/compressed" in pairs
+
+
+def test_every_launch_configuration_is_declared(tree):
+    declared = {_const(c.args[0]) for c in _calls(tree, "DeclareLaunchArgument")}
+    used = {_launch_config_name(n) for n in ast.walk(tree)} - {None}
+    assert used, "no LaunchConfiguration found"
+    assert used <= declared, f"undeclared: {used - declared}"
+    assert {"image", "camera_info", "params_file", "namespace", "use_sim_time"} <= declared
+
+
+def test_params_file_default_is_package_share_config(tree):
+    share = _calls(tree, "get_package_share_directory")
+    assert share and _const(share[0].args[0]) == "sfm_ros"
+    joins = [c for c in _calls(tree, "join") if any(_const(a) == "sfm_ros.yaml" for a in c.args)]
+    assert joins and any(_const(a) == "config" for a in joins[0].args)
+    decl = next(c for c in _calls(tree, "DeclareLaunchArgument") if _const(c.args[0]) == "params_file")
+    default = _kw(decl, "default_value")
+    assert isinstance(default, ast.Name)  # the os.path.join(...) result above
+
+
+def test_params_yaml_matches_node_parameters():
+    from sfm_ros.node import NODE_NAME, PARAMETERS
+
+    doc = yaml.safe_load(PARAMS.read_text())
+    assert list(doc) == [NODE_NAME]
+    params = doc[NODE_NAME]["ros__parameters"]
+    declared = {p.name: p.default for p in PARAMETERS}
+    assert set(params) == set(declared)
+    for name, value in params.items():
+        default = declared[name]
+        if isinstance(default, bool):
+            assert isinstance(value, bool), name
+        elif isinstance(default, float):
+            assert isinstance(value, float), f"{name}: write {value} as a float (e.g. {float(value)})"
+        elif isinstance(default, int):
+            assert isinstance(value, int) and not isinstance(value, bool), name
+        elif isinstance(default, str):
+            assert isinstance(value, str), name
+        elif isinstance(default, list):
+            assert isinstance(value, list) and len(value) == len(default), name
+            assert all(isinstance(v, float) for v in value), f"{name}: list of floats"
+
+
+def test_node_docstring_documents_every_parameter():
+    import sfm_ros.node as node
+
+    for p in node.PARAMETERS:
+        assert f"``{p.name}``" in node.__doc__, p.name
+
+
+def test_rviz_config():
+    doc = yaml.safe_load(RVIZ.read_text())
+    vm = doc["Visualization Manager"]
+    assert vm["Global Options"]["Fixed Frame"] == "odom"
+    displays = {d["Class"]: d for d in vm["Displays"]}
+    for cls in ("rviz_default_plugins/TF", "rviz_default_plugins/Odometry",
+                "rviz_default_plugins/PointCloud2", "rviz_default_plugins/Image"):
+        assert cls in displays, cls
+    topics = {d.get("Topic", {}).get("Value") for d in vm["Displays"]}
+    assert {"/odom", "/points", "/depth/colormap"} <= topics

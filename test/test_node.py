@@ -1,0 +1,492 @@
+"""sfm_node end to end with real rclpy: the node runs in a separate process.
+
+The node is started with ``[sys.executable, "-m", "sfm_ros.node", "--ros-args", ...]`` and the
+environment of ``conftest.ros_env()`` (localhost discovery, the run's own ROS_DOMAIN_ID); the test
+client (publishers of camera frames, subscribers of every output) runs in this process on its own
+rclpy context. Models are tiny untrained checkpoints made here (fast); the shipped default model is
+exercised when ``models/sfm_default.pt`` exists.
+"""
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+tf2_msgs = pytest.importorskip("tf2_msgs.msg")
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from nav_msgs.msg import Odometry  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
+
+from conftest import REPO, ros_env  # noqa: E402
+from sfm_ros.checkpoint import save_checkpoint  # noqa: E402
+from sfm_ros.image_codec import decode_image, encode_image  # noqa: E402
+from sfm_ros.model import SfMModel  # noqa: E402
+from sfm_ros.odometry import OPTICAL_RPY, quat_from_rpy  # noqa: E402
+from sfm_ros.options import ModelOptions, Options  # noqa: E402
+
+TFMessage = tf2_msgs.TFMessage
+DEFAULT_MODEL = REPO / "models" / "sfm_default.pt"
+H, W = 96, 128          # camera frames of the tests
+RELIABLE = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+
+
+# ------------------------------------------------------------------------------------------------
+# Helpers
+# ------------------------------------------------------------------------------------------------
+def _frames(n: int, height: int = H, width: int = W, seed: int = 0):
+    """(images, K, camera poses): synthetic street frames, or a moving texture as a fallback."""
+    try:
+        from sfm_ros.synthetic import render_sequence
+    except ImportError:  # pragma: no cover - synthetic.py is written by another engineer
+        rng = np.random.default_rng(seed)
+        tex = rng.integers(0, 256, (height, width + 2 * n, 3), dtype=np.uint8)
+        K = np.array([[width * 0.6, 0, width / 2], [0, width * 0.6, height / 2], [0, 0, 1.0]])
+        return [np.ascontiguousarray(tex[:, 2 * i:2 * i + width]) for i in range(n)], K, None
+    seq = render_sequence(num_frames=n, height=height, width=width, seed=seed)
+    return list(seq.images), seq.K, seq.poses
+
+
+def _wait(pred, timeout: float, step: float = 0.05) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return bool(pred())
+
+
+def _sec(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+class NodeProcess:
+    """sfm_node in a child process; stdout/stderr collected by reader threads."""
+
+    def __init__(self, *ros_args: str):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sfm_ros.node", "--ros-args", *ros_args],
+            cwd=REPO, env=ros_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.err: list[str] = []
+        self.out: list[str] = []
+        for stream, sink in ((self.proc.stderr, self.err), (self.proc.stdout, self.out)):
+            threading.Thread(target=lambda s=stream, k=sink: [k.append(x) for x in s], daemon=True).start()
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.err)
+
+    def log_count(self, pattern: str) -> int:
+        return len([x for x in self.err + self.out if re.search(pattern, x)])
+
+    def wait_log(self, pattern: str, timeout: float = 20.0) -> bool:
+        return _wait(lambda: self.log_count(pattern) > 0 or self.proc.poll() is not None, timeout) \
+            and self.log_count(pattern) > 0
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> int:
+        """Ctrl-C (SIGINT); SIGKILL only as a last resort."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        return self.proc.returncode
+
+
+class Client:
+    """The test's own rclpy node: publishes camera frames, collects everything the node outputs."""
+
+    def __init__(self, name: str):
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx)
+        self.node = rclpy.create_node(name, context=self.ctx)
+        self.ex = SingleThreadedExecutor(context=self.ctx)
+        self.ex.add_node(self.node)
+        self.thread = threading.Thread(target=self.ex.spin, daemon=True)
+        self.thread.start()
+        self.msgs: dict[str, list] = {}
+
+    def collect(self, msg_type, topic: str, qos=RELIABLE) -> list:
+        box = self.msgs.setdefault(topic, [])
+        self.node.create_subscription(msg_type, topic, lambda m: box.append((time.time(), m)), qos)
+        return box
+
+    def close(self) -> None:
+        self.ex.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.ctx)
+        self.thread.join(timeout=2.0)
+
+    def now(self):
+        return self.node.get_clock().now().to_msg()
+
+
+def image_msg(img: np.ndarray, stamp, frame_id: str = "cam_optical", encoding: str = "rgb8") -> Image:
+    enc, h, w, step, data = encode_image(img, encoding)
+    m = Image(encoding=enc, height=h, width=w, step=step, is_bigendian=0)
+    m.header.stamp, m.header.frame_id = stamp, frame_id
+    m.data = data
+    return m
+
+
+def info_msg(K: np.ndarray, width: int, height: int, stamp, frame_id: str = "cam_optical") -> CameraInfo:
+    m = CameraInfo(width=width, height=height, distortion_model="plumb_bob")
+    m.header.stamp, m.header.frame_id = stamp, frame_id
+    m.k = np.asarray(K, dtype=np.float64).reshape(-1).tolist()
+    m.d = [0.0] * 5
+    return m
+
+
+def _tiny_checkpoint(path: Path, nan: bool = False) -> Path:
+    mo = ModelOptions(width_mult=0.25, height=64, width=96)
+    opts = Options()
+    opts.model = mo
+    model = SfMModel(mo)
+    if nan:
+        for p in model.depth_net.parameters():
+            p.data.fill_(float("nan"))
+    save_checkpoint(path, model, opts)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    return _tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return _frames(30)
+
+
+@pytest.fixture(scope="module")
+def client():
+    c = Client("sfm_test_client")
+    yield c
+    c.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# One node with remapping + namespace, exercised by several tests in order
+# ------------------------------------------------------------------------------------------------
+NS = "/robot"
+CAM_XYZ = [0.5, 0.0, 1.2]
+
+
+@pytest.fixture(scope="class")
+def robot(tiny_ckpt, client):
+    topics = {
+        "depth": client.collect(Image, f"{NS}/depth"),
+        "info": client.collect(CameraInfo, f"{NS}/depth/camera_info"),
+        "odom": client.collect(Odometry, f"{NS}/odom"),
+        "points": client.collect(PointCloud2, f"{NS}/points"),
+        "colormap": client.collect(Image, f"{NS}/depth/colormap"),
+        "exp": client.collect(Image, f"{NS}/explainability"),
+        "tf": client.collect(TFMessage, "/tf", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)),
+        "diag": client.collect(DiagnosticArray, "/diagnostics"),
+    }
+    node = NodeProcess(
+        "-r", "image:=/cam/image_raw", "-r", "camera_info:=/cam/camera_info", "-r", f"__ns:={NS}",
+        "-p", f"checkpoint:={tiny_ckpt}", "-p", "publish_colormap:=true",
+        "-p", "publish_explainability:=true", "-p", f"camera_xyz:={CAM_XYZ}",
+        "-p", "intrinsics:=[80.0, 80.0, 63.5, 47.5]")
+    pub = client.node.create_publisher(Image, "/cam/image_raw", 10)
+    info_pub = client.node.create_publisher(CameraInfo, "/cam/camera_info", 10)
+    ok = _wait(lambda: pub.get_subscription_count() > 0 and node.log_count("ready") > 0, 60)
+    assert ok, f"node did not start:\n{node.stderr}"
+    yield node, pub, info_pub, topics
+    rc = node.stop()
+    assert rc == 0, f"exit status {rc} after Ctrl-C:\n{node.stderr[-3000:]}"
+    assert "Traceback" not in node.stderr, node.stderr
+
+
+def _send(pub, imgs, *, rate: float = 10.0, stamps=None, client: Client | None = None,
+          info_pub=None, K=None, frame_id: str = "cam_optical") -> list[float]:
+    sent = []
+    period = 1.0 / rate
+    t_next = time.monotonic()
+    for i, img in enumerate(imgs):
+        stamp = stamps[i] if stamps is not None else client.now()
+        pub.publish(image_msg(img, stamp, frame_id))
+        if info_pub is not None:
+            info_pub.publish(info_msg(K, img.shape[1], img.shape[0], stamp, frame_id))
+        sent.append(_sec(stamp))
+        t_next += period
+        time.sleep(max(0.0, t_next - time.monotonic()))
+    return sent
+
+
+def _diag_values(topics) -> dict:
+    msg = topics["diag"][-1][1] if topics["diag"] else None
+    if msg is None:
+        return {}
+    st = [s for s in msg.status if "sfm_node" in s.name]
+    return {kv.key: kv.value for kv in st[-1].values} if st else {}
+
+
+@pytest.mark.usefixtures("robot")
+class TestRunningNode:
+    def test_outputs(self, robot, client, frames):
+        node, pub, info_pub, topics = robot
+        imgs, K, _ = frames
+        # First frames without camera_info: the intrinsics parameter is used (and said so).
+        sent = _send(pub, imgs[:4], client=client)
+        assert node.wait_log("using the 'intrinsics' parameter", 10), node.stderr
+        assert _wait(lambda: len(topics["points"]) >= 1, 10)
+        sent += _send(pub, imgs[4:14], client=client, info_pub=info_pub, K=K)
+        assert _wait(lambda: len(topics["depth"]) >= 9 and len(topics["odom"]) >= 6, 15), \
+            f"{len(topics['depth'])} depth, {len(topics['odom'])} odom\n{node.stderr}"
+        assert node.wait_log("camera_info arrived", 5), node.stderr
+
+        for _, d in topics["depth"]:
+            assert d.encoding == "32FC1" and d.header.frame_id == "cam_optical"
+            assert (d.height, d.width) == (64, 96)
+            assert any(abs(_sec(d.header.stamp) - s) < 1e-6 for s in sent)
+            depth = decode_image(d.encoding, d.height, d.width, d.step, d.data, d.is_bigendian)
+            assert np.all(np.isfinite(depth)) and np.all(depth > 0)
+        info = topics["info"][-1][1]
+        assert (info.width, info.height) == (96, 64) and info.header.frame_id == "cam_optical"
+        Kd = np.asarray(info.k).reshape(3, 3)
+        assert Kd[0, 0] == pytest.approx(K[0, 0] * 96 / W) and Kd[1, 1] == pytest.approx(K[1, 1] * 64 / H)
+        depth_stamps = {_sec(d.header.stamp) for _, d in topics["depth"]}
+        assert _sec(info.header.stamp) in depth_stamps
+
+        for _, o in topics["odom"]:
+            assert o.header.frame_id == "odom" and o.child_frame_id == "base_link"
+            assert _sec(o.header.stamp) in depth_stamps
+            cov = np.asarray(o.pose.covariance).reshape(6, 6)
+            assert np.all(np.diag(cov) > 0) and np.all(np.diag(np.asarray(o.twist.covariance).reshape(6, 6)) > 0)
+            q = o.pose.pose.orientation
+            assert abs(q.x ** 2 + q.y ** 2 + q.z ** 2 + q.w ** 2 - 1) < 1e-6
+        first = topics["odom"][0][1]
+        assert _sec(first.header.stamp) == pytest.approx(sent[0])  # the first frame is the origin
+        pos, q = first.pose.pose.position, first.pose.pose.orientation
+        assert [pos.x, pos.y, pos.z, q.w] == pytest.approx([0, 0, 0, 1], abs=1e-12)
+
+        tfs = [t for _, m in topics["tf"] for t in m.transforms if t.child_frame_id == "base_link"]
+        assert tfs and all(t.header.frame_id == "odom" for t in tfs)
+        assert {_sec(t.header.stamp) for t in tfs} <= depth_stamps
+
+        cloud = topics["points"][-1][1]
+        assert cloud.header.frame_id == "cam_optical" and cloud.width > 0
+        assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb"] and cloud.point_step == 16
+        pts = np.frombuffer(bytes(cloud.data), dtype=np.float32).reshape(-1, 4)
+        assert np.all(pts[:, 2] > 0)
+        cm = topics["colormap"][-1][1]
+        assert cm.encoding == "rgb8" and (cm.height, cm.width) == (64, 96)
+        ex = topics["exp"][-1][1]
+        assert ex.encoding == "mono8" and _sec(ex.header.stamp) in depth_stamps
+
+    def test_tf_static_latched_for_late_joiner(self, robot, client):
+        late = client.collect(TFMessage, "/tf_static", QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        assert _wait(lambda: len(late) > 0, 10), "no latched /tf_static"
+        tf = late[-1][1].transforms[0]
+        assert tf.header.frame_id == "base_link" and tf.child_frame_id == "cam_optical"
+        t = tf.transform.translation
+        assert [t.x, t.y, t.z] == pytest.approx(CAM_XYZ)
+        r = tf.transform.rotation
+        assert [r.x, r.y, r.z, r.w] == pytest.approx(list(quat_from_rpy(*OPTICAL_RPY)), abs=1e-9)
+
+    def test_time_jump_and_gap_reset_odometry(self, robot, client, frames):
+        node, pub, info_pub, topics = robot
+        imgs, K, _ = frames
+        now = _sec(client.now())
+        back = [now - 100.0 + 0.1 * i for i in range(4)]
+
+        def to_msg(t):
+            from builtin_interfaces.msg import Time
+            return Time(sec=int(t), nanosec=int(round((t % 1) * 1e9)))
+
+        n0 = len(topics["odom"])
+        _send(pub, imgs[:4], stamps=[to_msg(t) for t in back])
+        assert node.wait_log("backwards", 10), node.stderr
+        assert _wait(lambda: any(abs(_sec(o.header.stamp) - back[0]) < 1e-6 for _, o in topics["odom"][n0:]), 10)
+        first = next(o for _, o in topics["odom"][n0:] if abs(_sec(o.header.stamp) - back[0]) < 1e-6)
+        p = first.pose.pose.position
+        assert [p.x, p.y, p.z] == pytest.approx([0.0, 0.0, 0.0], abs=1e-12)
+        # Back to the present: a 100 s gap restarts the chaining (pose held, logged once).
+        _send(pub, imgs[4:7], client=client)
+        assert node.wait_log("gap of", 10), node.stderr
+
+    def test_bad_inputs_warn_and_recover(self, robot, client, frames):
+        node, pub, info_pub, topics = robot
+        imgs, K, _ = frames
+        good = image_msg(imgs[0], client.now())
+        bad = []
+        m = image_msg(imgs[0], client.now()); m.encoding = "yuv422"; bad.append((m, "not supported"))
+        m = Image(encoding="rgb8", height=0, width=0, step=0); m.header.stamp = client.now()
+        bad.append((m, "zero size"))
+        m = image_msg(imgs[0], client.now()); m.data = bytes(good.data)[:100]; bad.append((m, "truncated"))
+        m = image_msg(imgs[0], client.now()); m.step = W * 3 - 1; bad.append((m, "step"))
+        m = image_msg(np.zeros((H, W), np.float32), client.now(), encoding="32FC1")
+        bad.append((m, "depth image is not a camera image"))
+        for msg, pattern in bad:
+            pub.publish(msg)
+            assert node.wait_log(pattern, 10), f"no warning matching {pattern!r}:\n{node.stderr}"
+        assert node.alive()
+        assert re.search(r"WARN.*not supported", node.stderr)
+        # Resolution change mid-stream: warned, window reset, depth continues.
+        n0 = len(topics["depth"])
+        small = [np.ascontiguousarray(im[8:80, 4:124]) for im in imgs[10:14]]
+        _send(pub, small, client=client)
+        assert node.wait_log("resolution changed", 10), node.stderr
+        # A driver that leaves the stamp zero: the reception time is used (and said so).
+        from builtin_interfaces.msg import Time
+        n1 = len(topics["depth"])
+        _send(pub, imgs[18:20], stamps=[Time(), Time()])
+        assert node.wait_log("stamp is zero", 10), node.stderr
+        assert _wait(lambda: len(topics["depth"]) > n1, 5)
+        assert all(_sec(m.header.stamp) > 0 for _, m in topics["depth"][n1:])
+        # Good frames again: depth is published again.
+        _send(pub, imgs[14:18], client=client)
+        assert _wait(lambda: len(topics["depth"]) >= n0 + 5, 10), node.stderr
+        assert _wait(lambda: int(_diag_values(topics).get("frames_rejected", 0)) >= 5, 5)
+
+    def test_burst_drops_frames_and_latency_stays_bounded(self, robot, client, frames):
+        node, pub, info_pub, topics = robot
+        imgs, K, _ = frames
+        n0 = len(topics["depth"])
+        sent = _send(pub, (imgs * 4)[:100], rate=100.0, client=client, info_pub=info_pub, K=K)
+        assert _wait(lambda: int(_diag_values(topics).get("frames_dropped", 0)) > 0, 8), _diag_values(topics)
+        time.sleep(0.5)
+        got = topics["depth"][n0:]
+        assert 0 < len(got) < len(sent)  # inference is slower than 100 Hz: frames were dropped
+        latency = [t - _sec(m.header.stamp) for t, m in got]
+        assert max(latency) < 2.0, latency
+        assert node.wait_log(r"dropped \d+ frame", 8), node.stderr
+        vals = _diag_values(topics)
+        # (stamp latency p95 also holds the 100 s old stamps of the time-jump test: use wall latency)
+        assert float(vals["latency_wall_p95_s"]) < 2.0 and vals["device"] == "cpu"
+        assert int(vals["frames_processed"]) > 0 and "tiny.pt" in vals["model"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Other configurations
+# ------------------------------------------------------------------------------------------------
+def test_compressed_input_without_camera_info(tiny_ckpt, client, frames):
+    imgs, K, _ = frames
+    ns = "/cmp"
+    depth = client.collect(Image, f"{ns}/depth")
+    points = client.collect(PointCloud2, f"{ns}/points")
+    node = NodeProcess("-r", f"__ns:={ns}", "-p", f"checkpoint:={tiny_ckpt}", "-p", "compressed:=true",
+                       "-p", "camera_frame:=my_optical", "-p", "publish_tf:=false")
+    pub = client.node.create_publisher(CompressedImage, f"{ns}/image/compressed", 10)
+    info_pub = client.node.create_publisher(CameraInfo, f"{ns}/camera_info", 10)
+    try:
+        assert _wait(lambda: pub.get_subscription_count() > 0 and node.log_count("ready") > 0, 60), node.stderr
+        import cv2
+
+        def jpeg(img):
+            m = CompressedImage(format="jpeg")
+            m.header.stamp, m.header.frame_id = client.now(), "ignored_frame"
+            m.data = cv2.imencode(".jpg", img[:, :, ::-1])[1].tobytes()
+            return m
+
+        for img in imgs[:5]:
+            pub.publish(jpeg(img))
+            time.sleep(0.1)
+        assert _wait(lambda: len(depth) >= 3, 10), node.stderr
+        assert all(d.header.frame_id == "my_optical" for _, d in depth)
+        assert node.wait_log("no camera_info received", 5), node.stderr
+        assert not points
+        broken = jpeg(imgs[5])
+        broken.data = bytes(broken.data)[:200]
+        pub.publish(broken)
+        assert node.wait_log("could not be decoded", 10), node.stderr
+        n0 = len(depth)
+        for img in imgs[6:10]:
+            pub.publish(jpeg(img))
+            info_pub.publish(info_msg(K, W, H, client.now()))
+            time.sleep(0.1)
+        assert _wait(lambda: len(depth) >= n0 + 3 and len(points) >= 1, 10), node.stderr
+        assert node.wait_log("using camera_info intrinsics", 5)
+        assert node.alive()
+    finally:
+        assert node.stop() == 0
+    assert "Traceback" not in node.stderr
+
+
+def test_nonfinite_model_output_is_skipped(tmp_path, client, frames):
+    imgs, K, _ = frames
+    ckpt = _tiny_checkpoint(tmp_path / "nan.pt", nan=True)
+    ns = "/nan"
+    depth = client.collect(Image, f"{ns}/depth")
+    diag = client.collect(DiagnosticArray, "/diagnostics")
+    node = NodeProcess("-r", f"__ns:={ns}", "-p", f"checkpoint:={ckpt}")
+    pub = client.node.create_publisher(Image, f"{ns}/image", 10)
+    try:
+        assert _wait(lambda: pub.get_subscription_count() > 0 and node.log_count("ready") > 0, 60), node.stderr
+        _send(pub, imgs[:5], client=client)
+        assert node.wait_log("NaN/Inf", 10), node.stderr
+        time.sleep(1.2)
+        assert node.alive() and not depth
+        n = len(diag)
+        assert _wait(lambda: len(diag) > n, 5)  # still alive and reporting
+    finally:
+        assert node.stop() == 0
+    assert "Traceback" not in node.stderr
+
+
+@pytest.mark.parametrize("kind", ["missing", "corrupt"])
+def test_bad_checkpoint_exits_with_one_line(tmp_path, kind):
+    path = tmp_path / "model.pt"
+    if kind == "corrupt":
+        path.write_bytes(b"PK\x03\x04 this is not a checkpoint" * 10)
+    proc = subprocess.run([sys.executable, "-m", "sfm_ros.node", "--ros-args", "-p", f"checkpoint:={path}"],
+                          cwd=REPO, env=ros_env(), capture_output=True, text=True, timeout=90)
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert proc.returncode != 0
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and str(path) in lines[0]
+    assert ("does not exist" if kind == "missing" else "corrupt") in lines[0]
+
+
+@pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="models/sfm_default.pt is not trained yet")
+def test_default_model_direction_of_travel(client):
+    """The shipped model (resolved with checkpoint:='') drives forward on a synthetic street."""
+    from sfm_ros.checkpoint import read_checkpoint
+    from sfm_ros.odometry import camera_extrinsic, camera_to_base, invert_transform
+
+    mo = read_checkpoint(DEFAULT_MODEL)["options"]["model"]
+    imgs, K, poses = _frames(16, mo["height"], mo["width"], seed=3)
+    if poses is None:
+        pytest.skip("sfm_ros.synthetic is needed for ground truth")
+    ns = "/dflt"
+    odom = client.collect(Odometry, f"{ns}/odom")
+    depth = client.collect(Image, f"{ns}/depth")
+    node = NodeProcess("-r", f"__ns:={ns}", "-p", "device:=cpu")
+    pub = client.node.create_publisher(Image, f"{ns}/image", 10)
+    try:
+        assert _wait(lambda: pub.get_subscription_count() > 0 and node.log_count("ready") > 0, 90), node.stderr
+        from builtin_interfaces.msg import Time
+        stamps = [Time(sec=100 + i // 10, nanosec=(i % 10) * 100_000_000) for i in range(len(imgs))]
+        _send(pub, imgs, rate=5.0, stamps=stamps)  # slow enough for the paper-size network on a CPU
+        assert _wait(lambda: any(_sec(o.header.stamp) == _sec(stamps[-1]) for _, o in odom), 30), node.stderr
+    finally:
+        assert node.stop() == 0
+    for _, d in depth:
+        arr = decode_image(d.encoding, d.height, d.width, d.step, d.data, d.is_bigendian)
+        assert np.all(np.isfinite(arr)) and np.all(arr > 0)
+    est = next(o for _, o in odom if _sec(o.header.stamp) == _sec(stamps[-1])).pose.pose.position
+    est = np.array([est.x, est.y, est.z])
+    T_base_cam = camera_extrinsic()
+    gt = camera_to_base(invert_transform(poses[0]) @ poses[-1], T_base_cam)[:3, 3]
+    assert est[0] > 0, f"estimated motion {est} is not forward (ground truth {gt})"
+    cos = float(est @ gt / (np.linalg.norm(est) * np.linalg.norm(gt)))
+    assert cos > 0.7, f"estimated direction {est} vs ground truth {gt} (cos {cos:.2f})"

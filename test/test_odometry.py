@@ -1,0 +1,222 @@
+"""Odometry chaining (ROS-free): known motions through the network's T_src_tgt convention."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sfm_ros.geometry import relative_pose
+from sfm_ros.model import source_offsets
+from sfm_ros.odometry import (
+    OPTICAL_RPY,
+    MonocularOdometry,
+    camera_extrinsic,
+    camera_to_base,
+    invert_transform,
+    make_transform,
+    matrix_from_quat,
+    matrix_to_rpy,
+    poses_in_target,
+    quat_from_matrix,
+    quat_from_rpy,
+    rpy_to_matrix,
+    se3_log,
+    so3_log,
+)
+
+
+def _exp_se3(xi: np.ndarray) -> np.ndarray:
+    """Matrix exponential of a twist (dense series is accurate enough for small twists)."""
+    A = np.zeros((4, 4))
+    v, w = xi[:3], xi[3:]
+    A[:3, :3] = [[0, -w[2], w[1]], [w[2], 0, -w[0]], [-w[1], w[0], 0]]
+    A[:3, 3] = v
+    out, term = np.eye(4), np.eye(4)
+    for k in range(1, 30):
+        term = term @ A / k
+        out = out + term
+    return out
+
+
+def _network_predictions(T_w_c: np.ndarray, window: list[int], offsets: list[int]) -> np.ndarray:
+    """What a perfect pose network predicts for a window: T_src_tgt = inv(T_w_src) @ T_w_tgt,
+    computed with the project's torch convention (sfm_ros.geometry.relative_pose)."""
+    mid = len(window) // 2
+    tgt = torch.as_tensor(T_w_c[window[mid]])[None]
+    out = [relative_pose(tgt, torch.as_tensor(T_w_c[window[mid + o]])[None])[0].numpy() for o in offsets]
+    return np.stack(out)
+
+
+def _run(T_w_c: np.ndarray, stamps: np.ndarray, seq_len: int, odo: MonocularOdometry):
+    offsets = source_offsets(seq_len)
+    window: list[int] = []
+    outs = {}
+    for k, t in enumerate(stamps):
+        reason = odo.check_time(t)
+        if reason is not None:
+            window = []
+        window.append(k)
+        window = window[-seq_len:]
+        pred = None
+        if len(window) == seq_len:
+            pred = _network_predictions(T_w_c, window, offsets)
+        est = odo.update(t, pred, [stamps[i] for i in window], offsets)
+        if est is not None:
+            outs[k] = est
+    return outs
+
+
+def _gt_camera_trajectory(n: int, seed: int = 0) -> np.ndarray:
+    """A smooth random camera trajectory (optical frame), camera-to-world."""
+    rng = np.random.default_rng(seed)
+    T = [np.eye(4)]
+    for _ in range(n - 1):
+        xi = np.concatenate([rng.normal(0, 0.05, 3) + [0, 0, 0.5], rng.normal(0, 0.03, 3)])
+        T.append(T[-1] @ _exp_se3(xi))
+    return np.stack(T)
+
+
+# ------------------------------------------------------------------------------------------
+def test_rpy_quaternion_helpers():
+    for rpy in [(0.1, -0.2, 0.3), (-1.0, 0.5, 2.5), OPTICAL_RPY]:
+        R = rpy_to_matrix(*rpy)
+        assert np.allclose(R @ R.T, np.eye(3))
+        assert np.allclose(matrix_to_rpy(R), rpy)
+        q = quat_from_rpy(*rpy)
+        assert np.isclose(np.linalg.norm(q), 1.0) and q[3] >= 0
+        assert np.allclose(matrix_from_quat(q), R)
+        assert np.allclose(quat_from_matrix(R), q)
+    # tf2 convention: yaw of pi/2 = 90 deg about z, quaternion (0, 0, sin 45, cos 45).
+    assert np.allclose(quat_from_rpy(0, 0, math.pi / 2), [0, 0, math.sqrt(0.5), math.sqrt(0.5)])
+
+
+def test_optical_extrinsic_maps_axes():
+    """Default forward camera: optical z (forward) = base x, optical x (right) = base -y,
+    optical y (down) = base -z."""
+    T = camera_extrinsic([0.1, 0.0, 0.5])
+    R = T[:3, :3]
+    assert np.allclose(R @ [0, 0, 1], [1, 0, 0])
+    assert np.allclose(R @ [1, 0, 0], [0, -1, 0])
+    assert np.allclose(R @ [0, 1, 0], [0, 0, -1])
+    assert np.allclose(T[:3, 3], [0.1, 0.0, 0.5])
+
+
+def test_se3_log_inverts_exp():
+    xi = np.array([0.3, -0.1, 0.7, 0.2, -0.4, 0.9])
+    assert np.allclose(se3_log(_exp_se3(xi)), xi, atol=1e-9)
+    assert np.allclose(so3_log(rpy_to_matrix(0, 0, 3.1)), [0, 0, 3.1])
+
+
+def test_poses_in_target_inverts_network_direction():
+    # Camera moving forward by 1 per frame: the next frame as source gives tz = -1 (scene approaches).
+    T_w_c = np.stack([make_transform(t=[0, 0, z]) for z in (0.0, 1.0, 2.0)])
+    pred = _network_predictions(T_w_c, [0, 1, 2], [-1, 1])
+    assert pred[1][2, 3] == pytest.approx(-1.0)
+    P = poses_in_target(pred, [-1, 1])
+    assert np.allclose(P[:, 2, 3], [-1.0, 0.0, 1.0])
+
+
+def test_forward_camera_motion_is_forward_base_motion():
+    stamps = np.arange(6) * 0.1
+    T_w_c = np.stack([make_transform(t=[0, 0, 0.5 * k]) for k in range(6)])  # +z optical
+    odo = MonocularOdometry(T_base_cam=camera_extrinsic([0.2, 0.0, 1.0]), scale=2.0)
+    out = _run(T_w_c, stamps, 3, odo)
+    assert sorted(out) == [0, 2, 3, 4, 5]  # frame 1 has no pose: its window is not full
+    last = out[5]
+    assert np.allclose(last.T_odom_base[:3, 3], [5.0, 0.0, 0.0], atol=1e-9)  # 2.5 units * scale 2
+    assert np.allclose(last.T_odom_base[:3, :3], np.eye(3), atol=1e-9)
+    assert np.allclose(last.linear, [10.0, 0.0, 0.0])  # 1 m per 0.1 s
+    assert np.allclose(last.angular, 0.0, atol=1e-9)
+    assert np.allclose(out[0].T_odom_base, np.eye(4))
+    assert out[0].first
+
+
+@pytest.mark.parametrize("seq_len", [3, 5])
+def test_chaining_reproduces_ground_truth(seq_len):
+    n = 25
+    T_w_c = _gt_camera_trajectory(n, seed=seq_len)
+    stamps = 0.1 * np.arange(n)
+    T_base_cam = camera_extrinsic([0.3, -0.1, 0.8], [OPTICAL_RPY[0] + 0.05, 0.1, OPTICAL_RPY[2] - 0.2])
+    odo = MonocularOdometry(T_base_cam=T_base_cam, scale=1.0)
+    out = _run(T_w_c, stamps, seq_len, odo)
+    assert sorted(out) == [0] + list(range(seq_len - 1, n))
+    for k, est in out.items():
+        gt_cam = invert_transform(T_w_c[0]) @ T_w_c[k]
+        gt_base = T_base_cam @ gt_cam @ invert_transform(T_base_cam)
+        assert np.allclose(est.T_odom_base, gt_base, atol=1e-8), k
+        assert np.allclose(est.T_odom_cam, gt_cam, atol=1e-8), k
+        assert np.allclose(camera_to_base(est.T_odom_cam, T_base_cam), est.T_odom_base)
+
+
+def test_twist_of_constant_body_velocity():
+    """A base moving on a circle (v = 1 m/s forward, yaw rate 0.5 rad/s) gives that twist."""
+    T_base_cam = camera_extrinsic([0.1, 0.0, 0.4])
+    dt, n = 0.05, 12
+    step_base = _exp_se3(np.array([1.0, 0, 0, 0, 0, 0.5]) * dt)
+    T_o_b = [np.eye(4)]
+    for _ in range(n - 1):
+        T_o_b.append(T_o_b[-1] @ step_base)
+    T_w_c = np.stack([T @ T_base_cam for T in T_o_b])  # camera poses in the world
+    odo = MonocularOdometry(T_base_cam=T_base_cam)
+    out = _run(T_w_c, dt * np.arange(n), 3, odo)
+    for k in range(3, n):
+        assert np.allclose(out[k].linear, [1.0, 0, 0], atol=1e-9)
+        assert np.allclose(out[k].angular, [0, 0, 0.5], atol=1e-9)
+        assert np.allclose(out[k].T_odom_base, T_o_b[k], atol=1e-9)
+
+
+def test_covariance_nonzero_grows_and_is_large_for_z_roll_pitch():
+    n = 20
+    T_w_c = np.stack([make_transform(t=[0, 0, 0.5 * k]) for k in range(n)])
+    odo = MonocularOdometry()
+    out = _run(T_w_c, 0.1 * np.arange(n), 3, odo)
+    first = np.diag(out[0].pose_covariance)
+    assert np.all(first > 0) and np.all(np.diag(out[0].twist_covariance) > 0)
+    var = np.diag(out[n - 1].pose_covariance)
+    assert np.all(var > first)
+    assert var[2] > var[0] and var[3] > var[5] and var[4] > var[5]
+    tw = np.diag(out[n - 1].twist_covariance)
+    assert np.all(tw > 0)
+
+
+def test_reset_on_backwards_time_and_hold_on_gap():
+    n = 8
+    T_w_c = np.stack([make_transform(t=[0, 0, 0.5 * k]) for k in range(n)])
+    odo = MonocularOdometry(max_gap=0.5)
+    offsets = [-1, 1]
+    stamps = [0.0, 0.1, 0.2, 0.3]
+    window: list[int] = []
+    for k, t in enumerate(stamps):
+        assert odo.check_time(t) is None
+        window = (window + [k])[-3:]
+        pred = _network_predictions(T_w_c, window, offsets) if len(window) == 3 else None
+        est = odo.update(t, pred, [stamps[i] for i in window], offsets)
+    assert est.T_odom_base[0, 3] == pytest.approx(1.5)
+    assert odo.check_time(0.3) == "duplicate"
+
+    # Gap: chaining restarts, pose held, covariance inflated.
+    cov_before = np.diag(est.pose_covariance)
+    reason = odo.check_time(2.0)
+    assert reason is not None and "gap" in reason
+    est = odo.update(2.0)
+    assert est.first and est.T_odom_base[0, 3] == pytest.approx(1.5)
+    assert np.diag(est.pose_covariance)[0] > cov_before[0] + 0.5
+    assert odo.update(2.1) is None  # window refilling
+
+    # Backwards: full reset to the identity.
+    reason = odo.check_time(1.0)
+    assert reason is not None and "backwards" in reason
+    est = odo.update(1.0)
+    assert est.first and np.allclose(est.T_odom_base, np.eye(4))
+    assert odo.resets == 2
+
+
+def test_window_without_posed_frame_restarts():
+    odo = MonocularOdometry()
+    assert odo.check_time(0.0) is None
+    odo.update(0.0)
+    T = np.tile(np.eye(4), (2, 1, 1))
+    est = odo.update(0.3, T, [0.1, 0.2, 0.3], [-1, 1])  # caller lost the posed frame
+    assert est.first

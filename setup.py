@@ -11,6 +11,7 @@ ENTRY_POINTS: list[str] = [
     "sfm_node = sfm_ros.node:main",
     "sfm_play = sfm_ros.player:main",
     "sfm_record = sfm_ros.recorder:main",
+    "sfm_train = sfm_ros.train_cli:main",
 ]
 
 setup(

@@ -22,11 +22,16 @@ from typing import Any
 import yaml
 
 
+DEPTH_ARCHS = ("dispnet", "resnet")
+POSE_ARCHS = ("posexp", "pair")
+
+
 @dataclass
 class ModelOptions:
-    depth_arch: str = "dispnet"      # "dispnet" (the paper's)
-    width_mult: float = 1.0          # channel multiplier of the depth network (1.0 = the paper's)
-    pose_arch: str = "posexp"        # "posexp" (the paper's PoseExpNet)
+    depth_arch: str = "dispnet"      # "dispnet" (the paper's) | "resnet" (ResNet-18 + Monodepth2 decoder)
+    width_mult: float = 1.0          # channel multiplier of the depth network (1.0 = the paper's
+                                     # DispNet / a full-width ResNet-18; 0.5 = the fast half-width one)
+    pose_arch: str = "posexp"        # "posexp" (the paper's PoseExpNet) | "pair" (pair-wise ResNet, no masks)
     height: int = 128                # network input size (the paper's 128x416)
     width: int = 416
     seq_len: int = 3                 # frames per window: the target in the middle, seq_len-1 sources
@@ -155,6 +160,8 @@ def _coerce(value: Any, current: Any, key: str) -> Any:
             return float(value)
     except (TypeError, ValueError):
         raise ValueError(f"option {key} expects a {type(current).__name__}, got {value!r}") from None
+    if isinstance(value, bool):  # YAML reads a bare off/on/no/yes as a boolean
+        return "on" if value else "off"
     return str(value)
 
 
@@ -211,6 +218,12 @@ def validate(opts: Options) -> None:
     m, lo = opts.model, opts.loss
     if m.seq_len < 3 or m.seq_len % 2 == 0:
         raise ValueError(f"model.seq_len must be odd and >= 3 (target in the middle), got {m.seq_len}")
+    if m.depth_arch not in DEPTH_ARCHS:
+        raise ValueError(f"model.depth_arch must be one of {list(DEPTH_ARCHS)}, got {m.depth_arch!r}")
+    if m.pose_arch not in POSE_ARCHS:
+        raise ValueError(f"model.pose_arch must be one of {list(POSE_ARCHS)}, got {m.pose_arch!r}")
+    if not m.width_mult > 0:
+        raise ValueError(f"model.width_mult must be positive, got {m.width_mult}")
     if m.height < 16 or m.width < 16:
         raise ValueError(f"model.height/width must be >= 16, got {m.height}x{m.width}")
     if lo.photometric not in ("l1", "ssim_l1"):

@@ -15,12 +15,23 @@ environment) the trainer joins the process group (NCCL on CUDA, gloo on CPU), wr
 :class:`~torch.utils.data.DistributedSampler`; only rank 0 logs and writes files.
 
 ``resume`` continues exactly: model, optimiser, epoch, step inside the epoch, and RNG states;
-data order and augmentation are pure functions of ``(seed, epoch, index)``.
+data order and augmentation are pure functions of ``(seed, epoch, index)``. The torch RNG state
+is restored after the DataLoader iterator of a mid-epoch resume is created (the iterator draws its
+worker base seed from it, as the interrupted run's iterator did before the saved state) and before
+it at an epoch boundary (where the uninterrupted run's next iterator draws from the saved state).
+
+Ctrl-C (SIGINT, in the main thread): the first one lets the current step finish, then ``last.pt``
+is written and :class:`TrainingInterrupted` raised (in a distributed run every rank stops after the
+same step); a second Ctrl-C interrupts at once (``last.pt`` then holds the last completed step's
+counters with whatever the optimiser had done, still a complete file).
 """
 from __future__ import annotations
 
 import math
 import os
+import signal
+import sys
+import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -136,6 +147,8 @@ class Trainer:
         self.best_val = math.inf
         self.history: list[dict] = []
         self._rng_to_restore = None
+        self._stop_requested = False  # set by the SIGINT handler
+        self._stop_agreed = False     # every rank saw a stop request (all-reduced in train_step)
         if resume:
             self._load_resume(resume)
         self.writer = None
@@ -211,10 +224,14 @@ class Trainer:
         outputs, losses = self._forward(batch, self.ddp, keep_warped=log_images)
         loss = losses["loss"]
         self.optimizer.zero_grad(set_to_none=True)
-        finite = torch.isfinite(loss.detach()).float().reshape(1)
-        if self.distributed:  # every rank must skip together, or DDP's all-reduce would hang
-            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-        if finite.item() < 1:
+        # [loss finite, no stop requested]: every rank must skip a step together (or DDP's
+        # all-reduce would hang) and stop after the same step on Ctrl-C.
+        flags = torch.tensor([float(torch.isfinite(loss.detach())), 0.0 if self._stop_requested else 1.0])
+        if self.distributed:
+            dist.all_reduce(flags, op=dist.ReduceOp.MIN)
+        if flags[1].item() < 1:
+            self._stop_agreed = True
+        if flags[0].item() < 1:
             return {"loss": float("nan"), "skipped": True}
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -225,7 +242,7 @@ class Trainer:
             self.optimizer.step()
         if log_images:
             self._log_images(batch, outputs, losses)
-        return {k: float(v) for k, v in losses.items()
+        return {k: float(v.detach()) for k, v in losses.items()
                 if k == "loss" or (isinstance(k, tuple) and k[0] in ("photo", "smooth", "exp", "geometry"))}
 
     @torch.no_grad()
@@ -270,7 +287,8 @@ class Trainer:
         t = self.opts.train
         start = time.monotonic()
         bad_steps = 0
-        stop = False
+        stop = bool(t.max_steps and self.step >= t.max_steps)  # a resume of a finished run
+        old_handler = self._install_sigint()
         try:
             while self.epoch < t.epochs and not stop:
                 self.sampler.set_epoch(self.epoch)
@@ -279,12 +297,14 @@ class Trainer:
                 loader = DataLoader(self.train_set, batch_size=t.batch_size, sampler=sampler,
                                     num_workers=t.num_workers, collate_fn=collate, drop_last=True,
                                     pin_memory=self.device.type == "cuda")
+                # The iterator draws its worker base seed from the torch RNG. At an epoch boundary
+                # the saved state is the one the uninterrupted run created this iterator from:
+                # restore it first. In mid-epoch the saved state was taken after the interrupted
+                # run's iterator had drawn: restore it after creating ours.
+                if self.step_in_epoch == 0:
+                    self._restore_rng()
                 it = iter(loader)
-                if self._rng_to_restore is not None:  # after the iterator drew its worker seeds
-                    torch.set_rng_state(self._rng_to_restore["torch"])
-                    if "cuda" in self._rng_to_restore and torch.cuda.is_available():
-                        torch.cuda.set_rng_state_all(self._rng_to_restore["cuda"])
-                    self._rng_to_restore = None
+                self._restore_rng()
                 bar = None
                 if self.progress:
                     from tqdm import tqdm
@@ -294,6 +314,11 @@ class Trainer:
                 for batch in it:
                     logs = self.train_step(batch)
                     if logs.get("skipped"):
+                        # The batch is consumed (step_in_epoch is the position in the epoch's
+                        # batch order, which a resume skips), but no optimiser step was taken.
+                        self.step_in_epoch += 1
+                        if self._should_stop():
+                            raise KeyboardInterrupt
                         bad_steps += 1
                         if bad_steps >= 10:
                             raise TrainingError(f"the loss was non-finite for {bad_steps} steps in a row "
@@ -311,6 +336,8 @@ class Trainer:
                         self.history.append({"step": self.step, "loss": logs["loss"]})
                     if self.ckpt_every and self.step % self.ckpt_every == 0:
                         self.save("last.pt")
+                    if self._should_stop():  # Ctrl-C during this step: stop after it
+                        raise KeyboardInterrupt
                     if (t.max_steps and self.step >= t.max_steps) or \
                             (t.max_minutes and time.monotonic() - start >= 60 * t.max_minutes):
                         stop = True
@@ -326,14 +353,51 @@ class Trainer:
                     self.save("last.pt", val_loss=val)
                 self._barrier()
         except KeyboardInterrupt:
+            if old_handler is not None:  # a further Ctrl-C must not break the final save
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
             if self.is_main:
                 self.save("last.pt", interrupted=True)
             raise TrainingInterrupted(f"interrupted at step {self.step}; wrote {self.out_dir / 'last.pt'}") from None
         finally:
+            if old_handler is not None:
+                signal.signal(signal.SIGINT, old_handler)
             if self.writer is not None:
                 self.writer.flush()
         return {"steps": self.step, "epochs": self.epoch, "best_val": self.best_val,
                 "minutes": (time.monotonic() - start) / 60, "history": self.history}
+
+    def _should_stop(self) -> bool:
+        # Distributed: only what every rank agreed on in the step's all-reduce (a rank stopping
+        # alone would leave the others waiting in the next all-reduce).
+        return self._stop_agreed or (not self.distributed and self._stop_requested)
+
+    def _restore_rng(self) -> None:
+        if self._rng_to_restore is not None:
+            torch.set_rng_state(self._rng_to_restore["torch"])
+            if "cuda" in self._rng_to_restore and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(self._rng_to_restore["cuda"])
+            self._rng_to_restore = None
+
+    def _install_sigint(self):
+        """First Ctrl-C: finish the step, then stop; second: KeyboardInterrupt now. Returns the
+        previous handler (None when not in the main thread or SIGINT is ignored)."""
+        self._stop_requested = self._stop_agreed = False
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        old = signal.getsignal(signal.SIGINT)
+        if old is signal.SIG_IGN or old is None:
+            return None
+
+        def handler(signum, frame):
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            if self.is_main:
+                print(f"\nCtrl-C: stopping after step {self.step + 1} and writing "
+                      f"{self.out_dir / 'last.pt'} (press again to stop at once)", file=sys.stderr, flush=True)
+
+        signal.signal(signal.SIGINT, handler)
+        return old
 
     def _end_of_epoch(self) -> float | None:
         val = self.validate() if self.is_main else None

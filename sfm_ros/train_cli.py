@@ -1,0 +1,580 @@
+"""``sfm_train``: train SfMLearner offline from bags, image folders, KITTI, videos or the renderer.
+
+    sfm_train --bag run1.bag --bag run2_mcap/ [--topic /cam/image_raw] --out runs/exp1
+    sfm_train --kitti /data/kitti/sequences/00 --kitti /data/kitti/sequences/01 --config paper --out runs/kitti
+    sfm_train --images frames/ --fx 718.9 --cx 607.2 --cy 185.2 --out runs/folder
+    sfm_train --synthetic 4 --config default --max-steps 200 --out runs/smoke
+    sfm_train --resume --out runs/exp1 --bag run1.bag          # continue from runs/exp1/last.pt
+    torchrun --nproc_per_node 2 -m sfm_ros.train_cli --kitti ... --out runs/ddp
+
+Inputs (any number, mixed; every input is one sequence): ``--bag`` (ROS 1 ``.bag``, ROS 2 bag
+folder, ``.mcap`` or ``.db3``) with ``--topic`` (optional when the bag has exactly one image
+topic), ``--images DIR``, ``--kitti SEQ_DIR``, ``--video FILE``, ``--synthetic N`` (N rendered
+street sequences of ``--synthetic-frames`` frames).
+
+Intrinsics: bags use their CameraInfo (the ``camera_info`` topic next to the image topic, or
+``--camera-info-topic``); otherwise, and for folders and videos, ``--calib YAML`` or ``--fx [--fy
+--cx --cy]``; KITTI uses ``calib.txt``; the renderer knows its own. Distorted cameras
+(``plumb_bob``, ``rational_polynomial``, ``equidistant``) are rectified first
+(:class:`sfm_ros.camera.Rectifier`, ``--rectify-alpha``).
+
+Configuration: ``--config paper|default|FILE.yaml`` (default: ``default``; with ``--resume`` and
+no ``--config``: the options saved in the checkpoint), then ``--set group.name=value`` overrides,
+then the convenience flags (``--epochs``, ``--lr``, ...), which win. ``config/train.yaml`` spells
+the paper's settings out. The options used are saved in every checkpoint.
+
+Pipeline: frames → :func:`sfm_ros.datasets.prepare_sequence` (resize to the training size with the
+intrinsics adjusted, grey → 3 channels, static frames dropped with ``data.static_threshold``,
+optional ``--cache-dir``) → :func:`sfm_ros.datasets.split_sequence` (the last
+``data.val_fraction`` of each sequence validates) → :class:`sfm_ros.trainer.Trainer`.
+
+Output (``--out DIR``): ``last.pt``, ``best.pt`` (atomic writes) and TensorBoard logs in
+``DIR/tb``. An existing ``DIR/last.pt`` is never replaced by a new run unless ``--resume`` (continue
+it) or ``--overwrite`` is given.
+
+Exit codes: 0 done; 1 training failed (e.g. the loss stayed non-finite); 2 bad command line or
+input (one line on stderr naming the input and what was expected; nothing written); 130 after
+Ctrl-C (the first Ctrl-C finishes the current step and writes ``last.pt``; ``--resume`` continues
+exactly from it).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["main", "build_parser", "UsageError", "load_inputs", "build_options"]
+
+PROG = "sfm_train"
+EXIT_OK, EXIT_TRAINING_ERROR, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(ValueError):
+    """Bad command line or input: one line on stderr, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0].replace("``", "").strip(),
+                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("inputs (one or more; each is one sequence)")
+    g.add_argument("--bag", action="append", default=[], metavar="PATH",
+                   help="ROS 1 .bag, ROS 2 bag folder, .mcap or .db3 (repeatable)")
+    g.add_argument("--topic", help="image topic of the bags (default: the bag's only image topic)")
+    g.add_argument("--camera-info-topic", metavar="TOPIC",
+                   help="CameraInfo topic (default: camera_info next to the image topic)")
+    g.add_argument("--images", action="append", default=[], metavar="DIR", help="image folder (repeatable)")
+    g.add_argument("--pattern", help="file pattern of --images (default: common image extensions)")
+    g.add_argument("--fps", type=float, help="frame rate for the stamps of --images/--video without times")
+    g.add_argument("--kitti", action="append", default=[], metavar="SEQ_DIR",
+                   help="KITTI odometry sequence folder (image_0|image_2 + calib.txt) (repeatable)")
+    g.add_argument("--kitti-camera", choices=("image_0", "image_1", "image_2", "image_3"),
+                   help="KITTI camera (default: image_0, else image_2)")
+    g.add_argument("--video", action="append", default=[], metavar="FILE", help="video file (repeatable)")
+    g.add_argument("--synthetic", type=int, default=0, metavar="N", help="N rendered street sequences")
+    g.add_argument("--synthetic-frames", type=int, default=60, metavar="F",
+                   help="frames per synthetic sequence (default: 60)")
+    g.add_argument("--max-frames", type=int, metavar="N", help="use at most N frames of every input")
+
+    g = p.add_argument_group("intrinsics (when the input carries none)")
+    g.add_argument("--calib", metavar="YAML", help="camera_calibration / camera_info_manager YAML")
+    g.add_argument("--fx", type=float, help="focal length x in pixels (at the input resolution)")
+    g.add_argument("--fy", type=float, help="focal length y (default: --fx)")
+    g.add_argument("--cx", type=float, help="principal point x (default: (width - 1) / 2)")
+    g.add_argument("--cy", type=float, help="principal point y (default: (height - 1) / 2)")
+    g.add_argument("--rectify-alpha", type=float, default=0.0,
+                   help="distorted cameras: 0 keeps only valid pixels, 1 keeps all (default: 0)")
+
+    g = p.add_argument_group("configuration")
+    g.add_argument("--config", help="paper | default | FILE.yaml (default: default, or the "
+                                    "checkpoint's options with --resume)")
+    g.add_argument("--set", action="append", default=[], metavar="GROUP.NAME=VALUE",
+                   help="override one option, e.g. --set loss.smooth_weight=0.1 (repeatable)")
+    for flag, key, typ in _CONVENIENCE:
+        g.add_argument(flag, type=typ, default=None, help=f"= --set {key}=...")
+
+    g = p.add_argument_group("output and run control")
+    g.add_argument("--out", required=True, metavar="DIR", help="checkpoints (last.pt, best.pt) and tb/ logs")
+    g.add_argument("--resume", nargs="?", const="", default=None, metavar="CKPT",
+                   help="continue from CKPT (default with no value: OUT/last.pt)")
+    g.add_argument("--overwrite", action="store_true", help="start afresh even if OUT/last.pt exists")
+    g.add_argument("--cache-dir", metavar="DIR", help="cache of decoded, resized frames (= data.cache_dir)")
+    g.add_argument("--ckpt-every", type=int, default=1000, metavar="STEPS",
+                   help="write last.pt every STEPS steps (and every epoch; default: 1000)")
+    g.add_argument("--threads", type=int, metavar="N", help="torch CPU threads per process")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs")
+    return p
+
+
+#: (flag, option key, type) of the convenience flags; they are applied after --set.
+_CONVENIENCE: list[tuple[str, str, Any]] = [
+    ("--epochs", "train.epochs", int),
+    ("--batch-size", "train.batch_size", int),
+    ("--lr", "train.lr", float),
+    ("--max-steps", "train.max_steps", int),
+    ("--max-minutes", "train.max_minutes", float),
+    ("--device", "train.device", str),
+    ("--amp", "train.amp", str),
+    ("--workers", "train.num_workers", int),
+    ("--seed", "train.seed", int),
+    ("--height", "model.height", int),
+    ("--width", "model.width", int),
+    ("--seq-len", "model.seq_len", int),
+    ("--width-mult", "model.width_mult", float),
+    ("--stride", "data.stride", int),
+    ("--static-threshold", "data.static_threshold", float),
+    ("--val-fraction", "data.val_fraction", float),
+]
+
+
+# ------------------------------------------------------------------------------------ options
+def _set_override(opts, text: str) -> None:
+    """``group.name=value`` with the value parsed as YAML, except that string options keep the
+    text as written (so ``train.amp=off`` is ``"off"``, not YAML's ``False``)."""
+    from sfm_ros.options import apply_overrides, parse_override
+
+    key, value = parse_override(text)
+    parts = key.split(".")
+    if len(parts) == 2 and isinstance(getattr(getattr(opts, parts[0], None), parts[1], None), str) \
+            and not isinstance(value, str):
+        value = text.split("=", 1)[1].strip()
+    apply_overrides(opts, {key: value})
+
+
+def build_options(args: argparse.Namespace, resume_options: dict | None = None):
+    """Options from ``--config`` (or the checkpoint's options), ``--set`` and the flags."""
+    from sfm_ros.options import Options, load_options
+
+    if args.config is None and resume_options is not None:
+        opts = Options.from_dict(resume_options)
+    else:
+        opts = load_options(args.config or "default")
+    for text in args.set:
+        try:
+            _set_override(opts, text)
+        except ValueError as exc:
+            raise UsageError(f"--set {text}: {exc}") from None
+    for flag, key, _ in _CONVENIENCE:
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None:
+            try:
+                _set_override(opts, f"{key}={value}")
+            except ValueError as exc:
+                raise UsageError(f"{flag} {value}: {exc}") from None
+    if args.cache_dir:
+        opts.data.cache_dir = args.cache_dir
+    if opts.data.stride < 1:
+        raise UsageError(f"data.stride must be >= 1, got {opts.data.stride}")
+    return opts
+
+
+# ------------------------------------------------------------------------------------- inputs
+@dataclass
+class _Input:
+    """One input before decoding: a frame stream, its intrinsics and a cache key."""
+
+    name: str
+    frames: Iterable[tuple[np.ndarray, float]]
+    K: np.ndarray
+    cache_key: dict | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _stat_key(path: Path) -> list:
+    """What identifies a file / bag folder's content for the frame cache."""
+    files = sorted(path.rglob("*")) if path.is_dir() else [path]
+    return [[str(f.relative_to(path) if path.is_dir() else f.name), f.stat().st_size, f.stat().st_mtime_ns]
+            for f in files if f.is_file()]
+
+
+def _peek(frames: Iterable[Any], what: str) -> tuple[Any, Iterator[Any]]:
+    it = iter(frames)
+    try:
+        first = next(it)
+    except StopIteration:
+        raise UsageError(f"{what}: no frames") from None
+
+    def chain():
+        yield first
+        yield from it
+    return first, chain()
+
+
+def _cli_camera(args: argparse.Namespace, width: int, height: int, what: str):
+    """CameraModel from --calib or --fx/--fy/--cx/--cy; a UsageError naming ``what`` if neither."""
+    from sfm_ros.camera import CameraModel
+
+    numbers = any(getattr(args, k) is not None for k in ("fx", "fy", "cx", "cy"))
+    if args.calib and numbers:
+        raise UsageError("give either --calib or --fx/--fy/--cx/--cy, not both")
+    if args.calib:
+        cam = CameraModel.from_yaml(args.calib)
+        if (cam.width, cam.height) != (width, height):
+            raise UsageError(f"--calib {args.calib} is for {cam.width}x{cam.height} images but {what} "
+                             f"has {width}x{height} images")
+        return cam
+    if numbers:
+        if args.fx is None:
+            raise UsageError("--fy/--cx/--cy need --fx")
+        fy = args.fy if args.fy is not None else args.fx
+        if args.fx <= 0 or fy <= 0:
+            raise UsageError("--fx/--fy must be > 0")
+        cx = args.cx if args.cx is not None else (width - 1) / 2.0
+        cy = args.cy if args.cy is not None else (height - 1) / 2.0
+        return CameraModel.from_intrinsics(args.fx, fy, cx, cy, width, height)
+    return None
+
+
+def _rectified(cam, frames: Iterable[Any], what: str, args: argparse.Namespace,
+               notes: list[str]) -> tuple[np.ndarray, Iterable[tuple[np.ndarray, float]]]:
+    """(K, stream of (image, stamp)) with distorted images rectified."""
+    from sfm_ros.camera import CameraError, Rectifier
+
+    pairs = ((f.image, f.stamp) for f in frames)
+    if not cam.is_distorted:
+        return cam.K.copy(), pairs
+    try:
+        rect = Rectifier(cam, alpha=args.rectify_alpha, balance=args.rectify_alpha)
+    except CameraError as exc:
+        raise UsageError(f"{what}: cannot rectify its camera: {exc}") from None
+    notes.append(f"rectified ({cam.distortion_model}, alpha {args.rectify_alpha:g})")
+
+    def gen():
+        for image, stamp in pairs:
+            try:
+                yield rect.rectify(image), stamp
+            except CameraError as exc:
+                raise UsageError(f"{what}: {exc}") from None
+    return rect.new_K.copy(), gen()
+
+
+def _check_size(cam, width: int, height: int, what: str, source: str) -> None:
+    if cam.width > 0 and cam.height > 0 and (cam.width, cam.height) != (width, height):
+        raise UsageError(f"{what}: {source} is for {cam.width}x{cam.height} images but the images "
+                         f"are {width}x{height}")
+
+
+def _no_intrinsics(what: str) -> UsageError:
+    return UsageError(f"{what}: no intrinsics: expected a CameraInfo topic in the bag, --calib YAML "
+                      f"or --fx [--fy --cx --cy]" if what.startswith("bag") else
+                      f"{what}: no intrinsics: give --calib YAML or --fx [--fy --cx --cy]")
+
+
+def _bag_input(path: str, args: argparse.Namespace) -> _Input:
+    from sfm_ros.bags import list_topics, read_camera_info, read_image_stream
+
+    bag = Path(path)
+    topic = args.topic
+    if topic is None:
+        topics = list_topics(bag)
+        images = [t for t in topics if t.is_image]
+        if len(images) != 1:
+            listing = ", ".join(f"{t.topic} ({t.encoding or t.msgtype}"
+                                f"{' ' + t.resolution if t.resolution else ''}, {t.count} msgs)" for t in images)
+            if not images:
+                raise UsageError(f"bag {bag} has no image topics (topics: "
+                                 f"{', '.join(t.topic for t in topics) or 'none'}); expected "
+                                 f"sensor_msgs/Image or CompressedImage")
+            raise UsageError(f"bag {bag} has {len(images)} image topics; choose one with --topic: {listing}")
+        topic = images[0].topic
+    what = f"bag {bag} topic {topic}"
+    stream = read_image_stream(bag, topic, max_frames=args.max_frames)
+    first, frames = _peek(stream, what)
+    h, w = first.image.shape[:2]
+    notes = [f"{first.encoding} {w}x{h}"]
+    if args.camera_info_topic:
+        cam = read_camera_info(bag, topic=args.camera_info_topic)
+        if cam is None:
+            raise UsageError(f"{what}: --camera-info-topic {args.camera_info_topic} has no CameraInfo "
+                             f"messages in the bag")
+        notes.append(f"intrinsics from {args.camera_info_topic}")
+        source = f"CameraInfo {args.camera_info_topic}"
+    else:
+        cam = read_camera_info(bag, image_topic=topic)
+        source = "its CameraInfo"
+        if cam is not None:
+            notes.append("intrinsics from the bag's CameraInfo")
+            if args.calib or args.fx is not None:
+                notes.append("--calib/--fx ignored")
+    if cam is None:
+        cam = _cli_camera(args, w, h, what)
+        source = f"--calib {args.calib}" if args.calib else "--fx/--fy/--cx/--cy"
+        if cam is None:
+            raise _no_intrinsics(what)
+        notes.append(f"intrinsics from {source}")
+    _check_size(cam, w, h, what, source)
+    K, pairs = _rectified(cam, frames, what, args, notes)
+    key = {"source": "bag", "path": str(bag.resolve()), "stat": _stat_key(bag), "topic": topic,
+           "K": K.tolist(), "D": cam.D.tolist(), "alpha": args.rectify_alpha, "max_frames": args.max_frames}
+    return _Input(what, pairs, K, key, notes)
+
+
+def _folder_input(path: str, args: argparse.Namespace) -> _Input:
+    from sfm_ros.sources import read_image_folder
+
+    what = f"image folder {path}"
+    stream = read_image_folder(path, args.pattern, fps=args.fps or 10.0, max_frames=args.max_frames)
+    first, frames = _peek(stream, what)
+    h, w = first.image.shape[:2]
+    cam = _cli_camera(args, w, h, what)
+    if cam is None:
+        raise _no_intrinsics(what)
+    notes = [f"{w}x{h}"]
+    K, pairs = _rectified(cam, frames, what, args, notes)
+    key = {"source": "images", "path": str(Path(path).resolve()), "stat": _stat_key(Path(path)),
+           "pattern": args.pattern, "fps": args.fps, "K": K.tolist(), "D": cam.D.tolist(),
+           "alpha": args.rectify_alpha, "max_frames": args.max_frames}
+    return _Input(what, pairs, K, key, notes)
+
+
+def _video_input(path: str, args: argparse.Namespace) -> _Input:
+    from sfm_ros.sources import read_video
+
+    what = f"video {path}"
+    stream = read_video(path, max_frames=args.max_frames, fps=args.fps)
+    first, frames = _peek(stream, what)
+    h, w = first.image.shape[:2]
+    cam = _cli_camera(args, w, h, what)
+    if cam is None:
+        raise _no_intrinsics(what)
+    notes = [f"{w}x{h}"]
+    K, pairs = _rectified(cam, frames, what, args, notes)
+    key = {"source": "video", "path": str(Path(path).resolve()), "stat": _stat_key(Path(path)),
+           "fps": args.fps, "K": K.tolist(), "D": cam.D.tolist(), "alpha": args.rectify_alpha,
+           "max_frames": args.max_frames}
+    return _Input(what, pairs, K, key, notes)
+
+
+def _kitti_input(path: str, args: argparse.Namespace) -> _Input:
+    from sfm_ros.sources import read_kitti_odometry
+
+    seq = read_kitti_odometry(path, camera=args.kitti_camera, max_frames=args.max_frames)
+    what = f"KITTI sequence {path} ({seq.image_paths[0].parent.name})"
+    notes = [f"{seq.camera.width}x{seq.camera.height}", "intrinsics from calib.txt"]
+    if args.calib or args.fx is not None:
+        notes.append("--calib/--fx ignored")
+    K, pairs = _rectified(seq.camera, iter(seq), what, args, notes)
+    key = {"source": "kitti", "path": str(Path(path).resolve()), "camera": seq.image_paths[0].parent.name,
+           "n": len(seq), "first": str(seq.image_paths[0]), "last": str(seq.image_paths[-1]),
+           "K": K.tolist(), "max_frames": args.max_frames}
+    return _Input(what, pairs, K, key, notes)
+
+
+def _synthetic_inputs(args: argparse.Namespace, opts) -> list[_Input]:
+    from sfm_ros.synthetic import render_sequence
+
+    if args.synthetic < 0 or args.synthetic_frames < 1:
+        raise UsageError("--synthetic and --synthetic-frames must be positive")
+    out = []
+    n = args.synthetic_frames if args.max_frames is None else min(args.synthetic_frames, args.max_frames)
+    for i in range(args.synthetic):
+        seed = opts.train.seed * 1000 + i
+        s = render_sequence(n, opts.model.height, opts.model.width, seed=seed)
+        out.append(_Input(f"synthetic sequence {i} (seed {seed})", zip(s.images, s.timestamps), s.K,
+                          None, [f"{opts.model.width}x{opts.model.height} rendered"]))
+    return out
+
+
+def load_inputs(args: argparse.Namespace, opts, log=print) -> list:
+    """Decode every input into a :class:`sfm_ros.datasets.Sequence` at the training size."""
+    from sfm_ros.datasets import prepare_sequence
+
+    makers = ([(_bag_input, p) for p in args.bag] + [(_folder_input, p) for p in args.images]
+              + [(_kitti_input, p) for p in args.kitti] + [(_video_input, p) for p in args.video])
+    if not makers and not args.synthetic:
+        raise UsageError("no input: give --bag, --images, --kitti, --video or --synthetic")
+    size = (opts.model.height, opts.model.width)
+    need = (opts.model.seq_len - 1) * opts.data.stride + 1
+    seqs = []
+    pending = [lambda m=m, p=p: m(p, args) for m, p in makers]
+    if args.synthetic:
+        pending += [lambda s=s: s for s in _synthetic_inputs(args, opts)]
+    for make in pending:
+        t0 = time.monotonic()
+        inp = make()
+        counter = _Counter(inp.frames)
+        seq = prepare_sequence(counter, inp.K, size, name=inp.name,
+                               static_threshold=opts.data.static_threshold,
+                               cache_dir=opts.data.cache_dir or None, cache_key=inp.cache_key)
+        dt = time.monotonic() - t0
+        src = f"{counter.n} frames decoded" if counter.n else "from the cache"
+        log(f"{inp.name}: {len(seq)} frames ({src}, {dt:.1f} s; {', '.join(inp.notes)})")
+        if len(seq) < need:
+            dropped = f" after static-frame removal (data.static_threshold={opts.data.static_threshold:g})" \
+                if opts.data.static_threshold > 0 else ""
+            raise UsageError(f"{inp.name}: {len(seq)} frames{dropped}: fewer frames than one window: "
+                             f"expected at least {need} (model.seq_len={opts.model.seq_len}, "
+                             f"data.stride={opts.data.stride})")
+        seqs.append(seq)
+    return seqs
+
+
+class _Counter:
+    """Counts the frames a stream yields (0 when the cache answered)."""
+
+    def __init__(self, frames: Iterable[Any]):
+        self.frames, self.n = frames, 0
+
+    def __iter__(self):
+        for f in self.frames:
+            self.n += 1
+            yield f
+
+
+def split_all(seqs: list, opts, log=print) -> tuple[list, list]:
+    """Contiguous train/validation split of every sequence (no window crosses the cut); a
+    sequence too short to give both a training and a validation window trains whole."""
+    from sfm_ros.datasets import split_sequence
+
+    need = (opts.model.seq_len - 1) * opts.data.stride + 1
+    train, val = [], []
+    for s in seqs:
+        tr, va = split_sequence(s, opts.data.val_fraction)
+        if va is not None and (len(va) < need or len(tr) < need):
+            log(f"{s.name}: too short to hold out {opts.data.val_fraction:.0%} for validation; training on all of it")
+            tr, va = s, None
+        train.append(tr)
+        if va is not None:
+            val.append(va)
+    return train, val
+
+
+# --------------------------------------------------------------------------------------- main
+def _resume_path(args: argparse.Namespace, out: Path) -> Path | None:
+    if args.resume is None:
+        return None
+    path = Path(args.resume) if args.resume else out / "last.pt"
+    if not path.is_file():
+        raise UsageError(f"--resume: checkpoint {path} does not exist")
+    return path
+
+
+def _check_resume(path: Path, state: dict, opts) -> None:
+    """Fail before decoding any data when the checkpoint cannot be resumed (Trainer checks again)."""
+    from sfm_ros.checkpoint import CheckpointError
+    from sfm_ros.options import Options
+
+    try:
+        saved = Options.from_dict(state["options"])
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint {path} has invalid options: {exc}") from None
+    diff = [f"{k}: checkpoint {getattr(saved.model, k)!r} vs requested {getattr(opts.model, k)!r}"
+            for k in ("depth_arch", "width_mult", "pose_arch", "seq_len")
+            if getattr(saved.model, k) != getattr(opts.model, k)]
+    if diff:
+        raise CheckpointError(f"cannot resume from {path}: it is another architecture ({'; '.join(diff)})")
+    if "optimizer" not in state:
+        raise CheckpointError(f"cannot resume from {path}: it holds no optimiser state (not a training checkpoint)")
+
+
+def _clean_stale_temp_files(out: Path) -> None:
+    """Temporary files a killed save left behind (atomic writes never leave a partial target)."""
+    for pat in (".last.pt.*.tmp", ".best.pt.*.tmp"):
+        for f in out.glob(pat):
+            try:
+                f.unlink()
+            except OSError:
+                pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sfm_ros.trainer import distributed_env
+
+    rank = distributed_env()[0]
+
+    def log(msg: str) -> None:
+        if rank == 0:
+            print(msg, flush=True)
+
+    def fail(msg: str, code: int = EXIT_BAD_INPUT) -> int:
+        kind = "" if code == EXIT_INTERRUPTED else "error: "
+        print(f"{PROG}: {kind}{msg}", file=sys.stderr, flush=True)
+        return code
+
+    try:
+        return _main(argv, rank, log, fail)
+    except KeyboardInterrupt:
+        return fail("interrupted before training started; no checkpoint written", EXIT_INTERRUPTED)
+
+
+def _main(argv, rank: int, log, fail) -> int:
+    from sfm_ros.checkpoint import CheckpointError, read_checkpoint
+
+    # --------------------------------------------------------------- command line and inputs
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:  # --help
+            return int(exc.code or 0)
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--out {out} exists and is not a folder")
+        resume = _resume_path(args, out)
+        if resume is None and (out / "last.pt").exists() and not args.overwrite:
+            raise UsageError(f"{out / 'last.pt'} exists: pass --resume to continue that run, --overwrite "
+                             f"to start afresh, or another --out")
+        state = read_checkpoint(resume) if resume else None
+        opts = build_options(args, state["options"] if state and args.config is None else None)
+        if resume:
+            _check_resume(resume, state, opts)
+        del state
+        seqs = load_inputs(args, opts, log)
+        train, val = split_all(seqs, opts, log)
+    except (ValueError, CheckpointError, OSError) as exc:  # BagError, SourceError, CameraError ...
+        return fail(_one_line(exc))
+
+    # --------------------------------------------------------------- trainer
+    from sfm_ros.trainer import Trainer, TrainingError, TrainingInterrupted
+
+    n_train = sum(len(s) for s in train)
+    n_val = sum(len(s) for s in val)
+    log(f"training on {n_train} frames in {len(train)} sequence(s), validating on {n_val}; "
+        f"{opts.model.height}x{opts.model.width}, seq_len {opts.model.seq_len}, "
+        f"batch {opts.train.batch_size}, lr {opts.train.lr:g}; writing to {out}")
+    if rank == 0 and out.is_dir():
+        _clean_stale_temp_files(out)
+    try:
+        trainer = Trainer(opts, train, val or None, out, resume=resume, progress=not args.no_progress,
+                          tensorboard=not args.no_tensorboard, ckpt_every=args.ckpt_every)
+    except (ValueError, CheckpointError) as exc:
+        return fail(_one_line(exc))
+    try:
+        if resume:
+            log(f"resuming {resume} at step {trainer.step} (epoch {trainer.epoch + 1}, "
+                f"step {trainer.step_in_epoch} of {trainer.steps_per_epoch})")
+        summary = trainer.fit()
+    except TrainingInterrupted as exc:
+        return fail(str(exc), EXIT_INTERRUPTED)
+    except TrainingError as exc:
+        return fail(f"training failed: {exc}", EXIT_TRAINING_ERROR)
+    finally:
+        trainer.close()
+    best = summary["best_val"]
+    val_text = f", best validation loss {best:.4f}" if np.isfinite(best) else ""
+    log(f"done: step {summary['steps']}, {summary['epochs']} epoch(s) complete, "
+        f"{summary['minutes']:.1f} min{val_text}; checkpoints in {out} (last.pt, best.pt)")
+    return EXIT_OK
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,423 @@
+"""sfm_train (sfm_ros.train_cli): inputs, intrinsics, configuration, exit codes, Ctrl-C.
+
+Bags are written inside the tests (rosbags, mcap and sqlite3) from the synthetic renderer. Training
+is tiny: 32x96 network input, width_mult 0.25, batch 2, 2 steps, one torch thread.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from sfm_ros import train_cli
+from sfm_ros.bags import write_image_bag
+from sfm_ros.camera import CameraModel
+from sfm_ros.checkpoint import read_checkpoint
+from sfm_ros.image_codec import encode_image
+from sfm_ros.options import load_options, preset
+from sfm_ros.synthetic import render_sequence
+
+REPO = Path(__file__).resolve().parents[1]
+SH, SW = 48, 128  # recorded size (resized to the 32x96 network input)
+TINY = ["--height", "32", "--width", "96", "--width-mult", "0.25", "--batch-size", "2",
+        "--max-steps", "2", "--workers", "0", "--device", "cpu", "--amp", "off", "--no-progress",
+        "--no-tensorboard", "--config", "paper"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def synth():
+    return render_sequence(10, SH, SW, seed=5)
+
+
+def _cam(synth) -> CameraModel:
+    return CameraModel(SW, SH, synth.K)
+
+
+def _bag(path: Path, synth, storage="mcap", camera="auto", n=None, grey=False, **kw) -> Path:
+    imgs = synth.images[:n] if n else synth.images
+    if grey:
+        imgs = [cv2.cvtColor(im, cv2.COLOR_RGB2GRAY) for im in imgs]
+    cam = _cam(synth) if camera == "auto" else camera
+    write_image_bag(path, list(zip(synth.timestamps, imgs)), cam, storage=storage, **kw)
+    return path
+
+
+def _raw_image_bag(path: Path, items: list[tuple[float, np.ndarray, str]], extra=None) -> Path:
+    """A ROS 2 mcap bag written message by message: (header stamp, image, encoding); bag times
+    increase whatever the header stamps do. ``extra``: (topic, msgtype, fields) messages."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    ts = get_typestore(Stores.ROS2_KILTED)
+    T = ts.types
+    w = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
+    w.open()
+    c = w.add_connection("/cam/image_raw", "sensor_msgs/msg/Image", typestore=ts)
+    conns = {}
+    for i, (stamp, img, enc) in enumerate(items):
+        sec, nsec = int(stamp), int(round((stamp % 1) * 1e9))
+        hdr = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=sec, nanosec=nsec), frame_id="c")
+        e, h, wd, step, data = encode_image(img, "rgb8" if img.ndim == 3 else "mono8")
+        msg = T["sensor_msgs/msg/Image"](header=hdr, height=h, width=wd, encoding=enc, is_bigendian=0,
+                                         step=step, data=np.frombuffer(data, np.uint8))
+        w.write(c, (i + 1) * 10**8, ts.serialize_cdr(msg, "sensor_msgs/msg/Image"))
+        for topic, msgtype, fields in extra or []:
+            if topic not in conns:
+                conns[topic] = w.add_connection(topic, msgtype, typestore=ts)
+            w.write(conns[topic], (i + 1) * 10**8, ts.serialize_cdr(T[msgtype](header=hdr, **fields), msgtype))
+    w.close()
+    return path
+
+
+def _run(argv, capsys) -> tuple[int, str, str]:
+    rc = train_cli.main([str(a) for a in argv])
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def _assert_bad_input(rc, err, *needles, out_dir: Path | None = None):
+    assert rc == 2, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("sfm_train: error: "), err
+    assert "Traceback" not in err
+    for n in needles:
+        assert n in err, f"{n!r} not in {err!r}"
+    if out_dir is not None:
+        assert not (out_dir / "last.pt").exists() and not (out_dir / "best.pt").exists()
+
+
+# ------------------------------------------------------------------------- training from inputs
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_train_from_ros2_bag(tmp_path, synth, capsys, storage):
+    bag = _bag(tmp_path / f"bag_{storage}", synth, storage=storage)
+    out = tmp_path / "run"
+    rc, stdout, err = _run(["--bag", bag, "--out", out, *TINY], capsys)  # topic auto-detected
+    assert rc == 0, err
+    assert f"bag {bag} topic /camera/image_raw: 10 frames" in stdout
+    assert "intrinsics from the bag's CameraInfo" in stdout
+    state = read_checkpoint(out / "last.pt")  # weights_only=True
+    assert state["step"] == 2 and state["optimizer"]
+    opts = state["options"]
+    assert opts["model"]["height"] == 32 and opts["model"]["width_mult"] == 0.25
+    assert opts["loss"] == preset("paper").to_dict()["loss"]  # the config used is in the checkpoint
+    assert (out / "best.pt").is_file() and not (out / "tb").exists()
+
+
+def test_bag_pipeline_keeps_stamps_and_scales_intrinsics(tmp_path, synth):
+    """The decoded sequence: training size, grey replicated to RGB, K scaled, stamps kept."""
+    bag = _bag(tmp_path / "b", synth, grey=True)
+    args = train_cli.build_parser().parse_args(["--bag", str(bag), "--out", str(tmp_path / "o"),
+                                                "--height", "32", "--width", "96"])
+    opts = train_cli.build_options(args)
+    (seq,) = train_cli.load_inputs(args, opts, log=lambda m: None)
+    assert seq.frames.shape == (10, 32, 96, 3) and seq.frames.dtype == np.uint8
+    assert np.array_equal(seq.frames[..., 0], seq.frames[..., 2])  # mono8 -> 3 equal channels
+    np.testing.assert_allclose(seq.stamps, synth.timestamps, atol=1e-6)
+    sx, sy = 96 / SW, 32 / SH
+    np.testing.assert_allclose(seq.K[0, 0], synth.K[0, 0] * sx)
+    np.testing.assert_allclose(seq.K[1, 2], (synth.K[1, 2] + 0.5) * sy - 0.5)
+
+
+def test_grey_frames_resize_like_rgb_ones():
+    """resize_frame resizes grey images on one channel (3x less work): the same bytes as
+    resizing the grey image replicated to RGB."""
+    from sfm_ros.datasets import resize_frame
+
+    rng = np.random.default_rng(0)
+    for img in (rng.integers(0, 256, (94, 310), dtype=np.uint8),
+                rng.integers(0, 65536, (60, 100), dtype=np.uint16),
+                (rng.random((40, 50)) * 1.2).astype(np.float32)):
+        for hw in ((32, 96), img.shape[:2]):
+            assert np.array_equal(resize_frame(img, hw), resize_frame(np.repeat(img[:, :, None], 3, 2), hw))
+    assert resize_frame(img[:, :, None], (32, 96)).shape == (32, 96, 3)  # (H, W, 1) is grey too
+
+
+def test_frame_cache_is_used(tmp_path, synth, capsys):
+    bag = _bag(tmp_path / "b", synth)
+    cache = tmp_path / "cache"
+    base = ["--bag", bag, "--cache-dir", cache, *TINY, "--max-steps", "1"]
+    rc, stdout, err = _run([*base, "--out", tmp_path / "r1"], capsys)
+    assert rc == 0 and "10 frames decoded" in stdout, err
+    assert len(list(cache.glob("*.npz"))) == 1
+    rc, stdout, err = _run([*base, "--out", tmp_path / "r2"], capsys)
+    assert rc == 0 and "from the cache" in stdout, err
+
+
+def test_static_frames_are_dropped(tmp_path, synth, capsys):
+    imgs = list(synth.images)
+    imgs = imgs[:5] + [imgs[4]] * 4 + imgs[5:]  # the camera stops for 4 frames
+    stamps = np.arange(len(imgs)) * 0.1
+    write_image_bag(tmp_path / "b", list(zip(stamps, imgs)), _cam(synth))
+    rc, stdout, err = _run(["--bag", tmp_path / "b", "--out", tmp_path / "o", *TINY,
+                            "--static-threshold", "0.01"], capsys)
+    assert rc == 0, err
+    assert "10 frames (14 frames decoded" in stdout
+
+
+def test_distorted_camera_info_is_rectified(tmp_path, synth, capsys):
+    cam = CameraModel(SW, SH, synth.K, "plumb_bob", [-0.1, 0.01, 0.0, 0.0, 0.0])
+    bag = _bag(tmp_path / "b", synth, camera=cam)
+    rc, stdout, err = _run(["--bag", bag, "--out", tmp_path / "o", *TINY], capsys)
+    assert rc == 0, err
+    assert "rectified (plumb_bob" in stdout
+
+
+def test_image_folder_video_and_synthetic_mixed(tmp_path, synth, capsys):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i, im in enumerate(synth.images):
+        cv2.imwrite(str(d / f"{i:04d}.png"), cv2.cvtColor(im, cv2.COLOR_RGB2BGR))
+    video = tmp_path / "v.avi"
+    vw = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (SW, SH))
+    for im in synth.images:
+        vw.write(cv2.cvtColor(im, cv2.COLOR_RGB2BGR))
+    vw.release()
+    fx, cx, cy = synth.K[0, 0], synth.K[0, 2], synth.K[1, 2]
+    rc, stdout, err = _run(["--images", d, "--video", video, "--synthetic", "1", "--synthetic-frames", "8",
+                            "--fx", fx, "--cx", cx, "--cy", cy, "--out", tmp_path / "o", *TINY], capsys)
+    assert rc == 0, err
+    assert f"image folder {d}: 10 frames" in stdout
+    assert f"video {video}: 10 frames" in stdout
+    assert "synthetic sequence 0 (seed 0): 8 frames" in stdout
+    assert "training on 28 frames in 3 sequence(s)" in stdout
+
+
+def test_kitti_short_training(kitti_dir, tmp_path, capsys):
+    rc, stdout, err = _run(["--kitti", kitti_dir, "--max-frames", "8", "--out", tmp_path / "o", *TINY], capsys)
+    assert rc == 0, err
+    assert "(image_0): 8 frames" in stdout and "intrinsics from calib.txt" in stdout
+    assert read_checkpoint(tmp_path / "o" / "last.pt")["step"] == 2
+
+
+def test_t265_ros1_bag(t265_bag, tmp_path, capsys):
+    """The real ROS 1 bag (3 mono8 848x800 fisheye frames a camera, no CameraInfo)."""
+    out = tmp_path / "o"
+    # Two image topics: --topic is needed, and the message lists them.
+    rc, _, err = _run(["--bag", t265_bag, "--out", out, *TINY], capsys)
+    _assert_bad_input(rc, err, "2 image topics", "/camera/fisheye1/image_raw (mono8 848x800, 3 msgs)",
+                      "/camera/fisheye2/image_raw", out_dir=out)
+    base = ["--bag", t265_bag, "--topic", "/camera/fisheye1/image_raw", "--out", out, *TINY]
+    # No CameraInfo in the bag and none on the command line.
+    rc, _, err = _run(base, capsys)
+    _assert_bad_input(rc, err, "/camera/fisheye1/image_raw: no intrinsics", "--calib", "--fx", out_dir=out)
+    # 3 frames cannot make a 5-frame window.
+    rc, _, err = _run([*base, "--fx", "285", "--seq-len", "5"], capsys)
+    _assert_bad_input(rc, err, "3 frames", "fewer frames than one window", "expected at least 5",
+                      out_dir=out)
+    # seq_len 3, batch 1, no validation: one window, one step.
+    rc, stdout, err = _run([*base, "--fx", "285", "--batch-size", "1", "--val-fraction", "0",
+                            "--max-steps", "1"], capsys)
+    assert rc == 0, err
+    assert "3 frames (3 frames decoded" in stdout and "mono8 848x800" in stdout
+    assert read_checkpoint(out / "last.pt")["step"] == 1
+
+
+# ------------------------------------------------------------------------------- bad inputs
+def test_missing_topic_lists_image_topics(tmp_path, synth, capsys):
+    bag = _bag(tmp_path / "b", synth)
+    rc, _, err = _run(["--bag", bag, "--topic", "/front/image", "--out", tmp_path / "o", *TINY], capsys)
+    _assert_bad_input(rc, err, "'/front/image' is not in bag", "/camera/image_raw (sensor_msgs/msg/Image, 10 msgs)",
+                      out_dir=tmp_path / "o")
+
+
+def test_unsupported_encoding(tmp_path, synth, capsys):
+    bag = _raw_image_bag(tmp_path / "b", [(1.0 + i, synth.images[i], "bayer_rggb8") for i in range(4)])
+    rc, _, err = _run(["--bag", bag, "--fx", "50", "--out", tmp_path / "o", *TINY], capsys)
+    _assert_bad_input(rc, err, "/cam/image_raw", "'bayer_rggb8' is not supported", out_dir=tmp_path / "o")
+
+
+def test_empty_bag(tmp_path, capsys):
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    w = Writer(tmp_path / "empty", version=9, storage_plugin=StoragePlugin.MCAP)
+    w.open()
+    w.add_connection("/camera/image_raw", "sensor_msgs/msg/Image", typestore=get_typestore(Stores.ROS2_KILTED))
+    w.close()
+    rc, _, err = _run(["--bag", tmp_path / "empty", "--out", tmp_path / "o", *TINY], capsys)
+    _assert_bad_input(rc, err, str(tmp_path / "empty"), "is empty (no messages)", out_dir=tmp_path / "o")
+
+
+@pytest.mark.parametrize("storage,ext", [("mcap", "mcap"), ("sqlite3", "db3")])
+def test_truncated_bag(tmp_path, synth, capsys, storage, ext):
+    bag = _bag(tmp_path / "b", synth, storage=storage)
+    f = next(bag.glob(f"*.{ext}"))
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    rc, _, err = _run(["--bag", bag, "--topic", "/camera/image_raw", "--out", tmp_path / "o", *TINY], capsys)
+    _assert_bad_input(rc, err, str(bag), "truncated or corrupt", out_dir=tmp_path / "o")
+
+
+def test_no_intrinsics_anywhere(tmp_path, synth, capsys):
+    bag = _bag(tmp_path / "b", synth, camera=None)
+    rc, _, err = _run(["--bag", bag, "--out", tmp_path / "o", *TINY], capsys)
+    _assert_bad_input(rc, err, f"bag {bag} topic /camera/image_raw: no intrinsics",
+                      "CameraInfo", "--calib YAML", out_dir=tmp_path / "o")
+    d = tmp_path / "imgs"
+    d.mkdir()
+    cv2.imwrite(str(d / "0.png"), synth.images[0])
+    rc, _, err = _run(["--images", d, "--out", tmp_path / "o", *TINY], capsys)
+    _assert_bad_input(rc, err, f"image folder {d}: no intrinsics", out_dir=tmp_path / "o")
+
+
+def test_fewer_frames_than_one_window(tmp_path, synth, capsys):
+    bag = _bag(tmp_path / "b", synth, n=4)
+    rc, _, err = _run(["--bag", bag, "--seq-len", "5", "--out", tmp_path / "o", *TINY], capsys)
+    _assert_bad_input(rc, err, "topic /camera/image_raw: 4 frames", "fewer frames than one window",
+                      "at least 5", out_dir=tmp_path / "o")
+
+
+def test_timestamps_going_backwards(tmp_path, synth, capsys):
+    stamps = [10.0, 10.1, 10.2, 10.15, 10.3]
+    bag = _raw_image_bag(tmp_path / "b", [(t, synth.images[i], "rgb8") for i, t in enumerate(stamps)])
+    rc, _, err = _run(["--bag", bag, "--fx", "50", "--out", tmp_path / "o", *TINY], capsys)
+    _assert_bad_input(rc, err, "timestamps go backwards at message 3", out_dir=tmp_path / "o")
+
+
+def test_image_size_changing(tmp_path, synth, capsys):
+    imgs = list(synth.images[:6])
+    imgs[4] = cv2.resize(imgs[4], (SW // 2, SH // 2))
+    write_image_bag(tmp_path / "b", list(zip(synth.timestamps, imgs)), _cam(synth))
+    rc, _, err = _run(["--bag", tmp_path / "b", "--out", tmp_path / "o", *TINY], capsys)
+    _assert_bad_input(rc, err, "image size changes at message 4", f"{SW // 2}x{SH // 2}x3 after {SW}x{SH}x3",
+                      out_dir=tmp_path / "o")
+
+
+def test_unsupported_distortion_model(tmp_path, synth, capsys):
+    cam = CameraModel(SW, SH, synth.K, "my_model", [0.1, 0.2, 0.0, 0.0])
+    bag = _bag(tmp_path / "b", synth, camera=cam)
+    rc, _, err = _run(["--bag", bag, "--out", tmp_path / "o", *TINY], capsys)
+    _assert_bad_input(rc, err, "cannot rectify", "'my_model' is not supported", "equidistant",
+                      out_dir=tmp_path / "o")
+
+
+def test_bad_options(tmp_path, synth, capsys):
+    bag = _bag(tmp_path / "b", synth)
+    for extra, needle in [(["--set", "loss.nope=1"], "unknown option 'loss.nope'"),
+                          (["--seq-len", "4"], "model.seq_len must be odd"),
+                          (["--config", "nope"], "neither a preset"),
+                          (["--batch-size", "20"], "expected at least train.batch_size=20"),
+                          (["--bogus"], "unrecognized arguments: --bogus")]:
+        rc, _, err = _run(["--bag", bag, "--out", tmp_path / "o", *TINY, *extra], capsys)
+        _assert_bad_input(rc, err, needle, out_dir=tmp_path / "o")
+    rc, _, err = _run(["--out", tmp_path / "o"], capsys)
+    _assert_bad_input(rc, err, "no input")
+
+
+def test_set_keeps_string_options_as_written(tmp_path):
+    args = train_cli.build_parser().parse_args(["--out", "x", "--set", "train.amp=off", "--set",
+                                                "train.lr=1e-3", "--lr", "5e-4", "--config", "paper"])
+    opts = train_cli.build_options(args)
+    assert opts.train.amp == "off"  # YAML would read `off` as False
+    assert opts.train.lr == 5e-4  # the flag wins over --set
+
+
+def test_config_train_yaml_is_the_paper_preset():
+    opts = load_options(REPO / "config" / "train.yaml").to_dict()
+    paper = preset("paper").to_dict()
+    diff = {(g, k) for g in paper for k in paper[g] if opts[g][k] != paper[g][k]}
+    assert diff == {("data", "static_threshold")}  # static frames dropped, as the paper did
+    assert (opts["model"]["height"], opts["model"]["width"], opts["model"]["seq_len"]) == (128, 416, 3)
+    assert (opts["train"]["lr"], opts["train"]["beta1"], opts["train"]["batch_size"]) == (2e-4, 0.9, 4)
+
+
+# -------------------------------------------------------------------------- resume, checkpoints
+def test_resume_checks(tmp_path, synth, capsys):
+    bag = _bag(tmp_path / "b", synth)
+    out = tmp_path / "o"
+    rc, _, err = _run(["--bag", bag, "--out", out, *TINY], capsys)
+    assert rc == 0, err
+    good = (out / "last.pt").read_bytes()
+
+    # An existing run is not overwritten by accident.
+    rc, _, err = _run(["--bag", bag, "--out", out, *TINY], capsys)
+    _assert_bad_input(rc, err, "last.pt exists", "--resume")
+    # Another architecture.
+    rc, _, err = _run(["--bag", bag, "--out", out, *TINY, "--width-mult", "0.5", "--resume"], capsys)
+    _assert_bad_input(rc, err, "another architecture", "width_mult: checkpoint 0.25 vs requested 0.5")
+    assert (out / "last.pt").read_bytes() == good
+    # Resume continues (the checkpoint's options when no --config is given).
+    tiny_no_config = [a for a in TINY if a not in ("--config", "paper")]
+    rc, stdout, err = _run(["--bag", bag, "--out", out, *tiny_no_config, "--max-steps", "3", "--resume"], capsys)
+    assert rc == 0, err
+    assert "resuming" in stdout and "at step 2" in stdout
+    state = read_checkpoint(out / "last.pt")
+    assert state["step"] == 3 and state["options"]["loss"] == preset("paper").to_dict()["loss"]
+
+    # A corrupt checkpoint: a clear error, the file left as it was.
+    corrupt = out / "last.pt"
+    corrupt.write_bytes(good[: len(good) // 3])
+    rc, _, err = _run(["--bag", bag, "--out", out, *TINY, "--resume"], capsys)
+    _assert_bad_input(rc, err, f"checkpoint {corrupt} is corrupt")
+    assert corrupt.read_bytes() == good[: len(good) // 3]
+    rc, _, err = _run(["--bag", bag, "--out", tmp_path / "o2", *TINY, "--resume", tmp_path / "missing.pt"], capsys)
+    _assert_bad_input(rc, err, "does not exist", out_dir=tmp_path / "o2")
+
+
+def test_training_error_exits_1(tmp_path, synth, capsys, monkeypatch):
+    from sfm_ros.trainer import Trainer, TrainingError
+
+    def fit(self):
+        raise TrainingError("the loss was non-finite for 10 steps in a row")
+
+    monkeypatch.setattr(Trainer, "fit", fit)
+    rc, _, err = _run(["--bag", _bag(tmp_path / "b", synth), "--out", tmp_path / "o", *TINY], capsys)
+    assert rc == 1 and "training failed: the loss was non-finite" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------- Ctrl-C
+def test_ctrl_c_exits_130_with_a_loadable_checkpoint(tmp_path):
+    """``python -m sfm_ros.train_cli`` in a subprocess; SIGINT once the progress bar shows a step."""
+    out = tmp_path / "o"
+    cmd = [sys.executable, "-m", "sfm_ros.train_cli", "--synthetic", "1", "--synthetic-frames", "12",
+           "--out", str(out), "--height", "32", "--width", "96", "--width-mult", "0.25", "--workers", "0",
+           "--device", "cpu", "--amp", "off", "--no-tensorboard", "--config", "paper",
+           "--max-steps", "100000", "--batch-size", "1", "--epochs", "1000", "--ckpt-every", "0"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = bytearray()
+    reader = threading.Thread(target=lambda: [err.extend(c) for c in iter(lambda: proc.stderr.read1(4096), b"")],
+                              daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not re.search(rb"\| *[1-9]\d*/\d+ ", bytes(err)):  # tqdm: "| 1/11 [" = a step done
+            assert proc.poll() is None, bytes(err).decode(errors="replace")
+            assert time.monotonic() < deadline, "training never started stepping"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(timeout=5)
+    text = bytes(err).decode(errors="replace")
+    assert rc == 130, text
+    assert "Ctrl-C: stopping after step" in text and "interrupted at step" in text
+    assert "Traceback" not in text
+    state = read_checkpoint(out / "last.pt")
+    assert state["step"] >= 1 and state["extra"]["interrupted"] is True
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_help(capsys):
+    assert train_cli.main(["--help"]) == 0
+    assert "--synthetic" in capsys.readouterr().out

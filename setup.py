@@ -12,6 +12,7 @@ ENTRY_POINTS: list[str] = [
     "sfm_play = sfm_ros.player:main",
     "sfm_record = sfm_ros.recorder:main",
     "sfm_train = sfm_ros.train_cli:main",
+    "sfm_eval = sfm_ros.eval_cli:main",
 ]
 
 setup(

@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output", default="demo_output", help="folder for the results (default demo_output)")
     ap.add_argument("--checkpoint", default=str(DEFAULT_MODEL), help="model (default: the shipped one)")
     ap.add_argument("--frames", type=int, default=100, help="frames to render (default 100 = 10 s)")
-    ap.add_argument("--seed", type=int, default=7, help="scene seed (the default model trained on 100-139)")
+    ap.add_argument("--seed", type=int, default=999, help="scene seed (the default model trained on seeds 0..N-1)")
     ap.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default: real time)")
     ap.add_argument("--domain-id", type=int, default=int(os.environ.get("SFM_DEMO_DOMAIN_ID", 73)))
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the node to start")

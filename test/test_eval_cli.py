@@ -1,0 +1,305 @@
+"""sfm_eval (sfm_ros.eval_cli): depth and pose evaluation from the command line.
+
+Tiny untrained checkpoints (width_mult 0.25, 64x96) on a few rendered frames; the real KITTI /
+7-Scenes checks skip when ../shared/data is absent.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from sfm_ros import eval_cli
+from sfm_ros.checkpoint import save_checkpoint
+from sfm_ros.metrics import DEPTH_METRIC_KEYS
+from sfm_ros.model import SfMModel
+from sfm_ros.options import ModelOptions, Options
+from sfm_ros.trajectory import (chain, make_pose, axis_angle_to_matrix, mean_odometry_poses, read_tum,
+                                relative_poses, snippet_ate, snippets_from_poses, write_kitti,
+                                zero_motion_poses)
+
+H, W = 64, 96
+N_FRAMES = 4
+
+
+def _ckpt(path: Path, seq_len: int = 3) -> Path:
+    import torch
+
+    torch.manual_seed(0)
+    mo = ModelOptions(width_mult=0.25, height=H, width=W, seq_len=seq_len)
+    save_checkpoint(path, SfMModel(mo), Options(model=mo))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    return _ckpt(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> dict:
+    """Rendered frames as PNG, ground truth as 16-bit mm PNG (65535 = sky) and as npy (metres)."""
+    from sfm_ros.synthetic import render_sequence
+
+    root = tmp_path_factory.mktemp("synth")
+    seq = render_sequence(num_frames=N_FRAMES, height=H, width=W, seed=1)
+    dirs = {k: root / k for k in ("images", "gt_png", "gt_npy")}
+    for d in dirs.values():
+        d.mkdir()
+    for i in range(N_FRAMES):
+        cv2.imwrite(str(dirs["images"] / f"{i:06d}.png"), cv2.cvtColor(seq.images[i], cv2.COLOR_RGB2BGR))
+        d = seq.depths[i]
+        mm = np.where(np.isfinite(d), np.clip(np.round(d * 1000.0), 1, 65534), 65535).astype(np.uint16)
+        cv2.imwrite(str(dirs["gt_png"] / f"{i:06d}.png"), mm)
+        np.save(dirs["gt_npy"] / f"{i:06d}.npy", d)
+    return {"root": root, "seq": seq, **dirs}
+
+
+def _run(capsys, *argv) -> tuple[int, str, str]:
+    code = eval_cli.main([str(a) for a in argv])
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+# ------------------------------------------------------------------------------------------ depth
+def test_depth_checkpoint_table_and_json(tiny_ckpt, synth, tmp_path, capsys):
+    out = tmp_path / "depth.json"
+    code, text, err = _run(capsys, "depth", "--checkpoint", tiny_ckpt, "--images", synth["images"],
+                           "--gt-png", synth["gt_png"], "--json", out, "--save-npy", tmp_path / "pred",
+                           "--device", "cpu")
+    assert code == 0, err
+    assert "| abs_rel | sq_rel | rmse | rmse_log | a1 | a2 | a3 |" in text
+    assert f"{N_FRAMES} images" in text
+    res = json.loads(out.read_text())
+    assert set(res["metrics"]) == set(DEPTH_METRIC_KEYS)
+    m = res["metrics"]
+    assert res["count"] == N_FRAMES and len(res["per_image"]) == N_FRAMES
+    assert all(np.isfinite(v) for v in m.values())
+    assert m["abs_rel"] > 0 and m["rmse"] > 0 and m["rmse_log"] > 0
+    assert 0 <= m["a1"] <= m["a2"] <= m["a3"] <= 1
+    assert res["settings"] == {"min_depth": 1e-3, "max_depth": 80.0, "crop": "none", "median_scaling": True,
+                               "frames": None}
+    assert res["model"]["seq_len"] == 3 and res["model"]["size"] == [H, W]
+    # the saved predictions, evaluated again against the npy ground truth, give the same numbers
+    # (up to the PNG's millimetre quantisation)
+    assert len(list((tmp_path / "pred").glob("*.npy"))) == N_FRAMES
+    out2 = tmp_path / "depth2.json"
+    code, text, err = _run(capsys, "depth", "--pred-npy", tmp_path / "pred", "--gt-npy", synth["gt_npy"],
+                           "--json", out2)
+    assert code == 0, err
+    m2 = json.loads(out2.read_text())["metrics"]
+    for k in DEPTH_METRIC_KEYS:
+        assert m2[k] == pytest.approx(m[k], rel=2e-3, abs=2e-3), k
+
+
+def test_depth_pred_npy_median_scaling_is_perfect(synth, tmp_path, capsys):
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for i, d in enumerate(synth["seq"].depths):
+        np.save(pred / f"{i:06d}.npy", d / 3.0)  # ground truth = prediction * 3
+    out = tmp_path / "m.json"
+    code, text, err = _run(capsys, "depth", "--pred-npy", pred, "--gt-npy", synth["gt_npy"], "--json", out)
+    assert code == 0, err
+    res = json.loads(out.read_text())
+    m = res["metrics"]
+    assert m["abs_rel"] < 1e-5 and m["rmse"] < 1e-4 and m["rmse_log"] < 1e-5
+    assert m["a1"] == m["a2"] == m["a3"] == 1.0
+    assert res["scale_mean"] == pytest.approx(3.0, rel=1e-5)
+    # without median scaling the factor 3 shows: |g - g/3| / g = 2/3; --frames selects 2 images
+    code, text, err = _run(capsys, "depth", "--pred-npy", pred, "--gt-npy", synth["gt_npy"], "--json", out,
+                           "--no-median-scaling", "--frames", "1:3", "--crop", "garg", "--max-depth", "50")
+    assert code == 0, err
+    res = json.loads(out.read_text())
+    assert res["count"] == 2 and [r["index"] for r in res["per_image"]] == [0, 1]
+    assert res["metrics"]["abs_rel"] == pytest.approx(2.0 / 3.0, rel=1e-4)
+    assert res["metrics"]["a3"] == 0.0
+    assert res["settings"]["crop"] == "garg" and res["settings"]["max_depth"] == 50.0
+
+
+def test_depth_sevenscenes(tiny_ckpt, sevenscenes_dir, tmp_path, capsys):
+    out = tmp_path / "s.json"
+    code, text, err = _run(capsys, "depth", "--checkpoint", tiny_ckpt, "--sevenscenes", sevenscenes_dir,
+                           "--frames", "400:402", "--json", out, "--device", "cpu")
+    assert code == 0, err
+    res = json.loads(out.read_text())
+    assert res["count"] == 2 and res["settings"]["max_depth"] == 10.0  # indoor default
+    assert "not registered" in res["ground_truth"]
+    assert 0 < res["metrics"]["abs_rel"] < 10 and 0 <= res["metrics"]["a1"] <= 1
+
+
+# ------------------------------------------------------------------------------------------ pose
+def test_increments_from_exact_snippets():
+    """Per-window predictions that are exact give back the exact increments (any seq_len)."""
+    rng = np.random.default_rng(0)
+    rel = np.array([make_pose(axis_angle_to_matrix(rng.normal(0, 0.05, 3)), rng.normal(0, 1, 3)) for _ in range(9)])
+    gt = chain(rel)
+    for L in (3, 5):
+        inc = eval_cli.network_increments(snippets_from_poses(gt, L))
+        np.testing.assert_allclose(inc, relative_poses(gt), atol=1e-9)
+    # two different estimates of one increment are averaged
+    a, b = make_pose(t=[1.0, 0, 0]), make_pose(t=[3.0, 0, 0])
+    np.testing.assert_allclose(eval_cli.average_increments([[a, b]])[0], make_pose(t=[2.0, 0, 0]))
+
+
+def test_pose_kitti_snippet_ate_and_baselines(tiny_ckpt, kitti_dir, tmp_path, capsys):
+    out = tmp_path / "pose.json"
+    tum = tmp_path / "traj" / "pred.txt"
+    code, text, err = _run(capsys, "pose", "--checkpoint", tiny_ckpt, "--kitti", kitti_dir, "--frames", "0:20",
+                           "--json", out, "--tum", tum, "--device", "cpu")
+    assert code == 0, err
+    for label in ("| model |", "| zero motion |", "| mean odometry |", "snippet ATE (5 frames)"):
+        assert label in text
+    res = json.loads(out.read_text())
+    assert res["count"] == 20 and res["snippet"] == 5
+    assert set(res["methods"]) == {"model", "zero_motion", "mean_odometry"}
+    from sfm_ros.sources import read_kitti_odometry
+
+    gt_all = read_kitti_odometry(kitti_dir).poses
+    gt = gt_all[:20]
+    zero = res["methods"]["zero_motion"]["snippet_ate"]
+    assert zero["count"] == 16
+    assert zero["mean"] == pytest.approx(snippet_ate(gt, zero_motion_poses(20), 5)["mean"], rel=1e-12)
+    # mean odometry from the frames outside the evaluated range (20:160)
+    mo = res["methods"]["mean_odometry"]["snippet_ate"]
+    assert mo["mean"] == pytest.approx(snippet_ate(gt, mean_odometry_poses([gt_all[20:]], 20), 5)["mean"], rel=1e-12)
+    assert "20:160" in res["mean_odometry_from"]
+    model = res["methods"]["model"]
+    assert model["snippet_ate"]["count"] == 16 and np.isfinite(model["snippet_ate"]["mean"])
+    assert model["ate"]["align"] == "sim3" and model["rpe"]["pairs"] == 19
+    assert res["methods"]["zero_motion"]["ate"]["align"] == "se3"
+    assert any("chained" in n for n in res["notes"])  # seq_len 3 model, 5-frame snippets
+    # trajectories that evo reads: the prediction and the ground truth of the same frames
+    stamps, poses = read_tum(tum)
+    assert poses.shape == (20, 4, 4)
+    _, gposes = read_tum(tum.with_name("pred.gt.txt"))
+    np.testing.assert_allclose(gposes, gt, atol=1e-6)  # KITTI rotations are rounded, TUM re-orthonormalises
+    evo_file = pytest.importorskip("evo.tools.file_interface")
+    assert evo_file.read_tum_trajectory_file(str(tum)).num_poses == 20
+    # the written trajectory evaluated from the file gives the model's whole-trajectory ATE
+    code, text, err = _run(capsys, "pose", "--pred-tum", tum, "--gt-tum", tum.with_name("pred.gt.txt"),
+                           "--json", out)
+    assert code == 0, err
+    again = json.loads(out.read_text())["methods"]["prediction"]
+    assert again["ate"]["rmse"] == pytest.approx(model["ate"]["rmse"], rel=1e-6)
+
+
+def test_pose_seq_len5_uses_one_prediction_per_snippet(kitti_dir, tmp_path, capsys):
+    ck = _ckpt(tmp_path / "s5.pt", seq_len=5)
+    out = tmp_path / "p.json"
+    code, text, err = _run(capsys, "pose", "--checkpoint", ck, "--kitti", kitti_dir, "--frames", "0:8",
+                           "--train-frames", "100:160", "--json", out, "--device", "cpu")
+    assert code == 0, err
+    res = json.loads(out.read_text())
+    assert res["methods"]["model"]["snippet_ate"]["count"] == 4
+    assert any("one pose-network prediction" in n for n in res["notes"])
+    assert res["mean_odometry_from"] == "frames 100:160"
+
+
+def test_pose_pred_kitti_file_scaled_ground_truth(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    rel = np.array([make_pose(axis_angle_to_matrix(rng.normal(0, 0.02, 3)), [0.1, 0.0, 1.0] + rng.normal(0, 0.1, 3))
+                    for _ in range(11)])
+    gt = chain(rel)
+    pred = gt.copy()
+    pred[:, :3, 3] *= 0.5  # monocular: right up to scale
+    write_kitti(tmp_path / "gt.txt", gt)
+    write_kitti(tmp_path / "pred.txt", pred)
+    out = tmp_path / "p.json"
+    code, text, err = _run(capsys, "pose", "--pred-kitti", tmp_path / "pred.txt", "--gt-kitti",
+                           tmp_path / "gt.txt", "--snippet", "3", "--frames", "2:12", "--json", out)
+    assert code == 0, err
+    res = json.loads(out.read_text())
+    p = res["methods"]["prediction"]
+    assert p["snippet_ate"]["mean"] < 1e-9 and p["ate"]["rmse"] < 1e-9 and p["rpe"]["trans_rmse"] < 1e-9
+    assert p["ate"]["scale"] == pytest.approx(2.0)
+    assert res["methods"]["zero_motion"]["snippet_ate"]["mean"] > 0.1
+    assert res["count"] == 10 and res["mean_odometry_from"] == "frames 0:2 (outside the evaluated range)"
+
+
+def test_pose_sevenscenes_stride(tiny_ckpt, sevenscenes_dir, tmp_path, capsys):
+    out = tmp_path / "p.json"
+    code, text, err = _run(capsys, "pose", "--checkpoint", tiny_ckpt, "--sevenscenes", sevenscenes_dir,
+                           "--frames", "0:60", "--json", out, "--device", "cpu")
+    assert code == 0, err
+    res = json.loads(out.read_text())
+    assert res["stride"] == 10 and res["count"] == 6 and res["methods"]["model"]["snippet_ate"]["count"] == 2
+
+
+# ------------------------------------------------------------------------------------------ bad input
+@pytest.mark.parametrize("argv, needle", [
+    ([], "the following arguments are required"),
+    (["depth", "--images", "{images}", "--gt-png", "{gt_png}"], "--checkpoint"),
+    (["depth", "--checkpoint", "{root}/missing.pt", "--images", "{images}", "--gt-png", "{gt_png}"], "does not exist"),
+    (["depth", "--checkpoint", "{ckpt}", "--gt-png", "{gt_png}"], "no input"),
+    (["depth", "--checkpoint", "{ckpt}", "--images", "{images}"], "no ground truth"),
+    (["depth", "--checkpoint", "{ckpt}", "--images", "{images}", "--gt-png", "{root}/nope"], "not a folder"),
+    (["depth", "--checkpoint", "{ckpt}", "--images", "{images}", "--gt-npy", "{gt_npy}", "--frames", "3:1"], "selects no frame"),
+    (["depth", "--checkpoint", "{ckpt}", "--images", "{images}", "--gt-npy", "{gt_npy}", "--frames", "x"], "must look like A:B"),
+    (["depth", "--checkpoint", "{ckpt}", "--images", "{images}", "--gt-npy", "{gt_npy}", "--frames", "0:9"], "ends after the last frame"),
+    (["depth", "--checkpoint", "{ckpt}", "--images", "{images}", "--kitti", "{root}", "--gt-npy", "{gt_npy}"], "give one input"),
+    (["depth", "--pred-npy", "{gt_npy}", "--gt-npy", "{gt_npy}", "--checkpoint", "{ckpt}"], "replaces the model"),
+    (["depth", "--pred-npy", "{gt_npy}", "--gt-npy", "{gt_npy}", "--min-depth", "5", "--max-depth", "1"], "min-depth"),
+    (["depth", "--pred-npy", "{gt_npy}", "--gt-npy", "{gt_npy}", "--crop", "foo"], "invalid choice"),
+    (["depth", "--checkpoint", "{images}/000000.png", "--images", "{images}", "--gt-npy", "{gt_npy}"], "corrupt"),
+    (["pose", "--pred-kitti", "{root}/none.txt", "--gt-kitti", "{root}/none.txt"], "does not exist"),
+    (["pose", "--checkpoint", "{ckpt}", "--images", "{images}"], "no ground truth"),
+    (["pose", "--checkpoint", "{ckpt}", "--images", "{images}", "--gt-kitti", "{images}/000000.png"], "ground truth"),
+    (["pose", "--checkpoint", "{ckpt}", "--images", "{images}", "--snippet", "1", "--gt-kitti", "x"], "--snippet"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_input_exits_2_with_one_line(argv, needle, tiny_ckpt, synth, capsys):
+    fill = {"ckpt": tiny_ckpt, "root": synth["root"], "images": synth["images"], "gt_png": synth["gt_png"],
+            "gt_npy": synth["gt_npy"]}
+    code, text, err = _run(capsys, *[a.format(**fill) for a in argv])
+    assert code == 2, (text, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sfm_eval: error:"), err
+    assert needle in lines[0], lines[0]
+
+
+def test_pose_ground_truth_count_mismatch(tiny_ckpt, synth, tmp_path, capsys):
+    write_kitti(tmp_path / "gt.txt", zero_motion_poses(2))  # 2 poses for 4 images
+    code, text, err = _run(capsys, "pose", "--checkpoint", tiny_ckpt, "--images", synth["images"],
+                           "--gt-kitti", tmp_path / "gt.txt", "--snippet", "3")
+    assert code == 2 and "poses" in err and err.startswith("sfm_eval: error:")
+
+
+def test_depth_gt_lidar_projection(tiny_ckpt, synth, tmp_path, capsys):
+    """KITTI-style LiDAR ground truth: scans in a rotated, shifted LiDAR frame, a calib.txt with
+    ``Tr`` and a ``P2`` with a baseline; the projection recovers the rendered depth at the hit pixels."""
+    seq = synth["seq"]
+    K = seq.K
+    b = np.array([-0.06, 0.01, 0.002])  # P2 = K [I | b]: cam2 relative to the rectified cam0
+    P2 = np.hstack([K, (K @ b)[:, None]])
+    Tr = make_pose(axis_angle_to_matrix([0.1, -0.2, 0.05]), [0.3, -0.1, 0.5])  # LiDAR -> cam0
+    calib = tmp_path / "calib.txt"
+    calib.write_text("".join(f"P{i}: " + " ".join(map(str, (P2 if i == 2 else np.hstack([K, np.zeros((3, 1))])).ravel()))
+                             + "\n" for i in range(4)) + "Tr: " + " ".join(map(str, Tr[:3].ravel())) + "\n")
+    T, Kc = eval_cli.kitti_lidar_calib(calib, "P2")
+    np.testing.assert_allclose(T, make_pose(t=b) @ Tr, atol=1e-9)
+    velo = tmp_path / "velodyne"
+    velo.mkdir()
+    v, u = np.mgrid[0:H:3, 0:W:3]
+    for i, d in enumerate(seq.depths):
+        z = d[v, u]
+        ok = np.isfinite(z) & (z < 80)
+        rays = np.linalg.solve(K, np.stack([u[ok], v[ok], np.ones(ok.sum())]))
+        p_cam2 = (rays * z[ok]).T
+        p_lidar = (np.linalg.inv(T) @ np.hstack([p_cam2, np.ones((len(p_cam2), 1))]).T).T[:, :3]
+        np.hstack([p_lidar, np.zeros((len(p_lidar), 1))]).astype(np.float32).tofile(velo / f"{i:06d}.bin")
+        if i == 0:
+            from sfm_ros.metrics import project_lidar
+
+            sparse = project_lidar(p_lidar, T, Kc, H, W)
+            np.testing.assert_allclose(sparse[v[ok], u[ok]], z[ok], rtol=1e-4)
+            assert (sparse > 0).sum() == ok.sum()
+    out = tmp_path / "l.json"
+    code, text, err = _run(capsys, "depth", "--checkpoint", tiny_ckpt, "--images", synth["images"], "--gt-lidar", velo,
+                           "--calib", calib, "--json", out, "--device", "cpu")
+    assert code == 0, err
+    res = json.loads(out.read_text())
+    assert res["count"] == N_FRAMES and "(P2)" in res["ground_truth"]
+    assert 0 < res["valid_pixels_mean"] < (H // 3 + 1) * (W // 3 + 1)

@@ -1,0 +1,53 @@
+"""A short self-supervised training run on rendered streets learns depth (no labels used).
+
+Setup: 3 rendered sequences of 40 frames at 64x208, the default losses, a quarter-width DispNet,
+300 Adam steps of batch 4 (about 1-2 CPU minutes on 2 cores). Evaluation: median-scaled abs rel of
+the predicted depth on 12 frames of a street never seen in training, against the exact rendered
+depth (sky excluded).
+
+Margin: at initialisation the network predicts a nearly constant depth (abs rel ~0.42 after median
+scaling, the error of the best constant). Learning the scene's layout from view synthesis must cut
+that by at least 10 %; measured: 0.43 → 0.34 (-20 %). A network that learnt nothing about depth
+(e.g. training with the warp disconnected) stays at the constant-depth error.
+"""
+import numpy as np
+import torch
+
+from sfm_ros.datasets import Sequence
+from sfm_ros.metrics import evaluate_depth
+from sfm_ros.options import apply_overrides, preset
+from sfm_ros.synthetic import render_sequence
+from sfm_ros.trainer import Trainer
+
+H, W = 64, 208
+
+
+def _abs_rel(model, test) -> float:
+    model.eval()
+    with torch.no_grad():
+        x = torch.from_numpy(test.images).permute(0, 3, 1, 2).float() / 255
+        pred = 1 / model.predict_disp(x)[0][:, 0].numpy()
+    model.train()
+    return float(np.mean([evaluate_depth(test.depths[i], pred[i], max_depth=80.0)["abs_rel"]
+                          for i in range(len(pred))]))
+
+
+def test_short_training_lowers_the_loss_and_learns_depth(tmp_path):
+    torch.manual_seed(0)
+    train = []
+    for i, seed in enumerate((1, 2, 3)):
+        s = render_sequence(40, H, W, seed=seed)
+        train.append(Sequence(s.images, s.K, s.timestamps, f"street{seed}"))
+    test = render_sequence(12, H, W, seed=9)
+    opts = preset("default")
+    apply_overrides(opts, {"model.height": H, "model.width": W, "model.width_mult": 0.25,
+                           "train.max_steps": 300, "train.epochs": 1000, "train.num_workers": 0,
+                           "train.log_every": 10, "train.seed": 0})
+    trainer = Trainer(opts, train, None, tmp_path, progress=False, tensorboard=False, ckpt_every=0)
+    before = _abs_rel(trainer.model, test)
+    summary = trainer.fit()
+    after = _abs_rel(trainer.model, test)
+    losses = [h["loss"] for h in summary["history"] if "loss" in h]
+    assert summary["steps"] == 300
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:3]), losses
+    assert after < 0.9 * before, (before, after)

@@ -21,7 +21,8 @@ import torch.nn as nn
 
 from .geometry import pose_vec_to_mat
 from .networks import DispNet, PoseExpNet, normalize_image
-from .options import ModelOptions
+from .options import DEPTH_ARCHS, POSE_ARCHS, ModelOptions
+from .resnet import PairPoseNet, ResNetDepthNet
 
 Tensor = torch.Tensor
 
@@ -35,15 +36,23 @@ def source_offsets(seq_len: int) -> list[int]:
 
 
 def build_depth_net(opts: ModelOptions) -> nn.Module:
+    """``dispnet``: the paper's DispNet; ``resnet``: ResNet-18 encoder + Monodepth2 decoder
+    (:class:`sfm_ros.resnet.ResNetDepthNet`). ``width_mult`` scales the channels of both."""
     if opts.depth_arch == "dispnet":
         return DispNet(width_mult=opts.width_mult)
-    raise ValueError(f"unknown model.depth_arch {opts.depth_arch!r}; expected 'dispnet'")
+    if opts.depth_arch == "resnet":
+        return ResNetDepthNet(width_mult=opts.width_mult)
+    raise ValueError(f"unknown model.depth_arch {opts.depth_arch!r}; expected one of {list(DEPTH_ARCHS)}")
 
 
 def build_pose_net(opts: ModelOptions, output_exp: bool) -> nn.Module:
+    """``posexp``: the paper's PoseExpNet (explainability masks when ``output_exp``); ``pair``:
+    the pair-wise :class:`sfm_ros.resnet.PairPoseNet` (no masks; ``output_exp`` is ignored)."""
     if opts.pose_arch == "posexp":
         return PoseExpNet(num_sources=opts.seq_len - 1, output_exp=output_exp)
-    raise ValueError(f"unknown model.pose_arch {opts.pose_arch!r}; expected 'posexp'")
+    if opts.pose_arch == "pair":
+        return PairPoseNet(num_sources=opts.seq_len - 1)
+    raise ValueError(f"unknown model.pose_arch {opts.pose_arch!r}; expected one of {list(POSE_ARCHS)}")
 
 
 class SfMModel(nn.Module):

@@ -1,0 +1,307 @@
+"""``sfm_export``: a checkpoint's depth and pose networks as TorchScript and ONNX, for deployment.
+
+Usage::
+
+    sfm_export CHECKPOINT --out DIR [--format torchscript,onnx] [--height H --width W] [--opset 17]
+
+Writes into ``DIR``:
+
+==================  =================================================================================
+file                content
+==================  =================================================================================
+``depth.pt``        TorchScript (traced, frozen: batch norm folded): ``image`` (B, 3, H, W) RGB in
+                    ``[0, 1]`` → ``depth`` (B, 1, H, W) = ``1 / disparity`` at the finest scale
+``pose.pt``         TorchScript: ``target`` (B, 3, H, W) and ``sources`` (B, N, 3, H, W), in ``[0, 1]``
+                    → ``poses`` (B, N, 6) target→source ``[tx, ty, tz, rx, ry, rz]``
+``depth.onnx``      the same graphs as ONNX (opset >= 17, dynamic batch axis, batch norm folded;
+``pose.onnx``       only Conv/ConvTranspose/Relu/Elu/Sigmoid/Resize/Concat/Slice/MaxPool/ReduceMean/
+                    Reshape/Transpose/element-wise ops, all supported by TensorRT)
+``model.json``      metadata: input size, ``seq_len``, the source frame offsets (order of ``sources``),
+                    pose convention, depth units, the files and their checked accuracy
+==================  =================================================================================
+
+The ``[-1, 1]`` input normalisation of the networks is inside the exported graphs: feed ``[0, 1]``
+RGB. Depth is in *network units* (monocular depth is known up to scale; see
+:mod:`sfm_ros.inference`). Sources are ordered as :func:`sfm_ros.model.source_offsets` (``seq_len =
+3``: the previous frame, then the next one). Pose vectors follow :mod:`sfm_ros.geometry`: ``T_s_t``
+maps target-camera points into the source camera, ``[R(r) | t]`` with ``r`` an axis-angle vector;
+:func:`sfm_ros.geometry.pose_vec_to_mat` turns them into 4x4 matrices.
+
+Every exported file is checked after writing against the PyTorch model on random images (the
+maximum differences go into ``model.json``). Exit status: 0 on success, 2 for a missing or
+corrupt checkpoint or bad arguments, 1 when exporting or checking fails.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from .model import source_offsets
+from .networks import DISP_ALPHA, DISP_BETA, normalize_image
+from .resnet import fold_batchnorm
+
+Tensor = torch.Tensor
+
+FORMATS = ("torchscript", "onnx")
+DEFAULT_OPSET = 17
+# Accepted differences between an exported graph and PyTorch (float32, random inputs):
+DEPTH_RTOL = 1e-4   # max |depth_exported - depth_torch| / depth_torch
+POSE_ATOL = 1e-5    # max |pose_exported - pose_torch| (pose vectors are ~0.01-scaled)
+
+POSE_CONVENTION = (
+    "poses[b, i] = [tx, ty, tz, rx, ry, rz] of T_s_t, the target->source transform of source i "
+    "(maps points from the target camera frame to source i's camera frame; optical frame x right, "
+    "y down, z forward); T = [R(r) | t] with r an axis-angle rotation vector in radians "
+    "(sfm_ros.geometry.pose_vec_to_mat). The camera motion target->source is inv(T_s_t)."
+)
+
+
+class DepthExport(nn.Module):
+    """``[0, 1]`` images (B, 3, H, W) → depth (B, 1, H, W) = 1 / finest disparity (network units)."""
+
+    def __init__(self, depth_net: nn.Module):
+        super().__init__()
+        self.net = depth_net
+
+    def forward(self, image: Tensor) -> Tensor:
+        return 1.0 / self.net(normalize_image(image))[0]
+
+
+class PoseExport(nn.Module):
+    """``[0, 1]`` target (B, 3, H, W) and sources (B, N, 3, H, W) → (B, N, 6) target→source poses."""
+
+    def __init__(self, pose_net: nn.Module, num_sources: int):
+        super().__init__()
+        self.net = pose_net
+        self.num_sources = num_sources
+
+    def forward(self, target: Tensor, sources: Tensor) -> Tensor:
+        t = normalize_image(target)
+        s = normalize_image(sources)
+        return self.net(t, [s[:, i] for i in range(self.num_sources)])[0]
+
+
+def inference_modules(model: nn.Module) -> tuple[DepthExport, PoseExport]:
+    """Eval-mode, batch-norm-folded copies of an :class:`SfMModel`'s networks behind the export
+    interface (normalisation inside, depth out, stacked sources in)."""
+    model = getattr(model, "module", model)
+    depth = DepthExport(fold_batchnorm(model.depth_net)).eval()
+    pose_net = fold_batchnorm(model.pose_net)
+    pose = PoseExport(pose_net, len(model.offsets)).eval()
+    for p in list(depth.parameters()) + list(pose.parameters()):
+        p.requires_grad_(False)
+    return depth, pose
+
+
+def example_inputs(height: int, width: int, num_sources: int, batch: int = 1,
+                   seed: int = 0) -> tuple[tuple[Tensor], tuple[Tensor, Tensor]]:
+    """Random ``[0, 1]`` inputs for the depth and the pose graphs."""
+    g = torch.Generator().manual_seed(seed)
+    image = torch.rand(batch, 3, height, width, generator=g)
+    sources = torch.rand(batch, num_sources, 3, height, width, generator=g)
+    return (image,), (image, sources)
+
+
+def to_torchscript(module: nn.Module, inputs: tuple[Tensor, ...]) -> torch.jit.ScriptModule:
+    """Trace and freeze (constants folded, batch norm folded)."""
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # TracerWarnings on the networks' shape checks
+        traced = torch.jit.trace(module.eval(), inputs, check_trace=False)
+        return torch.jit.freeze(traced)
+
+
+def to_onnx(module: nn.Module, inputs: tuple[Tensor, ...], input_names: list[str], output_name: str,
+            opset: int = DEFAULT_OPSET, dynamic_batch: bool = True) -> bytes:
+    """ONNX bytes of ``module`` (TorchScript-based exporter), batch axis dynamic."""
+    if opset < 17:
+        raise ValueError(f"opset must be >= 17, got {opset}")
+    axes = {n: {0: "batch"} for n in [*input_names, output_name]} if dynamic_batch else None
+    f = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # TracerWarnings; the TorchScript exporter's deprecation note
+        torch.onnx.export(module.eval(), inputs, f, input_names=input_names, output_names=[output_name],
+                          opset_version=opset, dynamic_axes=axes, do_constant_folding=True, dynamo=False)
+    return f.getvalue()
+
+
+def ort_session(model: bytes | str | Path, threads: int = 0, spinning: bool = True):
+    """An ONNX Runtime CPU session with all graph optimisations (``threads=0``: ORT's default).
+
+    ``spinning=False`` stops idle worker threads from busy-waiting (better on shared/loaded CPUs).
+    """
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        so.intra_op_num_threads = threads
+    if not spinning:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    src = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+
+
+def depth_rel_diff(a: Tensor, ref: Tensor) -> float:
+    return float(((a.float() - ref.float()).abs() / ref.float().abs()).max())
+
+
+def pose_abs_diff(a: Tensor, ref: Tensor) -> float:
+    return float((a.float() - ref.float()).abs().max())
+
+
+def export_model(model: nn.Module, out_dir: str | Path, formats: tuple[str, ...] = FORMATS,
+                 height: int = 128, width: int = 416, opset: int = DEFAULT_OPSET,
+                 verify: bool = True, info: dict | None = None) -> dict:
+    """Export an :class:`SfMModel`'s networks into ``out_dir``; returns (and writes) the metadata.
+
+    ``verify`` runs every written file on random inputs (batch 1 and 2) and checks it against the
+    PyTorch model within :data:`DEPTH_RTOL` / :data:`POSE_ATOL`; a failure raises ``RuntimeError``.
+    """
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ValueError(f"unknown export format(s) {unknown}; expected a subset of {list(FORMATS)}")
+    model = getattr(model, "module", model)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    depth, pose = inference_modules(model)
+    n = len(model.offsets)
+    d_in, p_in = example_inputs(height, width, n)
+    meta: dict = {
+        "format": "sfm_ros_export/1",
+        **(info or {}),
+        "depth_arch": model.opts.depth_arch,
+        "width_mult": model.opts.width_mult,
+        "pose_arch": model.opts.pose_arch,
+        "height": height,
+        "width": width,
+        "seq_len": model.opts.seq_len,
+        "source_offsets": list(model.offsets),
+        "inputs": {
+            "depth": {"image": ["batch", 3, height, width]},
+            "pose": {"target": ["batch", 3, height, width], "sources": ["batch", n, 3, height, width]},
+        },
+        "outputs": {"depth": {"depth": ["batch", 1, height, width]}, "pose": {"poses": ["batch", n, 6]}},
+        "input_range": "RGB float32 in [0, 1] (normalised to [-1, 1] inside the graph)",
+        "depth_units": "network units: depth = 1 / disparity, monocular (known up to scale; multiply "
+                       "by a metric scale to get metres)",
+        "depth_range": [1.0 / (DISP_ALPHA + DISP_BETA), 1.0 / DISP_BETA],
+        "pose_convention": POSE_CONVENTION,
+        "frames": "sources ordered by source_offsets relative to the target (e.g. [-1, 1]: previous, next)",
+        "torch_version": torch.__version__,
+        "files": {},
+        "check": {"depth_max_rel_diff_limit": DEPTH_RTOL, "pose_max_abs_diff_limit": POSE_ATOL},
+    }
+    with torch.no_grad():
+        refs = {}
+        for b in (1, 2):
+            di, pi = example_inputs(height, width, n, batch=b, seed=b)
+            refs[b] = (di, pi, depth(*di), pose(*pi))
+    if "torchscript" in formats:
+        for name, mod, inp in (("depth", depth, d_in), ("pose", pose, p_in)):
+            path = out / f"{name}.pt"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates torch.jit
+                torch.jit.save(to_torchscript(mod, inp), str(path))
+            meta["files"][f"{name}_torchscript"] = path.name
+        if verify:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                d_ts, p_ts = torch.jit.load(str(out / "depth.pt")), torch.jit.load(str(out / "pose.pt"))
+            with torch.no_grad():
+                diffs = [(depth_rel_diff(d_ts(*di), d_ref), pose_abs_diff(p_ts(*pi), p_ref))
+                         for di, pi, d_ref, p_ref in refs.values()]
+            _check(meta, "torchscript", diffs)
+    if "onnx" in formats:
+        import onnx
+
+        for name, mod, inp, names, oname in (("depth", depth, d_in, ["image"], "depth"),
+                                             ("pose", pose, p_in, ["target", "sources"], "poses")):
+            data = to_onnx(mod, inp, names, oname, opset=opset)
+            onnx.checker.check_model(onnx.load_from_string(data))
+            path = out / f"{name}.onnx"
+            path.write_bytes(data)
+            meta["files"][f"{name}_onnx"] = path.name
+        meta["onnx_opset"] = opset
+        if verify:
+            d_s, p_s = ort_session(out / "depth.onnx"), ort_session(out / "pose.onnx")
+            diffs = []
+            for di, pi, d_ref, p_ref in refs.values():
+                d = torch.from_numpy(d_s.run(None, {"image": di[0].numpy()})[0])
+                p = torch.from_numpy(p_s.run(None, {"target": pi[0].numpy(), "sources": pi[1].numpy()})[0])
+                diffs.append((depth_rel_diff(d, d_ref), pose_abs_diff(p, p_ref)))
+            _check(meta, "onnx", diffs)
+    (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
+
+
+def _check(meta: dict, fmt: str, diffs: list[tuple[float, float]]) -> None:
+    d = max(x[0] for x in diffs)
+    p = max(x[1] for x in diffs)
+    meta["check"][fmt] = {"depth_max_rel_diff": d, "pose_max_abs_diff": p, "batches": [1, 2]}
+    if not (d <= DEPTH_RTOL and p <= POSE_ATOL):
+        raise RuntimeError(f"{fmt} export differs from PyTorch: depth max rel diff {d:.3g} (limit {DEPTH_RTOL}), "
+                           f"pose max abs diff {p:.3g} (limit {POSE_ATOL})")
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    fmts = tuple(f.strip().lower() for f in text.split(",") if f.strip())
+    bad = [f for f in fmts if f not in FORMATS]
+    if bad or not fmts:
+        raise argparse.ArgumentTypeError(f"unknown format(s) {bad or text!r}; choose from {','.join(FORMATS)}")
+    return fmts
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sfm_export", description="Export an sfm_ros checkpoint's depth and pose "
+                                "networks as TorchScript and ONNX (see the module doc for the interface).")
+    p.add_argument("checkpoint", help="sfm_ros checkpoint (.pt)")
+    p.add_argument("--out", required=True, help="output folder (created)")
+    p.add_argument("--format", type=_formats, default=FORMATS, help="comma-separated: torchscript,onnx (default both)")
+    p.add_argument("--height", type=int, default=None, help="input height (default: the checkpoint's)")
+    p.add_argument("--width", type=int, default=None, help="input width (default: the checkpoint's)")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (>= 17, default {DEFAULT_OPSET})")
+    p.add_argument("--no-verify", action="store_true", help="skip checking the exported files against PyTorch")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .checkpoint import CheckpointError, load_model
+
+    args = build_parser().parse_args(argv)
+    try:
+        if args.opset < 17:
+            raise ValueError(f"--opset must be >= 17, got {args.opset}")
+        for name in ("height", "width"):
+            v = getattr(args, name)
+            if v is not None and v < 16:
+                raise ValueError(f"--{name} must be >= 16, got {v}")
+        model, options, _ = load_model(args.checkpoint, "cpu")
+    except (CheckpointError, ValueError) as exc:
+        print(f"sfm_export: error: {exc}", file=sys.stderr)
+        return 2
+    h = args.height or options.model.height
+    w = args.width or options.model.width
+    try:
+        meta = export_model(model, args.out, args.format, h, w, args.opset, verify=not args.no_verify,
+                            info={"checkpoint": str(Path(args.checkpoint).resolve())})
+    except Exception as exc:  # exporter / checker / runtime failure: one clear line
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"sfm_export: error: export failed ({type(exc).__name__}: {msg[:300]})", file=sys.stderr)
+        return 1
+    files = ", ".join(meta["files"].values())
+    checks = "; ".join(f"{k}: depth rel {v['depth_max_rel_diff']:.1e}, pose abs {v['pose_max_abs_diff']:.1e}"
+                       for k, v in meta["check"].items() if isinstance(v, dict))
+    print(f"sfm_export: wrote {files}, model.json to {args.out} ({h}x{w}, seq_len {meta['seq_len']})"
+          + (f"; checked {checks}" if checks else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""sfm_export: TorchScript and ONNX graphs match PyTorch; metadata; clear errors for bad checkpoints.
+
+Tolerances (float32, random inputs): depth max relative difference < 1e-4, pose vectors max
+absolute difference < 1e-5 (they are ~0.01-scaled).
+"""
+import json
+
+import onnx
+import pytest
+import torch
+
+from sfm_ros.checkpoint import save_checkpoint
+from sfm_ros.export import DEPTH_RTOL, POSE_ATOL, main, ort_session
+from sfm_ros.model import SfMModel
+from sfm_ros.options import ModelOptions, preset
+
+H, W = 64, 160
+
+# Operators a TensorRT ONNX parser handles (no Loop/If/ScatterND/NonZero/dynamic Resize tricks).
+TRT_FRIENDLY = {"Conv", "ConvTranspose", "Relu", "Elu", "Sigmoid", "Resize", "Concat", "Slice", "MaxPool",
+                "ReduceMean", "Reshape", "Transpose", "Add", "Sub", "Mul", "Div", "Constant", "Gather",
+                "Shape", "Unsqueeze", "Squeeze", "Identity", "Split", "Cast", "Reciprocal"}
+
+
+def _model(depth_arch: str, pose_arch: str, width_mult: float, seed: int = 0) -> tuple[SfMModel, object]:
+    torch.manual_seed(seed)
+    opts = preset("default")
+    opts.model = ModelOptions(depth_arch=depth_arch, width_mult=width_mult, pose_arch=pose_arch, height=H, width=W)
+    model = SfMModel(opts.model)
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():  # batch-norm statistics as after training (checks the folding too)
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(0.1 * torch.randn(m.num_features, generator=g))
+            m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
+    return model.eval(), opts
+
+
+@pytest.mark.parametrize("depth_arch,pose_arch,width_mult", [("dispnet", "posexp", 0.25), ("resnet", "pair", 0.5)])
+def test_export_matches_pytorch(tmp_path, capsys, depth_arch, pose_arch, width_mult):
+    model, opts = _model(depth_arch, pose_arch, width_mult)
+    ckpt = tmp_path / "model.pt"
+    save_checkpoint(ckpt, model, opts)
+    out = tmp_path / "export"
+    assert main([str(ckpt), "--out", str(out)]) == 0
+    assert "wrote depth.pt, pose.pt, depth.onnx, pose.onnx" in capsys.readouterr().out
+    meta = json.loads((out / "model.json").read_text())
+    assert (meta["height"], meta["width"], meta["seq_len"], meta["source_offsets"]) == (H, W, 3, [-1, 1])
+    assert meta["depth_arch"] == depth_arch and meta["onnx_opset"] >= 17
+    assert "target->source" in meta["pose_convention"] and "network units" in meta["depth_units"]
+    for fmt in ("torchscript", "onnx"):
+        assert meta["check"][fmt]["depth_max_rel_diff"] < DEPTH_RTOL
+        assert meta["check"][fmt]["pose_max_abs_diff"] < POSE_ATOL
+
+    # Independent check against the PyTorch model, batch 1 and 2 (dynamic batch axis).
+    ts_d, ts_p = torch.jit.load(str(out / "depth.pt")), torch.jit.load(str(out / "pose.pt"))
+    ort_d, ort_p = ort_session(out / "depth.onnx"), ort_session(out / "pose.onnx")
+    g = torch.Generator().manual_seed(1)
+    for b in (1, 2):
+        img = torch.rand(b, 3, H, W, generator=g)
+        srcs = torch.rand(b, 2, 3, H, W, generator=g)
+        with torch.no_grad():
+            ref = model(img, [srcs[:, 0], srcs[:, 1]])  # sources in source_offsets order: -1, +1
+            ref_depth, ref_pose = ref[("depth", 0, 0)], torch.stack([ref[("pose_vec", -1)], ref[("pose_vec", 1)]], 1)
+            outs = {"torchscript": (ts_d(img), ts_p(img, srcs))}
+        outs["onnx"] = (torch.from_numpy(ort_d.run(None, {"image": img.numpy()})[0]),
+                        torch.from_numpy(ort_p.run(None, {"target": img.numpy(), "sources": srcs.numpy()})[0]))
+        for fmt, (depth, pose) in outs.items():
+            assert depth.shape == (b, 1, H, W) and pose.shape == (b, 2, 6), fmt
+            assert ((depth - ref_depth).abs() / ref_depth).max() < DEPTH_RTOL, fmt
+            assert (pose - ref_pose).abs().max() < POSE_ATOL, fmt
+
+    for name in ("depth", "pose"):
+        m = onnx.load(str(out / f"{name}.onnx"))
+        assert max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) >= 17
+        ops = {n.op_type for n in m.graph.node}
+        assert ops <= TRT_FRIENDLY, ops - TRT_FRIENDLY
+        assert "BatchNormalization" not in ops  # folded into the convolutions
+        assert m.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+
+
+def test_export_one_format_and_size(tmp_path):
+    model, opts = _model("resnet", "pair", 0.25)
+    save_checkpoint(tmp_path / "m.pt", model, opts)
+    out = tmp_path / "e"
+    argv = [str(tmp_path / "m.pt"), "--out", str(out), "--format", "onnx", "--height", "96", "--width", "128"]
+    assert main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["depth.onnx", "model.json", "pose.onnx"]
+    meta = json.loads((out / "model.json").read_text())
+    assert (meta["height"], meta["width"]) == (96, 128)
+    sess = ort_session(out / "depth.onnx")
+    assert sess.run(None, {"image": torch.rand(1, 3, 96, 128).numpy()})[0].shape == (1, 1, 96, 128)
+
+
+def test_bad_checkpoint_exits_2(tmp_path, capsys):
+    assert main([str(tmp_path / "missing.pt"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sfm_export: error:") and "does not exist" in err and "\n" not in err
+    bad = tmp_path / "corrupt.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    assert main([str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "corrupt" in err and "\n" not in err
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(SystemExit) as exc:
+        main([str(bad), "--out", str(tmp_path / "o"), "--format", "tflite"])
+    assert exc.value.code == 2

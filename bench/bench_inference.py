@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from sfm_ros.export import example_inputs, inference_modules, ort_session, to_onnx, to_torchscript  # noqa: E402
 from sfm_ros.export import DepthExport, PoseExport  # noqa: E402
-from sfm_ros.inference import cpu_supports_bf16  # noqa: E402
+from sfm_ros.inference import cpu_has_bf16_instructions  # noqa: E402
 from sfm_ros.model import SfMModel  # noqa: E402
 from sfm_ros.options import ModelOptions  # noqa: E402
 from sfm_ros.resnet import count_parameters  # noqa: E402
@@ -79,7 +79,7 @@ def machine_info() -> dict:
     except ImportError:
         ort_v = "absent"
     return {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "onnxruntime": ort_v, "git": rev, "bf16": cpu_supports_bf16(),
+            "onnxruntime": ort_v, "git": rev, "bf16": cpu_has_bf16_instructions(),
             "isa": torch.backends.cpu.get_cpu_capability()}
 
 
@@ -111,7 +111,7 @@ def build_paths(arch: str, modes: list[str], height: int, width: int, log) -> di
                 img_cl, tgt_cl = img.contiguous(memory_format=cl), tgt.contiguous(memory_format=cl)
                 fns = (lambda: d(img_cl), lambda: p(tgt_cl, srcs))
             elif mode == "bf16":
-                if not cpu_supports_bf16():
+                if not cpu_has_bf16_instructions():
                     log(f"  {arch}/bf16: skipped (no AVX512-BF16/AMX on this CPU)")
                     continue
 

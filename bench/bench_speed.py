@@ -116,7 +116,7 @@ def bench_train(config: str, steps: int) -> dict:
     import torch
 
     from sfm_ros.datasets import collate, prepare_sequence
-    from sfm_ros.inference import cpu_supports_bf16
+    from sfm_ros.inference import cpu_has_bf16_instructions
     from sfm_ros.trainer import Trainer
 
     frames, K, what = _kitti_frames(12)
@@ -124,7 +124,7 @@ def bench_train(config: str, steps: int) -> dict:
     out: dict = {"frames": what}
     modes = ["off"]
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    if dev == "cuda" or cpu_supports_bf16():
+    if dev == "cuda" or cpu_has_bf16_instructions():
         modes.append("bf16")
     with tempfile.TemporaryDirectory() as tmp:
         for amp in modes:

@@ -30,7 +30,7 @@ def machine_info() -> dict:
     """CPU model, cores, GPU (if any), torch version, bf16 support, git revision."""
     import torch
 
-    from sfm_ros.inference import cpu_supports_bf16
+    from sfm_ros.inference import cpu_has_bf16_instructions
 
     cpu = platform.processor() or "?"
     try:
@@ -56,7 +56,7 @@ def machine_info() -> dict:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": usable, "torch_threads": torch.get_num_threads(),
             "gpu": gpu, "memory_gb": round(mem_gb, 1) if mem_gb else None, "torch": torch.__version__,
-            "bf16": cpu_supports_bf16(), "git": git_revision(), "python": platform.python_version()}
+            "bf16": cpu_has_bf16_instructions(), "git": git_revision(), "python": platform.python_version()}
 
 
 def git_revision() -> str:

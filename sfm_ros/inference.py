@@ -33,13 +33,28 @@ def resolve_device(device: str = "auto") -> torch.device:
     return dev
 
 
-def cpu_supports_bf16() -> bool:
-    """True on CPUs with native bf16 dot products (AVX512-BF16 / AMX), where autocast pays."""
+def _cpu_flags() -> str:
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        return Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
+        return ""
+
+
+def cpu_has_bf16_instructions() -> bool:
+    """True on CPUs with bf16 instructions (AVX512-BF16 or AMX-BF16): bf16 can be measured."""
+    flags = _cpu_flags()
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def cpu_supports_bf16() -> bool:
+    """True on CPUs with AMX-BF16 tile units, where bf16 autocast pays.
+
+    AVX512-BF16 alone does not: on this project's 2-core Xeon (AVX512-BF16, no AMX) bf16 autocast
+    made inference 1.4-1.6x slower for every network (BENCHMARKS.md) and a DispNet training step
+    ~10 % slower (the losses, which run in fp32, dominate the step). ``auto`` therefore picks bf16
+    only with AMX; ``bf16`` can still be asked for explicitly.
+    """
+    return "amx_bf16" in _cpu_flags()
 
 
 def to_rgb_float(image: np.ndarray) -> np.ndarray:
@@ -62,7 +77,7 @@ class Estimator:
     Args:
         checkpoint: path of an sfm_ros checkpoint.
         device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
-        precision: ``fp32`` | ``fp16`` (CUDA) | ``bf16`` (CPU with AVX512-BF16 or CUDA) | ``auto``
+        precision: ``fp32`` | ``fp16`` (CUDA) | ``bf16`` (CUDA, or a CPU with bf16 instructions) | ``auto``
             (fp32; bf16 on CPUs that support it natively).
     """
 

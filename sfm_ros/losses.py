@@ -33,16 +33,28 @@ L1_RANGE = 2.0  # the paper's L1 is on [-1, 1] images: twice the [0, 1] error
 _INVALID = 1e3  # error given to invalid pixels under the per-pixel minimum
 
 
+def _box3(t: Tensor) -> Tensor:
+    """3x3 mean of a (reflection-)padded map (valid region only), as a depthwise convolution.
+
+    Same result as ``avg_pool2d(t, 3, 1)`` (to float rounding), about 5x faster forward and 2x
+    backward on the CPU, where the pooling kernel took half of a training step.
+    """
+    c = t.shape[1]
+    kernel = torch.full((c, 1, 3, 3), 1.0 / 9.0, dtype=t.dtype, device=t.device)
+    return F.conv2d(t, kernel, groups=c)
+
+
 def ssim(x: Tensor, y: Tensor) -> Tensor:
     """Per-pixel structural dissimilarity ``(1 - SSIM) / 2`` with 3x3 windows (reflection padded)."""
     c1, c2 = 0.01**2, 0.03**2
     x = F.pad(x, (1, 1, 1, 1), mode="reflect")
     y = F.pad(y, (1, 1, 1, 1), mode="reflect")
-    mu_x = F.avg_pool2d(x, 3, 1)
-    mu_y = F.avg_pool2d(y, 3, 1)
-    sigma_x = F.avg_pool2d(x * x, 3, 1) - mu_x**2
-    sigma_y = F.avg_pool2d(y * y, 3, 1) - mu_y**2
-    sigma_xy = F.avg_pool2d(x * y, 3, 1) - mu_x * mu_y
+    c = x.shape[1]
+    pooled = _box3(torch.cat([x, y, x * x, y * y, x * y], dim=1))
+    mu_x, mu_y, xx, yy, xy = pooled.split(c, dim=1)
+    sigma_x = xx - mu_x**2
+    sigma_y = yy - mu_y**2
+    sigma_xy = xy - mu_x * mu_y
     n = (2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2)
     d = (mu_x**2 + mu_y**2 + c1) * (sigma_x + sigma_y + c2)
     return torch.clamp((1 - n / d) / 2, 0, 1)
@@ -117,6 +129,7 @@ def compute_losses(
     if use_geo and ("depth", offsets[0], 0) not in outputs:
         raise ValueError("geometry consistency needs source depths: call the model with source_depth=True")
     losses: dict = {}
+    identity_cache: dict = {}
     total = target.new_zeros(())
     for s in range(opts.num_scales):
         disp = outputs[("disp", 0, s)].float()
@@ -152,8 +165,11 @@ def compute_losses(
         else:
             err = torch.cat([torch.where(v > 0, e, torch.full_like(e, _INVALID)) for e, v in errors], 1)
             if opts.automask:
-                ident = torch.cat([photometric_error(resize_to(sources[f], size), tgt, opts) for f in offsets], 1)
-                ident = ident + 1e-5 * torch.randn_like(ident)  # break ties as in Monodepth2
+                if size not in identity_cache:  # the same at every scale when warping at full res
+                    with torch.no_grad():
+                        identity_cache[size] = torch.cat(
+                            [photometric_error(resize_to(sources[f], size), tgt, opts) for f in offsets], 1)
+                ident = identity_cache[size] + 1e-5 * torch.randn_like(identity_cache[size])  # ties
                 err = torch.cat([err, ident], 1)
             best, idx = err.min(1, keepdim=True)
             keep = best < _INVALID

@@ -76,7 +76,7 @@ class TrainOptions:
     seed: int = 0
     num_workers: int = 2
     device: str = "auto"             # auto | cpu | cuda | cuda:N
-    amp: str = "auto"                # auto (fp16 on CUDA, bf16 on CPUs with AVX512-BF16) | off | bf16 | fp16
+    amp: str = "auto"                # auto (bf16/fp16 on CUDA, bf16 on CPUs with AMX, else off) | off | bf16 | fp16
     log_every: int = 50
     image_every: int = 500
 

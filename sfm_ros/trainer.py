@@ -20,7 +20,7 @@ is restored after the DataLoader iterator of a mid-epoch resume is created (the 
 worker base seed from it, as the interrupted run's iterator did before the saved state) and before
 it at an epoch boundary (where the uninterrupted run's next iterator draws from the saved state).
 
-Ctrl-C (SIGINT, in the main thread): the first one lets the current step finish, then ``last.pt``
+Ctrl-C (SIGINT) or SIGTERM, in the main thread: the first one lets the current step finish, then ``last.pt``
 is written and :class:`TrainingInterrupted` raised (in a distributed run every rank stops after the
 same step); a second Ctrl-C interrupts at once (``last.pt`` then holds the last completed step's
 counters with whatever the optimiser had done, still a complete file).
@@ -353,14 +353,14 @@ class Trainer:
                     self.save("last.pt", val_loss=val)
                 self._barrier()
         except KeyboardInterrupt:
-            if old_handler is not None:  # a further Ctrl-C must not break the final save
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
+            for sig in old_handler:  # a further Ctrl-C must not break the final save
+                signal.signal(sig, signal.SIG_IGN)
             if self.is_main:
                 self.save("last.pt", interrupted=True)
             raise TrainingInterrupted(f"interrupted at step {self.step}; wrote {self.out_dir / 'last.pt'}") from None
         finally:
-            if old_handler is not None:
-                signal.signal(signal.SIGINT, old_handler)
+            for sig, old in old_handler.items():
+                signal.signal(sig, old)
             if self.writer is not None:
                 self.writer.flush()
         return {"steps": self.step, "epochs": self.epoch, "best_val": self.best_val,
@@ -378,26 +378,32 @@ class Trainer:
                 torch.cuda.set_rng_state_all(self._rng_to_restore["cuda"])
             self._rng_to_restore = None
 
-    def _install_sigint(self):
-        """First Ctrl-C: finish the step, then stop; second: KeyboardInterrupt now. Returns the
-        previous handler (None when not in the main thread or SIGINT is ignored)."""
+    def _install_sigint(self) -> dict:
+        """First Ctrl-C (SIGINT) or SIGTERM (schedulers, ``docker stop``): finish the step, then
+        stop; a second one: KeyboardInterrupt now. Returns the previous handlers by signal (empty
+        when not in the main thread; SIGINT is left alone where it is ignored, e.g. in a
+        background job)."""
         self._stop_requested = self._stop_agreed = False
         if threading.current_thread() is not threading.main_thread():
-            return None
-        old = signal.getsignal(signal.SIGINT)
-        if old is signal.SIG_IGN or old is None:
-            return None
+            return {}
 
         def handler(signum, frame):
             if self._stop_requested:
                 raise KeyboardInterrupt
             self._stop_requested = True
             if self.is_main:
-                print(f"\nCtrl-C: stopping after step {self.step + 1} and writing "
-                      f"{self.out_dir / 'last.pt'} (press again to stop at once)", file=sys.stderr, flush=True)
+                name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+                print(f"\n{name}: stopping after step {self.step + 1} and writing "
+                      f"{self.out_dir / 'last.pt'} (again to stop at once)", file=sys.stderr, flush=True)
 
-        signal.signal(signal.SIGINT, handler)
-        return old
+        old_handlers = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old = signal.getsignal(sig)
+            if old is signal.SIG_IGN or old is None:
+                continue
+            old_handlers[sig] = old
+            signal.signal(sig, handler)
+        return old_handlers
 
     def _end_of_epoch(self) -> float | None:
         val = self.validate() if self.is_main else None

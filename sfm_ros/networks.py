@@ -46,6 +46,15 @@ def _upconv(cin: int, cout: int) -> nn.Sequential:
     )
 
 
+def xavier_init(module: nn.Module) -> None:
+    """Xavier-uniform weights and zero biases for every (transposed) convolution, as the paper's code."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 def crop_like(x: Tensor, ref: Tensor) -> Tensor:
     """Crop ``x`` (B, C, H, W) to the spatial size of ``ref`` (top-left aligned)."""
     h, w = ref.shape[-2:]
@@ -98,14 +107,7 @@ class DispNet(nn.Module):
             cin = cout
         # Disparity heads after iconv4 (1/8), iconv3 (1/4), iconv2 (1/2), iconv1 (1).
         self.heads = nn.ModuleList([nn.Conv2d(n, 1, 3, padding=1) for n in up[3:]])
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        xavier_init(self)
 
     def _disp(self, head: nn.Module, x: Tensor) -> Tensor:
         return self.alpha * torch.sigmoid(head(x)) + self.beta
@@ -166,14 +168,7 @@ class PoseExpNet(nn.Module):
                 self.upconvs.append(_upconv(cin, cout))
                 cin = cout
             self.mask_heads = nn.ModuleList([nn.Conv2d(ch, num_sources, 3, padding=1) for ch in (128, 64, 32, 16)])
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        xavier_init(self)
 
     def forward(self, target: Tensor, sources: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
         if len(sources) != self.num_sources:

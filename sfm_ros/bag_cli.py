@@ -94,8 +94,10 @@ def add_writer_arguments(p: argparse.ArgumentParser, default_topic: str = "/came
     g.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
 
 
-def camera_from_args(args: argparse.Namespace, width: int, height: int, fallback: Any = None):
-    """CameraModel from ``--calib`` or ``--fx/--fy/--cx/--cy``, else ``fallback`` (or an error)."""
+def camera_from_args(args: argparse.Namespace, width: int, height: int, fallback: Any = None,
+                     what: str | None = None, required: bool = True):
+    """CameraModel from ``--calib`` or ``--fx/--fy/--cx/--cy``, else ``fallback``; with neither, an
+    error (``required``) or ``None``. ``what`` names the input in the size-mismatch message."""
     from sfm_ros.camera import CameraModel
 
     have_numbers = any(getattr(args, k, None) is not None for k in ("fx", "fy", "cx", "cy"))
@@ -104,8 +106,8 @@ def camera_from_args(args: argparse.Namespace, width: int, height: int, fallback
     if getattr(args, "calib", None):
         cam = CameraModel.from_yaml(args.calib)
         if (cam.width, cam.height) != (width, height):
-            raise UsageError(f"--calib {args.calib} is for {cam.width}x{cam.height} images but the "
-                             f"input is {width}x{height}")
+            size = f"the input is {width}x{height}" if what is None else f"{what} has {width}x{height} images"
+            raise UsageError(f"--calib {args.calib} is for {cam.width}x{cam.height} images but {size}")
         return cam
     if have_numbers:
         if args.fx is None:
@@ -116,7 +118,7 @@ def camera_from_args(args: argparse.Namespace, width: int, height: int, fallback
         cx = args.cx if args.cx is not None else (width - 1) / 2.0
         cy = args.cy if args.cy is not None else (height - 1) / 2.0
         return CameraModel.from_intrinsics(args.fx, fy, cx, cy, width, height)
-    if fallback is not None:
+    if fallback is not None or not required:
         return fallback
     raise UsageError("no calibration: give --calib YAML or --fx (and --fy --cx --cy)")
 

@@ -212,28 +212,13 @@ def _peek(frames: Iterable[Any], what: str) -> tuple[Any, Iterator[Any]]:
 
 
 def _cli_camera(args: argparse.Namespace, width: int, height: int, what: str):
-    """CameraModel from --calib or --fx/--fy/--cx/--cy; a UsageError naming ``what`` if neither."""
-    from sfm_ros.camera import CameraModel
+    """CameraModel from --calib or --fx/--fy/--cx/--cy (as ``sfm_bag``), or None if neither."""
+    from sfm_ros.bag_cli import UsageError as BagUsageError, camera_from_args
 
-    numbers = any(getattr(args, k) is not None for k in ("fx", "fy", "cx", "cy"))
-    if args.calib and numbers:
-        raise UsageError("give either --calib or --fx/--fy/--cx/--cy, not both")
-    if args.calib:
-        cam = CameraModel.from_yaml(args.calib)
-        if (cam.width, cam.height) != (width, height):
-            raise UsageError(f"--calib {args.calib} is for {cam.width}x{cam.height} images but {what} "
-                             f"has {width}x{height} images")
-        return cam
-    if numbers:
-        if args.fx is None:
-            raise UsageError("--fy/--cx/--cy need --fx")
-        fy = args.fy if args.fy is not None else args.fx
-        if args.fx <= 0 or fy <= 0:
-            raise UsageError("--fx/--fy must be > 0")
-        cx = args.cx if args.cx is not None else (width - 1) / 2.0
-        cy = args.cy if args.cy is not None else (height - 1) / 2.0
-        return CameraModel.from_intrinsics(args.fx, fy, cx, cy, width, height)
-    return None
+    try:
+        return camera_from_args(args, width, height, what=what, required=False)
+    except BagUsageError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _rectified(cam, frames: Iterable[Any], what: str, args: argparse.Namespace,
@@ -323,26 +308,19 @@ def _bag_input(path: str, args: argparse.Namespace) -> _Input:
 def _folder_input(path: str, args: argparse.Namespace) -> _Input:
     from sfm_ros.sources import read_image_folder
 
-    what = f"image folder {path}"
     stream = read_image_folder(path, args.pattern, fps=args.fps or 10.0, max_frames=args.max_frames)
-    first, frames = _peek(stream, what)
-    h, w = first.image.shape[:2]
-    cam = _cli_camera(args, w, h, what)
-    if cam is None:
-        raise _no_intrinsics(what)
-    notes = [f"{w}x{h}"]
-    K, pairs = _rectified(cam, frames, what, args, notes)
-    key = {"source": "images", "path": str(Path(path).resolve()), "stat": _stat_key(Path(path)),
-           "pattern": args.pattern, "fps": args.fps, "K": K.tolist(), "D": cam.D.tolist(),
-           "alpha": args.rectify_alpha, "max_frames": args.max_frames}
-    return _Input(what, pairs, K, key, notes)
+    return _file_input(f"image folder {path}", stream, path, args, {"source": "images", "pattern": args.pattern})
 
 
 def _video_input(path: str, args: argparse.Namespace) -> _Input:
     from sfm_ros.sources import read_video
 
-    what = f"video {path}"
     stream = read_video(path, max_frames=args.max_frames, fps=args.fps)
+    return _file_input(f"video {path}", stream, path, args, {"source": "video"})
+
+
+def _file_input(what: str, stream, path: str, args: argparse.Namespace, key: dict) -> _Input:
+    """An image folder or video: intrinsics from the command line, rectified, with a cache key."""
     first, frames = _peek(stream, what)
     h, w = first.image.shape[:2]
     cam = _cli_camera(args, w, h, what)
@@ -350,9 +328,8 @@ def _video_input(path: str, args: argparse.Namespace) -> _Input:
         raise _no_intrinsics(what)
     notes = [f"{w}x{h}"]
     K, pairs = _rectified(cam, frames, what, args, notes)
-    key = {"source": "video", "path": str(Path(path).resolve()), "stat": _stat_key(Path(path)),
-           "fps": args.fps, "K": K.tolist(), "D": cam.D.tolist(), "alpha": args.rectify_alpha,
-           "max_frames": args.max_frames}
+    key = {**key, "path": str(Path(path).resolve()), "stat": _stat_key(Path(path)), "fps": args.fps,
+           "K": K.tolist(), "D": cam.D.tolist(), "alpha": args.rectify_alpha, "max_frames": args.max_frames}
     return _Input(what, pairs, K, key, notes)
 
 

@@ -205,7 +205,7 @@ def test_ddp_two_ranks_cpu(tmp_path):
     assert s0["world"] == s1["world"] == 2 and s0["backend"] == "gloo"
     # 2 x 8 windows sharded over 2 ranks -> 8 each -> 4 steps of 2 an epoch; stopped at 3.
     assert s0["steps"] == s1["steps"] == 3 and s0["steps_per_epoch"] == 4
-    p0, p1 = torch.load(tmp_path / "params0.pt"), torch.load(tmp_path / "params1.pt")
+    p0, p1 = (torch.load(tmp_path / f"params{r}.pt", weights_only=True) for r in (0, 1))
     assert torch.equal(p0, p1)  # identical parameters on both ranks after training
     assert np.isfinite(p0.numpy()).all()
     # Only rank 0 wrote checkpoints and TensorBoard logs.

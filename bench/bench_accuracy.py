@@ -13,6 +13,7 @@ Each run trains in its own process (peak RSS from ``getrusage``, measured right 
 
     .venv/bin/python bench/bench_accuracy.py kitti --config paper --minutes 20 [--work DIR]
     .venv/bin/python bench/bench_accuracy.py 7scenes --config 'default+loss.smooth_weight=0.01'
+    python bench/bench_accuracy.py kitti --config paper --steps 1500 --minutes 10   # a step budget (GPU)
 
 prints the result as JSON (the last line, after ``@@BENCH_JSON@@``). ``bench/run_all.py`` runs
 every configuration and dataset and makes the table.
@@ -56,8 +57,10 @@ def _sevenscenes_sequence(root: Path):
     return prepare_sequence(frames, ss.K, BENCH_SIZE, name="redkitchen[0:400]")
 
 
-def run(dataset: str, config: str, minutes: float, work: Path, data: Path | None = None) -> dict:
-    """Train ``config`` on ``dataset`` for ``minutes`` and evaluate; returns a result dict."""
+def run(dataset: str, config: str, minutes: float, work: Path, data: Path | None = None,
+        steps: int = 0) -> dict:
+    """Train ``config`` on ``dataset`` for ``minutes`` (0: no limit) or ``steps`` (0: no limit),
+    whichever comes first, and evaluate; returns a result dict."""
     import torch
 
     from sfm_ros import eval_cli
@@ -67,7 +70,9 @@ def run(dataset: str, config: str, minutes: float, work: Path, data: Path | None
     if not root.is_dir():
         return {"error": f"{root} is absent"}
     extra = {"data.stride": SEVEN_STRIDE} if dataset == "7scenes" else {}
-    opts = bench_options(config, minutes, extra)
+    if steps:
+        extra["train.max_steps"] = int(steps)
+    opts = bench_options(config, minutes or None, extra)
     t0 = time.monotonic()
     seq = _kitti_sequence(root) if dataset == "kitti" else _sevenscenes_sequence(root)
     load_s = time.monotonic() - t0
@@ -92,7 +97,7 @@ def run(dataset: str, config: str, minutes: float, work: Path, data: Path | None
         res = eval_cli.run(["depth", "--checkpoint", str(ckpt), "--sevenscenes", str(root), "--frames",
                             f"{SEVEN_TEST[0]}:{SEVEN_TEST[1]}", "--max-depth", "10"])
         out = {"depth": res["metrics"], "count": res["count"], "scale_mean": res["scale_mean"]}
-    out.update({"dataset": dataset, "config": config, "minutes_budget": minutes,
+    out.update({"dataset": dataset, "config": config, "minutes_budget": minutes, "steps_budget": steps,
                 "train_minutes": summary["minutes"], "steps": summary["steps"],
                 "device": str(trainer.device), "amp": str(trainer.amp).replace("torch.", ""),
                 "train_frames": len(seq), "windows": len(trainer.train_set), "load_s": load_s,
@@ -109,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dataset", choices=DATASETS)
     p.add_argument("--config", default="default", help="preset[+group.key=value...] (default: default)")
-    p.add_argument("--minutes", type=float, default=20.0, help="training budget (wall clock, default 20)")
+    p.add_argument("--minutes", type=float, default=20.0, help="training budget (wall clock, default 20; 0: none)")
+    p.add_argument("--steps", type=int, default=0, help="training budget in optimiser steps (default 0: none)")
     p.add_argument("--work", help="folder for the checkpoints (default: a temporary folder, removed)")
     p.add_argument("--data", help="dataset folder (default: ../shared/data/<dataset>)")
     p.add_argument("--threads", type=int, help="torch threads")
@@ -121,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     tmp = None
     work = Path(args.work) if args.work else Path(tmp := tempfile.mkdtemp(prefix="sfm_bench_"))
     try:
-        res = run(args.dataset, args.config, args.minutes, work, args.data)
+        if not (args.minutes > 0 or args.steps > 0):
+            raise ValueError("give a budget: --minutes > 0 or --steps > 0")
+        res = run(args.dataset, args.config, args.minutes, work, args.data, args.steps)
     except Exception as exc:  # reported in the table, not a crash of the whole suite
         res = {"error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"}
     finally:

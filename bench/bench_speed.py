@@ -4,7 +4,7 @@
 * ``infer``  depth + pose inference per frame through :class:`sfm_ros.inference.Estimator`
   (the path the node and sfm_eval use), 128x416, batch 1, fp32, untrained weights of the
   configuration's architecture; the median of ``--reps`` calls after 5 warm-up calls, on the CPU
-  and on CUDA when present. (``bench/bench_inference.py`` compares optimised inference paths in
+  and on CUDA (fp32 and fp16 autocast) when present. (``bench/bench_inference.py`` compares optimised inference paths in
   detail.)
 * ``train``  one training step (forward, losses, backward, Adam) of :class:`sfm_ros.trainer.Trainer`
   at 128x416, batch 4, fp32 and under bf16 autocast when the CPU has AVX512-BF16/AMX (always on
@@ -95,9 +95,9 @@ def bench_infer(config: str, reps: int) -> dict:
     out = {"frames": what, "arch": None}
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = _checkpoint(config, Path(tmp) / "m.pt")
-        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-        for dev in devices:
-            est = Estimator(ckpt, device=dev)
+        runs = [("cpu", "fp32")] + ([("cuda", "fp32"), ("cuda", "fp16")] if torch.cuda.is_available() else [])
+        for dev, precision in runs:
+            est = Estimator(ckpt, device=dev, precision=precision)
             o = est.options.model
             out["arch"] = f"{o.depth_arch} x{o.width_mult:g} + {o.pose_arch}, seq_len {o.seq_len}"
             imgs = [est.preprocess(f) for f in frames[:est.seq_len]]
@@ -105,7 +105,7 @@ def bench_infer(config: str, reps: int) -> dict:
             pre = _median_ms(lambda: est.preprocess(frames[0]), reps, sync=sync)
             d = _median_ms(lambda: est.depth(imgs[0]), reps, sync=sync)
             p = _median_ms(lambda: est.poses(imgs), reps, sync=sync)
-            out[dev] = {"preprocess": pre, "depth": d, "pose": p,
+            out[dev if precision == "fp32" else f"{dev}_{precision}"] = {"preprocess": pre, "depth": d, "pose": p,
                         "total_ms": pre["median_ms"] + d["median_ms"] + p["median_ms"]}
     out["threads"] = torch.get_num_threads()
     return out

@@ -4,6 +4,8 @@ BENCHMARKS.md.
 
     .venv/bin/python bench/run_all.py [--configs paper,default] [--minutes 20] [--only kitti,7scenes,speed]
                                       [--out-json results.json] [--no-append]
+    # on a GPU machine: an equal step budget, several runs at a time, data packed by bench/pack_data.py
+    SFM_ROS_DATA=packed python3 bench/run_all.py --steps 1500 --minutes 0 --jobs 6 --only kitti,7scenes
 
 Columns are configurations: a preset name or ``preset+group.key=value+...`` (ablations, e.g.
 ``paper+loss.photometric=ssim_l1``). Rows:
@@ -26,9 +28,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -60,19 +64,29 @@ def collect(args) -> dict:
             parse_config(c)
         except ValueError as exc:
             raise SystemExit(f"run_all: error: config {c!r}: {exc}")
-    res: dict = {"machine": machine_info(), "configs": configs, "minutes": args.minutes, "only": sorted(only),
+    res: dict = {"machine": machine_info(), "configs": configs, "minutes": args.minutes, "steps": args.steps,
+                 "jobs": args.jobs, "only": sorted(only),
                  "command": "bench/run_all.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
                  "date": now_utc(), "accuracy": {}, "speed": {}}
-    budget = 60 * args.minutes
-    for ds in ("kitti", "7scenes"):
-        if ds not in only:
-            continue
-        for c in configs:
-            _log(f"accuracy {ds} {c}: training {args.minutes:g} min")
-            cmd = [str(HERE / "bench_accuracy.py"), ds, "--config", c, "--minutes", str(args.minutes)]
-            r = run_worker(cmd, timeout=budget * 1.5 + 900)
-            _log(f"  -> {json.dumps({k: v for k, v in r.items() if k in ('steps', 'snippet_ate', 'depth', 'error')})}")
-            res["accuracy"].setdefault(ds, {})[c] = r
+    budget = 60 * args.minutes if args.minutes else 6 * 3600
+    what = (f"{args.steps} steps" if args.steps else "") + (" or " if args.steps and args.minutes else "") + \
+        (f"{args.minutes:g} min" if args.minutes else "")
+    runs = [(ds, c) for ds in ("kitti", "7scenes") if ds in only for c in configs]
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+
+    def one(run: tuple[str, str]) -> None:
+        ds, c = run
+        _log(f"accuracy {ds} {c}: training {what}")
+        cmd = [str(HERE / "bench_accuracy.py"), ds, "--config", c, "--minutes", str(args.minutes),
+               "--steps", str(args.steps)] + (["--threads", str(threads)] if args.jobs > 1 else [])
+        r = run_worker(cmd, timeout=budget * 1.5 + 900)
+        _log(f"  {ds} {c} -> {json.dumps({k: v for k, v in r.items() if k in ('steps', 'snippet_ate', 'depth', 'error')})}")
+        res["accuracy"].setdefault(ds, {})[c] = r
+
+    # --jobs > 1 only on a GPU machine: concurrent runs on a CPU share its cores (and a
+    # wall-clock budget would then mean less work per run).
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        list(pool.map(one, runs))
     if "speed" in only:
         arch_done: dict = {}
         for c in configs:
@@ -126,7 +140,14 @@ def make_table(res: dict, smoke: bool = False) -> str:
                  f"threads), {m['memory_gb']} GiB RAM, GPU: {m['gpu']}; torch {m['torch']}, CPU bf16: "
                  f"{'yes' if m['bf16'] else 'no'}. Git revision: `{m['git']}`. Command: `{res['command']}`.")
     lines.append("")
-    lines.append(f"Accuracy: every configuration trained for the same wall-clock budget of **{res['minutes']:g} min** "
+    if res.get("steps"):
+        budget = f"budget of **{res['steps']} optimiser steps**" + (
+            f" (capped at {res['minutes']:g} min)" if res["minutes"] else "")
+    else:
+        budget = f"wall-clock budget of **{res['minutes']:g} min**"
+    if res.get("jobs", 1) > 1:
+        budget += f", {res['jobs']} runs at a time sharing the machine"
+    lines.append(f"Accuracy: every configuration trained for the same {budget} "
                  "per dataset (Trainer API, 128x416, batch 4, `train.amp=auto`, seed 0, no validation split), "
                  "then evaluated with `sfm_eval`. KITTI 00: trained on frames 0-119, evaluated on 120-159. "
                  "7-Scenes redkitchen: trained on frames 0-399 (windows of frames 10 apart), depth on 400-499 "
@@ -187,6 +208,7 @@ def make_table(res: dict, smoke: bool = False) -> str:
         row("depth + pose inference per frame, CPU fp32 (ms)", sp_cells(infer("cpu")))
         if any("cuda" in (sp.get(c, {}).get("infer") or {}) for c in configs):
             row("depth + pose inference per frame, CUDA fp32 (ms)", sp_cells(infer("cuda")))
+            row("depth + pose inference per frame, CUDA fp16 autocast (ms)", sp_cells(infer("cuda_fp16")))
         row("  architecture", sp_cells(lambda r: (r["infer"].get("arch") or "n/a") if not _err(r["infer"]) else "n/a"))
 
         def train(mode):
@@ -237,7 +259,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--configs", default="paper,default", help="comma-separated configurations (default paper,default)")
-    p.add_argument("--minutes", type=float, default=20.0, help="training budget per configuration and dataset (default 20)")
+    p.add_argument("--minutes", type=float, default=20.0,
+                   help="training budget per configuration and dataset (default 20; 0: none, with --steps)")
+    p.add_argument("--steps", type=int, default=0,
+                   help="training budget in optimiser steps (default 0: none); with --minutes, whichever comes first")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="accuracy runs at a time (default 1; more only on a GPU machine, never on a CPU)")
     p.add_argument("--only", help="comma-separated subset of kitti,7scenes,speed")
     p.add_argument("--out-json", help="write every number as JSON")
     p.add_argument("--no-append", action="store_true", help="print only; do not append to BENCHMARKS.md")
@@ -246,13 +273,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-steps", type=int, default=5, help="timed training steps (default 5)")
     p.add_argument("--node-seconds", type=float, default=20.0, help="node feed duration; 0 skips (default 20)")
     args = p.parse_args(argv)
-    if not args.minutes > 0:
-        p.error("--minutes must be > 0")
+    if not (args.minutes > 0 or args.steps > 0) or args.minutes < 0 or args.steps < 0:
+        p.error("give a training budget: --minutes > 0 or --steps > 0")
+    if args.jobs < 1:
+        p.error("--jobs must be >= 1")
     for d, what in ((KITTI, "kitti"), (SEVENSCENES, "7scenes")):
         if not d.is_dir():
             _log(f"{d} is absent: the {what} rows will be n/a")
     res = collect(args)
-    smoke = args.minutes < 5
+    smoke = (args.steps < 300) if args.steps else args.minutes < 5
     table = make_table(res, smoke=smoke)
     print(table)
     if args.out_json:

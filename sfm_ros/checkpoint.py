@@ -13,6 +13,7 @@ key                value
 ``step``/``epoch`` training progress (optional)
 ``optimizer``      optimiser ``state_dict`` (optional, for ``--resume``)
 ``rng``            RNG states (optional, for an exact ``--resume``)
+``scaler``         fp16 ``GradScaler`` state (only when training with ``train.amp=fp16``)
 ``extra``          anything else (validation loss, metrics, git revision ...)
 =================  ==========================================================================
 

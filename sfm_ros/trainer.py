@@ -10,7 +10,7 @@ videos or the renderer) and an :class:`sfm_ros.options.Options`, and writes to `
   warped sources.
 
 Distributed runs: started by ``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` in the
-environment) the trainer joins the process group (NCCL on CUDA, gloo on CPU), wraps the model in
+environment) the trainer joins the process group (NCCL with a GPU per rank, else gloo), wraps the model in
 :class:`~torch.nn.parallel.DistributedDataParallel`, shards the data with a
 :class:`~torch.utils.data.DistributedSampler`; only rank 0 logs and writes files.
 
@@ -115,12 +115,18 @@ class Trainer:
         self.ckpt_every = ckpt_every
         t = opts.train
         device = resolve_device(t.device)
+        # NCCL needs a GPU of its own per rank; ranks sharing a GPU (more processes than GPUs
+        # on this machine) fall back to gloo, which also reduces CUDA tensors.
+        backend = "gloo"
         if self.distributed and device.type == "cuda":
-            device = torch.device("cuda", self.local_rank)
+            n_gpu = torch.cuda.device_count()
+            device = torch.device("cuda", self.local_rank % n_gpu)
             torch.cuda.set_device(device)
+            if int(os.environ.get("LOCAL_WORLD_SIZE", self.world)) <= n_gpu:
+                backend = "nccl"
         self.device = device
         if self.distributed and not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+            dist.init_process_group(backend=backend)
         self.amp = amp_dtype(t.amp, device)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
 
@@ -172,7 +178,8 @@ class Trainer:
         save_checkpoint(path, self.model, self.opts, epoch=self.epoch, step=self.step,
                         step_in_epoch=self.step_in_epoch, optimizer=self.optimizer.state_dict(),
                         rng=self._rng_state(), best_val=self.best_val, history=self.history,
-                        world_size=self.world, extra=extra)
+                        world_size=self.world, extra=extra,
+                        **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}))
         return path
 
     def _load_resume(self, path: str | Path) -> None:
@@ -187,6 +194,8 @@ class Trainer:
         if "optimizer" not in state:
             raise CheckpointError(f"cannot resume from {path}: it holds no optimiser state")
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])  # fp16 loss scale: resume exactly
         self.epoch = int(state.get("epoch", 0))
         self.step = int(state.get("step", 0))
         self.step_in_epoch = int(state.get("step_in_epoch", 0))
@@ -226,9 +235,11 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         # [loss finite, no stop requested]: every rank must skip a step together (or DDP's
         # all-reduce would hang) and stop after the same step on Ctrl-C.
-        flags = torch.tensor([float(torch.isfinite(loss.detach())), 0.0 if self._stop_requested else 1.0])
-        if self.distributed:
+        flags = torch.stack([torch.isfinite(loss.detach()).float(),
+                             torch.tensor(0.0 if self._stop_requested else 1.0, device=loss.device)])
+        if self.distributed:  # on the loss's device: NCCL reduces CUDA tensors only
             dist.all_reduce(flags, op=dist.ReduceOp.MIN)
+        flags = flags.cpu()
         if flags[1].item() < 1:
             self._stop_agreed = True
         if flags[0].item() < 1:

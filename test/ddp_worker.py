@@ -25,9 +25,10 @@ from sfm_ros.trainer import Trainer  # noqa: E402
 def main() -> None:
     tmp = Path(sys.argv[1])
     rank = int(os.environ["RANK"])
+    device = os.environ.get("SFM_DDP_DEVICE", "cpu")  # test_cuda.py runs it on a GPU with NCCL
     opts = load_options("paper", ["model.height=32", "model.width=96", "model.width_mult=0.25",
                                   "train.batch_size=2", "train.max_steps=3", "train.num_workers=0",
-                                  "train.device=cpu", "train.log_every=1", "train.image_every=0"])
+                                  f"train.device={device}", "train.log_every=1", "train.image_every=0"])
     opts.train.amp = "off"
     seqs = []
     for seed in (0, 1):

@@ -96,7 +96,8 @@ def run(dataset: str, config: str, minutes: float, work: Path, data: Path | None
     else:
         res = eval_cli.run(["depth", "--checkpoint", str(ckpt), "--sevenscenes", str(root), "--frames",
                             f"{SEVEN_TEST[0]}:{SEVEN_TEST[1]}", "--max-depth", "10"])
-        out = {"depth": res["metrics"], "count": res["count"], "scale_mean": res["scale_mean"]}
+        out = {"depth": res["metrics"], "constant": res["baseline_constant"], "count": res["count"],
+               "scale_mean": res["scale_mean"]}
     out.update({"dataset": dataset, "config": config, "minutes_budget": minutes, "steps_budget": steps,
                 "train_minutes": summary["minutes"], "steps": summary["steps"],
                 "device": str(trainer.device), "amp": str(trainer.amp).replace("torch.", ""),

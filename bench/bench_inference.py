@@ -51,6 +51,8 @@ ARCHS = {
     "paper": (dict(depth_arch="dispnet", width_mult=1.0, pose_arch="posexp"), "DispNet + PoseExpNet (paper)"),
     "resnet": (dict(depth_arch="resnet", width_mult=1.0, pose_arch="pair"), "ResNet-18 depth + pair pose"),
     "resnet_half": (dict(depth_arch="resnet", width_mult=0.5, pose_arch="pair"), "ResNet-18 x0.5 depth + pair pose"),
+    "dispnet_half": (dict(depth_arch="dispnet", width_mult=0.5, pose_arch="posexp"),
+                     "DispNet x0.5 + PoseExpNet (the shipped default model's architecture)"),
 }
 MODES = ("eager", "fold", "cl", "bf16", "jit", "compile", "ort")
 

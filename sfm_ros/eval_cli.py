@@ -25,7 +25,9 @@ crop), per-image median scaling (``--no-median-scaling`` for metric models), cla
 averaged over images. ``--max-depth`` defaults to 80 m (the paper's KITTI cap; 50 is the other
 usual one) and to 10 m with ``--sevenscenes``. Note for 7-Scenes: its depth camera is not
 registered to the colour camera (edges ~10 px apart at 640x480), which inflates errors at depth
-discontinuities for every method alike.
+discontinuities for every method alike. With median scaling the output also holds the baseline
+a model must beat: one constant depth for every pixel, median-scaled the same way
+(``baseline_constant``).
 
 pose
 ----
@@ -509,7 +511,7 @@ def _run_depth(args) -> dict:
         preds = run()
         source = f"{args.checkpoint} on {frames.name}"
         model = {"seq_len": est.seq_len, "size": [est.height, est.width], "device": str(est.device)}
-    results, skipped = [], []
+    results, skipped, const = [], [], []
     n = 0
     for i, ((pred, hw), gt_load) in enumerate(itertools.zip_longest(preds, gts, fillvalue=(None, None))):
         if pred is None or (isinstance(gt_load, tuple)):
@@ -526,6 +528,9 @@ def _run_depth(args) -> dict:
             raise
         r["index"] = i
         results.append(r)
+        if not args.no_median_scaling:  # the floor a model must beat: one constant depth, median-scaled
+            const.append(evaluate_depth(gt, np.ones_like(pred), args.min_depth, max_depth, median_scaling=True,
+                                        crop=crop))
     if not results:
         raise UsageError(f"no image had valid ground-truth pixels in ({args.min_depth:g}, {max_depth:g}] m")
     agg = aggregate(results)
@@ -534,12 +539,16 @@ def _run_depth(args) -> dict:
         "command": "depth", "source": source, "ground_truth": gt_what, "model": model,
         "settings": {"min_depth": args.min_depth, "max_depth": max_depth, "crop": args.crop,
                      "median_scaling": not args.no_median_scaling, "frames": args.frames},
-        "metrics": {k: agg[k] for k in ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")},
+        "metrics": {k: agg[k] for k in _DEPTH_KEYS},
+        "baseline_constant": ({k: v for k, v in aggregate(const).items() if k in _DEPTH_KEYS} if const else None),
         "count": len(results), "skipped": skipped,
         "scale_mean": float(scales.mean()), "scale_std": float(scales.std()),
         "valid_pixels_mean": agg["valid_pixels"],
         "per_image": results,
     }
+
+
+_DEPTH_KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 
 
 def format_depth(res: dict) -> str:
@@ -548,8 +557,11 @@ def format_depth(res: dict) -> str:
             f"depth ({s['min_depth']:g}, {s['max_depth']:g}] m, crop {s['crop']}, "
             f"median scaling {'on' if s['median_scaling'] else 'off'}")
     keys = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
-    lines = [head, "", "| " + " | ".join(keys) + " |", "|" + "---:|" * len(keys),
-             "| " + " | ".join(f"{res['metrics'][k]:.4f}" for k in keys) + " |", ""]
+    lines = [head, "", "| | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys),
+             "| model | " + " | ".join(f"{res['metrics'][k]:.4f}" for k in keys) + " |"]
+    if res.get("baseline_constant"):
+        lines.append("| constant depth (baseline) | " + " | ".join(f"{res['baseline_constant'][k]:.4f}" for k in keys) + " |")
+    lines.append("")
     tail = f"scale gt/pred {res['scale_mean']:.4g} ± {res['scale_std']:.2g}"
     if res["skipped"]:
         tail += f"; {len(res['skipped'])} image(s) without valid ground truth skipped"

@@ -7,6 +7,8 @@ environment before any test runs, so child processes (started with ``ros_env()``
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -29,6 +31,19 @@ def ros_env(**extra: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
+
+
+def run_ddp_worker(out_dir: Path, device: str = "cpu", nproc: int = 2,
+                   timeout: float = 300) -> subprocess.CompletedProcess:
+    """``torchrun --nproc_per_node nproc test/ddp_worker.py out_dir`` on ``device`` (a free local port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "OMP_NUM_THREADS": "1", "SFM_DDP_DEVICE": device,
+           "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+           "--master_addr", "127.0.0.1", "--master_port", str(port), str(REPO / "test" / "ddp_worker.py"), str(out_dir)]
+    return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="session")

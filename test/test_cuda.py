@@ -9,16 +9,12 @@ fp16 inference at 1e-2 (max 1e-1). Poses (6-DoF vectors of a tiny net) at 2e-3 /
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import run_ddp_worker
 from sfm_ros.checkpoint import read_checkpoint
 from sfm_ros.datasets import prepare_sequence
 from sfm_ros.inference import Estimator
@@ -28,7 +24,6 @@ from sfm_ros.trainer import Trainer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
-REPO = Path(__file__).resolve().parents[1]
 H, W = 64, 208
 
 
@@ -109,20 +104,9 @@ def test_cuda_inference_matches_cpu(seqs, tmp_path):
         assert np.abs(p - p_cpu).max() < 20 * med, (est.precision, np.abs(p - p_cpu).max())
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ddp_two_ranks_on_cuda(tmp_path):
     """Two ranks: NCCL with a GPU each when there are two, else gloo sharing one GPU."""
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "OMP_NUM_THREADS": "1", "SFM_DDP_DEVICE": "cuda",
-           "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-           str(REPO / "test" / "ddp_worker.py"), str(tmp_path)]
-    r = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    r = run_ddp_worker(tmp_path, "cuda")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     s0, s1 = (json.loads((tmp_path / f"summary{i}.json").read_text()) for i in (0, 1))
     assert s0["backend"] == ("nccl" if torch.cuda.device_count() >= 2 else "gloo")

@@ -108,6 +108,18 @@ def test_depth_pred_npy_median_scaling_is_perfect(synth, tmp_path, capsys):
     assert m["abs_rel"] < 1e-5 and m["rmse"] < 1e-4 and m["rmse_log"] < 1e-5
     assert m["a1"] == m["a2"] == m["a3"] == 1.0
     assert res["scale_mean"] == pytest.approx(3.0, rel=1e-5)
+    # the constant-depth baseline: what a constant prediction scores, and worse than a perfect one
+    base = res["baseline_constant"]
+    assert base["abs_rel"] > 0.05 and base["a1"] < 1.0
+    const = tmp_path / "const"
+    const.mkdir()
+    for i, d in enumerate(synth["seq"].depths):
+        np.save(const / f"{i:06d}.npy", np.full_like(d, 7.0))
+    code, text, err = _run(capsys, "depth", "--pred-npy", const, "--gt-npy", synth["gt_npy"], "--json", out)
+    assert code == 0, err
+    assert "| constant depth (baseline) |" in text
+    c = json.loads(out.read_text())
+    assert c["metrics"] == pytest.approx(base, rel=1e-6) and c["baseline_constant"] == pytest.approx(base, rel=1e-6)
     # without median scaling the factor 3 shows: |g - g/3| / g = 2/3; --frames selects 2 images
     code, text, err = _run(capsys, "depth", "--pred-npy", pred, "--gt-npy", synth["gt_npy"], "--json", out,
                            "--no-median-scaling", "--frames", "1:3", "--crop", "garg", "--max-depth", "50")
@@ -116,6 +128,7 @@ def test_depth_pred_npy_median_scaling_is_perfect(synth, tmp_path, capsys):
     assert res["count"] == 2 and [r["index"] for r in res["per_image"]] == [0, 1]
     assert res["metrics"]["abs_rel"] == pytest.approx(2.0 / 3.0, rel=1e-4)
     assert res["metrics"]["a3"] == 0.0
+    assert res["baseline_constant"] is None  # only meaningful with median scaling
     assert res["settings"]["crop"] == "garg" and res["settings"]["max_depth"] == 50.0
 
 

@@ -104,3 +104,49 @@ def test_bad_checkpoint_exits_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main([str(bad), "--out", str(tmp_path / "o"), "--format", "tflite"])
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("depth_arch,pose_arch,width_mult", [("dispnet", "posexp", 0.25), ("resnet", "pair", 0.5)])
+def test_estimator_onnxruntime_backend_matches_torch(tmp_path, depth_arch, pose_arch, width_mult):
+    """The node's ``backend: onnxruntime`` path: same depth and poses as PyTorch (export tolerances)."""
+    import numpy as np
+
+    from sfm_ros.inference import Estimator
+
+    model, opts = _model(depth_arch, pose_arch, width_mult)
+    save_checkpoint(tmp_path / "m.pt", model, opts)
+    ref = Estimator(tmp_path / "m.pt", device="cpu")
+    ort = Estimator(tmp_path / "m.pt", device="cpu", backend="onnxruntime", threads=1)
+    assert ort.backend == "onnxruntime"
+    frames = [ref.preprocess(np.random.default_rng(i).integers(0, 255, (100, 250, 3), dtype=np.uint8))
+              for i in range(3)]
+    d_ref, d_ort = ref.depth(frames[1]), ort.depth(frames[1])
+    assert d_ort.shape == d_ref.shape == (1, 1, H, W) and d_ort.dtype == torch.float32
+    assert ((d_ort - d_ref).abs() / d_ref).max() < DEPTH_RTOL
+    T_ref, T_ort = ref.poses(frames), ort.poses(frames)
+    assert T_ort.shape == (1, 2, 4, 4)
+    assert (T_ort - T_ref).abs().max() < 10 * POSE_ATOL  # through pose_vec_to_mat: same order
+    if pose_arch == "posexp":  # explainability masks still come from PyTorch
+        assert ort.explainability(frames) is not None
+
+
+def test_estimator_backend_errors(tmp_path):
+    from sfm_ros.inference import Estimator
+
+    model, opts = _model("dispnet", "posexp", 0.25)
+    save_checkpoint(tmp_path / "m.pt", model, opts)
+    with pytest.raises(ValueError, match="backend must be one of torch, onnxruntime, got 'tensorrt'"):
+        Estimator(tmp_path / "m.pt", device="cpu", backend="tensorrt")
+    with pytest.raises(ValueError, match="backend onnxruntime runs fp32 on the CPU"):
+        Estimator(tmp_path / "m.pt", device="cpu", precision="bf16", backend="onnxruntime")
+
+
+def test_auto_backend_rule():
+    from sfm_ros.inference import auto_backend
+
+    assert auto_backend("cpu", "fp32") == "onnxruntime"  # measured faster on the CPU (BENCHMARKS.md)
+    assert auto_backend("cpu", "bf16") == "torch"
+    assert auto_backend("cpu", "fp32", size_override=True) == "torch"  # ONNX graphs have a fixed size
+    assert auto_backend("cuda:7", "fp32") == "torch"  # invalid here: the Estimator reports it
+    if torch.cuda.is_available():
+        assert auto_backend("cuda", "fp32") == "torch"

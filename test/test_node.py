@@ -231,6 +231,16 @@ def _send(pub, imgs, *, rate: float = 10.0, stamps=None, client: Client | None =
     return sent
 
 
+def _settle(received: list, quiet: float = 0.6, timeout: float = 8.0) -> None:
+    """Wait until ``received`` has not grown for ``quiet`` seconds (at most ``timeout``)."""
+    end = time.monotonic() + timeout
+    n, since = len(received), time.monotonic()
+    while time.monotonic() < end and time.monotonic() - since < quiet:
+        time.sleep(0.05)
+        if len(received) != n:
+            n, since = len(received), time.monotonic()
+
+
 def _diag_values(topics) -> dict:
     msg = topics["diag"][-1][1] if topics["diag"] else None
     if msg is None:
@@ -252,6 +262,7 @@ class TestRunningNode:
         assert _wait(lambda: len(topics["depth"]) >= 9 and len(topics["odom"]) >= 6, 15), \
             f"{len(topics['depth'])} depth, {len(topics['odom'])} odom\n{node.stderr}"
         assert node.wait_log("camera_info arrived", 5), node.stderr
+        _settle(topics["depth"])  # every frame in flight published: the outputs below are complete
 
         for _, d in topics["depth"]:
             assert d.encoding == "32FC1" and d.header.frame_id == "cam_optical"
@@ -374,7 +385,7 @@ class TestRunningNode:
         assert node.wait_log(r"dropped \d+ frame", 8), node.stderr
         vals = _diag_values(topics)
         # (stamp latency p95 also holds the 100 s old stamps of the time-jump test: use wall latency)
-        assert float(vals["latency_wall_p95_s"]) < 2.0 and vals["device"] == "cpu"
+        assert float(vals["latency_wall_p95_s"]) < 2.0 and vals["device"] == "cpu" and vals["backend"] == "onnxruntime"  # auto
         assert int(vals["frames_processed"]) > 0 and "tiny.pt" in vals["model"]
 
 
@@ -382,12 +393,14 @@ class TestRunningNode:
 # Other configurations
 # ------------------------------------------------------------------------------------------------
 def test_compressed_input_without_camera_info(tiny_ckpt, client, frames):
+    """Also runs the networks through eager PyTorch (``backend:=torch``; the default on a CPU is
+    ONNX Runtime)."""
     imgs, K, _ = frames
     ns = "/cmp"
     depth = client.collect(Image, f"{ns}/depth")
     points = client.collect(PointCloud2, f"{ns}/points")
     node = NodeProcess("-r", f"__ns:={ns}", "-p", f"checkpoint:={tiny_ckpt}", "-p", "compressed:=true",
-                       "-p", "camera_frame:=my_optical", "-p", "publish_tf:=false")
+                       "-p", "camera_frame:=my_optical", "-p", "publish_tf:=false", "-p", "backend:=torch")
     pub = client.node.create_publisher(CompressedImage, f"{ns}/image/compressed", 10)
     info_pub = client.node.create_publisher(CameraInfo, f"{ns}/camera_info", 10)
     try:
@@ -404,6 +417,7 @@ def test_compressed_input_without_camera_info(tiny_ckpt, client, frames):
             pub.publish(jpeg(img))
             time.sleep(0.1)
         assert _wait(lambda: len(depth) >= 3, 10), node.stderr
+        assert node.log_count(r"cpu fp32 \(torch\)") == 1, node.stderr
         assert all(d.header.frame_id == "my_optical" for _, d in depth)
         assert node.wait_log("no camera_info received", 5), node.stderr
         assert not points
@@ -457,6 +471,15 @@ def test_bad_checkpoint_exits_with_one_line(tmp_path, kind):
     assert len(lines) == 1, proc.stderr
     assert "Traceback" not in proc.stderr and str(path) in lines[0]
     assert ("does not exist" if kind == "missing" else "corrupt") in lines[0]
+
+
+def test_bad_backend_exits_with_one_line(tiny_ckpt):
+    proc = subprocess.run([sys.executable, "-m", "sfm_ros.node", "--ros-args", "-p", f"checkpoint:={tiny_ckpt}",
+                           "-p", "backend:=tensorrt"], cwd=REPO, env=ros_env(), capture_output=True, text=True,
+                          timeout=90)
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert proc.returncode != 0 and len(lines) == 1, proc.stderr
+    assert "backend must be one of torch, onnxruntime, got 'tensorrt'" in lines[0]
 
 
 @pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="models/sfm_default.pt is not trained yet")

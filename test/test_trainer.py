@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import run_ddp_worker
 from sfm_ros.checkpoint import atomic_torch_save, read_checkpoint
 from sfm_ros.datasets import prepare_sequence
 from sfm_ros.options import load_options
@@ -187,19 +187,8 @@ def test_atomic_save_survives_sigkill_mid_write(tmp_path):
 
 
 # ------------------------------------------------------------------------------------- DDP
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ddp_two_ranks_cpu(tmp_path):
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-           str(REPO / "test" / "ddp_worker.py"), str(tmp_path)]
-    r = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=240)
+    r = run_ddp_worker(tmp_path, "cpu", timeout=240)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     s0, s1 = (json.loads((tmp_path / f"summary{i}.json").read_text()) for i in (0, 1))
     assert s0["world"] == s1["world"] == 2 and s0["backend"] == "gloo"

@@ -469,6 +469,9 @@ def _gt_depth_loaders(args, frames: _Frames | None) -> tuple[str, list[Callable[
     return what, [make(p) for p in files]
 
 
+_DEPTH_KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
+
+
 def _run_depth(args) -> dict:
     from sfm_ros.metrics import aggregate, evaluate_depth
 
@@ -548,15 +551,12 @@ def _run_depth(args) -> dict:
     }
 
 
-_DEPTH_KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
-
-
 def format_depth(res: dict) -> str:
     s = res["settings"]
     head = (f"{PROG} depth: {res['count']} images ({res['source']}); ground truth {res['ground_truth']}; "
             f"depth ({s['min_depth']:g}, {s['max_depth']:g}] m, crop {s['crop']}, "
             f"median scaling {'on' if s['median_scaling'] else 'off'}")
-    keys = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
+    keys = _DEPTH_KEYS
     lines = [head, "", "| | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys),
              "| model | " + " | ".join(f"{res['metrics'][k]:.4f}" for k in keys) + " |"]
     if res.get("baseline_constant"):

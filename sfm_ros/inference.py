@@ -112,11 +112,11 @@ class Estimator:
         precision: ``fp32`` | ``fp16`` (CUDA) | ``bf16`` (CUDA, or a CPU with bf16 instructions) | ``auto``
             (fp32; bf16 on CPUs that support it natively).
         backend: ``torch`` (eager PyTorch) | ``onnxruntime``: the depth and pose networks exported
-            to ONNX in memory at start (a few seconds; :mod:`sfm_ros.export`, batch norm folded)
-            and run by ONNX Runtime on the CPU, fp32 only. Measured 1.2-1.6x faster than eager
-            PyTorch on a 2-core CPU (BENCHMARKS.md); outputs equal PyTorch's within the export
-            tolerances (depth 1e-4 relative, poses 1e-5). Explainability masks still come from
-            PyTorch.
+            to ONNX in memory at start (0.6 s for the shipped model; :mod:`sfm_ros.export`, batch
+            norm folded) and run by ONNX Runtime on the CPU, fp32 only. Measured 1.2-1.6x faster
+            than eager PyTorch on a 2-core CPU (BENCHMARKS.md); outputs equal PyTorch's within the
+            export tolerances (depth 1e-4 relative, poses 1e-5). Explainability masks still come
+            from PyTorch.
         threads: ONNX Runtime intra-op threads (0: its default); PyTorch's are set by the caller.
     """
 

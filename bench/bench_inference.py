@@ -26,10 +26,8 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import os
-import platform
 import random
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,6 +36,9 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import machine_info as common_machine_info  # noqa: E402
 
 from sfm_ros.export import example_inputs, inference_modules, ort_session, to_onnx, to_torchscript  # noqa: E402
 from sfm_ros.export import DepthExport, PoseExport  # noqa: E402
@@ -58,30 +59,15 @@ MODES = ("eager", "fold", "cl", "bf16", "jit", "compile", "ort")
 
 
 def machine_info() -> dict:
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                             text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        rev = (rev + ("+dirty" if dirty else "")) or "?"
-    except (OSError, subprocess.SubprocessError):
-        rev = "?"
+    """common.machine_info() plus the ONNX Runtime version and torch's CPU instruction set."""
+    info = common_machine_info()
     try:
         import onnxruntime
 
         ort_v = onnxruntime.__version__
     except ImportError:
         ort_v = "absent"
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "onnxruntime": ort_v, "git": rev, "bf16": cpu_has_bf16_instructions(),
+    return {**info, "threads": torch.get_num_threads(), "onnxruntime": ort_v,
             "isa": torch.backends.cpu.get_cpu_capability()}
 
 

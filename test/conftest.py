@@ -46,6 +46,17 @@ def run_ddp_worker(out_dir: Path, device: str = "cpu", nproc: int = 2,
     return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one torch thread (tiny models), restoring the count after."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def python_exe() -> str:
     """The venv's own python (the rclpy wheels re-exec it with LD_LIBRARY_PATH set)."""

@@ -34,12 +34,7 @@ TINY = ["--height", "32", "--width", "96", "--width-mult", "0.25", "--batch-size
         "--no-tensorboard", "--config", "paper"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: threads only add overhead
 
 
 @pytest.fixture(scope="module")

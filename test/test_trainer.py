@@ -28,12 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 H, W = 32, 96
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: threads only add overhead
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,15 @@ import torch
 from sfm_ros.model import SfMModel, source_offsets
 from sfm_ros.networks import DISP_ALPHA, DISP_BETA, DispNet, PoseExpNet
 from sfm_ros.options import ModelOptions
+from sfm_ros.resnet import ResNetDepthNet
 
 
-@pytest.mark.parametrize("hw", [(128, 416), (100, 333), (64, 64)])
-def test_dispnet_four_scales_any_size(hw):
+@pytest.mark.parametrize("net_cls", [DispNet, ResNetDepthNet])
+@pytest.mark.parametrize("hw", [(128, 416), (100, 333), (64, 64), (37, 50)])
+def test_depth_nets_four_scales_any_size(net_cls, hw):
+    """Both depth networks: 4 disparity scales of size H/2^s rounded up, in the head's range."""
     torch.manual_seed(0)
-    net = DispNet(width_mult=0.25).train()
+    net = net_cls(width_mult=0.25).train()
     h, w = hw
     disps = net(torch.randn(2, 3, h, w))
     assert len(disps) == 4

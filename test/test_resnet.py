@@ -6,7 +6,6 @@ import torch
 from sfm_ros.checkpoint import CheckpointError, load_model, save_checkpoint
 from sfm_ros.losses import compute_losses
 from sfm_ros.model import SfMModel, build_depth_net, build_pose_net
-from sfm_ros.networks import DISP_ALPHA, DISP_BETA
 from sfm_ros.options import ModelOptions, Options, load_options, preset
 from sfm_ros.resnet import PairPoseNet, ResNetDepthNet, count_parameters, fold_batchnorm
 
@@ -22,23 +21,11 @@ def _randomise_bn(net: torch.nn.Module, seed: int = 0) -> None:
             m.bias.data.copy_(0.1 * torch.randn(m.num_features, generator=g))
 
 
-@pytest.mark.parametrize("hw", [(128, 416), (100, 333), (64, 64), (37, 50)])
-def test_resnet_depth_four_scales_any_size(hw):
-    torch.manual_seed(0)
-    net = ResNetDepthNet(width_mult=0.25).train()
-    h, w = hw
-    disps = net(torch.randn(2, 3, h, w))
-    assert len(disps) == 4
-    for s, d in enumerate(disps):
-        # the same sizes as DispNet's: H/2^s rounded up
-        assert d.shape == (2, 1, -(-h // 2**s), -(-w // 2**s)), (s, d.shape)
-        assert (d >= DISP_BETA).all() and (d <= DISP_ALPHA + DISP_BETA).all()
-    net.eval()
-    with torch.no_grad():
-        out = net(torch.randn(1, 3, h, w))
-    assert len(out) == 1 and out[0].shape == (1, 1, h, w)
+def test_resnet_depth_rejects_wrong_channels():
+    # output sizes and range: test_networks.py::test_depth_nets_four_scales_any_size
+    net = ResNetDepthNet(width_mult=0.25)
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
-        net(torch.randn(1, 1, h, w))
+        net(torch.randn(1, 1, 37, 50))
 
 
 def test_parameter_counts():

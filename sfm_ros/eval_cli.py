@@ -469,11 +469,8 @@ def _gt_depth_loaders(args, frames: _Frames | None) -> tuple[str, list[Callable[
     return what, [make(p) for p in files]
 
 
-_DEPTH_KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
-
-
 def _run_depth(args) -> dict:
-    from sfm_ros.metrics import aggregate, evaluate_depth
+    from sfm_ros.metrics import DEPTH_METRIC_KEYS, aggregate, evaluate_depth
 
     max_depth = args.max_depth if args.max_depth is not None else (10.0 if args.sevenscenes else 80.0)
     if not 0 <= args.min_depth < max_depth:
@@ -537,13 +534,14 @@ def _run_depth(args) -> dict:
     if not results:
         raise UsageError(f"no image had valid ground-truth pixels in ({args.min_depth:g}, {max_depth:g}] m")
     agg = aggregate(results)
+    base = aggregate(const) if const else None
     scales = np.array([r["scale"] for r in results])
     return {
         "command": "depth", "source": source, "ground_truth": gt_what, "model": model,
         "settings": {"min_depth": args.min_depth, "max_depth": max_depth, "crop": args.crop,
                      "median_scaling": not args.no_median_scaling, "frames": args.frames},
-        "metrics": {k: agg[k] for k in _DEPTH_KEYS},
-        "baseline_constant": ({k: v for k, v in aggregate(const).items() if k in _DEPTH_KEYS} if const else None),
+        "metrics": {k: agg[k] for k in DEPTH_METRIC_KEYS},
+        "baseline_constant": {k: base[k] for k in DEPTH_METRIC_KEYS} if base else None,
         "count": len(results), "skipped": skipped,
         "scale_mean": float(scales.mean()), "scale_std": float(scales.std()),
         "valid_pixels_mean": agg["valid_pixels"],
@@ -556,7 +554,8 @@ def format_depth(res: dict) -> str:
     head = (f"{PROG} depth: {res['count']} images ({res['source']}); ground truth {res['ground_truth']}; "
             f"depth ({s['min_depth']:g}, {s['max_depth']:g}] m, crop {s['crop']}, "
             f"median scaling {'on' if s['median_scaling'] else 'off'}")
-    keys = _DEPTH_KEYS
+    from sfm_ros.metrics import DEPTH_METRIC_KEYS as keys
+
     lines = [head, "", "| | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys),
              "| model | " + " | ".join(f"{res['metrics'][k]:.4f}" for k in keys) + " |"]
     if res.get("baseline_constant"):

@@ -302,6 +302,11 @@ def inverse_warp(
     grid = pixels_to_grid(pix, h, w)
     warped = F.grid_sample(src, grid.to(src.dtype), mode="bilinear",
                            padding_mode=padding_mode, align_corners=False)
-    inside = (grid.abs() <= 1.0).all(dim=-1, keepdim=True).permute(0, 3, 1, 2)
+    # Inside means between the outermost pixel *centres*: there bilinear sampling reads image
+    # pixels only. The half-pixel band beyond them (still inside ``grid_sample``'s [-1, 1]) mixes
+    # in the zero padding; counting it as valid lets the warp lower the error by moving samples
+    # off that dark band, a gradient that biases the pose (most at the coarse scales).
+    u, v = pix[..., 0], pix[..., 1]
+    inside = ((u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)).unsqueeze(1)
     valid = (inside & (z > eps)).to(src.dtype)
     return warped, valid

@@ -179,11 +179,12 @@ def compute_losses(
                     losses[("automask", s)] = keep.float().detach()
             photo = (best * keep).sum() / keep.sum().clamp_min(1)
         losses[("photo", s)] = photo
+        field = disp if opts.smooth_on == "disp" else 1.0 / disp
         if opts.smooth == "second_order":
-            smooth = smoothness_second_order(disp)
+            smooth = smoothness_second_order(field)
         else:
-            smooth = smoothness_edge_aware(disp, resize_to(target, tuple(disp.shape[-2:])))
-        losses[("smooth", s)] = opts.smooth_weight / (2**s) * smooth
+            smooth = smoothness_edge_aware(field, resize_to(target, tuple(disp.shape[-2:])))
+        losses[("smooth", s)] = opts.smooth_weight / (opts.smooth_decay**s) * smooth
         scale_total = photo + losses[("smooth", s)]
         if use_exp:
             scale_total = scale_total + losses[("exp", s)]

@@ -47,7 +47,9 @@ class LossOptions:
     automask: bool = False           # drop pixels the unwarped source explains better (Monodepth2)
     exp_weight: float = 0.2          # explainability regularisation (paper: 0.2; 0 disables masks)
     smooth: str = "second_order"     # "second_order" on disparity (paper) | "edge_aware" (Monodepth2)
-    smooth_weight: float = 0.5       # divided by 2^scale (paper: 0.5)
+    smooth_weight: float = 0.5       # divided by smooth_decay^scale (paper: 0.5)
+    smooth_on: str = "disp"          # "disp" (paper) | "depth" (what the reference port smooths)
+    smooth_decay: float = 2.0        # per-scale divisor of the smoothness weight (paper: 2)
     num_scales: int = 4
     full_res: bool = False           # warp at input resolution with up-sampled depth (Monodepth2)
     geometry_weight: float = 0.0     # SC-SfMLearner depth consistency between neighbours (paper: 0)
@@ -232,6 +234,10 @@ def validate(opts: Options) -> None:
         raise ValueError(f"loss.reduce_sources must be 'mean' or 'min', got {lo.reduce_sources!r}")
     if lo.smooth not in ("second_order", "edge_aware"):
         raise ValueError(f"loss.smooth must be 'second_order' or 'edge_aware', got {lo.smooth!r}")
+    if lo.smooth_on not in ("disp", "depth"):
+        raise ValueError(f"loss.smooth_on must be 'disp' or 'depth', got {lo.smooth_on!r}")
+    if not lo.smooth_decay >= 1:
+        raise ValueError(f"loss.smooth_decay must be >= 1, got {lo.smooth_decay}")
     if not 1 <= lo.num_scales <= 4:
         raise ValueError(f"loss.num_scales must be 1..4, got {lo.num_scales}")
     if opts.train.batch_size < 1:

@@ -527,6 +527,8 @@ def _run_depth(args) -> dict:
                 continue
             raise
         r["index"] = i
+        finite = pred[np.isfinite(pred) & (pred > 0)]
+        r["spread"] = float(np.log(finite).std()) if finite.size else 0.0
         results.append(r)
         if not args.no_median_scaling:  # the floor a model must beat: one constant depth, median-scaled
             const.append(evaluate_depth(gt, np.ones_like(pred), args.min_depth, max_depth, median_scaling=True,
@@ -536,6 +538,12 @@ def _run_depth(args) -> dict:
     agg = aggregate(results)
     base = aggregate(const) if const else None
     scales = np.array([r["scale"] for r in results])
+    spread = float(np.median([r["spread"] for r in results]))
+    warnings = []
+    if spread < NEARLY_CONSTANT_SPREAD:
+        warnings.append(f"the predicted depth is nearly constant (median spread of log depth {spread:.3f} "
+                        f"< {NEARLY_CONSTANT_SPREAD}): the model learnt no layout; compare with the "
+                        f"constant-depth baseline, and see the trainer's warnings")
     return {
         "command": "depth", "source": source, "ground_truth": gt_what, "model": model,
         "settings": {"min_depth": args.min_depth, "max_depth": max_depth, "crop": args.crop,
@@ -544,9 +552,13 @@ def _run_depth(args) -> dict:
         "baseline_constant": {k: base[k] for k in DEPTH_METRIC_KEYS} if base else None,
         "count": len(results), "skipped": skipped,
         "scale_mean": float(scales.mean()), "scale_std": float(scales.std()),
-        "valid_pixels_mean": agg["valid_pixels"],
+        "valid_pixels_mean": agg["valid_pixels"], "depth_spread": spread, "warnings": warnings,
         "per_image": results,
     }
+
+
+#: median per-image std of log depth below which a model's depth counts as nearly constant
+NEARLY_CONSTANT_SPREAD = 0.02
 
 
 def format_depth(res: dict) -> str:
@@ -565,6 +577,7 @@ def format_depth(res: dict) -> str:
     if res["skipped"]:
         tail += f"; {len(res['skipped'])} image(s) without valid ground truth skipped"
     lines.append(tail)
+    lines += [f"warning: {w}" for w in res.get("warnings", [])]
     return "\n".join(lines)
 
 

@@ -120,7 +120,8 @@ def compute_losses(
         keep_warped: also return ``("warped", f, s)`` images and ``("valid", f, s)`` masks.
     Returns:
         dict with ``"loss"`` (scalar to minimise) and its parts per scale: ``("photo", s)``,
-        ``("smooth", s)``, ``("exp", s)``, ``("geometry", s)``; plus warped images on request.
+        ``("smooth", s)``, ``("exp", s)``, ``("geometry", s)``; with auto-masking the fraction of
+        pixels it keeps, ``("automask_keep", s)`` (detached); plus warped images on request.
     """
     b, _, h, w = target.shape
     offsets = sorted(sources)
@@ -175,6 +176,7 @@ def compute_losses(
             keep = best < _INVALID
             if opts.automask:
                 keep = keep & (idx < len(offsets))
+                losses[("automask_keep", s)] = keep.float().mean().detach()
                 if keep_warped:
                     losses[("automask", s)] = keep.float().detach()
             photo = (best * keep).sum() / keep.sum().clamp_min(1)

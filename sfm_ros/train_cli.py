@@ -189,6 +189,7 @@ class _Input:
     K: np.ndarray
     cache_key: dict | None = None
     notes: list[str] = field(default_factory=list)
+    image_hw: tuple[int, int] | None = None  # camera image (H, W), for the automatic input size
 
 
 def _stat_key(path: Path) -> list:
@@ -302,7 +303,7 @@ def _bag_input(path: str, args: argparse.Namespace) -> _Input:
     K, pairs = _rectified(cam, frames, what, args, notes)
     key = {"source": "bag", "path": str(bag.resolve()), "stat": _stat_key(bag), "topic": topic,
            "K": K.tolist(), "D": cam.D.tolist(), "alpha": args.rectify_alpha, "max_frames": args.max_frames}
-    return _Input(what, pairs, K, key, notes)
+    return _Input(what, pairs, K, key, notes, (h, w))
 
 
 def _folder_input(path: str, args: argparse.Namespace) -> _Input:
@@ -330,7 +331,7 @@ def _file_input(what: str, stream, path: str, args: argparse.Namespace, key: dic
     K, pairs = _rectified(cam, frames, what, args, notes)
     key = {**key, "path": str(Path(path).resolve()), "stat": _stat_key(Path(path)), "fps": args.fps,
            "K": K.tolist(), "D": cam.D.tolist(), "alpha": args.rectify_alpha, "max_frames": args.max_frames}
-    return _Input(what, pairs, K, key, notes)
+    return _Input(what, pairs, K, key, notes, (h, w))
 
 
 def _kitti_input(path: str, args: argparse.Namespace) -> _Input:
@@ -345,7 +346,7 @@ def _kitti_input(path: str, args: argparse.Namespace) -> _Input:
     key = {"source": "kitti", "path": str(Path(path).resolve()), "camera": seq.image_paths[0].parent.name,
            "n": len(seq), "first": str(seq.image_paths[0]), "last": str(seq.image_paths[-1]),
            "K": K.tolist(), "max_frames": args.max_frames}
-    return _Input(what, pairs, K, key, notes)
+    return _Input(what, pairs, K, key, notes, (seq.camera.height, seq.camera.width))
 
 
 def _synthetic_inputs(args: argparse.Namespace, opts) -> list[_Input]:
@@ -363,16 +364,39 @@ def _synthetic_inputs(args: argparse.Namespace, opts) -> list[_Input]:
     return out
 
 
-def load_inputs(args: argparse.Namespace, opts, log=print) -> list:
-    """Decode every input into a :class:`sfm_ros.datasets.Sequence` at the training size."""
+def explicit_keys(args: argparse.Namespace) -> set[str]:
+    """The option keys the user chose (``--set``, the convenience flags, a YAML ``--config``, or
+    everything when resuming): the trainer chooses the others where it can (:func:`auto_configure`)."""
+    import yaml
+
+    from sfm_ros.options import PRESETS, _flatten
+
+    if args.resume is not None:
+        return {"model.height", "model.width", "data.stride"}
+    keys = {t.split("=", 1)[0].strip() for t in args.set}
+    keys |= {key for flag, key, _ in _CONVENIENCE
+             if getattr(args, flag.lstrip("-").replace("-", "_")) is not None}
+    if args.config and args.config not in PRESETS and Path(args.config).is_file():
+        data = yaml.safe_load(Path(args.config).read_text()) or {}
+        if isinstance(data, dict):
+            keys |= set(_flatten({k: v for k, v in data.items() if k != "preset"}))
+    return keys
+
+
+def load_inputs(args: argparse.Namespace, opts, log=print, explicit: set[str] | None = None) -> list:
+    """Decode every input into a :class:`sfm_ros.datasets.Sequence` at the training size.
+
+    With ``explicit`` (the keys the user set, :func:`explicit_keys`), the input size follows the
+    first camera's aspect ratio and the frame stride the measured motion, unless set
+    (:mod:`sfm_ros.autoconfig`); ``opts`` is updated and each choice logged with its reason."""
+    from sfm_ros.autoconfig import auto_size
     from sfm_ros.datasets import prepare_sequence
 
     makers = ([(_bag_input, p) for p in args.bag] + [(_folder_input, p) for p in args.images]
               + [(_kitti_input, p) for p in args.kitti] + [(_video_input, p) for p in args.video])
     if not makers and not args.synthetic:
         raise UsageError("no input: give --bag, --images, --kitti, --video or --synthetic")
-    size = (opts.model.height, opts.model.width)
-    need = (opts.model.seq_len - 1) * opts.data.stride + 1
+    auto = explicit is not None
     seqs = []
     pending = [lambda m=m, p=p: m(p, args) for m, p in makers]
     if args.synthetic:
@@ -380,21 +404,57 @@ def load_inputs(args: argparse.Namespace, opts, log=print) -> list:
     for make in pending:
         t0 = time.monotonic()
         inp = make()
+        if auto and not seqs and inp.image_hw is not None and \
+                not {"model.height", "model.width"} & explicit:
+            h, w = auto_size(inp.image_hw[1], inp.image_hw[0])
+            if (h, w) != (opts.model.height, opts.model.width):
+                opts.model.height, opts.model.width = h, w
+            log(f"input size {h}x{w} (chosen: the {inp.image_hw[1]}x{inp.image_hw[0]} camera's aspect ratio "
+                f"at about the paper's 128x416 pixels; --height/--width to choose)")
         counter = _Counter(inp.frames)
-        seq = prepare_sequence(counter, inp.K, size, name=inp.name,
+        seq = prepare_sequence(counter, inp.K, (opts.model.height, opts.model.width), name=inp.name,
                                static_threshold=opts.data.static_threshold,
                                cache_dir=opts.data.cache_dir or None, cache_key=inp.cache_key)
         dt = time.monotonic() - t0
         src = f"{counter.n} frames decoded" if counter.n else "from the cache"
         log(f"{inp.name}: {len(seq)} frames ({src}, {dt:.1f} s; {', '.join(inp.notes)})")
+        seqs.append(seq)
+    if auto and "data.stride" not in explicit:
+        opts.data.stride = _auto_stride(seqs, opts, log)
+    need = (opts.model.seq_len - 1) * opts.data.stride + 1
+    for seq in seqs:
         if len(seq) < need:
             dropped = f" after static-frame removal (data.static_threshold={opts.data.static_threshold:g})" \
                 if opts.data.static_threshold > 0 else ""
-            raise UsageError(f"{inp.name}: {len(seq)} frames{dropped}: fewer frames than one window: "
+            raise UsageError(f"{seq.name}: {len(seq)} frames{dropped}: fewer frames than one window: "
                              f"expected at least {need} (model.seq_len={opts.model.seq_len}, "
                              f"data.stride={opts.data.stride})")
-        seqs.append(seq)
     return seqs
+
+
+def _auto_stride(seqs: list, opts, log=print) -> int:
+    """The frame stride from the measured parallax (:func:`sfm_ros.autoconfig.choose_stride`): the
+    frame-weighted median of the choices for the (up to 8 longest) sequences."""
+    from sfm_ros.autoconfig import choose_stride, measure_motion
+
+    t0 = time.monotonic()
+    longest = sorted(seqs, key=len, reverse=True)[:8]
+    choices, weights, reason = [], [], ""
+    for seq in longest:
+        if len(seq) < 3:
+            continue
+        stride, why = choose_stride(measure_motion(seq.frames), len(seq), opts.model.seq_len)
+        choices.append(stride)
+        weights.append(len(seq))
+        reason = reason or f"{seq.name}: {why}"
+    if not choices:
+        return opts.data.stride
+    order = np.argsort(choices)
+    cum = np.cumsum(np.asarray(weights)[order])
+    stride = int(np.asarray(choices)[order][np.searchsorted(cum, cum[-1] / 2)])
+    log(f"frame stride {stride} (chosen from the measured motion, {time.monotonic() - t0:.1f} s: {reason}"
+        f"{'; strides by sequence ' + str(choices) if len(choices) > 1 else ''}; --stride to choose)")
+    return stride
 
 
 class _Counter:
@@ -510,7 +570,7 @@ def _main(argv, rank: int, log, fail) -> int:
         if resume:
             _check_resume(resume, state, opts)
         del state
-        seqs = load_inputs(args, opts, log)
+        seqs = load_inputs(args, opts, log, explicit=explicit_keys(args))
         train, val = split_all(seqs, opts, log)
     except (ValueError, CheckpointError, OSError) as exc:  # BagError, SourceError, CameraError ...
         return fail(_one_line(exc))
@@ -527,7 +587,7 @@ def _main(argv, rank: int, log, fail) -> int:
         _clean_stale_temp_files(out)
     try:
         trainer = Trainer(opts, train, val or None, out, resume=resume, progress=not args.no_progress,
-                          tensorboard=not args.no_tensorboard, ckpt_every=args.ckpt_every)
+                          tensorboard=not args.no_tensorboard, ckpt_every=args.ckpt_every, log=log)
     except (ValueError, CheckpointError) as exc:
         return fail(_one_line(exc))
     try:

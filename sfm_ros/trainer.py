@@ -45,6 +45,7 @@ from .datasets import Sequence, WindowDataset, collate
 from .inference import cpu_supports_bf16, resolve_device
 from .losses import compute_losses
 from .model import SfMModel
+from .monitor import CollapseMonitor, batch_stats
 from .options import Options
 from .visualize import colorize_depth
 
@@ -106,8 +107,10 @@ class Trainer:
         progress: bool = True,
         tensorboard: bool = True,
         ckpt_every: int = 1000,
+        log=None,
     ):
         self.opts = opts
+        self.log = log or (lambda msg: print(msg, flush=True))
         self.out_dir = Path(out_dir)
         self.rank, self.world, self.local_rank = distributed_env()
         self.distributed = self.world > 1
@@ -163,6 +166,7 @@ class Trainer:
 
             self.writer = SummaryWriter(str(self.out_dir / "tb"))
         self.progress = progress and self.is_main
+        self.monitor = CollapseMonitor(stride=opts.data.stride)
 
     # ------------------------------------------------------------------ checkpoints
     def _rng_state(self) -> dict:
@@ -253,8 +257,13 @@ class Trainer:
             self.optimizer.step()
         if log_images:
             self._log_images(batch, outputs, losses)
-        return {k: float(v.detach()) for k, v in losses.items()
-                if k == "loss" or (isinstance(k, tuple) and k[0] in ("photo", "smooth", "exp", "geometry"))}
+        logs = {k: float(v.detach()) for k, v in losses.items()
+                if k == "loss" or (isinstance(k, tuple) and k[0] in ("photo", "smooth", "exp", "geometry",
+                                                                     "automask_keep"))}
+        if self.is_main and (self.step + 1) % max(1, self.opts.train.log_every) == 0:
+            m = self.opts.model
+            logs["health"] = batch_stats(outputs, losses, self.model.offsets, m.min_depth, m.max_depth)
+        return logs
 
     @torch.no_grad()
     def validate(self) -> float | None:
@@ -345,6 +354,8 @@ class Trainer:
                         self._log_scalars(logs)
                     if self.step % max(1, t.log_every) == 0 or self.step == 1:
                         self.history.append({"step": self.step, "loss": logs["loss"]})
+                    if self.is_main:
+                        self._watch(logs, start)
                     if self.ckpt_every and self.step % self.ckpt_every == 0:
                         self.save("last.pt")
                     if self._should_stop():  # Ctrl-C during this step: stop after it
@@ -376,6 +387,24 @@ class Trainer:
                 self.writer.flush()
         return {"steps": self.step, "epochs": self.epoch, "best_val": self.best_val,
                 "minutes": (time.monotonic() - start) / 60, "history": self.history}
+
+    def _watch(self, logs: dict, start: float) -> None:
+        """Progress lines (without a progress bar) and collapse warnings, every ``log_every`` steps."""
+        every = max(1, self.opts.train.log_every)
+        health = logs.get("health")
+        self.monitor.update(self.step, logs["loss"], health)
+        if self.step % every:
+            return
+        if not self.progress:
+            h = health or {}
+            extra = (f", depth median {h['median_depth']:.3g} spread {h['depth_spread']:.3f}, "
+                     f"translation/depth {h['translation']:.2e}") if h else ""
+            if "automask_keep" in h:
+                extra += f", auto-mask keeps {100 * h['automask_keep']:.0f} %"
+            self.log(f"step {self.step}: loss {logs['loss']:.4f} "
+                     f"({(time.monotonic() - start) / 60:.1f} min{extra})")
+        for line in self.monitor.check(self.step):
+            self.log(line)
 
     def _should_stop(self) -> bool:
         # Distributed: only what every rank agreed on in the step's all-reduce (a rank stopping
@@ -436,6 +465,8 @@ class Trainer:
             if isinstance(k, tuple):
                 w.add_scalar(f"train/{k[0]}/scale{k[1]}", v, self.step)
         w.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.step)
+        for k, v in (logs.get("health") or {}).items():
+            w.add_scalar(f"health/{k}", v, self.step)
 
     def _barrier(self) -> None:
         if self.distributed:

@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from .checkpoint import CheckpointError, load_weights, read_checkpoint, save_checkpoint
 from .datasets import Sequence, WindowDataset, collate
-from .inference import cpu_supports_bf16, resolve_device
+from .inference import cpu_has_bf16_instructions, resolve_device
 from .losses import compute_losses
 from .model import SfMModel
 from .monitor import CollapseMonitor, batch_stats
@@ -93,7 +93,7 @@ def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
         raise ValueError(f"train.amp must be auto, off, bf16 or fp16, got {mode!r}")
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_supports_bf16() else None
+    return None  # the Trainer measures bf16 on CPUs that have it (sfm_ros.precision)
 
 
 class Trainer:
@@ -131,6 +131,13 @@ class Trainer:
         if self.distributed and not dist.is_initialized():
             dist.init_process_group(backend=backend)
         self.amp = amp_dtype(t.amp, device)
+        if t.amp == "auto" and device.type == "cpu" and self.is_main and cpu_has_bf16_instructions():
+            if self.distributed:  # ranks measuring at once would time each other's contention
+                self.log("precision fp32 (bf16 is measured in single-process runs only)")
+            else:
+                from .precision import calibrate_cpu_amp
+
+                self.amp = calibrate_cpu_amp(opts, log=self.log)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
 
         torch.manual_seed(t.seed)  # identical initial weights on every rank (DDP also broadcasts)

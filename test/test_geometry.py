@@ -151,3 +151,21 @@ def test_gradcheck_inverse_warp_depth_and_pose():
     depth = (3.0 + 0.37 * torch.rand(1, 1, 5, 7, generator=g, dtype=torch.float64)).requires_grad_()
     vec = torch.tensor([[0.071, -0.043, 0.052, 0.011, -0.017, 0.009]], dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(fn, (depth, vec), eps=1e-7, atol=1e-5)
+
+
+def test_inverse_warp_valid_pixels_never_read_the_padding():
+    """A sample between the last pixel centre and the image edge mixes in grid_sample's zero
+    padding: it must be invalid, or the loss gains a gradient that moves samples off the dark band.
+    Constant image of ones, sub-pixel shifts both ways: every valid pixel reads exactly 1."""
+    h, w = 12, 16
+    src = torch.ones(1, 3, h, w)
+    depth = torch.full((1, 1, h, w), 2.0)
+    K = torch.tensor([[[20.0, 0, 7.5], [0, 20.0, 5.5], [0, 0, 1]]])
+    for shift_px in (0.3, -0.3, 0.45):
+        T = torch.eye(4)[None].clone()
+        T[0, 0, 3] = shift_px * 2.0 / 20.0  # x translation moving every sample by shift_px pixels
+        T[0, 1, 3] = -shift_px * 2.0 / 20.0
+        warped, valid = inverse_warp(src, depth, T, K)
+        assert valid.sum() == (h - 1) * (w - 1)  # one column and one row fall off, nothing more
+        read = warped[valid.expand_as(warped) > 0]
+        assert torch.allclose(read, torch.ones_like(read), atol=1e-6), float(read.min())

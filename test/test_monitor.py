@@ -1,0 +1,64 @@
+"""The collapse monitor sees the failure modes users report, and stays quiet on a healthy run."""
+from __future__ import annotations
+
+import torch
+
+from sfm_ros.monitor import CollapseMonitor, batch_stats
+
+
+def _outputs(depth: torch.Tensor, t: float) -> dict:
+    b = depth.shape[0]
+    pose = torch.zeros(b, 6)
+    pose[:, 2] = t
+    return {("depth", 0, 0): depth, ("pose_vec", -1): pose, ("pose_vec", 1): -pose}
+
+
+def _ramp(b=2, h=16, w=20, lo=1.0, hi=10.0):
+    return torch.linspace(lo, hi, h).view(1, 1, h, 1).expand(b, 1, h, w).clone()
+
+
+def test_batch_stats_measure_saturation_spread_translation_and_automask():
+    s = batch_stats(_outputs(_ramp(), 0.05), {("automask_keep", 0): torch.tensor(0.4)}, [-1, 1], 0.1, 100.0)
+    assert s["saturated"] == 0 and s["depth_spread"] > 0.3
+    assert abs(s["translation"] - 0.05 / s["median_depth"]) < 1e-6
+    assert abs(s["automask_keep"] - 0.4) < 1e-6
+    flat = batch_stats(_outputs(torch.full((2, 1, 8, 8), 0.1), 0.0), {}, [-1, 1], 0.1, 100.0)
+    assert flat["saturated"] == 1.0 and flat["saturated_near"] == 1.0
+    assert flat["depth_spread"] < 1e-6 and flat["translation"] == 0 and "automask_keep" not in flat
+
+
+def _run(monitor, stats, losses, every=50):
+    lines = []
+    for i, loss in enumerate(losses, 1):
+        monitor.update(i, loss, stats if i % every == 0 else None)
+        if i % every == 0:
+            lines += monitor.check(i)
+    return lines
+
+
+def test_a_healthy_run_gives_no_warning():
+    s = batch_stats(_outputs(_ramp(), 0.05), {("automask_keep", 0): torch.tensor(0.7)}, [-1, 1], 0.1, 100.0)
+    losses = [1.0 / (1 + i / 100) for i in range(600)]
+    assert _run(CollapseMonitor(stride=10), s, losses) == []
+
+
+def test_each_collapse_is_named_once_with_what_to_try():
+    bad = batch_stats(_outputs(torch.full((2, 1, 8, 8), 0.1), 0.0), {("automask_keep", 0): torch.tensor(0.05)},
+                      [-1, 1], 0.1, 100.0)
+    lines = _run(CollapseMonitor(stride=3), bad, [0.5] * 600)
+    text = "\n".join(lines)
+    assert len(lines) == 5, text  # saturated, flat depth, no translation, auto-mask, flat loss: once each
+    assert "nearest end" in text and "nearly constant" in text and "rotation alone" in text
+    assert "auto-masking keeps only 5 %" in text and "has not dropped" in text
+    assert "--stride (now 3)" in text
+
+
+def test_one_odd_batch_is_not_a_collapse():
+    good = batch_stats(_outputs(_ramp(), 0.05), {}, [-1, 1], 0.1, 100.0)
+    bad = batch_stats(_outputs(torch.full((2, 1, 8, 8), 0.1), 0.0), {}, [-1, 1], 0.1, 100.0)
+    m = CollapseMonitor()
+    out = []
+    for i, s in enumerate([good, bad, good, bad, good], 1):
+        m.update(50 * i, 1.0 / i, s)
+        out += m.check(50 * i)
+    assert out == []

@@ -16,11 +16,13 @@ key                          value
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 
 from .geometry import pose_vec_to_mat
-from .networks import DispNet, PoseExpNet, normalize_image
+from .networks import DISP_ALPHA, DISP_BETA, DispNet, PoseExpNet, normalize_image
 from .options import DEPTH_ARCHS, POSE_ARCHS, ModelOptions
 from .resnet import PairPoseNet, ResNetDepthNet
 
@@ -35,14 +37,33 @@ def source_offsets(seq_len: int) -> list[int]:
     return [o for o in range(-half, half + 1) if o != 0]
 
 
+def disparity_head(opts: ModelOptions) -> tuple[float, float]:
+    """``(alpha, beta)`` of ``disparity = alpha * sigmoid(x) + beta`` spanning
+    ``[1 / max_depth, 1 / min_depth]``; the paper's ``(10, 0.01)`` for its 0.1 / 100 m."""
+    if (opts.min_depth, opts.max_depth) == (0.1, 100.0):
+        return DISP_ALPHA, DISP_BETA
+    beta = 1.0 / opts.max_depth
+    return 1.0 / opts.min_depth - beta, beta
+
+
 def build_depth_net(opts: ModelOptions) -> nn.Module:
     """``dispnet``: the paper's DispNet; ``resnet``: ResNet-18 encoder + Monodepth2 decoder
-    (:class:`sfm_ros.resnet.ResNetDepthNet`). ``width_mult`` scales the channels of both."""
+    (:class:`sfm_ros.resnet.ResNetDepthNet`). ``width_mult`` scales the channels of both; the
+    disparity heads span ``model.min_depth``-``model.max_depth`` and, with ``model.init_depth``,
+    start there (head biases; the weights keep their initialisation)."""
+    alpha, beta = disparity_head(opts)
     if opts.depth_arch == "dispnet":
-        return DispNet(width_mult=opts.width_mult)
-    if opts.depth_arch == "resnet":
-        return ResNetDepthNet(width_mult=opts.width_mult)
-    raise ValueError(f"unknown model.depth_arch {opts.depth_arch!r}; expected one of {list(DEPTH_ARCHS)}")
+        net = DispNet(alpha=alpha, beta=beta, width_mult=opts.width_mult)
+    elif opts.depth_arch == "resnet":
+        net = ResNetDepthNet(alpha=alpha, beta=beta, width_mult=opts.width_mult)
+    else:
+        raise ValueError(f"unknown model.depth_arch {opts.depth_arch!r}; expected one of {list(DEPTH_ARCHS)}")
+    if opts.init_depth:
+        p = (1.0 / opts.init_depth - beta) / alpha
+        with torch.no_grad():
+            for head in net.heads:
+                head.bias.fill_(math.log(p / (1 - p)))
+    return net
 
 
 def build_pose_net(opts: ModelOptions, output_exp: bool) -> nn.Module:

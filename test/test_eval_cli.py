@@ -118,7 +118,10 @@ def test_depth_pred_npy_median_scaling_is_perfect(synth, tmp_path, capsys):
     code, text, err = _run(capsys, "depth", "--pred-npy", const, "--gt-npy", synth["gt_npy"], "--json", out)
     assert code == 0, err
     assert "| constant depth (baseline) |" in text
+    assert "warning: the predicted depth is nearly constant" in text  # a model that learnt no layout
     c = json.loads(out.read_text())
+    assert c["depth_spread"] < 1e-6 and len(c["warnings"]) == 1
+    assert res["warnings"] == [] and res["depth_spread"] > 0.1  # the real layout: no warning
     assert c["metrics"] == pytest.approx(base, rel=1e-6) and c["baseline_constant"] == pytest.approx(base, rel=1e-6)
     # without median scaling the factor 3 shows: |g - g/3| / g = 2/3; --frames selects 2 images
     code, text, err = _run(capsys, "depth", "--pred-npy", pred, "--gt-npy", synth["gt_npy"], "--json", out,

@@ -416,3 +416,30 @@ def test_ctrl_c_exits_130_with_a_loadable_checkpoint(tmp_path):
 def test_help(capsys):
     assert train_cli.main(["--help"]) == 0
     assert "--synthetic" in capsys.readouterr().out
+
+
+def test_size_and_stride_are_chosen_and_logged_unless_set(tmp_path):
+    """Nothing set: the input size follows the camera's aspect ratio near the paper's pixel count,
+    the stride the measured parallax (a 4x slower camera: each rendered frame recorded 4 times);
+    what the user sets wins and is not measured."""
+    d = tmp_path / "frames"
+    d.mkdir()
+    seq = render_sequence(12, 96, 320, seed=5)
+    for i, im in enumerate(np.repeat(seq.images, 4, axis=0)):
+        cv2.imwrite(str(d / f"{i:04d}.png"), im[:, :, ::-1])
+    base = ["--images", str(d), "--fx", str(seq.K[0, 0]), "--cx", str(seq.K[0, 2]), "--cy", str(seq.K[1, 2]),
+            "--out", str(tmp_path / "o")]
+    args = train_cli.build_parser().parse_args(base)
+    opts = train_cli.build_options(args)
+    logs: list[str] = []
+    (s,) = train_cli.load_inputs(args, opts, log=logs.append, explicit=train_cli.explicit_keys(args))
+    assert (opts.model.height, opts.model.width) == (128, 416) == s.frames.shape[1:3]  # 320x96: 3.33
+    assert 3 <= opts.data.stride <= 5
+    text = "\n".join(logs)
+    assert "input size 128x416 (chosen" in text and f"frame stride {opts.data.stride} (chosen" in text
+    args = train_cli.build_parser().parse_args(base + ["--height", "32", "--width", "96", "--set", "data.stride=2"])
+    opts = train_cli.build_options(args)
+    logs.clear()
+    train_cli.load_inputs(args, opts, log=logs.append, explicit=train_cli.explicit_keys(args))
+    assert (opts.model.height, opts.model.width, opts.data.stride) == (32, 96, 2)
+    assert not any("chosen" in m for m in logs)

@@ -66,3 +66,19 @@ def test_model_outputs_keyed_by_name_frame_scale():
         assert out[("exp", f, 0)].shape == (2, 1, 64, 96)
     with pytest.raises(ValueError, match="expected 4 sources"):
         model(t, [t])
+
+
+def test_disparity_head_range_and_start_depth_follow_the_model_options():
+    from sfm_ros.model import build_depth_net, disparity_head
+    from sfm_ros.options import ModelOptions
+
+    assert disparity_head(ModelOptions()) == (10.0, 0.01)  # the paper's head, exactly
+    opts = ModelOptions(min_depth=0.01, max_depth=50.0, init_depth=0.5, width_mult=0.25)
+    alpha, beta = disparity_head(opts)
+    assert abs(beta - 0.02) < 1e-12 and abs(alpha + beta - 100.0) < 1e-9
+    torch.manual_seed(0)
+    net = build_depth_net(opts).eval()
+    with torch.no_grad():
+        depth = 1.0 / net(torch.zeros(1, 3, 64, 96))[0]
+    assert 0.3 < float(depth.median()) < 0.8  # starts near init_depth (the weights add spread)
+    assert float(depth.min()) >= 0.01 - 1e-6 and float(depth.max()) <= 50.0 + 1e-4

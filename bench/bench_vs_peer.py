@@ -50,7 +50,9 @@ def _link_frames(src: Path, dst: Path, pattern: str, span: tuple[int, int]) -> l
     files = sorted(src.glob(pattern), key=key)[span[0]:span[1]]
     dst.mkdir(parents=True, exist_ok=True)
     for f in files:
-        (dst / f.name).symlink_to(f.resolve())
+        link = dst / f.name
+        if not link.is_symlink():
+            link.symlink_to(f.resolve())
     return files
 
 

@@ -146,4 +146,5 @@ def choose_stride(profile: MotionProfile, n_frames: int, seq_len: int = 3,
             return s, (f"{profile.describe()}; stride {s} is the first with parallax >= "
                        f"{100 * min_parallax:.2f} % of the width")
     s = min(max(finite), limit)
-    return s, (f"{profile.describe()}; little parallax: stride {s}, the largest the sequence allows")
+    bound = "the sequence's length allows" if s == limit else "was measured"
+    return s, (f"{profile.describe()}; little parallax: stride {s}, the largest the {bound}")

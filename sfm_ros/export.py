@@ -44,7 +44,7 @@ import torch
 import torch.nn as nn
 
 from .model import source_offsets
-from .networks import DISP_ALPHA, DISP_BETA, normalize_image
+from .networks import normalize_image
 from .resnet import fold_batchnorm
 
 Tensor = torch.Tensor
@@ -156,6 +156,13 @@ def pose_abs_diff(a: Tensor, ref: Tensor) -> float:
     return float((a.float() - ref.float()).abs().max())
 
 
+def _depth_range(opts) -> list[float]:
+    from .model import disparity_head
+
+    alpha, beta = disparity_head(opts)
+    return [1.0 / (alpha + beta), 1.0 / beta]
+
+
 def export_model(model: nn.Module, out_dir: str | Path, formats: tuple[str, ...] = FORMATS,
                  height: int = 128, width: int = 416, opset: int = DEFAULT_OPSET,
                  verify: bool = True, info: dict | None = None) -> dict:
@@ -191,7 +198,7 @@ def export_model(model: nn.Module, out_dir: str | Path, formats: tuple[str, ...]
         "input_range": "RGB float32 in [0, 1] (normalised to [-1, 1] inside the graph)",
         "depth_units": "network units: depth = 1 / disparity, monocular (known up to scale; multiply "
                        "by a metric scale to get metres)",
-        "depth_range": [1.0 / (DISP_ALPHA + DISP_BETA), 1.0 / DISP_BETA],
+        "depth_range": _depth_range(model.opts),
         "pose_convention": POSE_CONVENTION,
         "frames": "sources ordered by source_offsets relative to the target (e.g. [-1, 1]: previous, next)",
         "torch_version": torch.__version__,

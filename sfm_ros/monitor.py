@@ -12,8 +12,10 @@ symptom             test (over the last few checks, so one odd batch does not tr
                     (``model.min_depth`` / ``model.max_depth``): the scale drifted into the
                     sigmoid's flat end, where no gradient comes back
 ``flat_depth``      the depth of an image varies by < 2 % (std of log depth): a constant map
+                    (from step 300: a network just initialised predicts a nearly flat map)
 ``no_translation``  the predicted translation is < 0.05 % of the median scene depth: the warp
-                    explains the frames by rotation alone (a static or rotating camera)
+                    explains the frames by rotation alone (a static or rotating camera; from
+                    step 300)
 ``automask``        auto-masking keeps < 15 % of the pixels: the unwarped sources explain the
                     target as well as the warp (too little motion between the frames)
 ``flat_loss``       after 300 steps the loss is within 2 % of where it was at step ~50
@@ -91,12 +93,12 @@ class CollapseMonitor:
             found.append(("saturated", f"{100 * v:.0f} % of the depth sits at the depth head's {end} end: the "
                                        f"scale drifted where the sigmoid gives no gradient; check the "
                                        f"intrinsics (--fx/--cx/--cy), lower --lr, or train the default configuration"))
-        v = self._held("depth_spread", lambda x: x < 0.02)
+        v = self._held("depth_spread", lambda x: x < 0.02) if step >= 300 else None  # a new net is flat
         if v is not None:
             found.append(("flat_depth", f"the predicted depth is nearly constant (spread {100 * v:.1f} %): "
                                         f"too little parallax between the frames of a window: raise --stride{stride} "
                                         f"or train longer"))
-        v = self._held("translation", lambda x: x < 5e-4)
+        v = self._held("translation", lambda x: x < 5e-4) if step >= 300 else None
         if v is not None:
             found.append(("no_translation", f"the predicted translation is {100 * v:.3f} % of the scene depth: "
                                             f"the frames are explained by rotation alone; raise --stride{stride} "

@@ -371,7 +371,7 @@ def explicit_keys(args: argparse.Namespace) -> set[str]:
 
     from sfm_ros.options import PRESETS, _flatten
 
-    if args.resume is not None:
+    if args.resume is not None:  # the checkpoint's size and stride (see _check_resume)
         return {"model.height", "model.width", "data.stride"}
     keys = {t.split("=", 1)[0].strip() for t in args.set}
     keys |= {key for flag, key, _ in _CONVENIENCE
@@ -381,6 +381,22 @@ def explicit_keys(args: argparse.Namespace) -> set[str]:
         if isinstance(data, dict):
             keys |= set(_flatten({k: v for k, v in data.items() if k != "preset"}))
     return keys
+
+
+def explicit_keys_given(args: argparse.Namespace) -> set[str]:
+    """The keys set on the command line itself (``--set`` and the convenience flags)."""
+    keys = {t.split("=", 1)[0].strip() for t in args.set}
+    return keys | {key for flag, key, _ in _CONVENIENCE
+                   if getattr(args, flag.lstrip("-").replace("-", "_")) is not None}
+
+
+def _keep_resumed_choices(opts, saved: dict, given: set[str]) -> None:
+    """``--resume --config X``: the input size and stride stay the checkpoint's (maybe chosen
+    automatically) unless set on this command line."""
+    for key in ("model.height", "model.width", "data.stride"):
+        group, name = key.split(".")
+        if key not in given and name in saved.get(group, {}):
+            setattr(getattr(opts, group), name, saved[group][name])
 
 
 def load_inputs(args: argparse.Namespace, opts, log=print, explicit: set[str] | None = None) -> list:
@@ -421,6 +437,11 @@ def load_inputs(args: argparse.Namespace, opts, log=print, explicit: set[str] | 
         seqs.append(seq)
     if auto and "data.stride" not in explicit:
         opts.data.stride = _auto_stride(seqs, opts, log)
+        shortest = min(len(s) for s in seqs)
+        cap = max(1, (shortest - 1) // (opts.model.seq_len - 1))
+        if opts.data.stride > cap:
+            log(f"frame stride {cap} instead: the shortest input has {shortest} frames")
+            opts.data.stride = cap
     need = (opts.model.seq_len - 1) * opts.data.stride + 1
     for seq in seqs:
         if len(seq) < need:
@@ -567,6 +588,8 @@ def _main(argv, rank: int, log, fail) -> int:
                              f"to start afresh, or another --out")
         state = read_checkpoint(resume) if resume else None
         opts = build_options(args, state["options"] if state and args.config is None else None)
+        if state is not None and args.config is not None:
+            _keep_resumed_choices(opts, state["options"], explicit_keys_given(args))
         if resume:
             _check_resume(resume, state, opts)
         del state

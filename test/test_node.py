@@ -375,11 +375,13 @@ class TestRunningNode:
         node, pub, info_pub, topics = robot
         imgs, K, _ = frames
         n0 = len(topics["depth"])
-        sent = _send(pub, (imgs * 4)[:100], rate=100.0, client=client, info_pub=info_pub, K=K)
+        # As fast as the publisher goes (thousands a second): faster than inference on any CPU
+        # (100 Hz was not: a fast machine kept up and dropped nothing).
+        sent = _send(pub, (imgs * 10)[:200], rate=5000.0, client=client, info_pub=info_pub, K=K)
         assert _wait(lambda: int(_diag_values(topics).get("frames_dropped", 0)) > 0, 8), _diag_values(topics)
         time.sleep(0.5)
         got = topics["depth"][n0:]
-        assert 0 < len(got) < len(sent)  # inference is slower than 100 Hz: frames were dropped
+        assert 0 < len(got) < len(sent)  # inference is slower than the burst: frames were dropped
         latency = [t - _sec(m.header.stamp) for t, m in got]
         assert max(latency) < 2.0, latency
         assert node.wait_log(r"dropped \d+ frame", 8), node.stderr

@@ -443,3 +443,33 @@ def test_size_and_stride_are_chosen_and_logged_unless_set(tmp_path):
     train_cli.load_inputs(args, opts, log=logs.append, explicit=train_cli.explicit_keys(args))
     assert (opts.model.height, opts.model.width, opts.data.stride) == (32, 96, 2)
     assert not any("chosen" in m for m in logs)
+
+
+def test_the_automatic_stride_fits_the_shortest_input(tmp_path):
+    seq = render_sequence(12, 96, 320, seed=5)
+    dirs = []
+    for name, frames in (("slow", np.repeat(seq.images, 4, axis=0)), ("short", seq.images[:5])):
+        d = tmp_path / name
+        d.mkdir()
+        for i, im in enumerate(frames):
+            cv2.imwrite(str(d / f"{i:04d}.png"), im[:, :, ::-1])
+        dirs += ["--images", str(d)]
+    args = train_cli.build_parser().parse_args(dirs + ["--fx", str(seq.K[0, 0]), "--cx", str(seq.K[0, 2]),
+                                                       "--cy", str(seq.K[1, 2]), "--height", "32", "--width", "96",
+                                                       "--out", str(tmp_path / "o")])
+    opts = train_cli.build_options(args)
+    logs: list[str] = []
+    seqs = train_cli.load_inputs(args, opts, log=logs.append, explicit=train_cli.explicit_keys(args))
+    assert len(seqs) == 2 and opts.data.stride == 2  # the slow input alone would take 3-5
+    assert any("the shortest input has 5 frames" in m for m in logs), logs
+
+
+def test_resume_with_a_config_keeps_the_checkpoint_size_and_stride():
+    from sfm_ros.options import preset as _preset
+
+    saved = _preset("default").to_dict()
+    saved["model"].update(height=192, width=256)
+    saved["data"]["stride"] = 7
+    opts = _preset("paper")
+    train_cli._keep_resumed_choices(opts, saved, {"data.stride"})
+    assert (opts.model.height, opts.model.width, opts.data.stride) == (192, 256, 1)  # stride was given

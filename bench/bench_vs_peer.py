@@ -105,7 +105,7 @@ def _grep(text: str, pattern: str) -> str | None:
     return m.group(0).strip() if m else None
 
 
-def train_peer(dataset: str, work: Path, steps: int, h: int, w: int, stride: int, threads: int) -> dict:
+def train_peer(dataset: str, work: Path, steps: int, h: int, w: int, stride: int) -> dict:
     script = PEERS / "peer_train.py"
     cmd = [sys.executable, str(script), str(work / "train"), str(work / "test"), str(work / "peer_out"),
            "--h", str(h), "--w", str(w), "--stride", str(stride), "--steps", str(steps)]
@@ -115,9 +115,7 @@ def train_peer(dataset: str, work: Path, steps: int, h: int, w: int, stride: int
     else:
         cmd += ["--pattern", "*.png", "--fx", "718.856", "--fy", "718.856", "--cx", "607.1928",
                 "--cy", "185.2157", "--W0", "1241", "--H0", "376", "--pose-out", str(work / "peer_poses.txt")]
-    env_threads = str(threads)
-    os.environ["OMP_NUM_THREADS"] = env_threads
-    text = _run(cmd, work / "peer_train.log", timeout=7200)
+    text = _run(cmd, work / "peer_train.log", timeout=7200)  # the script sets 2 torch threads itself
     return {"steps": steps, "wall_s": float(text.rsplit("@@wall", 1)[1])}
 
 
@@ -176,7 +174,7 @@ def run(dataset: str, args) -> dict:
     if args.no_peer or not (PEERS / "peer_train.py").is_file():
         out["peer"] = None if args.no_peer else f"absent: {PEERS}"
         return out
-    peer = train_peer(dataset, work, proj["steps"], proj["height"], proj["width"], proj["stride"], args.threads)
+    peer = train_peer(dataset, work, proj["steps"], proj["height"], proj["width"], proj["stride"])
     out["peer"] = peer
     if dataset == "7scenes":
         gts = [f.with_name(f.name.replace(".color.jpg", ".depth.png")) for f in test_files]

@@ -4,11 +4,12 @@
   128x416 (53 248 pixels), both sides multiples of 32: a 1241x376 KITTI camera gets the paper's
   128x416, a 640x480 camera 192x256 instead of being squashed into 128x416.
 * **Frame stride** (:func:`measure_motion`, :func:`choose_stride`): neighbours in a training window
-  must move enough against each other to show parallax, and still overlap. The image motion between
-  frames ``s`` apart is measured by tracking corners (pyramidal Lucas-Kanade) on frames spread over
-  the sequence; its median, as a fraction of the image width, is compared with a target. 10 Hz
-  driving moves ~2-4 % of the width a frame (stride 1); a 30 Hz hand-held camera ~0.5 % (stride
-  ~10).
+  must show parallax, not just motion: a hand-held camera mostly rotates, and rotation carries no
+  depth. Corners are tracked (pyramidal Lucas-Kanade, forward-backward checked) between frames
+  ``s`` apart, on frames spread over the sequence; the motion a homography cannot explain (a
+  rotation or a plane it explains exactly) is the parallax. The smallest stride whose parallax
+  reaches :data:`MIN_PARALLAX` of the image width is chosen: 10 Hz KITTI driving gets 1, 30 Hz
+  hand-held 7-Scenes 5.
 
 ROS-free and torch-free: numpy and OpenCV only.
 """
@@ -59,7 +60,6 @@ class MotionProfile:
 
     flow: dict[int, float]      # stride -> median image motion (nan where nothing was tracked)
     parallax: dict[int, float]  # stride -> motion no homography explains (see :func:`_track`)
-    pairs: int                  # frame pairs measured per stride
 
     def describe(self) -> str:
         shown = [f"{s}: {100 * self.flow[s]:.1f} / {100 * p:.2f}" for s, p in sorted(self.parallax.items())
@@ -117,17 +117,15 @@ def measure_motion(frames: np.ndarray, max_stride: int = MAX_STRIDE, samples: in
 
     flow: dict[int, float] = {}
     parallax: dict[int, float] = {}
-    count = 0
     for s in range(1, max_stride + 1):
         starts = np.unique(np.linspace(0, n - 1 - s, num=min(samples, n - s)).astype(int))
         vals = np.array([_track(g(i), g(i + s)) for i in starts], dtype=np.float64).reshape(-1, 3)
         good = np.isfinite(vals[:, 1])
-        count = max(count, int(good.sum()))
         flow[s] = float(np.median(vals[good, 0])) / width if good.any() else math.nan
         parallax[s] = float(np.median(vals[good, 1])) / width if good.any() else math.nan
         if good.any() and parallax[s] >= 2 * MIN_PARALLAX:  # further strides only move more
             break
-    return MotionProfile(flow, parallax, count)
+    return MotionProfile(flow, parallax)
 
 
 def choose_stride(profile: MotionProfile, n_frames: int, seq_len: int = 3,

@@ -364,30 +364,28 @@ def _synthetic_inputs(args: argparse.Namespace, opts) -> list[_Input]:
     return out
 
 
-def explicit_keys(args: argparse.Namespace) -> set[str]:
-    """The option keys the user chose (``--set``, the convenience flags, a YAML ``--config``, or
-    everything when resuming): the trainer chooses the others where it can (:func:`auto_configure`)."""
-    import yaml
-
-    from sfm_ros.options import PRESETS, _flatten
-
-    if args.resume is not None:  # the checkpoint's size and stride (see _check_resume)
-        return {"model.height", "model.width", "data.stride"}
-    keys = {t.split("=", 1)[0].strip() for t in args.set}
-    keys |= {key for flag, key, _ in _CONVENIENCE
-             if getattr(args, flag.lstrip("-").replace("-", "_")) is not None}
-    if args.config and args.config not in PRESETS and Path(args.config).is_file():
-        data = yaml.safe_load(Path(args.config).read_text()) or {}
-        if isinstance(data, dict):
-            keys |= set(_flatten({k: v for k, v in data.items() if k != "preset"}))
-    return keys
-
-
 def explicit_keys_given(args: argparse.Namespace) -> set[str]:
     """The keys set on the command line itself (``--set`` and the convenience flags)."""
     keys = {t.split("=", 1)[0].strip() for t in args.set}
     return keys | {key for flag, key, _ in _CONVENIENCE
                    if getattr(args, flag.lstrip("-").replace("-", "_")) is not None}
+
+
+def explicit_keys(args: argparse.Namespace) -> set[str]:
+    """The option keys the user chose (``--set``, the convenience flags, a YAML ``--config``, or
+    the size and stride when resuming): :func:`load_inputs` chooses the others where it can."""
+    import yaml
+
+    from sfm_ros.options import PRESETS, _flatten
+
+    if args.resume is not None:  # the checkpoint's size and stride (see _keep_resumed_choices)
+        return {"model.height", "model.width", "data.stride"}
+    keys = explicit_keys_given(args)
+    if args.config and args.config not in PRESETS and Path(args.config).is_file():
+        data = yaml.safe_load(Path(args.config).read_text()) or {}
+        if isinstance(data, dict):
+            keys |= set(_flatten({k: v for k, v in data.items() if k != "preset"}))
+    return keys
 
 
 def _keep_resumed_choices(opts, saved: dict, given: set[str]) -> None:
@@ -422,9 +420,7 @@ def load_inputs(args: argparse.Namespace, opts, log=print, explicit: set[str] | 
         inp = make()
         if auto and not seqs and inp.image_hw is not None and \
                 not {"model.height", "model.width"} & explicit:
-            h, w = auto_size(inp.image_hw[1], inp.image_hw[0])
-            if (h, w) != (opts.model.height, opts.model.width):
-                opts.model.height, opts.model.width = h, w
+            h, w = opts.model.height, opts.model.width = auto_size(inp.image_hw[1], inp.image_hw[0])
             log(f"input size {h}x{w} (chosen: the {inp.image_hw[1]}x{inp.image_hw[0]} camera's aspect ratio "
                 f"at about the paper's 128x416 pixels; --height/--width to choose)")
         counter = _Counter(inp.frames)
@@ -437,11 +433,6 @@ def load_inputs(args: argparse.Namespace, opts, log=print, explicit: set[str] | 
         seqs.append(seq)
     if auto and "data.stride" not in explicit:
         opts.data.stride = _auto_stride(seqs, opts, log)
-        shortest = min(len(s) for s in seqs)
-        cap = max(1, (shortest - 1) // (opts.model.seq_len - 1))
-        if opts.data.stride > cap:
-            log(f"frame stride {cap} instead: the shortest input has {shortest} frames")
-            opts.data.stride = cap
     need = (opts.model.seq_len - 1) * opts.data.stride + 1
     for seq in seqs:
         if len(seq) < need:
@@ -475,6 +466,11 @@ def _auto_stride(seqs: list, opts, log=print) -> int:
     stride = int(np.asarray(choices)[order][np.searchsorted(cum, cum[-1] / 2)])
     log(f"frame stride {stride} (chosen from the measured motion, {time.monotonic() - t0:.1f} s: {reason}"
         f"{'; strides by sequence ' + str(choices) if len(choices) > 1 else ''}; --stride to choose)")
+    shortest = min(len(s) for s in seqs)
+    cap = max(1, (shortest - 1) // (opts.model.seq_len - 1))  # every input keeps a window
+    if stride > cap:
+        log(f"frame stride {cap} instead: the shortest input has {shortest} frames")
+        stride = cap
     return stride
 
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .features import to_grey, track_corners
+
 __all__ = ["PAPER_PIXELS", "auto_size", "MIN_PARALLAX", "MotionProfile", "measure_motion", "choose_stride"]
 
 PAPER_PIXELS = 128 * 416
@@ -67,29 +69,13 @@ class MotionProfile:
         return "image motion / parallax (% of the width) by stride " + ", ".join(shown)
 
 
-def _grey(frame: np.ndarray) -> np.ndarray:
-    if frame.ndim == 3:
-        frame = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-    if frame.dtype != np.uint8:
-        frame = np.clip(frame.astype(np.float32) * (255.0 if frame.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
-    return frame
-
-
 def _track(a: np.ndarray, b: np.ndarray) -> tuple[float, float, int]:
     """Corners of ``a`` tracked into ``b`` (forward-backward checked): (median displacement, 75th
     percentile of the residual after the best homography (LMedS), corners tracked), in pixels.
 
     A homography explains a pure rotation (and a plane) exactly: its residual is the parallax
     that carries depth, which rotation-dominated hand-held motion lacks."""
-    pts = cv2.goodFeaturesToTrack(a, maxCorners=300, qualityLevel=0.01, minDistance=5)
-    if pts is None or len(pts) < 12:
-        return math.nan, math.nan, 0
-    lk = dict(winSize=(21, 21), maxLevel=4,
-              criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
-    fwd, st1, _ = cv2.calcOpticalFlowPyrLK(a, b, pts, None, **lk)
-    back, st2, _ = cv2.calcOpticalFlowPyrLK(b, a, fwd, None, **lk)
-    ok = (st1[:, 0] == 1) & (st2[:, 0] == 1) & (np.linalg.norm(back - pts, axis=2)[:, 0] < 1.0)
-    p, q = pts[ok, 0], fwd[ok, 0]
+    p, q = track_corners(a, b)
     if len(p) < 12:
         return math.nan, math.nan, int(len(p))
     flow = float(np.median(np.linalg.norm(q - p, axis=1)))
@@ -112,7 +98,7 @@ def measure_motion(frames: np.ndarray, max_stride: int = MAX_STRIDE, samples: in
 
     def g(i: int) -> np.ndarray:
         if i not in grey:
-            grey[i] = _grey(frames[i])
+            grey[i] = to_grey(frames[i])
         return grey[i]
 
     flow: dict[int, float] = {}

@@ -76,7 +76,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 __all__ = ["main", "build_parser", "UsageError", "parse_frames", "read_sevenscenes", "SevenScenes",
-           "network_increments", "network_snippets", "average_increments", "evaluate_pose_methods",
+           "network_increments", "network_snippets", "refine_increments", "average_increments", "evaluate_pose_methods",
            "kitti_lidar_calib"]
 
 PROG = "sfm_eval"
@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--stride", type=int, default=None, help="frame step (default 1; 10 with --sevenscenes)")
     q.add_argument("--snippet", type=int, default=5, help="snippet length of the snippet ATE (default 5)")
     q.add_argument("--delta", type=int, default=1, help="RPE frame delta (default 1)")
+    q.add_argument("--refine", default="none", metavar="MODE",
+                   help="refine each frame-to-frame motion as the node's refine_pose does: none | epipolar "
+                        "(default none; needs intrinsics: --kitti and --sevenscenes carry them)")
     q.add_argument("--train-frames", metavar="A:B",
                    help="ground-truth frames of the mean-odometry baseline (default: outside --frames)")
     q.add_argument("--tum", metavar="OUT", help="write the predicted trajectory (TUM) and OUT's .gt twin")
@@ -614,6 +617,23 @@ def network_snippets(est, images: list) -> np.ndarray:
     return np.asarray(out)
 
 
+def refine_increments(refiner, est, images: list, views: list,
+                      increments: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+    """The node's refinement (:class:`sfm_ros.refine.Refiner`) applied to every network increment
+    of a sequence: ``images`` preprocessed for the network, ``views`` the refiner's views of the same
+    frames; each reference frame's predicted depth sets the scale. Returns the refined increments
+    and how many increments each source made."""
+    from sfm_ros.refine import refine_sequence
+
+    depths = [est.depth(im)[0, 0].float().cpu().numpy() for im in images[:-1]]
+    rel, results = refine_sequence(refiner, views, depths, increments)
+    counts: dict[str, int] = {}
+    for r in results:
+        key = r.used + (f" ({r.why})" if r.why else "")
+        counts[key] = counts.get(key, 0) + 1
+    return rel, counts
+
+
 def network_increments(snippets: np.ndarray) -> np.ndarray:
     """Frame-to-frame increments (N-1, 4, 4) from per-window predictions (M, L, 4, 4): every window
     starting at ``k`` estimates the increments ``k .. k+L-2``; the estimates are averaged."""
@@ -794,9 +814,21 @@ def _run_pose(args) -> dict:
         source = pred_file
         stamps = np.asarray(g_stamps)[sel] if g_stamps is not None else np.asarray(sel) / args.fps
     else:
+        from sfm_ros.refine import REFINE_MODES, Refiner
+
+        if args.refine not in REFINE_MODES:
+            raise UsageError(f"--refine must be one of {', '.join(REFINE_MODES)}, got {args.refine!r}")
+        refiner = Refiner(args.refine)
         est = _estimator(args)
         frames = _frame_input(args, stride)
-        images = [est.preprocess(im) for im in frames.images()]
+        if args.refine != "none" and frames.K is None:
+            raise UsageError(f"--refine {args.refine} needs the camera intrinsics: {frames.name} carries none "
+                             "(use --kitti or --sevenscenes)")
+        images, views = [], []
+        for im in frames.images():
+            images.append(est.preprocess(im))
+            if args.refine != "none":
+                views.append(refiner.view(im, frames.K))
         if frames.sevenscenes is not None or frames.gt_poses is not None:
             if args.gt_tum or args.gt_kitti:
                 raise UsageError("--kitti/--sevenscenes carry their ground truth: drop --gt-tum/--gt-kitti")
@@ -826,9 +858,14 @@ def _run_pose(args) -> dict:
                              f"(--snippet {args.snippet}, model seq_len {est.seq_len})")
         snips = network_snippets(est, images)
         rel = network_increments(snips)
+        refined = None
+        if args.refine != "none":
+            rel, refined = refine_increments(refiner, est, images, views, rel)
+            notes.append(f"--refine {args.refine}: " + ", ".join(f"{v} increments {k}" for k, v in
+                                                                 sorted(refined.items())))
         traj = chain(rel)
         m: dict[str, Any] = {"traj": traj}
-        if est.seq_len == args.snippet:
+        if est.seq_len == args.snippet and refined is None:
             m["snippets"] = snips
             notes.append(f"snippet ATE: one pose-network prediction per {args.snippet}-frame snippet "
                          f"(model seq_len {est.seq_len}, target in the middle; SfMLearner's protocol)")

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .checkpoint import load_model
-from .geometry import invert_pose, pose_vec_to_mat, resize_intrinsics
+from .geometry import check_shape, invert_pose, pose_vec_to_mat, resize_intrinsics
 from .model import source_offsets
 from .networks import normalize_image
 
@@ -72,6 +72,13 @@ def to_rgb_float(image: np.ndarray) -> np.ndarray:
 
 
 BACKENDS = ("torch", "onnxruntime")
+
+
+def to_rgb_array(x: torch.Tensor) -> np.ndarray:
+    """A preprocessed (1, 3, h, w) frame (:meth:`Estimator.preprocess`) → (h, w, 3) float32 RGB in
+    [0, 1] on the CPU; the inverse of the preprocessing's layout change."""
+    check_shape(x, (1, 3, None, None), "frame")
+    return x[0].permute(1, 2, 0).float().cpu().numpy()
 
 
 def auto_backend(device: str, precision: str, size_override: bool = False) -> str:

@@ -103,6 +103,12 @@ name                            type      default                      meaning
 ``max_depth`` *                 double    100.0                        published depth clamp (m)
 ``max_gap`` *                   double    1.0                          a larger gap (s) between processed
                                                                        frames restarts the odometry
+``refine_pose`` *               string    ``epipolar``                 none | epipolar: refine each
+                                                                       frame-to-frame motion of the pose
+                                                                       network against the images
+                                                                       (:mod:`sfm_ros.refine`; needs
+                                                                       intrinsics, else the network's);
+                                                                       ~6 ms a frame at 128x416
 ``publish_tf`` *                bool      true                         /tf and /tf_static
 ``publish_points`` *            bool      true                         ``points``
 ``points_stride`` *             int       4                            pixel step of ``points``
@@ -209,6 +215,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("min_depth", 0.1, "published depth lower clamp (m)", True, 0.0, 1e9),
     ParamSpec("max_depth", 100.0, "published depth upper clamp (m)", True, 0.0, 1e9),
     ParamSpec("max_gap", 1.0, "gap (s) between processed frames that restarts the odometry", True, 1e-3, 1e9),
+    ParamSpec("refine_pose", "epipolar", "refine each frame-to-frame motion against the images: none | epipolar",
+              True),
     ParamSpec("publish_tf", True, "publish odom->base on /tf and base->camera on /tf_static", True),
     ParamSpec("publish_points", True, "publish the coloured point cloud on points", True),
     ParamSpec("points_stride", 4, "pixel step of the point cloud", True, 1, 64),
@@ -359,6 +367,7 @@ class SfmNode(Node):
         self._lat_wall: deque = deque(maxlen=300)
         self._infer_ms: deque = deque(maxlen=300)
         self._dropped_reported = 0
+        self._refine_counts: dict[str, int] = {}
         try:
             self._declare_parameters()
         except Exception as exc:  # out of range / wrong type given with -p or a params file
@@ -366,6 +375,11 @@ class SfmNode(Node):
         p = self._param
         if p("min_depth") >= p("max_depth"):
             raise StartupError(f"min_depth {p('min_depth')} must be < max_depth {p('max_depth')}")
+        from .refine import REFINE_MODES, Refiner
+
+        if p("refine_pose") not in REFINE_MODES:
+            raise StartupError(f"refine_pose must be one of {', '.join(REFINE_MODES)}, got {p('refine_pose')!r}")
+        self._refiner = Refiner(p("refine_pose"))
         try:
             self._load_model()
         except StartupError:
@@ -463,6 +477,13 @@ class SfmNode(Node):
         hi = new.get("max_depth", self._param("max_depth"))
         if lo >= hi:
             return SetParametersResult(successful=False, reason=f"min_depth {lo} must be < max_depth {hi}")
+        if "refine_pose" in new:
+            from .refine import REFINE_MODES, Refiner
+
+            if new["refine_pose"] not in REFINE_MODES:
+                return SetParametersResult(successful=False, reason=f"refine_pose must be one of "
+                                                                    f"{', '.join(REFINE_MODES)}, got {new['refine_pose']!r}")
+            self._refiner = Refiner(new["refine_pose"])  # one assignment: the worker sees old or new
         if "scale" in new:
             self.odometry.scale = float(new["scale"])
         if "max_gap" in new:
@@ -682,7 +703,7 @@ class SfmNode(Node):
             self._count("skipped")
             self._warn("nonfinite", "the depth network produced NaN/Inf: frame skipped")
             return
-        self._window.append((frame.t, x))
+        self._window.append((frame.t, x, depth, img))
         T = None
         if len(self._window) == e.seq_len:
             T = e.poses([f[1] for f in self._window])[0]
@@ -703,7 +724,8 @@ class SfmNode(Node):
         infer_ms = 1000.0 * (time.perf_counter() - t0)
 
         try:
-            est = self.odometry.update(frame.t, T, [f[0] for f in self._window], e.offsets)
+            est = self.odometry.update(frame.t, T, [f[0] for f in self._window], e.offsets,
+                                       refine=self._refine_callback(img.shape[:2]))
         except ValueError as exc:
             self._window.pop()
             self._count("skipped")
@@ -719,9 +741,31 @@ class SfmNode(Node):
             if now.nanoseconds > 0:
                 self._lat_stamp.append(now.nanoseconds * 1e-9 - frame.t)
 
+    def _refine_callback(self, image_hw: tuple[int, int]):
+        """``refine(ref, inc)`` for :meth:`MonocularOdometry.update`: the current refiner between
+        window frame ``ref`` and the newest frame, or None when off or without intrinsics."""
+        refiner = self._refiner
+        if refiner.mode == "none":
+            return None
+        cam = self._intrinsics(image_hw)
+        if cam is None:
+            self._warn("refine_intrinsics", f"refine_pose {refiner.mode} needs intrinsics: the pose "
+                                            "network's motion is used until camera_info arrives")
+            return None
+
+        def refine(ref: int, inc: np.ndarray) -> np.ndarray:
+            _, _, d_ref, img_ref = self._window[ref]
+            r = refiner.refine(refiner.view(img_ref, cam.K), refiner.view(self._window[-1][3], cam.K), inc,
+                               d_ref.float().cpu().numpy())
+            with self._lock:
+                self._refine_counts[r.used] = self._refine_counts.get(r.used, 0) + 1
+            return r.T
+        return refine
+
     # ------------------------------------------------------------------------------ publishing
     def _publish(self, frame: Frame, x, depth_units: np.ndarray, est, exp, image_hw) -> None:
         from .image_codec import encode_image
+        from .inference import to_rgb_array
 
         p = self._param
         cam_frame = self._camera_frame(frame)
@@ -750,7 +794,7 @@ class SfmNode(Node):
             self.pub_depth_info.publish(info)
         rgb = None
         if (p("publish_points") and K is not None) or p("publish_colormap"):
-            rgb = (x[0].permute(1, 2, 0).float().cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+            rgb = (to_rgb_array(x) * 255.0 + 0.5).astype(np.uint8)
         if p("publish_points") and K is not None:
             pts = cloud_points(depth_m, rgb, K, int(p("points_stride")))
             cloud = PointCloud2(height=1, width=int(pts.size), fields=make_cloud_fields(),
@@ -821,6 +865,7 @@ class SfmNode(Node):
         with self._lock:
             s = dict(self.stats)
             lat_s, lat_w, inf = list(self._lat_stamp), list(self._lat_wall), list(self._infer_ms)
+            refine = dict(self._refine_counts)
         new_drops = s["dropped"] - self._dropped_reported
         if new_drops > 0:
             ok, _ = self._limiter.ok("drops")
@@ -851,6 +896,8 @@ class SfmNode(Node):
             "input_size": f"{e.width}x{e.height}", "seq_len": e.seq_len,
             "intrinsics": self._camera_source or "none",
             "odometry_resets": self.odometry.resets,
+            "refine_pose": self._refiner.mode,
+            "refined_motions": ", ".join(f"{k} {v}" for k, v in sorted(refine.items())) or "none yet",
         }
         st.values = [KeyValue(key=k, value=str(v)) for k, v in vals.items()]
         arr = DiagnosticArray(status=[st])

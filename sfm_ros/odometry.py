@@ -73,7 +73,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -409,7 +409,8 @@ class MonocularOdometry:
 
     def update(self, stamp: float, T_src_tgt: np.ndarray | None = None,
                window_stamps: Sequence[float] | None = None,
-               offsets: Sequence[int] | None = None) -> OdomEstimate | None:
+               offsets: Sequence[int] | None = None,
+               refine: Callable[[int, np.ndarray], np.ndarray] | None = None) -> OdomEstimate | None:
         """Add a processed frame; returns its odometry or ``None`` while the first window fills.
 
         Args:
@@ -417,6 +418,9 @@ class MonocularOdometry:
             T_src_tgt: (N, 4, 4) network prediction for the full window, or None if not full.
             window_stamps: stamps of the window's frames, oldest first (``[-1] == stamp``).
             offsets: source offsets of ``T_src_tgt`` (:func:`sfm_ros.model.source_offsets`).
+            refine: optional ``refine(ref, inc) -> inc``: given the window index of the last posed
+                frame and the network's motion from it to the newest frame (``T_ref_new``), returns
+                the motion to integrate (e.g. :meth:`sfm_ros.refine.Refiner.refine`'s ``T``).
         """
         stamp = float(stamp)
         if not self._started:
@@ -441,6 +445,8 @@ class MonocularOdometry:
             return self._estimate(stamp, np.eye(4), None, first=True)
         ref = ws.index(self.pose_stamp)
         inc = window_increment(T_src_tgt, offsets, ref=ref, new=len(ws) - 1)
+        if refine is not None:
+            inc = np.asarray(refine(ref, inc), dtype=np.float64)
         if not np.all(np.isfinite(inc)):
             raise ValueError("non-finite pose prediction")
         dt = stamp - self.pose_stamp

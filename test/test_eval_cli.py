@@ -202,6 +202,24 @@ def test_pose_kitti_snippet_ate_and_baselines(tiny_ckpt, kitti_dir, tmp_path, ca
     assert again["ate"]["rmse"] == pytest.approx(model["ate"]["rmse"], rel=1e-6)
 
 
+def test_pose_refine_epipolar_runs_the_nodes_refiner(tiny_ckpt, kitti_dir, tmp_path, capsys):
+    """An untrained network's motion is noise; the epipolar refinement of the same increments (on
+    the refiner's own 128x416 views, whatever the 64x96 network input) recovers the car's path on
+    real KITTI frames: measured 0.886 → 0.049 snippet ATE (mean odometry 0.066)."""
+    res = {}
+    for mode in ("none", "epipolar"):
+        out = tmp_path / f"{mode}.json"
+        code, text, err = _run(capsys, "pose", "--checkpoint", tiny_ckpt, "--kitti", kitti_dir, "--frames",
+                               "0:20", "--refine", mode, "--json", out, "--device", "cpu")
+        assert code == 0, err
+        res[mode] = json.loads(out.read_text())
+    notes = " ".join(res["epipolar"]["notes"])
+    assert "--refine epipolar:" in notes and "increments epipolar" in notes
+    ate = {m: r["methods"]["model"]["snippet_ate"]["mean"] for m, r in res.items()}
+    assert ate["epipolar"] < 0.25 * ate["none"], ate
+    assert ate["epipolar"] < 0.25 * res["none"]["methods"]["zero_motion"]["snippet_ate"]["mean"], ate
+
+
 def test_pose_seq_len5_uses_one_prediction_per_snippet(kitti_dir, tmp_path, capsys):
     ck = _ckpt(tmp_path / "s5.pt", seq_len=5)
     out = tmp_path / "p.json"
@@ -264,6 +282,9 @@ def test_pose_sevenscenes_stride(tiny_ckpt, sevenscenes_dir, tmp_path, capsys):
     (["pose", "--checkpoint", "{ckpt}", "--images", "{images}"], "no ground truth"),
     (["pose", "--checkpoint", "{ckpt}", "--images", "{images}", "--gt-kitti", "{images}/000000.png"], "ground truth"),
     (["pose", "--checkpoint", "{ckpt}", "--images", "{images}", "--snippet", "1", "--gt-kitti", "x"], "--snippet"),
+    (["pose", "--checkpoint", "{ckpt}", "--images", "{images}", "--refine", "photo", "--gt-kitti", "x"], "--refine"),
+    (["pose", "--checkpoint", "{ckpt}", "--images", "{images}", "--refine", "epipolar", "--gt-kitti", "x"],
+     "needs the camera intrinsics"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_input_exits_2_with_one_line(argv, needle, tiny_ckpt, synth, capsys):

@@ -304,6 +304,13 @@ class TestRunningNode:
         assert cm.encoding == "rgb8" and (cm.height, cm.width) == (64, 96)
         ex = topics["exp"][-1][1]
         assert ex.encoding == "mono8" and _sec(ex.header.stamp) in depth_stamps
+        # Every motion after the first window went through the refiner (refine_pose epipolar by
+        # default); diagnostics count what each one was made of.
+        def refined() -> int:
+            v = _diag_values(topics).get("refined_motions", "none yet")
+            return 0 if v == "none yet" else sum(int(x.split()[-1]) for x in v.split(", "))
+        assert _wait(lambda: refined() >= 6, 5), _diag_values(topics)
+        assert _diag_values(topics)["refine_pose"] == "epipolar"
 
     def test_tf_static_latched_for_late_joiner(self, robot, client):
         late = client.collect(TFMessage, "/tf_static", QoSProfile(
@@ -482,6 +489,15 @@ def test_bad_backend_exits_with_one_line(tiny_ckpt):
     lines = [x for x in proc.stderr.splitlines() if x.strip()]
     assert proc.returncode != 0 and len(lines) == 1, proc.stderr
     assert "backend must be one of torch, onnxruntime, got 'tensorrt'" in lines[0]
+
+
+def test_bad_refine_pose_exits_with_one_line(tiny_ckpt):
+    proc = subprocess.run([sys.executable, "-m", "sfm_ros.node", "--ros-args", "-p", f"checkpoint:={tiny_ckpt}",
+                           "-p", "refine_pose:=photometrik"], cwd=REPO, env=ros_env(), capture_output=True,
+                          text=True, timeout=90)
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert proc.returncode != 0 and len(lines) == 1, proc.stderr
+    assert "refine_pose must be one of none, epipolar, got 'photometrik'" in lines[0]
 
 
 @pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="models/sfm_default.pt is not trained yet")

@@ -1,0 +1,284 @@
+"""Run-time refinement of the pose network's frame-to-frame motion against the images.
+
+The pose network is the first estimate; a geometric solver on the two images refines it, and the
+network's estimate stays the fallback whenever the solver cannot be trusted. One refiner serves
+the node (:mod:`sfm_ros.node`, parameter ``refine_pose``) and the evaluation
+(``sfm_eval pose --refine``), through the same :meth:`Refiner.refine` call.
+
+Modes
+-----
+``none``
+    The network's motion, unchanged.
+``epipolar`` (DF-VO, Zhan et al. 2020)
+    Corners tracked from the reference frame into the new frame (:func:`sfm_ros.features.track_corners`),
+    the essential matrix by RANSAC (five-point solver) and its decomposition (cheirality) give the
+    rotation and the direction of translation; the translation's length comes from the learned
+    depth of the reference frame (the corners are triangulated with a unit baseline and compared
+    with the predicted depth at the same pixels: the median ratio is the baseline), or from the
+    network's translation when the depth is not given or disagrees with itself.
+    Falls back to the network's motion when too few corners are tracked or agree with one
+    essential matrix; keeps the network's translation and only takes the rotation when the motion
+    shows too little parallax to fix a translation direction (a rotation, or a camera at rest).
+
+Convention
+----------
+As :mod:`sfm_ros.geometry`: optical camera frame (x right, y down, z forward), pixel centres at
+integer coordinates, ``T_a_b`` maps points of frame ``b`` into frame ``a``. The motion refined
+here is ``T_ref_new``: the pose of the new camera in the reference camera's frame (what
+:func:`sfm_ros.odometry.window_increment` returns), in the network's depth units. The images are
+refined at their own aspect ratio and a fixed pixel budget (:meth:`Refiner.view`), not at the
+network's input size.
+
+ROS-free and torch-free: numpy and OpenCV only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from .autoconfig import auto_size
+from .camera import CameraModel
+from .features import to_grey, track_corners
+from .odometry import invert_transform, make_transform, so3_log
+
+__all__ = ["REFINE_MODES", "RefineView", "Refinement", "Refiner", "refine_sequence"]
+
+REFINE_MODES = ("none", "epipolar")
+_ESTIMATORS = {"magsac": cv2.USAC_MAGSAC, "accurate": cv2.USAC_ACCURATE, "ransac": cv2.RANSAC}
+
+
+@dataclass
+class RefineView:
+    """One frame as the refiner sees it: ``grey`` (h, w) uint8 at the refinement size and ``K``,
+    the intrinsics of that size. Build it with :meth:`Refiner.view`."""
+
+    grey: np.ndarray
+    K: np.ndarray
+
+
+@dataclass
+class Refinement:
+    """The outcome of one refinement.
+
+    ``T``: the motion to use (4x4 ``T_ref_new``); ``used``: what it is made of (``network``,
+    ``epipolar``, ``rotation`` = epipolar rotation with the network's translation); ``reason``:
+    why the network's estimate was (partly) kept, empty otherwise; ``tracks``/``inliers``: corners
+    tracked and consistent with the essential matrix; ``scale_from``: ``depth`` | ``network`` | ``""``;
+    ``rotation_change_deg``: the angle between the network's rotation and the refined one; ``why``:
+    a short key of ``reason`` (``off``, ``few tracks``, ``no essential matrix``, ``few inliers``,
+    ``low parallax``) for counting.
+    """
+
+    T: np.ndarray
+    used: str = "network"
+    reason: str = ""
+    tracks: int = 0
+    inliers: int = 0
+    scale_from: str = ""
+    rotation_change_deg: float = 0.0
+    why: str = ""
+
+    @property
+    def refined(self) -> bool:
+        return self.used != "network"
+
+
+@dataclass
+class Refiner:
+    """Refines ``T_ref_new`` between two frames; see the module doc.
+
+    Args:
+        mode: one of :data:`REFINE_MODES`.
+        max_corners: corners detected in the reference frame.
+        min_distance_px: least distance between two corners (pixels).
+        max_fb_px: forward-backward tracking error (pixels) above which a track is dropped.
+        min_inliers: fewest corners consistent with the essential matrix to trust it.
+        ransac_px: RANSAC threshold (pixels, at the given image size).
+        estimator: the robust essential-matrix estimator: ``magsac`` (OpenCV's USAC MAGSAC++,
+            with local optimisation), ``accurate`` (USAC with graph-cut local optimisation),
+            ``ransac`` (plain RANSAC).
+        min_parallax_px: median corner motion left once the rotation is removed (pixels) below
+            which the translation direction is not trusted (only the rotation is taken).
+        max_scale_spread: the depth-derived baseline is used only when the inter-quartile range of
+            the per-corner ratios is below this fraction of their median.
+        max_depth_step: corners whose 3x3 neighbourhood spans a larger depth ratio (a depth edge)
+            are left out of the baseline.
+    """
+
+    mode: str = "epipolar"
+    max_corners: int = 500
+    min_distance_px: int = 5
+    max_fb_px: float = 1.0
+    min_inliers: int = 20
+    ransac_px: float = 0.3
+    estimator: str = "magsac"
+    min_parallax_px: float = 0.5
+    max_scale_spread: float = 0.5
+    max_depth_step: float = 1.1
+    counts: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mode not in REFINE_MODES:
+            raise ValueError(f"refine mode must be one of {', '.join(REFINE_MODES)}, got {self.mode!r}")
+        if self.estimator not in _ESTIMATORS:
+            raise ValueError(f"estimator must be one of {', '.join(_ESTIMATORS)}, got {self.estimator!r}")
+
+    def view(self, image: np.ndarray, K: np.ndarray) -> RefineView:
+        """A camera image ((H, W[, 3]), uint8 or float in [0, 1]) with its intrinsics ``K`` → the
+        refiner's view of it: grey, resized to the paper's pixel budget at the image's aspect ratio
+        (:func:`sfm_ros.autoconfig.auto_size`: 128x416 for KITTI, 192x256 for 640x480), whatever the
+        network's input size, so that the cost per frame is bounded and a small network input
+        does not cost accuracy."""
+        K = np.asarray(K, dtype=np.float64)
+        if K.shape != (3, 3):
+            raise ValueError(f"K must be 3x3, got {K.shape}")
+        h, w = image.shape[:2]
+        rh, rw = auto_size(w, h)
+        grey = to_grey(image)
+        if (rh, rw) != (h, w):
+            grey = cv2.resize(grey, (rw, rh), interpolation=cv2.INTER_AREA)
+            K = CameraModel(w, h, K).scaled(rw, rh).K
+        return RefineView(grey, K)
+
+    def refine(self, ref: RefineView, new: RefineView, T_net: np.ndarray,
+               depth_ref: np.ndarray | None = None) -> Refinement:
+        """Refine the network's ``T_net`` (4x4 ``T_ref_new``) between the views ``ref`` and ``new``
+        (:meth:`view`, one size) with, optionally, the predicted depth of ``ref`` ((H, W) at any
+        size, network units) for the translation's length."""
+        T_net = np.asarray(T_net, dtype=np.float64)
+        if T_net.shape != (4, 4):
+            raise ValueError(f"T_net must be 4x4, got {T_net.shape}")
+        if ref.grey.shape != new.grey.shape:
+            raise ValueError(f"views of one size expected, got {ref.grey.shape} and {new.grey.shape}")
+        if self.mode == "none":
+            out = Refinement(T_net.copy(), reason="refinement off", why="off")
+        else:
+            if depth_ref is not None and depth_ref.shape != ref.grey.shape:
+                depth_ref = cv2.resize(np.asarray(depth_ref, np.float32), ref.grey.shape[::-1],
+                                       interpolation=cv2.INTER_NEAREST)
+            out = self._epipolar(ref.grey, new.grey, ref.K, T_net, depth_ref)
+        self.counts[out.used] = self.counts.get(out.used, 0) + 1
+        return out
+
+    # ------------------------------------------------------------------ epipolar
+    def _epipolar(self, a: np.ndarray, b: np.ndarray, K: np.ndarray, T_net: np.ndarray,
+                  depth: np.ndarray | None) -> Refinement:
+        p, q = track_corners(a, b, max_corners=self.max_corners, min_distance=self.min_distance_px,
+                             max_fb_error=self.max_fb_px)
+        n = len(p)
+        if n < self.min_inliers:
+            return Refinement(T_net.copy(), reason=f"{n} corners tracked (< {self.min_inliers})", tracks=n,
+                              why="few tracks")
+        R_rot, residual = _rotation_only(p, q, K)
+        if R_rot is not None and residual < self.min_parallax_px:
+            T = T_net.copy()
+            T[:3, :3] = R_rot.T
+            d_rot = float(np.degrees(np.linalg.norm(so3_log(T_net[:3, :3].T @ T[:3, :3]))))
+            return Refinement(T, "rotation", f"a rotation explains the motion to {residual:.2f} px "
+                              f"(< {self.min_parallax_px:g}): translation from the network", n, n, "network",
+                              d_rot, "low parallax")
+        E, mask = cv2.findEssentialMat(p, q, K, method=_ESTIMATORS[self.estimator], prob=0.999,
+                                       threshold=self.ransac_px)
+        if E is None or E.shape != (3, 3) or mask is None:
+            return Refinement(T_net.copy(), reason="no essential matrix", tracks=n, why="no essential matrix")
+        inl, R, t, mask = cv2.recoverPose(E, p, q, K, mask=mask.copy())
+        inl = int(inl)
+        if inl < self.min_inliers:
+            return Refinement(T_net.copy(), reason=f"{inl} corners fit the essential matrix (< {self.min_inliers})",
+                              tracks=n, inliers=inl, why="few inliers")
+        keep = mask.ravel() > 0
+        p_in, q_in = p[keep].astype(np.float64), q[keep].astype(np.float64)
+        # T_new_ref = [R | t]: x_new = R x_ref + t, |t| = 1
+        T_new_ref = make_transform(R, t.ravel())
+        T_epi = invert_transform(T_new_ref)
+        d_rot = float(np.degrees(np.linalg.norm(so3_log(T_net[:3, :3].T @ T_epi[:3, :3]))))
+        parallax = _parallax_px(p_in, q_in, K, R)
+        if parallax < self.min_parallax_px:
+            T = T_net.copy()
+            T[:3, :3] = T_epi[:3, :3]
+            return Refinement(T, "rotation", f"parallax {parallax:.2f} px (< {self.min_parallax_px:g}): "
+                              "translation from the network", n, inl, "network", d_rot, "low parallax")
+        baseline, scale_from = None, "network"
+        if depth is not None:
+            baseline = self._depth_baseline(p_in, q_in, K, T_new_ref, depth)
+            if baseline is not None:
+                scale_from = "depth"
+        if baseline is None:
+            baseline = float(np.linalg.norm(T_net[:3, 3]))
+        T = T_epi.copy()
+        T[:3, 3] *= baseline
+        return Refinement(T, "epipolar", "", n, inl, scale_from, d_rot)
+
+    def _depth_baseline(self, p: np.ndarray, q: np.ndarray, K: np.ndarray, T_new_ref: np.ndarray,
+                        depth: np.ndarray) -> float | None:
+        """Baseline that makes the corners triangulated with a unit baseline agree with the
+        predicted depth of the reference frame (median ratio), or None when they disagree."""
+        depth = np.asarray(depth, dtype=np.float64)
+        h, w = depth.shape
+        P0 = K @ np.eye(3, 4)
+        P1 = K @ T_new_ref[:3, :]
+        X = cv2.triangulatePoints(P0, P1, p.T, q.T)
+        z_tri = X[2] / X[3]
+        X1 = T_new_ref[:3, :3] @ (X[:3] / X[3]) + T_new_ref[:3, 3:4]
+        u = np.clip(np.rint(p[:, 0]).astype(int), 0, w - 1)
+        v = np.clip(np.rint(p[:, 1]).astype(int), 0, h - 1)
+        d = depth[v, u]
+        # Corners sit on depth edges: keep those whose 3x3 neighbourhood has one depth.
+        kernel = np.ones((3, 3), np.uint8)
+        d32 = depth.astype(np.float32)
+        lo, hi = cv2.erode(d32, kernel)[v, u], cv2.dilate(d32, kernel)[v, u]
+        ok = np.isfinite(z_tri) & (z_tri > 1e-6) & (X1[2] > 1e-6) & np.isfinite(d) & (lo > 0) & \
+            (hi <= self.max_depth_step * lo)
+        if int(ok.sum()) < self.min_inliers // 2:
+            return None
+        ratio = d[ok] / z_tri[ok]
+        q25, med, q75 = np.percentile(ratio, [25, 50, 75])
+        if not np.isfinite(med) or med <= 0 or (q75 - q25) > self.max_scale_spread * med:
+            return None
+        return float(med)
+
+
+def _rotation_only(p: np.ndarray, q: np.ndarray, K: np.ndarray) -> tuple[np.ndarray | None, float]:
+    """The rotation ``R`` (x_new = R x_ref) that best explains ``p → q`` as a pure rotation, and the
+    median residual of that rotation's homography (pixels); ``(None, inf)`` when nothing fits.
+
+    The corners a robust homography keeps are aligned as unit bearing vectors (Kabsch: the
+    least-squares rotation between the two bundles of rays)."""
+    H, mask = cv2.findHomography(p, q, cv2.USAC_MAGSAC, 1.0)
+    if H is None or mask is None or int(mask.sum()) < 3:
+        return None, float("inf")
+    keep = mask.ravel() > 0
+    Kinv = np.linalg.inv(K)
+    f0 = np.c_[p[keep], np.ones(int(keep.sum()))] @ Kinv.T
+    f1 = np.c_[q[keep], np.ones(int(keep.sum()))] @ Kinv.T
+    f0 /= np.linalg.norm(f0, axis=1, keepdims=True)
+    f1 /= np.linalg.norm(f1, axis=1, keepdims=True)
+    U, _, Vt = np.linalg.svd(f1.T @ f0)
+    R = U @ np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))]) @ Vt
+    return R, _parallax_px(p.astype(np.float64), q.astype(np.float64), K, R)
+
+
+def _parallax_px(p: np.ndarray, q: np.ndarray, K: np.ndarray, R: np.ndarray) -> float:
+    """Median image motion (pixels) of ``p → q`` once the rotation ``R`` (x_new = R x_ref + t) is
+    removed: the part of the motion that only a translation makes."""
+    H = K @ R @ np.linalg.inv(K)
+    ph = np.c_[p, np.ones(len(p))] @ H.T
+    rot = ph[:, :2] / ph[:, 2:3]
+    return float(np.median(np.linalg.norm(q - rot, axis=1)))
+
+
+def refine_sequence(refiner: Refiner, views: list[RefineView], depths: list[np.ndarray] | None,
+                    increments: np.ndarray) -> tuple[np.ndarray, list[Refinement]]:
+    """Refine every frame-to-frame increment of a sequence: ``increments[i]`` (``T_i_{i+1}``, from the
+    network) between ``views[i]`` and ``views[i + 1]`` (:meth:`Refiner.view`), with ``depths[i]`` for
+    the scale. Returns the refined (N-1, 4, 4) increments and each :class:`Refinement`."""
+    inc = np.asarray(increments, dtype=np.float64)
+    if inc.ndim != 3 or inc.shape[1:] != (4, 4) or len(inc) != len(views) - 1:
+        raise ValueError(f"increments must be ({len(views) - 1}, 4, 4) for {len(views)} views, got {inc.shape}")
+    if depths is not None and len(depths) < len(views) - 1:
+        raise ValueError(f"{len(depths)} depth maps for {len(views)} views")
+    results = [refiner.refine(views[i], views[i + 1], inc[i], None if depths is None else depths[i])
+               for i in range(len(inc))]
+    return np.asarray([r.T for r in results]), results

@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Cost of the node's pose refinement (``refine_pose``) per frame, on one core.
+
+    .venv/bin/python bench/bench_refine.py [--frames 0:160] [--repeat 3] [--threads 1]
+
+Times exactly what the node adds per frame for ``refine_pose: epipolar``: the refiner's two views
+(:meth:`sfm_ros.refine.Refiner.view`: grey, resized to the paper's pixel budget) and
+:meth:`~sfm_ros.refine.Refiner.refine` against a given network motion, on consecutive KITTI 00
+frames (128x416 views of the 1241x376 camera) and 7-Scenes frames 10 apart (192x256 views of the
+640x480 camera) from ``../shared/data``. The depth for the baseline is a plane in front of the
+camera (the refiner's cost does not depend on the depth's values). OpenCV and torch are held to
+``--threads`` threads (1: the issue's budget is 15 ms on one core). Prints the per-frame p50/p95
+in ms and what each refinement was made of; the last line is the JSON result.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import KITTI, SEVENSCENES, emit, machine_info  # noqa: E402
+
+
+def _percentile(xs, q):
+    import numpy as np
+
+    return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
+
+
+def time_refiner(images, K, repeat: int) -> dict:
+    import numpy as np
+
+    from sfm_ros.odometry import make_transform
+    from sfm_ros.refine import Refiner
+
+    refiner = Refiner("epipolar")
+    T_net = make_transform(np.eye(3), [0.0, 0.0, 1.0])
+    times, used = [], {}
+    for _ in range(repeat):
+        for a, b in zip(images[:-1], images[1:]):
+            t0 = time.perf_counter()
+            va, vb = refiner.view(a, K), refiner.view(b, K)
+            depth = np.full(va.grey.shape, 10.0, np.float32)
+            r = refiner.refine(va, vb, T_net, depth)
+            times.append(1000.0 * (time.perf_counter() - t0))
+            used[r.used] = used.get(r.used, 0) + 1
+    return {"frames": len(images) - 1, "view": list(va.grey.shape), "p50_ms": _percentile(times, 50),
+            "p95_ms": _percentile(times, 95), "max_ms": max(times), "used": used}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", default="0:160", help="KITTI frames A:B (default 0:160)")
+    ap.add_argument("--repeat", type=int, default=3, help="passes over the frames (default 3)")
+    ap.add_argument("--threads", type=int, default=1, help="OpenCV and torch threads (default 1)")
+    args = ap.parse_args(argv)
+    import cv2
+    import torch
+
+    cv2.setNumThreads(args.threads)
+    torch.set_num_threads(args.threads)
+    from sfm_ros.sources import read_image, read_kitti_odometry
+
+    out = {"threads": args.threads, "machine": machine_info()}
+    a, b = (int(x) for x in args.frames.split(":"))
+    if (KITTI / "image_0").is_dir():
+        seq = read_kitti_odometry(KITTI)
+        imgs = [read_image(seq.image_paths[i]) for i in range(a, min(b, len(seq)))]
+        out["kitti"] = time_refiner(imgs, seq.camera.K, args.repeat)
+    if SEVENSCENES.is_dir():
+        from sfm_ros.eval_cli import read_sevenscenes
+
+        ss = read_sevenscenes(SEVENSCENES)
+        imgs = [read_image(ss.color[i]) for i in range(0, min(500, len(ss)), 10)]
+        out["7scenes"] = time_refiner(imgs, ss.K, args.repeat)
+    if "kitti" not in out and "7scenes" not in out:
+        print(f"no data under {KITTI.parent}: nothing measured", file=sys.stderr)
+        return 1
+    for k in ("kitti", "7scenes"):
+        if k in out:
+            r = out[k]
+            print(f"{k}: {r['frames']} frame pairs x {args.repeat}, views {r['view'][1]}x{r['view'][0]}, "
+                  f"{args.threads} thread(s): p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms, "
+                  f"max {r['max_ms']:.1f} ms; {r['used']}")
+    emit(out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -21,6 +21,8 @@ validity mask); with ``reduce_sources="min"`` they lose the minimum to any valid
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -196,6 +198,33 @@ def compute_losses(
         total = total + scale_total
     losses["loss"] = total
     return losses
+
+
+#: weight of the rotation angle against the direction-of-travel angle in :func:`epipolar_prior_loss`:
+#: per-frame rotations and their errors are about ten times smaller than direction errors.
+EPIPOLAR_ROT_GAIN = 10.0
+
+
+def epipolar_prior_loss(outputs: dict, prior_T: Tensor, prior_w: Tensor, offsets: list[int]) -> Tensor:
+    """Distance of the predicted target→source motions from the pairs' two-view geometry
+    (:class:`sfm_ros.datasets.EpipolarPrior`, found from the images alone, no labels).
+
+    For each source ``f`` (``prior_T[:, i]``, ``i`` its place in ``offsets``): the rotation angle
+    between the predicted and the epipolar rotation (``‖R - R_e‖_F / √2``, smooth at zero, ≈ the
+    angle in radians) times :data:`EPIPOLAR_ROT_GAIN`, plus the angle between the directions of
+    translation (the chord between unit vectors); each counted where ``prior_w[:, i, 0]`` /
+    ``prior_w[:, i, 1]`` is 1. The translation's length is left to view synthesis (the epipolar
+    geometry does not know it). Mean over batch and sources."""
+    terms = []
+    for i, f in enumerate(offsets):
+        T = outputs[("T", f)].float()
+        Te = prior_T[:, i].to(T)
+        w = prior_w[:, i].to(T)
+        rot = (T[:, :3, :3] - Te[:, :3, :3]).flatten(1).norm(dim=1) / math.sqrt(2.0)
+        t = T[:, :3, 3]
+        direction = (t / t.norm(dim=1, keepdim=True).clamp_min(1e-6) - Te[:, :3, 3]).norm(dim=1)
+        terms.append(EPIPOLAR_ROT_GAIN * w[:, 0] * rot + w[:, 1] * direction)
+    return torch.stack(terms).mean()
 
 
 def _geometry_consistency(err, depth, outputs, f, s, K_s, valid, size, opts):

@@ -62,6 +62,8 @@ class LossOptions:
     full_res: bool = False           # warp at input resolution with up-sampled depth (Monodepth2)
     geometry_weight: float = 0.0     # SC-SfMLearner depth consistency between neighbours (paper: 0)
     geometry_mask: bool = False      # SC-SfMLearner self-discovered mask on the photometric loss
+    epipolar_weight: float = 0.0     # pull the pose network towards each pair's two-view geometry
+                                     # (essential matrix of tracked corners; rotation + direction)
 
 
 @dataclass

@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from .checkpoint import CheckpointError, load_weights, read_checkpoint, save_checkpoint
 from .datasets import Sequence, WindowDataset, collate
 from .inference import cpu_has_bf16_instructions, resolve_device
-from .losses import compute_losses
+from .losses import compute_losses, epipolar_prior_loss
 from .model import SfMModel
 from .monitor import CollapseMonitor, batch_stats
 from .options import Options
@@ -148,8 +148,15 @@ class Trainer:
             if self.distributed else self.model)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, betas=(t.beta1, t.beta2),
                                           weight_decay=t.weight_decay)
+        t0 = time.perf_counter()
         self.train_set = WindowDataset(train_sequences, opts.model.seq_len, opts.data.stride,
-                                       augment=opts.data.augment, seed=t.seed)
+                                       augment=opts.data.augment, seed=t.seed,
+                                       epipolar=opts.loss.epipolar_weight > 0)
+        if self.train_set.priors is not None and self.is_main:
+            pr = list(self.train_set.priors.values())
+            self.log(f"epipolar prior: {len(pr)} frame pairs in {time.perf_counter() - t0:.1f} s; rotation "
+                     f"found for {sum(p.w_rot for p in pr):.0f}, direction of travel for "
+                     f"{sum(p.w_dir for p in pr):.0f}")
         self.val_set = (WindowDataset(val_sequences, opts.model.seq_len, opts.data.stride)
                         if val_sequences else None)
         self.sampler = DistributedSampler(self.train_set, num_replicas=self.world, rank=self.rank,
@@ -235,6 +242,10 @@ class Trainer:
             outputs = model(target, src_list, source_depth=self.source_depth)
         losses = compute_losses(target, dict(zip(offsets, src_list)), K, outputs, self.opts.loss,
                                 keep_warped=keep_warped)
+        if self.opts.loss.epipolar_weight > 0 and "prior_T" in batch:
+            losses["epipolar"] = self.opts.loss.epipolar_weight * epipolar_prior_loss(
+                outputs, batch["prior_T"].to(self.device), batch["prior_w"].to(self.device), offsets)
+            losses["loss"] = losses["loss"] + losses["epipolar"]
         return outputs, losses
 
     def train_step(self, batch: dict) -> dict:
@@ -265,8 +276,8 @@ class Trainer:
         if log_images:
             self._log_images(batch, outputs, losses)
         logs = {k: float(v.detach()) for k, v in losses.items()
-                if k == "loss" or (isinstance(k, tuple) and k[0] in ("photo", "smooth", "exp", "geometry",
-                                                                     "automask_keep"))}
+                if k in ("loss", "epipolar") or (isinstance(k, tuple) and k[0] in (
+                    "photo", "smooth", "exp", "geometry", "automask_keep"))}
         if self.is_main and (self.step + 1) % max(1, self.opts.train.log_every) == 0:
             m = self.opts.model
             logs["health"] = batch_stats(outputs, losses, self.model.offsets, m.min_depth, m.max_depth)
@@ -468,6 +479,8 @@ class Trainer:
     def _log_scalars(self, logs: dict) -> None:
         w = self.writer
         w.add_scalar("train/loss", logs["loss"], self.step)
+        if "epipolar" in logs:
+            w.add_scalar("train/epipolar", logs["epipolar"], self.step)
         for k, v in logs.items():
             if isinstance(k, tuple):
                 w.add_scalar(f"train/{k[0]}/scale{k[1]}", v, self.step)

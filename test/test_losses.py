@@ -94,3 +94,28 @@ def test_geometry_needs_source_depth():
     t, src, K = _batch()
     with pytest.raises(ValueError, match="source_depth=True"):
         compute_losses(t, src, K, _identity_outputs(2, 64, 96), LossOptions(geometry_weight=0.5))
+
+
+def test_epipolar_prior_loss_is_zero_at_the_prior_and_pulls_towards_it():
+    """At the prior's rotation and direction the loss is 0 whatever the step length; a 1° turn
+    error costs ~ EPIPOLAR_ROT_GAIN * 0.01745; the gradient moves the prediction towards it; a
+    zero weight removes a term."""
+    import math
+
+    from sfm_ros.geometry import pose_vec_to_mat
+    from sfm_ros.losses import EPIPOLAR_ROT_GAIN, epipolar_prior_loss
+
+    prior = pose_vec_to_mat(torch.tensor([[0.0, 0.0, 1.0, 0.0, 0.02, 0.0]]))  # unit step, 1.15° yaw
+    w = torch.ones(1, 1, 2)
+    exact = {("T", 1): pose_vec_to_mat(torch.tensor([[0.0, 0.0, 0.37, 0.0, 0.02, 0.0]]))}
+    assert float(epipolar_prior_loss(exact, prior[:, None], w, [1])) == pytest.approx(0.0, abs=1e-6)
+    one_deg = math.radians(1.0)
+    turned = {("T", 1): pose_vec_to_mat(torch.tensor([[0.0, 0.0, 0.37, 0.0, 0.02 + one_deg, 0.0]]))}
+    assert float(epipolar_prior_loss(turned, prior[:, None], w, [1])) == pytest.approx(EPIPOLAR_ROT_GAIN * one_deg,
+                                                                                      rel=1e-3)
+    vec = torch.tensor([[0.3, 0.0, 1.0, 0.0, 0.0, 0.0]], requires_grad=True)  # sideways, no turn
+    loss = epipolar_prior_loss({("T", 1): pose_vec_to_mat(vec)}, prior[:, None], w, [1])
+    loss.backward()
+    assert vec.grad[0, 0] > 0 and vec.grad[0, 4] < 0  # less sideways, more yaw
+    none = torch.zeros(1, 1, 2)
+    assert float(epipolar_prior_loss(turned, prior[:, None], none, [1])) == 0.0

@@ -198,3 +198,31 @@ def test_ddp_two_ranks_cpu(tmp_path):
     assert not (tmp_path / "out1").exists()
     state = read_checkpoint(tmp_path / "out0" / "last.pt")
     assert state["step"] == 3 and state["world_size"] == 2
+
+
+def test_epipolar_prior_windows_and_training(seqs, tmp_path):
+    """With loss.epipolar_weight the training windows carry each pair's two-view geometry (the
+    rendered street's true rotation within 0.5°, direction within 5°), and training logs the term."""
+    from sfm_ros.datasets import WindowDataset, collate
+
+    ds = WindowDataset(seqs, 3, 1, epipolar=True)
+    s = render_sequence(9, H, W, seed=3)
+    item = ds[0]
+    t, src = ds.items[0][1][1], ds.items[0][1][0]
+    T_true = np.linalg.inv(s.poses[src]) @ s.poses[t]  # T_src_tgt
+    T = item["prior_T"][0].double().numpy()
+    assert item["prior_w"].shape == (2, 2)
+    if item["prior_w"][0, 1] == 1:
+        cos = T[:3, 3] @ T_true[:3, 3] / np.linalg.norm(T_true[:3, 3])
+        assert np.degrees(np.arccos(min(1.0, cos))) < 5.0
+        assert np.linalg.norm(T[:3, 3]) == pytest.approx(1.0)
+    R_err = np.degrees(np.arccos(np.clip((np.trace(T[:3, :3].T @ T_true[:3, :3]) - 1) / 2, -1, 1)))
+    assert item["prior_w"][0, 0] == 0 or R_err < 0.5
+    assert "prior_T" in collate([ds[0], ds[1]]) and "prior_T" not in WindowDataset(seqs, 3, 1)[0]
+    opts = _opts(max_steps=2)
+    opts.loss.epipolar_weight = 1.0
+    lines = []
+    tr = Trainer(opts, seqs, None, tmp_path / "o", log=lines.append)
+    logs = tr.train_step(collate([ds[0], ds[1], ds[2], ds[3]]))
+    assert "epipolar" in logs and np.isfinite(logs["epipolar"]) and logs["epipolar"] > 0
+    assert any("epipolar prior:" in x for x in lines), lines

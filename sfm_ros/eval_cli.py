@@ -76,7 +76,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 __all__ = ["main", "build_parser", "UsageError", "parse_frames", "read_sevenscenes", "SevenScenes",
-           "network_increments", "network_snippets", "refine_increments", "average_increments", "evaluate_pose_methods",
+           "network_increments", "network_snippets", "refine_increments", "ground_scaled_increments", "average_increments", "evaluate_pose_methods",
            "kitti_lidar_calib"]
 
 PROG = "sfm_eval"
@@ -152,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--stride", type=int, default=None, help="frame step (default 1; 10 with --sevenscenes)")
     q.add_argument("--snippet", type=int, default=5, help="snippet length of the snippet ATE (default 5)")
     q.add_argument("--delta", type=int, default=1, help="RPE frame delta (default 1)")
+    q.add_argument("--camera-height", type=float, metavar="M",
+                   help="metric scale as the node's camera_height does (ground plane in the predicted depth, "
+                        "forward camera): also reports the trajectory with no scale alignment and the "
+                        "ratio of predicted to true step length")
     q.add_argument("--refine", default="none", metavar="MODE",
                    help="refine each frame-to-frame motion as the node's refine_pose does: none | epipolar "
                         "(default none; needs intrinsics: --kitti and --sevenscenes carry them)")
@@ -617,6 +621,29 @@ def network_snippets(est, images: list) -> np.ndarray:
     return np.asarray(out)
 
 
+def ground_scaled_increments(est, images: list, increments: np.ndarray, K_net: np.ndarray,
+                             camera_height: float) -> dict:
+    """The node's ``camera_height`` scale (:class:`sfm_ros.ground_scale.GroundScale`, a forward
+    camera) over the frames in order: increment ``i`` gets the scale after frame ``i + 1``, as in the
+    node. Increments before the first ground plane take the first scale found (the node uses 1
+    there). Returns ``rel`` (metric increments), ``scales``, ``step_lengths`` (m) and a ``note``."""
+    from sfm_ros.ground_scale import GroundScale
+    from sfm_ros.odometry import camera_extrinsic
+
+    gs = GroundScale(camera_height, camera_extrinsic())
+    scales = [gs.update(est.depth(im)[0, 0].float().cpu().numpy(), K_net) for im in images]
+    found = [x for x in scales[1:] if x is not None]
+    if not found:
+        raise UsageError("--camera-height: no ground plane was found in the lower image of any frame")
+    first = found[0]
+    s = np.array([first if x is None else x for x in scales[1:]])
+    rel = np.array(increments, dtype=np.float64)
+    rel[:, :3, 3] *= s[:, None]
+    note = (f"ground planes accepted {gs.accepted}, rejected {gs.rejected}, none found {gs.failed}; "
+            f"scale median {np.median(s):.4g} m/unit, spread {gs.spread:.3f}")
+    return {"rel": rel, "scales": s, "step_lengths": np.linalg.norm(rel[:, :3, 3], axis=1), "note": note}
+
+
 def refine_increments(refiner, est, images: list, views: list,
                       increments: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
     """The node's refinement (:class:`sfm_ros.refine.Refiner`) applied to every network increment
@@ -784,6 +811,7 @@ def _run_pose(args) -> dict:
     if args.pred_tum and args.pred_kitti:
         raise UsageError("give one of --pred-tum and --pred-kitti")
     pred_file = args.pred_tum or args.pred_kitti
+    metric = None
     methods: dict[str, dict] = {}
     notes: list[str] = []
     model_info = None
@@ -824,8 +852,12 @@ def _run_pose(args) -> dict:
         if args.refine != "none" and frames.K is None:
             raise UsageError(f"--refine {args.refine} needs the camera intrinsics: {frames.name} carries none "
                              "(use --kitti or --sevenscenes)")
-        images, views = [], []
+        if args.camera_height is not None and (not args.camera_height > 0 or frames.K is None):
+            raise UsageError(f"--camera-height must be > 0 m and needs intrinsics (--kitti or --sevenscenes), "
+                             f"got {args.camera_height} on {frames.name}")
+        images, views, raw_hw = [], [], None
         for im in frames.images():
+            raw_hw = raw_hw or im.shape[:2]
             images.append(est.preprocess(im))
             if args.refine != "none":
                 views.append(refiner.view(im, frames.K))
@@ -863,6 +895,10 @@ def _run_pose(args) -> dict:
             rel, refined = refine_increments(refiner, est, images, views, rel)
             notes.append(f"--refine {args.refine}: " + ", ".join(f"{v} increments {k}" for k, v in
                                                                  sorted(refined.items())))
+        if args.camera_height is not None:
+            metric = ground_scaled_increments(est, images, rel, est.scale_intrinsics(frames.K, raw_hw),
+                                              args.camera_height)
+            notes.append(f"--camera-height {args.camera_height:g}: {metric['note']}")
         traj = chain(rel)
         m: dict[str, Any] = {"traj": traj}
         if est.seq_len == args.snippet and refined is None:
@@ -882,6 +918,21 @@ def _run_pose(args) -> dict:
     if args.train_frames is None:
         notes.append(f"mean odometry from {train_what}")
     results = evaluate_pose_methods(gt, methods, args.snippet, args.delta, train_gt)
+    metric_scale = None
+    if metric is not None:
+        from sfm_ros.trajectory import ate as _ate, relative_poses
+
+        steps_true = np.linalg.norm(relative_poses(gt)[:, :3, 3], axis=1)
+        ratio = metric["step_lengths"] / np.maximum(steps_true, 1e-9)
+        moving = steps_true > 1e-3
+        metric_scale = {
+            "camera_height": args.camera_height,
+            "step_ratio_median": float(np.median(ratio[moving])) if moving.any() else float("nan"),
+            "step_ratio_p25": float(np.percentile(ratio[moving], 25)) if moving.any() else float("nan"),
+            "step_ratio_p75": float(np.percentile(ratio[moving], 75)) if moving.any() else float("nan"),
+            "ate_se3": _ate(gt, chain(metric["rel"]), align="se3"),
+            "scale_median": float(np.median(metric["scales"])),
+        }
     written = []
     traj = next(iter(methods.values()))["traj"]
     for out, fmt in ((args.tum, "tum"), (args.kitti_out, "kitti")):
@@ -891,7 +942,7 @@ def _run_pose(args) -> dict:
         "command": "pose", "source": source, "ground_truth": gt_what, "model": model_info,
         "frames": args.frames, "stride": stride, "count": len(gt), "snippet": args.snippet,
         "delta": args.delta, "mean_odometry_from": train_what, "notes": notes,
-        "methods": results, "written": written,
+        "methods": results, "metric_scale": metric_scale, "written": written,
     }
 
 
@@ -935,6 +986,12 @@ def format_pose(res: dict) -> str:
         lines.append(f"| {_METHOD_LABELS.get(name, name)} | {s['mean']:.4f} ± {s['std']:.4f} | "
                      f"{a['rmse']:.4f}{al} | {rp} |")
     lines.append("")
+    ms = res.get("metric_scale")
+    if ms:
+        lines.append(f"metric scale from camera height {ms['camera_height']:g} m (no scale alignment): predicted / "
+                     f"true step length median {ms['step_ratio_median']:.3f} (quartiles {ms['step_ratio_p25']:.3f}-"
+                     f"{ms['step_ratio_p75']:.3f}); ATE RMSE {ms['ate_se3']['rmse']:.4f} m (se3)")
+        lines.append("")
     lines += [f"- {n}" for n in res["notes"]]
     lines.append("- ATE/RPE after Sim(3) alignment (se3 where the trajectory never moves); "
                  "snippet ATE as SfMLearner's compute_ate (sqrt(sum err^2) / L)")

@@ -95,10 +95,19 @@ name                            type      default                      meaning
 ``camera_rpy``                  double[]  [-pi/2, 0, -pi/2]            base_frame → optical frame
                                                                        rotation (URDF rpy, rad); the
                                                                        default is a forward camera
-``scale`` *                     double    1.0                          metres per network unit: monocular
+``scale`` *                     double    0.0                          metres per network unit: monocular
                                                                        depth and motion are only known up
-                                                                       to scale (calibrate it, e.g. from
-                                                                       the camera height)
+                                                                       to scale. > 0: this factor (it
+                                                                       wins); 0: from ``camera_height``
+                                                                       when set, else 1
+``camera_height`` *             double    0.0                          the camera's height above the
+                                                                       ground (m; with ``base_frame`` on
+                                                                       the ground: ``camera_xyz[2]``);
+                                                                       > 0: the scale is measured every
+                                                                       frame from the ground plane in the
+                                                                       predicted depth
+                                                                       (:mod:`sfm_ros.ground_scale`;
+                                                                       needs intrinsics); 0 = unset
 ``min_depth`` *                 double    0.1                          published depth clamp (m)
 ``max_depth`` *                 double    100.0                        published depth clamp (m)
 ``max_gap`` *                   double    1.0                          a larger gap (s) between processed
@@ -211,7 +220,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("camera_frame", "", "camera optical frame; empty = the input header frame_id"),
     ParamSpec("camera_xyz", [0.0, 0.0, 0.0], "base_frame -> optical frame translation [x, y, z] (m)"),
     ParamSpec("camera_rpy", list(OPTICAL_RPY), "base_frame -> optical frame rotation [roll, pitch, yaw] (rad)"),
-    ParamSpec("scale", 1.0, "metres per network unit (monocular depth is up to scale)", True, 1e-9, 1e9),
+    ParamSpec("scale", 0.0, "metres per network unit; 0 = from camera_height when set, else 1", True, 0.0, 1e9),
+    ParamSpec("camera_height", 0.0, "camera height above the ground (m); > 0: metric scale from the ground "
+                                    "plane; 0 = unset", True, 0.0, 1e3),
     ParamSpec("min_depth", 0.1, "published depth lower clamp (m)", True, 0.0, 1e9),
     ParamSpec("max_depth", 100.0, "published depth upper clamp (m)", True, 0.0, 1e9),
     ParamSpec("max_gap", 1.0, "gap (s) between processed frames that restarts the odometry", True, 1e-3, 1e9),
@@ -393,7 +404,10 @@ class SfmNode(Node):
             self.T_base_cam = camera_extrinsic(p("camera_xyz"), p("camera_rpy"))
         except ValueError as exc:
             raise StartupError(f"bad camera_xyz/camera_rpy: {exc}") from None
-        self.odometry = MonocularOdometry(T_base_cam=self.T_base_cam, scale=p("scale"), max_gap=p("max_gap"))
+        self.odometry = MonocularOdometry(T_base_cam=self.T_base_cam, scale=p("scale") or 1.0,
+                                          max_gap=p("max_gap"))
+        self._ground = None           # GroundScale while camera_height is set
+        self._scale_source = "default"
         self._window: deque = deque(maxlen=self.estimator.seq_len)
         self._last_shape: tuple | None = None
         self._camera = None           # CameraModel from camera_info
@@ -455,7 +469,10 @@ class SfmNode(Node):
             f"ready: model {self.checkpoint} ({e.height}x{e.width}, seq_len {e.seq_len}) on "
             f"{e.device} {e.precision} ({e.backend}); input {self.sub_image.topic_name} "
             f"({'CompressedImage' if p('compressed') else 'Image'}), camera_info "
-            f"{self.sub_info.topic_name}; scale {p('scale'):g} m/unit")
+            f"{self.sub_info.topic_name}; " + (f"scale {p('scale'):g} m/unit" if p("scale") > 0 else
+                                                f"scale from camera_height {p('camera_height'):g} m"
+                                                if p("camera_height") > 0 else
+                                                "scale 1 m/unit (set scale or camera_height for metres)"))
 
     # ------------------------------------------------------------------------------ parameters
     def _declare_parameters(self) -> None:
@@ -484,8 +501,8 @@ class SfmNode(Node):
                 return SetParametersResult(successful=False, reason=f"refine_pose must be one of "
                                                                     f"{', '.join(REFINE_MODES)}, got {new['refine_pose']!r}")
             self._refiner = Refiner(new["refine_pose"])  # one assignment: the worker sees old or new
-        if "scale" in new:
-            self.odometry.scale = float(new["scale"])
+        if "camera_height" in new:
+            self._ground = None  # rebuilt with the new height by the next frame
         if "max_gap" in new:
             self.odometry.max_gap = float(new["max_gap"])
         if new.get("publish_tf") and self._static_frame:
@@ -704,6 +721,7 @@ class SfmNode(Node):
             self._warn("nonfinite", "the depth network produced NaN/Inf: frame skipped")
             return
         self._window.append((frame.t, x, depth, img))
+        self.odometry.scale = self._metric_scale(depth, shape)
         T = None
         if len(self._window) == e.seq_len:
             T = e.poses([f[1] for f in self._window])[0]
@@ -741,6 +759,34 @@ class SfmNode(Node):
             if now.nanoseconds > 0:
                 self._lat_stamp.append(now.nanoseconds * 1e-9 - frame.t)
 
+    def _metric_scale(self, depth, image_hw: tuple[int, int]) -> float:
+        """Metres per network unit for this frame: ``scale`` when > 0, else the ground-plane scale
+        when ``camera_height`` is set (1 until a ground plane is found), else 1."""
+        manual, height = float(self._param("scale")), float(self._param("camera_height"))
+        if manual > 0:
+            self._scale_source = "scale parameter"
+            return manual
+        if height <= 0:
+            self._scale_source = "default (1)"
+            return 1.0
+        from .ground_scale import GroundScale
+
+        if self._ground is None or self._ground.camera_height != height:
+            self._ground = GroundScale(height, self.T_base_cam)
+        cam = self._intrinsics(image_hw)
+        if cam is None:
+            self._warn("scale_intrinsics", "camera_height needs intrinsics to find the ground: the last "
+                                           "scale is kept until camera_info arrives")
+            return self.odometry.scale
+        e = self.estimator
+        s = self._ground.update(depth.float().cpu().numpy(), cam.scaled(e.width, e.height).K)
+        if s is None:
+            self._warn("scale_ground", "no ground plane found in the lower image yet: scale 1 until one is")
+            self._scale_source = "camera_height (no ground plane yet)"
+            return 1.0
+        self._scale_source = "camera_height"
+        return s
+
     def _refine_callback(self, image_hw: tuple[int, int]):
         """``refine(ref, inc)`` for :meth:`MonocularOdometry.update`: the current refiner between
         window frame ``ref`` and the newest frame, or None when off or without intrinsics."""
@@ -770,7 +816,7 @@ class SfmNode(Node):
         p = self._param
         cam_frame = self._camera_frame(frame)
         lo, hi = float(p("min_depth")), float(p("max_depth"))
-        depth_m = np.clip(depth_units.astype(np.float32) * float(p("scale")), lo, hi)
+        depth_m = np.clip(depth_units.astype(np.float32) * float(self.odometry.scale), lo, hi)
         h, w = depth_m.shape
 
         def image_msg(arr, encoding, stamp=frame.stamp):
@@ -896,6 +942,12 @@ class SfmNode(Node):
             "input_size": f"{e.width}x{e.height}", "seq_len": e.seq_len,
             "intrinsics": self._camera_source or "none",
             "odometry_resets": self.odometry.resets,
+            "scale": f"{self.odometry.scale:.6g}",
+            "scale_source": self._scale_source,
+            "ground_scale_spread": "n/a" if self._ground is None or self._ground.spread is None
+            else f"{self._ground.spread:.3f}",
+            "ground_planes": "n/a" if self._ground is None else
+            f"accepted {self._ground.accepted}, rejected {self._ground.rejected}, none found {self._ground.failed}",
             "refine_pose": self._refiner.mode,
             "refined_motions": ", ".join(f"{k} {v}" for k, v in sorted(refine.items())) or "none yet",
         }

@@ -285,6 +285,8 @@ def test_pose_sevenscenes_stride(tiny_ckpt, sevenscenes_dir, tmp_path, capsys):
     (["pose", "--checkpoint", "{ckpt}", "--images", "{images}", "--refine", "photo", "--gt-kitti", "x"], "--refine"),
     (["pose", "--checkpoint", "{ckpt}", "--images", "{images}", "--refine", "epipolar", "--gt-kitti", "x"],
      "needs the camera intrinsics"),
+    (["pose", "--checkpoint", "{ckpt}", "--images", "{images}", "--camera-height", "1.5", "--gt-kitti", "x"],
+     "--camera-height must be > 0 m and needs intrinsics"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_input_exits_2_with_one_line(argv, needle, tiny_ckpt, synth, capsys):

@@ -513,7 +513,10 @@ def test_default_model_direction_of_travel(client):
     ns = "/dflt"
     odom = client.collect(Odometry, f"{ns}/odom")
     depth = client.collect(Image, f"{ns}/depth")
-    node = NodeProcess("-r", f"__ns:={ns}", "-p", "device:=cpu")
+    diag = client.collect(DiagnosticArray, "/diagnostics")
+    # the rendered camera is 1.5 m above the road: the node measures its scale from the ground
+    node = NodeProcess("-r", f"__ns:={ns}", "-p", "device:=cpu", "-p", "camera_height:=1.5",
+                       "-p", f"intrinsics:=[{K[0, 0]}, {K[1, 1]}, {K[0, 2]}, {K[1, 2]}]")
     pub = client.node.create_publisher(Image, f"{ns}/image", 10)
     try:
         assert _wait(lambda: pub.get_subscription_count() > 0 and node.log_count("ready") > 0, 90), node.stderr
@@ -521,6 +524,9 @@ def test_default_model_direction_of_travel(client):
         stamps = [Time(sec=100 + i // 10, nanosec=(i % 10) * 100_000_000) for i in range(len(imgs))]
         _send(pub, imgs, rate=5.0, stamps=stamps)  # slow enough for the paper-size network on a CPU
         assert _wait(lambda: any(_sec(o.header.stamp) == _sec(stamps[-1]) for _, o in odom), 30), node.stderr
+        assert _wait(lambda: _diag_values({"diag": diag}).get("scale_source") == "camera_height", 5), \
+            _diag_values({"diag": diag})
+        assert float(_diag_values({"diag": diag})["scale"]) > 1.0  # metres per unit of the shipped model
     finally:
         assert node.stop() == 0
     for _, d in depth:

@@ -805,7 +805,7 @@ class SfmNode(Node):
                                d_ref.float().cpu().numpy())
             with self._lock:
                 self._refine_counts[r.used] = self._refine_counts.get(r.used, 0) + 1
-            return r.T
+            return r.T, r.covariance
         return refine
 
     # ------------------------------------------------------------------------------ publishing

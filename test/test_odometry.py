@@ -49,7 +49,7 @@ def _network_predictions(T_w_c: np.ndarray, window: list[int], offsets: list[int
     return np.stack(out)
 
 
-def _run(T_w_c: np.ndarray, stamps: np.ndarray, seq_len: int, odo: MonocularOdometry):
+def _run(T_w_c: np.ndarray, stamps: np.ndarray, seq_len: int, odo: MonocularOdometry, refine=None):
     offsets = source_offsets(seq_len)
     window: list[int] = []
     outs = {}
@@ -62,7 +62,7 @@ def _run(T_w_c: np.ndarray, stamps: np.ndarray, seq_len: int, odo: MonocularOdom
         pred = None
         if len(window) == seq_len:
             pred = _network_predictions(T_w_c, window, offsets)
-        est = odo.update(t, pred, [stamps[i] for i in window], offsets)
+        est = odo.update(t, pred, [stamps[i] for i in window], offsets, refine=refine)
         if est is not None:
             outs[k] = est
     return outs
@@ -176,9 +176,28 @@ def test_covariance_nonzero_grows_and_is_large_for_z_roll_pitch():
     assert np.all(first > 0) and np.all(np.diag(out[0].twist_covariance) > 0)
     var = np.diag(out[n - 1].pose_covariance)
     assert np.all(var > first)
-    assert var[2] > var[0] and var[3] > var[5] and var[4] > var[5]
+    # z is poorly observed; the network's heading is its largest measured rotation error per frame
+    assert var[2] > var[0] and var[5] > var[3] and var[5] > var[4]
     tw = np.diag(out[n - 1].twist_covariance)
     assert np.all(tw > 0)
+
+
+def test_a_refined_increment_brings_its_own_covariance_rotated_into_the_base_frame():
+    """An increment's camera-frame covariance (optical z forward) lands on base x (forward), its
+    lateral part on base y, scaled by scale²; the rotation about optical y is base yaw."""
+    T_w_c = np.stack([make_transform(t=[0, 0, 0.5 * k]) for k in range(4)])
+    C = np.diag([0.01, 0.02, 0.04, 1e-6, 4e-6, 9e-6])  # tx ty tz rx ry rz (camera)
+
+    def refine(ref, inc):
+        return inc, C
+
+    odo = MonocularOdometry(scale=2.0)
+    outs = _run(T_w_c, 0.1 * np.arange(4), 3, odo, refine=refine)
+    step = np.diag(outs[3].pose_covariance) - np.diag(outs[2].pose_covariance)
+    np.testing.assert_allclose(step, np.array([0.04 * 4, 0.01 * 4, 0.02 * 4, 9e-6, 1e-6, 4e-6]) + odo.noise.floor,
+                               rtol=1e-9)
+    with pytest.raises(ValueError, match="6x6"):
+        odo._base_variance(np.eye(3))
 
 
 def test_reset_on_backwards_time_and_hold_on_gap():

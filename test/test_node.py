@@ -461,18 +461,21 @@ def test_nonfinite_model_output_is_skipped(tmp_path, client, frames):
     assert "Traceback" not in node.stderr
 
 
-@pytest.mark.parametrize("kind", ["missing", "corrupt"])
+@pytest.mark.parametrize("kind", ["missing", "corrupt", "empty"])
 def test_bad_checkpoint_exits_with_one_line(tmp_path, kind):
     path = tmp_path / "model.pt"
     if kind == "corrupt":
         path.write_bytes(b"PK\x03\x04 this is not a checkpoint" * 10)
+    elif kind == "empty":  # a 0-byte file: torch.load raises EOFError('')
+        path.write_bytes(b"")
     proc = subprocess.run([sys.executable, "-m", "sfm_ros.node", "--ros-args", "-p", f"checkpoint:={path}"],
                           cwd=REPO, env=ros_env(), capture_output=True, text=True, timeout=90)
     lines = [x for x in proc.stderr.splitlines() if x.strip()]
     assert proc.returncode != 0
     assert len(lines) == 1, proc.stderr
     assert "Traceback" not in proc.stderr and str(path) in lines[0]
-    assert ("does not exist" if kind == "missing" else "corrupt") in lines[0]
+    assert {"missing": "does not exist", "corrupt": "is truncated", "empty": "is empty"}[kind] in lines[0]
+    assert proc.returncode == 2
 
 
 def test_bad_backend_exits_with_one_line(tiny_ckpt):

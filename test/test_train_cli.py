@@ -360,7 +360,7 @@ def test_resume_checks(tmp_path, synth, capsys):
     corrupt = out / "last.pt"
     corrupt.write_bytes(good[: len(good) // 3])
     rc, _, err = _run(["--bag", bag, "--out", out, *TINY, "--resume"], capsys)
-    _assert_bad_input(rc, err, f"checkpoint {corrupt} is corrupt")
+    _assert_bad_input(rc, err, f"checkpoint {corrupt} is truncated")
     assert corrupt.read_bytes() == good[: len(good) // 3]
     rc, _, err = _run(["--bag", bag, "--out", tmp_path / "o2", *TINY, "--resume", tmp_path / "missing.pt"], capsys)
     _assert_bad_input(rc, err, "does not exist", out_dir=tmp_path / "o2")

@@ -18,6 +18,8 @@ import cv2
 import numpy as np
 import yaml
 
+from .yaml_io import read_yaml
+
 __all__ = ["CameraError", "CameraModel", "Rectifier", "SUPPORTED_DISTORTION_MODELS"]
 
 #: Distortion models :class:`Rectifier` can undo ("fisheye" is accepted as equidistant).
@@ -97,10 +99,7 @@ class CameraModel:
         p = Path(path)
         if not p.is_file():
             raise CameraError(f"calibration file {p} does not exist")
-        try:
-            doc = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as exc:
-            raise CameraError(f"calibration file {p} is not valid YAML: {exc}") from None
+        doc = read_yaml(p, f"calibration file {p}", CameraError)
         if not isinstance(doc, dict):
             raise CameraError(f"calibration file {p}: expected a mapping at the top level")
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from .yaml_io import parse_yaml, read_yaml
 
 
 DEPTH_ARCHS = ("dispnet", "resnet")
@@ -218,7 +218,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ValueError(f"override {text!r} must look like group.name=value")
     key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw)
+    return key.strip(), parse_yaml(raw, f"the value of {key.strip()}")
 
 
 def load_options(config: str | Path | None = None, overrides: list[str] | None = None) -> Options:
@@ -234,7 +234,7 @@ def load_options(config: str | Path | None = None, overrides: list[str] | None =
         path = Path(config)
         if not path.is_file():
             raise ValueError(f"config {config!r} is neither a preset {sorted(PRESETS)} nor a file")
-        data = yaml.safe_load(path.read_text()) or {}
+        data = read_yaml(path, f"config file {path}") or {}
         if not isinstance(data, dict):
             raise ValueError(f"config file {path} must hold a mapping, got {type(data).__name__}")
         base = data.pop("preset", "default")

@@ -374,15 +374,14 @@ def explicit_keys_given(args: argparse.Namespace) -> set[str]:
 def explicit_keys(args: argparse.Namespace) -> set[str]:
     """The option keys the user chose (``--set``, the convenience flags, a YAML ``--config``, or
     the size and stride when resuming): :func:`load_inputs` chooses the others where it can."""
-    import yaml
-
     from sfm_ros.options import PRESETS, _flatten
+    from sfm_ros.yaml_io import read_yaml
 
     if args.resume is not None:  # the checkpoint's size and stride (see _keep_resumed_choices)
         return {"model.height", "model.width", "data.stride"}
     keys = explicit_keys_given(args)
     if args.config and args.config not in PRESETS and Path(args.config).is_file():
-        data = yaml.safe_load(Path(args.config).read_text()) or {}
+        data = read_yaml(args.config, f"config file {args.config}", UsageError) or {}
         if isinstance(data, dict):
             keys |= set(_flatten({k: v for k, v in data.items() if k != "preset"}))
     return keys

@@ -55,6 +55,14 @@ def _bag(path: Path, synth, storage="mcap", camera="auto", n=None, grey=False, *
     return path
 
 
+def _png_folder(d: Path, synth, n=None) -> Path:
+    """The rendered frames as a folder of PNG files (an ``--images`` input)."""
+    d.mkdir(parents=True, exist_ok=True)
+    for i, im in enumerate(synth.images[:n] if n else synth.images):
+        cv2.imwrite(str(d / f"{i:06d}.png"), cv2.cvtColor(im, cv2.COLOR_RGB2BGR))
+    return d
+
+
 def _raw_image_bag(path: Path, items: list[tuple[float, np.ndarray, str]], extra=None) -> Path:
     """A ROS 2 mcap bag written message by message: (header stamp, image, encoding); bag times
     increase whatever the header stamps do. ``extra``: (topic, msgtype, fields) messages."""
@@ -314,6 +322,20 @@ def test_bad_options(tmp_path, synth, capsys):
         _assert_bad_input(rc, err, needle, out_dir=tmp_path / "o")
     rc, _, err = _run(["--out", tmp_path / "o"], capsys)
     _assert_bad_input(rc, err, "no input")
+
+
+@pytest.mark.parametrize("where", ["config", "set", "calib"])
+def test_bad_yaml_is_one_line_and_exit_2(tmp_path, synth, capsys, where):
+    """Every YAML input takes one path: a syntax error names the input and where it is."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {lr: [1,\n")
+    extra = {"config": ["--config", bad], "set": ["--set", "train.lr=[1,"],
+             "calib": ["--calib", bad]}[where]
+    inputs = ["--images", _png_folder(tmp_path / "imgs", synth)] if where == "calib" else ["--synthetic", "1"]
+    rc, _, err = _run([*inputs, "--out", tmp_path / "o", *TINY, *extra], capsys)
+    what = {"config": f"config file {bad}", "set": "--set train.lr=[1,: the value of train.lr",
+            "calib": f"calibration file {bad}"}[where]
+    _assert_bad_input(rc, err, f"{what} is not valid YAML", "(line ", out_dir=tmp_path / "o")
 
 
 def test_set_keeps_string_options_as_written(tmp_path):

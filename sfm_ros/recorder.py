@@ -20,7 +20,6 @@ best-effort subscriber accepts both kinds of publishers but may lose messages).
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -45,16 +44,17 @@ class Recorder:
                  overwrite: bool = False):
         from rosbags.rosbag2 import StoragePlugin, Writer
 
+        from .bags import set_bag_aside
+
         self.node = node
         self.out = Path(out)
-        if self.out.exists():
-            if not overwrite:
-                raise ValueError(f"output {self.out} already exists (use --overwrite)")
-            if not (self.out / "metadata.yaml").is_file():
-                raise ValueError(f"output {self.out} exists and is not a ROS 2 bag; not overwriting it")
-            shutil.rmtree(self.out)
         if storage not in ("mcap", "sqlite3"):
             raise ValueError(f"storage must be mcap or sqlite3, got {storage!r}")
+        if self.out.exists() and not overwrite:
+            raise ValueError(f"output {self.out} already exists (use --overwrite)")
+        # an old bag is kept aside until this one is closed (BagError, a ValueError, when the
+        # folder holds anything but a bag)
+        self._old_bag = set_bag_aside(self.out) if self.out.exists() else None
         from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
         self.qos = qos_profile_sensor_data if qos == "sensor" else QoSProfile(
@@ -94,9 +94,12 @@ class Recorder:
         self.total += 1
 
     def close(self) -> None:
+        from .bags import finish_overwrite
+
         if not self._closed:
             self._closed = True
             self.writer.close()
+            finish_overwrite(self.out, self._old_bag, True)
 
 
 def build_parser() -> argparse.ArgumentParser:

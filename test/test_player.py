@@ -176,3 +176,36 @@ def test_recorder_roundtrip(tmp_path, ros_node):
     for i, (fr, img) in enumerate(zip(back, frames)):
         assert fr.stamp == pytest.approx(50 + i + 1e-6)
         np.testing.assert_array_equal(fr.image, img)
+
+
+def test_recorder_names_missing_topics_and_ctrl_c_exits_0(tmp_path, ros_node):
+    """A topic that never appears is named after a few seconds (the recording goes on and takes a
+    topic that appears late); Ctrl-C ends it with exit 0 and what was recorded."""
+    from sfm_ros.image_codec import encode_image
+
+    out = tmp_path / "rec"
+    proc = subprocess.Popen([sys.executable, "-m", "sfm_ros.recorder", str(out), "--topics", "/never",
+                             "/late/image"], cwd=REPO, env=ros_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    err: list[str] = []
+    threading.Thread(target=lambda: [err.append(x) for x in proc.stderr], daemon=True).start()
+    try:
+        assert _wait(lambda: any("no publisher for /late/image, /never" in x for x in err), 8), "".join(err)
+        pub = ros_node.create_publisher(Image, "/late/image",
+                                        QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        assert _wait(lambda: pub.get_subscription_count() > 0, 10), "".join(err)
+        enc, h, w, step, data = encode_image(_frames(1)[0], "rgb8")
+        for i in range(3):
+            m = Image(encoding=enc, height=h, width=w, step=step, data=data)
+            m.header.stamp.sec = 100 + i
+            pub.publish(m)
+            time.sleep(0.1)
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(2)  # Ctrl-C
+        rc = proc.wait(timeout=15)
+    text = "".join(err)
+    assert rc == 0, text
+    assert "Traceback" not in text
+    assert re.search(r"wrote 3 messages to .*: /late/image 3; not recorded .*: /never", text), text
+    assert len(list(read_image_stream(out, "/late/image"))) == 3

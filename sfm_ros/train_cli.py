@@ -222,11 +222,16 @@ def _cli_camera(args: argparse.Namespace, width: int, height: int, what: str):
         raise UsageError(str(exc)) from None
 
 
-def _rectified(cam, frames: Iterable[Any], what: str, args: argparse.Namespace,
-               notes: list[str]) -> tuple[np.ndarray, Iterable[tuple[np.ndarray, float]]]:
-    """(K, stream of (image, stamp)) with distorted images rectified."""
+def _rectified(cam, frames: Iterable[Any], what: str, args: argparse.Namespace, notes: list[str],
+               image_wh: tuple[int, int]) -> tuple[np.ndarray, Iterable[tuple[np.ndarray, float]]]:
+    """(K, stream of (image, stamp)) with distorted images rectified; the intrinsics of every
+    input are checked here (:meth:`sfm_ros.camera.CameraModel.check_intrinsics`)."""
     from sfm_ros.camera import CameraError, Rectifier
 
+    try:
+        cam.check_intrinsics(*image_wh, what=what)
+    except CameraError as exc:
+        raise UsageError(str(exc)) from None
     pairs = ((f.image, f.stamp) for f in frames)
     if not cam.is_distorted:
         return cam.K.copy(), pairs
@@ -300,7 +305,7 @@ def _bag_input(path: str, args: argparse.Namespace) -> _Input:
             raise _no_intrinsics(what)
         notes.append(f"intrinsics from {source}")
     _check_size(cam, w, h, what, source)
-    K, pairs = _rectified(cam, frames, what, args, notes)
+    K, pairs = _rectified(cam, frames, what, args, notes, (w, h))
     key = {"source": "bag", "path": str(bag.resolve()), "stat": _stat_key(bag), "topic": topic,
            "K": K.tolist(), "D": cam.D.tolist(), "alpha": args.rectify_alpha, "max_frames": args.max_frames}
     return _Input(what, pairs, K, key, notes, (h, w))
@@ -328,7 +333,7 @@ def _file_input(what: str, stream, path: str, args: argparse.Namespace, key: dic
     if cam is None:
         raise _no_intrinsics(what)
     notes = [f"{w}x{h}"]
-    K, pairs = _rectified(cam, frames, what, args, notes)
+    K, pairs = _rectified(cam, frames, what, args, notes, (w, h))
     key = {**key, "path": str(Path(path).resolve()), "stat": _stat_key(Path(path)), "fps": args.fps,
            "K": K.tolist(), "D": cam.D.tolist(), "alpha": args.rectify_alpha, "max_frames": args.max_frames}
     return _Input(what, pairs, K, key, notes, (h, w))
@@ -342,7 +347,7 @@ def _kitti_input(path: str, args: argparse.Namespace) -> _Input:
     notes = [f"{seq.camera.width}x{seq.camera.height}", "intrinsics from calib.txt"]
     if args.calib or args.fx is not None:
         notes.append("--calib/--fx ignored")
-    K, pairs = _rectified(seq.camera, iter(seq), what, args, notes)
+    K, pairs = _rectified(seq.camera, iter(seq), what, args, notes, (seq.camera.width, seq.camera.height))
     key = {"source": "kitti", "path": str(Path(path).resolve()), "camera": seq.image_paths[0].parent.name,
            "n": len(seq), "first": str(seq.image_paths[0]), "last": str(seq.image_paths[-1]),
            "K": K.tolist(), "max_frames": args.max_frames}

@@ -338,6 +338,27 @@ def test_bad_yaml_is_one_line_and_exit_2(tmp_path, synth, capsys, where):
     _assert_bad_input(rc, err, f"{what} is not valid YAML", "(line ", out_dir=tmp_path / "o")
 
 
+@pytest.mark.parametrize("flags, needle", [
+    (["--fx", "1e300"], "fx=1e+300"),             # overflowed float32 K: a non-finite loss
+    (["--fx", "1e-300"], "fx=1e-300"),            # singular K: numpy LinAlgError
+    (["--fx", "60", "--cx", "1e9"], "cx=1e+09"),
+    (["--fx", "nan"], "non-finite"),
+    ("camera_info", "fx=1e+300"),                 # a bag's CameraInfo is checked the same way
+])
+def test_unusable_intrinsics_are_refused_before_training(tmp_path, synth, capsys, flags, needle):
+    if flags == "camera_info":
+        bad = synth.K.copy()
+        bad[0, 0] = 1e300
+        inputs = ["--bag", _bag(tmp_path / "b", synth, camera=CameraModel(SW, SH, bad))]
+    else:
+        inputs = ["--images", _png_folder(tmp_path / "imgs", synth), *flags]
+    rc, stdout, err = _run([*inputs, "--out", tmp_path / "o", *TINY], capsys)
+    _assert_bad_input(rc, err, needle, out_dir=tmp_path / "o")
+    if flags != ["--fx", "nan"]:
+        assert "unusable intrinsics" in err and "expected" in err
+    assert "training on" not in stdout
+
+
 def test_set_keeps_string_options_as_written(tmp_path):
     args = train_cli.build_parser().parse_args(["--out", "x", "--set", "train.amp=off", "--set",
                                                 "train.lr=1e-3", "--lr", "5e-4", "--config", "paper"])

@@ -32,15 +32,20 @@ Output (``--out DIR``): ``last.pt``, ``best.pt`` (atomic writes) and TensorBoard
 ``DIR/tb``. An existing ``DIR/last.pt`` is never replaced by a new run unless ``--resume`` (continue
 it) or ``--overwrite`` is given.
 
-Exit codes: 0 done; 1 training failed (e.g. the loss stayed non-finite); 2 bad command line or
-input (one line on stderr naming the input and what was expected; nothing written); 130 after
-Ctrl-C (the first Ctrl-C finishes the current step and writes ``last.pt``; ``--resume`` continues
-exactly from it).
+Exit codes: 0 done; 1 training failed (the loss or its gradient stayed non-finite, an update made
+the weights non-finite, a checkpoint could not be written: the line says which checkpoints this run
+wrote, the last good ones; none is ever written from non-finite weights); 2 bad command line or
+input (one line on stderr naming the input and what was expected; nothing written), including
+unusable intrinsics and an ``--out`` that cannot be written (checked before any input is decoded);
+130 after Ctrl-C (the first Ctrl-C finishes the current step and writes ``last.pt``; ``--resume``
+continues exactly from it).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -536,6 +541,23 @@ def _check_resume(path: Path, state: dict, opts) -> None:
         raise CheckpointError(f"cannot resume from {path}: it holds no optimiser state (not a training checkpoint)")
 
 
+def _check_writable(out: Path) -> None:
+    """``--out`` must take files before any input is decoded or any step taken: a temporary file is
+    created and removed in it (in its nearest existing parent when it does not exist yet)."""
+    probe = out
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"--out {out}: {probe} is not a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".sfm_train_write_check.", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise UsageError(f"--out {out} is not writable ({exc.strerror or exc}); expected a folder where "
+                         f"checkpoints can be written") from None
+
+
 def _clean_stale_temp_files(out: Path) -> None:
     """Temporary files a killed save left behind (atomic writes never leave a partial target)."""
     for pat in (".last.pt.*.tmp", ".best.pt.*.tmp"):
@@ -582,6 +604,8 @@ def _main(argv, rank: int, log, fail) -> int:
         out = Path(args.out)
         if out.exists() and not out.is_dir():
             raise UsageError(f"--out {out} exists and is not a folder")
+        if rank == 0:
+            _check_writable(out)
         resume = _resume_path(args, out)
         if resume is None and (out / "last.pt").exists() and not args.overwrite:
             raise UsageError(f"{out / 'last.pt'} exists: pass --resume to continue that run, --overwrite "

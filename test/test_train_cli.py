@@ -376,6 +376,53 @@ def test_config_train_yaml_is_the_paper_preset():
     assert (opts["train"]["lr"], opts["train"]["beta1"], opts["train"]["batch_size"]) == (2e-4, 0.9, 4)
 
 
+# ------------------------------------------------------------------- unwritable or full --out
+def test_unwritable_out_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    """A read-only --out (EROFS; root ignores permission bits, so the file system call fails here)
+    is reported on one line, exit 2, before any input is decoded, even with --no-tensorboard."""
+    import errno
+    import tempfile
+
+    real = tempfile.mkstemp
+
+    def read_only(*a, dir=None, **kw):
+        if dir is not None and Path(dir).resolve().is_relative_to(tmp_path.resolve()):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(*a, dir=dir, **kw)
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    for out in (tmp_path / "new_run", tmp_path):  # a folder to create, and an existing one
+        rc, stdout, err = _run(["--synthetic", "1", "--out", out, *TINY], capsys)
+        _assert_bad_input(rc, err, f"--out {out} is not writable (Read-only file system)", out_dir=out)
+        assert "synthetic sequence" not in stdout and "training on" not in stdout
+
+
+def test_full_disk_during_a_save_keeps_the_last_good_checkpoint(tmp_path, synth, capsys, monkeypatch):
+    """ENOSPC in the second save (--ckpt-every 1): the first last.pt stays intact, the partial
+    temporary file is removed, and one line says which checkpoint is the last good one."""
+    import errno
+
+    from sfm_ros import checkpoint
+
+    real, calls = torch.save, []
+
+    def full_disk(obj, f, *a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            f.write(b"PK\x03\x04 half a checkpoint")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(obj, f, *a, **kw)
+    monkeypatch.setattr(checkpoint.torch, "save", full_disk)
+    out = tmp_path / "o"
+    rc, _, err = _run(["--synthetic", "1", "--out", out, *TINY, "--max-steps", "3", "--ckpt-every", "1"], capsys)
+    assert rc == 1, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert f"could not write {out / 'last.pt'} at step 2 (No space left on device)" in lines[0]
+    assert "last good checkpoints written by this run: last.pt (step 1)" in lines[0] and "best.pt (none)" in lines[0]
+    assert read_checkpoint(out / "last.pt")["step"] == 1
+    assert sorted(p.name for p in out.iterdir()) == ["last.pt"]  # no temporary file left
+
+
 # -------------------------------------------------------------------------- resume, checkpoints
 def test_resume_checks(tmp_path, synth, capsys):
     bag = _bag(tmp_path / "b", synth)

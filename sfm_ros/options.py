@@ -71,6 +71,7 @@ class DataOptions:
     val_fraction: float = 0.1        # contiguous final block of each sequence held out
     augment: bool = True             # random scale+crop (intrinsics updated) and colour jitter
     cache_dir: str = ""              # optional on-disk cache of decoded, resized frames
+    cache_max_gb: float = 20.0       # the cache's size bound: least recently used entries go first
 
 
 @dataclass
@@ -274,5 +275,7 @@ def validate(opts: Options) -> None:
         raise ValueError(f"loss.smooth_decay must be >= 1, got {lo.smooth_decay}")
     if not 1 <= lo.num_scales <= 4:
         raise ValueError(f"loss.num_scales must be 1..4, got {lo.num_scales}")
+    if not opts.data.cache_max_gb >= 0:
+        raise ValueError(f"data.cache_max_gb must be >= 0, got {opts.data.cache_max_gb}")
     if opts.train.batch_size < 1:
         raise ValueError(f"train.batch_size must be >= 1, got {opts.train.batch_size}")

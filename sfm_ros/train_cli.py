@@ -139,6 +139,7 @@ _CONVENIENCE: list[tuple[str, str, Any]] = [
     ("--width-mult", "model.width_mult", float),
     ("--stride", "data.stride", int),
     ("--static-threshold", "data.static_threshold", float),
+    ("--cache-max-gb", "data.cache_max_gb", float),
     ("--val-fraction", "data.val_fraction", float),
 ]
 
@@ -197,11 +198,16 @@ class _Input:
     image_hw: tuple[int, int] | None = None  # camera image (H, W), for the automatic input size
 
 
-def _stat_key(path: Path) -> list:
-    """What identifies a file / bag folder's content for the frame cache."""
-    files = sorted(path.rglob("*")) if path.is_dir() else [path]
-    return [[str(f.relative_to(path) if path.is_dir() else f.name), f.stat().st_size, f.stat().st_mtime_ns]
-            for f in files if f.is_file()]
+def _stat_key(*paths: Path) -> list:
+    """What identifies the content of files and folders (every file in them) for the frame cache:
+    each file's path, size and modification time."""
+    key = []
+    for path in paths:
+        for f in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            if f.is_file():
+                st = f.stat()
+                key.append([str(f), st.st_size, st.st_mtime_ns])
+    return key
 
 
 def _peek(frames: Iterable[Any], what: str) -> tuple[Any, Iterator[Any]]:
@@ -320,7 +326,9 @@ def _folder_input(path: str, args: argparse.Namespace) -> _Input:
     from sfm_ros.sources import read_image_folder
 
     stream = read_image_folder(path, args.pattern, fps=args.fps or 10.0, max_frames=args.max_frames)
-    return _file_input(f"image folder {path}", stream, path, args, {"source": "images", "pattern": args.pattern})
+    times = [t for t in (Path(path).parent / "times.txt",) if t.is_file()]  # KITTI layout: stamps above
+    return _file_input(f"image folder {path}", stream, path, args,
+                       {"source": "images", "pattern": args.pattern, "times": _stat_key(*times)})
 
 
 def _video_input(path: str, args: argparse.Namespace) -> _Input:
@@ -353,9 +361,9 @@ def _kitti_input(path: str, args: argparse.Namespace) -> _Input:
     if args.calib or args.fx is not None:
         notes.append("--calib/--fx ignored")
     K, pairs = _rectified(seq.camera, iter(seq), what, args, notes, (seq.camera.width, seq.camera.height))
+    extra = [f for f in (seq.seq_dir / "calib.txt", seq.seq_dir / "times.txt") if f.is_file()]
     key = {"source": "kitti", "path": str(Path(path).resolve()), "camera": seq.image_paths[0].parent.name,
-           "n": len(seq), "first": str(seq.image_paths[0]), "last": str(seq.image_paths[-1]),
-           "K": K.tolist(), "max_frames": args.max_frames}
+           "stat": _stat_key(*seq.image_paths, *extra), "K": K.tolist(), "max_frames": args.max_frames}
     return _Input(what, pairs, K, key, notes, (seq.camera.height, seq.camera.width))
 
 
@@ -435,7 +443,8 @@ def load_inputs(args: argparse.Namespace, opts, log=print, explicit: set[str] | 
         counter = _Counter(inp.frames)
         seq = prepare_sequence(counter, inp.K, (opts.model.height, opts.model.width), name=inp.name,
                                static_threshold=opts.data.static_threshold,
-                               cache_dir=opts.data.cache_dir or None, cache_key=inp.cache_key)
+                               cache_dir=opts.data.cache_dir or None, cache_key=inp.cache_key,
+                               cache_max_bytes=int(opts.data.cache_max_gb * 1e9))
         dt = time.monotonic() - t0
         src = f"{counter.n} frames decoded" if counter.n else "from the cache"
         log(f"{inp.name}: {len(seq)} frames ({src}, {dt:.1f} s; {', '.join(inp.notes)})")

@@ -164,6 +164,87 @@ def test_frame_cache_is_used(tmp_path, synth, capsys):
     assert rc == 0 and "from the cache" in stdout, err
 
 
+def _kitti_layout(root: Path, synth) -> Path:
+    """A KITTI odometry sequence folder (image_0 grey PNGs, calib.txt, times.txt from 0)."""
+    _png_folder(root / "image_0", synth)
+    P = np.zeros((3, 4))
+    P[:, :3] = synth.K
+    (root / "calib.txt").write_text("P0: " + " ".join(f"{v:.6e}" for v in P.ravel()) + "\n")
+    (root / "times.txt").write_text("".join(f"{t:.6e}\n" for t in synth.timestamps))
+    return root
+
+
+@pytest.mark.parametrize("kind", ["kitti", "images"])
+def test_frame_cache_notices_a_changed_input_file(tmp_path, synth, capsys, kind):
+    """Replacing one frame under the same name (KITTI), or the times.txt next to an image folder,
+    changes the cache key: the next run decodes again and trains on the new content."""
+    seq_dir = _kitti_layout(tmp_path / "seq", synth)
+    inputs = ["--kitti", seq_dir] if kind == "kitti" else ["--images", seq_dir / "image_0", "--fx", "60"]
+    base = [*inputs, "--cache-dir", tmp_path / "cache", *TINY, "--max-steps", "1"]
+    rc, stdout, err = _run([*base, "--out", tmp_path / "r1"], capsys)
+    assert rc == 0 and "10 frames decoded" in stdout, err
+    if kind == "kitti":
+        frame = seq_dir / "image_0" / "000003.png"
+        cv2.imwrite(str(frame), 255 - cv2.imread(str(frame)))
+        st = frame.stat()
+        os.utime(frame, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a later modification time
+    else:
+        (seq_dir / "times.txt").write_text("".join(f"{10 + t:.6e}\n" for t in synth.timestamps))
+    args = train_cli.build_parser().parse_args([str(a) for a in [*base, "--out", tmp_path / "r2"]])
+    opts = train_cli.build_options(args)
+    logs: list[str] = []
+    (seq,) = train_cli.load_inputs(args, opts, log=logs.append)
+    assert "10 frames decoded" in logs[0] and "from the cache" not in logs[0], logs
+    if kind == "kitti":
+        fresh = train_cli.load_inputs(train_cli.build_parser().parse_args(
+            [str(a) for a in [*inputs, *TINY, "--out", tmp_path / "r3"]]), opts, log=lambda m: None)[0]
+        np.testing.assert_array_equal(seq.frames, fresh.frames)  # the new pixels
+    else:
+        assert seq.stamps[0] == pytest.approx(10.0)
+
+
+def test_a_foreign_cache_file_is_not_used(tmp_path, synth, capsys):
+    """A file under the cache entry's name that is not the entry (3 frames of 16x16, K = I) is
+    decoded over, not trained on."""
+    bag = _bag(tmp_path / "b", synth)
+    cache = tmp_path / "cache"
+    base = ["--bag", bag, "--cache-dir", cache, *TINY, "--max-steps", "1"]
+    rc, _, err = _run([*base, "--out", tmp_path / "r1"], capsys)
+    assert rc == 0, err
+    (entry,) = cache.glob("*.npz")
+    np.savez(entry, frames=np.zeros((3, 16, 16, 3), np.uint8), K=np.eye(3), stamps=np.arange(3.0))
+    rc, stdout, err = _run([*base, "--out", tmp_path / "r2"], capsys)
+    assert rc == 0 and "10 frames decoded" in stdout, stdout + err
+    assert "training on 10 frames in 1 sequence(s)" in stdout  # the bag's 10 frames, not 3
+    rc, stdout, err = _run([*base, "--out", tmp_path / "r3"], capsys)  # the entry was rewritten
+    assert rc == 0 and "from the cache" in stdout, err
+
+
+def test_frame_cache_size_is_bounded_oldest_first(tmp_path, synth):
+    from sfm_ros.datasets import prepare_sequence
+
+    cache = tmp_path / "cache"
+    (cache / "notes").mkdir(parents=True)
+    (cache / "notes" / "mine.txt").write_text("not an entry")
+
+    def fill(i: int, bound: int | None) -> Path:  # a new entry; returns its path
+        before = set(cache.glob("*.npz"))
+        prepare_sequence(zip(synth.images, synth.timestamps), synth.K, (32, 96), cache_dir=cache,
+                         cache_key={"input": i}, cache_max_bytes=bound)
+        (new,) = set(cache.glob("*.npz")) - before
+        return new
+
+    first = fill(0, None)
+    size = first.stat().st_size
+    second = fill(1, None)
+    os.utime(first, ns=(0, first.stat().st_mtime_ns + 10**9))  # the first was used last
+    third = fill(2, int(2.5 * size))  # over the bound: the least recently used (second) goes
+    assert sorted(cache.glob("*.npz")) == sorted([first, third])
+    fill(3, size // 2)  # a bound below one entry: only the newest is kept
+    assert len(list(cache.glob("*.npz"))) == 1 and not third.exists() and not first.exists()
+    assert (cache / "notes" / "mine.txt").is_file()  # nothing but entries is ever removed
+
+
 def test_static_frames_are_dropped(tmp_path, synth, capsys):
     imgs = list(synth.images)
     imgs = imgs[:5] + [imgs[4]] * 4 + imgs[5:]  # the camera stops for 4 frames

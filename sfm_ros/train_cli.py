@@ -659,6 +659,8 @@ def _main(argv, rank: int, log, fail) -> int:
         trainer.close()
     best = summary["best_val"]
     val_text = f", best validation loss {best:.4f}" if np.isfinite(best) else ""
+    if summary.get("skipped_steps"):
+        val_text += f", {summary['skipped_steps']} step(s) skipped (non-finite loss or gradient)"
     log(f"done: step {summary['steps']}, {summary['epochs']} epoch(s) complete, "
         f"{summary['minutes']:.1f} min{val_text}; checkpoints in {out} (last.pt, best.pt)")
     return EXIT_OK

@@ -40,6 +40,9 @@ __all__ = [
 ]
 
 PROG = "sfm_bag"
+#: Input times before this (2001-09-09) are relative, not epoch times: written as --start-time + t.
+RELATIVE_BEFORE = 1e9
+RELATIVE_START = 1_700_000_000.0
 
 
 class UsageError(ValueError):
@@ -91,7 +94,12 @@ def add_writer_arguments(p: argparse.ArgumentParser, default_topic: str = "/came
     g.add_argument("--encoding", choices=("rgb8", "bgr8", "mono8"), default=None,
                    help="default: mono8 for grey input, rgb8 for colour")
     g.add_argument("--max-frames", type=int, default=None, help="write at most N frames")
-    g.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
+    g.add_argument("--start-time", type=float, default=RELATIVE_START, metavar="SEC",
+                   help="stamp of the first frame when the input's times are relative (index / fps, "
+                        "a times.txt from 0, the renderer): frames are stamped SEC + their time "
+                        f"(default {RELATIVE_START:.0f}, 2023-11-14)")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output bag (only a folder holding nothing but a bag)")
 
 
 def camera_from_args(args: argparse.Namespace, width: int, height: int, fallback: Any = None,
@@ -133,14 +141,30 @@ def write_bag_from_args(args: argparse.Namespace, frames: Iterable[Any], camera:
     """Write ``frames`` with the writer options of ``args``; prints a one-line summary; returns 0."""
     from sfm_ros.bags import write_image_bag
 
+    start = getattr(args, "start_time", RELATIVE_START)
     n = write_image_bag(
-        args.out, frames, camera, topic=args.topic,
+        args.out, _absolute_stamps(frames, start), camera, start_time=start, topic=args.topic,
         info_topic=args.info_topic or _default_info_topic(args.topic), frame_id=args.frame_id,
         storage=args.storage, encoding=args.encoding, poses=poses, overwrite=args.overwrite)
     extra = f" + ground-truth odometry" if poses is not None else ""
     print(f"wrote {n} frames{(' from ' + what) if what else ''} to {args.out} ({args.storage}): "
           f"{args.topic} + {args.info_topic or _default_info_topic(args.topic)}{extra}")
     return 0
+
+
+def _absolute_stamps(frames: Iterable[Any], start_time: float) -> Iterable[tuple[float, Any]]:
+    """``(stamp, image)`` of Frame objects or ``(stamp, image)`` pairs; relative times (the first
+    before :data:`RELATIVE_BEFORE`) become ``start_time + t``: a bag stamped from 0.0 looks like a
+    driver that does not stamp, and a consumer such as sfm_node would treat its first frame as one."""
+    offset = None
+    for f in frames:
+        if isinstance(f, np.ndarray):  # a bare image: write_image_bag stamps it from start_time
+            yield f
+            continue
+        stamp, image = (f.stamp, f.image) if hasattr(f, "image") else f
+        if offset is None:
+            offset = start_time if stamp < RELATIVE_BEFORE else 0.0
+        yield float(stamp) + offset, image
 
 
 def _limited(frames: Iterable[Any], max_frames: int | None) -> Iterable[Any]:

@@ -444,7 +444,8 @@ def write_image_bag(path: PathLike, frames: Iterable[Any], camera: CameraModel |
       ``nav_msgs/msg/Odometry`` on ``odom_topic`` (header.frame_id ``odom_frame_id``,
       child_frame_id ``frame_id``) with the frame's stamp.
     * ``storage``: ``mcap`` or ``sqlite3``. An existing ``path`` is an error unless ``overwrite``
-      (and it is a ROS 2 bag folder).
+      and it is a ROS 2 bag folder holding nothing but its bag (:func:`set_bag_aside`); the old
+      bag is kept until the new one is complete, and put back if writing fails.
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -455,12 +456,8 @@ def write_image_bag(path: PathLike, frames: Iterable[Any], camera: CameraModel |
     if fps <= 0:
         raise BagError(f"fps must be > 0, got {fps}")
     out = Path(path)
-    if out.exists():
-        if not overwrite:
-            raise BagError(f"output {out} already exists (remove it or pass overwrite)")
-        if not (out.is_dir() and (out / "metadata.yaml").is_file()):
-            raise BagError(f"output {out} exists and is not a ROS 2 bag folder; not overwriting it")
-        shutil.rmtree(out)
+    if out.exists() and not overwrite:
+        raise BagError(f"output {out} already exists (remove it or pass overwrite)")
     if not out.parent.is_dir():
         raise BagError(f"output folder {out.parent} does not exist")
     pose_arr = None
@@ -472,10 +469,12 @@ def write_image_bag(path: PathLike, frames: Iterable[Any], camera: CameraModel |
     ts = _typestore(False)
     T = ts.types
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
-    writer = Writer(out, version=9, storage_plugin=plugin)
+    old_bag = set_bag_aside(out) if out.exists() else None
     n = 0
     ok = False
+    writer = None
     try:
+        writer = Writer(out, version=9, storage_plugin=plugin)
         writer.open()
         c_img = writer.add_connection(topic, IMAGE_MSGTYPE, typestore=ts)
         c_info = None
@@ -528,14 +527,60 @@ def write_image_bag(path: PathLike, frames: Iterable[Any], camera: CameraModel |
         ok = True
     finally:
         try:
-            if ok:
+            if writer is not None and ok:
+                ok = False  # until the bag is closed (metadata written)
                 writer.close()
-            else:
+                ok = True
+            elif writer is not None:
                 writer.abort() if hasattr(writer, "abort") else writer.close()
         finally:
             if not ok and out.exists():
                 shutil.rmtree(out, ignore_errors=True)
+            finish_overwrite(out, old_bag, ok)
     return n
+
+
+def _bag_files(folder: Path) -> set[str]:
+    """The entries of a ROS 2 bag folder a bag writer owns: ``metadata.yaml``, the storage files it
+    lists and their sqlite3 journals (empty when ``metadata.yaml`` is unreadable)."""
+    import yaml
+
+    try:
+        meta = yaml.safe_load((folder / "metadata.yaml").read_text()) or {}
+        files = [str(f) for f in meta["rosbag2_bagfile_information"].get("relative_file_paths") or []]
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return set()
+    return {"metadata.yaml", *files, *(f + j for f in files for j in ("-wal", "-shm", "-journal"))}
+
+
+def set_bag_aside(out: Path) -> Path:
+    """Before overwriting the ROS 2 bag folder ``out``: rename it to a hidden sibling (restored by
+    :func:`finish_overwrite` if the new bag fails, deleted once it is complete). A folder holding
+    anything a bag writer does not own (notes, sub-folders) is never overwritten: BagError."""
+    import tempfile
+
+    if not (out.is_dir() and (out / "metadata.yaml").is_file()):
+        raise BagError(f"output {out} exists and is not a ROS 2 bag folder; not overwriting it")
+    owned = _bag_files(out)
+    foreign = sorted(e.name + ("/" if e.is_dir() else "") for e in out.iterdir() if e.name not in owned)
+    if foreign:
+        listed = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise BagError(f"output {out} holds files that are not part of its bag ({listed}); not "
+                       f"overwriting it: move them away or choose another output")
+    aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    aside.rmdir()
+    out.rename(aside)
+    return aside
+
+
+def finish_overwrite(out: Path, aside: Path | None, ok: bool) -> None:
+    """After writing ``out`` over a bag set aside: delete the old bag, or put it back on failure."""
+    if aside is None:
+        return
+    if ok:
+        shutil.rmtree(aside, ignore_errors=True)
+    elif not out.exists():
+        aside.rename(out)
 
 
 def _odometry(T: Mapping[str, Any], pose: np.ndarray, sec: int, nsec: int, frame_id: str,

@@ -18,12 +18,16 @@ import cv2
 import numpy as np
 import yaml
 
+from .yaml_io import read_yaml
+
 __all__ = ["CameraError", "CameraModel", "Rectifier", "SUPPORTED_DISTORTION_MODELS"]
 
 #: Distortion models :class:`Rectifier` can undo ("fisheye" is accepted as equidistant).
 SUPPORTED_DISTORTION_MODELS = ("plumb_bob", "rational_polynomial", "equidistant")
 _PINHOLE_MODELS = ("plumb_bob", "rational_polynomial")
 _FISHEYE_ALIASES = ("equidistant", "fisheye", "kannala_brandt")
+#: Usable focal lengths, as multiples of the image's larger side (CameraModel.check_intrinsics).
+FOCAL_RANGE = (0.01, 1000.0)
 
 
 class CameraError(ValueError):
@@ -97,10 +101,7 @@ class CameraModel:
         p = Path(path)
         if not p.is_file():
             raise CameraError(f"calibration file {p} does not exist")
-        try:
-            doc = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as exc:
-            raise CameraError(f"calibration file {p} is not valid YAML: {exc}") from None
+        doc = read_yaml(p, f"calibration file {p}", CameraError)
         if not isinstance(doc, dict):
             raise CameraError(f"calibration file {p}: expected a mapping at the top level")
 
@@ -178,6 +179,24 @@ class CameraModel:
     @property
     def cy(self) -> float:
         return float(self.K[1, 2])
+
+    def check_intrinsics(self, width: int, height: int, what: str = "camera") -> None:
+        """Raise :class:`CameraError` unless ``K`` is usable for ``width`` x ``height`` images:
+        focal lengths :data:`FOCAL_RANGE` times the image's larger side (a field of view from
+        about 178 degrees down to 0.06) and the principal point at most half an image outside
+        it. Catches typos (``--fx 1e300``) before they overflow a training run."""
+        side = max(width, height)
+        lo, hi = FOCAL_RANGE[0] * side, FOCAL_RANGE[1] * side
+        problems = []
+        if not (lo <= self.fx <= hi and lo <= self.fy <= hi):
+            problems.append(f"focal lengths {lo:g}..{hi:g} px ({FOCAL_RANGE[0]:g} to {FOCAL_RANGE[1]:g} "
+                            f"times the {side}-pixel image side)")
+        if not (-0.5 * width <= self.cx <= 1.5 * width and -0.5 * height <= self.cy <= 1.5 * height):
+            problems.append(f"the principal point within half an image of the {width}x{height} image "
+                            f"(cx {-0.5 * width:g}..{1.5 * width:g}, cy {-0.5 * height:g}..{1.5 * height:g})")
+        if problems:
+            raise CameraError(f"{what}: unusable intrinsics fx={self.fx:g} fy={self.fy:g} cx={self.cx:g} "
+                              f"cy={self.cy:g}; expected {' and '.join(problems)}")
 
     @property
     def is_distorted(self) -> bool:

@@ -23,7 +23,11 @@ target: a crash or a kill in the middle of a save leaves the previous checkpoint
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import tempfile
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -85,10 +89,12 @@ def read_checkpoint(path: str | Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, pickle with code, random bytes ...
-        raise CheckpointError(f"checkpoint {path} is corrupt or not an sfm_ros checkpoint "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+        with warnings.catch_warnings():  # torch's note on a foreign pickle protocol: the error says it
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # empty, truncated zip, pickle with code, random bytes ...
+        raise CheckpointError(f"checkpoint {path} {_what_is_wrong(path, exc)}; expected an sfm_ros "
+                              f"checkpoint ({_load_error_text(exc)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         fmt = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"checkpoint {path} has format {fmt!r}; expected {FORMAT!r}")
@@ -96,6 +102,44 @@ def read_checkpoint(path: str | Path) -> dict:
         if key not in state:
             raise CheckpointError(f"checkpoint {path} lacks {key!r}")
     return state
+
+
+def _what_is_wrong(path: Path, exc: BaseException) -> str:
+    """What is wrong with a file ``torch.load`` refused, in a few words (for the one-line error)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    if size == 0:
+        return "is empty (0 bytes)"
+    is_zip = zipfile.is_zipfile(path)
+    if head == b"PK\x03\x04" and not is_zip:
+        return f"is truncated ({size} bytes: a zip archive without its end)"
+    if isinstance(exc, pickle.UnpicklingError) and "weights only" in str(exc).lower() \
+            and (is_zip or head[:1] == b"\x80"):
+        return "holds pickled Python objects, which data-only loading (weights_only=True) refuses"
+    if not is_zip:
+        return f"is not a PyTorch checkpoint ({size} bytes, neither a zip archive nor a pickle)"
+    return "is corrupt"
+
+
+def _load_error_text(exc: BaseException) -> str:
+    """torch's explanation on one line, in whole sentences: its first line (for a refused pickle
+    that includes the safety warning) and the unpickler's reason."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if not lines:
+        return type(exc).__name__
+    text = lines[0]
+    marker = "WeightsUnpickler error:"
+    for i, ln in enumerate(lines[1:], 1):
+        if marker in ln:
+            reason = ln.split(marker, 1)[1].strip() or (lines[i + 1] if i + 1 < len(lines) else "")
+            text += f" {marker} {reason}"
+            break
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # torch sets a warning in bold for terminals
+    return f"{type(exc).__name__}: {text}"
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu",

@@ -3,7 +3,9 @@
 A :class:`Sequence` holds decoded frames already resized to the network input (uint8 RGB), their
 intrinsics at that size and their timestamps. :func:`prepare_sequence` builds one from any frame
 source (bags, image folders, videos, the synthetic renderer), removing static frames; a file
-cache (``data.cache_dir``) keeps the decoded, resized frames so a second run does not decode again.
+cache (``data.cache_dir``) keeps the decoded, resized frames so a second run does not decode again
+(entries keyed on the input files' sizes and modification times, checked before use, the oldest
+removed beyond ``data.cache_max_gb``).
 
 Windows are ``seq_len`` frames ``stride`` apart with the target in the middle. Train/validation
 splits are contiguous time blocks (never random frames: neighbours would leak), and no window
@@ -17,9 +19,11 @@ exactly the batches the interrupted one would have seen.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +136,7 @@ def prepare_sequence(
     static_threshold: float = 0.0,
     cache_dir: str | Path | None = None,
     cache_key: dict | None = None,
+    cache_max_bytes: int | None = None,
 ) -> Sequence:
     """Decode, resize and filter a stream of ``(image, stamp)`` into a :class:`Sequence`.
 
@@ -141,23 +146,22 @@ def prepare_sequence(
         size_hw: training size (H, W).
         static_threshold: see :func:`static_mask`.
         cache_dir/cache_key: when both are given, the resized frames are stored under
-            ``cache_dir/<hash of cache_key and size>.npz`` and reused by later runs.
+            ``cache_dir/<hash of cache_key and size>.npz`` and reused by later runs. The key must
+            identify the input's content (sizes and modification times of its files); an entry is
+            used only when it holds that key, frames of that size and the intrinsics that follow
+            from ``K`` (anything else, e.g. a foreign file under the name, is decoded again).
+        cache_max_bytes: after writing an entry, the oldest entries (by last use) are removed
+            until the cache's ``.npz`` entries take at most this many bytes (the new one stays).
     Raises:
         ValueError: on an empty stream, timestamps going backwards, or the image size changing.
     """
-    cache_path = None
+    cache_path = key_text = None
     if cache_dir and cache_key is not None:
-        digest = hashlib.sha1(json.dumps({**cache_key, "size": list(size_hw)}, sort_keys=True,
-                                         default=str).encode()).hexdigest()[:16]
-        cache_path = Path(cache_dir) / f"{digest}.npz"
-        if cache_path.is_file():
-            try:
-                with np.load(cache_path) as z:
-                    seq = Sequence(z["frames"], z["K"], z["stamps"], name)
-            except Exception:  # unreadable cache file (disk trouble, foreign file): decode again
-                seq = None
-            if seq is not None:
-                return _drop_static(seq, static_threshold)
+        key_text = json.dumps({**cache_key, "size": list(size_hw)}, sort_keys=True, default=str)
+        cache_path = Path(cache_dir) / f"{hashlib.sha1(key_text.encode()).hexdigest()[:16]}.npz"
+        seq = _read_cache_entry(cache_path, key_text, K, size_hw, name)
+        if seq is not None:
+            return _drop_static(seq, static_threshold)
     out, stamps = [], []
     src_hw = None
     for i, (image, stamp) in enumerate(frames):
@@ -182,12 +186,63 @@ def prepare_sequence(
         fd, tmp = tempfile.mkstemp(prefix=f".{cache_path.stem}.", suffix=".tmp", dir=cache_path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, frames=seq.frames, K=seq.K, stamps=seq.stamps)
+                np.savez(f, frames=seq.frames, K=seq.K, stamps=seq.stamps, key=np.array(key_text),
+                         n=np.array(len(seq)), src_hw=np.array(src_hw))
             os.replace(tmp, cache_path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        if cache_max_bytes is not None:
+            evict_cache(cache_path.parent, cache_max_bytes, keep=cache_path)
     return _drop_static(seq, static_threshold)
+
+
+_CACHE_ENTRY = re.compile(r"[0-9a-f]{16}\.npz")
+
+
+def _read_cache_entry(path: Path, key_text: str, K: np.ndarray, size_hw: tuple[int, int],
+                      name: str) -> Sequence | None:
+    """The cached sequence at ``path`` if it is what the key describes, else ``None``."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            n, src_hw = int(z["n"]), tuple(int(v) for v in z["src_hw"])
+            frames, stamps, K_cached = z["frames"], z["stamps"], z["K"]
+            ok = (str(z["key"]) == key_text and frames.dtype == np.uint8
+                  and frames.shape == (n, *size_hw, 3) and stamps.shape == (n,)
+                  and np.allclose(K_cached, scale_K(K, src_hw, size_hw), rtol=1e-9, atol=1e-9))
+    except Exception:  # unreadable, an older format, a foreign file: decode again
+        return None
+    if not ok:
+        return None
+    with contextlib.suppress(OSError):
+        os.utime(path)  # last use: eviction removes the least recently used entries first
+    return Sequence(frames, K_cached, stamps, name)
+
+
+def evict_cache(cache_dir: str | Path, max_bytes: int, keep: Path | None = None) -> list[Path]:
+    """Remove frame-cache entries (``<16 hex digits>.npz``; nothing else in the folder), oldest
+    modification (= last use) first, until they take at most ``max_bytes``; ``keep`` is never
+    removed. Returns the removed paths."""
+    entries = []
+    for p in Path(cache_dir).iterdir():
+        if _CACHE_ENTRY.fullmatch(p.name):
+            with contextlib.suppress(OSError):
+                st = p.stat()
+                entries.append((st.st_mtime_ns, st.st_size, p))
+    total = sum(size for _, size, _ in entries)
+    removed = []
+    for _, size, p in sorted(entries, key=lambda e: e[0]):
+        if total <= max_bytes:
+            break
+        if keep is not None and p == keep:
+            continue
+        with contextlib.suppress(FileNotFoundError):  # another process evicted it first
+            p.unlink()
+        total -= size
+        removed.append(p)
+    return removed
 
 
 def _drop_static(seq: Sequence, threshold: float) -> Sequence:

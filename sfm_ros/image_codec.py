@@ -43,7 +43,14 @@ __all__ = [
 
 
 class ImageCodecError(ValueError):
-    """Base class of the codec's errors (a ``ValueError``)."""
+    """Base class of the codec's errors (a ``ValueError``).
+
+    ``kind`` names the problem with a fixed word of this module (``"encoding"``, ``"size"``, ...),
+    never with text from the message being decoded: a key for rate-limited warnings."""
+
+    def __init__(self, message: str, kind: str = "codec"):
+        super().__init__(message)
+        self.kind = kind
 
 
 class ImageDecodeError(ImageCodecError):
@@ -85,7 +92,8 @@ def _layout(encoding: str) -> tuple[int, str, str]:
     if not isinstance(encoding, str) or encoding not in _LAYOUT:
         raise ImageDecodeError(
             f"Image.encoding={encoding!r} is not supported; supported encodings: "
-            f"{', '.join(SUPPORTED_ENCODINGS)}"
+            f"{', '.join(SUPPORTED_ENCODINGS)}",
+            kind="encoding",
         )
     return _LAYOUT[encoding]
 
@@ -102,10 +110,12 @@ def _as_uint8_buffer(data: Any, field: str = "Image.data") -> np.ndarray:
         try:
             return np.asarray(data, dtype=np.uint8)
         except (OverflowError, ValueError, TypeError) as exc:
-            raise ImageDecodeError(f"{field} is a sequence that is not bytes (0..255): {exc}") from None
+            raise ImageDecodeError(f"{field} is a sequence that is not bytes (0..255): {exc}",
+                                   kind="data") from None
     raise ImageDecodeError(
         f"{field} has type {type(data).__name__}; expected bytes, array.array, a uint8 numpy array "
-        "or a list of ints"
+        "or a list of ints",
+        kind="data",
     )
 
 
@@ -133,21 +143,24 @@ def decode_image(
     height, width, step = int(height), int(width), int(step)
     if height <= 0 or width <= 0:
         raise ImageDecodeError(
-            f"Image has zero size: height={height}, width={width} (both must be > 0)"
+            f"Image has zero size: height={height}, width={width} (both must be > 0)",
+            kind="size",
         )
     bpp = ch * np.dtype(dt).itemsize
     row_bytes = width * bpp
     if step < row_bytes:
         raise ImageDecodeError(
             f"Image.step={step} is smaller than width*bytes_per_pixel = {width}*{bpp} = {row_bytes} "
-            f"for encoding {encoding!r}"
+            f"for encoding {encoding!r}",
+            kind="step",
         )
     buf = _as_uint8_buffer(data)
     need = step * height
     if buf.size < need:
         raise ImageDecodeError(
             f"Image.data is truncated: {buf.size} bytes, expected step*height = {step}*{height} = "
-            f"{need} bytes for a {width}x{height} {encoding!r} image"
+            f"{need} bytes for a {width}x{height} {encoding!r} image",
+            kind="truncated",
         )
     rows = buf[:need].reshape(height, step)[:, :row_bytes]
     if dt == "u1":
@@ -214,22 +227,25 @@ def decode_compressed(format: str, data: Any) -> np.ndarray:  # noqa: A002 (the 
     if "compresseddepth" in fmt.replace(" ", ""):
         raise ImageDecodeError(
             f"CompressedImage.format={format!r} (compressedDepth) is not supported; supported "
-            f"formats: {', '.join(COMPRESSED_FORMATS)}"
+            f"formats: {', '.join(COMPRESSED_FORMATS)}",
+            kind="format",
         )
     words = set(fmt.replace(";", " ").replace(",", " ").split())
     if fmt and not words & set(COMPRESSED_FORMATS):
         raise ImageDecodeError(
             f"CompressedImage.format={format!r} is not supported; supported formats: "
-            f"{', '.join(COMPRESSED_FORMATS)}"
+            f"{', '.join(COMPRESSED_FORMATS)}",
+            kind="format",
         )
     buf = _as_uint8_buffer(data, "CompressedImage.data")
     if buf.size == 0:
-        raise ImageDecodeError("CompressedImage.data is empty (0 bytes)")
+        raise ImageDecodeError("CompressedImage.data is empty (0 bytes)", kind="empty")
     img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:
         raise ImageDecodeError(
             f"CompressedImage.data ({buf.size} bytes) could not be decoded as {format or 'an image'!r}"
-            " (corrupt or truncated?)"
+            " (corrupt or truncated?)",
+            kind="undecodable",
         )
     if img.ndim == 2:
         return img

@@ -157,7 +157,9 @@ def compute_losses(
                 if tuple(mask.shape[-2:]) != size:
                     mask = _upsample(mask, size)
                 err = err * mask
-                reg = F.binary_cross_entropy(mask.clamp(1e-6, 1 - 1e-6), torch.ones_like(mask))
+                # = binary cross-entropy with target 1, written out: NaN (from non-finite weights)
+                # propagates to the loss, which the trainer skips, where F.binary_cross_entropy raises
+                reg = -torch.log(mask.clamp(1e-6, 1 - 1e-6)).mean()
                 losses[("exp", s)] = losses.get(("exp", s), 0.0) + opts.exp_weight * reg
             errors.append((err, valid))
             if keep_warped:

@@ -153,18 +153,20 @@ of the last ``seq_len`` processed frames; the newest frame's pose follows from t
 it as a source (no output lag, see :mod:`sfm_ros.odometry`). Frames the worker cannot keep up with
 are dropped, counted and reported (rate-limited log, diagnostics). Bad input (unsupported encoding,
 zero size, truncated data, a step smaller than the row, a resolution change, non-finite network
-output, duplicated stamps) is skipped with a rate-limited warning; the node keeps running. A zero
-header stamp (driver bug) is replaced by the reception time, with a warning. A missing
+output, duplicated stamps) is skipped with a warning rate-limited per kind of problem (never per
+input string: memory and log rate stay bounded whatever arrives); the node keeps running. A frame
+with a zero header stamp (driver bug) is skipped, warned, so that one odd frame never looks like a
+time jump; from the second zero stamp in a row (a driver that never stamps) the reception time is
+used instead, with a warning. A missing
 or corrupt checkpoint stops the node at start with a one-line message and exit status 2.
 """
 from __future__ import annotations
 
 import math
-import re
 import sys
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -191,6 +193,8 @@ NODE_NAME = "sfm_node"
 DEFAULT_MODEL = "sfm_default.pt"
 OPTICAL_RPY = [-math.pi / 2.0, 0.0, -math.pi / 2.0]
 WARN_PERIOD = 5.0  # seconds between two warnings of the same kind
+WARN_MAX_CHARS = 300  # a warning quotes the input (an encoding string ...) at most this long
+ZERO_STAMP_RUN = 2  # zero header stamps in a row from which the driver is taken not to stamp
 
 
 class ParamSpec(NamedTuple):
@@ -303,11 +307,15 @@ class FrameQueue:
 
 
 class RateLimiter:
-    """``ok(key)`` is True at most once per ``period`` seconds per key (own limiter, any thread)."""
+    """``ok(key)`` is True at most once per ``period`` seconds per key (own limiter, any thread).
 
-    def __init__(self, period: float = WARN_PERIOD):
+    Keys are kinds of warning chosen by the code, never text from a message; at most ``max_keys``
+    are kept (the longest unused is forgotten first), so memory stays bounded whatever arrives."""
+
+    def __init__(self, period: float = WARN_PERIOD, max_keys: int = 64):
         self.period = period
-        self._last: dict[str, float] = {}
+        self.max_keys = max(1, int(max_keys))
+        self._last: OrderedDict[str, float] = OrderedDict()
         self._suppressed: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -317,9 +325,17 @@ class RateLimiter:
             last = self._last.get(key)
             if last is None or now - last >= self.period:
                 self._last[key] = now
+                self._last.move_to_end(key)
+                while len(self._last) > self.max_keys:
+                    old, _ = self._last.popitem(last=False)
+                    self._suppressed.pop(old, None)
                 return True, self._suppressed.pop(key, 0)
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
             return False, 0
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._last)
 
 
 def percentile(values, q: float) -> float:
@@ -372,6 +388,7 @@ class SfmNode(Node):
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
         self._limiter = RateLimiter()
+        self._zero_stamps = 0  # zero header stamps in a row (see _input_stamp)
         self._lock = threading.Lock()
         self.stats = dict(received=0, processed=0, dropped=0, rejected=0, skipped=0, errors=0)
         self._lat_stamp: deque = deque(maxlen=300)
@@ -552,13 +569,16 @@ class SfmNode(Node):
     def _warn(self, key: str, msg: str) -> None:
         ok, suppressed = self._limiter.ok(key)
         if ok:
+            if len(msg) > WARN_MAX_CHARS:
+                msg = msg[:WARN_MAX_CHARS] + " [...]"
             extra = f" ({suppressed} similar suppressed)" if suppressed else ""
             self.get_logger().warning(msg + extra)
 
-    def _reject(self, msg: str) -> None:
-        """Count a bad input frame and warn (rate-limited per kind of problem)."""
+    def _reject(self, kind: str, msg: str) -> None:
+        """Count a bad input frame and warn, rate-limited per ``kind`` (a fixed word, or the
+        codec's :attr:`~sfm_ros.image_codec.ImageCodecError.kind`: never the input's text)."""
         self._count("rejected")
-        self._warn("reject:" + re.sub(r"\d+", "#", msg)[:80], msg)
+        self._warn("reject:" + kind, msg)
 
     def _count(self, key: str, n: int = 1) -> None:
         with self._lock:
@@ -578,32 +598,46 @@ class SfmNode(Node):
         try:
             img = decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
         except (ImageDecodeError, ValueError) as exc:
-            self._reject(f"dropping a bad image: {exc}")
+            self._reject(f"image:{getattr(exc, 'kind', 'decode')}", f"dropping a bad image: {exc}")
             return
         if img.dtype == np.float32:
-            self._reject(f"dropping an image with encoding {msg.encoding!r}: a depth image is not a "
-                         "camera image (expected rgb8/bgr8/mono8/mono16/...)")
+            self._reject("image:depth", f"dropping an image with encoding {msg.encoding!r}: a depth image "
+                         "is not a camera image (expected rgb8/bgr8/mono8/mono16/...)")
             return
         stamp = self._input_stamp(msg.header.stamp)
+        if stamp is None:
+            return
         self._enqueue(Frame(stamp, stamp_to_sec(stamp), msg.header.frame_id, recv, image=img))
 
     def _on_compressed(self, msg: CompressedImage) -> None:
         self._count("received")
         recv = time.monotonic()
         if len(msg.data) == 0:
-            self._reject("dropping a CompressedImage with no data")
+            self._reject("compressed:empty", "dropping a CompressedImage with no data")
             return
         stamp = self._input_stamp(msg.header.stamp)
+        if stamp is None:
+            return
         self._enqueue(Frame(stamp, stamp_to_sec(stamp), msg.header.frame_id, recv,
                             compressed=(msg.format, bytes(msg.data))))
 
     def _input_stamp(self, stamp):
-        """The header stamp, or the reception time (with a warning) when the driver left it zero."""
-        if stamp.sec == 0 and stamp.nanosec == 0:
-            self._warn("zero_stamp", "input header stamp is zero: using the reception time instead "
-                                     "(outputs are stamped with it)")
-            return self.get_clock().now().to_msg()
-        return stamp
+        """The header stamp; for a zero stamp (a driver bug, or the first frame of an old bag
+        starting at 0.0) ``None`` (skip the frame, warned): the reception time is on another clock
+        and would look like a time jump that resets the odometry. From the second zero stamp in a
+        row (a driver that never stamps) the reception time is used, with a warning."""
+        if stamp.sec or stamp.nanosec:
+            self._zero_stamps = 0
+            return stamp
+        self._zero_stamps += 1
+        if self._zero_stamps < ZERO_STAMP_RUN:
+            self._count("skipped")
+            self._warn("zero_stamp_skip", "input header stamp is zero: frame skipped (if zero stamps "
+                                          "go on, the reception time is used)")
+            return None
+        self._warn("zero_stamp", "input header stamp is zero: using the reception time instead "
+                                 "(outputs are stamped with it)")
+        return self.get_clock().now().to_msg()
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         from .camera import CameraModel
@@ -646,10 +680,11 @@ class SfmNode(Node):
         try:
             img = decode_compressed(fmt, data)
         except (ImageDecodeError, ValueError) as exc:
-            self._reject(f"dropping a bad compressed image: {exc}")
+            self._reject(f"compressed:{getattr(exc, 'kind', 'decode')}",
+                         f"dropping a bad compressed image: {exc}")
             return None
         if img.ndim == 2 and img.dtype not in (np.uint8, np.uint16):
-            self._reject(f"dropping a compressed image of type {img.dtype}")
+            self._reject("compressed:dtype", f"dropping a compressed image of type {img.dtype}")
             return None
         return img
 

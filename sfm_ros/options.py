@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from .yaml_io import parse_yaml, read_yaml
 
 
 DEPTH_ARCHS = ("dispnet", "resnet")
@@ -73,6 +73,7 @@ class DataOptions:
     val_fraction: float = 0.1        # contiguous final block of each sequence held out
     augment: bool = True             # random scale+crop (intrinsics updated) and colour jitter
     cache_dir: str = ""              # optional on-disk cache of decoded, resized frames
+    cache_max_gb: float = 20.0       # the cache's size bound: least recently used entries go first
 
 
 @dataclass
@@ -220,7 +221,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ValueError(f"override {text!r} must look like group.name=value")
     key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw)
+    return key.strip(), parse_yaml(raw, f"the value of {key.strip()}")
 
 
 def load_options(config: str | Path | None = None, overrides: list[str] | None = None) -> Options:
@@ -236,7 +237,7 @@ def load_options(config: str | Path | None = None, overrides: list[str] | None =
         path = Path(config)
         if not path.is_file():
             raise ValueError(f"config {config!r} is neither a preset {sorted(PRESETS)} nor a file")
-        data = yaml.safe_load(path.read_text()) or {}
+        data = read_yaml(path, f"config file {path}") or {}
         if not isinstance(data, dict):
             raise ValueError(f"config file {path} must hold a mapping, got {type(data).__name__}")
         base = data.pop("preset", "default")
@@ -276,5 +277,7 @@ def validate(opts: Options) -> None:
         raise ValueError(f"loss.smooth_decay must be >= 1, got {lo.smooth_decay}")
     if not 1 <= lo.num_scales <= 4:
         raise ValueError(f"loss.num_scales must be 1..4, got {lo.num_scales}")
+    if not opts.data.cache_max_gb >= 0:
+        raise ValueError(f"data.cache_max_gb must be >= 0, got {opts.data.cache_max_gb}")
     if opts.train.batch_size < 1:
         raise ValueError(f"train.batch_size must be >= 1, got {opts.train.batch_size}")

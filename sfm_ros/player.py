@@ -17,7 +17,9 @@ Conversion to rclpy messages: ROS 2 bags hand over their CDR bytes to
 ``rclpy.serialization.deserialize_message``; ROS 1 bags (or a CDR blob rclpy rejects) are
 deserialised by ``rosbags`` and copied field by field into the rclpy class of the same name (ROS 1
 ``K``/``D``/``R``/``P`` of CameraInfo map to ``k``/``d``/``r``/``p``, ``seq`` is dropped). Topics
-whose type has no Python message package in this environment are skipped with a warning.
+whose type is not a message of an installed ROS interface package (listed in the ament index, or
+a generated package on the Python path) are skipped with a warning, without importing anything: a
+bag names its types, and importing whatever module it names would run that module's code.
 
 Publishers are ``reliable`` (keep last 100) by default; ``--qos sensor`` uses the sensor-data
 profile (best effort, keep last 5). Exit status: 0 at the end / on Ctrl-C, 2 on a bad bag or
@@ -28,6 +30,8 @@ from __future__ import annotations
 import argparse
 import array
 import importlib
+import importlib.util
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,16 +39,46 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["main", "msg_class", "to_rclpy", "BagPlayer"]
+__all__ = ["main", "msg_class", "is_message_type", "to_rclpy", "BagPlayer"]
+
+
+def _interface_prefixes() -> list[Path]:
+    """Install prefixes whose ament index may list interface packages (``AMENT_PREFIX_PATH``, the
+    venv)."""
+    paths = [Path(p) for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    return paths + [Path(sys.prefix)]
+
+
+def is_message_type(package: str, name: str) -> bool:
+    """Whether ``package/msg/name`` is a message of an installed ROS interface package, decided
+    without importing anything: listed in the ament index (``rosidl_interfaces``), or, for a
+    package without an index entry, a generated interface package (its rosidl type support
+    library next to its ``__init__``)."""
+    if not (package.isidentifier() and name.isidentifier()):
+        return False
+    for prefix in _interface_prefixes():
+        entry = prefix / "share" / "ament_index" / "resource_index" / "rosidl_interfaces" / package
+        if entry.is_file():
+            listed = set(entry.read_text().split())
+            return f"msg/{name}.msg" in listed or f"msg/{name}.idl" in listed
+    spec = importlib.util.find_spec(package)  # a top-level name: found, not run
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    return any(any(Path(d).glob(f"{package}_s__rosidl_typesupport_c*")) for d in spec.submodule_search_locations)
 
 
 def msg_class(msgtype: str):
-    """``sensor_msgs/msg/Image`` (or ROS 1 ``sensor_msgs/Image``) → the rclpy message class."""
+    """``sensor_msgs/msg/Image`` (or ROS 1 ``sensor_msgs/Image``) → the rclpy message class.
+
+    Only message packages :func:`is_message_type` knows are imported: a bag (or a remote
+    publisher) names the type, and importing an arbitrary module would run its code."""
     parts = msgtype.split("/")
     if len(parts) == 2:
         parts = [parts[0], "msg", parts[1]]
-    if len(parts) != 3:
-        raise ImportError(f"cannot parse message type {msgtype!r}")
+    if len(parts) != 3 or parts[1] != "msg":
+        raise ImportError(f"cannot parse message type {msgtype!r}; expected package/msg/Name")
+    if not is_message_type(parts[0], parts[2]):
+        raise ImportError(f"{msgtype} is not a message of an installed ROS interface package")
     module = importlib.import_module(f"{parts[0]}.{parts[1]}")
     return getattr(module, parts[2])
 
@@ -123,8 +157,9 @@ class BagPlayer:
                 raise ValueError(f"topic {t} is not in the bag (topics: {', '.join(sorted(available))})")
             try:
                 cls = msg_class(available[t])
-            except (ImportError, AttributeError):
-                node.get_logger().warning(f"skipping {t}: message type {available[t]} is not available in Python")
+            except (ImportError, AttributeError) as exc:
+                node.get_logger().warning(f"skipping {t}: message type {available[t]} is not available in "
+                                          f"Python ({exc})")
                 continue
             self.classes[t] = cls
             self.publishers[t] = node.create_publisher(cls, t, profile)

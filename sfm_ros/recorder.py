@@ -5,14 +5,18 @@ Usage::
     sfm_record OUT --topics /a /b [--duration S] [--max-messages N] [--storage mcap|sqlite3]
                [--wait S] [--qos sensor|reliable] [--overwrite] [--ros-args ...]
 
-Each topic's type is taken from the ROS graph (the recorder waits up to ``--wait`` seconds for a
-publisher to appear). Messages are received *serialized* (``raw=True``: the CDR bytes rclpy gets
-from the middleware, equal to ``rclpy.serialization.serialize_message`` of the message) and written
-with ``rosbags``' ``Writer`` under the topic's message type, stamped with the reception time of the
-node clock (wall time, or sim time with ``use_sim_time``). The bag is readable by ``ros2 bag``,
-``rosbags`` and :mod:`sfm_ros.bags`. The bag is closed cleanly on Ctrl-C / SIGTERM, at
-``--duration`` or after ``--max-messages`` messages in total. Exit status: 0 on success, 1 when a
-topic never appeared (nothing is written for it), 2 on bad arguments.
+Each topic's type is taken from the ROS graph when a publisher appears; topics without a publisher
+after ``--wait`` seconds (default 3) are named in a warning, and recorded as soon as they appear.
+Messages are received *serialized* (``raw=True``: the CDR bytes rclpy gets from the middleware,
+equal to ``rclpy.serialization.serialize_message`` of the message) and written with ``rosbags``'
+``Writer`` under the topic's message type, stamped with the reception time of the node clock (wall
+time, or sim time with ``use_sim_time``). The bag is readable by ``ros2 bag``, ``rosbags`` and
+:mod:`sfm_ros.bags`. The bag is closed cleanly on Ctrl-C / SIGTERM, at ``--duration`` or after
+``--max-messages`` messages in total; a summary line names what was recorded and what was not.
+Exit status: 0 on success and after Ctrl-C / SIGTERM (what was recorded is kept), 1 when
+``--duration`` or ``--max-messages`` ended a recording in which a topic never appeared, 2 on bad
+arguments. ``--overwrite`` replaces only a folder holding nothing but a bag, and keeps the old bag
+until the new one is closed.
 
 Subscriptions use a reliable QoS by default (``--qos sensor`` for best-effort publishers; a
 best-effort subscriber accepts both kinds of publishers but may lose messages).
@@ -20,7 +24,6 @@ best-effort subscriber accepts both kinds of publishers but may lose messages).
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -45,24 +48,29 @@ class Recorder:
                  overwrite: bool = False):
         from rosbags.rosbag2 import StoragePlugin, Writer
 
+        from .bags import finish_overwrite, set_bag_aside
+
         self.node = node
         self.out = Path(out)
-        if self.out.exists():
-            if not overwrite:
-                raise ValueError(f"output {self.out} already exists (use --overwrite)")
-            if not (self.out / "metadata.yaml").is_file():
-                raise ValueError(f"output {self.out} exists and is not a ROS 2 bag; not overwriting it")
-            shutil.rmtree(self.out)
         if storage not in ("mcap", "sqlite3"):
             raise ValueError(f"storage must be mcap or sqlite3, got {storage!r}")
+        if self.out.exists() and not overwrite:
+            raise ValueError(f"output {self.out} already exists (use --overwrite)")
+        # an old bag is kept aside until this one is closed (BagError, a ValueError, when the
+        # folder holds anything but a bag)
+        self._old_bag = set_bag_aside(self.out) if self.out.exists() else None
         from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
         self.qos = qos_profile_sensor_data if qos == "sensor" else QoSProfile(
             depth=100, reliability=ReliabilityPolicy.RELIABLE)
         self.typestore = _typestore()
-        self.writer = Writer(self.out, version=9,
-                             storage_plugin=StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3)
-        self.writer.open()
+        try:
+            self.writer = Writer(self.out, version=9,
+                                 storage_plugin=StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3)
+            self.writer.open()
+        except BaseException:
+            finish_overwrite(self.out, self._old_bag, False)
+            raise
         self.connections: dict[str, Any] = {}
         self.subscriptions: dict[str, Any] = {}
         self.counts: dict[str, int] = {}
@@ -94,9 +102,12 @@ class Recorder:
         self.total += 1
 
     def close(self) -> None:
+        from .bags import finish_overwrite
+
         if not self._closed:
             self._closed = True
             self.writer.close()
+            finish_overwrite(self.out, self._old_bag, True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-messages", type=int, default=0, help="stop after N messages in total")
     ap.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     ap.add_argument("--qos", choices=("sensor", "reliable"), default="reliable")
-    ap.add_argument("--wait", type=float, default=10.0, help="seconds to wait for each topic to appear")
+    ap.add_argument("--wait", type=float, default=3.0,
+                    help="after S seconds, name the topics that have no publisher yet (they are still "
+                         "recorded when they appear; default 3)")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing bag at OUT")
     return ap
 
@@ -123,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     node = rclpy.create_node("sfm_record")
     rec = None
     status = 0
+    interrupted = False
+    pending: set[str] = set()
+    unrecordable: set[str] = set()
     try:
         try:
             rec = Recorder(node, args.out, args.storage, args.qos, args.overwrite)
@@ -130,33 +146,47 @@ def main(argv: list[str] | None = None) -> int:
             print(f"sfm_record: error: {exc}", file=sys.stderr)
             return 2
         pending = {t if t.startswith("/") else node.resolve_topic_name(t) for t in args.topics}
-        deadline = time.monotonic() + args.wait
+        named = False
         start = time.monotonic()
         while rclpy.ok():
             for t in sorted(pending):
                 ty = rec.topic_type(t)
-                if ty is not None:
+                if ty is None:
+                    continue
+                pending.discard(t)
+                try:
                     rec.add_topic(t, ty)
-                    node.get_logger().info(f"recording {t} [{ty}]")
-                    pending.discard(t)
-            if pending and time.monotonic() > deadline:
-                node.get_logger().warning(f"no publisher appeared for {', '.join(sorted(pending))}: not recorded")
-                status = 1
-                pending.clear()
+                except (ImportError, AttributeError) as exc:  # a type no installed package has
+                    node.get_logger().warning(f"not recording {t}: {exc}")
+                    unrecordable.add(t)
+                    continue
+                node.get_logger().info(f"recording {t} [{ty}]")
+            if pending and not named and time.monotonic() - start >= args.wait:
+                named = True
+                node.get_logger().warning(
+                    f"no publisher for {', '.join(sorted(pending))} after {args.wait:g} s; recording the "
+                    f"others and waiting for these (Ctrl-C ends the recording)")
             rclpy.spin_once(node, timeout_sec=0.05)
             if args.duration > 0 and time.monotonic() - start >= args.duration:
                 break
             if args.max_messages > 0 and rec.total >= args.max_messages:
                 break
+        else:  # the context was shut down: Ctrl-C / SIGTERM
+            interrupted = True
     except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        interrupted = True
     finally:
         if rec is not None:
             rec.close()
+            missing = sorted(pending | unrecordable)
             print(f"sfm_record: wrote {rec.total} messages to {rec.out}: "
-                  + ", ".join(f"{t} {n}" for t, n in rec.counts.items()), file=sys.stderr)
+                  + ", ".join(f"{t} {n}" for t, n in rec.counts.items())
+                  + (f"; not recorded (no publisher or unknown type): {', '.join(missing)}" if missing else ""),
+                  file=sys.stderr)
         node.destroy_node()
         rclpy.try_shutdown()
+    if (pending or unrecordable) and not interrupted:
+        status = 1  # --duration / --max-messages ended a recording that missed a topic
     return status
 
 

@@ -32,15 +32,20 @@ Output (``--out DIR``): ``last.pt``, ``best.pt`` (atomic writes) and TensorBoard
 ``DIR/tb``. An existing ``DIR/last.pt`` is never replaced by a new run unless ``--resume`` (continue
 it) or ``--overwrite`` is given.
 
-Exit codes: 0 done; 1 training failed (e.g. the loss stayed non-finite); 2 bad command line or
-input (one line on stderr naming the input and what was expected; nothing written); 130 after
-Ctrl-C (the first Ctrl-C finishes the current step and writes ``last.pt``; ``--resume`` continues
-exactly from it).
+Exit codes: 0 done; 1 training failed (the loss or its gradient stayed non-finite, an update made
+the weights non-finite, a checkpoint could not be written: the line says which checkpoints this run
+wrote, the last good ones; none is ever written from non-finite weights); 2 bad command line or
+input (one line on stderr naming the input and what was expected; nothing written), including
+unusable intrinsics and an ``--out`` that cannot be written (checked before any input is decoded);
+130 after Ctrl-C (the first Ctrl-C finishes the current step and writes ``last.pt``; ``--resume``
+continues exactly from it).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -134,6 +139,7 @@ _CONVENIENCE: list[tuple[str, str, Any]] = [
     ("--width-mult", "model.width_mult", float),
     ("--stride", "data.stride", int),
     ("--static-threshold", "data.static_threshold", float),
+    ("--cache-max-gb", "data.cache_max_gb", float),
     ("--val-fraction", "data.val_fraction", float),
 ]
 
@@ -192,11 +198,16 @@ class _Input:
     image_hw: tuple[int, int] | None = None  # camera image (H, W), for the automatic input size
 
 
-def _stat_key(path: Path) -> list:
-    """What identifies a file / bag folder's content for the frame cache."""
-    files = sorted(path.rglob("*")) if path.is_dir() else [path]
-    return [[str(f.relative_to(path) if path.is_dir() else f.name), f.stat().st_size, f.stat().st_mtime_ns]
-            for f in files if f.is_file()]
+def _stat_key(*paths: Path) -> list:
+    """What identifies the content of files and folders (every file in them) for the frame cache:
+    each file's path, size and modification time."""
+    key = []
+    for path in paths:
+        for f in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            if f.is_file():
+                st = f.stat()
+                key.append([str(f), st.st_size, st.st_mtime_ns])
+    return key
 
 
 def _peek(frames: Iterable[Any], what: str) -> tuple[Any, Iterator[Any]]:
@@ -222,11 +233,16 @@ def _cli_camera(args: argparse.Namespace, width: int, height: int, what: str):
         raise UsageError(str(exc)) from None
 
 
-def _rectified(cam, frames: Iterable[Any], what: str, args: argparse.Namespace,
-               notes: list[str]) -> tuple[np.ndarray, Iterable[tuple[np.ndarray, float]]]:
-    """(K, stream of (image, stamp)) with distorted images rectified."""
+def _rectified(cam, frames: Iterable[Any], what: str, args: argparse.Namespace, notes: list[str],
+               image_wh: tuple[int, int]) -> tuple[np.ndarray, Iterable[tuple[np.ndarray, float]]]:
+    """(K, stream of (image, stamp)) with distorted images rectified; the intrinsics of every
+    input are checked here (:meth:`sfm_ros.camera.CameraModel.check_intrinsics`)."""
     from sfm_ros.camera import CameraError, Rectifier
 
+    try:
+        cam.check_intrinsics(*image_wh, what=what)
+    except CameraError as exc:
+        raise UsageError(str(exc)) from None
     pairs = ((f.image, f.stamp) for f in frames)
     if not cam.is_distorted:
         return cam.K.copy(), pairs
@@ -300,7 +316,7 @@ def _bag_input(path: str, args: argparse.Namespace) -> _Input:
             raise _no_intrinsics(what)
         notes.append(f"intrinsics from {source}")
     _check_size(cam, w, h, what, source)
-    K, pairs = _rectified(cam, frames, what, args, notes)
+    K, pairs = _rectified(cam, frames, what, args, notes, (w, h))
     key = {"source": "bag", "path": str(bag.resolve()), "stat": _stat_key(bag), "topic": topic,
            "K": K.tolist(), "D": cam.D.tolist(), "alpha": args.rectify_alpha, "max_frames": args.max_frames}
     return _Input(what, pairs, K, key, notes, (h, w))
@@ -310,7 +326,9 @@ def _folder_input(path: str, args: argparse.Namespace) -> _Input:
     from sfm_ros.sources import read_image_folder
 
     stream = read_image_folder(path, args.pattern, fps=args.fps or 10.0, max_frames=args.max_frames)
-    return _file_input(f"image folder {path}", stream, path, args, {"source": "images", "pattern": args.pattern})
+    times = [t for t in (Path(path).parent / "times.txt",) if t.is_file()]  # KITTI layout: stamps above
+    return _file_input(f"image folder {path}", stream, path, args,
+                       {"source": "images", "pattern": args.pattern, "times": _stat_key(*times)})
 
 
 def _video_input(path: str, args: argparse.Namespace) -> _Input:
@@ -328,7 +346,7 @@ def _file_input(what: str, stream, path: str, args: argparse.Namespace, key: dic
     if cam is None:
         raise _no_intrinsics(what)
     notes = [f"{w}x{h}"]
-    K, pairs = _rectified(cam, frames, what, args, notes)
+    K, pairs = _rectified(cam, frames, what, args, notes, (w, h))
     key = {**key, "path": str(Path(path).resolve()), "stat": _stat_key(Path(path)), "fps": args.fps,
            "K": K.tolist(), "D": cam.D.tolist(), "alpha": args.rectify_alpha, "max_frames": args.max_frames}
     return _Input(what, pairs, K, key, notes, (h, w))
@@ -342,10 +360,10 @@ def _kitti_input(path: str, args: argparse.Namespace) -> _Input:
     notes = [f"{seq.camera.width}x{seq.camera.height}", "intrinsics from calib.txt"]
     if args.calib or args.fx is not None:
         notes.append("--calib/--fx ignored")
-    K, pairs = _rectified(seq.camera, iter(seq), what, args, notes)
+    K, pairs = _rectified(seq.camera, iter(seq), what, args, notes, (seq.camera.width, seq.camera.height))
+    extra = [f for f in (seq.seq_dir / "calib.txt", seq.seq_dir / "times.txt") if f.is_file()]
     key = {"source": "kitti", "path": str(Path(path).resolve()), "camera": seq.image_paths[0].parent.name,
-           "n": len(seq), "first": str(seq.image_paths[0]), "last": str(seq.image_paths[-1]),
-           "K": K.tolist(), "max_frames": args.max_frames}
+           "stat": _stat_key(*seq.image_paths, *extra), "K": K.tolist(), "max_frames": args.max_frames}
     return _Input(what, pairs, K, key, notes, (seq.camera.height, seq.camera.width))
 
 
@@ -374,15 +392,14 @@ def explicit_keys_given(args: argparse.Namespace) -> set[str]:
 def explicit_keys(args: argparse.Namespace) -> set[str]:
     """The option keys the user chose (``--set``, the convenience flags, a YAML ``--config``, or
     the size and stride when resuming): :func:`load_inputs` chooses the others where it can."""
-    import yaml
-
     from sfm_ros.options import PRESETS, _flatten
+    from sfm_ros.yaml_io import read_yaml
 
     if args.resume is not None:  # the checkpoint's size and stride (see _keep_resumed_choices)
         return {"model.height", "model.width", "data.stride"}
     keys = explicit_keys_given(args)
     if args.config and args.config not in PRESETS and Path(args.config).is_file():
-        data = yaml.safe_load(Path(args.config).read_text()) or {}
+        data = read_yaml(args.config, f"config file {args.config}", UsageError) or {}
         if isinstance(data, dict):
             keys |= set(_flatten({k: v for k, v in data.items() if k != "preset"}))
     return keys
@@ -426,7 +443,8 @@ def load_inputs(args: argparse.Namespace, opts, log=print, explicit: set[str] | 
         counter = _Counter(inp.frames)
         seq = prepare_sequence(counter, inp.K, (opts.model.height, opts.model.width), name=inp.name,
                                static_threshold=opts.data.static_threshold,
-                               cache_dir=opts.data.cache_dir or None, cache_key=inp.cache_key)
+                               cache_dir=opts.data.cache_dir or None, cache_key=inp.cache_key,
+                               cache_max_bytes=int(opts.data.cache_max_gb * 1e9))
         dt = time.monotonic() - t0
         src = f"{counter.n} frames decoded" if counter.n else "from the cache"
         log(f"{inp.name}: {len(seq)} frames ({src}, {dt:.1f} s; {', '.join(inp.notes)})")
@@ -532,6 +550,23 @@ def _check_resume(path: Path, state: dict, opts) -> None:
         raise CheckpointError(f"cannot resume from {path}: it holds no optimiser state (not a training checkpoint)")
 
 
+def _check_writable(out: Path) -> None:
+    """``--out`` must take files before any input is decoded or any step taken: a temporary file is
+    created and removed in it (in its nearest existing parent when it does not exist yet)."""
+    probe = out
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"--out {out}: {probe} is not a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".sfm_train_write_check.", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise UsageError(f"--out {out} is not writable ({exc.strerror or exc}); expected a folder where "
+                         f"checkpoints can be written") from None
+
+
 def _clean_stale_temp_files(out: Path) -> None:
     """Temporary files a killed save left behind (atomic writes never leave a partial target)."""
     for pat in (".last.pt.*.tmp", ".best.pt.*.tmp"):
@@ -578,6 +613,8 @@ def _main(argv, rank: int, log, fail) -> int:
         out = Path(args.out)
         if out.exists() and not out.is_dir():
             raise UsageError(f"--out {out} exists and is not a folder")
+        if rank == 0:
+            _check_writable(out)
         resume = _resume_path(args, out)
         if resume is None and (out / "last.pt").exists() and not args.overwrite:
             raise UsageError(f"{out / 'last.pt'} exists: pass --resume to continue that run, --overwrite "
@@ -622,6 +659,8 @@ def _main(argv, rank: int, log, fail) -> int:
         trainer.close()
     best = summary["best_val"]
     val_text = f", best validation loss {best:.4f}" if np.isfinite(best) else ""
+    if summary.get("skipped_steps"):
+        val_text += f", {summary['skipped_steps']} step(s) skipped (non-finite loss or gradient)"
     log(f"done: step {summary['steps']}, {summary['epochs']} epoch(s) complete, "
         f"{summary['minutes']:.1f} min{val_text}; checkpoints in {out} (last.pt, best.pt)")
     return EXIT_OK

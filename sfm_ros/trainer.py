@@ -50,12 +50,31 @@ from .options import Options
 from .visualize import colorize_depth
 
 
+#: Consecutive skipped steps (non-finite loss or gradient) after which training stops.
+MAX_BAD_STEPS = 10
+#: A gradient entry above this is treated as non-finite: Adam squares it (float32 overflows near
+#: 1.8e19), and an infinite second moment would poison the optimiser state for good.
+GRAD_LIMIT = 1e18
+
+
 class TrainingInterrupted(Exception):
     """Raised after Ctrl-C once the final checkpoint is written."""
 
 
 class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. the loss stayed non-finite); checkpoints are left untouched."""
+    """Training cannot go on (the loss or its gradient stayed non-finite, an update made the weights
+    non-finite, a checkpoint could not be written); the message says which checkpoints this run
+    wrote, and no checkpoint is ever written from non-finite weights or optimiser state."""
+
+
+def _max_abs(tensors: list) -> float:
+    """The largest ``|x|`` over tensors (NaN when any holds a NaN; 0 for none): one fused pass and
+    one sync per device and dtype."""
+    groups: dict = {}
+    for t in tensors:
+        groups.setdefault((t.device, t.dtype), []).append(t.detach())
+    maxima = [float(torch.stack(torch._foreach_norm(ts, math.inf)).float().max()) for ts in groups.values()]
+    return math.nan if any(math.isnan(m) for m in maxima) else max(maxima, default=0.0)
 
 
 class _SkipSampler(Sampler):
@@ -168,6 +187,8 @@ class Trainer:
         self.steps_per_epoch = per_rank // t.batch_size
         self.epoch, self.step, self.step_in_epoch = 0, 0, 0
         self.best_val = math.inf
+        self.written: dict[str, int] = {}  # checkpoint name -> step, written by this run
+        self.skipped_steps = 0  # optimiser steps skipped (non-finite loss or gradient)
         self.history: list[dict] = []
         self._rng_to_restore = None
         self._stop_requested = False  # set by the SIGINT handler
@@ -190,15 +211,45 @@ class Trainer:
         return state
 
     def save(self, name: str, **extra) -> Path | None:
+        """Write checkpoint ``name`` atomically, only from finite weights and optimiser state.
+
+        Raises :class:`TrainingError` (naming what this run wrote) when the state is not finite
+        or the write fails (a full disk, an I/O error: the previous file stays intact, the
+        partial temporary file is removed)."""
         if not self.is_main:
             return None
         path = self.out_dir / name
-        save_checkpoint(path, self.model, self.opts, epoch=self.epoch, step=self.step,
-                        step_in_epoch=self.step_in_epoch, optimizer=self.optimizer.state_dict(),
-                        rng=self._rng_state(), best_val=self.best_val, history=self.history,
-                        world_size=self.world, extra=extra,
-                        **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}))
+        if not self._state_finite():
+            raise TrainingError(f"not writing {name} at step {self.step}: the weights or the optimiser "
+                                f"state are not finite; {self.files_report()}")
+        try:
+            save_checkpoint(path, self.model, self.opts, epoch=self.epoch, step=self.step,
+                            step_in_epoch=self.step_in_epoch, optimizer=self.optimizer.state_dict(),
+                            rng=self._rng_state(), best_val=self.best_val, history=self.history,
+                            world_size=self.world, extra=extra,
+                            **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}))
+        except OSError as exc:  # ENOSPC, EIO, EROFS ...: atomic_torch_save removed its temporary file
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            raise TrainingError(f"could not write {path} at step {self.step} ({reason}); the previous "
+                                f"{name} is intact; {self.files_report()}") from None
+        self.written[name] = self.step
         return path
+
+    def files_report(self) -> str:
+        """Which checkpoints this run wrote (the last good ones) and which it did not."""
+        done = [f"{n} (step {s})" for n, s in self.written.items()]
+        text = (f"last good checkpoints written by this run: {', '.join(done)}" if done
+                else "this run wrote no checkpoint")
+        rest = [f"{n} ({'as it was before this run' if (self.out_dir / n).exists() else 'none'})"
+                for n in ("last.pt", "best.pt") if n not in self.written]
+        return text + (f"; not written: {', '.join(rest)}" if rest else "")
+
+    def _state_finite(self) -> bool:
+        """Every weight, buffer and optimiser-state tensor finite (checked before each save)."""
+        tensors = [t for t in self.model.state_dict().values() if t.is_floating_point()]
+        tensors += [v for st in self.optimizer.state.values() for v in st.values()
+                    if torch.is_tensor(v) and v.is_floating_point()]
+        return _max_abs(tensors) < math.inf
 
     def _load_resume(self, path: str | Path) -> None:
         state = read_checkpoint(path)
@@ -265,14 +316,23 @@ class Trainer:
         if flags[1].item() < 1:
             self._stop_agreed = True
         if flags[0].item() < 1:
-            return {"loss": float("nan"), "skipped": True}
-        if self.scaler is not None:
+            return {"loss": float("nan"), "skipped": True, "why": "loss"}
+        if self.scaler is not None:  # the scaler itself skips steps with inf/NaN gradients
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
             loss.backward()
+            # A finite loss can still have a non-finite (or overflowing) gradient: skip the step
+            # (every DDP rank holds the same averaged gradient, so all skip together).
+            if not _max_abs([q.grad for q in self.model.parameters() if q.grad is not None]) < GRAD_LIMIT:
+                self.optimizer.zero_grad(set_to_none=True)
+                return {"loss": float(loss.detach()), "skipped": True, "why": "gradient"}
             self.optimizer.step()
+        if not _max_abs(list(self.model.parameters())) < math.inf:
+            raise TrainingError(f"the update of step {self.step + 1} made the weights non-finite "
+                                f"(train.lr={self.opts.train.lr:g}); stopping without writing them; "
+                                f"{self.files_report()}")
         if log_images:
             self._log_images(batch, outputs, losses)
         logs = {k: float(v.detach()) for k, v in losses.items()
@@ -355,12 +415,17 @@ class Trainer:
                         # The batch is consumed (step_in_epoch is the position in the epoch's
                         # batch order, which a resume skips), but no optimiser step was taken.
                         self.step_in_epoch += 1
+                        self.skipped_steps += 1
                         if self._should_stop():
                             raise KeyboardInterrupt
                         bad_steps += 1
-                        if bad_steps >= 10:
-                            raise TrainingError(f"the loss was non-finite for {bad_steps} steps in a row "
-                                                f"(step {self.step}); stopping without writing checkpoints")
+                        if bad_steps == 1:
+                            self.log(f"step {self.step + 1}: non-finite {logs['why']}: optimiser step "
+                                     f"skipped (training stops after {MAX_BAD_STEPS} in a row)")
+                        if bad_steps >= MAX_BAD_STEPS:
+                            raise TrainingError(f"the loss or its gradient was non-finite for {bad_steps} "
+                                                f"steps in a row (after step {self.step}); stopping; "
+                                                f"{self.files_report()}")
                         continue
                     bad_steps = 0
                     self.step += 1
@@ -404,7 +469,8 @@ class Trainer:
             if self.writer is not None:
                 self.writer.flush()
         return {"steps": self.step, "epochs": self.epoch, "best_val": self.best_val,
-                "minutes": (time.monotonic() - start) / 60, "history": self.history}
+                "minutes": (time.monotonic() - start) / 60, "history": self.history,
+                "skipped_steps": self.skipped_steps}
 
     def _watch(self, logs: dict, start: float) -> None:
         """Progress lines (without a progress bar) and collapse warnings, every ``log_every`` steps."""

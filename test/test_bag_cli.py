@@ -91,7 +91,8 @@ def test_from_images_with_numbers(capsys, image_dir, tmp_path):
     assert "wrote 3 frames" in out
     frames = list(read_image_stream(out_bag, "/cam/image"))
     assert len(frames) == 3 and frames[0].encoding == "rgb8"
-    np.testing.assert_allclose([f.stamp for f in frames], [0.0, 0.2, 0.4])
+    # index / fps from the default start time (not 0.0: see test_written_bags_start_at_a_real_time)
+    np.testing.assert_allclose([f.stamp - bag_cli.RELATIVE_START for f in frames], [0.0, 0.2, 0.4], atol=1e-6)
     ref = cv2.cvtColor(cv2.imread(str(image_dir / "000001.png")), cv2.COLOR_BGR2RGB)
     np.testing.assert_array_equal(frames[1].image, ref)
     cam = read_camera_info(out_bag, image_topic="/cam/image")
@@ -136,13 +137,56 @@ def test_from_kitti(capsys, kitti_dir, tmp_path):
     cam = read_camera_info(tmp_path / "k", "/camera/camera_info")
     assert cam.fx == pytest.approx(718.856)
     stamps, poses = read_odometry(tmp_path / "k", "/ground_truth/odom")
-    np.testing.assert_allclose(stamps, [0.0, 0.1, 0.2, 0.3, 0.4], atol=1e-9)
+    np.testing.assert_allclose(stamps - bag_cli.RELATIVE_START, [0.0, 0.1, 0.2, 0.3, 0.4], atol=1e-6)
     assert poses.shape == (5, 4, 4)
     rc, _, _ = _run(capsys, "from-kitti", kitti_dir, tmp_path / "k2", "--max-frames", "2", "--no-poses",
                     "--fx", "100")
     assert rc == 0
     assert "/ground_truth/odom" not in {t.topic for t in list_topics(tmp_path / "k2")}
     assert read_camera_info(tmp_path / "k2", "/camera/camera_info").fx == 100
+
+
+# ------------------------------------------------------------------------------ stamps, overwrite
+@pytest.mark.parametrize("command", ["from-synthetic", "from-images"])
+def test_written_bags_start_at_a_real_time(capsys, image_dir, tmp_path, command):
+    """Relative input times (the renderer's, index / fps) are written from a real epoch, not 0.0 (a
+    zero stamp reads as a driver that does not stamp); their spacing is kept."""
+    args = {"from-synthetic": ["from-synthetic", tmp_path / "b", "--frames", "4", "--height", "24",
+                               "--width", "32", "--fps", "5"],
+            "from-images": ["from-images", image_dir, tmp_path / "b", "--fx", "40", "--fps", "5"]}[command]
+    rc, _, err = _run(capsys, *args)
+    assert rc == 0, err
+    stamps = np.array([f.stamp for f in read_image_stream(tmp_path / "b", "/camera/image_raw")])
+    assert stamps[0] > 1e9 and stamps[0] == pytest.approx(bag_cli.RELATIVE_START)
+    np.testing.assert_allclose(np.diff(stamps), 0.2, atol=1e-6)
+    if command == "from-synthetic":  # the ground truth carries the same stamps
+        odom_stamps, _ = read_odometry(tmp_path / "b", "/ground_truth/odom")
+        np.testing.assert_allclose(odom_stamps, stamps, atol=1e-9)
+    rc, _, err = _run(capsys, *args, "--overwrite", "--start-time", "1800000000.5")
+    assert rc == 0, err
+    first = next(read_image_stream(tmp_path / "b", "/camera/image_raw")).stamp
+    assert first == pytest.approx(1800000000.5)
+
+
+def test_overwrite_only_replaces_a_bag(capsys, image_dir, tmp_path, small_bag):
+    """--overwrite replaces a bag folder that holds only its bag; a folder with anything else in it
+    is refused and left as it was."""
+    before = sorted(p.name for p in small_bag.iterdir())
+    (small_bag / "notes.txt").write_text("mine")
+    (small_bag / "sub").mkdir()
+    (small_bag / "sub" / "keep.txt").write_text("mine too")
+    rc, _, err = _run(capsys, "from-images", image_dir, small_bag, "--fx", "40", "--overwrite")
+    _assert_one_line_error(rc, err, str(small_bag), "notes.txt", "sub/", "not overwriting")
+    assert (small_bag / "notes.txt").read_text() == "mine" and (small_bag / "sub" / "keep.txt").is_file()
+    assert len(list(read_image_stream(small_bag, "/camera/image_raw"))) == 5  # the old bag, intact
+    (small_bag / "notes.txt").unlink()
+    (small_bag / "sub" / "keep.txt").unlink()
+    (small_bag / "sub").rmdir()
+    assert sorted(p.name for p in small_bag.iterdir()) == before
+    rc, _, err = _run(capsys, "from-images", image_dir, small_bag, "--fx", "40", "--overwrite")
+    assert rc == 0, err
+    assert len(list(read_image_stream(small_bag, "/camera/image_raw"))) == 4  # the new bag
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs", "small"]  # nothing left aside
 
 
 # ------------------------------------------------------------------------------------ errors

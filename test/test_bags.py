@@ -338,6 +338,14 @@ def test_writer_errors(tmp_path):
     (tmp_path / "plain").mkdir()
     with pytest.raises(BagError, match="not a ROS 2 bag folder"):
         write_image_bag(tmp_path / "plain", _frames(1), CAM, overwrite=True)
+
+    def failing():  # the new bag fails half-way: the old one is put back
+        yield from _frames(1)
+        raise BagError("frame 1: the source broke")
+    with pytest.raises(BagError, match="the source broke"):
+        write_image_bag(tmp_path / "b", failing(), CAM, overwrite=True)
+    assert len(list(read_image_stream(tmp_path / "b", "/camera/image_raw"))) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "plain"]
     with pytest.raises(BagError, match="no frames to write"):
         write_image_bag(tmp_path / "none", [], CAM)
     assert not (tmp_path / "none").exists()

@@ -277,7 +277,7 @@ def test_pose_sevenscenes_stride(tiny_ckpt, sevenscenes_dir, tmp_path, capsys):
     (["depth", "--pred-npy", "{gt_npy}", "--gt-npy", "{gt_npy}", "--checkpoint", "{ckpt}"], "replaces the model"),
     (["depth", "--pred-npy", "{gt_npy}", "--gt-npy", "{gt_npy}", "--min-depth", "5", "--max-depth", "1"], "min-depth"),
     (["depth", "--pred-npy", "{gt_npy}", "--gt-npy", "{gt_npy}", "--crop", "foo"], "invalid choice"),
-    (["depth", "--checkpoint", "{images}/000000.png", "--images", "{images}", "--gt-npy", "{gt_npy}"], "corrupt"),
+    (["depth", "--checkpoint", "{images}/000000.png", "--images", "{images}", "--gt-npy", "{gt_npy}"], "is not a PyTorch checkpoint"),
     (["pose", "--pred-kitti", "{root}/none.txt", "--gt-kitti", "{root}/none.txt"], "does not exist"),
     (["pose", "--checkpoint", "{ckpt}", "--images", "{images}"], "no ground truth"),
     (["pose", "--checkpoint", "{ckpt}", "--images", "{images}", "--gt-kitti", "{images}/000000.png"], "ground truth"),

@@ -99,7 +99,7 @@ def test_bad_checkpoint_exits_2(tmp_path, capsys):
     bad.write_bytes(b"not a checkpoint at all")
     assert main([str(bad), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
-    assert "corrupt" in err and "\n" not in err
+    assert f"checkpoint {bad} is not a PyTorch checkpoint" in err and "\n" not in err
     assert not (tmp_path / "o").exists()
     with pytest.raises(SystemExit) as exc:
         main([str(bad), "--out", str(tmp_path / "o"), "--format", "tflite"])

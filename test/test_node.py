@@ -181,6 +181,15 @@ def client():
     c.close()
 
 
+def test_rate_limiter_memory_is_bounded():
+    from sfm_ros.node import RateLimiter
+
+    lim = RateLimiter(period=60.0, max_keys=8)
+    assert [lim.ok(f"k{i}")[0] for i in range(1000)] == [True] * 1000  # each new key once
+    assert len(lim) == 8
+    assert lim.ok("k999") == (False, 0)  # a kept key stays limited
+
+
 # ------------------------------------------------------------------------------------------------
 # One node with remapping + namespace, exercised by several tests in order
 # ------------------------------------------------------------------------------------------------
@@ -378,6 +387,26 @@ class TestRunningNode:
         assert _wait(lambda: len(topics["depth"]) >= n0 + 5, 10), node.stderr
         assert _wait(lambda: int(_diag_values(topics).get("frames_rejected", 0)) >= 5, 5)
 
+    def test_distinct_bad_encodings_do_not_flood_the_log(self, robot, client, frames):
+        """The warning limiter keys on the kind of problem, not on the (sender-chosen) encoding
+        string: many distinct encodings give one warning per period, however long the string."""
+        node, pub, info_pub, topics = robot
+        imgs, K, _ = frames
+        n_warn = node.log_count(r"WARN.*is not supported")
+        rejected = int(_diag_values(topics).get("frames_rejected", 0))
+        n = 60
+        for i in range(n):
+            m = image_msg(imgs[0], client.now())
+            m.encoding = f"bogus_{i}_" + "x" * 2000
+            pub.publish(m)
+            time.sleep(0.02)  # the node's input is best effort: a burst would be dropped, not rejected
+        assert _wait(lambda: int(_diag_values(topics).get("frames_rejected", 0)) >= rejected + n // 2, 10), \
+            _diag_values(topics)
+        new = [x for x in node.err + node.out if re.search(r"WARN.*is not supported", x)][n_warn:]
+        assert len(new) <= 1, f"{len(new)} warnings for {n} bad encodings"
+        assert all(len(x) < 1000 for x in new)  # the quoted encoding is cut
+        assert node.alive()
+
     def test_burst_drops_frames_and_latency_stays_bounded(self, robot, client, frames):
         node, pub, info_pub, topics = robot
         imgs, K, _ = frames
@@ -447,6 +476,43 @@ def test_compressed_input_without_camera_info(tiny_ckpt, client, frames):
     assert "Traceback" not in node.stderr
 
 
+def test_zero_first_stamp_does_not_reset_the_odometry(tiny_ckpt, client, frames):
+    """A bag that starts at stamp 0.0 (older sfm_bag output): the zero-stamped first frame is
+    skipped, not re-stamped with the wall clock (which made the next frame a time jump back: an
+    odometry reset and non-monotonic output stamps); a driver that never stamps still works."""
+    from builtin_interfaces.msg import Time
+
+    imgs, K, _ = frames
+    ns = "/zero"
+    odom = client.collect(Odometry, f"{ns}/odom")
+    node = NodeProcess("-r", f"__ns:={ns}", "-p", f"checkpoint:={tiny_ckpt}", "-p", "publish_tf:=false")
+    pub = client.node.create_publisher(Image, f"{ns}/image", 10)
+    try:
+        assert _wait(lambda: pub.get_subscription_count() > 0 and node.log_count("ready") > 0, 60), node.stderr
+        stamps = [Time()] + [Time(sec=0, nanosec=i * 100_000_000) for i in range(1, 8)]
+        _send(pub, imgs[:8], stamps=stamps, rate=5.0)
+        sent = [_sec(t) for t in stamps[1:]]
+        # (the second frame only fills the pose window: no odometry for it)
+        assert _wait(lambda: len(odom) >= 6 and _sec(odom[-1][1].header.stamp) == sent[-1], 15), \
+            f"{[_sec(o.header.stamp) for _, o in odom]}\n{node.stderr}"
+        assert node.wait_log("stamp is zero: frame skipped", 5), node.stderr
+        got = [_sec(o.header.stamp) for _, o in odom]
+        assert got[0] == sent[0] and set(got) <= set(sent) and got == sorted(got), got  # the bag's, in order
+        assert not node.log_count("backwards|gap of|reset"), node.stderr
+        p = odom[0][1].pose.pose.position
+        assert [p.x, p.y, p.z] == pytest.approx([0.0, 0.0, 0.0], abs=1e-12)  # the origin: 0.1 s
+        # A driver that never stamps: from the second zero stamp on, the reception time.
+        n0 = len(odom)
+        _send(pub, imgs[8:14], stamps=[Time()] * 6, rate=5.0)
+        assert node.wait_log("using the reception time", 10), node.stderr
+        assert _wait(lambda: len(odom) >= n0 + 3, 10), node.stderr
+        assert all(_sec(o.header.stamp) > 1e9 for _, o in odom[n0:])
+        assert node.alive()
+    finally:
+        assert node.stop() == 0
+    assert "Traceback" not in node.stderr
+
+
 def test_nonfinite_model_output_is_skipped(tmp_path, client, frames):
     imgs, K, _ = frames
     ckpt = _tiny_checkpoint(tmp_path / "nan.pt", nan=True)
@@ -468,18 +534,21 @@ def test_nonfinite_model_output_is_skipped(tmp_path, client, frames):
     assert "Traceback" not in node.stderr
 
 
-@pytest.mark.parametrize("kind", ["missing", "corrupt"])
+@pytest.mark.parametrize("kind", ["missing", "corrupt", "empty"])
 def test_bad_checkpoint_exits_with_one_line(tmp_path, kind):
     path = tmp_path / "model.pt"
     if kind == "corrupt":
         path.write_bytes(b"PK\x03\x04 this is not a checkpoint" * 10)
+    elif kind == "empty":  # a 0-byte file: torch.load raises EOFError('')
+        path.write_bytes(b"")
     proc = subprocess.run([sys.executable, "-m", "sfm_ros.node", "--ros-args", "-p", f"checkpoint:={path}"],
                           cwd=REPO, env=ros_env(), capture_output=True, text=True, timeout=90)
     lines = [x for x in proc.stderr.splitlines() if x.strip()]
     assert proc.returncode != 0
     assert len(lines) == 1, proc.stderr
     assert "Traceback" not in proc.stderr and str(path) in lines[0]
-    assert ("does not exist" if kind == "missing" else "corrupt") in lines[0]
+    assert {"missing": "does not exist", "corrupt": "is truncated", "empty": "is empty"}[kind] in lines[0]
+    assert proc.returncode == 2
 
 
 def test_bad_backend_exits_with_one_line(tiny_ckpt):

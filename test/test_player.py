@@ -6,6 +6,7 @@ recorder run in this process on their own rclpy context.
 """
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -118,6 +119,38 @@ def test_player_missing_bag_is_one_line_error(tmp_path):
     assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_player_imports_only_message_packages(tmp_path):
+    """A bag names its message types: one typed ``this/msg/Foo`` must not import the ``this``
+    module (it prints the Zen of Python), only be skipped with a warning."""
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    from sfm_ros.player import msg_class
+
+    ts = get_typestore(Stores.ROS2_KILTED)
+    ts.register(get_types_from_msg("int32 x", "this/msg/Foo"))
+    T = ts.types
+    bag = tmp_path / "odd"
+    with Writer(bag, version=9) as w:
+        c = w.add_connection("/odd", "this/msg/Foo", typestore=ts)
+        w.write(c, 1_000_000_000, ts.serialize_cdr(T["this/msg/Foo"](x=1), "this/msg/Foo"))
+        c = w.add_connection("/img", "sensor_msgs/msg/Image", typestore=ts)
+        hdr = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=1, nanosec=0), frame_id="c")
+        img = T["sensor_msgs/msg/Image"](header=hdr, height=1, width=1, encoding="mono8", is_bigendian=0,
+                                         step=1, data=np.zeros(1, np.uint8))
+        w.write(c, 1_100_000_000, ts.serialize_cdr(img, "sensor_msgs/msg/Image"))
+    proc = subprocess.run([sys.executable, "-m", "sfm_ros.player", str(bag), "--rate", "20"],
+                          cwd=REPO, env=ros_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "Beautiful is better than ugly" not in proc.stdout + proc.stderr
+    assert re.search(r"skipping /odd: message type this/msg/Foo", proc.stderr), proc.stderr
+    assert re.search(r"playing .*: /img", proc.stderr), proc.stderr  # the image topic was played
+    with pytest.raises(ImportError, match="not a message of an installed ROS interface package"):
+        msg_class("this/msg/Foo")
+    assert "this" not in sys.modules
+    assert msg_class("sensor_msgs/Image") is Image  # ROS 1 spelling of a known package
+
+
 def test_recorder_roundtrip(tmp_path, ros_node):
     """Recorder (in this process) writes what a publisher sends; the bag reads back identically."""
     from sfm_ros.image_codec import encode_image
@@ -143,3 +176,36 @@ def test_recorder_roundtrip(tmp_path, ros_node):
     for i, (fr, img) in enumerate(zip(back, frames)):
         assert fr.stamp == pytest.approx(50 + i + 1e-6)
         np.testing.assert_array_equal(fr.image, img)
+
+
+def test_recorder_names_missing_topics_and_ctrl_c_exits_0(tmp_path, ros_node):
+    """A topic that never appears is named after a few seconds (the recording goes on and takes a
+    topic that appears late); Ctrl-C ends it with exit 0 and what was recorded."""
+    from sfm_ros.image_codec import encode_image
+
+    out = tmp_path / "rec"
+    proc = subprocess.Popen([sys.executable, "-m", "sfm_ros.recorder", str(out), "--topics", "/never",
+                             "/late/image"], cwd=REPO, env=ros_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    err: list[str] = []
+    threading.Thread(target=lambda: [err.append(x) for x in proc.stderr], daemon=True).start()
+    try:
+        assert _wait(lambda: any("no publisher for /late/image, /never" in x for x in err), 8), "".join(err)
+        pub = ros_node.create_publisher(Image, "/late/image",
+                                        QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        assert _wait(lambda: pub.get_subscription_count() > 0, 10), "".join(err)
+        enc, h, w, step, data = encode_image(_frames(1)[0], "rgb8")
+        for i in range(3):
+            m = Image(encoding=enc, height=h, width=w, step=step, data=data)
+            m.header.stamp.sec = 100 + i
+            pub.publish(m)
+            time.sleep(0.1)
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(2)  # Ctrl-C
+        rc = proc.wait(timeout=15)
+    text = "".join(err)
+    assert rc == 0, text
+    assert "Traceback" not in text
+    assert re.search(r"wrote 3 messages to .*: /late/image 3; not recorded .*: /never", text), text
+    assert len(list(read_image_stream(out, "/late/image"))) == 3

@@ -55,6 +55,14 @@ def _bag(path: Path, synth, storage="mcap", camera="auto", n=None, grey=False, *
     return path
 
 
+def _png_folder(d: Path, synth, n=None) -> Path:
+    """The rendered frames as a folder of PNG files (an ``--images`` input)."""
+    d.mkdir(parents=True, exist_ok=True)
+    for i, im in enumerate(synth.images[:n] if n else synth.images):
+        cv2.imwrite(str(d / f"{i:06d}.png"), cv2.cvtColor(im, cv2.COLOR_RGB2BGR))
+    return d
+
+
 def _raw_image_bag(path: Path, items: list[tuple[float, np.ndarray, str]], extra=None) -> Path:
     """A ROS 2 mcap bag written message by message: (header stamp, image, encoding); bag times
     increase whatever the header stamps do. ``extra``: (topic, msgtype, fields) messages."""
@@ -154,6 +162,87 @@ def test_frame_cache_is_used(tmp_path, synth, capsys):
     assert len(list(cache.glob("*.npz"))) == 1
     rc, stdout, err = _run([*base, "--out", tmp_path / "r2"], capsys)
     assert rc == 0 and "from the cache" in stdout, err
+
+
+def _kitti_layout(root: Path, synth) -> Path:
+    """A KITTI odometry sequence folder (image_0 grey PNGs, calib.txt, times.txt from 0)."""
+    _png_folder(root / "image_0", synth)
+    P = np.zeros((3, 4))
+    P[:, :3] = synth.K
+    (root / "calib.txt").write_text("P0: " + " ".join(f"{v:.6e}" for v in P.ravel()) + "\n")
+    (root / "times.txt").write_text("".join(f"{t:.6e}\n" for t in synth.timestamps))
+    return root
+
+
+@pytest.mark.parametrize("kind", ["kitti", "images"])
+def test_frame_cache_notices_a_changed_input_file(tmp_path, synth, capsys, kind):
+    """Replacing one frame under the same name (KITTI), or the times.txt next to an image folder,
+    changes the cache key: the next run decodes again and trains on the new content."""
+    seq_dir = _kitti_layout(tmp_path / "seq", synth)
+    inputs = ["--kitti", seq_dir] if kind == "kitti" else ["--images", seq_dir / "image_0", "--fx", "60"]
+    base = [*inputs, "--cache-dir", tmp_path / "cache", *TINY, "--max-steps", "1"]
+    rc, stdout, err = _run([*base, "--out", tmp_path / "r1"], capsys)
+    assert rc == 0 and "10 frames decoded" in stdout, err
+    if kind == "kitti":
+        frame = seq_dir / "image_0" / "000003.png"
+        cv2.imwrite(str(frame), 255 - cv2.imread(str(frame)))
+        st = frame.stat()
+        os.utime(frame, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a later modification time
+    else:
+        (seq_dir / "times.txt").write_text("".join(f"{10 + t:.6e}\n" for t in synth.timestamps))
+    args = train_cli.build_parser().parse_args([str(a) for a in [*base, "--out", tmp_path / "r2"]])
+    opts = train_cli.build_options(args)
+    logs: list[str] = []
+    (seq,) = train_cli.load_inputs(args, opts, log=logs.append)
+    assert "10 frames decoded" in logs[0] and "from the cache" not in logs[0], logs
+    if kind == "kitti":
+        fresh = train_cli.load_inputs(train_cli.build_parser().parse_args(
+            [str(a) for a in [*inputs, *TINY, "--out", tmp_path / "r3"]]), opts, log=lambda m: None)[0]
+        np.testing.assert_array_equal(seq.frames, fresh.frames)  # the new pixels
+    else:
+        assert seq.stamps[0] == pytest.approx(10.0)
+
+
+def test_a_foreign_cache_file_is_not_used(tmp_path, synth, capsys):
+    """A file under the cache entry's name that is not the entry (3 frames of 16x16, K = I) is
+    decoded over, not trained on."""
+    bag = _bag(tmp_path / "b", synth)
+    cache = tmp_path / "cache"
+    base = ["--bag", bag, "--cache-dir", cache, *TINY, "--max-steps", "1"]
+    rc, _, err = _run([*base, "--out", tmp_path / "r1"], capsys)
+    assert rc == 0, err
+    (entry,) = cache.glob("*.npz")
+    np.savez(entry, frames=np.zeros((3, 16, 16, 3), np.uint8), K=np.eye(3), stamps=np.arange(3.0))
+    rc, stdout, err = _run([*base, "--out", tmp_path / "r2"], capsys)
+    assert rc == 0 and "10 frames decoded" in stdout, stdout + err
+    assert "training on 10 frames in 1 sequence(s)" in stdout  # the bag's 10 frames, not 3
+    rc, stdout, err = _run([*base, "--out", tmp_path / "r3"], capsys)  # the entry was rewritten
+    assert rc == 0 and "from the cache" in stdout, err
+
+
+def test_frame_cache_size_is_bounded_oldest_first(tmp_path, synth):
+    from sfm_ros.datasets import prepare_sequence
+
+    cache = tmp_path / "cache"
+    (cache / "notes").mkdir(parents=True)
+    (cache / "notes" / "mine.txt").write_text("not an entry")
+
+    def fill(i: int, bound: int | None) -> Path:  # a new entry; returns its path
+        before = set(cache.glob("*.npz"))
+        prepare_sequence(zip(synth.images, synth.timestamps), synth.K, (32, 96), cache_dir=cache,
+                         cache_key={"input": i}, cache_max_bytes=bound)
+        (new,) = set(cache.glob("*.npz")) - before
+        return new
+
+    first = fill(0, None)
+    size = first.stat().st_size
+    second = fill(1, None)
+    os.utime(first, ns=(0, first.stat().st_mtime_ns + 10**9))  # the first was used last
+    third = fill(2, int(2.5 * size))  # over the bound: the least recently used (second) goes
+    assert sorted(cache.glob("*.npz")) == sorted([first, third])
+    fill(3, size // 2)  # a bound below one entry: only the newest is kept
+    assert len(list(cache.glob("*.npz"))) == 1 and not third.exists() and not first.exists()
+    assert (cache / "notes" / "mine.txt").is_file()  # nothing but entries is ever removed
 
 
 def test_static_frames_are_dropped(tmp_path, synth, capsys):
@@ -316,6 +405,41 @@ def test_bad_options(tmp_path, synth, capsys):
     _assert_bad_input(rc, err, "no input")
 
 
+@pytest.mark.parametrize("where", ["config", "set", "calib"])
+def test_bad_yaml_is_one_line_and_exit_2(tmp_path, synth, capsys, where):
+    """Every YAML input takes one path: a syntax error names the input and where it is."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {lr: [1,\n")
+    extra = {"config": ["--config", bad], "set": ["--set", "train.lr=[1,"],
+             "calib": ["--calib", bad]}[where]
+    inputs = ["--images", _png_folder(tmp_path / "imgs", synth)] if where == "calib" else ["--synthetic", "1"]
+    rc, _, err = _run([*inputs, "--out", tmp_path / "o", *TINY, *extra], capsys)
+    what = {"config": f"config file {bad}", "set": "--set train.lr=[1,: the value of train.lr",
+            "calib": f"calibration file {bad}"}[where]
+    _assert_bad_input(rc, err, f"{what} is not valid YAML", "(line ", out_dir=tmp_path / "o")
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--fx", "1e300"], "fx=1e+300"),             # overflowed float32 K: a non-finite loss
+    (["--fx", "1e-300"], "fx=1e-300"),            # singular K: numpy LinAlgError
+    (["--fx", "60", "--cx", "1e9"], "cx=1e+09"),
+    (["--fx", "nan"], "non-finite"),
+    ("camera_info", "fx=1e+300"),                 # a bag's CameraInfo is checked the same way
+])
+def test_unusable_intrinsics_are_refused_before_training(tmp_path, synth, capsys, flags, needle):
+    if flags == "camera_info":
+        bad = synth.K.copy()
+        bad[0, 0] = 1e300
+        inputs = ["--bag", _bag(tmp_path / "b", synth, camera=CameraModel(SW, SH, bad))]
+    else:
+        inputs = ["--images", _png_folder(tmp_path / "imgs", synth), *flags]
+    rc, stdout, err = _run([*inputs, "--out", tmp_path / "o", *TINY], capsys)
+    _assert_bad_input(rc, err, needle, out_dir=tmp_path / "o")
+    if flags != ["--fx", "nan"]:
+        assert "unusable intrinsics" in err and "expected" in err
+    assert "training on" not in stdout
+
+
 def test_set_keeps_string_options_as_written(tmp_path):
     args = train_cli.build_parser().parse_args(["--out", "x", "--set", "train.amp=off", "--set",
                                                 "train.lr=1e-3", "--lr", "5e-4", "--config", "paper"])
@@ -331,6 +455,53 @@ def test_config_train_yaml_is_the_paper_preset():
     assert diff == {("data", "static_threshold")}  # static frames dropped, as the paper did
     assert (opts["model"]["height"], opts["model"]["width"], opts["model"]["seq_len"]) == (128, 416, 3)
     assert (opts["train"]["lr"], opts["train"]["beta1"], opts["train"]["batch_size"]) == (2e-4, 0.9, 4)
+
+
+# ------------------------------------------------------------------- unwritable or full --out
+def test_unwritable_out_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    """A read-only --out (EROFS; root ignores permission bits, so the file system call fails here)
+    is reported on one line, exit 2, before any input is decoded, even with --no-tensorboard."""
+    import errno
+    import tempfile
+
+    real = tempfile.mkstemp
+
+    def read_only(*a, dir=None, **kw):
+        if dir is not None and Path(dir).resolve().is_relative_to(tmp_path.resolve()):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(*a, dir=dir, **kw)
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    for out in (tmp_path / "new_run", tmp_path):  # a folder to create, and an existing one
+        rc, stdout, err = _run(["--synthetic", "1", "--out", out, *TINY], capsys)
+        _assert_bad_input(rc, err, f"--out {out} is not writable (Read-only file system)", out_dir=out)
+        assert "synthetic sequence" not in stdout and "training on" not in stdout
+
+
+def test_full_disk_during_a_save_keeps_the_last_good_checkpoint(tmp_path, synth, capsys, monkeypatch):
+    """ENOSPC in the second save (--ckpt-every 1): the first last.pt stays intact, the partial
+    temporary file is removed, and one line says which checkpoint is the last good one."""
+    import errno
+
+    from sfm_ros import checkpoint
+
+    real, calls = torch.save, []
+
+    def full_disk(obj, f, *a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            f.write(b"PK\x03\x04 half a checkpoint")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(obj, f, *a, **kw)
+    monkeypatch.setattr(checkpoint.torch, "save", full_disk)
+    out = tmp_path / "o"
+    rc, _, err = _run(["--synthetic", "1", "--out", out, *TINY, "--max-steps", "3", "--ckpt-every", "1"], capsys)
+    assert rc == 1, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert f"could not write {out / 'last.pt'} at step 2 (No space left on device)" in lines[0]
+    assert "last good checkpoints written by this run: last.pt (step 1)" in lines[0] and "best.pt (none)" in lines[0]
+    assert read_checkpoint(out / "last.pt")["step"] == 1
+    assert sorted(p.name for p in out.iterdir()) == ["last.pt"]  # no temporary file left
 
 
 # -------------------------------------------------------------------------- resume, checkpoints
@@ -360,7 +531,7 @@ def test_resume_checks(tmp_path, synth, capsys):
     corrupt = out / "last.pt"
     corrupt.write_bytes(good[: len(good) // 3])
     rc, _, err = _run(["--bag", bag, "--out", out, *TINY, "--resume"], capsys)
-    _assert_bad_input(rc, err, f"checkpoint {corrupt} is corrupt")
+    _assert_bad_input(rc, err, f"checkpoint {corrupt} is truncated")
     assert corrupt.read_bytes() == good[: len(good) // 3]
     rc, _, err = _run(["--bag", bag, "--out", tmp_path / "o2", *TINY, "--resume", tmp_path / "missing.pt"], capsys)
     _assert_bad_input(rc, err, "does not exist", out_dir=tmp_path / "o2")

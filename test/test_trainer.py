@@ -131,6 +131,91 @@ def test_non_finite_loss_raises_training_error_without_checkpoints(seqs, tmp_pat
     assert all(torch.isfinite(v).all() for v in state["depth_net"].values())
 
 
+def _finite(path: Path) -> bool:
+    state = read_checkpoint(path)
+    tensors = [*state["depth_net"].values(), *state["pose_net"].values()]
+    tensors += [v for st in state["optimizer"]["state"].values() for v in st.values() if torch.is_tensor(v)]
+    return all(torch.isfinite(t).all() for t in tensors if t.is_floating_point())
+
+
+def test_a_non_finite_gradient_skips_its_step_and_training_goes_on(seqs, tmp_path):
+    """A finite loss whose gradient is not finite: that step is skipped and counted, the weights
+    stay finite, training goes on, and every checkpoint is finite."""
+    class InfGradOnce(Trainer):
+        def train_step(self, batch):
+            if self.step == 1 and not self.skipped_steps:  # the second step's gradient overflows
+                p = next(self.model.depth_net.parameters())
+                h = p.register_hook(lambda g: (h.remove(), g * float("inf"))[1])
+            return super().train_step(batch)
+
+    logs: list[str] = []
+    tr = InfGradOnce(_opts(num_workers=0, max_steps=3), seqs, None, tmp_path, progress=False,
+                     tensorboard=False, log=logs.append)
+    summary = tr.fit()
+    tr.close()
+    assert summary["steps"] == 3 and summary["skipped_steps"] == 1
+    assert any("step 2: non-finite gradient: optimiser step skipped" in m for m in logs), logs
+    assert all(torch.isfinite(q).all() for q in tr.model.parameters())
+    assert _finite(tmp_path / "last.pt") and _finite(tmp_path / "best.pt")
+
+
+def test_an_update_that_makes_the_weights_non_finite_stops_at_that_step(seqs, tmp_path):
+    """An optimiser step that leaves a weight non-finite (loss and gradient were finite): training
+    stops at that step, and no checkpoint is written from the weights."""
+    tr = Trainer(_opts(num_workers=0, max_steps=4), seqs, None, tmp_path, progress=False, tensorboard=False)
+    step = tr.optimizer.step
+
+    def overflowing_step(*a, **kw):  # the second update overflows one weight
+        out = step(*a, **kw)
+        if tr.step == 1:
+            with torch.no_grad():
+                next(tr.model.depth_net.parameters()).view(-1)[0] = float("inf")
+        return out
+    tr.optimizer.step = overflowing_step
+    with pytest.raises(TrainingError) as info:
+        tr.fit()
+    tr.close()
+    msg = str(info.value)
+    assert "the update of step 2 made the weights non-finite" in msg and "this run wrote no checkpoint" in msg
+    assert "last.pt (none)" in msg and "best.pt (none)" in msg
+    assert tr.step == 1  # stopped at the step that made them
+    assert not (tmp_path / "last.pt").exists() and not (tmp_path / "best.pt").exists()
+
+
+def test_a_streak_of_bad_steps_names_the_checkpoints_it_wrote(seqs, tmp_path):
+    """After one good step (written: ckpt_every=1) the loss turns non-finite for good: the stop
+    message names what this run wrote (the step-1 weights) and what it did not."""
+    class NaNAfterOne(Trainer):
+        def _forward(self, batch, model, keep_warped=False):
+            outputs, losses = super()._forward(batch, model, keep_warped)
+            if self.step >= 1:
+                losses["loss"] = losses["loss"] * float("nan")
+            return outputs, losses
+
+    opts = _opts(num_workers=0, epochs=10)
+    tr = NaNAfterOne(opts, seqs, None, tmp_path, progress=False, tensorboard=False, ckpt_every=1)
+    with pytest.raises(TrainingError) as info:
+        tr.fit()
+    tr.close()
+    msg = str(info.value)
+    assert "non-finite for 10 steps in a row (after step 1)" in msg
+    assert "last good checkpoints written by this run: last.pt (step 1), best.pt (step 1)" in msg, msg
+    for name in ("last.pt", "best.pt"):
+        assert read_checkpoint(tmp_path / name)["step"] == 1 and _finite(tmp_path / name)
+
+
+def test_save_refuses_non_finite_state(seqs, tmp_path):
+    tr = Trainer(_opts(num_workers=0, max_steps=1), seqs, None, tmp_path, progress=False, tensorboard=False)
+    tr.fit()
+    good = (tmp_path / "last.pt").read_bytes()
+    with torch.no_grad():
+        next(tr.model.pose_net.parameters()).view(-1)[0] = float("nan")
+    with pytest.raises(TrainingError, match="not writing last.pt at step 1: the weights or the optimiser"):
+        tr.save("last.pt")
+    tr.close()
+    assert (tmp_path / "last.pt").read_bytes() == good
+
+
 # ----------------------------------------------------------------------------- atomic writes
 _SAVER = textwrap.dedent("""
     import sys, torch

@@ -68,12 +68,14 @@ class TrainingError(RuntimeError):
 
 
 def _max_abs(tensors: list) -> float:
-    """The largest ``|x|`` over tensors (NaN when any holds a NaN; 0 for none): one fused pass and
-    one sync per device and dtype."""
+    """An upper bound of the largest ``|x|`` over tensors: the largest per-tensor 2-norm (NaN when
+    any holds a NaN, inf when any holds an inf; 0 for none). One fused pass and one sync per device
+    and dtype; the 2-norm, because on a CPU torch's fused inf-norm measured 22x slower (131 vs 5.9
+    ms over the paper's 34 M weights, one thread)."""
     groups: dict = {}
     for t in tensors:
         groups.setdefault((t.device, t.dtype), []).append(t.detach())
-    maxima = [float(torch.stack(torch._foreach_norm(ts, math.inf)).float().max()) for ts in groups.values()]
+    maxima = [float(torch.stack(torch._foreach_norm(ts, 2)).float().max()) for ts in groups.values()]
     return math.nan if any(math.isnan(m) for m in maxima) else max(maxima, default=0.0)
 
 

@@ -136,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--max-depth", type=float, default=None,
                    help="metres (default 80, the paper's; 10 with --sevenscenes)")
     d.add_argument("--no-median-scaling", action="store_true", help="metric models: no per-image median scaling")
+    d.add_argument("--camera-height", type=float, metavar="M",
+                   help="scale each prediction as the node's camera_height does (ground plane in the predicted "
+                        "depth, frames in order, forward camera) instead of median scaling; also reports the "
+                        "ratio of predicted to true depth")
     d.add_argument("--crop", choices=("none", "eigen", "garg"), default="none",
                    help="evaluation crop (default none; the paper uses garg on KITTI)")
     d.add_argument("--save-npy", metavar="DIR", help="also save the predictions (network units) as .npy")
@@ -509,25 +513,46 @@ def _run_depth(args) -> dict:
         if save:
             save.mkdir(parents=True, exist_ok=True)
 
+        ground = None
+        if args.camera_height is not None:
+            if not args.camera_height > 0 or frames.K is None:
+                raise UsageError(f"--camera-height must be > 0 m and needs intrinsics (--kitti or --sevenscenes), "
+                                 f"got {args.camera_height} on {frames.name}")
+            from sfm_ros.ground_scale import GroundScale
+            from sfm_ros.odometry import camera_extrinsic
+
+            ground = GroundScale(args.camera_height, camera_extrinsic())
+
         def run() -> Iterator[tuple[np.ndarray, tuple[int, int]]]:
             for i, img in enumerate(frames.images()):
                 d = est.depth(est.preprocess(img))[0, 0].float().cpu().numpy()
                 if save:
                     np.save(save / f"{i:06d}.npy", d)
+                if ground is not None:
+                    s = ground.update(d, est.scale_intrinsics(frames.K, img.shape[:2]))
+                    d = d * (np.nan if s is None else s)  # no scale yet: the frame is skipped
                 yield d, img.shape[:2]
         preds = run()
         source = f"{args.checkpoint} on {frames.name}"
         model = {"seq_len": est.seq_len, "size": [est.height, est.width], "device": str(est.device)}
-    results, skipped, const = [], [], []
+    metric = getattr(args, "camera_height", None) is not None and not args.pred_npy
+    median_scaling = not (args.no_median_scaling or metric)
+    results, skipped, const, ratios = [], [], [], []
     n = 0
     for i, ((pred, hw), gt_load) in enumerate(itertools.zip_longest(preds, gts, fillvalue=(None, None))):
         if pred is None or (isinstance(gt_load, tuple)):
             raise UsageError(f"the input has {'fewer' if pred is None else 'more'} frames than ground-truth maps")
         n += 1
         gt = gt_load(hw if hw is not None else pred.shape)
+        if metric and not np.isfinite(pred).any():  # no ground plane found yet
+            skipped.append(i)
+            continue
         try:
-            r = evaluate_depth(gt, pred, args.min_depth, max_depth, median_scaling=not args.no_median_scaling,
+            r = evaluate_depth(gt, pred, args.min_depth, max_depth, median_scaling=median_scaling,
                                crop=crop)
+            if metric:
+                ratios.append(1.0 / evaluate_depth(gt, pred, args.min_depth, max_depth, median_scaling=True,
+                                                   crop=crop)["scale"])
         except ValueError as exc:
             if "no valid ground-truth pixels" in str(exc):
                 skipped.append(i)
@@ -537,7 +562,7 @@ def _run_depth(args) -> dict:
         finite = pred[np.isfinite(pred) & (pred > 0)]
         r["spread"] = float(np.log(finite).std()) if finite.size else 0.0
         results.append(r)
-        if not args.no_median_scaling:  # the floor a model must beat: one constant depth, median-scaled
+        if median_scaling:  # the floor a model must beat: one constant depth, median-scaled
             const.append(evaluate_depth(gt, np.ones_like(pred), args.min_depth, max_depth, median_scaling=True,
                                         crop=crop))
     if not results:
@@ -554,7 +579,10 @@ def _run_depth(args) -> dict:
     return {
         "command": "depth", "source": source, "ground_truth": gt_what, "model": model,
         "settings": {"min_depth": args.min_depth, "max_depth": max_depth, "crop": args.crop,
-                     "median_scaling": not args.no_median_scaling, "frames": args.frames},
+                     "median_scaling": median_scaling, "frames": args.frames,
+                     "camera_height": getattr(args, "camera_height", None) if metric else None},
+        "metric_ratio": ({"median": float(np.median(ratios)), "p25": float(np.percentile(ratios, 25)),
+                          "p75": float(np.percentile(ratios, 75))} if ratios else None),
         "metrics": {k: agg[k] for k in DEPTH_METRIC_KEYS},
         "baseline_constant": {k: base[k] for k in DEPTH_METRIC_KEYS} if base else None,
         "count": len(results), "skipped": skipped,
@@ -581,8 +609,13 @@ def format_depth(res: dict) -> str:
         lines.append("| constant depth (baseline) | " + " | ".join(f"{res['baseline_constant'][k]:.4f}" for k in keys) + " |")
     lines.append("")
     tail = f"scale gt/pred {res['scale_mean']:.4g} ± {res['scale_std']:.2g}"
+    if res.get("metric_ratio"):
+        m = res["metric_ratio"]
+        tail = (f"scale from camera height {s['camera_height']:g} m (no median scaling): predicted / true depth "
+                f"median {m['median']:.3f} (quartiles {m['p25']:.3f}-{m['p75']:.3f})")
     if res["skipped"]:
-        tail += f"; {len(res['skipped'])} image(s) without valid ground truth skipped"
+        why = "valid ground truth or (before the first) ground plane" if res.get("metric_ratio") else "valid ground truth"
+        tail += f"; {len(res['skipped'])} image(s) without {why} skipped"
     lines.append(tail)
     lines += [f"warning: {w}" for w in res.get("warnings", [])]
     return "\n".join(lines)

@@ -80,7 +80,7 @@ def test_depth_checkpoint_table_and_json(tiny_ckpt, synth, tmp_path, capsys):
     assert all(np.isfinite(v) for v in m.values())
     assert m["abs_rel"] > 0 and m["rmse"] > 0 and m["rmse_log"] > 0
     assert 0 <= m["a1"] <= m["a2"] <= m["a3"] <= 1
-    assert res["settings"] == {"min_depth": 1e-3, "max_depth": 80.0, "crop": "none", "median_scaling": True,
+    assert res["settings"] == {"min_depth": 1e-3, "max_depth": 80.0, "crop": "none", "median_scaling": True, "camera_height": None,
                                "frames": None}
     assert res["model"]["seq_len"] == 3 and res["model"]["size"] == [H, W]
     # the saved predictions, evaluated again against the npy ground truth, give the same numbers
@@ -286,6 +286,8 @@ def test_pose_sevenscenes_stride(tiny_ckpt, sevenscenes_dir, tmp_path, capsys):
     (["pose", "--checkpoint", "{ckpt}", "--images", "{images}", "--refine", "epipolar", "--gt-kitti", "x"],
      "needs the camera intrinsics"),
     (["pose", "--checkpoint", "{ckpt}", "--images", "{images}", "--camera-height", "1.5", "--gt-kitti", "x"],
+     "--camera-height must be > 0 m and needs intrinsics"),
+    (["depth", "--checkpoint", "{ckpt}", "--images", "{images}", "--gt-npy", "{gt_npy}", "--camera-height", "1.5"],
      "--camera-height must be > 0 m and needs intrinsics"),
     (["frobnicate"], "invalid choice"),
 ])

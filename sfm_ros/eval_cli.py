@@ -161,8 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "forward camera): also reports the trajectory with no scale alignment and the "
                         "ratio of predicted to true step length")
     q.add_argument("--refine", default="none", metavar="MODE",
-                   help="refine each frame-to-frame motion as the node's refine_pose does: none | epipolar "
-                        "(default none; needs intrinsics: --kitti and --sevenscenes carry them)")
+                   help="refine each frame-to-frame motion with the node's refiner (refine_pose): none | "
+                        "epipolar (default none; needs intrinsics: --kitti and --sevenscenes carry them). The "
+                        "network motion it starts from is the windows' average here, the newest window's "
+                        "in the node; it only matters where the refiner keeps the network's translation")
     q.add_argument("--train-frames", metavar="A:B",
                    help="ground-truth frames of the mean-odometry baseline (default: outside --frames)")
     q.add_argument("--tum", metavar="OUT", help="write the predicted trajectory (TUM) and OUT's .gt twin")

@@ -125,7 +125,9 @@ class GroundScale:
         T_base_cam: (4, 4) pose of the optical frame in ``base_link`` (z up).
         window: accepted estimates the median runs over.
         max_jump: an estimate off the current scale by more than this fraction is rejected (once
-            ``window // 3`` estimates are in).
+            ``window // 3`` estimates are in). When ``window`` estimates in a row are rejected and
+            agree with each other (within ``max_jump / 2`` of their median), the history restarts
+            from them: a start behind a car or on a ramp does not fix a wrong scale for good.
     """
 
     camera_height: float
@@ -136,6 +138,7 @@ class GroundScale:
     accepted: int = 0
     rejected: int = 0
     failed: int = 0
+    reseeded: int = 0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.camera_height) and self.camera_height > 0):
@@ -145,6 +148,7 @@ class GroundScale:
             raise ValueError(f"T_base_cam must be 4x4, got {T.shape}")
         self.down = T[:3, :3].T @ np.array([0.0, 0.0, -1.0])
         self.history = deque(maxlen=self.window)
+        self._rejects: deque = deque(maxlen=self.window)
 
     @property
     def scale(self) -> float | None:
@@ -171,7 +175,14 @@ class GroundScale:
         cur = self.scale
         if cur is not None and len(self.history) >= max(1, self.window // 3) and abs(s / cur - 1.0) > self.max_jump:
             self.rejected += 1
-            return cur
+            self._rejects.append(s)
+            r = np.asarray(self._rejects)
+            if len(r) == self.window and np.all(np.abs(r / np.median(r) - 1.0) <= self.max_jump / 2):
+                self.history = deque(r.tolist(), maxlen=self.window)
+                self._rejects.clear()
+                self.reseeded += 1
+            return self.scale
+        self._rejects.clear()
         self.history.append(s)
         self.accepted += 1
         return self.scale

@@ -518,8 +518,6 @@ class SfmNode(Node):
                 return SetParametersResult(successful=False, reason=f"refine_pose must be one of "
                                                                     f"{', '.join(REFINE_MODES)}, got {new['refine_pose']!r}")
             self._refiner = Refiner(new["refine_pose"])  # one assignment: the worker sees old or new
-        if "camera_height" in new:
-            self._ground = None  # rebuilt with the new height by the next frame
         if "max_gap" in new:
             self.odometry.max_gap = float(new["max_gap"])
         if new.get("publish_tf") and self._static_frame:
@@ -812,6 +810,7 @@ class SfmNode(Node):
         if cam is None:
             self._warn("scale_intrinsics", "camera_height needs intrinsics to find the ground: the last "
                                            "scale is kept until camera_info arrives")
+            self._scale_source = "camera_height (no intrinsics yet)"
             return self.odometry.scale
         e = self.estimator
         s = self._ground.update(depth.float().cpu().numpy(), cam.scaled(e.width, e.height).K)
@@ -825,6 +824,8 @@ class SfmNode(Node):
     def _refine_callback(self, image_hw: tuple[int, int]):
         """``refine(ref, inc)`` for :meth:`MonocularOdometry.update`: the current refiner between
         window frame ``ref`` and the newest frame, or None when off or without intrinsics."""
+        import cv2
+
         refiner = self._refiner
         if refiner.mode == "none":
             return None
@@ -836,8 +837,14 @@ class SfmNode(Node):
 
         def refine(ref: int, inc: np.ndarray) -> np.ndarray:
             _, _, d_ref, img_ref = self._window[ref]
-            r = refiner.refine(refiner.view(img_ref, cam.K), refiner.view(self._window[-1][3], cam.K), inc,
-                               d_ref.float().cpu().numpy())
+            try:
+                r = refiner.refine(refiner.view(img_ref, cam.K), refiner.view(self._window[-1][3], cam.K), inc,
+                                   d_ref.float().cpu().numpy())
+            except (ValueError, np.linalg.LinAlgError, cv2.error) as exc:
+                self._warn("refine_error", f"pose refinement failed ({type(exc).__name__}: "
+                                           f"{str(exc).splitlines()[0] if str(exc) else ''}): the network's "
+                                           "motion is used")
+                return inc
             with self._lock:
                 self._refine_counts[r.used] = self._refine_counts.get(r.used, 0) + 1
             return r.T, r.covariance
@@ -947,6 +954,7 @@ class SfmNode(Node):
             s = dict(self.stats)
             lat_s, lat_w, inf = list(self._lat_stamp), list(self._lat_wall), list(self._infer_ms)
             refine = dict(self._refine_counts)
+        ground = self._ground  # read once: the worker may replace it
         new_drops = s["dropped"] - self._dropped_reported
         if new_drops > 0:
             ok, _ = self._limiter.ok("drops")
@@ -979,10 +987,9 @@ class SfmNode(Node):
             "odometry_resets": self.odometry.resets,
             "scale": f"{self.odometry.scale:.6g}",
             "scale_source": self._scale_source,
-            "ground_scale_spread": "n/a" if self._ground is None or self._ground.spread is None
-            else f"{self._ground.spread:.3f}",
-            "ground_planes": "n/a" if self._ground is None else
-            f"accepted {self._ground.accepted}, rejected {self._ground.rejected}, none found {self._ground.failed}",
+            "ground_scale_spread": "n/a" if ground is None or ground.spread is None else f"{ground.spread:.3f}",
+            "ground_planes": "n/a" if ground is None else
+            f"accepted {ground.accepted}, rejected {ground.rejected}, none found {ground.failed}",
             "refine_pose": self._refiner.mode,
             "refined_motions": ", ".join(f"{k} {v}" for k, v in sorted(refine.items())) or "none yet",
         }

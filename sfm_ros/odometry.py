@@ -458,6 +458,8 @@ class MonocularOdometry:
             if isinstance(out, tuple):
                 out, step_cov = out
             inc = np.asarray(out, dtype=np.float64)
+            if step_cov is not None:
+                self._base_variance(step_cov)  # validated before any state changes
         if not np.all(np.isfinite(inc)):
             raise ValueError("non-finite pose prediction")
         dt = stamp - self.pose_stamp

@@ -22,6 +22,8 @@ Overrides use dotted keys, e.g. ``loss.smooth_weight=0.1`` or ``train.batch_size
 """
 from __future__ import annotations
 
+import math
+
 import copy
 import dataclasses
 from dataclasses import dataclass, field
@@ -282,6 +284,8 @@ def validate(opts: Options) -> None:
         raise ValueError(f"loss.smooth_decay must be >= 1, got {lo.smooth_decay}")
     if not 1 <= lo.num_scales <= 4:
         raise ValueError(f"loss.num_scales must be 1..4, got {lo.num_scales}")
+    if not (math.isfinite(lo.epipolar_weight) and lo.epipolar_weight >= 0):
+        raise ValueError(f"loss.epipolar_weight must be a finite number >= 0, got {lo.epipolar_weight}")
     if not opts.data.cache_max_gb >= 0:
         raise ValueError(f"data.cache_max_gb must be >= 0, got {opts.data.cache_max_gb}")
     if opts.train.batch_size < 1:

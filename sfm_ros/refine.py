@@ -188,6 +188,8 @@ class Refiner:
                               d_rot, "low parallax", residual_px=residual, parallax_px=residual)
         E, mask = cv2.findEssentialMat(p, q, K, method=_ESTIMATORS[self.estimator], prob=0.999,
                                        threshold=self.ransac_px)
+        if E is not None and E.ndim == 2 and E.shape[0] > 3 and E.shape[0] % 3 == 0:
+            E = E[:3]  # several solutions stacked: the first is the best scored
         if E is None or E.shape != (3, 3) or mask is None:
             return Refinement(T_net.copy(), reason="no essential matrix", tracks=n, why="no essential matrix")
         inl, R, t, mask = cv2.recoverPose(E, p, q, K, mask=mask.copy())

@@ -57,3 +57,16 @@ def test_bad_arguments_are_named():
         GroundScale(1.0, np.eye(3))
     with pytest.raises(ValueError, match="region"):
         fit_ground_plane(np.ones((8, 8)), np.eye(3), [0, 1, 0], region=0.0)
+
+
+def test_a_wrong_start_is_not_kept_for_good(street):
+    """Five frames at a wrong scale (a start behind a car), then the true ground: after one window
+    of agreeing rejections the history restarts from them."""
+    seq, depth = street
+    gs = GroundScale(1.5, camera_extrinsic(), window=6)
+    for _ in range(5):
+        gs.update(depth[0] * 2.0, seq.K)  # scale UNITS / 2
+    assert gs.scale == pytest.approx(UNITS / 2, rel=0.02)
+    for i in range(12):
+        gs.update(depth[i % len(depth)], seq.K)
+    assert gs.reseeded == 1 and gs.scale == pytest.approx(UNITS, rel=0.02)

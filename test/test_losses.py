@@ -119,3 +119,13 @@ def test_epipolar_prior_loss_is_zero_at_the_prior_and_pulls_towards_it():
     assert vec.grad[0, 0] > 0 and vec.grad[0, 4] < 0  # less sideways, more yaw
     none = torch.zeros(1, 1, 2)
     assert float(epipolar_prior_loss(turned, prior[:, None], none, [1])) == 0.0
+
+
+def test_epipolar_weight_must_be_finite_and_non_negative():
+    from sfm_ros.options import load_options
+
+    for bad in ("-1", "nan"):
+        with pytest.raises(ValueError, match="epipolar_weight"):
+            load_options("default", [f"loss.epipolar_weight={bad}"])
+    assert load_options("default", []).loss.epipolar_weight == 1.0
+    assert load_options("paper", []).loss.epipolar_weight == 0.0

@@ -394,8 +394,9 @@ class Trainer:
                 self.sampler.set_epoch(self.epoch)
                 self.train_set.set_epoch(self.epoch)
                 sampler = _SkipSampler(self.sampler, self.step_in_epoch * t.batch_size)
+                workers = t.num_workers if t.num_workers >= 0 else (2 if self.train_set.augment else 0)
                 loader = DataLoader(self.train_set, batch_size=t.batch_size, sampler=sampler,
-                                    num_workers=t.num_workers, collate_fn=collate, drop_last=True,
+                                    num_workers=workers, collate_fn=collate, drop_last=True,
                                     pin_memory=self.device.type == "cuda")
                 # The iterator draws its worker base seed from the torch RNG. At an epoch boundary
                 # the saved state is the one the uninterrupted run created this iterator from:

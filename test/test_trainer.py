@@ -311,3 +311,10 @@ def test_epipolar_prior_windows_and_training(seqs, tmp_path):
     logs = tr.train_step(collate([ds[0], ds[1], ds[2], ds[3]]))
     assert "epipolar" in logs and np.isfinite(logs["epipolar"]) and logs["epipolar"] > 0
     assert any("epipolar prior:" in x for x in lines), lines
+
+
+def test_num_workers_auto_and_validation():
+    """-1 (the default) is auto; below it is refused with the option's name."""
+    assert load_options("default", []).train.num_workers == -1
+    with pytest.raises(ValueError, match="train.num_workers"):
+        load_options("default", ["train.num_workers=-2"])

@@ -117,7 +117,7 @@ name                            type      default                      meaning
                                                                        network against the images
                                                                        (:mod:`sfm_ros.refine`; needs
                                                                        intrinsics, else the network's);
-                                                                       ~6 ms a frame at 128x416
+                                                                       ~11 ms a frame at 128x416 (one core)
 ``publish_tf`` *                bool      true                         /tf and /tf_static
 ``publish_points`` *            bool      true                         ``points``
 ``points_stride`` *             int       4                            pixel step of ``points``

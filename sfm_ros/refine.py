@@ -209,26 +209,26 @@ class Refiner:
             T[:3, :3] = T_epi[:3, :3]
             return Refinement(T, "rotation", f"parallax {parallax:.2f} px (< {self.min_parallax_px:g}): "
                               "translation from the network", n, inl, "network", d_rot, "low parallax",
-                              residual_px=_sampson_px(p_in, q_in, K, E), parallax_px=parallax)
-        baseline, scale_from = None, "network"
-        self._last_spread = float("nan")
+                              residual_px=_robust_px(_signed_sampson(p_in, q_in, K, R, t.ravel())),
+                              parallax_px=parallax)
+        baseline, spread, scale_from = None, float("nan"), "network"
         if depth is not None:
-            baseline = self._depth_baseline(p_in, q_in, K, T_new_ref, depth)
-            if baseline is not None:
-                scale_from = "depth"
+            found = self._depth_baseline(p_in, q_in, K, T_new_ref, depth)
+            if found is not None:
+                (baseline, spread), scale_from = found, "depth"
         if baseline is None:
             baseline = float(np.linalg.norm(T_net[:3, 3]))
         T = T_epi.copy()
         T[:3, 3] *= baseline
-        return Refinement(T, "epipolar", "", n, inl, scale_from, d_rot,
-                          residual_px=_sampson_px(p_in, q_in, K, E), parallax_px=parallax,
-                          length_spread=self._last_spread,
-                          motion_info=_epipolar_information(p_in, q_in, K, T_new_ref[:3, :3], T_new_ref[:3, 3]))
+        info, r0 = _epipolar_information(p_in, q_in, K, T_new_ref[:3, :3], T_new_ref[:3, 3])
+        return Refinement(T, "epipolar", "", n, inl, scale_from, d_rot, residual_px=_robust_px(r0),
+                          parallax_px=parallax, length_spread=spread, motion_info=info)
 
     def _depth_baseline(self, p: np.ndarray, q: np.ndarray, K: np.ndarray, T_new_ref: np.ndarray,
-                        depth: np.ndarray) -> float | None:
+                        depth: np.ndarray) -> tuple[float, float] | None:
         """Baseline that makes the corners triangulated with a unit baseline agree with the
-        predicted depth of the reference frame (median ratio), or None when they disagree."""
+        predicted depth of the reference frame (median ratio) and the ratios' spread (inter-quartile
+        range / median / sqrt(corners)), or None when they disagree."""
         depth = np.asarray(depth, dtype=np.float64)
         h, w = depth.shape
         P0 = K @ np.eye(3, 4)
@@ -251,8 +251,7 @@ class Refiner:
         q25, med, q75 = np.percentile(ratio, [25, 50, 75])
         if not np.isfinite(med) or med <= 0 or (q75 - q25) > self.max_scale_spread * med:
             return None
-        self._last_spread = float((q75 - q25) / med / math.sqrt(ratio.size))
-        return float(med)
+        return float(med), float((q75 - q25) / med / math.sqrt(ratio.size))
 
 
 def _rotation_only(p: np.ndarray, q: np.ndarray, K: np.ndarray) -> tuple[np.ndarray | None, float]:
@@ -277,11 +276,9 @@ def _rotation_only(p: np.ndarray, q: np.ndarray, K: np.ndarray) -> tuple[np.ndar
 
 # Per-motion uncertainty (:func:`motion_covariance`), calibrated on KITTI 00 frames 0-119 against
 # ground truth (a model trained on those frames; reported frames 120-159 and 7-Scenes never used):
-#: refined rotation error = K_ROT x residual / (focal x sqrt(inliers)) per axis (measured 30-34)
+#: rotation error of a rotation-only refinement = K_ROT x residual / (focal x sqrt(inliers)) per axis
+#: (measured 30-34 for epipolar refinements)
 K_ROT = 32.0
-#: refined direction-of-travel error = K_DIR x residual / (parallax x sqrt(inliers)) (measured 10.3 on
-#: frames 0-119 and 14 needed on 120-159: the larger, so that fusion is not over-confident)
-K_DIR = 14.0
 #: relative error of a step length from the learned depth = K_LEN x the spread of the per-corner
 #: depth ratios (inter-quartile range / median / sqrt(corners)) (measured 12.3 and 14.5 for two models)
 K_LEN = 13.0
@@ -310,7 +307,6 @@ def motion_covariance(r: Refinement, focal_px: float) -> np.ndarray:
     L = float(np.linalg.norm(t))
     d = t / L if L > 1e-12 else np.array([0.0, 0.0, 1.0])
     n = max(r.inliers, 1)
-    geometric_rot = K_ROT * r.residual_px / (focal_px * math.sqrt(n))
     if r.used == "epipolar" and r.motion_info is not None:
         s_len = (max(MIN_LEN_REL, K_LEN * r.length_spread) if r.scale_from == "depth" else NETWORK_LEN_REL) * L
         info, B, R = r.motion_info
@@ -323,12 +319,9 @@ def motion_covariance(r: Refinement, focal_px: float) -> np.ndarray:
         if np.all(np.isfinite(C)):
             return C
         s_rot, s_dir = NETWORK_ROT, NETWORK_DIR
-    elif r.used == "epipolar":
-        s_rot = max(MIN_ROT, geometric_rot)
-        s_dir = max(MIN_DIR, K_DIR * r.residual_px / (max(r.parallax_px, 1e-6) * math.sqrt(n)))
-        s_len = (max(MIN_LEN_REL, K_LEN * r.length_spread) if r.scale_from == "depth" else NETWORK_LEN_REL) * L
     elif r.used == "rotation":
-        s_rot, s_dir, s_len = max(MIN_ROT, geometric_rot), NETWORK_DIR, NETWORK_LEN_REL * L
+        s_rot = max(MIN_ROT, K_ROT * r.residual_px / (focal_px * math.sqrt(n)))
+        s_dir, s_len = NETWORK_DIR, NETWORK_LEN_REL * L
     else:
         s_rot, s_dir, s_len = NETWORK_ROT, NETWORK_DIR, NETWORK_LEN_REL * L
     if not all(np.all(np.isfinite(x)) for x in (s_rot, s_dir, s_len)):
@@ -338,6 +331,11 @@ def motion_covariance(r: Refinement, focal_px: float) -> np.ndarray:
     C[:3, :3] = s_len ** 2 * P + (s_dir * L) ** 2 * (np.eye(3) - P)
     C[3:, 3:] = np.diag(np.broadcast_to(np.square(s_rot), (3,)))
     return C
+
+
+def _robust_px(residuals: np.ndarray) -> float:
+    """Robust spread (1.4826 x median absolute value) of residuals in pixels."""
+    return float(1.4826 * np.median(np.abs(residuals)))
 
 
 def _signed_sampson(p: np.ndarray, q: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -354,12 +352,12 @@ def _signed_sampson(p: np.ndarray, q: np.ndarray, K: np.ndarray, R: np.ndarray, 
 
 
 def _epipolar_information(p: np.ndarray, q: np.ndarray, K: np.ndarray, R: np.ndarray,
-                          t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                          t: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
     """Gauss-Newton information ``JᵀJ`` (5x5, pixels² per unit²) of the Sampson residuals over the
     five motion parameters the two views fix: a rotation ``ω`` (``R exp(ω)``, rad) and the direction
     of ``t`` along the two unit vectors ``B`` (3x2) across it (rad); numerical derivatives. Returns
-    ``(JᵀJ, B, R)``. Its inverse times the residual variance is the motion's covariance,
-    correlations (bas-relief: a turn against a sideways step) included."""
+    ``((JᵀJ, B, R), residuals)``. Its inverse times the residual variance is the motion's
+    covariance, correlations (bas-relief: a turn against a sideways step) included."""
     t = t / np.linalg.norm(t)
     a = np.array([1.0, 0.0, 0.0]) if abs(t[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
     b1 = np.cross(t, a)
@@ -376,20 +374,7 @@ def _epipolar_information(p: np.ndarray, q: np.ndarray, K: np.ndarray, R: np.nda
     for k, b in enumerate((b1, b2)):
         tk = t + eps * b
         J[:, 3 + k] = (_signed_sampson(p, q, K, R, tk / np.linalg.norm(tk)) - r0) / eps
-    return J.T @ J, np.stack([b1, b2], axis=1), R
-
-
-def _sampson_px(p: np.ndarray, q: np.ndarray, K: np.ndarray, E: np.ndarray) -> float:
-    """Robust spread (1.4826 x median) of the Sampson distances (pixels) of ``p ↔ q`` to ``E``."""
-    Kinv = np.linalg.inv(K)
-    F = Kinv.T @ E @ Kinv
-    x1 = np.c_[p, np.ones(len(p))]
-    x2 = np.c_[q, np.ones(len(q))]
-    Fx1 = x1 @ F.T
-    Ftx2 = x2 @ F
-    num = np.sum(x2 * Fx1, axis=1) ** 2
-    den = Fx1[:, 0] ** 2 + Fx1[:, 1] ** 2 + Ftx2[:, 0] ** 2 + Ftx2[:, 1] ** 2
-    return float(1.4826 * np.median(np.sqrt(num / np.maximum(den, 1e-18))))
+    return (J.T @ J, np.stack([b1, b2], axis=1), R), r0
 
 
 def _parallax_px(p: np.ndarray, q: np.ndarray, K: np.ndarray, R: np.ndarray) -> float:

@@ -20,7 +20,7 @@ import yaml
 
 from .yaml_io import read_yaml
 
-__all__ = ["CameraError", "CameraModel", "Rectifier", "SUPPORTED_DISTORTION_MODELS"]
+__all__ = ["CameraError", "CameraModel", "Rectifier", "SUPPORTED_DISTORTION_MODELS", "backproject_grid"]
 
 #: Distortion models :class:`Rectifier` can undo ("fisheye" is accepted as equidistant).
 SUPPORTED_DISTORTION_MODELS = ("plumb_bob", "rational_polynomial", "equidistant")
@@ -252,6 +252,17 @@ class CameraModel:
 
     def save_yaml(self, path: str | Path, camera_name: str = "camera") -> None:
         Path(path).write_text(yaml.safe_dump(self.to_yaml_dict(camera_name), sort_keys=False))
+
+
+def backproject_grid(depth: np.ndarray, K: np.ndarray, stride: int = 1, top: int = 0):
+    """Every ``stride``-th pixel from row ``top`` down of a z-depth map back-projected with the
+    pinhole ``K`` (pixel centres at integer coordinates): ``(x, y, z, v, u)``, arrays of the
+    sampled grid's shape, ``x, y, z`` float64 in the depth's units (non-finite where the depth is),
+    ``v, u`` the pixel rows and columns. The numpy twin of :func:`sfm_ros.geometry.backproject`."""
+    h, w = depth.shape
+    v, u = np.mgrid[top:h:stride, 0:w:stride]
+    z = depth[v, u].astype(np.float64)
+    return (u - K[0, 2]) / K[0, 0] * z, (v - K[1, 2]) / K[1, 1] * z, z, v, u
 
 
 def _model_kind(camera: CameraModel) -> str:

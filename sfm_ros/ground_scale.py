@@ -18,7 +18,7 @@ and the camera's "down" is ``R_base_camᵀ · (0, 0, -1)``. ``camera_height`` is
 above the ground in metres: when ``base_link`` is on the ground it is the mount's z
 (``camera_xyz[2]``); KITTI's camera is 1.65 m above the road.
 
-ROS-free and torch-free: numpy only.
+ROS-free and torch-free (numpy; back-projection from :mod:`sfm_ros.camera`).
 """
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .camera import backproject_grid
 
 __all__ = ["GroundPlane", "fit_ground_plane", "GroundScale"]
 
@@ -46,13 +48,9 @@ def _backproject(depth: np.ndarray, K: np.ndarray, region: float, max_points: in
     h, w = depth.shape
     top = int(round(h * (1.0 - region)))
     step = max(1, int(math.ceil(math.sqrt((h - top) * w / max_points))))
-    v, u = np.mgrid[top:h:step, 0:w:step]
-    d = depth[v, u].astype(np.float64)
-    ok = np.isfinite(d) & (d > 0)
-    u, v, d = u[ok], v[ok], d[ok]
-    x = (u - K[0, 2]) / K[0, 0] * d
-    y = (v - K[1, 2]) / K[1, 1] * d
-    return np.stack([x, y, d], axis=1)
+    x, y, z, _, _ = backproject_grid(depth, K, step, top)
+    ok = np.isfinite(z) & (z > 0)
+    return np.stack([x[ok], y[ok], z[ok]], axis=1)
 
 
 def fit_ground_plane(depth: np.ndarray, K: np.ndarray, down: np.ndarray, region: float = 0.4,

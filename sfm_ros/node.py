@@ -367,11 +367,9 @@ def make_cloud_fields() -> list[PointField]:
 
 def cloud_points(depth: np.ndarray, rgb: np.ndarray, K: np.ndarray, stride: int) -> np.ndarray:
     """Structured array (x, y, z, rgb) of every ``stride``-th pixel of ``depth`` (metres)."""
-    h, w = depth.shape
-    v, u = np.mgrid[0:h:stride, 0:w:stride]
-    z = depth[v, u].astype(np.float32)
-    x = ((u - K[0, 2]) / K[0, 0] * z).astype(np.float32)
-    y = ((v - K[1, 2]) / K[1, 1] * z).astype(np.float32)
+    from .camera import backproject_grid
+
+    x, y, z, v, u = backproject_grid(depth, K, stride)
     c = rgb[v, u].astype(np.uint32)
     packed = ((c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]).astype(np.uint32)
     out = np.empty(z.size, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<u4")])

@@ -235,3 +235,20 @@ def test_rectifier_errors():
         rect.rectify(np.zeros((10, 10), np.uint8))
     with pytest.raises(CameraError, match="needs a size"):
         Rectifier(CameraModel(0, 0, K, "plumb_bob", D_PLUMB))
+
+
+def test_backproject_grid_is_the_numpy_twin_of_geometry_backproject():
+    import torch
+
+    from sfm_ros.camera import backproject_grid
+    from sfm_ros.geometry import backproject
+
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(1.0, 5.0, (6, 8)).astype(np.float32)
+    K = np.array([[50.0, 0, 3.7], [0, 40.0, 2.4], [0, 0, 1]])
+    x, y, z, v, u = backproject_grid(depth, K)
+    ref = backproject(torch.from_numpy(depth)[None, None].double(), torch.from_numpy(K)[None])[0].numpy()
+    np.testing.assert_allclose(np.stack([x, y, z]).reshape(3, -1), ref.reshape(3, -1), rtol=1e-12)
+    x2, _, z2, v2, u2 = backproject_grid(depth, K, stride=3, top=2)
+    assert z2.shape == (2, 3) and v2[0, 0] == 2 and u2[0, 1] == 3 and z2[0, 1] == depth[2, 3]
+    assert x2[0, 1] == pytest.approx((3 - 3.7) / 50.0 * depth[2, 3])

@@ -76,7 +76,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 __all__ = ["main", "build_parser", "UsageError", "parse_frames", "read_sevenscenes", "SevenScenes",
-           "network_increments", "network_snippets", "refine_increments", "ground_scaled_increments", "average_increments", "evaluate_pose_methods",
+           "network_increments", "network_snippets", "refine_increments", "ground_scaled_increments",
+           "average_increments", "evaluate_pose_methods",
            "kitti_lidar_calib"]
 
 PROG = "sfm_eval"
@@ -515,15 +516,7 @@ def _run_depth(args) -> dict:
         if save:
             save.mkdir(parents=True, exist_ok=True)
 
-        ground = None
-        if args.camera_height is not None:
-            if not args.camera_height > 0 or frames.K is None:
-                raise UsageError(f"--camera-height must be > 0 m and needs intrinsics (--kitti or --sevenscenes), "
-                                 f"got {args.camera_height} on {frames.name}")
-            from sfm_ros.ground_scale import GroundScale
-            from sfm_ros.odometry import camera_extrinsic
-
-            ground = GroundScale(args.camera_height, camera_extrinsic())
+        ground = _ground_scale(args, frames)
 
         def run() -> Iterator[tuple[np.ndarray, tuple[int, int]]]:
             for i, img in enumerate(frames.images()):
@@ -656,17 +649,25 @@ def network_snippets(est, images: list) -> np.ndarray:
     return np.asarray(out)
 
 
-def ground_scaled_increments(est, images: list, increments: np.ndarray, K_net: np.ndarray,
-                             camera_height: float) -> dict:
-    """The node's ``camera_height`` scale (:class:`sfm_ros.ground_scale.GroundScale`, a forward
-    camera) over the frames in order: increment ``i`` gets the scale after frame ``i + 1``, as in the
-    node. Increments before the first ground plane take the first scale found (the node uses 1
-    there). Returns ``rel`` (metric increments), ``scales``, ``step_lengths`` (m) and a ``note``."""
+def _ground_scale(args, frames: _Frames):
+    """The node's ``camera_height`` scale for ``--camera-height`` (a forward camera), or None."""
+    if args.camera_height is None:
+        return None
+    if not args.camera_height > 0 or frames.K is None:
+        raise UsageError(f"--camera-height must be > 0 m and needs intrinsics (--kitti or --sevenscenes), "
+                         f"got {args.camera_height} on {frames.name}")
     from sfm_ros.ground_scale import GroundScale
     from sfm_ros.odometry import camera_extrinsic
 
-    gs = GroundScale(camera_height, camera_extrinsic())
-    scales = [gs.update(est.depth(im)[0, 0].float().cpu().numpy(), K_net) for im in images]
+    return GroundScale(args.camera_height, camera_extrinsic())
+
+
+def ground_scaled_increments(gs, depths: list, increments: np.ndarray, K_net: np.ndarray) -> dict:
+    """The node's ``camera_height`` scale (a :class:`sfm_ros.ground_scale.GroundScale`) over the
+    frames' predicted depths in order: increment ``i`` gets the scale after frame ``i + 1``, as in the
+    node. Increments before the first ground plane take the first scale found (the node uses 1
+    there). Returns ``rel`` (metric increments), ``scales``, ``step_lengths`` (m) and a ``note``."""
+    scales = [gs.update(d, K_net) for d in depths]
     found = [x for x in scales[1:] if x is not None]
     if not found:
         raise UsageError("--camera-height: no ground plane was found in the lower image of any frame")
@@ -679,15 +680,14 @@ def ground_scaled_increments(est, images: list, increments: np.ndarray, K_net: n
     return {"rel": rel, "scales": s, "step_lengths": np.linalg.norm(rel[:, :3, 3], axis=1), "note": note}
 
 
-def refine_increments(refiner, est, images: list, views: list,
+def refine_increments(refiner, views: list, depths: list,
                       increments: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
     """The node's refinement (:class:`sfm_ros.refine.Refiner`) applied to every network increment
-    of a sequence: ``images`` preprocessed for the network, ``views`` the refiner's views of the same
-    frames; each reference frame's predicted depth sets the scale. Returns the refined increments
-    and how many increments each source made."""
+    of a sequence: ``views`` the refiner's views of the frames, ``depths[i]`` the predicted depth
+    of frame ``i`` that sets the scale of increment ``i``. Returns the refined increments and how
+    many increments each source made."""
     from sfm_ros.refine import refine_sequence
 
-    depths = [est.depth(im)[0, 0].float().cpu().numpy() for im in images[:-1]]
     rel, results = refine_sequence(refiner, views, depths, increments)
     counts: dict[str, int] = {}
     for r in results:
@@ -887,9 +887,7 @@ def _run_pose(args) -> dict:
         if args.refine != "none" and frames.K is None:
             raise UsageError(f"--refine {args.refine} needs the camera intrinsics: {frames.name} carries none "
                              "(use --kitti or --sevenscenes)")
-        if args.camera_height is not None and (not args.camera_height > 0 or frames.K is None):
-            raise UsageError(f"--camera-height must be > 0 m and needs intrinsics (--kitti or --sevenscenes), "
-                             f"got {args.camera_height} on {frames.name}")
+        ground = _ground_scale(args, frames)
         images, views, raw_hw = [], [], None
         for im in frames.images():
             raw_hw = raw_hw or im.shape[:2]
@@ -926,13 +924,14 @@ def _run_pose(args) -> dict:
         snips = network_snippets(est, images)
         rel = network_increments(snips)
         refined = None
+        depths = ([est.depth(im)[0, 0].float().cpu().numpy() for im in images]
+                  if args.refine != "none" or ground is not None else None)
         if args.refine != "none":
-            rel, refined = refine_increments(refiner, est, images, views, rel)
+            rel, refined = refine_increments(refiner, views, depths[:-1], rel)
             notes.append(f"--refine {args.refine}: " + ", ".join(f"{v} increments {k}" for k, v in
                                                                  sorted(refined.items())))
-        if args.camera_height is not None:
-            metric = ground_scaled_increments(est, images, rel, est.scale_intrinsics(frames.K, raw_hw),
-                                              args.camera_height)
+        if ground is not None:
+            metric = ground_scaled_increments(ground, depths, rel, est.scale_intrinsics(frames.K, raw_hw))
             notes.append(f"--camera-height {args.camera_height:g}: {metric['note']}")
         traj = chain(rel)
         m: dict[str, Any] = {"traj": traj}

@@ -276,6 +276,19 @@ class Frame:
     compressed: tuple[str, Any] | None = None   # (format, data) decoded by the worker
 
 
+@dataclass
+class WindowFrame:
+    """A processed frame in the pose window: its stamp, network input, predicted depth (network
+    units, numpy), decoded image, and ``(K, view)``: the refiner's view of it and the intrinsics it
+    was made with, once one was made (a frame is the new one, then the reference: one view each)."""
+
+    t: float
+    x: Any
+    depth: np.ndarray
+    image: np.ndarray
+    view: Any = None
+
+
 class FrameQueue:
     """A bounded, thread-safe FIFO: ``put`` drops the oldest frame when full (newest wins)."""
 
@@ -751,11 +764,13 @@ class SfmNode(Node):
             self._count("skipped")
             self._warn("nonfinite", "the depth network produced NaN/Inf: frame skipped")
             return
-        self._window.append((frame.t, x, depth, img))
-        self.odometry.scale = self._metric_scale(depth, shape)
+        depth_np = depth.cpu().numpy()
+        self._window.append(WindowFrame(frame.t, x, depth_np, img))
+        cam = self._intrinsics(shape)  # once per frame: scale, refinement and publishing
+        self.odometry.scale = self._metric_scale(depth_np, cam)
         T = None
         if len(self._window) == e.seq_len:
-            T = e.poses([f[1] for f in self._window])[0]
+            T = e.poses([f.x for f in self._window])[0]
             if not bool(torch.isfinite(T).all()):
                 self._window.pop()
                 self._count("skipped")
@@ -765,7 +780,7 @@ class SfmNode(Node):
         exp = None
         if T is not None and self._param("publish_explainability"):
             if self._exp_available:
-                m = e.explainability([f[1] for f in self._window])
+                m = e.explainability([f.x for f in self._window])
                 exp = None if m is None else m[0].mean(0).cpu().numpy()
             else:
                 self._warn("exp", "publish_explainability is set but the checkpoint has no "
@@ -773,14 +788,14 @@ class SfmNode(Node):
         infer_ms = 1000.0 * (time.perf_counter() - t0)
 
         try:
-            est = self.odometry.update(frame.t, T, [f[0] for f in self._window], e.offsets,
-                                       refine=self._refine_callback(img.shape[:2]))
+            est = self.odometry.update(frame.t, T, [f.t for f in self._window], e.offsets,
+                                       refine=self._refine_callback(cam))
         except ValueError as exc:
             self._window.pop()
             self._count("skipped")
             self._warn("nonfinite", f"odometry update failed ({exc}): frame skipped")
             return
-        self._publish(frame, x, depth.cpu().numpy(), est, exp, img.shape[:2])
+        self._publish(frame, x, depth_np, est, exp, cam)
         now = self.get_clock().now()
         wall = time.monotonic() - frame.recv
         with self._lock:
@@ -790,9 +805,10 @@ class SfmNode(Node):
             if now.nanoseconds > 0:
                 self._lat_stamp.append(now.nanoseconds * 1e-9 - frame.t)
 
-    def _metric_scale(self, depth, image_hw: tuple[int, int]) -> float:
-        """Metres per network unit for this frame: ``scale`` when > 0, else the ground-plane scale
-        when ``camera_height`` is set (1 until a ground plane is found), else 1."""
+    def _metric_scale(self, depth: np.ndarray, cam) -> float:
+        """Metres per network unit for this frame (``depth`` in network units, ``cam`` the input
+        image's CameraModel or None): ``scale`` when > 0, else the ground-plane scale when
+        ``camera_height`` is set (1 until a ground plane is found), else 1."""
         manual, height = float(self._param("scale")), float(self._param("camera_height"))
         if manual > 0:
             self._scale_source = "scale parameter"
@@ -804,14 +820,13 @@ class SfmNode(Node):
 
         if self._ground is None or self._ground.camera_height != height:
             self._ground = GroundScale(height, self.T_base_cam)
-        cam = self._intrinsics(image_hw)
         if cam is None:
             self._warn("scale_intrinsics", "camera_height needs intrinsics to find the ground: the last "
                                            "scale is kept until camera_info arrives")
             self._scale_source = "camera_height (no intrinsics yet)"
             return self.odometry.scale
         e = self.estimator
-        s = self._ground.update(depth.float().cpu().numpy(), cam.scaled(e.width, e.height).K)
+        s = self._ground.update(depth, cam.scaled(e.width, e.height).K)
         if s is None:
             self._warn("scale_ground", "no ground plane found in the lower image yet: scale 1 until one is")
             self._scale_source = "camera_height (no ground plane yet)"
@@ -819,25 +834,29 @@ class SfmNode(Node):
         self._scale_source = "camera_height"
         return s
 
-    def _refine_callback(self, image_hw: tuple[int, int]):
+    def _refine_callback(self, cam):
         """``refine(ref, inc)`` for :meth:`MonocularOdometry.update`: the current refiner between
-        window frame ``ref`` and the newest frame, or None when off or without intrinsics."""
+        window frame ``ref`` and the newest frame, or None when off or without intrinsics (``cam``:
+        the input image's CameraModel). Each frame's view is made once and kept in the window."""
         import cv2
 
         refiner = self._refiner
         if refiner.mode == "none":
             return None
-        cam = self._intrinsics(image_hw)
         if cam is None:
             self._warn("refine_intrinsics", f"refine_pose {refiner.mode} needs intrinsics: the pose "
                                             "network's motion is used until camera_info arrives")
             return None
 
+        def view(f: WindowFrame):
+            if f.view is None or not np.array_equal(f.view[0], cam.K):
+                f.view = (cam.K.copy(), refiner.view(f.image, cam.K))
+            return f.view[1]
+
         def refine(ref: int, inc: np.ndarray) -> np.ndarray:
-            _, _, d_ref, img_ref = self._window[ref]
+            f_ref = self._window[ref]
             try:
-                r = refiner.refine(refiner.view(img_ref, cam.K), refiner.view(self._window[-1][3], cam.K), inc,
-                                   d_ref.float().cpu().numpy())
+                r = refiner.refine(view(f_ref), view(self._window[-1]), inc, f_ref.depth)
             except (ValueError, np.linalg.LinAlgError, cv2.error) as exc:
                 self._warn("refine_error", f"pose refinement failed ({type(exc).__name__}: "
                                            f"{str(exc).splitlines()[0] if str(exc) else ''}): the network's "
@@ -849,7 +868,7 @@ class SfmNode(Node):
         return refine
 
     # ------------------------------------------------------------------------------ publishing
-    def _publish(self, frame: Frame, x, depth_units: np.ndarray, est, exp, image_hw) -> None:
+    def _publish(self, frame: Frame, x, depth_units: np.ndarray, est, exp, cam) -> None:
         from .image_codec import encode_image
         from .inference import to_rgb_array
 
@@ -867,7 +886,6 @@ class SfmNode(Node):
             return m
 
         self.pub_depth.publish(image_msg(depth_m, "32FC1"))
-        cam = self._intrinsics(image_hw)
         K = None
         if cam is not None:
             K = cam.scaled(w, h).K
@@ -892,7 +910,7 @@ class SfmNode(Node):
         if p("publish_colormap"):
             self.pub_colormap.publish(image_msg(depth_colormap(depth_m), "rgb8"))
         if exp is not None:
-            mid = self._window[len(self._window) // 2][0]
+            mid = self._window[len(self._window) // 2].t
             stamp = frame.stamp
             if mid != frame.t:
                 from builtin_interfaces.msg import Time

@@ -452,19 +452,19 @@ class MonocularOdometry:
             return self._estimate(stamp, np.eye(4), None, first=True)
         ref = ws.index(self.pose_stamp)
         inc = window_increment(T_src_tgt, offsets, ref=ref, new=len(ws) - 1)
-        step_cov = None
+        step_var = None
         if refine is not None:
             out = refine(ref, inc)
             if isinstance(out, tuple):
                 out, step_cov = out
+                if step_cov is not None:
+                    step_var = self._base_variance(step_cov)  # raises before any state changes
             inc = np.asarray(out, dtype=np.float64)
-            if step_cov is not None:
-                self._base_variance(step_cov)  # validated before any state changes
         if not np.all(np.isfinite(inc)):
             raise ValueError("non-finite pose prediction")
         dt = stamp - self.pose_stamp
         self.pose_stamp = stamp
-        return self._estimate(stamp, inc, dt, step_cov_cam=step_cov)
+        return self._estimate(stamp, inc, dt, step_var=step_var)
 
     # ------------------------------------------------------------------ internals
     def _base_variance(self, cov_cam: np.ndarray) -> np.ndarray:
@@ -477,8 +477,11 @@ class MonocularOdometry:
         var_t = np.diag(R @ C[:3, :3] @ R.T) * self.scale ** 2
         var_r = np.diag(R @ C[3:, 3:] @ R.T)
         return np.maximum(np.r_[var_t, var_r], 0.0) + self.noise.floor
+
     def _estimate(self, stamp: float, inc_cam: np.ndarray, dt: float | None,
-                  first: bool = False, step_cov_cam: np.ndarray | None = None) -> OdomEstimate:
+                  first: bool = False, step_var: np.ndarray | None = None) -> OdomEstimate:
+        """``step_var``: the increment's base-frame variance (:meth:`_base_variance`), else
+        :class:`OdomNoise`'s."""
         inc = np.array(inc_cam, dtype=np.float64)
         inc[:3, 3] *= self.scale
         T_prev_base = camera_to_base(self.T_odom_cam, self.T_base_cam)
@@ -495,9 +498,7 @@ class MonocularOdometry:
         else:
             xi = se3_log(inc_base) / dt  # constant body twist that produces the increment
             linear, angular = xi[:3], xi[3:]
-            if step_cov_cam is not None:
-                step_var = self._base_variance(step_cov_cam)
-            else:
+            if step_var is None:
                 step_var = self.noise.step_variance(step_len, step_angle, self.scale)
             self.pose_var = self.pose_var + step_var
             twist_var = step_var / (dt * dt) + self.noise.floor

@@ -11,8 +11,9 @@ uses (the *accepted* weights), and guards the node against drift:
   featureless wall adds nothing. Every ``holdout_every``-th accepted window goes to a held-out slice
   instead, which is never trained on.
 * **Steps**: the checkpoint's own loss (:func:`sfm_ros.losses.compute_losses` with its
-  ``loss`` options; the two-view prior needs pre-computed pairs and is left out) on a random batch of
-  the buffer, Adam, plus an anchor ``anchor_weight * |w - w0|^2 / |w0|^2`` to the starting weights
+  ``loss`` options, or a preset's with ``loss_preset``) and the two-view prior of each window's
+  pairs (``epipolar_weight``; solved once when the window is added, as the trainer does for its
+  pairs) on a random batch of the buffer, Adam, plus an anchor ``anchor_weight * |w - w0|^2 / |w0|^2`` to the starting weights
   ``w0``. A step whose loss or gradient is not finite is skipped.
 * **Updates**: every ``steps_per_update`` steps the learner is a *candidate*; it is scored against
   the accepted weights on the held-out slice (the same loss, a fixed noise seed). It is accepted
@@ -34,6 +35,7 @@ from __future__ import annotations
 import copy
 import math
 import random
+import time
 from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,10 +44,10 @@ import numpy as np
 import torch
 
 from .checkpoint import save_checkpoint
-from .datasets import static_mask
-from .losses import compute_losses
+from .datasets import Sequence, epipolar_priors, static_mask
+from .losses import compute_losses, epipolar_prior_loss
 from .model import SfMModel, source_offsets
-from .options import Options
+from .options import Options, preset
 
 #: The auto-mask tie-break noise seed used when scoring (the trainer's validation uses the same idea).
 SCORE_SEED = 12345
@@ -65,6 +67,8 @@ class AdaptOptions:
     max_drift: float = 0.05        # largest accepted |w - w0| / |w0|
     min_motion: float = 0.01       # the static-frame rule's threshold (mean abs grey difference, 0-1)
     tolerance: float = 0.0         # accept when candidate <= accepted * (1 + tolerance)
+    epipolar_weight: float = 1.0   # the two-view prior (loss.epipolar_weight), solved per window
+    loss_preset: str = ""          # "" = the checkpoint's own loss options; else a preset's (e.g. default)
 
     def validate(self) -> None:
         for name in ("buffer_windows", "holdout_windows", "holdout_every", "min_holdout", "min_buffer",
@@ -102,15 +106,31 @@ def _window_tensors(windows: list[tuple[np.ndarray, np.ndarray]], device: torch.
     return target, sources, K
 
 
-def window_loss(model: SfMModel, options: Options, windows: list[tuple[np.ndarray, np.ndarray]],
-                device: torch.device) -> torch.Tensor:
-    """The training objective (``options.loss``) of ``model`` on a batch of windows."""
-    target, sources, K = _window_tensors(windows, device)
+def window_priors(window: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two-view prior of a window's (target, source) pairs, in :func:`sfm_ros.model.source_offsets`
+    order: ``(N, 4, 4)`` unit-baseline ``T_src_tgt`` and ``(N, 2)`` weights (the trainer's rule)."""
+    n = len(window)
+    mid = n // 2
+    pr = epipolar_priors([Sequence(window, K, np.arange(n, dtype=np.float64), "window")], [(0, list(range(n)))], n)
+    order = [mid + o for o in source_offsets(n)]
+    return (np.stack([pr[(0, mid, j)].T_src_tgt for j in order]),
+            np.array([[pr[(0, mid, j)].w_rot, pr[(0, mid, j)].w_dir] for j in order]))
+
+
+def window_loss(model: SfMModel, options: Options, windows: list, device: torch.device) -> torch.Tensor:
+    """The training objective (``options.loss``, with the two-view prior when the windows carry one)
+    of ``model`` on a batch of ``(window, K[, prior_T, prior_w])`` items."""
+    target, sources, K = _window_tensors([w[:2] for w in windows], device)
     offsets = source_offsets(options.model.seq_len)
     use_geo = options.loss.geometry_weight > 0 or options.loss.geometry_mask
     outputs = model(target, sources, source_depth=use_geo)
     losses = compute_losses(target, dict(zip(offsets, sources)), K, outputs, options.loss)
-    return losses["loss"]
+    loss = losses["loss"]
+    if options.loss.epipolar_weight > 0 and len(windows[0]) == 4:
+        prior_T = torch.from_numpy(np.stack([w[2] for w in windows]).astype(np.float32)).to(device)
+        prior_w = torch.from_numpy(np.stack([w[3] for w in windows]).astype(np.float32)).to(device)
+        loss = loss + options.loss.epipolar_weight * epipolar_prior_loss(outputs, prior_T, prior_w, offsets)
+    return loss
 
 
 def _params(model: SfMModel) -> list[torch.Tensor]:
@@ -127,7 +147,9 @@ class Adapter:
         self.opts.validate()
         self.base_options = options  # what the saved checkpoint records
         self.options = copy.deepcopy(options)
-        self.options.loss.epipolar_weight = 0.0
+        if self.opts.loss_preset:
+            self.options.loss = copy.deepcopy(preset(self.opts.loss_preset).loss)
+        self.options.loss.epipolar_weight = self.opts.epipolar_weight
         self.device = next(model.parameters()).device
         self.learner = copy.deepcopy(model).train()
         self.accepted = copy.deepcopy(model).train()
@@ -176,7 +198,10 @@ class Adapter:
                 self.windows_static += 1
                 return "static"
         self.windows_added += 1
-        item = (np.ascontiguousarray(window), K.copy())
+        window = np.ascontiguousarray(window)
+        item = (window, K.copy())
+        if self.options.loss.epipolar_weight > 0:
+            item = item + window_priors(window, K)
         if self.windows_added % self.opts.holdout_every == 0:
             self.holdout.append(item)
             return "holdout"
@@ -288,3 +313,145 @@ class Adapter:
         save_checkpoint(path, self.accepted, self.base_options, adapted_from=self.started_from,
                         frames_seen=self.frames_seen, accepted_updates=self.accepted_updates,
                         adapt_steps=self.steps, adapt_options=asdict(self.opts))
+
+
+def prequential(adapter: Adapter, frames, K: np.ndarray, stride: int = 1,
+                steps_per_frame: int = 1):
+    """Run adaptation over ``frames`` in order, prequentially (each frame is evaluated before it is learnt).
+
+    Yields ``(i, model)`` for every frame: ``model`` holds the accepted weights *before* any window
+    containing frame ``i`` was learnt from (evaluate frame ``i`` with it); then the window
+    ``(i - 2 stride, i - stride, i)`` (for ``seq_len`` 3; in general ``seq_len`` frames ``stride``
+    apart ending at ``i``) is offered to the adapter and ``steps_per_frame`` steps are run. This is
+    the node's order: a frame is published first, learnt from afterwards.
+
+    ``frames``: an iterable of (H, W, 3) uint8 RGB frames at the model size; ``K`` at that size.
+    """
+    if stride < 1 or steps_per_frame < 0:
+        raise ValueError(f"need stride >= 1 and steps_per_frame >= 0, got {stride}, {steps_per_frame}")
+    span = (adapter.seq_len - 1) * stride
+    recent: deque = deque(maxlen=span + 1)
+    model, version = adapter.inference_model(), adapter.version
+    for i, frame in enumerate(frames):
+        if adapter.version != version:
+            model, version = adapter.inference_model(), adapter.version
+        yield i, model
+        recent.append(frame)
+        if len(recent) == span + 1:
+            adapter.add_window(np.stack([recent[j * stride] for j in range(adapter.seq_len)]), K)
+        for _ in range(steps_per_frame):
+            adapter.step()
+
+
+class AdaptWorker:
+    """An :class:`Adapter` in a background thread: what the node runs with ``adapt`` on.
+
+    The caller (the node's frame path) hands windows over with :meth:`offer`, which never blocks
+    (a full queue drops the window and counts it). The thread adds them to the adapter, runs steps,
+    and after every accepted update calls ``on_weights(model, version)`` with a fresh eval-mode
+    model: the caller swaps it in with one assignment. CPU budget: the thread runs torch with
+    ``threads`` intra-op threads (per thread: the caller's own count is untouched) and sleeps after
+    each step so that its steps take at most ``duty`` of the wall time. Every ``save_every`` accepted
+    updates, and at :meth:`stop`, the accepted weights are written atomically to ``save_path``.
+    An exception in the thread stops adaptation (``stats()["error"]`` says why); inference goes on.
+    """
+
+    def __init__(self, adapter: Adapter, on_weights, duty: float = 0.5, threads: int = 1,
+                 save_path: str | Path | None = None, save_every: int = 10, queue_size: int = 8, log=None):
+        if not 0 < duty <= 1:
+            raise ValueError(f"adapt duty must be in (0, 1], got {duty}")
+        if threads < 1 or save_every < 1 or queue_size < 1:
+            raise ValueError(f"adapt threads, save_every and queue_size must be >= 1, got {threads}, "
+                             f"{save_every}, {queue_size}")
+        import queue
+        import threading
+
+        self.adapter, self.on_weights = adapter, on_weights
+        self.duty, self.threads = float(duty), int(threads)
+        self.save_path = Path(save_path) if save_path else None
+        self.save_every = int(save_every)
+        self.log = log or (lambda msg: None)
+        self._queue: "queue.Queue" = queue.Queue(maxsize=queue_size)
+        self._empty = queue.Empty
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="sfm_adapt", daemon=True)
+        self.dropped = 0
+        self.saved = 0
+        self.error: str | None = None
+        self.busy_s = 0.0
+        self._stats = adapter.stats()
+
+    def start(self) -> "AdaptWorker":
+        self._thread.start()
+        return self
+
+    def offer(self, window: np.ndarray, K: np.ndarray) -> bool:
+        """Queue one window (copied); False when the queue was full and it was dropped."""
+        if self.error is not None or self._stop.is_set():
+            return False
+        try:
+            self._queue.put_nowait((np.array(window, copy=True), np.array(K, dtype=np.float64, copy=True)))
+            return True
+        except Exception:  # queue.Full
+            with self._lock:
+                self.dropped += 1
+            return False
+
+    def stats(self) -> dict:
+        with self._lock:
+            d = dict(self._stats)
+            d.update(dropped=self.dropped, saved=self.saved, busy_s=self.busy_s, error=self.error,
+                     running=self._thread.is_alive())
+        return d
+
+    def _save(self) -> None:
+        if self.save_path is not None:
+            self.save_path.parent.mkdir(parents=True, exist_ok=True)
+            self.adapter.save(self.save_path)
+            with self._lock:
+                self.saved += 1
+
+    def _run(self) -> None:
+        torch.set_num_threads(self.threads)
+        version = self.adapter.version
+        try:
+            while not self._stop.is_set():
+                try:
+                    while True:
+                        self.adapter.add_window(*self._queue.get_nowait())
+                except self._empty:
+                    pass
+                if not self.adapter.ready():
+                    self._stop.wait(0.05)
+                    continue
+                t0 = time.perf_counter()
+                self.adapter.step()
+                if self.adapter.version != version:
+                    version = self.adapter.version
+                    self.on_weights(self.adapter.inference_model(), version)
+                    if self.adapter.accepted_updates % self.save_every == 0:
+                        self._save()
+                dt = time.perf_counter() - t0
+                with self._lock:
+                    self.busy_s += dt
+                    self._stats = self.adapter.stats()
+                self._stop.wait(dt * (1 - self.duty) / self.duty)
+        except Exception as exc:  # adaptation stops; the node's inference is not affected
+            with self._lock:
+                self.error = f"{type(exc).__name__}: {exc}"
+            self.log(f"adaptation stopped: {self.error}")
+
+    def stop(self, save: bool = True, timeout: float = 30.0) -> Path | None:
+        """Stop the thread (after its current step) and write the accepted weights when ``save``.
+
+        Returns the checkpoint path written, or None."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        with self._lock:
+            self._stats = self.adapter.stats()
+        if save and self.save_path is not None and self.error is None and self.adapter.accepted_updates > 0:
+            self._save()
+            return self.save_path
+        return None

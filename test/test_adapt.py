@@ -138,3 +138,61 @@ def test_saved_adaptation_is_an_ordinary_checkpoint(tmp_path, one_torch_thread):
 def test_invalid_options_are_named(field, value, text):
     with pytest.raises(ValueError, match=text.replace("(", r"\(").replace(")", r"\)")):
         AdaptOptions(**{field: value}).validate()
+
+
+def _wait(cond, timeout=60.0):
+    import time
+    t = time.time()
+    while not cond() and time.time() - t < timeout:
+        time.sleep(0.05)
+    return cond()
+
+
+def test_worker_hands_accepted_weights_over_and_saves_them(tmp_path):
+    adapter, _ = _setup(steps_per_update=2, min_buffer=2, holdout_every=2, min_holdout=1, batch_size=1,
+                        max_drift=10.0, tolerance=10.0)
+    got = []
+    from sfm_ros.adapt import AdaptWorker
+
+    w = AdaptWorker(adapter, lambda m, v: got.append((m, v)), duty=1.0, threads=1,
+                    save_path=tmp_path / "a" / "adapted.pt", save_every=1, queue_size=16).start()
+    seq = render_sequence(10, H, W, seed=6)
+    for win in _windows(seq):
+        assert w.offer(win, seq.K)
+    assert _wait(lambda: len(got) >= 1), w.stats()
+    path = w.stop()
+    s = w.stats()
+    assert not s["running"] and s["error"] is None and s["accepted_updates"] >= 1
+    model, version = got[-1]
+    assert not model.training and version == len(got)
+    assert path == tmp_path / "a" / "adapted.pt" and s["saved"] >= 1
+    loaded, _, state = load_model(path)
+    assert state["accepted_updates"] == adapter.accepted_updates
+
+
+def test_worker_drops_when_full_and_survives_an_error():
+    adapter, _ = _setup(min_buffer=1)
+    from sfm_ros.adapt import AdaptWorker
+
+    w = AdaptWorker(adapter, lambda m, v: None, queue_size=1)  # not started: nothing drains the queue
+    seq = render_sequence(6, H, W, seed=7)
+    wins = list(_windows(seq))
+    assert w.offer(wins[0], seq.K) and not w.offer(wins[1], seq.K)
+    assert w.stats()["dropped"] == 1
+
+    def broken():
+        raise RuntimeError("out of memory")
+    adapter.step = broken
+    w.start()
+    assert _wait(lambda: w.stats()["error"] is not None)
+    assert w.stats()["error"] == "RuntimeError: out of memory" and not w.offer(wins[2], seq.K)
+    assert w.stop() is None
+
+
+@pytest.mark.parametrize("kw,text", [({"duty": 0.0}, "adapt duty must be in"), ({"threads": 0}, "must be >= 1")])
+def test_worker_options_are_checked(kw, text):
+    from sfm_ros.adapt import AdaptWorker
+
+    adapter, _ = _setup()
+    with pytest.raises(ValueError, match=text):
+        AdaptWorker(adapter, lambda m, v: None, **kw)

@@ -30,7 +30,7 @@ def machine_info() -> dict:
     """CPU model, cores, GPU (if any), torch version, bf16 support, git revision."""
     import torch
 
-    from sfm_ros.inference import cpu_has_bf16_instructions
+    from sfm_ros.device import cpu_has_bf16_instructions
 
     cpu = platform.processor() or "?"
     try:

@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from .checkpoint import CheckpointError, load_weights, read_checkpoint, save_checkpoint
 from .datasets import Sequence, WindowDataset, collate
-from .inference import cpu_has_bf16_instructions, resolve_device
+from .device import cpu_has_bf16_instructions, resolve_device
 from .losses import compute_losses, epipolar_prior_loss
 from .model import SfMModel
 from .monitor import CollapseMonitor, batch_stats

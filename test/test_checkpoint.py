@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sfm_ros import eval_cli, export, train_cli
+from sfm_ros import eval_cli, export_cli, train_cli
 from sfm_ros.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from sfm_ros.model import SfMModel
 from sfm_ros.options import ModelOptions, Options
@@ -78,7 +78,7 @@ def _train(path: Path, tmp_path: Path) -> list[str]:
             "--no-tensorboard"]
 
 
-TOOLS = {"sfm_eval": (eval_cli.main, _eval), "sfm_export": (export.main, _export),
+TOOLS = {"sfm_eval": (eval_cli.main, _eval), "sfm_export": (export_cli.main, _export),
          "sfm_train": (train_cli.main, _train)}
 
 

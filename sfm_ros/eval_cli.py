@@ -67,32 +67,24 @@ import argparse
 import itertools
 import json
 import math
-import re
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
-__all__ = ["main", "build_parser", "UsageError", "parse_frames", "read_sevenscenes", "SevenScenes",
-           "network_increments", "network_snippets", "refine_increments", "ground_scaled_increments",
-           "average_increments", "evaluate_pose_methods",
-           "kitti_lidar_calib"]
+from sfm_ros.camera import CameraError, kitti_lidar_calib
+from sfm_ros.cli_common import EXIT_BAD_INPUT, EXIT_OK, Parser, UsageError, one_line, report_error
+from sfm_ros.inputs import SelectedFrames, parse_frames, select_frames, select_indices
+from sfm_ros.pose_eval import (associate_stamps, evaluate_pose_methods, ground_scaled_increments,
+                               mean_odometry_segments, metric_scale_summary, network_increments,
+                               network_snippets, refine_increments)
+from sfm_ros.sevenscenes import read_sevenscenes
+from sfm_ros.sources import _natural_key
+
+__all__ = ["main", "build_parser", "run", "format_depth", "format_pose"]
 
 PROG = "sfm_eval"
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
-SEVENSCENES_FPS = 30.0
-SEVENSCENES_K = np.array([[585.0, 0.0, 320.0], [0.0, 585.0, 240.0], [0.0, 0.0, 1.0]])
-
-
-class UsageError(ValueError):
-    """Bad command line or input: one line on stderr, exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{message} (see {self.prog} --help)")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -115,9 +107,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0].strip(),
+    p = Parser(prog=PROG, description=__doc__.split("\n\n")[0].strip(),
                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", metavar="{depth,pose}", parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", metavar="{depth,pose}", parser_class=Parser)
     sub.required = True
 
     d = sub.add_parser("depth", help="single-image depth metrics (abs_rel ... a3)",
@@ -173,29 +165,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_frames(text: str | None, n: int | None = None, what: str = "--frames") -> tuple[int, int | None]:
-    """``"A:B"`` (either side optional) → ``(A, B)``; checked against ``n`` frames when given."""
-    if text is None:
-        return 0, n
-    m = re.fullmatch(r"\s*(\d*)\s*:\s*(\d*)\s*", text)
-    if not m:
-        raise UsageError(f"{what} {text!r} must look like A:B (frame indices, B exclusive), e.g. 0:100")
-    a = int(m.group(1)) if m.group(1) else 0
-    b = int(m.group(2)) if m.group(2) else n
-    if b is not None and b <= a:
-        raise UsageError(f"{what} {text!r} selects no frame (B must be greater than A)")
-    if n is not None:
-        if a >= n:
-            raise UsageError(f"{what} {text!r} starts after the last frame (there are {n})")
-        if b > n:
-            raise UsageError(f"{what} {text!r} ends after the last frame (there are {n})")
-    return a, b
-
-
-def _natural_key(p: Path) -> list:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
-
-
 def _files(directory: str, pattern: str, what: str) -> list[Path]:
     d = Path(directory)
     if not d.is_dir():
@@ -209,208 +178,9 @@ def _files(directory: str, pattern: str, what: str) -> list[Path]:
 # ------------------------------------------------------------------------------------------------
 # 7-Scenes
 # ------------------------------------------------------------------------------------------------
-@dataclass
-class SevenScenes:
-    """A 7-Scenes sequence folder: colour frames, depth PNGs (mm, 65535 invalid), camera-to-world poses."""
-
-    root: Path
-    color: list[Path]
-    depth: list[Path]
-    pose_files: list[Path]
-    K: np.ndarray = field(default_factory=lambda: SEVENSCENES_K.copy())
-
-    def __len__(self) -> int:
-        return len(self.color)
-
-    @property
-    def stamps(self) -> np.ndarray:
-        return np.arange(len(self.color)) / SEVENSCENES_FPS
-
-    def poses(self, indices=None) -> np.ndarray:
-        idx = range(len(self)) if indices is None else indices
-        out = []
-        for i in idx:
-            try:
-                T = np.loadtxt(self.pose_files[i], dtype=np.float64)
-            except (OSError, ValueError) as exc:
-                raise UsageError(f"cannot read pose {self.pose_files[i]}: {exc}") from None
-            if T.shape != (4, 4) or not np.all(np.isfinite(T)):
-                raise UsageError(f"{self.pose_files[i]}: expected a finite 4x4 matrix, got shape {T.shape}")
-            out.append(T)
-        return np.asarray(out)
-
-
-def read_sevenscenes(root: str | Path) -> SevenScenes:
-    """Index a 7-Scenes folder (``frame-NNNNNN.color.png|jpg``, ``.depth.png``, ``.pose.txt``)."""
-    d = Path(root)
-    if not d.is_dir():
-        raise UsageError(f"7-Scenes folder {d} does not exist")
-    color = sorted(list(d.glob("frame-*.color.jpg")) + list(d.glob("frame-*.color.png")), key=_natural_key)
-    if not color:
-        raise UsageError(f"{d} has no frame-*.color.jpg/png files (not a 7-Scenes sequence?)")
-    stems = [c.name.split(".color.")[0] for c in color]
-    depth = [d / f"{s}.depth.png" for s in stems]
-    poses = [d / f"{s}.pose.txt" for s in stems]
-    K = SEVENSCENES_K.copy()
-    intr = d / "camera-intrinsics.txt"
-    if intr.is_file():
-        try:
-            K = np.loadtxt(intr, dtype=np.float64).reshape(3, 3)
-        except ValueError:
-            pass
-    return SevenScenes(d, color, depth, poses, K)
-
-
-# ------------------------------------------------------------------------------------------------
-# KITTI LiDAR calibration
-# ------------------------------------------------------------------------------------------------
-def _read_calib_rows(path: Path) -> dict[str, np.ndarray]:
-    rows: dict[str, np.ndarray] = {}
-    for line in path.read_text().splitlines():
-        key, sep, rest = line.partition(":")
-        if not sep:
-            continue
-        try:
-            rows[key.strip()] = np.array([float(x) for x in rest.split()])
-        except ValueError:
-            continue
-    return rows
-
-
-def _offset_from_P(P: np.ndarray) -> np.ndarray:
-    """``P = K [I | b]`` → the 4x4 ``[I | b]`` (rectified reference camera → this camera)."""
-    K = P[:, :3]
-    T = np.eye(4)
-    T[:3, 3] = np.linalg.solve(K, P[:, 3])
-    return T
-
-
-def kitti_lidar_calib(calib: str | Path, camera: str = "P0") -> tuple[np.ndarray, np.ndarray]:
-    """``(T_cam_lidar 4x4, K 3x3)`` of a KITTI camera from an odometry ``calib.txt`` (``Tr``, ``P0..P3``)
-    or a raw date folder (``calib_velo_to_cam.txt`` R, T; ``calib_cam_to_cam.txt`` R_rect_00,
-    P_rect_0N), as the devkit: ``P_velo2im = P_rect @ R_rect @ [R | T]``."""
-    p = Path(calib)
-    if p.is_dir():
-        c2c, v2c = p / "calib_cam_to_cam.txt", p / "calib_velo_to_cam.txt"
-        if not (c2c.is_file() and v2c.is_file()):
-            raise UsageError(f"--calib folder {p} lacks calib_cam_to_cam.txt / calib_velo_to_cam.txt")
-        cc, vc = _read_calib_rows(c2c), _read_calib_rows(v2c)
-        key = f"P_rect_0{camera[1]}"
-        if key not in cc or "R_rect_00" not in cc or "R" not in vc or "T" not in vc:
-            raise UsageError(f"--calib {p}: need {key}, R_rect_00 (cam_to_cam) and R, T (velo_to_cam)")
-        P = cc[key].reshape(3, 4)
-        R_rect = np.eye(4)
-        R_rect[:3, :3] = cc["R_rect_00"].reshape(3, 3)
-        velo = np.eye(4)
-        velo[:3, :3] = vc["R"].reshape(3, 3)
-        velo[:3, 3] = vc["T"].reshape(3)
-        return _offset_from_P(P) @ R_rect @ velo, P[:, :3].copy()
-    if not p.is_file():
-        raise UsageError(f"--calib {p} does not exist")
-    rows = _read_calib_rows(p)
-    if camera not in rows or rows[camera].size != 12:
-        raise UsageError(f"--calib {p} has no 12-number '{camera}:' line")
-    if "Tr" not in rows or rows["Tr"].size != 12:
-        raise UsageError(f"--calib {p} has no 'Tr:' line (Velodyne to camera 0)")
-    P = rows[camera].reshape(3, 4)
-    Tr = np.eye(4)
-    Tr[:3, :4] = rows["Tr"].reshape(3, 4)
-    return _offset_from_P(P) @ Tr, P[:, :3].copy()
-
-
 # ------------------------------------------------------------------------------------------------
 # Frame inputs
 # ------------------------------------------------------------------------------------------------
-@dataclass
-class _Frames:
-    """Selected input frames: a lazy image stream, their count when known, stamps, K, a label."""
-
-    name: str
-    images: Callable[[], Iterator[np.ndarray]]
-    count: int | None
-    stamps: np.ndarray | None = None
-    K: np.ndarray | None = None
-    gt_poses: np.ndarray | None = None      # of the selected frames (KITTI / 7-Scenes)
-    all_gt_poses: np.ndarray | None = None  # of every frame of the source (mean-odometry baseline)
-    indices: list[int] | None = None        # positions in the source
-    total: int | None = None                # frames in the source
-    sevenscenes: SevenScenes | None = None
-    camera_dir: str = ""
-
-
-def _load(paths: list[Path]) -> Callable[[], Iterator[np.ndarray]]:
-    from sfm_ros.sources import read_image
-
-    return lambda: (read_image(p) for p in paths)
-
-
-def _select(n: int, frames: str | None, stride: int) -> list[int]:
-    a, b = parse_frames(frames, n)
-    return list(range(a, b, stride))
-
-
-def _frame_input(args, stride: int = 1) -> _Frames:
-    given = [k for k in ("images", "bag", "kitti", "sevenscenes") if getattr(args, k)]
-    if len(given) > 1:
-        raise UsageError("give one input: " + ", ".join("--" + g for g in given) + " were given")
-    if not given:
-        raise UsageError("no input: give --images DIR, --bag BAG --topic T, --kitti SEQ_DIR or --sevenscenes DIR")
-    if args.topic and not args.bag:
-        raise UsageError("--topic goes with --bag")
-    if args.images:
-        from sfm_ros.sources import SourceError, list_image_files
-
-        try:
-            files = list_image_files(args.images, args.pattern)
-        except SourceError as exc:
-            raise UsageError(f"--images: {exc}") from None
-        idx = _select(len(files), args.frames, stride)
-        fps = getattr(args, "fps", 10.0)
-        times = Path(args.images) / "times.txt"
-        stamps = np.arange(len(files)) / fps
-        if times.is_file():
-            try:
-                vals = [float(x.split()[0]) for x in times.read_text().splitlines() if x.strip()]
-                if len(vals) >= len(files):
-                    stamps = np.asarray(vals[:len(files)])
-            except (ValueError, IndexError):
-                pass
-        return _Frames(f"images {args.images}", _load([files[i] for i in idx]), len(idx), stamps[idx],
-                       indices=idx, total=len(files))
-    if args.bag:
-        if not args.topic:
-            raise UsageError("--bag needs --topic (the image topic)")
-        from sfm_ros.bags import read_image_stream
-
-        a, b = parse_frames(args.frames, None)
-        stream = read_image_stream(args.bag, args.topic)  # checks the bag and topic now
-        box: dict[str, list[float]] = {"stamps": []}
-
-        def images() -> Iterator[np.ndarray]:
-            for f in itertools.islice(stream, a, b, stride):
-                box["stamps"].append(f.stamp)
-                yield f.image
-        fr = _Frames(f"bag {args.bag} {args.topic}", images, None)
-        fr.stamps = box["stamps"]  # filled while iterating
-        return fr
-    if args.kitti:
-        from sfm_ros.sources import SourceError, read_kitti_odometry
-
-        try:
-            seq = read_kitti_odometry(args.kitti, camera=args.kitti_camera)
-        except SourceError as exc:
-            raise UsageError(f"--kitti: {exc}") from None
-        idx = _select(len(seq), args.frames, stride)
-        gt = seq.poses[idx] if seq.poses is not None else None
-        return _Frames(f"KITTI {args.kitti} ({seq.image_paths[0].parent.name})",
-                       _load([seq.image_paths[i] for i in idx]), len(idx), seq.stamps[idx], seq.camera.K,
-                       gt, seq.poses, idx, total=len(seq), camera_dir=seq.image_paths[0].parent.name)
-    ss = read_sevenscenes(args.sevenscenes)
-    idx = _select(len(ss), args.frames, stride)
-    return _Frames(f"7-Scenes {args.sevenscenes}", _load([ss.color[i] for i in idx]), len(idx),
-                   ss.stamps[idx], ss.K, None, None, idx, len(ss), ss)
-
-
 def _estimator(args):
     from sfm_ros.checkpoint import CheckpointError
     from sfm_ros.inference import Estimator
@@ -426,7 +196,7 @@ def _estimator(args):
 # ------------------------------------------------------------------------------------------------
 # depth
 # ------------------------------------------------------------------------------------------------
-def _gt_depth_loaders(args, frames: _Frames | None) -> tuple[str, list[Callable[[tuple[int, int]], np.ndarray]]]:
+def _gt_depth_loaders(args, frames: SelectedFrames | None) -> tuple[str, list[Callable[[tuple[int, int]], np.ndarray]]]:
     """Ground-truth loaders of the selected frames: ``loader(image_hw) -> (H, W) metres``."""
     from sfm_ros.metrics import load_depth_npy, load_depth_png, project_lidar
 
@@ -461,7 +231,10 @@ def _gt_depth_loaders(args, frames: _Frames | None) -> tuple[str, list[Callable[
         if not calib:
             raise UsageError("--gt-lidar needs --calib (KITTI calib.txt or a KITTI raw date folder)")
         cam = args.lidar_camera or ("P" + frames.camera_dir[-1] if frames.camera_dir else "P2")
-        T, K = kitti_lidar_calib(calib, cam)
+        try:
+            T, K = kitti_lidar_calib(calib, cam)
+        except CameraError as exc:
+            raise UsageError(f"--calib: {exc}") from None
         what = f"LiDAR {args.gt_lidar} projected with {calib} ({cam})"
 
         def make(p):
@@ -508,7 +281,7 @@ def _run_depth(args) -> dict:
         model = None
     else:
         est = _estimator(args)
-        frames = _frame_input(args)
+        frames = select_frames(args)
         gt_what, gts = _gt_depth_loaders(args, frames)
         if frames.count is not None and frames.count != len(gts):
             raise UsageError(f"{frames.count} frames but {len(gts)} ground-truth maps")
@@ -619,37 +392,7 @@ def format_depth(res: dict) -> str:
 # ------------------------------------------------------------------------------------------------
 # pose
 # ------------------------------------------------------------------------------------------------
-def average_increments(estimates: list[list[np.ndarray]]) -> np.ndarray:
-    """Average several estimates of each increment: mean translation, mean axis-angle rotation."""
-    from sfm_ros.trajectory import axis_angle_to_matrix, make_pose, matrix_to_axis_angle
-
-    out = []
-    for i, ests in enumerate(estimates):
-        if not ests:
-            raise ValueError(f"increment {i} has no estimate")
-        E = np.asarray(ests)
-        r = matrix_to_axis_angle(E[:, :3, :3]).mean(axis=0)
-        out.append(make_pose(axis_angle_to_matrix(r), E[:, :3, 3].mean(axis=0)))
-    return np.asarray(out)
-
-
-def network_snippets(est, images: list) -> np.ndarray:
-    """One pose-network prediction per window of ``seq_len`` consecutive frames (target in the
-    middle), each as the window's poses relative to its first frame: (N - seq_len + 1, seq_len, 4, 4)."""
-    from sfm_ros.trajectory import snippet_from_network
-
-    L = est.seq_len
-    if len(images) < L:
-        raise UsageError(f"{len(images)} frames: the model needs at least seq_len={L}")
-    half = L // 2
-    out = []
-    for start in range(len(images) - L + 1):
-        T = est.poses(images[start:start + L])[0].double().cpu().numpy()  # (L-1, 4, 4) T_s_t
-        out.append(snippet_from_network(T, half))
-    return np.asarray(out)
-
-
-def _ground_scale(args, frames: _Frames):
+def _ground_scale(args, frames: SelectedFrames):
     """The node's ``camera_height`` scale for ``--camera-height`` (a forward camera), or None."""
     if args.camera_height is None:
         return None
@@ -662,102 +405,7 @@ def _ground_scale(args, frames: _Frames):
     return GroundScale(args.camera_height, camera_extrinsic())
 
 
-def ground_scaled_increments(gs, depths: list, increments: np.ndarray, K_net: np.ndarray) -> dict:
-    """The node's ``camera_height`` scale (a :class:`sfm_ros.ground_scale.GroundScale`) over the
-    frames' predicted depths in order: increment ``i`` gets the scale after frame ``i + 1``, as in the
-    node. Increments before the first ground plane take the first scale found (the node uses 1
-    there). Returns ``rel`` (metric increments), ``scales``, ``step_lengths`` (m) and a ``note``."""
-    scales = [gs.update(d, K_net) for d in depths]
-    found = [x for x in scales[1:] if x is not None]
-    if not found:
-        raise UsageError("--camera-height: no ground plane was found in the lower image of any frame")
-    first = found[0]
-    s = np.array([first if x is None else x for x in scales[1:]])
-    rel = np.array(increments, dtype=np.float64)
-    rel[:, :3, 3] *= s[:, None]
-    note = (f"ground planes accepted {gs.accepted}, rejected {gs.rejected}, none found {gs.failed}; "
-            f"scale median {np.median(s):.4g} m/unit, spread {gs.spread:.3f}")
-    return {"rel": rel, "scales": s, "step_lengths": np.linalg.norm(rel[:, :3, 3], axis=1), "note": note}
-
-
-def refine_increments(refiner, views: list, depths: list,
-                      increments: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
-    """The node's refinement (:class:`sfm_ros.refine.Refiner`) applied to every network increment
-    of a sequence: ``views`` the refiner's views of the frames, ``depths[i]`` the predicted depth
-    of frame ``i`` that sets the scale of increment ``i``. Returns the refined increments and how
-    many increments each source made."""
-    from sfm_ros.refine import refine_sequence
-
-    rel, results = refine_sequence(refiner, views, depths, increments)
-    counts: dict[str, int] = {}
-    for r in results:
-        key = r.used + (f" ({r.why})" if r.why else "")
-        counts[key] = counts.get(key, 0) + 1
-    return rel, counts
-
-
-def network_increments(snippets: np.ndarray) -> np.ndarray:
-    """Frame-to-frame increments (N-1, 4, 4) from per-window predictions (M, L, 4, 4): every window
-    starting at ``k`` estimates the increments ``k .. k+L-2``; the estimates are averaged."""
-    M, L = snippets.shape[:2]
-    n = M + L - 1
-    estimates: list[list[np.ndarray]] = [[] for _ in range(n - 1)]
-    for k in range(M):
-        S = snippets[k]
-        for j in range(L - 1):
-            estimates[k + j].append(np.linalg.inv(S[j]) @ S[j + 1])
-    return average_increments(estimates)
-
-
-def _safe(fn, *a, **kw) -> tuple[dict | None, str]:
-    """Run an aligned metric with Sim(3); a trajectory that never moves falls back to SE(3)."""
-    try:
-        return fn(*a, align="sim3", **kw), "sim3"
-    except ValueError as exc:
-        if "coincide" not in str(exc):
-            raise
-        return fn(*a, align="se3", **kw), "se3"
-
-
-def _metrics_of(gt: np.ndarray, traj: np.ndarray | None, snippet: int, delta: int,
-                snippets: np.ndarray | None = None, rel: np.ndarray | None = None) -> dict:
-    from sfm_ros.trajectory import ate, rpe, snippet_ate
-
-    if snippets is not None:
-        sn = snippet_ate(gt, snippets, snippet)
-    elif rel is not None:
-        sn = snippet_ate(gt, rel, snippet, est_is_relative=True)
-    else:
-        sn = snippet_ate(gt, traj, snippet, est_is_relative=False)
-    out: dict[str, Any] = {"snippet_ate": {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in sn.items()}}
-    a, align = _safe(ate, gt, traj)
-    out["ate"] = dict(a, align=align)
-    if len(gt) > delta:
-        r, align = _safe(rpe, gt, traj, delta=delta)
-        out["rpe"] = dict(r, align=align)
-    return out
-
-
-def evaluate_pose_methods(gt: np.ndarray, methods: dict[str, dict], snippet: int, delta: int,
-                          train_gt: list[np.ndarray] | None) -> dict:
-    """Metrics of every method plus the zero-motion and (when ``train_gt``) mean-odometry baselines.
-
-    ``methods``: name → ``{"traj": (N,4,4), optional "snippets": (M,L,4,4) or "rel": (N-1,4,4)}``."""
-    from sfm_ros.trajectory import mean_odometry_poses, zero_motion_poses
-
-    n = len(gt)
-    if n < snippet:
-        raise UsageError(f"{n} frames selected: need at least --snippet {snippet}")
-    out = {}
-    for name, m in methods.items():
-        out[name] = _metrics_of(gt, m["traj"], snippet, delta, m.get("snippets"), m.get("rel"))
-    out["zero_motion"] = _metrics_of(gt, zero_motion_poses(n), snippet, delta)
-    if train_gt:
-        out["mean_odometry"] = _metrics_of(gt, mean_odometry_poses(train_gt, n), snippet, delta)
-    return out
-
-
-def _gt_trajectory(args, frames: _Frames | None, stride: int):
+def _gt_trajectory(args, frames: SelectedFrames | None, stride: int):
     """(gt poses of the selected frames, their stamps or None, all gt poses, selected indices, label)."""
     from sfm_ros.trajectory import read_kitti, read_tum
 
@@ -797,40 +445,15 @@ def _gt_trajectory(args, frames: _Frames | None, stride: int):
     raise UsageError("no ground truth: give --kitti, --sevenscenes, --gt-kitti FILE or --gt-tum FILE")
 
 
-def _associate(src_stamps: np.ndarray, dst_stamps: np.ndarray, max_dt: float, what: str) -> np.ndarray:
-    """Index in ``dst`` of the nearest stamp for every ``src`` stamp; all must be within ``max_dt``."""
-    order = np.argsort(dst_stamps)
-    d = dst_stamps[order]
-    pos = np.clip(np.searchsorted(d, src_stamps), 1, max(len(d) - 1, 1))
-    left = np.clip(pos - 1, 0, len(d) - 1)
-    right = np.clip(pos, 0, len(d) - 1)
-    pick = np.where(np.abs(d[left] - src_stamps) <= np.abs(d[right] - src_stamps), left, right)
-    dt = np.abs(d[pick] - src_stamps)
-    bad = int((dt > max_dt).sum())
-    if bad:
-        raise UsageError(f"{what}: {bad} of {len(src_stamps)} stamps have no ground-truth pose within "
-                         f"--max-dt {max_dt:g} s (largest gap {dt.max():.3f} s)")
-    return order[pick]
-
-
 def _mean_odometry_train(args, all_gt: np.ndarray, sel: list[int], stride: int) -> tuple[list[np.ndarray], str]:
+    """The ground truth of the mean-odometry baseline: ``--train-frames`` or the frames outside ``sel``."""
     if args.train_frames:
         a, b = parse_frames(args.train_frames, len(all_gt), "--train-frames")
         idx = list(range(a, b, stride))
         if len(idx) < 2:
             raise UsageError(f"--train-frames {args.train_frames} selects fewer than 2 frames (stride {stride})")
         return [all_gt[idx]], f"frames {a}:{b}"
-    lo, hi = min(sel), max(sel)
-    parts, names = [], []
-    before = list(range(lo % stride, lo, stride))
-    after = list(range(hi + stride, len(all_gt), stride))
-    for idx, name in ((before, f"0:{lo}"), (after, f"{hi + 1}:{len(all_gt)}")):
-        if len(idx) >= 2:
-            parts.append(all_gt[idx])
-            names.append(name)
-    if not parts:
-        return [all_gt[sel]], "the evaluated frames themselves (optimistic: no other ground truth)"
-    return parts, "frames " + " and ".join(names) + " (outside the evaluated range)"
+    return mean_odometry_segments(all_gt, sel, stride)
 
 
 def _run_pose(args) -> dict:
@@ -860,10 +483,10 @@ def _run_pose(args) -> dict:
         except (ValueError, OSError) as exc:
             raise UsageError(f"prediction {pred_file}: {exc}") from None
         all_gt, g_stamps, gt_what = _gt_trajectory(args, None, stride)
-        sel = _select(len(all_gt), args.frames, stride)
+        sel = select_indices(len(all_gt), args.frames, stride)
         gt = all_gt[sel]
         if p_stamps is not None and g_stamps is not None:
-            pick = _associate(np.asarray(g_stamps)[sel], p_stamps, args.max_dt, pred_file)
+            pick = associate_stamps(np.asarray(g_stamps)[sel], p_stamps, args.max_dt, pred_file)
             traj = p_poses[pick]
         elif len(p_poses) == len(all_gt):
             traj = p_poses[sel]
@@ -883,7 +506,7 @@ def _run_pose(args) -> dict:
             raise UsageError(f"--refine must be one of {', '.join(REFINE_MODES)}, got {args.refine!r}")
         refiner = Refiner(args.refine)
         est = _estimator(args)
-        frames = _frame_input(args, stride)
+        frames = select_frames(args, stride)
         if args.refine != "none" and frames.K is None:
             raise UsageError(f"--refine {args.refine} needs the camera intrinsics: {frames.name} carries none "
                              "(use --kitti or --sevenscenes)")
@@ -903,7 +526,7 @@ def _run_pose(args) -> dict:
             all_gt, g_stamps, gt_what = _gt_trajectory(args, frames, stride)
             f_stamps = np.asarray(frames.stamps, dtype=np.float64)
             if g_stamps is not None:
-                pick = _associate(f_stamps, g_stamps, args.max_dt, frames.name)
+                pick = associate_stamps(f_stamps, g_stamps, args.max_dt, frames.name)
                 all_gt, sel = all_gt[pick], list(range(len(pick)))
             else:
                 if frames.indices is None:  # a bag: positions as streamed
@@ -952,21 +575,7 @@ def _run_pose(args) -> dict:
     if args.train_frames is None:
         notes.append(f"mean odometry from {train_what}")
     results = evaluate_pose_methods(gt, methods, args.snippet, args.delta, train_gt)
-    metric_scale = None
-    if metric is not None:
-        from sfm_ros.trajectory import ate as _ate, relative_poses
-
-        steps_true = np.linalg.norm(relative_poses(gt)[:, :3, 3], axis=1)
-        ratio = metric["step_lengths"] / np.maximum(steps_true, 1e-9)
-        moving = steps_true > 1e-3
-        metric_scale = {
-            "camera_height": args.camera_height,
-            "step_ratio_median": float(np.median(ratio[moving])) if moving.any() else float("nan"),
-            "step_ratio_p25": float(np.percentile(ratio[moving], 25)) if moving.any() else float("nan"),
-            "step_ratio_p75": float(np.percentile(ratio[moving], 75)) if moving.any() else float("nan"),
-            "ate_se3": _ate(gt, chain(metric["rel"]), align="se3"),
-            "scale_median": float(np.median(metric["scales"])),
-        }
+    metric_scale = metric_scale_summary(gt, metric, args.camera_height) if metric is not None else None
     written = []
     traj = next(iter(methods.values()))["traj"]
     for out, fmt in ((args.tum, "tum"), (args.kitti_out, "kitti")):
@@ -1052,10 +661,6 @@ def _jsonable(x):
     return x
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 def run(argv: list[str] | None = None) -> dict:
     """Parse and run; returns the result dict (raises :class:`UsageError` on bad input). The JSON
     target of ``--json`` is under the key ``"json_out"``."""
@@ -1085,12 +690,9 @@ def main(argv: list[str] | None = None) -> int:
             Path(out).parent.mkdir(parents=True, exist_ok=True)
             Path(out).write_text(json.dumps(_jsonable(res), indent=1) + "\n")
         return EXIT_OK
-    except (UsageError, CheckpointError, FileNotFoundError, NotADirectoryError) as exc:
-        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr, flush=True)
-        return EXIT_BAD_INPUT
-    except ValueError as exc:  # SourceError, BagError, CameraError, metric input checks
-        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr, flush=True)
-        return EXIT_BAD_INPUT
+    except (CheckpointError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
+        # UsageError, InputError, SourceError, BagError, CameraError, metric input checks
+        return report_error(PROG, exc, EXIT_BAD_INPUT)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from .checkpoint import CheckpointError, load_weights, read_checkpoint, save_checkpoint
+from .checkpoint import check_resumable, load_weights, read_checkpoint, save_checkpoint
 from .datasets import Sequence, WindowDataset, collate
 from .device import cpu_has_bf16_instructions, resolve_device
 from .losses import compute_losses, epipolar_prior_loss
@@ -255,15 +255,8 @@ class Trainer:
 
     def _load_resume(self, path: str | Path) -> None:
         state = read_checkpoint(path)
-        saved = Options.from_dict(state["options"])
-        diff = [k for k in ("depth_arch", "width_mult", "pose_arch", "seq_len")
-                if getattr(saved.model, k) != getattr(self.opts.model, k)]
-        if diff:
-            raise CheckpointError(f"cannot resume from {path}: it is another architecture "
-                                  f"({', '.join(f'{k}={getattr(saved.model, k)!r}' for k in diff)})")
+        check_resumable(path, state, self.opts)
         load_weights(self.model, state, path)
-        if "optimizer" not in state:
-            raise CheckpointError(f"cannot resume from {path}: it holds no optimiser state")
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])  # fp16 loss scale: resume exactly

@@ -10,10 +10,13 @@ name the input, so a tool reports them as they are (:func:`one_line`). Used by `
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Any
 
-__all__ = ["EXIT_OK", "EXIT_BAD_INPUT", "UsageError", "Parser", "set_override", "one_line", "report_error"]
+import numpy as np
+
+__all__ = ["EXIT_OK", "EXIT_BAD_INPUT", "UsageError", "Parser", "set_override", "one_line", "report_error", "jsonable"]
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
@@ -54,3 +57,20 @@ def report_error(prog: str, exc: BaseException | str, code: int = EXIT_BAD_INPUT
     text = exc if isinstance(exc, str) else one_line(exc)
     print(f"{prog}: error: {text}", file=sys.stderr, flush=True)
     return code
+
+
+def jsonable(x: Any) -> Any:
+    """``x`` with numpy arrays and scalars turned into lists and Python numbers, dict keys into
+    strings and non-finite floats into ``None`` (JSON has no NaN), for ``json.dumps``."""
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return jsonable(x.tolist())
+    if isinstance(x, (np.floating, float)):
+        v = float(x)
+        return v if math.isfinite(v) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x

@@ -64,23 +64,19 @@ command line or input (one line on stderr).
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
-import math
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
-from sfm_ros.camera import CameraError, kitti_lidar_calib
-from sfm_ros.cli_common import EXIT_BAD_INPUT, EXIT_OK, Parser, UsageError, one_line, report_error
+from sfm_ros.cli_common import EXIT_BAD_INPUT, EXIT_OK, Parser, UsageError, jsonable, report_error
+from sfm_ros.depth_eval import evaluate_depth_sequence, format_depth_report, ground_truth_depth, list_files
 from sfm_ros.inputs import SelectedFrames, parse_frames, select_frames, select_indices
-from sfm_ros.pose_eval import (associate_stamps, evaluate_pose_methods, ground_scaled_increments,
-                               mean_odometry_segments, metric_scale_summary, network_increments,
-                               network_snippets, refine_increments)
-from sfm_ros.sevenscenes import read_sevenscenes
-from sfm_ros.sources import _natural_key
+from sfm_ros.pose_eval import (associate_stamps, evaluate_pose_methods, format_pose_report, ground_truth_trajectory,
+                               mean_odometry_segments, metric_scale_summary, model_pose_method,
+                               write_trajectory_pair)
 
 __all__ = ["main", "build_parser", "run", "format_depth", "format_pose"]
 
@@ -165,22 +161,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _files(directory: str, pattern: str, what: str) -> list[Path]:
-    d = Path(directory)
-    if not d.is_dir():
-        raise UsageError(f"{what} {d} is not a folder")
-    files = sorted((f for f in d.glob(pattern) if f.is_file()), key=_natural_key)
-    if not files:
-        raise UsageError(f"{what} {d} has no {pattern} files")
-    return files
-
-
-# ------------------------------------------------------------------------------------------------
-# 7-Scenes
-# ------------------------------------------------------------------------------------------------
-# ------------------------------------------------------------------------------------------------
-# Frame inputs
-# ------------------------------------------------------------------------------------------------
 def _estimator(args):
     from sfm_ros.checkpoint import CheckpointError
     from sfm_ros.inference import Estimator
@@ -196,69 +176,7 @@ def _estimator(args):
 # ------------------------------------------------------------------------------------------------
 # depth
 # ------------------------------------------------------------------------------------------------
-def _gt_depth_loaders(args, frames: SelectedFrames | None) -> tuple[str, list[Callable[[tuple[int, int]], np.ndarray]]]:
-    """Ground-truth loaders of the selected frames: ``loader(image_hw) -> (H, W) metres``."""
-    from sfm_ros.metrics import load_depth_npy, load_depth_png, project_lidar
-
-    given = [k for k in ("gt_png", "gt_npy", "gt_lidar") if getattr(args, k)]
-    if len(given) > 1:
-        raise UsageError("give one ground truth: " + ", ".join("--" + g.replace("_", "-") for g in given))
-    if not given:
-        if frames is not None and frames.sevenscenes is not None:
-            ss = frames.sevenscenes
-            missing = [ss.depth[i] for i in frames.indices if not ss.depth[i].is_file()]
-            if missing:
-                raise UsageError(f"7-Scenes depth {missing[0]} does not exist")
-            return ("7-Scenes depth PNG (mm, 65535 invalid; not registered to the colour camera)",
-                    [lambda hw, p=ss.depth[i]: load_depth_png(p, 1000.0, 65535) for i in frames.indices])
-        raise UsageError("no ground truth: give --gt-png DIR, --gt-npy DIR or --gt-lidar DIR (implicit with --sevenscenes)")
-    if args.gt_png:
-        files = _files(args.gt_png, "*.png", "--gt-png")
-        if not args.gt_scale > 0:
-            raise UsageError(f"--gt-scale must be > 0, got {args.gt_scale}")
-        what = f"PNG {args.gt_png} (raw / {args.gt_scale:g} m, {args.gt_invalid} invalid)"
-        make = lambda p: (lambda hw: load_depth_png(p, args.gt_scale, args.gt_invalid))  # noqa: E731
-    elif args.gt_npy:
-        files = _files(args.gt_npy, "*.npy", "--gt-npy")
-        what = f"npy {args.gt_npy} (m)"
-        make = lambda p: (lambda hw: load_depth_npy(p))  # noqa: E731
-    else:
-        files = _files(args.gt_lidar, "*.bin", "--gt-lidar")
-        if frames is None:
-            raise UsageError("--gt-lidar needs the camera images (--images/--kitti/--bag with --checkpoint) "
-                             "for the image size")
-        calib = args.calib or (str(Path(args.kitti) / "calib.txt") if args.kitti else None)
-        if not calib:
-            raise UsageError("--gt-lidar needs --calib (KITTI calib.txt or a KITTI raw date folder)")
-        cam = args.lidar_camera or ("P" + frames.camera_dir[-1] if frames.camera_dir else "P2")
-        try:
-            T, K = kitti_lidar_calib(calib, cam)
-        except CameraError as exc:
-            raise UsageError(f"--calib: {exc}") from None
-        what = f"LiDAR {args.gt_lidar} projected with {calib} ({cam})"
-
-        def make(p):
-            def load(hw):
-                pts = np.fromfile(p, dtype=np.float32)
-                if pts.size % 4:
-                    raise UsageError(f"{p}: not a KITTI Velodyne scan (float32 x y z r)")
-                return project_lidar(pts.reshape(-1, 4), T, K, hw[0], hw[1])
-            return load
-    if frames is not None and frames.indices is not None:
-        # One ground-truth file per source frame, in the same order: the same positions are selected.
-        if len(files) != frames.total:
-            raise UsageError(f"{what}: {len(files)} ground-truth files for {frames.total} input frames "
-                             f"(expected one per frame, matched in natural file order)")
-        files = [files[i] for i in frames.indices]
-    elif args.frames:  # --pred-npy, or a bag (streamed): slice the files the same way
-        a, b = parse_frames(args.frames, len(files))
-        files = files[a:b]
-    return what, [make(p) for p in files]
-
-
 def _run_depth(args) -> dict:
-    from sfm_ros.metrics import DEPTH_METRIC_KEYS, aggregate, evaluate_depth
-
     max_depth = args.max_depth if args.max_depth is not None else (10.0 if args.sevenscenes else 80.0)
     if not 0 <= args.min_depth < max_depth:
         raise UsageError(f"need 0 <= --min-depth < --max-depth, got {args.min_depth:g}, {max_depth:g}")
@@ -267,11 +185,11 @@ def _run_depth(args) -> dict:
         given = [k for k in ("checkpoint", "images", "bag", "kitti", "sevenscenes") if getattr(args, k)]
         if given:
             raise UsageError("--pred-npy replaces the model: do not give " + ", ".join("--" + g for g in given))
-        pred_files = _files(args.pred_npy, "*.npy", "--pred-npy")
+        pred_files = list_files(args.pred_npy, "*.npy", "--pred-npy")
         if args.frames:
             a, b = parse_frames(args.frames, len(pred_files))
             pred_files = pred_files[a:b]
-        gt_what, gts = _gt_depth_loaders(args, None)
+        gt_what, gts = ground_truth_depth(args, None)
         if len(gts) != len(pred_files):
             raise UsageError(f"{len(pred_files)} predictions in {args.pred_npy} but {len(gts)} ground-truth maps")
         from sfm_ros.metrics import load_depth_npy
@@ -282,7 +200,7 @@ def _run_depth(args) -> dict:
     else:
         est = _estimator(args)
         frames = select_frames(args)
-        gt_what, gts = _gt_depth_loaders(args, frames)
+        gt_what, gts = ground_truth_depth(args, frames)
         if frames.count is not None and frames.count != len(gts):
             raise UsageError(f"{frames.count} frames but {len(gts)} ground-truth maps")
         save = Path(args.save_npy) if args.save_npy else None
@@ -305,88 +223,18 @@ def _run_depth(args) -> dict:
         model = {"seq_len": est.seq_len, "size": [est.height, est.width], "device": str(est.device)}
     metric = getattr(args, "camera_height", None) is not None and not args.pred_npy
     median_scaling = not (args.no_median_scaling or metric)
-    results, skipped, const, ratios = [], [], [], []
-    n = 0
-    for i, ((pred, hw), gt_load) in enumerate(itertools.zip_longest(preds, gts, fillvalue=(None, None))):
-        if pred is None or (isinstance(gt_load, tuple)):
-            raise UsageError(f"the input has {'fewer' if pred is None else 'more'} frames than ground-truth maps")
-        n += 1
-        gt = gt_load(hw if hw is not None else pred.shape)
-        if metric and not np.isfinite(pred).any():  # no ground plane found yet
-            skipped.append(i)
-            continue
-        try:
-            r = evaluate_depth(gt, pred, args.min_depth, max_depth, median_scaling=median_scaling,
-                               crop=crop)
-            if metric:
-                ratios.append(1.0 / evaluate_depth(gt, pred, args.min_depth, max_depth, median_scaling=True,
-                                                   crop=crop)["scale"])
-        except ValueError as exc:
-            if "no valid ground-truth pixels" in str(exc):
-                skipped.append(i)
-                continue
-            raise
-        r["index"] = i
-        finite = pred[np.isfinite(pred) & (pred > 0)]
-        r["spread"] = float(np.log(finite).std()) if finite.size else 0.0
-        results.append(r)
-        if median_scaling:  # the floor a model must beat: one constant depth, median-scaled
-            const.append(evaluate_depth(gt, np.ones_like(pred), args.min_depth, max_depth, median_scaling=True,
-                                        crop=crop))
-    if not results:
-        raise UsageError(f"no image had valid ground-truth pixels in ({args.min_depth:g}, {max_depth:g}] m")
-    agg = aggregate(results)
-    base = aggregate(const) if const else None
-    scales = np.array([r["scale"] for r in results])
-    spread = float(np.median([r["spread"] for r in results]))
-    warnings = []
-    if spread < NEARLY_CONSTANT_SPREAD:
-        warnings.append(f"the predicted depth is nearly constant (median spread of log depth {spread:.3f} "
-                        f"< {NEARLY_CONSTANT_SPREAD}): the model learnt no layout; compare with the "
-                        f"constant-depth baseline, and see the trainer's warnings")
+    res = evaluate_depth_sequence(preds, gts, args.min_depth, max_depth, median_scaling, crop, metric)
     return {
         "command": "depth", "source": source, "ground_truth": gt_what, "model": model,
         "settings": {"min_depth": args.min_depth, "max_depth": max_depth, "crop": args.crop,
                      "median_scaling": median_scaling, "frames": args.frames,
                      "camera_height": getattr(args, "camera_height", None) if metric else None},
-        "metric_ratio": ({"median": float(np.median(ratios)), "p25": float(np.percentile(ratios, 25)),
-                          "p75": float(np.percentile(ratios, 75))} if ratios else None),
-        "metrics": {k: agg[k] for k in DEPTH_METRIC_KEYS},
-        "baseline_constant": {k: base[k] for k in DEPTH_METRIC_KEYS} if base else None,
-        "count": len(results), "skipped": skipped,
-        "scale_mean": float(scales.mean()), "scale_std": float(scales.std()),
-        "valid_pixels_mean": agg["valid_pixels"], "depth_spread": spread, "warnings": warnings,
-        "per_image": results,
+        **res,
     }
 
 
-#: median per-image std of log depth below which a model's depth counts as nearly constant
-NEARLY_CONSTANT_SPREAD = 0.02
-
-
 def format_depth(res: dict) -> str:
-    s = res["settings"]
-    head = (f"{PROG} depth: {res['count']} images ({res['source']}); ground truth {res['ground_truth']}; "
-            f"depth ({s['min_depth']:g}, {s['max_depth']:g}] m, crop {s['crop']}, "
-            f"median scaling {'on' if s['median_scaling'] else 'off'}")
-    from sfm_ros.metrics import DEPTH_METRIC_KEYS as keys
-
-    lines = [head, "", "| | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys),
-             "| model | " + " | ".join(f"{res['metrics'][k]:.4f}" for k in keys) + " |"]
-    if res.get("baseline_constant"):
-        lines.append("| constant depth (baseline) | " + " | ".join(f"{res['baseline_constant'][k]:.4f}" for k in keys) + " |")
-    lines.append("")
-    tail = f"scale gt/pred {res['scale_mean']:.4g} ± {res['scale_std']:.2g}"
-    if res.get("metric_ratio"):
-        m = res["metric_ratio"]
-        tail = (f"scale from camera height {s['camera_height']:g} m (no median scaling): predicted / true depth "
-                f"median {m['median']:.3f} (quartiles {m['p25']:.3f}-{m['p75']:.3f})")
-    if res["skipped"]:
-        why = "valid ground truth or (before the first) ground plane" if res.get("metric_ratio") else "valid ground truth"
-        tail += f"; {len(res['skipped'])} image(s) without {why} skipped"
-    lines.append(tail)
-    lines += [f"warning: {w}" for w in res.get("warnings", [])]
-    return "\n".join(lines)
+    return format_depth_report(res, PROG)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -405,46 +253,6 @@ def _ground_scale(args, frames: SelectedFrames):
     return GroundScale(args.camera_height, camera_extrinsic())
 
 
-def _gt_trajectory(args, frames: SelectedFrames | None, stride: int):
-    """(gt poses of the selected frames, their stamps or None, all gt poses, selected indices, label)."""
-    from sfm_ros.trajectory import read_kitti, read_tum
-
-    if args.gt_tum and args.gt_kitti:
-        raise UsageError("give one of --gt-tum and --gt-kitti")
-    if args.gt_tum or args.gt_kitti:
-        path = args.gt_tum or args.gt_kitti
-        if not Path(path).is_file():
-            raise UsageError(f"ground truth {path} does not exist")
-        try:
-            if args.gt_tum:
-                stamps, poses = read_tum(path)
-            else:
-                poses = read_kitti(path)
-                stamps = None
-        except (ValueError, OSError) as exc:
-            raise UsageError(f"ground truth {path}: {exc}") from None
-        return poses, stamps, f"{path}"
-    if frames is not None and frames.all_gt_poses is not None:
-        return frames.all_gt_poses, None, f"{frames.name} poses.txt"
-    if frames is not None and frames.sevenscenes is not None:
-        ss = frames.sevenscenes
-        return ss.poses(), ss.stamps, f"{frames.name} frame-*.pose.txt"
-    if args.kitti:
-        from sfm_ros.sources import SourceError, read_kitti_odometry
-
-        try:
-            seq = read_kitti_odometry(args.kitti, camera=args.kitti_camera)
-        except SourceError as exc:
-            raise UsageError(f"--kitti: {exc}") from None
-        if seq.poses is None:
-            raise UsageError(f"--kitti {args.kitti} has no poses.txt")
-        return seq.poses, None, f"KITTI {args.kitti} poses.txt"
-    if args.sevenscenes:
-        ss = read_sevenscenes(args.sevenscenes)
-        return ss.poses(), ss.stamps, f"7-Scenes {args.sevenscenes}"
-    raise UsageError("no ground truth: give --kitti, --sevenscenes, --gt-kitti FILE or --gt-tum FILE")
-
-
 def _mean_odometry_train(args, all_gt: np.ndarray, sel: list[int], stride: int) -> tuple[list[np.ndarray], str]:
     """The ground truth of the mean-odometry baseline: ``--train-frames`` or the frames outside ``sel``."""
     if args.train_frames:
@@ -457,7 +265,7 @@ def _mean_odometry_train(args, all_gt: np.ndarray, sel: list[int], stride: int) 
 
 
 def _run_pose(args) -> dict:
-    from sfm_ros.trajectory import chain, read_kitti, read_tum
+    from sfm_ros.trajectory import read_kitti, read_tum
 
     if args.snippet < 2:
         raise UsageError(f"--snippet must be >= 2, got {args.snippet}")
@@ -482,7 +290,7 @@ def _run_pose(args) -> dict:
             p_stamps, p_poses = read_tum(pred_file) if args.pred_tum else (None, read_kitti(pred_file))
         except (ValueError, OSError) as exc:
             raise UsageError(f"prediction {pred_file}: {exc}") from None
-        all_gt, g_stamps, gt_what = _gt_trajectory(args, None, stride)
+        all_gt, g_stamps, gt_what = ground_truth_trajectory(args, None)
         sel = select_indices(len(all_gt), args.frames, stride)
         gt = all_gt[sel]
         if p_stamps is not None and g_stamps is not None:
@@ -520,10 +328,10 @@ def _run_pose(args) -> dict:
         if frames.sevenscenes is not None or frames.gt_poses is not None:
             if args.gt_tum or args.gt_kitti:
                 raise UsageError("--kitti/--sevenscenes carry their ground truth: drop --gt-tum/--gt-kitti")
-            all_gt, _, gt_what = _gt_trajectory(args, frames, stride)
+            all_gt, _, gt_what = ground_truth_trajectory(args, frames)
             sel = frames.indices
         else:
-            all_gt, g_stamps, gt_what = _gt_trajectory(args, frames, stride)
+            all_gt, g_stamps, gt_what = ground_truth_trajectory(args, frames)
             f_stamps = np.asarray(frames.stamps, dtype=np.float64)
             if g_stamps is not None:
                 pick = associate_stamps(f_stamps, g_stamps, args.max_dt, frames.name)
@@ -544,28 +352,9 @@ def _run_pose(args) -> dict:
         if len(images) < max(args.snippet, est.seq_len):
             raise UsageError(f"{len(images)} frames selected: need at least {max(args.snippet, est.seq_len)} "
                              f"(--snippet {args.snippet}, model seq_len {est.seq_len})")
-        snips = network_snippets(est, images)
-        rel = network_increments(snips)
-        refined = None
-        depths = ([est.depth(im)[0, 0].float().cpu().numpy() for im in images]
-                  if args.refine != "none" or ground is not None else None)
-        if args.refine != "none":
-            rel, refined = refine_increments(refiner, views, depths[:-1], rel)
-            notes.append(f"--refine {args.refine}: " + ", ".join(f"{v} increments {k}" for k, v in
-                                                                 sorted(refined.items())))
-        if ground is not None:
-            metric = ground_scaled_increments(ground, depths, rel, est.scale_intrinsics(frames.K, raw_hw))
-            notes.append(f"--camera-height {args.camera_height:g}: {metric['note']}")
-        traj = chain(rel)
-        m: dict[str, Any] = {"traj": traj}
-        if est.seq_len == args.snippet and refined is None:
-            m["snippets"] = snips
-            notes.append(f"snippet ATE: one pose-network prediction per {args.snippet}-frame snippet "
-                         f"(model seq_len {est.seq_len}, target in the middle; SfMLearner's protocol)")
-        else:
-            m["rel"] = rel
-            notes.append(f"snippet ATE: model seq_len {est.seq_len} != snippet {args.snippet}: snippets chained "
-                         f"from frame-to-frame increments (each averaged over the windows that contain it)")
+        m, model_notes, metric = model_pose_method(est, images, args.snippet, refiner, views, ground,
+                                                   frames.K, raw_hw)
+        notes += model_notes
         methods["model"] = m
         source = f"{args.checkpoint} on {frames.name}"
         model_info = {"seq_len": est.seq_len, "size": [est.height, est.width], "device": str(est.device)}
@@ -580,7 +369,7 @@ def _run_pose(args) -> dict:
     traj = next(iter(methods.values()))["traj"]
     for out, fmt in ((args.tum, "tum"), (args.kitti_out, "kitti")):
         if out:
-            written += _write_traj(out, fmt, stamps, traj, gt)
+            written += write_trajectory_pair(out, fmt, stamps, traj, gt)
     return {
         "command": "pose", "source": source, "ground_truth": gt_what, "model": model_info,
         "frames": args.frames, "stride": stride, "count": len(gt), "snippet": args.snippet,
@@ -589,78 +378,13 @@ def _run_pose(args) -> dict:
     }
 
 
-def _gt_twin(path: Path) -> Path:
-    return path.with_name(path.stem + ".gt" + (path.suffix or ".txt"))
-
-
-def _write_traj(out: str, fmt: str, stamps, traj, gt) -> list[str]:
-    from sfm_ros.trajectory import write_kitti, write_tum
-
-    p = Path(out)
-    if p.exists() and p.is_dir():
-        raise UsageError(f"{out} is a folder; expected a file name")
-    g = _gt_twin(p)
-    if fmt == "tum":
-        write_tum(p, stamps, traj)
-        write_tum(g, stamps, gt)
-    else:
-        write_kitti(p, traj)
-        write_kitti(g, gt)
-    return [str(p), str(g)]
-
-
-_METHOD_LABELS = {"model": "model", "prediction": "prediction", "zero_motion": "zero motion",
-                  "mean_odometry": "mean odometry"}
-
-
 def format_pose(res: dict) -> str:
-    lines = [f"{PROG} pose: {res['count']} frames (stride {res['stride']}) of {res['source']}; "
-             f"ground truth {res['ground_truth']}", ""]
-    lines.append(f"| method | snippet ATE ({res['snippet']} frames) mean ± std | ATE RMSE (m) | "
-                 f"RPE trans RMSE (m, delta {res['delta']}) | RPE rot RMSE (deg) |")
-    lines.append("|---|---:|---:|---:|---:|")
-    for name, m in res["methods"].items():
-        s = m["snippet_ate"]
-        a = m["ate"]
-        r = m.get("rpe")
-        al = "" if a["align"] == "sim3" else f" ({a['align']})"
-        rp = f"{r['trans_rmse']:.4f}{'' if r['align'] == 'sim3' else ' (' + r['align'] + ')'} | " \
-             f"{r['rot_rmse_deg']:.3f}" if r else "n/a | n/a"
-        lines.append(f"| {_METHOD_LABELS.get(name, name)} | {s['mean']:.4f} ± {s['std']:.4f} | "
-                     f"{a['rmse']:.4f}{al} | {rp} |")
-    lines.append("")
-    ms = res.get("metric_scale")
-    if ms:
-        lines.append(f"metric scale from camera height {ms['camera_height']:g} m (no scale alignment): predicted / "
-                     f"true step length median {ms['step_ratio_median']:.3f} (quartiles {ms['step_ratio_p25']:.3f}-"
-                     f"{ms['step_ratio_p75']:.3f}); ATE RMSE {ms['ate_se3']['rmse']:.4f} m (se3)")
-        lines.append("")
-    lines += [f"- {n}" for n in res["notes"]]
-    lines.append("- ATE/RPE after Sim(3) alignment (se3 where the trajectory never moves); "
-                 "snippet ATE as SfMLearner's compute_ate (sqrt(sum err^2) / L)")
-    for w in res["written"]:
-        lines.append(f"- wrote {w}")
-    return "\n".join(lines)
+    return format_pose_report(res, PROG)
 
 
 # ------------------------------------------------------------------------------------------------
 # main
 # ------------------------------------------------------------------------------------------------
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, (np.floating, float)):
-        v = float(x)
-        return v if math.isfinite(v) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
-
-
 def run(argv: list[str] | None = None) -> dict:
     """Parse and run; returns the result dict (raises :class:`UsageError` on bad input). The JSON
     target of ``--json`` is under the key ``"json_out"``."""
@@ -688,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         out = res.pop("json_out", None)
         if out:
             Path(out).parent.mkdir(parents=True, exist_ok=True)
-            Path(out).write_text(json.dumps(_jsonable(res), indent=1) + "\n")
+            Path(out).write_text(json.dumps(jsonable(res), indent=1) + "\n")
         return EXIT_OK
     except (CheckpointError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
         # UsageError, InputError, SourceError, BagError, CameraError, metric input checks

@@ -10,13 +10,15 @@ with a one-line message.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 __all__ = ["average_increments", "network_snippets", "network_increments", "refine_increments",
            "ground_scaled_increments", "pose_metrics", "evaluate_pose_methods", "associate_stamps",
-           "mean_odometry_segments", "metric_scale_summary"]
+           "mean_odometry_segments", "metric_scale_summary", "model_pose_method", "METHOD_LABELS",
+           "format_pose_report", "gt_twin", "write_trajectory_pair", "ground_truth_trajectory"]
 
 
 def average_increments(estimates: list[list[np.ndarray]]) -> np.ndarray:
@@ -195,3 +197,148 @@ def metric_scale_summary(gt: np.ndarray, metric: dict, camera_height: float) -> 
         "ate_se3": ate(gt, chain(metric["rel"]), align="se3"),
         "scale_median": float(np.median(metric["scales"])),
     }
+
+
+def model_pose_method(est, images: list, snippet: int, refiner=None, views: list | None = None, ground=None,
+                      K: np.ndarray | None = None, raw_hw: tuple[int, int] | None = None) -> tuple[dict, list[str], dict | None]:
+    """The model's pose "method" for :func:`evaluate_pose_methods` over preprocessed ``images``.
+
+    The pose network runs on every window (:func:`network_snippets`); the averaged increments
+    (:func:`network_increments`) are refined by ``refiner`` (a :class:`sfm_ros.refine.Refiner`
+    not in mode ``none``, over its ``views`` of the frames) and metric-scaled by ``ground`` (a
+    :class:`sfm_ros.ground_scale.GroundScale`, with the raw intrinsics ``K`` of ``raw_hw`` images),
+    then chained. With ``seq_len == snippet`` and no refinement the snippet ATE uses one network
+    prediction per snippet (SfMLearner's protocol), else snippets chained from the increments.
+    Returns ``(method, notes, metric)``: ``metric`` is :func:`ground_scaled_increments`' output or
+    None."""
+    from sfm_ros.trajectory import chain
+
+    notes: list[str] = []
+    metric = None
+    refine = refiner is not None and refiner.mode != "none"
+    snips = network_snippets(est, images)
+    rel = network_increments(snips)
+    refined = None
+    depths = ([est.depth(im)[0, 0].float().cpu().numpy() for im in images]
+              if refine or ground is not None else None)
+    if refine:
+        rel, refined = refine_increments(refiner, views, depths[:-1], rel)
+        notes.append(f"--refine {refiner.mode}: " + ", ".join(f"{v} increments {k}" for k, v in
+                                                             sorted(refined.items())))
+    if ground is not None:
+        metric = ground_scaled_increments(ground, depths, rel, est.scale_intrinsics(K, raw_hw))
+        notes.append(f"--camera-height {ground.camera_height:g}: {metric['note']}")
+    traj = chain(rel)
+    m: dict[str, Any] = {"traj": traj}
+    if est.seq_len == snippet and refined is None:
+        m["snippets"] = snips
+        notes.append(f"snippet ATE: one pose-network prediction per {snippet}-frame snippet "
+                     f"(model seq_len {est.seq_len}, target in the middle; SfMLearner's protocol)")
+    else:
+        m["rel"] = rel
+        notes.append(f"snippet ATE: model seq_len {est.seq_len} != snippet {snippet}: snippets chained "
+                     f"from frame-to-frame increments (each averaged over the windows that contain it)")
+    return m, notes, metric
+
+
+def gt_twin(path: Path) -> Path:
+    """``OUT.txt`` → ``OUT.gt.txt`` (``.txt`` when ``OUT`` has no suffix)."""
+    return path.with_name(path.stem + ".gt" + (path.suffix or ".txt"))
+
+
+def write_trajectory_pair(out: str | Path, fmt: str, stamps, traj: np.ndarray, gt: np.ndarray) -> list[str]:
+    """Write ``traj`` to ``out`` and the ground truth of the same frames to its :func:`gt_twin`, as
+    TUM (``fmt="tum"``, with ``stamps``) or KITTI files; returns both paths."""
+    from sfm_ros.trajectory import write_kitti, write_tum
+
+    p = Path(out)
+    if p.exists() and p.is_dir():
+        raise ValueError(f"{out} is a folder; expected a file name")
+    g = gt_twin(p)
+    if fmt == "tum":
+        write_tum(p, stamps, traj)
+        write_tum(g, stamps, gt)
+    else:
+        write_kitti(p, traj)
+        write_kitti(g, gt)
+    return [str(p), str(g)]
+
+
+METHOD_LABELS = {"model": "model", "prediction": "prediction", "zero_motion": "zero motion",
+                  "mean_odometry": "mean odometry"}
+
+
+def format_pose_report(res: dict, prog: str = "sfm_eval") -> str:
+    """The ``sfm_eval pose`` report: a Markdown table of every method, the metric scale, the notes."""
+    lines = [f"{prog} pose: {res['count']} frames (stride {res['stride']}) of {res['source']}; "
+             f"ground truth {res['ground_truth']}", ""]
+    lines.append(f"| method | snippet ATE ({res['snippet']} frames) mean ± std | ATE RMSE (m) | "
+                 f"RPE trans RMSE (m, delta {res['delta']}) | RPE rot RMSE (deg) |")
+    lines.append("|---|---:|---:|---:|---:|")
+    for name, m in res["methods"].items():
+        s = m["snippet_ate"]
+        a = m["ate"]
+        r = m.get("rpe")
+        al = "" if a["align"] == "sim3" else f" ({a['align']})"
+        rp = f"{r['trans_rmse']:.4f}{'' if r['align'] == 'sim3' else ' (' + r['align'] + ')'} | " \
+             f"{r['rot_rmse_deg']:.3f}" if r else "n/a | n/a"
+        lines.append(f"| {METHOD_LABELS.get(name, name)} | {s['mean']:.4f} ± {s['std']:.4f} | "
+                     f"{a['rmse']:.4f}{al} | {rp} |")
+    lines.append("")
+    ms = res.get("metric_scale")
+    if ms:
+        lines.append(f"metric scale from camera height {ms['camera_height']:g} m (no scale alignment): predicted / "
+                     f"true step length median {ms['step_ratio_median']:.3f} (quartiles {ms['step_ratio_p25']:.3f}-"
+                     f"{ms['step_ratio_p75']:.3f}); ATE RMSE {ms['ate_se3']['rmse']:.4f} m (se3)")
+        lines.append("")
+    lines += [f"- {n}" for n in res["notes"]]
+    lines.append("- ATE/RPE after Sim(3) alignment (se3 where the trajectory never moves); "
+                 "snippet ATE as SfMLearner's compute_ate (sqrt(sum err^2) / L)")
+    for w in res["written"]:
+        lines.append(f"- wrote {w}")
+    return "\n".join(lines)
+
+
+def ground_truth_trajectory(args: Any, frames=None) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """``(poses (N, 4, 4) T_w_c, their stamps or None, description)``: every ground-truth pose of
+    the source, from ``args`` (the ``sfm_eval pose`` flags: ``gt_tum`` | ``gt_kitti`` files, else
+    the poses ``frames`` (:class:`sfm_ros.inputs.SelectedFrames`) carry, else ``kitti`` /
+    ``sevenscenes``). The messages name the flags."""
+    from sfm_ros.trajectory import read_kitti, read_tum
+
+    if args.gt_tum and args.gt_kitti:
+        raise ValueError("give one of --gt-tum and --gt-kitti")
+    if args.gt_tum or args.gt_kitti:
+        path = args.gt_tum or args.gt_kitti
+        if not Path(path).is_file():
+            raise ValueError(f"ground truth {path} does not exist")
+        try:
+            if args.gt_tum:
+                stamps, poses = read_tum(path)
+            else:
+                poses = read_kitti(path)
+                stamps = None
+        except (ValueError, OSError) as exc:
+            raise ValueError(f"ground truth {path}: {exc}") from None
+        return poses, stamps, f"{path}"
+    if frames is not None and frames.all_gt_poses is not None:
+        return frames.all_gt_poses, None, f"{frames.name} poses.txt"
+    if frames is not None and frames.sevenscenes is not None:
+        ss = frames.sevenscenes
+        return ss.poses(), ss.stamps, f"{frames.name} frame-*.pose.txt"
+    if args.kitti:
+        from sfm_ros.sources import SourceError, read_kitti_odometry
+
+        try:
+            seq = read_kitti_odometry(args.kitti, camera=args.kitti_camera)
+        except SourceError as exc:
+            raise ValueError(f"--kitti: {exc}") from None
+        if seq.poses is None:
+            raise ValueError(f"--kitti {args.kitti} has no poses.txt")
+        return seq.poses, None, f"KITTI {args.kitti} poses.txt"
+    if args.sevenscenes:
+        from sfm_ros.sevenscenes import read_sevenscenes
+
+        ss = read_sevenscenes(args.sevenscenes)
+        return ss.poses(), ss.stamps, f"7-Scenes {args.sevenscenes}"
+    raise ValueError("no ground truth: give --kitti, --sevenscenes, --gt-kitti FILE or --gt-tum FILE")

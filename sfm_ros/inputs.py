@@ -109,6 +109,7 @@ def stat_key(*paths: Path) -> list:
 
 
 def peek(frames: Iterable[Any], what: str) -> tuple[Any, Iterator[Any]]:
+    """(first item, the whole stream again) of a lazy stream; an empty one is an :class:`InputError`."""
     it = iter(frames)
     try:
         first = next(it)

@@ -13,7 +13,7 @@ ENTRY_POINTS: list[str] = [
     "sfm_record = sfm_ros.recorder:main",
     "sfm_train = sfm_ros.train_cli:main",
     "sfm_eval = sfm_ros.eval_cli:main",
-    "sfm_export = sfm_ros.export:main",
+    "sfm_export = sfm_ros.export_cli:main",
 ]
 
 setup(

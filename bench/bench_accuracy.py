@@ -48,7 +48,7 @@ def _kitti_sequence(root: Path):
 
 def _sevenscenes_sequence(root: Path):
     from sfm_ros.datasets import prepare_sequence
-    from sfm_ros.eval_cli import read_sevenscenes
+    from sfm_ros.sevenscenes import read_sevenscenes
     from sfm_ros.sources import read_image
 
     ss = read_sevenscenes(root)

@@ -42,7 +42,7 @@ from common import machine_info as common_machine_info  # noqa: E402
 
 from sfm_ros.export import example_inputs, inference_modules, ort_session, to_onnx, to_torchscript  # noqa: E402
 from sfm_ros.export import DepthExport, PoseExport  # noqa: E402
-from sfm_ros.inference import cpu_has_bf16_instructions  # noqa: E402
+from sfm_ros.device import cpu_has_bf16_instructions  # noqa: E402
 from sfm_ros.model import SfMModel  # noqa: E402
 from sfm_ros.options import ModelOptions  # noqa: E402
 from sfm_ros.resnet import count_parameters  # noqa: E402

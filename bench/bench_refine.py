@@ -71,7 +71,7 @@ def main(argv=None) -> int:
         imgs = [read_image(seq.image_paths[i]) for i in range(a, min(b, len(seq)))]
         out["kitti"] = time_refiner(imgs, seq.camera.K, args.repeat)
     if SEVENSCENES.is_dir():
-        from sfm_ros.eval_cli import read_sevenscenes
+        from sfm_ros.sevenscenes import read_sevenscenes
 
         ss = read_sevenscenes(SEVENSCENES)
         imgs = [read_image(ss.color[i]) for i in range(0, min(500, len(ss)), 10)]

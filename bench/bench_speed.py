@@ -116,7 +116,7 @@ def bench_train(config: str, steps: int) -> dict:
     import torch
 
     from sfm_ros.datasets import collate, prepare_sequence
-    from sfm_ros.inference import cpu_has_bf16_instructions
+    from sfm_ros.device import cpu_has_bf16_instructions
     from sfm_ros.trainer import Trainer
 
     frames, K, what = _kitti_frames(12)

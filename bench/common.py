@@ -30,7 +30,7 @@ def machine_info() -> dict:
     """CPU model, cores, GPU (if any), torch version, bf16 support, git revision."""
     import torch
 
-    from sfm_ros.inference import cpu_has_bf16_instructions
+    from sfm_ros.device import cpu_has_bf16_instructions
 
     cpu = platform.processor() or "?"
     try:
@@ -70,24 +70,12 @@ def git_revision() -> str:
         return "?"
 
 
-def _apply_text(opts, text: str) -> None:
-    """``group.key=value`` (value parsed as YAML; string options keep the text as written, so
-    ``train.amp=off`` stays ``"off"``)."""
-    from sfm_ros.options import apply_overrides, parse_override
-
-    key, value = parse_override(text)
-    parts = key.split(".")
-    if len(parts) == 2 and isinstance(getattr(getattr(opts, parts[0], None), parts[1], None), str) \
-            and not isinstance(value, str):
-        value = text.split("=", 1)[1].strip()
-    apply_overrides(opts, {key: value})
-
-
 def parse_config(spec: str, fixed: dict | None = None):
     """``preset[+group.key=value...]`` (a YAML file may replace the preset) → Options.
 
     ``fixed`` (dotted keys) is applied between the preset and the spec's overrides, so an
     explicit override in the spec wins over the benchmark's fixed settings."""
+    from sfm_ros.cli_common import set_override
     from sfm_ros.options import apply_overrides, load_options
 
     base, *overrides = [s.strip() for s in spec.split("+")]
@@ -95,7 +83,7 @@ def parse_config(spec: str, fixed: dict | None = None):
     if fixed:
         apply_overrides(opts, fixed)
     for text in overrides:
-        _apply_text(opts, text)
+        set_override(opts, text)
     return opts
 
 

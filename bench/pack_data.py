@@ -52,7 +52,7 @@ def pack_kitti(src: Path, dst: Path) -> int:
 
 def pack_sevenscenes(src: Path, dst: Path, quality: int) -> int:
     from sfm_ros.datasets import resize_frame, scale_K
-    from sfm_ros.eval_cli import read_sevenscenes
+    from sfm_ros.sevenscenes import read_sevenscenes
     from sfm_ros.sources import read_image
 
     ss = read_sevenscenes(src)

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from sfm_ros.inputs import camera_from_args
+
 __all__ = [
     "main",
     "build_parser",
@@ -100,35 +102,6 @@ def add_writer_arguments(p: argparse.ArgumentParser, default_topic: str = "/came
                         f"(default {RELATIVE_START:.0f}, 2023-11-14)")
     g.add_argument("--overwrite", action="store_true",
                    help="replace an existing output bag (only a folder holding nothing but a bag)")
-
-
-def camera_from_args(args: argparse.Namespace, width: int, height: int, fallback: Any = None,
-                     what: str | None = None, required: bool = True):
-    """CameraModel from ``--calib`` or ``--fx/--fy/--cx/--cy``, else ``fallback``; with neither, an
-    error (``required``) or ``None``. ``what`` names the input in the size-mismatch message."""
-    from sfm_ros.camera import CameraModel
-
-    have_numbers = any(getattr(args, k, None) is not None for k in ("fx", "fy", "cx", "cy"))
-    if getattr(args, "calib", None) and have_numbers:
-        raise UsageError("give either --calib or --fx/--fy/--cx/--cy, not both")
-    if getattr(args, "calib", None):
-        cam = CameraModel.from_yaml(args.calib)
-        if (cam.width, cam.height) != (width, height):
-            size = f"the input is {width}x{height}" if what is None else f"{what} has {width}x{height} images"
-            raise UsageError(f"--calib {args.calib} is for {cam.width}x{cam.height} images but {size}")
-        return cam
-    if have_numbers:
-        if args.fx is None:
-            raise UsageError("--fy/--cx/--cy need --fx")
-        if args.fx <= 0 or (args.fy is not None and args.fy <= 0):
-            raise UsageError("--fx/--fy must be > 0")
-        fy = args.fy if args.fy is not None else args.fx
-        cx = args.cx if args.cx is not None else (width - 1) / 2.0
-        cy = args.cy if args.cy is not None else (height - 1) / 2.0
-        return CameraModel.from_intrinsics(args.fx, fy, cx, cy, width, height)
-    if fallback is not None or not required:
-        return fallback
-    raise UsageError("no calibration: give --calib YAML or --fx (and --fy --cx --cy)")
 
 
 def _default_info_topic(topic: str) -> str:

@@ -20,7 +20,8 @@ import yaml
 
 from .yaml_io import read_yaml
 
-__all__ = ["CameraError", "CameraModel", "Rectifier", "SUPPORTED_DISTORTION_MODELS", "backproject_grid"]
+__all__ = ["CameraError", "CameraModel", "Rectifier", "SUPPORTED_DISTORTION_MODELS", "backproject_grid",
+           "read_kitti_calib_rows", "kitti_lidar_calib"]
 
 #: Distortion models :class:`Rectifier` can undo ("fisheye" is accepted as equidistant).
 SUPPORTED_DISTORTION_MODELS = ("plumb_bob", "rational_polynomial", "equidistant")
@@ -137,15 +138,7 @@ class CameraModel:
         p = Path(path)
         if not p.is_file():
             raise CameraError(f"KITTI calibration file {p} does not exist")
-        rows: dict[str, np.ndarray] = {}
-        for line in p.read_text().splitlines():
-            if ":" not in line:
-                continue
-            key, _, rest = line.partition(":")
-            try:
-                rows[key.strip()] = np.array([float(x) for x in rest.split()])
-            except ValueError:
-                continue
+        rows = read_kitti_calib_rows(p)
         if camera not in rows:
             raise CameraError(f"{p} has no '{camera}:' line (found: {', '.join(sorted(rows)) or 'none'})")
         P = rows[camera]
@@ -361,3 +354,66 @@ def _undistort_points(pts: np.ndarray, K: np.ndarray, D: np.ndarray, P: np.ndarr
     if hasattr(cv2, "undistortPointsIter"):
         return cv2.undistortPointsIter(pts, K, D, None, P, criteria)
     return cv2.undistortPoints(pts, K, D, R=None, P=P, criteria=criteria)
+
+
+# ------------------------------------------------------------------------------ KITTI calibration
+def read_kitti_calib_rows(path: str | Path) -> dict[str, np.ndarray]:
+    """The one reader of KITTI calibration text (odometry ``calib.txt``, raw ``calib_cam_to_cam.txt``
+    / ``calib_velo_to_cam.txt``): every ``KEY: numbers`` line as a flat float64 array; lines
+    without ``:`` or with non-numeric values (``calib_time: ...``) are skipped."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise CameraError(f"cannot read KITTI calibration {p}: {exc.strerror or exc}") from None
+    rows: dict[str, np.ndarray] = {}
+    for line in text.splitlines():
+        key, sep, rest = line.partition(":")
+        if not sep:
+            continue
+        try:
+            rows[key.strip()] = np.array([float(x) for x in rest.split()])
+        except ValueError:
+            continue
+    return rows
+
+
+def _offset_from_P(P: np.ndarray) -> np.ndarray:
+    """``P = K [I | b]`` → the 4x4 ``[I | b]`` (rectified reference camera → this camera)."""
+    T = np.eye(4)
+    T[:3, 3] = np.linalg.solve(P[:, :3], P[:, 3])
+    return T
+
+
+def kitti_lidar_calib(calib: str | Path, camera: str = "P0") -> tuple[np.ndarray, np.ndarray]:
+    """``(T_cam_lidar 4x4, K 3x3)`` of KITTI camera ``camera`` (``P0`` .. ``P3``) from an odometry
+    ``calib.txt`` (``Tr``, ``P0..P3``) or a raw date folder (``calib_velo_to_cam.txt`` R, T;
+    ``calib_cam_to_cam.txt`` R_rect_00, P_rect_0N), as the devkit: ``P_velo2im = P_rect @ R_rect @
+    [R | T]``. Raises :class:`CameraError` naming the file and the missing rows."""
+    p = Path(calib)
+    if p.is_dir():
+        c2c, v2c = p / "calib_cam_to_cam.txt", p / "calib_velo_to_cam.txt"
+        if not (c2c.is_file() and v2c.is_file()):
+            raise CameraError(f"KITTI calibration folder {p} lacks calib_cam_to_cam.txt / calib_velo_to_cam.txt")
+        cc, vc = read_kitti_calib_rows(c2c), read_kitti_calib_rows(v2c)
+        key = f"P_rect_0{camera[1]}"
+        if key not in cc or "R_rect_00" not in cc or "R" not in vc or "T" not in vc:
+            raise CameraError(f"KITTI calibration {p}: need {key}, R_rect_00 (cam_to_cam) and R, T (velo_to_cam)")
+        P = cc[key].reshape(3, 4)
+        R_rect = np.eye(4)
+        R_rect[:3, :3] = cc["R_rect_00"].reshape(3, 3)
+        velo = np.eye(4)
+        velo[:3, :3] = vc["R"].reshape(3, 3)
+        velo[:3, 3] = vc["T"].reshape(3)
+        return _offset_from_P(P) @ R_rect @ velo, P[:, :3].copy()
+    if not p.is_file():
+        raise CameraError(f"KITTI calibration {p} does not exist")
+    rows = read_kitti_calib_rows(p)
+    if camera not in rows or rows[camera].size != 12:
+        raise CameraError(f"KITTI calibration {p} has no 12-number '{camera}:' line")
+    if "Tr" not in rows or rows["Tr"].size != 12:
+        raise CameraError(f"KITTI calibration {p} has no 'Tr:' line (Velodyne to camera 0)")
+    P = rows[camera].reshape(3, 4)
+    Tr = np.eye(4)
+    Tr[:3, :4] = rows["Tr"].reshape(3, 4)
+    return _offset_from_P(P) @ Tr, P[:, :3].copy()

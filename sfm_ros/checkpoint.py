@@ -142,6 +142,36 @@ def _load_error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
+#: The model options that make a checkpoint's weights another architecture when they differ.
+ARCHITECTURE_KEYS = ("depth_arch", "width_mult", "pose_arch", "seq_len")
+
+
+def check_architecture(path: str | Path, saved: Options, requested: Options, prefix: str | None = None) -> None:
+    """The one architecture check: raise :class:`CheckpointError` ``PREFIX another architecture
+    (key: checkpoint A vs requested B; ...)`` when any of :data:`ARCHITECTURE_KEYS` differs between
+    the checkpoint's options ``saved`` and ``requested`` (default prefix: ``cannot resume from
+    PATH: it is``)."""
+    diff = [f"{k}: checkpoint {getattr(saved.model, k)!r} vs requested {getattr(requested.model, k)!r}"
+            for k in ARCHITECTURE_KEYS if getattr(saved.model, k) != getattr(requested.model, k)]
+    if diff:
+        head = prefix if prefix is not None else f"cannot resume from {path}: it is"
+        raise CheckpointError(f"{head} another architecture ({'; '.join(diff)})")
+
+
+def check_resumable(path: str | Path, state: dict, requested: Options) -> Options:
+    """A checkpoint (as :func:`read_checkpoint` returns it) that training can continue with
+    ``requested``: valid options, the same architecture (:func:`check_architecture`) and an
+    optimiser state; returns the checkpoint's options, else raises :class:`CheckpointError`."""
+    try:
+        saved = Options.from_dict(state["options"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {path} has invalid options: {exc}") from None
+    check_architecture(path, saved, requested)
+    if "optimizer" not in state:
+        raise CheckpointError(f"cannot resume from {path}: it holds no optimiser state (not a training checkpoint)")
+    return saved
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu",
                expect: Options | None = None) -> tuple[SfMModel, Options, dict]:
     """Build the model a checkpoint describes and load its weights.
@@ -158,11 +188,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
     except ValueError as exc:
         raise CheckpointError(f"checkpoint {path} has invalid options: {exc}") from None
     if expect is not None:
-        diff = {k: (v, getattr(expect.model, k)) for k, v in vars(options.model).items()
-                if k in ("depth_arch", "width_mult", "pose_arch", "seq_len") and getattr(expect.model, k) != v}
-        if diff:
-            desc = ", ".join(f"{k}: checkpoint {a!r} vs requested {b!r}" for k, (a, b) in diff.items())
-            raise CheckpointError(f"checkpoint {path} is another architecture ({desc})")
+        check_architecture(path, options, expect, f"checkpoint {path} is")
     model = SfMModel(options.model, output_exp=True)
     load_weights(model, state, path)
     return model.to(device).eval(), options, state

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .inference import to_rgb_float
+from .image_codec import to_rgb_float
 
 STATIC_DOWNSAMPLE = (32, 104)  # size at which frames are compared for static-frame removal
 

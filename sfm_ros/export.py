@@ -1,10 +1,7 @@
-"""``sfm_export``: a checkpoint's depth and pose networks as TorchScript and ONNX, for deployment.
+"""A checkpoint's depth and pose networks as TorchScript and ONNX, for deployment (the library;
+the ``sfm_export`` command line is :mod:`sfm_ros.export_cli`).
 
-Usage::
-
-    sfm_export CHECKPOINT --out DIR [--format torchscript,onnx] [--height H --width W] [--opset 17]
-
-Writes into ``DIR``:
+:func:`export_model` writes into a folder:
 
 ==================  =================================================================================
 file                content
@@ -28,15 +25,12 @@ maps target-camera points into the source camera, ``[R(r) | t]`` with ``r`` an a
 :func:`sfm_ros.geometry.pose_vec_to_mat` turns them into 4x4 matrices.
 
 Every exported file is checked after writing against the PyTorch model on random images (the
-maximum differences go into ``model.json``). Exit status: 0 on success, 2 for a missing or
-corrupt checkpoint or bad arguments, 1 when exporting or checking fails.
+maximum differences go into ``model.json``).
 """
 from __future__ import annotations
 
-import argparse
 import io
 import json
-import sys
 import warnings
 from pathlib import Path
 
@@ -255,60 +249,3 @@ def _check(meta: dict, fmt: str, diffs: list[tuple[float, float]]) -> None:
     if not (d <= DEPTH_RTOL and p <= POSE_ATOL):
         raise RuntimeError(f"{fmt} export differs from PyTorch: depth max rel diff {d:.3g} (limit {DEPTH_RTOL}), "
                            f"pose max abs diff {p:.3g} (limit {POSE_ATOL})")
-
-
-def _formats(text: str) -> tuple[str, ...]:
-    fmts = tuple(f.strip().lower() for f in text.split(",") if f.strip())
-    bad = [f for f in fmts if f not in FORMATS]
-    if bad or not fmts:
-        raise argparse.ArgumentTypeError(f"unknown format(s) {bad or text!r}; choose from {','.join(FORMATS)}")
-    return fmts
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sfm_export", description="Export an sfm_ros checkpoint's depth and pose "
-                                "networks as TorchScript and ONNX (see the module doc for the interface).")
-    p.add_argument("checkpoint", help="sfm_ros checkpoint (.pt)")
-    p.add_argument("--out", required=True, help="output folder (created)")
-    p.add_argument("--format", type=_formats, default=FORMATS, help="comma-separated: torchscript,onnx (default both)")
-    p.add_argument("--height", type=int, default=None, help="input height (default: the checkpoint's)")
-    p.add_argument("--width", type=int, default=None, help="input width (default: the checkpoint's)")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (>= 17, default {DEFAULT_OPSET})")
-    p.add_argument("--no-verify", action="store_true", help="skip checking the exported files against PyTorch")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    from .checkpoint import CheckpointError, load_model
-
-    args = build_parser().parse_args(argv)
-    try:
-        if args.opset < 17:
-            raise ValueError(f"--opset must be >= 17, got {args.opset}")
-        for name in ("height", "width"):
-            v = getattr(args, name)
-            if v is not None and v < 16:
-                raise ValueError(f"--{name} must be >= 16, got {v}")
-        model, options, _ = load_model(args.checkpoint, "cpu")
-    except (CheckpointError, ValueError) as exc:
-        print(f"sfm_export: error: {exc}", file=sys.stderr)
-        return 2
-    h = args.height or options.model.height
-    w = args.width or options.model.width
-    try:
-        meta = export_model(model, args.out, args.format, h, w, args.opset, verify=not args.no_verify,
-                            info={"checkpoint": str(Path(args.checkpoint).resolve())})
-    except Exception as exc:  # exporter / checker / runtime failure: one clear line
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"sfm_export: error: export failed ({type(exc).__name__}: {msg[:300]})", file=sys.stderr)
-        return 1
-    files = ", ".join(meta["files"].values())
-    checks = "; ".join(f"{k}: depth rel {v['depth_max_rel_diff']:.1e}, pose abs {v['pose_max_abs_diff']:.1e}"
-                       for k, v in meta["check"].items() if isinstance(v, dict))
-    print(f"sfm_export: wrote {files}, model.json to {args.out} ({h}x{w}, seq_len {meta['seq_len']})"
-          + (f"; checked {checks}" if checks else ""))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -109,8 +109,8 @@ def compute_losses(
     K: Tensor,
     outputs: dict,
     opts: LossOptions,
-    keep_warped: bool = False,
-) -> dict:
+    keep_images: bool = False,
+) -> tuple[dict, dict]:
     """All training losses for one batch.
 
     Args:
@@ -119,11 +119,14 @@ def compute_losses(
         K: (B, 3, 3) intrinsics at the input resolution (H, W).
         outputs: :class:`sfm_ros.model.SfMModel` outputs for this batch.
         opts: loss options.
-        keep_warped: also return ``("warped", f, s)`` images and ``("valid", f, s)`` masks.
+        keep_images: also fill the diagnostic images (else ``images`` is empty).
     Returns:
-        dict with ``"loss"`` (scalar to minimise) and its parts per scale: ``("photo", s)``,
-        ``("smooth", s)``, ``("exp", s)``, ``("geometry", s)``; with auto-masking the fraction of
-        pixels it keeps, ``("automask_keep", s)`` (detached); plus warped images on request.
+        ``(losses, images)``. ``losses``: scalar tensors only, every one worth logging: ``"loss"``
+        (to minimise) and its parts per scale, ``("photo", s)``, ``("smooth", s)``, ``("exp", s)``,
+        ``("geometry", s)``; with auto-masking the fraction of pixels it keeps,
+        ``("automask_keep", s)`` (detached). ``images`` (detached, with ``keep_images``): the
+        warped sources ``("warped", f, s)`` (B, 3, h, w), their validity masks ``("valid", f, s)``
+        (B, 1, h, w) and, with auto-masking, the kept pixels ``("automask", s)`` (B, 1, h, w).
     """
     b, _, h, w = target.shape
     offsets = sorted(sources)
@@ -132,6 +135,7 @@ def compute_losses(
     if use_geo and ("depth", offsets[0], 0) not in outputs:
         raise ValueError("geometry consistency needs source depths: call the model with source_depth=True")
     losses: dict = {}
+    images: dict = {}
     identity_cache: dict = {}
     total = target.new_zeros(())
     for s in range(opts.num_scales):
@@ -162,9 +166,9 @@ def compute_losses(
                 reg = -torch.log(mask.clamp(1e-6, 1 - 1e-6)).mean()
                 losses[("exp", s)] = losses.get(("exp", s), 0.0) + opts.exp_weight * reg
             errors.append((err, valid))
-            if keep_warped:
-                losses[("warped", f, s)] = warped.detach()
-                losses[("valid", f, s)] = valid.detach()
+            if keep_images:
+                images[("warped", f, s)] = warped.detach()
+                images[("valid", f, s)] = valid.detach()
         if opts.reduce_sources == "mean":
             photo = torch.stack([(e * v).mean() for e, v in errors]).sum()
         else:
@@ -181,8 +185,8 @@ def compute_losses(
             if opts.automask:
                 keep = keep & (idx < len(offsets))
                 losses[("automask_keep", s)] = keep.float().mean().detach()
-                if keep_warped:
-                    losses[("automask", s)] = keep.float().detach()
+                if keep_images:
+                    images[("automask", s)] = keep.float().detach()
             photo = (best * keep).sum() / keep.sum().clamp_min(1)
         losses[("photo", s)] = photo
         field = disp if opts.smooth_on == "disp" else 1.0 / disp
@@ -199,7 +203,7 @@ def compute_losses(
             scale_total = scale_total + losses[("geometry", s)]
         total = total + scale_total
     losses["loss"] = total
-    return losses
+    return losses, images
 
 
 #: weight of the rotation angle against the direction-of-travel angle in :func:`epipolar_prior_loss`:

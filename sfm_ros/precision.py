@@ -91,7 +91,7 @@ def _time_steps(opts, dtype, steps: int) -> float:
         ctx = torch.autocast("cpu", dtype=dtype) if dtype is not None else torch.autocast("cpu", enabled=False)
         with ctx:
             out = model(target, sources, source_depth=source_depth)
-        loss = compute_losses(target, dict(zip(model.offsets, sources)), K, out, opts.loss)["loss"]
+        loss = compute_losses(target, dict(zip(model.offsets, sources)), K, out, opts.loss)[0]["loss"]
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()

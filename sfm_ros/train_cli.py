@@ -47,12 +47,12 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from sfm_ros.cli_common import Parser, UsageError, one_line, set_override
 
 __all__ = ["main", "build_parser", "UsageError", "load_inputs", "build_options"]
 
@@ -60,17 +60,8 @@ PROG = "sfm_train"
 EXIT_OK, EXIT_TRAINING_ERROR, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-class UsageError(ValueError):
-    """Bad command line or input: one line on stderr, exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{message} (see {self.prog} --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0].replace("``", "").strip(),
+    p = Parser(prog=PROG, description=__doc__.split("\n\n")[0].replace("``", "").strip(),
                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("inputs (one or more; each is one sequence)")
     g.add_argument("--bag", action="append", default=[], metavar="PATH",
@@ -145,19 +136,6 @@ _CONVENIENCE: list[tuple[str, str, Any]] = [
 
 
 # ------------------------------------------------------------------------------------ options
-def _set_override(opts, text: str) -> None:
-    """``group.name=value`` with the value parsed as YAML, except that string options keep the
-    text as written (so ``train.amp=off`` is ``"off"``, not YAML's ``False``)."""
-    from sfm_ros.options import apply_overrides, parse_override
-
-    key, value = parse_override(text)
-    parts = key.split(".")
-    if len(parts) == 2 and isinstance(getattr(getattr(opts, parts[0], None), parts[1], None), str) \
-            and not isinstance(value, str):
-        value = text.split("=", 1)[1].strip()
-    apply_overrides(opts, {key: value})
-
-
 def build_options(args: argparse.Namespace, resume_options: dict | None = None):
     """Options from ``--config`` (or the checkpoint's options), ``--set`` and the flags."""
     from sfm_ros.options import Options, load_options
@@ -168,14 +146,14 @@ def build_options(args: argparse.Namespace, resume_options: dict | None = None):
         opts = load_options(args.config or "default")
     for text in args.set:
         try:
-            _set_override(opts, text)
+            set_override(opts, text)
         except ValueError as exc:
             raise UsageError(f"--set {text}: {exc}") from None
     for flag, key, _ in _CONVENIENCE:
         value = getattr(args, flag.lstrip("-").replace("-", "_"))
         if value is not None:
             try:
-                _set_override(opts, f"{key}={value}")
+                set_override(opts, f"{key}={value}")
             except ValueError as exc:
                 raise UsageError(f"{flag} {value}: {exc}") from None
     if args.cache_dir:
@@ -183,203 +161,6 @@ def build_options(args: argparse.Namespace, resume_options: dict | None = None):
     if opts.data.stride < 1:
         raise UsageError(f"data.stride must be >= 1, got {opts.data.stride}")
     return opts
-
-
-# ------------------------------------------------------------------------------------- inputs
-@dataclass
-class _Input:
-    """One input before decoding: a frame stream, its intrinsics and a cache key."""
-
-    name: str
-    frames: Iterable[tuple[np.ndarray, float]]
-    K: np.ndarray
-    cache_key: dict | None = None
-    notes: list[str] = field(default_factory=list)
-    image_hw: tuple[int, int] | None = None  # camera image (H, W), for the automatic input size
-
-
-def _stat_key(*paths: Path) -> list:
-    """What identifies the content of files and folders (every file in them) for the frame cache:
-    each file's path, size and modification time."""
-    key = []
-    for path in paths:
-        for f in sorted(path.rglob("*")) if path.is_dir() else [path]:
-            if f.is_file():
-                st = f.stat()
-                key.append([str(f), st.st_size, st.st_mtime_ns])
-    return key
-
-
-def _peek(frames: Iterable[Any], what: str) -> tuple[Any, Iterator[Any]]:
-    it = iter(frames)
-    try:
-        first = next(it)
-    except StopIteration:
-        raise UsageError(f"{what}: no frames") from None
-
-    def chain():
-        yield first
-        yield from it
-    return first, chain()
-
-
-def _cli_camera(args: argparse.Namespace, width: int, height: int, what: str):
-    """CameraModel from --calib or --fx/--fy/--cx/--cy (as ``sfm_bag``), or None if neither."""
-    from sfm_ros.bag_cli import UsageError as BagUsageError, camera_from_args
-
-    try:
-        return camera_from_args(args, width, height, what=what, required=False)
-    except BagUsageError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _rectified(cam, frames: Iterable[Any], what: str, args: argparse.Namespace, notes: list[str],
-               image_wh: tuple[int, int]) -> tuple[np.ndarray, Iterable[tuple[np.ndarray, float]]]:
-    """(K, stream of (image, stamp)) with distorted images rectified; the intrinsics of every
-    input are checked here (:meth:`sfm_ros.camera.CameraModel.check_intrinsics`)."""
-    from sfm_ros.camera import CameraError, Rectifier
-
-    try:
-        cam.check_intrinsics(*image_wh, what=what)
-    except CameraError as exc:
-        raise UsageError(str(exc)) from None
-    pairs = ((f.image, f.stamp) for f in frames)
-    if not cam.is_distorted:
-        return cam.K.copy(), pairs
-    try:
-        rect = Rectifier(cam, alpha=args.rectify_alpha, balance=args.rectify_alpha)
-    except CameraError as exc:
-        raise UsageError(f"{what}: cannot rectify its camera: {exc}") from None
-    notes.append(f"rectified ({cam.distortion_model}, alpha {args.rectify_alpha:g})")
-
-    def gen():
-        for image, stamp in pairs:
-            try:
-                yield rect.rectify(image), stamp
-            except CameraError as exc:
-                raise UsageError(f"{what}: {exc}") from None
-    return rect.new_K.copy(), gen()
-
-
-def _check_size(cam, width: int, height: int, what: str, source: str) -> None:
-    if cam.width > 0 and cam.height > 0 and (cam.width, cam.height) != (width, height):
-        raise UsageError(f"{what}: {source} is for {cam.width}x{cam.height} images but the images "
-                         f"are {width}x{height}")
-
-
-def _no_intrinsics(what: str) -> UsageError:
-    return UsageError(f"{what}: no intrinsics: expected a CameraInfo topic in the bag, --calib YAML "
-                      f"or --fx [--fy --cx --cy]" if what.startswith("bag") else
-                      f"{what}: no intrinsics: give --calib YAML or --fx [--fy --cx --cy]")
-
-
-def _bag_input(path: str, args: argparse.Namespace) -> _Input:
-    from sfm_ros.bags import list_topics, read_camera_info, read_image_stream
-
-    bag = Path(path)
-    topic = args.topic
-    if topic is None:
-        topics = list_topics(bag)
-        images = [t for t in topics if t.is_image]
-        if len(images) != 1:
-            listing = ", ".join(f"{t.topic} ({t.encoding or t.msgtype}"
-                                f"{' ' + t.resolution if t.resolution else ''}, {t.count} msgs)" for t in images)
-            if not images:
-                raise UsageError(f"bag {bag} has no image topics (topics: "
-                                 f"{', '.join(t.topic for t in topics) or 'none'}); expected "
-                                 f"sensor_msgs/Image or CompressedImage")
-            raise UsageError(f"bag {bag} has {len(images)} image topics; choose one with --topic: {listing}")
-        topic = images[0].topic
-    what = f"bag {bag} topic {topic}"
-    stream = read_image_stream(bag, topic, max_frames=args.max_frames)
-    first, frames = _peek(stream, what)
-    h, w = first.image.shape[:2]
-    notes = [f"{first.encoding} {w}x{h}"]
-    if args.camera_info_topic:
-        cam = read_camera_info(bag, topic=args.camera_info_topic)
-        if cam is None:
-            raise UsageError(f"{what}: --camera-info-topic {args.camera_info_topic} has no CameraInfo "
-                             f"messages in the bag")
-        notes.append(f"intrinsics from {args.camera_info_topic}")
-        source = f"CameraInfo {args.camera_info_topic}"
-    else:
-        cam = read_camera_info(bag, image_topic=topic)
-        source = "its CameraInfo"
-        if cam is not None:
-            notes.append("intrinsics from the bag's CameraInfo")
-            if args.calib or args.fx is not None:
-                notes.append("--calib/--fx ignored")
-    if cam is None:
-        cam = _cli_camera(args, w, h, what)
-        source = f"--calib {args.calib}" if args.calib else "--fx/--fy/--cx/--cy"
-        if cam is None:
-            raise _no_intrinsics(what)
-        notes.append(f"intrinsics from {source}")
-    _check_size(cam, w, h, what, source)
-    K, pairs = _rectified(cam, frames, what, args, notes, (w, h))
-    key = {"source": "bag", "path": str(bag.resolve()), "stat": _stat_key(bag), "topic": topic,
-           "K": K.tolist(), "D": cam.D.tolist(), "alpha": args.rectify_alpha, "max_frames": args.max_frames}
-    return _Input(what, pairs, K, key, notes, (h, w))
-
-
-def _folder_input(path: str, args: argparse.Namespace) -> _Input:
-    from sfm_ros.sources import read_image_folder
-
-    stream = read_image_folder(path, args.pattern, fps=args.fps or 10.0, max_frames=args.max_frames)
-    times = [t for t in (Path(path).parent / "times.txt",) if t.is_file()]  # KITTI layout: stamps above
-    return _file_input(f"image folder {path}", stream, path, args,
-                       {"source": "images", "pattern": args.pattern, "times": _stat_key(*times)})
-
-
-def _video_input(path: str, args: argparse.Namespace) -> _Input:
-    from sfm_ros.sources import read_video
-
-    stream = read_video(path, max_frames=args.max_frames, fps=args.fps)
-    return _file_input(f"video {path}", stream, path, args, {"source": "video"})
-
-
-def _file_input(what: str, stream, path: str, args: argparse.Namespace, key: dict) -> _Input:
-    """An image folder or video: intrinsics from the command line, rectified, with a cache key."""
-    first, frames = _peek(stream, what)
-    h, w = first.image.shape[:2]
-    cam = _cli_camera(args, w, h, what)
-    if cam is None:
-        raise _no_intrinsics(what)
-    notes = [f"{w}x{h}"]
-    K, pairs = _rectified(cam, frames, what, args, notes, (w, h))
-    key = {**key, "path": str(Path(path).resolve()), "stat": _stat_key(Path(path)), "fps": args.fps,
-           "K": K.tolist(), "D": cam.D.tolist(), "alpha": args.rectify_alpha, "max_frames": args.max_frames}
-    return _Input(what, pairs, K, key, notes, (h, w))
-
-
-def _kitti_input(path: str, args: argparse.Namespace) -> _Input:
-    from sfm_ros.sources import read_kitti_odometry
-
-    seq = read_kitti_odometry(path, camera=args.kitti_camera, max_frames=args.max_frames)
-    what = f"KITTI sequence {path} ({seq.image_paths[0].parent.name})"
-    notes = [f"{seq.camera.width}x{seq.camera.height}", "intrinsics from calib.txt"]
-    if args.calib or args.fx is not None:
-        notes.append("--calib/--fx ignored")
-    K, pairs = _rectified(seq.camera, iter(seq), what, args, notes, (seq.camera.width, seq.camera.height))
-    extra = [f for f in (seq.seq_dir / "calib.txt", seq.seq_dir / "times.txt") if f.is_file()]
-    key = {"source": "kitti", "path": str(Path(path).resolve()), "camera": seq.image_paths[0].parent.name,
-           "stat": _stat_key(*seq.image_paths, *extra), "K": K.tolist(), "max_frames": args.max_frames}
-    return _Input(what, pairs, K, key, notes, (seq.camera.height, seq.camera.width))
-
-
-def _synthetic_inputs(args: argparse.Namespace, opts) -> list[_Input]:
-    from sfm_ros.synthetic import render_sequence
-
-    if args.synthetic < 0 or args.synthetic_frames < 1:
-        raise UsageError("--synthetic and --synthetic-frames must be positive")
-    out = []
-    n = args.synthetic_frames if args.max_frames is None else min(args.synthetic_frames, args.max_frames)
-    for i in range(args.synthetic):
-        seed = opts.train.seed * 1000 + i
-        s = render_sequence(n, opts.model.height, opts.model.width, seed=seed)
-        out.append(_Input(f"synthetic sequence {i} (seed {seed})", zip(s.images, s.timestamps), s.K,
-                          None, [f"{opts.model.width}x{opts.model.height} rendered"]))
-    return out
 
 
 def explicit_keys_given(args: argparse.Namespace) -> set[str]:
@@ -420,18 +201,19 @@ def load_inputs(args: argparse.Namespace, opts, log=print, explicit: set[str] | 
     With ``explicit`` (the keys the user set, :func:`explicit_keys`), the input size follows the
     first camera's aspect ratio and the frame stride the measured motion, unless set
     (:mod:`sfm_ros.autoconfig`); ``opts`` is updated and each choice logged with its reason."""
+    from sfm_ros import inputs
     from sfm_ros.autoconfig import auto_size
     from sfm_ros.datasets import prepare_sequence
 
-    makers = ([(_bag_input, p) for p in args.bag] + [(_folder_input, p) for p in args.images]
-              + [(_kitti_input, p) for p in args.kitti] + [(_video_input, p) for p in args.video])
+    makers = ([(inputs.bag_input, p) for p in args.bag] + [(inputs.folder_input, p) for p in args.images]
+              + [(inputs.kitti_input, p) for p in args.kitti] + [(inputs.video_input, p) for p in args.video])
     if not makers and not args.synthetic:
         raise UsageError("no input: give --bag, --images, --kitti, --video or --synthetic")
     auto = explicit is not None
     seqs = []
     pending = [lambda m=m, p=p: m(p, args) for m, p in makers]
     if args.synthetic:
-        pending += [lambda s=s: s for s in _synthetic_inputs(args, opts)]
+        pending += [lambda s=s: s for s in inputs.synthetic_inputs(args, opts)]
     for make in pending:
         t0 = time.monotonic()
         inp = make()
@@ -440,7 +222,7 @@ def load_inputs(args: argparse.Namespace, opts, log=print, explicit: set[str] | 
             h, w = opts.model.height, opts.model.width = auto_size(inp.image_hw[1], inp.image_hw[0])
             log(f"input size {h}x{w} (chosen: the {inp.image_hw[1]}x{inp.image_hw[0]} camera's aspect ratio "
                 f"at about the paper's 128x416 pixels; --height/--width to choose)")
-        counter = _Counter(inp.frames)
+        counter = inputs.FrameCounter(inp.frames)
         seq = prepare_sequence(counter, inp.K, (opts.model.height, opts.model.width), name=inp.name,
                                static_threshold=opts.data.static_threshold,
                                cache_dir=opts.data.cache_dir or None, cache_key=inp.cache_key,
@@ -492,18 +274,6 @@ def _auto_stride(seqs: list, opts, log=print) -> int:
     return stride
 
 
-class _Counter:
-    """Counts the frames a stream yields (0 when the cache answered)."""
-
-    def __init__(self, frames: Iterable[Any]):
-        self.frames, self.n = frames, 0
-
-    def __iter__(self):
-        for f in self.frames:
-            self.n += 1
-            yield f
-
-
 def split_all(seqs: list, opts, log=print) -> tuple[list, list]:
     """Contiguous train/validation split of every sequence (no window crosses the cut); a
     sequence too short to give both a training and a validation window trains whole."""
@@ -530,24 +300,6 @@ def _resume_path(args: argparse.Namespace, out: Path) -> Path | None:
     if not path.is_file():
         raise UsageError(f"--resume: checkpoint {path} does not exist")
     return path
-
-
-def _check_resume(path: Path, state: dict, opts) -> None:
-    """Fail before decoding any data when the checkpoint cannot be resumed (Trainer checks again)."""
-    from sfm_ros.checkpoint import CheckpointError
-    from sfm_ros.options import Options
-
-    try:
-        saved = Options.from_dict(state["options"])
-    except ValueError as exc:
-        raise CheckpointError(f"checkpoint {path} has invalid options: {exc}") from None
-    diff = [f"{k}: checkpoint {getattr(saved.model, k)!r} vs requested {getattr(opts.model, k)!r}"
-            for k in ("depth_arch", "width_mult", "pose_arch", "seq_len")
-            if getattr(saved.model, k) != getattr(opts.model, k)]
-    if diff:
-        raise CheckpointError(f"cannot resume from {path}: it is another architecture ({'; '.join(diff)})")
-    if "optimizer" not in state:
-        raise CheckpointError(f"cannot resume from {path}: it holds no optimiser state (not a training checkpoint)")
 
 
 def _check_writable(out: Path) -> None:
@@ -598,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv, rank: int, log, fail) -> int:
-    from sfm_ros.checkpoint import CheckpointError, read_checkpoint
+    from sfm_ros.checkpoint import CheckpointError, check_resumable, read_checkpoint
 
     # --------------------------------------------------------------- command line and inputs
     try:
@@ -624,12 +376,12 @@ def _main(argv, rank: int, log, fail) -> int:
         if state is not None and args.config is not None:
             _keep_resumed_choices(opts, state["options"], explicit_keys_given(args))
         if resume:
-            _check_resume(resume, state, opts)
+            check_resumable(resume, state, opts)
         del state
         seqs = load_inputs(args, opts, log, explicit=explicit_keys(args))
         train, val = split_all(seqs, opts, log)
     except (ValueError, CheckpointError, OSError) as exc:  # BagError, SourceError, CameraError ...
-        return fail(_one_line(exc))
+        return fail(one_line(exc))
 
     # --------------------------------------------------------------- trainer
     from sfm_ros.trainer import Trainer, TrainingError, TrainingInterrupted
@@ -645,7 +397,7 @@ def _main(argv, rank: int, log, fail) -> int:
         trainer = Trainer(opts, train, val or None, out, resume=resume, progress=not args.no_progress,
                           tensorboard=not args.no_tensorboard, ckpt_every=args.ckpt_every, log=log)
     except (ValueError, CheckpointError) as exc:
-        return fail(_one_line(exc))
+        return fail(one_line(exc))
     try:
         if resume:
             log(f"resuming {resume} at step {trainer.step} (epoch {trainer.epoch + 1}, "
@@ -664,11 +416,6 @@ def _main(argv, rank: int, log, fail) -> int:
     log(f"done: step {summary['steps']}, {summary['epochs']} epoch(s) complete, "
         f"{summary['minutes']:.1f} min{val_text}; checkpoints in {out} (last.pt, best.pt)")
     return EXIT_OK
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text
 
 
 if __name__ == "__main__":

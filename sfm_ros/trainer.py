@@ -40,9 +40,9 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from .checkpoint import CheckpointError, load_weights, read_checkpoint, save_checkpoint
+from .checkpoint import check_resumable, load_weights, read_checkpoint, save_checkpoint
 from .datasets import Sequence, WindowDataset, collate
-from .inference import cpu_has_bf16_instructions, resolve_device
+from .device import cpu_has_bf16_instructions, resolve_device
 from .losses import compute_losses, epipolar_prior_loss
 from .model import SfMModel
 from .monitor import CollapseMonitor, batch_stats
@@ -255,15 +255,8 @@ class Trainer:
 
     def _load_resume(self, path: str | Path) -> None:
         state = read_checkpoint(path)
-        saved = Options.from_dict(state["options"])
-        diff = [k for k in ("depth_arch", "width_mult", "pose_arch", "seq_len")
-                if getattr(saved.model, k) != getattr(self.opts.model, k)]
-        if diff:
-            raise CheckpointError(f"cannot resume from {path}: it is another architecture "
-                                  f"({', '.join(f'{k}={getattr(saved.model, k)!r}' for k in diff)})")
+        check_resumable(path, state, self.opts)
         load_weights(self.model, state, path)
-        if "optimizer" not in state:
-            raise CheckpointError(f"cannot resume from {path}: it holds no optimiser state")
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])  # fp16 loss scale: resume exactly
@@ -285,7 +278,10 @@ class Trainer:
             return nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp)
 
-    def _forward(self, batch: dict, model, keep_warped: bool = False) -> tuple[dict, dict]:
+    def _forward(self, batch: dict, model, keep_images: bool = False) -> tuple[dict, dict, dict]:
+        """``(outputs, losses, images)`` of one batch: the model's outputs, the scalar losses
+        (:func:`sfm_ros.losses.compute_losses`, plus ``"epipolar"``) and, with ``keep_images``, the
+        diagnostic images."""
         target = batch["target"].to(self.device, non_blocking=True)
         sources = batch["sources"].to(self.device, non_blocking=True)
         K = batch["K"].to(self.device)
@@ -293,19 +289,19 @@ class Trainer:
         src_list = [sources[:, i] for i in range(len(offsets))]
         with self._autocast():
             outputs = model(target, src_list, source_depth=self.source_depth)
-        losses = compute_losses(target, dict(zip(offsets, src_list)), K, outputs, self.opts.loss,
-                                keep_warped=keep_warped)
+        losses, images = compute_losses(target, dict(zip(offsets, src_list)), K, outputs, self.opts.loss,
+                                        keep_images=keep_images)
         if self.opts.loss.epipolar_weight > 0 and "prior_T" in batch:
             losses["epipolar"] = self.opts.loss.epipolar_weight * epipolar_prior_loss(
                 outputs, batch["prior_T"].to(self.device), batch["prior_w"].to(self.device), offsets)
             losses["loss"] = losses["loss"] + losses["epipolar"]
-        return outputs, losses
+        return outputs, losses, images
 
     def train_step(self, batch: dict) -> dict:
         self.ddp.train()
         log_images = self.writer is not None and self.opts.train.image_every > 0 and \
             self.step % self.opts.train.image_every == 0
-        outputs, losses = self._forward(batch, self.ddp, keep_warped=log_images)
+        outputs, losses, images = self._forward(batch, self.ddp, keep_images=log_images)
         loss = losses["loss"]
         self.optimizer.zero_grad(set_to_none=True)
         # [loss finite, no stop requested]: every rank must skip a step together (or DDP's
@@ -336,10 +332,8 @@ class Trainer:
                                 f"(train.lr={self.opts.train.lr:g}); stopping without writing them; "
                                 f"{self.files_report()}")
         if log_images:
-            self._log_images(batch, outputs, losses)
-        logs = {k: float(v.detach()) for k, v in losses.items()
-                if k in ("loss", "epipolar") or (isinstance(k, tuple) and k[0] in (
-                    "photo", "smooth", "exp", "geometry", "automask_keep"))}
+            self._log_images(batch, outputs, images)
+        logs = {k: float(v.detach()) for k, v in losses.items()}
         if self.is_main and (self.step + 1) % max(1, self.opts.train.log_every) == 0:
             m = self.opts.model
             logs["health"] = batch_stats(outputs, losses, self.model.offsets, m.min_depth, m.max_depth)
@@ -358,7 +352,7 @@ class Trainer:
         torch.manual_seed(12345)  # the auto-mask tie-break noise: the same for every validation
         try:
             for batch in loader:
-                _, losses = self._forward(batch, self.model)
+                _, losses, _ = self._forward(batch, self.model)
                 b = batch["target"].shape[0]
                 total += float(losses["loss"]) * b
                 n += b
@@ -366,14 +360,14 @@ class Trainer:
             torch.set_rng_state(cpu_rng)
         return total / max(n, 1)
 
-    def _log_images(self, batch: dict, outputs: dict, losses: dict) -> None:
+    def _log_images(self, batch: dict, outputs: dict, images: dict) -> None:
         w, step = self.writer, self.step
         w.add_image("target", batch["target"][0].clamp(0, 1), step)
         depth = outputs[("depth", 0, 0)][0, 0].detach().float().cpu().numpy()
         w.add_image("depth", colorize_depth(depth), step, dataformats="HWC")
         for f in self.model.offsets:
-            if ("warped", f, 0) in losses:
-                w.add_image(f"warped/{f:+d}", losses[("warped", f, 0)][0].clamp(0, 1), step)
+            if ("warped", f, 0) in images:
+                w.add_image(f"warped/{f:+d}", images[("warped", f, 0)][0].clamp(0, 1), step)
             if ("exp", f, 0) in outputs:
                 w.add_image(f"explainability/{f:+d}", outputs[("exp", f, 0)][0].detach().float().cpu(), step)
 

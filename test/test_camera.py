@@ -252,3 +252,39 @@ def test_backproject_grid_is_the_numpy_twin_of_geometry_backproject():
     x2, _, z2, v2, u2 = backproject_grid(depth, K, stride=3, top=2)
     assert z2.shape == (2, 3) and v2[0, 0] == 2 and u2[0, 1] == 3 and z2[0, 1] == depth[2, 3]
     assert x2[0, 1] == pytest.approx((3 - 3.7) / 50.0 * depth[2, 3])
+
+
+def test_kitti_lidar_calib_odometry_file_and_raw_folder_agree(tmp_path):
+    """One KITTI calibration reader: a raw date folder (cam_to_cam + velo_to_cam) and the odometry
+    calib.txt of the same rig give the same T_cam_lidar and K; missing rows are named."""
+    from sfm_ros.camera import kitti_lidar_calib, read_kitti_calib_rows
+
+    K = np.array([[700.0, 0, 600], [0, 700, 180], [0, 0, 1]])
+    b = np.array([-0.5, 0.0, 0.0])
+    P2 = np.hstack([K, (K @ b)[:, None]])
+    R = cv2.Rodrigues(np.array([0.05, -0.02, 0.01]))[0]
+    Tr = np.hstack([R, [[0.1], [-0.2], [0.3]]])
+    row = lambda a: " ".join(map(str, np.ravel(a)))  # noqa: E731
+    odo = tmp_path / "calib.txt"
+    odo.write_text(f"P0: {row(np.hstack([K, np.zeros((3, 1))]))}\nP2: {row(P2)}\nTr: {row(Tr)}\n")
+    raw = tmp_path / "2011_09_26"
+    raw.mkdir()
+    (raw / "calib_cam_to_cam.txt").write_text(f"calib_time: 09-Jan-2012 13:57:47\nR_rect_00: {row(np.eye(3))}\n"
+                                              f"P_rect_02: {row(P2)}\n")
+    (raw / "calib_velo_to_cam.txt").write_text(f"calib_time: 15-Mar-2012 11:37:16\nR: {row(R)}\nT: {row(Tr[:, 3])}\n")
+    assert "calib_time" not in read_kitti_calib_rows(raw / "calib_cam_to_cam.txt")
+    T1, K1 = kitti_lidar_calib(odo, "P2")
+    T2, K2 = kitti_lidar_calib(raw, "P2")
+    np.testing.assert_allclose(T1, T2, atol=1e-12)
+    np.testing.assert_allclose(K1, K2)
+    expect = np.eye(4)
+    expect[:3, 3] = b
+    np.testing.assert_allclose(T1[:3, 3], (expect @ np.vstack([Tr, [0, 0, 0, 1]]))[:3, 3], atol=1e-12)
+    with pytest.raises(CameraError, match="no 'Tr:' line"):
+        odo.write_text(f"P2: {row(P2)}\n")
+        kitti_lidar_calib(odo, "P2")
+    with pytest.raises(CameraError, match="need P_rect_03"):
+        kitti_lidar_calib(raw, "P3")
+    # the camera model reads the same file through the same reader
+    odo.write_text(f"P0: {row(np.hstack([K, np.zeros((3, 1))]))}\n")
+    assert np.allclose(CameraModel.from_kitti_calib(odo, "P0", width=1242, height=375).K, K)

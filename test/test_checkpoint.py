@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sfm_ros import eval_cli, export, train_cli
+from sfm_ros import eval_cli, export_cli, train_cli
 from sfm_ros.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from sfm_ros.model import SfMModel
 from sfm_ros.options import ModelOptions, Options
@@ -78,7 +78,7 @@ def _train(path: Path, tmp_path: Path) -> list[str]:
             "--no-tensorboard"]
 
 
-TOOLS = {"sfm_eval": (eval_cli.main, _eval), "sfm_export": (export.main, _export),
+TOOLS = {"sfm_eval": (eval_cli.main, _eval), "sfm_export": (export_cli.main, _export),
          "sfm_train": (train_cli.main, _train)}
 
 
@@ -94,3 +94,26 @@ def test_every_loader_reports_a_bad_checkpoint_on_one_line(tmp_path, capsys, too
     assert len(lines) == 1 and lines[0].startswith(f"{tool}: error: "), err
     assert str(path) in lines[0] and EXPECTED[kind] in lines[0], err
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_one_architecture_check_for_loading_and_resuming(tmp_path):
+    """checkpoint.check_architecture names every differing key; check_resumable also wants an
+    optimiser state; an old checkpoint's options with model.min_depth/max_depth still load."""
+    from sfm_ros.checkpoint import check_architecture, check_resumable, load_model
+
+    saved, other = Options(), Options()
+    other.model.width_mult, other.model.seq_len = 0.5, 5
+    with pytest.raises(CheckpointError, match=r"cannot resume from x.pt: it is another architecture "
+                                              r"\(width_mult: checkpoint 1.0 vs requested 0.5; seq_len: "
+                                              r"checkpoint 3 vs requested 5\)"):
+        check_architecture("x.pt", saved, other)
+    check_architecture("x.pt", saved, Options())
+    with pytest.raises(CheckpointError, match="holds no optimiser state"):
+        check_resumable("x.pt", {"options": saved.to_dict()}, Options())
+    with pytest.raises(CheckpointError, match="invalid options"):
+        check_resumable("x.pt", {"options": {"model": {"depth_arch": "vgg"}}}, Options())
+    path = _good(tmp_path / "ok.pt")
+    state = read_checkpoint(path)
+    assert {"min_depth", "max_depth"} <= set(state["options"]["model"])  # used by the disparity head
+    model, opts, _ = load_model(path)
+    assert opts.model.min_depth == state["options"]["model"]["min_depth"]

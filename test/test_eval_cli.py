@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from sfm_ros import eval_cli
+from sfm_ros import eval_cli, pose_eval
+from sfm_ros.camera import kitti_lidar_calib
 from sfm_ros.checkpoint import save_checkpoint
 from sfm_ros.metrics import DEPTH_METRIC_KEYS
 from sfm_ros.model import SfMModel
@@ -153,11 +154,11 @@ def test_increments_from_exact_snippets():
     rel = np.array([make_pose(axis_angle_to_matrix(rng.normal(0, 0.05, 3)), rng.normal(0, 1, 3)) for _ in range(9)])
     gt = chain(rel)
     for L in (3, 5):
-        inc = eval_cli.network_increments(snippets_from_poses(gt, L))
+        inc = pose_eval.network_increments(snippets_from_poses(gt, L))
         np.testing.assert_allclose(inc, relative_poses(gt), atol=1e-9)
     # two different estimates of one increment are averaged
     a, b = make_pose(t=[1.0, 0, 0]), make_pose(t=[3.0, 0, 0])
-    np.testing.assert_allclose(eval_cli.average_increments([[a, b]])[0], make_pose(t=[2.0, 0, 0]))
+    np.testing.assert_allclose(pose_eval.average_increments([[a, b]])[0], make_pose(t=[2.0, 0, 0]))
 
 
 def test_pose_kitti_snippet_ate_and_baselines(tiny_ckpt, kitti_dir, tmp_path, capsys):
@@ -319,7 +320,7 @@ def test_depth_gt_lidar_projection(tiny_ckpt, synth, tmp_path, capsys):
     calib = tmp_path / "calib.txt"
     calib.write_text("".join(f"P{i}: " + " ".join(map(str, (P2 if i == 2 else np.hstack([K, np.zeros((3, 1))])).ravel()))
                              + "\n" for i in range(4)) + "Tr: " + " ".join(map(str, Tr[:3].ravel())) + "\n")
-    T, Kc = eval_cli.kitti_lidar_calib(calib, "P2")
+    T, Kc = kitti_lidar_calib(calib, "P2")
     np.testing.assert_allclose(T, make_pose(t=b) @ Tr, atol=1e-9)
     velo = tmp_path / "velodyne"
     velo.mkdir()

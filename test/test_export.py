@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from sfm_ros.checkpoint import save_checkpoint
-from sfm_ros.export import DEPTH_RTOL, POSE_ATOL, main, ort_session
+from sfm_ros.export import DEPTH_RTOL, POSE_ATOL, ort_session
+from sfm_ros.export_cli import main
 from sfm_ros.model import SfMModel
 from sfm_ros.options import ModelOptions, preset
 
@@ -150,3 +151,13 @@ def test_auto_backend_rule():
     assert auto_backend("cuda:7", "fp32") == "torch"  # invalid here: the Estimator reports it
     if torch.cuda.is_available():
         assert auto_backend("cuda", "fp32") == "torch"
+
+
+def test_python_m_export_cli_help():
+    """``python -m sfm_ros.export_cli`` is the console script's module (``sfm_export``)."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "sfm_ros.export_cli", "--help"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and "sfm_export" in r.stdout

@@ -202,3 +202,16 @@ def test_rclpy_message_fields():
     c.format = "png"
     c.data = cv2.imencode(".png", GREY)[1].tobytes()
     np.testing.assert_array_equal(decode_compressed(c.format, c.data), GREY)
+
+
+def test_to_rgb_float_value_rule():
+    """uint8 / 255, uint16 / 65535, float clipped to [0, 1]; grey replicated, alpha dropped."""
+    from sfm_ros.image_codec import to_rgb_float
+
+    g = np.array([[0, 255]], np.uint8)
+    out = to_rgb_float(g)
+    assert out.shape == (1, 2, 3) and out.dtype == np.float32 and np.allclose(out[0, 1], 1.0)
+    assert np.allclose(to_rgb_float(np.full((1, 1, 3), 65535, np.uint16)), 1.0)
+    assert np.allclose(to_rgb_float(np.array([[[2.0, -1.0, 0.5, 9.0]]])), [[[1.0, 0.0, 0.5]]])
+    with pytest.raises(ValueError, match="image must be"):
+        to_rgb_float(np.zeros((2, 2, 2), np.uint8))

@@ -22,7 +22,8 @@ def test_gradients_reach_both_networks(loss_opts):
     model = SfMModel(ModelOptions(width_mult=0.25, height=64, width=96)).train()
     t, src, K = _batch()
     out = model(t, [src[-1], src[1]], source_depth=loss_opts.geometry_weight > 0)
-    losses = compute_losses(t, src, K, out, loss_opts)
+    losses, images = compute_losses(t, src, K, out, loss_opts)
+    assert images == {}  # no diagnostic images unless asked for
     assert torch.isfinite(losses["loss"])
     losses["loss"].backward()
     for name, net in (("depth", model.depth_net), ("pose", model.pose_net)):
@@ -64,11 +65,11 @@ def _identity_outputs(b, h, w, depth=5.0):
 def test_explainability_mask_weights_the_error_and_is_regularised():
     t, src, K = _batch()
     out = _identity_outputs(2, 64, 96)
-    half = compute_losses(t, src, K, out, paper_loss())
+    half, _ = compute_losses(t, src, K, out, paper_loss())
     for s in range(4):
         for f in (-1, 1):
             out[("exp", f, s)] = torch.full_like(out[("exp", f, s)], 1.0 - 1e-6)
-    full = compute_losses(t, src, K, out, paper_loss())
+    full, _ = compute_losses(t, src, K, out, paper_loss())
     # halving the mask halves the photometric term, and the regulariser charges for it
     assert torch.allclose(half[("photo", 0)], 0.5 * full[("photo", 0)], rtol=1e-4)
     assert torch.allclose(half[("exp", 0)], torch.tensor(2 * 0.2 * 0.6931), rtol=1e-3)
@@ -79,14 +80,14 @@ def test_min_reprojection_and_automask():
     t, src, K = _batch()
     src = {-1: t.clone(), 1: torch.rand_like(t)}  # source -1 equals the target
     out = _identity_outputs(2, 64, 96)
-    mean = compute_losses(t, src, K, out, LossOptions(exp_weight=0, reduce_sources="mean"))
-    mn = compute_losses(t, src, K, out, LossOptions(exp_weight=0, reduce_sources="min"))
+    mean, _ = compute_losses(t, src, K, out, LossOptions(exp_weight=0, reduce_sources="mean"))
+    mn, _ = compute_losses(t, src, K, out, LossOptions(exp_weight=0, reduce_sources="min"))
     assert mn[("photo", 0)] < 1e-4 < 0.1 < mean[("photo", 0)]
     # auto-masking: with an identity pose the warped and unwarped errors tie; pixels whose static
     # source explains them are dropped from the loss
-    am = compute_losses(t, {-1: torch.rand_like(t), 1: torch.rand_like(t)}, K, out,
-                        LossOptions(exp_weight=0, reduce_sources="min", automask=True), keep_warped=True)
-    frac = am[("automask", 0)].mean()
+    am, images = compute_losses(t, {-1: torch.rand_like(t), 1: torch.rand_like(t)}, K, out,
+                                LossOptions(exp_weight=0, reduce_sources="min", automask=True), keep_images=True)
+    frac = images[("automask", 0)].mean()
     assert 0.3 < frac < 0.7  # identical errors: the tie-break noise decides, about half are kept
 
 
@@ -129,3 +130,15 @@ def test_epipolar_weight_must_be_finite_and_non_negative():
             load_options("default", [f"loss.epipolar_weight={bad}"])
     assert load_options("default", []).loss.epipolar_weight == 1.0
     assert load_options("paper", []).loss.epipolar_weight == 0.0
+
+
+def test_losses_and_images_are_separate():
+    """The losses are scalars only (all loggable); the warped images and masks come apart."""
+    t, src, K = _batch()
+    out = _identity_outputs(2, 64, 96)
+    losses, images = compute_losses(t, src, K, out, LossOptions(exp_weight=0, reduce_sources="min", automask=True),
+                                    keep_images=True)
+    assert all(v.ndim == 0 for v in losses.values())
+    assert {k[0] for k in losses if isinstance(k, tuple)} == {"photo", "smooth", "automask_keep"}
+    assert {k[0] for k in images} == {"warped", "valid", "automask"}
+    assert images[("warped", -1, 0)].shape == t.shape and images[("valid", 1, 0)].shape[1] == 1

@@ -106,7 +106,7 @@ def test_gradients_flow_through_default_losses(depth_arch, pose_arch):
     out = model(tgt, srcs)
     for s in range(4):
         assert out[("disp", 0, s)].shape == (b, 1, h // 2**s, w // 2**s)
-    losses = compute_losses(tgt, dict(zip(model.offsets, srcs)), K, out, opts.loss)
+    losses, _ = compute_losses(tgt, dict(zip(model.offsets, srcs)), K, out, opts.loss)
     assert torch.isfinite(losses["loss"])
     losses["loss"].backward()
     for name, net in (("depth", model.depth_net), ("pose", model.pose_net)):

@@ -112,10 +112,10 @@ def test_resume_of_a_finished_run_takes_no_step(seqs, tmp_path):
 
 def test_non_finite_loss_raises_training_error_without_checkpoints(seqs, tmp_path):
     class NaNTrainer(Trainer):
-        def _forward(self, batch, model, keep_warped=False):
-            outputs, losses = super()._forward(batch, model, keep_warped)
+        def _forward(self, batch, model, keep_images=False):
+            outputs, losses, images = super()._forward(batch, model, keep_images)
             losses["loss"] = losses["loss"] * float("nan")
-            return outputs, losses
+            return outputs, losses, images
 
     tr = NaNTrainer(_opts(num_workers=0, epochs=10), seqs, None, tmp_path, progress=False, tensorboard=False)
     init = [p.detach().clone() for p in tr.model.parameters()]
@@ -186,11 +186,11 @@ def test_a_streak_of_bad_steps_names_the_checkpoints_it_wrote(seqs, tmp_path):
     """After one good step (written: ckpt_every=1) the loss turns non-finite for good: the stop
     message names what this run wrote (the step-1 weights) and what it did not."""
     class NaNAfterOne(Trainer):
-        def _forward(self, batch, model, keep_warped=False):
-            outputs, losses = super()._forward(batch, model, keep_warped)
+        def _forward(self, batch, model, keep_images=False):
+            outputs, losses, images = super()._forward(batch, model, keep_images)
             if self.step >= 1:
                 losses["loss"] = losses["loss"] * float("nan")
-            return outputs, losses
+            return outputs, losses, images
 
     opts = _opts(num_workers=0, epochs=10)
     tr = NaNAfterOne(opts, seqs, None, tmp_path, progress=False, tensorboard=False, ckpt_every=1)

@@ -124,7 +124,7 @@ def window_loss(model: SfMModel, options: Options, windows: list, device: torch.
     offsets = source_offsets(options.model.seq_len)
     use_geo = options.loss.geometry_weight > 0 or options.loss.geometry_mask
     outputs = model(target, sources, source_depth=use_geo)
-    losses = compute_losses(target, dict(zip(offsets, sources)), K, outputs, options.loss)
+    losses, _ = compute_losses(target, dict(zip(offsets, sources)), K, outputs, options.loss)
     loss = losses["loss"]
     if options.loss.epipolar_weight > 0 and len(windows[0]) == 4:
         prior_T = torch.from_numpy(np.stack([w[2] for w in windows]).astype(np.float32)).to(device)

@@ -2,7 +2,7 @@
 
 Pure Python on top of ``rosbags`` (no ``rclpy``), so the trainer runs on machines without ROS.
 
-Reading (:func:`list_topics`, :func:`find_camera_info_topic`, :func:`read_camera_info`,
+Reading (:func:`list_topics`, :func:`find_camera_info_topic`, :func:`read_camera_info`, :func:`open_bag`,
 :func:`read_image_stream`, :func:`read_odometry`) accepts one path or a list of paths: ROS 1
 ``.bag`` files (several are merged by time), ROS 2 bag folders (``metadata.yaml``) or bare
 ``.mcap`` / ``.db3`` files. ROS 1 and ROS 2 bags cannot be mixed in one call.
@@ -46,6 +46,8 @@ __all__ = [
     "read_image_stream",
     "read_odometry",
     "write_image_bag",
+    "bag_paths",
+    "open_bag",
 ]
 
 IMAGE_MSGTYPE = "sensor_msgs/msg/Image"
@@ -87,6 +89,22 @@ def _paths(paths: Paths) -> list[Path]:
     if len(kinds) > 1:
         raise BagError(f"cannot read ROS 1 and ROS 2 bags together: {', '.join(map(str, out))}")
     return out
+
+
+def bag_paths(paths: Paths) -> list[Path]:
+    """One path or a list of paths → the checked list of bag paths (each exists; ROS 1 and ROS 2
+    bags not mixed); :class:`BagError` otherwise."""
+    return _paths(paths)
+
+
+@contextlib.contextmanager
+def open_bag(paths: Paths):
+    """Open one bag or several (merged by time) for reading: a context manager yielding the open
+    ``rosbags.highlevel.AnyReader`` (its ``connections``, ``messages()``, ``deserialize()``, and
+    ``is2`` for ROS 2 bags), closed on exit. A bag that cannot be opened raises :class:`BagError`
+    naming the path."""
+    with _open(_paths(paths)) as reader:
+        yield reader
 
 
 def _label(paths: list[Path]) -> str:

@@ -168,7 +168,8 @@ class TopicSummary:
     msgtype: str
     count: int
     rate_hz: float | None = None          # (count - 1) / span of bag receive times
-    duration_s: float | None = None
+    duration_s: float | None = None       # span of bag receive times (first to last message)
+    start_s: float | None = None          # bag receive time of the first message (s since the epoch)
     encoding: str | None = None           # images: Image.encoding or CompressedImage.format
     width: int | None = None
     height: int | None = None
@@ -185,7 +186,7 @@ class TopicSummary:
 
 
 def list_topics(paths: Paths) -> list[TopicSummary]:
-    """All topics of the bag(s): type, count, rate; for image topics also the encoding, the
+    """All topics of the bag(s): type, count, rate, start and duration; for image topics also the encoding, the
     resolution (from the first message), the frame_id and the CameraInfo topic next to it."""
     ps = _paths(paths)
     with _open(ps) as reader, _wrap(ps):
@@ -207,6 +208,8 @@ def list_topics(paths: Paths) -> list[TopicSummary]:
             msgtype, count = topics[name]
             n = counts.get(name, count)
             s = TopicSummary(name, msgtype or "?", n)
+            if name in first:
+                s.start_s = first[name] * 1e-9
             if n >= 2 and last[name] > first[name]:
                 span = (last[name] - first[name]) * 1e-9
                 s.rate_hz = (n - 1) / span
@@ -475,7 +478,7 @@ def write_image_bag(path: PathLike, frames: Iterable[Any], camera: CameraModel |
         raise BagError(f"fps must be > 0, got {fps}")
     out = Path(path)
     if out.exists() and not overwrite:
-        raise BagError(f"output {out} already exists (remove it or pass overwrite)")
+        raise BagError(f"output {out} already exists (remove it or use --overwrite)")
     if not out.parent.is_dir():
         raise BagError(f"output folder {out.parent} does not exist")
     pose_arr = None

@@ -23,7 +23,8 @@ QoS: each topic is subscribed (keep last 100) with the QoS its publishers offer 
 local, so a recorder started late still gets the latched ``/tf_static``; reliable when every
 publisher is reliable, else best effort. ``--qos reliable`` / ``--qos sensor`` (best effort) force
 the reliability (a reliable subscriber gets nothing from a best-effort publisher; a best-effort one
-accepts both but may lose messages). The publishers' offered QoS is written into the bag
+accepts both but may lose messages, and DDS does not deliver a transient-local publisher's earlier
+messages to it). The publishers' offered QoS is written into the bag
 (``offered_qos_profiles`` of the topic's metadata), as ``ros2 bag record`` does.
 """
 from __future__ import annotations
@@ -134,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="subscription QoS: auto (default) matches each topic's publishers: reliable "
                          "when all are reliable, transient local when all are (so /tf_static is "
                          "recorded); reliable or sensor (best effort) force the reliability, the "
-                         "durability still follows the publishers")
+                         "durability still follows the publishers (a best-effort subscriber does not "
+                         "get what a transient-local publisher sent before it started)")
     ap.add_argument("--wait", type=float, default=3.0,
                     help="after S seconds, name the topics that have no publisher yet (they are still "
                          "recorded when they appear; default 3)")

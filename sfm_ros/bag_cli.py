@@ -20,8 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -182,20 +183,29 @@ def _run_info(args: argparse.Namespace) -> int:
     report = []
     for bag in args.bags:
         topics = list_topics(bag)
-        report.append({"bag": bag, "topics": [
+        starts = [t.start_s for t in topics if t.start_s is not None]
+        ends = [t.start_s + (t.duration_s or 0.0) for t in topics if t.start_s is not None]
+        report.append({"bag": bag, "start_s": min(starts) if starts else None,
+                       "duration_s": max(ends) - min(starts) if starts else None, "topics": [
             {**{k: v for k, v in t.__dict__.items()}, "is_image": t.is_image} for t in topics]})
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     for entry in report:
         topics = entry["topics"]
-        print(f"bag: {entry['bag']}  ({len(topics)} topics, {sum(t['count'] for t in topics)} messages)")
-        rows = [("topic", "type", "count", "rate", "encoding", "resolution", "camera_info")]
+        when = ""
+        if entry["start_s"] is not None:
+            utc = datetime.fromtimestamp(entry["start_s"], timezone.utc).isoformat(timespec="milliseconds")
+            when = (f"; start {entry['start_s']:.3f} ({utc.replace('+00:00', 'Z')}), "
+                    f"duration {entry['duration_s']:.3f} s")
+        print(f"bag: {entry['bag']}  ({len(topics)} topics, {sum(t['count'] for t in topics)} messages{when})")
+        rows = [("topic", "type", "count", "rate", "encoding", "resolution", "frame_id", "camera_info")]
         for t in topics:
             res = f"{t['width']}x{t['height']}" if t["width"] else ""
             rate = f"{t['rate_hz']:.2f} Hz" if t["rate_hz"] else "-"
             cinfo = (t["camera_info_topic"] or "none") if t["is_image"] else ""
-            rows.append((t["topic"], t["msgtype"], str(t["count"]), rate, t["encoding"] or "", res, cinfo))
+            rows.append((t["topic"], t["msgtype"], str(t["count"]), rate, t["encoding"] or "", res,
+                         t["frame_id"] or "", cinfo))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for r in rows:
             print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
@@ -223,7 +233,28 @@ def _run_from_images(args: argparse.Namespace) -> int:
     first, frames = _peek(frames)
     h, w = first.image.shape[:2]
     cam = camera_from_args(args, w, h)
-    return write_bag_from_args(args, frames, cam, what=args.dir)
+    return write_bag_from_args(args, _one_kind(frames, first), cam, what=args.dir)
+
+
+def _kind(image: np.ndarray) -> str:
+    return f"{image.dtype} {image.shape[2] if image.ndim == 3 else 1}-channel"
+
+
+def _one_kind(frames: Iterable[Any], first: Any) -> Iterator[Any]:
+    """The frames of a folder, checked to be images of one kind (dtype and channels) as the first:
+    a folder that mixes kinds (7-Scenes' ``*.color.jpg`` and 16-bit ``*.depth.png``) is an error
+    naming the odd file and a ``--pattern`` that picks the first one's kind."""
+    want = _kind(first.image)
+    name = Path(first.source).name
+    hint = "*" + name[name.index("."):] if "." in name else "*"
+    for f in frames:
+        got = _kind(f.image)
+        if got != want:
+            raise UsageError(
+                f"{f.source} (frame {f.index}) is a {got} image but the first, {first.source}, is {want}: "
+                f"the folder holds more than one kind of image; pick one with --pattern, e.g. "
+                f"--pattern '{hint}'")
+        yield f
 
 
 # ------------------------------------------------------------------------------- from-video

@@ -2,7 +2,7 @@
 
 Pure Python on top of ``rosbags`` (no ``rclpy``), so the trainer runs on machines without ROS.
 
-Reading (:func:`list_topics`, :func:`find_camera_info_topic`, :func:`read_camera_info`,
+Reading (:func:`list_topics`, :func:`find_camera_info_topic`, :func:`read_camera_info`, :func:`open_bag`,
 :func:`read_image_stream`, :func:`read_odometry`) accepts one path or a list of paths: ROS 1
 ``.bag`` files (several are merged by time), ROS 2 bag folders (``metadata.yaml``) or bare
 ``.mcap`` / ``.db3`` files. ROS 1 and ROS 2 bags cannot be mixed in one call.
@@ -46,6 +46,8 @@ __all__ = [
     "read_image_stream",
     "read_odometry",
     "write_image_bag",
+    "bag_paths",
+    "open_bag",
 ]
 
 IMAGE_MSGTYPE = "sensor_msgs/msg/Image"
@@ -87,6 +89,22 @@ def _paths(paths: Paths) -> list[Path]:
     if len(kinds) > 1:
         raise BagError(f"cannot read ROS 1 and ROS 2 bags together: {', '.join(map(str, out))}")
     return out
+
+
+def bag_paths(paths: Paths) -> list[Path]:
+    """One path or a list of paths → the checked list of bag paths (each exists; ROS 1 and ROS 2
+    bags not mixed); :class:`BagError` otherwise."""
+    return _paths(paths)
+
+
+@contextlib.contextmanager
+def open_bag(paths: Paths):
+    """Open one bag or several (merged by time) for reading: a context manager yielding the open
+    ``rosbags.highlevel.AnyReader`` (its ``connections``, ``messages()``, ``deserialize()``, and
+    ``is2`` for ROS 2 bags), closed on exit. A bag that cannot be opened raises :class:`BagError`
+    naming the path."""
+    with _open(_paths(paths)) as reader:
+        yield reader
 
 
 def _label(paths: list[Path]) -> str:
@@ -150,7 +168,8 @@ class TopicSummary:
     msgtype: str
     count: int
     rate_hz: float | None = None          # (count - 1) / span of bag receive times
-    duration_s: float | None = None
+    duration_s: float | None = None       # span of bag receive times (first to last message)
+    start_s: float | None = None          # bag receive time of the first message (s since the epoch)
     encoding: str | None = None           # images: Image.encoding or CompressedImage.format
     width: int | None = None
     height: int | None = None
@@ -167,7 +186,7 @@ class TopicSummary:
 
 
 def list_topics(paths: Paths) -> list[TopicSummary]:
-    """All topics of the bag(s): type, count, rate; for image topics also the encoding, the
+    """All topics of the bag(s): type, count, rate, start and duration; for image topics also the encoding, the
     resolution (from the first message), the frame_id and the CameraInfo topic next to it."""
     ps = _paths(paths)
     with _open(ps) as reader, _wrap(ps):
@@ -189,6 +208,8 @@ def list_topics(paths: Paths) -> list[TopicSummary]:
             msgtype, count = topics[name]
             n = counts.get(name, count)
             s = TopicSummary(name, msgtype or "?", n)
+            if name in first:
+                s.start_s = first[name] * 1e-9
             if n >= 2 and last[name] > first[name]:
                 span = (last[name] - first[name]) * 1e-9
                 s.rate_hz = (n - 1) / span
@@ -457,7 +478,7 @@ def write_image_bag(path: PathLike, frames: Iterable[Any], camera: CameraModel |
         raise BagError(f"fps must be > 0, got {fps}")
     out = Path(path)
     if out.exists() and not overwrite:
-        raise BagError(f"output {out} already exists (remove it or pass overwrite)")
+        raise BagError(f"output {out} already exists (remove it or use --overwrite)")
     if not out.parent.is_dir():
         raise BagError(f"output folder {out.parent} does not exist")
     pose_arr = None

@@ -3,7 +3,8 @@
 Usage::
 
     sfm_play BAG [--topics T [T ...]] [--rate R] [--loop] [--qos sensor|reliable] [--clock]
-                 [--delay S] [--wait-for-subscribers S] [--ros-args -r /old:=/new ...]
+                 [--delay S] [--wait-for-subscribers S [--wait-topics T ...]]
+                 [--ros-args -r /old:=/new ...]
 
 ``BAG`` is a ROS 1 ``.bag`` file, a ROS 2 bag folder (``metadata.yaml``) or a bare ``.mcap`` /
 ``.db3`` file (read with ``rosbags``' ``AnyReader``; no ROS 1 install needed). Messages are
@@ -22,16 +23,16 @@ a generated package on the Python path) are skipped with a warning, without impo
 bag names its types, and importing whatever module it names would run that module's code.
 
 Publishers are ``reliable`` (keep last 100) by default; ``--qos sensor`` uses the sensor-data
-profile (best effort, keep last 5). Exit status: 0 at the end / on Ctrl-C, 2 on a bad bag or
+profile (best effort, keep last 5). Messages published before a subscriber is matched are lost
+(the publishers are volatile, as the subscribers of ``sfm_node`` are): ``--wait-for-subscribers S``
+waits for subscribers on the image topics (or ``--wait-topics``), then half a second more so a
+best-effort subscriber has matched the publisher too, before the first message. Exit status: 0 at the end / on Ctrl-C, 2 on a bad bag or
 arguments.
 """
 from __future__ import annotations
 
 import argparse
 import array
-import importlib
-import importlib.util
-import os
 import sys
 import time
 from pathlib import Path
@@ -39,48 +40,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["main", "msg_class", "is_message_type", "to_rclpy", "BagPlayer"]
+from .bags import IMAGE_MSGTYPES, bag_paths, open_bag
+from .ros_msgs import QOS_CHOICES, msg_class, qos_profile
 
-
-def _interface_prefixes() -> list[Path]:
-    """Install prefixes whose ament index may list interface packages (``AMENT_PREFIX_PATH``, the
-    venv)."""
-    paths = [Path(p) for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
-    return paths + [Path(sys.prefix)]
-
-
-def is_message_type(package: str, name: str) -> bool:
-    """Whether ``package/msg/name`` is a message of an installed ROS interface package, decided
-    without importing anything: listed in the ament index (``rosidl_interfaces``), or, for a
-    package without an index entry, a generated interface package (its rosidl type support
-    library next to its ``__init__``)."""
-    if not (package.isidentifier() and name.isidentifier()):
-        return False
-    for prefix in _interface_prefixes():
-        entry = prefix / "share" / "ament_index" / "resource_index" / "rosidl_interfaces" / package
-        if entry.is_file():
-            listed = set(entry.read_text().split())
-            return f"msg/{name}.msg" in listed or f"msg/{name}.idl" in listed
-    spec = importlib.util.find_spec(package)  # a top-level name: found, not run
-    if spec is None or not spec.submodule_search_locations:
-        return False
-    return any(any(Path(d).glob(f"{package}_s__rosidl_typesupport_c*")) for d in spec.submodule_search_locations)
-
-
-def msg_class(msgtype: str):
-    """``sensor_msgs/msg/Image`` (or ROS 1 ``sensor_msgs/Image``) → the rclpy message class.
-
-    Only message packages :func:`is_message_type` knows are imported: a bag (or a remote
-    publisher) names the type, and importing an arbitrary module would run its code."""
-    parts = msgtype.split("/")
-    if len(parts) == 2:
-        parts = [parts[0], "msg", parts[1]]
-    if len(parts) != 3 or parts[1] != "msg":
-        raise ImportError(f"cannot parse message type {msgtype!r}; expected package/msg/Name")
-    if not is_message_type(parts[0], parts[2]):
-        raise ImportError(f"{msgtype} is not a message of an installed ROS interface package")
-    module = importlib.import_module(f"{parts[0]}.{parts[1]}")
-    return getattr(module, parts[2])
+__all__ = ["main", "to_rclpy", "BagPlayer"]
 
 
 def _field(src: Any, name: str):
@@ -134,21 +97,16 @@ class BagPlayer:
 
     def __init__(self, node, bag: str | Path, topics: list[str] | None = None, rate: float = 1.0,
                  qos: str = "reliable", clock: bool = False):
-        from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-
-        from .bags import _open, _paths
-
         self.node = node
-        self.paths = _paths(bag)
+        self.paths = bag_paths(bag)
         self.rate = float(rate)
         if self.rate <= 0:
             raise ValueError(f"--rate must be > 0, got {rate}")
-        self._open = _open
-        profile = qos_profile_sensor_data if qos == "sensor" else QoSProfile(
-            depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        profile = qos_profile(qos)
         self.publishers: dict[str, Any] = {}
         self.classes: dict[str, Any] = {}
-        with _open(self.paths) as reader:
+        self.image_topics: list[str] = []
+        with open_bag(self.paths) as reader:
             self.is2 = bool(getattr(reader, "is2", True))
             available = {c.topic: c.msgtype for c in reader.connections}
         wanted = topics or sorted(available)
@@ -163,6 +121,8 @@ class BagPlayer:
                 continue
             self.classes[t] = cls
             self.publishers[t] = node.create_publisher(cls, t, profile)
+            if available[t] in IMAGE_MSGTYPES:
+                self.image_topics.append(t)
         if not self.publishers:
             raise ValueError("no playable topics")
         self.clock_pub = None
@@ -172,13 +132,29 @@ class BagPlayer:
             self.clock_pub = node.create_publisher(Clock, "/clock", 10)
         self.published = 0
 
-    def wait_for_subscribers(self, timeout: float) -> bool:
+    def without_subscribers(self, topics: list[str] | None = None) -> list[str]:
+        """Those of ``topics`` (default: the image topics, or every played topic when the bag has
+        no image topic) that have no subscriber now; ``ValueError`` for a topic not played."""
+        wanted = list(topics) if topics else (self.image_topics or list(self.publishers))
+        unknown = [t for t in wanted if t not in self.publishers]
+        if unknown:
+            raise ValueError(f"cannot wait for {', '.join(unknown)}: not played "
+                             f"(played: {', '.join(self.publishers)})")
+        return [t for t in wanted if self.publishers[t].get_subscription_count() == 0]
+
+    def wait_for_subscribers(self, timeout: float, topics: list[str] | None = None,
+                             settle: float = 0.5) -> bool:
+        """Wait up to ``timeout`` s until each of ``topics`` (as :meth:`without_subscribers`) has a
+        subscriber; whether they all have. A publisher sees a subscription before the subscriber
+        has matched the publisher in turn, and a best-effort subscriber drops what comes before, so
+        ``settle`` s more pass after the last match (the first frames are not lost)."""
         end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if all(p.get_subscription_count() > 0 for p in self.publishers.values()):
-                return True
+        while self.without_subscribers(topics):
+            if time.monotonic() >= end:
+                return False
             time.sleep(0.05)
-        return False
+        time.sleep(settle)
+        return True
 
     def _publish_clock(self, t_ns: int) -> None:
         if self.clock_pub is not None:
@@ -202,7 +178,7 @@ class BagPlayer:
     def play_once(self, should_stop=lambda: False) -> int:
         """Play the bag once in real time / ``rate``; returns the number of messages published."""
         n = 0
-        with self._open(self.paths) as reader:
+        with open_bag(self.paths) as reader:
             conns = [c for c in reader.connections if c.topic in self.publishers]
             start_wall = None
             t0 = None
@@ -236,12 +212,20 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--topics", nargs="+", default=None, help="topics to play (default: all)")
     ap.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1)")
     ap.add_argument("--loop", action="store_true", help="play again and again")
-    ap.add_argument("--qos", choices=("sensor", "reliable"), default="reliable",
+    ap.add_argument("--qos", choices=QOS_CHOICES, default="reliable",
                     help="publisher QoS: sensor (best effort) or reliable (default)")
     ap.add_argument("--clock", action="store_true", help="publish the bag time on /clock")
     ap.add_argument("--delay", type=float, default=0.0, help="seconds to wait before playing")
     ap.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="S",
-                    help="wait up to S seconds until every topic has a subscriber")
+                    help="before playing, wait up to S seconds until each --wait-topics topic has a "
+                         "subscriber (then 0.5 s more, so a best-effort subscriber such as sfm_node "
+                         "gets the first frames); on timeout the topics without one are named and the "
+                         "bag is played anyway. Without it, messages published before a subscriber is "
+                         "matched are lost (default 0: no wait)")
+    ap.add_argument("--wait-topics", nargs="+", default=None, metavar="T",
+                    help="the topics --wait-for-subscribers waits for (default: the played image "
+                         "topics, sensor_msgs/Image and CompressedImage; every played topic when "
+                         "there is none)")
     return ap
 
 
@@ -263,8 +247,15 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:  # BagError is a ValueError
             print(f"sfm_play: error: {str(exc).splitlines()[0]}", file=sys.stderr)
             return 2
-        if args.wait_for_subscribers > 0 and not player.wait_for_subscribers(args.wait_for_subscribers):
-            node.get_logger().warning("not every topic has a subscriber; playing anyway")
+        if args.wait_for_subscribers > 0:
+            try:
+                matched = player.wait_for_subscribers(args.wait_for_subscribers, args.wait_topics)
+            except ValueError as exc:
+                print(f"sfm_play: error: --wait-topics: {exc}", file=sys.stderr)
+                return 2
+            if not matched:
+                node.get_logger().warning(f"no subscriber for {', '.join(player.without_subscribers(args.wait_topics))}"
+                                          f" after {args.wait_for_subscribers:g} s; playing anyway")
         if args.delay > 0:
             time.sleep(args.delay)
         stop = lambda: not rclpy.ok()  # noqa: E731

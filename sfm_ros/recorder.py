@@ -3,7 +3,7 @@
 Usage::
 
     sfm_record OUT --topics /a /b [--duration S] [--max-messages N] [--storage mcap|sqlite3]
-               [--wait S] [--qos sensor|reliable] [--overwrite] [--ros-args ...]
+               [--wait S] [--qos auto|sensor|reliable] [--overwrite] [--ros-args ...]
 
 Each topic's type is taken from the ROS graph when a publisher appears; topics without a publisher
 after ``--wait`` seconds (default 3) are named in a warning, and recorded as soon as they appear.
@@ -18,8 +18,14 @@ Exit status: 0 on success and after Ctrl-C / SIGTERM (what was recorded is kept)
 arguments. ``--overwrite`` replaces only a folder holding nothing but a bag, and keeps the old bag
 until the new one is closed.
 
-Subscriptions use a reliable QoS by default (``--qos sensor`` for best-effort publishers; a
-best-effort subscriber accepts both kinds of publishers but may lose messages).
+QoS: each topic is subscribed (keep last 100) with the QoS its publishers offer when it is found
+(``--qos auto``, the default, rosbag2's rule): transient local when every publisher is transient
+local, so a recorder started late still gets the latched ``/tf_static``; reliable when every
+publisher is reliable, else best effort. ``--qos reliable`` / ``--qos sensor`` (best effort) force
+the reliability (a reliable subscriber gets nothing from a best-effort publisher; a best-effort one
+accepts both but may lose messages, and DDS does not deliver a transient-local publisher's earlier
+messages to it). The publishers' offered QoS is written into the bag
+(``offered_qos_profiles`` of the topic's metadata), as ``ros2 bag record`` does.
 """
 from __future__ import annotations
 
@@ -28,6 +34,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from .ros_msgs import QOS_CHOICES, msg_class, offered_qos, publisher_qos, qos_profile
 
 __all__ = ["Recorder", "main"]
 
@@ -44,7 +52,7 @@ def _typestore():
 class Recorder:
     """Subscribes (raw) to topics on ``node`` and writes every message to a ROS 2 bag at ``out``."""
 
-    def __init__(self, node, out: str | Path, storage: str = "mcap", qos: str = "reliable",
+    def __init__(self, node, out: str | Path, storage: str = "mcap", qos: str = "auto",
                  overwrite: bool = False):
         from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -54,15 +62,14 @@ class Recorder:
         self.out = Path(out)
         if storage not in ("mcap", "sqlite3"):
             raise ValueError(f"storage must be mcap or sqlite3, got {storage!r}")
+        if qos != "auto" and qos not in QOS_CHOICES:
+            raise ValueError(f"qos must be auto, {' or '.join(QOS_CHOICES)}, got {qos!r}")
         if self.out.exists() and not overwrite:
             raise ValueError(f"output {self.out} already exists (use --overwrite)")
         # an old bag is kept aside until this one is closed (BagError, a ValueError, when the
         # folder holds anything but a bag)
         self._old_bag = set_bag_aside(self.out) if self.out.exists() else None
-        from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-
-        self.qos = qos_profile_sensor_data if qos == "sensor" else QoSProfile(
-            depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.qos = qos
         self.typestore = _typestore()
         try:
             self.writer = Writer(self.out, version=9,
@@ -73,6 +80,7 @@ class Recorder:
             raise
         self.connections: dict[str, Any] = {}
         self.subscriptions: dict[str, Any] = {}
+        self.profiles: dict[str, Any] = {}
         self.counts: dict[str, int] = {}
         self.total = 0
         self._closed = False
@@ -84,14 +92,18 @@ class Recorder:
         return None
 
     def add_topic(self, topic: str, msgtype: str) -> None:
-        """Subscribe to ``topic`` of ``msgtype`` (``pkg/msg/Name``) and create its bag connection."""
-        from .player import msg_class
-
+        """Subscribe to ``topic`` of ``msgtype`` (``pkg/msg/Name``) with the QoS its current publishers
+        offer (see the module doc) and create its bag connection, with their offered QoS."""
         cls = msg_class(msgtype)
-        self.connections[topic] = self.writer.add_connection(topic, msgtype, typestore=self.typestore)
+        profile = publisher_qos(self.node, topic, None if self.qos == "auto" else self.qos)
+        if profile is None:  # no publisher (yet): volatile, as asked
+            profile = qos_profile("reliable" if self.qos == "auto" else self.qos)
+        self.connections[topic] = self.writer.add_connection(
+            topic, msgtype, typestore=self.typestore, offered_qos_profiles=offered_qos(self.node, topic))
         self.counts[topic] = 0
         self.subscriptions[topic] = self.node.create_subscription(
-            cls, topic, lambda data, t=topic: self._on_message(t, data), self.qos, raw=True)
+            cls, topic, lambda data, t=topic: self._on_message(t, data), profile, raw=True)
+        self.profiles[topic] = profile
 
     def _on_message(self, topic: str, data: bytes) -> None:
         if self._closed:
@@ -116,8 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--topics", nargs="+", required=True, help="topics to record")
     ap.add_argument("--duration", type=float, default=0.0, help="stop after S seconds (0 = never)")
     ap.add_argument("--max-messages", type=int, default=0, help="stop after N messages in total")
-    ap.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
-    ap.add_argument("--qos", choices=("sensor", "reliable"), default="reliable")
+    ap.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap",
+                    help="bag storage plugin: mcap (default; a .mcap file, rosbag2's default since "
+                         "Iron) or sqlite3 (a .db3 file, the default before)")
+    ap.add_argument("--qos", choices=("auto",) + QOS_CHOICES, default="auto",
+                    help="subscription QoS: auto (default) matches each topic's publishers: reliable "
+                         "when all are reliable, transient local when all are (so /tf_static is "
+                         "recorded); reliable or sensor (best effort) force the reliability, the "
+                         "durability still follows the publishers (a best-effort subscriber does not "
+                         "get what a transient-local publisher sent before it started)")
     ap.add_argument("--wait", type=float, default=3.0,
                     help="after S seconds, name the topics that have no publisher yet (they are still "
                          "recorded when they appear; default 3)")
@@ -160,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
                     node.get_logger().warning(f"not recording {t}: {exc}")
                     unrecordable.add(t)
                     continue
-                node.get_logger().info(f"recording {t} [{ty}]")
+                prof = rec.profiles[t]
+                node.get_logger().info(f"recording {t} [{ty}] ({prof.reliability.name.lower()}, "
+                                       f"{prof.durability.name.lower()})")
             if pending and not named and time.monotonic() - start >= args.wait:
                 named = True
                 node.get_logger().warning(

@@ -57,10 +57,14 @@ def small_bag(tmp_path):
 def test_info_table(capsys, small_bag):
     rc, out, err = _run(capsys, "info", small_bag)
     assert rc == 0 and err == ""
-    assert f"bag: {small_bag}" in out and "(2 topics, 10 messages)" in out
+    # start (bag receive time of the first message, epoch seconds and UTC) and duration
+    assert f"bag: {small_bag}" in out and ("(2 topics, 10 messages; start 10.000 (1970-01-01T00:00:10.000Z), "
+                                           "duration 0.400 s)") in out, out
     line = next(ln for ln in out.splitlines() if "/camera/image_raw" in ln)
-    for s in ("sensor_msgs/msg/Image", " 5 ", "10.00 Hz", "rgb8", f"{W}x{H}", "/camera/camera_info"):
+    for s in ("sensor_msgs/msg/Image", " 5 ", "10.00 Hz", "rgb8", f"{W}x{H}", "camera_optical_frame",
+              "/camera/camera_info"):
         assert s in line, (s, line)
+    assert "frame_id" in out.splitlines()[1]
 
 
 def test_info_json_multiple_bags(capsys, small_bag, tmp_path):
@@ -71,6 +75,8 @@ def test_info_json_multiple_bags(capsys, small_bag, tmp_path):
     assert [r["bag"] for r in rep] == [str(small_bag), str(tmp_path / "grey")]
     img = next(t for t in rep[1]["topics"] if t["topic"] == "/camera/image_raw")
     assert (img["encoding"], img["count"], img["camera_info_topic"]) == ("mono8", 2, None)
+    assert rep[0]["start_s"] == pytest.approx(10.0) and rep[0]["duration_s"] == pytest.approx(0.4)
+    assert rep[0]["topics"][1]["start_s"] == pytest.approx(10.0)
 
 
 def test_info_t265(capsys, t265_bag):
@@ -83,6 +89,24 @@ def test_info_t265(capsys, t265_bag):
 
 
 # ------------------------------------------------------------------------------- from-images
+def test_from_images_mixed_folder_names_the_file_and_suggests_a_pattern(capsys, tmp_path):
+    """A 7-Scenes folder (``frame-NNNNNN.color.jpg`` next to 16-bit ``frame-NNNNNN.depth.png``):
+    the error names the depth file and a --pattern that selects the colour images, which works."""
+    d = tmp_path / "scene"
+    d.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(d / f"frame-{i:06d}.color.png"), np.full((H, W, 3), 40 * i, np.uint8))
+        cv2.imwrite(str(d / f"frame-{i:06d}.depth.png"), np.full((H, W), 1000 + i, np.uint16))
+        (d / f"frame-{i:06d}.pose.txt").write_text("1 0 0 0\n0 1 0 0\n0 0 1 0\n0 0 0 1\n")
+    rc, _, err = _run(capsys, "from-images", d, tmp_path / "o", "--fx", "20")
+    _assert_one_line_error(rc, err, f"{d / 'frame-000000.depth.png'} (frame 1) is a uint16 1-channel image",
+                           "frame-000000.color.png, is uint8 3-channel", "--pattern '*.color.png'")
+    assert not (tmp_path / "o").exists()
+    rc, out, err = _run(capsys, "from-images", d, tmp_path / "o", "--fx", "20", "--pattern", "*.color.png")
+    assert rc == 0, err
+    assert len(list(read_image_stream(tmp_path / "o", "/camera/image_raw"))) == 3
+
+
 def test_from_images_with_numbers(capsys, image_dir, tmp_path):
     out_bag = tmp_path / "out"
     rc, out, err = _run(capsys, "from-images", image_dir, out_bag, "--fx", "40", "--fps", "5",
@@ -213,7 +237,7 @@ def test_input_errors(capsys, tmp_path, image_dir, small_bag):
     rc, _, err = _run(capsys, "from-images", image_dir, tmp_path / "o", "--cx", "3")
     _assert_one_line_error(rc, err, "need --fx")
     rc, _, err = _run(capsys, "from-images", image_dir, small_bag, "--fx", "9")
-    _assert_one_line_error(rc, err, "already exists")
+    _assert_one_line_error(rc, err, "already exists", "use --overwrite")
     rc, _, err = _run(capsys, "from-images", image_dir, tmp_path / "o", "--fx", "9", "--max-frames", "0")
     _assert_one_line_error(rc, err, "--max-frames must be > 0")
     rc, _, err = _run(capsys, "from-images", image_dir, tmp_path / "o", "--calib", tmp_path / "none.yaml")

@@ -125,7 +125,7 @@ def test_player_imports_only_message_packages(tmp_path):
     from rosbags.rosbag2 import Writer
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-    from sfm_ros.player import msg_class
+    from sfm_ros.ros_msgs import msg_class
 
     ts = get_typestore(Stores.ROS2_KILTED)
     ts.register(get_types_from_msg("int32 x", "this/msg/Foo"))
@@ -209,3 +209,70 @@ def test_recorder_names_missing_topics_and_ctrl_c_exits_0(tmp_path, ros_node):
     assert "Traceback" not in text
     assert re.search(r"wrote 3 messages to .*: /late/image 3; not recorded .*: /never", text), text
     assert len(list(read_image_stream(out, "/late/image"))) == 3
+
+
+def test_wait_for_subscribers_waits_for_image_topics_and_keeps_the_first_frames(tmp_path, ros_node):
+    """A 3-frame bag with ground-truth odometry nobody subscribes to: ``--wait-for-subscribers``
+    waits for the image topic only (no timeout on /ground_truth/odom) and a best-effort, keep-last-5
+    subscriber (sfm_node's input QoS) gets 3 of 3 frames."""
+    from rclpy.qos import qos_profile_sensor_data
+
+    bag = tmp_path / "three"
+    poses = np.tile(np.eye(4), (3, 1, 1))
+    write_image_bag(bag, _frames(3), np.array([[30.0, 0, 16], [0, 30.0, 12], [0, 0, 1]]),
+                    topic="/three/image", info_topic="/three/camera_info", poses=poses, fps=30.0)
+    got: list[Image] = []
+    ros_node.create_subscription(Image, "/three/image", got.append, qos_profile_sensor_data)
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "sfm_ros.player", str(bag), "--wait-for-subscribers", "30"],
+                          cwd=REPO, env=ros_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - start < 25, "it waited for a topic nobody subscribes to"
+    assert "no subscriber" not in proc.stderr, proc.stderr
+    assert _wait(lambda: len(got) >= 3, 5), f"got {len(got)} of 3 frames; {proc.stderr}"
+    assert len(got) == 3
+
+
+def test_wait_topics_names_the_topics_without_subscribers(tmp_path):
+    bag = tmp_path / "one"
+    write_image_bag(bag, _frames(1), None, topic="/lonely/image", info_topic=None)
+    proc = subprocess.run([sys.executable, "-m", "sfm_ros.player", str(bag), "--wait-for-subscribers", "0.5"],
+                          cwd=REPO, env=ros_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"no subscriber for /lonely/image after 0.5 s; playing anyway", proc.stderr), proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "sfm_ros.player", str(bag), "--wait-for-subscribers", "1",
+                           "--wait-topics", "/other"], cwd=REPO, env=ros_env(), capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and "--wait-topics: cannot wait for /other: not played" in proc.stderr, proc.stderr
+
+
+def test_recorder_started_late_gets_tf_static_and_writes_offered_qos(tmp_path, ros_node):
+    """A transient-local /tf_static published before the recorder starts is recorded (the
+    subscription takes the publisher's durability), and the bag's metadata names the offered QoS."""
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy
+    from rosbags.interfaces import QosDurability, QosReliability
+    from rosbags.rosbag2 import Reader
+    from tf2_msgs.msg import TFMessage
+    from geometry_msgs.msg import TransformStamped
+
+    from sfm_ros.recorder import Recorder
+
+    latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    pub = ros_node.create_publisher(TFMessage, "/tf_static", latched)
+    tf = TransformStamped()
+    tf.header.frame_id, tf.child_frame_id = "base_link", "camera"
+    tf.transform.rotation.w = 1.0
+    pub.publish(TFMessage(transforms=[tf]))
+    time.sleep(0.3)
+    rec = Recorder(ros_node, tmp_path / "rec")
+    assert _wait(lambda: rec.topic_type("/tf_static") == "tf2_msgs/msg/TFMessage", 10)
+    rec.add_topic("/tf_static", "tf2_msgs/msg/TFMessage")
+    assert rec.profiles["/tf_static"].durability == DurabilityPolicy.TRANSIENT_LOCAL
+    assert _wait(lambda: rec.total >= 1, 10), "the latched /tf_static was not recorded"
+    rec.close()
+    with Reader(tmp_path / "rec") as reader:
+        (conn,) = [c for c in reader.connections if c.topic == "/tf_static"]
+        assert conn.msgcount == 1
+        (qos,) = conn.ext.offered_qos_profiles
+    assert qos.durability == QosDurability.TRANSIENT_LOCAL and qos.reliability == QosReliability.RELIABLE

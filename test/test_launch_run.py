@@ -103,11 +103,17 @@ def _value(v):
 
 
 class Child:
-    """A child process with its output collected by a reader thread; stopped with SIGINT."""
+    """A child process with its output collected by a reader thread; stopped with SIGINT.
 
-    def __init__(self, cmd: list[str], env: dict[str, str]):
+    ``group=True`` starts it in a process group of its own and stops it as Ctrl-C in a terminal
+    does: SIGINT to the whole group. ``launch`` relies on that: after a SIGINT it does not signal its
+    processes itself (they got the Ctrl-C too) and only escalates to SIGTERM 5 s later.
+    """
+
+    def __init__(self, cmd: list[str], env: dict[str, str], group: bool = False):
+        self.group = group
         self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
+                                     stderr=subprocess.STDOUT, text=True, start_new_session=group)
         self.lines: list[str] = []
         threading.Thread(target=lambda: [self.lines.append(x) for x in self.proc.stdout], daemon=True).start()
 
@@ -118,10 +124,15 @@ class Child:
     def stop(self, timeout: float = 30.0) -> int:
         """SIGINT (Ctrl-C); SIGKILL only as a last resort (and the test then fails on the code)."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            if self.group:
+                os.killpg(self.proc.pid, signal.SIGINT)
+            else:
+                self.proc.send_signal(signal.SIGINT)
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
+                if self.group:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.kill()
                 self.proc.wait(timeout=5)
                 return -9
@@ -237,12 +248,12 @@ def launch_env(tmp_path_factory) -> dict[str, str]:
 
 
 def _launch(env: dict[str, str], *args: str) -> Child:
-    return Child([sys.executable, "-c", RUNNER, str(LAUNCH), *args], env)
+    return Child([sys.executable, "-c", RUNNER, str(LAUNCH), *args], env, group=True)
 
 
 def test_launch_file_runs(launch_env, client, tiny_ckpt, tmp_path):
     """Namespace, a partial params file over the package defaults, checkpoint / scale / log_level
-    arguments and remapped inputs; then SIGINT shuts everything down cleanly."""
+    arguments and remapped inputs; then Ctrl-C (SIGINT to the group) shuts everything down cleanly."""
     user_params = tmp_path / "robot1.yaml"
     user_params.write_text("/**:\n  ros__parameters:\n    points_stride: 7\n    max_depth: 50.0\n")
     marker = str(Path(launch_env["AMENT_PREFIX_PATH"].split(os.pathsep)[0]) / "lib" / "sfm_ros" / "sfm_node")
@@ -272,6 +283,7 @@ def test_launch_file_runs(launch_env, client, tiny_ckpt, tmp_path):
     assert "[DEBUG]" in run.output, "log_level:=debug did not reach the node"
     assert code == 0, run.output
     assert "process has finished cleanly" in run.output, run.output
+    assert "SIGTERM" not in run.output, run.output  # the node stopped on the Ctrl-C, not escalated
     assert not _processes_with(marker), "leftover sfm_node after the launch service stopped"
 
 

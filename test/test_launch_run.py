@@ -244,6 +244,7 @@ def launch_env(tmp_path_factory) -> dict[str, str]:
         LD_LIBRARY_PATH=os.pathsep.join(p for p in (str(interfaces / "lib"), os.environ.get("LD_LIBRARY_PATH", ""))
                                         if p),
         AMENT_PREFIX_PATH=os.pathsep.join((str(pkg), str(interfaces), sys.prefix)),
+        ROS_LOG_DIR=str(root / "log"),  # launch's log files stay in the temporary folder
     )
 
 

@@ -255,11 +255,11 @@ class SfmNode(Node):
         from .odometry import camera_extrinsic
 
         try:
-            self.estimator = load_estimator(p("checkpoint"), p("device"), p("precision"), p("backend"),
-                                            p("num_threads"), p("height"), p("width"), self.log)
+            self.estimator, self.checkpoint = load_estimator(
+                p("checkpoint"), p("device"), p("precision"), p("backend"), p("num_threads"), p("height"),
+                p("width"), self.log)
         except Exception as exc:  # FileNotFoundError, CheckpointError, ValueError (device/precision) ...
             raise StartupError(_first_line(exc)) from None
-        self.checkpoint = self.estimator.checkpoint
         try:
             self.T_base_cam = camera_extrinsic(p("camera_xyz"), p("camera_rpy"))
         except ValueError as exc:

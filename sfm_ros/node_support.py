@@ -116,8 +116,9 @@ def default_checkpoint() -> Path:
 
 def load_estimator(checkpoint: str = "", device: str = "auto", precision: str = "fp32", backend: str = "auto",
                    num_threads: int = 0, height: int = 0, width: int = 0, log: Log | None = None):
-    """The node's :class:`~sfm_ros.inference.Estimator`, warmed up (the first calls allocate: this
-    keeps the first frame's latency representative). ``checkpoint`` ``""`` = :func:`default_checkpoint`;
+    """``(estimator, checkpoint path)``: the node's :class:`~sfm_ros.inference.Estimator`, warmed up
+    (the first calls allocate: this keeps the first frame's latency representative); ``checkpoint``
+    ``""`` = :func:`default_checkpoint`;
     ``height``/``width`` > 0 override the checkpoint's input size (torch backend only, warned).
     Raises FileNotFoundError / ValueError (one line) / CheckpointError."""
     import torch
@@ -134,7 +135,6 @@ def load_estimator(checkpoint: str = "", device: str = "auto", precision: str = 
     if backend == "auto":
         backend = auto_backend(device, precision, size_override=bool(h or w))
     e = Estimator(ckpt, device=device, precision=precision, backend=backend, threads=max(0, num_threads))
-    e.checkpoint = ckpt
     if (h or w) and (h, w) != (e.height, e.width):
         if h < 16 or w < 16:
             raise ValueError(f"height/width override must both be >= 16, got {h}x{w}")
@@ -148,7 +148,7 @@ def load_estimator(checkpoint: str = "", device: str = "auto", precision: str = 
     x = torch.zeros(1, 3, e.height, e.width, device=e.device)
     e.depth(x)
     e.poses([x] * e.seq_len)
-    return e
+    return e, ckpt
 
 
 

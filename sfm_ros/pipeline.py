@@ -163,7 +163,7 @@ class FramePipeline:
     """Decode → time checks → depth → window → poses (+ refinement) → odometry → :class:`FrameResult`.
 
     Args:
-        estimator: an :class:`~sfm_ros.inference.Estimator` (e.g. :func:`load_estimator`).
+        estimator: an :class:`~sfm_ros.inference.Estimator` (e.g. :func:`sfm_ros.node_support.load_estimator`).
         T_base_cam: (4, 4) pose of the camera optical frame in ``base_link``.
         settings: :class:`Settings`, read once a frame (assign its fields to change them).
         log: where warnings go (:class:`Log`); ``counts``: :class:`Counters` of

@@ -50,7 +50,7 @@ def tiny_ckpt(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny(tiny_ckpt):
-    return load_estimator(str(tiny_ckpt), device="cpu", backend="torch")
+    return load_estimator(str(tiny_ckpt), device="cpu", backend="torch")[0]
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +86,9 @@ from sfm_ros.odometry import camera_extrinsic
 from sfm_ros.pipeline import FramePipeline, InputFrame, Settings
 from sfm_ros.synthetic import render_sequence
 seq = render_sequence(num_frames=4, height=48, width=64)
-pl = FramePipeline(load_estimator({str(tiny_ckpt)!r}, device="cpu", backend="torch"), camera_extrinsic())
-out = [pl.process(InputFrame(None, 10.0 + 0.1 * i, "cam", time.monotonic(), image=im)) for i, im in enumerate(seq.images)]
+pl = FramePipeline(load_estimator({str(tiny_ckpt)!r}, device="cpu", backend="torch")[0], camera_extrinsic())
+out = [pl.process(InputFrame(None, 10.0 + 0.1 * i, "cam", time.monotonic(), image=im))
+       for i, im in enumerate(seq.images)]
 assert all(r is not None for r in out) and out[-1].odometry is not None
 print("PIPELINE_OK")
 """
@@ -98,7 +99,9 @@ print("PIPELINE_OK")
 @pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="models/sfm_default.pt is not trained yet")
 def test_forward_drive_moves_forward():
     seq = render_sequence(num_frames=10, height=128, width=416, seed=0)
-    pl, sink = _pipeline(load_estimator("", device="cpu"), seq)
+    estimator, path = load_estimator("", device="cpu")
+    assert Path(path).resolve() == DEFAULT_MODEL.resolve()  # "" = the shipped model
+    pl, sink = _pipeline(estimator, seq)
     xs = []
     for i, img in enumerate(seq.images):
         r = pl.process(_frame(img, 100.0 + 0.1 * i))

@@ -155,7 +155,3 @@ class Estimator:
         masks = self.model.pose_net.explainability(
             normalize_image(frames[mid]), [normalize_image(frames[mid + o]) for o in self.offsets])
         return masks[0].float() if masks else None
-
-    def motion_between(self, T_src_tgt: torch.Tensor) -> torch.Tensor:
-        """Camera motion from target to source (the source camera's pose in the target frame)."""
-        return invert_pose(T_src_tgt)

@@ -1,0 +1,228 @@
+"""The node's ROS-free pipeline (sfm_ros/pipeline.py) driven frame by frame, without DDS."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sfm_ros.checkpoint import save_checkpoint
+from sfm_ros.model import SfMModel
+from sfm_ros.node_support import FRAME_COUNTS, Counters, Log, load_estimator
+from sfm_ros.odometry import camera_extrinsic
+from sfm_ros.options import ModelOptions, Options
+from sfm_ros.pipeline import FramePipeline, FrameQueue, InputFrame, Settings
+from sfm_ros.synthetic import render_sequence
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = REPO / "models" / "sfm_default.pt"
+H, W = 96, 128
+
+
+class Sink:
+    """A logger stand-in: keeps (level, message)."""
+
+    def __init__(self):
+        self.lines: list[tuple[str, str]] = []
+
+    def info(self, msg: str) -> None:
+        self.lines.append(("info", msg))
+
+    def warning(self, msg: str) -> None:
+        self.lines.append(("warning", msg))
+
+    def has(self, text: str, level: str = "warning") -> bool:
+        return any(lv == level and text in m for lv, m in self.lines)
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    mo = ModelOptions(width_mult=0.25, height=64, width=96)
+    opts = Options()
+    opts.model = mo
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, SfMModel(mo), opts)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_ckpt):
+    return load_estimator(str(tiny_ckpt), device="cpu", backend="torch")[0]
+
+
+@pytest.fixture(scope="module")
+def seq():
+    return render_sequence(num_frames=12, height=H, width=W, seed=0)
+
+
+def _intrinsics(K: np.ndarray) -> tuple[float, float, float, float]:
+    return float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
+
+
+def _pipeline(estimator, seq=None, **settings) -> tuple[FramePipeline, Sink]:
+    sink = Sink()
+    if seq is not None and "intrinsics" not in settings:
+        settings["intrinsics"] = _intrinsics(seq.K)
+    pl = FramePipeline(estimator, camera_extrinsic(), Settings(**settings), Log(sink), Counters(*FRAME_COUNTS))
+    return pl, sink
+
+
+def _frame(img, t: float, **kw) -> InputFrame:
+    return InputFrame(stamp=("stamp", t), t=t, frame_id="cam", recv=time.monotonic(), image=img, **kw)
+
+
+def test_pipeline_runs_without_ros(tiny_ckpt):
+    """pipeline.py and node_support.py import neither rclpy nor a ROS message package."""
+    code = f"""
+import sys, time
+for m in ("rclpy", "sensor_msgs", "sensor_msgs.msg", "geometry_msgs", "nav_msgs", "builtin_interfaces",
+          "diagnostic_msgs", "tf2_msgs", "rcl_interfaces"):
+    sys.modules[m] = None  # any import of them raises ImportError
+from sfm_ros.node_support import load_estimator
+from sfm_ros.odometry import camera_extrinsic
+from sfm_ros.pipeline import FramePipeline, InputFrame, Settings
+from sfm_ros.synthetic import render_sequence
+seq = render_sequence(num_frames=4, height=48, width=64)
+pl = FramePipeline(load_estimator({str(tiny_ckpt)!r}, device="cpu", backend="torch")[0], camera_extrinsic())
+out = [pl.process(InputFrame(None, 10.0 + 0.1 * i, "cam", time.monotonic(), image=im))
+       for i, im in enumerate(seq.images)]
+assert all(r is not None for r in out) and out[-1].odometry is not None
+print("PIPELINE_OK")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0 and "PIPELINE_OK" in proc.stdout, proc.stderr[-3000:]
+
+
+@pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="models/sfm_default.pt is not trained yet")
+def test_forward_drive_moves_forward():
+    seq = render_sequence(num_frames=10, height=128, width=416, seed=0)
+    estimator, path = load_estimator("", device="cpu")
+    assert Path(path).resolve() == DEFAULT_MODEL.resolve()  # "" = the shipped model
+    pl, sink = _pipeline(estimator, seq)
+    xs = []
+    for i, img in enumerate(seq.images):
+        r = pl.process(_frame(img, 100.0 + 0.1 * i))
+        assert r is not None
+        if r.odometry is not None and not r.odometry.first:
+            xs.append(r.odometry.position)
+            assert r.odometry.linear[0] > 0  # base_link x forward
+    xs = np.array(xs)
+    assert len(xs) == len(seq.images) - 2  # the first frame, then one while the window fills
+    assert np.all(np.diff(xs[:, 0]) > 0), xs
+    assert abs(xs[-1, 2]) < 0.2 * xs[-1, 0], xs[-1]  # no climbing
+    assert pl.refined.snapshot().get("epipolar", 0) == len(xs)
+
+
+def test_result_values(tiny, seq):
+    pl, sink = _pipeline(tiny, seq, min_depth=0.5, max_depth=2.0, points_stride=8)
+    results = [pl.process(_frame(img, 5.0 + 0.1 * i)) for i, img in enumerate(seq.images[:4])]
+    r = results[-1]
+    assert r.stamp == ("stamp", 5.3) and r.t == 5.3 and r.frame_id == "cam"  # carried through
+    assert r.depth.shape == (tiny.height, tiny.width) and r.depth.dtype == np.float32
+    assert r.depth.min() >= 0.5 and r.depth.max() <= 2.0
+    # intrinsics of the input image (96x128) scaled once to the network size (64x96)
+    from sfm_ros.camera import CameraModel
+
+    want = CameraModel.from_intrinsics(*_intrinsics(seq.K), W, H).scaled(tiny.width, tiny.height).K
+    assert (r.camera.width, r.camera.height) == (tiny.width, tiny.height)
+    np.testing.assert_allclose(r.camera.K, want)
+    assert r.points.dtype.names == ("x", "y", "z", "rgb") and 0 < r.points.size <= (64 // 8) * (96 // 8)
+    assert np.all(r.points["z"] > 0)
+    assert results[0].odometry.first and results[1].odometry is None and results[2].odometry is not None
+    assert sink.has("using the 'intrinsics' parameter", "info")
+
+
+def test_without_intrinsics_depth_and_odometry_only(tiny, seq):
+    pl, sink = _pipeline(tiny)
+    r = [pl.process(_frame(img, 1.0 + 0.1 * i)) for i, img in enumerate(seq.images[:3])][-1]
+    assert r.camera is None and r.points is None and r.odometry is not None
+    assert sink.has("no camera_info received")
+    pl.camera_info({"k": seq.K.reshape(-1).tolist(), "width": W, "height": H})
+    assert pl.process(_frame(seq.images[3], 1.3)).camera is not None
+    pl.camera_info({"k": [0.0] * 9, "width": W, "height": H})  # uncalibrated: ignored, warned
+    assert sink.has("ignoring a bad camera_info") and pl.camera.fx == pytest.approx(seq.K[0, 0])
+
+
+def test_stamps_backwards_gap_and_duplicate(tiny, seq):
+    pl, sink = _pipeline(tiny, seq, max_gap=0.5)
+    for i in range(4):
+        last = pl.process(_frame(seq.images[i], 10.0 + 0.1 * i))
+    assert pl.process(_frame(seq.images[4], 10.3)) is None  # the same stamp again
+    assert pl.counts.snapshot()["skipped"] == 1 and sink.has("same stamp")
+    held = last.odometry.T_odom_base
+    r = pl.process(_frame(seq.images[4], 20.0))  # gap > max_gap: restart from the last pose
+    assert r.odometry.first and sink.has("gap of") and pl.odometry.resets == 1
+    np.testing.assert_allclose(r.odometry.T_odom_base, held)
+    r = pl.process(_frame(seq.images[5], 15.0))  # backwards: restart at the identity
+    assert r.odometry.first and sink.has("backwards") and pl.odometry.resets == 2
+    np.testing.assert_allclose(r.odometry.T_odom_base, np.eye(4), atol=1e-12)
+    assert len(pl.window) == 1
+
+
+def test_bad_images_rejected_and_the_pipeline_goes_on(tiny, seq):
+    pl, sink = _pipeline(tiny, seq)
+    assert pl.process(_frame(seq.images[0], 1.0)) is not None
+    assert pl.process(_frame(np.zeros((H, W, 2), np.uint8), 1.1)) is None
+    assert sink.has("dropping an image of shape (96, 128, 2): expected (H, W), (H, W, 3) or (H, W, 4)")
+    assert pl.process(_frame(np.zeros((0, W, 3), np.uint8), 1.15)) is None
+    assert pl.counts.snapshot()["rejected"] == 2
+    assert pl.process(_frame(seq.images[1], 1.2)) is not None
+    # a resolution change resets the window (the pose is held) and goes on at the new size
+    small = [np.ascontiguousarray(im[::2, ::2]) for im in seq.images[2:6]]
+    out = [pl.process(_frame(im, 1.3 + 0.1 * i)) for i, im in enumerate(small)]
+    assert sink.has("input resolution changed from 128x96 to 64x48") and out[0].odometry.first
+    assert out[-1].odometry is not None and not out[-1].odometry.first
+
+
+def test_compressed_frames(tiny, seq):
+    import cv2
+
+    pl, sink = _pipeline(tiny, seq)
+    ok, png = cv2.imencode(".png", seq.images[0][:, :, ::-1])
+    assert ok
+    r = pl.process(InputFrame(None, 1.0, "cam", time.monotonic(), compressed=("rgb8; png compressed", png.tobytes())))
+    assert r is not None and r.depth.shape == (tiny.height, tiny.width)
+    assert pl.process(InputFrame(None, 1.1, "cam", time.monotonic(), compressed=("jpeg", b"not a jpeg"))) is None
+    assert pl.counts.snapshot()["rejected"] == 1 and sink.has("dropping a bad compressed image")
+
+
+def test_explainability_of_the_middle_frame(tiny, seq):
+    pl, sink = _pipeline(tiny, seq, publish_explainability=True)
+    out = [pl.process(_frame(img, 2.0 + 0.1 * i)) for i, img in enumerate(seq.images[:4])]
+    assert pl.has_explainability  # the tiny model has the mask head (exp_weight > 0 by default)
+    assert out[1].explainability is None  # window not full yet
+    r = out[-1]
+    assert r.explainability.shape == (tiny.height, tiny.width)
+    assert r.explainability_t == pytest.approx(2.2)  # the middle of the window (2.1, 2.2, 2.3)
+
+
+def test_settings_are_checked_and_changed_at_run_time(tiny, seq):
+    with pytest.raises(ValueError, match="min_depth 3.0 must be < max_depth 2.0"):
+        Settings(min_depth=3.0, max_depth=2.0).check()
+    with pytest.raises(ValueError, match="refine_pose must be one of none, epipolar, got 'magic'"):
+        Settings().check(refine_pose="magic")
+    pl, sink = _pipeline(tiny, seq, scale=2.0)
+    for i in range(3):
+        r = pl.process(_frame(seq.images[i], 3.0 + 0.1 * i))
+    assert r.scale == 2.0 and pl.diagnostic_values()["scale_source"] == "scale parameter"
+    pl.settings.scale, pl.settings.refine_pose = 0.0, "none"
+    r = pl.process(_frame(seq.images[3], 3.3))
+    values = pl.diagnostic_values()
+    assert r.scale == 1.0 and values["scale_source"] == "default (1)" and values["refine_pose"] == "none"
+
+
+def test_zero_stamp_policy(tiny):
+    pl, sink = _pipeline(tiny)
+    assert pl.zero_stamp(True) == "skip" and pl.counts.snapshot()["skipped"] == 1
+    assert pl.zero_stamp(False) == "keep"
+    assert pl.zero_stamp(True) == "skip"  # one odd frame again
+    assert pl.zero_stamp(True) == "reception" and sink.has("using the reception time")
+
+
+def test_frame_queue_newest_wins():
+    q = FrameQueue(2)
+    assert [q.put(i) for i in range(4)] == [0, 0, 1, 1]
+    assert [q.get(), q.get(), q.get(timeout=0.01)] == [2, 3, None]

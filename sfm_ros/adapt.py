@@ -455,3 +455,81 @@ class AdaptWorker:
             self._save()
             return self.save_path
         return None
+
+
+def default_save_path() -> Path:
+    """Where the node writes adapted weights unless told: ``$ROS_HOME/sfm_ros/adapted.pt`` (``~/.ros``)."""
+    import os
+
+    return Path(os.environ.get("ROS_HOME") or Path.home() / ".ros") / "sfm_ros" / "adapted.pt"
+
+
+class OnlineAdaptation:
+    """The node's ``adapt`` switch around an :class:`AdaptWorker` (ROS-free; the pipeline calls it).
+
+    :meth:`update` is called once a processed frame with the switch's value and the pose window:
+    turning it on builds an :class:`Adapter` from the estimator's current weights and starts the
+    worker; while on, each full window (network-size frames, the network-size ``K``) is offered;
+    turning it off stops the worker and saves. Accepted weights go to ``estimator.set_model``.
+    """
+
+    def __init__(self, estimator, started_from: str, save_path: str | Path | None = None,
+                 duty: float = 0.5, threads: int = 1, save_every: int = 10,
+                 opts: AdaptOptions | None = None, log=None):
+        self.estimator, self.started_from = estimator, str(started_from)
+        self.save_path = Path(save_path) if save_path else default_save_path()
+        self.duty, self.threads, self.save_every = duty, threads, save_every
+        self.opts = opts or AdaptOptions()
+        self.opts.validate()
+        self.log = log or (lambda msg: None)
+        self.worker: AdaptWorker | None = None
+        self.version = 0
+        self.last_saved: Path | None = None
+        self.offered = 0
+
+    def _weights(self, model: SfMModel, version: int) -> None:
+        self.estimator.set_model(model)
+        self.version = version
+
+    def update(self, enabled: bool, frames: list[np.ndarray] | None = None, K: np.ndarray | None = None) -> None:
+        if not enabled:
+            if self.worker is not None:
+                self.close()
+            return
+        if self.worker is None:
+            e = self.estimator
+            adapter = Adapter(e.model, e.options, copy.deepcopy(self.opts), started_from=self.started_from)
+            self.worker = AdaptWorker(adapter, self._weights, duty=self.duty, threads=self.threads,
+                                      save_path=self.save_path, save_every=self.save_every, log=self.log).start()
+            self.log(f"adaptation on: learning from the camera (duty {self.duty:g}, {self.threads} thread(s)); "
+                     f"weights saved to {self.save_path}")
+        if frames is not None and K is not None and len(frames) == self.worker.adapter.seq_len:
+            self.offered += 1
+            self.worker.offer(np.stack(frames), K)
+
+    def close(self) -> Path | None:
+        """Stop adapting and write the accepted weights (None when nothing was accepted)."""
+        if self.worker is None:
+            return None
+        worker, self.worker = self.worker, None
+        path = worker.stop(save=True)
+        self._final = worker.stats()
+        if path is not None:
+            self.last_saved = path
+            self.log(f"adaptation off: {worker.adapter.accepted_updates} accepted updates written to {path}")
+        return path
+
+    def diagnostic_values(self) -> dict[str, str]:
+        w = self.worker
+        if w is None:
+            return {"adapt": "off" if self.last_saved is None else f"off (last saved {self.last_saved})"}
+        s = w.stats()
+        out = {"adapt": "error: " + s["error"] if s["error"] else "on",
+               "adapt_steps": f"{s['steps']} ({s['skipped_steps']} skipped)",
+               "adapt_updates": f"accepted {s['accepted_updates']}, rejected {s['rejected_updates']}",
+               "adapt_windows": (f"buffer {s['buffer']}, held out {s['holdout']}, static {s['windows_static']}, "
+                                 f"dropped {s['dropped']}"),
+               "adapt_saved": f"{s['saved']} to {self.save_path}"}
+        if "holdout_before" in s:
+            out["adapt_holdout_loss"] = f"{s['holdout_before']:.4f} -> {s['holdout_after']:.4f}"
+        return out

@@ -93,12 +93,26 @@ class Estimator:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.backend = backend
+        self.threads = threads
         self._ort_depth = self._ort_pose = None
         if backend == "onnxruntime":
             if self.device.type != "cpu" or precision != "fp32":
                 raise ValueError(f"backend onnxruntime runs fp32 on the CPU; got device {self.device} and "
                                  f"precision {precision} (use backend torch on a GPU)")
             self._ort_depth, self._ort_pose = _ort_sessions(self.model, self.height, self.width, threads)
+
+    def set_model(self, model) -> None:
+        """Use new weights of the same architecture (online adaptation, :mod:`sfm_ros.adapt`).
+
+        Everything is built first (the ONNX Runtime sessions too, with that backend), then swapped in
+        by assignment: a call running in another thread finishes with the weights it started with."""
+        model = model.to(self.device).eval()
+        if self.backend == "onnxruntime":
+            depth, pose = _ort_sessions(model, self.height, self.width, self.threads)
+            self.model = model
+            self._ort_depth, self._ort_pose = depth, pose
+        else:
+            self.model = model
 
     def _autocast(self):
         if self.precision == "fp32":

@@ -196,3 +196,36 @@ def test_worker_options_are_checked(kw, text):
     adapter, _ = _setup()
     with pytest.raises(ValueError, match=text):
         AdaptWorker(adapter, lambda m, v: None, **kw)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_online_adaptation_swaps_the_estimators_weights_and_saves_on_off(tmp_path, backend):
+    from sfm_ros.adapt import OnlineAdaptation
+    from sfm_ros.checkpoint import save_checkpoint
+    from sfm_ros.inference import Estimator
+
+    torch.manual_seed(0)
+    opts = preset("default")
+    apply_overrides(opts, {"model.height": H, "model.width": W, "model.width_mult": 0.25})
+    ckpt = tmp_path / "start.pt"
+    save_checkpoint(ckpt, SfMModel(opts.model, output_exp=True), opts)
+    est = Estimator(ckpt, device="cpu", backend=backend)
+    start_model = est.model
+    seq = render_sequence(10, H, W, seed=8)
+    x = est.preprocess(seq.images[5])
+    before = est.depth(x)
+    online = OnlineAdaptation(est, started_from=str(ckpt), save_path=tmp_path / "adapted.pt", duty=1.0,
+                              opts=AdaptOptions(steps_per_update=2, min_buffer=2, holdout_every=2, min_holdout=1,
+                                                batch_size=1, max_drift=10.0, tolerance=10.0, lr=1e-3))
+    assert online.diagnostic_values() == {"adapt": "off"}
+    for win in _windows(seq):
+        online.update(True, list(win), seq.K)
+    assert online.diagnostic_values()["adapt"] == "on"
+    assert _wait(lambda: online.version >= 1), online.diagnostic_values()
+    assert est.model is not start_model
+    assert not torch.allclose(est.depth(x), before)  # the estimator runs the adapted weights (both backends)
+    online.update(False)
+    assert (tmp_path / "adapted.pt").is_file() and online.worker is None
+    assert online.diagnostic_values()["adapt"].startswith("off (last saved")
+    adapted = Estimator(tmp_path / "adapted.pt", device="cpu", backend=backend)
+    assert torch.allclose(adapted.depth(x), est.depth(x), atol=1e-5)

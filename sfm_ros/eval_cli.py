@@ -132,6 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--crop", choices=("none", "eigen", "garg"), default="none",
                    help="evaluation crop (default none; the paper uses garg on KITTI)")
     d.add_argument("--save-npy", metavar="DIR", help="also save the predictions (network units) as .npy")
+    d.add_argument("--adapt", action="store_true",
+                   help="run the node's online adaptation over the frames in order, prequentially (each frame is "
+                        "scored before it is learnt), and report it per block next to the frozen model")
+    d.add_argument("--adapt-steps", type=int, default=1, metavar="N", help="--adapt: steps per frame (default 1)")
+    d.add_argument("--adapt-stride", type=int, default=1, metavar="S",
+                   help="--adapt: frames between a window's frames (default 1)")
+    d.add_argument("--adapt-block", type=int, default=50, metavar="N", help="--adapt: frames per report block (default 50)")
+    d.add_argument("--adapt-save", metavar="CKPT", help="--adapt: write the adapted weights (an ordinary checkpoint)")
 
     q = sub.add_parser("pose", help="snippet ATE, whole-trajectory ATE/RPE and baselines",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -207,6 +215,18 @@ def _run_depth(args) -> dict:
         if save:
             save.mkdir(parents=True, exist_ok=True)
 
+        if args.adapt:
+            if args.camera_height is not None or save:
+                raise UsageError("--adapt scores with median scaling: do not give --camera-height or --save-npy")
+            from sfm_ros.adapt_eval import evaluate_adaptation
+
+            res = evaluate_adaptation(est, frames.images(), frames.K, gts, args.min_depth, max_depth, crop,
+                                      args.adapt_stride, args.adapt_steps, args.adapt_block,
+                                      started_from=args.checkpoint, save=args.adapt_save)
+            return {"command": "depth", "source": f"{args.checkpoint} on {frames.name}, adapting",
+                    "ground_truth": gt_what, "model": None,
+                    "settings": {"min_depth": args.min_depth, "max_depth": max_depth, "crop": args.crop,
+                                 "median_scaling": True, "frames": args.frames, "camera_height": None}, **res}
         ground = _ground_scale(args, frames)
 
         def run() -> Iterator[tuple[np.ndarray, tuple[int, int]]]:
@@ -234,6 +254,10 @@ def _run_depth(args) -> dict:
 
 
 def format_depth(res: dict) -> str:
+    if "blocks" in res:
+        from sfm_ros.adapt_eval import format_adaptation
+
+        return format_depth_report(res, PROG) + "\n" + format_adaptation(res)
     return format_depth_report(res, PROG)
 
 
@@ -318,6 +342,18 @@ def _run_pose(args) -> dict:
         if args.refine != "none" and frames.K is None:
             raise UsageError(f"--refine {args.refine} needs the camera intrinsics: {frames.name} carries none "
                              "(use --kitti or --sevenscenes)")
+        if args.adapt:
+            if args.camera_height is not None or save:
+                raise UsageError("--adapt scores with median scaling: do not give --camera-height or --save-npy")
+            from sfm_ros.adapt_eval import evaluate_adaptation
+
+            res = evaluate_adaptation(est, frames.images(), frames.K, gts, args.min_depth, max_depth, crop,
+                                      args.adapt_stride, args.adapt_steps, args.adapt_block,
+                                      started_from=args.checkpoint, save=args.adapt_save)
+            return {"command": "depth", "source": f"{args.checkpoint} on {frames.name}, adapting",
+                    "ground_truth": gt_what, "model": None,
+                    "settings": {"min_depth": args.min_depth, "max_depth": max_depth, "crop": args.crop,
+                                 "median_scaling": True, "frames": args.frames, "camera_height": None}, **res}
         ground = _ground_scale(args, frames)
         images, views, raw_hw = [], [], None
         for im in frames.images():

@@ -229,3 +229,30 @@ def test_online_adaptation_swaps_the_estimators_weights_and_saves_on_off(tmp_pat
     assert online.diagnostic_values()["adapt"].startswith("off (last saved")
     adapted = Estimator(tmp_path / "adapted.pt", device="cpu", backend=backend)
     assert torch.allclose(adapted.depth(x), est.depth(x), atol=1e-5)
+
+
+def test_sfm_eval_depth_adapt_reports_blocks_next_to_the_frozen_model(tmp_path, capsys):
+    from conftest import SHARED_DATA
+    from sfm_ros import eval_cli
+    from sfm_ros.checkpoint import save_checkpoint
+
+    seven = SHARED_DATA / "sevenscenes_redkitchen"
+    if not seven.is_dir():
+        pytest.skip(f"{seven} is absent")
+    torch.manual_seed(0)
+    opts = preset("default")
+    apply_overrides(opts, {"model.height": H, "model.width": W, "model.width_mult": 0.25})
+    ckpt = tmp_path / "start.pt"
+    save_checkpoint(ckpt, SfMModel(opts.model, output_exp=True), opts)
+    out = tmp_path / "adapted.pt"
+    res = eval_cli.run(["depth", "--sevenscenes", str(seven), "--checkpoint", str(ckpt), "--frames", "0:12",
+                        "--device", "cpu", "--adapt", "--adapt-stride", "2", "--adapt-block", "5",
+                        "--adapt-save", str(out)])
+    assert [(b["first"], b["last"]) for b in res["blocks"]] == [(0, 4), (5, 9), (10, 11)]
+    assert res["blocks"][0]["adapted"]["abs_rel"] == pytest.approx(res["blocks"][0]["frozen"]["abs_rel"])  # nothing learnt yet
+    assert res["adaptation"]["frames_seen"] == 12 - 4 and out.is_file()
+    text = eval_cli.format_depth(res)
+    assert "| 0-4 |" in text and "abs rel adapted" in text and f"written to {out}" in text
+    with pytest.raises(ValueError, match="--adapt scores with median scaling"):
+        eval_cli.run(["depth", "--sevenscenes", str(seven), "--checkpoint", str(ckpt), "--frames", "0:4",
+                      "--device", "cpu", "--adapt", "--camera-height", "1.0"])

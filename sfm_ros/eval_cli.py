@@ -192,15 +192,13 @@ def parse_frames(text: str | None, n: int | None = None, what: str = "--frames")
     return a, b
 
 
-def _natural_key(p: Path) -> list:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
-
-
 def _files(directory: str, pattern: str, what: str) -> list[Path]:
+    from sfm_ros.sources import natural_key
+
     d = Path(directory)
     if not d.is_dir():
         raise UsageError(f"{what} {d} is not a folder")
-    files = sorted((f for f in d.glob(pattern) if f.is_file()), key=_natural_key)
+    files = sorted((f for f in d.glob(pattern) if f.is_file()), key=natural_key)
     if not files:
         raise UsageError(f"{what} {d} has no {pattern} files")
     return files
@@ -242,10 +240,12 @@ class SevenScenes:
 
 def read_sevenscenes(root: str | Path) -> SevenScenes:
     """Index a 7-Scenes folder (``frame-NNNNNN.color.png|jpg``, ``.depth.png``, ``.pose.txt``)."""
+    from sfm_ros.sources import natural_key
+
     d = Path(root)
     if not d.is_dir():
         raise UsageError(f"7-Scenes folder {d} does not exist")
-    color = sorted(list(d.glob("frame-*.color.jpg")) + list(d.glob("frame-*.color.png")), key=_natural_key)
+    color = sorted(list(d.glob("frame-*.color.jpg")) + list(d.glob("frame-*.color.png")), key=natural_key)
     if not color:
         raise UsageError(f"{d} has no frame-*.color.jpg/png files (not a 7-Scenes sequence?)")
     stems = [c.name.split(".color.")[0] for c in color]
@@ -358,7 +358,7 @@ def _frame_input(args, stride: int = 1) -> _Frames:
     if args.topic and not args.bag:
         raise UsageError("--topic goes with --bag")
     if args.images:
-        from sfm_ros.sources import SourceError, list_image_files
+        from sfm_ros.sources import SourceError, list_image_files, read_times
 
         try:
             files = list_image_files(args.images, args.pattern)
@@ -370,11 +370,9 @@ def _frame_input(args, stride: int = 1) -> _Frames:
         stamps = np.arange(len(files)) / fps
         if times.is_file():
             try:
-                vals = [float(x.split()[0]) for x in times.read_text().splitlines() if x.strip()]
-                if len(vals) >= len(files):
-                    stamps = np.asarray(vals[:len(files)])
-            except (ValueError, IndexError):
-                pass
+                stamps = read_times(times, len(files))
+            except SourceError as exc:
+                raise UsageError(f"--images: {exc}") from None
         return _Frames(f"images {args.images}", _load([files[i] for i in idx]), len(idx), stamps[idx],
                        indices=idx, total=len(files))
     if args.bag:
@@ -621,7 +619,7 @@ def format_depth(res: dict) -> str:
 # ------------------------------------------------------------------------------------------------
 def average_increments(estimates: list[list[np.ndarray]]) -> np.ndarray:
     """Average several estimates of each increment: mean translation, mean axis-angle rotation."""
-    from sfm_ros.trajectory import axis_angle_to_matrix, make_pose, matrix_to_axis_angle
+    from sfm_ros.se3 import axis_angle_to_matrix, make_pose, matrix_to_axis_angle
 
     out = []
     for i, ests in enumerate(estimates):

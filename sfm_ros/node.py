@@ -949,7 +949,7 @@ class SfmNode(Node):
             self.pub_tf.publish(TFMessage(transforms=[tf]))
 
     def _publish_static_tf(self, cam_frame: str) -> None:
-        from .odometry import quat_from_matrix
+        from .se3 import matrix_to_quat
 
         if self.pub_tf_static is None or not self._param("publish_tf"):
             return
@@ -958,7 +958,7 @@ class SfmNode(Node):
         tf.header.frame_id = self._param("base_frame")
         tf.child_frame_id = cam_frame
         t = self.T_base_cam[:3, 3]
-        q = quat_from_matrix(self.T_base_cam[:3, :3])
+        q = matrix_to_quat(self.T_base_cam[:3, :3])
         tf.transform.translation.x, tf.transform.translation.y, tf.transform.translation.z = map(float, t)
         r = tf.transform.rotation
         r.x, r.y, r.z, r.w = map(float, q)

@@ -165,7 +165,7 @@ def analyse(record: Path, seq, out: Path, frames_to_show: int = 4) -> dict:
     T_base_cam = camera_extrinsic()
     idx = sorted(odom)
     est = np.stack([invert_pose(T_base_cam) @ odom[i] @ T_base_cam for i in idx])
-    gt = np.stack([np.linalg.inv(seq.poses[idx[0]]) @ seq.poses[i] for i in idx])
+    gt = np.stack([invert_pose(seq.poses[idx[0]]) @ seq.poses[i] for i in idx])
     traj = ate(gt, est, align="sim3")
     snip = snippet_ate(gt, est, snippet_len=5)
     zero = snippet_ate(gt, zero_motion_poses(len(gt)), snippet_len=5)

@@ -33,11 +33,11 @@ def _percentile(xs, q):
 def time_refiner(images, K, repeat: int) -> dict:
     import numpy as np
 
-    from sfm_ros.odometry import make_transform
+    from sfm_ros.se3 import make_pose
     from sfm_ros.refine import Refiner
 
     refiner = Refiner("epipolar")
-    T_net = make_transform(np.eye(3), [0.0, 0.0, 1.0])
+    T_net = make_pose(t=[0.0, 0.0, 1.0])
     times, used = [], {}
     for _ in range(repeat):
         for a, b in zip(images[:-1], images[1:]):

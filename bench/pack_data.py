@@ -3,8 +3,8 @@
 
 The accuracy benchmark (``bench/bench_accuracy.py``) resizes every frame to 128x416 before it
 trains; this writes the frames it uses already resized (with :func:`sfm_ros.datasets.resize_frame`,
-the pipeline's own function, and the intrinsics scaled by :func:`sfm_ros.datasets.scale_K`), so a
-copy fits in a few tens of MB. Training then sees the same pixels as from the raw data (KITTI: PNG,
+the pipeline's own function, and the intrinsics scaled by :func:`sfm_ros.camera.resize_intrinsics`),
+so a copy fits in a few tens of MB. Training then sees the same pixels as from the raw data (KITTI: PNG,
 lossless; 7-Scenes colour: JPEG at ``--jpeg-quality``, the raw frames being JPEGs already). The
 ground truth is copied as is: KITTI ``poses.txt``, 7-Scenes poses and the depth PNGs of the
 evaluated frames (400-499) at their full 640x480.
@@ -32,7 +32,8 @@ from bench_accuracy import KITTI_TEST, SEVEN_TEST  # noqa: E402
 
 
 def pack_kitti(src: Path, dst: Path) -> int:
-    from sfm_ros.datasets import resize_frame, scale_K
+    from sfm_ros.camera import resize_intrinsics
+    from sfm_ros.datasets import resize_frame
     from sfm_ros.sources import read_image, read_kitti_odometry
 
     seq = read_kitti_odometry(src, camera="image_0")
@@ -41,7 +42,7 @@ def pack_kitti(src: Path, dst: Path) -> int:
     for f in seq.image_paths[:n]:
         img = resize_frame(read_image(f), BENCH_SIZE)[:, :, 0]  # grey in, grey out
         cv2.imwrite(str(dst / "image_0" / f.name), img)
-    K = scale_K(seq.camera.K, (seq.camera.height, seq.camera.width), BENCH_SIZE)
+    K = resize_intrinsics(seq.camera.K, (seq.camera.height, seq.camera.width), BENCH_SIZE)
     P = np.zeros((3, 4))
     P[:, :3] = K
     (dst / "calib.txt").write_text("P0: " + " ".join(f"{v:.12e}" for v in P.ravel()) + "\n")
@@ -51,7 +52,8 @@ def pack_kitti(src: Path, dst: Path) -> int:
 
 
 def pack_sevenscenes(src: Path, dst: Path, quality: int) -> int:
-    from sfm_ros.datasets import resize_frame, scale_K
+    from sfm_ros.camera import resize_intrinsics
+    from sfm_ros.datasets import resize_frame
     from sfm_ros.sevenscenes import read_sevenscenes
     from sfm_ros.sources import read_image
 
@@ -69,7 +71,7 @@ def pack_sevenscenes(src: Path, dst: Path, quality: int) -> int:
         shutil.copy2(ss.pose_files[i], dst / f"{stem}.pose.txt")
         if SEVEN_TEST[0] <= i < SEVEN_TEST[1]:
             shutil.copy2(ss.depth[i], dst / f"{stem}.depth.png")
-    K = scale_K(ss.K, hw, BENCH_SIZE)
+    K = resize_intrinsics(ss.K, hw, BENCH_SIZE)
     np.savetxt(dst / "camera-intrinsics.txt", K, fmt="%.12e")
     return n
 

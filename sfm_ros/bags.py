@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +32,12 @@ from sfm_ros.image_codec import (
     decode_image,
     encode_image,
 )
+from sfm_ros.se3 import make_pose, matrix_to_quat, quat_to_matrix
 from sfm_ros.sources import Frame
 
 __all__ = [
     "BagError",
+    "BagWarning",
     "Frame",
     "TopicSummary",
     "IMAGE_MSGTYPES",
@@ -62,6 +65,10 @@ Paths = PathLike | Sequence[PathLike]
 
 class BagError(ValueError):
     """A bag cannot be read/written as asked (message names the path, topic and index)."""
+
+
+class BagWarning(UserWarning):
+    """Messages of a bag were skipped (the warning names the path, topic, indices and stamps)."""
 
 
 # --------------------------------------------------------------------------------- opening bags
@@ -378,9 +385,17 @@ def _iter_stream(ps: list[Path], topic: str, max_frames: int | None, every: int,
 
 def read_odometry(paths: Paths, topic: str) -> tuple[np.ndarray, np.ndarray]:
     """``(stamps (N,), poses (N, 4, 4))`` of a ``nav_msgs/msg/Odometry`` topic (pose of
-    ``child_frame_id`` in ``header.frame_id``)."""
+    ``child_frame_id`` in ``header.frame_id``).
+
+    Orientations are normalised (:func:`sfm_ros.se3.quat_to_matrix`). A message whose pose is no
+    pose (a zero-norm quaternion, as drivers send for "orientation unknown", or a non-finite
+    value) is skipped: the poses come with their stamps, so consumers match them by time and
+    see the gap. One :class:`BagWarning` names the topic, how many were skipped and the first
+    ones' indices and stamps; a topic with no usable message at all is a :class:`BagError`.
+    """
     ps = _paths(paths)
-    stamps, poses = [], []
+    stamps, poses, skipped = [], [], []
+    n = 0
     with _open(ps) as reader, _wrap(ps):
         topics = _topics(reader)
         if topic not in topics:
@@ -388,52 +403,31 @@ def read_odometry(paths: Paths, topic: str) -> tuple[np.ndarray, np.ndarray]:
         if topics[topic][0] != ODOMETRY_MSGTYPE:
             raise BagError(f"topic {topic!r} in {_label(ps)} is {topics[topic][0]}, not {ODOMETRY_MSGTYPE}")
         conns = [c for c in reader.connections if c.topic == topic]
-        for conn, ts, raw in reader.messages(connections=conns):
+        for i, (conn, ts, raw) in enumerate(reader.messages(connections=conns)):
+            n += 1
             m = reader.deserialize(raw, conn.msgtype)
             p, q = m.pose.pose.position, m.pose.pose.orientation
-            T = np.eye(4)
-            T[:3, :3] = _quat_to_rot(q.x, q.y, q.z, q.w)
-            T[:3, 3] = (p.x, p.y, p.z)
-            t = _stamp_of(m)
-            stamps.append(t if t else ts * 1e-9)
+            t = _stamp_of(m) or ts * 1e-9
+            try:
+                T = make_pose(quat_to_matrix([q.x, q.y, q.z, q.w]), [p.x, p.y, p.z])
+                if not np.all(np.isfinite(T)):
+                    raise ValueError(f"the position must be finite, got {[p.x, p.y, p.z]!r}")
+            except ValueError as exc:
+                skipped.append(f"message {i} at {t:.9f} s ({exc})")
+                continue
+            stamps.append(t)
             poses.append(T)
-    return np.asarray(stamps), np.asarray(poses).reshape(-1, 4, 4)
+    if skipped:
+        if not poses:
+            raise BagError(f"{_label(ps)}: topic {topic!r}: none of its {n} odometry messages holds a pose: "
+                           f"{skipped[0]}")
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        warnings.warn(BagWarning(f"{_label(ps)}: topic {topic!r}: skipped {len(skipped)} of {n} odometry "
+                                 f"messages that hold no pose: {'; '.join(skipped[:3])}{more}"), stacklevel=2)
+    return np.asarray(stamps, dtype=np.float64), np.asarray(poses, dtype=np.float64).reshape(-1, 4, 4)
 
 
 # ------------------------------------------------------------------------------------- writing
-def _rot_to_quat(R: np.ndarray) -> tuple[float, float, float, float]:
-    """Rotation matrix -> unit quaternion (x, y, z, w), w >= 0."""
-    R = np.asarray(R, dtype=np.float64)
-    tr = R[0, 0] + R[1, 1] + R[2, 2]
-    if tr > 0:
-        s = 2.0 * np.sqrt(tr + 1.0)
-        w, x, y, z = 0.25 * s, (R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s
-    elif R[0, 0] > R[1, 1] and R[0, 0] > R[2, 2]:
-        s = 2.0 * np.sqrt(1.0 + R[0, 0] - R[1, 1] - R[2, 2])
-        w, x, y, z = (R[2, 1] - R[1, 2]) / s, 0.25 * s, (R[0, 1] + R[1, 0]) / s, (R[0, 2] + R[2, 0]) / s
-    elif R[1, 1] > R[2, 2]:
-        s = 2.0 * np.sqrt(1.0 + R[1, 1] - R[0, 0] - R[2, 2])
-        w, x, y, z = (R[0, 2] - R[2, 0]) / s, (R[0, 1] + R[1, 0]) / s, 0.25 * s, (R[1, 2] + R[2, 1]) / s
-    else:
-        s = 2.0 * np.sqrt(1.0 + R[2, 2] - R[0, 0] - R[1, 1])
-        w, x, y, z = (R[1, 0] - R[0, 1]) / s, (R[0, 2] + R[2, 0]) / s, (R[1, 2] + R[2, 1]) / s, 0.25 * s
-    q = np.array([x, y, z, w])
-    q /= np.linalg.norm(q)
-    if q[3] < 0:
-        q = -q
-    return float(q[0]), float(q[1]), float(q[2]), float(q[3])
-
-
-def _quat_to_rot(x: float, y: float, z: float, w: float) -> np.ndarray:
-    n = np.sqrt(x * x + y * y + z * z + w * w) or 1.0
-    x, y, z, w = x / n, y / n, z / n, w / n
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
-
-
 def _as_frames(frames: Iterable[Any], fps: float, start_time: float) -> Iterator[tuple[float, np.ndarray]]:
     for i, f in enumerate(frames):
         if isinstance(f, Frame):
@@ -486,6 +480,12 @@ def write_image_bag(path: PathLike, frames: Iterable[Any], camera: CameraModel |
         pose_arr = np.asarray(poses, dtype=np.float64)
         if pose_arr.ndim != 3 or pose_arr.shape[1:] not in ((4, 4), (3, 4)):
             raise BagError(f"poses must be (N, 4, 4) or (N, 3, 4), got {pose_arr.shape}")
+        if not np.all(np.isfinite(pose_arr[:, :3, 3])):
+            raise BagError(f"poses: translations must be finite (pose {int(np.argwhere(~np.isfinite(pose_arr[:, :3, 3]))[0, 0])})")
+        try:
+            quats = matrix_to_quat(pose_arr[:, :3, :3])
+        except ValueError as exc:
+            raise BagError(f"poses: {exc}") from None
 
     ts = _typestore(False)
     T = ts.types
@@ -541,7 +541,7 @@ def write_image_bag(path: PathLike, frames: Iterable[Any], camera: CameraModel |
                 if n >= len(pose_arr):
                     raise BagError(f"{len(pose_arr)} poses given but there are more frames")
                 writer.write(c_odom, t_ns, ts.serialize_cdr(
-                    _odometry(T, pose_arr[n], sec, nsec, odom_frame_id, frame_id), ODOMETRY_MSGTYPE))
+                    _odometry(T, pose_arr[n, :3, 3], quats[n], sec, nsec, odom_frame_id, frame_id), ODOMETRY_MSGTYPE))
             n += 1
         if n == 0:
             raise BagError("no frames to write")
@@ -604,10 +604,9 @@ def finish_overwrite(out: Path, aside: Path | None, ok: bool) -> None:
         aside.rename(out)
 
 
-def _odometry(T: Mapping[str, Any], pose: np.ndarray, sec: int, nsec: int, frame_id: str,
+def _odometry(T: Mapping[str, Any], t: np.ndarray, q_xyzw: np.ndarray, sec: int, nsec: int, frame_id: str,
               child_frame_id: str) -> Any:
-    R, t = pose[:3, :3], pose[:3, 3]
-    qx, qy, qz, qw = _rot_to_quat(R)
+    qx, qy, qz, qw = (float(v) for v in q_xyzw)
     V = T["geometry_msgs/msg/Vector3"]
     return T[ODOMETRY_MSGTYPE](
         header=T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=sec, nanosec=nsec),

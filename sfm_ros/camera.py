@@ -21,7 +21,7 @@ import yaml
 from .yaml_io import read_yaml
 
 __all__ = ["CameraError", "CameraModel", "Rectifier", "SUPPORTED_DISTORTION_MODELS", "backproject_grid",
-           "read_kitti_calib_rows", "kitti_lidar_calib"]
+           "read_kitti_calib_rows", "kitti_lidar_calib", "resize_intrinsics"]
 
 #: Distortion models :class:`Rectifier` can undo ("fisheye" is accepted as equidistant).
 SUPPORTED_DISTORTION_MODELS = ("plumb_bob", "rational_polynomial", "equidistant")
@@ -33,6 +33,28 @@ FOCAL_RANGE = (0.01, 1000.0)
 
 class CameraError(ValueError):
     """Bad or unsupported calibration (names the file / field and what was expected)."""
+
+
+def resize_intrinsics(K: np.ndarray, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> np.ndarray:
+    """Intrinsics (..., 3, 3) of an image resized from ``from_hw = (H, W)`` to ``to_hw = (H', W')``.
+
+    Pixel-centre convention (README "Conventions"): resizing by ``s`` maps ``u -> (u + 0.5) s - 0.5``,
+    so ``fx, skew *= sx``, ``fy *= sy``, ``c' = (c + 0.5) s - 0.5`` with ``sx = W'/W``, ``sy = H'/H``.
+    The numpy home of the rule; :func:`sfm_ros.geometry.scale_intrinsics` is its torch twin.
+    """
+    (h0, w0), (h1, w1) = from_hw, to_hw
+    if min(h0, w0, h1, w1) <= 0:
+        raise ValueError(f"image sizes (H, W) must be positive, got {from_hw} -> {to_hw}")
+    K = np.array(K, dtype=np.float64, copy=True)
+    if K.ndim < 2 or K.shape[-2:] != (3, 3):
+        raise ValueError(f"K must be (..., 3, 3), got shape {K.shape}")
+    sx, sy = w1 / w0, h1 / h0
+    K[..., 0, 0] *= sx
+    K[..., 0, 1] *= sx
+    K[..., 1, 1] *= sy
+    K[..., 0, 2] = (K[..., 0, 2] + 0.5) * sx - 0.5
+    K[..., 1, 2] = (K[..., 1, 2] + 0.5) * sy - 0.5
+    return K
 
 
 def _get(msg: Any, *names: str, default: Any = None) -> Any:
@@ -201,13 +223,7 @@ class CameraModel:
         ``u' = (u + 0.5) * s - 0.5``); only meaningful for an undistorted camera."""
         if self.width <= 0 or self.height <= 0:
             raise CameraError("cannot scale a camera of unknown size")
-        sx, sy = width / self.width, height / self.height
-        K = self.K.copy()
-        K[0, 0] *= sx
-        K[0, 1] *= sx
-        K[1, 1] *= sy
-        K[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
-        K[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
+        K = resize_intrinsics(self.K, (self.height, self.width), (height, width))
         return CameraModel(width, height, K, self.distortion_model, self.D.copy())
 
     def camera_info_fields(self) -> dict[str, Any]:

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .camera import resize_intrinsics
 from .image_codec import to_rgb_float
 
 STATIC_DOWNSAMPLE = (32, 104)  # size at which frames are compared for static-frame removal
@@ -92,18 +93,6 @@ def resize_frame(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     if rgb.shape[:2] != (h, w):
         rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
     return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
-
-
-def scale_K(K: np.ndarray, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> np.ndarray:
-    """Numpy twin of :func:`sfm_ros.geometry.resize_intrinsics` (pixel-centre convention)."""
-    sx, sy = to_hw[1] / from_hw[1], to_hw[0] / from_hw[0]
-    K = np.array(K, dtype=np.float64, copy=True)
-    K[0, 0] *= sx
-    K[0, 1] *= sx
-    K[1, 1] *= sy
-    K[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
-    K[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
-    return K
 
 
 def static_mask(frames: np.ndarray, threshold: float) -> np.ndarray:
@@ -178,7 +167,8 @@ def prepare_sequence(
         stamps.append(float(stamp))
     if not out:
         raise ValueError(f"{name}: no frames")
-    seq = Sequence(np.stack(out), scale_K(K, src_hw, size_hw), np.asarray(stamps, dtype=np.float64), name)
+    seq = Sequence(np.stack(out), resize_intrinsics(K, src_hw, size_hw), np.asarray(stamps, dtype=np.float64),
+                   name)
     if cache_path is not None:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         # A temporary file of its own (several processes, e.g. DDP ranks, may fill the same
@@ -211,7 +201,7 @@ def _read_cache_entry(path: Path, key_text: str, K: np.ndarray, size_hw: tuple[i
             frames, stamps, K_cached = z["frames"], z["stamps"], z["K"]
             ok = (str(z["key"]) == key_text and frames.dtype == np.uint8
                   and frames.shape == (n, *size_hw, 3) and stamps.shape == (n,)
-                  and np.allclose(K_cached, scale_K(K, src_hw, size_hw), rtol=1e-9, atol=1e-9))
+                  and np.allclose(K_cached, resize_intrinsics(K, src_hw, size_hw), rtol=1e-9, atol=1e-9))
     except Exception:  # unreadable, an older format, a foreign file: decode again
         return None
     if not ok:
@@ -342,11 +332,11 @@ def epipolar_priors(sequences: list[Sequence], items: list[tuple[int, list[int]]
                     seq_len: int) -> dict[tuple[int, int, int], EpipolarPrior]:
     """:class:`EpipolarPrior` of every (sequence, target frame, source frame) pair of ``items``,
     computed once from the frames at the training size (about 5 ms a pair on one core)."""
-    from .odometry import invert_transform, make_transform
+    from .se3 import invert_pose, make_pose
     from .refine import Refiner
 
     refiner = Refiner("epipolar")
-    unit = make_transform(np.eye(3), [0.0, 0.0, 1.0])
+    unit = make_pose(t=[0.0, 0.0, 1.0])
     mid = seq_len // 2
     views: dict[tuple[int, int], object] = {}
     out: dict[tuple[int, int, int], EpipolarPrior] = {}
@@ -362,7 +352,7 @@ def epipolar_priors(sequences: list[Sequence], items: list[tuple[int, list[int]]
             if (si, t, j) in out:
                 continue
             r = refiner.refine(view(si, t), view(si, j), unit)  # T_tgt_src, unit baseline
-            T = invert_transform(r.T)
+            T = invert_pose(r.T)
             out[(si, t, j)] = EpipolarPrior(T, float(r.used in ("epipolar", "rotation")),
                                             float(r.used == "epipolar"))
     return out
@@ -378,7 +368,7 @@ def _augment(imgs: np.ndarray, K: np.ndarray, rng: np.random.Generator) -> tuple
     for j in range(len(imgs)):
         big = cv2.resize(imgs[j], (sw, sh), interpolation=cv2.INTER_LINEAR)
         out[j] = big[y0:y0 + h, x0:x0 + w]
-    K = scale_K(K, (h, w), (sh, sw))
+    K = resize_intrinsics(K, (h, w), (sh, sw))
     K[0, 2] -= x0
     K[1, 2] -= y0
     # colour jitter, the same for every frame of the window (photometric consistency holds)

@@ -120,9 +120,11 @@ def analyse(record: Path, seq, out: Path, frames_to_show: int = 4) -> dict:
     import cv2
     from rosbags.highlevel import AnyReader
 
+    from .bags import BagError, read_odometry
     from .image_codec import decode_image
     from .metrics import aggregate, evaluate_depth
-    from .odometry import camera_extrinsic, invert_transform, matrix_from_quat
+    from .odometry import camera_extrinsic
+    from .se3 import invert_pose
     from .trajectory import ate, snippet_ate, zero_motion_poses
     from .visualize import colorize_depth, stack_panels
 
@@ -138,21 +140,21 @@ def analyse(record: Path, seq, out: Path, frames_to_show: int = 4) -> dict:
                     if "sfm" in st.name:
                         diag = {kv.key: kv.value for kv in st.values}
                 continue
-            if conn.topic not in ("/depth", "/odom"):
+            if conn.topic != "/depth":
                 continue
             stamp = round(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, 6)
             i = stamp_index.get(stamp)
             if i is None:
                 continue
-            if conn.topic == "/depth":
-                depths[i] = decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data,
-                                         msg.is_bigendian)
-            elif conn.topic == "/odom":
-                p, q = msg.pose.pose.position, msg.pose.pose.orientation
-                T = np.eye(4)
-                T[:3, :3] = matrix_from_quat([q.x, q.y, q.z, q.w])
-                T[:3, 3] = [p.x, p.y, p.z]
-                odom[i] = T
+            depths[i] = decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
+    try:
+        odom_stamps, odom_poses = read_odometry(record, "/odom")
+    except BagError as exc:
+        raise RuntimeError(f"the node's odometry cannot be read from the recording: {exc}") from None
+    for t, T in zip(odom_stamps, odom_poses):
+        i = stamp_index.get(round(float(t), 6))
+        if i is not None:
+            odom[i] = T
     if not depths or len(odom) < 6:
         raise RuntimeError(f"the node published too little ({len(depths)} depth images, {len(odom)} odometry "
                            f"messages); see {out / 'sfm_node.log'}")
@@ -162,8 +164,8 @@ def analyse(record: Path, seq, out: Path, frames_to_show: int = 4) -> dict:
     # trajectory: base_link in odom -> camera poses, compared with the rendered camera poses
     T_base_cam = camera_extrinsic()
     idx = sorted(odom)
-    est = np.stack([invert_transform(T_base_cam) @ odom[i] @ T_base_cam for i in idx])
-    gt = np.stack([np.linalg.inv(seq.poses[idx[0]]) @ seq.poses[i] for i in idx])
+    est = np.stack([invert_pose(T_base_cam) @ odom[i] @ T_base_cam for i in idx])
+    gt = np.stack([invert_pose(seq.poses[idx[0]]) @ seq.poses[i] for i in idx])
     traj = ate(gt, est, align="sim3")
     snip = snippet_ate(gt, est, snippet_len=5)
     zero = snippet_ate(gt, zero_motion_poses(len(gt)), snippet_len=5)

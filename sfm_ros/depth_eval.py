@@ -16,7 +16,7 @@ import numpy as np
 from .camera import CameraError, kitti_lidar_calib
 from .inputs import SelectedFrames, parse_frames
 from .metrics import DEPTH_METRIC_KEYS, aggregate, evaluate_depth, load_depth_npy, load_depth_png, project_lidar
-from .sources import _natural_key
+from .sources import natural_key
 
 __all__ = ["NEARLY_CONSTANT_SPREAD", "evaluate_depth_sequence", "format_depth_report", "ground_truth_depth",
            "list_files"]
@@ -125,7 +125,7 @@ def list_files(directory: str | Path, pattern: str, what: str) -> list[Path]:
     d = Path(directory)
     if not d.is_dir():
         raise ValueError(f"{what} {d} is not a folder")
-    files = sorted((f for f in d.glob(pattern) if f.is_file()), key=_natural_key)
+    files = sorted((f for f in d.glob(pattern) if f.is_file()), key=natural_key)
     if not files:
         raise ValueError(f"{what} {d} has no {pattern} files")
     return files

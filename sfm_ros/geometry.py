@@ -25,6 +25,8 @@ Convention
   ``inv(T_s_t)``.
 
 All functions work on batched torch tensors (leading batch dimension ``B``) and are differentiable.
+Their numpy twins (float64, for everything outside the networks and losses) are
+:mod:`sfm_ros.se3` (rotations, poses, pose vectors) and :func:`sfm_ros.camera.resize_intrinsics`.
 """
 from __future__ import annotations
 

@@ -12,9 +12,10 @@ import cv2
 import numpy as np
 import torch
 
+from .camera import resize_intrinsics
 from .checkpoint import load_model
 from .device import cpu_supports_bf16, resolve_device
-from .geometry import check_shape, invert_pose, pose_vec_to_mat, resize_intrinsics
+from .geometry import check_shape, invert_pose, pose_vec_to_mat
 from .image_codec import to_rgb_float
 from .model import source_offsets
 from .networks import normalize_image
@@ -129,8 +130,7 @@ class Estimator:
 
     def scale_intrinsics(self, K: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
         """Intrinsics of the camera image resized to the network input."""
-        Kt = torch.as_tensor(np.asarray(K, dtype=np.float64))
-        return resize_intrinsics(Kt, image_hw, (self.height, self.width)).numpy()
+        return resize_intrinsics(K, image_hw, (self.height, self.width))
 
     @torch.no_grad()
     def depth(self, images: torch.Tensor) -> torch.Tensor:

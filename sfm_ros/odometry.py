@@ -82,20 +82,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .se3 import invert_pose, make_pose, matrix_to_axis_angle, matrix_to_quat, rpy_to_matrix, se3_log
+
 __all__ = [
     "OPTICAL_RPY",
-    "rot_x",
-    "rot_y",
-    "rot_z",
-    "rpy_to_matrix",
-    "matrix_to_rpy",
-    "quat_from_matrix",
-    "matrix_from_quat",
-    "quat_from_rpy",
-    "make_transform",
-    "invert_transform",
-    "so3_log",
-    "se3_log",
     "camera_extrinsic",
     "poses_in_target",
     "window_increment",
@@ -109,143 +99,6 @@ __all__ = [
 OPTICAL_RPY = (-math.pi / 2.0, 0.0, -math.pi / 2.0)
 
 
-# --------------------------------------------------------------------------------------------
-# Rotations: Euler rpy (URDF / tf2 convention) and quaternions (x, y, z, w)
-# --------------------------------------------------------------------------------------------
-def rot_x(a: float) -> np.ndarray:
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
-
-
-def rot_y(a: float) -> np.ndarray:
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
-
-
-def rot_z(a: float) -> np.ndarray:
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-
-
-def rpy_to_matrix(roll: float, pitch: float, yaw: float) -> np.ndarray:
-    """URDF / tf2 ``setRPY``: fixed axes X, Y, Z, i.e. ``R = Rz(yaw) @ Ry(pitch) @ Rx(roll)``."""
-    return rot_z(yaw) @ rot_y(pitch) @ rot_x(roll)
-
-
-def matrix_to_rpy(R: np.ndarray) -> tuple[float, float, float]:
-    """Inverse of :func:`rpy_to_matrix` (pitch in [-pi/2, pi/2]; roll = 0 at the singularity)."""
-    R = np.asarray(R, dtype=np.float64)
-    sp = -R[2, 0]
-    if abs(sp) >= 1.0 - 1e-12:
-        pitch = math.copysign(math.pi / 2.0, sp)
-        roll = 0.0
-        yaw = math.atan2(-R[0, 1], R[1, 1])
-    else:
-        pitch = math.asin(sp)
-        roll = math.atan2(R[2, 1], R[2, 2])
-        yaw = math.atan2(R[1, 0], R[0, 0])
-    return roll, pitch, yaw
-
-
-def quat_from_matrix(R: np.ndarray) -> np.ndarray:
-    """Rotation matrix (3, 3) → unit quaternion ``(x, y, z, w)`` with ``w >= 0`` (Shepperd)."""
-    a = np.asarray(R, dtype=np.float64)
-    tr = a[0, 0] + a[1, 1] + a[2, 2]
-    c = int(np.argmax([tr, a[0, 0], a[1, 1], a[2, 2]]))
-    if c == 0:
-        s = 2.0 * math.sqrt(max(tr + 1.0, 0.0))
-        q = [(a[2, 1] - a[1, 2]) / s, (a[0, 2] - a[2, 0]) / s, (a[1, 0] - a[0, 1]) / s, 0.25 * s]
-    elif c == 1:
-        s = 2.0 * math.sqrt(max(1.0 + a[0, 0] - a[1, 1] - a[2, 2], 0.0))
-        q = [0.25 * s, (a[0, 1] + a[1, 0]) / s, (a[0, 2] + a[2, 0]) / s, (a[2, 1] - a[1, 2]) / s]
-    elif c == 2:
-        s = 2.0 * math.sqrt(max(1.0 + a[1, 1] - a[0, 0] - a[2, 2], 0.0))
-        q = [(a[0, 1] + a[1, 0]) / s, 0.25 * s, (a[1, 2] + a[2, 1]) / s, (a[0, 2] - a[2, 0]) / s]
-    else:
-        s = 2.0 * math.sqrt(max(1.0 + a[2, 2] - a[0, 0] - a[1, 1], 0.0))
-        q = [(a[0, 2] + a[2, 0]) / s, (a[1, 2] + a[2, 1]) / s, 0.25 * s, (a[1, 0] - a[0, 1]) / s]
-    q = np.asarray(q)
-    q /= np.linalg.norm(q)
-    return -q if q[3] < 0 else q
-
-
-def matrix_from_quat(q_xyzw: Sequence[float]) -> np.ndarray:
-    """Quaternion ``(x, y, z, w)`` (normalised here) → rotation matrix (3, 3)."""
-    q = np.asarray(q_xyzw, dtype=np.float64)
-    n = np.linalg.norm(q)
-    if q.shape != (4,) or n < 1e-12:
-        raise ValueError(f"quaternion must be 4 numbers with a non-zero norm, got {q_xyzw!r}")
-    x, y, z, w = q / n
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
-
-
-def quat_from_rpy(roll: float, pitch: float, yaw: float) -> np.ndarray:
-    return quat_from_matrix(rpy_to_matrix(roll, pitch, yaw))
-
-
-# --------------------------------------------------------------------------------------------
-# Rigid transforms
-# --------------------------------------------------------------------------------------------
-def make_transform(R: np.ndarray | None = None, t: Sequence[float] | None = None) -> np.ndarray:
-    T = np.eye(4)
-    if R is not None:
-        T[:3, :3] = np.asarray(R, dtype=np.float64)
-    if t is not None:
-        T[:3, 3] = np.asarray(t, dtype=np.float64).reshape(3)
-    return T
-
-
-def invert_transform(T: np.ndarray) -> np.ndarray:
-    """Inverse of a rigid (4, 4) transform: ``[R^T | -R^T t]``."""
-    T = np.asarray(T, dtype=np.float64)
-    out = np.eye(4)
-    out[:3, :3] = T[:3, :3].T
-    out[:3, 3] = -T[:3, :3].T @ T[:3, 3]
-    return out
-
-
-def _skew(v: np.ndarray) -> np.ndarray:
-    return np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
-
-
-def so3_log(R: np.ndarray) -> np.ndarray:
-    """Rotation matrix → rotation vector (axis * angle, angle in [0, pi])."""
-    R = np.asarray(R, dtype=np.float64)
-    w = 0.5 * np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
-    s = float(np.linalg.norm(w))
-    c = 0.5 * (float(np.trace(R)) - 1.0)
-    theta = math.atan2(s, c)
-    if theta < 1e-8:
-        return w * (1.0 + theta * theta / 6.0)
-    if c < -0.99:  # near pi: axis from the symmetric part
-        B = (0.5 * (R + R.T) - c * np.eye(3)) / (1.0 - c)
-        k = int(np.argmax(np.diag(B)))
-        axis = B[k] / np.linalg.norm(B[k])
-        if float(axis @ w) < 0.0:
-            axis = -axis
-        return axis * theta
-    return w * (theta / s)
-
-
-def se3_log(T: np.ndarray) -> np.ndarray:
-    """Rigid transform → twist ``[v, w]`` (6,) with ``T = exp(twist)`` (body velocities over 1 s)."""
-    T = np.asarray(T, dtype=np.float64)
-    w = so3_log(T[:3, :3])
-    theta = float(np.linalg.norm(w))
-    K = _skew(w)
-    if theta < 1e-6:
-        V_inv = np.eye(3) - 0.5 * K + K @ K / 12.0
-    else:
-        half = 0.5 * theta
-        coef = (1.0 - half * math.cos(half) / math.sin(half)) / (theta * theta)
-        V_inv = np.eye(3) - 0.5 * K + coef * (K @ K)
-    return np.concatenate([V_inv @ T[:3, 3], w])
-
-
 def camera_extrinsic(xyz: Sequence[float] = (0.0, 0.0, 0.0),
                      rpy: Sequence[float] = OPTICAL_RPY) -> np.ndarray:
     """``T_base_cam``: the camera optical frame's pose in base_link from ``xyz`` and URDF ``rpy``."""
@@ -254,13 +107,13 @@ def camera_extrinsic(xyz: Sequence[float] = (0.0, 0.0, 0.0),
         raise ValueError(f"camera xyz and rpy need 3 numbers each, got {xyz!r} and {rpy!r}")
     if not all(math.isfinite(float(v)) for v in xyz + rpy):
         raise ValueError(f"camera xyz/rpy must be finite, got {xyz!r} / {rpy!r}")
-    return make_transform(rpy_to_matrix(*map(float, rpy)), [float(v) for v in xyz])
+    return make_pose(rpy_to_matrix(*map(float, rpy)), [float(v) for v in xyz])
 
 
 def camera_to_base(T_cam0_camk: np.ndarray, T_base_cam: np.ndarray) -> np.ndarray:
     """Camera trajectory pose (optical frame) → base_link pose in odom:
     ``T_odom_base = T_base_cam · T_cam0_camk · inv(T_base_cam)``."""
-    return T_base_cam @ np.asarray(T_cam0_camk, dtype=np.float64) @ invert_transform(T_base_cam)
+    return T_base_cam @ np.asarray(T_cam0_camk, dtype=np.float64) @ invert_pose(T_base_cam)
 
 
 def poses_in_target(T_src_tgt: np.ndarray, offsets: Sequence[int]) -> np.ndarray:
@@ -277,7 +130,7 @@ def poses_in_target(T_src_tgt: np.ndarray, offsets: Sequence[int]) -> np.ndarray
     seq_len = 2 * half + 1
     P = np.tile(np.eye(4), (seq_len, 1, 1))
     for o, T_s_t in zip(offsets, T):
-        P[half + o] = invert_transform(T_s_t)  # pose of source in target = inv(T_src_tgt)
+        P[half + o] = invert_pose(T_s_t)  # pose of source in target = inv(T_src_tgt)
     return P
 
 
@@ -286,7 +139,7 @@ def window_increment(T_src_tgt: np.ndarray, offsets: Sequence[int], ref: int = -
     """Camera motion from window frame ``ref`` to frame ``new`` (indices, oldest = 0):
     the pose of ``new`` in ``ref``, ``inv(P_ref) · P_new`` (optical frame, network units)."""
     P = poses_in_target(T_src_tgt, offsets)
-    return invert_transform(P[ref]) @ P[new]
+    return invert_pose(P[ref]) @ P[new]
 
 
 # --------------------------------------------------------------------------------------------
@@ -342,7 +195,7 @@ class OdomEstimate:
 
     @property
     def quaternion(self) -> np.ndarray:
-        return quat_from_matrix(self.T_odom_base[:3, :3])
+        return matrix_to_quat(self.T_odom_base[:3, :3])
 
 
 @dataclass
@@ -365,7 +218,7 @@ class MonocularOdometry:
         self.T_base_cam = np.asarray(self.T_base_cam, dtype=np.float64)
         if self.T_base_cam.shape != (4, 4):
             raise ValueError(f"T_base_cam must be (4, 4), got {self.T_base_cam.shape}")
-        self._T_cam_base = invert_transform(self.T_base_cam)
+        self._T_cam_base = invert_pose(self.T_base_cam)
         self.T_odom_cam = np.eye(4)
         self.pose_var = np.full(6, self.noise.floor)
         self.last_stamp: float | None = None     # stamp of the last frame seen by check_time
@@ -488,9 +341,9 @@ class MonocularOdometry:
         self.T_odom_cam = self.T_odom_cam @ inc
         T_odom_base = camera_to_base(self.T_odom_cam, self.T_base_cam)
         # Increment of the base frame (in the previous base frame) and its twist.
-        inc_base = invert_transform(T_prev_base) @ T_odom_base
+        inc_base = invert_pose(T_prev_base) @ T_odom_base
         step_len = float(np.linalg.norm(inc_base[:3, 3]))
-        step_angle = float(np.linalg.norm(so3_log(inc_base[:3, :3])))
+        step_angle = float(np.linalg.norm(matrix_to_axis_angle(inc_base[:3, :3])))
         if first or dt is None or dt <= 0.0:
             linear, angular = np.zeros(3), np.zeros(3)
             step_var = self.noise.step_variance(0.0, 0.0, self.scale)

@@ -42,7 +42,7 @@ import numpy as np
 from .autoconfig import auto_size
 from .camera import CameraModel
 from .features import to_grey, track_corners
-from .odometry import invert_transform, make_transform, so3_log
+from .se3 import axis_angle_to_matrix, invert_pose, make_pose, matrix_to_axis_angle
 
 __all__ = ["REFINE_MODES", "RefineView", "Refinement", "Refiner", "refine_sequence", "motion_covariance"]
 
@@ -182,7 +182,7 @@ class Refiner:
         if R_rot is not None and residual < self.min_parallax_px:
             T = T_net.copy()
             T[:3, :3] = R_rot.T
-            d_rot = float(np.degrees(np.linalg.norm(so3_log(T_net[:3, :3].T @ T[:3, :3]))))
+            d_rot = float(np.degrees(np.linalg.norm(matrix_to_axis_angle(T_net[:3, :3].T @ T[:3, :3]))))
             return Refinement(T, "rotation", f"a rotation explains the motion to {residual:.2f} px "
                               f"(< {self.min_parallax_px:g}): translation from the network", n, n, "network",
                               d_rot, "low parallax", residual_px=residual, parallax_px=residual)
@@ -200,9 +200,9 @@ class Refiner:
         keep = mask.ravel() > 0
         p_in, q_in = p[keep].astype(np.float64), q[keep].astype(np.float64)
         # T_new_ref = [R | t]: x_new = R x_ref + t, |t| = 1
-        T_new_ref = make_transform(R, t.ravel())
-        T_epi = invert_transform(T_new_ref)
-        d_rot = float(np.degrees(np.linalg.norm(so3_log(T_net[:3, :3].T @ T_epi[:3, :3]))))
+        T_new_ref = make_pose(R, t.ravel())
+        T_epi = invert_pose(T_new_ref)
+        d_rot = float(np.degrees(np.linalg.norm(matrix_to_axis_angle(T_net[:3, :3].T @ T_epi[:3, :3]))))
         parallax = _parallax_px(p_in, q_in, K, R)
         if parallax < self.min_parallax_px:
             T = T_net.copy()
@@ -369,7 +369,7 @@ def _epipolar_information(p: np.ndarray, q: np.ndarray, K: np.ndarray, R: np.nda
     for k in range(3):
         w = np.zeros(3)
         w[k] = eps
-        Rk, _ = cv2.Rodrigues(w)
+        Rk = axis_angle_to_matrix(w)
         J[:, k] = (_signed_sampson(p, q, K, R @ Rk, t) - r0) / eps
     for k, b in enumerate((b1, b2)):
         tk = t + eps * b

@@ -3,7 +3,7 @@
 Stamps: ``builtin_interfaces/Time`` ↔ float seconds (:func:`stamp_to_sec`, :func:`stamp_from_sec`);
 an output is stamped with the stamp of the input frame it comes from. Depth images are ``32FC1``
 metres (REP 118); CameraInfo is filled from :meth:`sfm_ros.camera.CameraModel.camera_info_fields`;
-quaternions come from :func:`sfm_ros.odometry.quat_from_matrix` (x, y, z, w). Frames: images,
+quaternions come from :func:`sfm_ros.se3.matrix_to_quat` (x, y, z, w). Frames: images,
 CameraInfo and the cloud are in the camera optical frame given by the caller.
 """
 from __future__ import annotations
@@ -19,7 +19,8 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
 from .camera import CameraModel
 from .image_codec import encode_image
-from .odometry import OdomEstimate, quat_from_matrix
+from .odometry import OdomEstimate
+from .se3 import matrix_to_quat
 from .pipeline import FrameResult
 
 try:  # built into the venv by tools/build_tf2_msgs.sh; part of every ROS 2 install
@@ -134,7 +135,7 @@ def transform_stamped(T_parent_child: np.ndarray, stamp: Any, parent: str, child
     tr = m.transform.translation
     tr.x, tr.y, tr.z = map(float, T[:3, 3])
     r = m.transform.rotation
-    r.x, r.y, r.z, r.w = map(float, quat_from_matrix(T[:3, :3]))
+    r.x, r.y, r.z, r.w = map(float, matrix_to_quat(T[:3, :3]))
     return m
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .sources import SourceError, _natural_key
+from .sources import SourceError, natural_key
 
 __all__ = ["SEVENSCENES_FPS", "SEVENSCENES_K", "SevenScenes", "read_sevenscenes"]
 
@@ -58,7 +58,7 @@ def read_sevenscenes(root: str | Path) -> SevenScenes:
     d = Path(root)
     if not d.is_dir():
         raise SourceError(f"7-Scenes folder {d} does not exist")
-    color = sorted(list(d.glob("frame-*.color.jpg")) + list(d.glob("frame-*.color.png")), key=_natural_key)
+    color = sorted(list(d.glob("frame-*.color.jpg")) + list(d.glob("frame-*.color.png")), key=natural_key)
     if not color:
         raise SourceError(f"{d} has no frame-*.color.jpg/png files (not a 7-Scenes sequence?)")
     stems = [c.name.split(".color.")[0] for c in color]

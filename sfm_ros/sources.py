@@ -15,12 +15,15 @@ import cv2
 import numpy as np
 
 from sfm_ros.camera import CameraError, CameraModel
+from sfm_ros.trajectory import read_kitti
 
 __all__ = [
     "Frame",
     "SourceError",
     "KittiSequence",
     "IMAGE_PATTERNS",
+    "natural_key",
+    "read_times",
     "read_image",
     "list_image_files",
     "read_image_folder",
@@ -48,7 +51,8 @@ class Frame:
     source: str = field(default="", repr=False)  # file or topic it came from
 
 
-def _natural_key(p: Path) -> list:
+def natural_key(p: Path) -> list:
+    """Sort key of a file name in natural order (``img2`` before ``img10``, case-insensitive)."""
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
 
 
@@ -77,13 +81,17 @@ def list_image_files(directory: str | Path, pattern: str | None = None) -> list[
     if not d.is_dir():
         raise SourceError(f"image folder {d} does not exist" if not d.exists() else f"{d} is not a folder")
     pats = [pattern] if pattern else list(IMAGE_PATTERNS)
-    files = sorted({p for pat in pats for p in d.glob(pat) if p.is_file()}, key=_natural_key)
+    files = sorted({p for pat in pats for p in d.glob(pat) if p.is_file()}, key=natural_key)
     if not files:
         raise SourceError(f"no image files matching {' / '.join(pats)} in {d}")
     return files
 
 
-def _read_times(path: Path, n: int) -> np.ndarray:
+def read_times(path: str | Path, n: int) -> np.ndarray:
+    """The first ``n`` stamps (seconds, float64) of a times file (KITTI ``times.txt``: one time a
+    line, the first column; blank lines skipped); :class:`SourceError` when it is unreadable or
+    holds fewer than ``n``."""
+    path = Path(path)
     try:
         vals = [float(line.split()[0]) for line in path.read_text().splitlines() if line.strip()]
     except (ValueError, IndexError):
@@ -112,7 +120,7 @@ def read_image_folder(directory: str | Path, pattern: str | None = None, *, fps:
         (p for p in (d / "times.txt", d.parent / "times.txt") if p.is_file()), None)
     if times_file and not tpath.is_file():
         raise SourceError(f"times file {tpath} does not exist")
-    stamps = _read_times(tpath, len(files)) if tpath else start_time + np.arange(len(files)) / fps
+    stamps = read_times(tpath, len(files)) if tpath else start_time + np.arange(len(files)) / fps
     return _iter_files(files, stamps)
 
 
@@ -140,18 +148,6 @@ class KittiSequence:
 
     def __iter__(self) -> Iterator[Frame]:
         return _iter_files(self.image_paths, self.stamps)
-
-
-def _read_kitti_poses(path: Path) -> np.ndarray:
-    try:
-        rows = np.loadtxt(path, dtype=np.float64, ndmin=2)
-    except ValueError as exc:
-        raise SourceError(f"{path}: cannot parse poses ({exc})") from None
-    if rows.shape[1] != 12:
-        raise SourceError(f"{path}: expected 12 numbers a line (a 3x4 pose), got {rows.shape[1]}")
-    poses = np.tile(np.eye(4), (len(rows), 1, 1))
-    poses[:, :3, :4] = rows.reshape(-1, 3, 4)
-    return poses
 
 
 def read_kitti_odometry(seq_dir: str | Path, camera: str | None = None,
@@ -187,10 +183,13 @@ def read_kitti_odometry(seq_dir: str | Path, camera: str | None = None,
     except CameraError as exc:
         raise SourceError(str(exc)) from None
     times = d / "times.txt"
-    stamps = _read_times(times, len(files)) if times.is_file() else np.arange(len(files)) / fps
+    stamps = read_times(times, len(files)) if times.is_file() else np.arange(len(files)) / fps
     poses = None
     if (d / "poses.txt").is_file():
-        poses = _read_kitti_poses(d / "poses.txt")
+        try:
+            poses = read_kitti(d / "poses.txt")
+        except ValueError as exc:
+            raise SourceError(str(exc)) from None
         if len(poses) < n_all:
             raise SourceError(f"{d / 'poses.txt'} has {len(poses)} poses but there are {n_all} images")
         poses = poses[: len(files)]

@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .se3 import rot_x, rot_y, rot_z
+
 __all__ = [
     "Scene",
     "SyntheticSequence",
@@ -140,7 +142,7 @@ class Scene:
 
     def box_rotation(self, i: int) -> np.ndarray:
         """World-from-box rotation of box ``i`` (about the world y axis)."""
-        return _rot_y(float(self.box_yaw[i]))
+        return rot_y(float(self.box_yaw[i]))
 
     def box_center3(self, i: int) -> np.ndarray:
         """3D centre of box ``i`` in the world."""
@@ -189,21 +191,6 @@ class RayHits:
 # --------------------------------------------------------------------------------------------
 # Small helpers
 # --------------------------------------------------------------------------------------------
-def _rot_x(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
-
-
-def _rot_y(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
-
-
-def _rot_z(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-
-
 def _smoothstep(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3.0 - 2.0 * x)
@@ -382,7 +369,7 @@ def make_scene(seed: int = 0, length: float = 150.0, curvature: float | None = N
     # -sign(d) e_axis, i.e. +e_axis for even codes and -e_axis for odd ones.
     shade = np.empty((m, 6))
     for i in range(m):
-        R = _rot_y(box_yaw[i])
+        R = rot_y(box_yaw[i])
         for k in range(6):
             nrm = R[:, k // 2] * (1.0 if k % 2 == 0 else -1.0)
             shade[i, k] = 0.5 + 0.6 * max(0.0, float(nrm @ sun))
@@ -443,10 +430,10 @@ def trajectory(scene: Scene, times: np.ndarray, speed: float = 6.0, seed: int | 
     pitch = pitch_roll * (p_ph[0] * np.sin(p_om[0] * times) + p_ph[1] * np.sin(p_om[1] * times)) / 2
     roll = pitch_roll * (r_ph[0] * np.sin(r_om[0] * times) + r_ph[1] * np.sin(r_om[1] * times)) / 2
     poses = np.tile(np.eye(4), (len(times), 1, 1))
+    poses[:, :3, :3] = rot_y(yaw) @ rot_x(pitch) @ rot_z(roll)
     for i in range(len(times)):
         nrm = np.array([np.cos(heading[i]), -np.sin(heading[i])])
         xz = pos[i] + lat[i] * nrm
-        poses[i, :3, :3] = _rot_y(yaw[i]) @ _rot_x(pitch[i]) @ _rot_z(roll[i])
         poses[i, :3, 3] = [xz[0], 0.0, xz[1]]
     return poses
 

@@ -12,9 +12,8 @@ Conventions
   the pose of camera ``i+1`` in camera ``i`` (the "odometry increment"). :func:`chain` is its exact
   inverse: ``T_0 = start``, ``T_{i+1} = T_i @ rel[i]``. Note that the pose network's *target→source*
   output ``T_s_t = inv(T_w_s) @ T_w_t`` is, for ``s = t + 1``, ``inv(rel[t])``.
-* **Pose vectors** ``[tx, ty, tz, rx, ry, rz]``: ``(rx, ry, rz)`` is an axis-angle rotation vector
-  (Rodrigues; direction = axis, norm = angle in radians); the matrix is ``[R | t]``, ``p' = R p + t``
-  (same as :mod:`sfm_ros.geometry`, in numpy).
+* **Pose vectors** ``[tx, ty, tz, rx, ry, rz]`` (axis-angle rotation, ``p' = R p + t``), quaternions
+  and every other rotation/pose conversion: :mod:`sfm_ros.se3`.
 * **Alignment** (:func:`align_trajectory`, used by :func:`ate` / :func:`rpe`), as ``evo``:
   ``'sim3'`` = Umeyama with scale (``evo_ape -as``), ``'se3'`` = Umeyama without scale (``-a``),
   ``'scale'`` = only the scale of the Sim(3) Umeyama fit applied to the estimated positions about the
@@ -53,17 +52,11 @@ import os
 
 import numpy as np
 
+from .se3 import (axis_angle_to_matrix, invert_pose, make_pose, matrix_to_axis_angle, matrix_to_quat,
+                  pose_vec_to_matrix, quat_to_matrix)
+
 __all__ = [
     "ALIGN_MODES",
-    "skew",
-    "axis_angle_to_matrix",
-    "matrix_to_axis_angle",
-    "pose_vec_to_matrix",
-    "matrix_to_pose_vec",
-    "quat_to_matrix",
-    "matrix_to_quat",
-    "make_pose",
-    "invert_poses",
     "relative_poses",
     "chain",
     "umeyama",
@@ -119,167 +112,10 @@ def _stats(err: np.ndarray) -> dict:
     }
 
 
-# --------------------------------------------------------------------------------------------
-# SO(3) / SE(3) in numpy
-# --------------------------------------------------------------------------------------------
-def skew(v) -> np.ndarray:
-    """Skew-symmetric matrices ``[v]_x`` of (..., 3) vectors: (..., 3, 3)."""
-    v = np.asarray(v, dtype=np.float64)
-    if v.shape[-1] != 3:
-        raise ValueError(f"skew expects (..., 3), got {v.shape}")
-    z = np.zeros(v.shape[:-1])
-    x, y, w = v[..., 0], v[..., 1], v[..., 2]
-    return np.stack(
-        [np.stack([z, -w, y], -1), np.stack([w, z, -x], -1), np.stack([-y, x, z], -1)], -2
-    )
-
-
-def axis_angle_to_matrix(r) -> np.ndarray:
-    """Rodrigues: rotation vectors (..., 3) -> rotation matrices (..., 3, 3) (Taylor near 0)."""
-    r = np.asarray(r, dtype=np.float64)
-    if r.shape[-1] != 3:
-        raise ValueError(f"rotation vectors must be (..., 3), got {r.shape}")
-    theta2 = np.sum(r * r, axis=-1)
-    theta = np.sqrt(theta2)
-    small = theta < 1e-4
-    safe = np.where(small, 1.0, theta)
-    a = np.where(small, 1.0 - theta2 / 6.0 + theta2 ** 2 / 120.0, np.sin(safe) / safe)
-    b = np.where(small, 0.5 - theta2 / 24.0 + theta2 ** 2 / 720.0, (1.0 - np.cos(safe)) / safe ** 2)
-    K = skew(r)
-    eye = np.broadcast_to(np.eye(3), K.shape)
-    return eye + a[..., None, None] * K + b[..., None, None] * (K @ K)
-
-
-def matrix_to_axis_angle(R) -> np.ndarray:
-    """Logarithm of rotation matrices (..., 3, 3) -> rotation vectors (..., 3), angle in [0, pi].
-
-    Robust everywhere: ``atan2`` for the angle, a Taylor series near 0 and the symmetric part of
-    ``R`` near pi (where ``R - R^T`` vanishes).
-    """
-    R = np.asarray(R, dtype=np.float64)
-    if R.shape[-2:] != (3, 3):
-        raise ValueError(f"rotation matrices must be (..., 3, 3), got {R.shape}")
-    batch = R.shape[:-2]
-    R = R.reshape(-1, 3, 3)
-    w = 0.5 * np.stack([R[:, 2, 1] - R[:, 1, 2], R[:, 0, 2] - R[:, 2, 0], R[:, 1, 0] - R[:, 0, 1]], -1)
-    sin_t = np.linalg.norm(w, axis=-1)  # w = sin(theta) * axis
-    cos_t = 0.5 * (np.trace(R, axis1=-2, axis2=-1) - 1.0)
-    theta = np.arctan2(sin_t, cos_t)
-    tiny = theta < 1e-6
-    factor = np.where(tiny, 1.0 + theta ** 2 / 6.0, theta / np.where(tiny, 1.0, np.maximum(sin_t, 1e-300)))
-    out = factor[:, None] * w
-    near_pi = np.nonzero(cos_t < -0.99)[0]
-    if near_pi.size:
-        # R + R^T = 2 cos(t) I + 2 (1 - cos(t)) a a^T  =>  a a^T from the symmetric part.
-        Rp, th = R[near_pi], theta[near_pi]
-        c = np.cos(th)
-        B = (0.5 * (Rp + np.swapaxes(Rp, -1, -2)) - c[:, None, None] * np.eye(3)) / (1.0 - c)[:, None, None]
-        k = np.argmax(np.diagonal(B, axis1=-2, axis2=-1), axis=-1)
-        axis = B[np.arange(len(k)), k]  # row k of a a^T = a_k * a
-        axis = axis / np.linalg.norm(axis, axis=-1, keepdims=True)
-        sgn = np.sign(np.sum(axis * w[near_pi], axis=-1))  # sign from the antisymmetric part
-        sgn[sgn == 0] = 1.0
-        out[near_pi] = axis * (sgn * th)[:, None]
-    return out.reshape(batch + (3,))
-
-
-def make_pose(R=None, t=None) -> np.ndarray:
-    """A 4x4 pose from a 3x3 rotation (default identity) and a translation (default 0)."""
-    T = np.eye(4)
-    if R is not None:
-        T[:3, :3] = np.asarray(R, dtype=np.float64)
-    if t is not None:
-        T[:3, 3] = np.asarray(t, dtype=np.float64).reshape(3)
-    return T
-
-
-def pose_vec_to_matrix(vec) -> np.ndarray:
-    """``[tx, ty, tz, rx, ry, rz]`` (..., 6), axis-angle rotation, -> (..., 4, 4) ``[R | t]``."""
-    vec = np.asarray(vec, dtype=np.float64)
-    if vec.shape[-1] != 6:
-        raise ValueError(f"pose vectors must be (..., 6), got {vec.shape}")
-    T = np.zeros(vec.shape[:-1] + (4, 4))
-    T[..., :3, :3] = axis_angle_to_matrix(vec[..., 3:])
-    T[..., :3, 3] = vec[..., :3]
-    T[..., 3, 3] = 1.0
-    return T
-
-
-def matrix_to_pose_vec(T) -> np.ndarray:
-    """(..., 4, 4) (or (..., 3, 4)) poses -> ``[tx, ty, tz, rx, ry, rz]`` (..., 6)."""
-    T = np.asarray(T, dtype=np.float64)
-    if T.shape[-2:] not in ((4, 4), (3, 4)):
-        raise ValueError(f"poses must be (..., 4, 4) or (..., 3, 4), got {T.shape}")
-    return np.concatenate([T[..., :3, 3], matrix_to_axis_angle(T[..., :3, :3])], axis=-1)
-
-
-def quat_to_matrix(q_xyzw) -> np.ndarray:
-    """Quaternions ``(qx, qy, qz, qw)`` (..., 4) (Hamilton, normalised here) -> (..., 3, 3)."""
-    q = np.asarray(q_xyzw, dtype=np.float64)
-    if q.shape[-1] != 4:
-        raise ValueError(f"quaternions must be (..., 4), got {q.shape}")
-    n = np.linalg.norm(q, axis=-1, keepdims=True)
-    if np.any(n < 1e-12):
-        raise ValueError("zero-norm quaternion")
-    x, y, z, w = np.moveaxis(q / n, -1, 0)
-    return np.stack(
-        [
-            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-            np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-            np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
-        ],
-        -2,
-    )
-
-
-def matrix_to_quat(R) -> np.ndarray:
-    """Rotation matrices (..., 3, 3) -> unit quaternions ``(qx, qy, qz, qw)`` with ``qw >= 0``."""
-    R = np.asarray(R, dtype=np.float64)
-    if R.shape[-2:] != (3, 3):
-        raise ValueError(f"rotation matrices must be (..., 3, 3), got {R.shape}")
-    m = R.reshape(-1, 3, 3)
-    q = np.empty((m.shape[0], 4))
-    tr = np.trace(m, axis1=-2, axis2=-1)
-    diag = np.diagonal(m, axis1=-2, axis2=-1)
-    # Shepperd: pick the largest of (w, x, y, z) magnitudes for stability.
-    choice = np.argmax(np.concatenate([tr[:, None], diag], axis=1), axis=1)
-    for i in range(m.shape[0]):
-        a = m[i]
-        c = choice[i]
-        if c == 0:
-            s = 2.0 * math.sqrt(max(tr[i] + 1.0, 0.0))
-            q[i] = [(a[2, 1] - a[1, 2]) / s, (a[0, 2] - a[2, 0]) / s, (a[1, 0] - a[0, 1]) / s, 0.25 * s]
-        elif c == 1:
-            s = 2.0 * math.sqrt(max(1.0 + a[0, 0] - a[1, 1] - a[2, 2], 0.0))
-            q[i] = [0.25 * s, (a[0, 1] + a[1, 0]) / s, (a[0, 2] + a[2, 0]) / s, (a[2, 1] - a[1, 2]) / s]
-        elif c == 2:
-            s = 2.0 * math.sqrt(max(1.0 + a[1, 1] - a[0, 0] - a[2, 2], 0.0))
-            q[i] = [(a[0, 1] + a[1, 0]) / s, 0.25 * s, (a[1, 2] + a[2, 1]) / s, (a[0, 2] - a[2, 0]) / s]
-        else:
-            s = 2.0 * math.sqrt(max(1.0 + a[2, 2] - a[0, 0] - a[1, 1], 0.0))
-            q[i] = [(a[0, 2] + a[2, 0]) / s, (a[1, 2] + a[2, 1]) / s, 0.25 * s, (a[1, 0] - a[0, 1]) / s]
-    q /= np.linalg.norm(q, axis=-1, keepdims=True)
-    q[q[:, 3] < 0] *= -1.0
-    return q.reshape(R.shape[:-2] + (4,))
-
-
-def invert_poses(T) -> np.ndarray:
-    """Inverse of rigid poses (..., 4, 4) using ``R^T`` (exact for SE(3))."""
-    T = np.asarray(T, dtype=np.float64)
-    R = T[..., :3, :3]
-    t = T[..., :3, 3]
-    out = np.zeros(T.shape)
-    Rt = np.swapaxes(R, -1, -2)
-    out[..., :3, :3] = Rt
-    out[..., :3, 3] = -np.einsum("...ij,...j->...i", Rt, t)
-    out[..., 3, 3] = 1.0
-    return out
-
-
 def relative_poses(poses) -> np.ndarray:
     """Odometry increments ``rel[i] = inv(T_i) @ T_{i+1}`` (pose of frame i+1 in frame i): (N-1, 4, 4)."""
     P = _as_poses(poses, "poses", min_len=1)
-    return invert_poses(P[:-1]) @ P[1:]
+    return invert_pose(P[:-1]) @ P[1:]
 
 
 def chain(rel_poses, start=None) -> np.ndarray:
@@ -393,9 +229,9 @@ def rpe(gt_poses, est_poses, delta: int = 1, align: str = "sim3") -> dict:
     aligned, s, _, _ = align_trajectory(gt, est_poses, align)
     if gt.shape[0] <= delta:
         raise ValueError(f"delta={delta} needs more than {delta} poses, got {gt.shape[0]}")
-    q_rel = invert_poses(gt[:-delta]) @ gt[delta:]
-    p_rel = invert_poses(aligned[:-delta]) @ aligned[delta:]
-    E = invert_poses(q_rel) @ p_rel
+    q_rel = invert_pose(gt[:-delta]) @ gt[delta:]
+    p_rel = invert_pose(aligned[:-delta]) @ aligned[delta:]
+    E = invert_pose(q_rel) @ p_rel
     t_err = np.linalg.norm(E[:, :3, 3], axis=1)
     r_err = np.degrees(_rotation_angle(E[:, :3, :3]))
     out = {f"trans_{k}": v for k, v in _stats(t_err).items()}
@@ -427,7 +263,7 @@ def snippets_from_poses(poses, snippet_len: int = 5, stride: int = 1) -> np.ndar
         raise ValueError(f"need at least snippet_len={snippet_len} poses, got {n}")
     starts = np.arange(0, n - snippet_len + 1, stride)
     idx = starts[:, None] + np.arange(snippet_len)[None, :]
-    return invert_poses(P[starts])[:, None] @ P[idx]
+    return invert_pose(P[starts])[:, None] @ P[idx]
 
 
 def snippets_from_relative(rel_poses, snippet_len: int = 5, stride: int = 1) -> np.ndarray:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from sfm_ros.autoconfig import MIN_PARALLAX, PAPER_PIXELS, auto_size, choose_stride, measure_motion
+from sfm_ros.se3 import rot_y
 from sfm_ros.synthetic import render_sequence
 
 
@@ -56,7 +57,7 @@ def test_pure_rotation_has_no_parallax_and_takes_the_largest_stride():
     frames = []
     for i in range(40):
         yaw = 0.004 * i
-        R = cv2.Rodrigues(np.array([0.0, yaw, 0.0]))[0]
+        R = rot_y(yaw)
         H = K @ R @ np.linalg.inv(K)
         frames.append(cv2.warpPerspective(base, H, (320, 96), borderMode=cv2.BORDER_REFLECT))
     frames = np.stack(frames)

@@ -1,6 +1,7 @@
 """sfm_ros.bags (reading/writing bags with rosbags) and sfm_ros.sources (folders, KITTI, video)."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import cv2
@@ -9,6 +10,7 @@ import pytest
 
 from sfm_ros.bags import (
     BagError,
+    BagWarning,
     Frame,
     find_camera_info_topic,
     list_topics,
@@ -19,6 +21,7 @@ from sfm_ros.bags import (
 )
 from sfm_ros.camera import CameraModel
 from sfm_ros.image_codec import encode_image
+from sfm_ros.se3 import axis_angle_to_matrix
 from sfm_ros.sources import SourceError, read_image_folder, read_kitti_odometry, read_video
 
 H, W = 24, 32
@@ -33,10 +36,6 @@ def _frames(n: int = 5, t0: float = 100.0, dt: float = 0.1, colour: bool = True)
         img = np.dstack([g, 255 - g, np.full_like(g, i * 20)]) if colour else g
         out.append(Frame(img, t0 + i * dt, i))
     return out
-
-
-def _rot(ax: float, ay: float, az: float) -> np.ndarray:
-    return cv2.Rodrigues(np.array([ax, ay, az]))[0]
 
 
 def _raw_bag(path: Path, msgs: list[tuple[str, str, float, dict]], storage: str = "mcap") -> Path:
@@ -74,7 +73,7 @@ def test_write_read_round_trip(tmp_path, storage):
     frames = _frames()
     poses = np.tile(np.eye(4), (5, 1, 1))
     for i in range(5):
-        poses[i, :3, :3] = _rot(0.1 * i, -0.2, 0.05 * i)
+        poses[i, :3, :3] = axis_angle_to_matrix([0.1 * i, -0.2, 0.05 * i])
         poses[i, :3, 3] = (i, 0.5 * i, -i)
     out = tmp_path / f"bag_{storage}"
     assert write_image_bag(out, frames, CAM, storage=storage, poses=poses) == 5
@@ -95,6 +94,56 @@ def test_write_read_round_trip(tmp_path, storage):
     # a bare storage file opens too
     bare = next(out.glob("*.mcap" if storage == "mcap" else "*.db3"))
     assert len(list(read_image_stream(bare, "/camera/image_raw", max_frames=2))) == 2
+
+
+def _odom_fields(q_xyzw, xyz=(1.0, 2.0, 3.0)) -> dict:
+    from rosbags.typesys import Stores, get_typestore
+
+    T = get_typestore(Stores.ROS2_KILTED).types
+    V = T["geometry_msgs/msg/Vector3"]
+    return dict(
+        child_frame_id="base_link",
+        pose=T["geometry_msgs/msg/PoseWithCovariance"](
+            pose=T["geometry_msgs/msg/Pose"](position=T["geometry_msgs/msg/Point"](x=xyz[0], y=xyz[1], z=xyz[2]),
+                                             orientation=T["geometry_msgs/msg/Quaternion"](
+                                                 x=q_xyzw[0], y=q_xyzw[1], z=q_xyzw[2], w=q_xyzw[3])),
+            covariance=np.zeros(36)),
+        twist=T["geometry_msgs/msg/TwistWithCovariance"](
+            twist=T["geometry_msgs/msg/Twist"](linear=V(x=0.0, y=0.0, z=0.0), angular=V(x=0.0, y=0.0, z=0.0)),
+            covariance=np.zeros(36)))
+
+
+def test_read_odometry_skips_messages_without_a_pose(tmp_path):
+    """A zero quaternion ("orientation unknown") or a non-finite position: that message is skipped
+    with one warning naming the topic, the message and its stamp; a non-unit quaternion is normalised."""
+    odom = "nav_msgs/msg/Odometry"
+    msgs = [("/odom", odom, 1.0, _odom_fields((0.0, 0.0, 0.0, 2.0))),
+            ("/odom", odom, 1.5, _odom_fields((0.0, 0.0, 0.0, 0.0))),
+            ("/odom", odom, 2.0, _odom_fields((0.0, 0.0, 0.0, 1.0), (float("nan"), 0.0, 0.0))),
+            ("/odom", odom, 2.5, _odom_fields((0.0, 0.0, math.sqrt(0.5), math.sqrt(0.5))))]
+    bag = _raw_bag(tmp_path / "o", msgs)
+    with pytest.warns(BagWarning, match=r"topic '/odom': skipped 2 of 4 odometry messages .*message 1 at "
+                                        r"1\.500000000 s \(quaternions .* non-zero norm.*message 2 at 2\.000000000 s"):
+        stamps, poses = read_odometry(bag, "/odom")
+    np.testing.assert_allclose(stamps, [1.0, 2.5])
+    np.testing.assert_allclose(poses[0], [[1, 0, 0, 1], [0, 1, 0, 2], [0, 0, 1, 3], [0, 0, 0, 1]], atol=1e-15)
+    np.testing.assert_allclose(poses[1, :3, :3], [[0, -1, 0], [1, 0, 0], [0, 0, 1]], atol=1e-15)
+    # nothing usable at all: an error, not an empty trajectory
+    bag = _raw_bag(tmp_path / "z", [("/odom", odom, 1.0, _odom_fields((0.0, 0.0, 0.0, 0.0)))])
+    with pytest.raises(BagError, match="none of its 1 odometry messages holds a pose: message 0 at 1.000000000 s"):
+        read_odometry(bag, "/odom")
+
+
+def test_write_rejects_poses_that_are_not_rigid(tmp_path):
+    poses = np.tile(np.eye(4), (3, 1, 1))
+    poses[1, :3, :3] *= 1.5  # a Sim(3) pose
+    with pytest.raises(BagError, match=r"poses: R must be a rotation matrix .* at index \(1,\)"):
+        write_image_bag(tmp_path / "b", _frames(3), CAM, poses=poses)
+    assert not (tmp_path / "b").exists()
+    poses[1] = np.eye(4)
+    poses[2, 0, 3] = np.inf
+    with pytest.raises(BagError, match=r"poses: translations must be finite \(pose 2\)"):
+        write_image_bag(tmp_path / "b", _frames(3), CAM, poses=poses)
 
 
 @pytest.mark.parametrize("enc", ["bgr8", "mono8"])

@@ -18,9 +18,9 @@ from sfm_ros.checkpoint import save_checkpoint
 from sfm_ros.metrics import DEPTH_METRIC_KEYS
 from sfm_ros.model import SfMModel
 from sfm_ros.options import ModelOptions, Options
-from sfm_ros.trajectory import (chain, make_pose, axis_angle_to_matrix, mean_odometry_poses, read_tum,
-                                relative_poses, snippet_ate, snippets_from_poses, write_kitti,
-                                zero_motion_poses)
+from sfm_ros.se3 import axis_angle_to_matrix, make_pose
+from sfm_ros.trajectory import (chain, mean_odometry_poses, read_tum, relative_poses, snippet_ate,
+                                snippets_from_poses, write_kitti, zero_motion_poses)
 
 H, W = 64, 96
 N_FRAMES = 4
@@ -261,6 +261,19 @@ def test_pose_sevenscenes_stride(tiny_ckpt, sevenscenes_dir, tmp_path, capsys):
     assert code == 0, err
     res = json.loads(out.read_text())
     assert res["stride"] == 10 and res["count"] == 6 and res["methods"]["model"]["snippet_ate"]["count"] == 2
+
+
+def test_images_times_txt_is_read_by_the_sources_parser(tiny_ckpt, synth, tmp_path, capsys):
+    """``times.txt`` beside --images goes through sfm_ros.sources.read_times (the one parser): a file
+    with fewer times than images is an error naming it, not silently replaced by index / fps."""
+    import shutil
+
+    images = tmp_path / "images"
+    shutil.copytree(synth["images"], images)
+    (images / "times.txt").write_text("0.0\n0.1\n")
+    code, _, err = _run(capsys, "depth", "--checkpoint", tiny_ckpt, "--images", images, "--gt-npy",
+                        synth["gt_npy"], "--device", "cpu")
+    assert code == 2 and f"times.txt has 2 times but there are {N_FRAMES} images" in err, err
 
 
 # ------------------------------------------------------------------------------------------ bad input

@@ -32,7 +32,8 @@ from conftest import REPO, ros_env  # noqa: E402
 from sfm_ros.checkpoint import save_checkpoint  # noqa: E402
 from sfm_ros.image_codec import decode_image, encode_image  # noqa: E402
 from sfm_ros.model import SfMModel  # noqa: E402
-from sfm_ros.odometry import OPTICAL_RPY, quat_from_rpy  # noqa: E402
+from sfm_ros.odometry import OPTICAL_RPY  # noqa: E402
+from sfm_ros.se3 import rpy_to_quat  # noqa: E402
 from sfm_ros.options import ModelOptions, Options  # noqa: E402
 
 TFMessage = tf2_msgs.TFMessage
@@ -332,7 +333,7 @@ class TestRunningNode:
         t = tf.transform.translation
         assert [t.x, t.y, t.z] == pytest.approx(CAM_XYZ)
         r = tf.transform.rotation
-        assert [r.x, r.y, r.z, r.w] == pytest.approx(list(quat_from_rpy(*OPTICAL_RPY)), abs=1e-9)
+        assert [r.x, r.y, r.z, r.w] == pytest.approx(list(rpy_to_quat(*OPTICAL_RPY)), abs=1e-9)
 
     def test_time_jump_and_gap_reset_odometry(self, robot, client, frames):
         node, pub, info_pub, topics = robot
@@ -575,7 +576,8 @@ def test_bad_refine_pose_exits_with_one_line(tiny_ckpt):
 def test_default_model_direction_of_travel(client):
     """The shipped model (resolved with checkpoint:='') drives forward on a synthetic street."""
     from sfm_ros.checkpoint import read_checkpoint
-    from sfm_ros.odometry import camera_extrinsic, camera_to_base, invert_transform
+    from sfm_ros.odometry import camera_extrinsic, camera_to_base
+    from sfm_ros.se3 import invert_pose
 
     mo = read_checkpoint(DEFAULT_MODEL)["options"]["model"]
     imgs, K, poses = _frames(16, mo["height"], mo["width"], seed=3)
@@ -606,7 +608,7 @@ def test_default_model_direction_of_travel(client):
     est = next(o for _, o in odom if _sec(o.header.stamp) == _sec(stamps[-1])).pose.pose.position
     est = np.array([est.x, est.y, est.z])
     T_base_cam = camera_extrinsic()
-    gt = camera_to_base(invert_transform(poses[0]) @ poses[-1], T_base_cam)[:3, 3]
+    gt = camera_to_base(invert_pose(poses[0]) @ poses[-1], T_base_cam)[:3, 3]
     assert est[0] > 0, f"estimated motion {est} is not forward (ground truth {gt})"
     cos = float(est @ gt / (np.linalg.norm(est) * np.linalg.norm(gt)))
     assert cos > 0.7, f"estimated direction {est} vs ground truth {gt} (cos {cos:.2f})"

@@ -1,8 +1,6 @@
 """Odometry chaining (ROS-free): known motions through the network's T_src_tgt convention."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -14,17 +12,9 @@ from sfm_ros.odometry import (
     MonocularOdometry,
     camera_extrinsic,
     camera_to_base,
-    invert_transform,
-    make_transform,
-    matrix_from_quat,
-    matrix_to_rpy,
     poses_in_target,
-    quat_from_matrix,
-    quat_from_rpy,
-    rpy_to_matrix,
-    se3_log,
-    so3_log,
 )
+from sfm_ros.se3 import invert_pose, make_pose
 
 
 def _exp_se3(xi: np.ndarray) -> np.ndarray:
@@ -79,19 +69,6 @@ def _gt_camera_trajectory(n: int, seed: int = 0) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------
-def test_rpy_quaternion_helpers():
-    for rpy in [(0.1, -0.2, 0.3), (-1.0, 0.5, 2.5), OPTICAL_RPY]:
-        R = rpy_to_matrix(*rpy)
-        assert np.allclose(R @ R.T, np.eye(3))
-        assert np.allclose(matrix_to_rpy(R), rpy)
-        q = quat_from_rpy(*rpy)
-        assert np.isclose(np.linalg.norm(q), 1.0) and q[3] >= 0
-        assert np.allclose(matrix_from_quat(q), R)
-        assert np.allclose(quat_from_matrix(R), q)
-    # tf2 convention: yaw of pi/2 = 90 deg about z, quaternion (0, 0, sin 45, cos 45).
-    assert np.allclose(quat_from_rpy(0, 0, math.pi / 2), [0, 0, math.sqrt(0.5), math.sqrt(0.5)])
-
-
 def test_optical_extrinsic_maps_axes():
     """Default forward camera: optical z (forward) = base x, optical x (right) = base -y,
     optical y (down) = base -z."""
@@ -103,15 +80,9 @@ def test_optical_extrinsic_maps_axes():
     assert np.allclose(T[:3, 3], [0.1, 0.0, 0.5])
 
 
-def test_se3_log_inverts_exp():
-    xi = np.array([0.3, -0.1, 0.7, 0.2, -0.4, 0.9])
-    assert np.allclose(se3_log(_exp_se3(xi)), xi, atol=1e-9)
-    assert np.allclose(so3_log(rpy_to_matrix(0, 0, 3.1)), [0, 0, 3.1])
-
-
 def test_poses_in_target_inverts_network_direction():
     # Camera moving forward by 1 per frame: the next frame as source gives tz = -1 (scene approaches).
-    T_w_c = np.stack([make_transform(t=[0, 0, z]) for z in (0.0, 1.0, 2.0)])
+    T_w_c = np.stack([make_pose(t=[0, 0, z]) for z in (0.0, 1.0, 2.0)])
     pred = _network_predictions(T_w_c, [0, 1, 2], [-1, 1])
     assert pred[1][2, 3] == pytest.approx(-1.0)
     P = poses_in_target(pred, [-1, 1])
@@ -120,7 +91,7 @@ def test_poses_in_target_inverts_network_direction():
 
 def test_forward_camera_motion_is_forward_base_motion():
     stamps = np.arange(6) * 0.1
-    T_w_c = np.stack([make_transform(t=[0, 0, 0.5 * k]) for k in range(6)])  # +z optical
+    T_w_c = np.stack([make_pose(t=[0, 0, 0.5 * k]) for k in range(6)])  # +z optical
     odo = MonocularOdometry(T_base_cam=camera_extrinsic([0.2, 0.0, 1.0]), scale=2.0)
     out = _run(T_w_c, stamps, 3, odo)
     assert sorted(out) == [0, 2, 3, 4, 5]  # frame 1 has no pose: its window is not full
@@ -143,8 +114,8 @@ def test_chaining_reproduces_ground_truth(seq_len):
     out = _run(T_w_c, stamps, seq_len, odo)
     assert sorted(out) == [0] + list(range(seq_len - 1, n))
     for k, est in out.items():
-        gt_cam = invert_transform(T_w_c[0]) @ T_w_c[k]
-        gt_base = T_base_cam @ gt_cam @ invert_transform(T_base_cam)
+        gt_cam = invert_pose(T_w_c[0]) @ T_w_c[k]
+        gt_base = T_base_cam @ gt_cam @ invert_pose(T_base_cam)
         assert np.allclose(est.T_odom_base, gt_base, atol=1e-8), k
         assert np.allclose(est.T_odom_cam, gt_cam, atol=1e-8), k
         assert np.allclose(camera_to_base(est.T_odom_cam, T_base_cam), est.T_odom_base)
@@ -169,7 +140,7 @@ def test_twist_of_constant_body_velocity():
 
 def test_covariance_nonzero_grows_and_is_large_for_z_roll_pitch():
     n = 20
-    T_w_c = np.stack([make_transform(t=[0, 0, 0.5 * k]) for k in range(n)])
+    T_w_c = np.stack([make_pose(t=[0, 0, 0.5 * k]) for k in range(n)])
     odo = MonocularOdometry()
     out = _run(T_w_c, 0.1 * np.arange(n), 3, odo)
     first = np.diag(out[0].pose_covariance)
@@ -185,7 +156,7 @@ def test_covariance_nonzero_grows_and_is_large_for_z_roll_pitch():
 def test_a_refined_increment_brings_its_own_covariance_rotated_into_the_base_frame():
     """An increment's camera-frame covariance (optical z forward) lands on base x (forward), its
     lateral part on base y, scaled by scale²; the rotation about optical y is base yaw."""
-    T_w_c = np.stack([make_transform(t=[0, 0, 0.5 * k]) for k in range(4)])
+    T_w_c = np.stack([make_pose(t=[0, 0, 0.5 * k]) for k in range(4)])
     C = np.diag([0.01, 0.02, 0.04, 1e-6, 4e-6, 9e-6])  # tx ty tz rx ry rz (camera)
 
     def refine(ref, inc):
@@ -202,7 +173,7 @@ def test_a_refined_increment_brings_its_own_covariance_rotated_into_the_base_fra
 
 def test_reset_on_backwards_time_and_hold_on_gap():
     n = 8
-    T_w_c = np.stack([make_transform(t=[0, 0, 0.5 * k]) for k in range(n)])
+    T_w_c = np.stack([make_pose(t=[0, 0, 0.5 * k]) for k in range(n)])
     odo = MonocularOdometry(max_gap=0.5)
     offsets = [-1, 1]
     stamps = [0.0, 0.1, 0.2, 0.3]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sfm_ros.odometry import invert_transform, make_transform, rot_y, so3_log
+from sfm_ros.se3 import invert_pose, make_pose, matrix_to_axis_angle, rot_y
 from sfm_ros.refine import REFINE_MODES, Refiner, refine_sequence
 from sfm_ros.synthetic import default_intrinsics, make_scene, render_frame
 
@@ -17,7 +17,7 @@ H, W = 128, 416
 
 
 def _angle_deg(R: np.ndarray) -> float:
-    return float(np.degrees(np.linalg.norm(so3_log(R))))
+    return float(np.degrees(np.linalg.norm(matrix_to_axis_angle(R))))
 
 
 def _dir_err_deg(a: np.ndarray, b: np.ndarray) -> float:
@@ -30,8 +30,8 @@ def views():
     """Two views of a street: the second turned 2° (yaw) and 0.5 m ahead, slightly to the side."""
     scene = make_scene(seed=3)
     K = default_intrinsics(H, W)
-    T_w_ref = make_transform(np.eye(3), [0.0, 0.0, 5.0])
-    T_ref_new = make_transform(rot_y(np.radians(2.0)), [0.05, 0.0, 0.5])
+    T_w_ref = make_pose(np.eye(3), [0.0, 0.0, 5.0])
+    T_ref_new = make_pose(rot_y(np.radians(2.0)), [0.05, 0.0, 0.5])
     img_ref, depth_ref = render_frame(scene, T_w_ref, K, H, W)
     img_new, _ = render_frame(scene, T_w_ref @ T_ref_new, K, H, W)
     depth_ref = np.where(np.isfinite(depth_ref), depth_ref, 1000.0).astype(np.float32)
@@ -39,7 +39,7 @@ def views():
 
 
 def test_epipolar_recovers_a_known_rotation_and_translation(views):
-    T_net = make_transform(np.eye(3), [0.0, 0.0, 0.3])  # a poor network: no turn, short step
+    T_net = make_pose(np.eye(3), [0.0, 0.0, 0.3])  # a poor network: no turn, short step
     R = Refiner("epipolar")
     r = R.refine(R.view(views["ref"], views["K"]), R.view(views["new"], views["K"]), T_net, views["depth"])
     T = views["T"]
@@ -51,7 +51,7 @@ def test_epipolar_recovers_a_known_rotation_and_translation(views):
 
 
 def test_without_depth_the_network_sets_the_length(views):
-    T_net = make_transform(np.eye(3), [0.0, 0.0, 0.3])
+    T_net = make_pose(np.eye(3), [0.0, 0.0, 0.3])
     R = Refiner("epipolar")
     r = R.refine(R.view(views["ref"], views["K"]), R.view(views["new"], views["K"]), T_net)
     assert r.used == "epipolar" and r.scale_from == "network"
@@ -62,10 +62,10 @@ def test_without_depth_the_network_sets_the_length(views):
 def test_a_pure_rotation_keeps_the_networks_translation(views):
     scene = make_scene(seed=3)
     K = views["K"]
-    T_w_ref = make_transform(np.eye(3), [0.0, 0.0, 5.0])
-    turn = make_transform(rot_y(np.radians(1.5)))
+    T_w_ref = make_pose(np.eye(3), [0.0, 0.0, 5.0])
+    turn = make_pose(rot_y(np.radians(1.5)))
     new, _ = render_frame(scene, T_w_ref @ turn, K, H, W)
-    T_net = make_transform(np.eye(3), [0.0, 0.0, 0.2])
+    T_net = make_pose(np.eye(3), [0.0, 0.0, 0.2])
     R = Refiner("epipolar")
     r = R.refine(R.view(views["ref"], K), R.view(new, K), T_net, views["depth"])
     assert r.used == "rotation" and r.why == "low parallax", r
@@ -75,7 +75,7 @@ def test_a_pure_rotation_keeps_the_networks_translation(views):
 
 def test_a_featureless_image_falls_back_to_the_network(views):
     flat = np.full((H, W, 3), 128, np.uint8)
-    T_net = make_transform(rot_y(0.01), [0.0, 0.0, 0.4])
+    T_net = make_pose(rot_y(0.01), [0.0, 0.0, 0.4])
     R = Refiner("epipolar")
     r = R.refine(R.view(flat, views["K"]), R.view(flat, views["K"]), T_net)
     assert r.used == "network" and r.why == "few tracks" and not r.refined
@@ -83,7 +83,7 @@ def test_a_featureless_image_falls_back_to_the_network(views):
 
 
 def test_mode_none_is_the_identity_and_bad_input_is_named(views):
-    T_net = make_transform(rot_y(0.01), [0.0, 0.0, 0.4])
+    T_net = make_pose(rot_y(0.01), [0.0, 0.0, 0.4])
     R = Refiner("none")
     a, b = R.view(views["ref"], views["K"]), R.view(views["new"], views["K"])
     r = R.refine(a, b, T_net)
@@ -100,14 +100,14 @@ def test_mode_none_is_the_identity_and_bad_input_is_named(views):
 
 
 def test_refine_sequence_counts_and_checks_lengths(views):
-    T_net = make_transform(np.eye(3), [0.0, 0.0, 0.3])
+    T_net = make_pose(np.eye(3), [0.0, 0.0, 0.3])
     refiner = Refiner()
     a, b = refiner.view(views["ref"], views["K"]), refiner.view(views["new"], views["K"])
     incs, results = refine_sequence(refiner, [a, b], [views["depth"]], T_net[None])
     assert incs.shape == (1, 4, 4) and results[0].used == "epipolar" and refiner.counts == {"epipolar": 1}
     # the reverse motion is the inverse
-    back, _ = refine_sequence(Refiner(), [b, a], None, invert_transform(views["T"])[None])
-    assert _dir_err_deg(back[0, :3, 3], invert_transform(views["T"])[:3, 3]) < 5.0
+    back, _ = refine_sequence(Refiner(), [b, a], None, invert_pose(views["T"])[None])
+    assert _dir_err_deg(back[0, :3, 3], invert_pose(views["T"])[:3, 3]) < 5.0
     with pytest.raises(ValueError, match="increments must be"):
         refine_sequence(refiner, [a, b], None, np.zeros((2, 4, 4)))
 
@@ -146,7 +146,7 @@ def test_refined_covariance_is_not_over_confident_on_rendered_streets():
         net[:, :3, 3] *= 0.5  # a network with the right direction but half the length
         inc, results = refine_sequence(refiner, views, depths[:-1], net)
         assert all(r.used == "epipolar" for r in results)
-        errors += [np.r_[T[:3, 3] - g[:3, 3], so3_log(g[:3, :3].T @ T[:3, :3])] for T, g in zip(inc, gt)]
+        errors += [np.r_[T[:3, 3] - g[:3, 3], matrix_to_axis_angle(g[:3, :3].T @ T[:3, :3])] for T, g in zip(inc, gt)]
         variances += [np.diag(r.covariance) for r in results]
     e, var = np.asarray(errors), np.asarray(variances)
     assert np.all(var > 0)

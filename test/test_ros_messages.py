@@ -9,7 +9,7 @@ pytest.importorskip("sensor_msgs.msg")
 from sfm_ros import ros_messages as rm  # noqa: E402
 from sfm_ros.camera import CameraModel  # noqa: E402
 from sfm_ros.image_codec import decode_image  # noqa: E402
-from sfm_ros.odometry import matrix_from_quat, rpy_to_matrix  # noqa: E402
+from sfm_ros.se3 import quat_to_matrix, rpy_to_matrix  # noqa: E402
 from sfm_ros.pipeline import FrameResult, cloud_points  # noqa: E402
 
 
@@ -78,7 +78,7 @@ def test_transform_stamped_is_the_pose_of_child_in_parent():
     assert (tf.header.frame_id, tf.child_frame_id) == ("base_link", "cam")
     tr, q = tf.transform.translation, tf.transform.rotation
     assert [tr.x, tr.y, tr.z] == [1.0, 2.0, 3.0]
-    np.testing.assert_allclose(matrix_from_quat([q.x, q.y, q.z, q.w]), T[:3, :3], atol=1e-12)
+    np.testing.assert_allclose(quat_to_matrix([q.x, q.y, q.z, q.w]), T[:3, :3], atol=1e-12)
     with pytest.raises(ValueError, match="must be 4x4"):
         rm.transform_stamped(np.eye(3), tf.header.stamp, "a", "b")
 

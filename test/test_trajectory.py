@@ -11,11 +11,12 @@ import math
 import numpy as np
 import pytest
 
+from sfm_ros import se3
 from sfm_ros import trajectory as tj
 
 
 def _random_rotation(rng) -> np.ndarray:
-    return tj.axis_angle_to_matrix(rng.normal(size=3))
+    return se3.axis_angle_to_matrix(rng.normal(size=3))
 
 
 def _smooth_traj(n=60, seed=0, rot_noise=0.0, step=0.5) -> np.ndarray:
@@ -25,8 +26,8 @@ def _smooth_traj(n=60, seed=0, rot_noise=0.0, step=0.5) -> np.ndarray:
     for i in range(n - 1):
         r = np.array([0.01 * math.sin(0.3 * i), 0.05 + 0.02 * math.cos(0.2 * i), 0.01]) + rot_noise * rng.normal(size=3)
         t = np.array([0.05 * math.sin(0.1 * i), 0.02 * math.cos(0.15 * i), step])
-        rel.append(tj.make_pose(tj.axis_angle_to_matrix(r), t))
-    return tj.chain(np.array(rel), start=tj.make_pose(_random_rotation(rng), rng.normal(size=3)))
+        rel.append(se3.make_pose(se3.axis_angle_to_matrix(r), t))
+    return tj.chain(np.array(rel), start=se3.make_pose(_random_rotation(rng), rng.normal(size=3)))
 
 
 def _sim3(poses, s, R, t) -> np.ndarray:
@@ -39,32 +40,6 @@ def _sim3(poses, s, R, t) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # Conventions
 # --------------------------------------------------------------------------------------------
-def test_pose_vec_convention_and_round_trip():
-    T = tj.pose_vec_to_matrix([1.0, 2.0, 3.0, 0.0, 0.0, math.pi / 2])
-    p = T @ np.array([1.0, 0.0, 0.0, 1.0])  # rotate x -> y about z, then translate
-    np.testing.assert_allclose(p[:3], [1.0, 3.0, 3.0], atol=1e-12)
-    rng = np.random.default_rng(1)
-    v = np.concatenate([rng.normal(size=(50, 3)), rng.uniform(-1, 1, size=(50, 3))], axis=1)
-    np.testing.assert_allclose(tj.matrix_to_pose_vec(tj.pose_vec_to_matrix(v)), v, atol=1e-12)
-    # near pi and near 0
-    for r in ([math.pi - 1e-9, 0, 0], [0, 1e-10, 0], [0, 0, 0]):
-        R = tj.axis_angle_to_matrix(np.array(r))
-        np.testing.assert_allclose(tj.axis_angle_to_matrix(tj.matrix_to_axis_angle(R)), R, atol=1e-12)
-
-
-def test_quaternion_round_trip():
-    rng = np.random.default_rng(2)
-    R = tj.axis_angle_to_matrix(rng.normal(size=(100, 3)))
-    q = tj.matrix_to_quat(R)
-    assert np.all(q[:, 3] >= 0)
-    np.testing.assert_allclose(np.linalg.norm(q, axis=1), 1.0, atol=1e-14)
-    np.testing.assert_allclose(tj.quat_to_matrix(q), R, atol=1e-14)
-    # 90 deg about z: (qx, qy, qz, qw) = (0, 0, sin 45, cos 45)
-    np.testing.assert_allclose(
-        tj.matrix_to_quat(tj.axis_angle_to_matrix([0, 0, math.pi / 2])), [0, 0, math.sqrt(0.5), math.sqrt(0.5)], atol=1e-15
-    )
-
-
 def test_relative_and_chain():
     P = _smooth_traj(20)
     rel = tj.relative_poses(P)
@@ -131,8 +106,8 @@ def test_ate_sim3_removes_known_offset_and_scale():
 def test_rpe_hand_computed():
     # straight line along z; estimate steps 1.1 instead of 1.0, no alignment: error 0.1 per step
     n = 10
-    gt = tj.chain(np.tile(tj.make_pose(t=[0, 0, 1.0]), (n - 1, 1, 1)))
-    est = tj.chain(np.tile(tj.make_pose(tj.axis_angle_to_matrix([0, math.radians(2.0), 0]), [0, 0, 1.1]), (n - 1, 1, 1)))
+    gt = tj.chain(np.tile(se3.make_pose(t=[0, 0, 1.0]), (n - 1, 1, 1)))
+    est = tj.chain(np.tile(se3.make_pose(se3.axis_angle_to_matrix([0, math.radians(2.0), 0]), [0, 0, 1.1]), (n - 1, 1, 1)))
     r = tj.rpe(gt, est, delta=1, align="none")
     assert r["pairs"] == n - 1
     assert r["trans_rmse"] == pytest.approx(0.1, abs=1e-12) and r["rmse"] == r["trans_rmse"]
@@ -171,7 +146,7 @@ def test_snippet_ate_perfect_up_to_scale_is_zero():
     k = rng.uniform(0.1, 3.0, size=len(snips))
     pred = snips.copy()
     pred[:, :, :3, 3] *= k[:, None, None]
-    pred = tj.make_pose(_random_rotation(rng), [1, 2, 3])[None, None] @ pred  # any snippet frame
+    pred = se3.make_pose(_random_rotation(rng), [1, 2, 3])[None, None] @ pred  # any snippet frame
     r = tj.snippet_ate(gt, pred, snippet_len=L)
     assert r["mean"] < 1e-9
     np.testing.assert_allclose(r["scales"], 1 / k, rtol=1e-9)
@@ -195,7 +170,7 @@ def test_snippet_from_network_matches_ground_truth():
     snip = tj.snippet_from_network(np.array(src), tgt)
     np.testing.assert_allclose(snip, tj.snippets_from_poses(gt, 5)[0], atol=1e-9)
     # pose-vector input
-    snip_v = tj.snippet_from_network(tj.matrix_to_pose_vec(np.array(src)), tgt)
+    snip_v = tj.snippet_from_network(se3.matrix_to_pose_vec(np.array(src)), tgt)
     np.testing.assert_allclose(snip_v, snip, atol=1e-9)
 
 
@@ -203,7 +178,7 @@ def test_zero_motion_baseline_straight_line_hand_value():
     # constant speed v = 0.5 m / frame along z. Each 5-frame snippet has gt positions 0, v, .., 4v;
     # the prediction is all zeros, so e = -g and ATE = sqrt(v^2 (0+1+4+9+16)) / 5 = v sqrt(30) / 5.
     n, v, L = 12, 0.5, 5
-    gt = tj.chain(np.tile(tj.make_pose(t=[0, 0, v]), (n - 1, 1, 1)))
+    gt = tj.chain(np.tile(se3.make_pose(t=[0, 0, v]), (n - 1, 1, 1)))
     r = tj.snippet_ate(gt, tj.zero_motion_poses(n), snippet_len=L)
     assert r["count"] == n - L + 1
     assert r["mean"] == pytest.approx(v * math.sqrt(30) / 5, abs=1e-12)  # 0.5477
@@ -216,11 +191,11 @@ def test_zero_motion_baseline_straight_line_hand_value():
 
 def test_mean_odometry_baseline():
     # training set: straight line at 0.5 m/frame and a yawing one; the mean increment is known
-    straight = tj.chain(np.tile(tj.make_pose(t=[0, 0, 0.5]), (9, 1, 1)))
-    yaw = tj.chain(np.tile(tj.make_pose(tj.axis_angle_to_matrix([0, 0.1, 0]), [0, 0, 1.5]), (9, 1, 1)))
+    straight = tj.chain(np.tile(se3.make_pose(t=[0, 0, 0.5]), (9, 1, 1)))
+    yaw = tj.chain(np.tile(se3.make_pose(se3.axis_angle_to_matrix([0, 0.1, 0]), [0, 0, 1.5]), (9, 1, 1)))
     M = tj.mean_relative_motion([straight, yaw])
     np.testing.assert_allclose(M[:3, 3], [0, 0, 1.0], atol=1e-12)
-    np.testing.assert_allclose(tj.matrix_to_axis_angle(M[:3, :3]), [0, 0.05, 0], atol=1e-12)
+    np.testing.assert_allclose(se3.matrix_to_axis_angle(M[:3, :3]), [0, 0.05, 0], atol=1e-12)
     P = tj.mean_odometry_poses([straight, yaw], 6)
     assert P.shape == (6, 4, 4)
     np.testing.assert_allclose(tj.relative_poses(P), np.tile(M, (5, 1, 1)), atol=1e-12)
@@ -260,7 +235,7 @@ def evo_pair(tmp_path_factory):
     gt = _smooth_traj(120, seed=9, rot_noise=0.02)
     est = _sim3(gt, 0.37, _random_rotation(rng), np.array([2.0, 1.0, -3.0]))
     est[:, :3, 3] += 0.05 * rng.normal(size=(120, 3))
-    noise = tj.axis_angle_to_matrix(0.01 * rng.normal(size=(120, 3)))
+    noise = se3.axis_angle_to_matrix(0.01 * rng.normal(size=(120, 3)))
     est[:, :3, :3] = est[:, :3, :3] @ noise
     d = tmp_path_factory.mktemp("evo")
     stamps = 100.0 + 0.1 * np.arange(120)

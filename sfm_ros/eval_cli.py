@@ -342,18 +342,6 @@ def _run_pose(args) -> dict:
         if args.refine != "none" and frames.K is None:
             raise UsageError(f"--refine {args.refine} needs the camera intrinsics: {frames.name} carries none "
                              "(use --kitti or --sevenscenes)")
-        if args.adapt:
-            if args.camera_height is not None or save:
-                raise UsageError("--adapt scores with median scaling: do not give --camera-height or --save-npy")
-            from sfm_ros.adapt_eval import evaluate_adaptation
-
-            res = evaluate_adaptation(est, frames.images(), frames.K, gts, args.min_depth, max_depth, crop,
-                                      args.adapt_stride, args.adapt_steps, args.adapt_block,
-                                      started_from=args.checkpoint, save=args.adapt_save)
-            return {"command": "depth", "source": f"{args.checkpoint} on {frames.name}, adapting",
-                    "ground_truth": gt_what, "model": None,
-                    "settings": {"min_depth": args.min_depth, "max_depth": max_depth, "crop": args.crop,
-                                 "median_scaling": True, "frames": args.frames, "camera_height": None}, **res}
         ground = _ground_scale(args, frames)
         images, views, raw_hw = [], [], None
         for im in frames.images():

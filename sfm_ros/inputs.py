@@ -342,7 +342,7 @@ def select_frames(args, stride: int = 1) -> SelectedFrames:
     if args.topic and not args.bag:
         raise InputError("--topic goes with --bag")
     if args.images:
-        from sfm_ros.sources import SourceError, list_image_files
+        from sfm_ros.sources import SourceError, list_image_files, read_times
 
         try:
             files = list_image_files(args.images, args.pattern)
@@ -354,11 +354,9 @@ def select_frames(args, stride: int = 1) -> SelectedFrames:
         stamps = np.arange(len(files)) / fps
         if times.is_file():
             try:
-                vals = [float(x.split()[0]) for x in times.read_text().splitlines() if x.strip()]
-                if len(vals) >= len(files):
-                    stamps = np.asarray(vals[:len(files)])
-            except (ValueError, IndexError):
-                pass
+                stamps = read_times(times, len(files))
+            except SourceError as exc:
+                raise InputError(f"--images: {exc}") from None
         return SelectedFrames(f"images {args.images}", _loader([files[i] for i in idx]), len(idx), stamps[idx],
                               indices=idx, total=len(files))
     if args.bag:

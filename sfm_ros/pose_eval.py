@@ -23,7 +23,7 @@ __all__ = ["average_increments", "network_snippets", "network_increments", "refi
 
 def average_increments(estimates: list[list[np.ndarray]]) -> np.ndarray:
     """Average several estimates of each increment: mean translation, mean axis-angle rotation."""
-    from sfm_ros.trajectory import axis_angle_to_matrix, make_pose, matrix_to_axis_angle
+    from sfm_ros.se3 import axis_angle_to_matrix, make_pose, matrix_to_axis_angle
 
     out = []
     for i, ests in enumerate(estimates):

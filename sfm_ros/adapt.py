@@ -44,10 +44,11 @@ import numpy as np
 import torch
 
 from .checkpoint import save_checkpoint
-from .datasets import Sequence, epipolar_priors, static_mask
+from .datasets import Sequence, static_mask
 from .losses import compute_losses, epipolar_prior_loss
 from .model import SfMModel, source_offsets
 from .options import Options, preset
+from .priors import epipolar_priors
 
 #: The auto-mask tie-break noise seed used when scoring (the trainer's validation uses the same idea).
 SCORE_SEED = 12345

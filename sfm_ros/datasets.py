@@ -270,7 +270,7 @@ class WindowDataset(Dataset):
     """
 
     def __init__(self, sequences: list[Sequence], seq_len: int, stride: int = 1,
-                 augment: bool = False, seed: int = 0, epipolar: bool = False):
+                 augment: bool = False, seed: int = 0, priors: dict | None = None):
         self.sequences = sequences
         self.seq_len = seq_len
         self.augment = augment
@@ -283,8 +283,9 @@ class WindowDataset(Dataset):
             lens = {s.name: len(s) for s in sequences}
             raise ValueError(f"no complete window of {seq_len} frames with stride {stride} in {lens}; "
                              f"expected at least {(seq_len - 1) * stride + 1} frames per sequence")
-        self.priors: dict[tuple[int, int, int], EpipolarPrior] | None = (
-            epipolar_priors(sequences, self.items, seq_len) if epipolar else None)
+        # (sequence, target, source) -> sfm_ros.priors.EpipolarPrior of every pair of self.items, when
+        # given (the trainer computes them from self.items): items then carry prior_T / prior_w.
+        self.priors = priors
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -315,47 +316,6 @@ class WindowDataset(Dataset):
             item["prior_T"] = torch.from_numpy(np.stack([p.T_src_tgt for p in pr]).astype(np.float32))
             item["prior_w"] = torch.tensor([[p.w_rot, p.w_dir] for p in pr], dtype=torch.float32)
         return item
-
-
-@dataclass
-class EpipolarPrior:
-    """The two-view geometry of one (target, source) pair (:class:`sfm_ros.refine.Refiner`):
-    ``T_src_tgt`` with a unit translation; ``w_rot``/``w_dir`` 1 where its rotation / direction of
-    translation was found (a rotation alone when the pair shows too little parallax), else 0."""
-
-    T_src_tgt: np.ndarray
-    w_rot: float
-    w_dir: float
-
-
-def epipolar_priors(sequences: list[Sequence], items: list[tuple[int, list[int]]],
-                    seq_len: int) -> dict[tuple[int, int, int], EpipolarPrior]:
-    """:class:`EpipolarPrior` of every (sequence, target frame, source frame) pair of ``items``,
-    computed once from the frames at the training size (about 5 ms a pair on one core)."""
-    from .se3 import invert_pose, make_pose
-    from .refine import Refiner
-
-    refiner = Refiner("epipolar")
-    unit = make_pose(t=[0.0, 0.0, 1.0])
-    mid = seq_len // 2
-    views: dict[tuple[int, int], object] = {}
-    out: dict[tuple[int, int, int], EpipolarPrior] = {}
-
-    def view(si: int, i: int):
-        if (si, i) not in views:
-            views[(si, i)] = refiner.view(sequences[si].frames[i], sequences[si].K)
-        return views[(si, i)]
-
-    for si, idx in items:
-        t = idx[mid]
-        for j in idx[:mid] + idx[mid + 1:]:
-            if (si, t, j) in out:
-                continue
-            r = refiner.refine(view(si, t), view(si, j), unit)  # T_tgt_src, unit baseline
-            T = invert_pose(r.T)
-            out[(si, t, j)] = EpipolarPrior(T, float(r.used in ("epipolar", "rotation")),
-                                            float(r.used == "epipolar"))
-    return out
 
 
 def _augment(imgs: np.ndarray, K: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -213,7 +213,7 @@ EPIPOLAR_ROT_GAIN = 10.0
 
 def epipolar_prior_loss(outputs: dict, prior_T: Tensor, prior_w: Tensor, offsets: list[int]) -> Tensor:
     """Distance of the predicted target→source motions from the pairs' two-view geometry
-    (:class:`sfm_ros.datasets.EpipolarPrior`, found from the images alone, no labels).
+    (:class:`sfm_ros.priors.EpipolarPrior`, found from the images alone, no labels).
 
     For each source ``f`` (``prior_T[:, i]``, ``i`` its place in ``offsets``): the rotation angle
     between the predicted and the epipolar rotation (``‖R - R_e‖_F / √2``, smooth at zero, ≈ the

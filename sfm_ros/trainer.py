@@ -47,6 +47,7 @@ from .losses import compute_losses, epipolar_prior_loss
 from .model import SfMModel
 from .monitor import CollapseMonitor, batch_stats
 from .options import Options
+from .priors import epipolar_priors
 from .visualize import colorize_depth
 
 
@@ -171,8 +172,9 @@ class Trainer:
                                           weight_decay=t.weight_decay)
         t0 = time.perf_counter()
         self.train_set = WindowDataset(train_sequences, opts.model.seq_len, opts.data.stride,
-                                       augment=opts.data.augment, seed=t.seed,
-                                       epipolar=opts.loss.epipolar_weight > 0)
+                                       augment=opts.data.augment, seed=t.seed)
+        if opts.loss.epipolar_weight > 0:
+            self.train_set.priors = epipolar_priors(train_sequences, self.train_set.items, opts.model.seq_len)
         if self.train_set.priors is not None and self.is_main:
             pr = list(self.train_set.priors.values())
             self.log(f"epipolar prior: {len(pr)} frame pairs in {time.perf_counter() - t0:.1f} s; rotation "

@@ -290,8 +290,10 @@ def test_epipolar_prior_windows_and_training(seqs, tmp_path):
     """With loss.epipolar_weight the training windows carry each pair's two-view geometry (the
     rendered street's true rotation within 0.5°, direction within 5°), and training logs the term."""
     from sfm_ros.datasets import WindowDataset, collate
+    from sfm_ros.priors import epipolar_priors
 
-    ds = WindowDataset(seqs, 3, 1, epipolar=True)
+    ds = WindowDataset(seqs, 3, 1)
+    ds.priors = epipolar_priors(seqs, ds.items, 3)
     s = render_sequence(9, H, W, seed=3)
     item = ds[0]
     t, src = ds.items[0][1][1], ds.items[0][1][0]

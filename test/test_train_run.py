@@ -194,3 +194,44 @@ def test_init_refusals(tmp_path, capsys):
     rc, _, err = _run([*SYN, "--out", tmp_path / "c", *TINY, "--init", tmp_path / "missing.pt"], capsys)
     _one_line_error(rc, err, f"checkpoint {tmp_path / 'missing.pt'} does not exist")
     assert not (tmp_path / "a").exists() or not (tmp_path / "a" / "last.pt").exists()
+
+
+def test_readme_robot_recipe_trains_the_shipped_architecture():
+    """The README's robot recipe parses and trains the half-width DispNet of models/sfm_default.pt
+    (the architecture that runs live on a CPU); its fine-tuning line uses --init."""
+    import shlex
+    from pathlib import Path
+
+    from sfm_ros.checkpoint import read_checkpoint as read
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    recipe = text.split("## Using it on a robot", 1)[1].split("```", 2)[1]
+    lines = [ln.split("#", 1)[0].strip() for ln in recipe.splitlines() if ln.startswith("sfm_train ")]
+    assert lines, recipe
+    args = train_cli.build_parser().parse_args(shlex.split(lines[0])[1:])
+    opts = train_cli.build_options(args)
+    shipped = Path(__file__).resolve().parents[1] / "models" / "sfm_default.pt"
+    assert opts.model.width_mult == 0.5 and opts.model.depth_arch == "dispnet"
+    if shipped.is_file():
+        assert read(shipped)["options"]["model"]["width_mult"] == opts.model.width_mult
+    assert "--init models/sfm_default.pt" in recipe and "Model size" in text
+
+
+def test_init_from_the_shipped_model(tmp_path, capsys):
+    """models/README calls the shipped model a starting point for fine-tuning: --init takes it
+    (architecture and 128x416 size from it; --lr 0 keeps its weights)."""
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[1] / "models" / "sfm_default.pt"
+    if not shipped.is_file():
+        pytest.skip("models/sfm_default.pt absent")
+    out = tmp_path / "ft"
+    rc, stdout, err = _run(["--init", shipped, "--synthetic", "1", "--synthetic-frames", "6", "--max-steps", "1",
+                            "--batch-size", "1", "--workers", "0", "--device", "cpu", "--amp", "off", "--lr", "0",
+                            "--no-progress", "--no-tensorboard", "--val-fraction", "0", "--ckpt-every", "0",
+                            "--out", out], capsys)
+    assert rc == 0, err
+    src, state = read_checkpoint(shipped), read_checkpoint(out / "last.pt")
+    assert state["options"]["model"]["width_mult"] == 0.5 and state["options"]["model"]["width"] == 416
+    for k, v in src["depth_net"].items():
+        assert torch.equal(v, state["depth_net"][k]), k

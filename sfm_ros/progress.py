@@ -24,6 +24,8 @@ __all__ = ["RunProgress", "format_duration", "PROGRESS_SECONDS"]
 
 #: Seconds between plain progress lines at most (a slow run is never silent for long).
 PROGRESS_SECONDS = 30.0
+#: Seconds between redraws of the bar at least (fast tiny runs would spend their time drawing).
+BAR_SECONDS = 0.2
 
 
 def format_duration(seconds: float) -> str:
@@ -62,6 +64,7 @@ class RunProgress:
         self._last_line_t, self._last_line_step = self.t0, None
         self.val: float | None = None
         self._bar = None
+        self._pending: tuple[int, float] | None = None
         if bar:
             from tqdm import tqdm
 
@@ -112,8 +115,9 @@ class RunProgress:
         """After optimiser step ``step`` with training loss ``loss``."""
         now = self.clock()
         if self._bar is not None:
-            self._bar.n = int(round(1000 * self.fraction(step)))
-            self._bar.set_description_str(self.status(step, loss))  # refreshes
+            self._pending = (step, loss)
+            if step >= self.total_steps or now - self._last_line_t >= BAR_SECONDS or self._last_line_step is None:
+                self._draw()
             return
         due = (self._last_line_step is None or step % self.every_steps == 0
                or now - self._last_line_t >= self.every_seconds)
@@ -126,7 +130,17 @@ class RunProgress:
         if val is not None:
             self.val = float(val)
 
+    def _draw(self) -> None:
+        step, loss = self._pending
+        self._bar.n = int(round(1000 * self.fraction(step)))
+        self._bar.set_description_str(self.status(step, loss))  # refreshes
+        self._last_line_t, self._last_line_step = self.clock(), step
+        self._pending = None
+
     def close(self) -> None:
+        """Draw the last update (if a redraw was skipped) and close the bar."""
         if self._bar is not None:
+            if self._pending is not None:
+                self._draw()
             self._bar.close()
             self._bar = None

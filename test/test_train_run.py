@@ -76,9 +76,10 @@ def test_plain_progress_lines_without_a_terminal(tmp_path, capsys):
 
 def test_one_bar_over_the_whole_run_on_a_terminal(tmp_path, capsys, monkeypatch):
     """With a terminal: one bar counting the run's steps across epochs (not one bar per epoch)."""
-    from sfm_ros import trainer
+    from sfm_ros import progress, trainer
 
     monkeypatch.setattr(trainer, "_is_tty", lambda stream: True)
+    monkeypatch.setattr(progress, "BAR_SECONDS", 0.0)  # redraw at every step
     argv = [a for a in TINY if a != "--no-progress"]
     rc, stdout, err = _run([*SYN, "--out", tmp_path / "o", *argv, "--max-steps", "0", "--epochs", "2",
                             "--batch-size", "4", "--val-fraction", "0"], capsys)
@@ -113,6 +114,19 @@ def test_run_progress_eta_budget_validation_and_seconds():
     now[0] += 2.0
     q.update(1, 0.5)  # 0.5 steps/s: 18 s for the steps left, well within the time budget
     assert "1/10 steps (10 %)" in lines[-1] and "ETA 0:00:18 (step budget)" in lines[-1]
+    # the bar: redraws at most every BAR_SECONDS, the skipped last update drawn at close
+    import io
+
+    import tqdm as tqdm_module
+
+    buf = io.StringIO()
+    bar = RunProgress(10, clock=lambda: now[0], bar=False)
+    bar._bar = tqdm_module.tqdm(total=1000, file=buf, bar_format="{percentage:3.0f}%|{bar}| {desc}")
+    bar.update(1, 0.5)
+    bar.update(2, 0.4)  # within BAR_SECONDS: not drawn now
+    assert "2/10 steps" not in buf.getvalue() and "1/10 steps" in buf.getvalue()
+    bar.close()
+    assert "2/10 steps (20 %)" in buf.getvalue()
     with pytest.raises(ValueError, match="total_steps must be >= 1"):
         RunProgress(0)
 

@@ -387,6 +387,9 @@ def _main(argv, rank: int, log, fail) -> int:
         if init:
             check_architecture(init, Options.from_dict(state["options"]), opts,
                                f"--init {init}: cannot start from it with these options, it is")
+        if resume and "optimizer" not in state:
+            raise UsageError(f"cannot resume from {resume}: it holds no optimiser state (not a training "
+                             f"checkpoint); to start a new run from its weights: --init {resume}")
         if resume:
             check_resumable(resume, state, opts)
         train_run.check_budget(opts)

@@ -205,6 +205,8 @@ def test_init_refusals(tmp_path, capsys):
     rc, _, err = _run([*SYN, "--out", tmp_path / "b", *TINY, "--init", tmp_path / "adapted.pt", "--resume"],
                       capsys)
     _one_line_error(rc, err, "--init and --resume exclude each other")
+    rc, _, err = _run([*SYN, "--out", tmp_path / "d", *TINY, "--resume", tmp_path / "adapted.pt"], capsys)
+    _one_line_error(rc, err, "holds no optimiser state", f"to start a new run from its weights: --init {tmp_path / 'adapted.pt'}")
     rc, _, err = _run([*SYN, "--out", tmp_path / "c", *TINY, "--init", tmp_path / "missing.pt"], capsys)
     _one_line_error(rc, err, f"checkpoint {tmp_path / 'missing.pt'} does not exist")
     assert not (tmp_path / "a").exists() or not (tmp_path / "a" / "last.pt").exists()

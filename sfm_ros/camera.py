@@ -402,10 +402,15 @@ def _offset_from_P(P: np.ndarray) -> np.ndarray:
 
 
 def kitti_lidar_calib(calib: str | Path, camera: str = "P0") -> tuple[np.ndarray, np.ndarray]:
-    """``(T_cam_lidar 4x4, K 3x3)`` of KITTI camera ``camera`` (``P0`` .. ``P3``) from an odometry
-    ``calib.txt`` (``Tr``, ``P0..P3``) or a raw date folder (``calib_velo_to_cam.txt`` R, T;
-    ``calib_cam_to_cam.txt`` R_rect_00, P_rect_0N), as the devkit: ``P_velo2im = P_rect @ R_rect @
-    [R | T]``. Raises :class:`CameraError` naming the file and the missing rows."""
+    """``(T_cam_lidar 4x4, K 3x3)`` of KITTI camera ``camera`` (``P0`` .. ``P3``) from
+
+    * an odometry ``calib.txt`` (``Tr``, ``P0..P3``): ``P_velo2im = P @ Tr``;
+    * a KITTI object benchmark calibration ``calib/NNNNNN.txt`` (``P0..P3``, ``R0_rect``,
+      ``Tr_velo_to_cam``; one file per frame): ``P @ R0_rect @ Tr_velo_to_cam``;
+    * a raw date folder (``calib_velo_to_cam.txt`` R, T; ``calib_cam_to_cam.txt`` R_rect_00,
+      P_rect_0N): ``P_rect @ R_rect @ [R | T]``,
+
+    as the devkits. Raises :class:`CameraError` naming the file and the missing rows."""
     p = Path(calib)
     if p.is_dir():
         c2c, v2c = p / "calib_cam_to_cam.txt", p / "calib_velo_to_cam.txt"
@@ -427,8 +432,19 @@ def kitti_lidar_calib(calib: str | Path, camera: str = "P0") -> tuple[np.ndarray
     rows = read_kitti_calib_rows(p)
     if camera not in rows or rows[camera].size != 12:
         raise CameraError(f"KITTI calibration {p} has no 12-number '{camera}:' line")
+    if "Tr_velo_to_cam" in rows:  # the object benchmark's per-frame file
+        if rows["Tr_velo_to_cam"].size != 12 or rows.get("R0_rect", np.zeros(0)).size != 9:
+            raise CameraError(f"KITTI object calibration {p}: need a 12-number 'Tr_velo_to_cam:' and a "
+                              f"9-number 'R0_rect:' line")
+        P = rows[camera].reshape(3, 4)
+        R0 = np.eye(4)
+        R0[:3, :3] = rows["R0_rect"].reshape(3, 3)
+        Tr = np.eye(4)
+        Tr[:3, :4] = rows["Tr_velo_to_cam"].reshape(3, 4)
+        return _offset_from_P(P) @ R0 @ Tr, P[:, :3].copy()
     if "Tr" not in rows or rows["Tr"].size != 12:
-        raise CameraError(f"KITTI calibration {p} has no 'Tr:' line (Velodyne to camera 0)")
+        raise CameraError(f"KITTI calibration {p} has no 'Tr:' line (Velodyne to camera 0; or "
+                          f"'Tr_velo_to_cam:' and 'R0_rect:' in an object benchmark file)")
     P = rows[camera].reshape(3, 4)
     Tr = np.eye(4)
     Tr[:3, :4] = rows["Tr"].reshape(3, 4)

@@ -131,6 +131,25 @@ def list_files(directory: str | Path, pattern: str, what: str) -> list[Path]:
     return files
 
 
+#: The calibration layouts ``--calib`` reads for ``--gt-lidar`` (for ``--help``).
+LIDAR_CALIB_LAYOUTS = ("a KITTI odometry calib.txt (Tr, P0..P3); a KITTI object benchmark calib/ folder "
+                       "(one NNNNNN.txt per scan: P0..P3, R0_rect, Tr_velo_to_cam) or one such file; a "
+                       "KITTI raw date folder (calib_cam_to_cam.txt, calib_velo_to_cam.txt)")
+
+
+def lidar_calib_path(args: Any) -> str:
+    """``--calib``, else ``SEQ_DIR/calib.txt`` with ``--kitti``, else the object benchmark's
+    ``calib/`` beside the ``--gt-lidar`` folder (``training/velodyne`` → ``training/calib``)."""
+    if args.calib:
+        return str(args.calib)
+    if getattr(args, "kitti", None):
+        return str(Path(args.kitti) / "calib.txt")
+    sibling = Path(args.gt_lidar).parent / "calib"
+    if sibling.is_dir():
+        return str(sibling)
+    raise ValueError(f"--gt-lidar needs --calib: {LIDAR_CALIB_LAYOUTS}")
+
+
 def ground_truth_depth(args: Any, frames: SelectedFrames | None) -> tuple[str, list[Callable[[tuple[int, int]], np.ndarray]]]:
     """``(description, loaders)``: the depth ground truth of the selected ``frames`` (or, without
     frames, of ``args.frames``), one ``loader(image_hw) -> (H, W) metres`` per frame. ``args``: the
@@ -164,17 +183,27 @@ def ground_truth_depth(args: Any, frames: SelectedFrames | None) -> tuple[str, l
         if frames is None:
             raise ValueError("--gt-lidar needs the camera images (--images/--kitti/--bag with --checkpoint) "
                              "for the image size")
-        calib = args.calib or (str(Path(args.kitti) / "calib.txt") if args.kitti else None)
-        if not calib:
-            raise ValueError("--gt-lidar needs --calib (KITTI calib.txt or a KITTI raw date folder)")
+        calib = lidar_calib_path(args)
         cam = args.lidar_camera or ("P" + frames.camera_dir[-1] if frames.camera_dir else "P2")
+        per_frame = Path(calib).is_dir() and not (Path(calib) / "calib_cam_to_cam.txt").exists()
         try:
-            T, K = kitti_lidar_calib(calib, cam)
+            if per_frame:  # the object benchmark: calib/NNNNNN.txt beside velodyne/NNNNNN.bin
+                missing = [f.stem for f in files if not (Path(calib) / f"{f.stem}.txt").is_file()]
+                if missing:
+                    raise CameraError(f"KITTI calibration folder {calib} lacks {missing[0]}.txt"
+                                      f"{f' and {len(missing) - 1} more' if len(missing) > 1 else ''} (one "
+                                      f"NNNNNN.txt per scan, as the object benchmark's calib/), and "
+                                      f"calib_cam_to_cam.txt / calib_velo_to_cam.txt (a raw date folder)")
+                calibs = {f.stem: kitti_lidar_calib(Path(calib) / f"{f.stem}.txt", cam) for f in files}
+            else:
+                calibs = dict.fromkeys([f.stem for f in files], kitti_lidar_calib(calib, cam))
         except CameraError as exc:
             raise ValueError(f"--calib: {exc}") from None
-        what = f"LiDAR {args.gt_lidar} projected with {calib} ({cam})"
+        what = f"LiDAR {args.gt_lidar} projected with {calib}{'/NNNNNN.txt' if per_frame else ''} ({cam})"
 
         def make(p):
+            T, K = calibs[p.stem]
+
             def load(hw):
                 pts = np.fromfile(p, dtype=np.float32)
                 if pts.size % 4:

@@ -10,13 +10,16 @@
 
 depth
 -----
-Prediction: a checkpoint run on ``--images DIR`` | ``--bag BAG --topic T`` | ``--kitti SEQ_DIR``
+Prediction: a checkpoint run on ``--images DIR`` | ``--bag BAG [--topic T]`` (default: the bag's
+only image topic) | ``--kitti SEQ_DIR``
 (``image_0``/``image_2``) | ``--sevenscenes DIR`` (``frame-*.color.jpg``), or saved predictions
 ``--pred-npy DIR`` (``*.npy``, any units). Ground truth: ``--gt-png DIR`` (16-bit, ``raw /
 --gt-scale`` metres, ``--gt-invalid`` and 0 = no depth), ``--gt-npy DIR`` (metres), ``--gt-lidar DIR``
 (KITTI ``*.bin`` Velodyne scans projected with :func:`sfm_ros.metrics.project_lidar`; ``--calib`` is
-a KITTI odometry ``calib.txt`` (``Tr`` + ``P0..P3``) or a KITTI raw date folder with
-``calib_cam_to_cam.txt`` and ``calib_velo_to_cam.txt``), implicit for ``--sevenscenes``
+a KITTI odometry ``calib.txt`` (``Tr`` + ``P0..P3``), a KITTI object benchmark ``calib/`` folder
+(``NNNNNN.txt`` per scan, matched by name: ``P0..P3``, ``R0_rect``, ``Tr_velo_to_cam``) or one such
+file, or a KITTI raw date folder with ``calib_cam_to_cam.txt`` and ``calib_velo_to_cam.txt``; default
+``SEQ_DIR/calib.txt`` with ``--kitti``, else ``calib/`` beside the scans' folder), implicit for ``--sevenscenes``
 (``frame-*.depth.png``, mm, 65535 invalid). Frames and ground-truth files are matched in natural
 file order (``--frames A:B`` selects the same positions of both); their counts must agree.
 Protocol (:func:`sfm_ros.metrics.evaluate_depth`, SfMLearner's ``eval_depth.py``): prediction
@@ -32,9 +35,11 @@ a model must beat: one constant depth for every pixel, median-scaled the same wa
 pose
 ----
 Prediction: a checkpoint run on ``--kitti SEQ_DIR`` (ground truth ``poses.txt``) |
-``--sevenscenes DIR`` (``frame-*.pose.txt``) | ``--images DIR`` / ``--bag BAG --topic T`` (ground
-truth from ``--gt-kitti FILE`` or ``--gt-tum FILE``), or a trajectory file ``--pred-tum`` /
-``--pred-kitti`` with the ground truth from ``--gt-tum``/``--gt-kitti``/``--kitti``/``--sevenscenes``.
+``--sevenscenes DIR`` (``frame-*.pose.txt``) | ``--images DIR`` / ``--bag BAG [--topic T]`` (ground
+truth from ``--gt-kitti FILE``, ``--gt-tum FILE`` or, with ``--bag``, ``--gt-topic TOPIC``: a
+``nav_msgs/Odometry`` topic of the bag, e.g. ``/ground_truth/odom`` that ``sfm_bag from-kitti``
+writes, matched to the frames by stamp), or a trajectory file ``--pred-tum`` / ``--pred-kitti`` with
+the ground truth from ``--gt-tum``/``--gt-kitti``/``--gt-topic``/``--kitti``/``--sevenscenes``.
 ``--frames A:B`` and ``--stride S`` (default 1; 10 for ``--sevenscenes``, a 30 Hz hand-held camera)
 select the frames ``A, A+S, ...`` below ``B``.
 
@@ -55,6 +60,10 @@ select the frames ``A, A+S, ...`` below ``B``.
   ground-truth frames outside the evaluated range). Sim(3) alignment is undefined for a trajectory
   that never moves: the zero-motion ATE/RPE use an SE(3) alignment (marked ``se3``).
 
+The model's Sim(3) alignment scale is printed as the ready value of the node's ``scale`` parameter
+(metres per network unit, when the ground truth is metric; not with ``--camera-height``, whose
+trajectory is already scaled).
+
 ``--tum OUT`` / ``--kitti-out OUT`` write the chained trajectory (and the ground truth of the same
 frames as ``OUT`` with ``.gt`` before the suffix) so ``evo_ape tum OUT.gt.txt OUT.txt -as`` reads them.
 
@@ -72,10 +81,11 @@ from typing import Iterator
 import numpy as np
 
 from sfm_ros.cli_common import EXIT_BAD_INPUT, EXIT_OK, Parser, UsageError, jsonable, report_error
-from sfm_ros.depth_eval import evaluate_depth_sequence, format_depth_report, ground_truth_depth, list_files
+from sfm_ros.depth_eval import (LIDAR_CALIB_LAYOUTS, evaluate_depth_sequence, format_depth_report, ground_truth_depth,
+                                list_files)
 from sfm_ros.inputs import SelectedFrames, parse_frames, select_frames, select_indices
 from sfm_ros.pose_eval import (associate_stamps, evaluate_pose_methods, format_pose_report, ground_truth_trajectory,
-                               mean_odometry_segments, metric_scale_summary, model_pose_method,
+                               mean_odometry_segments, metric_scale_summary, model_pose_method, node_scale,
                                write_trajectory_pair)
 
 __all__ = ["main", "build_parser", "run", "format_depth", "format_pose"]
@@ -91,7 +101,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", metavar="DIR", help="image folder (natural file order)")
     p.add_argument("--pattern", help="file pattern of --images (default: common image extensions)")
     p.add_argument("--bag", metavar="BAG", help="ROS 1/2 bag (.bag, bag folder, .mcap, .db3)")
-    p.add_argument("--topic", help="image topic of --bag")
+    p.add_argument("--topic", help="image topic of --bag (default: the bag's only image topic)")
     p.add_argument("--kitti", metavar="SEQ_DIR", help="KITTI odometry sequence folder")
     p.add_argument("--kitti-camera", choices=("image_0", "image_1", "image_2", "image_3"),
                    help="KITTI camera folder (default: image_0, else image_2)")
@@ -117,8 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--gt-invalid", type=int, default=65535, help="raw PNG value meaning no depth (default 65535)")
     d.add_argument("--gt-npy", metavar="DIR", help="depth maps in metres (*.npy)")
     d.add_argument("--gt-lidar", metavar="DIR", help="KITTI Velodyne scans (*.bin, float32 x y z r)")
-    d.add_argument("--calib", metavar="PATH", help="for --gt-lidar: KITTI odometry calib.txt or a KITTI "
-                   "raw date folder (default: SEQ_DIR/calib.txt with --kitti)")
+    d.add_argument("--calib", metavar="PATH", help=f"for --gt-lidar: {LIDAR_CALIB_LAYOUTS} (default: "
+                   f"SEQ_DIR/calib.txt with --kitti, else a calib/ folder beside the --gt-lidar folder)")
     d.add_argument("--lidar-camera", choices=("P0", "P1", "P2", "P3"),
                    help="projection of the image camera (default: P0 for image_0, P2 otherwise)")
     d.add_argument("--min-depth", type=float, default=1e-3, help="metres (default 1e-3)")
@@ -148,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--pred-kitti", metavar="FILE", help="predicted trajectory, KITTI format")
     q.add_argument("--gt-tum", metavar="FILE", help="ground-truth trajectory, TUM format")
     q.add_argument("--gt-kitti", metavar="FILE", help="ground-truth trajectory, KITTI format (poses.txt)")
+    q.add_argument("--gt-topic", metavar="TOPIC", help="with --bag: ground truth from the bag's nav_msgs/Odometry "
+                   "TOPIC (e.g. /ground_truth/odom from sfm_bag from-kitti), matched by stamp")
     q.add_argument("--fps", type=float, default=10.0, help="stamps of frames/poses without times (default 10)")
     q.add_argument("--max-dt", type=float, default=0.02, help="stamp association tolerance in s (default 0.02)")
     q.add_argument("--stride", type=int, default=None, help="frame step (default 1; 10 with --sevenscenes)")
@@ -306,8 +318,9 @@ def _run_pose(args) -> dict:
     notes: list[str] = []
     model_info = None
     if pred_file:
-        if args.checkpoint or args.images or args.bag:
-            raise UsageError("--pred-tum/--pred-kitti replace the model: do not give --checkpoint/--images/--bag")
+        if args.checkpoint or args.images or (args.bag and not args.gt_topic):
+            raise UsageError("--pred-tum/--pred-kitti replace the model: do not give --checkpoint/--images/--bag "
+                             "(--bag only with --gt-topic)")
         if not Path(pred_file).is_file():
             raise UsageError(f"prediction {pred_file} does not exist")
         try:
@@ -350,8 +363,8 @@ def _run_pose(args) -> dict:
             if args.refine != "none":
                 views.append(refiner.view(im, frames.K))
         if frames.sevenscenes is not None or frames.gt_poses is not None:
-            if args.gt_tum or args.gt_kitti:
-                raise UsageError("--kitti/--sevenscenes carry their ground truth: drop --gt-tum/--gt-kitti")
+            if args.gt_tum or args.gt_kitti or args.gt_topic:
+                raise UsageError("--kitti/--sevenscenes carry their ground truth: drop --gt-tum/--gt-kitti/--gt-topic")
             all_gt, _, gt_what = ground_truth_trajectory(args, frames)
             sel = frames.indices
         else:
@@ -399,6 +412,7 @@ def _run_pose(args) -> dict:
         "frames": args.frames, "stride": stride, "count": len(gt), "snippet": args.snippet,
         "delta": args.delta, "mean_odometry_from": train_what, "notes": notes,
         "methods": results, "metric_scale": metric_scale, "written": written,
+        "node_scale": node_scale(results) if metric is None else None,
     }
 
 

@@ -10,11 +10,14 @@ file                content
                     ``[0, 1]`` → ``depth`` (B, 1, H, W) = ``1 / disparity`` at the finest scale
 ``pose.pt``         TorchScript: ``target`` (B, 3, H, W) and ``sources`` (B, N, 3, H, W), in ``[0, 1]``
                     → ``poses`` (B, N, 6) target→source ``[tx, ty, tz, rx, ry, rz]``
-``depth.onnx``      the same graphs as ONNX (opset >= 17, dynamic batch axis, batch norm folded;
+``depth.onnx``      the same graphs as ONNX (opset >= 17, batch norm folded, dynamic axes named ``batch``,
+                    ``height``, ``width``: ``image`` (batch, 3, height, width) ...; the other axes fixed;
 ``pose.onnx``       only Conv/ConvTranspose/Relu/Elu/Sigmoid/Resize/Concat/Slice/MaxPool/ReduceMean/
                     Reshape/Transpose/element-wise ops, all supported by TensorRT)
-``model.json``      metadata: input size, ``seq_len``, the source frame offsets (order of ``sources``),
-                    pose convention, depth units, the files and their checked accuracy
+``model.json``      metadata: the export and training sizes, every input's and output's shape as in the
+                    ONNX files (named axes dynamic), ``dynamic_axes`` (what each accepts), ``seq_len``,
+                    the source frame offsets (order of ``sources``), pose convention, depth units, the
+                    files and their checked accuracy
 ==================  =================================================================================
 
 The ``[-1, 1]`` input normalisation of the networks is inside the exported graphs: feed ``[0, 1]``
@@ -24,8 +27,9 @@ RGB. Depth is in *network units* (monocular depth is known up to scale; see
 maps target-camera points into the source camera, ``[R(r) | t]`` with ``r`` an axis-angle vector;
 :func:`sfm_ros.geometry.pose_vec_to_mat` turns them into 4x4 matrices.
 
-Every exported file is checked after writing against the PyTorch model on random images (the
-maximum differences go into ``model.json``).
+Every exported file is checked after writing against the PyTorch model on random images, batch 1
+and 2 at the export size and batch 1 at a second size (32 pixels taller and wider: the dynamic
+height and width are really dynamic); the maximum differences go into ``model.json``.
 """
 from __future__ import annotations
 
@@ -112,17 +116,54 @@ def to_torchscript(module: nn.Module, inputs: tuple[Tensor, ...]) -> torch.jit.S
 
 
 def to_onnx(module: nn.Module, inputs: tuple[Tensor, ...], input_names: list[str], output_name: str,
-            opset: int = DEFAULT_OPSET, dynamic_batch: bool = True) -> bytes:
-    """ONNX bytes of ``module`` (TorchScript-based exporter), batch axis dynamic."""
+            opset: int = DEFAULT_OPSET, shapes: dict[str, list] | None = None) -> bytes:
+    """ONNX bytes of ``module`` (TorchScript-based exporter).
+
+    ``shapes``: the declared shape of every input and of the output by name, one entry per axis: a
+    string names a dynamic axis (``"batch"``, ``"height"``, ``"width"``), an int fixes it. Every
+    axis of the written graph's inputs and output is set from it, so no axis keeps an exporter-made
+    name (``Muldepth_dim_2``). Default: the batch axis (axis 0) dynamic, the others as traced."""
     if opset < 17:
         raise ValueError(f"opset must be >= 17, got {opset}")
-    axes = {n: {0: "batch"} for n in [*input_names, output_name]} if dynamic_batch else None
+    if shapes is None:
+        axes = {n: {0: "batch"} for n in [*input_names, output_name]}
+    else:
+        missing = [n for n in [*input_names, output_name] if n not in shapes]
+        if missing:
+            raise ValueError(f"shapes lacks {missing}; expected one shape per input and for the output")
+        axes = {n: {i: d for i, d in enumerate(shapes[n]) if isinstance(d, str)} for n in shapes}
     f = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # TracerWarnings; the TorchScript exporter's deprecation note
         torch.onnx.export(module.eval(), inputs, f, input_names=input_names, output_names=[output_name],
                           opset_version=opset, dynamic_axes=axes, do_constant_folding=True, dynamo=False)
-    return f.getvalue()
+    if shapes is None:
+        return f.getvalue()
+    import onnx
+
+    m = onnx.load_from_string(f.getvalue())
+    for v in [*m.graph.input, *m.graph.output]:
+        if v.name not in shapes:
+            continue
+        dims = v.type.tensor_type.shape.dim
+        if len(dims) != len(shapes[v.name]):
+            raise ValueError(f"ONNX {v.name} has {len(dims)} axes; the declared shape {shapes[v.name]} has "
+                             f"{len(shapes[v.name])}")
+        for d, want in zip(dims, shapes[v.name]):
+            if isinstance(want, str):
+                d.dim_param = want
+            else:
+                d.dim_value = int(want)
+    return m.SerializeToString()
+
+
+def onnx_shapes(model_path: str | Path | bytes) -> dict[str, list]:
+    """Every input's and output's declared shape of an ONNX file (a named axis as its name)."""
+    import onnx
+
+    m = onnx.load_from_string(model_path) if isinstance(model_path, bytes) else onnx.load(str(model_path))
+    return {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in [*m.graph.input, *m.graph.output]}
 
 
 def ort_session(model: bytes | str | Path, threads: int = 0, spinning: bool = True):
@@ -157,6 +198,26 @@ def _depth_range(opts) -> list[float]:
     return [1.0 / (alpha + beta), 1.0 / beta]
 
 
+#: The files :func:`export_model` may write into its folder.
+EXPORT_FILES = ("depth.pt", "pose.pt", "depth.onnx", "pose.onnx", "model.json")
+
+
+def check_out_dir(out_dir: str | Path, overwrite: bool = False) -> None:
+    """An export folder must not exist, or be an empty folder, unless ``overwrite``; raises
+    ``FileExistsError`` (``--out DIR exists (holds ...): pass --overwrite ...``) or
+    ``NotADirectoryError``."""
+    out = Path(out_dir)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise NotADirectoryError(f"--out {out} exists and is not a folder; expected a folder for the exported files")
+    present = sorted(p.name for p in out.iterdir())
+    if present and not overwrite:
+        shown = ", ".join(present[:5]) + (f" and {len(present) - 5} more" if len(present) > 5 else "")
+        raise FileExistsError(f"--out {out} exists (holds {shown}): pass --overwrite to replace the exported "
+                              f"files in it, or another --out")
+
+
 def export_model(model: nn.Module, out_dir: str | Path, formats: tuple[str, ...] = FORMATS,
                  height: int = 128, width: int = 416, opset: int = DEFAULT_OPSET,
                  verify: bool = True, info: dict | None = None) -> dict:
@@ -171,9 +232,16 @@ def export_model(model: nn.Module, out_dir: str | Path, formats: tuple[str, ...]
     model = getattr(model, "module", model)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for name in EXPORT_FILES:  # an earlier export's files this one does not replace would disagree
+        (out / name).unlink(missing_ok=True)
     depth, pose = inference_modules(model)
     n = len(model.offsets)
     d_in, p_in = example_inputs(height, width, n)
+    # The second size every file is checked at: the axes named dynamic must really be dynamic.
+    other = (height + 32, width + 32)
+    shapes = {"image": ["batch", 3, "height", "width"], "depth": ["batch", 1, "height", "width"],
+              "target": ["batch", 3, "height", "width"], "sources": ["batch", n, 3, "height", "width"],
+              "poses": ["batch", n, 6]}
     meta: dict = {
         "format": "sfm_ros_export/1",
         **(info or {}),
@@ -184,11 +252,18 @@ def export_model(model: nn.Module, out_dir: str | Path, formats: tuple[str, ...]
         "width": width,
         "seq_len": model.opts.seq_len,
         "source_offsets": list(model.offsets),
-        "inputs": {
-            "depth": {"image": ["batch", 3, height, width]},
-            "pose": {"target": ["batch", 3, height, width], "sources": ["batch", n, 3, height, width]},
+        "trained_size": [model.opts.height, model.opts.width],
+        "inputs": {"depth": {"image": shapes["image"]},
+                   "pose": {"target": shapes["target"], "sources": shapes["sources"]}},
+        "outputs": {"depth": {"depth": shapes["depth"]}, "pose": {"poses": shapes["poses"]}},
+        "dynamic_axes": {
+            "batch": "any batch size >= 1",
+            "height": f"any image height (checked at {height} and {other[0]}; multiples of 32 for every "
+                      f"architecture, required by depth_arch resnet); the networks learnt at "
+                      f"{model.opts.height}x{model.opts.width}: other sizes change the depth they predict",
+            "width": f"any image width (checked at {width} and {other[1]}; multiples of 32 as for height)",
         },
-        "outputs": {"depth": {"depth": ["batch", 1, height, width]}, "pose": {"poses": ["batch", n, 6]}},
+        "checked_sizes": [[height, width], list(other)],
         "input_range": "RGB float32 in [0, 1] (normalised to [-1, 1] inside the graph)",
         "depth_units": "network units: depth = 1 / disparity, monocular (known up to scale; multiply "
                        "by a metric scale to get metres)",
@@ -201,9 +276,9 @@ def export_model(model: nn.Module, out_dir: str | Path, formats: tuple[str, ...]
     }
     with torch.no_grad():
         refs = {}
-        for b in (1, 2):
-            di, pi = example_inputs(height, width, n, batch=b, seed=b)
-            refs[b] = (di, pi, depth(*di), pose(*pi))
+        for b, (hh, ww) in ((1, (height, width)), (2, (height, width)), (1, other)):
+            di, pi = example_inputs(hh, ww, n, batch=b, seed=b)
+            refs[(b, hh, ww)] = (di, pi, depth(*di), pose(*pi))
     if "torchscript" in formats:
         for name, mod, inp in (("depth", depth, d_in), ("pose", pose, p_in)):
             path = out / f"{name}.pt"
@@ -224,7 +299,7 @@ def export_model(model: nn.Module, out_dir: str | Path, formats: tuple[str, ...]
 
         for name, mod, inp, names, oname in (("depth", depth, d_in, ["image"], "depth"),
                                              ("pose", pose, p_in, ["target", "sources"], "poses")):
-            data = to_onnx(mod, inp, names, oname, opset=opset)
+            data = to_onnx(mod, inp, names, oname, opset=opset, shapes={k: shapes[k] for k in [*names, oname]})
             onnx.checker.check_model(onnx.load_from_string(data))
             path = out / f"{name}.onnx"
             path.write_bytes(data)
@@ -245,7 +320,8 @@ def export_model(model: nn.Module, out_dir: str | Path, formats: tuple[str, ...]
 def _check(meta: dict, fmt: str, diffs: list[tuple[float, float]]) -> None:
     d = max(x[0] for x in diffs)
     p = max(x[1] for x in diffs)
-    meta["check"][fmt] = {"depth_max_rel_diff": d, "pose_max_abs_diff": p, "batches": [1, 2]}
+    meta["check"][fmt] = {"depth_max_rel_diff": d, "pose_max_abs_diff": p, "batches": [1, 2],
+                          "sizes": meta["checked_sizes"]}
     if not (d <= DEPTH_RTOL and p <= POSE_ATOL):
         raise RuntimeError(f"{fmt} export differs from PyTorch: depth max rel diff {d:.3g} (limit {DEPTH_RTOL}), "
                            f"pose max abs diff {p:.3g} (limit {POSE_ATOL})")

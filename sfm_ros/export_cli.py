@@ -2,10 +2,14 @@
 
 Usage::
 
-    sfm_export CHECKPOINT --out DIR [--format torchscript,onnx] [--height H --width W] [--opset 17]
+    sfm_export CHECKPOINT --out DIR [--format torchscript,onnx] [--height H --width W] [--opset 17] [--overwrite]
 
-The files written into ``DIR`` and their interface: :mod:`sfm_ros.export`. Exit status: 0 on
-success, 2 for a missing or corrupt checkpoint or bad arguments, 1 when exporting or checking fails.
+The files written into ``DIR`` and their interface: :mod:`sfm_ros.export` (the ONNX axes ``batch``,
+``height`` and ``width`` are dynamic; ``model.json`` states the shapes, the export and training
+sizes). An existing non-empty ``DIR`` is refused unless ``--overwrite`` (which replaces the export's
+files in it, removing those of an earlier export that this one does not write). Exit status: 0 on
+success, 2 for a missing or corrupt checkpoint, an existing ``--out`` or bad arguments, 1 when
+exporting or checking fails.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .export import DEFAULT_OPSET, FORMATS, export_model
+from .export import DEFAULT_OPSET, FORMATS, check_out_dir, export_model
 
 __all__ = ["main", "build_parser"]
 
@@ -30,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sfm_export", description="Export an sfm_ros checkpoint's depth and pose "
                                 "networks as TorchScript and ONNX (see the module doc for the interface).")
     p.add_argument("checkpoint", help="sfm_ros checkpoint (.pt)")
-    p.add_argument("--out", required=True, help="output folder (created)")
+    p.add_argument("--out", required=True, help="output folder (created; an existing non-empty one needs --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace the exported files in an existing --out")
     p.add_argument("--format", type=_formats, default=FORMATS, help="comma-separated: torchscript,onnx (default both)")
     p.add_argument("--height", type=int, default=None, help="input height (default: the checkpoint's)")
     p.add_argument("--width", type=int, default=None, help="input width (default: the checkpoint's)")
@@ -50,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
             v = getattr(args, name)
             if v is not None and v < 16:
                 raise ValueError(f"--{name} must be >= 16, got {v}")
+        check_out_dir(args.out, args.overwrite)
         model, options, _ = load_model(args.checkpoint, "cpu")
-    except (CheckpointError, ValueError) as exc:
+    except (CheckpointError, ValueError, OSError) as exc:
         print(f"sfm_export: error: {exc}", file=sys.stderr)
         return 2
     h = args.height or options.model.height

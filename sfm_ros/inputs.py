@@ -26,7 +26,7 @@ import numpy as np
 from .sevenscenes import SevenScenes, read_sevenscenes
 
 __all__ = ["InputError", "InputOptions", "Input", "camera_from_args", "stat_key", "peek", "rectified",
-           "bag_input", "folder_input", "video_input", "kitti_input", "synthetic_inputs", "FrameCounter",
+           "image_topic", "bag_input", "folder_input", "video_input", "kitti_input", "synthetic_inputs", "FrameCounter",
            "parse_frames", "SelectedFrames", "select_indices", "select_frames"]
 
 
@@ -162,23 +162,31 @@ def no_intrinsics(what: str) -> InputError:
                       f"{what}: no intrinsics: give --calib YAML or --fx [--fy --cx --cy]")
 
 
+def image_topic(bag: str | Path, topic: str | None = None) -> str:
+    """``topic``, or the bag's only image topic (``sensor_msgs/Image`` or ``CompressedImage``) when
+    None; :class:`InputError` listing the image topics when there are none or several."""
+    from sfm_ros.bags import list_topics
+
+    if topic is not None:
+        return topic
+    topics = list_topics(bag)
+    images = [t for t in topics if t.is_image]
+    if len(images) != 1:
+        listing = ", ".join(f"{t.topic} ({t.encoding or t.msgtype}"
+                            f"{' ' + t.resolution if t.resolution else ''}, {t.count} msgs)" for t in images)
+        if not images:
+            raise InputError(f"bag {bag} has no image topics (topics: "
+                             f"{', '.join(t.topic for t in topics) or 'none'}); expected "
+                             f"sensor_msgs/Image or CompressedImage")
+        raise InputError(f"bag {bag} has {len(images)} image topics; choose one with --topic: {listing}")
+    return images[0].topic
+
+
 def bag_input(path: str, args: InputOptions) -> Input:
-    from sfm_ros.bags import list_topics, read_camera_info, read_image_stream
+    from sfm_ros.bags import read_camera_info, read_image_stream
 
     bag = Path(path)
-    topic = args.topic
-    if topic is None:
-        topics = list_topics(bag)
-        images = [t for t in topics if t.is_image]
-        if len(images) != 1:
-            listing = ", ".join(f"{t.topic} ({t.encoding or t.msgtype}"
-                                f"{' ' + t.resolution if t.resolution else ''}, {t.count} msgs)" for t in images)
-            if not images:
-                raise InputError(f"bag {bag} has no image topics (topics: "
-                                 f"{', '.join(t.topic for t in topics) or 'none'}); expected "
-                                 f"sensor_msgs/Image or CompressedImage")
-            raise InputError(f"bag {bag} has {len(images)} image topics; choose one with --topic: {listing}")
-        topic = images[0].topic
+    topic = image_topic(bag, args.topic)
     what = f"bag {bag} topic {topic}"
     stream = read_image_stream(bag, topic, max_frames=args.max_frames)
     first, frames = peek(stream, what)
@@ -338,7 +346,7 @@ def select_frames(args, stride: int = 1) -> SelectedFrames:
     if len(given) > 1:
         raise InputError("give one input: " + ", ".join("--" + g for g in given) + " were given")
     if not given:
-        raise InputError("no input: give --images DIR, --bag BAG --topic T, --kitti SEQ_DIR or --sevenscenes DIR")
+        raise InputError("no input: give --images DIR, --bag BAG [--topic T], --kitti SEQ_DIR or --sevenscenes DIR")
     if args.topic and not args.bag:
         raise InputError("--topic goes with --bag")
     if args.images:
@@ -360,19 +368,18 @@ def select_frames(args, stride: int = 1) -> SelectedFrames:
         return SelectedFrames(f"images {args.images}", _loader([files[i] for i in idx]), len(idx), stamps[idx],
                               indices=idx, total=len(files))
     if args.bag:
-        if not args.topic:
-            raise InputError("--bag needs --topic (the image topic)")
         from sfm_ros.bags import read_image_stream
 
         a, b = parse_frames(args.frames, None)
-        stream = read_image_stream(args.bag, args.topic)  # checks the bag and topic now
+        topic = image_topic(args.bag, args.topic)
+        stream = read_image_stream(args.bag, topic)  # checks the bag and topic now
         box: dict[str, list[float]] = {"stamps": []}
 
         def images() -> Iterator[np.ndarray]:
             for f in itertools.islice(stream, a, b, stride):
                 box["stamps"].append(f.stamp)
                 yield f.image
-        fr = SelectedFrames(f"bag {args.bag} {args.topic}", images, None)
+        fr = SelectedFrames(f"bag {args.bag} {topic}", images, None)
         fr.stamps = box["stamps"]  # filled while iterating
         return fr
     if args.kitti:

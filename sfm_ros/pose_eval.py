@@ -18,7 +18,7 @@ import numpy as np
 __all__ = ["average_increments", "network_snippets", "network_increments", "refine_increments",
            "ground_scaled_increments", "pose_metrics", "evaluate_pose_methods", "associate_stamps",
            "mean_odometry_segments", "metric_scale_summary", "model_pose_method", "METHOD_LABELS",
-           "format_pose_report", "gt_twin", "write_trajectory_pair", "ground_truth_trajectory"]
+           "format_pose_report", "gt_twin", "write_trajectory_pair", "ground_truth_trajectory", "node_scale"]
 
 
 def average_increments(estimates: list[list[np.ndarray]]) -> np.ndarray:
@@ -264,6 +264,17 @@ def write_trajectory_pair(out: str | Path, fmt: str, stamps, traj: np.ndarray, g
     return [str(p), str(g)]
 
 
+def node_scale(results: dict, method: str = "model") -> dict | None:
+    """The ready value of the node's ``scale`` parameter (metres per network unit): the scale of the
+    Sim(3) alignment of ``method``'s whole trajectory to the (metric) ground truth; None when that
+    method is absent or was not Sim(3)-aligned (a trajectory that never moves)."""
+    a = results.get(method, {}).get("ate")
+    if not a or a.get("align") != "sim3" or not np.isfinite(a.get("scale", np.nan)):
+        return None
+    return {"scale": float(a["scale"]), "method": method,
+            "from": "the Sim(3) alignment of the whole trajectory to the ground truth"}
+
+
 METHOD_LABELS = {"model": "model", "prediction": "prediction", "zero_motion": "zero motion",
                   "mean_odometry": "mean odometry"}
 
@@ -291,6 +302,11 @@ def format_pose_report(res: dict, prog: str = "sfm_eval") -> str:
                      f"true step length median {ms['step_ratio_median']:.3f} (quartiles {ms['step_ratio_p25']:.3f}-"
                      f"{ms['step_ratio_p75']:.3f}); ATE RMSE {ms['ate_se3']['rmse']:.4f} m (se3)")
         lines.append("")
+    ns = res.get("node_scale")
+    if ns:
+        lines.append(f"scale for the node: {ns['scale']:.6g} m per network unit ({ns['from']}; metres if the "
+                     f"ground truth is): sfm_node --ros-args -p scale:={ns['scale']:.6g}")
+        lines.append("")
     lines += [f"- {n}" for n in res["notes"]]
     lines.append("- ATE/RPE after Sim(3) alignment (se3 where the trajectory never moves); "
                  "snippet ATE as SfMLearner's compute_ate (sqrt(sum err^2) / L)")
@@ -306,8 +322,19 @@ def ground_truth_trajectory(args: Any, frames=None) -> tuple[np.ndarray, np.ndar
     ``sevenscenes``). The messages name the flags."""
     from sfm_ros.trajectory import read_kitti, read_tum
 
-    if args.gt_tum and args.gt_kitti:
-        raise ValueError("give one of --gt-tum and --gt-kitti")
+    gt_topic = getattr(args, "gt_topic", None)
+    if sum(bool(x) for x in (args.gt_tum, args.gt_kitti, gt_topic)) > 1:
+        raise ValueError("give one of --gt-tum, --gt-kitti and --gt-topic")
+    if gt_topic:
+        if not args.bag:
+            raise ValueError(f"--gt-topic {gt_topic} goes with --bag (an odometry topic of that bag)")
+        from sfm_ros.bags import read_odometry
+
+        stamps, poses = read_odometry(args.bag, gt_topic)
+        if len(poses) < 2:
+            raise ValueError(f"--gt-topic {gt_topic} in bag {args.bag} has {len(poses)} poses; expected one "
+                             f"per frame (nav_msgs/Odometry, as sfm_bag from-kitti writes)")
+        return poses, stamps, f"bag {args.bag} {gt_topic} (nav_msgs/Odometry, matched by stamp)"
     if args.gt_tum or args.gt_kitti:
         path = args.gt_tum or args.gt_kitti
         if not Path(path).is_file():

@@ -4,7 +4,8 @@
     sfm_train --kitti /data/kitti/sequences/00 --kitti /data/kitti/sequences/01 --config paper --out runs/kitti
     sfm_train --images frames/ --fx 718.9 --cx 607.2 --cy 185.2 --out runs/folder
     sfm_train --synthetic 4 --config default --max-steps 200 --out runs/smoke
-    sfm_train --resume --out runs/exp1 --bag run1.bag          # continue from runs/exp1/last.pt
+    sfm_train --resume --out runs/exp1             # continue runs/exp1/last.pt on the inputs stored in it
+    sfm_train --init models/sfm_default.pt --bag robot.bag --out runs/ft   # fine-tune the shipped model
     torchrun --nproc_per_node 2 -m sfm_ros.train_cli --kitti ... --out runs/ddp
 
 Inputs (any number, mixed; every input is one sequence): ``--bag`` (ROS 1 ``.bag``, ROS 2 bag
@@ -28,6 +29,14 @@ intrinsics adjusted, grey → 3 channels, static frames dropped with ``data.stat
 optional ``--cache-dir``) → :func:`sfm_ros.datasets.split_sequence` (the last
 ``data.val_fraction`` of each sequence validates) → :class:`sfm_ros.trainer.Trainer`.
 
+Budget: the run ends at ``--epochs``, ``--max-steps`` or ``--max-minutes``, whichever comes first
+(0 = no limit for the last two); one progress bar covers the whole run (on a terminal; otherwise, and
+with ``--no-progress``, a plain line every ``train.log_every`` steps or 30 s: step, loss, validation,
+steps/s, ETA). ``--resume`` of a finished run says which saved budget stopped it; give a larger one.
+``--init CKPT`` starts a new run from CKPT's weights only (the shipped model, a run's ``best.pt``, or
+an adapted checkpoint of :mod:`sfm_ros.adapt`): its architecture and input size, and with no
+``--config`` its options; a fresh optimiser, step 0.
+
 Output (``--out DIR``): ``last.pt``, ``best.pt`` (atomic writes) and TensorBoard logs in
 ``DIR/tb``. An existing ``DIR/last.pt`` is never replaced by a new run unless ``--resume`` (continue
 it) or ``--overwrite`` is given.
@@ -43,9 +52,7 @@ continues exactly from it).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -53,6 +60,7 @@ from typing import Any
 import numpy as np
 
 from sfm_ros.cli_common import Parser, UsageError, one_line, set_override
+from sfm_ros import train_run
 
 __all__ = ["main", "build_parser", "UsageError", "load_inputs", "build_options"]
 
@@ -102,13 +110,19 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("output and run control")
     g.add_argument("--out", required=True, metavar="DIR", help="checkpoints (last.pt, best.pt) and tb/ logs")
     g.add_argument("--resume", nargs="?", const="", default=None, metavar="CKPT",
-                   help="continue from CKPT (default with no value: OUT/last.pt)")
+                   help="continue from CKPT (default with no value: OUT/last.pt); without inputs, the "
+                        "inputs stored in CKPT")
+    g.add_argument("--init", metavar="CKPT",
+                   help="start from CKPT's weights only (fine-tuning: e.g. models/sfm_default.pt or an "
+                        "adapted checkpoint); architecture and size from CKPT, fresh optimiser and counters")
     g.add_argument("--overwrite", action="store_true", help="start afresh even if OUT/last.pt exists")
     g.add_argument("--cache-dir", metavar="DIR", help="cache of decoded, resized frames (= data.cache_dir)")
     g.add_argument("--ckpt-every", type=int, default=1000, metavar="STEPS",
                    help="write last.pt every STEPS steps (and every epoch; default: 1000)")
     g.add_argument("--threads", type=int, metavar="N", help="torch CPU threads per process")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--no-progress", action="store_true",
+                   help="no progress bar: a plain line every train.log_every steps or 30 s instead "
+                        "(also without a terminal)")
     g.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs")
     return p
 
@@ -179,6 +193,8 @@ def explicit_keys(args: argparse.Namespace) -> set[str]:
     if args.resume is not None:  # the checkpoint's size and stride (see _keep_resumed_choices)
         return {"model.height", "model.width", "data.stride"}
     keys = explicit_keys_given(args)
+    if getattr(args, "init", None):  # the checkpoint's input size (see _keep_init_architecture)
+        keys |= {"model.height", "model.width"}
     if args.config and args.config not in PRESETS and Path(args.config).is_file():
         data = read_yaml(args.config, f"config file {args.config}", UsageError) or {}
         if isinstance(data, dict):
@@ -190,6 +206,17 @@ def _keep_resumed_choices(opts, saved: dict, given: set[str]) -> None:
     """``--resume --config X``: the input size and stride stay the checkpoint's (maybe chosen
     automatically) unless set on this command line."""
     for key in ("model.height", "model.width", "data.stride"):
+        group, name = key.split(".")
+        if key not in given and name in saved.get(group, {}):
+            setattr(getattr(opts, group), name, saved[group][name])
+
+
+def _keep_init_architecture(opts, saved: dict, given: set[str]) -> None:
+    """``--init CKPT --config X``: the architecture and input size stay CKPT's unless set on this
+    command line (a differing architecture set there is then refused by the architecture check)."""
+    from sfm_ros.checkpoint import ARCHITECTURE_KEYS
+
+    for key in [f"model.{k}" for k in ARCHITECTURE_KEYS] + ["model.height", "model.width"]:
         group, name = key.split(".")
         if key not in given and name in saved.get(group, {}):
             setattr(getattr(opts, group), name, saved[group][name])
@@ -302,33 +329,6 @@ def _resume_path(args: argparse.Namespace, out: Path) -> Path | None:
     return path
 
 
-def _check_writable(out: Path) -> None:
-    """``--out`` must take files before any input is decoded or any step taken: a temporary file is
-    created and removed in it (in its nearest existing parent when it does not exist yet)."""
-    probe = out
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise UsageError(f"--out {out}: {probe} is not a folder")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".sfm_train_write_check.", dir=probe)
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as exc:
-        raise UsageError(f"--out {out} is not writable ({exc.strerror or exc}); expected a folder where "
-                         f"checkpoints can be written") from None
-
-
-def _clean_stale_temp_files(out: Path) -> None:
-    """Temporary files a killed save left behind (atomic writes never leave a partial target)."""
-    for pat in (".last.pt.*.tmp", ".best.pt.*.tmp"):
-        for f in out.glob(pat):
-            try:
-                f.unlink()
-            except OSError:
-                pass
-
-
 def main(argv: list[str] | None = None) -> int:
     from sfm_ros.trainer import distributed_env
 
@@ -350,12 +350,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv, rank: int, log, fail) -> int:
-    from sfm_ros.checkpoint import CheckpointError, check_resumable, read_checkpoint
+    from sfm_ros.checkpoint import CheckpointError, check_architecture, check_resumable, read_checkpoint
+    from sfm_ros.options import Options
 
     # --------------------------------------------------------------- command line and inputs
     try:
         try:
-            args = build_parser().parse_args(argv)
+            parser = build_parser()
+            args = parser.parse_args(argv)
         except SystemExit as exc:  # --help
             return int(exc.code or 0)
         if args.threads:
@@ -365,18 +367,36 @@ def _main(argv, rank: int, log, fail) -> int:
         out = Path(args.out)
         if out.exists() and not out.is_dir():
             raise UsageError(f"--out {out} exists and is not a folder")
+        if args.init is not None and args.resume is not None:
+            raise UsageError("--init and --resume exclude each other: --resume continues a run, --init starts "
+                             "a new one from a checkpoint's weights")
         if rank == 0:
-            _check_writable(out)
+            train_run.check_writable(out)
         resume = _resume_path(args, out)
         if resume is None and (out / "last.pt").exists() and not args.overwrite:
             raise UsageError(f"{out / 'last.pt'} exists: pass --resume to continue that run, --overwrite "
                              f"to start afresh, or another --out")
-        state = read_checkpoint(resume) if resume else None
+        init = Path(args.init) if args.init is not None else None
+        source = resume or init
+        state = read_checkpoint(source) if source else None
         opts = build_options(args, state["options"] if state and args.config is None else None)
-        if state is not None and args.config is not None:
+        if resume and args.config is not None:
             _keep_resumed_choices(opts, state["options"], explicit_keys_given(args))
+        if init and args.config is not None:
+            _keep_init_architecture(opts, state["options"], explicit_keys_given(args))
+        if init:
+            check_architecture(init, Options.from_dict(state["options"]), opts,
+                               f"--init {init}: cannot start from it with these options, it is")
+        if resume and "optimizer" not in state:
+            raise UsageError(f"cannot resume from {resume}: it holds no optimiser state (not a training "
+                             f"checkpoint); to start a new run from its weights: --init {resume}")
         if resume:
             check_resumable(resume, state, opts)
+        train_run.check_budget(opts)
+        if resume and not train_run.has_inputs(args):
+            train_run.restore_inputs(args, (state.get("extra") or {}).get("inputs"), resume,
+                                     {n: parser.get_default(n) for n in train_run.INPUT_FIELDS})
+            log(f"inputs from {resume}: {train_run.describe_inputs(args)}")
         del state
         seqs = load_inputs(args, opts, log, explicit=explicit_keys(args))
         train, val = split_all(seqs, opts, log)
@@ -392,16 +412,23 @@ def _main(argv, rank: int, log, fail) -> int:
         f"{opts.model.height}x{opts.model.width}, seq_len {opts.model.seq_len}, "
         f"batch {opts.train.batch_size}, lr {opts.train.lr:g}; writing to {out}")
     if rank == 0 and out.is_dir():
-        _clean_stale_temp_files(out)
+        train_run.clean_stale_temp_files(out)
     try:
         trainer = Trainer(opts, train, val or None, out, resume=resume, progress=not args.no_progress,
-                          tensorboard=not args.no_tensorboard, ckpt_every=args.ckpt_every, log=log)
+                          tensorboard=not args.no_tensorboard, ckpt_every=args.ckpt_every, log=log, init=init,
+                          checkpoint_extra={"inputs": train_run.inputs_record(args)})
     except (ValueError, CheckpointError) as exc:
         return fail(one_line(exc))
     try:
         if resume:
             log(f"resuming {resume} at step {trainer.step} (epoch {trainer.epoch + 1}, "
                 f"step {trainer.step_in_epoch} of {trainer.steps_per_epoch})")
+            finished = trainer.budget_reached()
+            if finished:
+                log(f"nothing to train: {resume} is a finished run, the budget saved in it stopped it "
+                    f"({finished}); to continue, give a larger budget, e.g. {train_run.extend_hint(opts.train, trainer.step, trainer.epoch)}")
+        elif init:
+            log(f"starting from the weights of {init} (fresh optimiser, step 0)")
         summary = trainer.fit()
     except TrainingInterrupted as exc:
         return fail(str(exc), EXIT_INTERRUPTED)
@@ -413,8 +440,10 @@ def _main(argv, rank: int, log, fail) -> int:
     val_text = f", best validation loss {best:.4f}" if np.isfinite(best) else ""
     if summary.get("skipped_steps"):
         val_text += f", {summary['skipped_steps']} step(s) skipped (non-finite loss or gradient)"
+    files = train_run.existing_checkpoints(out) if rank == 0 else []
+    where = f"checkpoints in {out} ({', '.join(files)})" if files else f"no checkpoint in {out}"
     log(f"done: step {summary['steps']}, {summary['epochs']} epoch(s) complete, "
-        f"{summary['minutes']:.1f} min{val_text}; checkpoints in {out} (last.pt, best.pt)")
+        f"{summary['minutes']:.1f} min{val_text}; {where}")
     return EXIT_OK
 
 

@@ -40,7 +40,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from .checkpoint import check_resumable, load_weights, read_checkpoint, save_checkpoint
+from .checkpoint import (CheckpointError, check_architecture, check_resumable, load_weights, read_checkpoint,
+                         save_checkpoint)
 from .datasets import Sequence, WindowDataset, collate
 from .device import cpu_has_bf16_instructions, resolve_device
 from .losses import compute_losses, epipolar_prior_loss
@@ -48,6 +49,7 @@ from .model import SfMModel
 from .monitor import CollapseMonitor, batch_stats
 from .options import Options
 from .priors import epipolar_priors
+from .progress import RunProgress
 from .visualize import colorize_depth
 
 
@@ -78,6 +80,13 @@ def _max_abs(tensors: list) -> float:
         groups.setdefault((t.device, t.dtype), []).append(t.detach())
     maxima = [float(torch.stack(torch._foreach_norm(ts, 2)).float().max()) for ts in groups.values()]
     return math.nan if any(math.isnan(m) for m in maxima) else max(maxima, default=0.0)
+
+
+def _is_tty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
 
 
 class _SkipSampler(Sampler):
@@ -130,7 +139,15 @@ class Trainer:
         tensorboard: bool = True,
         ckpt_every: int = 1000,
         log=None,
+        init: str | Path | None = None,
+        checkpoint_extra: dict | None = None,
     ):
+        """``resume``: continue a training checkpoint exactly. ``init``: start from a checkpoint's
+        weights only (any sfm_ros checkpoint of the same architecture, e.g. the shipped model or
+        one written by :mod:`sfm_ros.adapt`), with a fresh optimiser and counters.
+        ``checkpoint_extra``: stored under ``extra`` in every checkpoint written (e.g. the inputs)."""
+        if resume and init:
+            raise ValueError("resume and init exclude each other: resume continues a run, init starts a new one")
         self.opts = opts
         self.log = log or (lambda msg: print(msg, flush=True))
         self.out_dir = Path(out_dir)
@@ -197,14 +214,18 @@ class Trainer:
         self._rng_to_restore = None
         self._stop_requested = False  # set by the SIGINT handler
         self._stop_agreed = False     # every rank saw a stop request (all-reduced in train_step)
+        self.checkpoint_extra = dict(checkpoint_extra or {})
         if resume:
             self._load_resume(resume)
+        elif init:
+            self._load_init(init)
         self.writer = None
         if self.is_main and tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.out_dir / "tb"))
-        self.progress = progress and self.is_main
+        self.progress = progress and self.is_main  # a bar on a terminal, else plain lines
+        self.run_progress: RunProgress | None = None  # during fit(), on rank 0
         self.monitor = CollapseMonitor(stride=opts.data.stride)
 
     # ------------------------------------------------------------------ checkpoints
@@ -230,7 +251,7 @@ class Trainer:
             save_checkpoint(path, self.model, self.opts, epoch=self.epoch, step=self.step,
                             step_in_epoch=self.step_in_epoch, optimizer=self.optimizer.state_dict(),
                             rng=self._rng_state(), best_val=self.best_val, history=self.history,
-                            world_size=self.world, extra=extra,
+                            world_size=self.world, extra={**self.checkpoint_extra, **extra},
                             **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}))
         except OSError as exc:  # ENOSPC, EIO, EROFS ...: atomic_torch_save removed its temporary file
             reason = exc.strerror or str(exc) or type(exc).__name__
@@ -254,6 +275,17 @@ class Trainer:
         tensors += [v for st in self.optimizer.state.values() for v in st.values()
                     if torch.is_tensor(v) and v.is_floating_point()]
         return _max_abs(tensors) < math.inf
+
+    def _load_init(self, path: str | Path) -> None:
+        """Weights only (architecture checked); the optimiser, counters and RNG start afresh."""
+        state = read_checkpoint(path)
+        try:
+            saved = Options.from_dict(state["options"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"checkpoint {path} has invalid options: {exc}") from None
+        check_architecture(path, saved, self.opts, f"cannot initialise from {path}: it is")
+        load_weights(self.model, state, path)
+        self.checkpoint_extra.setdefault("init_from", str(path))
 
     def _load_resume(self, path: str | Path) -> None:
         state = read_checkpoint(path)
@@ -384,6 +416,11 @@ class Trainer:
         start = time.monotonic()
         bad_steps = 0
         stop = bool(t.max_steps and self.step >= t.max_steps)  # a resume of a finished run
+        self.run_progress = None
+        if self.is_main and not stop and self.epoch < t.epochs:
+            self.run_progress = RunProgress(
+                self.total_steps(), t.max_minutes, self.step, bar=self.progress and _is_tty(sys.stderr),
+                log=self.log, every_steps=t.log_every)
         old_handler = self._install_sigint()
         try:
             while self.epoch < t.epochs and not stop:
@@ -402,12 +439,6 @@ class Trainer:
                     self._restore_rng()
                 it = iter(loader)
                 self._restore_rng()
-                bar = None
-                if self.progress:
-                    from tqdm import tqdm
-
-                    bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch,
-                               desc=f"epoch {self.epoch + 1}/{t.epochs}", unit="it", dynamic_ncols=True)
                 for batch in it:
                     logs = self.train_step(batch)
                     if logs.get("skipped"):
@@ -429,9 +460,6 @@ class Trainer:
                     bad_steps = 0
                     self.step += 1
                     self.step_in_epoch += 1
-                    if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix(loss=f"{logs['loss']:.4f}")
                     if self.writer is not None and (self.step % t.log_every == 0 or self.step == 1):
                         self._log_scalars(logs)
                     if self.step % max(1, t.log_every) == 0 or self.step == 1:
@@ -446,8 +474,6 @@ class Trainer:
                             (t.max_minutes and time.monotonic() - start >= 60 * t.max_minutes):
                         stop = True
                         break
-                if bar is not None:
-                    bar.close()
                 epoch_done = self.step_in_epoch >= self.steps_per_epoch
                 val = self._end_of_epoch() if epoch_done or stop else None
                 if epoch_done:
@@ -463,6 +489,8 @@ class Trainer:
                 self.save("last.pt", interrupted=True)
             raise TrainingInterrupted(f"interrupted at step {self.step}; wrote {self.out_dir / 'last.pt'}") from None
         finally:
+            if self.run_progress is not None:
+                self.run_progress.close()
             for sig, old in old_handler.items():
                 signal.signal(sig, old)
             if self.writer is not None:
@@ -471,21 +499,39 @@ class Trainer:
                 "minutes": (time.monotonic() - start) / 60, "history": self.history,
                 "skipped_steps": self.skipped_steps}
 
+    def total_steps(self) -> int:
+        """The step at which the step budget ends the run: ``train.epochs`` x steps per epoch,
+        capped by ``train.max_steps`` (``train.max_minutes`` may end it earlier)."""
+        t = self.opts.train
+        total = t.epochs * self.steps_per_epoch
+        return min(total, t.max_steps) if t.max_steps else total
+
+    def budget_reached(self) -> str | None:
+        """Why a (resumed) run has nothing left to do, or None: the saved step or epoch budget."""
+        t = self.opts.train
+        if t.max_steps and self.step >= t.max_steps:
+            return f"train.max_steps={t.max_steps} reached at step {self.step}"
+        if self.epoch >= t.epochs:
+            return f"train.epochs={t.epochs} complete at step {self.step}"
+        return None
+
     def _watch(self, logs: dict, start: float) -> None:
-        """Progress lines (without a progress bar) and collapse warnings, every ``log_every`` steps."""
+        """Progress (one bar or plain lines, :class:`sfm_ros.progress.RunProgress`) and collapse
+        warnings, every ``log_every`` steps."""
         every = max(1, self.opts.train.log_every)
         health = logs.get("health")
         self.monitor.update(self.step, logs["loss"], health)
+        if self.run_progress is not None:
+            self.run_progress.update(self.step, logs["loss"])
         if self.step % every:
             return
-        if not self.progress:
-            h = health or {}
-            extra = (f", depth median {h['median_depth']:.3g} spread {h['depth_spread']:.3f}, "
-                     f"translation/depth {h['translation']:.2e}") if h else ""
+        if health and (self.run_progress is None or not self.run_progress.has_bar):
+            h = health
+            extra = (f"depth median {h['median_depth']:.3g} spread {h['depth_spread']:.3f}, "
+                     f"translation/depth {h['translation']:.2e}")
             if "automask_keep" in h:
                 extra += f", auto-mask keeps {100 * h['automask_keep']:.0f} %"
-            self.log(f"step {self.step}: loss {logs['loss']:.4f} "
-                     f"({(time.monotonic() - start) / 60:.1f} min{extra})")
+            self.log(f"step {self.step} health: {extra}")
         for line in self.monitor.check(self.step):
             self.log(line)
 
@@ -530,6 +576,8 @@ class Trainer:
 
     def _end_of_epoch(self) -> float | None:
         val = self.validate() if self.is_main else None
+        if val is not None and self.run_progress is not None:
+            self.run_progress.set_validation(val)
         if val is not None:
             self.history.append({"step": self.step, "val_loss": val})
             if self.writer is not None:

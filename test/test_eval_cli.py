@@ -358,3 +358,97 @@ def test_depth_gt_lidar_projection(tiny_ckpt, synth, tmp_path, capsys):
     res = json.loads(out.read_text())
     assert res["count"] == N_FRAMES and "(P2)" in res["ground_truth"]
     assert 0 < res["valid_pixels_mean"] < (H // 3 + 1) * (W // 3 + 1)
+
+
+def test_pose_bag_only_image_topic_gt_topic_and_node_scale(tiny_ckpt, synth, tmp_path, capsys):
+    """``--bag`` without ``--topic`` takes the only image topic; ``--gt-topic`` reads the bag's
+    nav_msgs/Odometry (as ``sfm_bag from-kitti`` writes it); the Sim(3) scale is printed as the
+    node's ``scale``."""
+    from sfm_ros.bags import write_image_bag
+    from sfm_ros.camera import CameraModel
+
+    seq = synth["seq"]
+    poses = seq.poses.copy()
+    poses[:, :3, 3] *= 3.0  # metric ground truth 3x the renderer's units
+    bag = tmp_path / "bag"
+    write_image_bag(bag, list(zip(seq.timestamps, seq.images)), CameraModel(W, H, seq.K), poses=poses)
+    out, tum = tmp_path / "p.json", tmp_path / "pred.txt"
+    code, text, err = _run(capsys, "pose", "--checkpoint", tiny_ckpt, "--bag", bag, "--gt-topic",
+                           "/ground_truth/odom", "--snippet", "3", "--json", out, "--tum", tum, "--device", "cpu")
+    assert code == 0, err
+    res = json.loads(out.read_text())
+    assert res["count"] == N_FRAMES and "/camera/image_raw" in res["source"]
+    assert "/ground_truth/odom" in res["ground_truth"]
+    _, gposes = read_tum(tum.with_name("pred.gt.txt"))
+    np.testing.assert_allclose(gposes, poses, atol=1e-6)
+    scale = res["node_scale"]["scale"]
+    assert scale == pytest.approx(res["methods"]["model"]["ate"]["scale"]) and scale > 0
+    assert f"sfm_node --ros-args -p scale:={scale:.6g}" in text and "scale for the node" in text
+    # a trajectory file against the same topic
+    code, text, err = _run(capsys, "pose", "--pred-tum", tum, "--bag", bag, "--gt-topic", "/ground_truth/odom",
+                           "--snippet", "3", "--json", out)
+    assert code == 0, err
+    assert json.loads(out.read_text())["methods"]["prediction"]["ate"]["rmse"] == \
+        pytest.approx(res["methods"]["model"]["ate"]["rmse"], rel=1e-6)
+    # refusals: --gt-topic without --bag, a topic that is no odometry, two ground truths
+    for argv, needle in (
+            (["--images", synth["images"], "--gt-topic", "/ground_truth/odom"], "--gt-topic /ground_truth/odom goes with --bag"),
+            (["--bag", bag, "--gt-topic", "/camera/image_raw"], "not nav_msgs/msg/Odometry"),
+            (["--bag", bag, "--gt-topic", "/ground_truth/odom", "--gt-kitti", tum], "give one of --gt-tum, --gt-kitti and --gt-topic")):
+        code, text, err = _run(capsys, "pose", "--checkpoint", tiny_ckpt, *argv, "--snippet", "3", "--device", "cpu")
+        assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_depth_gt_lidar_kitti_object_benchmark_calibration(tiny_ckpt, synth, tmp_path, capsys):
+    """The object benchmark's layout: ``training/velodyne/NNNNNN.bin`` with one ``training/calib/NNNNNN.txt``
+    per scan (P0..P3, R0_rect, Tr_velo_to_cam), found beside the scans without --calib; every scan
+    is projected with its own file (frame 1's LiDAR is mounted quite differently)."""
+    from sfm_ros.metrics import project_lidar
+
+    seq = synth["seq"]
+    K = seq.K
+    root = tmp_path / "training"
+    velo, calib = root / "velodyne", root / "calib"
+    velo.mkdir(parents=True)
+    calib.mkdir()
+    b = np.array([0.06, 0.0, 0.0])
+    P2 = np.hstack([K, (K @ b)[:, None]])
+    R0 = axis_angle_to_matrix([0.01, -0.02, 0.005])
+    v, u = np.mgrid[0:H:3, 0:W:3]
+    counts = []
+    for i, d in enumerate(seq.depths):
+        Tr = make_pose(axis_angle_to_matrix([0.1 + 1.5 * (i == 1), -0.2, 0.05]), [0.3, -0.1, 0.5 + i])
+        rows = {f"P{j}": (P2 if j == 2 else np.hstack([K, np.zeros((3, 1))])).ravel() for j in range(4)}
+        rows.update(R0_rect=R0.ravel(), Tr_velo_to_cam=Tr[:3].ravel(), Tr_imu_to_velo=np.eye(4)[:3].ravel())
+        (calib / f"{i:06d}.txt").write_text("".join(f"{k}: {' '.join(map(str, x))}\n" for k, x in rows.items()))
+        T = make_pose(t=b) @ make_pose(R0) @ Tr  # LiDAR -> cam2, as the devkit's P2 @ R0_rect @ Tr_velo_to_cam
+        T_read, K_read = kitti_lidar_calib(calib / f"{i:06d}.txt", "P2")
+        np.testing.assert_allclose(T_read, T, atol=1e-9)
+        np.testing.assert_allclose(K_read, K, atol=1e-9)
+        z = d[v, u]
+        ok = np.isfinite(z) & (z < 80)
+        p_cam = (np.linalg.solve(K, np.stack([u[ok], v[ok], np.ones(ok.sum())])) * z[ok]).T
+        p_lidar = (np.linalg.inv(T) @ np.hstack([p_cam, np.ones((len(p_cam), 1))]).T).T[:, :3]
+        np.hstack([p_lidar, np.zeros((len(p_lidar), 1))]).astype(np.float32).tofile(velo / f"{i:06d}.bin")
+        sparse = project_lidar(p_lidar, T, K, H, W)
+        counts.append(int(((sparse > 1e-3) & (sparse <= 80)).sum()))
+    out = tmp_path / "o.json"
+    code, text, err = _run(capsys, "depth", "--checkpoint", tiny_ckpt, "--images", synth["images"], "--gt-lidar",
+                           velo, "--json", out, "--device", "cpu")
+    assert code == 0, err
+    res = json.loads(out.read_text())
+    assert f"{calib}/NNNNNN.txt (P2)" in res["ground_truth"]
+    assert res["valid_pixels_mean"] == pytest.approx(np.mean(counts)) and min(counts) > 100
+    # one scan without its calibration file: named
+    (calib / "000002.txt").unlink()
+    code, text, err = _run(capsys, "depth", "--checkpoint", tiny_ckpt, "--images", synth["images"], "--gt-lidar",
+                           velo, "--calib", calib, "--device", "cpu")
+    assert code == 2 and f"{calib} lacks 000002.txt" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_depth_help_names_the_calibration_layouts(capsys):
+    assert eval_cli.main(["depth", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for needle in ("calib.txt (Tr, P0..P3)", "calib/ folder", "R0_rect, Tr_velo_to_cam",
+                   "calib_cam_to_cam.txt, calib_velo_to_cam.txt"):
+        assert needle in out, needle

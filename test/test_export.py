@@ -92,6 +92,57 @@ def test_export_one_format_and_size(tmp_path):
     assert sess.run(None, {"image": torch.rand(1, 3, 96, 128).numpy()})[0].shape == (1, 1, 96, 128)
 
 
+@pytest.mark.parametrize("depth_arch,pose_arch,width_mult", [("dispnet", "posexp", 0.25), ("resnet", "pair", 0.25)])
+def test_onnx_axes_are_named_and_model_json_agrees(tmp_path, depth_arch, pose_arch, width_mult):
+    """Dynamic axes named batch, height, width (no exporter-made names); model.json declares the same
+    shapes, says which axes are dynamic and the trained size; the graphs run at another size."""
+    from sfm_ros.export import onnx_shapes
+
+    model, opts = _model(depth_arch, pose_arch, width_mult)
+    save_checkpoint(tmp_path / "m.pt", model, opts)
+    out = tmp_path / "e"
+    assert main([str(tmp_path / "m.pt"), "--out", str(out), "--format", "onnx"]) == 0
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["trained_size"] == [H, W] and set(meta["dynamic_axes"]) == {"batch", "height", "width"}
+    assert meta["checked_sizes"] == [[H, W], [H + 32, W + 32]]
+    depth, pose = onnx_shapes(out / "depth.onnx"), onnx_shapes(out / "pose.onnx")
+    assert depth == {"image": ["batch", 3, "height", "width"], "depth": ["batch", 1, "height", "width"]}
+    assert pose == {"target": ["batch", 3, "height", "width"], "sources": ["batch", 2, 3, "height", "width"],
+                    "poses": ["batch", 2, 6]}
+    assert meta["inputs"] == {"depth": {"image": depth["image"]},
+                              "pose": {"target": pose["target"], "sources": pose["sources"]}}
+    assert meta["outputs"] == {"depth": {"depth": depth["depth"]}, "pose": {"poses": pose["poses"]}}
+    d_s, p_s = ort_session(out / "depth.onnx"), ort_session(out / "pose.onnx")
+    for h, w in ((H, W), (H + 64, W + 96)):
+        img = torch.rand(2, 3, h, w)
+        assert d_s.run(None, {"image": img.numpy()})[0].shape == (2, 1, h, w)
+        srcs = torch.rand(2, 2, 3, h, w)
+        assert p_s.run(None, {"target": img.numpy(), "sources": srcs.numpy()})[0].shape == (2, 2, 6)
+
+
+def test_existing_out_is_refused_without_overwrite(tmp_path, capsys):
+    model, opts = _model("dispnet", "posexp", 0.25)
+    save_checkpoint(tmp_path / "m.pt", model, opts)
+    out = tmp_path / "e"
+    assert main([str(tmp_path / "m.pt"), "--out", str(out)]) == 0
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main([str(tmp_path / "m.pt"), "--out", str(out), "--format", "onnx"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"sfm_export: error: --out {out} exists (holds depth.onnx, depth.pt") and "\n" not in err
+    assert "pass --overwrite" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    # --overwrite: the earlier export's files that this one does not write go (model.json agrees)
+    assert main([str(tmp_path / "m.pt"), "--out", str(out), "--format", "onnx", "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["depth.onnx", "model.json", "pose.onnx"]
+    assert set(json.loads((out / "model.json").read_text())["files"].values()) == {"depth.onnx", "pose.onnx"}
+    (tmp_path / "f").write_text("x")
+    assert main([str(tmp_path / "m.pt"), "--out", str(tmp_path / "f")]) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "m.pt"), "--out", str(tmp_path / "empty"), "--format", "torchscript"]) == 0
+
+
 def test_bad_checkpoint_exits_2(tmp_path, capsys):
     assert main([str(tmp_path / "missing.pt"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()

@@ -1,0 +1,253 @@
+"""sfm_train's budget, progress, resume and fine-tuning (issue 14 items 10-12): invalid budgets are
+refused, the "done" line names only files that exist, one progress display over the whole run,
+``--resume`` of a finished run says why nothing happens, ``--resume`` without inputs reuses the
+stored ones, ``--init`` starts from a checkpoint's weights only (an adapted checkpoint too)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sfm_ros import train_cli
+from sfm_ros.checkpoint import read_checkpoint
+from sfm_ros.progress import RunProgress, format_duration
+from sfm_ros.synthetic import render_sequence
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TINY = ["--height", "32", "--width", "96", "--width-mult", "0.25", "--batch-size", "2", "--max-steps", "2",
+        "--workers", "0", "--device", "cpu", "--amp", "off", "--no-progress", "--no-tensorboard",
+        "--config", "paper"]
+SYN = ["--synthetic", "1", "--synthetic-frames", "10"]
+
+
+def _run(argv, capsys) -> tuple[int, str, str]:
+    rc = train_cli.main([str(a) for a in argv])
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def _one_line_error(rc, err, *needles):
+    assert rc == 2, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("sfm_train: error: "), err
+    for n in needles:
+        assert n in err, f"{n!r} not in {err!r}"
+
+
+# ------------------------------------------------------------------------------ item 10: budgets
+@pytest.mark.parametrize("flags,needle", [
+    (["--max-steps", "-5"], "train.max_steps (--max-steps) must be >= 0 (0 = no limit), got -5"),
+    (["--epochs", "0"], "train.epochs (--epochs) must be >= 1, got 0"),
+    (["--max-minutes", "-1"], "train.max_minutes (--max-minutes) must be a finite number >= 0"),
+    (["--max-minutes", "nan"], "got nan"),
+    (["--set", "train.epochs=-1"], "train.epochs (--epochs) must be >= 1, got -1"),
+])
+def test_invalid_budgets_are_refused(tmp_path, capsys, flags, needle):
+    out = tmp_path / "o"
+    rc, stdout, err = _run([*SYN, "--out", out, *TINY, *flags], capsys)
+    _one_line_error(rc, err, needle)
+    assert "done" not in stdout and not (out / "last.pt").exists()
+
+
+def test_done_names_only_checkpoints_that_exist(tmp_path, capsys, monkeypatch):
+    from sfm_ros.trainer import Trainer
+
+    monkeypatch.setattr(Trainer, "fit", lambda self: {"steps": 0, "epochs": 0, "best_val": math.inf,
+                                                      "minutes": 0.0, "history": [], "skipped_steps": 0})
+    rc, stdout, err = _run([*SYN, "--out", tmp_path / "o", *TINY], capsys)
+    assert rc == 0, err
+    assert f"no checkpoint in {tmp_path / 'o'}" in stdout and "last.pt" not in stdout
+
+
+# ------------------------------------------------------------------------------ item 11: progress
+def test_plain_progress_lines_without_a_terminal(tmp_path, capsys):
+    rc, stdout, err = _run([*SYN, "--out", tmp_path / "o", *TINY, "--max-steps", "3",
+                            "--set", "train.log_every=2"], capsys)
+    assert rc == 0, err
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("step ") and " steps (" in ln]
+    # the first step, then every log_every steps: one line per due step over the whole run
+    assert [ln.split("/")[0] for ln in lines] == ["step 1", "step 2"], stdout
+    assert all("/3 steps" in ln and "loss " in ln and "steps/s" in ln and "ETA " in ln and "(step budget)" in ln
+               for ln in lines), lines
+    assert "epoch 1/" not in stdout + err
+
+
+def test_one_bar_over_the_whole_run_on_a_terminal(tmp_path, capsys, monkeypatch):
+    """With a terminal: one bar counting the run's steps across epochs (not one bar per epoch)."""
+    from sfm_ros import progress, trainer
+
+    monkeypatch.setattr(trainer, "_is_tty", lambda stream: True)
+    monkeypatch.setattr(progress, "BAR_SECONDS", 0.0)  # redraw at every step
+    argv = [a for a in TINY if a != "--no-progress"]
+    rc, stdout, err = _run([*SYN, "--out", tmp_path / "o", *argv, "--max-steps", "0", "--epochs", "2",
+                            "--batch-size", "4", "--val-fraction", "0"], capsys)
+    assert rc == 0, err
+    assert "epoch 1/2" not in err and "epoch 2/2" not in err
+    total = read_checkpoint(tmp_path / "o" / "last.pt")["step"]
+    assert total >= 2 and f"{total}/{total} steps (100 %)" in err, err
+    assert f"1/{total} steps" in err and f"{total - 1}/{total} steps" in err  # the same bar across epochs
+    assert not any(ln.startswith("step ") and " steps (" in ln for ln in stdout.splitlines())
+
+
+def test_run_progress_eta_budget_validation_and_seconds():
+    now = [0.0]
+    lines: list[str] = []
+    p = RunProgress(100, max_minutes=1.0, start_step=0, log=lines.append, every_steps=50, every_seconds=10,
+                    clock=lambda: now[0])
+    now[0] = 1.0
+    p.update(1, 0.5)  # the first step always
+    now[0] = 5.0
+    p.update(2, 0.4)  # not due
+    p.set_validation(0.25)
+    now[0] = 12.0
+    p.update(3, 0.3)  # 10 s since the last line
+    assert len(lines) == 2, lines
+    # 1 step/s: 99 s for the steps left, 59 s of the minute left
+    assert lines[0].startswith("step 1/100 steps (2 %)") and "ETA 0:00:59 (time budget)" in lines[0]
+    # 3 steps in 12 s: 388 s for the steps left, 48 s of the minute left: the time budget ends it
+    assert "validation 0.2500" in lines[1] and "0.25 steps/s" in lines[1]
+    assert "ETA 0:00:48 (time budget)" in lines[1] and "(20 %)" in lines[1]
+    assert format_duration(math.inf) == "?" and format_duration(3725) == "1:02:05"
+    q = RunProgress(10, max_minutes=10.0, log=lines.append, clock=lambda: now[0])
+    now[0] += 2.0
+    q.update(1, 0.5)  # 0.5 steps/s: 18 s for the steps left, well within the time budget
+    assert "1/10 steps (10 %)" in lines[-1] and "ETA 0:00:18 (step budget)" in lines[-1]
+    # the bar: redraws at most every BAR_SECONDS, the skipped last update drawn at close
+    import io
+
+    import tqdm as tqdm_module
+
+    buf = io.StringIO()
+    bar = RunProgress(10, clock=lambda: now[0], bar=False)
+    bar._bar = tqdm_module.tqdm(total=1000, file=buf, bar_format="{percentage:3.0f}%|{bar}| {desc}")
+    bar.update(1, 0.5)
+    bar.update(2, 0.4)  # within BAR_SECONDS: not drawn now
+    assert "2/10 steps" not in buf.getvalue() and "1/10 steps" in buf.getvalue()
+    bar.close()
+    assert "2/10 steps (20 %)" in buf.getvalue()
+    with pytest.raises(ValueError, match="total_steps must be >= 1"):
+        RunProgress(0)
+
+
+# ------------------------------------------------------------------------------ item 12: resume, init
+def test_resume_of_a_finished_run_reuses_the_stored_inputs_and_says_how_to_extend(tmp_path, capsys):
+    out = tmp_path / "o"
+    rc, _, err = _run([*SYN, "--out", out, *TINY], capsys)
+    assert rc == 0, err
+    stored = read_checkpoint(out / "last.pt")["extra"]["inputs"]
+    assert stored["synthetic"] == 1 and stored["synthetic_frames"] == 10
+    before = (out / "last.pt").read_bytes()
+
+    rc, stdout, err = _run(["--resume", "--out", out, "--no-progress", "--no-tensorboard"], capsys)
+    assert rc == 0, err
+    assert f"inputs from {out / 'last.pt'}: --synthetic 1" in stdout
+    assert "nothing to train" in stdout and "train.max_steps=2 reached at step 2" in stdout
+    assert "--max-steps 4 with --resume" in stdout
+    assert (out / "last.pt").read_bytes() == before
+
+    rc, stdout, err = _run(["--resume", "--out", out, "--max-steps", "3", "--no-progress", "--no-tensorboard"],
+                           capsys)
+    assert rc == 0, err
+    assert "nothing to train" not in stdout and read_checkpoint(out / "last.pt")["step"] == 3
+
+
+def test_resume_without_inputs_of_a_checkpoint_that_stores_none(tmp_path, capsys):
+    out = tmp_path / "o"
+    rc, _, err = _run([*SYN, "--out", out, *TINY], capsys)
+    assert rc == 0, err
+    state = read_checkpoint(out / "last.pt")
+    del state["extra"]["inputs"]
+    torch.save(state, out / "last.pt")
+    rc, _, err = _run(["--resume", "--out", out], capsys)
+    _one_line_error(rc, err, "no input", f"checkpoint {out / 'last.pt'} stores no inputs")
+
+
+def _adapted_checkpoint(path):
+    """A checkpoint written by sfm_ros.adapt (no optimiser, no step): 32x96, width_mult 0.25."""
+    from sfm_ros.adapt import Adapter, AdaptOptions
+    from sfm_ros.model import SfMModel
+    from sfm_ros.options import apply_overrides, preset
+
+    opts = preset("paper")
+    apply_overrides(opts, {"model.height": 32, "model.width": 96, "model.width_mult": 0.25})
+    torch.manual_seed(123)
+    model = SfMModel(opts.model, output_exp=True)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01)  # weights no fresh initialisation gives
+    Adapter(model, opts, AdaptOptions(), started_from="test").save(path)
+    return read_checkpoint(path)
+
+
+def test_init_starts_from_an_adapted_checkpoints_weights(tmp_path, capsys):
+    src = _adapted_checkpoint(tmp_path / "adapted.pt")
+    assert "optimizer" not in src
+    out = tmp_path / "ft"
+    # no size or architecture given: the checkpoint's; --lr 0 keeps the weights as loaded
+    argv = [a for a in TINY if a not in ("--height", "32", "--width", "96", "--width-mult", "0.25")]
+    rc, stdout, err = _run([*SYN, "--out", out, *argv, "--init", tmp_path / "adapted.pt", "--lr", "0"], capsys)
+    assert rc == 0, err
+    assert f"starting from the weights of {tmp_path / 'adapted.pt'}" in stdout
+    state = read_checkpoint(out / "last.pt")
+    assert state["step"] == 2 and state["extra"]["init_from"] == str(tmp_path / "adapted.pt")
+    assert state["options"]["model"]["width_mult"] == 0.25 and state["options"]["model"]["height"] == 32
+    for k, v in src["depth_net"].items():
+        assert torch.equal(v, state["depth_net"][k]), k
+
+
+def test_init_refusals(tmp_path, capsys):
+    _adapted_checkpoint(tmp_path / "adapted.pt")
+    rc, _, err = _run([*SYN, "--out", tmp_path / "a", *TINY, "--width-mult", "0.5", "--init",
+                       tmp_path / "adapted.pt"], capsys)
+    _one_line_error(rc, err, "--init", "another architecture", "width_mult: checkpoint 0.25 vs requested 0.5")
+    rc, _, err = _run([*SYN, "--out", tmp_path / "b", *TINY, "--init", tmp_path / "adapted.pt", "--resume"],
+                      capsys)
+    _one_line_error(rc, err, "--init and --resume exclude each other")
+    rc, _, err = _run([*SYN, "--out", tmp_path / "d", *TINY, "--resume", tmp_path / "adapted.pt"], capsys)
+    _one_line_error(rc, err, "holds no optimiser state", f"to start a new run from its weights: --init {tmp_path / 'adapted.pt'}")
+    rc, _, err = _run([*SYN, "--out", tmp_path / "c", *TINY, "--init", tmp_path / "missing.pt"], capsys)
+    _one_line_error(rc, err, f"checkpoint {tmp_path / 'missing.pt'} does not exist")
+    assert not (tmp_path / "a").exists() or not (tmp_path / "a" / "last.pt").exists()
+
+
+def test_readme_robot_recipe_trains_the_shipped_architecture():
+    """The README's robot recipe parses and trains the half-width DispNet of models/sfm_default.pt
+    (the architecture that runs live on a CPU); its fine-tuning line uses --init."""
+    import shlex
+    from pathlib import Path
+
+    from sfm_ros.checkpoint import read_checkpoint as read
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    recipe = text.split("## Using it on a robot", 1)[1].split("```", 2)[1]
+    lines = [ln.split("#", 1)[0].strip() for ln in recipe.splitlines() if ln.startswith("sfm_train ")]
+    assert lines, recipe
+    args = train_cli.build_parser().parse_args(shlex.split(lines[0])[1:])
+    opts = train_cli.build_options(args)
+    shipped = Path(__file__).resolve().parents[1] / "models" / "sfm_default.pt"
+    assert opts.model.width_mult == 0.5 and opts.model.depth_arch == "dispnet"
+    if shipped.is_file():
+        assert read(shipped)["options"]["model"]["width_mult"] == opts.model.width_mult
+    assert "--init models/sfm_default.pt" in recipe and "Model size" in text
+
+
+def test_init_from_the_shipped_model(tmp_path, capsys):
+    """models/README calls the shipped model a starting point for fine-tuning: --init takes it
+    (architecture and 128x416 size from it; --lr 0 keeps its weights)."""
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[1] / "models" / "sfm_default.pt"
+    if not shipped.is_file():
+        pytest.skip("models/sfm_default.pt absent")
+    out = tmp_path / "ft"
+    rc, stdout, err = _run(["--init", shipped, "--synthetic", "1", "--synthetic-frames", "6", "--max-steps", "1",
+                            "--batch-size", "1", "--workers", "0", "--device", "cpu", "--amp", "off", "--lr", "0",
+                            "--no-progress", "--no-tensorboard", "--val-fraction", "0", "--ckpt-every", "0",
+                            "--out", out], capsys)
+    assert rc == 0, err
+    src, state = read_checkpoint(shipped), read_checkpoint(out / "last.pt")
+    assert state["options"]["model"]["width_mult"] == 0.5 and state["options"]["model"]["width"] == 416
+    for k, v in src["depth_net"].items():
+        assert torch.equal(v, state["depth_net"][k]), k

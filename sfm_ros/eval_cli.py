@@ -301,7 +301,7 @@ def _mean_odometry_train(args, all_gt: np.ndarray, sel: list[int], stride: int) 
 
 
 def _run_pose(args) -> dict:
-    from sfm_ros.trajectory import read_kitti, read_tum
+    from sfm_ros.pose_files import read_kitti, read_tum
 
     if args.snippet < 2:
         raise UsageError(f"--snippet must be >= 2, got {args.snippet}")

@@ -249,7 +249,7 @@ def gt_twin(path: Path) -> Path:
 def write_trajectory_pair(out: str | Path, fmt: str, stamps, traj: np.ndarray, gt: np.ndarray) -> list[str]:
     """Write ``traj`` to ``out`` and the ground truth of the same frames to its :func:`gt_twin`, as
     TUM (``fmt="tum"``, with ``stamps``) or KITTI files; returns both paths."""
-    from sfm_ros.trajectory import write_kitti, write_tum
+    from sfm_ros.pose_files import write_kitti, write_tum
 
     p = Path(out)
     if p.exists() and p.is_dir():
@@ -320,7 +320,7 @@ def ground_truth_trajectory(args: Any, frames=None) -> tuple[np.ndarray, np.ndar
     the source, from ``args`` (the ``sfm_eval pose`` flags: ``gt_tum`` | ``gt_kitti`` files, else
     the poses ``frames`` (:class:`sfm_ros.inputs.SelectedFrames`) carry, else ``kitti`` /
     ``sevenscenes``). The messages name the flags."""
-    from sfm_ros.trajectory import read_kitti, read_tum
+    from sfm_ros.pose_files import read_kitti, read_tum
 
     gt_topic = getattr(args, "gt_topic", None)
     if sum(bool(x) for x in (args.gt_tum, args.gt_kitti, gt_topic)) > 1:

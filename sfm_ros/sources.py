@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from sfm_ros.camera import CameraError, CameraModel
-from sfm_ros.trajectory import read_kitti
+from sfm_ros.pose_files import read_kitti
 
 __all__ = [
     "Frame",

@@ -13,7 +13,8 @@ Conventions
   inverse: ``T_0 = start``, ``T_{i+1} = T_i @ rel[i]``. Note that the pose network's *target→source*
   output ``T_s_t = inv(T_w_s) @ T_w_t`` is, for ``s = t + 1``, ``inv(rel[t])``.
 * **Pose vectors** ``[tx, ty, tz, rx, ry, rz]`` (axis-angle rotation, ``p' = R p + t``), quaternions
-  and every other rotation/pose conversion: :mod:`sfm_ros.se3`.
+  and every other rotation/pose conversion: :mod:`sfm_ros.se3`; TUM / KITTI files:
+  :mod:`sfm_ros.pose_files`.
 * **Alignment** (:func:`align_trajectory`, used by :func:`ate` / :func:`rpe`), as ``evo``:
   ``'sim3'`` = Umeyama with scale (``evo_ape -as``), ``'se3'`` = Umeyama without scale (``-a``),
   ``'scale'`` = only the scale of the Sim(3) Umeyama fit applied to the estimated positions about the
@@ -48,12 +49,11 @@ error is ``-g_j`` and the ATE is ``sqrt(sum_j ||g_j||^2) / L`` (any scale gives 
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 
-from .se3 import (axis_angle_to_matrix, invert_pose, make_pose, matrix_to_axis_angle, matrix_to_quat,
-                  pose_vec_to_matrix, quat_to_matrix)
+from .pose_files import as_poses
+from .se3 import axis_angle_to_matrix, invert_pose, make_pose, matrix_to_axis_angle, pose_vec_to_matrix
 
 __all__ = [
     "ALIGN_MODES",
@@ -71,10 +71,6 @@ __all__ = [
     "zero_motion_poses",
     "mean_relative_motion",
     "mean_odometry_poses",
-    "write_tum",
-    "read_tum",
-    "write_kitti",
-    "read_kitti",
 ]
 
 ALIGN_MODES = ("sim3", "se3", "scale", "none")
@@ -83,18 +79,6 @@ ALIGN_MODES = ("sim3", "se3", "scale", "none")
 # --------------------------------------------------------------------------------------------
 # Validation helpers
 # --------------------------------------------------------------------------------------------
-def _as_poses(poses, name: str, min_len: int = 1) -> np.ndarray:
-    """``poses`` as a float64 (N, 4, 4) array (a single (4, 4) pose is *not* accepted)."""
-    arr = np.asarray(poses, dtype=np.float64)
-    if arr.ndim != 3 or arr.shape[1:] != (4, 4):
-        raise ValueError(f"{name} must have shape (N, 4, 4), got {arr.shape}")
-    if arr.shape[0] < min_len:
-        raise ValueError(f"{name} needs at least {min_len} poses, got {arr.shape[0]}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains non-finite values")
-    return arr
-
-
 def _check_same_len(a: np.ndarray, b: np.ndarray, na: str, nb: str) -> None:
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"{na} and {nb} must have the same length, got {a.shape[0]} and {b.shape[0]}")
@@ -114,7 +98,7 @@ def _stats(err: np.ndarray) -> dict:
 
 def relative_poses(poses) -> np.ndarray:
     """Odometry increments ``rel[i] = inv(T_i) @ T_{i+1}`` (pose of frame i+1 in frame i): (N-1, 4, 4)."""
-    P = _as_poses(poses, "poses", min_len=1)
+    P = as_poses(poses, "poses", min_len=1)
     return invert_pose(P[:-1]) @ P[1:]
 
 
@@ -177,8 +161,8 @@ def align_trajectory(gt_poses, est_poses, align: str = "sim3"):
 
     See the module doc for the modes. ``aligned_est[i] = [R R_i | s R t_i + t]``.
     """
-    gt = _as_poses(gt_poses, "gt_poses")
-    est = _as_poses(est_poses, "est_poses")
+    gt = as_poses(gt_poses, "gt_poses")
+    est = as_poses(est_poses, "est_poses")
     _check_same_len(gt, est, "gt_poses", "est_poses")
     if align not in ALIGN_MODES:
         raise ValueError(f"align must be one of {ALIGN_MODES}, got {align!r}")
@@ -201,7 +185,7 @@ def ate(gt_poses, est_poses, align: str = "sim3") -> dict:
     Returns ``rmse, mean, median, std, min, max`` of ``||p_gt_i - p_est_aligned_i||``, the alignment
     ``scale`` and ``n`` (number of poses). ``std`` is the population std, as evo.
     """
-    gt = _as_poses(gt_poses, "gt_poses", min_len=2 if align != "none" else 1)
+    gt = as_poses(gt_poses, "gt_poses", min_len=2 if align != "none" else 1)
     aligned, s, _, _ = align_trajectory(gt, est_poses, align)
     err = np.linalg.norm(gt[:, :3, 3] - aligned[:, :3, 3], axis=1)
     out = _stats(err)
@@ -225,7 +209,7 @@ def rpe(gt_poses, est_poses, delta: int = 1, align: str = "sim3") -> dict:
     if int(delta) != delta or delta < 1:
         raise ValueError(f"delta must be a positive integer (frames), got {delta!r}")
     delta = int(delta)
-    gt = _as_poses(gt_poses, "gt_poses", min_len=2)
+    gt = as_poses(gt_poses, "gt_poses", min_len=2)
     aligned, s, _, _ = align_trajectory(gt, est_poses, align)
     if gt.shape[0] <= delta:
         raise ValueError(f"delta={delta} needs more than {delta} poses, got {gt.shape[0]}")
@@ -257,7 +241,7 @@ def snippets_from_poses(poses, snippet_len: int = 5, stride: int = 1) -> np.ndar
     relative to its first frame: ``out[k, j] = inv(T_{ks}) @ T_{ks+j}``. Shape (M, L, 4, 4) with
     ``M = (N - L) // stride + 1``."""
     _check_snippet_len(snippet_len, stride)
-    P = _as_poses(poses, "poses")
+    P = as_poses(poses, "poses")
     n = P.shape[0]
     if n < snippet_len:
         raise ValueError(f"need at least snippet_len={snippet_len} poses, got {n}")
@@ -357,7 +341,7 @@ def snippet_ate(
     ``mean``, ``std`` (population), ``median``, ``count`` and the arrays ``per_snippet`` and ``scales``.
     """
     _check_snippet_len(snippet_len, stride)
-    gt = _as_poses(gt_poses, "gt_poses")
+    gt = as_poses(gt_poses, "gt_poses")
     gt_snips = snippets_from_poses(gt, snippet_len, stride)
     e = np.asarray(est, dtype=np.float64)
     if e.ndim == 4:
@@ -427,7 +411,7 @@ def mean_relative_motion(train_gt_poses) -> np.ndarray:
         trajs = list(arr)
         if trajs and np.asarray(trajs[0]).ndim == 2:  # a list of (4, 4) poses = one trajectory
             trajs = [np.asarray(trajs)]
-    rels = [relative_poses(_as_poses(t, "train_gt_poses", min_len=2)) for t in trajs]
+    rels = [relative_poses(as_poses(t, "train_gt_poses", min_len=2)) for t in trajs]
     if not rels:
         raise ValueError("train_gt_poses is empty")
     rel = np.concatenate(rels, axis=0)
@@ -442,75 +426,3 @@ def mean_odometry_poses(train_gt_poses, n: int, start=None) -> np.ndarray:
         raise ValueError(f"n must be a positive integer, got {n!r}")
     M = mean_relative_motion(train_gt_poses)
     return chain(np.tile(M, (int(n) - 1, 1, 1)), start=start)
-
-
-# --------------------------------------------------------------------------------------------
-# File IO (formats exactly as evo reads them)
-# --------------------------------------------------------------------------------------------
-def _fmt(v) -> str:
-    # Shortest representation that round-trips exactly (Python's float repr).
-    return repr(float(v))
-
-
-def _read_rows(path, ncols: int, what: str) -> np.ndarray:
-    rows = []
-    with open(path, encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, 1):
-            s = line.strip()
-            if not s or s.startswith("#"):
-                continue
-            parts = s.replace(",", " ").split()
-            if len(parts) != ncols:
-                raise ValueError(f"{path}:{lineno}: {what} lines need {ncols} values, got {len(parts)}")
-            try:
-                rows.append([float(x) for x in parts])
-            except ValueError as exc:
-                raise ValueError(f"{path}:{lineno}: {exc}") from None
-    if not rows:
-        raise ValueError(f"{path}: no {what} poses")
-    return np.asarray(rows, dtype=np.float64)
-
-
-def write_tum(path, stamps, poses) -> None:
-    """TUM trajectory: one line ``t tx ty tz qx qy qz qw`` per pose, single spaces, no header.
-
-    ``stamps`` in seconds (N,), ``poses`` (N, 4, 4) camera-to-world. Numbers are written with the
-    shortest exact representation, so :func:`read_tum` (and evo) read back the same float64 values
-    (the rotation goes through a unit quaternion, exact to ~1e-16)."""
-    P = _as_poses(poses, "poses")
-    t = np.asarray(stamps, dtype=np.float64).reshape(-1)
-    if t.shape[0] != P.shape[0]:
-        raise ValueError(f"stamps ({t.shape[0]}) and poses ({P.shape[0]}) differ in length")
-    q = matrix_to_quat(P[:, :3, :3])
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        for i in range(P.shape[0]):
-            vals = [t[i], *P[i, :3, 3], *q[i]]
-            f.write(" ".join(_fmt(v) for v in vals) + "\n")
-
-
-def read_tum(path) -> tuple[np.ndarray, np.ndarray]:
-    """Read a TUM file (``#`` comments and blank lines skipped; spaces or commas) ->
-    ``(stamps (N,), poses (N, 4, 4))``; quaternions are normalised."""
-    m = _read_rows(path, 8, "TUM")
-    P = np.tile(np.eye(4), (m.shape[0], 1, 1))
-    P[:, :3, 3] = m[:, 1:4]
-    P[:, :3, :3] = quat_to_matrix(m[:, 4:8])
-    return m[:, 0].copy(), P
-
-
-def write_kitti(path, poses) -> None:
-    """KITTI odometry poses: the first 3 rows of each 4x4 pose, row-major, 12 numbers per line."""
-    P = _as_poses(poses, "poses")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        for T in P:
-            f.write(" ".join(_fmt(v) for v in T[:3, :4].reshape(-1)) + "\n")
-
-
-def read_kitti(path) -> np.ndarray:
-    """Read a KITTI pose file -> (N, 4, 4)."""
-    m = _read_rows(path, 12, "KITTI")
-    P = np.tile(np.eye(4), (m.shape[0], 1, 1))
-    P[:, :3, :4] = m.reshape(-1, 3, 4)
-    return P

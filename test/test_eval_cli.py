@@ -19,8 +19,9 @@ from sfm_ros.metrics import DEPTH_METRIC_KEYS
 from sfm_ros.model import SfMModel
 from sfm_ros.options import ModelOptions, Options
 from sfm_ros.se3 import axis_angle_to_matrix, make_pose
-from sfm_ros.trajectory import (chain, mean_odometry_poses, read_tum, relative_poses, snippet_ate,
-                                snippets_from_poses, write_kitti, zero_motion_poses)
+from sfm_ros.pose_files import read_tum, write_kitti
+from sfm_ros.trajectory import (chain, mean_odometry_poses, relative_poses, snippet_ate, snippets_from_poses,
+                                zero_motion_poses)
 
 H, W = 64, 96
 N_FRAMES = 4

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from sfm_ros import depth_eval, pose_eval
-from sfm_ros.trajectory import axis_angle_to_matrix, chain, make_pose, read_kitti, relative_poses, write_kitti
+from sfm_ros.pose_files import read_kitti, write_kitti
+from sfm_ros.se3 import axis_angle_to_matrix, make_pose
+from sfm_ros.trajectory import chain, relative_poses
 
 
 def _path(n=8, seed=0):

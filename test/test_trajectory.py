@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from sfm_ros import se3
+from sfm_ros import pose_files as pf
 from sfm_ros import trajectory as tj
 
 
@@ -210,19 +211,19 @@ def test_mean_odometry_baseline():
 def test_tum_and_kitti_round_trip(tmp_path):
     P = _smooth_traj(30, seed=8)
     stamps = 1_317_000_000.0 + 0.1 * np.arange(30) + 1e-6
-    tj.write_tum(tmp_path / "a.tum", stamps, P)
+    pf.write_tum(tmp_path / "a.tum", stamps, P)
     line = (tmp_path / "a.tum").read_text().splitlines()[0].split(" ")
     assert len(line) == 8
-    s2, P2 = tj.read_tum(tmp_path / "a.tum")
+    s2, P2 = pf.read_tum(tmp_path / "a.tum")
     np.testing.assert_array_equal(s2, stamps)
     np.testing.assert_array_equal(P2[:, :3, 3], P[:, :3, 3])
     np.testing.assert_allclose(P2, P, atol=1e-14)
-    tj.write_kitti(tmp_path / "a.txt", P)
+    pf.write_kitti(tmp_path / "a.txt", P)
     assert len((tmp_path / "a.txt").read_text().splitlines()[0].split(" ")) == 12
-    np.testing.assert_array_equal(tj.read_kitti(tmp_path / "a.txt"), P)
+    np.testing.assert_array_equal(pf.read_kitti(tmp_path / "a.txt"), P)
     (tmp_path / "bad.txt").write_text("1 2 3\n")
     with pytest.raises(ValueError):
-        tj.read_kitti(tmp_path / "bad.txt")
+        pf.read_kitti(tmp_path / "bad.txt")
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,8 +240,8 @@ def evo_pair(tmp_path_factory):
     est[:, :3, :3] = est[:, :3, :3] @ noise
     d = tmp_path_factory.mktemp("evo")
     stamps = 100.0 + 0.1 * np.arange(120)
-    tj.write_tum(d / "gt.tum", stamps, gt)
-    tj.write_tum(d / "est.tum", stamps, est)
+    pf.write_tum(d / "gt.tum", stamps, gt)
+    pf.write_tum(d / "est.tum", stamps, est)
     return d / "gt.tum", d / "est.tum"
 
 
@@ -263,8 +264,8 @@ def test_ate_equals_evo_ape(evo_pair, align):
     ape.process_data((ref, est))
     stats = ape.get_all_statistics()
 
-    _, gt = tj.read_tum(evo_pair[0])
-    _, mine_est = tj.read_tum(evo_pair[1])
+    _, gt = pf.read_tum(evo_pair[0])
+    _, mine_est = pf.read_tum(evo_pair[1])
     mine = tj.ate(gt, mine_est, align=align)
     for k in ("rmse", "mean", "median", "std", "min", "max"):
         assert mine[k] == pytest.approx(stats[k], abs=1e-6), k
@@ -284,8 +285,8 @@ def test_rpe_equals_evo_rpe(evo_pair):
         rpe.process_data((copy.deepcopy(ref), copy.deepcopy(est)))
         out[rel] = rpe.get_all_statistics()
 
-    _, gt = tj.read_tum(evo_pair[0])
-    _, mine_est = tj.read_tum(evo_pair[1])
+    _, gt = pf.read_tum(evo_pair[0])
+    _, mine_est = pf.read_tum(evo_pair[1])
     mine = tj.rpe(gt, mine_est, delta=1, align="sim3")
     t = out[metrics.PoseRelation.translation_part]
     r = out[metrics.PoseRelation.rotation_angle_deg]

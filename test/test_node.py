@@ -200,7 +200,7 @@ CAM_XYZ = [0.5, 0.0, 1.2]
 @pytest.fixture(scope="class")
 def robot(tiny_ckpt, client):
     topics = {
-        "depth": client.collect(Image, f"{NS}/depth"),
+        "depth": client.collect(Image, f"{NS}/depth/image"),
         "info": client.collect(CameraInfo, f"{NS}/depth/camera_info"),
         "odom": client.collect(Odometry, f"{NS}/odom"),
         "points": client.collect(PointCloud2, f"{NS}/points"),
@@ -437,7 +437,7 @@ def test_compressed_input_without_camera_info(tiny_ckpt, client, frames):
     ONNX Runtime)."""
     imgs, K, _ = frames
     ns = "/cmp"
-    depth = client.collect(Image, f"{ns}/depth")
+    depth = client.collect(Image, f"{ns}/depth/image")
     points = client.collect(PointCloud2, f"{ns}/points")
     node = NodeProcess("-r", f"__ns:={ns}", "-p", f"checkpoint:={tiny_ckpt}", "-p", "compressed:=true",
                        "-p", "camera_frame:=my_optical", "-p", "publish_tf:=false", "-p", "backend:=torch")
@@ -519,7 +519,7 @@ def test_nonfinite_model_output_is_skipped(tmp_path, client, frames):
     imgs, K, _ = frames
     ckpt = _tiny_checkpoint(tmp_path / "nan.pt", nan=True)
     ns = "/nan"
-    depth = client.collect(Image, f"{ns}/depth")
+    depth = client.collect(Image, f"{ns}/depth/image")
     diag = client.collect(DiagnosticArray, "/diagnostics")
     node = NodeProcess("-r", f"__ns:={ns}", "-p", f"checkpoint:={ckpt}")
     pub = client.node.create_publisher(Image, f"{ns}/image", 10)
@@ -583,7 +583,7 @@ def test_default_model_direction_of_travel(client):
         pytest.skip("sfm_ros.synthetic is needed for ground truth")
     ns = "/dflt"
     odom = client.collect(Odometry, f"{ns}/odom")
-    depth = client.collect(Image, f"{ns}/depth")
+    depth = client.collect(Image, f"{ns}/depth/image")
     diag = client.collect(DiagnosticArray, "/diagnostics")
     # the rendered camera is 1.5 m above the road: the node measures its scale from the ground
     node = NodeProcess("-r", f"__ns:={ns}", "-p", "device:=cpu", "-p", "camera_height:=1.5",

@@ -52,11 +52,7 @@ topic                    type                               content
 ``/diagnostics``         diagnostic_msgs/DiagnosticArray    1 Hz: frames received / processed /
                                                             dropped / rejected / skipped, latency
                                                             p50/p95, inference time, model, device;
-                                                            WARN without intrinsics or calibrated
-                                                            scale, naming what is missing; stamp
-                                                            latency only for stamps within an hour
-                                                            of the node's clock (else
-                                                            ``latency_stamp_absent`` says why)
+                                                            WARN naming what is missing (README)
 =======================  =================================  =========================================
 
 Outputs use a reliable, keep-last-``qos_depth`` QoS (compatible with best-effort subscribers too).
@@ -126,11 +122,8 @@ name                            type      default                      meaning
                                                                        intrinsics, else the network's);
                                                                        ~11 ms a frame at 128x416 (one core)
 ``publish_tf`` *                bool      true                         odom → base_frame on /tf
-``publish_static_tf`` *         bool      see right                    base_frame → optical frame on
-                                                                       /tf_static; default on only when
-                                                                       camera_xyz or camera_rpy is given
-                                                                       (-p / params file): with a URDF,
-                                                                       robot_state_publisher owns it
+``publish_static_tf`` *         bool      on iff camera_xyz/rpy given  base_frame → optical frame on
+                                                                       /tf_static (a URDF: leave it off)
 ``publish_points`` *            bool      true                         ``points``
 ``points_stride`` *             int       4                            pixel step of ``points``
 ``publish_colormap`` *          bool      false                        ``depth/colormap``
@@ -156,7 +149,7 @@ frame                  role
                        backwards time jump the odometry restarts at the identity, after a gap
                        it continues from the last pose (REP-105 continuity)
 ``base_frame``         child of ``odom`` (odometry, /tf); REP-103 x forward, y left, z up
-camera optical frame   child of ``base_frame`` (/tf_static from camera_xyz/camera_rpy); x right,
+camera optical frame   child of ``base_frame`` (``publish_static_tf``: camera_xyz/rpy); x right,
                        y down, z forward; frame of ``depth/image``, ``points``, ``depth/camera_info``
 =====================  =======================================================================
 
@@ -381,13 +374,9 @@ class SfmNode(Node):
 
     @staticmethod
     def _coerce_parameters(params: list[Parameter]) -> list[Parameter]:
-        specs = {s.name: s for s in PARAMETERS}
-        out = []
-        for prm in params:
-            spec = specs.get(prm.name)
-            value = prm.value if spec is None else coerce_param(spec.name, spec.default, prm.value)
-            out.append(prm if value is prm.value else Parameter(prm.name, value=value))
-        return out
+        defaults = {s.name: s.default for s in PARAMETERS}
+        return [Parameter(q.name, value=coerce_param(q.name, defaults[q.name], q.value)) if q.name in defaults
+                else q for q in params]
 
     def _param(self, name: str):
         return self.get_parameter(name).value

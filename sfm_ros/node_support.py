@@ -1,5 +1,6 @@
 """ROS-free support of the node and its pipeline (:mod:`sfm_ros.pipeline`): warnings rate-limited
-per kind, thread-safe counters, and the node's model, loaded and warmed up.
+per kind, thread-safe counters, the node's model (loaded and warmed up), latencies, its topic
+tables, the ``--help`` text and parameter value checks (integers for doubles, unknown names).
 
 Imports no ``rclpy``: a :class:`Log` writes to any sink with ``info(msg)`` / ``warning(msg)`` (an
 rclpy logger, a :class:`logging.Logger`).

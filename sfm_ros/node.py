@@ -343,7 +343,9 @@ class SfmNode(Node):
             f"{self.sub_info.topic_name}; " + (f"scale {p('scale'):g} m/unit" if p("scale") > 0 else
                                                 f"scale from camera_height {p('camera_height'):g} m"
                                                 if p("camera_height") > 0 else
-                                                "scale 1 m/unit (set scale or camera_height for metres)"))
+                                                "scale 1 m/unit (set scale or camera_height for metres)")
+            + ("" if p("publish_static_tf") else "; no /tf_static (publish_static_tf off: the mount is left to "
+               "robot_state_publisher; set camera_xyz/camera_rpy to publish it)"))
 
     # ------------------------------------------------------------------------------ parameters
     def _declare_parameters(self) -> None:

@@ -653,6 +653,7 @@ def test_parameters_static_tf_and_truthful_diagnostics(tiny_ckpt, client, frames
     try:
         assert _wait(lambda: pub.get_subscription_count() > 0 and node.log_count("ready") > 0, 60), node.stderr
         assert node.log_count(r"WARN.*does not declare: publish_colormapp, unknown_param \(") == 1, node.stderr
+        assert node.log_count(r"ready: .*no /tf_static \(publish_static_tf off") == 1, node.stderr
         stamps = [Time(sec=100, nanosec=i * 100_000_000) for i in range(6)]  # not the node's clock
         _send(pub, imgs[:6], stamps=stamps, rate=5.0)
         assert _wait(lambda: len(depth) >= 4, 15), node.stderr

@@ -15,7 +15,7 @@
   frames per second of the read.
 * ``node``   ``python -m sfm_ros.node`` in a child process (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST,
   the bench's own ROS_DOMAIN_ID) fed by a publisher of KITTI frames at 10 Hz for ``--seconds``
-  (stamps = publish time); latency = receipt time of ``depth`` − its header stamp (p50/p95), the
+  (stamps = publish time); latency = receipt time of ``depth/image`` − its header stamp (p50/p95), the
   node's own ``/diagnostics`` latencies, frames processed/dropped, and the node's peak RSS (VmHWM).
 
     .venv/bin/python bench/bench_speed.py infer --config default [--reps 50]
@@ -211,7 +211,7 @@ def bench_node(config: str, seconds: float, rate: float = 10.0) -> dict:
             if "inference" in st.name:
                 diags.append({kv.key: kv.value for kv in st.values})
 
-    client.create_subscription(Image, "depth", on_depth, qos)
+    client.create_subscription(Image, "depth/image", on_depth, qos)
     client.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
     pub = client.create_publisher(Image, "image", QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
     result: dict = {"frames": what, "rate_hz": rate, "seconds": seconds}

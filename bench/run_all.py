@@ -249,7 +249,7 @@ def make_table(res: dict, smoke: bool = False) -> str:
         n = sp.get("_node")
         if n is not None:
             e = _err(n)
-            row("node stamp→`depth` receipt latency p50 / p95 (s), 10 Hz",
+            row("node stamp→`depth/image` receipt latency p50 / p95 (s), 10 Hz",
                 [e or f"{fmt(n['latency_p50_s'], '.3f')} / {fmt(n['latency_p95_s'], '.3f')} "
                       f"({n['received_depth']}/{n['sent']} frames, {n['node_dropped']} dropped)"] + blank)
             if not e:

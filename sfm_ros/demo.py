@@ -5,7 +5,7 @@
    ``nav_msgs/Odometry``, real timestamps).
 2. Starts ``sfm_node`` (a separate process, the shipped params file and model, ``use_sim_time``).
 3. Plays the bag with the project's player (``/clock`` + camera topics, real time) and records what
-   the node publishes (``depth``, ``odom``, ``/tf``, ``/diagnostics``) with the project's recorder.
+   the node publishes (``depth/image``, ``odom``, ``/tf``, ``/diagnostics``) with the project's recorder.
 4. Writes ``OUTPUT/`` — ``depth_panels.png`` (frames, predicted and true depth), ``trajectory.png``
    (odometry against ground truth, top view), ``results.json``, the recorded bag — and prints the
    figures: depth error (median-scaled abs rel), trajectory error (ATE after Sim(3) alignment,
@@ -71,7 +71,7 @@ def run_pipeline(bag: Path, record: Path, checkpoint: Path, rate: float, timeout
     stats: dict = {}
     try:
         recorder = Recorder(node, record, overwrite=True)
-        for topic, msgtype in (("/depth", "sensor_msgs/msg/Image"), ("/odom", "nav_msgs/msg/Odometry"),
+        for topic, msgtype in (("/depth/image", "sensor_msgs/msg/Image"), ("/odom", "nav_msgs/msg/Odometry"),
                                ("/tf", "tf2_msgs/msg/TFMessage"),
                                ("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray")):
             recorder.add_topic(topic, msgtype)
@@ -82,7 +82,7 @@ def run_pipeline(bag: Path, record: Path, checkpoint: Path, rate: float, timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"sfm_node exited with {proc.returncode}; see {node_log.name}")
-            if player.wait_for_subscribers(0.2) and node.count_publishers("/depth") > 0:
+            if player.wait_for_subscribers(0.2) and node.count_publishers("/depth/image") > 0:
                 break
         else:
             raise RuntimeError(f"sfm_node did not subscribe within {timeout:.0f} s; see {node_log.name}")
@@ -93,7 +93,7 @@ def run_pipeline(bag: Path, record: Path, checkpoint: Path, rate: float, timeout
         # wait until the node has published its last result (no new depth for 2 s)
         last, quiet_since = -1, time.monotonic()
         while time.monotonic() - quiet_since < 2.0 and time.monotonic() < deadline + 60:
-            n = recorder.counts.get("/depth", 0)
+            n = recorder.counts.get("/depth/image", 0)
             if n != last:
                 last, quiet_since = n, time.monotonic()
             time.sleep(0.1)
@@ -140,7 +140,7 @@ def analyse(record: Path, seq, out: Path, frames_to_show: int = 4) -> dict:
                     if "sfm" in st.name:
                         diag = {kv.key: kv.value for kv in st.values}
                 continue
-            if conn.topic != "/depth":
+            if conn.topic != "/depth/image":
                 continue
             stamp = round(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, 6)
             i = stamp_index.get(stamp)

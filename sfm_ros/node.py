@@ -2,7 +2,7 @@
 
 Run: ``ros2 run sfm_ros sfm_node --ros-args -r image:=/cam/image_raw -r camera_info:=/cam/camera_info``
 or ``ros2 launch sfm_ros camera.launch.py image:=/cam/image_raw camera_info:=/cam/camera_info``
-(also ``python -m sfm_ros.node``).
+(also ``python -m sfm_ros.node``); ``sfm_node --help`` prints the topics and parameters below.
 
 Subscribed topics
 -----------------
@@ -27,18 +27,19 @@ Published topics (stamped with the header stamp of the input frame they come fro
 =======================  =================================  =========================================
 topic                    type                               content
 =======================  =================================  =========================================
-``depth``                sensor_msgs/Image ``32FC1``        depth in metres (REP 118) at the network
-                                                            resolution, ``network units * scale``
-                                                            clamped to [min_depth, max_depth];
-                                                            frame = camera optical frame
-``depth/camera_info``    sensor_msgs/CameraInfo             intrinsics scaled to the depth image
-                                                            (needs camera_info or ``intrinsics``)
+``depth/image``          sensor_msgs/Image ``32FC1``        depth in metres (REP 118) at the network
+                                                            resolution, ``network units * scale``;
+                                                            -Inf < min_depth, +Inf > max_depth, NaN
+                                                            unknown; frame = camera optical frame
+``depth/camera_info``    sensor_msgs/CameraInfo             intrinsics scaled to the depth image, its
+                                                            sibling (image_transport, depth_image_proc,
+                                                            RViz; needs camera_info or ``intrinsics``)
 ``depth/colormap``       sensor_msgs/Image ``rgb8``         inverse depth, magma (``publish_colormap``)
 ``explainability``       sensor_msgs/Image ``mono8``        mean explainability mask of the window's
                                                             target (middle) frame, stamped with that
                                                             frame (``publish_explainability``)
-``points``               sensor_msgs/PointCloud2            every ``points_stride``-th depth pixel:
-                                                            x y z float32 + rgb (packed float32);
+``points``               sensor_msgs/PointCloud2            every ``points_stride``-th finite depth
+                                                            pixel: x y z float32 + rgb (packed float32);
                                                             frame = camera optical frame
 ``odom``                 nav_msgs/Odometry                  pose of ``base_frame`` in ``odom_frame``,
                                                             twist in ``base_frame``, covariances
@@ -46,14 +47,16 @@ topic                    type                               content
 ``/tf``                  tf2_msgs/TFMessage                 ``odom_frame`` → ``base_frame``
                                                             (``publish_tf``); reliable, keep last 100
 ``/tf_static``           tf2_msgs/TFMessage                 ``base_frame`` → camera optical frame
-                                                            (``publish_tf``); reliable, transient
+                                                            (``publish_static_tf``); reliable, transient
                                                             local, keep last 1 (tf2_ros' static QoS)
 ``/diagnostics``         diagnostic_msgs/DiagnosticArray    1 Hz: frames received / processed /
                                                             dropped / rejected / skipped, latency
-                                                            p50/p95, inference time, model, device
+                                                            p50/p95, inference time, model, device;
+                                                            WARN naming what is missing (README)
 =======================  =================================  =========================================
 
 Outputs use a reliable, keep-last-``qos_depth`` QoS (compatible with best-effort subscribers too).
+Renamed in issue 14: ``depth`` → ``depth/image`` (``depth/camera_info``, ``depth/colormap`` kept).
 ``/tf``, ``/tf_static`` and ``/diagnostics`` are absolute as in tf2_ros and diagnostic_updater.
 
 Parameters (``config/sfm_ros.yaml``; ``*`` = can be changed at run time with ``ros2 param set``)
@@ -108,8 +111,8 @@ name                            type      default                      meaning
                                                                        predicted depth
                                                                        (:mod:`sfm_ros.ground_scale`;
                                                                        needs intrinsics); 0 = unset
-``min_depth`` *                 double    0.1                          published depth clamp (m)
-``max_depth`` *                 double    100.0                        published depth clamp (m)
+``min_depth`` *                 double    0.1                          closer: -Inf in ``depth/image`` (m)
+``max_depth`` *                 double    100.0                        farther: +Inf in ``depth/image`` (m)
 ``max_gap`` *                   double    1.0                          a larger gap (s) between processed
                                                                        frames restarts the odometry
 ``refine_pose`` *               string    ``epipolar``                 none | epipolar: refine each
@@ -118,7 +121,9 @@ name                            type      default                      meaning
                                                                        (:mod:`sfm_ros.refine`; needs
                                                                        intrinsics, else the network's);
                                                                        ~11 ms a frame at 128x416 (one core)
-``publish_tf`` *                bool      true                         /tf and /tf_static
+``publish_tf`` *                bool      true                         odom → base_frame on /tf
+``publish_static_tf`` *         bool      on iff camera_xyz/rpy given  base_frame → optical frame on
+                                                                       /tf_static (a URDF: leave it off)
 ``publish_points`` *            bool      true                         ``points``
 ``points_stride`` *             int       4                            pixel step of ``points``
 ``publish_colormap`` *          bool      false                        ``depth/colormap``
@@ -128,6 +133,10 @@ name                            type      default                      meaning
                                                                        camera_info arrives; all 0 = unset
 ``use_sim_time``                bool      false                        standard (declared by rclpy)
 ==============================  ========  ===========================  ================================
+
+Integer values are accepted for double parameters (``-p scale:=2``, ``camera_xyz: [0, 0, 1]``, ``ros2
+param set ... scale 3``); other wrong types stop the node with one line. Overrides the node does not
+declare (a typo in a params file) are named in one warning at start.
 
 The input size and ``seq_len`` (frames per pose window) come from the checkpoint.
 
@@ -140,8 +149,8 @@ frame                  role
                        backwards time jump the odometry restarts at the identity, after a gap
                        it continues from the last pose (REP-105 continuity)
 ``base_frame``         child of ``odom`` (odometry, /tf); REP-103 x forward, y left, z up
-camera optical frame   child of ``base_frame`` (/tf_static from camera_xyz/camera_rpy); x right,
-                       y down, z forward; frame of ``depth``, ``points``, ``depth/camera_info``
+camera optical frame   child of ``base_frame`` (``publish_static_tf``: camera_xyz/rpy); x right,
+                       y down, z forward; frame of ``depth/image``, ``points``, ``depth/camera_info``
 =====================  =======================================================================
 
 Processing
@@ -171,7 +180,8 @@ from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from . import ros_messages as rm
-from .node_support import FRAME_COUNTS, Counters, Latencies, Log
+from .node_support import (EXAMPLE, FRAME_COUNTS, PUBLISHED, SUBSCRIBED, Counters, Latencies, Log, coerce_param,
+                           unknown_parameters, usage)
 from .odometry import OPTICAL_RPY
 from .pipeline import SETTINGS, FramePipeline, FrameQueue, FrameResult, InputFrame, Settings
 
@@ -185,6 +195,7 @@ class ParamSpec(NamedTuple):
     dynamic: bool = False
     low: float | None = None
     high: float | None = None
+    shown: str | None = None   # the default as ``--help`` shows it, when not ``default`` itself
 
 
 #: Every parameter the node declares (``use_sim_time`` is declared by rclpy itself).
@@ -213,7 +224,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("max_gap", 1.0, "gap (s) between processed frames that restarts the odometry", True, 1e-3, 1e9),
     ParamSpec("refine_pose", "epipolar", "refine each frame-to-frame motion against the images: none | epipolar",
               True),
-    ParamSpec("publish_tf", True, "publish odom->base on /tf and base->camera on /tf_static", True),
+    ParamSpec("publish_tf", True, "publish odom_frame -> base_frame on /tf", True),
+    ParamSpec("publish_static_tf", False, "publish base_frame -> camera optical frame on /tf_static", True,
+              shown="on when camera_xyz or camera_rpy is given, else off (a URDF's robot_state_publisher)"),
     ParamSpec("publish_points", True, "publish the coloured point cloud on points", True),
     ParamSpec("points_stride", 4, "pixel step of the point cloud", True, 1, 64),
     ParamSpec("publish_colormap", False, "publish depth/colormap (rgb8)", True),
@@ -222,6 +235,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "fallback [fx, fy, cx, cy] of the input image until camera_info arrives; zeros = unset"),
 )
 PARAMETER_NAMES = tuple(p.name for p in PARAMETERS)
+MOUNT_PARAMETERS = ("camera_xyz", "camera_rpy")  # given: publish_static_tf defaults to on
+
+def help_text() -> str:
+    """``sfm_node --help``: generated from :data:`PARAMETERS`, :data:`SUBSCRIBED`, :data:`PUBLISHED`."""
+    return usage(NODE_NAME, __doc__.splitlines()[0].split(": ", 1)[1], SUBSCRIBED, PUBLISHED, PARAMETERS,
+                 EXAMPLE)
 
 
 class StartupError(RuntimeError):
@@ -285,9 +304,9 @@ class SfmNode(Node):
                                    durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
         # ---------------------------------------------------------------- publishers
-        self.pub_depth = self.create_publisher(Image, "depth", out_qos)
-        self.pub_depth_info = self.create_publisher(CameraInfo, "depth/camera_info", out_qos)
-        self.pub_colormap = self.create_publisher(Image, "depth/colormap", out_qos)
+        self.pub_depth = self.create_publisher(Image, PUBLISHED[0][0], out_qos)
+        self.pub_depth_info = self.create_publisher(CameraInfo, PUBLISHED[1][0], out_qos)
+        self.pub_colormap = self.create_publisher(Image, PUBLISHED[2][0], out_qos)
         self.pub_exp = self.create_publisher(Image, "explainability", out_qos)
         self.pub_points = self.create_publisher(PointCloud2, "points", out_qos)
         self.pub_odom = self.create_publisher(Odometry, "odom", out_qos)
@@ -324,10 +343,26 @@ class SfmNode(Node):
             f"{self.sub_info.topic_name}; " + (f"scale {p('scale'):g} m/unit" if p("scale") > 0 else
                                                 f"scale from camera_height {p('camera_height'):g} m"
                                                 if p("camera_height") > 0 else
-                                                "scale 1 m/unit (set scale or camera_height for metres)"))
+                                                "scale 1 m/unit (set scale or camera_height for metres)")
+            + ("" if p("publish_static_tf") else "; no /tf_static (publish_static_tf off: the mount is left to "
+               "robot_state_publisher; set camera_xyz/camera_rpy to publish it)"))
 
     # ------------------------------------------------------------------------------ parameters
     def _declare_parameters(self) -> None:
+        """Declare :data:`PARAMETERS`: integer overrides of double parameters are coerced first (also
+        for ``set_parameters``: a pre-set callback); undeclared overrides are warned about once."""
+        overrides = self._parameter_overrides  # rclpy's -p / --params-file values for this node
+        for spec in PARAMETERS:
+            if spec.name in overrides:
+                value = coerce_param(spec.name, spec.default, overrides[spec.name].value)
+                if value is not overrides[spec.name].value:
+                    overrides[spec.name] = Parameter(spec.name, value=value)
+        if hasattr(self, "add_pre_set_parameters_callback"):  # rclpy >= Iron
+            self.add_pre_set_parameters_callback(self._coerce_parameters)
+        unknown = unknown_parameters(overrides, PARAMETER_NAMES)
+        if unknown:
+            self.get_logger().warning(f"ignoring parameter(s) this node does not declare: {', '.join(unknown)} "
+                                      "(a typo? sfm_node --help lists its parameters)")
         for spec in PARAMETERS:
             d = ParameterDescriptor(description=spec.description, read_only=not spec.dynamic)
             if spec.low is not None and isinstance(spec.default, float):
@@ -336,6 +371,14 @@ class SfmNode(Node):
             elif spec.low is not None and isinstance(spec.default, int) and not isinstance(spec.default, bool):
                 d.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=1)]
             self.declare_parameter(spec.name, spec.default, d)
+        if "publish_static_tf" not in overrides and any(n in overrides for n in MOUNT_PARAMETERS):
+            self.set_parameters([Parameter("publish_static_tf", value=True)])
+
+    @staticmethod
+    def _coerce_parameters(params: list[Parameter]) -> list[Parameter]:
+        defaults = {s.name: s.default for s in PARAMETERS}
+        return [Parameter(q.name, value=coerce_param(q.name, defaults[q.name], q.value)) if q.name in defaults
+                else q for q in params]
 
     def _param(self, name: str):
         return self.get_parameter(name).value
@@ -349,7 +392,7 @@ class SfmNode(Node):
             return SetParametersResult(successful=False, reason=str(exc))
         for k, v in changes.items():  # one assignment each: the worker sees the old or the new value
             setattr(self.pipeline.settings, k, v)
-        if new.get("publish_tf") and self._static_frame:
+        if new.get("publish_static_tf") and self._static_frame:
             self._static_frame = None  # re-publish the static TF with the next frame
         return SetParametersResult(successful=True)
 
@@ -423,14 +466,14 @@ class SfmNode(Node):
             self.pub_odom.publish(rm.odometry_msg(r.odometry, r.stamp, odom, base))
             if p("publish_tf") and self.pub_tf is not None:
                 self.pub_tf.publish(rm.tf_message(rm.transform_stamped(r.odometry.T_odom_base, r.stamp, odom, base)))
-        if p("publish_tf") and self._static_frame != cam_frame:
+        if p("publish_static_tf") and self._static_frame != cam_frame:
             self._publish_static_tf(cam_frame)
         now = self.get_clock().now().nanoseconds
         self.counts.add("processed")
         self.latencies.add(r.infer_ms, time.monotonic() - r.recv, now * 1e-9 - r.t if now > 0 else None)
 
     def _publish_static_tf(self, cam_frame: str) -> None:
-        if self.pub_tf_static is None or not self._param("publish_tf"):
+        if self.pub_tf_static is None or not self._param("publish_static_tf"):
             return
         tf = rm.transform_stamped(self.T_base_cam, self.get_clock().now().to_msg(), self._param("base_frame"),
                                   cam_frame)
@@ -457,7 +500,8 @@ class SfmNode(Node):
             **self.pipeline.diagnostic_values(),
         }
         self.pub_diag.publish(rm.diagnostics(f"{self.get_name()}: inference", str(e.device), s, values,
-                                             self.get_clock().now().to_msg()))
+                                             self.get_clock().now().to_msg(),
+                                             self.pipeline.diagnostic_warnings(self.sub_info.topic_name)))
 
     # ------------------------------------------------------------------------------ shutdown
     def destroy_node(self):
@@ -468,8 +512,15 @@ class SfmNode(Node):
 
 
 def main(args=None) -> int:
-    """Entry point of ``sfm_node``: exit status 0 on Ctrl-C / shutdown, 2 on a startup error."""
+    """Entry point of ``sfm_node``: exit status 0 on Ctrl-C / shutdown, 2 on a startup error;
+    ``-h`` / ``--help`` (before ``--ros-args``) prints :func:`help_text` and exits 0 without DDS."""
     from rclpy.executors import ExternalShutdownException
+
+    argv = list(sys.argv if args is None else args)
+    own = argv[1:argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
+    if "-h" in own or "--help" in own:
+        print(help_text(), flush=True)
+        return 0
 
     rclpy.init(args=args)
     node = None

@@ -1,5 +1,6 @@
 """ROS-free support of the node and its pipeline (:mod:`sfm_ros.pipeline`): warnings rate-limited
-per kind, thread-safe counters, and the node's model, loaded and warmed up.
+per kind, thread-safe counters, the node's model (loaded and warmed up), latencies, its topic
+tables, the ``--help`` text and parameter value checks (integers for doubles, unknown names).
 
 Imports no ``rclpy``: a :class:`Log` writes to any sink with ``info(msg)`` / ``warning(msg)`` (an
 rclpy logger, a :class:`logging.Logger`).
@@ -153,35 +154,139 @@ def load_estimator(checkpoint: str = "", device: str = "auto", precision: str = 
 
 
 
+#: Stamp latency (clock time at publishing minus the input stamp) is reported only within this many
+#: seconds: farther stamps are not in the node's time base (a bag played without ``--clock``, a
+#: camera stamping with its own boot time) and their "latency" means nothing.
+STAMP_CLOCK_WINDOW_S = 3600.0
+
+
 class Latencies:
     """The last ``n`` per-frame timings (thread-safe): network time (ms), wall latency from
-    reception (s) and stamp latency (clock time at publishing minus the input stamp, s)."""
+    reception (s) and stamp latency (clock time at publishing minus the input stamp, s; ``None``
+    when the node's clock is zero, i.e. sim time before the first /clock). Stamp latencies farther
+    than :data:`STAMP_CLOCK_WINDOW_S` from 0 are kept out of the statistics: :meth:`values` then
+    says why in ``latency_stamp_absent``."""
 
     def __init__(self, n: int = 300):
         self._infer_ms: deque = deque(maxlen=n)
         self._wall: deque = deque(maxlen=n)
-        self._stamp: deque = deque(maxlen=n)
+        self._stamp: deque = deque(maxlen=n)   # seconds, or NaN for a stamp not in the node's clock
+        self._why: str = "no frame processed yet"
         self._lock = threading.Lock()
 
     def add(self, infer_ms: float, wall_s: float, stamp_s: float | None) -> None:
         with self._lock:
             self._infer_ms.append(infer_ms)
             self._wall.append(wall_s)
-            if stamp_s is not None:
-                self._stamp.append(stamp_s)
+            if stamp_s is None:
+                self._stamp.append(float("nan"))
+                self._why = "the node's clock is zero (use_sim_time without a /clock publisher?)"
+            elif not abs(stamp_s) <= STAMP_CLOCK_WINDOW_S:
+                self._stamp.append(float("nan"))
+                self._why = (f"input stamps are {stamp_s:.4g} s from the node's clock, not in its time base "
+                             "(a bag played without --clock / use_sim_time, or a camera stamping with its "
+                             "own clock)")
+            else:
+                self._stamp.append(float(stamp_s))
 
     def inference_p50_ms(self) -> float:
         with self._lock:
             return percentile(list(self._infer_ms), 50)
 
     def values(self) -> dict[str, str]:
-        """Diagnostics: stamp and wall latency p50/p95, inference p50 (NaN before the first frame)."""
+        """Diagnostics: stamp latency p50/p95 (only over stamps in the node's clock; else
+        ``latency_stamp_absent``: why), wall latency p50/p95, inference p50 (NaN before the first
+        frame)."""
         with self._lock:
-            lat_s, lat_w, inf = list(self._stamp), list(self._wall), list(self._infer_ms)
+            lat_s = [v for v in self._stamp if v == v]
+            lat_w, inf, why = list(self._wall), list(self._infer_ms), self._why
+        stamp = ({"latency_stamp_p50_s": f"{percentile(lat_s, 50):.4f}",
+                  "latency_stamp_p95_s": f"{percentile(lat_s, 95):.4f}"} if lat_s else
+                 {"latency_stamp_absent": why})
         return {
-            "latency_stamp_p50_s": f"{percentile(lat_s, 50):.4f}",
-            "latency_stamp_p95_s": f"{percentile(lat_s, 95):.4f}",
+            **stamp,
             "latency_wall_p50_s": f"{percentile(lat_w, 50):.4f}",
             "latency_wall_p95_s": f"{percentile(lat_w, 95):.4f}",
             "inference_p50_ms": f"{percentile(inf, 50):.1f}",
         }
+
+
+# ------------------------------------------------------------------------------------------------ parameters
+def param_type_name(default: Any) -> str:
+    """The ROS 2 parameter type of a default value: bool, int, double, string, double[]."""
+    if isinstance(default, bool):
+        return "bool"
+    if isinstance(default, int):
+        return "int"
+    if isinstance(default, float):
+        return "double"
+    if isinstance(default, str):
+        return "string"
+    if isinstance(default, (list, tuple)) and all(isinstance(v, float) for v in default):
+        return "double[]"
+    raise TypeError(f"unsupported parameter default {default!r}")
+
+
+def coerce_param(name: str, default: Any, value: Any) -> Any:
+    """``value`` for a parameter declared with ``default``: an integer (or a list of integers) for
+    a double (double[]) parameter becomes a float (list of floats), as ``-p scale:=2`` or
+    ``camera_xyz: [0, 0, 1]`` in a params file mean; anything else is returned unchanged (rclpy
+    then rejects a wrong type, e.g. a string, with a one-line error)."""
+    kind = param_type_name(default)
+    if kind == "double" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind == "double[]" and isinstance(value, (list, tuple)) and value and \
+            all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return [float(v) for v in value]
+    return value
+
+
+#: Parameters rclpy itself may be given (not declared by the node's table, never "unknown").
+RCLPY_PARAMETERS = ("use_sim_time", "start_type_description_service", "qos_overrides.")
+
+
+def unknown_parameters(given: Any, declared: Any) -> list[str]:
+    """The names in ``given`` (overrides from ``-p`` / params files) that the node does not declare
+    (``declared``) and rclpy does not own (:data:`RCLPY_PARAMETERS`), sorted."""
+    known = set(declared)
+    return sorted(n for n in given if n not in known and not any(
+        n == r or (r.endswith(".") and n.startswith(r)) for r in RCLPY_PARAMETERS))
+
+
+#: (topic, type, content) of the ``--help`` text; the node's publishers use these names.
+SUBSCRIBED = (("image", "sensor_msgs/Image", "camera frames (compressed:=false)"),
+              ("image/compressed", "sensor_msgs/CompressedImage", "instead of image when compressed:=true"),
+              ("camera_info", "sensor_msgs/CameraInfo", "intrinsics (else the 'intrinsics' parameter)"))
+PUBLISHED = (("depth/image", "sensor_msgs/Image 32FC1", "depth (m; REP 118: -Inf/+Inf/NaN)"),
+             ("depth/camera_info", "sensor_msgs/CameraInfo", "intrinsics of depth/image"),
+             ("depth/colormap", "sensor_msgs/Image rgb8", "inverse depth picture (publish_colormap)"),
+             ("explainability", "sensor_msgs/Image mono8", "explainability mask (publish_explainability)"),
+             ("points", "sensor_msgs/PointCloud2", "x y z rgb (publish_points)"),
+             ("odom", "nav_msgs/Odometry", "pose + twist of base_frame in odom_frame"),
+             ("/tf", "tf2_msgs/TFMessage", "odom_frame -> base_frame (publish_tf)"),
+             ("/tf_static", "tf2_msgs/TFMessage", "base_frame -> optical frame (publish_static_tf)"),
+             ("/diagnostics", "diagnostic_msgs/DiagnosticArray", "1 Hz status"))
+EXAMPLE = ("ros2 run sfm_ros sfm_node --ros-args -r image:=/cam/image_raw -r camera_info:=/cam/camera_info "
+           "-p scale:=2.5 [--params-file config/sfm_ros.yaml]")
+
+
+def usage(name: str, summary: str, subscribed: Any, published: Any, params: Any, example: str) -> str:
+    """The ``--help`` text: topics (``(topic, type, meaning)`` rows), parameters (``ParamSpec``-like
+    rows with ``name, default, description, dynamic`` and an optional ``shown`` default text) and an
+    example; generated from the tables the node declares, so that they cannot disagree."""
+    lines = [f"usage: {name} [-h] [--ros-args [-r FROM:=TO] [-p NAME:=VALUE] [--params-file FILE] ...]", "",
+             summary, "", "subscribed topics (relative: -r __ns:=/robot1 and remapping apply):"]
+    lines += [f"  {t:<20} {ty:<32} {m}" for t, ty, m in subscribed]
+    lines += ["", "published topics:"]
+    lines += [f"  {t:<20} {ty:<32} {m}" for t, ty, m in published]
+    lines += ["", "parameters (* = can be changed at run time with ros2 param set):"]
+    for p in params:
+        shown = getattr(p, "shown", None) or (f'"{p.default}"' if isinstance(p.default, str) else
+                                              str(p.default).lower() if isinstance(p.default, bool) else
+                                              str(p.default))
+        lines.append(f"  {p.name + (' *' if p.dynamic else ''):<26} {param_type_name(p.default):<9} "
+                     f"default {shown}")
+        lines.append(f"      {p.description}")
+    lines += ["  use_sim_time               bool      default false (declared by rclpy)", "",
+              "example:", f"  {example}", ""]
+    return "\n".join(lines)

@@ -16,16 +16,18 @@ every frame, and the pose network once per frame on the window of the last ``seq
 frames; the newest frame's pose follows from the prediction with it as a source (no output lag, see
 :mod:`sfm_ros.odometry`). Frames the worker cannot keep up with are dropped, counted and reported
 (rate-limited log, diagnostics). Bad input (unsupported encoding, zero size, truncated data, a step
-smaller than the row, an image that is not (H, W[, 3|4]), a resolution change, non-finite network
-output, duplicated stamps) is skipped with a warning rate-limited per kind of problem (never per
+smaller than the row, an image that is not (H, W[, 3|4]), a resolution change, a depth prediction
+without one finite pixel, a non-finite pose, duplicated stamps) is skipped with a warning rate-limited per kind of problem (never per
 input string: memory and log rate stay bounded whatever arrives); processing goes on. A frame with
 a zero header stamp (driver bug) is skipped, warned, so that one odd frame never looks like a time
 jump; from the second zero stamp in a row (a driver that never stamps) the reception time is used
 instead, with a warning (:meth:`FramePipeline.zero_stamp`). Stamps going backwards restart the
 odometry at the identity, a gap larger than ``max_gap`` restarts it from the last pose.
 
-Units: ``FrameResult.depth`` is in metres (network units times the frame's scale, clamped to
-[min_depth, max_depth]) at the network resolution; ``FrameResult.camera`` is the camera model
+Units: ``FrameResult.depth`` is in metres (network units times the frame's scale) at the network
+resolution, with REP 118's markers (:func:`rep118_depth`): ``-inf`` closer than ``min_depth``,
+``+inf`` farther than ``max_depth``, NaN where the prediction is not finite (unknown); the point
+cloud leaves all three out; ``FrameResult.camera`` is the camera model
 scaled once a frame to that resolution (undistorted: the distortion of camera_info is ignored).
 """
 from __future__ import annotations
@@ -148,15 +150,31 @@ class FrameQueue:
             return len(self._q)
 
 
+def rep118_depth(depth: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
+    """float32 metres with REP 118's markers: ``-inf`` below ``min_depth`` (too close), ``+inf``
+    above ``max_depth`` (too far), NaN where ``depth`` is not finite (unknown); the rest as is."""
+    d = np.asarray(depth, dtype=np.float32)
+    if not 0 <= min_depth < max_depth:
+        raise ValueError(f"need 0 <= min_depth < max_depth, got {min_depth}, {max_depth}")
+    out = d.copy()
+    finite = np.isfinite(d)
+    out[~finite] = np.nan
+    out[finite & (d < min_depth)] = -np.inf
+    out[finite & (d > max_depth)] = np.inf
+    return out
+
+
 def cloud_points(depth: np.ndarray, rgb: np.ndarray, K: np.ndarray, stride: int) -> np.ndarray:
     """Structured array (x, y, z float32, rgb packed uint32) of every ``stride``-th pixel of
-    ``depth`` (metres, (h, w)) coloured by ``rgb`` ((h, w, 3) uint8); invalid depths left out."""
+    ``depth`` (metres, (h, w)) coloured by ``rgb`` ((h, w, 3) uint8); non-finite (REP 118's
+    ±inf / NaN) and non-positive depths are left out."""
     x, y, z, v, u = backproject_grid(depth, K, stride)
     c = rgb[v, u].astype(np.uint32)
     packed = ((c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]).astype(np.uint32)
     out = np.empty(z.size, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<u4")])
     out["x"], out["y"], out["z"], out["rgb"] = x.ravel(), y.ravel(), z.ravel(), packed.ravel()
-    return out[np.isfinite(out["z"]) & (out["z"] > 0)]
+    ok = np.isfinite(out["x"]) & np.isfinite(out["y"]) & np.isfinite(out["z"]) & (out["z"] > 0)
+    return out[ok]
 
 
 class FramePipeline:
@@ -317,8 +335,12 @@ class FramePipeline:
         t0 = time.perf_counter()
         x = e.preprocess(img)
         depth = e.depth(x)[0, 0]
-        if not bool(torch.isfinite(depth).all()):
-            return self._skip("nonfinite", "the depth network produced NaN/Inf: frame skipped")
+        finite = torch.isfinite(depth)
+        if not bool(finite.any()):
+            return self._skip("nonfinite", "the depth network produced NaN/Inf only: frame skipped")
+        if not bool(finite.all()):
+            self.log.warn("nonfinite_pixels", f"{int((~finite).sum())} depth pixel(s) of the network are "
+                                              "NaN/Inf: published as NaN (unknown, REP 118)")
         depth_np = depth.cpu().numpy()
         self.window.append(WindowFrame(frame.t, x, depth_np, img))
         cam = self.intrinsics(shape)  # once per frame: scale, refinement and publishing
@@ -348,8 +370,8 @@ class FramePipeline:
             self.window.pop()
             return self._skip("nonfinite", f"odometry update failed ({exc}): frame skipped")
 
-        depth_m = np.clip(depth_np.astype(np.float32) * float(self.odometry.scale),
-                          float(s.min_depth), float(s.max_depth))
+        depth_m = rep118_depth(depth_np.astype(np.float32) * float(self.odometry.scale),
+                               float(s.min_depth), float(s.max_depth))
         h, w = depth_m.shape
         out_cam = None if net_cam is None else CameraModel(w, h, net_cam.K)  # undistorted, plumb_bob
         points = None
@@ -427,6 +449,25 @@ class FramePipeline:
             self.refined.add(r.used)
             return r.T, r.covariance
         return refine
+
+    def diagnostic_warnings(self, camera_info_topic: str = "camera_info") -> list[str]:
+        """What keeps the outputs from being what a user expects (each makes the node's status WARN):
+        missing intrinsics (naming what is not published) and an uncalibrated metric scale."""
+        s, out = self.settings, []
+        fx, fy = (list(s.intrinsics) + [0.0] * 4)[:2]
+        if self.camera is None and not (fx > 0 and fy > 0):
+            what = "no points, no depth/camera_info" if s.publish_points else "no depth/camera_info"
+            out.append(f"no intrinsics ({what}): no camera_info received on {camera_info_topic} and the "
+                       "'intrinsics' parameter is unset")
+        if s.scale <= 0:
+            if s.camera_height <= 0:
+                out.append("scale not calibrated: depth and odometry are in network units (set 'scale' > 0, "
+                           "e.g. from sfm_eval, or 'camera_height')")
+            elif self.scale_source != "camera_height":
+                why = self.scale_source if self.scale_source.startswith("camera_height") else \
+                    "camera_height is set, no frame processed yet"
+                out.append(f"scale not calibrated yet: {why}")
+        return out
 
     def diagnostic_values(self) -> dict[str, str]:
         """The pipeline's diagnostics (key → value text)."""

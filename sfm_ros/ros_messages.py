@@ -2,7 +2,7 @@
 
 Stamps: ``builtin_interfaces/Time`` ↔ float seconds (:func:`stamp_to_sec`, :func:`stamp_from_sec`);
 an output is stamped with the stamp of the input frame it comes from. Depth images are ``32FC1``
-metres (REP 118); CameraInfo is filled from :meth:`sfm_ros.camera.CameraModel.camera_info_fields`;
+metres (REP 118: ``-inf`` too close, ``+inf`` too far, NaN unknown, as the pipeline marks them); CameraInfo is filled from :meth:`sfm_ros.camera.CameraModel.camera_info_fields`;
 quaternions come from :func:`sfm_ros.se3.matrix_to_quat` (x, y, z, w). Frames: images,
 CameraInfo and the cloud are in the camera optical frame given by the caller.
 """
@@ -148,15 +148,20 @@ def tf_message(*transforms: TransformStamped):
 
 # ------------------------------------------------------------------------------------------------ diagnostics
 def diagnostics(name: str, hardware_id: str, counts: dict[str, int], values: dict[str, Any],
-                stamp: Any) -> DiagnosticArray:
-    """One DiagnosticStatus: WARN before the first processed frame or once bad input was seen
-    (``counts`` of :data:`sfm_ros.node_support.FRAME_COUNTS`), else OK; ``values`` as key/value text."""
+                stamp: Any, warnings: Any = ()) -> DiagnosticArray:
+    """One DiagnosticStatus: WARN before the first processed frame, once bad input was seen
+    (``counts`` of :data:`sfm_ros.node_support.FRAME_COUNTS`) or with any of ``warnings`` (e.g.
+    :meth:`sfm_ros.pipeline.FramePipeline.diagnostic_warnings`), the message naming each; else OK
+    "running". ``values`` as key/value text."""
     st = DiagnosticStatus(name=name, hardware_id=hardware_id)
-    st.level, st.message = DiagnosticStatus.OK, "running"
+    problems = []
     if counts.get("processed", 0) == 0:
-        st.level, st.message = DiagnosticStatus.WARN, "no frame processed yet"
+        problems.append("no frame processed yet")
     elif counts.get("rejected", 0) or counts.get("errors", 0):
-        st.level, st.message = DiagnosticStatus.WARN, "bad input frames were rejected"
+        problems.append("bad input frames were rejected")
+    problems += [str(w) for w in warnings]
+    st.level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
+    st.message = "; ".join(problems) or "running"
     st.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
     arr = DiagnosticArray(status=[st])
     arr.header.stamp = stamp

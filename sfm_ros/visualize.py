@@ -8,10 +8,13 @@ import numpy as np
 def colorize_depth(depth: np.ndarray, min_depth: float | None = None, max_depth: float | None = None) -> np.ndarray:
     """(H, W) depth → (H, W, 3) uint8 RGB (magma on inverse depth: near is bright).
 
-    Non-finite or non-positive depths are drawn black. Limits default to the 5th/95th percentiles.
+    REP 118's markers: ``-inf`` (too close) is drawn as the nearest colour, ``+inf`` (too far) as
+    the farthest; NaN (unknown) and non-positive depths are drawn black. Limits default to the
+    5th/95th percentiles of the finite positive depths.
     """
     depth = np.asarray(depth, dtype=np.float32)
     valid = np.isfinite(depth) & (depth > 0)
+    near, far = depth == -np.inf, depth == np.inf
     inv = np.zeros_like(depth)
     inv[valid] = 1.0 / depth[valid]
     if valid.any():
@@ -20,8 +23,9 @@ def colorize_depth(depth: np.ndarray, min_depth: float | None = None, max_depth:
     else:
         lo, hi = 0.0, 1.0
     norm = np.clip((inv - lo) / max(hi - lo, 1e-9), 0, 1)
+    norm[near], norm[far] = 1.0, 0.0
     bgr = cv2.applyColorMap((norm * 255).astype(np.uint8), cv2.COLORMAP_MAGMA)
-    bgr[~valid] = 0
+    bgr[~(valid | near | far)] = 0
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

@@ -264,7 +264,8 @@ def test_launch_file_runs(launch_env, client, tiny_ckpt, tmp_path):
         names = ["points_stride", "max_depth", "publish_colormap", "scale", "checkpoint", "use_sim_time",
                  "odom_frame"]
         got = client.get_parameters("/robot1/sfm_node", names)
-        topics = client.wait_topics({"/robot1/odom", "/robot1/points", "/cam1/image_raw", "/cam1/info"})
+        topics = client.wait_topics({"/robot1/odom", "/robot1/points", "/cam1/image_raw", "/cam1/info",
+                                      "/robot1/depth/image", "/robot1/depth/camera_info"})
         subs_image = client.node.count_subscribers("/cam1/image_raw")
         subs_info = client.node.count_subscribers("/cam1/info")
         assert run.proc.poll() is None, run.output
@@ -279,6 +280,10 @@ def test_launch_file_runs(launch_env, client, tiny_ckpt, tmp_path):
     }, run.output
     assert topics["/robot1/odom"] == ["nav_msgs/msg/Odometry"], topics
     assert topics["/robot1/points"] == ["sensor_msgs/msg/PointCloud2"], topics
+    # depth/image and its sibling camera_info (image_transport / depth_image_proc naming)
+    assert topics["/robot1/depth/image"] == ["sensor_msgs/msg/Image"], topics
+    assert topics["/robot1/depth/camera_info"] == ["sensor_msgs/msg/CameraInfo"], topics
+    assert "/robot1/depth" not in topics, topics
     assert subs_image >= 1 and subs_info >= 1, (topics, run.output)
     assert "/image_raw" not in topics and "/robot1/image" not in topics, topics  # remapped, not default
     assert "[DEBUG]" in run.output, "log_level:=debug did not reach the node"

@@ -201,7 +201,7 @@ CAM_XYZ = [0.5, 0.0, 1.2]
 @pytest.fixture(scope="class")
 def robot(tiny_ckpt, client):
     topics = {
-        "depth": client.collect(Image, f"{NS}/depth"),
+        "depth": client.collect(Image, f"{NS}/depth/image"),
         "info": client.collect(CameraInfo, f"{NS}/depth/camera_info"),
         "odom": client.collect(Odometry, f"{NS}/odom"),
         "points": client.collect(PointCloud2, f"{NS}/points"),
@@ -279,7 +279,9 @@ class TestRunningNode:
             assert (d.height, d.width) == (64, 96)
             assert any(abs(_sec(d.header.stamp) - s) < 1e-6 for s in sent)
             depth = decode_image(d.encoding, d.height, d.width, d.step, d.data, d.is_bigendian)
-            assert np.all(np.isfinite(depth)) and np.all(depth > 0)
+            # REP 118: in [min_depth, max_depth] or -inf / +inf; no NaN (the network's output is finite)
+            fin = np.isfinite(depth)
+            assert not np.isnan(depth).any() and np.all((depth[fin] >= 0.1) & (depth[fin] <= 100.0))
         info = topics["info"][-1][1]
         assert (info.width, info.height) == (96, 64) and info.header.frame_id == "cam_optical"
         Kd = np.asarray(info.k).reshape(3, 3)
@@ -438,7 +440,7 @@ def test_compressed_input_without_camera_info(tiny_ckpt, client, frames):
     ONNX Runtime)."""
     imgs, K, _ = frames
     ns = "/cmp"
-    depth = client.collect(Image, f"{ns}/depth")
+    depth = client.collect(Image, f"{ns}/depth/image")
     points = client.collect(PointCloud2, f"{ns}/points")
     node = NodeProcess("-r", f"__ns:={ns}", "-p", f"checkpoint:={tiny_ckpt}", "-p", "compressed:=true",
                        "-p", "camera_frame:=my_optical", "-p", "publish_tf:=false", "-p", "backend:=torch")
@@ -520,7 +522,7 @@ def test_nonfinite_model_output_is_skipped(tmp_path, client, frames):
     imgs, K, _ = frames
     ckpt = _tiny_checkpoint(tmp_path / "nan.pt", nan=True)
     ns = "/nan"
-    depth = client.collect(Image, f"{ns}/depth")
+    depth = client.collect(Image, f"{ns}/depth/image")
     diag = client.collect(DiagnosticArray, "/diagnostics")
     node = NodeProcess("-r", f"__ns:={ns}", "-p", f"checkpoint:={ckpt}")
     pub = client.node.create_publisher(Image, f"{ns}/image", 10)
@@ -572,6 +574,115 @@ def test_bad_refine_pose_exits_with_one_line(tiny_ckpt):
     assert "refine_pose must be one of none, epipolar, got 'photometrik'" in lines[0]
 
 
+def test_help_prints_usage_without_dds(monkeypatch, capsys):
+    """``--help`` / ``-h``: topics, every declared parameter with its default, an example; exit 0,
+    and rclpy is never initialised (no DDS participant)."""
+    import sfm_ros.node as node
+
+    def no_init(*a, **k):
+        raise AssertionError("rclpy.init called for --help")
+
+    monkeypatch.setattr(node.rclpy, "init", no_init)
+    for flag in ("--help", "-h"):
+        assert node.main(["sfm_node", flag]) == 0
+        text = capsys.readouterr().out
+        assert text.startswith("usage: sfm_node") and "example:" in text and "ros2 run sfm_ros sfm_node" in text
+        for topic in ("depth/image", "depth/camera_info", "depth/colormap", "camera_info", "/tf_static"):
+            assert f"  {topic} " in text, topic
+        for spec in node.PARAMETERS:
+            line = next(x for x in text.splitlines() if x.split()[:1] == [spec.name])
+            shown = spec.shown or (f'"{spec.default}"' if isinstance(spec.default, str) else
+                                   str(spec.default).lower() if isinstance(spec.default, bool) else str(spec.default))
+            assert line.rstrip().endswith(f"default {shown}"), line
+    proc = subprocess.run([sys.executable, "-m", "sfm_ros.node", "--help"], cwd=REPO, env=ros_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "publish_static_tf" in proc.stdout and not proc.stderr.strip(), proc.stderr
+
+
+def test_a_string_for_a_double_parameter_exits_with_one_line(tiny_ckpt):
+    proc = subprocess.run([sys.executable, "-m", "sfm_ros.node", "--ros-args", "-p", f"checkpoint:={tiny_ckpt}",
+                           "-p", "scale:=fast"], cwd=REPO, env=ros_env(), capture_output=True, text=True,
+                          timeout=90)
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "bad parameter" in lines[0] and "scale" in lines[0] and "DOUBLE" in lines[0], lines[0]
+
+
+def _set_params(client: Client, node_name: str, **values):
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    cli = client.node.create_client(SetParameters, f"{node_name}/set_parameters")
+    assert cli.wait_for_service(timeout_sec=10)
+    fut = cli.call_async(SetParameters.Request(
+        parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]))
+    assert _wait(fut.done, 10)
+    client.node.destroy_client(cli)
+    return fut.result().results
+
+
+def test_parameters_static_tf_and_truthful_diagnostics(tiny_ckpt, client, frames, tmp_path):
+    """Integers for doubles (-p, params file, set_parameters), unknown names warned once, no
+    /tf_static without mount parameters (until publish_static_tf), diagnostics that WARN without
+    intrinsics and say why the stamp latency is absent (stamps from another time base)."""
+    from builtin_interfaces.msg import Time
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    imgs, K, _ = frames
+    ns = "/prm"
+    params = tmp_path / "p.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    max_depth: 50\n    publish_colormapp: true\n")
+    depth = client.collect(Image, f"{ns}/depth/image")
+    diag = client.collect(DiagnosticArray, "/diagnostics")
+    static = client.collect(TFMessage, "/tf_static", QoSProfile(
+        depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    node = NodeProcess("-r", f"__ns:={ns}", "-p", f"checkpoint:={tiny_ckpt}", "-p", "scale:=2",
+                       "-p", "unknown_param:=3", "-p", "camera_frame:=prm_optical", "--params-file", str(params))
+    pub = client.node.create_publisher(Image, f"{ns}/image", 10)
+
+    def ours():
+        """The newest status of this node (its values carry the tiny checkpoint and scale 2/3)."""
+        for _, m in reversed(diag):
+            for st in m.status:
+                vals = {kv.key: kv.value for kv in st.values}
+                if vals.get("scale") in ("2", "3") and "tiny.pt" in vals.get("model", ""):
+                    return st, vals
+        return None, {}
+
+    def prm_static():
+        return [t for _, m in static for t in m.transforms if t.child_frame_id == "prm_optical"]
+    try:
+        assert _wait(lambda: pub.get_subscription_count() > 0 and node.log_count("ready") > 0, 60), node.stderr
+        assert node.log_count(r"WARN.*does not declare: publish_colormapp, unknown_param \(") == 1, node.stderr
+        assert node.log_count(r"ready: .*no /tf_static \(publish_static_tf off") == 1, node.stderr
+        stamps = [Time(sec=100, nanosec=i * 100_000_000) for i in range(6)]  # not the node's clock
+        _send(pub, imgs[:6], stamps=stamps, rate=5.0)
+        assert _wait(lambda: len(depth) >= 4, 15), node.stderr
+        assert _wait(lambda: "latency_stamp_absent" in ours()[1], 5), ours()
+        st, vals = ours()
+        assert "latency_stamp_p50_s" not in vals and "not in its time base" in vals["latency_stamp_absent"]
+        assert st.level == DiagnosticStatus.WARN and "no intrinsics (no points, no depth/camera_info)" in st.message
+        assert f"{ns}/camera_info" in st.message and "scale not calibrated" not in st.message, st.message
+        time.sleep(0.5)
+        assert not prm_static(), "static TF published without mount parameters"
+        # set_parameters: an integer for a double is taken, a string refused; then the static TF
+        res = _set_params(client, f"{ns}/sfm_node", scale=3, publish_static_tf=True)
+        assert all(r.successful for r in res), res
+        res = _set_params(client, f"{ns}/sfm_node", min_depth="near")
+        assert not res[0].successful
+        _send(pub, imgs[6:9], stamps=[Time(sec=101, nanosec=i * 100_000_000) for i in range(3)], rate=5.0)
+        assert _wait(lambda: len(prm_static()) > 0, 10), node.stderr
+        assert prm_static()[-1].header.frame_id == "base_link"
+        assert _wait(lambda: ours()[1].get("scale") == "3", 5), ours()
+        d = depth[-1][1]
+        arr = decode_image(d.encoding, d.height, d.width, d.step, d.data, d.is_bigendian)
+        assert np.all(arr[np.isfinite(arr)] <= 50.0)  # the params file's integer max_depth
+        assert node.alive()
+    finally:
+        assert node.stop() == 0
+    assert "Traceback" not in node.stderr
+
+
 @pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="models/sfm_default.pt is not trained yet")
 def test_default_model_direction_of_travel(client):
     """The shipped model (resolved with checkpoint:='') drives forward on a synthetic street."""
@@ -585,7 +696,7 @@ def test_default_model_direction_of_travel(client):
         pytest.skip("sfm_ros.synthetic is needed for ground truth")
     ns = "/dflt"
     odom = client.collect(Odometry, f"{ns}/odom")
-    depth = client.collect(Image, f"{ns}/depth")
+    depth = client.collect(Image, f"{ns}/depth/image")
     diag = client.collect(DiagnosticArray, "/diagnostics")
     # the rendered camera is 1.5 m above the road: the node measures its scale from the ground
     node = NodeProcess("-r", f"__ns:={ns}", "-p", "device:=cpu", "-p", "camera_height:=1.5",
@@ -604,7 +715,7 @@ def test_default_model_direction_of_travel(client):
         assert node.stop() == 0
     for _, d in depth:
         arr = decode_image(d.encoding, d.height, d.width, d.step, d.data, d.is_bigendian)
-        assert np.all(np.isfinite(arr)) and np.all(arr > 0)
+        assert not np.isnan(arr).any() and np.all(arr > 0)  # REP 118: +inf beyond max_depth
     est = next(o for _, o in odom if _sec(o.header.stamp) == _sec(stamps[-1])).pose.pose.position
     est = np.array([est.x, est.y, est.z])
     T_base_cam = camera_extrinsic()

@@ -14,7 +14,7 @@ from sfm_ros.model import SfMModel
 from sfm_ros.node_support import FRAME_COUNTS, Counters, Log, load_estimator
 from sfm_ros.odometry import camera_extrinsic
 from sfm_ros.options import ModelOptions, Options
-from sfm_ros.pipeline import FramePipeline, FrameQueue, InputFrame, Settings
+from sfm_ros.pipeline import FramePipeline, FrameQueue, InputFrame, Settings, cloud_points, rep118_depth
 from sfm_ros.synthetic import render_sequence
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,12 +117,24 @@ def test_forward_drive_moves_forward():
 
 
 def test_result_values(tiny, seq):
-    pl, sink = _pipeline(tiny, seq, min_depth=0.5, max_depth=2.0, points_stride=8)
+    import torch
+
+    # the (untrained, randomly initialised) network's depth of the last frame: a range that cuts
+    # both ends of it, so that REP 118's markers and in-range depths are both there
+    with torch.no_grad():
+        raw = tiny.depth(tiny.preprocess(seq.images[3]))[0, 0].cpu().numpy()
+    lo, hi = (float(q) for q in np.quantile(raw, [0.2, 0.8]))
+    pl, sink = _pipeline(tiny, seq, min_depth=lo, max_depth=hi, points_stride=8)
     results = [pl.process(_frame(img, 5.0 + 0.1 * i)) for i, img in enumerate(seq.images[:4])]
     r = results[-1]
     assert r.stamp == ("stamp", 5.3) and r.t == 5.3 and r.frame_id == "cam"  # carried through
     assert r.depth.shape == (tiny.height, tiny.width) and r.depth.dtype == np.float32
-    assert r.depth.min() >= 0.5 and r.depth.max() <= 2.0
+    # REP 118: out of [min_depth, max_depth] is -inf (too close) / +inf (too far), never clamped
+    assert r.scale == 1.0
+    inside = (raw >= lo) & (raw <= hi)
+    np.testing.assert_array_equal(r.depth[inside], raw[inside])
+    assert np.all(r.depth[raw < lo] == -np.inf) and np.all(r.depth[raw > hi] == np.inf)
+    assert (raw < lo).any() and (raw > hi).any() and inside.any()
     # intrinsics of the input image (96x128) scaled once to the network size (64x96)
     from sfm_ros.camera import CameraModel
 
@@ -226,3 +238,85 @@ def test_frame_queue_newest_wins():
     q = FrameQueue(2)
     assert [q.put(i) for i in range(4)] == [0, 0, 1, 1]
     assert [q.get(), q.get(), q.get(timeout=0.01)] == [2, 3, None]
+
+
+def test_rep118_depth_marks_and_the_cloud_skips_them():
+    d = np.array([[0.05, 0.5, np.nan], [150.0, np.inf, 3.0]], np.float32)
+    out = rep118_depth(d, 0.1, 100.0)
+    assert out.dtype == np.float32
+    assert out[0, 0] == -np.inf and out[1, 0] == np.inf  # too close / too far
+    assert np.isnan(out[0, 2]) and np.isnan(out[1, 1])  # unknown (a non-finite prediction)
+    assert out[0, 1] == np.float32(0.5) and out[1, 2] == 3.0
+    with pytest.raises(ValueError, match="min_depth < max_depth"):
+        rep118_depth(d, 2.0, 1.0)
+    K = np.array([[2.0, 0, 1.0], [0, 2.0, 0.5], [0, 0, 1]])
+    pts = cloud_points(out, np.zeros((2, 3, 3), np.uint8), K, 1)
+    assert pts.size == 2 and np.all(np.isfinite(pts["x"])) and sorted(pts["z"].tolist()) == [0.5, 3.0]
+
+
+def test_partly_nonfinite_depth_is_published_as_nan(tiny, seq, monkeypatch):
+    import torch
+
+    pl, sink = _pipeline(tiny, seq)
+    real = tiny.depth
+
+    def half_nan(x):
+        d = real(x).clone()
+        d[..., :5, :] = float("nan")
+        return d
+
+    monkeypatch.setattr(tiny, "depth", half_nan)
+    r = pl.process(_frame(seq.images[0], 1.0))
+    assert r is not None and np.isnan(r.depth[:5]).all() and np.isfinite(r.depth[5:]).any()
+    assert sink.has("published as NaN (unknown, REP 118)")
+    assert r.points.size > 0 and np.all(np.isfinite(r.points["z"]))
+    monkeypatch.setattr(tiny, "depth", lambda x: torch.full_like(real(x), float("nan")))
+    assert pl.process(_frame(seq.images[1], 1.1)) is None and sink.has("NaN/Inf only: frame skipped")
+
+
+def test_diagnostic_warnings_name_what_is_missing(tiny, seq):
+    pl, _ = _pipeline(tiny)  # no camera_info, no intrinsics, no scale
+    w = pl.diagnostic_warnings("/cam/camera_info")
+    assert len(w) == 2
+    assert "no intrinsics (no points, no depth/camera_info)" in w[0] and "/cam/camera_info" in w[0]
+    assert w[1].startswith("scale not calibrated")
+    pl.camera_info({"k": seq.K.reshape(-1).tolist(), "width": W, "height": H})
+    assert [x for x in pl.diagnostic_warnings() if "intrinsics" in x] == []
+    pl.settings.scale = 2.0
+    assert pl.diagnostic_warnings() == []
+    pl, _ = _pipeline(tiny, seq, camera_height=1.5)  # intrinsics given: only the scale is missing
+    assert pl.diagnostic_warnings() == ["scale not calibrated yet: camera_height is set, no frame processed yet"]
+    pl.scale_source = "camera_height (no ground plane yet)"
+    assert pl.diagnostic_warnings() == ["scale not calibrated yet: camera_height (no ground plane yet)"]
+    pl.scale_source = "camera_height"
+    assert pl.diagnostic_warnings() == []
+
+
+def test_stamp_latency_only_in_the_nodes_clock():
+    from sfm_ros.node_support import Latencies
+
+    lat = Latencies()
+    assert "latency_stamp_p50_s" not in lat.values()
+    assert lat.values()["latency_stamp_absent"] == "no frame processed yet"
+    lat.add(10.0, 0.02, 1.8e9)  # stamps of another time base (a bag without --clock)
+    v = lat.values()
+    assert "latency_stamp_p50_s" not in v and "not in its time base" in v["latency_stamp_absent"]
+    assert v["latency_wall_p50_s"] == "0.0200"
+    lat.add(10.0, 0.02, None)
+    assert "clock is zero" in lat.values()["latency_stamp_absent"]
+    lat.add(10.0, 0.02, 0.05)
+    v = lat.values()
+    assert v["latency_stamp_p50_s"] == "0.0500" and "latency_stamp_absent" not in v
+
+
+def test_parameter_coercion_and_unknown_names():
+    from sfm_ros.node_support import coerce_param, param_type_name, unknown_parameters
+
+    assert coerce_param("scale", 0.0, 2) == 2.0 and isinstance(coerce_param("scale", 0.0, 2), float)
+    assert coerce_param("camera_xyz", [0.0, 0.0, 0.0], [0, 0, 1]) == [0.0, 0.0, 1.0]
+    assert coerce_param("scale", 0.0, "fast") == "fast"  # left for rclpy to reject
+    assert coerce_param("scale", 0.0, True) is True and coerce_param("qos_depth", 5, 7) == 7
+    assert [param_type_name(v) for v in (True, 1, 1.0, "", [0.0])] == ["bool", "int", "double", "string",
+                                                                       "double[]"]
+    given = ["scale", "sclae", "use_sim_time", "qos_overrides./tf.publisher.depth", "unknown_param"]
+    assert unknown_parameters(given, ["scale"]) == ["sclae", "unknown_param"]

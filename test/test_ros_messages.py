@@ -92,3 +92,26 @@ def test_diagnostics_level():
     assert ok.level == DiagnosticStatus.OK and [(v.key, v.value) for v in ok.values] == [("scale", "1.5")]
     bad = rm.diagnostics("n", "cpu", {"processed": 3, "rejected": 1}, {}, stamp).status[0]
     assert bad.level == DiagnosticStatus.WARN and "rejected" in bad.message
+
+
+def test_diagnostics_warnings_make_it_warn():
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    st = rm.diagnostics("n", "cpu", {"processed": 3}, {}, rm.stamp_from_sec(1.0),
+                        ["no intrinsics (no points)", "scale not calibrated"]).status[0]
+    assert st.level == DiagnosticStatus.WARN and st.message == "no intrinsics (no points); scale not calibrated"
+    st = rm.diagnostics("n", "cpu", {"processed": 0}, {}, rm.stamp_from_sec(1.0), ["scale not calibrated"]).status[0]
+    assert st.message == "no frame processed yet; scale not calibrated"
+
+
+def test_colormap_of_rep118_markers():
+    from sfm_ros.visualize import colorize_depth
+
+    d = np.array([[1.0, 2.0, 4.0, -np.inf, np.inf, np.nan]], np.float32)
+    rgb = colorize_depth(d).astype(int)
+    bright = rgb.sum(axis=-1)[0]
+    assert bright[3] >= bright[0] > bright[2] >= bright[4]  # -inf: nearest colour, +inf: farthest
+    assert bright[5] == 0  # unknown: black
+    d32 = rm.depth_image(_result(depth=d), "opt")
+    back = decode_image(d32.encoding, d32.height, d32.width, d32.step, d32.data)
+    assert back[0, 3] == -np.inf and back[0, 4] == np.inf and np.isnan(back[0, 5])

@@ -131,6 +131,19 @@ name                            type      default                      meaning
 ``intrinsics``                  double[]  [0, 0, 0, 0]                 fallback fx, fy, cx, cy (pixels of
                                                                        the *input* image) used until a
                                                                        camera_info arrives; all 0 = unset
+``adapt`` *                     bool      false                        keep learning from the camera
+                                                                       (:mod:`sfm_ros.adapt`: replay of
+                                                                       moving windows, every update
+                                                                       checked on held-out windows and
+                                                                       rolled back when worse); needs
+                                                                       intrinsics; off: weights saved
+``adapt_duty``                  double    0.5                          largest share of wall time the
+                                                                       adaptation thread computes
+``adapt_threads``               int       1                            its torch CPU threads
+``adapt_checkpoint``            string    ``""``                       where adapted weights go (an
+                                                                       ordinary checkpoint); ``""`` =
+                                                                       ``$ROS_HOME/sfm_ros/adapted.pt``
+``adapt_save_every``            int       10                           accepted updates between saves
 ``use_sim_time``                bool      false                        standard (declared by rclpy)
 ==============================  ========  ===========================  ================================
 
@@ -233,6 +246,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("publish_explainability", False, "publish the explainability mask (mono8)", True),
     ParamSpec("intrinsics", [0.0, 0.0, 0.0, 0.0],
               "fallback [fx, fy, cx, cy] of the input image until camera_info arrives; zeros = unset"),
+    ParamSpec("adapt", False, "keep learning from the camera (online self-supervised adaptation, guarded by a "
+                              "held-out check; needs intrinsics)", True),
+    ParamSpec("adapt_duty", 0.5, "largest fraction of wall time the adaptation thread computes", False, 0.01, 1.0),
+    ParamSpec("adapt_threads", 1, "torch CPU threads of the adaptation thread", False, 1, 256),
+    ParamSpec("adapt_checkpoint", "", "where adapted weights are written (at adapt off, shutdown and every "
+                                      "adapt_save_every accepted updates); empty = $ROS_HOME/sfm_ros/adapted.pt"),
+    ParamSpec("adapt_save_every", 10, "accepted updates between saves", False, 1, 1000000),
 )
 PARAMETER_NAMES = tuple(p.name for p in PARAMETERS)
 MOUNT_PARAMETERS = ("camera_xyz", "camera_rpy")  # given: publish_static_tf defaults to on
@@ -283,7 +303,13 @@ class SfmNode(Node):
             self.T_base_cam = camera_extrinsic(p("camera_xyz"), p("camera_rpy"))
         except ValueError as exc:
             raise StartupError(f"bad camera_xyz/camera_rpy: {exc}") from None
-        self.pipeline = FramePipeline(self.estimator, self.T_base_cam, settings, self.log, self.counts)
+        from .adapt import OnlineAdaptation
+
+        adaptation = OnlineAdaptation(self.estimator, self.checkpoint, p("adapt_checkpoint") or None,
+                                      duty=p("adapt_duty"), threads=p("adapt_threads"),
+                                      save_every=p("adapt_save_every"), log=self.get_logger().info)
+        self.pipeline = FramePipeline(self.estimator, self.T_base_cam, settings, self.log, self.counts,
+                                      adaptation)
         self._static_frame: str | None = None
 
         # ---------------------------------------------------------------- QoS
@@ -508,6 +534,7 @@ class SfmNode(Node):
         self._stop.set()
         if self._worker.is_alive():
             self._worker.join(timeout=5.0)
+        self.pipeline.close()  # adaptation: the accepted weights are written
         return super().destroy_node()
 
 

@@ -87,6 +87,7 @@ class Settings:
     points_stride: int = 4
     publish_explainability: bool = False
     intrinsics: tuple = (0.0, 0.0, 0.0, 0.0)   # fallback fx, fy, cx, cy of the input image
+    adapt: bool = False                # online adaptation on (FramePipeline.adaptation must be set)
 
     def check(self, **changes: Any) -> None:
         """Raise ValueError (one line) if these settings with ``changes`` applied are invalid."""
@@ -187,10 +188,12 @@ class FramePipeline:
         log: where warnings go (:class:`Log`); ``counts``: :class:`Counters` of
             :data:`FRAME_COUNTS` (this adds ``rejected`` and ``skipped``; ``refined``: the refiner's
             outcomes).
+        adaptation: an :class:`sfm_ros.adapt.OnlineAdaptation` of ``estimator`` that the ``adapt``
+            setting switches (None: ``adapt`` is ignored with a warning).
     """
 
     def __init__(self, estimator, T_base_cam: np.ndarray, settings: Settings | None = None,
-                 log: Log | None = None, counts: Counters | None = None):
+                 log: Log | None = None, counts: Counters | None = None, adaptation=None):
         import logging
 
         self.estimator = estimator
@@ -211,6 +214,7 @@ class FramePipeline:
         self._refiner = None
         self._last_shape: tuple | None = None
         self._zero_stamps = 0
+        self.adaptation = adaptation
 
     # ------------------------------------------------------------------------------ inputs
     def reject(self, kind: str, msg: str) -> None:
@@ -369,6 +373,7 @@ class FramePipeline:
         except ValueError as exc:
             self.window.pop()
             return self._skip("nonfinite", f"odometry update failed ({exc}): frame skipped")
+        self._adapt(net_cam)
 
         depth_m = rep118_depth(depth_np.astype(np.float32) * float(self.odometry.scale),
                                float(s.min_depth), float(s.max_depth))
@@ -380,6 +385,29 @@ class FramePipeline:
             points = cloud_points(depth_m, rgb, out_cam.K, int(s.points_stride))
         return FrameResult(frame.stamp, frame.t, frame.frame_id, frame.recv, depth_m, out_cam, points, est,
                            exp, exp_t, float(self.odometry.scale), infer_ms)
+
+    def _adapt(self, net_cam: CameraModel | None) -> None:
+        """Online adaptation (:class:`sfm_ros.adapt.OnlineAdaptation`): switch it with the ``adapt``
+        setting and offer it the full pose window (network-size frames, intrinsics at that size)."""
+        a = self.adaptation
+        if a is None:
+            if self.settings.adapt:
+                self.log.warn("adapt", "adapt is on but this pipeline has no adaptation: ignored")
+            return
+        frames = K = None
+        if self.settings.adapt and len(self.window) == self.estimator.seq_len and net_cam is not None:
+            from .inference import to_rgb_array
+
+            frames = [(to_rgb_array(f.x) * 255.0 + 0.5).astype(np.uint8) for f in self.window]
+            K = net_cam.K
+        elif self.settings.adapt and net_cam is None:
+            self.log.warn("adapt_k", "adapt is on but there are no intrinsics yet: nothing is learnt")
+        a.update(bool(self.settings.adapt), frames, K)
+
+    def close(self) -> None:
+        """Stop what runs beside the pipeline (adaptation: its weights are saved)."""
+        if self.adaptation is not None:
+            self.adaptation.close()
 
     def _skip(self, kind: str, msg: str) -> None:
         self.counts.add("skipped")
@@ -483,4 +511,5 @@ class FramePipeline:
             f"accepted {g.accepted}, rejected {g.rejected}, none found {g.failed}",
             "refine_pose": self.settings.refine_pose,
             "refined_motions": ", ".join(f"{k} {v}" for k, v in sorted(refined.items())) or "none yet",
+            **(self.adaptation.diagnostic_values() if self.adaptation is not None else {}),
         }

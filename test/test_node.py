@@ -723,3 +723,39 @@ def test_default_model_direction_of_travel(client):
     assert est[0] > 0, f"estimated motion {est} is not forward (ground truth {gt})"
     cos = float(est @ gt / (np.linalg.norm(est) * np.linalg.norm(gt)))
     assert cos > 0.7, f"estimated direction {est} vs ground truth {gt} (cos {cos:.2f})"
+
+
+def test_adapt_runs_in_the_node(tiny_ckpt, client, frames, tmp_path):
+    """``-p adapt:=true``: the node keeps publishing while the adaptation thread runs (its counters in
+    diagnostics) and stops cleanly on Ctrl-C (the hand-over and saving are tested in test_pipeline)."""
+    imgs, K, _ = frames
+    ns = "/adapt"
+    depth = client.collect(Image, f"{ns}/depth/image")
+    diag = client.collect(DiagnosticArray, "/diagnostics")
+    out = tmp_path / "adapted.pt"
+    node = NodeProcess("-r", f"__ns:={ns}", "-p", f"checkpoint:={tiny_ckpt}", "-p", "adapt:=true",
+                       "-p", f"adapt_checkpoint:={out}", "-p", "publish_static_tf:=false",
+                       "-p", "intrinsics:=[" + ", ".join(str(float(v)) for v in (K[0, 0], K[1, 1], K[0, 2], K[1, 2])) + "]")
+    pub = client.node.create_publisher(Image, f"{ns}/image", 10)
+    try:
+        assert _wait(lambda: pub.get_subscription_count() > 0 and node.log_count("ready") > 0, 60), node.stderr
+        for i, img in enumerate(imgs):
+            m = image_msg(img, client.now())
+            pub.publish(m)
+            time.sleep(0.1)
+        assert _wait(lambda: len(depth) >= len(imgs) // 2, 20), node.stderr
+        assert node.wait_log("adaptation on", 10), node.stderr
+
+        def adapt_diag():
+            for _, msg in diag:
+                for st in msg.status:
+                    if ns.strip("/") in st.name or "sfm_node" in st.name:
+                        vals = {kv.key: kv.value for kv in st.values}
+                        if vals.get("adapt") == "on" and "adapt_windows" in vals:
+                            return vals
+            return None
+        assert _wait(lambda: adapt_diag() is not None, 10), node.stderr
+        assert node.alive()
+    finally:
+        assert node.stop() == 0
+    assert "Traceback" not in node.stderr

@@ -320,3 +320,35 @@ def test_parameter_coercion_and_unknown_names():
                                                                        "double[]"]
     given = ["scale", "sclae", "use_sim_time", "qos_overrides./tf.publisher.depth", "unknown_param"]
     assert unknown_parameters(given, ["scale"]) == ["sclae", "unknown_param"]
+
+
+def test_adapt_setting_switches_online_adaptation(tiny_ckpt, tmp_path):
+    """``adapt`` on: the pipeline's windows reach the adaptation, accepted weights reach the estimator
+    (inference never waits); off: the weights are written; diagnostics say so. Without an adaptation
+    object the setting is ignored with a warning."""
+    from sfm_ros.adapt import AdaptOptions, OnlineAdaptation
+
+    est = load_estimator(str(tiny_ckpt), device="cpu", backend="torch")[0]
+    seq = render_sequence(num_frames=14, height=H, width=W, seed=5)
+    online = OnlineAdaptation(est, str(tiny_ckpt), tmp_path / "adapted.pt", duty=1.0,
+                              opts=AdaptOptions(steps_per_update=2, min_buffer=2, holdout_every=2, min_holdout=1,
+                                                batch_size=1, max_drift=10.0, tolerance=10.0, lr=1e-3))
+    pl, sink = _pipeline(est, seq, adapt=True)
+    pl.adaptation = online
+    start = est.model
+    for i, img in enumerate(seq.images):
+        assert pl.process(_frame(img, 1.0 + 0.1 * i)) is not None
+    assert online.offered == len(seq.images) - 2
+    t0 = time.time()
+    while online.version < 1 and time.time() - t0 < 60:
+        time.sleep(0.05)
+    assert online.version >= 1 and est.model is not start, pl.diagnostic_values()
+    assert pl.diagnostic_values()["adapt"] == "on"
+    pl.settings.adapt = False
+    pl.process(_frame(seq.images[0], 3.0))
+    assert (tmp_path / "adapted.pt").is_file() and pl.diagnostic_values()["adapt"].startswith("off (last saved")
+    pl.close()
+
+    bare, sink = _pipeline(est, seq, adapt=True)
+    bare.process(_frame(seq.images[0], 1.0))
+    assert sink.has("adapt is on but this pipeline has no adaptation")

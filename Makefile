@@ -30,7 +30,7 @@ test: venv
 	$(PY) -m pytest -q test
 
 demo: venv
-	$(PY) -m sfm_ros.demo --output demo_output
+	$(PY) -m sfm_ros.cli.demo --output demo_output
 
 bench: venv
 	$(PY) bench/run_all.py

@@ -7,13 +7,13 @@ PACKAGE = "sfm_ros"
 
 # Console scripts: only the ones that work (checked by test/test_package.py).
 ENTRY_POINTS: list[str] = [
-    "sfm_bag = sfm_ros.bag_cli:main",
-    "sfm_node = sfm_ros.node:main",
-    "sfm_play = sfm_ros.player:main",
-    "sfm_record = sfm_ros.recorder:main",
-    "sfm_train = sfm_ros.train_cli:main",
-    "sfm_eval = sfm_ros.eval_cli:main",
-    "sfm_export = sfm_ros.export_cli:main",
+    "sfm_bag = sfm_ros.cli.bag:main",
+    "sfm_node = sfm_ros.ros.node:main",
+    "sfm_play = sfm_ros.ros.player:main",
+    "sfm_record = sfm_ros.ros.recorder:main",
+    "sfm_train = sfm_ros.cli.train:main",
+    "sfm_eval = sfm_ros.cli.eval:main",
+    "sfm_export = sfm_ros.cli.export:main",
 ]
 
 setup(

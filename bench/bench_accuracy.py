@@ -38,8 +38,8 @@ DATASETS = ("kitti", "7scenes")
 
 
 def _kitti_sequence(root: Path):
-    from sfm_ros.datasets import prepare_sequence
-    from sfm_ros.sources import read_kitti_odometry
+    from sfm_ros.data.datasets import prepare_sequence
+    from sfm_ros.data.sources import read_kitti_odometry
 
     seq = read_kitti_odometry(root)
     frames = ((f.image, f.stamp) for f in itertools.islice(iter(seq), *KITTI_TRAIN))
@@ -47,9 +47,9 @@ def _kitti_sequence(root: Path):
 
 
 def _sevenscenes_sequence(root: Path):
-    from sfm_ros.datasets import prepare_sequence
-    from sfm_ros.sevenscenes import read_sevenscenes
-    from sfm_ros.sources import read_image
+    from sfm_ros.data.datasets import prepare_sequence
+    from sfm_ros.data.sevenscenes import read_sevenscenes
+    from sfm_ros.data.sources import read_image
 
     ss = read_sevenscenes(root)
     idx = range(*SEVEN_TRAIN)
@@ -63,8 +63,8 @@ def run(dataset: str, config: str, minutes: float, work: Path, data: Path | None
     whichever comes first, and evaluate; returns a result dict."""
     import torch
 
-    from sfm_ros import eval_cli
-    from sfm_ros.trainer import Trainer
+    from sfm_ros.cli import eval as eval_cli
+    from sfm_ros.training.trainer import Trainer
 
     root = Path(data) if data else (KITTI if dataset == "kitti" else SEVENSCENES)
     if not root.is_dir():

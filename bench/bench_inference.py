@@ -3,10 +3,10 @@
 
 For every architecture and every inference path, the time of one depth forward (one image) and one
 pose forward (target + seq_len-1 sources), batch 1 at 128x416, through the deployment interface of
-:mod:`sfm_ros.export` (``[0, 1]`` images in, normalisation inside, depth = 1/disp out). Paths:
+:mod:`sfm_ros.runtime.export` (``[0, 1]`` images in, normalisation inside, depth = 1/disp out). Paths:
 
-* ``eager``       fp32, the model as :class:`sfm_ros.inference.Estimator` runs it today (eval mode)
-* ``fold``        fp32 eager with batch norm folded into the convolutions (:func:`sfm_ros.resnet.fold_batchnorm`)
+* ``eager``       fp32, the model as :class:`sfm_ros.runtime.inference.Estimator` runs it today (eval mode)
+* ``fold``        fp32 eager with batch norm folded into the convolutions (:func:`sfm_ros.core.resnet.fold_batchnorm`)
 * ``cl``          ``fold`` + channels_last memory format (model and inputs)
 * ``bf16``        ``fold`` under ``torch.autocast("cpu", bfloat16)`` (only on CPUs with AVX512-BF16/AMX)
 * ``jit``         TorchScript: traced, ``torch.jit.freeze`` + ``torch.jit.optimize_for_inference``
@@ -40,12 +40,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import machine_info as common_machine_info  # noqa: E402
 
-from sfm_ros.export import example_inputs, inference_modules, ort_session, to_onnx, to_torchscript  # noqa: E402
-from sfm_ros.export import DepthExport, PoseExport  # noqa: E402
-from sfm_ros.device import cpu_has_bf16_instructions  # noqa: E402
-from sfm_ros.model import SfMModel  # noqa: E402
-from sfm_ros.options import ModelOptions  # noqa: E402
-from sfm_ros.resnet import count_parameters  # noqa: E402
+from sfm_ros.runtime.export import example_inputs, inference_modules, ort_session, to_onnx, to_torchscript  # noqa: E402
+from sfm_ros.runtime.export import DepthExport, PoseExport  # noqa: E402
+from sfm_ros.core.device import cpu_has_bf16_instructions  # noqa: E402
+from sfm_ros.core.model import SfMModel  # noqa: E402
+from sfm_ros.core.options import ModelOptions  # noqa: E402
+from sfm_ros.core.resnet import count_parameters  # noqa: E402
 
 ARCHS = {
     # name: (ModelOptions overrides, description)

@@ -4,8 +4,8 @@
     .venv/bin/python bench/bench_refine.py [--frames 0:160] [--repeat 3] [--threads 1]
 
 Times exactly what the node adds per frame for ``refine_pose: epipolar``: the refiner's two views
-(:meth:`sfm_ros.refine.Refiner.view`: grey, resized to the paper's pixel budget) and
-:meth:`~sfm_ros.refine.Refiner.refine` against a given network motion, on consecutive KITTI 00
+(:meth:`sfm_ros.runtime.refine.Refiner.view`: grey, resized to the paper's pixel budget) and
+:meth:`~sfm_ros.runtime.refine.Refiner.refine` against a given network motion, on consecutive KITTI 00
 frames (128x416 views of the 1241x376 camera) and 7-Scenes frames 10 apart (192x256 views of the
 640x480 camera) from ``../shared/data``. The depth for the baseline is a plane in front of the
 camera (the refiner's cost does not depend on the depth's values). OpenCV and torch are held to
@@ -33,8 +33,8 @@ def _percentile(xs, q):
 def time_refiner(images, K, repeat: int) -> dict:
     import numpy as np
 
-    from sfm_ros.se3 import make_pose
-    from sfm_ros.refine import Refiner
+    from sfm_ros.core.se3 import make_pose
+    from sfm_ros.runtime.refine import Refiner
 
     refiner = Refiner("epipolar")
     T_net = make_pose(t=[0.0, 0.0, 1.0])
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
 
     cv2.setNumThreads(args.threads)
     torch.set_num_threads(args.threads)
-    from sfm_ros.sources import read_image, read_kitti_odometry
+    from sfm_ros.data.sources import read_image, read_kitti_odometry
 
     out = {"threads": args.threads, "machine": machine_info()}
     a, b = (int(x) for x in args.frames.split(":"))
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
         imgs = [read_image(seq.image_paths[i]) for i in range(a, min(b, len(seq)))]
         out["kitti"] = time_refiner(imgs, seq.camera.K, args.repeat)
     if SEVENSCENES.is_dir():
-        from sfm_ros.sevenscenes import read_sevenscenes
+        from sfm_ros.data.sevenscenes import read_sevenscenes
 
         ss = read_sevenscenes(SEVENSCENES)
         imgs = [read_image(ss.color[i]) for i in range(0, min(500, len(ss)), 10)]

@@ -1,19 +1,19 @@
 #!/usr/bin/env python3
 """Speed and memory of sfm_ros (issue 5), each measurement in its own process:
 
-* ``infer``  depth + pose inference per frame through :class:`sfm_ros.inference.Estimator`
+* ``infer``  depth + pose inference per frame through :class:`sfm_ros.runtime.inference.Estimator`
   (the path the node and sfm_eval use), 128x416, batch 1, fp32, untrained weights of the
   configuration's architecture; the median of ``--reps`` calls after 5 warm-up calls, on the CPU
   and on CUDA (fp32 and fp16 autocast) when present. (``bench/bench_inference.py`` compares optimised inference paths in
   detail.)
-* ``train``  one training step (forward, losses, backward, Adam) of :class:`sfm_ros.trainer.Trainer`
+* ``train``  one training step (forward, losses, backward, Adam) of :class:`sfm_ros.training.trainer.Trainer`
   at 128x416, batch 4, fp32 and under bf16 autocast when the CPU has AVX512-BF16/AMX (always on
   CUDA); median of ``--steps`` steps after 1 warm-up step on a fixed batch of real frames; the
   process's peak RSS (``getrusage``).
 * ``bag``    ingestion: 100 KITTI frames (1241x376 mono8) written to an mcap bag in a temporary
   folder, then read + decoded + resized to 128x416 with ``read_image_stream`` + ``prepare_sequence``;
   frames per second of the read.
-* ``node``   ``python -m sfm_ros.node`` in a child process (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST,
+* ``node``   ``python -m sfm_ros.ros.node`` in a child process (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST,
   the bench's own ROS_DOMAIN_ID) fed by a publisher of KITTI frames at 10 Hz for ``--seconds``
   (stamps = publish time); latency = receipt time of ``depth/image`` − its header stamp (p50/p95), the
   node's own ``/diagnostics`` latencies, frames processed/dropped, and the node's peak RSS (VmHWM).
@@ -64,7 +64,7 @@ def _kitti_frames(n: int):
     import numpy as np
 
     if (KITTI / "image_0").is_dir():
-        from sfm_ros.sources import read_kitti_odometry
+        from sfm_ros.data.sources import read_kitti_odometry
 
         seq = read_kitti_odometry(KITTI, max_frames=n)
         return [f.image for f in seq], seq.camera.K, "KITTI 00"
@@ -76,8 +76,8 @@ def _kitti_frames(n: int):
 def _checkpoint(config: str, path: Path) -> Path:
     import torch
 
-    from sfm_ros.checkpoint import save_checkpoint
-    from sfm_ros.model import SfMModel
+    from sfm_ros.core.checkpoint import save_checkpoint
+    from sfm_ros.core.model import SfMModel
 
     opts = bench_options(config)
     torch.manual_seed(0)
@@ -89,7 +89,7 @@ def _checkpoint(config: str, path: Path) -> Path:
 def bench_infer(config: str, reps: int) -> dict:
     import torch
 
-    from sfm_ros.inference import Estimator
+    from sfm_ros.runtime.inference import Estimator
 
     frames, _, what = _kitti_frames(8)
     out = {"frames": what, "arch": None}
@@ -115,9 +115,9 @@ def bench_infer(config: str, reps: int) -> dict:
 def bench_train(config: str, steps: int) -> dict:
     import torch
 
-    from sfm_ros.datasets import collate, prepare_sequence
-    from sfm_ros.device import cpu_has_bf16_instructions
-    from sfm_ros.trainer import Trainer
+    from sfm_ros.data.datasets import collate, prepare_sequence
+    from sfm_ros.core.device import cpu_has_bf16_instructions
+    from sfm_ros.training.trainer import Trainer
 
     frames, K, what = _kitti_frames(12)
     seq = prepare_sequence(((f, i / 10.0) for i, f in enumerate(frames)), K, BENCH_SIZE, name="kitti00[0:12]")
@@ -147,8 +147,8 @@ def bench_train(config: str, steps: int) -> dict:
 
 # ------------------------------------------------------------------------------------------ bag
 def bench_bag(n: int = 100) -> dict:
-    from sfm_ros.bags import read_image_stream, write_image_bag
-    from sfm_ros.datasets import prepare_sequence
+    from sfm_ros.data.bags import read_image_stream, write_image_bag
+    from sfm_ros.data.datasets import prepare_sequence
 
     frames, K, what = _kitti_frames(n)
     with tempfile.TemporaryDirectory() as tmp:
@@ -169,7 +169,7 @@ def bench_bag(n: int = 100) -> dict:
 def bench_node(config: str, seconds: float, rate: float = 10.0) -> dict:
     """Runs in a process whose environment is already localhost-only in the bench's domain."""
     if not (REPO / "sfm_ros" / "node.py").is_file():
-        return {"error": "sfm_ros/node.py is absent"}
+        return {"error": "sfm_ros/ros/node.py is absent"}
     if os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") != "LOCALHOST" or "ROS_DOMAIN_ID" not in os.environ:
         return {"error": "refusing to start rclpy without ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a ROS_DOMAIN_ID"}
     try:
@@ -180,13 +180,13 @@ def bench_node(config: str, seconds: float, rate: float = 10.0) -> dict:
         from sensor_msgs.msg import Image
     except ImportError as exc:
         return {"error": f"rclpy is not importable ({exc})"}
-    from sfm_ros.image_codec import encode_image
+    from sfm_ros.data.image_codec import encode_image
 
     frames, K, what = _kitti_frames(40)
     tmp = tempfile.TemporaryDirectory()
     ckpt = _checkpoint(config, Path(tmp.name) / "m.pt")
     intr = f"intrinsics:=[{K[0, 0]}, {K[1, 1]}, {K[0, 2]}, {K[1, 2]}]"
-    node = subprocess.Popen([sys.executable, "-m", "sfm_ros.node", "--ros-args", "-p", f"checkpoint:={ckpt}",
+    node = subprocess.Popen([sys.executable, "-m", "sfm_ros.ros.node", "--ros-args", "-p", f"checkpoint:={ckpt}",
                              "-p", intr, "-r", "__node:=sfm_bench_node"],
                             cwd=REPO, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     log: list[str] = []

@@ -3,7 +3,7 @@
 step budget (issue 10, item 6).
 
 * ``7scenes``: both train on 7-Scenes redkitchen frames 0-399 and predict the depth of frames
-  400-499, scored against the Kinect depth with the same code (``sfm_ros.metrics.evaluate_depth``:
+  400-499, scored against the Kinect depth with the same code (``sfm_ros.evaluation.metrics.evaluate_depth``:
   per-image median scaling, 10 m cap) beside the constant-depth baseline.
 * ``kitti``: both train on KITTI 00 frames 0-119; the project is scored with ``sfm_eval pose``
   and the reference port's trajectory of frames 120-159 with ``sfm_eval pose --pred-kitti``: the
@@ -11,7 +11,7 @@ step budget (issue 10, item 6).
 
 The reference port (``../shared/peers``, MIT, a yardstick only: never imported by the package) runs
 in its own process with the project's venv python; it is skipped cleanly when absent. The project
-trains through ``sfm_ros.train_cli`` exactly as a user's command would, so the trainer's automatic
+trains through ``sfm_ros.cli.train`` exactly as a user's command would, so the trainer's automatic
 choices (input size, frame stride, precision) are part of what is measured unless set here::
 
     .venv/bin/python bench/bench_vs_peer.py 7scenes --minutes 12            # the plain command
@@ -70,7 +70,7 @@ def _run(cmd: list[str], log: Path, timeout: float) -> str:
 def train_project(dataset: str, work: Path, args) -> dict:
     """``sfm_train`` on the training frames; returns the steps, size, stride and wall time."""
     out = work / "project"
-    cmd = [sys.executable, "-m", "sfm_ros.train_cli", "--config", args.config, "--out", str(out),
+    cmd = [sys.executable, "-m", "sfm_ros.cli.train", "--config", args.config, "--out", str(out),
            "--no-progress", "--no-tensorboard", "--threads", str(args.threads), "--val-fraction", "0"]
     if dataset == "7scenes":
         cmd += ["--images", str(work / "train"), "--pattern", "*.color.jpg",
@@ -91,7 +91,7 @@ def train_project(dataset: str, work: Path, args) -> dict:
     for s in args.set or []:
         cmd += ["--set", s]
     text = _run(cmd, work / "project_train.log", timeout=3600 + 60 * (args.minutes or 60))
-    from sfm_ros.checkpoint import read_checkpoint
+    from sfm_ros.core.checkpoint import read_checkpoint
 
     state = read_checkpoint(out / "last.pt")
     opts = state["options"]
@@ -122,7 +122,7 @@ def train_peer(dataset: str, work: Path, steps: int, h: int, w: int, stride: int
 def score_7scenes(pred_npys: list[Path], depth_pngs: list[Path]) -> dict:
     import numpy as np
 
-    from sfm_ros.metrics import DEPTH_METRIC_KEYS, aggregate, evaluate_depth, load_depth_png
+    from sfm_ros.evaluation.metrics import DEPTH_METRIC_KEYS, aggregate, evaluate_depth, load_depth_png
 
     res, const = [], []
     for p, g in zip(pred_npys, depth_pngs):
@@ -140,7 +140,7 @@ def score_7scenes(pred_npys: list[Path], depth_pngs: list[Path]) -> dict:
 
 
 def run(dataset: str, args) -> dict:
-    from sfm_ros import eval_cli
+    from sfm_ros.cli import eval as eval_cli
 
     root = SEVENSCENES if dataset == "7scenes" else KITTI
     if not root.is_dir():

@@ -30,7 +30,7 @@ def machine_info() -> dict:
     """CPU model, cores, GPU (if any), torch version, bf16 support, git revision."""
     import torch
 
-    from sfm_ros.device import cpu_has_bf16_instructions
+    from sfm_ros.core.device import cpu_has_bf16_instructions
 
     cpu = platform.processor() or "?"
     try:
@@ -75,8 +75,8 @@ def parse_config(spec: str, fixed: dict | None = None):
 
     ``fixed`` (dotted keys) is applied between the preset and the spec's overrides, so an
     explicit override in the spec wins over the benchmark's fixed settings."""
-    from sfm_ros.cli_common import set_override
-    from sfm_ros.options import apply_overrides, load_options
+    from sfm_ros.cli.common import set_override
+    from sfm_ros.core.options import apply_overrides, load_options
 
     base, *overrides = [s.strip() for s in spec.split("+")]
     opts = load_options(base)

@@ -2,8 +2,8 @@
 """Pack the benchmark's real data at the benchmark size, for a machine the raw data cannot reach.
 
 The accuracy benchmark (``bench/bench_accuracy.py``) resizes every frame to 128x416 before it
-trains; this writes the frames it uses already resized (with :func:`sfm_ros.datasets.resize_frame`,
-the pipeline's own function, and the intrinsics scaled by :func:`sfm_ros.camera.resize_intrinsics`),
+trains; this writes the frames it uses already resized (with :func:`sfm_ros.data.datasets.resize_frame`,
+the pipeline's own function, and the intrinsics scaled by :func:`sfm_ros.data.camera.resize_intrinsics`),
 so a copy fits in a few tens of MB. Training then sees the same pixels as from the raw data (KITTI: PNG,
 lossless; 7-Scenes colour: JPEG at ``--jpeg-quality``, the raw frames being JPEGs already). The
 ground truth is copied as is: KITTI ``poses.txt``, 7-Scenes poses and the depth PNGs of the
@@ -32,9 +32,9 @@ from bench_accuracy import KITTI_TEST, SEVEN_TEST  # noqa: E402
 
 
 def pack_kitti(src: Path, dst: Path) -> int:
-    from sfm_ros.camera import resize_intrinsics
-    from sfm_ros.datasets import resize_frame
-    from sfm_ros.sources import read_image, read_kitti_odometry
+    from sfm_ros.data.camera import resize_intrinsics
+    from sfm_ros.data.datasets import resize_frame
+    from sfm_ros.data.sources import read_image, read_kitti_odometry
 
     seq = read_kitti_odometry(src, camera="image_0")
     n = min(len(seq.image_paths), KITTI_TEST[1])
@@ -52,10 +52,10 @@ def pack_kitti(src: Path, dst: Path) -> int:
 
 
 def pack_sevenscenes(src: Path, dst: Path, quality: int) -> int:
-    from sfm_ros.camera import resize_intrinsics
-    from sfm_ros.datasets import resize_frame
-    from sfm_ros.sevenscenes import read_sevenscenes
-    from sfm_ros.sources import read_image
+    from sfm_ros.data.camera import resize_intrinsics
+    from sfm_ros.data.datasets import resize_frame
+    from sfm_ros.data.sevenscenes import read_sevenscenes
+    from sfm_ros.data.sources import read_image
 
     ss = read_sevenscenes(src)
     n = min(len(ss.color), SEVEN_TEST[1])

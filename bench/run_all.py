@@ -264,7 +264,7 @@ def make_table(res: dict, smoke: bool = False) -> str:
         if r and "notes" in r:
             notes += [n for n in r["notes"] if n not in notes]
     if "_node" in sp and not _err(sp["_node"]):
-        notes.append(f"node: `python -m sfm_ros.node` with the `{sp['_node'].get('config')}` architecture (untrained "
+        notes.append(f"node: `python -m sfm_ros.ros.node` with the `{sp['_node'].get('config')}` architecture (untrained "
                      "weights), KITTI frames (1241x376 mono8) published at 10 Hz stamped at publish time; "
                      "config-independent rows (″) are measured once.")
     lines += [f"- {n}" for n in notes]

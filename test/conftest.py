@@ -21,7 +21,7 @@ os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 # A domain of our own: derived from the pid so concurrent runs (a developer and CI) do not meet.
 os.environ.setdefault("SFM_ROS_TEST_DOMAIN", str(10 + os.getpid() % 80))
 os.environ["ROS_DOMAIN_ID"] = os.environ["SFM_ROS_TEST_DOMAIN"]
-# Measured precision choices (sfm_ros.precision) go to a cache of this run, not the user's.
+# Measured precision choices (sfm_ros.core.precision) go to a cache of this run, not the user's.
 if "SFM_ROS_CACHE" not in os.environ:
     import tempfile
 

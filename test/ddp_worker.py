@@ -16,10 +16,10 @@ import torch
 
 torch.set_num_threads(1)
 
-from sfm_ros.datasets import prepare_sequence  # noqa: E402
-from sfm_ros.options import load_options  # noqa: E402
-from sfm_ros.synthetic import render_sequence  # noqa: E402
-from sfm_ros.trainer import Trainer  # noqa: E402
+from sfm_ros.data.datasets import prepare_sequence  # noqa: E402
+from sfm_ros.core.options import load_options  # noqa: E402
+from sfm_ros.data.synthetic import render_sequence  # noqa: E402
+from sfm_ros.training.trainer import Trainer  # noqa: E402
 
 
 def main() -> None:

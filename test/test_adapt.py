@@ -1,4 +1,4 @@
-"""Online adaptation (sfm_ros.adapt): it learns from a stream, and refuses what would harm it.
+"""Online adaptation (sfm_ros.training.adapt): it learns from a stream, and refuses what would harm it.
 
 The learning test adapts an untrained quarter-width DispNet on one rendered street, streamed window
 by window as the node would see it, and judges it on later frames of that street that it never
@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from sfm_ros.adapt import Adapter, AdaptOptions
-from sfm_ros.checkpoint import load_model
-from sfm_ros.metrics import evaluate_depth
-from sfm_ros.model import SfMModel
-from sfm_ros.options import apply_overrides, preset
-from sfm_ros.synthetic import render_sequence
+from sfm_ros.training.adapt import Adapter, AdaptOptions
+from sfm_ros.core.checkpoint import load_model
+from sfm_ros.evaluation.metrics import evaluate_depth
+from sfm_ros.core.model import SfMModel
+from sfm_ros.core.options import apply_overrides, preset
+from sfm_ros.data.synthetic import render_sequence
 
 H, W = 64, 208
 
@@ -152,7 +152,7 @@ def test_worker_hands_accepted_weights_over_and_saves_them(tmp_path):
     adapter, _ = _setup(steps_per_update=2, min_buffer=2, holdout_every=2, min_holdout=1, batch_size=1,
                         max_drift=10.0, tolerance=10.0)
     got = []
-    from sfm_ros.adapt import AdaptWorker
+    from sfm_ros.training.adapt import AdaptWorker
 
     w = AdaptWorker(adapter, lambda m, v: got.append((m, v)), duty=1.0, threads=1,
                     save_path=tmp_path / "a" / "adapted.pt", save_every=1, queue_size=16).start()
@@ -172,7 +172,7 @@ def test_worker_hands_accepted_weights_over_and_saves_them(tmp_path):
 
 def test_worker_drops_when_full_and_survives_an_error():
     adapter, _ = _setup(min_buffer=1)
-    from sfm_ros.adapt import AdaptWorker
+    from sfm_ros.training.adapt import AdaptWorker
 
     w = AdaptWorker(adapter, lambda m, v: None, queue_size=1)  # not started: nothing drains the queue
     seq = render_sequence(6, H, W, seed=7)
@@ -191,7 +191,7 @@ def test_worker_drops_when_full_and_survives_an_error():
 
 @pytest.mark.parametrize("kw,text", [({"duty": 0.0}, "adapt duty must be in"), ({"threads": 0}, "must be >= 1")])
 def test_worker_options_are_checked(kw, text):
-    from sfm_ros.adapt import AdaptWorker
+    from sfm_ros.training.adapt import AdaptWorker
 
     adapter, _ = _setup()
     with pytest.raises(ValueError, match=text):
@@ -200,9 +200,9 @@ def test_worker_options_are_checked(kw, text):
 
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_online_adaptation_swaps_the_estimators_weights_and_saves_on_off(tmp_path, backend):
-    from sfm_ros.adapt import OnlineAdaptation
-    from sfm_ros.checkpoint import save_checkpoint
-    from sfm_ros.inference import Estimator
+    from sfm_ros.training.adapt import OnlineAdaptation
+    from sfm_ros.core.checkpoint import save_checkpoint
+    from sfm_ros.runtime.inference import Estimator
 
     torch.manual_seed(0)
     opts = preset("default")
@@ -233,8 +233,8 @@ def test_online_adaptation_swaps_the_estimators_weights_and_saves_on_off(tmp_pat
 
 def test_sfm_eval_depth_adapt_reports_blocks_next_to_the_frozen_model(tmp_path, capsys):
     from conftest import SHARED_DATA
-    from sfm_ros import eval_cli
-    from sfm_ros.checkpoint import save_checkpoint
+    from sfm_ros.cli import eval as eval_cli
+    from sfm_ros.core.checkpoint import save_checkpoint
 
     seven = SHARED_DATA / "sevenscenes_redkitchen"
     if not seven.is_dir():

@@ -5,9 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from sfm_ros.autoconfig import MIN_PARALLAX, PAPER_PIXELS, auto_size, choose_stride, measure_motion
-from sfm_ros.se3 import rot_y
-from sfm_ros.synthetic import render_sequence
+from sfm_ros.data.autoconfig import MIN_PARALLAX, PAPER_PIXELS, auto_size, choose_stride, measure_motion
+from sfm_ros.core.se3 import rot_y
+from sfm_ros.data.synthetic import render_sequence
 
 
 @pytest.mark.parametrize("cam,want", [((1241, 376), (128, 416)), ((640, 480), (192, 256)),

@@ -1,4 +1,4 @@
-"""The sfm_bag command (sfm_ros.bag_cli): info, from-images, from-video, from-kitti, errors, hook."""
+"""The sfm_bag command (sfm_ros.cli.bag): info, from-images, from-video, from-kitti, errors, hook."""
 from __future__ import annotations
 
 import json
@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from sfm_ros import bag_cli
-from sfm_ros.bag_cli import main, register_subcommand
-from sfm_ros.bags import list_topics, read_camera_info, read_image_stream, read_odometry, write_image_bag
-from sfm_ros.camera import CameraModel
-from sfm_ros.sources import Frame
+from sfm_ros.cli import bag as bag_cli
+from sfm_ros.cli.bag import main, register_subcommand
+from sfm_ros.data.bags import list_topics, read_camera_info, read_image_stream, read_odometry, write_image_bag
+from sfm_ros.data.camera import CameraModel
+from sfm_ros.data.sources import Frame
 
 H, W = 24, 32
 
@@ -279,9 +279,9 @@ def test_register_subcommand(capsys, tmp_path):
 
 
 def test_module_entry_point(small_bag):
-    r = subprocess.run([sys.executable, "-m", "sfm_ros.bag_cli", "info", str(small_bag)],
+    r = subprocess.run([sys.executable, "-m", "sfm_ros.cli.bag", "info", str(small_bag)],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "/camera/image_raw" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "sfm_ros.bag_cli", "info", str(small_bag) + "_missing"],
+    r = subprocess.run([sys.executable, "-m", "sfm_ros.cli.bag", "info", str(small_bag) + "_missing"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "does not exist" in r.stderr

@@ -1,4 +1,4 @@
-"""sfm_ros.bags (reading/writing bags with rosbags) and sfm_ros.sources (folders, KITTI, video)."""
+"""sfm_ros.data.bags (reading/writing bags with rosbags) and sfm_ros.data.sources (folders, KITTI, video)."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from sfm_ros.bags import (
+from sfm_ros.data.bags import (
     BagError,
     BagWarning,
     Frame,
@@ -19,10 +19,10 @@ from sfm_ros.bags import (
     read_odometry,
     write_image_bag,
 )
-from sfm_ros.camera import CameraModel
-from sfm_ros.image_codec import encode_image
-from sfm_ros.se3 import axis_angle_to_matrix
-from sfm_ros.sources import SourceError, read_image_folder, read_kitti_odometry, read_video
+from sfm_ros.data.camera import CameraModel
+from sfm_ros.data.image_codec import encode_image
+from sfm_ros.core.se3 import axis_angle_to_matrix
+from sfm_ros.data.sources import SourceError, read_image_folder, read_kitti_odometry, read_video
 
 H, W = 24, 32
 CAM = CameraModel.from_intrinsics(30.0, 31.0, 15.5, 11.5, W, H)

@@ -1,4 +1,4 @@
-"""sfm_ros.camera: CameraModel constructors and Rectifier (plumb_bob, rational_polynomial, equidistant)."""
+"""sfm_ros.data.camera: CameraModel constructors and Rectifier (plumb_bob, rational_polynomial, equidistant)."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from sfm_ros.camera import CameraError, CameraModel, Rectifier, _undistort_points
+from sfm_ros.data.camera import CameraError, CameraModel, Rectifier, _undistort_points
 
 W, H = 320, 240
 K = np.array([[250.0, 0.0, 159.5], [0.0, 252.0, 119.5], [0.0, 0.0, 1.0]])
@@ -240,8 +240,8 @@ def test_rectifier_errors():
 def test_backproject_grid_is_the_numpy_twin_of_geometry_backproject():
     import torch
 
-    from sfm_ros.camera import backproject_grid
-    from sfm_ros.geometry import backproject
+    from sfm_ros.data.camera import backproject_grid
+    from sfm_ros.core.geometry import backproject
 
     rng = np.random.default_rng(0)
     depth = rng.uniform(1.0, 5.0, (6, 8)).astype(np.float32)
@@ -257,7 +257,7 @@ def test_backproject_grid_is_the_numpy_twin_of_geometry_backproject():
 def test_kitti_lidar_calib_odometry_file_and_raw_folder_agree(tmp_path):
     """One KITTI calibration reader: a raw date folder (cam_to_cam + velo_to_cam) and the odometry
     calib.txt of the same rig give the same T_cam_lidar and K; missing rows are named."""
-    from sfm_ros.camera import kitti_lidar_calib, read_kitti_calib_rows
+    from sfm_ros.data.camera import kitti_lidar_calib, read_kitti_calib_rows
 
     K = np.array([[700.0, 0, 600], [0, 700, 180], [0, 0, 1]])
     b = np.array([-0.5, 0.0, 0.0])

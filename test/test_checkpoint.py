@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from sfm_ros import eval_cli, export_cli, train_cli
-from sfm_ros.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
-from sfm_ros.model import SfMModel
-from sfm_ros.options import ModelOptions, Options
+from sfm_ros.cli import eval as eval_cli
+from sfm_ros.cli import export as export_cli
+from sfm_ros.cli import train as train_cli
+from sfm_ros.core.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from sfm_ros.core.model import SfMModel
+from sfm_ros.core.options import ModelOptions, Options
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -99,7 +101,7 @@ def test_every_loader_reports_a_bad_checkpoint_on_one_line(tmp_path, capsys, too
 def test_one_architecture_check_for_loading_and_resuming(tmp_path):
     """checkpoint.check_architecture names every differing key; check_resumable also wants an
     optimiser state; an old checkpoint's options with model.min_depth/max_depth still load."""
-    from sfm_ros.checkpoint import check_architecture, check_resumable, load_model
+    from sfm_ros.core.checkpoint import check_architecture, check_resumable, load_model
 
     saved, other = Options(), Options()
     other.model.width_mult, other.model.seq_len = 0.5, 5

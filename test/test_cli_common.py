@@ -1,4 +1,4 @@
-"""sfm_ros.cli_common: the usage error, the parser, --set overrides, one-line errors, JSON values."""
+"""sfm_ros.cli.common: the usage error, the parser, --set overrides, one-line errors, JSON values."""
 from __future__ import annotations
 
 import math
@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from sfm_ros.cli_common import Parser, UsageError, jsonable, one_line, report_error, set_override
-from sfm_ros.options import Options
+from sfm_ros.cli.common import Parser, UsageError, jsonable, one_line, report_error, set_override
+from sfm_ros.core.options import Options
 
 
 def test_parser_raises_usage_error():

@@ -15,12 +15,12 @@ import pytest
 import torch
 
 from conftest import run_ddp_worker
-from sfm_ros.checkpoint import read_checkpoint
-from sfm_ros.datasets import prepare_sequence
-from sfm_ros.inference import Estimator
-from sfm_ros.options import load_options
-from sfm_ros.synthetic import render_sequence
-from sfm_ros.trainer import Trainer
+from sfm_ros.core.checkpoint import read_checkpoint
+from sfm_ros.data.datasets import prepare_sequence
+from sfm_ros.runtime.inference import Estimator
+from sfm_ros.core.options import load_options
+from sfm_ros.data.synthetic import render_sequence
+from sfm_ros.training.trainer import Trainer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 

@@ -1,8 +1,8 @@
-"""Device policy (sfm_ros.device): what ``auto`` means and how bad device names fail."""
+"""Device policy (sfm_ros.core.device): what ``auto`` means and how bad device names fail."""
 import pytest
 import torch
 
-from sfm_ros.device import cpu_has_bf16_instructions, cpu_supports_bf16, resolve_device
+from sfm_ros.core.device import cpu_has_bf16_instructions, cpu_supports_bf16, resolve_device
 
 
 def test_resolve_device():
@@ -16,7 +16,7 @@ def test_resolve_device():
 
 
 def test_bf16_flags_are_bools(monkeypatch):
-    from sfm_ros import device
+    from sfm_ros.core import device
 
     monkeypatch.setattr(device, "_cpu_flags", lambda: "flags: avx512_bf16")
     assert cpu_has_bf16_instructions() and not cpu_supports_bf16()  # AVX512-BF16 alone does not pay

@@ -1,4 +1,4 @@
-"""sfm_eval (sfm_ros.eval_cli): depth and pose evaluation from the command line.
+"""sfm_eval (sfm_ros.cli.eval): depth and pose evaluation from the command line.
 
 Tiny untrained checkpoints (width_mult 0.25, 64x96) on a few rendered frames; the real KITTI /
 7-Scenes checks skip when ../shared/data is absent.
@@ -12,15 +12,16 @@ import cv2
 import numpy as np
 import pytest
 
-from sfm_ros import eval_cli, pose_eval
-from sfm_ros.camera import kitti_lidar_calib
-from sfm_ros.checkpoint import save_checkpoint
-from sfm_ros.metrics import DEPTH_METRIC_KEYS
-from sfm_ros.model import SfMModel
-from sfm_ros.options import ModelOptions, Options
-from sfm_ros.se3 import axis_angle_to_matrix, make_pose
-from sfm_ros.pose_files import read_tum, write_kitti
-from sfm_ros.trajectory import (chain, mean_odometry_poses, relative_poses, snippet_ate, snippets_from_poses,
+from sfm_ros.cli import eval as eval_cli
+from sfm_ros.evaluation import pose_eval
+from sfm_ros.data.camera import kitti_lidar_calib
+from sfm_ros.core.checkpoint import save_checkpoint
+from sfm_ros.evaluation.metrics import DEPTH_METRIC_KEYS
+from sfm_ros.core.model import SfMModel
+from sfm_ros.core.options import ModelOptions, Options
+from sfm_ros.core.se3 import axis_angle_to_matrix, make_pose
+from sfm_ros.data.pose_files import read_tum, write_kitti
+from sfm_ros.evaluation.trajectory import (chain, mean_odometry_poses, relative_poses, snippet_ate, snippets_from_poses,
                                 zero_motion_poses)
 
 H, W = 64, 96
@@ -44,7 +45,7 @@ def tiny_ckpt(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory) -> dict:
     """Rendered frames as PNG, ground truth as 16-bit mm PNG (65535 = sky) and as npy (metres)."""
-    from sfm_ros.synthetic import render_sequence
+    from sfm_ros.data.synthetic import render_sequence
 
     root = tmp_path_factory.mktemp("synth")
     seq = render_sequence(num_frames=N_FRAMES, height=H, width=W, seed=1)
@@ -173,7 +174,7 @@ def test_pose_kitti_snippet_ate_and_baselines(tiny_ckpt, kitti_dir, tmp_path, ca
     res = json.loads(out.read_text())
     assert res["count"] == 20 and res["snippet"] == 5
     assert set(res["methods"]) == {"model", "zero_motion", "mean_odometry"}
-    from sfm_ros.sources import read_kitti_odometry
+    from sfm_ros.data.sources import read_kitti_odometry
 
     gt_all = read_kitti_odometry(kitti_dir).poses
     gt = gt_all[:20]
@@ -265,7 +266,7 @@ def test_pose_sevenscenes_stride(tiny_ckpt, sevenscenes_dir, tmp_path, capsys):
 
 
 def test_images_times_txt_is_read_by_the_sources_parser(tiny_ckpt, synth, tmp_path, capsys):
-    """``times.txt`` beside --images goes through sfm_ros.sources.read_times (the one parser): a file
+    """``times.txt`` beside --images goes through sfm_ros.data.sources.read_times (the one parser): a file
     with fewer times than images is an error naming it, not silently replaced by index / fps."""
     import shutil
 
@@ -347,7 +348,7 @@ def test_depth_gt_lidar_projection(tiny_ckpt, synth, tmp_path, capsys):
         p_lidar = (np.linalg.inv(T) @ np.hstack([p_cam2, np.ones((len(p_cam2), 1))]).T).T[:, :3]
         np.hstack([p_lidar, np.zeros((len(p_lidar), 1))]).astype(np.float32).tofile(velo / f"{i:06d}.bin")
         if i == 0:
-            from sfm_ros.metrics import project_lidar
+            from sfm_ros.evaluation.metrics import project_lidar
 
             sparse = project_lidar(p_lidar, T, Kc, H, W)
             np.testing.assert_allclose(sparse[v[ok], u[ok]], z[ok], rtol=1e-4)
@@ -365,8 +366,8 @@ def test_pose_bag_only_image_topic_gt_topic_and_node_scale(tiny_ckpt, synth, tmp
     """``--bag`` without ``--topic`` takes the only image topic; ``--gt-topic`` reads the bag's
     nav_msgs/Odometry (as ``sfm_bag from-kitti`` writes it); the Sim(3) scale is printed as the
     node's ``scale``."""
-    from sfm_ros.bags import write_image_bag
-    from sfm_ros.camera import CameraModel
+    from sfm_ros.data.bags import write_image_bag
+    from sfm_ros.data.camera import CameraModel
 
     seq = synth["seq"]
     poses = seq.poses.copy()
@@ -404,7 +405,7 @@ def test_depth_gt_lidar_kitti_object_benchmark_calibration(tiny_ckpt, synth, tmp
     """The object benchmark's layout: ``training/velodyne/NNNNNN.bin`` with one ``training/calib/NNNNNN.txt``
     per scan (P0..P3, R0_rect, Tr_velo_to_cam), found beside the scans without --calib; every scan
     is projected with its own file (frame 1's LiDAR is mounted quite differently)."""
-    from sfm_ros.metrics import project_lidar
+    from sfm_ros.evaluation.metrics import project_lidar
 
     seq = synth["seq"]
     K = seq.K

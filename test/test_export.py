@@ -9,11 +9,11 @@ import onnx
 import pytest
 import torch
 
-from sfm_ros.checkpoint import save_checkpoint
-from sfm_ros.export import DEPTH_RTOL, POSE_ATOL, ort_session
-from sfm_ros.export_cli import main
-from sfm_ros.model import SfMModel
-from sfm_ros.options import ModelOptions, preset
+from sfm_ros.core.checkpoint import save_checkpoint
+from sfm_ros.runtime.export import DEPTH_RTOL, POSE_ATOL, ort_session
+from sfm_ros.cli.export import main
+from sfm_ros.core.model import SfMModel
+from sfm_ros.core.options import ModelOptions, preset
 
 H, W = 64, 160
 
@@ -96,7 +96,7 @@ def test_export_one_format_and_size(tmp_path):
 def test_onnx_axes_are_named_and_model_json_agrees(tmp_path, depth_arch, pose_arch, width_mult):
     """Dynamic axes named batch, height, width (no exporter-made names); model.json declares the same
     shapes, says which axes are dynamic and the trained size; the graphs run at another size."""
-    from sfm_ros.export import onnx_shapes
+    from sfm_ros.runtime.export import onnx_shapes
 
     model, opts = _model(depth_arch, pose_arch, width_mult)
     save_checkpoint(tmp_path / "m.pt", model, opts)
@@ -163,7 +163,7 @@ def test_estimator_onnxruntime_backend_matches_torch(tmp_path, depth_arch, pose_
     """The node's ``backend: onnxruntime`` path: same depth and poses as PyTorch (export tolerances)."""
     import numpy as np
 
-    from sfm_ros.inference import Estimator
+    from sfm_ros.runtime.inference import Estimator
 
     model, opts = _model(depth_arch, pose_arch, width_mult)
     save_checkpoint(tmp_path / "m.pt", model, opts)
@@ -183,7 +183,7 @@ def test_estimator_onnxruntime_backend_matches_torch(tmp_path, depth_arch, pose_
 
 
 def test_estimator_backend_errors(tmp_path):
-    from sfm_ros.inference import Estimator
+    from sfm_ros.runtime.inference import Estimator
 
     model, opts = _model("dispnet", "posexp", 0.25)
     save_checkpoint(tmp_path / "m.pt", model, opts)
@@ -194,7 +194,7 @@ def test_estimator_backend_errors(tmp_path):
 
 
 def test_auto_backend_rule():
-    from sfm_ros.inference import auto_backend
+    from sfm_ros.runtime.inference import auto_backend
 
     assert auto_backend("cpu", "fp32") == "onnxruntime"  # measured faster on the CPU (BENCHMARKS.md)
     assert auto_backend("cpu", "bf16") == "torch"
@@ -205,10 +205,10 @@ def test_auto_backend_rule():
 
 
 def test_python_m_export_cli_help():
-    """``python -m sfm_ros.export_cli`` is the console script's module (``sfm_export``)."""
+    """``python -m sfm_ros.cli.export`` is the console script's module (``sfm_export``)."""
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "sfm_ros.export_cli", "--help"], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "sfm_ros.cli.export", "--help"], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0 and "sfm_export" in r.stdout

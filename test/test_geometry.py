@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sfm_ros.geometry import (
+from sfm_ros.core.geometry import (
     axis_angle_to_matrix, backproject, compose_poses, crop_intrinsics, inverse_warp, invert_pose,
     mat_to_pose_vec, matrix_to_axis_angle, pose_vec_to_mat, project, relative_pose,
     resize_intrinsics, scale_intrinsics,

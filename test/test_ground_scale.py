@@ -1,4 +1,4 @@
-"""Metric scale from the camera height (sfm_ros.ground_scale) on rendered streets with exact depth.
+"""Metric scale from the camera height (sfm_ros.runtime.ground_scale) on rendered streets with exact depth.
 
 The renderer's camera is 1.5 m above a flat road; its exact depth divided by 7 stands for a
 network's depth in units of 1/7 m. Tolerance: the scale within 2 % (measured 6.998 for 7), the
@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sfm_ros.ground_scale import GroundScale, fit_ground_plane
-from sfm_ros.odometry import camera_extrinsic
-from sfm_ros.synthetic import render_sequence
+from sfm_ros.runtime.ground_scale import GroundScale, fit_ground_plane
+from sfm_ros.runtime.odometry import camera_extrinsic
+from sfm_ros.data.synthetic import render_sequence
 
 UNITS = 7.0  # metres per "network unit"
 

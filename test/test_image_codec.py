@@ -1,4 +1,4 @@
-"""sfm_ros.image_codec: Image / CompressedImage field decoding and encoding."""
+"""sfm_ros.data.image_codec: Image / CompressedImage field decoding and encoding."""
 from __future__ import annotations
 
 import array
@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from sfm_ros.image_codec import (
+from sfm_ros.data.image_codec import (
     SUPPORTED_ENCODINGS,
     ImageDecodeError,
     ImageEncodeError,
@@ -28,8 +28,8 @@ def test_no_rclpy_import():
     import subprocess
     import sys
 
-    code = ("import sys, sfm_ros.image_codec, sfm_ros.camera, sfm_ros.sources, sfm_ros.bags, "
-            "sfm_ros.bag_cli; sys.exit(1 if 'rclpy' in sys.modules else 0)")
+    code = ("import sys, sfm_ros.data.image_codec, sfm_ros.data.camera, sfm_ros.data.sources, sfm_ros.data.bags, "
+            "sfm_ros.cli.bag; sys.exit(1 if 'rclpy' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -206,7 +206,7 @@ def test_rclpy_message_fields():
 
 def test_to_rgb_float_value_rule():
     """uint8 / 255, uint16 / 65535, float clipped to [0, 1]; grey replicated, alpha dropped."""
-    from sfm_ros.image_codec import to_rgb_float
+    from sfm_ros.data.image_codec import to_rgb_float
 
     g = np.array([[0, 255]], np.uint8)
     out = to_rgb_float(g)

@@ -1,4 +1,4 @@
-"""sfm_ros.inputs: sources → camera → rectified stream + cache key (sfm_train), and the selected
+"""sfm_ros.data.inputs: sources → camera → rectified stream + cache key (sfm_train), and the selected
 frames of sfm_eval; ROS-free."""
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from sfm_ros import inputs
-from sfm_ros.camera import CameraModel
-from sfm_ros.inputs import InputError, InputOptions
+from sfm_ros.data import inputs
+from sfm_ros.data.camera import CameraModel
+from sfm_ros.data.inputs import InputError, InputOptions
 
 
 def _folder(path, n=4, h=24, w=32, seed=0):
@@ -77,7 +77,7 @@ def test_peek_and_counter():
 
 
 def test_synthetic_inputs():
-    from sfm_ros.options import load_options
+    from sfm_ros.core.options import load_options
 
     opts = load_options("default", ["model.height=32", "model.width=48"])
     (inp,) = inputs.synthetic_inputs(InputOptions(synthetic=1, synthetic_frames=3), opts)

@@ -124,7 +124,7 @@ def test_params_file_default_is_package_share_config(tree):
 
 
 def test_params_yaml_matches_node_parameters():
-    from sfm_ros.node import NODE_NAME, PARAMETERS
+    from sfm_ros.ros.node import NODE_NAME, PARAMETERS
 
     doc = yaml.safe_load(PARAMS.read_text())
     # "/**": the file applies whatever the namespace or node name (a "sfm_node" key is ignored
@@ -154,7 +154,7 @@ def test_params_yaml_matches_node_parameters():
 
 
 def test_node_docstring_documents_every_parameter():
-    import sfm_ros.node as node
+    import sfm_ros.ros.node as node
 
     for p in node.PARAMETERS:
         assert f"``{p.name}``" in node.__doc__, p.name

@@ -32,9 +32,9 @@ from rcl_interfaces.srv import GetParameters  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
 from conftest import REPO, ros_env  # noqa: E402
-from sfm_ros.checkpoint import save_checkpoint  # noqa: E402
-from sfm_ros.model import SfMModel  # noqa: E402
-from sfm_ros.options import ModelOptions, Options  # noqa: E402
+from sfm_ros.core.checkpoint import save_checkpoint  # noqa: E402
+from sfm_ros.core.model import SfMModel  # noqa: E402
+from sfm_ros.core.options import ModelOptions, Options  # noqa: E402
 
 PARAMS = REPO / "config" / "sfm_ros.yaml"
 LAUNCH = REPO / "launch" / "camera.launch.py"
@@ -178,7 +178,7 @@ def client():
 # ------------------------------------------------------------------------------------------------
 def test_params_file_applies_under_a_namespace(client, tiny_ckpt):
     """``--params-file config/sfm_ros.yaml`` with ``-r __ns:=/robot1``: the file's values are used."""
-    node = Child([sys.executable, "-m", "sfm_ros.node", "--ros-args", "-r", "__ns:=/robot1",
+    node = Child([sys.executable, "-m", "sfm_ros.ros.node", "--ros-args", "-r", "__ns:=/robot1",
                   "--params-file", str(PARAMS), "-p", f"checkpoint:={tiny_ckpt}"], ros_env())
     try:
         got = client.get_parameters("/robot1/sfm_node", ["publish_colormap", "points_stride", "checkpoint"])
@@ -236,7 +236,7 @@ def launch_env(tmp_path_factory) -> dict[str, str]:
         (pkg / "share" / "sfm_ros" / folder).symlink_to(REPO / folder, target_is_directory=True)
     exe = pkg / "lib" / "sfm_ros" / "sfm_node"
     exe.parent.mkdir(parents=True)
-    exe.write_text(f"#!{sys.executable}\nimport sys\nfrom sfm_ros.node import main\nsys.exit(main())\n")
+    exe.write_text(f"#!{sys.executable}\nimport sys\nfrom sfm_ros.ros.node import main\nsys.exit(main())\n")
     exe.chmod(0o755)
     site = interfaces / "lib" / PYVER / "site-packages"
     return ros_env(

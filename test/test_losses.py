@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from sfm_ros.losses import compute_losses, photometric_error, smoothness_second_order, ssim
-from sfm_ros.model import SfMModel
-from sfm_ros.options import LossOptions, ModelOptions, default_loss, paper_loss
+from sfm_ros.core.losses import compute_losses, photometric_error, smoothness_second_order, ssim
+from sfm_ros.core.model import SfMModel
+from sfm_ros.core.options import LossOptions, ModelOptions, default_loss, paper_loss
 
 
 def _batch(b=2, h=64, w=96, seed=0):
@@ -103,8 +103,8 @@ def test_epipolar_prior_loss_is_zero_at_the_prior_and_pulls_towards_it():
     zero weight removes a term."""
     import math
 
-    from sfm_ros.geometry import pose_vec_to_mat
-    from sfm_ros.losses import EPIPOLAR_ROT_GAIN, epipolar_prior_loss
+    from sfm_ros.core.geometry import pose_vec_to_mat
+    from sfm_ros.core.losses import EPIPOLAR_ROT_GAIN, epipolar_prior_loss
 
     prior = pose_vec_to_mat(torch.tensor([[0.0, 0.0, 1.0, 0.0, 0.02, 0.0]]))  # unit step, 1.15° yaw
     w = torch.ones(1, 1, 2)
@@ -123,7 +123,7 @@ def test_epipolar_prior_loss_is_zero_at_the_prior_and_pulls_towards_it():
 
 
 def test_epipolar_weight_must_be_finite_and_non_negative():
-    from sfm_ros.options import load_options
+    from sfm_ros.core.options import load_options
 
     for bad in ("-1", "nan"):
         with pytest.raises(ValueError, match="epipolar_weight"):

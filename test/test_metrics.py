@@ -1,4 +1,4 @@
-"""Tests of sfm_ros.metrics (depth metrics, evaluation protocol, ground-truth loaders).
+"""Tests of sfm_ros.evaluation.metrics (depth metrics, evaluation protocol, ground-truth loaders).
 
 Tolerances: exact identities (perfect prediction, hand-computed values) to 1e-12 absolute;
 float32 paths (resize, png/npy loaders, lidar projection) to 1e-6.
@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from sfm_ros import metrics as M
+from sfm_ros.evaluation import metrics as M
 
 
 def _gt(h=30, w=40, lo=1.0, hi=20.0, seed=0):

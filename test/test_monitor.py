@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from sfm_ros.monitor import CollapseMonitor, batch_stats
+from sfm_ros.training.monitor import CollapseMonitor, batch_stats
 
 
 def _outputs(depth: torch.Tensor, t: float) -> dict:

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from sfm_ros.model import SfMModel, source_offsets
-from sfm_ros.networks import DISP_ALPHA, DISP_BETA, DispNet, PoseExpNet
-from sfm_ros.options import ModelOptions
-from sfm_ros.resnet import ResNetDepthNet
+from sfm_ros.core.model import SfMModel, source_offsets
+from sfm_ros.core.networks import DISP_ALPHA, DISP_BETA, DispNet, PoseExpNet
+from sfm_ros.core.options import ModelOptions
+from sfm_ros.core.resnet import ResNetDepthNet
 
 
 @pytest.mark.parametrize("net_cls", [DispNet, ResNetDepthNet])
@@ -69,8 +69,8 @@ def test_model_outputs_keyed_by_name_frame_scale():
 
 
 def test_disparity_head_range_and_start_depth_follow_the_model_options():
-    from sfm_ros.model import build_depth_net, disparity_head
-    from sfm_ros.options import ModelOptions
+    from sfm_ros.core.model import build_depth_net, disparity_head
+    from sfm_ros.core.options import ModelOptions
 
     assert disparity_head(ModelOptions()) == (10.0, 0.01)  # the paper's head, exactly
     opts = ModelOptions(min_depth=0.01, max_depth=50.0, init_depth=0.5, width_mult=0.25)

@@ -1,6 +1,6 @@
 """sfm_node end to end with real rclpy: the node runs in a separate process.
 
-The node is started with ``[sys.executable, "-m", "sfm_ros.node", "--ros-args", ...]`` and the
+The node is started with ``[sys.executable, "-m", "sfm_ros.ros.node", "--ros-args", ...]`` and the
 environment of ``conftest.ros_env()`` (localhost discovery, the run's own ROS_DOMAIN_ID); the test
 client (publishers of camera frames, subscribers of every output) runs in this process on its own
 rclpy context. Models are tiny untrained checkpoints made here (fast); the shipped default model is
@@ -29,12 +29,12 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
 
 from conftest import REPO, ros_env  # noqa: E402
-from sfm_ros.checkpoint import save_checkpoint  # noqa: E402
-from sfm_ros.image_codec import decode_image, encode_image  # noqa: E402
-from sfm_ros.model import SfMModel  # noqa: E402
-from sfm_ros.odometry import OPTICAL_RPY  # noqa: E402
-from sfm_ros.se3 import rpy_to_quat  # noqa: E402
-from sfm_ros.options import ModelOptions, Options  # noqa: E402
+from sfm_ros.core.checkpoint import save_checkpoint  # noqa: E402
+from sfm_ros.data.image_codec import decode_image, encode_image  # noqa: E402
+from sfm_ros.core.model import SfMModel  # noqa: E402
+from sfm_ros.runtime.odometry import OPTICAL_RPY  # noqa: E402
+from sfm_ros.core.se3 import rpy_to_quat  # noqa: E402
+from sfm_ros.core.options import ModelOptions, Options  # noqa: E402
 
 TFMessage = tf2_msgs.TFMessage
 DEFAULT_MODEL = REPO / "models" / "sfm_default.pt"
@@ -48,7 +48,7 @@ RELIABLE = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
 def _frames(n: int, height: int = H, width: int = W, seed: int = 0):
     """(images, K, camera poses): synthetic street frames, or a moving texture as a fallback."""
     try:
-        from sfm_ros.synthetic import render_sequence
+        from sfm_ros.data.synthetic import render_sequence
     except ImportError:  # pragma: no cover - synthetic.py is written by another engineer
         rng = np.random.default_rng(seed)
         tex = rng.integers(0, 256, (height, width + 2 * n, 3), dtype=np.uint8)
@@ -76,7 +76,7 @@ class NodeProcess:
 
     def __init__(self, *ros_args: str):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sfm_ros.node", "--ros-args", *ros_args],
+            [sys.executable, "-m", "sfm_ros.ros.node", "--ros-args", *ros_args],
             cwd=REPO, env=ros_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.err: list[str] = []
         self.out: list[str] = []
@@ -183,7 +183,7 @@ def client():
 
 
 def test_rate_limiter_memory_is_bounded():
-    from sfm_ros.node_support import RateLimiter
+    from sfm_ros.runtime.node_support import RateLimiter
 
     lim = RateLimiter(period=60.0, max_keys=8)
     assert [lim.ok(f"k{i}")[0] for i in range(1000)] == [True] * 1000  # each new key once
@@ -546,7 +546,7 @@ def test_bad_checkpoint_exits_with_one_line(tmp_path, kind):
         path.write_bytes(b"PK\x03\x04 this is not a checkpoint" * 10)
     elif kind == "empty":  # a 0-byte file: torch.load raises EOFError('')
         path.write_bytes(b"")
-    proc = subprocess.run([sys.executable, "-m", "sfm_ros.node", "--ros-args", "-p", f"checkpoint:={path}"],
+    proc = subprocess.run([sys.executable, "-m", "sfm_ros.ros.node", "--ros-args", "-p", f"checkpoint:={path}"],
                           cwd=REPO, env=ros_env(), capture_output=True, text=True, timeout=90)
     lines = [x for x in proc.stderr.splitlines() if x.strip()]
     assert proc.returncode != 0
@@ -557,7 +557,7 @@ def test_bad_checkpoint_exits_with_one_line(tmp_path, kind):
 
 
 def test_bad_backend_exits_with_one_line(tiny_ckpt):
-    proc = subprocess.run([sys.executable, "-m", "sfm_ros.node", "--ros-args", "-p", f"checkpoint:={tiny_ckpt}",
+    proc = subprocess.run([sys.executable, "-m", "sfm_ros.ros.node", "--ros-args", "-p", f"checkpoint:={tiny_ckpt}",
                            "-p", "backend:=tensorrt"], cwd=REPO, env=ros_env(), capture_output=True, text=True,
                           timeout=90)
     lines = [x for x in proc.stderr.splitlines() if x.strip()]
@@ -566,7 +566,7 @@ def test_bad_backend_exits_with_one_line(tiny_ckpt):
 
 
 def test_bad_refine_pose_exits_with_one_line(tiny_ckpt):
-    proc = subprocess.run([sys.executable, "-m", "sfm_ros.node", "--ros-args", "-p", f"checkpoint:={tiny_ckpt}",
+    proc = subprocess.run([sys.executable, "-m", "sfm_ros.ros.node", "--ros-args", "-p", f"checkpoint:={tiny_ckpt}",
                            "-p", "refine_pose:=photometrik"], cwd=REPO, env=ros_env(), capture_output=True,
                           text=True, timeout=90)
     lines = [x for x in proc.stderr.splitlines() if x.strip()]
@@ -577,7 +577,7 @@ def test_bad_refine_pose_exits_with_one_line(tiny_ckpt):
 def test_help_prints_usage_without_dds(monkeypatch, capsys):
     """``--help`` / ``-h``: topics, every declared parameter with its default, an example; exit 0,
     and rclpy is never initialised (no DDS participant)."""
-    import sfm_ros.node as node
+    import sfm_ros.ros.node as node
 
     def no_init(*a, **k):
         raise AssertionError("rclpy.init called for --help")
@@ -594,13 +594,13 @@ def test_help_prints_usage_without_dds(monkeypatch, capsys):
             shown = spec.shown or (f'"{spec.default}"' if isinstance(spec.default, str) else
                                    str(spec.default).lower() if isinstance(spec.default, bool) else str(spec.default))
             assert line.rstrip().endswith(f"default {shown}"), line
-    proc = subprocess.run([sys.executable, "-m", "sfm_ros.node", "--help"], cwd=REPO, env=ros_env(),
+    proc = subprocess.run([sys.executable, "-m", "sfm_ros.ros.node", "--help"], cwd=REPO, env=ros_env(),
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "publish_static_tf" in proc.stdout and not proc.stderr.strip(), proc.stderr
 
 
 def test_a_string_for_a_double_parameter_exits_with_one_line(tiny_ckpt):
-    proc = subprocess.run([sys.executable, "-m", "sfm_ros.node", "--ros-args", "-p", f"checkpoint:={tiny_ckpt}",
+    proc = subprocess.run([sys.executable, "-m", "sfm_ros.ros.node", "--ros-args", "-p", f"checkpoint:={tiny_ckpt}",
                            "-p", "scale:=fast"], cwd=REPO, env=ros_env(), capture_output=True, text=True,
                           timeout=90)
     lines = [x for x in proc.stderr.splitlines() if x.strip()]
@@ -686,14 +686,14 @@ def test_parameters_static_tf_and_truthful_diagnostics(tiny_ckpt, client, frames
 @pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="models/sfm_default.pt is not trained yet")
 def test_default_model_direction_of_travel(client):
     """The shipped model (resolved with checkpoint:='') drives forward on a synthetic street."""
-    from sfm_ros.checkpoint import read_checkpoint
-    from sfm_ros.odometry import camera_extrinsic, camera_to_base
-    from sfm_ros.se3 import invert_pose
+    from sfm_ros.core.checkpoint import read_checkpoint
+    from sfm_ros.runtime.odometry import camera_extrinsic, camera_to_base
+    from sfm_ros.core.se3 import invert_pose
 
     mo = read_checkpoint(DEFAULT_MODEL)["options"]["model"]
     imgs, K, poses = _frames(16, mo["height"], mo["width"], seed=3)
     if poses is None:
-        pytest.skip("sfm_ros.synthetic is needed for ground truth")
+        pytest.skip("sfm_ros.data.synthetic is needed for ground truth")
     ns = "/dflt"
     odom = client.collect(Odometry, f"{ns}/odom")
     depth = client.collect(Image, f"{ns}/depth/image")

@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from sfm_ros.geometry import relative_pose
-from sfm_ros.model import source_offsets
-from sfm_ros.odometry import (
+from sfm_ros.core.geometry import relative_pose
+from sfm_ros.core.model import source_offsets
+from sfm_ros.runtime.odometry import (
     OPTICAL_RPY,
     MonocularOdometry,
     camera_extrinsic,
     camera_to_base,
     poses_in_target,
 )
-from sfm_ros.se3 import invert_pose, make_pose
+from sfm_ros.core.se3 import invert_pose, make_pose
 
 
 def _exp_se3(xi: np.ndarray) -> np.ndarray:
@@ -32,7 +32,7 @@ def _exp_se3(xi: np.ndarray) -> np.ndarray:
 
 def _network_predictions(T_w_c: np.ndarray, window: list[int], offsets: list[int]) -> np.ndarray:
     """What a perfect pose network predicts for a window: T_src_tgt = inv(T_w_src) @ T_w_tgt,
-    computed with the project's torch convention (sfm_ros.geometry.relative_pose)."""
+    computed with the project's torch convention (sfm_ros.core.geometry.relative_pose)."""
     mid = len(window) // 2
     tgt = torch.as_tensor(T_w_c[window[mid]])[None]
     out = [relative_pose(tgt, torch.as_tensor(T_w_c[window[mid + o]])[None])[0].numpy() for o in offsets]

@@ -96,14 +96,14 @@ def test_the_check_fails_for_an_undeclared_import(tmp_path):
     assert set(need) - exec_depends(xml) == {"python3-scipy", "python3-tensorboard-pip"}
 
 
-@pytest.mark.parametrize("tool, forbidden", [("player", "sfm_ros.recorder"), ("recorder", "sfm_ros.player")])
+@pytest.mark.parametrize("tool, forbidden", [("player", "sfm_ros.ros.recorder"), ("recorder", "sfm_ros.ros.player")])
 def test_ros_tools_do_not_import_each_other_or_private_bag_names(tool, forbidden):
-    """sfm_play and sfm_record share ros_msgs/bags, not each other; bags' private names stay private."""
-    tree = ast.parse((PACKAGE / f"{tool}.py").read_text())
+    """sfm_play and sfm_record share ros/message_types and data/bags, not each other; bags' private names stay private."""
+    tree = ast.parse((PACKAGE / "ros" / f"{tool}.py").read_text())
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
-            mod = ("sfm_ros." if node.level else "") + (node.module or "")
+            mod = ("sfm_ros.ros." if node.level else "") + (node.module or "")
             assert mod != forbidden, f"{tool}.py imports {forbidden}"
-            if mod == "sfm_ros.bags":
+            if mod == "sfm_ros.data.bags":
                 private = [a.name for a in node.names if a.name.startswith("_")]
                 assert not private, f"{tool}.py imports private names of bags: {private}"

@@ -1,4 +1,4 @@
-"""The node's ROS-free pipeline (sfm_ros/pipeline.py) driven frame by frame, without DDS."""
+"""The node's ROS-free pipeline (sfm_ros/runtime/pipeline.py) driven frame by frame, without DDS."""
 from __future__ import annotations
 
 import subprocess
@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sfm_ros.checkpoint import save_checkpoint
-from sfm_ros.model import SfMModel
-from sfm_ros.node_support import FRAME_COUNTS, Counters, Log, load_estimator
-from sfm_ros.odometry import camera_extrinsic
-from sfm_ros.options import ModelOptions, Options
-from sfm_ros.pipeline import FramePipeline, FrameQueue, InputFrame, Settings, cloud_points, rep118_depth
-from sfm_ros.synthetic import render_sequence
+from sfm_ros.core.checkpoint import save_checkpoint
+from sfm_ros.core.model import SfMModel
+from sfm_ros.runtime.node_support import FRAME_COUNTS, Counters, Log, load_estimator
+from sfm_ros.runtime.odometry import camera_extrinsic
+from sfm_ros.core.options import ModelOptions, Options
+from sfm_ros.runtime.pipeline import FramePipeline, FrameQueue, InputFrame, Settings, cloud_points, rep118_depth
+from sfm_ros.data.synthetic import render_sequence
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "models" / "sfm_default.pt"
@@ -81,10 +81,10 @@ import sys, time
 for m in ("rclpy", "sensor_msgs", "sensor_msgs.msg", "geometry_msgs", "nav_msgs", "builtin_interfaces",
           "diagnostic_msgs", "tf2_msgs", "rcl_interfaces"):
     sys.modules[m] = None  # any import of them raises ImportError
-from sfm_ros.node_support import load_estimator
-from sfm_ros.odometry import camera_extrinsic
-from sfm_ros.pipeline import FramePipeline, InputFrame, Settings
-from sfm_ros.synthetic import render_sequence
+from sfm_ros.runtime.node_support import load_estimator
+from sfm_ros.runtime.odometry import camera_extrinsic
+from sfm_ros.runtime.pipeline import FramePipeline, InputFrame, Settings
+from sfm_ros.data.synthetic import render_sequence
 seq = render_sequence(num_frames=4, height=48, width=64)
 pl = FramePipeline(load_estimator({str(tiny_ckpt)!r}, device="cpu", backend="torch")[0], camera_extrinsic())
 out = [pl.process(InputFrame(None, 10.0 + 0.1 * i, "cam", time.monotonic(), image=im))
@@ -136,7 +136,7 @@ def test_result_values(tiny, seq):
     assert np.all(r.depth[raw < lo] == -np.inf) and np.all(r.depth[raw > hi] == np.inf)
     assert (raw < lo).any() and (raw > hi).any() and inside.any()
     # intrinsics of the input image (96x128) scaled once to the network size (64x96)
-    from sfm_ros.camera import CameraModel
+    from sfm_ros.data.camera import CameraModel
 
     want = CameraModel.from_intrinsics(*_intrinsics(seq.K), W, H).scaled(tiny.width, tiny.height).K
     assert (r.camera.width, r.camera.height) == (tiny.width, tiny.height)
@@ -293,7 +293,7 @@ def test_diagnostic_warnings_name_what_is_missing(tiny, seq):
 
 
 def test_stamp_latency_only_in_the_nodes_clock():
-    from sfm_ros.node_support import Latencies
+    from sfm_ros.runtime.node_support import Latencies
 
     lat = Latencies()
     assert "latency_stamp_p50_s" not in lat.values()
@@ -310,7 +310,7 @@ def test_stamp_latency_only_in_the_nodes_clock():
 
 
 def test_parameter_coercion_and_unknown_names():
-    from sfm_ros.node_support import coerce_param, param_type_name, unknown_parameters
+    from sfm_ros.runtime.node_support import coerce_param, param_type_name, unknown_parameters
 
     assert coerce_param("scale", 0.0, 2) == 2.0 and isinstance(coerce_param("scale", 0.0, 2), float)
     assert coerce_param("camera_xyz", [0.0, 0.0, 0.0], [0, 0, 1]) == [0.0, 0.0, 1.0]
@@ -326,7 +326,7 @@ def test_adapt_setting_switches_online_adaptation(tiny_ckpt, tmp_path):
     """``adapt`` on: the pipeline's windows reach the adaptation, accepted weights reach the estimator
     (inference never waits); off: the weights are written; diagnostics say so. Without an adaptation
     object the setting is ignored with a warning."""
-    from sfm_ros.adapt import AdaptOptions, OnlineAdaptation
+    from sfm_ros.training.adapt import AdaptOptions, OnlineAdaptation
 
     est = load_estimator(str(tiny_ckpt), device="cpu", backend="torch")[0]
     seq = render_sequence(num_frames=14, height=H, width=W, seed=5)

@@ -1,6 +1,6 @@
 """sfm_play (bag → live topics) and sfm_record (live topics → bag) with real rclpy.
 
-The player runs in a separate process (``sys.executable -m sfm_ros.player``) with the environment
+The player runs in a separate process (``sys.executable -m sfm_ros.ros.player``) with the environment
 of ``conftest.ros_env()`` (localhost discovery, the run's own domain); the subscriber and the
 recorder run in this process on their own rclpy context.
 """
@@ -21,8 +21,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from conftest import REPO, ros_env  # noqa: E402
-from sfm_ros.bags import read_image_stream, write_image_bag  # noqa: E402
-from sfm_ros.image_codec import decode_image  # noqa: E402
+from sfm_ros.data.bags import read_image_stream, write_image_bag  # noqa: E402
+from sfm_ros.data.image_codec import decode_image  # noqa: E402
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def _wait(pred, timeout: float) -> bool:
 
 def _play(bag, *extra: str, timeout: float = 40.0) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "sfm_ros.player", str(bag), *extra],
+        [sys.executable, "-m", "sfm_ros.ros.player", str(bag), *extra],
         cwd=REPO, env=ros_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -113,7 +113,7 @@ def test_play_ros1_bag_with_field_copy(t265_bag, ros_node):
 
 
 def test_player_missing_bag_is_one_line_error(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "sfm_ros.player", str(tmp_path / "nope")],
+    proc = subprocess.run([sys.executable, "-m", "sfm_ros.ros.player", str(tmp_path / "nope")],
                           cwd=REPO, env=ros_env(), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
@@ -125,7 +125,7 @@ def test_player_imports_only_message_packages(tmp_path):
     from rosbags.rosbag2 import Writer
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-    from sfm_ros.ros_msgs import msg_class
+    from sfm_ros.ros.message_types import msg_class
 
     ts = get_typestore(Stores.ROS2_KILTED)
     ts.register(get_types_from_msg("int32 x", "this/msg/Foo"))
@@ -139,7 +139,7 @@ def test_player_imports_only_message_packages(tmp_path):
         img = T["sensor_msgs/msg/Image"](header=hdr, height=1, width=1, encoding="mono8", is_bigendian=0,
                                          step=1, data=np.zeros(1, np.uint8))
         w.write(c, 1_100_000_000, ts.serialize_cdr(img, "sensor_msgs/msg/Image"))
-    proc = subprocess.run([sys.executable, "-m", "sfm_ros.player", str(bag), "--rate", "20"],
+    proc = subprocess.run([sys.executable, "-m", "sfm_ros.ros.player", str(bag), "--rate", "20"],
                           cwd=REPO, env=ros_env(), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "Beautiful is better than ugly" not in proc.stdout + proc.stderr
@@ -153,8 +153,8 @@ def test_player_imports_only_message_packages(tmp_path):
 
 def test_recorder_roundtrip(tmp_path, ros_node):
     """Recorder (in this process) writes what a publisher sends; the bag reads back identically."""
-    from sfm_ros.image_codec import encode_image
-    from sfm_ros.recorder import Recorder
+    from sfm_ros.data.image_codec import encode_image
+    from sfm_ros.ros.recorder import Recorder
 
     frames = _frames(4)
     pub = ros_node.create_publisher(Image, "/rec/image", 10)
@@ -181,10 +181,10 @@ def test_recorder_roundtrip(tmp_path, ros_node):
 def test_recorder_names_missing_topics_and_ctrl_c_exits_0(tmp_path, ros_node):
     """A topic that never appears is named after a few seconds (the recording goes on and takes a
     topic that appears late); Ctrl-C ends it with exit 0 and what was recorded."""
-    from sfm_ros.image_codec import encode_image
+    from sfm_ros.data.image_codec import encode_image
 
     out = tmp_path / "rec"
-    proc = subprocess.Popen([sys.executable, "-m", "sfm_ros.recorder", str(out), "--topics", "/never",
+    proc = subprocess.Popen([sys.executable, "-m", "sfm_ros.ros.recorder", str(out), "--topics", "/never",
                              "/late/image"], cwd=REPO, env=ros_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     err: list[str] = []
@@ -224,7 +224,7 @@ def test_wait_for_subscribers_waits_for_image_topics_and_keeps_the_first_frames(
     got: list[Image] = []
     ros_node.create_subscription(Image, "/three/image", got.append, qos_profile_sensor_data)
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "sfm_ros.player", str(bag), "--wait-for-subscribers", "30"],
+    proc = subprocess.run([sys.executable, "-m", "sfm_ros.ros.player", str(bag), "--wait-for-subscribers", "30"],
                           cwd=REPO, env=ros_env(), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert time.monotonic() - start < 25, "it waited for a topic nobody subscribes to"
@@ -236,11 +236,11 @@ def test_wait_for_subscribers_waits_for_image_topics_and_keeps_the_first_frames(
 def test_wait_topics_names_the_topics_without_subscribers(tmp_path):
     bag = tmp_path / "one"
     write_image_bag(bag, _frames(1), None, topic="/lonely/image", info_topic=None)
-    proc = subprocess.run([sys.executable, "-m", "sfm_ros.player", str(bag), "--wait-for-subscribers", "0.5"],
+    proc = subprocess.run([sys.executable, "-m", "sfm_ros.ros.player", str(bag), "--wait-for-subscribers", "0.5"],
                           cwd=REPO, env=ros_env(), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"no subscriber for /lonely/image after 0.5 s; playing anyway", proc.stderr), proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "sfm_ros.player", str(bag), "--wait-for-subscribers", "1",
+    proc = subprocess.run([sys.executable, "-m", "sfm_ros.ros.player", str(bag), "--wait-for-subscribers", "1",
                            "--wait-topics", "/other"], cwd=REPO, env=ros_env(), capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 2 and "--wait-topics: cannot wait for /other: not played" in proc.stderr, proc.stderr
@@ -255,7 +255,7 @@ def test_recorder_started_late_gets_tf_static_and_writes_offered_qos(tmp_path, r
     from tf2_msgs.msg import TFMessage
     from geometry_msgs.msg import TransformStamped
 
-    from sfm_ros.recorder import Recorder
+    from sfm_ros.ros.recorder import Recorder
 
     latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)

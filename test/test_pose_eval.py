@@ -1,4 +1,4 @@
-"""sfm_ros.pose_eval and sfm_ros.depth_eval: the evaluation algorithms behind sfm_eval, driven
+"""sfm_ros.evaluation.pose_eval and sfm_ros.evaluation.depth_eval: the evaluation algorithms behind sfm_eval, driven
 directly (no command line)."""
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from sfm_ros import depth_eval, pose_eval
-from sfm_ros.pose_files import read_kitti, write_kitti
-from sfm_ros.se3 import axis_angle_to_matrix, make_pose
-from sfm_ros.trajectory import chain, relative_poses
+from sfm_ros.evaluation import depth_eval
+from sfm_ros.evaluation import pose_eval
+from sfm_ros.data.pose_files import read_kitti, write_kitti
+from sfm_ros.core.se3 import axis_angle_to_matrix, make_pose
+from sfm_ros.evaluation.trajectory import chain, relative_poses
 
 
 def _path(n=8, seed=0):

@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
-from sfm_ros import precision
-from sfm_ros.options import apply_overrides, preset
+from sfm_ros.core import precision
+from sfm_ros.core.options import apply_overrides, preset
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Run-time pose refinement (sfm_ros.refine): known motions between rendered street views.
+"""Run-time pose refinement (sfm_ros.runtime.refine): known motions between rendered street views.
 
 Tolerances: at 128x416 with corners tracked to ~0.1 px, the five-point solution of a 0.5 m step
 with a 2° turn is measured within 0.05° of rotation and 1° of translation direction; the tests
@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sfm_ros.se3 import invert_pose, make_pose, matrix_to_axis_angle, rot_y
-from sfm_ros.refine import REFINE_MODES, Refiner, refine_sequence
-from sfm_ros.synthetic import default_intrinsics, make_scene, render_frame
+from sfm_ros.core.se3 import invert_pose, make_pose, matrix_to_axis_angle, rot_y
+from sfm_ros.runtime.refine import REFINE_MODES, Refiner, refine_sequence
+from sfm_ros.data.synthetic import default_intrinsics, make_scene, render_frame
 
 H, W = 128, 416
 
@@ -132,8 +132,8 @@ def test_refined_covariance_is_not_over_confident_on_rendered_streets():
     chi-square band for 60 is [0.69, 1.38]; measured per axis 0.16-1.32 (x y z / roll pitch yaw of
     the camera: 0.44 0.38 1.32 0.35 0.74 0.16). The bound 2.0 fails a covariance whose sigmas are
     1.2x too small on the worst axis, without depending on the last digit of the tracking."""
-    from sfm_ros.synthetic import render_sequence
-    from sfm_ros.trajectory import relative_poses
+    from sfm_ros.data.synthetic import render_sequence
+    from sfm_ros.evaluation.trajectory import relative_poses
 
     errors, variances = [], []
     for seed in (5, 6, 7, 8):

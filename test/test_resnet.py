@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from sfm_ros.checkpoint import CheckpointError, load_model, save_checkpoint
-from sfm_ros.losses import compute_losses
-from sfm_ros.model import SfMModel, build_depth_net, build_pose_net
-from sfm_ros.options import ModelOptions, Options, load_options, preset
-from sfm_ros.resnet import PairPoseNet, ResNetDepthNet, count_parameters, fold_batchnorm
+from sfm_ros.core.checkpoint import CheckpointError, load_model, save_checkpoint
+from sfm_ros.core.losses import compute_losses
+from sfm_ros.core.model import SfMModel, build_depth_net, build_pose_net
+from sfm_ros.core.options import ModelOptions, Options, load_options, preset
+from sfm_ros.core.resnet import PairPoseNet, ResNetDepthNet, count_parameters, fold_batchnorm
 
 
 def _randomise_bn(net: torch.nn.Module, seed: int = 0) -> None:
@@ -146,7 +146,7 @@ def test_checkpoint_round_trip(tmp_path):
 
 
 def test_estimator_runs_new_archs(tmp_path):
-    from sfm_ros.inference import Estimator
+    from sfm_ros.runtime.inference import Estimator
 
     torch.manual_seed(0)
     opts = preset("default")

@@ -1,4 +1,4 @@
-"""ROS messages from pipeline results (sfm_ros/ros_messages.py); needs the ROS message packages, no DDS."""
+"""ROS messages from pipeline results (sfm_ros/ros/messages.py); needs the ROS message packages, no DDS."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,11 +6,11 @@ import pytest
 
 pytest.importorskip("sensor_msgs.msg")
 
-from sfm_ros import ros_messages as rm  # noqa: E402
-from sfm_ros.camera import CameraModel  # noqa: E402
-from sfm_ros.image_codec import decode_image  # noqa: E402
-from sfm_ros.se3 import quat_to_matrix, rpy_to_matrix  # noqa: E402
-from sfm_ros.pipeline import FrameResult, cloud_points  # noqa: E402
+from sfm_ros.ros import messages as rm  # noqa: E402
+from sfm_ros.data.camera import CameraModel  # noqa: E402
+from sfm_ros.data.image_codec import decode_image  # noqa: E402
+from sfm_ros.core.se3 import quat_to_matrix, rpy_to_matrix  # noqa: E402
+from sfm_ros.runtime.pipeline import FrameResult, cloud_points  # noqa: E402
 
 
 def _result(**kw) -> FrameResult:
@@ -105,7 +105,7 @@ def test_diagnostics_warnings_make_it_warn():
 
 
 def test_colormap_of_rep118_markers():
-    from sfm_ros.visualize import colorize_depth
+    from sfm_ros.runtime.visualize import colorize_depth
 
     d = np.array([[1.0, 2.0, 4.0, -np.inf, np.inf, np.nan]], np.float32)
     rgb = colorize_depth(d).astype(int)

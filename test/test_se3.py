@@ -1,5 +1,5 @@
-"""sfm_ros.se3: the numpy rotation/pose conversions (round trips, edge cases, the degenerate-input
-policy, conventions) and the numpy intrinsics scaling rule (sfm_ros.camera.resize_intrinsics)."""
+"""sfm_ros.core.se3: the numpy rotation/pose conversions (round trips, edge cases, the degenerate-input
+policy, conventions) and the numpy intrinsics scaling rule (sfm_ros.data.camera.resize_intrinsics)."""
 from __future__ import annotations
 
 import math
@@ -10,9 +10,10 @@ import pytest
 import scipy.linalg
 import torch
 
-from sfm_ros import geometry, se3
-from sfm_ros.camera import CameraModel, resize_intrinsics
-from sfm_ros.odometry import OPTICAL_RPY
+from sfm_ros.core import geometry
+from sfm_ros.core import se3
+from sfm_ros.data.camera import CameraModel, resize_intrinsics
+from sfm_ros.runtime.odometry import OPTICAL_RPY
 
 RNG = np.random.default_rng(0)
 

@@ -1,11 +1,11 @@
-"""Tests of the procedural renderer sfm_ros.synthetic (pure numpy + cv2, no torch, no ROS)."""
+"""Tests of the procedural renderer sfm_ros.data.synthetic (pure numpy + cv2, no torch, no ROS)."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
 
-from sfm_ros import synthetic as S
+from sfm_ros.data import synthetic as S
 
 H, W = 128, 416
 N = 8

@@ -1,4 +1,4 @@
-"""sfm_train (sfm_ros.train_cli): inputs, intrinsics, configuration, exit codes, Ctrl-C.
+"""sfm_train (sfm_ros.cli.train): inputs, intrinsics, configuration, exit codes, Ctrl-C.
 
 Bags are written inside the tests (rosbags, mcap and sqlite3) from the synthetic renderer. Training
 is tiny: 32x96 network input, width_mult 0.25, batch 2, 2 steps, one torch thread.
@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 import torch
 
-from sfm_ros import train_cli
-from sfm_ros.bags import write_image_bag
-from sfm_ros.camera import CameraModel
-from sfm_ros.checkpoint import read_checkpoint
-from sfm_ros.image_codec import encode_image
-from sfm_ros.options import load_options, preset
-from sfm_ros.synthetic import render_sequence
+from sfm_ros.cli import train as train_cli
+from sfm_ros.data.bags import write_image_bag
+from sfm_ros.data.camera import CameraModel
+from sfm_ros.core.checkpoint import read_checkpoint
+from sfm_ros.data.image_codec import encode_image
+from sfm_ros.core.options import load_options, preset
+from sfm_ros.data.synthetic import render_sequence
 
 REPO = Path(__file__).resolve().parents[1]
 SH, SW = 48, 128  # recorded size (resized to the 32x96 network input)
@@ -142,7 +142,7 @@ def test_bag_pipeline_keeps_stamps_and_scales_intrinsics(tmp_path, synth):
 def test_grey_frames_resize_like_rgb_ones():
     """resize_frame resizes grey images on one channel (3x less work): the same bytes as
     resizing the grey image replicated to RGB."""
-    from sfm_ros.datasets import resize_frame
+    from sfm_ros.data.datasets import resize_frame
 
     rng = np.random.default_rng(0)
     for img in (rng.integers(0, 256, (94, 310), dtype=np.uint8),
@@ -221,7 +221,7 @@ def test_a_foreign_cache_file_is_not_used(tmp_path, synth, capsys):
 
 
 def test_frame_cache_size_is_bounded_oldest_first(tmp_path, synth):
-    from sfm_ros.datasets import prepare_sequence
+    from sfm_ros.data.datasets import prepare_sequence
 
     cache = tmp_path / "cache"
     (cache / "notes").mkdir(parents=True)
@@ -482,7 +482,7 @@ def test_full_disk_during_a_save_keeps_the_last_good_checkpoint(tmp_path, synth,
     temporary file is removed, and one line says which checkpoint is the last good one."""
     import errno
 
-    from sfm_ros import checkpoint
+    from sfm_ros.core import checkpoint
 
     real, calls = torch.save, []
 
@@ -538,7 +538,7 @@ def test_resume_checks(tmp_path, synth, capsys):
 
 
 def test_training_error_exits_1(tmp_path, synth, capsys, monkeypatch):
-    from sfm_ros.trainer import Trainer, TrainingError
+    from sfm_ros.training.trainer import Trainer, TrainingError
 
     def fit(self):
         raise TrainingError("the loss was non-finite for 10 steps in a row")
@@ -550,9 +550,9 @@ def test_training_error_exits_1(tmp_path, synth, capsys, monkeypatch):
 
 # ------------------------------------------------------------------------------------- Ctrl-C
 def test_ctrl_c_exits_130_with_a_loadable_checkpoint(tmp_path):
-    """``python -m sfm_ros.train_cli`` in a subprocess; SIGINT once the progress line shows a step."""
+    """``python -m sfm_ros.cli.train`` in a subprocess; SIGINT once the progress line shows a step."""
     out = tmp_path / "o"
-    cmd = [sys.executable, "-m", "sfm_ros.train_cli", "--synthetic", "1", "--synthetic-frames", "12",
+    cmd = [sys.executable, "-m", "sfm_ros.cli.train", "--synthetic", "1", "--synthetic-frames", "12",
            "--out", str(out), "--height", "32", "--width", "96", "--width-mult", "0.25", "--workers", "0",
            "--device", "cpu", "--amp", "off", "--no-tensorboard", "--config", "paper",
            "--max-steps", "100000", "--batch-size", "1", "--epochs", "1000", "--ckpt-every", "0"]
@@ -636,7 +636,7 @@ def test_the_automatic_stride_fits_the_shortest_input(tmp_path):
 
 
 def test_resume_with_a_config_keeps_the_checkpoint_size_and_stride():
-    from sfm_ros.options import preset as _preset
+    from sfm_ros.core.options import preset as _preset
 
     saved = _preset("default").to_dict()
     saved["model"].update(height=192, width=256)

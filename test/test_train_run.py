@@ -9,10 +9,10 @@ import math
 import pytest
 import torch
 
-from sfm_ros import train_cli
-from sfm_ros.checkpoint import read_checkpoint
-from sfm_ros.progress import RunProgress, format_duration
-from sfm_ros.synthetic import render_sequence
+from sfm_ros.cli import train as train_cli
+from sfm_ros.core.checkpoint import read_checkpoint
+from sfm_ros.training.progress import RunProgress, format_duration
+from sfm_ros.data.synthetic import render_sequence
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -52,7 +52,7 @@ def test_invalid_budgets_are_refused(tmp_path, capsys, flags, needle):
 
 
 def test_done_names_only_checkpoints_that_exist(tmp_path, capsys, monkeypatch):
-    from sfm_ros.trainer import Trainer
+    from sfm_ros.training.trainer import Trainer
 
     monkeypatch.setattr(Trainer, "fit", lambda self: {"steps": 0, "epochs": 0, "best_val": math.inf,
                                                       "minutes": 0.0, "history": [], "skipped_steps": 0})
@@ -76,7 +76,8 @@ def test_plain_progress_lines_without_a_terminal(tmp_path, capsys):
 
 def test_one_bar_over_the_whole_run_on_a_terminal(tmp_path, capsys, monkeypatch):
     """With a terminal: one bar counting the run's steps across epochs (not one bar per epoch)."""
-    from sfm_ros import progress, trainer
+    from sfm_ros.training import progress
+    from sfm_ros.training import trainer
 
     monkeypatch.setattr(trainer, "_is_tty", lambda stream: True)
     monkeypatch.setattr(progress, "BAR_SECONDS", 0.0)  # redraw at every step
@@ -165,10 +166,10 @@ def test_resume_without_inputs_of_a_checkpoint_that_stores_none(tmp_path, capsys
 
 
 def _adapted_checkpoint(path):
-    """A checkpoint written by sfm_ros.adapt (no optimiser, no step): 32x96, width_mult 0.25."""
-    from sfm_ros.adapt import Adapter, AdaptOptions
-    from sfm_ros.model import SfMModel
-    from sfm_ros.options import apply_overrides, preset
+    """A checkpoint written by sfm_ros.training.adapt (no optimiser, no step): 32x96, width_mult 0.25."""
+    from sfm_ros.training.adapt import Adapter, AdaptOptions
+    from sfm_ros.core.model import SfMModel
+    from sfm_ros.core.options import apply_overrides, preset
 
     opts = preset("paper")
     apply_overrides(opts, {"model.height": 32, "model.width": 96, "model.width_mult": 0.25})
@@ -218,7 +219,7 @@ def test_readme_robot_recipe_trains_the_shipped_architecture():
     import shlex
     from pathlib import Path
 
-    from sfm_ros.checkpoint import read_checkpoint as read
+    from sfm_ros.core.checkpoint import read_checkpoint as read
 
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     recipe = text.split("## Using it on a robot", 1)[1].split("```", 2)[1]

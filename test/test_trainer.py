@@ -1,4 +1,4 @@
-"""sfm_ros.trainer: exact resume, Ctrl-C, non-finite losses, atomic checkpoints under SIGKILL, DDP.
+"""sfm_ros.training.trainer: exact resume, Ctrl-C, non-finite losses, atomic checkpoints under SIGKILL, DDP.
 
 Everything is tiny (32x96 frames, width_mult 0.25, a few steps) and runs with one torch thread.
 """
@@ -18,12 +18,12 @@ import pytest
 import torch
 
 from conftest import run_ddp_worker
-from sfm_ros.checkpoint import atomic_torch_save, read_checkpoint
-from sfm_ros.datasets import prepare_sequence
-from sfm_ros.options import load_options
-from sfm_ros.se3 import matrix_to_axis_angle
-from sfm_ros.synthetic import render_sequence
-from sfm_ros.trainer import Trainer, TrainingError, TrainingInterrupted
+from sfm_ros.core.checkpoint import atomic_torch_save, read_checkpoint
+from sfm_ros.data.datasets import prepare_sequence
+from sfm_ros.core.options import load_options
+from sfm_ros.core.se3 import matrix_to_axis_angle
+from sfm_ros.data.synthetic import render_sequence
+from sfm_ros.training.trainer import Trainer, TrainingError, TrainingInterrupted
 
 REPO = Path(__file__).resolve().parents[1]
 H, W = 32, 96
@@ -220,7 +220,7 @@ def test_save_refuses_non_finite_state(seqs, tmp_path):
 # ----------------------------------------------------------------------------- atomic writes
 _SAVER = textwrap.dedent("""
     import sys, torch
-    from sfm_ros.checkpoint import atomic_torch_save
+    from sfm_ros.core.checkpoint import atomic_torch_save
     path = sys.argv[1]
     i = 0
     while True:
@@ -289,8 +289,8 @@ def test_ddp_two_ranks_cpu(tmp_path):
 def test_epipolar_prior_windows_and_training(seqs, tmp_path):
     """With loss.epipolar_weight the training windows carry each pair's two-view geometry (the
     rendered street's true rotation within 0.5°, direction within 5°), and training logs the term."""
-    from sfm_ros.datasets import WindowDataset, collate
-    from sfm_ros.priors import epipolar_priors
+    from sfm_ros.data.datasets import WindowDataset, collate
+    from sfm_ros.training.priors import epipolar_priors
 
     ds = WindowDataset(seqs, 3, 1)
     ds.priors = epipolar_priors(seqs, ds.items, 3)

@@ -18,11 +18,11 @@ the margin no longer hangs on the CPU's arithmetic. A network that learnt nothin
 import numpy as np
 import torch
 
-from sfm_ros.datasets import Sequence
-from sfm_ros.metrics import evaluate_depth
-from sfm_ros.options import apply_overrides, preset
-from sfm_ros.synthetic import render_sequence
-from sfm_ros.trainer import Trainer
+from sfm_ros.data.datasets import Sequence
+from sfm_ros.evaluation.metrics import evaluate_depth
+from sfm_ros.core.options import apply_overrides, preset
+from sfm_ros.data.synthetic import render_sequence
+from sfm_ros.training.trainer import Trainer
 
 H, W = 64, 208
 

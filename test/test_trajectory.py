@@ -1,4 +1,4 @@
-"""Tests of sfm_ros.trajectory (alignment, ATE/RPE, SfMLearner snippet ATE, baselines, IO).
+"""Tests of sfm_ros.evaluation.trajectory (alignment, ATE/RPE, SfMLearner snippet ATE, baselines, IO).
 
 Tolerances: exact identities to 1e-9 (alignment residuals, ~0 errors); hand-computed values to
 1e-12; agreement with evo's python API to 1e-6 as required (observed ~1e-15).
@@ -11,9 +11,9 @@ import math
 import numpy as np
 import pytest
 
-from sfm_ros import se3
-from sfm_ros import pose_files as pf
-from sfm_ros import trajectory as tj
+from sfm_ros.core import se3
+from sfm_ros.data import pose_files as pf
+from sfm_ros.evaluation import trajectory as tj
 
 
 def _random_rotation(rng) -> np.ndarray:

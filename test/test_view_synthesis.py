@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from sfm_ros.geometry import inverse_warp, relative_pose, resize_intrinsics
-from sfm_ros.sources import read_image, read_kitti_odometry
-from sfm_ros.synthetic import render_sequence
+from sfm_ros.core.geometry import inverse_warp, relative_pose, resize_intrinsics
+from sfm_ros.data.sources import read_image, read_kitti_odometry
+from sfm_ros.data.synthetic import render_sequence
 
 
 def _t(x):

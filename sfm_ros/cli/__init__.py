@@ -1,0 +1,1 @@
+"""Command-line tools (entry points). Nothing in the library imports them."""

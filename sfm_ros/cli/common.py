@@ -1,0 +1,76 @@
+"""What every command-line tool shares: the usage error, the parser that raises it, ``--set``
+overrides and the one-line error report.
+
+Convention: bad command line or input is one line on stderr, ``PROG: error: ...``, and exit code
+:data:`EXIT_BAD_INPUT` (2). Library errors (``BagError``, ``SourceError``, ``CameraError``,
+``InputError``, ``CheckpointError`` ...) are ``ValueError`` subclasses with messages that already
+name the input, so a tool reports them as they are (:func:`one_line`). Used by ``sfm_train``,
+``sfm_eval`` and ``bench/``; ROS-free.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import Any
+
+import numpy as np
+
+__all__ = ["EXIT_OK", "EXIT_BAD_INPUT", "UsageError", "Parser", "set_override", "one_line", "report_error", "jsonable"]
+
+EXIT_OK, EXIT_BAD_INPUT = 0, 2
+
+
+class UsageError(ValueError):
+    """Bad command line or input: one line on stderr, exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises :class:`UsageError` (``MESSAGE (see PROG --help)``) instead of printing
+    the usage and exiting; ``--help`` still exits through ``SystemExit(0)``."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def set_override(opts: Any, text: str) -> None:
+    """Apply ``group.name=value`` to :class:`sfm_ros.core.options.Options` ``opts``: the value is parsed as
+    YAML, except that string options keep the text as written (so ``train.amp=off`` is ``"off"``,
+    not YAML's ``False``). Raises ``ValueError`` for a malformed text, an unknown key or a bad value."""
+    from sfm_ros.core.options import apply_overrides, parse_override
+
+    key, value = parse_override(text)
+    parts = key.split(".")
+    if len(parts) == 2 and isinstance(getattr(getattr(opts, parts[0], None), parts[1], None), str) \
+            and not isinstance(value, str):
+        value = text.split("=", 1)[1].strip()
+    apply_overrides(opts, {key: value})
+
+
+def one_line(exc: BaseException) -> str:
+    """The exception's message on one line (whitespace runs folded), or its type's name."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def report_error(prog: str, exc: BaseException | str, code: int = EXIT_BAD_INPUT) -> int:
+    """Print ``PROG: error: MESSAGE`` (one line) on stderr and return ``code``."""
+    text = exc if isinstance(exc, str) else one_line(exc)
+    print(f"{prog}: error: {text}", file=sys.stderr, flush=True)
+    return code
+
+
+def jsonable(x: Any) -> Any:
+    """``x`` with numpy arrays and scalars turned into lists and Python numbers, dict keys into
+    strings and non-finite floats into ``None`` (JSON has no NaN), for ``json.dumps``."""
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return jsonable(x.tolist())
+    if isinstance(x, (np.floating, float)):
+        v = float(x)
+        return v if math.isfinite(v) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x

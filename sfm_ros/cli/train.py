@@ -1,0 +1,451 @@
+"""``sfm_train``: train SfMLearner offline from bags, image folders, KITTI, videos or the renderer.
+
+    sfm_train --bag run1.bag --bag run2_mcap/ [--topic /cam/image_raw] --out runs/exp1
+    sfm_train --kitti /data/kitti/sequences/00 --kitti /data/kitti/sequences/01 --config paper --out runs/kitti
+    sfm_train --images frames/ --fx 718.9 --cx 607.2 --cy 185.2 --out runs/folder
+    sfm_train --synthetic 4 --config default --max-steps 200 --out runs/smoke
+    sfm_train --resume --out runs/exp1             # continue runs/exp1/last.pt on the inputs stored in it
+    sfm_train --init models/sfm_default.pt --bag robot.bag --out runs/ft   # fine-tune the shipped model
+    torchrun --nproc_per_node 2 -m sfm_ros.cli.train --kitti ... --out runs/ddp
+
+Inputs (any number, mixed; every input is one sequence): ``--bag`` (ROS 1 ``.bag``, ROS 2 bag
+folder, ``.mcap`` or ``.db3``) with ``--topic`` (optional when the bag has exactly one image
+topic), ``--images DIR``, ``--kitti SEQ_DIR``, ``--video FILE``, ``--synthetic N`` (N rendered
+street sequences of ``--synthetic-frames`` frames).
+
+Intrinsics: bags use their CameraInfo (the ``camera_info`` topic next to the image topic, or
+``--camera-info-topic``); otherwise, and for folders and videos, ``--calib YAML`` or ``--fx [--fy
+--cx --cy]``; KITTI uses ``calib.txt``; the renderer knows its own. Distorted cameras
+(``plumb_bob``, ``rational_polynomial``, ``equidistant``) are rectified first
+(:class:`sfm_ros.data.camera.Rectifier`, ``--rectify-alpha``).
+
+Configuration: ``--config paper|default|FILE.yaml`` (default: ``default``; with ``--resume`` and
+no ``--config``: the options saved in the checkpoint), then ``--set group.name=value`` overrides,
+then the convenience flags (``--epochs``, ``--lr``, ...), which win. ``config/train.yaml`` spells
+the paper's settings out. The options used are saved in every checkpoint.
+
+Pipeline: frames → :func:`sfm_ros.data.datasets.prepare_sequence` (resize to the training size with the
+intrinsics adjusted, grey → 3 channels, static frames dropped with ``data.static_threshold``,
+optional ``--cache-dir``) → :func:`sfm_ros.data.datasets.split_sequence` (the last
+``data.val_fraction`` of each sequence validates) → :class:`sfm_ros.training.trainer.Trainer`.
+
+Budget: the run ends at ``--epochs``, ``--max-steps`` or ``--max-minutes``, whichever comes first
+(0 = no limit for the last two); one progress bar covers the whole run (on a terminal; otherwise, and
+with ``--no-progress``, a plain line every ``train.log_every`` steps or 30 s: step, loss, validation,
+steps/s, ETA). ``--resume`` of a finished run says which saved budget stopped it; give a larger one.
+``--init CKPT`` starts a new run from CKPT's weights only (the shipped model, a run's ``best.pt``, or
+an adapted checkpoint of :mod:`sfm_ros.training.adapt`): its architecture and input size, and with no
+``--config`` its options; a fresh optimiser, step 0.
+
+Output (``--out DIR``): ``last.pt``, ``best.pt`` (atomic writes) and TensorBoard logs in
+``DIR/tb``. An existing ``DIR/last.pt`` is never replaced by a new run unless ``--resume`` (continue
+it) or ``--overwrite`` is given.
+
+Exit codes: 0 done; 1 training failed (the loss or its gradient stayed non-finite, an update made
+the weights non-finite, a checkpoint could not be written: the line says which checkpoints this run
+wrote, the last good ones; none is ever written from non-finite weights); 2 bad command line or
+input (one line on stderr naming the input and what was expected; nothing written), including
+unusable intrinsics and an ``--out`` that cannot be written (checked before any input is decoded);
+130 after Ctrl-C (the first Ctrl-C finishes the current step and writes ``last.pt``; ``--resume``
+continues exactly from it).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sfm_ros.cli.common import Parser, UsageError, one_line, set_override
+from sfm_ros.cli import train_run
+
+__all__ = ["main", "build_parser", "UsageError", "load_inputs", "build_options"]
+
+PROG = "sfm_train"
+EXIT_OK, EXIT_TRAINING_ERROR, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog=PROG, description=__doc__.split("\n\n")[0].replace("``", "").strip(),
+                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("inputs (one or more; each is one sequence)")
+    g.add_argument("--bag", action="append", default=[], metavar="PATH",
+                   help="ROS 1 .bag, ROS 2 bag folder, .mcap or .db3 (repeatable)")
+    g.add_argument("--topic", help="image topic of the bags (default: the bag's only image topic)")
+    g.add_argument("--camera-info-topic", metavar="TOPIC",
+                   help="CameraInfo topic (default: camera_info next to the image topic)")
+    g.add_argument("--images", action="append", default=[], metavar="DIR", help="image folder (repeatable)")
+    g.add_argument("--pattern", help="file pattern of --images (default: common image extensions)")
+    g.add_argument("--fps", type=float, help="frame rate for the stamps of --images/--video without times")
+    g.add_argument("--kitti", action="append", default=[], metavar="SEQ_DIR",
+                   help="KITTI odometry sequence folder (image_0|image_2 + calib.txt) (repeatable)")
+    g.add_argument("--kitti-camera", choices=("image_0", "image_1", "image_2", "image_3"),
+                   help="KITTI camera (default: image_0, else image_2)")
+    g.add_argument("--video", action="append", default=[], metavar="FILE", help="video file (repeatable)")
+    g.add_argument("--synthetic", type=int, default=0, metavar="N", help="N rendered street sequences")
+    g.add_argument("--synthetic-frames", type=int, default=60, metavar="F",
+                   help="frames per synthetic sequence (default: 60)")
+    g.add_argument("--max-frames", type=int, metavar="N", help="use at most N frames of every input")
+
+    g = p.add_argument_group("intrinsics (when the input carries none)")
+    g.add_argument("--calib", metavar="YAML", help="camera_calibration / camera_info_manager YAML")
+    g.add_argument("--fx", type=float, help="focal length x in pixels (at the input resolution)")
+    g.add_argument("--fy", type=float, help="focal length y (default: --fx)")
+    g.add_argument("--cx", type=float, help="principal point x (default: (width - 1) / 2)")
+    g.add_argument("--cy", type=float, help="principal point y (default: (height - 1) / 2)")
+    g.add_argument("--rectify-alpha", type=float, default=0.0,
+                   help="distorted cameras: 0 keeps only valid pixels, 1 keeps all (default: 0)")
+
+    g = p.add_argument_group("configuration")
+    g.add_argument("--config", help="paper | default | FILE.yaml (default: default, or the "
+                                    "checkpoint's options with --resume)")
+    g.add_argument("--set", action="append", default=[], metavar="GROUP.NAME=VALUE",
+                   help="override one option, e.g. --set loss.smooth_weight=0.1 (repeatable)")
+    for flag, key, typ in _CONVENIENCE:
+        g.add_argument(flag, type=typ, default=None, help=f"= --set {key}=...")
+
+    g = p.add_argument_group("output and run control")
+    g.add_argument("--out", required=True, metavar="DIR", help="checkpoints (last.pt, best.pt) and tb/ logs")
+    g.add_argument("--resume", nargs="?", const="", default=None, metavar="CKPT",
+                   help="continue from CKPT (default with no value: OUT/last.pt); without inputs, the "
+                        "inputs stored in CKPT")
+    g.add_argument("--init", metavar="CKPT",
+                   help="start from CKPT's weights only (fine-tuning: e.g. models/sfm_default.pt or an "
+                        "adapted checkpoint); architecture and size from CKPT, fresh optimiser and counters")
+    g.add_argument("--overwrite", action="store_true", help="start afresh even if OUT/last.pt exists")
+    g.add_argument("--cache-dir", metavar="DIR", help="cache of decoded, resized frames (= data.cache_dir)")
+    g.add_argument("--ckpt-every", type=int, default=1000, metavar="STEPS",
+                   help="write last.pt every STEPS steps (and every epoch; default: 1000)")
+    g.add_argument("--threads", type=int, metavar="N", help="torch CPU threads per process")
+    g.add_argument("--no-progress", action="store_true",
+                   help="no progress bar: a plain line every train.log_every steps or 30 s instead "
+                        "(also without a terminal)")
+    g.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs")
+    return p
+
+
+#: (flag, option key, type) of the convenience flags; they are applied after --set.
+_CONVENIENCE: list[tuple[str, str, Any]] = [
+    ("--epochs", "train.epochs", int),
+    ("--batch-size", "train.batch_size", int),
+    ("--lr", "train.lr", float),
+    ("--max-steps", "train.max_steps", int),
+    ("--max-minutes", "train.max_minutes", float),
+    ("--device", "train.device", str),
+    ("--amp", "train.amp", str),
+    ("--workers", "train.num_workers", int),
+    ("--seed", "train.seed", int),
+    ("--height", "model.height", int),
+    ("--width", "model.width", int),
+    ("--seq-len", "model.seq_len", int),
+    ("--width-mult", "model.width_mult", float),
+    ("--stride", "data.stride", int),
+    ("--static-threshold", "data.static_threshold", float),
+    ("--cache-max-gb", "data.cache_max_gb", float),
+    ("--val-fraction", "data.val_fraction", float),
+]
+
+
+# ------------------------------------------------------------------------------------ options
+def build_options(args: argparse.Namespace, resume_options: dict | None = None):
+    """Options from ``--config`` (or the checkpoint's options), ``--set`` and the flags."""
+    from sfm_ros.core.options import Options, load_options
+
+    if args.config is None and resume_options is not None:
+        opts = Options.from_dict(resume_options)
+    else:
+        opts = load_options(args.config or "default")
+    for text in args.set:
+        try:
+            set_override(opts, text)
+        except ValueError as exc:
+            raise UsageError(f"--set {text}: {exc}") from None
+    for flag, key, _ in _CONVENIENCE:
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None:
+            try:
+                set_override(opts, f"{key}={value}")
+            except ValueError as exc:
+                raise UsageError(f"{flag} {value}: {exc}") from None
+    if args.cache_dir:
+        opts.data.cache_dir = args.cache_dir
+    if opts.data.stride < 1:
+        raise UsageError(f"data.stride must be >= 1, got {opts.data.stride}")
+    return opts
+
+
+def explicit_keys_given(args: argparse.Namespace) -> set[str]:
+    """The keys set on the command line itself (``--set`` and the convenience flags)."""
+    keys = {t.split("=", 1)[0].strip() for t in args.set}
+    return keys | {key for flag, key, _ in _CONVENIENCE
+                   if getattr(args, flag.lstrip("-").replace("-", "_")) is not None}
+
+
+def explicit_keys(args: argparse.Namespace) -> set[str]:
+    """The option keys the user chose (``--set``, the convenience flags, a YAML ``--config``, or
+    the size and stride when resuming): :func:`load_inputs` chooses the others where it can."""
+    from sfm_ros.core.options import PRESETS, _flatten
+    from sfm_ros.core.yaml_io import read_yaml
+
+    if args.resume is not None:  # the checkpoint's size and stride (see _keep_resumed_choices)
+        return {"model.height", "model.width", "data.stride"}
+    keys = explicit_keys_given(args)
+    if getattr(args, "init", None):  # the checkpoint's input size (see _keep_init_architecture)
+        keys |= {"model.height", "model.width"}
+    if args.config and args.config not in PRESETS and Path(args.config).is_file():
+        data = read_yaml(args.config, f"config file {args.config}", UsageError) or {}
+        if isinstance(data, dict):
+            keys |= set(_flatten({k: v for k, v in data.items() if k != "preset"}))
+    return keys
+
+
+def _keep_resumed_choices(opts, saved: dict, given: set[str]) -> None:
+    """``--resume --config X``: the input size and stride stay the checkpoint's (maybe chosen
+    automatically) unless set on this command line."""
+    for key in ("model.height", "model.width", "data.stride"):
+        group, name = key.split(".")
+        if key not in given and name in saved.get(group, {}):
+            setattr(getattr(opts, group), name, saved[group][name])
+
+
+def _keep_init_architecture(opts, saved: dict, given: set[str]) -> None:
+    """``--init CKPT --config X``: the architecture and input size stay CKPT's unless set on this
+    command line (a differing architecture set there is then refused by the architecture check)."""
+    from sfm_ros.core.checkpoint import ARCHITECTURE_KEYS
+
+    for key in [f"model.{k}" for k in ARCHITECTURE_KEYS] + ["model.height", "model.width"]:
+        group, name = key.split(".")
+        if key not in given and name in saved.get(group, {}):
+            setattr(getattr(opts, group), name, saved[group][name])
+
+
+def load_inputs(args: argparse.Namespace, opts, log=print, explicit: set[str] | None = None) -> list:
+    """Decode every input into a :class:`sfm_ros.data.datasets.Sequence` at the training size.
+
+    With ``explicit`` (the keys the user set, :func:`explicit_keys`), the input size follows the
+    first camera's aspect ratio and the frame stride the measured motion, unless set
+    (:mod:`sfm_ros.data.autoconfig`); ``opts`` is updated and each choice logged with its reason."""
+    from sfm_ros.data import inputs
+    from sfm_ros.data.autoconfig import auto_size
+    from sfm_ros.data.datasets import prepare_sequence
+
+    makers = ([(inputs.bag_input, p) for p in args.bag] + [(inputs.folder_input, p) for p in args.images]
+              + [(inputs.kitti_input, p) for p in args.kitti] + [(inputs.video_input, p) for p in args.video])
+    if not makers and not args.synthetic:
+        raise UsageError("no input: give --bag, --images, --kitti, --video or --synthetic")
+    auto = explicit is not None
+    seqs = []
+    pending = [lambda m=m, p=p: m(p, args) for m, p in makers]
+    if args.synthetic:
+        pending += [lambda s=s: s for s in inputs.synthetic_inputs(args, opts)]
+    for make in pending:
+        t0 = time.monotonic()
+        inp = make()
+        if auto and not seqs and inp.image_hw is not None and \
+                not {"model.height", "model.width"} & explicit:
+            h, w = opts.model.height, opts.model.width = auto_size(inp.image_hw[1], inp.image_hw[0])
+            log(f"input size {h}x{w} (chosen: the {inp.image_hw[1]}x{inp.image_hw[0]} camera's aspect ratio "
+                f"at about the paper's 128x416 pixels; --height/--width to choose)")
+        counter = inputs.FrameCounter(inp.frames)
+        seq = prepare_sequence(counter, inp.K, (opts.model.height, opts.model.width), name=inp.name,
+                               static_threshold=opts.data.static_threshold,
+                               cache_dir=opts.data.cache_dir or None, cache_key=inp.cache_key,
+                               cache_max_bytes=int(opts.data.cache_max_gb * 1e9))
+        dt = time.monotonic() - t0
+        src = f"{counter.n} frames decoded" if counter.n else "from the cache"
+        log(f"{inp.name}: {len(seq)} frames ({src}, {dt:.1f} s; {', '.join(inp.notes)})")
+        seqs.append(seq)
+    if auto and "data.stride" not in explicit:
+        opts.data.stride = _auto_stride(seqs, opts, log)
+    need = (opts.model.seq_len - 1) * opts.data.stride + 1
+    for seq in seqs:
+        if len(seq) < need:
+            dropped = f" after static-frame removal (data.static_threshold={opts.data.static_threshold:g})" \
+                if opts.data.static_threshold > 0 else ""
+            raise UsageError(f"{seq.name}: {len(seq)} frames{dropped}: fewer frames than one window: "
+                             f"expected at least {need} (model.seq_len={opts.model.seq_len}, "
+                             f"data.stride={opts.data.stride})")
+    return seqs
+
+
+def _auto_stride(seqs: list, opts, log=print) -> int:
+    """The frame stride from the measured parallax (:func:`sfm_ros.data.autoconfig.choose_stride`): the
+    frame-weighted median of the choices for the (up to 8 longest) sequences."""
+    from sfm_ros.data.autoconfig import choose_stride, measure_motion
+
+    t0 = time.monotonic()
+    longest = sorted(seqs, key=len, reverse=True)[:8]
+    choices, weights, reason = [], [], ""
+    for seq in longest:
+        if len(seq) < 3:
+            continue
+        stride, why = choose_stride(measure_motion(seq.frames), len(seq), opts.model.seq_len)
+        choices.append(stride)
+        weights.append(len(seq))
+        reason = reason or f"{seq.name}: {why}"
+    if not choices:
+        return opts.data.stride
+    order = np.argsort(choices)
+    cum = np.cumsum(np.asarray(weights)[order])
+    stride = int(np.asarray(choices)[order][np.searchsorted(cum, cum[-1] / 2)])
+    log(f"frame stride {stride} (chosen from the measured motion, {time.monotonic() - t0:.1f} s: {reason}"
+        f"{'; strides by sequence ' + str(choices) if len(choices) > 1 else ''}; --stride to choose)")
+    shortest = min(len(s) for s in seqs)
+    cap = max(1, (shortest - 1) // (opts.model.seq_len - 1))  # every input keeps a window
+    if stride > cap:
+        log(f"frame stride {cap} instead: the shortest input has {shortest} frames")
+        stride = cap
+    return stride
+
+
+def split_all(seqs: list, opts, log=print) -> tuple[list, list]:
+    """Contiguous train/validation split of every sequence (no window crosses the cut); a
+    sequence too short to give both a training and a validation window trains whole."""
+    from sfm_ros.data.datasets import split_sequence
+
+    need = (opts.model.seq_len - 1) * opts.data.stride + 1
+    train, val = [], []
+    for s in seqs:
+        tr, va = split_sequence(s, opts.data.val_fraction)
+        if va is not None and (len(va) < need or len(tr) < need):
+            log(f"{s.name}: too short to hold out {opts.data.val_fraction:.0%} for validation; training on all of it")
+            tr, va = s, None
+        train.append(tr)
+        if va is not None:
+            val.append(va)
+    return train, val
+
+
+# --------------------------------------------------------------------------------------- main
+def _resume_path(args: argparse.Namespace, out: Path) -> Path | None:
+    if args.resume is None:
+        return None
+    path = Path(args.resume) if args.resume else out / "last.pt"
+    if not path.is_file():
+        raise UsageError(f"--resume: checkpoint {path} does not exist")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sfm_ros.training.trainer import distributed_env
+
+    rank = distributed_env()[0]
+
+    def log(msg: str) -> None:
+        if rank == 0:
+            print(msg, flush=True)
+
+    def fail(msg: str, code: int = EXIT_BAD_INPUT) -> int:
+        kind = "" if code == EXIT_INTERRUPTED else "error: "
+        print(f"{PROG}: {kind}{msg}", file=sys.stderr, flush=True)
+        return code
+
+    try:
+        return _main(argv, rank, log, fail)
+    except KeyboardInterrupt:
+        return fail("interrupted before training started; no checkpoint written", EXIT_INTERRUPTED)
+
+
+def _main(argv, rank: int, log, fail) -> int:
+    from sfm_ros.core.checkpoint import CheckpointError, check_architecture, check_resumable, read_checkpoint
+    from sfm_ros.core.options import Options
+
+    # --------------------------------------------------------------- command line and inputs
+    try:
+        try:
+            parser = build_parser()
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help
+            return int(exc.code or 0)
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--out {out} exists and is not a folder")
+        if args.init is not None and args.resume is not None:
+            raise UsageError("--init and --resume exclude each other: --resume continues a run, --init starts "
+                             "a new one from a checkpoint's weights")
+        if rank == 0:
+            train_run.check_writable(out)
+        resume = _resume_path(args, out)
+        if resume is None and (out / "last.pt").exists() and not args.overwrite:
+            raise UsageError(f"{out / 'last.pt'} exists: pass --resume to continue that run, --overwrite "
+                             f"to start afresh, or another --out")
+        init = Path(args.init) if args.init is not None else None
+        source = resume or init
+        state = read_checkpoint(source) if source else None
+        opts = build_options(args, state["options"] if state and args.config is None else None)
+        if resume and args.config is not None:
+            _keep_resumed_choices(opts, state["options"], explicit_keys_given(args))
+        if init and args.config is not None:
+            _keep_init_architecture(opts, state["options"], explicit_keys_given(args))
+        if init:
+            check_architecture(init, Options.from_dict(state["options"]), opts,
+                               f"--init {init}: cannot start from it with these options, it is")
+        if resume and "optimizer" not in state:
+            raise UsageError(f"cannot resume from {resume}: it holds no optimiser state (not a training "
+                             f"checkpoint); to start a new run from its weights: --init {resume}")
+        if resume:
+            check_resumable(resume, state, opts)
+        train_run.check_budget(opts)
+        if resume and not train_run.has_inputs(args):
+            train_run.restore_inputs(args, (state.get("extra") or {}).get("inputs"), resume,
+                                     {n: parser.get_default(n) for n in train_run.INPUT_FIELDS})
+            log(f"inputs from {resume}: {train_run.describe_inputs(args)}")
+        del state
+        seqs = load_inputs(args, opts, log, explicit=explicit_keys(args))
+        train, val = split_all(seqs, opts, log)
+    except (ValueError, CheckpointError, OSError) as exc:  # BagError, SourceError, CameraError ...
+        return fail(one_line(exc))
+
+    # --------------------------------------------------------------- trainer
+    from sfm_ros.training.trainer import Trainer, TrainingError, TrainingInterrupted
+
+    n_train = sum(len(s) for s in train)
+    n_val = sum(len(s) for s in val)
+    log(f"training on {n_train} frames in {len(train)} sequence(s), validating on {n_val}; "
+        f"{opts.model.height}x{opts.model.width}, seq_len {opts.model.seq_len}, "
+        f"batch {opts.train.batch_size}, lr {opts.train.lr:g}; writing to {out}")
+    if rank == 0 and out.is_dir():
+        train_run.clean_stale_temp_files(out)
+    try:
+        trainer = Trainer(opts, train, val or None, out, resume=resume, progress=not args.no_progress,
+                          tensorboard=not args.no_tensorboard, ckpt_every=args.ckpt_every, log=log, init=init,
+                          checkpoint_extra={"inputs": train_run.inputs_record(args)})
+    except (ValueError, CheckpointError) as exc:
+        return fail(one_line(exc))
+    try:
+        if resume:
+            log(f"resuming {resume} at step {trainer.step} (epoch {trainer.epoch + 1}, "
+                f"step {trainer.step_in_epoch} of {trainer.steps_per_epoch})")
+            finished = trainer.budget_reached()
+            if finished:
+                log(f"nothing to train: {resume} is a finished run, the budget saved in it stopped it "
+                    f"({finished}); to continue, give a larger budget, e.g. {train_run.extend_hint(opts.train, trainer.step, trainer.epoch)}")
+        elif init:
+            log(f"starting from the weights of {init} (fresh optimiser, step 0)")
+        summary = trainer.fit()
+    except TrainingInterrupted as exc:
+        return fail(str(exc), EXIT_INTERRUPTED)
+    except TrainingError as exc:
+        return fail(f"training failed: {exc}", EXIT_TRAINING_ERROR)
+    finally:
+        trainer.close()
+    best = summary["best_val"]
+    val_text = f", best validation loss {best:.4f}" if np.isfinite(best) else ""
+    if summary.get("skipped_steps"):
+        val_text += f", {summary['skipped_steps']} step(s) skipped (non-finite loss or gradient)"
+    files = train_run.existing_checkpoints(out) if rank == 0 else []
+    where = f"checkpoints in {out} ({', '.join(files)})" if files else f"no checkpoint in {out}"
+    log(f"done: step {summary['steps']}, {summary['epochs']} epoch(s) complete, "
+        f"{summary['minutes']:.1f} min{val_text}; {where}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Device policy: which torch device ``auto`` means, and whether bf16 pays on this CPU.
+
+Used by inference (:class:`sfm_ros.runtime.inference.Estimator`), the trainer and the benchmarks; ROS-free.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+__all__ = ["resolve_device", "cpu_has_bf16_instructions", "cpu_supports_bf16"]
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` → ``cuda`` when available, else ``cpu``; ``cuda:N`` is checked to exist."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} requested but only {torch.cuda.device_count()} GPU(s) exist")
+    elif dev.type != "cpu":
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    return dev
+
+
+def _cpu_flags() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
+def cpu_has_bf16_instructions() -> bool:
+    """True on CPUs with bf16 instructions (AVX512-BF16 or AMX-BF16): bf16 can be measured."""
+    flags = _cpu_flags()
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def cpu_supports_bf16() -> bool:
+    """True on CPUs with AMX-BF16 tile units, where bf16 autocast pays.
+
+    AVX512-BF16 alone does not: on this project's 2-core Xeon (AVX512-BF16, no AMX) bf16 autocast
+    made inference 1.4-1.6x slower for every network (BENCHMARKS.md) and a DispNet training step
+    ~10 % slower (the losses, which run in fp32, dominate the step). ``auto`` therefore picks bf16
+    only with AMX; ``bf16`` can still be asked for explicitly.
+    """
+    return "amx_bf16" in _cpu_flags()

@@ -1,0 +1,1 @@
+"""Data and inputs (ROS-free): image codecs, camera models and rectification, bag and file sources, training datasets, the street renderer, source-to-stream inputs, corner tracking and the input size/stride choice. Imports core only."""

@@ -1,0 +1,55 @@
+"""Sparse image correspondences: corners tracked by pyramidal Lucas-Kanade, forward-backward checked.
+
+The one home of corner tracking, used by the trainer's stride choice (:mod:`sfm_ros.data.autoconfig`)
+and by the run-time pose refinement (:mod:`sfm_ros.runtime.refine`).
+
+Convention: pixel coordinates ``(u, v)`` address pixel centres (OpenCV), as in
+:mod:`sfm_ros.core.geometry`. ROS-free and torch-free: numpy and OpenCV only.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+__all__ = ["to_grey", "track_corners"]
+
+_LK = dict(winSize=(21, 21), maxLevel=4,
+           criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
+
+
+def to_grey(frame: np.ndarray) -> np.ndarray:
+    """(H, W[, 3 or 4]) RGB(A) image, uint8, uint16 or float in [0, 1] (or [0, 255]) → (H, W) uint8 grey."""
+    if frame.dtype == np.uint16:
+        frame = (frame // 257).astype(np.uint8)
+    if frame.ndim == 3:
+        if frame.shape[2] not in (3, 4):
+            raise ValueError(f"image must be (H, W), (H, W, 3) or (H, W, 4), got {frame.shape}")
+        frame = frame[:, :, :3]
+        if frame.dtype not in (np.uint8, np.float32):
+            frame = frame.astype(np.float32)
+        frame = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
+    elif frame.ndim != 2:
+        raise ValueError(f"image must be (H, W), (H, W, 3) or (H, W, 4), got {frame.shape}")
+    if frame.dtype != np.uint8:
+        f = frame.astype(np.float32)
+        f = f * (255.0 if f.size and float(f.max()) <= 1.0 else 1.0)
+        frame = np.clip(f, 0, 255).astype(np.uint8)
+    return frame
+
+
+def track_corners(a: np.ndarray, b: np.ndarray, max_corners: int = 300, min_distance: int = 5,
+                  max_fb_error: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Shi-Tomasi corners of grey image ``a`` tracked into ``b``: ``(p, q)``, each (M, 2) float32,
+    ``p`` in ``a`` and ``q`` in ``b``. A track is kept when both directions converge and tracking
+    ``q`` back into ``a`` lands within ``max_fb_error`` pixels of ``p``. Empty (0, 2) arrays when
+    ``a`` has no corners."""
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"grey images of one size expected, got {a.shape} and {b.shape}")
+    pts = cv2.goodFeaturesToTrack(a, maxCorners=max_corners, qualityLevel=0.01, minDistance=min_distance)
+    if pts is None:
+        empty = np.zeros((0, 2), np.float32)
+        return empty, empty.copy()
+    fwd, st1, _ = cv2.calcOpticalFlowPyrLK(a, b, pts, None, **_LK)
+    back, st2, _ = cv2.calcOpticalFlowPyrLK(b, a, fwd, None, **_LK)
+    ok = (st1[:, 0] == 1) & (st2[:, 0] == 1) & (np.linalg.norm(back - pts, axis=2)[:, 0] < max_fb_error)
+    return pts[ok, 0].astype(np.float32), fwd[ok, 0].astype(np.float32)

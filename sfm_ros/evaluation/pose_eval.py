@@ -1,0 +1,371 @@
+"""Pose evaluation beyond the trajectory metrics (:mod:`sfm_ros.evaluation.trajectory`): frame-to-frame
+increments from the pose network's windows, the node's refinement and camera-height scale over a
+sequence, stamp association, and every method's snippet ATE / ATE / RPE beside the zero-motion and
+mean-odometry baselines. ``sfm_eval pose`` is the command line over these. ROS-free.
+
+Conventions: poses are 4x4 camera-to-world ``T_w_c``; an increment ``i`` is ``T_{c_i}_{c_i+1}``
+(the motion from frame ``i`` to ``i + 1``); a network window's snippet holds its poses relative to
+its first frame (:func:`sfm_ros.evaluation.trajectory.snippet_from_network`). Bad input raises ``ValueError``
+with a one-line message.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["average_increments", "network_snippets", "network_increments", "refine_increments",
+           "ground_scaled_increments", "pose_metrics", "evaluate_pose_methods", "associate_stamps",
+           "mean_odometry_segments", "metric_scale_summary", "model_pose_method", "METHOD_LABELS",
+           "format_pose_report", "gt_twin", "write_trajectory_pair", "ground_truth_trajectory", "node_scale"]
+
+
+def average_increments(estimates: list[list[np.ndarray]]) -> np.ndarray:
+    """Average several estimates of each increment: mean translation, mean axis-angle rotation."""
+    from sfm_ros.core.se3 import axis_angle_to_matrix, make_pose, matrix_to_axis_angle
+
+    out = []
+    for i, ests in enumerate(estimates):
+        if not ests:
+            raise ValueError(f"increment {i} has no estimate")
+        E = np.asarray(ests)
+        r = matrix_to_axis_angle(E[:, :3, :3]).mean(axis=0)
+        out.append(make_pose(axis_angle_to_matrix(r), E[:, :3, 3].mean(axis=0)))
+    return np.asarray(out)
+
+
+def network_snippets(est, images: list) -> np.ndarray:
+    """One pose-network prediction per window of ``seq_len`` consecutive frames (target in the
+    middle), each as the window's poses relative to its first frame: (N - seq_len + 1, seq_len, 4, 4)."""
+    from sfm_ros.evaluation.trajectory import snippet_from_network
+
+    L = est.seq_len
+    if len(images) < L:
+        raise ValueError(f"{len(images)} frames: the model needs at least seq_len={L}")
+    half = L // 2
+    out = []
+    for start in range(len(images) - L + 1):
+        T = est.poses(images[start:start + L])[0].double().cpu().numpy()  # (L-1, 4, 4) T_s_t
+        out.append(snippet_from_network(T, half))
+    return np.asarray(out)
+
+
+def ground_scaled_increments(gs, depths: list, increments: np.ndarray, K_net: np.ndarray) -> dict:
+    """The node's ``camera_height`` scale (a :class:`sfm_ros.runtime.ground_scale.GroundScale`) over the
+    frames' predicted depths in order: increment ``i`` gets the scale after frame ``i + 1``, as in the
+    node. Increments before the first ground plane take the first scale found (the node uses 1
+    there). Returns ``rel`` (metric increments), ``scales``, ``step_lengths`` (m) and a ``note``."""
+    scales = [gs.update(d, K_net) for d in depths]
+    found = [x for x in scales[1:] if x is not None]
+    if not found:
+        raise ValueError("--camera-height: no ground plane was found in the lower image of any frame")
+    first = found[0]
+    s = np.array([first if x is None else x for x in scales[1:]])
+    rel = np.array(increments, dtype=np.float64)
+    rel[:, :3, 3] *= s[:, None]
+    note = (f"ground planes accepted {gs.accepted}, rejected {gs.rejected}, none found {gs.failed}; "
+            f"scale median {np.median(s):.4g} m/unit, spread {gs.spread:.3f}")
+    return {"rel": rel, "scales": s, "step_lengths": np.linalg.norm(rel[:, :3, 3], axis=1), "note": note}
+
+
+def refine_increments(refiner, views: list, depths: list,
+                      increments: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+    """The node's refinement (:class:`sfm_ros.runtime.refine.Refiner`) applied to every network increment
+    of a sequence: ``views`` the refiner's views of the frames, ``depths[i]`` the predicted depth
+    of frame ``i`` that sets the scale of increment ``i``. Returns the refined increments and how
+    many increments each source made."""
+    from sfm_ros.runtime.refine import refine_sequence
+
+    rel, results = refine_sequence(refiner, views, depths, increments)
+    counts: dict[str, int] = {}
+    for r in results:
+        key = r.used + (f" ({r.why})" if r.why else "")
+        counts[key] = counts.get(key, 0) + 1
+    return rel, counts
+
+
+def network_increments(snippets: np.ndarray) -> np.ndarray:
+    """Frame-to-frame increments (N-1, 4, 4) from per-window predictions (M, L, 4, 4): every window
+    starting at ``k`` estimates the increments ``k .. k+L-2``; the estimates are averaged."""
+    M, L = snippets.shape[:2]
+    n = M + L - 1
+    estimates: list[list[np.ndarray]] = [[] for _ in range(n - 1)]
+    for k in range(M):
+        S = snippets[k]
+        for j in range(L - 1):
+            estimates[k + j].append(np.linalg.inv(S[j]) @ S[j + 1])
+    return average_increments(estimates)
+
+
+def _aligned(fn, *a, **kw) -> tuple[dict | None, str]:
+    """Run an aligned metric with Sim(3); a trajectory that never moves falls back to SE(3)."""
+    try:
+        return fn(*a, align="sim3", **kw), "sim3"
+    except ValueError as exc:
+        if "coincide" not in str(exc):
+            raise
+        return fn(*a, align="se3", **kw), "se3"
+
+
+def pose_metrics(gt: np.ndarray, traj: np.ndarray | None, snippet: int, delta: int,
+                snippets: np.ndarray | None = None, rel: np.ndarray | None = None) -> dict:
+    from sfm_ros.evaluation.trajectory import ate, rpe, snippet_ate
+
+    if snippets is not None:
+        sn = snippet_ate(gt, snippets, snippet)
+    elif rel is not None:
+        sn = snippet_ate(gt, rel, snippet, est_is_relative=True)
+    else:
+        sn = snippet_ate(gt, traj, snippet, est_is_relative=False)
+    out: dict[str, Any] = {"snippet_ate": {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in sn.items()}}
+    a, align = _aligned(ate, gt, traj)
+    out["ate"] = dict(a, align=align)
+    if len(gt) > delta:
+        r, align = _aligned(rpe, gt, traj, delta=delta)
+        out["rpe"] = dict(r, align=align)
+    return out
+
+
+def evaluate_pose_methods(gt: np.ndarray, methods: dict[str, dict], snippet: int, delta: int,
+                          train_gt: list[np.ndarray] | None) -> dict:
+    """Metrics of every method plus the zero-motion and (when ``train_gt``) mean-odometry baselines.
+
+    ``methods``: name → ``{"traj": (N,4,4), optional "snippets": (M,L,4,4) or "rel": (N-1,4,4)}``."""
+    from sfm_ros.evaluation.trajectory import mean_odometry_poses, zero_motion_poses
+
+    n = len(gt)
+    if n < snippet:
+        raise ValueError(f"{n} frames selected: need at least --snippet {snippet}")
+    out = {}
+    for name, m in methods.items():
+        out[name] = pose_metrics(gt, m["traj"], snippet, delta, m.get("snippets"), m.get("rel"))
+    out["zero_motion"] = pose_metrics(gt, zero_motion_poses(n), snippet, delta)
+    if train_gt:
+        out["mean_odometry"] = pose_metrics(gt, mean_odometry_poses(train_gt, n), snippet, delta)
+    return out
+
+
+def associate_stamps(src_stamps: np.ndarray, dst_stamps: np.ndarray, max_dt: float, what: str) -> np.ndarray:
+    """Index in ``dst`` of the nearest stamp for every ``src`` stamp; all must be within ``max_dt``."""
+    order = np.argsort(dst_stamps)
+    d = dst_stamps[order]
+    pos = np.clip(np.searchsorted(d, src_stamps), 1, max(len(d) - 1, 1))
+    left = np.clip(pos - 1, 0, len(d) - 1)
+    right = np.clip(pos, 0, len(d) - 1)
+    pick = np.where(np.abs(d[left] - src_stamps) <= np.abs(d[right] - src_stamps), left, right)
+    dt = np.abs(d[pick] - src_stamps)
+    bad = int((dt > max_dt).sum())
+    if bad:
+        raise ValueError(f"{what}: {bad} of {len(src_stamps)} stamps have no ground-truth pose within "
+                         f"--max-dt {max_dt:g} s (largest gap {dt.max():.3f} s)")
+    return order[pick]
+
+
+def mean_odometry_segments(all_gt: np.ndarray, sel: list[int], stride: int) -> tuple[list[np.ndarray], str]:
+    """The ground-truth segments of the mean-odometry baseline when no training range is given:
+    the frames before and after the evaluated ones ``sel`` (same stride, each of >= 2 frames), else
+    the evaluated frames themselves. Returns ``(segments, description)``."""
+    lo, hi = min(sel), max(sel)
+    parts, names = [], []
+    before = list(range(lo % stride, lo, stride))
+    after = list(range(hi + stride, len(all_gt), stride))
+    for idx, name in ((before, f"0:{lo}"), (after, f"{hi + 1}:{len(all_gt)}")):
+        if len(idx) >= 2:
+            parts.append(all_gt[idx])
+            names.append(name)
+    if not parts:
+        return [all_gt[sel]], "the evaluated frames themselves (optimistic: no other ground truth)"
+    return parts, "frames " + " and ".join(names) + " (outside the evaluated range)"
+
+
+def metric_scale_summary(gt: np.ndarray, metric: dict, camera_height: float) -> dict:
+    """How well the camera-height scale (:func:`ground_scaled_increments` output ``metric``) gives
+    metric motion: the ratio of predicted to true step length over the moving steps (> 1 mm;
+    median and quartiles), the SE(3)-aligned ATE of the unscaled-aligned trajectory and the median
+    scale."""
+    from sfm_ros.evaluation.trajectory import ate, chain, relative_poses
+
+    steps_true = np.linalg.norm(relative_poses(gt)[:, :3, 3], axis=1)
+    ratio = metric["step_lengths"] / np.maximum(steps_true, 1e-9)
+    moving = steps_true > 1e-3
+    return {
+        "camera_height": camera_height,
+        "step_ratio_median": float(np.median(ratio[moving])) if moving.any() else float("nan"),
+        "step_ratio_p25": float(np.percentile(ratio[moving], 25)) if moving.any() else float("nan"),
+        "step_ratio_p75": float(np.percentile(ratio[moving], 75)) if moving.any() else float("nan"),
+        "ate_se3": ate(gt, chain(metric["rel"]), align="se3"),
+        "scale_median": float(np.median(metric["scales"])),
+    }
+
+
+def model_pose_method(est, images: list, snippet: int, refiner=None, views: list | None = None, ground=None,
+                      K: np.ndarray | None = None, raw_hw: tuple[int, int] | None = None) -> tuple[dict, list[str], dict | None]:
+    """The model's pose "method" for :func:`evaluate_pose_methods` over preprocessed ``images``.
+
+    The pose network runs on every window (:func:`network_snippets`); the averaged increments
+    (:func:`network_increments`) are refined by ``refiner`` (a :class:`sfm_ros.runtime.refine.Refiner`
+    not in mode ``none``, over its ``views`` of the frames) and metric-scaled by ``ground`` (a
+    :class:`sfm_ros.runtime.ground_scale.GroundScale`, with the raw intrinsics ``K`` of ``raw_hw`` images),
+    then chained. With ``seq_len == snippet`` and no refinement the snippet ATE uses one network
+    prediction per snippet (SfMLearner's protocol), else snippets chained from the increments.
+    Returns ``(method, notes, metric)``: ``metric`` is :func:`ground_scaled_increments`' output or
+    None."""
+    from sfm_ros.evaluation.trajectory import chain
+
+    notes: list[str] = []
+    metric = None
+    refine = refiner is not None and refiner.mode != "none"
+    snips = network_snippets(est, images)
+    rel = network_increments(snips)
+    refined = None
+    depths = ([est.depth(im)[0, 0].float().cpu().numpy() for im in images]
+              if refine or ground is not None else None)
+    if refine:
+        rel, refined = refine_increments(refiner, views, depths[:-1], rel)
+        notes.append(f"--refine {refiner.mode}: " + ", ".join(f"{v} increments {k}" for k, v in
+                                                             sorted(refined.items())))
+    if ground is not None:
+        metric = ground_scaled_increments(ground, depths, rel, est.scale_intrinsics(K, raw_hw))
+        notes.append(f"--camera-height {ground.camera_height:g}: {metric['note']}")
+    traj = chain(rel)
+    m: dict[str, Any] = {"traj": traj}
+    if est.seq_len == snippet and refined is None:
+        m["snippets"] = snips
+        notes.append(f"snippet ATE: one pose-network prediction per {snippet}-frame snippet "
+                     f"(model seq_len {est.seq_len}, target in the middle; SfMLearner's protocol)")
+    else:
+        m["rel"] = rel
+        notes.append(f"snippet ATE: model seq_len {est.seq_len} != snippet {snippet}: snippets chained "
+                     f"from frame-to-frame increments (each averaged over the windows that contain it)")
+    return m, notes, metric
+
+
+def gt_twin(path: Path) -> Path:
+    """``OUT.txt`` → ``OUT.gt.txt`` (``.txt`` when ``OUT`` has no suffix)."""
+    return path.with_name(path.stem + ".gt" + (path.suffix or ".txt"))
+
+
+def write_trajectory_pair(out: str | Path, fmt: str, stamps, traj: np.ndarray, gt: np.ndarray) -> list[str]:
+    """Write ``traj`` to ``out`` and the ground truth of the same frames to its :func:`gt_twin`, as
+    TUM (``fmt="tum"``, with ``stamps``) or KITTI files; returns both paths."""
+    from sfm_ros.data.pose_files import write_kitti, write_tum
+
+    p = Path(out)
+    if p.exists() and p.is_dir():
+        raise ValueError(f"{out} is a folder; expected a file name")
+    g = gt_twin(p)
+    if fmt == "tum":
+        write_tum(p, stamps, traj)
+        write_tum(g, stamps, gt)
+    else:
+        write_kitti(p, traj)
+        write_kitti(g, gt)
+    return [str(p), str(g)]
+
+
+def node_scale(results: dict, method: str = "model") -> dict | None:
+    """The ready value of the node's ``scale`` parameter (metres per network unit): the scale of the
+    Sim(3) alignment of ``method``'s whole trajectory to the (metric) ground truth; None when that
+    method is absent or was not Sim(3)-aligned (a trajectory that never moves)."""
+    a = results.get(method, {}).get("ate")
+    if not a or a.get("align") != "sim3" or not np.isfinite(a.get("scale", np.nan)):
+        return None
+    return {"scale": float(a["scale"]), "method": method,
+            "from": "the Sim(3) alignment of the whole trajectory to the ground truth"}
+
+
+METHOD_LABELS = {"model": "model", "prediction": "prediction", "zero_motion": "zero motion",
+                  "mean_odometry": "mean odometry"}
+
+
+def format_pose_report(res: dict, prog: str = "sfm_eval") -> str:
+    """The ``sfm_eval pose`` report: a Markdown table of every method, the metric scale, the notes."""
+    lines = [f"{prog} pose: {res['count']} frames (stride {res['stride']}) of {res['source']}; "
+             f"ground truth {res['ground_truth']}", ""]
+    lines.append(f"| method | snippet ATE ({res['snippet']} frames) mean ± std | ATE RMSE (m) | "
+                 f"RPE trans RMSE (m, delta {res['delta']}) | RPE rot RMSE (deg) |")
+    lines.append("|---|---:|---:|---:|---:|")
+    for name, m in res["methods"].items():
+        s = m["snippet_ate"]
+        a = m["ate"]
+        r = m.get("rpe")
+        al = "" if a["align"] == "sim3" else f" ({a['align']})"
+        rp = f"{r['trans_rmse']:.4f}{'' if r['align'] == 'sim3' else ' (' + r['align'] + ')'} | " \
+             f"{r['rot_rmse_deg']:.3f}" if r else "n/a | n/a"
+        lines.append(f"| {METHOD_LABELS.get(name, name)} | {s['mean']:.4f} ± {s['std']:.4f} | "
+                     f"{a['rmse']:.4f}{al} | {rp} |")
+    lines.append("")
+    ms = res.get("metric_scale")
+    if ms:
+        lines.append(f"metric scale from camera height {ms['camera_height']:g} m (no scale alignment): predicted / "
+                     f"true step length median {ms['step_ratio_median']:.3f} (quartiles {ms['step_ratio_p25']:.3f}-"
+                     f"{ms['step_ratio_p75']:.3f}); ATE RMSE {ms['ate_se3']['rmse']:.4f} m (se3)")
+        lines.append("")
+    ns = res.get("node_scale")
+    if ns:
+        lines.append(f"scale for the node: {ns['scale']:.6g} m per network unit ({ns['from']}; metres if the "
+                     f"ground truth is): sfm_node --ros-args -p scale:={ns['scale']:.6g}")
+        lines.append("")
+    lines += [f"- {n}" for n in res["notes"]]
+    lines.append("- ATE/RPE after Sim(3) alignment (se3 where the trajectory never moves); "
+                 "snippet ATE as SfMLearner's compute_ate (sqrt(sum err^2) / L)")
+    for w in res["written"]:
+        lines.append(f"- wrote {w}")
+    return "\n".join(lines)
+
+
+def ground_truth_trajectory(args: Any, frames=None) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """``(poses (N, 4, 4) T_w_c, their stamps or None, description)``: every ground-truth pose of
+    the source, from ``args`` (the ``sfm_eval pose`` flags: ``gt_tum`` | ``gt_kitti`` files, else
+    the poses ``frames`` (:class:`sfm_ros.data.inputs.SelectedFrames`) carry, else ``kitti`` /
+    ``sevenscenes``). The messages name the flags."""
+    from sfm_ros.data.pose_files import read_kitti, read_tum
+
+    gt_topic = getattr(args, "gt_topic", None)
+    if sum(bool(x) for x in (args.gt_tum, args.gt_kitti, gt_topic)) > 1:
+        raise ValueError("give one of --gt-tum, --gt-kitti and --gt-topic")
+    if gt_topic:
+        if not args.bag:
+            raise ValueError(f"--gt-topic {gt_topic} goes with --bag (an odometry topic of that bag)")
+        from sfm_ros.data.bags import read_odometry
+
+        stamps, poses = read_odometry(args.bag, gt_topic)
+        if len(poses) < 2:
+            raise ValueError(f"--gt-topic {gt_topic} in bag {args.bag} has {len(poses)} poses; expected one "
+                             f"per frame (nav_msgs/Odometry, as sfm_bag from-kitti writes)")
+        return poses, stamps, f"bag {args.bag} {gt_topic} (nav_msgs/Odometry, matched by stamp)"
+    if args.gt_tum or args.gt_kitti:
+        path = args.gt_tum or args.gt_kitti
+        if not Path(path).is_file():
+            raise ValueError(f"ground truth {path} does not exist")
+        try:
+            if args.gt_tum:
+                stamps, poses = read_tum(path)
+            else:
+                poses = read_kitti(path)
+                stamps = None
+        except (ValueError, OSError) as exc:
+            raise ValueError(f"ground truth {path}: {exc}") from None
+        return poses, stamps, f"{path}"
+    if frames is not None and frames.all_gt_poses is not None:
+        return frames.all_gt_poses, None, f"{frames.name} poses.txt"
+    if frames is not None and frames.sevenscenes is not None:
+        ss = frames.sevenscenes
+        return ss.poses(), ss.stamps, f"{frames.name} frame-*.pose.txt"
+    if args.kitti:
+        from sfm_ros.data.sources import SourceError, read_kitti_odometry
+
+        try:
+            seq = read_kitti_odometry(args.kitti, camera=args.kitti_camera)
+        except SourceError as exc:
+            raise ValueError(f"--kitti: {exc}") from None
+        if seq.poses is None:
+            raise ValueError(f"--kitti {args.kitti} has no poses.txt")
+        return seq.poses, None, f"KITTI {args.kitti} poses.txt"
+    if args.sevenscenes:
+        from sfm_ros.data.sevenscenes import read_sevenscenes
+
+        ss = read_sevenscenes(args.sevenscenes)
+        return ss.poses(), ss.stamps, f"7-Scenes {args.sevenscenes}"
+    raise ValueError("no ground truth: give --kitti, --sevenscenes, --gt-kitti FILE or --gt-tum FILE")

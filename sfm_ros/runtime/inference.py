@@ -1,0 +1,171 @@
+"""Inference on numpy images: preprocessing, depth, and relative poses from a trained checkpoint.
+
+Used by the ROS node, the evaluation and the demo; ROS-free. Depth is in *network units*
+(monocular depth is only known up to scale): multiply by a metric scale to get metres.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from sfm_ros.data.camera import resize_intrinsics
+from sfm_ros.core.checkpoint import load_model
+from sfm_ros.core.device import cpu_supports_bf16, resolve_device
+from sfm_ros.core.geometry import check_shape, invert_pose, pose_vec_to_mat
+from sfm_ros.data.image_codec import to_rgb_float
+from sfm_ros.core.model import source_offsets
+from sfm_ros.core.networks import normalize_image
+
+
+BACKENDS = ("torch", "onnxruntime")
+
+
+def to_rgb_array(x: torch.Tensor) -> np.ndarray:
+    """A preprocessed (1, 3, h, w) frame (:meth:`Estimator.preprocess`) → (h, w, 3) float32 RGB in
+    [0, 1] on the CPU; the inverse of the preprocessing's layout change."""
+    check_shape(x, (1, 3, None, None), "frame")
+    return x[0].permute(1, 2, 0).float().cpu().numpy()
+
+
+def auto_backend(device: str, precision: str, size_override: bool = False) -> str:
+    """The faster backend measured for a configuration: ``onnxruntime`` for fp32 on the CPU (when
+    installed and the network size is the checkpoint's), else ``torch``."""
+    import importlib.util
+
+    try:
+        cpu = resolve_device(device).type == "cpu"
+    except ValueError:
+        return "torch"  # the Estimator reports the bad device
+    if cpu and precision == "fp32" and not size_override and importlib.util.find_spec("onnxruntime"):
+        return "onnxruntime"
+    return "torch"
+
+
+def _ort_sessions(model, height: int, width: int, threads: int):
+    """ONNX Runtime sessions of ``model``'s depth and pose graphs (exported in memory)."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise ValueError("backend onnxruntime needs the onnxruntime package (pip install onnxruntime)") from None
+    from sfm_ros.runtime.export import example_inputs, inference_modules, ort_session, to_onnx
+
+    depth_m, pose_m = inference_modules(model)
+    d_in, p_in = example_inputs(height, width, len(model.offsets))
+    depth = ort_session(to_onnx(depth_m, d_in, ["image"], "depth"), threads=threads, spinning=False)
+    pose = ort_session(to_onnx(pose_m, p_in, ["target", "sources"], "poses"), threads=threads, spinning=False)
+    return depth, pose
+
+
+class Estimator:
+    """A trained model ready for inference on numpy frames.
+
+    Args:
+        checkpoint: path of an sfm_ros checkpoint.
+        device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
+        precision: ``fp32`` | ``fp16`` (CUDA) | ``bf16`` (CUDA, or a CPU with bf16 instructions) | ``auto``
+            (fp32; bf16 on CPUs that support it natively).
+        backend: ``torch`` (eager PyTorch) | ``onnxruntime``: the depth and pose networks exported
+            to ONNX in memory at start (0.6 s for the shipped model; :mod:`sfm_ros.runtime.export`, batch
+            norm folded) and run by ONNX Runtime on the CPU, fp32 only. Measured 1.2-1.6x faster
+            than eager PyTorch on a 2-core CPU (BENCHMARKS.md); outputs equal PyTorch's within the
+            export tolerances (depth 1e-4 relative, poses 1e-5). Explainability masks still come
+            from PyTorch.
+        threads: ONNX Runtime intra-op threads (0: its default); PyTorch's are set by the caller.
+    """
+
+    def __init__(self, checkpoint: str | Path, device: str = "auto", precision: str = "fp32",
+                 backend: str = "torch", threads: int = 0):
+        self.device = resolve_device(device)
+        self.model, self.options, self.state = load_model(checkpoint, self.device)
+        self.height, self.width = self.options.model.height, self.options.model.width
+        self.seq_len = self.options.model.seq_len
+        self.offsets = source_offsets(self.seq_len)
+        if precision == "auto":
+            precision = "bf16" if self.device.type == "cpu" and cpu_supports_bf16() else "fp32"
+        if precision not in ("fp32", "fp16", "bf16"):
+            raise ValueError(f"precision must be fp32, fp16, bf16 or auto, got {precision!r}")
+        if precision == "fp16" and self.device.type != "cuda":
+            raise ValueError("precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+        self.precision = precision
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        self.backend = backend
+        self.threads = threads
+        self._ort_depth = self._ort_pose = None
+        if backend == "onnxruntime":
+            if self.device.type != "cpu" or precision != "fp32":
+                raise ValueError(f"backend onnxruntime runs fp32 on the CPU; got device {self.device} and "
+                                 f"precision {precision} (use backend torch on a GPU)")
+            self._ort_depth, self._ort_pose = _ort_sessions(self.model, self.height, self.width, threads)
+
+    def set_model(self, model) -> None:
+        """Use new weights of the same architecture (online adaptation, :mod:`sfm_ros.training.adapt`).
+
+        Everything is built first (the ONNX Runtime sessions too, with that backend), then swapped in
+        by assignment: a call running in another thread finishes with the weights it started with."""
+        model = model.to(self.device).eval()
+        if self.backend == "onnxruntime":
+            depth, pose = _ort_sessions(model, self.height, self.width, self.threads)
+            self.model = model
+            self._ort_depth, self._ort_pose = depth, pose
+        else:
+            self.model = model
+
+    def _autocast(self):
+        if self.precision == "fp32":
+            return nullcontext()
+        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        """A camera image → (1, 3, h, w) float tensor in [0, 1] at the network size, on the device."""
+        rgb = to_rgb_float(image)
+        if rgb.shape[:2] != (self.height, self.width):
+            rgb = cv2.resize(rgb, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].to(self.device)
+
+    def scale_intrinsics(self, K: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+        """Intrinsics of the camera image resized to the network input."""
+        return resize_intrinsics(K, image_hw, (self.height, self.width))
+
+    @torch.no_grad()
+    def depth(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, h, w) preprocessed images → (B, 1, h, w) depth (network units), float32."""
+        if self._ort_depth is not None:
+            return torch.from_numpy(self._ort_depth.run(None, {"image": images.numpy()})[0])
+        with self._autocast():
+            disp = self.model.predict_disp(images)[0]
+        return 1.0 / disp.float()
+
+    @torch.no_grad()
+    def poses(self, frames: list[torch.Tensor]) -> torch.Tensor:
+        """``seq_len`` preprocessed frames (oldest first) → (B, N, 4, 4) target→source transforms.
+
+        The target is the middle frame; the sources follow :func:`sfm_ros.core.model.source_offsets`.
+        """
+        if len(frames) != self.seq_len:
+            raise ValueError(f"need {self.seq_len} frames, got {len(frames)}")
+        mid = self.seq_len // 2
+        sources = [frames[mid + o] for o in self.offsets]
+        if self._ort_pose is not None:
+            feed = {"target": frames[mid].numpy(), "sources": torch.stack(sources, 1).numpy()}
+            vec = torch.from_numpy(self._ort_pose.run(None, feed)[0])
+        else:
+            with self._autocast():
+                vec, _ = self.model.predict_poses(frames[mid], sources)
+        b, n, _ = vec.shape
+        return pose_vec_to_mat(vec.float().reshape(b * n, 6)).reshape(b, n, 4, 4)
+
+    @torch.no_grad()
+    def explainability(self, frames: list[torch.Tensor]) -> torch.Tensor | None:
+        """Finest-scale explainability masks (B, N, h, w) of a window, or None if the model has none."""
+        if not getattr(self.model.pose_net, "output_exp", False):
+            return None
+        mid = self.seq_len // 2
+        masks = self.model.pose_net.explainability(
+            normalize_image(frames[mid]), [normalize_image(frames[mid + o]) for o in self.offsets])
+        return masks[0].float() if masks else None

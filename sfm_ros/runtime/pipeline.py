@@ -1,0 +1,515 @@
+"""The node's per-frame pipeline, ROS-free: frames in, plain :class:`FrameResult` values out.
+
+:mod:`sfm_ros.ros.node` wraps it in ROS (parameters, QoS, callbacks, publishers) and
+:mod:`sfm_ros.ros.messages` turns its results into messages; tests drive it frame by frame
+without DDS. This module imports no ``rclpy`` and no ROS message package: an input frame's
+``stamp`` is carried through untouched (whatever the caller stamps with) beside its time ``t``
+in seconds, and warnings go to any sink with ``info(msg)`` / ``warning(msg)`` (an rclpy logger,
+a :class:`logging.Logger`).
+
+Processing
+----------
+The image callback only decodes (raw images: a copy; compressed images are decoded by the worker,
+:meth:`FramePipeline.decode`) and validates, then puts the frame in a bounded :class:`FrameQueue`
+of ``queue_size`` (newest wins). A worker thread runs :meth:`FramePipeline.process`: depth for
+every frame, and the pose network once per frame on the window of the last ``seq_len`` processed
+frames; the newest frame's pose follows from the prediction with it as a source (no output lag, see
+:mod:`sfm_ros.runtime.odometry`). Frames the worker cannot keep up with are dropped, counted and reported
+(rate-limited log, diagnostics). Bad input (unsupported encoding, zero size, truncated data, a step
+smaller than the row, an image that is not (H, W[, 3|4]), a resolution change, a depth prediction
+without one finite pixel, a non-finite pose, duplicated stamps) is skipped with a warning rate-limited per kind of problem (never per
+input string: memory and log rate stay bounded whatever arrives); processing goes on. A frame with
+a zero header stamp (driver bug) is skipped, warned, so that one odd frame never looks like a time
+jump; from the second zero stamp in a row (a driver that never stamps) the reception time is used
+instead, with a warning (:meth:`FramePipeline.zero_stamp`). Stamps going backwards restart the
+odometry at the identity, a gap larger than ``max_gap`` restarts it from the last pose.
+
+Units: ``FrameResult.depth`` is in metres (network units times the frame's scale) at the network
+resolution, with REP 118's markers (:func:`rep118_depth`): ``-inf`` closer than ``min_depth``,
+``+inf`` farther than ``max_depth``, NaN where the prediction is not finite (unknown); the point
+cloud leaves all three out; ``FrameResult.camera`` is the camera model
+scaled once a frame to that resolution (undistorted: the distortion of camera_info is ignored).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from sfm_ros.data.camera import CameraModel, backproject_grid
+from sfm_ros.runtime.node_support import FRAME_COUNTS, Counters, Log
+from sfm_ros.runtime.odometry import MonocularOdometry, OdomEstimate
+
+ZERO_STAMP_RUN = 2  # zero header stamps in a row from which the driver is taken not to stamp
+
+
+@dataclass
+class InputFrame:
+    """A received camera frame waiting for the worker (not :class:`sfm_ros.data.sources.Frame`)."""
+
+    stamp: Any               # the input header stamp, carried through to the outputs
+    t: float                 # the same in seconds
+    frame_id: str
+    recv: float              # time.monotonic() at reception
+    image: np.ndarray | None = None
+    compressed: tuple[str, Any] | None = None   # (format, data) decoded by the worker
+
+
+@dataclass
+class WindowFrame:
+    """A processed frame in the pose window: its stamp, network input, predicted depth (network
+    units, numpy), decoded image, and ``(K, view)``: the refiner's view of it and the intrinsics it
+    was made with, once one was made (a frame is the new one, then the reference: one view each)."""
+
+    t: float
+    x: Any
+    depth: np.ndarray
+    image: np.ndarray
+    view: Any = None
+
+
+@dataclass
+class Settings:
+    """The run-time settings of the pipeline; the names are the node's parameters. Assign a field
+    to change it (the worker reads each one once a frame)."""
+
+    scale: float = 0.0                 # metres per network unit; 0: from camera_height, else 1
+    camera_height: float = 0.0         # > 0: the scale from the ground plane
+    min_depth: float = 0.1
+    max_depth: float = 100.0
+    max_gap: float = 1.0
+    refine_pose: str = "epipolar"
+    publish_points: bool = True
+    points_stride: int = 4
+    publish_explainability: bool = False
+    intrinsics: tuple = (0.0, 0.0, 0.0, 0.0)   # fallback fx, fy, cx, cy of the input image
+    adapt: bool = False                # online adaptation on (FramePipeline.adaptation must be set)
+
+    def check(self, **changes: Any) -> None:
+        """Raise ValueError (one line) if these settings with ``changes`` applied are invalid."""
+        from sfm_ros.runtime.refine import REFINE_MODES
+
+        new = {f.name: changes.get(f.name, getattr(self, f.name)) for f in fields(self)}
+        if new["min_depth"] >= new["max_depth"]:
+            raise ValueError(f"min_depth {new['min_depth']} must be < max_depth {new['max_depth']}")
+        if new["refine_pose"] not in REFINE_MODES:
+            raise ValueError(f"refine_pose must be one of {', '.join(REFINE_MODES)}, got {new['refine_pose']!r}")
+
+
+SETTINGS = tuple(f.name for f in fields(Settings))
+
+
+@dataclass
+class FrameResult:
+    """What one processed frame produced (see the module doc for units)."""
+
+    stamp: Any                          # the input frame's stamp
+    t: float                            # seconds
+    frame_id: str                       # the input frame's frame_id
+    recv: float                         # time.monotonic() at reception
+    depth: np.ndarray                   # (h, w) float32 metres
+    camera: CameraModel | None          # intrinsics at (w, h), or None without intrinsics
+    points: np.ndarray | None           # cloud_points() of the depth (publish_points), or None
+    odometry: OdomEstimate | None       # None while the first window fills
+    explainability: np.ndarray | None   # (h, w) float in [0, 1] of the window's middle frame
+    explainability_t: float | None      # that frame's time (s)
+    scale: float                        # metres per network unit used for this frame
+    infer_ms: float                     # network time of the frame
+
+
+class FrameQueue:
+    """A bounded, thread-safe FIFO: ``put`` drops the oldest frame when full (newest wins)."""
+
+    def __init__(self, size: int = 1):
+        self._q: deque = deque()
+        self._size = max(1, int(size))
+        self._cond = threading.Condition()
+
+    def put(self, item) -> int:
+        """Add ``item``; returns how many old items were dropped to make room."""
+        with self._cond:
+            dropped = 0
+            while len(self._q) >= self._size:
+                self._q.popleft()
+                dropped += 1
+            self._q.append(item)
+            self._cond.notify()
+            return dropped
+
+    def get(self, timeout: float = 0.1):
+        with self._cond:
+            if not self._q:
+                self._cond.wait(timeout)
+            return self._q.popleft() if self._q else None
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._q)
+
+
+def rep118_depth(depth: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
+    """float32 metres with REP 118's markers: ``-inf`` below ``min_depth`` (too close), ``+inf``
+    above ``max_depth`` (too far), NaN where ``depth`` is not finite (unknown); the rest as is."""
+    d = np.asarray(depth, dtype=np.float32)
+    if not 0 <= min_depth < max_depth:
+        raise ValueError(f"need 0 <= min_depth < max_depth, got {min_depth}, {max_depth}")
+    out = d.copy()
+    finite = np.isfinite(d)
+    out[~finite] = np.nan
+    out[finite & (d < min_depth)] = -np.inf
+    out[finite & (d > max_depth)] = np.inf
+    return out
+
+
+def cloud_points(depth: np.ndarray, rgb: np.ndarray, K: np.ndarray, stride: int) -> np.ndarray:
+    """Structured array (x, y, z float32, rgb packed uint32) of every ``stride``-th pixel of
+    ``depth`` (metres, (h, w)) coloured by ``rgb`` ((h, w, 3) uint8); non-finite (REP 118's
+    ±inf / NaN) and non-positive depths are left out."""
+    x, y, z, v, u = backproject_grid(depth, K, stride)
+    c = rgb[v, u].astype(np.uint32)
+    packed = ((c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]).astype(np.uint32)
+    out = np.empty(z.size, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<u4")])
+    out["x"], out["y"], out["z"], out["rgb"] = x.ravel(), y.ravel(), z.ravel(), packed.ravel()
+    ok = np.isfinite(out["x"]) & np.isfinite(out["y"]) & np.isfinite(out["z"]) & (out["z"] > 0)
+    return out[ok]
+
+
+class FramePipeline:
+    """Decode → time checks → depth → window → poses (+ refinement) → odometry → :class:`FrameResult`.
+
+    Args:
+        estimator: an :class:`~sfm_ros.runtime.inference.Estimator` (e.g. :func:`sfm_ros.runtime.node_support.load_estimator`).
+        T_base_cam: (4, 4) pose of the camera optical frame in ``base_link``.
+        settings: :class:`Settings`, read once a frame (assign its fields to change them).
+        log: where warnings go (:class:`Log`); ``counts``: :class:`Counters` of
+            :data:`FRAME_COUNTS` (this adds ``rejected`` and ``skipped``; ``refined``: the refiner's
+            outcomes).
+        adaptation: an :class:`sfm_ros.training.adapt.OnlineAdaptation` of ``estimator`` that the ``adapt``
+            setting switches (None: ``adapt`` is ignored with a warning).
+    """
+
+    def __init__(self, estimator, T_base_cam: np.ndarray, settings: Settings | None = None,
+                 log: Log | None = None, counts: Counters | None = None, adaptation=None):
+        import logging
+
+        self.estimator = estimator
+        self.settings = settings or Settings()
+        self.settings.check()
+        self.log = log or Log(logging.getLogger("sfm_ros.runtime.pipeline"))
+        self.counts = counts or Counters(*FRAME_COUNTS)
+        self.refined = Counters()
+        s = self.settings
+        self.T_base_cam = np.asarray(T_base_cam, dtype=np.float64)
+        self.odometry = MonocularOdometry(T_base_cam=self.T_base_cam, scale=s.scale or 1.0, max_gap=s.max_gap)
+        self.window: deque[WindowFrame] = deque(maxlen=estimator.seq_len)
+        self.camera: CameraModel | None = None   # from camera_info
+        self.camera_source: str | None = None    # "camera_info" | "intrinsics" | None (logged on change)
+        self.ground = None                       # GroundScale while camera_height is set
+        self.scale_source = "default"
+        self.has_explainability = any(k.startswith("mask_heads") for k in estimator.state.get("pose_net", {}))
+        self._refiner = None
+        self._last_shape: tuple | None = None
+        self._zero_stamps = 0
+        self.adaptation = adaptation
+
+    # ------------------------------------------------------------------------------ inputs
+    def reject(self, kind: str, msg: str) -> None:
+        """Count a bad input frame and warn, rate-limited per ``kind`` (a fixed word, or the
+        codec's :attr:`~sfm_ros.data.image_codec.ImageCodecError.kind`: never the input's text)."""
+        self.counts.add("rejected")
+        self.log.warn("reject:" + kind, msg)
+
+    def zero_stamp(self, is_zero: bool) -> str:
+        """The zero-stamp policy (module doc) for a received frame: ``"keep"`` its stamp, ``"skip"``
+        the frame (counted, warned) or stamp it with the ``"reception"`` time (warned)."""
+        if not is_zero:
+            self._zero_stamps = 0
+            return "keep"
+        self._zero_stamps += 1
+        if self._zero_stamps < ZERO_STAMP_RUN:
+            self.counts.add("skipped")
+            self.log.warn("zero_stamp_skip", "input header stamp is zero: frame skipped (if zero stamps "
+                                             "go on, the reception time is used)")
+            return "skip"
+        self.log.warn("zero_stamp", "input header stamp is zero: using the reception time instead "
+                                    "(outputs are stamped with it)")
+        return "reception"
+
+    def camera_info(self, msg: Any) -> None:
+        """Use the intrinsics of a CameraInfo message (or dict, :meth:`CameraModel.from_camera_info`)
+        from now on; a bad one is ignored, warned."""
+        try:
+            cam = CameraModel.from_camera_info(msg)
+            if cam.fx <= 0 or cam.fy <= 0:
+                raise ValueError(f"fx={cam.fx}, fy={cam.fy} must be > 0")
+        except ValueError as exc:
+            self.log.warn("camera_info", f"ignoring a bad camera_info: {exc}")
+            return
+        first = self.camera is None
+        self.camera = cam
+        if first:
+            self.log.info(
+                f"using camera_info intrinsics fx={cam.fx:.1f} fy={cam.fy:.1f} cx={cam.cx:.1f} "
+                f"cy={cam.cy:.1f} ({cam.width}x{cam.height})"
+                + (" [distortion is ignored: feed rectified images (image_rect)]" if cam.is_distorted else ""))
+
+    def decode(self, frame: InputFrame) -> np.ndarray | None:
+        """The frame's image (compressed ones decoded here), or None (rejected, warned)."""
+        if frame.image is not None:
+            img = frame.image
+        else:
+            from sfm_ros.data.image_codec import ImageDecodeError, decode_compressed
+
+            fmt, data = frame.compressed
+            try:
+                img = decode_compressed(fmt, data)
+            except (ImageDecodeError, ValueError) as exc:
+                self.reject(f"compressed:{getattr(exc, 'kind', 'decode')}", f"dropping a bad compressed image: {exc}")
+                return None
+            if img.ndim == 2 and img.dtype not in (np.uint8, np.uint16):
+                self.reject("compressed:dtype", f"dropping a compressed image of type {img.dtype}")
+                return None
+        img = np.asarray(img)
+        if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (3, 4))) or 0 in img.shape:
+            self.reject("image:shape", f"dropping an image of shape {img.shape}: expected (H, W), (H, W, 3) "
+                                       "or (H, W, 4) with H, W > 0")
+            return None
+        return img
+
+    def intrinsics(self, image_hw: tuple[int, int]) -> CameraModel | None:
+        """CameraModel at the *input* image size, or None (logs which source is used)."""
+        h, w = image_hw
+        cam, source = None, None
+        if self.camera is not None:
+            cam, source = self.camera, "camera_info"
+            if (cam.width, cam.height) != (w, h):
+                if cam.width > 0 and cam.height > 0:
+                    self.log.warn("info_size", f"camera_info is for {cam.width}x{cam.height} but images are "
+                                               f"{w}x{h}: intrinsics scaled to the image size")
+                    cam = cam.scaled(w, h)
+                else:
+                    cam = CameraModel(w, h, cam.K)
+        else:
+            fx, fy, cx, cy = (list(self.settings.intrinsics) + [0.0] * 4)[:4]
+            if fx > 0 and fy > 0:
+                cam, source = CameraModel.from_intrinsics(fx, fy, cx, cy, w, h), "intrinsics"
+        if source != self.camera_source:
+            if source == "intrinsics":
+                self.log.info("no camera_info yet: using the 'intrinsics' parameter "
+                              f"fx={cam.fx:g} fy={cam.fy:g} cx={cam.cx:g} cy={cam.cy:g} until one arrives")
+            elif source == "camera_info" and self.camera_source == "intrinsics":
+                self.log.info("camera_info arrived: now using its intrinsics")
+            self.camera_source = source
+        if cam is None:
+            self.log.warn("no_intrinsics", "no camera_info received and the 'intrinsics' parameter is unset: "
+                                           "publishing depth and odometry only (no points, no "
+                                           "depth/camera_info) until camera_info arrives")
+        return cam
+
+    # ------------------------------------------------------------------------------ per frame
+    def process(self, frame: InputFrame) -> FrameResult | None:
+        """Run one frame; None when it was rejected or skipped (counted and warned)."""
+        import torch
+
+        from sfm_ros.runtime.inference import to_rgb_array
+
+        e, s = self.estimator, self.settings
+        img = self.decode(frame)
+        if img is None:
+            return None
+        shape = img.shape[:2]
+        if self._last_shape is not None and shape != self._last_shape:
+            self.log.warn("resolution", f"input resolution changed from {self._last_shape[1]}x"
+                                        f"{self._last_shape[0]} to {shape[1]}x{shape[0]}: pose window reset")
+            self.window.clear()
+            self.odometry.reset(hold_pose=True)
+        self._last_shape = shape
+        self.odometry.max_gap = float(s.max_gap)
+        reason = self.odometry.check_time(frame.t)
+        if reason == "duplicate":
+            return self._skip("duplicate", f"skipping a frame with the same stamp as the previous one ({frame.t:.6f})")
+        if reason is not None:
+            self.log.warning(reason)  # once per event
+            self.window.clear()
+
+        t0 = time.perf_counter()
+        x = e.preprocess(img)
+        depth = e.depth(x)[0, 0]
+        finite = torch.isfinite(depth)
+        if not bool(finite.any()):
+            return self._skip("nonfinite", "the depth network produced NaN/Inf only: frame skipped")
+        if not bool(finite.all()):
+            self.log.warn("nonfinite_pixels", f"{int((~finite).sum())} depth pixel(s) of the network are "
+                                              "NaN/Inf: published as NaN (unknown, REP 118)")
+        depth_np = depth.cpu().numpy()
+        self.window.append(WindowFrame(frame.t, x, depth_np, img))
+        cam = self.intrinsics(shape)  # once per frame: scale, refinement and publishing
+        net_cam = None if cam is None else cam.scaled(e.width, e.height)
+        self.odometry.scale = self._metric_scale(depth_np, net_cam)
+        T = None
+        if len(self.window) == e.seq_len:
+            T = e.poses([f.x for f in self.window])[0]
+            if not bool(torch.isfinite(T).all()):
+                self.window.pop()
+                return self._skip("nonfinite", "the pose network produced NaN/Inf: frame skipped")
+            T = T.cpu().numpy().astype(np.float64)
+        exp = exp_t = None
+        if T is not None and s.publish_explainability:
+            if self.has_explainability:
+                m = e.explainability([f.x for f in self.window])
+                exp = None if m is None else m[0].mean(0).cpu().numpy()
+                exp_t = self.window[len(self.window) // 2].t
+            else:
+                self.log.warn("exp", "publish_explainability is set but the checkpoint has no "
+                                     "explainability head (trained with exp_weight=0): not published")
+        infer_ms = 1000.0 * (time.perf_counter() - t0)
+        try:
+            est = self.odometry.update(frame.t, T, [f.t for f in self.window], e.offsets,
+                                       refine=self._refine_callback(cam))
+        except ValueError as exc:
+            self.window.pop()
+            return self._skip("nonfinite", f"odometry update failed ({exc}): frame skipped")
+        self._adapt(net_cam)
+
+        depth_m = rep118_depth(depth_np.astype(np.float32) * float(self.odometry.scale),
+                               float(s.min_depth), float(s.max_depth))
+        h, w = depth_m.shape
+        out_cam = None if net_cam is None else CameraModel(w, h, net_cam.K)  # undistorted, plumb_bob
+        points = None
+        if s.publish_points and out_cam is not None:
+            rgb = (to_rgb_array(x) * 255.0 + 0.5).astype(np.uint8)
+            points = cloud_points(depth_m, rgb, out_cam.K, int(s.points_stride))
+        return FrameResult(frame.stamp, frame.t, frame.frame_id, frame.recv, depth_m, out_cam, points, est,
+                           exp, exp_t, float(self.odometry.scale), infer_ms)
+
+    def _adapt(self, net_cam: CameraModel | None) -> None:
+        """Online adaptation (:class:`sfm_ros.training.adapt.OnlineAdaptation`): switch it with the ``adapt``
+        setting and offer it the full pose window (network-size frames, intrinsics at that size)."""
+        a = self.adaptation
+        if a is None:
+            if self.settings.adapt:
+                self.log.warn("adapt", "adapt is on but this pipeline has no adaptation: ignored")
+            return
+        frames = K = None
+        if self.settings.adapt and len(self.window) == self.estimator.seq_len and net_cam is not None:
+            from sfm_ros.runtime.inference import to_rgb_array
+
+            frames = [(to_rgb_array(f.x) * 255.0 + 0.5).astype(np.uint8) for f in self.window]
+            K = net_cam.K
+        elif self.settings.adapt and net_cam is None:
+            self.log.warn("adapt_k", "adapt is on but there are no intrinsics yet: nothing is learnt")
+        a.update(bool(self.settings.adapt), frames, K)
+
+    def close(self) -> None:
+        """Stop what runs beside the pipeline (adaptation: its weights are saved)."""
+        if self.adaptation is not None:
+            self.adaptation.close()
+
+    def _skip(self, kind: str, msg: str) -> None:
+        self.counts.add("skipped")
+        self.log.warn(kind, msg)
+        return None
+
+    def _metric_scale(self, depth: np.ndarray, cam: CameraModel | None) -> float:
+        """Metres per network unit for this frame (``depth`` in network units, ``cam`` at its size
+        or None): ``scale`` when > 0, else the ground-plane scale when ``camera_height`` is set (1
+        until a ground plane is found), else 1."""
+        manual, height = float(self.settings.scale), float(self.settings.camera_height)
+        if manual > 0:
+            self.scale_source = "scale parameter"
+            return manual
+        if height <= 0:
+            self.scale_source = "default (1)"
+            return 1.0
+        from sfm_ros.runtime.ground_scale import GroundScale
+
+        if self.ground is None or self.ground.camera_height != height:
+            self.ground = GroundScale(height, self.T_base_cam)
+        if cam is None:
+            self.log.warn("scale_intrinsics", "camera_height needs intrinsics to find the ground: the last "
+                                              "scale is kept until camera_info arrives")
+            self.scale_source = "camera_height (no intrinsics yet)"
+            return self.odometry.scale
+        s = self.ground.update(depth, cam.K)
+        if s is None:
+            self.log.warn("scale_ground", "no ground plane found in the lower image yet: scale 1 until one is")
+            self.scale_source = "camera_height (no ground plane yet)"
+            return 1.0
+        self.scale_source = "camera_height"
+        return s
+
+    def _refine_callback(self, cam: CameraModel | None):
+        """``refine(ref, inc)`` for :meth:`MonocularOdometry.update`: the current refiner between
+        window frame ``ref`` and the newest frame, or None when off or without intrinsics (``cam``:
+        the input image's). Each frame's view is made once and kept in the window."""
+        import cv2
+
+        from sfm_ros.runtime.refine import Refiner
+
+        if self._refiner is None or self._refiner.mode != self.settings.refine_pose:
+            self._refiner = Refiner(self.settings.refine_pose)
+        refiner = self._refiner
+        if refiner.mode == "none":
+            return None
+        if cam is None:
+            self.log.warn("refine_intrinsics", f"refine_pose {refiner.mode} needs intrinsics: the pose "
+                                               "network's motion is used until camera_info arrives")
+            return None
+
+        def view(f: WindowFrame):
+            if f.view is None or not np.array_equal(f.view[0], cam.K):
+                f.view = (cam.K.copy(), refiner.view(f.image, cam.K))
+            return f.view[1]
+
+        def refine(ref: int, inc: np.ndarray):
+            f_ref = self.window[ref]
+            try:
+                r = refiner.refine(view(f_ref), view(self.window[-1]), inc, f_ref.depth)
+            except (ValueError, np.linalg.LinAlgError, cv2.error) as exc:
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                self.log.warn("refine_error", f"pose refinement failed ({type(exc).__name__}: {first}): "
+                                              "the network's motion is used")
+                return inc
+            self.refined.add(r.used)
+            return r.T, r.covariance
+        return refine
+
+    def diagnostic_warnings(self, camera_info_topic: str = "camera_info") -> list[str]:
+        """What keeps the outputs from being what a user expects (each makes the node's status WARN):
+        missing intrinsics (naming what is not published) and an uncalibrated metric scale."""
+        s, out = self.settings, []
+        fx, fy = (list(s.intrinsics) + [0.0] * 4)[:2]
+        if self.camera is None and not (fx > 0 and fy > 0):
+            what = "no points, no depth/camera_info" if s.publish_points else "no depth/camera_info"
+            out.append(f"no intrinsics ({what}): no camera_info received on {camera_info_topic} and the "
+                       "'intrinsics' parameter is unset")
+        if s.scale <= 0:
+            if s.camera_height <= 0:
+                out.append("scale not calibrated: depth and odometry are in network units (set 'scale' > 0, "
+                           "e.g. from sfm_eval, or 'camera_height')")
+            elif self.scale_source != "camera_height":
+                why = self.scale_source if self.scale_source.startswith("camera_height") else \
+                    "camera_height is set, no frame processed yet"
+                out.append(f"scale not calibrated yet: {why}")
+        return out
+
+    def diagnostic_values(self) -> dict[str, str]:
+        """The pipeline's diagnostics (key → value text)."""
+        g = self.ground  # read once: the worker may replace it
+        refined = self.refined.snapshot()
+        return {
+            "intrinsics": self.camera_source or "none",
+            "odometry_resets": str(self.odometry.resets),
+            "scale": f"{self.odometry.scale:.6g}",
+            "scale_source": self.scale_source,
+            "ground_scale_spread": "n/a" if g is None or g.spread is None else f"{g.spread:.3f}",
+            "ground_planes": "n/a" if g is None else
+            f"accepted {g.accepted}, rejected {g.rejected}, none found {g.failed}",
+            "refine_pose": self.settings.refine_pose,
+            "refined_motions": ", ".join(f"{k} {v}" for k, v in sorted(refined.items())) or "none yet",
+            **(self.adaptation.diagnostic_values() if self.adaptation is not None else {}),
+        }

@@ -1,0 +1,576 @@
+"""Online self-supervised adaptation: a deployed model goes on learning from its own camera.
+
+The training loss needs no labels, so the node can keep learning from the windows it sees. An
+:class:`Adapter` holds a copy of the model that learns (the *learner*) and the weights the node
+uses (the *accepted* weights), and guards the node against drift:
+
+* **Replay buffer**: recent windows (``seq_len`` frames at the network size) in a bounded FIFO;
+  windows without motion are refused by the trainer's static-frame rule
+  (:func:`sfm_ros.data.datasets.static_mask`: every source must differ from the target by more than
+  ``min_motion`` in mean absolute grey level), so a robot standing still, a black image or a
+  featureless wall adds nothing. Every ``holdout_every``-th accepted window goes to a held-out slice
+  instead, which is never trained on.
+* **Steps**: the checkpoint's own loss (:func:`sfm_ros.core.losses.compute_losses` with its
+  ``loss`` options, or a preset's with ``loss_preset``) and the two-view prior of each window's
+  pairs (``epipolar_weight``; solved once when the window is added, as the trainer does for its
+  pairs) on a random batch of the buffer, Adam, plus an anchor ``anchor_weight * |w - w0|^2 / |w0|^2`` to the starting weights
+  ``w0``. A step whose loss or gradient is not finite is skipped.
+* **Updates**: every ``steps_per_update`` steps the learner is a *candidate*; it is scored against
+  the accepted weights on the held-out slice (the same loss, a fixed noise seed). It is accepted
+  only when its held-out loss is finite and not above the accepted weights' loss, and its relative
+  distance from ``w0`` is at most ``max_drift``; otherwise it is rejected and the learner rolls back
+  to the accepted weights (optimiser moments cleared).
+* **Hand-over**: :meth:`Adapter.inference_model` returns a fresh eval-mode copy of the accepted
+  weights; the caller swaps its reference in one assignment, so inference never sees half-loaded
+  weights and never waits for a step.
+* **Saved**: :meth:`Adapter.save` writes an ordinary checkpoint (``sfm_node``, ``sfm_eval``,
+  ``sfm_export`` and ``sfm_train --init`` read it) with ``adapted_from``, ``frames_seen``,
+  ``accepted_updates`` and ``adapt_steps`` recorded.
+
+Convention: windows are ``(seq_len, H, W, 3)`` uint8 RGB at the model's input size, the target in the
+middle (as :class:`sfm_ros.data.datasets.WindowDataset`); ``K`` is the (3, 3) intrinsics at that size.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sfm_ros.core.checkpoint import save_checkpoint
+from sfm_ros.data.datasets import Sequence, static_mask
+from sfm_ros.core.losses import compute_losses, epipolar_prior_loss
+from sfm_ros.core.model import SfMModel, source_offsets
+from sfm_ros.core.options import Options, preset
+from sfm_ros.training.priors import epipolar_priors
+
+#: The auto-mask tie-break noise seed used when scoring (the trainer's validation uses the same idea).
+SCORE_SEED = 12345
+
+
+@dataclass
+class AdaptOptions:
+    buffer_windows: int = 64       # replay buffer (training windows, FIFO)
+    holdout_windows: int = 12      # held-out slice (FIFO) that scores every candidate
+    holdout_every: int = 5         # every k-th accepted window goes to the held-out slice
+    min_holdout: int = 2           # no update is judged before the slice holds this many windows
+    min_buffer: int = 4            # no step before the buffer holds this many windows
+    batch_size: int = 2
+    steps_per_update: int = 10     # optimiser steps between candidate evaluations
+    lr: float = 5e-5
+    anchor_weight: float = 1.0     # weight of |w - w0|^2 / |w0|^2 in the loss
+    max_drift: float = 0.05        # largest accepted |w - w0| / |w0|
+    min_motion: float = 0.01       # the static-frame rule's threshold (mean abs grey difference, 0-1)
+    tolerance: float = 0.0         # accept when candidate <= accepted * (1 + tolerance)
+    epipolar_weight: float = 1.0   # the two-view prior (loss.epipolar_weight), solved per window
+    loss_preset: str = ""          # "" = the checkpoint's own loss options; else a preset's (e.g. default)
+
+    def validate(self) -> None:
+        for name in ("buffer_windows", "holdout_windows", "holdout_every", "min_holdout", "min_buffer",
+                     "batch_size", "steps_per_update"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"adapt {name} must be >= 1, got {getattr(self, name)}")
+        if self.min_holdout > self.holdout_windows:
+            raise ValueError(f"adapt min_holdout ({self.min_holdout}) exceeds holdout_windows ({self.holdout_windows})")
+        for name in ("lr", "max_drift"):
+            if not getattr(self, name) > 0 or not math.isfinite(getattr(self, name)):
+                raise ValueError(f"adapt {name} must be a positive number, got {getattr(self, name)}")
+        for name in ("anchor_weight", "min_motion", "tolerance"):
+            if not getattr(self, name) >= 0 or not math.isfinite(getattr(self, name)):
+                raise ValueError(f"adapt {name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass
+class Decision:
+    """The verdict on one candidate."""
+    accepted: bool
+    reason: str                    # "better", "worse", "non-finite", "drift"
+    holdout_before: float          # the accepted weights' held-out loss
+    holdout_after: float           # the candidate's held-out loss
+    drift: float                   # the candidate's |w - w0| / |w0|
+    step: int
+
+
+def _window_tensors(windows: list[tuple[np.ndarray, np.ndarray]], device: torch.device):
+    imgs = torch.from_numpy(np.stack([w for w, _ in windows]).astype(np.float32) / 255.0)
+    imgs = imgs.permute(0, 1, 4, 2, 3).to(device)  # (B, T, 3, H, W)
+    K = torch.from_numpy(np.stack([k for _, k in windows]).astype(np.float32)).to(device)
+    mid = imgs.shape[1] // 2
+    target = imgs[:, mid]
+    sources = [imgs[:, i] for i in range(imgs.shape[1]) if i != mid]
+    return target, sources, K
+
+
+def window_priors(window: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two-view prior of a window's (target, source) pairs, in :func:`sfm_ros.core.model.source_offsets`
+    order: ``(N, 4, 4)`` unit-baseline ``T_src_tgt`` and ``(N, 2)`` weights (the trainer's rule)."""
+    n = len(window)
+    mid = n // 2
+    pr = epipolar_priors([Sequence(window, K, np.arange(n, dtype=np.float64), "window")], [(0, list(range(n)))], n)
+    order = [mid + o for o in source_offsets(n)]
+    return (np.stack([pr[(0, mid, j)].T_src_tgt for j in order]),
+            np.array([[pr[(0, mid, j)].w_rot, pr[(0, mid, j)].w_dir] for j in order]))
+
+
+def window_loss(model: SfMModel, options: Options, windows: list, device: torch.device) -> torch.Tensor:
+    """The training objective (``options.loss``, with the two-view prior when the windows carry one)
+    of ``model`` on a batch of ``(window, K[, prior_T, prior_w])`` items."""
+    target, sources, K = _window_tensors([w[:2] for w in windows], device)
+    offsets = source_offsets(options.model.seq_len)
+    use_geo = options.loss.geometry_weight > 0 or options.loss.geometry_mask
+    outputs = model(target, sources, source_depth=use_geo)
+    losses, _ = compute_losses(target, dict(zip(offsets, sources)), K, outputs, options.loss)
+    loss = losses["loss"]
+    if options.loss.epipolar_weight > 0 and len(windows[0]) == 4:
+        prior_T = torch.from_numpy(np.stack([w[2] for w in windows]).astype(np.float32)).to(device)
+        prior_w = torch.from_numpy(np.stack([w[3] for w in windows]).astype(np.float32)).to(device)
+        loss = loss + options.loss.epipolar_weight * epipolar_prior_loss(outputs, prior_T, prior_w, offsets)
+    return loss
+
+
+def _params(model: SfMModel) -> list[torch.Tensor]:
+    return [p for p in model.parameters()]
+
+
+class Adapter:
+    """Online adaptation of one model (see the module docstring). Not thread-safe: one thread calls
+    :meth:`add_window` / :meth:`step` / :meth:`save`; :meth:`inference_model` hands weights to others."""
+
+    def __init__(self, model: SfMModel, options: Options, opts: AdaptOptions | None = None,
+                 started_from: str = "", seed: int = 0):
+        self.opts = opts or AdaptOptions()
+        self.opts.validate()
+        self.base_options = options  # what the saved checkpoint records
+        self.options = copy.deepcopy(options)
+        if self.opts.loss_preset:
+            self.options.loss = copy.deepcopy(preset(self.opts.loss_preset).loss)
+        self.options.loss.epipolar_weight = self.opts.epipolar_weight
+        self.device = next(model.parameters()).device
+        self.learner = copy.deepcopy(model).train()
+        self.accepted = copy.deepcopy(model).train()
+        for p in self.accepted.parameters():
+            p.requires_grad_(False)
+        self.anchor = [p.detach().clone() for p in _params(self.learner)]
+        self.anchor_norm2 = float(sum((a.double() ** 2).sum() for a in self.anchor))
+        self.optimizer = torch.optim.Adam(self.learner.parameters(), lr=self.opts.lr)
+        self.replay: deque = deque(maxlen=self.opts.buffer_windows)
+        self.holdout: deque = deque(maxlen=self.opts.holdout_windows)
+        self.rng = random.Random(seed)
+        self.started_from = str(started_from)
+        self.seq_len = options.model.seq_len
+        self.size_hw = (options.model.height, options.model.width)
+        self.frames_seen = 0
+        self.windows_added = 0
+        self.windows_static = 0
+        self.windows_invalid = 0
+        self.steps = 0
+        self.skipped_steps = 0
+        self.accepted_updates = 0
+        self.rejected_updates = 0
+        self.steps_since_update = 0
+        self.last: Decision | None = None
+        self.version = 0  # bumped at every accepted update
+
+    # ------------------------------------------------------------------ data
+    def add_window(self, window: np.ndarray, K: np.ndarray) -> str:
+        """Offer one window; returns ``"train"``, ``"holdout"``, ``"static"`` or ``"invalid"`` (and why).
+
+        ``window``: (seq_len, H, W, 3) uint8 at the model size; ``K``: (3, 3) at that size.
+        """
+        self.frames_seen += 1
+        shape = (self.seq_len, *self.size_hw, 3)
+        if not isinstance(window, np.ndarray) or window.shape != shape or window.dtype != np.uint8:
+            self.windows_invalid += 1
+            got = f"{window.dtype} {window.shape}" if isinstance(window, np.ndarray) else type(window).__name__
+            return f"invalid: window must be uint8 {shape}, got {got}"
+        K = np.asarray(K, dtype=np.float64)
+        if K.shape != (3, 3) or not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
+            self.windows_invalid += 1
+            return f"invalid: K must be a finite (3, 3) matrix with positive focal lengths, got {K.tolist()}"
+        mid = self.seq_len // 2
+        for i in range(self.seq_len):
+            if i != mid and not static_mask(window[[mid, i]], self.opts.min_motion)[1]:
+                self.windows_static += 1
+                return "static"
+        self.windows_added += 1
+        window = np.ascontiguousarray(window)
+        item = (window, K.copy())
+        if self.options.loss.epipolar_weight > 0:
+            item = item + window_priors(window, K)
+        if self.windows_added % self.opts.holdout_every == 0:
+            self.holdout.append(item)
+            return "holdout"
+        self.replay.append(item)
+        return "train"
+
+    # ------------------------------------------------------------------ learning
+    def drift(self) -> float:
+        """The learner's relative distance from the starting weights, ``|w - w0| / |w0|``."""
+        with torch.no_grad():
+            d2 = sum(float(((p.double() - a.double()) ** 2).sum()) for p, a in zip(_params(self.learner), self.anchor))
+        return math.sqrt(d2 / max(self.anchor_norm2, 1e-30))
+
+    def ready(self) -> bool:
+        return len(self.replay) >= self.opts.min_buffer
+
+    def step(self) -> float | None:
+        """One optimiser step on a random batch of the buffer, then an update decision when due.
+
+        Returns the step's loss (NaN for a skipped step), or None when the buffer is not yet full
+        enough to train on."""
+        if not self.ready():
+            return None
+        batch = self.rng.sample(list(self.replay), min(self.opts.batch_size, len(self.replay)))
+        self.learner.train()
+        loss = window_loss(self.learner, self.options, batch, self.device)
+        if self.opts.anchor_weight > 0:
+            d2 = sum(((p - a) ** 2).sum() for p, a in zip(_params(self.learner), self.anchor))
+            loss = loss + self.opts.anchor_weight * d2 / self.anchor_norm2
+        self.optimizer.zero_grad(set_to_none=True)
+        self.steps += 1
+        self.steps_since_update += 1
+        value = float(loss.detach())
+        ok = math.isfinite(value)
+        if ok:
+            loss.backward()
+            grads = [p.grad for p in self.learner.parameters() if p.grad is not None]
+            ok = all(bool(torch.isfinite(g).all()) for g in grads)
+        if ok:
+            self.optimizer.step()
+        else:
+            self.skipped_steps += 1
+            self.optimizer.zero_grad(set_to_none=True)
+            value = math.nan
+        if self.steps_since_update >= self.opts.steps_per_update and len(self.holdout) >= self.opts.min_holdout:
+            self.decide()
+        return value
+
+    @torch.no_grad()
+    def score(self, model: SfMModel) -> float:
+        """Mean held-out loss of ``model`` (a fixed noise seed; NaN when not finite)."""
+        state = torch.get_rng_state()
+        torch.manual_seed(SCORE_SEED)
+        try:
+            model.train()  # every scale, as in training (the networks have no batch-norm/dropout)
+            items = list(self.holdout)
+            total = 0.0
+            for i in range(0, len(items), self.opts.batch_size):
+                chunk = items[i:i + self.opts.batch_size]
+                total += float(window_loss(model, self.options, chunk, self.device)) * len(chunk)
+            return total / max(len(items), 1)
+        finally:
+            torch.set_rng_state(state)
+
+    def decide(self) -> Decision:
+        """Score the learner against the accepted weights on the held-out slice; accept or roll back."""
+        self.steps_since_update = 0
+        before, after, drift = self.score(self.accepted), self.score(self.learner), self.drift()
+        finite = math.isfinite(after) and all(bool(torch.isfinite(p).all()) for p in self.learner.parameters())
+        if not finite:
+            reason = "non-finite"
+        elif drift > self.opts.max_drift:
+            reason = "drift"
+        elif math.isfinite(before) and after > before * (1 + self.opts.tolerance):
+            reason = "worse"
+        else:
+            reason = "better"
+        accepted = reason == "better"
+        if accepted:
+            self.accepted.load_state_dict(self.learner.state_dict())
+            self.accepted_updates += 1
+            self.version += 1
+        else:
+            self.learner.load_state_dict(self.accepted.state_dict())
+            self.optimizer.state.clear()
+            self.rejected_updates += 1
+        self.last = Decision(accepted, reason, before, after, drift, self.steps)
+        return self.last
+
+    # ------------------------------------------------------------------ hand-over and saving
+    def inference_model(self) -> SfMModel:
+        """A fresh eval-mode copy of the accepted weights (swap it in with one assignment)."""
+        model = copy.deepcopy(self.accepted).eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        return model
+
+    def stats(self) -> dict:
+        d = {k: getattr(self, k) for k in ("frames_seen", "windows_added", "windows_static", "windows_invalid",
+                                           "steps", "skipped_steps", "accepted_updates", "rejected_updates")}
+        d["buffer"], d["holdout"] = len(self.replay), len(self.holdout)
+        if self.last is not None:
+            d["holdout_before"], d["holdout_after"] = self.last.holdout_before, self.last.holdout_after
+            d["drift"] = self.last.drift
+        return d
+
+    def save(self, path: str | Path) -> None:
+        """Write the accepted weights atomically as an ordinary checkpoint."""
+        save_checkpoint(path, self.accepted, self.base_options, adapted_from=self.started_from,
+                        frames_seen=self.frames_seen, accepted_updates=self.accepted_updates,
+                        adapt_steps=self.steps, adapt_options=asdict(self.opts))
+
+
+def prequential(adapter: Adapter, frames, K: np.ndarray, stride: int = 1,
+                steps_per_frame: int = 1):
+    """Run adaptation over ``frames`` in order, prequentially (each frame is evaluated before it is learnt).
+
+    Yields ``(i, model)`` for every frame: ``model`` holds the accepted weights *before* any window
+    containing frame ``i`` was learnt from (evaluate frame ``i`` with it); then the window
+    ``(i - 2 stride, i - stride, i)`` (for ``seq_len`` 3; in general ``seq_len`` frames ``stride``
+    apart ending at ``i``) is offered to the adapter and ``steps_per_frame`` steps are run. This is
+    the node's order: a frame is published first, learnt from afterwards.
+
+    ``frames``: an iterable of (H, W, 3) uint8 RGB frames at the model size; ``K`` at that size.
+    """
+    if stride < 1 or steps_per_frame < 0:
+        raise ValueError(f"need stride >= 1 and steps_per_frame >= 0, got {stride}, {steps_per_frame}")
+    span = (adapter.seq_len - 1) * stride
+    recent: deque = deque(maxlen=span + 1)
+    model, version = adapter.inference_model(), adapter.version
+    for i, frame in enumerate(frames):
+        if adapter.version != version:
+            model, version = adapter.inference_model(), adapter.version
+        yield i, model
+        recent.append(frame)
+        if len(recent) == span + 1:
+            adapter.add_window(np.stack([recent[j * stride] for j in range(adapter.seq_len)]), K)
+        for _ in range(steps_per_frame):
+            adapter.step()
+
+
+class AdaptWorker:
+    """An :class:`Adapter` in a background thread: what the node runs with ``adapt`` on.
+
+    The caller (the node's frame path) hands windows over with :meth:`offer`, which never blocks
+    (a full queue drops the window and counts it). The thread adds them to the adapter, runs steps,
+    and after every accepted update calls ``on_weights(model, version)`` with a fresh eval-mode
+    model: the caller swaps it in with one assignment. CPU budget: the thread runs torch with
+    ``threads`` intra-op threads (per thread: the caller's own count is untouched) and sleeps after
+    each step so that its steps take at most ``duty`` of the wall time. Every ``save_every`` accepted
+    updates, and at :meth:`stop`, the accepted weights are written atomically to ``save_path``.
+    An exception in the thread stops adaptation (``stats()["error"]`` says why); inference goes on.
+    """
+
+    def __init__(self, adapter: Adapter, on_weights, duty: float = 0.5, threads: int = 1,
+                 save_path: str | Path | None = None, save_every: int = 10, queue_size: int = 8, log=None):
+        if not 0 < duty <= 1:
+            raise ValueError(f"adapt duty must be in (0, 1], got {duty}")
+        if threads < 1 or save_every < 1 or queue_size < 1:
+            raise ValueError(f"adapt threads, save_every and queue_size must be >= 1, got {threads}, "
+                             f"{save_every}, {queue_size}")
+        import queue
+        import threading
+
+        self.adapter, self.on_weights = adapter, on_weights
+        self.duty, self.threads = float(duty), int(threads)
+        self.save_path = Path(save_path) if save_path else None
+        self.save_every = int(save_every)
+        self.log = log or (lambda msg: None)
+        self._queue: "queue.Queue" = queue.Queue(maxsize=queue_size)
+        self._empty = queue.Empty
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="sfm_adapt", daemon=True)
+        self.dropped = 0
+        self.saved = 0
+        self.error: str | None = None
+        self.busy_s = 0.0
+        self._stats = adapter.stats()
+
+    def start(self) -> "AdaptWorker":
+        self._thread.start()
+        return self
+
+    def offer(self, window: np.ndarray, K: np.ndarray) -> bool:
+        """Queue one window (copied); False when the queue was full and it was dropped."""
+        if self.error is not None or self._stop.is_set():
+            return False
+        try:
+            self._queue.put_nowait((np.array(window, copy=True), np.array(K, dtype=np.float64, copy=True)))
+            return True
+        except Exception:  # queue.Full
+            with self._lock:
+                self.dropped += 1
+            return False
+
+    def stats(self) -> dict:
+        with self._lock:
+            d = dict(self._stats)
+            d.update(dropped=self.dropped, saved=self.saved, busy_s=self.busy_s, error=self.error,
+                     running=self._thread.is_alive())
+        return d
+
+    def _save(self) -> None:
+        if self.save_path is not None:
+            self.save_path.parent.mkdir(parents=True, exist_ok=True)
+            self.adapter.save(self.save_path)
+            with self._lock:
+                self.saved += 1
+
+    def _run(self) -> None:
+        torch.set_num_threads(self.threads)
+        version = self.adapter.version
+        try:
+            while not self._stop.is_set():
+                try:
+                    while True:
+                        self.adapter.add_window(*self._queue.get_nowait())
+                except self._empty:
+                    pass
+                if not self.adapter.ready():
+                    self._stop.wait(0.05)
+                    continue
+                t0 = time.perf_counter()
+                self.adapter.step()
+                if self.adapter.version != version:
+                    version = self.adapter.version
+                    self.on_weights(self.adapter.inference_model(), version)
+                    if self.adapter.accepted_updates % self.save_every == 0:
+                        self._save()
+                dt = time.perf_counter() - t0
+                with self._lock:
+                    self.busy_s += dt
+                    self._stats = self.adapter.stats()
+                self._stop.wait(dt * (1 - self.duty) / self.duty)
+        except Exception as exc:  # adaptation stops; the node's inference is not affected
+            with self._lock:
+                self.error = f"{type(exc).__name__}: {exc}"
+            self.log(f"adaptation stopped: {self.error}")
+
+    def stop(self, save: bool = True, timeout: float = 30.0) -> Path | None:
+        """Stop the thread (after its current step) and write the accepted weights when ``save``.
+
+        Returns the checkpoint path written, or None."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        with self._lock:
+            self._stats = self.adapter.stats()
+        if save and self.save_path is not None and self.error is None and self.adapter.accepted_updates > 0:
+            self._save()
+            return self.save_path
+        return None
+
+
+def default_save_path() -> Path:
+    """Where the node writes adapted weights unless told: ``$ROS_HOME/sfm_ros/adapted.pt`` (``~/.ros``)."""
+    import os
+
+    return Path(os.environ.get("ROS_HOME") or Path.home() / ".ros") / "sfm_ros" / "adapted.pt"
+
+
+class OnlineAdaptation:
+    """The node's ``adapt`` switch around an :class:`AdaptWorker` (ROS-free; the pipeline calls it).
+
+    :meth:`update` is called once a processed frame with the switch's value and the pose window:
+    turning it on builds an :class:`Adapter` from the estimator's current weights and starts the
+    worker; while on, each full window (network-size frames, the network-size ``K``) is offered;
+    turning it off stops the worker and saves. Accepted weights go to ``estimator.set_model``.
+    """
+
+    def __init__(self, estimator, started_from: str, save_path: str | Path | None = None,
+                 duty: float = 0.5, threads: int = 1, save_every: int = 10,
+                 opts: AdaptOptions | None = None, log=None):
+        self.estimator, self.started_from = estimator, str(started_from)
+        self.save_path = Path(save_path) if save_path else default_save_path()
+        self.duty, self.threads, self.save_every = duty, threads, save_every
+        self.opts = opts or AdaptOptions()
+        self.opts.validate()
+        self.log = log or (lambda msg: None)
+        self.worker: AdaptWorker | None = None
+        self.version = 0
+        self.last_saved: Path | None = None
+        self.offered = 0
+
+    def _weights(self, model: SfMModel, version: int) -> None:
+        self.estimator.set_model(model)
+        self.version = version
+
+    def update(self, enabled: bool, frames: list[np.ndarray] | None = None, K: np.ndarray | None = None) -> None:
+        if not enabled:
+            if self.worker is not None:
+                self.close()
+            return
+        if self.worker is None:
+            e = self.estimator
+            adapter = Adapter(e.model, e.options, copy.deepcopy(self.opts), started_from=self.started_from)
+            self.worker = AdaptWorker(adapter, self._weights, duty=self.duty, threads=self.threads,
+                                      save_path=self.save_path, save_every=self.save_every, log=self.log).start()
+            self.log(f"adaptation on: learning from the camera (duty {self.duty:g}, {self.threads} thread(s)); "
+                     f"weights saved to {self.save_path}")
+        if frames is not None and K is not None and len(frames) == self.worker.adapter.seq_len:
+            self.offered += 1
+            self.worker.offer(np.stack(frames), K)
+
+    def close(self) -> Path | None:
+        """Stop adapting and write the accepted weights (None when nothing was accepted)."""
+        if self.worker is None:
+            return None
+        worker, self.worker = self.worker, None
+        path = worker.stop(save=True)
+        self._final = worker.stats()
+        if path is not None:
+            self.last_saved = path
+            self.log(f"adaptation off: {worker.adapter.accepted_updates} accepted updates written to {path}")
+        return path
+
+    def diagnostic_values(self) -> dict[str, str]:
+        w = self.worker
+        if w is None:
+            return {"adapt": "off" if self.last_saved is None else f"off (last saved {self.last_saved})"}
+        s = w.stats()
+        out = {"adapt": "error: " + s["error"] if s["error"] else "on",
+               "adapt_steps": f"{s['steps']} ({s['skipped_steps']} skipped)",
+               "adapt_updates": f"accepted {s['accepted_updates']}, rejected {s['rejected_updates']}",
+               "adapt_windows": (f"buffer {s['buffer']}, held out {s['holdout']}, static {s['windows_static']}, "
+                                 f"dropped {s['dropped']}"),
+               "adapt_saved": f"{s['saved']} to {self.save_path}"}
+        if "holdout_before" in s:
+            out["adapt_holdout_loss"] = f"{s['holdout_before']:.4f} -> {s['holdout_after']:.4f}"
+        return out
+
+
+def prequential_depths(estimator, images, K: np.ndarray, stride: int = 1, steps_per_frame: int = 1,
+                       opts: AdaptOptions | None = None, started_from: str = ""):
+    """``sfm_eval depth --adapt``: the node's adaptation over camera images in order, prequentially.
+
+    Yields ``(image, adapted depth, frozen depth)`` per image (network units, at the network size):
+    the adapted depth comes from the weights before any window holding that image was learnt; the
+    frozen depth from the estimator's starting weights. ``K``: the camera intrinsics of the images
+    (scaled here to the network size). Returns the :class:`Adapter` (``StopIteration.value``).
+    """
+
+    frozen = copy.deepcopy(estimator.model).eval()
+    adapter = Adapter(estimator.model, estimator.options, opts, started_from=started_from)
+    state = {"K": None}
+
+    def network_frames():
+        for img in images:
+            x = estimator.preprocess(img)
+            if state["K"] is None:
+                state["K"] = estimator.scale_intrinsics(K, img.shape[:2])
+            state["img"], state["x"] = img, x
+            yield (x[0].permute(1, 2, 0).cpu().numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
+
+    frames = network_frames()
+    first = next(frames, None)
+    if first is None:
+        return adapter
+
+    def chained():
+        yield first
+        yield from frames
+
+    for _, model in prequential(adapter, chained(), state["K"], stride, steps_per_frame):
+        x = state["x"]
+        with torch.no_grad():
+            d_adapted = (1.0 / model.predict_disp(x)[0].float())[0, 0].cpu().numpy()
+            d_frozen = (1.0 / frozen.predict_disp(x)[0].float())[0, 0].cpu().numpy()
+        yield state["img"], d_adapted, d_frozen
+    return adapter

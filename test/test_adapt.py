@@ -152,7 +152,7 @@ def test_worker_hands_accepted_weights_over_and_saves_them(tmp_path):
     adapter, _ = _setup(steps_per_update=2, min_buffer=2, holdout_every=2, min_holdout=1, batch_size=1,
                         max_drift=10.0, tolerance=10.0)
     got = []
-    from sfm_ros.training.adapt import AdaptWorker
+    from sfm_ros.training.online import AdaptWorker
 
     w = AdaptWorker(adapter, lambda m, v: got.append((m, v)), duty=1.0, threads=1,
                     save_path=tmp_path / "a" / "adapted.pt", save_every=1, queue_size=16).start()
@@ -172,7 +172,7 @@ def test_worker_hands_accepted_weights_over_and_saves_them(tmp_path):
 
 def test_worker_drops_when_full_and_survives_an_error():
     adapter, _ = _setup(min_buffer=1)
-    from sfm_ros.training.adapt import AdaptWorker
+    from sfm_ros.training.online import AdaptWorker
 
     w = AdaptWorker(adapter, lambda m, v: None, queue_size=1)  # not started: nothing drains the queue
     seq = render_sequence(6, H, W, seed=7)
@@ -191,7 +191,7 @@ def test_worker_drops_when_full_and_survives_an_error():
 
 @pytest.mark.parametrize("kw,text", [({"duty": 0.0}, "adapt duty must be in"), ({"threads": 0}, "must be >= 1")])
 def test_worker_options_are_checked(kw, text):
-    from sfm_ros.training.adapt import AdaptWorker
+    from sfm_ros.training.online import AdaptWorker
 
     adapter, _ = _setup()
     with pytest.raises(ValueError, match=text):
@@ -200,7 +200,7 @@ def test_worker_options_are_checked(kw, text):
 
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_online_adaptation_swaps_the_estimators_weights_and_saves_on_off(tmp_path, backend):
-    from sfm_ros.training.adapt import OnlineAdaptation
+    from sfm_ros.training.online import OnlineAdaptation
     from sfm_ros.core.checkpoint import save_checkpoint
     from sfm_ros.runtime.inference import Estimator
 

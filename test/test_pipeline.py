@@ -326,7 +326,8 @@ def test_adapt_setting_switches_online_adaptation(tiny_ckpt, tmp_path):
     """``adapt`` on: the pipeline's windows reach the adaptation, accepted weights reach the estimator
     (inference never waits); off: the weights are written; diagnostics say so. Without an adaptation
     object the setting is ignored with a warning."""
-    from sfm_ros.training.adapt import AdaptOptions, OnlineAdaptation
+    from sfm_ros.training.adapt import AdaptOptions
+    from sfm_ros.training.online import OnlineAdaptation
 
     est = load_estimator(str(tiny_ckpt), device="cpu", backend="torch")[0]
     seq = render_sequence(num_frames=14, height=H, width=W, seed=5)

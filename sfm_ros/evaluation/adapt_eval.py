@@ -1,6 +1,6 @@
 """``sfm_eval depth --adapt``: online adaptation measured prequentially, next to the frozen model.
 
-The frames are run in order through the node's adaptation (:func:`sfm_ros.training.adapt.prequential_depths`):
+The frames are run in order through the node's adaptation (:func:`prequential_depths`):
 each frame's depth is predicted with the weights *before* anything containing that frame was learnt,
 then the frame's window is learnt from. The same frames are also predicted by the frozen starting
 weights, and both are scored by :func:`sfm_ros.evaluation.depth_eval.evaluate_depth_sequence` with the same
@@ -8,14 +8,56 @@ ground truth; the report adds the mean of each metric per block of frames (``--a
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
-from sfm_ros.training.adapt import AdaptOptions, prequential_depths
+from sfm_ros.training.adapt import Adapter, AdaptOptions, prequential
 from sfm_ros.evaluation.depth_eval import evaluate_depth_sequence
 from sfm_ros.evaluation.metrics import DEPTH_METRIC_KEYS
+
+
+def prequential_depths(estimator, images, K: np.ndarray, stride: int = 1, steps_per_frame: int = 1,
+                       opts: AdaptOptions | None = None, started_from: str = ""):
+    """``sfm_eval depth --adapt``: the node's adaptation over camera images in order, prequentially.
+
+    Yields ``(image, adapted depth, frozen depth)`` per image (network units, at the network size):
+    the adapted depth comes from the weights before any window holding that image was learnt; the
+    frozen depth from the estimator's starting weights. ``K``: the camera intrinsics of the images
+    (scaled here to the network size). Returns the :class:`Adapter` (``StopIteration.value``).
+    """
+
+    frozen = copy.deepcopy(estimator.model).eval()
+    adapter = Adapter(estimator.model, estimator.options, opts, started_from=started_from)
+    state = {"K": None}
+
+    def network_frames():
+        for img in images:
+            x = estimator.preprocess(img)
+            if state["K"] is None:
+                state["K"] = estimator.scale_intrinsics(K, img.shape[:2])
+            state["img"], state["x"] = img, x
+            yield (x[0].permute(1, 2, 0).cpu().numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
+
+    frames = network_frames()
+    first = next(frames, None)
+    if first is None:
+        return adapter
+
+    def chained():
+        yield first
+        yield from frames
+
+    for _, model in prequential(adapter, chained(), state["K"], stride, steps_per_frame):
+        x = state["x"]
+        with torch.no_grad():
+            d_adapted = (1.0 / model.predict_disp(x)[0].float())[0, 0].cpu().numpy()
+            d_frozen = (1.0 / frozen.predict_disp(x)[0].float())[0, 0].cpu().numpy()
+        yield state["img"], d_adapted, d_frozen
+    return adapter
 
 
 def evaluate_adaptation(estimator, images, K: np.ndarray, gts: list[Callable], min_depth: float, max_depth: float,

@@ -303,7 +303,7 @@ class SfmNode(Node):
             self.T_base_cam = camera_extrinsic(p("camera_xyz"), p("camera_rpy"))
         except ValueError as exc:
             raise StartupError(f"bad camera_xyz/camera_rpy: {exc}") from None
-        from sfm_ros.training.adapt import OnlineAdaptation
+        from sfm_ros.training.online import OnlineAdaptation
 
         adaptation = OnlineAdaptation(self.estimator, self.checkpoint, p("adapt_checkpoint") or None,
                                       duty=p("adapt_duty"), threads=p("adapt_threads"),

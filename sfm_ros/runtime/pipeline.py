@@ -188,7 +188,7 @@ class FramePipeline:
         log: where warnings go (:class:`Log`); ``counts``: :class:`Counters` of
             :data:`FRAME_COUNTS` (this adds ``rejected`` and ``skipped``; ``refined``: the refiner's
             outcomes).
-        adaptation: an :class:`sfm_ros.training.adapt.OnlineAdaptation` of ``estimator`` that the ``adapt``
+        adaptation: an :class:`sfm_ros.training.online.OnlineAdaptation` of ``estimator`` that the ``adapt``
             setting switches (None: ``adapt`` is ignored with a warning).
     """
 
@@ -387,7 +387,7 @@ class FramePipeline:
                            exp, exp_t, float(self.odometry.scale), infer_ms)
 
     def _adapt(self, net_cam: CameraModel | None) -> None:
-        """Online adaptation (:class:`sfm_ros.training.adapt.OnlineAdaptation`): switch it with the ``adapt``
+        """Online adaptation (:class:`sfm_ros.training.online.OnlineAdaptation`): switch it with the ``adapt``
         setting and offer it the full pose window (network-size frames, intrinsics at that size)."""
         a = self.adaptation
         if a is None:

@@ -1,0 +1,209 @@
+"""Online adaptation in a running node: the :class:`~sfm_ros.training.adapt.Adapter` in a background thread.
+
+:class:`AdaptWorker` runs the adapter beside inference (a non-blocking hand-over of windows, a CPU
+budget, periodic atomic saves, errors contained); :class:`OnlineAdaptation` is the node's ``adapt``
+switch around it (the ROS-free pipeline, :class:`sfm_ros.runtime.pipeline.FramePipeline`, calls it
+once a processed frame). Accepted weights go to the estimator through ``Estimator.set_model``, which
+builds everything before it swaps, so inference never sees half-loaded weights and never waits.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sfm_ros.core.model import SfMModel
+from sfm_ros.training.adapt import Adapter, AdaptOptions
+
+
+class AdaptWorker:
+    """An :class:`Adapter` in a background thread: what the node runs with ``adapt`` on.
+
+    The caller (the node's frame path) hands windows over with :meth:`offer`, which never blocks
+    (a full queue drops the window and counts it). The thread adds them to the adapter, runs steps,
+    and after every accepted update calls ``on_weights(model, version)`` with a fresh eval-mode
+    model: the caller swaps it in with one assignment. CPU budget: the thread runs torch with
+    ``threads`` intra-op threads (per thread: the caller's own count is untouched) and sleeps after
+    each step so that its steps take at most ``duty`` of the wall time. Every ``save_every`` accepted
+    updates, and at :meth:`stop`, the accepted weights are written atomically to ``save_path``.
+    An exception in the thread stops adaptation (``stats()["error"]`` says why); inference goes on.
+    """
+
+    def __init__(self, adapter: Adapter, on_weights, duty: float = 0.5, threads: int = 1,
+                 save_path: str | Path | None = None, save_every: int = 10, queue_size: int = 8, log=None):
+        if not 0 < duty <= 1:
+            raise ValueError(f"adapt duty must be in (0, 1], got {duty}")
+        if threads < 1 or save_every < 1 or queue_size < 1:
+            raise ValueError(f"adapt threads, save_every and queue_size must be >= 1, got {threads}, "
+                             f"{save_every}, {queue_size}")
+        self.adapter, self.on_weights = adapter, on_weights
+        self.duty, self.threads = float(duty), int(threads)
+        self.save_path = Path(save_path) if save_path else None
+        self.save_every = int(save_every)
+        self.log = log or (lambda msg: None)
+        self._queue: "queue.Queue" = queue.Queue(maxsize=queue_size)
+        self._empty = queue.Empty
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="sfm_adapt", daemon=True)
+        self.dropped = 0
+        self.saved = 0
+        self.error: str | None = None
+        self.busy_s = 0.0
+        self._stats = adapter.stats()
+
+    def start(self) -> "AdaptWorker":
+        self._thread.start()
+        return self
+
+    def offer(self, window: np.ndarray, K: np.ndarray) -> bool:
+        """Queue one window (copied); False when the queue was full and it was dropped."""
+        if self.error is not None or self._stop.is_set():
+            return False
+        try:
+            self._queue.put_nowait((np.array(window, copy=True), np.array(K, dtype=np.float64, copy=True)))
+            return True
+        except Exception:  # queue.Full
+            with self._lock:
+                self.dropped += 1
+            return False
+
+    def stats(self) -> dict:
+        with self._lock:
+            d = dict(self._stats)
+            d.update(dropped=self.dropped, saved=self.saved, busy_s=self.busy_s, error=self.error,
+                     running=self._thread.is_alive())
+        return d
+
+    def _save(self) -> None:
+        if self.save_path is not None:
+            self.save_path.parent.mkdir(parents=True, exist_ok=True)
+            self.adapter.save(self.save_path)
+            with self._lock:
+                self.saved += 1
+
+    def _run(self) -> None:
+        torch.set_num_threads(self.threads)
+        version = self.adapter.version
+        try:
+            while not self._stop.is_set():
+                try:
+                    while True:
+                        self.adapter.add_window(*self._queue.get_nowait())
+                except self._empty:
+                    pass
+                if not self.adapter.ready():
+                    self._stop.wait(0.05)
+                    continue
+                t0 = time.perf_counter()
+                self.adapter.step()
+                if self.adapter.version != version:
+                    version = self.adapter.version
+                    self.on_weights(self.adapter.inference_model(), version)
+                    if self.adapter.accepted_updates % self.save_every == 0:
+                        self._save()
+                dt = time.perf_counter() - t0
+                with self._lock:
+                    self.busy_s += dt
+                    self._stats = self.adapter.stats()
+                self._stop.wait(dt * (1 - self.duty) / self.duty)
+        except Exception as exc:  # adaptation stops; the node's inference is not affected
+            with self._lock:
+                self.error = f"{type(exc).__name__}: {exc}"
+            self.log(f"adaptation stopped: {self.error}")
+
+    def stop(self, save: bool = True, timeout: float = 30.0) -> Path | None:
+        """Stop the thread (after its current step) and write the accepted weights when ``save``.
+
+        Returns the checkpoint path written, or None."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        with self._lock:
+            self._stats = self.adapter.stats()
+        if save and self.save_path is not None and self.error is None and self.adapter.accepted_updates > 0:
+            self._save()
+            return self.save_path
+        return None
+
+
+def default_save_path() -> Path:
+    """Where the node writes adapted weights unless told: ``$ROS_HOME/sfm_ros/adapted.pt`` (``~/.ros``)."""
+    return Path(os.environ.get("ROS_HOME") or Path.home() / ".ros") / "sfm_ros" / "adapted.pt"
+
+
+class OnlineAdaptation:
+    """The node's ``adapt`` switch around an :class:`AdaptWorker` (ROS-free; the pipeline calls it).
+
+    :meth:`update` is called once a processed frame with the switch's value and the pose window:
+    turning it on builds an :class:`Adapter` from the estimator's current weights and starts the
+    worker; while on, each full window (network-size frames, the network-size ``K``) is offered;
+    turning it off stops the worker and saves. Accepted weights go to ``estimator.set_model``.
+    """
+
+    def __init__(self, estimator, started_from: str, save_path: str | Path | None = None,
+                 duty: float = 0.5, threads: int = 1, save_every: int = 10,
+                 opts: AdaptOptions | None = None, log=None):
+        self.estimator, self.started_from = estimator, str(started_from)
+        self.save_path = Path(save_path) if save_path else default_save_path()
+        self.duty, self.threads, self.save_every = duty, threads, save_every
+        self.opts = opts or AdaptOptions()
+        self.opts.validate()
+        self.log = log or (lambda msg: None)
+        self.worker: AdaptWorker | None = None
+        self.version = 0
+        self.last_saved: Path | None = None
+        self.offered = 0
+
+    def _weights(self, model: SfMModel, version: int) -> None:
+        self.estimator.set_model(model)
+        self.version = version
+
+    def update(self, enabled: bool, frames: list[np.ndarray] | None = None, K: np.ndarray | None = None) -> None:
+        if not enabled:
+            if self.worker is not None:
+                self.close()
+            return
+        if self.worker is None:
+            e = self.estimator
+            adapter = Adapter(e.model, e.options, copy.deepcopy(self.opts), started_from=self.started_from)
+            self.worker = AdaptWorker(adapter, self._weights, duty=self.duty, threads=self.threads,
+                                      save_path=self.save_path, save_every=self.save_every, log=self.log).start()
+            self.log(f"adaptation on: learning from the camera (duty {self.duty:g}, {self.threads} thread(s)); "
+                     f"weights saved to {self.save_path}")
+        if frames is not None and K is not None and len(frames) == self.worker.adapter.seq_len:
+            self.offered += 1
+            self.worker.offer(np.stack(frames), K)
+
+    def close(self) -> Path | None:
+        """Stop adapting and write the accepted weights (None when nothing was accepted)."""
+        if self.worker is None:
+            return None
+        worker, self.worker = self.worker, None
+        path = worker.stop(save=True)
+        self._final = worker.stats()
+        if path is not None:
+            self.last_saved = path
+            self.log(f"adaptation off: {worker.adapter.accepted_updates} accepted updates written to {path}")
+        return path
+
+    def diagnostic_values(self) -> dict[str, str]:
+        w = self.worker
+        if w is None:
+            return {"adapt": "off" if self.last_saved is None else f"off (last saved {self.last_saved})"}
+        s = w.stats()
+        out = {"adapt": "error: " + s["error"] if s["error"] else "on",
+               "adapt_steps": f"{s['steps']} ({s['skipped_steps']} skipped)",
+               "adapt_updates": f"accepted {s['accepted_updates']}, rejected {s['rejected_updates']}",
+               "adapt_windows": (f"buffer {s['buffer']}, held out {s['holdout']}, static {s['windows_static']}, "
+                                 f"dropped {s['dropped']}"),
+               "adapt_saved": f"{s['saved']} to {self.save_path}"}
+        if "holdout_before" in s:
+            out["adapt_holdout_loss"] = f"{s['holdout_before']:.4f} -> {s['holdout_after']:.4f}"
+        return out

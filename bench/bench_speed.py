@@ -16,12 +16,14 @@
 * ``node``   ``python -m sfm_ros.ros.node`` in a child process (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST,
   the bench's own ROS_DOMAIN_ID) fed by a publisher of KITTI frames at 10 Hz for ``--seconds``
   (stamps = publish time); latency = receipt time of ``depth/image`` − its header stamp (p50/p95), the
-  node's own ``/diagnostics`` latencies, frames processed/dropped, and the node's peak RSS (VmHWM).
+  node's own ``/diagnostics`` latencies, frames processed/dropped, and the node's peak RSS (VmHWM);
+  ``--adapt``: with online adaptation on (its steps and updates from the diagnostics).
 
     .venv/bin/python bench/bench_speed.py infer --config default [--reps 50]
     .venv/bin/python bench/bench_speed.py train --config paper [--steps 10]
     .venv/bin/python bench/bench_speed.py bag
     .venv/bin/python bench/bench_speed.py node --config default [--seconds 20]
+    .venv/bin/python bench/bench_speed.py node --checkpoint models/sfm_default.pt --adapt --seconds 60
 
 Each prints its JSON result as the last line (after ``@@BENCH_JSON@@``).
 """
@@ -166,7 +168,8 @@ def bench_bag(n: int = 100) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ node
-def bench_node(config: str, seconds: float, rate: float = 10.0) -> dict:
+def bench_node(config: str, seconds: float, rate: float = 10.0, checkpoint: str | None = None,
+               adapt: bool = False) -> dict:
     """Runs in a process whose environment is already localhost-only in the bench's domain."""
     if not (REPO / "sfm_ros" / "node.py").is_file():
         return {"error": "sfm_ros/ros/node.py is absent"}
@@ -184,10 +187,11 @@ def bench_node(config: str, seconds: float, rate: float = 10.0) -> dict:
 
     frames, K, what = _kitti_frames(40)
     tmp = tempfile.TemporaryDirectory()
-    ckpt = _checkpoint(config, Path(tmp.name) / "m.pt")
+    ckpt = checkpoint or _checkpoint(config, Path(tmp.name) / "m.pt")
     intr = f"intrinsics:=[{K[0, 0]}, {K[1, 1]}, {K[0, 2]}, {K[1, 2]}]"
+    extra = ["-p", "adapt:=true", "-p", f"adapt_checkpoint:={Path(tmp.name) / 'adapted.pt'}"] if adapt else []
     node = subprocess.Popen([sys.executable, "-m", "sfm_ros.ros.node", "--ros-args", "-p", f"checkpoint:={ckpt}",
-                             "-p", intr, "-r", "__node:=sfm_bench_node"],
+                             "-p", intr, "-r", "__node:=sfm_bench_node", *extra],
                             cwd=REPO, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     log: list[str] = []
     threading.Thread(target=lambda: [log.append(x) for x in node.stdout], daemon=True).start()
@@ -214,7 +218,8 @@ def bench_node(config: str, seconds: float, rate: float = 10.0) -> dict:
     client.create_subscription(Image, "depth/image", on_depth, qos)
     client.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
     pub = client.create_publisher(Image, "image", QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
-    result: dict = {"frames": what, "rate_hz": rate, "seconds": seconds}
+    result: dict = {"frames": what, "rate_hz": rate, "seconds": seconds, "checkpoint": str(checkpoint or config),
+                    "adapt": adapt}
     try:
         t_end = time.monotonic() + 120.0
         while not diags and time.monotonic() < t_end and node.poll() is None:
@@ -254,7 +259,8 @@ def bench_node(config: str, seconds: float, rate: float = 10.0) -> dict:
                        "node_inference_p50_ms": float(d.get("inference_p50_ms", "nan")),
                        "node_processed": int(d.get("frames_processed", 0)),
                        "node_dropped": int(d.get("frames_dropped", 0)), "node_device": d.get("device"),
-                       "node_peak_rss_mib": rss})
+                       "node_peak_rss_mib": rss,
+                       **{k: d[k] for k in ("adapt", "adapt_steps", "adapt_updates", "adapt_windows") if k in d}})
         return result
     finally:
         if node.poll() is None:
@@ -277,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=50, help="timed inference calls (default 50)")
     p.add_argument("--steps", type=int, default=10, help="timed training steps (default 10)")
     p.add_argument("--seconds", type=float, default=20.0, help="node feed duration (default 20)")
+    p.add_argument("--checkpoint", help="node: this checkpoint instead of untrained weights of --config")
+    p.add_argument("--adapt", action="store_true", help="node: with online adaptation on (-p adapt:=true)")
     args = p.parse_args(argv)
     try:
         if args.what == "infer":
@@ -290,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
             # the caller's environment says; the node inherits it.
             os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
             os.environ["ROS_DOMAIN_ID"] = str(bench_domain())
-            res = bench_node(args.config, args.seconds)
+            res = bench_node(args.config, args.seconds, checkpoint=args.checkpoint, adapt=args.adapt)
     except Exception as exc:
         res = {"error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"}
     emit(res)

@@ -29,9 +29,9 @@ rclpy = pytest.importorskip("rclpy")
 
 from rcl_interfaces.msg import ParameterType  # noqa: E402
 from rcl_interfaces.srv import GetParameters  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
 from conftest import REPO, ros_env  # noqa: E402
+from ros_client import RosClient  # noqa: E402
 from sfm_ros.core.checkpoint import save_checkpoint  # noqa: E402
 from sfm_ros.core.model import SfMModel  # noqa: E402
 from sfm_ros.core.options import ModelOptions, Options  # noqa: E402
@@ -48,23 +48,8 @@ PYVER = "python%d.%d" % sys.version_info[:2]
 # ------------------------------------------------------------------------------------------------
 # Helpers
 # ------------------------------------------------------------------------------------------------
-class Client:
-    """A test-side rclpy node on its own context, spun in a thread."""
-
-    def __init__(self, name: str):
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx)
-        self.node = rclpy.create_node(name, context=self.ctx)
-        self.ex = SingleThreadedExecutor(context=self.ctx)
-        self.ex.add_node(self.node)
-        self.thread = threading.Thread(target=self.ex.spin, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.ex.shutdown(timeout_sec=2.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.ctx)
-        self.thread.join(timeout=2.0)
+class Client(RosClient):
+    """The test-side node (:class:`ros_client.RosClient`) with a parameter-service call."""
 
     def get_parameters(self, node: str, names: list[str], timeout: float = 60.0) -> dict:
         """``names`` of ``node`` (fully qualified) through its get_parameters service."""

@@ -24,11 +24,11 @@ tf2_msgs = pytest.importorskip("tf2_msgs.msg")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
 
 from conftest import REPO, ros_env  # noqa: E402
+from ros_client import RosClient  # noqa: E402
 from sfm_ros.core.checkpoint import save_checkpoint  # noqa: E402
 from sfm_ros.data.image_codec import decode_image, encode_image  # noqa: E402
 from sfm_ros.core.model import SfMModel  # noqa: E402
@@ -109,32 +109,7 @@ class NodeProcess:
         return self.proc.returncode
 
 
-class Client:
-    """The test's own rclpy node: publishes camera frames, collects everything the node outputs."""
-
-    def __init__(self, name: str):
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx)
-        self.node = rclpy.create_node(name, context=self.ctx)
-        self.ex = SingleThreadedExecutor(context=self.ctx)
-        self.ex.add_node(self.node)
-        self.thread = threading.Thread(target=self.ex.spin, daemon=True)
-        self.thread.start()
-        self.msgs: dict[str, list] = {}
-
-    def collect(self, msg_type, topic: str, qos=RELIABLE) -> list:
-        box = self.msgs.setdefault(topic, [])
-        self.node.create_subscription(msg_type, topic, lambda m: box.append((time.time(), m)), qos)
-        return box
-
-    def close(self) -> None:
-        self.ex.shutdown(timeout_sec=2.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.ctx)
-        self.thread.join(timeout=2.0)
-
-    def now(self):
-        return self.node.get_clock().now().to_msg()
+Client = RosClient
 
 
 def image_msg(img: np.ndarray, stamp, frame_id: str = "cam_optical", encoding: str = "rgb8") -> Image:

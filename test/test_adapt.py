@@ -256,3 +256,28 @@ def test_sfm_eval_depth_adapt_reports_blocks_next_to_the_frozen_model(tmp_path, 
     with pytest.raises(ValueError, match="--adapt scores with median scaling"):
         eval_cli.run(["depth", "--sevenscenes", str(seven), "--checkpoint", str(ckpt), "--frames", "0:4",
                       "--device", "cpu", "--adapt", "--camera-height", "1.0"])
+
+
+def test_sfm_eval_pose_adapt_reports_snippet_ate_blocks(tmp_path):
+    from conftest import SHARED_DATA
+    from sfm_ros.cli import eval as eval_cli
+    from sfm_ros.core.checkpoint import save_checkpoint
+
+    kitti = SHARED_DATA / "kitti_odom_00"
+    if not kitti.is_dir():
+        pytest.skip(f"{kitti} is absent")
+    torch.manual_seed(0)
+    opts = preset("default")
+    apply_overrides(opts, {"model.height": H, "model.width": W, "model.width_mult": 0.25})
+    ckpt = tmp_path / "start.pt"
+    save_checkpoint(ckpt, SfMModel(opts.model, output_exp=True), opts)
+    res = eval_cli.run(["pose", "--kitti", str(kitti), "--checkpoint", str(ckpt), "--frames", "0:12",
+                        "--device", "cpu", "--adapt", "--adapt-block", "4"])
+    assert [(b["first"], b["last"]) for b in res["blocks"]] == [(0, 3), (4, 7), (8, 9)]
+    assert res["adapted"]["count"] == res["frozen"]["count"] == 10
+    assert res["blocks"][0]["adapted"] == pytest.approx(res["blocks"][0]["frozen"])  # nothing learnt yet
+    text = eval_cli.format_pose(res)
+    assert "| 0-3 |" in text and "snippet ATE adapted" in text
+    with pytest.raises(ValueError, match="pose --adapt scores the network's snippets"):
+        eval_cli.run(["pose", "--kitti", str(kitti), "--checkpoint", str(ckpt), "--frames", "0:6", "--device", "cpu",
+                      "--adapt", "--refine", "epipolar"])

@@ -112,6 +112,17 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="OUT", help="write all results as JSON")
 
 
+def _adapt_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--adapt", action="store_true",
+                   help="run the node's online adaptation over the frames in order, prequentially (each frame is "
+                        "scored before it is learnt), and report it per block next to the frozen model")
+    p.add_argument("--adapt-steps", type=int, default=1, metavar="N", help="--adapt: steps per frame (default 1)")
+    p.add_argument("--adapt-stride", type=int, default=1, metavar="S",
+                   help="--adapt: frames between a learnt window's frames (default 1)")
+    p.add_argument("--adapt-block", type=int, default=50, metavar="N", help="--adapt: frames per report block (default 50)")
+    p.add_argument("--adapt-save", metavar="CKPT", help="--adapt: write the adapted weights (an ordinary checkpoint)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog=PROG, description=__doc__.split("\n\n")[0].strip(),
                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -142,14 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--crop", choices=("none", "eigen", "garg"), default="none",
                    help="evaluation crop (default none; the paper uses garg on KITTI)")
     d.add_argument("--save-npy", metavar="DIR", help="also save the predictions (network units) as .npy")
-    d.add_argument("--adapt", action="store_true",
-                   help="run the node's online adaptation over the frames in order, prequentially (each frame is "
-                        "scored before it is learnt), and report it per block next to the frozen model")
-    d.add_argument("--adapt-steps", type=int, default=1, metavar="N", help="--adapt: steps per frame (default 1)")
-    d.add_argument("--adapt-stride", type=int, default=1, metavar="S",
-                   help="--adapt: frames between a window's frames (default 1)")
-    d.add_argument("--adapt-block", type=int, default=50, metavar="N", help="--adapt: frames per report block (default 50)")
-    d.add_argument("--adapt-save", metavar="CKPT", help="--adapt: write the adapted weights (an ordinary checkpoint)")
+    _adapt_arguments(d)
 
     q = sub.add_parser("pose", help="snippet ATE, whole-trajectory ATE/RPE and baselines",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -178,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ground-truth frames of the mean-odometry baseline (default: outside --frames)")
     q.add_argument("--tum", metavar="OUT", help="write the predicted trajectory (TUM) and OUT's .gt twin")
     q.add_argument("--kitti-out", metavar="OUT", help="write the predicted trajectory (KITTI) and OUT's .gt twin")
+    _adapt_arguments(q)
     return p
 
 
@@ -355,6 +360,8 @@ def _run_pose(args) -> dict:
         if args.refine != "none" and frames.K is None:
             raise UsageError(f"--refine {args.refine} needs the camera intrinsics: {frames.name} carries none "
                              "(use --kitti or --sevenscenes)")
+        if args.adapt:
+            return _run_pose_adapt(args, est, frames)
         ground = _ground_scale(args, frames)
         images, views, raw_hw = [], [], None
         for im in frames.images():
@@ -416,7 +423,25 @@ def _run_pose(args) -> dict:
     }
 
 
+def _run_pose_adapt(args, est, frames) -> dict:
+    if frames.sevenscenes is None and frames.gt_poses is None:
+        raise UsageError("pose --adapt needs --kitti or --sevenscenes (their ground truth, frame by frame)")
+    if args.refine != "none" or args.camera_height is not None:
+        raise UsageError("pose --adapt scores the network's snippets: do not give --refine or --camera-height")
+    from sfm_ros.evaluation.adapt_eval import evaluate_pose_adaptation
+
+    all_gt, _, _ = ground_truth_trajectory(args, frames)
+    res = evaluate_pose_adaptation(est, frames.images(), frames.K, all_gt[frames.indices], args.adapt_stride,
+                                   args.adapt_steps, args.adapt_block, started_from=args.checkpoint,
+                                   save=args.adapt_save)
+    return res | {"source": f"{args.checkpoint} on {frames.name}, adapting"}
+
+
 def format_pose(res: dict) -> str:
+    if res.get("adapt"):
+        from sfm_ros.evaluation.adapt_eval import format_pose_adaptation
+
+        return format_pose_adaptation(res, PROG)
     return format_pose_report(res, PROG)
 
 

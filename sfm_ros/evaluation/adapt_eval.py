@@ -8,31 +8,26 @@ ground truth; the report adds the mean of each metric per block of frames (``--a
 """
 from __future__ import annotations
 
-import copy
+from collections import deque
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
 from sfm_ros.training.adapt import Adapter, AdaptOptions, prequential
 from sfm_ros.evaluation.depth_eval import evaluate_depth_sequence
 from sfm_ros.evaluation.metrics import DEPTH_METRIC_KEYS
 
 
-def prequential_depths(estimator, images, K: np.ndarray, stride: int = 1, steps_per_frame: int = 1,
-                       opts: AdaptOptions | None = None, started_from: str = ""):
-    """``sfm_eval depth --adapt``: the node's adaptation over camera images in order, prequentially.
-
-    Yields ``(image, adapted depth, frozen depth)`` per image (network units, at the network size):
-    the adapted depth comes from the weights before any window holding that image was learnt; the
-    frozen depth from the estimator's starting weights. ``K``: the camera intrinsics of the images
-    (scaled here to the network size). Returns the :class:`Adapter` (``StopIteration.value``).
-    """
-
-    frozen = copy.deepcopy(estimator.model).eval()
+def _prequential_inputs(estimator, images, K: np.ndarray, stride: int, steps_per_frame: int,
+                       opts: AdaptOptions | None, started_from: str):
+    """The node's adaptation over camera images in order: yields ``(image, x, model)`` per image, ``x``
+    the network input and ``model`` the accepted weights before anything holding that image was
+    learnt; returns the :class:`Adapter`. ``K``: the images' intrinsics (scaled here)."""
+    if estimator.backend != "torch":
+        raise ValueError(f"--adapt runs the networks in PyTorch; got backend {estimator.backend}")
     adapter = Adapter(estimator.model, estimator.options, opts, started_from=started_from)
-    state = {"K": None}
+    state: dict = {"K": None}
 
     def network_frames():
         for img in images:
@@ -52,12 +47,107 @@ def prequential_depths(estimator, images, K: np.ndarray, stride: int = 1, steps_
         yield from frames
 
     for _, model in prequential(adapter, chained(), state["K"], stride, steps_per_frame):
-        x = state["x"]
-        with torch.no_grad():
-            d_adapted = (1.0 / model.predict_disp(x)[0].float())[0, 0].cpu().numpy()
-            d_frozen = (1.0 / frozen.predict_disp(x)[0].float())[0, 0].cpu().numpy()
-        yield state["img"], d_adapted, d_frozen
+        yield state["img"], state["x"], model
     return adapter
+
+
+def _with_weights(estimator, model, fn):
+    """``fn()`` with ``estimator`` running ``model`` (then its own weights again)."""
+    own = estimator.model
+    estimator.model = model
+    try:
+        return fn()
+    finally:
+        estimator.model = own
+
+
+def prequential_depths(estimator, images, K: np.ndarray, stride: int = 1, steps_per_frame: int = 1,
+                       opts: AdaptOptions | None = None, started_from: str = ""):
+    """``sfm_eval depth --adapt``: yields ``(image, adapted depth, frozen depth)`` per image (network
+    units, network size; see :func:`_prequential_inputs`); returns the :class:`Adapter`."""
+    gen = _prequential_inputs(estimator, images, K, stride, steps_per_frame, opts, started_from)
+    while True:  # the estimator's own weights stay the starting (frozen) ones: the adapter learns a copy
+        try:
+            img, x, model = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        adapted = _with_weights(estimator, model, lambda: estimator.depth(x))
+        yield img, adapted[0, 0].float().cpu().numpy(), estimator.depth(x)[0, 0].float().cpu().numpy()
+
+
+def prequential_snippets(estimator, images, K: np.ndarray, stride: int = 1, steps_per_frame: int = 1,
+                         opts: AdaptOptions | None = None, started_from: str = ""):
+    """``sfm_eval pose --adapt``: yields ``(adapted snippet, frozen snippet)`` for every window of
+    ``seq_len`` consecutive images, each predicted when its newest image arrives (the weights of that
+    moment; :func:`sfm_ros.evaluation.trajectory.snippet_from_network` form); returns the adapter."""
+    from sfm_ros.evaluation.trajectory import snippet_from_network
+
+    L = estimator.seq_len
+    recent: deque = deque(maxlen=L)
+    gen = _prequential_inputs(estimator, images, K, stride, steps_per_frame, opts, started_from)
+    while True:
+        try:
+            _, x, model = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        recent.append(x)
+        if len(recent) == L:
+            window = list(recent)
+            adapted = _with_weights(estimator, model, lambda: estimator.poses(window))[0].double().cpu().numpy()
+            frozen = estimator.poses(window)[0].double().cpu().numpy()
+            yield snippet_from_network(adapted, L // 2), snippet_from_network(frozen, L // 2)
+
+
+def evaluate_pose_adaptation(estimator, images, K: np.ndarray, gt_poses: np.ndarray, stride: int = 1,
+                             steps_per_frame: int = 1, block: int = 50, opts: AdaptOptions | None = None,
+                             started_from: str = "", save: str | Path | None = None) -> dict:
+    """Snippet ATE (``seq_len`` frames, the paper's formula) of the adapted and the frozen weights over
+    the frames in order, overall and per block of windows (by the window's first frame)."""
+    from sfm_ros.evaluation.trajectory import snippet_ate
+
+    if block < 1:
+        raise ValueError(f"--adapt-block must be >= 1, got {block}")
+    holder: dict = {}
+
+    def run():
+        holder["adapter"] = yield from prequential_snippets(estimator, images, K, stride, steps_per_frame, opts,
+                                                            started_from)
+    pairs = list(run())
+    L = estimator.seq_len
+    if len(pairs) < 1 or len(gt_poses) != len(pairs) + L - 1:
+        raise ValueError(f"{len(gt_poses)} ground-truth poses for {len(pairs) + L - 1} frames")
+    res = {name: snippet_ate(gt_poses, np.asarray([p[k] for p in pairs]), snippet_len=L)
+           for k, name in enumerate(("adapted", "frozen"))}
+    blocks = []
+    for start in range(0, len(pairs), block):
+        a = res["adapted"]["per_snippet"][start:start + block]
+        f = res["frozen"]["per_snippet"][start:start + block]
+        blocks.append({"first": start, "last": start + len(a) - 1, "count": len(a),
+                       "adapted": float(np.mean(a)), "frozen": float(np.mean(f))})
+    adapter = holder.get("adapter")
+    if save and adapter is not None:
+        adapter.save(save)
+    return {"command": "pose", "adapt": True, "snippet_len": L, "blocks": blocks,
+            "adapted": {k: res["adapted"][k] for k in ("mean", "std", "median", "count")},
+            "frozen": {k: res["frozen"][k] for k in ("mean", "std", "median", "count")},
+            "adaptation": None if adapter is None else adapter.stats(),
+            "adapt_settings": {"stride": stride, "steps_per_frame": steps_per_frame, "block": block,
+                               "saved": str(save) if save and adapter is not None else None}}
+
+
+def format_pose_adaptation(res: dict, prog: str = "sfm_eval") -> str:
+    s, a = res["adapt_settings"], res.get("adaptation") or {}
+    lines = [f"{prog} pose --adapt: snippet ATE ({res['snippet_len']} frames) of {res['adapted']['count']} windows, "
+             f"prequential (each window scored with the weights of the moment its newest frame arrived; adaptation "
+             f"window stride {s['stride']}, {s['steps_per_frame']} step(s) a frame): {a.get('steps', 0)} steps, "
+             f"{a.get('accepted_updates', 0)} updates accepted, {a.get('rejected_updates', 0)} rejected",
+             "", "| windows | snippet ATE adapted | snippet ATE frozen |", "|---|---:|---:|"]
+    for b in res["blocks"]:
+        lines.append(f"| {b['first']}-{b['last']} | {b['adapted']:.4f} | {b['frozen']:.4f} |")
+    lines.append(f"| all | {res['adapted']['mean']:.4f} | {res['frozen']['mean']:.4f} |")
+    if s.get("saved"):
+        lines.append(f"adapted weights written to {s['saved']}")
+    return "\n".join(lines)
 
 
 def evaluate_adaptation(estimator, images, K: np.ndarray, gts: list[Callable], min_depth: float, max_depth: float,

@@ -149,7 +149,8 @@ def bench_train(config: str, steps: int) -> dict:
 
 # ------------------------------------------------------------------------------------------ bag
 def bench_bag(n: int = 100) -> dict:
-    from sfm_ros.data.bags import read_image_stream, write_image_bag
+    from sfm_ros.data.bag_writer import write_image_bag
+    from sfm_ros.data.bags import read_image_stream
     from sfm_ros.data.datasets import prepare_sequence
 
     frames, K, what = _kitti_frames(n)

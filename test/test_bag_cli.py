@@ -11,7 +11,8 @@ import pytest
 
 from sfm_ros.cli import bag as bag_cli
 from sfm_ros.cli.bag import main, register_subcommand
-from sfm_ros.data.bags import list_topics, read_camera_info, read_image_stream, read_odometry, write_image_bag
+from sfm_ros.data.bag_writer import write_image_bag
+from sfm_ros.data.bags import list_topics, read_camera_info, read_image_stream, read_odometry
 from sfm_ros.data.camera import CameraModel
 from sfm_ros.data.sources import Frame
 

@@ -17,8 +17,8 @@ from sfm_ros.data.bags import (
     read_camera_info,
     read_image_stream,
     read_odometry,
-    write_image_bag,
 )
+from sfm_ros.data.bag_writer import write_image_bag
 from sfm_ros.data.camera import CameraModel
 from sfm_ros.data.image_codec import encode_image
 from sfm_ros.core.se3 import axis_angle_to_matrix

@@ -366,7 +366,7 @@ def test_pose_bag_only_image_topic_gt_topic_and_node_scale(tiny_ckpt, synth, tmp
     """``--bag`` without ``--topic`` takes the only image topic; ``--gt-topic`` reads the bag's
     nav_msgs/Odometry (as ``sfm_bag from-kitti`` writes it); the Sim(3) scale is printed as the
     node's ``scale``."""
-    from sfm_ros.data.bags import write_image_bag
+    from sfm_ros.data.bag_writer import write_image_bag
     from sfm_ros.data.camera import CameraModel
 
     seq = synth["seq"]

@@ -21,7 +21,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from conftest import REPO, ros_env  # noqa: E402
-from sfm_ros.data.bags import read_image_stream, write_image_bag  # noqa: E402
+from sfm_ros.data.bag_writer import write_image_bag  # noqa: E402
+from sfm_ros.data.bags import read_image_stream  # noqa: E402
 from sfm_ros.data.image_codec import decode_image  # noqa: E402
 
 

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from sfm_ros.cli import train as train_cli
-from sfm_ros.data.bags import write_image_bag
+from sfm_ros.data.bag_writer import write_image_bag
 from sfm_ros.data.camera import CameraModel
 from sfm_ros.core.checkpoint import read_checkpoint
 from sfm_ros.data.image_codec import encode_image

@@ -113,7 +113,7 @@ def _default_info_topic(topic: str) -> str:
 def write_bag_from_args(args: argparse.Namespace, frames: Iterable[Any], camera: Any,
                         poses: np.ndarray | None = None, what: str = "") -> int:
     """Write ``frames`` with the writer options of ``args``; prints a one-line summary; returns 0."""
-    from sfm_ros.data.bags import write_image_bag
+    from sfm_ros.data.bag_writer import write_image_bag
 
     start = getattr(args, "start_time", RELATIVE_START)
     n = write_image_bag(

@@ -39,7 +39,7 @@ def _log(msg: str) -> None:
 
 
 def render_bag(out: Path, frames: int, seed: int, t0: float) -> "object":
-    from sfm_ros.data.bags import write_image_bag
+    from sfm_ros.data.bag_writer import write_image_bag
     from sfm_ros.data.camera import CameraModel
     from sfm_ros.data.synthetic import render_sequence
 

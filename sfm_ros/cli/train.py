@@ -330,7 +330,7 @@ def _resume_path(args: argparse.Namespace, out: Path) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sfm_ros.training.trainer import distributed_env
+    from sfm_ros.training.distributed import distributed_env
 
     rank = distributed_env()[0]
 

@@ -56,7 +56,7 @@ class Recorder:
                  overwrite: bool = False):
         from rosbags.rosbag2 import StoragePlugin, Writer
 
-        from sfm_ros.data.bags import finish_overwrite, set_bag_aside
+        from sfm_ros.data.bag_writer import finish_overwrite, set_bag_aside
 
         self.node = node
         self.out = Path(out)
@@ -114,7 +114,7 @@ class Recorder:
         self.total += 1
 
     def close(self) -> None:
-        from sfm_ros.data.bags import finish_overwrite
+        from sfm_ros.data.bag_writer import finish_overwrite
 
         if not self._closed:
             self._closed = True

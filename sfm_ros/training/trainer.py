@@ -5,22 +5,19 @@ videos or the renderer) and an :class:`sfm_ros.core.options.Options`, and writes
 
 * ``last.pt`` (every ``train.ckpt_every`` steps, every epoch, and on Ctrl-C) and ``best.pt``
   (lowest validation loss), both written atomically (:mod:`sfm_ros.core.checkpoint`);
-* TensorBoard logs under ``out_dir/tb``: total loss and each term per scale, learning rate, and
-  every ``train.image_every`` steps the target, its depth colormap, the explainability mask and the
-  warped sources.
+* TensorBoard logs under ``out_dir/tb`` (:mod:`sfm_ros.training.tb_logs`).
 
 Distributed runs: started by ``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` in the
-environment) the trainer joins the process group (NCCL with a GPU per rank, else gloo), wraps the model in
+environment) the trainer joins the process group (:mod:`sfm_ros.training.distributed`), wraps the model in
 :class:`~torch.nn.parallel.DistributedDataParallel`, shards the data with a
 :class:`~torch.utils.data.DistributedSampler`; only rank 0 logs and writes files.
 
-``resume`` continues exactly: model, optimiser, epoch, step inside the epoch, and RNG states;
-data order and augmentation are pure functions of ``(seed, epoch, index)``. The torch RNG state
+``resume`` continues exactly (:mod:`sfm_ros.training.run_state`). The torch RNG state
 is restored after the DataLoader iterator of a mid-epoch resume is created (the iterator draws its
 worker base seed from it, as the interrupted run's iterator did before the saved state) and before
 it at an epoch boundary (where the uninterrupted run's next iterator draws from the saved state).
 
-Ctrl-C (SIGINT) or SIGTERM, in the main thread: the first one lets the current step finish, then ``last.pt``
+Ctrl-C (SIGINT) or SIGTERM (:mod:`sfm_ros.training.stop`): the first one lets the current step finish, then ``last.pt``
 is written and :class:`TrainingInterrupted` raised (in a distributed run every rank stops after the
 same step); a second Ctrl-C interrupts at once (``last.pt`` then holds the last completed step's
 counters with whatever the optimiser had done, still a complete file).
@@ -28,29 +25,29 @@ counters with whatever the optimiser had done, still a complete file).
 from __future__ import annotations
 
 import math
-import os
-import signal
 import sys
-import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, DistributedSampler
 
-from sfm_ros.core.checkpoint import (CheckpointError, check_architecture, check_resumable, load_weights, read_checkpoint,
-                         save_checkpoint)
-from sfm_ros.data.datasets import Sequence, WindowDataset, collate
-from sfm_ros.core.device import cpu_has_bf16_instructions, resolve_device
+from sfm_ros.core.checkpoint import save_checkpoint
+from sfm_ros.core.device import resolve_device
 from sfm_ros.core.losses import compute_losses, epipolar_prior_loss
 from sfm_ros.core.model import SfMModel
-from sfm_ros.training.monitor import CollapseMonitor, batch_stats
 from sfm_ros.core.options import Options
+from sfm_ros.data.datasets import Sequence, WindowDataset, collate
+from sfm_ros.training.distributed import choose_amp, distributed_env, rank_device
+from sfm_ros.training.monitor import CollapseMonitor, batch_stats
 from sfm_ros.training.priors import epipolar_priors
 from sfm_ros.training.progress import RunProgress
-from sfm_ros.runtime.visualize import colorize_depth
+from sfm_ros.training.run_state import (SkipSampler, files_report, load_init, load_resume, max_abs, restore_rng,
+                                        rng_state, state_finite)
+from sfm_ros.training.stop import StopRequest
+from sfm_ros.training.tb_logs import log_images, log_scalars
 
 
 #: Consecutive skipped steps (non-finite loss or gradient) after which training stops.
@@ -70,61 +67,11 @@ class TrainingError(RuntimeError):
     wrote, and no checkpoint is ever written from non-finite weights or optimiser state."""
 
 
-def _max_abs(tensors: list) -> float:
-    """An upper bound of the largest ``|x|`` over tensors: the largest per-tensor 2-norm (NaN when
-    any holds a NaN, inf when any holds an inf; 0 for none). One fused pass and one sync per device
-    and dtype; the 2-norm, because on a CPU torch's fused inf-norm measured 22x slower (131 vs 5.9
-    ms over the paper's 34 M weights, one thread)."""
-    groups: dict = {}
-    for t in tensors:
-        groups.setdefault((t.device, t.dtype), []).append(t.detach())
-    maxima = [float(torch.stack(torch._foreach_norm(ts, 2)).float().max()) for ts in groups.values()]
-    return math.nan if any(math.isnan(m) for m in maxima) else max(maxima, default=0.0)
-
-
 def _is_tty(stream) -> bool:
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError):
         return False
-
-
-class _SkipSampler(Sampler):
-    """Yields a sampler's indices after skipping the first ``skip`` (resume in mid-epoch)."""
-
-    def __init__(self, sampler: Sampler, skip: int):
-        self.sampler, self.skip = sampler, skip
-
-    def __iter__(self):
-        for i, idx in enumerate(self.sampler):
-            if i >= self.skip:
-                yield idx
-
-    def __len__(self) -> int:
-        return max(0, len(self.sampler) - self.skip)
-
-
-def distributed_env() -> tuple[int, int, int]:
-    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) otherwise."""
-    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-            int(os.environ.get("LOCAL_RANK", 0)))
-
-
-def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``train.amp`` on ``device`` (None = full precision)."""
-    if mode == "off":
-        return None
-    if mode == "bf16":
-        return torch.bfloat16
-    if mode == "fp16":
-        if device.type != "cuda":
-            raise ValueError("train.amp=fp16 needs CUDA; use bf16 or off on the CPU")
-        return torch.float16
-    if mode != "auto":
-        raise ValueError(f"train.amp must be auto, off, bf16 or fp16, got {mode!r}")
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return None  # the Trainer measures bf16 on CPUs that have it (sfm_ros.core.precision)
 
 
 class Trainer:
@@ -157,26 +104,11 @@ class Trainer:
         self.ckpt_every = ckpt_every
         t = opts.train
         device = resolve_device(t.device)
-        # NCCL needs a GPU of its own per rank; ranks sharing a GPU (more processes than GPUs
-        # on this machine) fall back to gloo, which also reduces CUDA tensors.
-        backend = "gloo"
-        if self.distributed and device.type == "cuda":
-            n_gpu = torch.cuda.device_count()
-            device = torch.device("cuda", self.local_rank % n_gpu)
-            torch.cuda.set_device(device)
-            if int(os.environ.get("LOCAL_WORLD_SIZE", self.world)) <= n_gpu:
-                backend = "nccl"
+        device, backend = rank_device(device, self.world, self.local_rank)
         self.device = device
         if self.distributed and not dist.is_initialized():
             dist.init_process_group(backend=backend)
-        self.amp = amp_dtype(t.amp, device)
-        if t.amp == "auto" and device.type == "cpu" and self.is_main and cpu_has_bf16_instructions():
-            if self.distributed:  # ranks measuring at once would time each other's contention
-                self.log("precision fp32 (bf16 is measured in single-process runs only)")
-            else:
-                from sfm_ros.core.precision import calibrate_cpu_amp
-
-                self.amp = calibrate_cpu_amp(opts, log=self.log)
+        self.amp = choose_amp(opts, device, is_main=self.is_main, distributed=self.distributed, log=self.log)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
 
         torch.manual_seed(t.seed)  # identical initial weights on every rank (DDP also broadcasts)
@@ -212,13 +144,15 @@ class Trainer:
         self.skipped_steps = 0  # optimiser steps skipped (non-finite loss or gradient)
         self.history: list[dict] = []
         self._rng_to_restore = None
-        self._stop_requested = False  # set by the SIGINT handler
-        self._stop_agreed = False     # every rank saw a stop request (all-reduced in train_step)
+        self.stop = StopRequest(self._stop_notice)
         self.checkpoint_extra = dict(checkpoint_extra or {})
         if resume:
-            self._load_resume(resume)
-        elif init:
-            self._load_init(init)
+            r = load_resume(resume, self.model, self.optimizer, self.scaler, opts, self.world, self.steps_per_epoch)
+            self.epoch, self.step, self.step_in_epoch = r.epoch, r.step, r.step_in_epoch
+            self.best_val, self.history, self._rng_to_restore = r.best_val, r.history, r.rng
+        elif init:  # weights only (architecture checked); optimiser, counters and RNG start afresh
+            load_init(init, self.model, opts)
+            self.checkpoint_extra.setdefault("init_from", str(init))
         self.writer = None
         if self.is_main and tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -229,12 +163,6 @@ class Trainer:
         self.monitor = CollapseMonitor(stride=opts.data.stride)
 
     # ------------------------------------------------------------------ checkpoints
-    def _rng_state(self) -> dict:
-        state = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            state["cuda"] = torch.cuda.get_rng_state_all()
-        return state
-
     def save(self, name: str, **extra) -> Path | None:
         """Write checkpoint ``name`` atomically, only from finite weights and optimiser state.
 
@@ -244,13 +172,13 @@ class Trainer:
         if not self.is_main:
             return None
         path = self.out_dir / name
-        if not self._state_finite():
+        if not state_finite(self.model, self.optimizer):
             raise TrainingError(f"not writing {name} at step {self.step}: the weights or the optimiser "
                                 f"state are not finite; {self.files_report()}")
         try:
             save_checkpoint(path, self.model, self.opts, epoch=self.epoch, step=self.step,
                             step_in_epoch=self.step_in_epoch, optimizer=self.optimizer.state_dict(),
-                            rng=self._rng_state(), best_val=self.best_val, history=self.history,
+                            rng=rng_state(), best_val=self.best_val, history=self.history,
                             world_size=self.world, extra={**self.checkpoint_extra, **extra},
                             **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}))
         except OSError as exc:  # ENOSPC, EIO, EROFS ...: atomic_torch_save removed its temporary file
@@ -262,55 +190,11 @@ class Trainer:
 
     def files_report(self) -> str:
         """Which checkpoints this run wrote (the last good ones) and which it did not."""
-        done = [f"{n} (step {s})" for n, s in self.written.items()]
-        text = (f"last good checkpoints written by this run: {', '.join(done)}" if done
-                else "this run wrote no checkpoint")
-        rest = [f"{n} ({'as it was before this run' if (self.out_dir / n).exists() else 'none'})"
-                for n in ("last.pt", "best.pt") if n not in self.written]
-        return text + (f"; not written: {', '.join(rest)}" if rest else "")
-
-    def _state_finite(self) -> bool:
-        """Every weight, buffer and optimiser-state tensor finite (checked before each save)."""
-        tensors = [t for t in self.model.state_dict().values() if t.is_floating_point()]
-        tensors += [v for st in self.optimizer.state.values() for v in st.values()
-                    if torch.is_tensor(v) and v.is_floating_point()]
-        return _max_abs(tensors) < math.inf
-
-    def _load_init(self, path: str | Path) -> None:
-        """Weights only (architecture checked); the optimiser, counters and RNG start afresh."""
-        state = read_checkpoint(path)
-        try:
-            saved = Options.from_dict(state["options"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CheckpointError(f"checkpoint {path} has invalid options: {exc}") from None
-        check_architecture(path, saved, self.opts, f"cannot initialise from {path}: it is")
-        load_weights(self.model, state, path)
-        self.checkpoint_extra.setdefault("init_from", str(path))
-
-    def _load_resume(self, path: str | Path) -> None:
-        state = read_checkpoint(path)
-        check_resumable(path, state, self.opts)
-        load_weights(self.model, state, path)
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scaler is not None and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])  # fp16 loss scale: resume exactly
-        self.epoch = int(state.get("epoch", 0))
-        self.step = int(state.get("step", 0))
-        self.step_in_epoch = int(state.get("step_in_epoch", 0))
-        self.best_val = float(state.get("best_val", math.inf))
-        self.history = list(state.get("history", []))
-        if state.get("world_size", 1) != self.world:
-            self._rng_to_restore = None  # a different world size cannot replay the same batches
-        else:
-            self._rng_to_restore = state.get("rng")
-        if self.step_in_epoch >= self.steps_per_epoch:
-            self.epoch, self.step_in_epoch = self.epoch + 1, 0
+        return files_report(self.out_dir, self.written)
 
     # ------------------------------------------------------------------ steps
     def _autocast(self):
-        if self.amp is None:
-            return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp)
+        return nullcontext() if self.amp is None else torch.autocast(device_type=self.device.type, dtype=self.amp)
 
     def _forward(self, batch: dict, model, keep_images: bool = False) -> tuple[dict, dict, dict]:
         """``(outputs, losses, images)`` of one batch: the model's outputs, the scalar losses
@@ -341,12 +225,12 @@ class Trainer:
         # [loss finite, no stop requested]: every rank must skip a step together (or DDP's
         # all-reduce would hang) and stop after the same step on Ctrl-C.
         flags = torch.stack([torch.isfinite(loss.detach()).float(),
-                             torch.tensor(0.0 if self._stop_requested else 1.0, device=loss.device)])
+                             torch.tensor(0.0 if self.stop.requested else 1.0, device=loss.device)])
         if self.distributed:  # on the loss's device: NCCL reduces CUDA tensors only
             dist.all_reduce(flags, op=dist.ReduceOp.MIN)
         flags = flags.cpu()
         if flags[1].item() < 1:
-            self._stop_agreed = True
+            self.stop.agreed = True
         if flags[0].item() < 1:
             return {"loss": float("nan"), "skipped": True, "why": "loss"}
         if self.scaler is not None:  # the scaler itself skips steps with inf/NaN gradients
@@ -357,16 +241,16 @@ class Trainer:
             loss.backward()
             # A finite loss can still have a non-finite (or overflowing) gradient: skip the step
             # (every DDP rank holds the same averaged gradient, so all skip together).
-            if not _max_abs([q.grad for q in self.model.parameters() if q.grad is not None]) < GRAD_LIMIT:
+            if not max_abs([q.grad for q in self.model.parameters() if q.grad is not None]) < GRAD_LIMIT:
                 self.optimizer.zero_grad(set_to_none=True)
                 return {"loss": float(loss.detach()), "skipped": True, "why": "gradient"}
             self.optimizer.step()
-        if not _max_abs(list(self.model.parameters())) < math.inf:
+        if not max_abs(list(self.model.parameters())) < math.inf:
             raise TrainingError(f"the update of step {self.step + 1} made the weights non-finite "
                                 f"(train.lr={self.opts.train.lr:g}); stopping without writing them; "
                                 f"{self.files_report()}")
         if log_images:
-            self._log_images(batch, outputs, images)
+            log_images(self.writer, self.step, batch, outputs, images, self.model.offsets)
         logs = {k: float(v.detach()) for k, v in losses.items()}
         if self.is_main and (self.step + 1) % max(1, self.opts.train.log_every) == 0:
             m = self.opts.model
@@ -394,17 +278,6 @@ class Trainer:
             torch.set_rng_state(cpu_rng)
         return total / max(n, 1)
 
-    def _log_images(self, batch: dict, outputs: dict, images: dict) -> None:
-        w, step = self.writer, self.step
-        w.add_image("target", batch["target"][0].clamp(0, 1), step)
-        depth = outputs[("depth", 0, 0)][0, 0].detach().float().cpu().numpy()
-        w.add_image("depth", colorize_depth(depth), step, dataformats="HWC")
-        for f in self.model.offsets:
-            if ("warped", f, 0) in images:
-                w.add_image(f"warped/{f:+d}", images[("warped", f, 0)][0].clamp(0, 1), step)
-            if ("exp", f, 0) in outputs:
-                w.add_image(f"explainability/{f:+d}", outputs[("exp", f, 0)][0].detach().float().cpu(), step)
-
     # ------------------------------------------------------------------ loop
     def fit(self) -> dict:
         """Train until ``train.epochs``, ``train.max_steps`` or ``train.max_minutes``.
@@ -421,12 +294,12 @@ class Trainer:
             self.run_progress = RunProgress(
                 self.total_steps(), t.max_minutes, self.step, bar=self.progress and _is_tty(sys.stderr),
                 log=self.log, every_steps=t.log_every)
-        old_handler = self._install_sigint()
+        old_handler = self.stop.install()
         try:
             while self.epoch < t.epochs and not stop:
                 self.sampler.set_epoch(self.epoch)
                 self.train_set.set_epoch(self.epoch)
-                sampler = _SkipSampler(self.sampler, self.step_in_epoch * t.batch_size)
+                sampler = SkipSampler(self.sampler, self.step_in_epoch * t.batch_size)
                 workers = t.num_workers if t.num_workers >= 0 else (2 if self.train_set.augment else 0)
                 loader = DataLoader(self.train_set, batch_size=t.batch_size, sampler=sampler,
                                     num_workers=workers, collate_fn=collate, drop_last=True,
@@ -461,7 +334,7 @@ class Trainer:
                     self.step += 1
                     self.step_in_epoch += 1
                     if self.writer is not None and (self.step % t.log_every == 0 or self.step == 1):
-                        self._log_scalars(logs)
+                        log_scalars(self.writer, self.step, logs, self.optimizer.param_groups[0]["lr"])
                     if self.step % max(1, t.log_every) == 0 or self.step == 1:
                         self.history.append({"step": self.step, "loss": logs["loss"]})
                     if self.is_main:
@@ -483,16 +356,14 @@ class Trainer:
                     self.save("last.pt", val_loss=val)
                 self._barrier()
         except KeyboardInterrupt:
-            for sig in old_handler:  # a further Ctrl-C must not break the final save
-                signal.signal(sig, signal.SIG_IGN)
+            self.stop.ignore(old_handler)  # a further Ctrl-C must not break the final save
             if self.is_main:
                 self.save("last.pt", interrupted=True)
             raise TrainingInterrupted(f"interrupted at step {self.step}; wrote {self.out_dir / 'last.pt'}") from None
         finally:
             if self.run_progress is not None:
                 self.run_progress.close()
-            for sig, old in old_handler.items():
-                signal.signal(sig, old)
+            self.stop.restore(old_handler)
             if self.writer is not None:
                 self.writer.flush()
         return {"steps": self.step, "epochs": self.epoch, "best_val": self.best_val,
@@ -538,41 +409,19 @@ class Trainer:
     def _should_stop(self) -> bool:
         # Distributed: only what every rank agreed on in the step's all-reduce (a rank stopping
         # alone would leave the others waiting in the next all-reduce).
-        return self._stop_agreed or (not self.distributed and self._stop_requested)
+        return self.stop.agreed or (not self.distributed and self.stop.requested)
 
     def _restore_rng(self) -> None:
         if self._rng_to_restore is not None:
-            torch.set_rng_state(self._rng_to_restore["torch"])
-            if "cuda" in self._rng_to_restore and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(self._rng_to_restore["cuda"])
+            restore_rng(self._rng_to_restore)
             self._rng_to_restore = None
 
-    def _install_sigint(self) -> dict:
-        """First Ctrl-C (SIGINT) or SIGTERM (schedulers, ``docker stop``): finish the step, then
-        stop; a second one: KeyboardInterrupt now. Returns the previous handlers by signal (empty
-        when not in the main thread; SIGINT is left alone where it is ignored, e.g. in a
-        background job)."""
-        self._stop_requested = self._stop_agreed = False
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-
-        def handler(signum, frame):
-            if self._stop_requested:
-                raise KeyboardInterrupt
-            self._stop_requested = True
-            if self.is_main:
-                name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-                print(f"\n{name}: stopping after step {self.step + 1} and writing "
-                      f"{self.out_dir / 'last.pt'} (again to stop at once)", file=sys.stderr, flush=True)
-
-        old_handlers = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            old = signal.getsignal(sig)
-            if old is signal.SIG_IGN or old is None:
-                continue
-            old_handlers[sig] = old
-            signal.signal(sig, handler)
-        return old_handlers
+    def _stop_notice(self, signum: int) -> str | None:
+        """The stderr line of the first Ctrl-C / SIGTERM (rank 0 only)."""
+        if not self.is_main:
+            return None
+        return (f"\n{StopRequest.signal_name(signum)}: stopping after step {self.step + 1} and writing "
+                f"{self.out_dir / 'last.pt'} (again to stop at once)")
 
     def _end_of_epoch(self) -> float | None:
         val = self.validate() if self.is_main else None
@@ -588,18 +437,6 @@ class Trainer:
         elif self.is_main and self.val_set is None:
             self.save("best.pt")  # no validation data: the latest model is the best we know
         return val
-
-    def _log_scalars(self, logs: dict) -> None:
-        w = self.writer
-        w.add_scalar("train/loss", logs["loss"], self.step)
-        if "epipolar" in logs:
-            w.add_scalar("train/epipolar", logs["epipolar"], self.step)
-        for k, v in logs.items():
-            if isinstance(k, tuple):
-                w.add_scalar(f"train/{k[0]}/scale{k[1]}", v, self.step)
-        w.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.step)
-        for k, v in (logs.get("health") or {}).items():
-            w.add_scalar(f"health/{k}", v, self.step)
 
     def _barrier(self) -> None:
         if self.distributed:

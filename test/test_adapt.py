@@ -32,6 +32,18 @@ def _setup(lr=5e-4, **kw):
     return Adapter(model, opts, a, started_from="random-init"), opts
 
 
+def _start_checkpoint(tmp_path):
+    """An untrained quarter-width checkpoint at the tests' size (the model adaptations start from)."""
+    from sfm_ros.core.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    opts = preset("default")
+    apply_overrides(opts, {"model.height": H, "model.width": W, "model.width_mult": 0.25})
+    ckpt = tmp_path / "start.pt"
+    save_checkpoint(ckpt, SfMModel(opts.model, output_exp=True), opts)
+    return ckpt
+
+
 def _windows(seq, stride=1):
     for i in range(2 * stride, len(seq.images)):
         yield seq.images[[i - 2 * stride, i - stride, i]]
@@ -201,14 +213,9 @@ def test_worker_options_are_checked(kw, text):
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_online_adaptation_swaps_the_estimators_weights_and_saves_on_off(tmp_path, backend):
     from sfm_ros.training.online import OnlineAdaptation
-    from sfm_ros.core.checkpoint import save_checkpoint
     from sfm_ros.runtime.inference import Estimator
 
-    torch.manual_seed(0)
-    opts = preset("default")
-    apply_overrides(opts, {"model.height": H, "model.width": W, "model.width_mult": 0.25})
-    ckpt = tmp_path / "start.pt"
-    save_checkpoint(ckpt, SfMModel(opts.model, output_exp=True), opts)
+    ckpt = _start_checkpoint(tmp_path)
     est = Estimator(ckpt, device="cpu", backend=backend)
     start_model = est.model
     seq = render_sequence(10, H, W, seed=8)
@@ -234,16 +241,11 @@ def test_online_adaptation_swaps_the_estimators_weights_and_saves_on_off(tmp_pat
 def test_sfm_eval_depth_adapt_reports_blocks_next_to_the_frozen_model(tmp_path, capsys):
     from conftest import SHARED_DATA
     from sfm_ros.cli import eval as eval_cli
-    from sfm_ros.core.checkpoint import save_checkpoint
 
     seven = SHARED_DATA / "sevenscenes_redkitchen"
     if not seven.is_dir():
         pytest.skip(f"{seven} is absent")
-    torch.manual_seed(0)
-    opts = preset("default")
-    apply_overrides(opts, {"model.height": H, "model.width": W, "model.width_mult": 0.25})
-    ckpt = tmp_path / "start.pt"
-    save_checkpoint(ckpt, SfMModel(opts.model, output_exp=True), opts)
+    ckpt = _start_checkpoint(tmp_path)
     out = tmp_path / "adapted.pt"
     res = eval_cli.run(["depth", "--sevenscenes", str(seven), "--checkpoint", str(ckpt), "--frames", "0:12",
                         "--device", "cpu", "--adapt", "--adapt-stride", "2", "--adapt-block", "5",
@@ -261,16 +263,11 @@ def test_sfm_eval_depth_adapt_reports_blocks_next_to_the_frozen_model(tmp_path, 
 def test_sfm_eval_pose_adapt_reports_snippet_ate_blocks(tmp_path):
     from conftest import SHARED_DATA
     from sfm_ros.cli import eval as eval_cli
-    from sfm_ros.core.checkpoint import save_checkpoint
 
     kitti = SHARED_DATA / "kitti_odom_00"
     if not kitti.is_dir():
         pytest.skip(f"{kitti} is absent")
-    torch.manual_seed(0)
-    opts = preset("default")
-    apply_overrides(opts, {"model.height": H, "model.width": W, "model.width_mult": 0.25})
-    ckpt = tmp_path / "start.pt"
-    save_checkpoint(ckpt, SfMModel(opts.model, output_exp=True), opts)
+    ckpt = _start_checkpoint(tmp_path)
     res = eval_cli.run(["pose", "--kitti", str(kitti), "--checkpoint", str(ckpt), "--frames", "0:12",
                         "--device", "cpu", "--adapt", "--adapt-block", "4"])
     assert [(b["first"], b["last"]) for b in res["blocks"]] == [(0, 3), (4, 7), (8, 9)]

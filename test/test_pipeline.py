@@ -14,7 +14,8 @@ from sfm_ros.core.model import SfMModel
 from sfm_ros.runtime.node_support import FRAME_COUNTS, Counters, Log, load_estimator
 from sfm_ros.runtime.odometry import camera_extrinsic
 from sfm_ros.core.options import ModelOptions, Options
-from sfm_ros.runtime.pipeline import FramePipeline, FrameQueue, InputFrame, Settings, cloud_points, rep118_depth
+from sfm_ros.runtime.frames import FrameQueue, InputFrame, cloud_points, rep118_depth
+from sfm_ros.runtime.pipeline import FramePipeline, Settings
 from sfm_ros.data.synthetic import render_sequence
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,7 +84,8 @@ for m in ("rclpy", "sensor_msgs", "sensor_msgs.msg", "geometry_msgs", "nav_msgs"
     sys.modules[m] = None  # any import of them raises ImportError
 from sfm_ros.runtime.node_support import load_estimator
 from sfm_ros.runtime.odometry import camera_extrinsic
-from sfm_ros.runtime.pipeline import FramePipeline, InputFrame, Settings
+from sfm_ros.runtime.frames import InputFrame
+from sfm_ros.runtime.pipeline import FramePipeline, Settings
 from sfm_ros.data.synthetic import render_sequence
 seq = render_sequence(num_frames=4, height=48, width=64)
 pl = FramePipeline(load_estimator({str(tiny_ckpt)!r}, device="cpu", backend="torch")[0], camera_extrinsic())

@@ -10,7 +10,7 @@ from sfm_ros.ros import messages as rm  # noqa: E402
 from sfm_ros.data.camera import CameraModel  # noqa: E402
 from sfm_ros.data.image_codec import decode_image  # noqa: E402
 from sfm_ros.core.se3 import quat_to_matrix, rpy_to_matrix  # noqa: E402
-from sfm_ros.runtime.pipeline import FrameResult, cloud_points  # noqa: E402
+from sfm_ros.runtime.frames import FrameResult, cloud_points  # noqa: E402
 
 
 def _result(**kw) -> FrameResult:

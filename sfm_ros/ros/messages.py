@@ -1,4 +1,4 @@
-"""ROS 2 messages from the pipeline's results (:class:`sfm_ros.runtime.pipeline.FrameResult`) and back.
+"""ROS 2 messages from the pipeline's results (:class:`sfm_ros.runtime.frames.FrameResult`) and back.
 
 Stamps: ``builtin_interfaces/Time`` ↔ float seconds (:func:`stamp_to_sec`, :func:`stamp_from_sec`);
 an output is stamped with the stamp of the input frame it comes from. Depth images are ``32FC1``
@@ -21,7 +21,7 @@ from sfm_ros.data.camera import CameraModel
 from sfm_ros.data.image_codec import encode_image
 from sfm_ros.runtime.odometry import OdomEstimate
 from sfm_ros.core.se3 import matrix_to_quat
-from sfm_ros.runtime.pipeline import FrameResult
+from sfm_ros.runtime.frames import FrameResult
 
 try:  # built into the venv by tools/build_tf2_msgs.sh; part of every ROS 2 install
     from tf2_msgs.msg import TFMessage
@@ -95,7 +95,7 @@ def cloud_fields() -> list[PointField]:
 
 
 def point_cloud(points: np.ndarray, stamp: Any, frame_id: str) -> PointCloud2:
-    """An unordered PointCloud2 of :func:`sfm_ros.runtime.pipeline.cloud_points`' structured array."""
+    """An unordered PointCloud2 of :func:`sfm_ros.runtime.frames.cloud_points`' structured array."""
     if points.dtype.itemsize != 16 or points.dtype.names != ("x", "y", "z", "rgb"):
         raise ValueError(f"points must be the (x, y, z, rgb) 16-byte structured array, got {points.dtype}")
     n = int(points.size)

@@ -196,7 +196,8 @@ from sfm_ros.ros import messages as rm
 from sfm_ros.runtime.node_support import (EXAMPLE, FRAME_COUNTS, PUBLISHED, SUBSCRIBED, Counters, Latencies, Log, coerce_param,
                            unknown_parameters, usage)
 from sfm_ros.runtime.odometry import OPTICAL_RPY
-from sfm_ros.runtime.pipeline import SETTINGS, FramePipeline, FrameQueue, FrameResult, InputFrame, Settings
+from sfm_ros.runtime.frames import FrameQueue, FrameResult, InputFrame
+from sfm_ros.runtime.pipeline import SETTINGS, FramePipeline, Settings
 
 NODE_NAME = "sfm_node"
 

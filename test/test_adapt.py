@@ -278,3 +278,40 @@ def test_sfm_eval_pose_adapt_reports_snippet_ate_blocks(tmp_path):
     with pytest.raises(ValueError, match="pose --adapt scores the network's snippets"):
         eval_cli.run(["pose", "--kitti", str(kitti), "--checkpoint", str(ckpt), "--frames", "0:6", "--device", "cpu",
                       "--adapt", "--refine", "epipolar"])
+
+
+def test_prequential_scores_each_frame_before_learning_from_it(one_torch_thread):
+    """At the moment frame i is handed out for scoring, no window holding frame i has been offered."""
+    from sfm_ros.training.adapt import prequential
+
+    adapter, _ = _setup(steps_per_update=1, min_buffer=1, holdout_every=2, min_holdout=1, batch_size=1,
+                        max_drift=10.0, tolerance=10.0)
+    seq = render_sequence(10, H, W, seed=11)
+    stride, span = 2, 4
+    seen = []
+    for i, model in prequential(adapter, iter(seq.images), seq.K, stride=stride, steps_per_frame=1):
+        assert adapter.frames_seen == max(0, i - span)  # windows ending at frames < i only
+        seen.append((i, adapter.version, model))
+    assert [i for i, _, _ in seen] == list(range(10)) and adapter.accepted_updates >= 1
+    i, version, model = seen[-1]
+    assert version >= 1  # the last frames were scored with adapted weights
+
+
+def test_an_inference_copy_can_be_adapted_again(one_torch_thread):
+    """The hand-over copy has no gradients; an adapter built from it (adapt switched off and on) still learns."""
+    adapter, opts = _setup(min_buffer=1)
+    again = Adapter(adapter.inference_model(), opts, AdaptOptions(min_buffer=1))
+    seq = render_sequence(4, H, W, seed=12)
+    again.add_window(seq.images[:3], seq.K)
+    assert math.isfinite(again.step())
+
+
+def test_online_adaptation_refuses_another_input_size(tmp_path):
+    from sfm_ros.runtime.inference import Estimator
+    from sfm_ros.training.online import OnlineAdaptation
+
+    est = Estimator(_start_checkpoint(tmp_path), device="cpu")
+    est.height, est.width = H + 32, W  # the node's height/width override
+    online = OnlineAdaptation(est, "start.pt", tmp_path / "a.pt")
+    online.update(True, None, None)
+    assert online.worker is None and online.diagnostic_values()["adapt"].startswith("refused: adapt needs")

@@ -78,22 +78,24 @@ def prequential_depths(estimator, images, K: np.ndarray, stride: int = 1, steps_
 def prequential_snippets(estimator, images, K: np.ndarray, stride: int = 1, steps_per_frame: int = 1,
                          opts: AdaptOptions | None = None, started_from: str = ""):
     """``sfm_eval pose --adapt``: yields ``(adapted snippet, frozen snippet)`` for every window of
-    ``seq_len`` consecutive images, each predicted when its newest image arrives (the weights of that
-    moment; :func:`sfm_ros.evaluation.trajectory.snippet_from_network` form); returns the adapter."""
+    ``seq_len`` consecutive images (:func:`sfm_ros.evaluation.trajectory.snippet_from_network` form),
+    the adapted one predicted with the weights of the moment its *oldest* image arrived, i.e. before
+    any window holding one of its images was learnt; returns the adapter."""
     from sfm_ros.evaluation.trajectory import snippet_from_network
 
     L = estimator.seq_len
-    recent: deque = deque(maxlen=L)
+    recent: deque = deque(maxlen=L)  # (network input, the weights before it was learnt)
     gen = _prequential_inputs(estimator, images, K, stride, steps_per_frame, opts, started_from)
     while True:
         try:
             _, x, model = next(gen)
         except StopIteration as stop:
             return stop.value
-        recent.append(x)
+        recent.append((x, model))
         if len(recent) == L:
-            window = list(recent)
-            adapted = _with_weights(estimator, model, lambda: estimator.poses(window))[0].double().cpu().numpy()
+            window = [f for f, _ in recent]
+            oldest = recent[0][1]
+            adapted = _with_weights(estimator, oldest, lambda: estimator.poses(window))[0].double().cpu().numpy()
             frozen = estimator.poses(window)[0].double().cpu().numpy()
             yield snippet_from_network(adapted, L // 2), snippet_from_network(frozen, L // 2)
 
@@ -138,7 +140,7 @@ def evaluate_pose_adaptation(estimator, images, K: np.ndarray, gt_poses: np.ndar
 def format_pose_adaptation(res: dict, prog: str = "sfm_eval") -> str:
     s, a = res["adapt_settings"], res.get("adaptation") or {}
     lines = [f"{prog} pose --adapt: snippet ATE ({res['snippet_len']} frames) of {res['adapted']['count']} windows, "
-             f"prequential (each window scored with the weights of the moment its newest frame arrived; adaptation "
+             f"prequential (each window scored with the weights of the moment its oldest frame arrived; adaptation "
              f"window stride {s['stride']}, {s['steps_per_frame']} step(s) a frame): {a.get('steps', 0)} steps, "
              f"{a.get('accepted_updates', 0)} updates accepted, {a.get('rejected_updates', 0)} rejected",
              "", "| windows | snippet ATE adapted | snippet ATE frozen |", "|---|---:|---:|"]

@@ -307,7 +307,7 @@ class FramePipeline:
     def close(self) -> None:
         """Stop what runs beside the pipeline (adaptation: its weights are saved)."""
         if self.adaptation is not None:
-            self.adaptation.close()
+            self.adaptation.close(final=True)
 
     def _skip(self, kind: str, msg: str) -> None:
         self.counts.add("skipped")

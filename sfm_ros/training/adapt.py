@@ -9,7 +9,8 @@ uses (the *accepted* weights), and guards the node against drift:
   (:func:`sfm_ros.data.datasets.static_mask`: every source must differ from the target by more than
   ``min_motion`` in mean absolute grey level), so a robot standing still, a black image or a
   featureless wall adds nothing. Every ``holdout_every``-th accepted window goes to a held-out slice
-  instead, which is never trained on.
+  instead, which is never trained on as a window (its neighbours, offered at stride 1, share
+  ``seq_len - 1`` of its frames: the check is of unseen windows, not of unseen frames).
 * **Steps**: the checkpoint's own loss (:func:`sfm_ros.core.losses.compute_losses` with its
   ``loss`` options, or a preset's with ``loss_preset``) and the two-view prior of each window's
   pairs (``epipolar_weight``; solved once when the window is added, as the trainer does for its
@@ -152,6 +153,8 @@ class Adapter:
         self.options.loss.epipolar_weight = self.opts.epipolar_weight
         self.device = next(model.parameters()).device
         self.learner = copy.deepcopy(model).train()
+        for p in self.learner.parameters():  # the model may be an inference copy (no gradients)
+            p.requires_grad_(True)
         self.accepted = copy.deepcopy(model).train()
         for p in self.accepted.parameters():
             p.requires_grad_(False)
@@ -164,7 +167,7 @@ class Adapter:
         self.started_from = str(started_from)
         self.seq_len = options.model.seq_len
         self.size_hw = (options.model.height, options.model.width)
-        self.frames_seen = 0
+        self.frames_seen = 0  # windows offered: one per new frame in the node and sfm_eval --adapt
         self.windows_added = 0
         self.windows_static = 0
         self.windows_invalid = 0
@@ -256,7 +259,10 @@ class Adapter:
         state = torch.get_rng_state()
         torch.manual_seed(SCORE_SEED)
         try:
-            model.train()  # every scale, as in training (the networks have no batch-norm/dropout)
+            model.train()  # every scale, as in training ...
+            norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+            for m in norms:  # ... but batch-norm (ResNet variants) with its statistics, left unchanged
+                m.eval()
             items = list(self.holdout)
             total = 0.0
             for i in range(0, len(items), self.opts.batch_size):

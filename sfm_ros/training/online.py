@@ -29,10 +29,11 @@ class AdaptWorker:
     (a full queue drops the window and counts it). The thread adds them to the adapter, runs steps,
     and after every accepted update calls ``on_weights(model, version)`` with a fresh eval-mode
     model: the caller swaps it in with one assignment. CPU budget: the thread runs torch with
-    ``threads`` intra-op threads (per thread: the caller's own count is untouched) and sleeps after
-    each step so that its steps take at most ``duty`` of the wall time. Every ``save_every`` accepted
+    ``threads`` intra-op threads (set in that thread: a thread that has already run torch work keeps
+    its own count, one that starts torch work later may inherit it) and sleeps after each step so that its steps take at most ``duty`` of the wall time. Every ``save_every`` accepted
     updates, and at :meth:`stop`, the accepted weights are written atomically to ``save_path``.
-    An exception in the thread stops adaptation (``stats()["error"]`` says why); inference goes on.
+    An exception in the thread stops adaptation (``stats()["error"]`` says why; the weights accepted
+    before it are still saved at :meth:`stop`); inference goes on.
     """
 
     def __init__(self, adapter: Adapter, on_weights, duty: float = 0.5, threads: int = 1,
@@ -116,7 +117,7 @@ class AdaptWorker:
         except Exception as exc:  # adaptation stops; the node's inference is not affected
             with self._lock:
                 self.error = f"{type(exc).__name__}: {exc}"
-            self.log(f"adaptation stopped: {self.error}")
+            self.log(f"adaptation stopped: {self.error} (inference goes on with the last accepted weights)")
 
     def stop(self, save: bool = True, timeout: float = 30.0) -> Path | None:
         """Stop the thread (after its current step) and write the accepted weights when ``save``.
@@ -125,9 +126,12 @@ class AdaptWorker:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        if self._thread.is_alive():  # still inside a step or a decision: saving now could mix two versions
+            self.log(f"adaptation did not stop within {timeout:g} s: the adapted weights are not saved")
+            return None
         with self._lock:
             self._stats = self.adapter.stats()
-        if save and self.save_path is not None and self.error is None and self.adapter.accepted_updates > 0:
+        if save and self.save_path is not None and self.adapter.accepted_updates > 0:
             self._save()
             return self.save_path
         return None
@@ -160,18 +164,27 @@ class OnlineAdaptation:
         self.version = 0
         self.last_saved: Path | None = None
         self.offered = 0
+        self.closed = False      # set by close(final=True): no worker is started again
+        self.refused: str | None = None
 
     def _weights(self, model: SfMModel, version: int) -> None:
         self.estimator.set_model(model)
         self.version = version
 
     def update(self, enabled: bool, frames: list[np.ndarray] | None = None, K: np.ndarray | None = None) -> None:
-        if not enabled:
+        if not enabled or self.closed:
             if self.worker is not None:
                 self.close()
             return
         if self.worker is None:
             e = self.estimator
+            trained = (e.options.model.height, e.options.model.width)
+            if (e.height, e.width) != trained:
+                if not self.refused:
+                    self.refused = (f"adapt needs the checkpoint's input size {trained[1]}x{trained[0]}; the node "
+                                    f"runs {e.width}x{e.height} (height/width parameters): adaptation is off")
+                    self.log(self.refused)
+                return
             adapter = Adapter(e.model, e.options, copy.deepcopy(self.opts), started_from=self.started_from)
             self.worker = AdaptWorker(adapter, self._weights, duty=self.duty, threads=self.threads,
                                       save_path=self.save_path, save_every=self.save_every, log=self.log).start()
@@ -181,8 +194,10 @@ class OnlineAdaptation:
             self.offered += 1
             self.worker.offer(np.stack(frames), K)
 
-    def close(self) -> Path | None:
-        """Stop adapting and write the accepted weights (None when nothing was accepted)."""
+    def close(self, final: bool = False) -> Path | None:
+        """Stop adapting and write the accepted weights (None when nothing was accepted); ``final``
+        (shutdown): no worker is started again whatever ``update`` is told."""
+        self.closed = self.closed or final
         if self.worker is None:
             return None
         worker, self.worker = self.worker, None
@@ -196,13 +211,15 @@ class OnlineAdaptation:
     def diagnostic_values(self) -> dict[str, str]:
         w = self.worker
         if w is None:
+            if self.refused:
+                return {"adapt": "refused: " + self.refused}
             return {"adapt": "off" if self.last_saved is None else f"off (last saved {self.last_saved})"}
         s = w.stats()
         out = {"adapt": "error: " + s["error"] if s["error"] else "on",
                "adapt_steps": f"{s['steps']} ({s['skipped_steps']} skipped)",
                "adapt_updates": f"accepted {s['accepted_updates']}, rejected {s['rejected_updates']}",
                "adapt_windows": (f"buffer {s['buffer']}, held out {s['holdout']}, static {s['windows_static']}, "
-                                 f"dropped {s['dropped']}"),
+                                 f"invalid {s['windows_invalid']}, dropped {s['dropped']}"),
                "adapt_saved": f"{s['saved']} to {self.save_path}"}
         if "holdout_before" in s:
             out["adapt_holdout_loss"] = f"{s['holdout_before']:.4f} -> {s['holdout_after']:.4f}"

@@ -211,6 +211,9 @@ def test_explainability_of_the_middle_frame(tiny, seq):
     r = out[-1]
     assert r.explainability.shape == (tiny.height, tiny.width)
     assert r.explainability_t == pytest.approx(2.2)  # the middle of the window (2.1, 2.2, 2.3)
+    # its stamp is that frame's input stamp as received (not rebuilt from float seconds, which can
+    # differ by a nanosecond from the depth image's stamp of the same frame)
+    assert r.explainability_stamp == out[2].stamp == ("stamp", 2.0 + 0.1 * 2)
 
 
 def test_settings_are_checked_and_changed_at_run_time(tiny, seq):

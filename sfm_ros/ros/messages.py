@@ -69,7 +69,9 @@ def explainability_image(result: FrameResult, frame_id: str) -> Image:
     if result.explainability is None:
         raise ValueError("this result has no explainability mask")
     stamp = result.stamp
-    if result.explainability_t is not None and result.explainability_t != result.t:
+    if result.explainability_stamp is not None:  # the middle frame's own stamp, exactly as received
+        stamp = result.explainability_stamp
+    elif result.explainability_t is not None and result.explainability_t != result.t:
         stamp = stamp_from_sec(result.explainability_t)
     mono = (np.clip(result.explainability, 0, 1) * 255 + 0.5).astype(np.uint8)
     return image_msg(mono, "mono8", stamp, frame_id)

@@ -38,6 +38,7 @@ class WindowFrame:
     depth: np.ndarray
     image: np.ndarray
     view: Any = None
+    stamp: Any = None        # the input header stamp, as received
 
 
 @dataclass
@@ -56,6 +57,7 @@ class FrameResult:
     explainability_t: float | None      # that frame's time (s)
     scale: float                        # metres per network unit used for this frame
     infer_ms: float                     # network time of the frame
+    explainability_stamp: Any = None    # that frame's input stamp, as received
 
 
 class FrameQueue:

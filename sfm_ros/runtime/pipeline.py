@@ -246,7 +246,7 @@ class FramePipeline:
             self.log.warn("nonfinite_pixels", f"{int((~finite).sum())} depth pixel(s) of the network are "
                                               "NaN/Inf: published as NaN (unknown, REP 118)")
         depth_np = depth.cpu().numpy()
-        self.window.append(WindowFrame(frame.t, x, depth_np, img))
+        self.window.append(WindowFrame(frame.t, x, depth_np, img, stamp=frame.stamp))
         cam = self.intrinsics(shape)  # once per frame: scale, refinement and publishing
         net_cam = None if cam is None else cam.scaled(e.width, e.height)
         self.odometry.scale = self._metric_scale(depth_np, net_cam)
@@ -257,12 +257,13 @@ class FramePipeline:
                 self.window.pop()
                 return self._skip("nonfinite", "the pose network produced NaN/Inf: frame skipped")
             T = T.cpu().numpy().astype(np.float64)
-        exp = exp_t = None
+        exp = exp_t = exp_stamp = None
         if T is not None and s.publish_explainability:
             if self.has_explainability:
                 m = e.explainability([f.x for f in self.window])
                 exp = None if m is None else m[0].mean(0).cpu().numpy()
-                exp_t = self.window[len(self.window) // 2].t
+                mid = self.window[len(self.window) // 2]
+                exp_t, exp_stamp = mid.t, mid.stamp
             else:
                 self.log.warn("exp", "publish_explainability is set but the checkpoint has no "
                                      "explainability head (trained with exp_weight=0): not published")
@@ -284,7 +285,7 @@ class FramePipeline:
             rgb = (to_rgb_array(x) * 255.0 + 0.5).astype(np.uint8)
             points = cloud_points(depth_m, rgb, out_cam.K, int(s.points_stride))
         return FrameResult(frame.stamp, frame.t, frame.frame_id, frame.recv, depth_m, out_cam, points, est,
-                           exp, exp_t, float(self.odometry.scale), infer_ms)
+                           exp, exp_t, float(self.odometry.scale), infer_ms, exp_stamp)
 
     def _adapt(self, net_cam: CameraModel | None) -> None:
         """Online adaptation (:class:`sfm_ros.training.online.OnlineAdaptation`): switch it with the ``adapt``

@@ -24,6 +24,8 @@ def _prequential_inputs(estimator, images, K: np.ndarray, stride: int, steps_per
     """The node's adaptation over camera images in order: yields ``(image, x, model)`` per image, ``x``
     the network input and ``model`` the accepted weights before anything holding that image was
     learnt; returns the :class:`Adapter`. ``K``: the images' intrinsics (scaled here)."""
+    from sfm_ros.runtime.inference import to_rgb8
+
     if estimator.backend != "torch":
         raise ValueError(f"--adapt runs the networks in PyTorch; got backend {estimator.backend}")
     adapter = Adapter(estimator.model, estimator.options, opts, started_from=started_from)
@@ -35,7 +37,7 @@ def _prequential_inputs(estimator, images, K: np.ndarray, stride: int, steps_per
             if state["K"] is None:
                 state["K"] = estimator.scale_intrinsics(K, img.shape[:2])
             state["img"], state["x"] = img, x
-            yield (x[0].permute(1, 2, 0).cpu().numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
+            yield to_rgb8(x)
 
     frames = network_frames()
     first = next(frames, None)

@@ -39,6 +39,7 @@ class WindowFrame:
     image: np.ndarray
     view: Any = None
     stamp: Any = None        # the input header stamp, as received
+    rgb8: np.ndarray | None = None   # the network input as uint8 RGB, made once when first needed
 
 
 @dataclass

@@ -31,6 +31,12 @@ def to_rgb_array(x: torch.Tensor) -> np.ndarray:
     return x[0].permute(1, 2, 0).float().cpu().numpy()
 
 
+def to_rgb8(x: torch.Tensor) -> np.ndarray:
+    """A preprocessed (1, 3, h, w) frame → (h, w, 3) uint8 RGB (rounded, clipped to 0-255): the
+    network-size image of the point cloud's colours and of online adaptation's windows."""
+    return (np.clip(to_rgb_array(x), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
 def auto_backend(device: str, precision: str, size_override: bool = False) -> str:
     """The faster backend measured for a configuration: ``onnxruntime`` for fp32 on the CPU (when
     installed and the network size is the checkpoint's), else ``torch``."""

@@ -215,7 +215,6 @@ class FramePipeline:
         """Run one frame; None when it was rejected or skipped (counted and warned)."""
         import torch
 
-        from sfm_ros.runtime.inference import to_rgb_array
 
         e, s = self.estimator, self.settings
         img = self.decode(frame)
@@ -282,10 +281,18 @@ class FramePipeline:
         out_cam = None if net_cam is None else CameraModel(w, h, net_cam.K)  # undistorted, plumb_bob
         points = None
         if s.publish_points and out_cam is not None:
-            rgb = (to_rgb_array(x) * 255.0 + 0.5).astype(np.uint8)
-            points = cloud_points(depth_m, rgb, out_cam.K, int(s.points_stride))
+            points = cloud_points(depth_m, self._rgb8(self.window[-1]), out_cam.K, int(s.points_stride))
         return FrameResult(frame.stamp, frame.t, frame.frame_id, frame.recv, depth_m, out_cam, points, est,
                            exp, exp_t, float(self.odometry.scale), infer_ms, exp_stamp)
+
+    @staticmethod
+    def _rgb8(f: WindowFrame) -> np.ndarray:
+        """The frame's network input as uint8 RGB, converted once (a frame stays seq_len windows)."""
+        if f.rgb8 is None:
+            from sfm_ros.runtime.inference import to_rgb8
+
+            f.rgb8 = to_rgb8(f.x)
+        return f.rgb8
 
     def _adapt(self, net_cam: CameraModel | None) -> None:
         """Online adaptation (:class:`sfm_ros.training.online.OnlineAdaptation`): switch it with the ``adapt``
@@ -297,9 +304,7 @@ class FramePipeline:
             return
         frames = K = None
         if self.settings.adapt and len(self.window) == self.estimator.seq_len and net_cam is not None:
-            from sfm_ros.runtime.inference import to_rgb_array
-
-            frames = [(to_rgb_array(f.x) * 255.0 + 0.5).astype(np.uint8) for f in self.window]
+            frames = [self._rgb8(f) for f in self.window]
             K = net_cam.K
         elif self.settings.adapt and net_cam is None:
             self.log.warn("adapt_k", "adapt is on but there are no intrinsics yet: nothing is learnt")

@@ -131,7 +131,7 @@ def compute_losses(
     b, _, h, w = target.shape
     offsets = sorted(sources)
     use_exp = opts.exp_weight > 0 and ("exp", offsets[0], 0) in outputs
-    use_geo = opts.geometry_weight > 0 or opts.geometry_mask
+    use_geo = opts.needs_source_depth
     if use_geo and ("depth", offsets[0], 0) not in outputs:
         raise ValueError("geometry consistency needs source depths: call the model with source_depth=True")
     losses: dict = {}
@@ -231,6 +231,15 @@ def epipolar_prior_loss(outputs: dict, prior_T: Tensor, prior_w: Tensor, offsets
         direction = (t / t.norm(dim=1, keepdim=True).clamp_min(1e-6) - Te[:, :3, 3]).norm(dim=1)
         terms.append(EPIPOLAR_ROT_GAIN * w[:, 0] * rot + w[:, 1] * direction)
     return torch.stack(terms).mean()
+
+
+def add_epipolar_prior(losses: dict, outputs: dict, prior_T: Tensor, prior_w: Tensor, offsets: list[int],
+                       weight: float) -> dict:
+    """Add ``weight`` times :func:`epipolar_prior_loss` to ``losses`` (as ``"epipolar"``, and into
+    ``"loss"``): the objective of the trainer and of online adaptation."""
+    losses["epipolar"] = weight * epipolar_prior_loss(outputs, prior_T, prior_w, offsets)
+    losses["loss"] = losses["loss"] + losses["epipolar"]
+    return losses
 
 
 def _geometry_consistency(err, depth, outputs, f, s, K_s, valid, size, opts):

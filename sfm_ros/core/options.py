@@ -69,6 +69,11 @@ class LossOptions:
     epipolar_weight: float = 0.0     # pull the pose network towards each pair's two-view geometry
                                      # (essential matrix of tracked corners; rotation + direction)
 
+    @property
+    def needs_source_depth(self) -> bool:
+        """The losses need the depth of the source frames too (geometry consistency or its mask)."""
+        return self.geometry_weight > 0 or self.geometry_mask
+
 
 @dataclass
 class DataOptions:

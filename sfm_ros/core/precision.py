@@ -47,7 +47,7 @@ def calibration_key(opts) -> str:
              f"w{m.width_mult:g}", m.pose_arch, f"{m.height}x{m.width}", f"seq{m.seq_len}",
              f"b{opts.train.batch_size}", lo.photometric, lo.reduce_sources, f"am{int(lo.automask)}",
              f"fr{int(lo.full_res)}", f"s{lo.num_scales}", f"exp{int(lo.exp_weight > 0)}",
-             f"geo{int(lo.geometry_weight > 0 or lo.geometry_mask)}"]
+             f"geo{int(lo.needs_source_depth)}"]
     return "|".join(parts)
 
 
@@ -84,7 +84,7 @@ def _time_steps(opts, dtype, steps: int) -> float:
     smooth = torch.nn.functional.avg_pool2d(torch.rand(b * (n + 1), 3, m.height, m.width), 5, 1, 2)
     target, sources = smooth[:b], [smooth[b * (i + 1):b * (i + 2)] for i in range(n)]
     K = torch.tensor([[0.9 * m.width, 0, m.width / 2], [0, 0.9 * m.width, m.height / 2], [0, 0, 1.0]]).expand(b, 3, 3)
-    source_depth = opts.loss.geometry_weight > 0 or opts.loss.geometry_mask
+    source_depth = opts.loss.needs_source_depth
     times = []
     for i in range(steps + 1):  # the first step warms up (allocations, kernel choice)
         t0 = time.perf_counter()

@@ -45,7 +45,7 @@ import torch
 
 from sfm_ros.core.checkpoint import save_checkpoint
 from sfm_ros.data.datasets import Sequence, static_mask
-from sfm_ros.core.losses import compute_losses, epipolar_prior_loss
+from sfm_ros.core.losses import add_epipolar_prior, compute_losses
 from sfm_ros.core.model import SfMModel, source_offsets
 from sfm_ros.core.options import Options, preset
 from sfm_ros.training.priors import epipolar_priors
@@ -123,15 +123,13 @@ def window_loss(model: SfMModel, options: Options, windows: list, device: torch.
     of ``model`` on a batch of ``(window, K[, prior_T, prior_w])`` items."""
     target, sources, K = _window_tensors([w[:2] for w in windows], device)
     offsets = source_offsets(options.model.seq_len)
-    use_geo = options.loss.geometry_weight > 0 or options.loss.geometry_mask
-    outputs = model(target, sources, source_depth=use_geo)
+    outputs = model(target, sources, source_depth=options.loss.needs_source_depth)
     losses, _ = compute_losses(target, dict(zip(offsets, sources)), K, outputs, options.loss)
-    loss = losses["loss"]
     if options.loss.epipolar_weight > 0 and len(windows[0]) == 4:
         prior_T = torch.from_numpy(np.stack([w[2] for w in windows]).astype(np.float32)).to(device)
         prior_w = torch.from_numpy(np.stack([w[3] for w in windows]).astype(np.float32)).to(device)
-        loss = loss + options.loss.epipolar_weight * epipolar_prior_loss(outputs, prior_T, prior_w, offsets)
-    return loss
+        add_epipolar_prior(losses, outputs, prior_T, prior_w, offsets, options.loss.epipolar_weight)
+    return losses["loss"]
 
 
 def _params(model: SfMModel) -> list[torch.Tensor]:

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from sfm_ros.core.checkpoint import save_checkpoint
 from sfm_ros.core.device import resolve_device
-from sfm_ros.core.losses import compute_losses, epipolar_prior_loss
+from sfm_ros.core.losses import add_epipolar_prior, compute_losses
 from sfm_ros.core.model import SfMModel
 from sfm_ros.core.options import Options
 from sfm_ros.data.datasets import Sequence, WindowDataset, collate
@@ -113,7 +113,7 @@ class Trainer:
 
         torch.manual_seed(t.seed)  # identical initial weights on every rank (DDP also broadcasts)
         self.model = SfMModel(opts.model, output_exp=opts.loss.exp_weight > 0).to(device)
-        self.source_depth = opts.loss.geometry_weight > 0 or opts.loss.geometry_mask
+        self.source_depth = opts.loss.needs_source_depth
         self.ddp = (torch.nn.parallel.DistributedDataParallel(
             self.model, device_ids=[device.index] if device.type == "cuda" else None)
             if self.distributed else self.model)
@@ -210,9 +210,8 @@ class Trainer:
         losses, images = compute_losses(target, dict(zip(offsets, src_list)), K, outputs, self.opts.loss,
                                         keep_images=keep_images)
         if self.opts.loss.epipolar_weight > 0 and "prior_T" in batch:
-            losses["epipolar"] = self.opts.loss.epipolar_weight * epipolar_prior_loss(
-                outputs, batch["prior_T"].to(self.device), batch["prior_w"].to(self.device), offsets)
-            losses["loss"] = losses["loss"] + losses["epipolar"]
+            add_epipolar_prior(losses, outputs, batch["prior_T"].to(self.device), batch["prior_w"].to(self.device),
+                               offsets, self.opts.loss.epipolar_weight)
         return outputs, losses, images
 
     def train_step(self, batch: dict) -> dict:

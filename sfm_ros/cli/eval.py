@@ -121,6 +121,9 @@ def _adapt_arguments(p: argparse.ArgumentParser) -> None:
                    help="--adapt: frames between a learnt window's frames (default 1)")
     p.add_argument("--adapt-block", type=int, default=50, metavar="N", help="--adapt: frames per report block (default 50)")
     p.add_argument("--adapt-save", metavar="CKPT", help="--adapt: write the adapted weights (an ordinary checkpoint)")
+    p.add_argument("--adapt-set", action="append", default=[], metavar="NAME=VALUE",
+                   help="--adapt: change one adaptation option (sfm_ros.training.adapt.AdaptOptions: lr, max_drift, "
+                        "anchor_weight, batch_size, loss_preset, ...); repeatable")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -239,7 +242,8 @@ def _run_depth(args) -> dict:
 
             res = evaluate_adaptation(est, frames.images(), frames.K, gts, args.min_depth, max_depth, crop,
                                       args.adapt_stride, args.adapt_steps, args.adapt_block,
-                                      started_from=args.checkpoint, save=args.adapt_save)
+                                      opts=_adapt_options(args), started_from=args.checkpoint,
+                                      save=args.adapt_save)
             return {"command": "depth", "source": f"{args.checkpoint} on {frames.name}, adapting",
                     "ground_truth": gt_what, "model": None,
                     "settings": {"min_depth": args.min_depth, "max_depth": max_depth, "crop": args.crop,
@@ -423,6 +427,18 @@ def _run_pose(args) -> dict:
     }
 
 
+def _adapt_options(args):
+    from sfm_ros.training.adapt import AdaptOptions
+
+    opts = AdaptOptions()
+    for text in args.adapt_set:
+        try:
+            opts.override(text)
+        except ValueError as e:
+            raise UsageError(f"--adapt-set: {e}") from None
+    return opts
+
+
 def _run_pose_adapt(args, est, frames) -> dict:
     if frames.sevenscenes is None and frames.gt_poses is None:
         raise UsageError("pose --adapt needs --kitti or --sevenscenes (their ground truth, frame by frame)")
@@ -432,8 +448,8 @@ def _run_pose_adapt(args, est, frames) -> dict:
 
     all_gt, _, _ = ground_truth_trajectory(args, frames)
     res = evaluate_pose_adaptation(est, frames.images(), frames.K, all_gt[frames.indices], args.adapt_stride,
-                                   args.adapt_steps, args.adapt_block, started_from=args.checkpoint,
-                                   save=args.adapt_save)
+                                   args.adapt_steps, args.adapt_block, opts=_adapt_options(args),
+                                   started_from=args.checkpoint, save=args.adapt_save)
     return res | {"source": f"{args.checkpoint} on {frames.name}, adapting"}
 
 

@@ -144,7 +144,7 @@ def format_pose_adaptation(res: dict, prog: str = "sfm_eval") -> str:
     lines = [f"{prog} pose --adapt: snippet ATE ({res['snippet_len']} frames) of {res['adapted']['count']} windows, "
              f"prequential (each window scored with the weights of the moment its oldest frame arrived; adaptation "
              f"window stride {s['stride']}, {s['steps_per_frame']} step(s) a frame): {a.get('steps', 0)} steps, "
-             f"{a.get('accepted_updates', 0)} updates accepted, {a.get('rejected_updates', 0)} rejected",
+             f"{a.get('accepted_updates', 0)} updates accepted, {a.get('rejected_updates', 0)} rejected{_changed(a)}",
              "", "| windows | snippet ATE adapted | snippet ATE frozen |", "|---|---:|---:|"]
     for b in res["blocks"]:
         lines.append(f"| {b['first']}-{b['last']} | {b['adapted']:.4f} | {b['frozen']:.4f} |")
@@ -201,6 +201,12 @@ def evaluate_adaptation(estimator, images, K: np.ndarray, gts: list[Callable], m
     return res
 
 
+def _changed(stats: dict) -> str:
+    """``"; options changed: lr=0.0001, ..."`` for the adapter's non-default options, else ``""``."""
+    changed = AdaptOptions(**stats["options"]).changed() if stats.get("options") else {}
+    return "; options changed: " + ", ".join(f"{k}={v}" for k, v in changed.items()) if changed else ""
+
+
 def format_adaptation(res: dict) -> str:
     """The per-block table of ``sfm_eval depth --adapt`` (abs rel and δ<1.25, adapted vs frozen)."""
     s = res["adapt_settings"]
@@ -208,7 +214,7 @@ def format_adaptation(res: dict) -> str:
     lines = ["", f"adaptation (prequential: each frame scored before it is learnt; window stride {s['stride']}, "
                  f"{s['steps_per_frame']} step(s) a frame): {a.get('steps', 0)} steps, "
                  f"{a.get('accepted_updates', 0)} updates accepted, {a.get('rejected_updates', 0)} rejected, "
-                 f"{a.get('windows_static', 0)} static windows refused",
+                 f"{a.get('windows_static', 0)} static windows refused{_changed(a)}",
              "", "| frames | abs rel adapted | abs rel frozen | δ<1.25 adapted | δ<1.25 frozen |",
              "|---|---:|---:|---:|---:|"]
     for b in res["blocks"]:

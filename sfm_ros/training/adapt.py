@@ -37,7 +37,7 @@ import copy
 import math
 import random
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +84,27 @@ class AdaptOptions:
         for name in ("anchor_weight", "min_motion", "tolerance"):
             if not getattr(self, name) >= 0 or not math.isfinite(getattr(self, name)):
                 raise ValueError(f"adapt {name} must be >= 0, got {getattr(self, name)}")
+
+    def changed(self) -> dict:
+        """The options that differ from the defaults."""
+        base = asdict(AdaptOptions())
+        return {k: v for k, v in asdict(self).items() if base[k] != v}
+
+    def override(self, text: str) -> None:
+        """Apply ``name=value`` (a field of this class, value converted to its type); raises
+        ``ValueError`` naming the field for an unknown name or a value of the wrong kind."""
+        if "=" not in text:
+            raise ValueError(f"adapt override {text!r} must look like name=value")
+        name, raw = (t.strip() for t in text.split("=", 1))
+        kinds = {f.name: f.type for f in fields(self)}
+        if name not in kinds:
+            raise ValueError(f"unknown adapt option {name!r}; known: {', '.join(sorted(kinds))}")
+        kind = {"int": int, "float": float, "str": str}[str(kinds[name])]
+        try:
+            setattr(self, name, kind(raw))
+        except ValueError:
+            raise ValueError(f"adapt option {name} expects {kind.__name__}, got {raw!r}") from None
+        self.validate()
 
 
 @dataclass
@@ -307,6 +328,7 @@ class Adapter:
         d = {k: getattr(self, k) for k in ("frames_seen", "windows_added", "windows_static", "windows_invalid",
                                            "steps", "skipped_steps", "accepted_updates", "rejected_updates")}
         d["buffer"], d["holdout"] = len(self.replay), len(self.holdout)
+        d["options"] = asdict(self.opts)
         if self.last is not None:
             d["holdout_before"], d["holdout_after"] = self.last.holdout_before, self.last.holdout_after
             d["drift"] = self.last.drift

@@ -17,7 +17,7 @@ Intrinsics: bags use their CameraInfo (the ``camera_info`` topic next to the ima
 ``--camera-info-topic``); otherwise, and for folders and videos, ``--calib YAML`` or ``--fx [--fy
 --cx --cy]``; KITTI uses ``calib.txt``; the renderer knows its own. Distorted cameras
 (``plumb_bob``, ``rational_polynomial``, ``equidistant``) are rectified first
-(:class:`sfm_ros.data.camera.Rectifier`, ``--rectify-alpha``).
+(:class:`sfm_ros.data.rectify.Rectifier`, ``--rectify-alpha``).
 
 Configuration: ``--config paper|default|FILE.yaml`` (default: ``default``; with ``--resume`` and
 no ``--config``: the options saved in the checkpoint), then ``--set group.name=value`` overrides,

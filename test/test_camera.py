@@ -1,4 +1,5 @@
-"""sfm_ros.data.camera: CameraModel constructors and Rectifier (plumb_bob, rational_polynomial, equidistant)."""
+"""sfm_ros.data.camera: CameraModel constructors; sfm_ros.data.rectify: Rectifier (plumb_bob, rational_polynomial,
+equidistant)."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 import yaml
 
-from sfm_ros.data.camera import CameraError, CameraModel, Rectifier, _undistort_points
+from sfm_ros.data.camera import CameraError, CameraModel
+from sfm_ros.data.rectify import Rectifier, _undistort_points
 
 W, H = 320, 240
 K = np.array([[250.0, 0.0, 159.5], [0.0, 252.0, 119.5], [0.0, 0.0, 1.0]])

@@ -124,7 +124,8 @@ def test_params_file_default_is_package_share_config(tree):
 
 
 def test_params_yaml_matches_node_parameters():
-    from sfm_ros.ros.node import NODE_NAME, PARAMETERS
+    from sfm_ros.ros.node import NODE_NAME
+    from sfm_ros.ros.node_params import PARAMETERS
 
     doc = yaml.safe_load(PARAMS.read_text())
     # "/**": the file applies whatever the namespace or node name (a "sfm_node" key is ignored
@@ -154,10 +155,14 @@ def test_params_yaml_matches_node_parameters():
 
 
 def test_node_docstring_documents_every_parameter():
+    """The parameter table lives in the docstring of :mod:`sfm_ros.ros.node_params`, which the
+    node's own docstring points to."""
     import sfm_ros.ros.node as node
+    import sfm_ros.ros.node_params as node_params
 
-    for p in node.PARAMETERS:
-        assert f"``{p.name}``" in node.__doc__, p.name
+    assert ":mod:`sfm_ros.ros.node_params`" in node.__doc__
+    for p in node_params.PARAMETERS:
+        assert f"``{p.name}``" in node_params.__doc__, p.name
 
 
 def test_rviz_config():

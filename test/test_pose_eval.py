@@ -1,4 +1,4 @@
-"""sfm_ros.evaluation.pose_eval and sfm_ros.evaluation.depth_eval: the evaluation algorithms behind sfm_eval, driven
+"""sfm_ros.evaluation.pose_eval, pose_truth and depth_eval: the evaluation algorithms behind sfm_eval, driven
 directly (no command line)."""
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from sfm_ros.evaluation import depth_eval
 from sfm_ros.evaluation import pose_eval
+from sfm_ros.evaluation import pose_truth
 from sfm_ros.data.pose_files import read_kitti, write_kitti
 from sfm_ros.core.se3 import axis_angle_to_matrix, make_pose
 from sfm_ros.evaluation.trajectory import chain, relative_poses
@@ -83,17 +84,17 @@ def test_evaluate_pose_methods_perfect_prediction_and_baselines():
 
 def test_associate_stamps():
     dst = np.array([0.0, 0.1, 0.2, 0.3])
-    np.testing.assert_array_equal(pose_eval.associate_stamps(np.array([0.11, 0.29]), dst, 0.02, "x"), [1, 3])
+    np.testing.assert_array_equal(pose_truth.associate_stamps(np.array([0.11, 0.29]), dst, 0.02, "x"), [1, 3])
     with pytest.raises(ValueError, match="1 of 2 stamps have no ground-truth pose"):
-        pose_eval.associate_stamps(np.array([0.1, 0.55]), dst, 0.02, "x")
+        pose_truth.associate_stamps(np.array([0.1, 0.55]), dst, 0.02, "x")
 
 
 def test_mean_odometry_segments():
     gt = _path(20)
-    parts, what = pose_eval.mean_odometry_segments(gt, list(range(8, 12, 2)), 2)
+    parts, what = pose_truth.mean_odometry_segments(gt, list(range(8, 12, 2)), 2)
     assert len(parts) == 2 and "0:8 and 11:20" in what
     np.testing.assert_allclose(parts[0], gt[[0, 2, 4, 6]])
-    parts, what = pose_eval.mean_odometry_segments(gt, list(range(20)), 1)
+    parts, what = pose_truth.mean_odometry_segments(gt, list(range(20)), 1)
     assert len(parts) == 1 and "evaluated frames themselves" in what
 
 
@@ -116,10 +117,10 @@ def test_write_trajectory_pair_and_ground_truth_trajectory(tmp_path):
         pose_eval.write_trajectory_pair(tmp_path, "kitti", None, gt, gt)
     write_kitti(tmp_path / "gt.txt", gt)
     args = SimpleNamespace(gt_tum=None, gt_kitti=str(tmp_path / "gt.txt"), kitti=None, sevenscenes=None)
-    poses, stamps, what = pose_eval.ground_truth_trajectory(args)
+    poses, stamps, what = pose_truth.ground_truth_trajectory(args)
     assert stamps is None and what == str(tmp_path / "gt.txt") and np.allclose(poses, gt, atol=1e-6)
     with pytest.raises(ValueError, match="no ground truth"):
-        pose_eval.ground_truth_trajectory(SimpleNamespace(gt_tum=None, gt_kitti=None, kitti=None, sevenscenes=None))
+        pose_truth.ground_truth_trajectory(SimpleNamespace(gt_tum=None, gt_kitti=None, kitti=None, sevenscenes=None))
 
 
 def test_evaluate_depth_sequence():

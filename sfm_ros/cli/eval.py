@@ -81,12 +81,12 @@ from typing import Iterator
 import numpy as np
 
 from sfm_ros.cli.common import EXIT_BAD_INPUT, EXIT_OK, Parser, UsageError, jsonable, report_error
-from sfm_ros.evaluation.depth_eval import (LIDAR_CALIB_LAYOUTS, evaluate_depth_sequence, format_depth_report, ground_truth_depth,
-                                list_files)
-from sfm_ros.data.inputs import SelectedFrames, parse_frames, select_frames, select_indices
-from sfm_ros.evaluation.pose_eval import (associate_stamps, evaluate_pose_methods, format_pose_report, ground_truth_trajectory,
-                               mean_odometry_segments, metric_scale_summary, model_pose_method, node_scale,
-                               write_trajectory_pair)
+from sfm_ros.evaluation.depth_eval import (LIDAR_CALIB_LAYOUTS, evaluate_depth_sequence, format_depth_report,
+                                           ground_truth_depth, npy_predictions)
+from sfm_ros.data.inputs import SelectedFrames, select_frames
+from sfm_ros.evaluation.pose_eval import (evaluate_pose_methods, format_pose_report, metric_scale_summary,
+                                          model_pose_method, node_scale, write_trajectory_pair)
+from sfm_ros.evaluation.pose_truth import file_prediction, frames_truth, ground_truth_trajectory, mean_odometry_truth
 
 __all__ = ["main", "build_parser", "run", "format_depth", "format_pose"]
 
@@ -210,19 +210,7 @@ def _run_depth(args) -> dict:
         raise UsageError(f"need 0 <= --min-depth < --max-depth, got {args.min_depth:g}, {max_depth:g}")
     crop = None if args.crop == "none" else args.crop
     if args.pred_npy:
-        given = [k for k in ("checkpoint", "images", "bag", "kitti", "sevenscenes") if getattr(args, k)]
-        if given:
-            raise UsageError("--pred-npy replaces the model: do not give " + ", ".join("--" + g for g in given))
-        pred_files = list_files(args.pred_npy, "*.npy", "--pred-npy")
-        if args.frames:
-            a, b = parse_frames(args.frames, len(pred_files))
-            pred_files = pred_files[a:b]
-        gt_what, gts = ground_truth_depth(args, None)
-        if len(gts) != len(pred_files):
-            raise UsageError(f"{len(pred_files)} predictions in {args.pred_npy} but {len(gts)} ground-truth maps")
-        from sfm_ros.evaluation.metrics import load_depth_npy
-
-        preds = ((load_depth_npy(p), None) for p in pred_files)
+        preds, gt_what, gts = npy_predictions(args)
         source = f"predictions {args.pred_npy}"
         model = None
     else:
@@ -298,20 +286,7 @@ def _ground_scale(args, frames: SelectedFrames):
     return GroundScale(args.camera_height, camera_extrinsic())
 
 
-def _mean_odometry_train(args, all_gt: np.ndarray, sel: list[int], stride: int) -> tuple[list[np.ndarray], str]:
-    """The ground truth of the mean-odometry baseline: ``--train-frames`` or the frames outside ``sel``."""
-    if args.train_frames:
-        a, b = parse_frames(args.train_frames, len(all_gt), "--train-frames")
-        idx = list(range(a, b, stride))
-        if len(idx) < 2:
-            raise UsageError(f"--train-frames {args.train_frames} selects fewer than 2 frames (stride {stride})")
-        return [all_gt[idx]], f"frames {a}:{b}"
-    return mean_odometry_segments(all_gt, sel, stride)
-
-
 def _run_pose(args) -> dict:
-    from sfm_ros.data.pose_files import read_kitti, read_tum
-
     if args.snippet < 2:
         raise UsageError(f"--snippet must be >= 2, got {args.snippet}")
     if args.delta < 1:
@@ -327,32 +302,10 @@ def _run_pose(args) -> dict:
     notes: list[str] = []
     model_info = None
     if pred_file:
-        if args.checkpoint or args.images or (args.bag and not args.gt_topic):
-            raise UsageError("--pred-tum/--pred-kitti replace the model: do not give --checkpoint/--images/--bag "
-                             "(--bag only with --gt-topic)")
-        if not Path(pred_file).is_file():
-            raise UsageError(f"prediction {pred_file} does not exist")
-        try:
-            p_stamps, p_poses = read_tum(pred_file) if args.pred_tum else (None, read_kitti(pred_file))
-        except (ValueError, OSError) as exc:
-            raise UsageError(f"prediction {pred_file}: {exc}") from None
-        all_gt, g_stamps, gt_what = ground_truth_trajectory(args, None)
-        sel = select_indices(len(all_gt), args.frames, stride)
+        traj, all_gt, sel, stamps, gt_what = file_prediction(args, stride)
         gt = all_gt[sel]
-        if p_stamps is not None and g_stamps is not None:
-            pick = associate_stamps(np.asarray(g_stamps)[sel], p_stamps, args.max_dt, pred_file)
-            traj = p_poses[pick]
-        elif len(p_poses) == len(all_gt):
-            traj = p_poses[sel]
-        elif len(p_poses) == len(sel):
-            traj = p_poses
-        else:
-            raise UsageError(f"{pred_file} has {len(p_poses)} poses: expected {len(all_gt)} (the whole ground "
-                             f"truth) or {len(sel)} (the selected frames); TUM files on both sides are "
-                             f"matched by stamp")
         methods["prediction"] = {"traj": traj}
         source = pred_file
-        stamps = np.asarray(g_stamps)[sel] if g_stamps is not None else np.asarray(sel) / args.fps
     else:
         from sfm_ros.runtime.refine import REFINE_MODES, Refiner
 
@@ -373,30 +326,8 @@ def _run_pose(args) -> dict:
             images.append(est.preprocess(im))
             if args.refine != "none":
                 views.append(refiner.view(im, frames.K))
-        if frames.sevenscenes is not None or frames.gt_poses is not None:
-            if args.gt_tum or args.gt_kitti or args.gt_topic:
-                raise UsageError("--kitti/--sevenscenes carry their ground truth: drop --gt-tum/--gt-kitti/--gt-topic")
-            all_gt, _, gt_what = ground_truth_trajectory(args, frames)
-            sel = frames.indices
-        else:
-            all_gt, g_stamps, gt_what = ground_truth_trajectory(args, frames)
-            f_stamps = np.asarray(frames.stamps, dtype=np.float64)
-            if g_stamps is not None:
-                pick = associate_stamps(f_stamps, g_stamps, args.max_dt, frames.name)
-                all_gt, sel = all_gt[pick], list(range(len(pick)))
-            else:
-                if frames.indices is None:  # a bag: positions as streamed
-                    if len(all_gt) < len(images):
-                        raise UsageError(f"{gt_what} has {len(all_gt)} poses for {len(images)} frames")
-                    a, _ = parse_frames(args.frames, None)
-                    sel = list(range(a, a + stride * len(images), stride))
-                else:
-                    sel = frames.indices
-                if max(sel) >= len(all_gt):
-                    raise UsageError(f"{gt_what} has {len(all_gt)} poses but frame {max(sel)} is evaluated")
+        all_gt, sel, gt_what = frames_truth(args, frames, len(images), stride)
         gt = all_gt[sel]
-        if len(images) != len(gt):
-            raise UsageError(f"{len(images)} frames but {len(gt)} ground-truth poses")
         if len(images) < max(args.snippet, est.seq_len):
             raise UsageError(f"{len(images)} frames selected: need at least {max(args.snippet, est.seq_len)} "
                              f"(--snippet {args.snippet}, model seq_len {est.seq_len})")
@@ -408,7 +339,7 @@ def _run_pose(args) -> dict:
         model_info = {"seq_len": est.seq_len, "size": [est.height, est.width], "device": str(est.device)}
         stamps = np.asarray(frames.stamps, dtype=np.float64) if frames.stamps is not None and \
             len(frames.stamps) == len(gt) else np.arange(len(gt)) / args.fps
-    train_gt, train_what = _mean_odometry_train(args, all_gt, sel, stride)
+    train_gt, train_what = mean_odometry_truth(args, all_gt, sel, stride)
     if args.train_frames is None:
         notes.append(f"mean odometry from {train_what}")
     results = evaluate_pose_methods(gt, methods, args.snippet, args.delta, train_gt)

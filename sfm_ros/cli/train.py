@@ -17,7 +17,7 @@ Intrinsics: bags use their CameraInfo (the ``camera_info`` topic next to the ima
 ``--camera-info-topic``); otherwise, and for folders and videos, ``--calib YAML`` or ``--fx [--fy
 --cx --cy]``; KITTI uses ``calib.txt``; the renderer knows its own. Distorted cameras
 (``plumb_bob``, ``rational_polynomial``, ``equidistant``) are rectified first
-(:class:`sfm_ros.data.camera.Rectifier`, ``--rectify-alpha``).
+(:class:`sfm_ros.data.rectify.Rectifier`, ``--rectify-alpha``).
 
 Configuration: ``--config paper|default|FILE.yaml`` (default: ``default``; with ``--resume`` and
 no ``--config``: the options saved in the checkpoint), then ``--set group.name=value`` overrides,
@@ -229,7 +229,7 @@ def load_inputs(args: argparse.Namespace, opts, log=print, explicit: set[str] | 
     first camera's aspect ratio and the frame stride the measured motion, unless set
     (:mod:`sfm_ros.data.autoconfig`); ``opts`` is updated and each choice logged with its reason."""
     from sfm_ros.data import inputs
-    from sfm_ros.data.autoconfig import auto_size
+    from sfm_ros.data.autoconfig import auto_size, auto_stride
     from sfm_ros.data.datasets import prepare_sequence
 
     makers = ([(inputs.bag_input, p) for p in args.bag] + [(inputs.folder_input, p) for p in args.images]
@@ -259,7 +259,7 @@ def load_inputs(args: argparse.Namespace, opts, log=print, explicit: set[str] | 
         log(f"{inp.name}: {len(seq)} frames ({src}, {dt:.1f} s; {', '.join(inp.notes)})")
         seqs.append(seq)
     if auto and "data.stride" not in explicit:
-        opts.data.stride = _auto_stride(seqs, opts, log)
+        opts.data.stride = auto_stride(seqs, opts.model.seq_len, opts.data.stride, log)
     need = (opts.model.seq_len - 1) * opts.data.stride + 1
     for seq in seqs:
         if len(seq) < need:
@@ -269,54 +269,6 @@ def load_inputs(args: argparse.Namespace, opts, log=print, explicit: set[str] | 
                              f"expected at least {need} (model.seq_len={opts.model.seq_len}, "
                              f"data.stride={opts.data.stride})")
     return seqs
-
-
-def _auto_stride(seqs: list, opts, log=print) -> int:
-    """The frame stride from the measured parallax (:func:`sfm_ros.data.autoconfig.choose_stride`): the
-    frame-weighted median of the choices for the (up to 8 longest) sequences."""
-    from sfm_ros.data.autoconfig import choose_stride, measure_motion
-
-    t0 = time.monotonic()
-    longest = sorted(seqs, key=len, reverse=True)[:8]
-    choices, weights, reason = [], [], ""
-    for seq in longest:
-        if len(seq) < 3:
-            continue
-        stride, why = choose_stride(measure_motion(seq.frames), len(seq), opts.model.seq_len)
-        choices.append(stride)
-        weights.append(len(seq))
-        reason = reason or f"{seq.name}: {why}"
-    if not choices:
-        return opts.data.stride
-    order = np.argsort(choices)
-    cum = np.cumsum(np.asarray(weights)[order])
-    stride = int(np.asarray(choices)[order][np.searchsorted(cum, cum[-1] / 2)])
-    log(f"frame stride {stride} (chosen from the measured motion, {time.monotonic() - t0:.1f} s: {reason}"
-        f"{'; strides by sequence ' + str(choices) if len(choices) > 1 else ''}; --stride to choose)")
-    shortest = min(len(s) for s in seqs)
-    cap = max(1, (shortest - 1) // (opts.model.seq_len - 1))  # every input keeps a window
-    if stride > cap:
-        log(f"frame stride {cap} instead: the shortest input has {shortest} frames")
-        stride = cap
-    return stride
-
-
-def split_all(seqs: list, opts, log=print) -> tuple[list, list]:
-    """Contiguous train/validation split of every sequence (no window crosses the cut); a
-    sequence too short to give both a training and a validation window trains whole."""
-    from sfm_ros.data.datasets import split_sequence
-
-    need = (opts.model.seq_len - 1) * opts.data.stride + 1
-    train, val = [], []
-    for s in seqs:
-        tr, va = split_sequence(s, opts.data.val_fraction)
-        if va is not None and (len(va) < need or len(tr) < need):
-            log(f"{s.name}: too short to hold out {opts.data.val_fraction:.0%} for validation; training on all of it")
-            tr, va = s, None
-        train.append(tr)
-        if va is not None:
-            val.append(va)
-    return train, val
 
 
 # --------------------------------------------------------------------------------------- main
@@ -399,7 +351,9 @@ def _main(argv, rank: int, log, fail) -> int:
             log(f"inputs from {resume}: {train_run.describe_inputs(args)}")
         del state
         seqs = load_inputs(args, opts, log, explicit=explicit_keys(args))
-        train, val = split_all(seqs, opts, log)
+        from sfm_ros.data.datasets import split_sequences
+
+        train, val = split_sequences(seqs, opts.data.val_fraction, opts.model.seq_len, opts.data.stride, log)
     except (ValueError, CheckpointError, OSError) as exc:  # BagError, SourceError, CameraError ...
         return fail(one_line(exc))
 

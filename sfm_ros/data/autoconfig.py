@@ -9,13 +9,14 @@
   ``s`` apart, on frames spread over the sequence; the motion a homography cannot explain (a
   rotation or a plane it explains exactly) is the parallax. The smallest stride whose parallax
   reaches :data:`MIN_PARALLAX` of the image width is chosen: 10 Hz KITTI driving gets 1, 30 Hz
-  hand-held 7-Scenes 5.
+  hand-held 7-Scenes 5. :func:`auto_stride` chooses one stride for all of a run's sequences.
 
 ROS-free and torch-free: numpy and OpenCV only.
 """
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import cv2
@@ -23,7 +24,8 @@ import numpy as np
 
 from sfm_ros.data.features import to_grey, track_corners
 
-__all__ = ["PAPER_PIXELS", "auto_size", "MIN_PARALLAX", "MotionProfile", "measure_motion", "choose_stride"]
+__all__ = ["PAPER_PIXELS", "auto_size", "MIN_PARALLAX", "MotionProfile", "measure_motion", "choose_stride",
+           "auto_stride"]
 
 PAPER_PIXELS = 128 * 416
 #: parallax between the frames of a window (motion no homography explains, 75th percentile of the
@@ -132,3 +134,33 @@ def choose_stride(profile: MotionProfile, n_frames: int, seq_len: int = 3,
     s = min(max(finite), limit)
     bound = "the sequence's length allows" if s == limit else "was measured"
     return s, (f"{profile.describe()}; little parallax: stride {s}, the largest the {bound}")
+
+
+def auto_stride(seqs: list, seq_len: int, stride: int, log=print) -> int:
+    """The frame stride of ``sfm_train`` from the measured parallax (:func:`choose_stride`): the
+    frame-weighted median of the choices for the (up to 8 longest) sequences
+    (:class:`sfm_ros.data.datasets.Sequence`), capped so every sequence keeps a window of ``seq_len``
+    frames; ``stride`` when none could be measured. The choice is logged with its reason."""
+    t0 = time.monotonic()
+    longest = sorted(seqs, key=len, reverse=True)[:8]
+    choices, weights, reason = [], [], ""
+    for seq in longest:
+        if len(seq) < 3:
+            continue
+        s, why = choose_stride(measure_motion(seq.frames), len(seq), seq_len)
+        choices.append(s)
+        weights.append(len(seq))
+        reason = reason or f"{seq.name}: {why}"
+    if not choices:
+        return stride
+    order = np.argsort(choices)
+    cum = np.cumsum(np.asarray(weights)[order])
+    stride = int(np.asarray(choices)[order][np.searchsorted(cum, cum[-1] / 2)])
+    log(f"frame stride {stride} (chosen from the measured motion, {time.monotonic() - t0:.1f} s: {reason}"
+        f"{'; strides by sequence ' + str(choices) if len(choices) > 1 else ''}; --stride to choose)")
+    shortest = min(len(s) for s in seqs)
+    cap = max(1, (shortest - 1) // (seq_len - 1))  # every input keeps a window
+    if stride > cap:
+        log(f"frame stride {cap} instead: the shortest input has {shortest} frames")
+        stride = cap
+    return stride

@@ -261,6 +261,24 @@ def split_sequence(seq: Sequence, val_fraction: float) -> tuple[Sequence, Sequen
     return seq.slice(0, cut, ":train"), seq.slice(cut, len(seq), ":val")
 
 
+def split_sequences(seqs: list, val_fraction: float, seq_len: int, stride: int,
+                    log=print) -> tuple[list, list]:
+    """Contiguous train/validation split of every sequence (no window crosses the cut); a
+    sequence too short to give both a training and a validation window (``seq_len`` frames
+    ``stride`` apart) trains whole, which is logged."""
+    need = (seq_len - 1) * stride + 1
+    train, val = [], []
+    for s in seqs:
+        tr, va = split_sequence(s, val_fraction)
+        if va is not None and (len(va) < need or len(tr) < need):
+            log(f"{s.name}: too short to hold out {val_fraction:.0%} for validation; training on all of it")
+            tr, va = s, None
+        train.append(tr)
+        if va is not None:
+            val.append(va)
+    return train, val
+
+
 class WindowDataset(Dataset):
     """Windows over one or more sequences.
 

@@ -6,7 +6,7 @@ The choices come from an :class:`InputOptions` (any object with its attributes w
 ``argparse`` namespace of ``sfm_train``, whose flags the messages name). Intrinsics: a bag's
 CameraInfo, else ``calib`` (a camera_calibration YAML) or ``fx [fy cx cy]``
 (:func:`camera_from_args`); KITTI's ``calib.txt``; the renderer's own. Distorted cameras are
-rectified (:class:`sfm_ros.data.camera.Rectifier`, ``rectify_alpha``) and every camera's intrinsics
+rectified (:class:`sfm_ros.data.rectify.Rectifier`, ``rectify_alpha``) and every camera's intrinsics
 are checked (:meth:`sfm_ros.data.camera.CameraModel.check_intrinsics`). The cache key identifies the
 decoded frames: the source's files (path, size, mtime), the topic, K, D, alpha and the frame limit.
 Bad input raises :class:`InputError` (a ``ValueError``): one line naming the input and what was
@@ -126,7 +126,8 @@ def rectified(cam, frames: Iterable[Any], what: str, args: InputOptions, notes: 
                image_wh: tuple[int, int]) -> tuple[np.ndarray, Iterable[tuple[np.ndarray, float]]]:
     """(K, stream of (image, stamp)) with distorted images rectified; the intrinsics of every
     input are checked here (:meth:`sfm_ros.data.camera.CameraModel.check_intrinsics`)."""
-    from sfm_ros.data.camera import CameraError, Rectifier
+    from sfm_ros.data.camera import CameraError
+    from sfm_ros.data.rectify import Rectifier
 
     try:
         cam.check_intrinsics(*image_wh, what=what)

@@ -1,7 +1,7 @@
 """Depth evaluation over a sequence (SfMLearner's ``eval_depth.py`` protocol, image by image with
 :func:`sfm_ros.evaluation.metrics.evaluate_depth`): skipped images, the constant-depth baseline a model must
 beat, the camera-height scale ratio, the nearly-constant-depth warning, the report, and the ground-truth
-loaders (16-bit PNG, npy, KITTI LiDAR scans, 7-Scenes).
+loaders (16-bit PNG, npy, KITTI LiDAR scans, 7-Scenes) and saved ``--pred-npy`` predictions.
 ``sfm_eval depth`` is the command line over it. ROS-free.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sfm_ros.evaluation.metrics import DEPTH_METRIC_KEYS, aggregate, evaluate_de
 from sfm_ros.data.sources import natural_key
 
 __all__ = ["NEARLY_CONSTANT_SPREAD", "evaluate_depth_sequence", "format_depth_report", "ground_truth_depth",
-           "list_files"]
+           "list_files", "npy_predictions"]
 
 #: median per-image std of log depth below which a model's depth counts as nearly constant
 NEARLY_CONSTANT_SPREAD = 0.02
@@ -130,6 +130,23 @@ def list_files(directory: str | Path, pattern: str, what: str) -> list[Path]:
         raise ValueError(f"{what} {d} has no {pattern} files")
     return files
 
+
+
+def npy_predictions(args: Any) -> tuple[Iterable[tuple[np.ndarray, None]], str, list[Callable]]:
+    """``--pred-npy DIR``: ``(lazy (prediction, None) pairs, ground-truth description, ground-truth
+    loaders)``, the ``*.npy`` files in natural order (``--frames A:B`` of them), one per ground-truth
+    map."""
+    given = [k for k in ("checkpoint", "images", "bag", "kitti", "sevenscenes") if getattr(args, k)]
+    if given:
+        raise ValueError("--pred-npy replaces the model: do not give " + ", ".join("--" + g for g in given))
+    pred_files = list_files(args.pred_npy, "*.npy", "--pred-npy")
+    if args.frames:
+        a, b = parse_frames(args.frames, len(pred_files))
+        pred_files = pred_files[a:b]
+    gt_what, gts = ground_truth_depth(args, None)
+    if len(gts) != len(pred_files):
+        raise ValueError(f"{len(pred_files)} predictions in {args.pred_npy} but {len(gts)} ground-truth maps")
+    return ((load_depth_npy(p), None) for p in pred_files), gt_what, gts
 
 #: The calibration layouts ``--calib`` reads for ``--gt-lidar`` (for ``--help``).
 LIDAR_CALIB_LAYOUTS = ("a KITTI odometry calib.txt (Tr, P0..P3); a KITTI object benchmark calib/ folder "

@@ -1,7 +1,8 @@
 """Pose evaluation beyond the trajectory metrics (:mod:`sfm_ros.evaluation.trajectory`): frame-to-frame
 increments from the pose network's windows, the node's refinement and camera-height scale over a
-sequence, stamp association, and every method's snippet ATE / ATE / RPE beside the zero-motion and
-mean-odometry baselines. ``sfm_eval pose`` is the command line over these. ROS-free.
+sequence, and every method's snippet ATE / ATE / RPE beside the zero-motion and mean-odometry
+baselines (the ground truth they are scored against: :mod:`sfm_ros.evaluation.pose_truth`).
+``sfm_eval pose`` is the command line over these. ROS-free.
 
 Conventions: poses are 4x4 camera-to-world ``T_w_c``; an increment ``i`` is ``T_{c_i}_{c_i+1}``
 (the motion from frame ``i`` to ``i + 1``); a network window's snippet holds its poses relative to
@@ -16,9 +17,9 @@ from typing import Any
 import numpy as np
 
 __all__ = ["average_increments", "network_snippets", "network_increments", "refine_increments",
-           "ground_scaled_increments", "pose_metrics", "evaluate_pose_methods", "associate_stamps",
-           "mean_odometry_segments", "metric_scale_summary", "model_pose_method", "METHOD_LABELS",
-           "format_pose_report", "gt_twin", "write_trajectory_pair", "ground_truth_trajectory", "node_scale"]
+           "ground_scaled_increments", "pose_metrics", "evaluate_pose_methods", "metric_scale_summary",
+           "model_pose_method", "METHOD_LABELS", "format_pose_report", "gt_twin", "write_trajectory_pair",
+           "node_scale"]
 
 
 def average_increments(estimates: list[list[np.ndarray]]) -> np.ndarray:
@@ -144,39 +145,6 @@ def evaluate_pose_methods(gt: np.ndarray, methods: dict[str, dict], snippet: int
     if train_gt:
         out["mean_odometry"] = pose_metrics(gt, mean_odometry_poses(train_gt, n), snippet, delta)
     return out
-
-
-def associate_stamps(src_stamps: np.ndarray, dst_stamps: np.ndarray, max_dt: float, what: str) -> np.ndarray:
-    """Index in ``dst`` of the nearest stamp for every ``src`` stamp; all must be within ``max_dt``."""
-    order = np.argsort(dst_stamps)
-    d = dst_stamps[order]
-    pos = np.clip(np.searchsorted(d, src_stamps), 1, max(len(d) - 1, 1))
-    left = np.clip(pos - 1, 0, len(d) - 1)
-    right = np.clip(pos, 0, len(d) - 1)
-    pick = np.where(np.abs(d[left] - src_stamps) <= np.abs(d[right] - src_stamps), left, right)
-    dt = np.abs(d[pick] - src_stamps)
-    bad = int((dt > max_dt).sum())
-    if bad:
-        raise ValueError(f"{what}: {bad} of {len(src_stamps)} stamps have no ground-truth pose within "
-                         f"--max-dt {max_dt:g} s (largest gap {dt.max():.3f} s)")
-    return order[pick]
-
-
-def mean_odometry_segments(all_gt: np.ndarray, sel: list[int], stride: int) -> tuple[list[np.ndarray], str]:
-    """The ground-truth segments of the mean-odometry baseline when no training range is given:
-    the frames before and after the evaluated ones ``sel`` (same stride, each of >= 2 frames), else
-    the evaluated frames themselves. Returns ``(segments, description)``."""
-    lo, hi = min(sel), max(sel)
-    parts, names = [], []
-    before = list(range(lo % stride, lo, stride))
-    after = list(range(hi + stride, len(all_gt), stride))
-    for idx, name in ((before, f"0:{lo}"), (after, f"{hi + 1}:{len(all_gt)}")):
-        if len(idx) >= 2:
-            parts.append(all_gt[idx])
-            names.append(name)
-    if not parts:
-        return [all_gt[sel]], "the evaluated frames themselves (optimistic: no other ground truth)"
-    return parts, "frames " + " and ".join(names) + " (outside the evaluated range)"
 
 
 def metric_scale_summary(gt: np.ndarray, metric: dict, camera_height: float) -> dict:
@@ -313,59 +281,3 @@ def format_pose_report(res: dict, prog: str = "sfm_eval") -> str:
     for w in res["written"]:
         lines.append(f"- wrote {w}")
     return "\n".join(lines)
-
-
-def ground_truth_trajectory(args: Any, frames=None) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """``(poses (N, 4, 4) T_w_c, their stamps or None, description)``: every ground-truth pose of
-    the source, from ``args`` (the ``sfm_eval pose`` flags: ``gt_tum`` | ``gt_kitti`` files, else
-    the poses ``frames`` (:class:`sfm_ros.data.inputs.SelectedFrames`) carry, else ``kitti`` /
-    ``sevenscenes``). The messages name the flags."""
-    from sfm_ros.data.pose_files import read_kitti, read_tum
-
-    gt_topic = getattr(args, "gt_topic", None)
-    if sum(bool(x) for x in (args.gt_tum, args.gt_kitti, gt_topic)) > 1:
-        raise ValueError("give one of --gt-tum, --gt-kitti and --gt-topic")
-    if gt_topic:
-        if not args.bag:
-            raise ValueError(f"--gt-topic {gt_topic} goes with --bag (an odometry topic of that bag)")
-        from sfm_ros.data.bags import read_odometry
-
-        stamps, poses = read_odometry(args.bag, gt_topic)
-        if len(poses) < 2:
-            raise ValueError(f"--gt-topic {gt_topic} in bag {args.bag} has {len(poses)} poses; expected one "
-                             f"per frame (nav_msgs/Odometry, as sfm_bag from-kitti writes)")
-        return poses, stamps, f"bag {args.bag} {gt_topic} (nav_msgs/Odometry, matched by stamp)"
-    if args.gt_tum or args.gt_kitti:
-        path = args.gt_tum or args.gt_kitti
-        if not Path(path).is_file():
-            raise ValueError(f"ground truth {path} does not exist")
-        try:
-            if args.gt_tum:
-                stamps, poses = read_tum(path)
-            else:
-                poses = read_kitti(path)
-                stamps = None
-        except (ValueError, OSError) as exc:
-            raise ValueError(f"ground truth {path}: {exc}") from None
-        return poses, stamps, f"{path}"
-    if frames is not None and frames.all_gt_poses is not None:
-        return frames.all_gt_poses, None, f"{frames.name} poses.txt"
-    if frames is not None and frames.sevenscenes is not None:
-        ss = frames.sevenscenes
-        return ss.poses(), ss.stamps, f"{frames.name} frame-*.pose.txt"
-    if args.kitti:
-        from sfm_ros.data.sources import SourceError, read_kitti_odometry
-
-        try:
-            seq = read_kitti_odometry(args.kitti, camera=args.kitti_camera)
-        except SourceError as exc:
-            raise ValueError(f"--kitti: {exc}") from None
-        if seq.poses is None:
-            raise ValueError(f"--kitti {args.kitti} has no poses.txt")
-        return seq.poses, None, f"KITTI {args.kitti} poses.txt"
-    if args.sevenscenes:
-        from sfm_ros.data.sevenscenes import read_sevenscenes
-
-        ss = read_sevenscenes(args.sevenscenes)
-        return ss.poses(), ss.stamps, f"7-Scenes {args.sevenscenes}"
-    raise ValueError("no ground truth: give --kitti, --sevenscenes, --gt-kitti FILE or --gt-tum FILE")

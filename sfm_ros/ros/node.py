@@ -59,99 +59,11 @@ Outputs use a reliable, keep-last-``qos_depth`` QoS (compatible with best-effort
 Renamed in issue 14: ``depth`` → ``depth/image`` (``depth/camera_info``, ``depth/colormap`` kept).
 ``/tf``, ``/tf_static`` and ``/diagnostics`` are absolute as in tf2_ros and diagnostic_updater.
 
-Parameters (``config/sfm_ros.yaml``; ``*`` = can be changed at run time with ``ros2 param set``)
-------------------------------------------------------------------------------------------------
-==============================  ========  ===========================  ================================
-name                            type      default                      meaning
-==============================  ========  ===========================  ================================
-``checkpoint``                  string    ``""``                       sfm_ros checkpoint; ``""`` = the
-                                                                       shipped ``models/sfm_default.pt``
-                                                                       (share/sfm_ros/models via
-                                                                       ament_index, else the source tree)
-``device``                      string    ``auto``                     auto | cpu | cuda | cuda:N
-``precision``                   string    ``fp32``                     fp32 | fp16 (CUDA) | bf16 | auto
-``backend``                     string    ``auto``                     auto | torch | onnxruntime. auto:
-                                                                       onnxruntime on the CPU in fp32
-                                                                       (networks exported to ONNX at
-                                                                       start, <1 s; measured 1.2-1.6x
-                                                                       faster), torch otherwise
-``num_threads``                 int       0                            torch CPU threads (0 = default)
-``height``, ``width``           int       0                            network input size; 0 = the
-                                                                       checkpoint's (recommended). Other
-                                                                       sizes work (fully convolutional)
-                                                                       but leave the training
-                                                                       distribution: a warning is logged
-``compressed``                  bool      false                        subscribe ``image/compressed``
-``qos_reliability``             string    ``best_effort``              best_effort | reliable (inputs)
-``qos_depth``                   int       5                            history depth of inputs/outputs
-``queue_size``                  int       1                            frames waiting for inference;
-                                                                       when full the oldest is dropped
-                                                                       (newest wins)
-``odom_frame``                  string    ``odom``                     odometry frame
-``base_frame``                  string    ``base_link``                robot frame (REP-103)
-``camera_frame``                string    ``""``                       optical frame of outputs and of
-                                                                       the static TF; ``""`` = the
-                                                                       input header's frame_id (or
-                                                                       ``camera_optical_frame`` if empty)
-``camera_xyz``                  double[]  [0, 0, 0]                    base_frame → optical frame
-                                                                       translation (m)
-``camera_rpy``                  double[]  [-pi/2, 0, -pi/2]            base_frame → optical frame
-                                                                       rotation (URDF rpy, rad); the
-                                                                       default is a forward camera
-``scale`` *                     double    0.0                          metres per network unit: monocular
-                                                                       depth and motion are only known up
-                                                                       to scale. > 0: this factor (it
-                                                                       wins); 0: from ``camera_height``
-                                                                       when set, else 1
-``camera_height`` *             double    0.0                          the camera's height above the
-                                                                       ground (m; with ``base_frame`` on
-                                                                       the ground: ``camera_xyz[2]``);
-                                                                       > 0: the scale is measured every
-                                                                       frame from the ground plane in the
-                                                                       predicted depth
-                                                                       (:mod:`sfm_ros.runtime.ground_scale`;
-                                                                       needs intrinsics); 0 = unset
-``min_depth`` *                 double    0.1                          closer: -Inf in ``depth/image`` (m)
-``max_depth`` *                 double    100.0                        farther: +Inf in ``depth/image`` (m)
-``max_gap`` *                   double    1.0                          a larger gap (s) between processed
-                                                                       frames restarts the odometry
-``refine_pose`` *               string    ``epipolar``                 none | epipolar: refine each
-                                                                       frame-to-frame motion of the pose
-                                                                       network against the images
-                                                                       (:mod:`sfm_ros.runtime.refine`; needs
-                                                                       intrinsics, else the network's);
-                                                                       ~11 ms a frame at 128x416 (one core)
-``publish_tf`` *                bool      true                         odom → base_frame on /tf
-``publish_static_tf`` *         bool      on iff camera_xyz/rpy given  base_frame → optical frame on
-                                                                       /tf_static (a URDF: leave it off)
-``publish_points`` *            bool      true                         ``points``
-``points_stride`` *             int       4                            pixel step of ``points``
-``publish_colormap`` *          bool      false                        ``depth/colormap``
-``publish_explainability`` *    bool      false                        ``explainability``
-``intrinsics``                  double[]  [0, 0, 0, 0]                 fallback fx, fy, cx, cy (pixels of
-                                                                       the *input* image) used until a
-                                                                       camera_info arrives; all 0 = unset
-``adapt`` *                     bool      false                        keep learning from the camera
-                                                                       (:mod:`sfm_ros.training.adapt`: replay of
-                                                                       moving windows, every update
-                                                                       checked on held-out windows and
-                                                                       rolled back when worse); needs
-                                                                       intrinsics; off: weights saved
-``adapt_duty``                  double    0.5                          largest share of wall time the
-                                                                       adaptation thread computes
-``adapt_threads``               int       1                            its torch CPU threads
-``adapt_checkpoint``            string    ``""``                       where adapted weights go (an
-                                                                       ordinary checkpoint); ``""`` =
-                                                                       ``$ROS_HOME/sfm_ros/adapted.pt``
-``adapt_save_every``            int       10                           accepted updates between saves
-``use_sim_time``                bool      false                        standard (declared by rclpy)
-==============================  ========  ===========================  ================================
-
-Integer values are accepted for double parameters (``-p scale:=2``, ``camera_xyz: [0, 0, 1]``, ``ros2
-param set ... scale 3``); other wrong types stop the node with one line. Overrides the node does not
-declare (a typo in a params file) are named in one warning at start.
-
-The input size and ``seq_len`` (frames per pose window) come from the checkpoint.
+Parameters
+----------
+The parameters (``config/sfm_ros.yaml``), their types, defaults and meaning, and which of them
+``ros2 param set`` can change at run time are tabled in :mod:`sfm_ros.ros.node_params`, beside
+their declaration; ``sfm_node --help`` lists them too.
 
 Frames
 ------
@@ -178,7 +90,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -187,89 +99,24 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from sfm_ros.ros import messages as rm
-from sfm_ros.runtime.node_support import (EXAMPLE, FRAME_COUNTS, PUBLISHED, SUBSCRIBED, Counters, Latencies, Log, coerce_param,
-                           unknown_parameters, usage)
-from sfm_ros.runtime.odometry import OPTICAL_RPY
+from sfm_ros.ros.node_params import PARAMETERS, StartupError, apply_changes, build_pipeline, declare_parameters
+from sfm_ros.runtime.node_support import EXAMPLE, FRAME_COUNTS, PUBLISHED, SUBSCRIBED, Counters, Latencies, Log, usage
 from sfm_ros.runtime.frames import FrameQueue, FrameResult, InputFrame
-from sfm_ros.runtime.pipeline import SETTINGS, FramePipeline, Settings
 
 NODE_NAME = "sfm_node"
 
 
-class ParamSpec(NamedTuple):
-    name: str
-    default: Any
-    description: str
-    dynamic: bool = False
-    low: float | None = None
-    high: float | None = None
-    shown: str | None = None   # the default as ``--help`` shows it, when not ``default`` itself
-
-
-#: Every parameter the node declares (``use_sim_time`` is declared by rclpy itself).
-PARAMETERS: tuple[ParamSpec, ...] = (
-    ParamSpec("checkpoint", "", "sfm_ros checkpoint path; empty = the shipped models/sfm_default.pt"),
-    ParamSpec("device", "auto", "auto | cpu | cuda | cuda:N"),
-    ParamSpec("precision", "fp32", "fp32 | fp16 (CUDA) | bf16 | auto"),
-    ParamSpec("backend", "auto", "auto | torch | onnxruntime (auto: onnxruntime on the CPU in fp32)"),
-    ParamSpec("num_threads", 0, "torch CPU threads (0 = torch default)", low=0, high=256),
-    ParamSpec("height", 0, "network input height; 0 = the checkpoint's", low=0, high=4096),
-    ParamSpec("width", 0, "network input width; 0 = the checkpoint's", low=0, high=4096),
-    ParamSpec("compressed", False, "subscribe sensor_msgs/CompressedImage on image/compressed"),
-    ParamSpec("qos_reliability", "best_effort", "input QoS reliability: best_effort | reliable"),
-    ParamSpec("qos_depth", 5, "QoS history depth of inputs and outputs", low=1, high=1000),
-    ParamSpec("queue_size", 1, "frames waiting for inference (oldest dropped when full)", low=1, high=100),
-    ParamSpec("odom_frame", "odom", "odometry frame"),
-    ParamSpec("base_frame", "base_link", "robot base frame (REP-103)"),
-    ParamSpec("camera_frame", "", "camera optical frame; empty = the input header frame_id"),
-    ParamSpec("camera_xyz", [0.0, 0.0, 0.0], "base_frame -> optical frame translation [x, y, z] (m)"),
-    ParamSpec("camera_rpy", list(OPTICAL_RPY), "base_frame -> optical frame rotation [roll, pitch, yaw] (rad)"),
-    ParamSpec("scale", 0.0, "metres per network unit; 0 = from camera_height when set, else 1", True, 0.0, 1e9),
-    ParamSpec("camera_height", 0.0, "camera height above the ground (m); > 0: metric scale from the ground "
-                                    "plane; 0 = unset", True, 0.0, 1e3),
-    ParamSpec("min_depth", 0.1, "published depth lower clamp (m)", True, 0.0, 1e9),
-    ParamSpec("max_depth", 100.0, "published depth upper clamp (m)", True, 0.0, 1e9),
-    ParamSpec("max_gap", 1.0, "gap (s) between processed frames that restarts the odometry", True, 1e-3, 1e9),
-    ParamSpec("refine_pose", "epipolar", "refine each frame-to-frame motion against the images: none | epipolar",
-              True),
-    ParamSpec("publish_tf", True, "publish odom_frame -> base_frame on /tf", True),
-    ParamSpec("publish_static_tf", False, "publish base_frame -> camera optical frame on /tf_static", True,
-              shown="on when camera_xyz or camera_rpy is given, else off (a URDF's robot_state_publisher)"),
-    ParamSpec("publish_points", True, "publish the coloured point cloud on points", True),
-    ParamSpec("points_stride", 4, "pixel step of the point cloud", True, 1, 64),
-    ParamSpec("publish_colormap", False, "publish depth/colormap (rgb8)", True),
-    ParamSpec("publish_explainability", False, "publish the explainability mask (mono8)", True),
-    ParamSpec("intrinsics", [0.0, 0.0, 0.0, 0.0],
-              "fallback [fx, fy, cx, cy] of the input image until camera_info arrives; zeros = unset"),
-    ParamSpec("adapt", False, "keep learning from the camera (online self-supervised adaptation, guarded by a "
-                              "held-out check; needs intrinsics)", True),
-    ParamSpec("adapt_duty", 0.5, "largest fraction of wall time the adaptation thread computes", False, 0.01, 1.0),
-    ParamSpec("adapt_threads", 1, "torch CPU threads of the adaptation thread", False, 1, 256),
-    ParamSpec("adapt_checkpoint", "", "where adapted weights are written (at adapt off, shutdown and every "
-                                      "adapt_save_every accepted updates); empty = $ROS_HOME/sfm_ros/adapted.pt"),
-    ParamSpec("adapt_save_every", 10, "accepted updates between saves", False, 1, 1000000),
-)
-PARAMETER_NAMES = tuple(p.name for p in PARAMETERS)
-MOUNT_PARAMETERS = ("camera_xyz", "camera_rpy")  # given: publish_static_tf defaults to on
-
 def help_text() -> str:
-    """``sfm_node --help``: generated from :data:`PARAMETERS`, :data:`SUBSCRIBED`, :data:`PUBLISHED`."""
+    """``sfm_node --help``: generated from :data:`~sfm_ros.ros.node_params.PARAMETERS`, :data:`SUBSCRIBED`,
+    :data:`PUBLISHED`."""
     return usage(NODE_NAME, __doc__.splitlines()[0].split(": ", 1)[1], SUBSCRIBED, PUBLISHED, PARAMETERS,
                  EXAMPLE)
-
-
-class StartupError(RuntimeError):
-    """The node cannot start (bad checkpoint, bad parameter): one line, no traceback."""
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 class SfmNode(Node):
@@ -282,35 +129,12 @@ class SfmNode(Node):
         self.latencies = Latencies()
         self._dropped_reported = 0
         try:
-            self._declare_parameters()
+            declare_parameters(self)
         except Exception as exc:  # out of range / wrong type given with -p or a params file
             raise StartupError(f"bad parameter: {str(exc).splitlines()[0]}") from None
         p = self._param
-        settings = Settings(**{name: p(name) for name in SETTINGS})
-        try:
-            settings.check()
-        except ValueError as exc:
-            raise StartupError(str(exc)) from None
-        from sfm_ros.runtime.node_support import load_estimator
-        from sfm_ros.runtime.odometry import camera_extrinsic
-
-        try:
-            self.estimator, self.checkpoint = load_estimator(
-                p("checkpoint"), p("device"), p("precision"), p("backend"), p("num_threads"), p("height"),
-                p("width"), self.log)
-        except Exception as exc:  # FileNotFoundError, CheckpointError, ValueError (device/precision) ...
-            raise StartupError(_first_line(exc)) from None
-        try:
-            self.T_base_cam = camera_extrinsic(p("camera_xyz"), p("camera_rpy"))
-        except ValueError as exc:
-            raise StartupError(f"bad camera_xyz/camera_rpy: {exc}") from None
-        from sfm_ros.training.online import OnlineAdaptation
-
-        adaptation = OnlineAdaptation(self.estimator, self.checkpoint, p("adapt_checkpoint") or None,
-                                      duty=p("adapt_duty"), threads=p("adapt_threads"),
-                                      save_every=p("adapt_save_every"), log=self.get_logger().info)
-        self.pipeline = FramePipeline(self.estimator, self.T_base_cam, settings, self.log, self.counts,
-                                      adaptation)
+        self.estimator, self.checkpoint, self.T_base_cam, self.pipeline = build_pipeline(
+            p, self.log, self.counts, self.get_logger().info)
         self._static_frame: str | None = None
 
         # ---------------------------------------------------------------- QoS
@@ -375,53 +199,14 @@ class SfmNode(Node):
                "robot_state_publisher; set camera_xyz/camera_rpy to publish it)"))
 
     # ------------------------------------------------------------------------------ parameters
-    def _declare_parameters(self) -> None:
-        """Declare :data:`PARAMETERS`: integer overrides of double parameters are coerced first (also
-        for ``set_parameters``: a pre-set callback); undeclared overrides are warned about once."""
-        overrides = self._parameter_overrides  # rclpy's -p / --params-file values for this node
-        for spec in PARAMETERS:
-            if spec.name in overrides:
-                value = coerce_param(spec.name, spec.default, overrides[spec.name].value)
-                if value is not overrides[spec.name].value:
-                    overrides[spec.name] = Parameter(spec.name, value=value)
-        if hasattr(self, "add_pre_set_parameters_callback"):  # rclpy >= Iron
-            self.add_pre_set_parameters_callback(self._coerce_parameters)
-        unknown = unknown_parameters(overrides, PARAMETER_NAMES)
-        if unknown:
-            self.get_logger().warning(f"ignoring parameter(s) this node does not declare: {', '.join(unknown)} "
-                                      "(a typo? sfm_node --help lists its parameters)")
-        for spec in PARAMETERS:
-            d = ParameterDescriptor(description=spec.description, read_only=not spec.dynamic)
-            if spec.low is not None and isinstance(spec.default, float):
-                d.floating_point_range = [FloatingPointRange(from_value=float(spec.low),
-                                                             to_value=float(spec.high), step=0.0)]
-            elif spec.low is not None and isinstance(spec.default, int) and not isinstance(spec.default, bool):
-                d.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=1)]
-            self.declare_parameter(spec.name, spec.default, d)
-        if "publish_static_tf" not in overrides and any(n in overrides for n in MOUNT_PARAMETERS):
-            self.set_parameters([Parameter("publish_static_tf", value=True)])
-
-    @staticmethod
-    def _coerce_parameters(params: list[Parameter]) -> list[Parameter]:
-        defaults = {s.name: s.default for s in PARAMETERS}
-        return [Parameter(q.name, value=coerce_param(q.name, defaults[q.name], q.value)) if q.name in defaults
-                else q for q in params]
-
     def _param(self, name: str):
         return self.get_parameter(name).value
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        new = {p.name: p.value for p in params}
-        changes = {k: v for k, v in new.items() if k in SETTINGS}
-        try:
-            self.pipeline.settings.check(**changes)
-        except ValueError as exc:
-            return SetParametersResult(successful=False, reason=str(exc))
-        for k, v in changes.items():  # one assignment each: the worker sees the old or the new value
-            setattr(self.pipeline.settings, k, v)
-        if new.get("publish_static_tf") and self._static_frame:
+        result = apply_changes(self.pipeline.settings, params)
+        if result.successful and {q.name: q.value for q in params}.get("publish_static_tf") and self._static_frame:
             self._static_frame = None  # re-publish the static TF with the next frame
-        return SetParametersResult(successful=True)
+        return result
 
     # ------------------------------------------------------------------------------ callbacks
     def _enqueue(self, msg, **data) -> None:

@@ -1,6 +1,6 @@
 """The node's per-frame pipeline, ROS-free: frames in, plain :class:`FrameResult` values out.
 
-:mod:`sfm_ros.ros.node` wraps it in ROS (parameters, QoS, callbacks, publishers) and
+:mod:`sfm_ros.ros.node` wraps it in ROS (parameters: :mod:`sfm_ros.ros.node_params`; QoS, callbacks, publishers) and
 :mod:`sfm_ros.ros.messages` turns its results into messages; tests drive it frame by frame
 without DDS. This module imports no ``rclpy`` and no ROS message package: an input frame's
 ``stamp`` is carried through untouched (whatever the caller stamps with) beside its time ``t``

@@ -230,10 +230,16 @@ def _run_from_images(args: argparse.Namespace) -> int:
 
     _check_max_frames(args)
     frames = read_image_folder(args.dir, args.pattern, fps=args.fps or 10.0, max_frames=args.max_frames)
+    return _write_frames(args, frames, args.dir, one_kind=True)
+
+
+def _write_frames(args: argparse.Namespace, frames: Iterable[Any], what: str, one_kind: bool = False) -> int:
+    """Write ``frames`` as a bag with the camera the arguments give at the first frame's size
+    (with ``one_kind``: every frame checked to be the first's kind of image)."""
     first, frames = _peek(frames)
     h, w = first.image.shape[:2]
     cam = camera_from_args(args, w, h)
-    return write_bag_from_args(args, _one_kind(frames, first), cam, what=args.dir)
+    return write_bag_from_args(args, _one_kind(frames, first) if one_kind else frames, cam, what=what)
 
 
 def _kind(image: np.ndarray) -> str:
@@ -272,10 +278,7 @@ def _run_from_video(args: argparse.Namespace) -> int:
 
     _check_max_frames(args)
     frames = read_video(args.file, max_frames=args.max_frames, fps=args.fps)
-    first, frames = _peek(frames)
-    h, w = first.image.shape[:2]
-    cam = camera_from_args(args, w, h)
-    return write_bag_from_args(args, frames, cam, what=args.file)
+    return _write_frames(args, frames, args.file)
 
 
 # ------------------------------------------------------------------------------- from-kitti

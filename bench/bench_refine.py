@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Cost of the node's pose refinement (``refine_pose``) per frame, on one core.
 
-    .venv/bin/python bench/bench_refine.py [--frames 0:160] [--repeat 3] [--threads 1]
+    .venv/bin/python bench/bench_refine.py [--frames 0:160] [--repeat 3] [--threads 1] [--mode epipolar ...]
 
-Times exactly what the node adds per frame for ``refine_pose: epipolar``: the refiner's two views
+Times exactly what the node adds per frame for ``refine_pose: MODE`` (each ``--mode``, default
+``epipolar``; ``all``: every mode but ``none``): the refiner's two views
 (:meth:`sfm_ros.runtime.refine.Refiner.view`: grey, resized to the paper's pixel budget) and
 :meth:`~sfm_ros.runtime.refine.Refiner.refine` against a given network motion, on consecutive KITTI 00
 frames (128x416 views of the 1241x376 camera) and 7-Scenes frames 10 apart (192x256 views of the
-640x480 camera) from ``../shared/data``. The depth for the baseline is a plane in front of the
-camera (the refiner's cost does not depend on the depth's values). OpenCV and torch are held to
+640x480 camera) from ``../shared/data``. The depth for the baseline (and the photometric warp) is
+a plane in front of the camera: the epipolar cost does not depend on the depth's values; the
+photometric cost depends on them only through the iterations the alignment takes (at most
+``photo_iterations`` per level), so its p95 is close to its worst case. OpenCV and torch are held to
 ``--threads`` threads (1: the issue's budget is 15 ms on one core). Prints the per-frame p50/p95
 in ms and what each refinement was made of; the last line is the JSON result.
 """
@@ -30,13 +33,13 @@ def _percentile(xs, q):
     return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
 
 
-def time_refiner(images, K, repeat: int) -> dict:
+def time_refiner(images, K, repeat: int, mode: str = "epipolar") -> dict:
     import numpy as np
 
     from sfm_ros.core.se3 import make_pose
     from sfm_ros.runtime.refine import Refiner
 
-    refiner = Refiner("epipolar")
+    refiner = Refiner(mode)
     T_net = make_pose(t=[0.0, 0.0, 1.0])
     times, used = [], {}
     for _ in range(repeat):
@@ -56,6 +59,8 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", default="0:160", help="KITTI frames A:B (default 0:160)")
     ap.add_argument("--repeat", type=int, default=3, help="passes over the frames (default 3)")
     ap.add_argument("--threads", type=int, default=1, help="OpenCV and torch threads (default 1)")
+    ap.add_argument("--mode", action="append", metavar="MODE",
+                    help="refine_pose mode to time (repeatable; default epipolar; all: every mode but none)")
     args = ap.parse_args(argv)
     import cv2
     import torch
@@ -64,25 +69,34 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from sfm_ros.data.sources import read_image, read_kitti_odometry
 
+    from sfm_ros.runtime.refine import REFINE_MODES
+
+    modes = args.mode or ["epipolar"]
+    if "all" in modes:
+        modes = [m for m in REFINE_MODES if m != "none"]
+    bad = [m for m in modes if m not in REFINE_MODES]
+    if bad:
+        ap.error(f"--mode must be one of {', '.join(REFINE_MODES)} or all, got {bad[0]!r}")
     out = {"threads": args.threads, "machine": machine_info()}
     a, b = (int(x) for x in args.frames.split(":"))
+    data = {}
     if (KITTI / "image_0").is_dir():
         seq = read_kitti_odometry(KITTI)
-        imgs = [read_image(seq.image_paths[i]) for i in range(a, min(b, len(seq)))]
-        out["kitti"] = time_refiner(imgs, seq.camera.K, args.repeat)
+        data["kitti"] = ([read_image(seq.image_paths[i]) for i in range(a, min(b, len(seq)))], seq.camera.K)
     if SEVENSCENES.is_dir():
         from sfm_ros.data.sevenscenes import read_sevenscenes
 
         ss = read_sevenscenes(SEVENSCENES)
-        imgs = [read_image(ss.color[i]) for i in range(0, min(500, len(ss)), 10)]
-        out["7scenes"] = time_refiner(imgs, ss.K, args.repeat)
-    if "kitti" not in out and "7scenes" not in out:
+        data["7scenes"] = ([read_image(ss.color[i]) for i in range(0, min(500, len(ss)), 10)], ss.K)
+    if not data:
         print(f"no data under {KITTI.parent}: nothing measured", file=sys.stderr)
         return 1
-    for k in ("kitti", "7scenes"):
-        if k in out:
-            r = out[k]
-            print(f"{k}: {r['frames']} frame pairs x {args.repeat}, views {r['view'][1]}x{r['view'][0]}, "
+    for mode in modes:
+        for k, (imgs, K) in data.items():
+            # the first mode keeps the keys of the single-mode output ("kitti", "7scenes")
+            key = k if mode == modes[0] else f"{k}/{mode}"
+            r = out[key] = dict(time_refiner(imgs, K, args.repeat, mode), mode=mode)
+            print(f"{k} {mode}: {r['frames']} frame pairs x {args.repeat}, views {r['view'][1]}x{r['view'][0]}, "
                   f"{args.threads} thread(s): p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms, "
                   f"max {r['max_ms']:.1f} ms; {r['used']}")
     emit(out)

@@ -546,7 +546,7 @@ def test_bad_refine_pose_exits_with_one_line(tiny_ckpt):
                           text=True, timeout=90)
     lines = [x for x in proc.stderr.splitlines() if x.strip()]
     assert proc.returncode != 0 and len(lines) == 1, proc.stderr
-    assert "refine_pose must be one of none, epipolar, got 'photometrik'" in lines[0]
+    assert "refine_pose must be one of none, epipolar, photometric, epipolar+photometric, got 'photometrik'" in lines[0]
 
 
 def test_help_prints_usage_without_dds(monkeypatch, capsys):

@@ -219,7 +219,8 @@ def test_explainability_of_the_middle_frame(tiny, seq):
 def test_settings_are_checked_and_changed_at_run_time(tiny, seq):
     with pytest.raises(ValueError, match="min_depth 3.0 must be < max_depth 2.0"):
         Settings(min_depth=3.0, max_depth=2.0).check()
-    with pytest.raises(ValueError, match="refine_pose must be one of none, epipolar, got 'magic'"):
+    modes = r"none, epipolar, photometric, epipolar\+photometric"
+    with pytest.raises(ValueError, match=f"refine_pose must be one of {modes}, got 'magic'"):
         Settings().check(refine_pose="magic")
     pl, sink = _pipeline(tiny, seq, scale=2.0)
     for i in range(3):

@@ -178,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "ratio of predicted to true step length")
     q.add_argument("--refine", default="none", metavar="MODE",
                    help="refine each frame-to-frame motion with the node's refiner (refine_pose): none | "
-                        "epipolar (default none; needs intrinsics: --kitti and --sevenscenes carry them). The "
+                        "epipolar | photometric | epipolar+photometric (default none; needs intrinsics: "
+                        "--kitti and --sevenscenes carry them). The "
                         "network motion it starts from is the windows' average here, the newest window's "
                         "in the node; it only matters where the refiner keeps the network's translation")
     q.add_argument("--train-frames", metavar="A:B",

@@ -60,12 +60,15 @@ name                            type      default                      meaning
 ``max_depth`` *                 double    100.0                        farther: +Inf in ``depth/image`` (m)
 ``max_gap`` *                   double    1.0                          a larger gap (s) between processed
                                                                        frames restarts the odometry
-``refine_pose`` *               string    ``epipolar``                 none | epipolar: refine each
+``refine_pose`` *               string    ``epipolar``                 none | epipolar | photometric |
+                                                                       epipolar+photometric: refine each
                                                                        frame-to-frame motion of the pose
                                                                        network against the images
                                                                        (:mod:`sfm_ros.runtime.refine`; needs
-                                                                       intrinsics, else the network's);
-                                                                       ~11 ms a frame at 128x416 (one core)
+                                                                       intrinsics, else the network's;
+                                                                       photometric also the depth);
+                                                                       epipolar ~11 ms a frame at 128x416
+                                                                       (one core); BENCHMARKS.md
 ``publish_tf`` *                bool      true                         odom → base_frame on /tf
 ``publish_static_tf`` *         bool      on iff camera_xyz/rpy given  base_frame → optical frame on
                                                                        /tf_static (a URDF: leave it off)
@@ -147,8 +150,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("min_depth", 0.1, "published depth lower clamp (m)", True, 0.0, 1e9),
     ParamSpec("max_depth", 100.0, "published depth upper clamp (m)", True, 0.0, 1e9),
     ParamSpec("max_gap", 1.0, "gap (s) between processed frames that restarts the odometry", True, 1e-3, 1e9),
-    ParamSpec("refine_pose", "epipolar", "refine each frame-to-frame motion against the images: none | epipolar",
-              True),
+    ParamSpec("refine_pose", "epipolar", "refine each frame-to-frame motion against the images: none | epipolar | "
+              "photometric | epipolar+photometric", True),
     ParamSpec("publish_tf", True, "publish odom_frame -> base_frame on /tf", True),
     ParamSpec("publish_static_tf", False, "publish base_frame -> camera optical frame on /tf_static", True,
               shown="on when camera_xyz or camera_rpy is given, else off (a URDF's robot_state_publisher)"),

@@ -322,3 +322,34 @@ def test_online_adaptation_refuses_another_input_size(tmp_path):
     online = OnlineAdaptation(est, "start.pt", tmp_path / "a.pt")
     online.update(True, None, None)
     assert online.worker is None and online.diagnostic_values()["adapt"].startswith("refused: adapt needs")
+
+
+def test_a_stopped_or_refused_adaptation_is_a_warning(tmp_path):
+    """An adaptation switched on but not running (the worker died, or refused at start) must be a
+    WARN diagnostic, not only a log line."""
+    from sfm_ros.runtime.inference import Estimator
+    from sfm_ros.training.online import OnlineAdaptation
+
+    est = Estimator(_start_checkpoint(tmp_path), device="cpu")
+    seq = render_sequence(8, H, W, seed=9)
+    online = OnlineAdaptation(est, "start.pt", tmp_path / "a.pt", duty=1.0, opts=AdaptOptions(min_buffer=1))
+    assert online.warnings() == []
+    online.update(True, None, None)
+    assert online.warnings() == []  # running
+
+    def broken():
+        raise RuntimeError("out of memory")
+    online.worker.adapter.step = broken
+    for win in _windows(seq):
+        online.update(True, list(win), seq.K)
+    assert _wait(lambda: online.warnings() != [])
+    assert online.warnings() == ["adaptation stopped: RuntimeError: out of memory (inference goes on with the "
+                                 "last accepted weights)"]
+    assert online.diagnostic_values()["adapt"] == "error: RuntimeError: out of memory"
+    online.close(final=True)
+
+    small = Estimator(_start_checkpoint(tmp_path), device="cpu")
+    small.height = H + 32
+    refused = OnlineAdaptation(small, "start.pt", tmp_path / "b.pt")
+    refused.update(True, None, None)
+    assert len(refused.warnings()) == 1 and refused.warnings()[0].startswith("adapt needs the checkpoint's input size")

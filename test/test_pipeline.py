@@ -351,6 +351,7 @@ def test_adapt_setting_switches_online_adaptation(tiny_ckpt, tmp_path):
         time.sleep(0.05)
     assert online.version >= 1 and est.model is not start, pl.diagnostic_values()
     assert pl.diagnostic_values()["adapt"] == "on"
+    assert not [w for w in pl.diagnostic_warnings() if "adapt" in w]  # running: no warning
     pl.settings.adapt = False
     pl.process(_frame(seq.images[0], 3.0))
     assert (tmp_path / "adapted.pt").is_file() and pl.diagnostic_values()["adapt"].startswith("off (last saved")
@@ -359,3 +360,11 @@ def test_adapt_setting_switches_online_adaptation(tiny_ckpt, tmp_path):
     bare, sink = _pipeline(est, seq, adapt=True)
     bare.process(_frame(seq.images[0], 1.0))
     assert sink.has("adapt is on but this pipeline has no adaptation")
+
+    other = load_estimator(str(tiny_ckpt), device="cpu", backend="torch")[0]
+    other.height += 32  # the node's height override: adaptation refuses, and the status says so
+    refused, _ = _pipeline(other, seq, adapt=True)
+    refused.adaptation = OnlineAdaptation(other, str(tiny_ckpt), tmp_path / "b.pt")
+    refused.process(_frame(seq.images[0], 1.0))
+    assert [w for w in refused.diagnostic_warnings() if w.startswith("adapt needs the checkpoint's input size")]
+    refused.close()

@@ -386,7 +386,8 @@ class FramePipeline:
 
     def diagnostic_warnings(self, camera_info_topic: str = "camera_info") -> list[str]:
         """What keeps the outputs from being what a user expects (each makes the node's status WARN):
-        missing intrinsics (naming what is not published) and an uncalibrated metric scale."""
+        missing intrinsics (naming what is not published), an uncalibrated metric scale, and an
+        adaptation that is switched on but stopped or refused."""
         s, out = self.settings, []
         fx, fy = (list(s.intrinsics) + [0.0] * 4)[:2]
         if self.camera is None and not (fx > 0 and fy > 0):
@@ -401,6 +402,8 @@ class FramePipeline:
                 why = self.scale_source if self.scale_source.startswith("camera_height") else \
                     "camera_height is set, no frame processed yet"
                 out.append(f"scale not calibrated yet: {why}")
+        if s.adapt and self.adaptation is not None:
+            out += self.adaptation.warnings()
         return out
 
     def diagnostic_values(self) -> dict[str, str]:

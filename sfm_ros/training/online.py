@@ -208,6 +208,16 @@ class OnlineAdaptation:
             self.log(f"adaptation off: {worker.adapter.accepted_updates} accepted updates written to {path}")
         return path
 
+    def warnings(self) -> list[str]:
+        """What keeps adaptation from running while it is switched on (each makes the node's status
+        WARN): the worker stopped by an error, or adaptation refused for this node's settings."""
+        w = self.worker
+        if w is not None and w.error is not None:
+            return [f"adaptation stopped: {w.error} (inference goes on with the last accepted weights)"]
+        if w is None and self.refused:
+            return [self.refused]
+        return []
+
     def diagnostic_values(self) -> dict[str, str]:
         w = self.worker
         if w is None:

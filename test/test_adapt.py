@@ -270,13 +270,13 @@ def test_sfm_eval_pose_adapt_reports_snippet_ate_blocks(tmp_path):
     ckpt = _start_checkpoint(tmp_path)
     res = eval_cli.run(["pose", "--kitti", str(kitti), "--checkpoint", str(ckpt), "--frames", "0:12",
                         "--device", "cpu", "--adapt", "--adapt-block", "4", "--adapt-set", "lr=2e-5",
-                        "--adapt-set", "max_drift=0.2"])
-    assert res["adaptation"]["options"]["lr"] == 2e-5 and res["adaptation"]["options"]["max_drift"] == 0.2
+                        "--adapt-set", "max_drift=0.3"])
+    assert res["adaptation"]["options"]["lr"] == 2e-5 and res["adaptation"]["options"]["max_drift"] == 0.3
     assert [(b["first"], b["last"]) for b in res["blocks"]] == [(0, 3), (4, 7), (8, 9)]
     assert res["adapted"]["count"] == res["frozen"]["count"] == 10
     assert res["blocks"][0]["adapted"] == pytest.approx(res["blocks"][0]["frozen"])  # nothing learnt yet
     text = eval_cli.format_pose(res)
-    assert "| 0-3 |" in text and "snippet ATE adapted" in text and "options changed: lr=2e-05, max_drift=0.2" in text
+    assert "| 0-3 |" in text and "snippet ATE adapted" in text and "options changed: lr=2e-05, max_drift=0.3" in text
     for bad, msg in (("lr=fast", "adapt option lr expects float, got 'fast'"), ("speed=1", "unknown adapt option 'speed'"),
                      ("max_drift=0", "adapt max_drift must be a positive number")):
         with pytest.raises(ValueError, match=f"--adapt-set: {msg}"):

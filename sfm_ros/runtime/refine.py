@@ -46,7 +46,9 @@ here is ``T_ref_new``: the pose of the new camera in the reference camera's fram
 refined at their own aspect ratio and a fixed pixel budget (:meth:`Refiner.view`), not at the
 network's input size.
 
-ROS-free and torch-free: numpy and OpenCV only.
+The photometric solver lives in :mod:`sfm_ros.runtime.photometric`, the covariance of every
+refined motion in :mod:`sfm_ros.runtime.motion_covariance`. ROS-free and torch-free: numpy and
+OpenCV only.
 """
 from __future__ import annotations
 
@@ -57,10 +59,11 @@ import cv2
 import numpy as np
 
 from sfm_ros.data.autoconfig import auto_size
-from sfm_ros.data.camera import CameraModel, resize_intrinsics
+from sfm_ros.data.camera import CameraModel
 from sfm_ros.data.features import to_grey, track_corners
-from sfm_ros.core.se3 import (axis_angle_to_matrix, invert_pose, make_pose, matrix_to_axis_angle,
-                              pose_vec_to_matrix)
+from sfm_ros.core.se3 import axis_angle_to_matrix, invert_pose, make_pose, matrix_to_axis_angle
+from sfm_ros.runtime.motion_covariance import motion_covariance
+from sfm_ros.runtime.photometric import PhotoResult, photometric_align, robust_spread
 
 __all__ = ["REFINE_MODES", "RefineView", "Refinement", "Refiner", "refine_sequence", "motion_covariance"]
 
@@ -287,7 +290,7 @@ class Refiner:
             T[:3, :3] = T_epi[:3, :3]
             return Refinement(T, "rotation", f"parallax {parallax:.2f} px (< {self.min_parallax_px:g}): "
                               "translation from the network", n, inl, "network", d_rot, "low parallax",
-                              residual_px=_robust_px(_signed_sampson(p_in, q_in, K, R, t.ravel())),
+                              residual_px=robust_spread(_signed_sampson(p_in, q_in, K, R, t.ravel())),
                               parallax_px=parallax)
         baseline, spread, scale_from = None, float("nan"), "network"
         if depth is not None:
@@ -299,7 +302,7 @@ class Refiner:
         T = T_epi.copy()
         T[:3, 3] *= baseline
         info, r0 = _epipolar_information(p_in, q_in, K, T_new_ref[:3, :3], T_new_ref[:3, 3])
-        return Refinement(T, "epipolar", "", n, inl, scale_from, d_rot, residual_px=_robust_px(r0),
+        return Refinement(T, "epipolar", "", n, inl, scale_from, d_rot, residual_px=robust_spread(r0),
                           parallax_px=parallax, length_spread=spread, motion_info=info)
 
     def _photometric(self, a: np.ndarray, b: np.ndarray, K: np.ndarray, T_net: np.ndarray,
@@ -309,9 +312,9 @@ class Refiner:
         keep = before if before is not None else Refinement(T_net.copy())
         start = keep.used
         if depth is None:
-            res = _PhotoResult(None, "no depth", "no depth for the photometric alignment")
+            res = PhotoResult(None, "no depth", "no depth for the photometric alignment")
         else:
-            res = _photometric_align(a, b, K, depth, keep.T, self)
+            res = photometric_align(a, b, K, depth, keep.T, self)
         if res.T is None:
             why = f"photometric: {res.why}"
             reason = f"photometric alignment failed ({res.reason}): {start}'s motion kept"
@@ -377,354 +380,6 @@ def _rotation_only(p: np.ndarray, q: np.ndarray, K: np.ndarray) -> tuple[np.ndar
     U, _, Vt = np.linalg.svd(f1.T @ f0)
     R = U @ np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))]) @ Vt
     return R, _parallax_px(p.astype(np.float64), q.astype(np.float64), K, R)
-
-
-# ------------------------------------------------------------------ photometric
-@dataclass
-class _PhotoResult:
-    """What :func:`_photometric_align` found: the motion ``T`` (``T_ref_new``) or ``None`` with the
-    reason why not, and the measured quantities the covariance is made of."""
-
-    T: np.ndarray | None
-    why: str = ""
-    reason: str = ""
-    pixels: int = 0          # selected reference pixels at the finest level
-    valid: int = 0           # of which inside the new image at the end
-    residual: float = float("nan")        # robust spread of the final residuals (grey levels)
-    residual_start: float = float("nan")  # the same at the start (finest level)
-    energy: float = float("nan")
-    energy_start: float = float("nan")
-    iterations: int = 0
-    info: np.ndarray | None = None        # (6, 6) pose information JᵀWJ (grey levels² per unit²)
-
-
-def _pyramid(img: np.ndarray, K: np.ndarray, levels: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``levels`` (image float32, K) pairs, finest first; each level half the size of the one
-    before (box filter; intrinsics by the pixel-centre rule)."""
-    out = [(img.astype(np.float32), K)]
-    for _ in range(1, levels):
-        prev, _ = out[-1]
-        h, w = prev.shape
-        if h < 16 or w < 16:
-            break
-        h2, w2 = h // 2, w // 2
-        out.append((cv2.resize(prev, (w2, h2), interpolation=cv2.INTER_AREA),
-                    resize_intrinsics(K, (img.shape[0], img.shape[1]), (h2, w2))))
-    return out
-
-
-def _gradients(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Central-difference image gradients (grey levels per pixel), Sobel-smoothed across."""
-    gx = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
-    gy = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)
-    return gx, gy
-
-
-def _select_pixels(gx: np.ndarray, gy: np.ndarray, block: int, grad_min: float, border: int = 2) -> np.ndarray:
-    """DSO-style sparse pixels of an image with gradients ``gx``, ``gy``: in every ``block`` x
-    ``block`` cell the pixel of largest gradient, kept when its gradient exceeds the image's median
-    gradient by ``grad_min`` grey levels per pixel. Returns (N, 2) integer ``(u, v)``."""
-    mag = np.sqrt(gx * gx + gy * gy)
-    h, w = mag.shape
-    inner = mag[border:h - border, border:w - border]
-    bh, bw = inner.shape[0] // block, inner.shape[1] // block
-    if bh < 1 or bw < 1:
-        return np.zeros((0, 2), int)
-    cells = inner[:bh * block, :bw * block].reshape(bh, block, bw, block).transpose(0, 2, 1, 3).reshape(bh, bw, -1)
-    k = cells.argmax(axis=2)
-    best = np.take_along_axis(cells, k[..., None], axis=2)[..., 0]
-    keep = best > float(np.median(mag)) + grad_min
-    by, bx = np.nonzero(keep)
-    kk = k[by, bx]
-    v = border + by * block + kk // block
-    u = border + bx * block + kk % block
-    return np.stack([u, v], axis=1)
-
-
-def _huber(r: np.ndarray, k: float, cut: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
-    """Huber energies and IRLS weights of residuals ``r`` at threshold ``k``; beyond ``cut`` a
-    residual is an outlier (occlusion, a moving object): constant energy, no weight."""
-    a = np.abs(r)
-    inl = a <= k
-    e = np.where(inl, 0.5 * r * r, k * (a - 0.5 * k))
-    w = np.where(inl, 1.0, k / np.maximum(a, 1e-12))
-    if np.isfinite(cut):
-        far = a > cut
-        e = np.where(far, k * (cut - 0.5 * k), e)
-        w = np.where(far, 0.0, w)
-    return e, w
-
-
-class _PhotoLevel:
-    """One pyramid level of a direct alignment: the reference pixels back-projected with the
-    reference depth, their intensities, and the new image with its gradients for sampling."""
-
-    def __init__(self, ref: np.ndarray, new: np.ndarray, K: np.ndarray, depths: tuple, full_hw,
-                 block: int, grad_min: float, max_depth_step: float, esm: bool = False):
-        depth, lo_d, hi_d = depths  # the depth and its 3x3 minimum and maximum
-        self.K = K
-        self.h, self.w = new.shape
-        rgx, rgy = _gradients(ref)
-        uv = _select_pixels(rgx, rgy, block, grad_min)
-        # depth at the pixel (full resolution, nearest), without the pixels on depth edges
-        sy, sx = full_hw[0] / self.h, full_hw[1] / self.w
-        u0 = np.clip(np.rint((uv[:, 0] + 0.5) * sx - 0.5).astype(int), 0, full_hw[1] - 1)
-        v0 = np.clip(np.rint((uv[:, 1] + 0.5) * sy - 0.5).astype(int), 0, full_hw[0] - 1)
-        d = depth[v0, u0]
-        ok = np.isfinite(d) & (d > 0)
-        if max_depth_step > 0 and uv.size:
-            lo, hi = lo_d[v0, u0], hi_d[v0, u0]
-            ok &= (lo > 0) & (hi <= max_depth_step * lo)
-        uv, d = uv[ok], d[ok]
-        self.n = len(uv)
-        Kinv = np.linalg.inv(K)
-        rays = np.c_[uv.astype(np.float64), np.ones(self.n)] @ Kinv.T
-        self.X = (rays * d[:, None]).T  # (3, N) in the reference camera
-        self.I_ref = ref[uv[:, 1], uv[:, 0]].astype(np.float64)
-        self.I_c = self.I_ref - (self.I_ref.mean() if self.n else 0.0)
-        self.g_ref = np.stack([rgx[uv[:, 1], uv[:, 0]], rgy[uv[:, 1], uv[:, 0]]], axis=1).astype(np.float64)
-        self.esm = esm
-        gx, gy = _gradients(new)
-        self.stack = cv2.merge([new, gx, gy])
-
-    def evaluate(self, P: np.ndarray, ab: np.ndarray, k: float, cut: float, out_energy: float, jac: bool = True):
-        """Residuals of the pose ``P`` (``T_new_ref``) and brightness ``ab``: the robust energy
-        (mean over every pixel; a pixel leaving the image counts ``out_energy``), and with ``jac``
-        the normal equations over ``[v, ω, a, b]`` (``exp(δ) P``, δ in the new camera)."""
-        X = P[:3, :3] @ self.X + P[:3, 3:4]
-        z = X[2]
-        good = z > 1e-6
-        iz = np.where(good, 1.0 / np.where(good, z, 1.0), 0.0)
-        fx, fy, cx, cy = self.K[0, 0], self.K[1, 1], self.K[0, 2], self.K[1, 2]
-        u = fx * X[0] * iz + cx
-        v = fy * X[1] * iz + cy
-        good &= (u >= 0.0) & (u <= self.w - 1.0) & (v >= 0.0) & (v <= self.h - 1.0)
-        idx = np.nonzero(good)[0]
-        n_out = self.n - idx.size
-        if idx.size == 0:
-            return dict(E=out_energy, valid=0)
-        m = np.stack([u[idx], v[idx]], axis=1).astype(np.float32)[:, None, :]
-        s = cv2.remap(self.stack, m, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[:, 0, :]
-        r = s[:, 0] - self.I_ref[idx] - ab[0] * self.I_c[idx] - ab[1]
-        e, w = _huber(r, k, cut)
-        E = (float(e.sum()) + n_out * out_energy) / max(self.n, 1)
-        res = dict(E=E, valid=int(idx.size), r=r, w=w)
-        if not jac:
-            return res
-        x, y, iz = X[0, idx], X[1, idx], iz[idx]
-        xz, yz = x * iz, y * iz
-        if self.esm:  # efficient second-order minimisation: the mean of both images' gradients
-            gx, gy = 0.5 * (s[:, 1] + self.g_ref[idx, 0]) * fx, 0.5 * (s[:, 2] + self.g_ref[idx, 1]) * fy
-        else:
-            gx, gy = s[:, 1] * fx, s[:, 2] * fy
-        J = np.empty((idx.size, 8))
-        J[:, 0] = gx * iz
-        J[:, 1] = gy * iz
-        J[:, 2] = -(gx * xz + gy * yz) * iz
-        J[:, 3] = -gx * xz * yz - gy * (1.0 + yz * yz)
-        J[:, 4] = gx * (1.0 + xz * xz) + gy * xz * yz
-        J[:, 5] = -gx * yz + gy * xz
-        J[:, 6] = -self.I_c[idx]
-        J[:, 7] = -1.0
-        Jw = J * w[:, None]
-        res["H"] = Jw.T @ J
-        res["g"] = Jw.T @ r
-        return res
-
-
-def _photometric_align(ref: np.ndarray, new: np.ndarray, K: np.ndarray, depth: np.ndarray,
-                       T_start: np.ndarray, cfg: "Refiner") -> _PhotoResult:
-    """Direct alignment of ``new`` to ``ref`` (grey uint8, one size) over the motion ``T_ref_new``
-    from ``T_start``, with the reference depth: Levenberg-Marquardt on SE(3) with an affine
-    brightness change, Huber weights, coarse to fine, on sparse high-gradient reference pixels."""
-    depth = np.asarray(depth, dtype=np.float32)
-    ok = np.isfinite(depth) & (depth > 0)
-    kernel = np.ones((3, 3), np.uint8)
-    lo = cv2.erode(np.where(ok, depth, 0.0).astype(np.float32), kernel)
-    hi = cv2.dilate(np.where(ok, depth, np.inf).astype(np.float32), kernel)
-    pr, pn = _pyramid(ref, K, cfg.photo_levels), _pyramid(new, K, cfg.photo_levels)
-    full_hw = ref.shape
-    block = max(2, int(round(math.sqrt(ref.size / cfg.photo_points))))
-    if cfg.photo_blur > 0:
-        pr = [(cv2.GaussianBlur(a, (0, 0), cfg.photo_blur), Kl) for a, Kl in pr]
-        pn = [(cv2.GaussianBlur(b, (0, 0), cfg.photo_blur), Kl) for b, Kl in pn]
-    levels = [_PhotoLevel(a, b, Kl, (depth, lo, hi), full_hw, max(2, int(round(block / cfg.photo_block_shrink ** i))),
-                          cfg.photo_grad_min, cfg.photo_max_depth_step, cfg.photo_esm)
-              for i, ((a, Kl), (b, _)) in enumerate(zip(pr, pn))]
-    fine = levels[0]
-    if fine.n < cfg.photo_min_pixels:
-        return _PhotoResult(None, "few pixels", f"{fine.n} textured pixels with depth (< {cfg.photo_min_pixels})",
-                            pixels=fine.n)
-    k, cut = cfg.photo_huber, cfg.photo_outlier
-    out_e = float(_huber(np.array([min(2.0 * k, cut)]), k)[0][0])
-    P = invert_pose(T_start)
-    ab = np.zeros(2)
-    start = fine.evaluate(P, ab, k, cut, out_e, jac=False)
-    E0 = start["E"]
-    r0 = _robust_px(start["r"]) if start["valid"] else float("nan")
-    iters = 0
-    cur = None
-    for lev in reversed(levels):
-        if lev.n < 6:
-            continue
-        cur = lev.evaluate(P, ab, k, cut, out_e)
-        lam = cfg.photo_lambda
-        for _ in range(cfg.photo_iterations):
-            if cur["valid"] < 6:
-                break
-            iters += 1
-            H, g = cur["H"], cur["g"]
-            A = H + lam * np.diag(np.diag(H) + 1e-9)
-            try:
-                delta = -np.linalg.solve(A, g)
-            except np.linalg.LinAlgError:
-                return _PhotoResult(None, "singular", "the photometric normal equations are singular",
-                                    pixels=fine.n, iterations=iters)
-            if not np.all(np.isfinite(delta)):
-                return _PhotoResult(None, "non-finite", "non-finite photometric step", pixels=fine.n,
-                                    iterations=iters)
-            P_new = pose_vec_to_matrix(delta[:6]) @ P
-            ab_new = ab + delta[6:]
-            cand = lev.evaluate(P_new, ab_new, k, cut, out_e)
-            if cand["E"] < cur["E"]:
-                P, ab, cur = P_new, ab_new, cand
-                lam = max(lam * 0.5, 1e-6)
-                small = np.linalg.norm(delta[3:6]) < 1e-5 and \
-                    np.linalg.norm(delta[:3]) < 1e-5 * max(float(np.median(lev.X[2])), 1e-9)
-                if small:
-                    break
-            else:
-                lam *= 4.0
-                if lam > 1e4:
-                    break
-    end = fine.evaluate(P, ab, k, cut, out_e)
-    T = invert_pose(P) if np.all(np.isfinite(P)) else None
-    res = _PhotoResult(T, pixels=fine.n, valid=end.get("valid", 0), energy=end["E"], energy_start=E0,
-                       residual_start=r0, iterations=iters)
-    if T is None or not np.isfinite(end["E"]):
-        res.T, res.why, res.reason = None, "non-finite", "non-finite photometric solution"
-        return res
-    if res.valid < cfg.photo_min_valid * fine.n or res.valid < cfg.photo_min_pixels:
-        res.T, res.why = None, "few valid pixels"
-        res.reason = f"{res.valid} of {fine.n} pixels inside the new image at the end"
-        return res
-    res.residual = _robust_px(end["r"])
-    if not end["E"] < E0:
-        res.T, res.why = None, "residual worse"
-        res.reason = f"photometric energy {end['E']:.3g} not below the start's {E0:.3g}"
-        return res
-    d_rot = float(np.degrees(np.linalg.norm(matrix_to_axis_angle(T_start[:3, :3].T @ T[:3, :3]))))
-    if d_rot > cfg.photo_max_rotation_deg:
-        res.T, res.why = None, "diverged"
-        res.reason = f"photometric rotation {d_rot:.2f}° from the start (> {cfg.photo_max_rotation_deg:g}°)"
-        return res
-    H = end["H"]
-    # information of the pose alone: the brightness parameters marginalised (Schur complement)
-    try:
-        info = H[:6, :6] - H[:6, 6:] @ np.linalg.solve(H[6:, 6:], H[6:, :6])
-    except np.linalg.LinAlgError:
-        info = None
-    if info is None or not np.all(np.isfinite(info)) or np.linalg.matrix_rank(info) < 6:
-        res.T, res.why, res.reason = None, "degenerate", "the photometric information matrix is rank deficient"
-        return res
-    res.info = info
-    return res
-
-# Per-motion uncertainty (:func:`motion_covariance`), calibrated on KITTI 00 frames 0-119 against
-# ground truth (a model trained on those frames; reported frames 120-159 and 7-Scenes never used):
-#: rotation error of a rotation-only refinement = K_ROT x residual / (focal x sqrt(inliers)) per axis
-#: (measured 30-34 for epipolar refinements)
-K_ROT = 32.0
-#: relative error of a step length from the learned depth = K_LEN x the spread of the per-corner
-#: depth ratios (inter-quartile range / median / sqrt(corners)) (measured 12.3 and 14.5 for two models)
-K_LEN = 13.0
-MIN_LEN_REL = 0.05
-#: the pose network's own motion: rotation per camera axis x, y, z (rad; measured rms 0.0027, 0.019-0.022,
-#: 0.0028 for two models: the turn about the vertical y is what it gets most wrong), direction
-#: (rad; measured 14-15° mean), length (relative)
-NETWORK_ROT = (0.004, 0.025, 0.004)
-NETWORK_DIR = 0.3
-NETWORK_LEN_REL = 0.5
-#: the Gauss-Newton covariance of a refined motion is K_GN² x residual² x (JᵀJ)⁻¹
-K_GN = 6.0
-#: below this many inliers the covariance grows as 1/n² rather than 1/n (unmodelled errors dominate)
-FEW_INLIERS = 100
-MIN_RESIDUAL_PX = 0.05
-MIN_ROT = 2e-4   # floors (rad): no motion is known better than this
-MIN_DIR = 5e-3
-#: the covariance of a photometric motion is K_PHOTO² x residual² x (JᵀWJ)⁻¹ (the pixels' errors
-#: are neither independent nor only image noise: the learned depth's errors dominate)
-K_PHOTO = 9.0
-#: relative error of a photometric step length (the learned depth's scale between frames)
-PHOTO_LEN_REL = 0.2
-MIN_PHOTO_RESIDUAL = 0.5  # grey levels
-
-
-def motion_covariance(r: Refinement, focal_px: float) -> np.ndarray:
-    """(6, 6) covariance of ``r.T`` (camera frame, ``[tx, ty, tz, rx, ry, rz]``, translation in the
-    network's units) from what the refinement measured: the epipolar residual, the inliers and the
-    parallax for a refined motion, the network's calibrated errors otherwise (constants above).
-    Translation: the length's error along the motion, the direction's error across it."""
-    t = r.T[:3, 3]
-    L = float(np.linalg.norm(t))
-    d = t / L if L > 1e-12 else np.array([0.0, 0.0, 1.0])
-    n = max(r.inliers, 1)
-    if r.used == "photometric" and r.photo_info is not None:
-        C = _photometric_covariance(r, L, d)
-        if C is not None:
-            return C
-        s_rot, s_dir, s_len = NETWORK_ROT, NETWORK_DIR, NETWORK_LEN_REL * L
-    elif r.used == "epipolar" and r.motion_info is not None:
-        s_len = (max(MIN_LEN_REL, K_LEN * r.length_spread) if r.scale_from == "depth" else NETWORK_LEN_REL) * L
-        info, B, R = r.motion_info
-        S = (K_GN * max(r.residual_px, MIN_RESIDUAL_PX)) ** 2 * max(1.0, FEW_INLIERS / n) * np.linalg.pinv(info)
-        C = np.zeros((6, 6))
-        C[3:, 3:] = R @ S[:3, :3] @ R.T + MIN_ROT ** 2 * np.eye(3)
-        Bt = R.T @ B  # directions across the motion, in the reference frame
-        P = np.outer(d, d)
-        C[:3, :3] = s_len ** 2 * P + L ** 2 * (Bt @ S[3:, 3:] @ Bt.T) + (MIN_DIR * L) ** 2 * (np.eye(3) - P)
-        if np.all(np.isfinite(C)):
-            return C
-        s_rot, s_dir = NETWORK_ROT, NETWORK_DIR
-    elif r.used == "rotation":
-        s_rot = max(MIN_ROT, K_ROT * r.residual_px / (focal_px * math.sqrt(n)))
-        s_dir, s_len = NETWORK_DIR, NETWORK_LEN_REL * L
-    else:
-        s_rot, s_dir, s_len = NETWORK_ROT, NETWORK_DIR, NETWORK_LEN_REL * L
-    if not all(np.all(np.isfinite(x)) for x in (s_rot, s_dir, s_len)):
-        s_rot, s_dir, s_len = NETWORK_ROT, NETWORK_DIR, NETWORK_LEN_REL * L
-    C = np.zeros((6, 6))
-    P = np.outer(d, d)
-    C[:3, :3] = s_len ** 2 * P + (s_dir * L) ** 2 * (np.eye(3) - P)
-    C[3:, 3:] = np.diag(np.broadcast_to(np.square(s_rot), (3,)))
-    return C
-
-
-def _photometric_covariance(r: Refinement, L: float, d: np.ndarray) -> np.ndarray | None:
-    """:func:`motion_covariance` of a photometric motion: the Gauss-Newton covariance of the pose
-    (``K_PHOTO² σ² (JᵀWJ)⁻¹`` over ``exp(δ) T_new_ref``, δ in the new camera), moved to ``T_ref_new``'s
-    translation and right-multiplied rotation, plus the step length's error along the motion and
-    the floors; None when it is not finite."""
-    sigma = max(float(r.photo_residual), MIN_PHOTO_RESIDUAL)
-    try:
-        S = (K_PHOTO * sigma) ** 2 * np.linalg.inv(r.photo_info)
-    except np.linalg.LinAlgError:
-        return None
-    # T_ref_new' = T_ref_new exp(-δ): translation error -R v, rotation error -ω
-    A = np.zeros((6, 6))
-    A[:3, :3] = -r.T[:3, :3]
-    A[3:, 3:] = -np.eye(3)
-    C = A @ S @ A.T
-    C = 0.5 * (C + C.T)
-    P = np.outer(d, d)
-    C[:3, :3] += (PHOTO_LEN_REL * L) ** 2 * P + (MIN_DIR * L) ** 2 * (np.eye(3) - P)
-    C[3:, 3:] += MIN_ROT ** 2 * np.eye(3)
-    return C if np.all(np.isfinite(C)) else None
-
-
-def _robust_px(residuals: np.ndarray) -> float:
-    """Robust spread (1.4826 x median absolute value) of residuals in pixels."""
-    return float(1.4826 * np.median(np.abs(residuals)))
 
 
 def _signed_sampson(p: np.ndarray, q: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:

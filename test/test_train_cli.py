@@ -644,3 +644,27 @@ def test_resume_with_a_config_keeps_the_checkpoint_size_and_stride():
     opts = _preset("paper")
     train_cli._keep_resumed_choices(opts, saved, {"data.stride"})
     assert (opts.model.height, opts.model.width, opts.data.stride) == (192, 256, 1)  # stride was given
+
+
+def test_augmentation_is_chosen_by_the_training_set_size_unless_set(tmp_path, capsys):
+    """The default preset augments a small training set (fewer windows than
+    ``AUGMENT_BELOW_WINDOWS``) and says so; a user's choice and other presets are kept."""
+    from sfm_ros.data.autoconfig import AUGMENT_BELOW_WINDOWS, auto_augment
+
+    logs: list[str] = []
+    assert auto_augment(AUGMENT_BELOW_WINDOWS - 1, logs.append) is True
+    assert auto_augment(AUGMENT_BELOW_WINDOWS, logs.append) is False
+    assert logs[0].startswith(f"augmentation on (chosen: {AUGMENT_BELOW_WINDOWS - 1} training windows")
+    tiny = [a for a in TINY if a not in ("--config", "paper")]
+    base = ["--synthetic", "1", "--synthetic-frames", "10", "--val-fraction", "0", *tiny]
+    for extra, want, logged in (([], True, "augmentation on (chosen: 8 training windows"),
+                                (["--set", "data.augment=false"], False, None),
+                                (["--config", "paper"], True, None)):
+        out = tmp_path / f"run{len(extra)}{want}"
+        rc, stdout, err = _run([*base, "--out", out, *extra], capsys)
+        assert rc == 0, err
+        assert read_checkpoint(out / "last.pt")["options"]["data"]["augment"] is want
+        if logged:
+            assert logged in stdout, stdout
+        else:
+            assert "augmentation on (chosen" not in stdout and "augmentation off (chosen" not in stdout

@@ -190,8 +190,8 @@ def explicit_keys(args: argparse.Namespace) -> set[str]:
     from sfm_ros.core.options import PRESETS, _flatten
     from sfm_ros.core.yaml_io import read_yaml
 
-    if args.resume is not None:  # the checkpoint's size and stride (see _keep_resumed_choices)
-        return {"model.height", "model.width", "data.stride"}
+    if args.resume is not None:  # the checkpoint's choices (see _keep_resumed_choices)
+        return {"model.height", "model.width", "data.stride", "data.augment"}
     keys = explicit_keys_given(args)
     if getattr(args, "init", None):  # the checkpoint's input size (see _keep_init_architecture)
         keys |= {"model.height", "model.width"}
@@ -203,9 +203,9 @@ def explicit_keys(args: argparse.Namespace) -> set[str]:
 
 
 def _keep_resumed_choices(opts, saved: dict, given: set[str]) -> None:
-    """``--resume --config X``: the input size and stride stay the checkpoint's (maybe chosen
-    automatically) unless set on this command line."""
-    for key in ("model.height", "model.width", "data.stride"):
+    """``--resume --config X``: the input size, stride and augmentation stay the checkpoint's (maybe
+    chosen automatically) unless set on this command line."""
+    for key in ("model.height", "model.width", "data.stride", "data.augment"):
         group, name = key.split(".")
         if key not in given and name in saved.get(group, {}):
             setattr(getattr(opts, group), name, saved[group][name])
@@ -350,10 +350,17 @@ def _main(argv, rank: int, log, fail) -> int:
                                      {n: parser.get_default(n) for n in train_run.INPUT_FIELDS})
             log(f"inputs from {resume}: {train_run.describe_inputs(args)}")
         del state
-        seqs = load_inputs(args, opts, log, explicit=explicit_keys(args))
+        explicit = explicit_keys(args)
+        seqs = load_inputs(args, opts, log, explicit=explicit)
         from sfm_ros.data.datasets import split_sequences
 
         train, val = split_sequences(seqs, opts.data.val_fraction, opts.model.seq_len, opts.data.stride, log)
+        default_preset = args.config == "default" or (args.config is None and source is None)
+        if default_preset and "data.augment" not in explicit:  # the default preset's: by the data's size
+            from sfm_ros.data.autoconfig import auto_augment
+
+            span = (opts.model.seq_len - 1) * opts.data.stride
+            opts.data.augment = auto_augment(sum(max(0, len(s) - span) for s in train), log)
     except (ValueError, CheckpointError, OSError) as exc:  # BagError, SourceError, CameraError ...
         return fail(one_line(exc))
 

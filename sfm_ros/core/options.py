@@ -8,15 +8,18 @@ An :class:`Options` is four groups (``model``, ``loss``, ``data``, ``train``). T
   images, mean over the source frames.
 * ``default``: what the project measured to train best on real frames (see BENCHMARKS.md and the
   README's "Defaults" section): the paper's networks and L1 view synthesis, no explainability
-  mask, second-order smoothness of depth (0.1 / 2.3^s), no augmentation, and the two-view geometry
-  prior on the pose network (``loss.epipolar_weight`` 1: each training pair's essential-matrix
-  rotation and direction of travel, found from the frames alone).
+  mask, second-order smoothness of depth (0.1 / 2.3^s), and the two-view geometry prior on the
+  pose network (``loss.epipolar_weight`` 1: each training pair's essential-matrix rotation and
+  direction of travel, found from the frames alone). Augmentation is off here; ``sfm_train``
+  turns it on for a small training set when the user has not chosen
+  (:func:`sfm_ros.data.autoconfig.auto_augment`).
 * ``successors``: the paper's networks with Monodepth2's losses (SSIM + L1, per-pixel minimum,
   auto-masking, edge-aware smoothness, full-resolution warps), the default before real-frame
   measurements showed it learning less in CPU budgets.
 
-The input size and the frame stride are chosen by ``sfm_train`` from the camera and the measured
-motion when not set (:mod:`sfm_ros.data.autoconfig`); the values here are what the Trainer API uses.
+The input size, the frame stride and (with the default preset) augmentation are chosen by
+``sfm_train`` from the camera, the measured motion and the training set's size when not set
+(:mod:`sfm_ros.data.autoconfig`); the values here are what the Trainer API uses.
 
 Overrides use dotted keys, e.g. ``loss.smooth_weight=0.1`` or ``train.batch_size=8``.
 """

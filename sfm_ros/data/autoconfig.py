@@ -164,3 +164,24 @@ def auto_stride(seqs: list, seq_len: int, stride: int, log=print) -> int:
         log(f"frame stride {cap} instead: the shortest input has {shortest} frames")
         stride = cap
     return stride
+
+
+#: below this many training windows ``sfm_train`` turns augmentation on when the user has not chosen
+#: (:func:`auto_augment`). Set between the two real data sets measured (BENCHMARKS.md, "Augmentation
+#: chosen by the data's size"): KITTI 00 frames 0-119 (118 windows: snippet ATE 0.017 m with
+#: augmentation, 0.057 without) and 7-Scenes frames 0-399 at stride 5 (390 windows: abs rel 0.199
+#: with, 0.138 without).
+AUGMENT_BELOW_WINDOWS = 250
+
+
+def auto_augment(n_windows: int, log=print) -> bool:
+    """Whether ``sfm_train`` augments (random scale+crop and colour jitter) when the user has not
+    said: on for a small training set (fewer than :data:`AUGMENT_BELOW_WINDOWS` windows), which a
+    run of a few thousand steps passes over so often that the networks learn its frames by heart
+    rather than depth and motion; off for a larger one, where augmentation only slows learning in
+    such budgets. The choice is logged with its reason."""
+    on = n_windows < AUGMENT_BELOW_WINDOWS
+    log(f"augmentation {'on' if on else 'off'} (chosen: {n_windows} training windows, "
+        f"{'fewer' if on else 'not fewer'} than {AUGMENT_BELOW_WINDOWS}; --set data.augment=true|false to choose)")
+    return on
+

@@ -152,6 +152,13 @@ def test_invalid_options_are_named(field, value, text):
         AdaptOptions(**{field: value}).validate()
 
 
+def test_a_refused_override_leaves_the_options_unchanged():
+    opts = AdaptOptions()
+    with pytest.raises(ValueError, match="adapt max_drift must be a positive number"):
+        opts.override("max_drift=-1")
+    assert opts == AdaptOptions()
+
+
 def _wait(cond, timeout=60.0):
     import time
     t = time.time()
@@ -278,7 +285,9 @@ def test_sfm_eval_pose_adapt_reports_snippet_ate_blocks(tmp_path):
     text = eval_cli.format_pose(res)
     assert "| 0-3 |" in text and "snippet ATE adapted" in text and "options changed: lr=2e-05, max_drift=0.3" in text
     for bad, msg in (("lr=fast", "adapt option lr expects float, got 'fast'"), ("speed=1", "unknown adapt option 'speed'"),
-                     ("max_drift=0", "adapt max_drift must be a positive number")):
+                     ("max_drift=0", "adapt max_drift must be a positive number"),
+                     ("loss_preset=bogus", "adapt loss_preset must be empty .the checkpoint's own loss. or one of"),
+                     ("epipolar_weight=nan", "adapt epipolar_weight must be >= 0")):
         with pytest.raises(ValueError, match=f"--adapt-set: {msg}"):
             eval_cli.run(["pose", "--kitti", str(kitti), "--checkpoint", str(ckpt), "--frames", "0:6",
                           "--device", "cpu", "--adapt", "--adapt-set", bad])

@@ -641,9 +641,13 @@ def test_resume_with_a_config_keeps_the_checkpoint_size_and_stride():
     saved = _preset("default").to_dict()
     saved["model"].update(height=192, width=256)
     saved["data"]["stride"] = 7
+    saved["data"]["augment"] = False  # e.g. chosen automatically
     opts = _preset("paper")
     train_cli._keep_resumed_choices(opts, saved, {"data.stride"})
     assert (opts.model.height, opts.model.width, opts.data.stride) == (192, 256, 1)  # stride was given
+    assert opts.data.augment is False  # paper's own is True: the checkpoint's choice is kept
+    args = train_cli.build_parser().parse_args(["--synthetic", "1", "--out", "o", "--resume", "o/last.pt"])
+    assert not train_cli.chooses_augmentation(args) and "data.augment" in train_cli.explicit_keys(args)
 
 
 def test_augmentation_is_chosen_by_the_training_set_size_unless_set(tmp_path, capsys):
@@ -657,10 +661,20 @@ def test_augmentation_is_chosen_by_the_training_set_size_unless_set(tmp_path, ca
     assert logs[0].startswith(f"augmentation on (chosen: {AUGMENT_BELOW_WINDOWS - 1} training windows")
     tiny = [a for a in TINY if a not in ("--config", "paper")]
     base = ["--synthetic", "1", "--synthetic-frames", "10", "--val-fraction", "0", *tiny]
-    for extra, want, logged in (([], True, "augmentation on (chosen: 8 training windows"),
-                                (["--set", "data.augment=false"], False, None),
-                                (["--config", "paper"], True, None)):
-        out = tmp_path / f"run{len(extra)}{want}"
+    on_default = tmp_path / "mine.yaml"
+    on_default.write_text("loss:\n  smooth_weight: 0.2\n")  # no preset: key = based on the default
+    on_paper = tmp_path / "paper_based.yaml"
+    on_paper.write_text("preset: paper\nloss:\n  smooth_weight: 0.2\n")
+    no_aug = tmp_path / "no_aug.yaml"
+    no_aug.write_text("data:\n  augment: false\n")
+    chosen = "augmentation on (chosen: 8 training windows"
+    for n, (extra, want, logged) in enumerate((([], True, chosen),
+                                               (["--set", "data.augment=false"], False, None),
+                                               (["--config", "paper"], True, None),
+                                               (["--config", str(on_default)], True, chosen),
+                                               (["--config", str(on_paper)], True, None),
+                                               (["--config", str(no_aug)], False, None))):
+        out = tmp_path / f"run{n}"
         rc, stdout, err = _run([*base, "--out", out, *extra], capsys)
         assert rc == 0, err
         assert read_checkpoint(out / "last.pt")["options"]["data"]["augment"] is want
@@ -668,3 +682,8 @@ def test_augmentation_is_chosen_by_the_training_set_size_unless_set(tmp_path, ca
             assert logged in stdout, stdout
         else:
             assert "augmentation on (chosen" not in stdout and "augmentation off (chosen" not in stdout
+    # --init without --config fine-tunes on new data: chosen again (the checkpoint said false)
+    rc, stdout, err = _run([*base, "--out", tmp_path / "init", "--init", tmp_path / "run1" / "last.pt"], capsys)
+    assert rc == 0, err
+    assert chosen in stdout and read_checkpoint(tmp_path / "init" / "last.pt")["options"]["data"]["augment"] is True
+

@@ -202,6 +202,23 @@ def explicit_keys(args: argparse.Namespace) -> set[str]:
     return keys
 
 
+def chooses_augmentation(args: argparse.Namespace) -> bool:
+    """Whether ``sfm_train`` chooses ``data.augment`` from the training set's size (when it is not
+    set): with the default preset (named, or the base of a YAML ``--config``) and for a ``--init``
+    fine-tune without ``--config`` (new data); never on ``--resume`` (the checkpoint's choice)."""
+    from sfm_ros.core.options import PRESETS
+    from sfm_ros.core.yaml_io import read_yaml
+
+    if args.resume is not None:
+        return False
+    if args.config is None:
+        return True
+    if args.config in PRESETS:
+        return args.config == "default"
+    data = read_yaml(args.config, f"config file {args.config}", UsageError) or {}
+    return isinstance(data, dict) and data.get("preset", "default") == "default"
+
+
 def _keep_resumed_choices(opts, saved: dict, given: set[str]) -> None:
     """``--resume --config X``: the input size, stride and augmentation stay the checkpoint's (maybe
     chosen automatically) unless set on this command line."""
@@ -355,8 +372,7 @@ def _main(argv, rank: int, log, fail) -> int:
         from sfm_ros.data.datasets import split_sequences
 
         train, val = split_sequences(seqs, opts.data.val_fraction, opts.model.seq_len, opts.data.stride, log)
-        default_preset = args.config == "default" or (args.config is None and source is None)
-        if default_preset and "data.augment" not in explicit:  # the default preset's: by the data's size
+        if chooses_augmentation(args) and "data.augment" not in explicit:
             from sfm_ros.data.autoconfig import auto_augment
 
             span = (opts.model.seq_len - 1) * opts.data.stride

@@ -168,9 +168,9 @@ def auto_stride(seqs: list, seq_len: int, stride: int, log=print) -> int:
 
 #: below this many training windows ``sfm_train`` turns augmentation on when the user has not chosen
 #: (:func:`auto_augment`). Set between the two real data sets measured (BENCHMARKS.md, "Augmentation
-#: chosen by the data's size"): KITTI 00 frames 0-119 (118 windows: snippet ATE 0.017 m with
-#: augmentation, 0.057 without) and 7-Scenes frames 0-399 at stride 5 (390 windows: abs rel 0.199
-#: with, 0.138 without).
+#: chosen by the data's size"): KITTI 00 frames 0-119 (118 windows, 106 after sfm_train's default
+#: validation split: snippet ATE 0.018 m with augmentation, 0.057 without) and 7-Scenes frames 0-399
+#: at stride 5 (390 windows, 350 after the split: abs rel 0.199 with, 0.138 without).
 AUGMENT_BELOW_WINDOWS = 250
 
 

@@ -48,7 +48,7 @@ from sfm_ros.core.checkpoint import save_checkpoint
 from sfm_ros.data.datasets import Sequence, static_mask
 from sfm_ros.core.losses import add_epipolar_prior, compute_losses
 from sfm_ros.core.model import SfMModel, source_offsets
-from sfm_ros.core.options import Options, preset
+from sfm_ros.core.options import PRESETS, Options, preset
 from sfm_ros.training.priors import epipolar_priors
 
 #: The auto-mask tie-break noise seed used when scoring (the trainer's validation uses the same idea).
@@ -82,7 +82,10 @@ class AdaptOptions:
         for name in ("lr", "max_drift"):
             if not getattr(self, name) > 0 or not math.isfinite(getattr(self, name)):
                 raise ValueError(f"adapt {name} must be a positive number, got {getattr(self, name)}")
-        for name in ("anchor_weight", "min_motion", "tolerance"):
+        if self.loss_preset and self.loss_preset not in PRESETS:
+            raise ValueError(f"adapt loss_preset must be empty (the checkpoint's own loss) or one of "
+                             f"{', '.join(sorted(PRESETS))}, got {self.loss_preset!r}")
+        for name in ("anchor_weight", "min_motion", "tolerance", "epipolar_weight"):
             if not getattr(self, name) >= 0 or not math.isfinite(getattr(self, name)):
                 raise ValueError(f"adapt {name} must be >= 0, got {getattr(self, name)}")
 
@@ -101,11 +104,16 @@ class AdaptOptions:
         if name not in kinds:
             raise ValueError(f"unknown adapt option {name!r}; known: {', '.join(sorted(kinds))}")
         kind = {"int": int, "float": float, "str": str}[str(kinds[name])]
+        before = getattr(self, name)
         try:
             setattr(self, name, kind(raw))
         except ValueError:
             raise ValueError(f"adapt option {name} expects {kind.__name__}, got {raw!r}") from None
-        self.validate()
+        try:
+            self.validate()
+        except ValueError:
+            setattr(self, name, before)  # a refused value leaves the options as they were
+            raise
 
 
 @dataclass

@@ -234,7 +234,7 @@ def test_online_adaptation_swaps_the_estimators_weights_and_saves_on_off(tmp_pat
     assert online.diagnostic_values() == {"adapt": "off"}
     for win in _windows(seq):
         online.update(True, list(win), seq.K)
-    assert online.diagnostic_values()["adapt"] == "on"
+    assert _wait(lambda: online.diagnostic_values()["adapt"] == "on")  # once the worker built its learner
     assert _wait(lambda: online.version >= 1), online.diagnostic_values()
     assert est.model is not start_model
     assert not torch.allclose(est.depth(x), before)  # the estimator runs the adapted weights (both backends)
@@ -322,6 +322,34 @@ def test_an_inference_copy_can_be_adapted_again(one_torch_thread):
     assert math.isfinite(again.step())
 
 
+def test_turning_adaptation_on_does_not_wait_for_the_learner_to_be_built(tmp_path, monkeypatch):
+    """Copying the model and building the optimiser happens in the worker thread: the frame path
+    (``update``) returns while it is still running, windows offered meanwhile are kept, and the
+    status says "starting" until the learner exists."""
+    import threading
+    from sfm_ros.runtime.inference import Estimator
+    from sfm_ros.training import online as online_mod
+
+    release = threading.Event()
+    real = online_mod.Adapter
+
+    def slow_adapter(*a, **kw):
+        assert release.wait(30), "the test never released the build"
+        return real(*a, **kw)
+    monkeypatch.setattr(online_mod, "Adapter", slow_adapter)
+    est = Estimator(_start_checkpoint(tmp_path), device="cpu")
+    seq = render_sequence(6, H, W, seed=10)
+    online = online_mod.OnlineAdaptation(est, "start.pt", tmp_path / "a.pt", duty=1.0,
+                                         opts=AdaptOptions(min_buffer=1, holdout_every=2, min_holdout=1))
+    wins = list(_windows(seq))
+    online.update(True, list(wins[0]), seq.K)  # returns although the build is blocked
+    assert online.diagnostic_values() == {"adapt": "starting"} and online.warnings() == []
+    release.set()
+    assert _wait(lambda: online.diagnostic_values()["adapt"] == "on")
+    assert _wait(lambda: online.worker.stats()["frames_seen"] >= 1)  # the window offered while starting
+    online.close(final=True)
+
+
 def test_online_adaptation_refuses_another_input_size(tmp_path):
     from sfm_ros.runtime.inference import Estimator
     from sfm_ros.training.online import OnlineAdaptation
@@ -348,6 +376,7 @@ def test_a_stopped_or_refused_adaptation_is_a_warning(tmp_path):
 
     def broken():
         raise RuntimeError("out of memory")
+    assert _wait(lambda: online.worker.adapter is not None)  # built in the worker thread
     online.worker.adapter.step = broken
     for win in _windows(seq):
         online.update(True, list(win), seq.K)

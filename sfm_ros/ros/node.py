@@ -87,6 +87,7 @@ or corrupt checkpoint stops the node at start with a one-line message and exit s
 """
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
@@ -296,9 +297,11 @@ class SfmNode(Node):
         s = self.counts.snapshot()
         new_drops = s["dropped"] - self._dropped_reported
         if new_drops > 0 and self.log.limiter.ok("drops")[0]:
+            p50 = self.latencies.inference_p50_ms()
+            took = (f"inference takes {p50:.0f} ms per frame, slower than the camera" if math.isfinite(p50)
+                    else "no frame has finished yet")
             self.get_logger().warning(
-                f"dropped {new_drops} frame(s) since the last report ({s['dropped']} in total): "
-                f"inference takes {self.latencies.inference_p50_ms():.0f} ms per frame, slower than the camera; "
+                f"dropped {new_drops} frame(s) since the last report ({s['dropped']} in total): {took}; "
                 "the newest frame is always processed")
             self._dropped_reported = s["dropped"]
         e = self.estimator

@@ -14,6 +14,7 @@ import queue
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -34,16 +35,23 @@ class AdaptWorker:
     updates, and at :meth:`stop`, the accepted weights are written atomically to ``save_path``.
     An exception in the thread stops adaptation (``stats()["error"]`` says why; the weights accepted
     before it are still saved at :meth:`stop`); inference goes on.
+
+    ``adapter`` may be a zero-argument callable that builds the :class:`Adapter`: it is then called
+    in the thread (copying the model and setting up the optimiser takes a second or more on a small
+    CPU, which must not stall the frame path); :attr:`adapter` is None and ``stats()["starting"]``
+    True until it returns, and windows offered meanwhile wait in the queue.
     """
 
-    def __init__(self, adapter: Adapter, on_weights, duty: float = 0.5, threads: int = 1,
+    def __init__(self, adapter: Adapter | Callable[[], Adapter], on_weights, duty: float = 0.5, threads: int = 1,
                  save_path: str | Path | None = None, save_every: int = 10, queue_size: int = 8, log=None):
         if not 0 < duty <= 1:
             raise ValueError(f"adapt duty must be in (0, 1], got {duty}")
         if threads < 1 or save_every < 1 or queue_size < 1:
             raise ValueError(f"adapt threads, save_every and queue_size must be >= 1, got {threads}, "
                              f"{save_every}, {queue_size}")
-        self.adapter, self.on_weights = adapter, on_weights
+        self._make = adapter if callable(adapter) else None
+        self.adapter: Adapter | None = None if self._make is not None else adapter
+        self.on_weights = on_weights
         self.duty, self.threads = float(duty), int(threads)
         self.save_path = Path(save_path) if save_path else None
         self.save_every = int(save_every)
@@ -57,7 +65,7 @@ class AdaptWorker:
         self.saved = 0
         self.error: str | None = None
         self.busy_s = 0.0
-        self._stats = adapter.stats()
+        self._stats = self.adapter.stats() if self.adapter is not None else {}
 
     def start(self) -> "AdaptWorker":
         self._thread.start()
@@ -79,7 +87,7 @@ class AdaptWorker:
         with self._lock:
             d = dict(self._stats)
             d.update(dropped=self.dropped, saved=self.saved, busy_s=self.busy_s, error=self.error,
-                     running=self._thread.is_alive())
+                     running=self._thread.is_alive(), starting=self.adapter is None)
         return d
 
     def _save(self) -> None:
@@ -91,8 +99,12 @@ class AdaptWorker:
 
     def _run(self) -> None:
         torch.set_num_threads(self.threads)
-        version = self.adapter.version
         try:
+            if self.adapter is None:
+                adapter = self._make()
+                with self._lock:
+                    self.adapter, self._stats = adapter, adapter.stats()
+            version = self.adapter.version
             while not self._stop.is_set():
                 try:
                     while True:
@@ -128,6 +140,8 @@ class AdaptWorker:
             self._thread.join(timeout)
         if self._thread.is_alive():  # still inside a step or a decision: saving now could mix two versions
             self.log(f"adaptation did not stop within {timeout:g} s: the adapted weights are not saved")
+            return None
+        if self.adapter is None:  # stopped (or failed) before the adapter was built: nothing learnt
             return None
         with self._lock:
             self._stats = self.adapter.stats()
@@ -185,12 +199,15 @@ class OnlineAdaptation:
                                     f"runs {e.width}x{e.height} (height/width parameters): adaptation is off")
                     self.log(self.refused)
                 return
-            adapter = Adapter(e.model, e.options, copy.deepcopy(self.opts), started_from=self.started_from)
-            self.worker = AdaptWorker(adapter, self._weights, duty=self.duty, threads=self.threads,
+            opts, started_from = copy.deepcopy(self.opts), self.started_from
+
+            def build() -> Adapter:  # in the worker thread: the frame path does not wait for the copies
+                return Adapter(e.model, e.options, opts, started_from=started_from)
+            self.worker = AdaptWorker(build, self._weights, duty=self.duty, threads=self.threads,
                                       save_path=self.save_path, save_every=self.save_every, log=self.log).start()
             self.log(f"adaptation on: learning from the camera (duty {self.duty:g}, {self.threads} thread(s)); "
                      f"weights saved to {self.save_path}")
-        if frames is not None and K is not None and len(frames) == self.worker.adapter.seq_len:
+        if frames is not None and K is not None and len(frames) == self.estimator.options.model.seq_len:
             self.offered += 1
             self.worker.offer(np.stack(frames), K)
 
@@ -205,7 +222,7 @@ class OnlineAdaptation:
         self._final = worker.stats()
         if path is not None:
             self.last_saved = path
-            self.log(f"adaptation off: {worker.adapter.accepted_updates} accepted updates written to {path}")
+            self.log(f"adaptation off: {worker.stats()['accepted_updates']} accepted updates written to {path}")
         return path
 
     def warnings(self) -> list[str]:
@@ -225,6 +242,8 @@ class OnlineAdaptation:
                 return {"adapt": "refused: " + self.refused}
             return {"adapt": "off" if self.last_saved is None else f"off (last saved {self.last_saved})"}
         s = w.stats()
+        if s["starting"]:  # the worker thread is still building the learner (or failed to)
+            return {"adapt": "error: " + s["error"] if s["error"] else "starting"}
         out = {"adapt": "error: " + s["error"] if s["error"] else "on",
                "adapt_steps": f"{s['steps']} ({s['skipped_steps']} skipped)",
                "adapt_updates": f"accepted {s['accepted_updates']}, rejected {s['rejected_updates']}",

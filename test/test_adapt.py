@@ -284,7 +284,7 @@ def test_sfm_eval_pose_adapt_reports_snippet_ate_blocks(tmp_path):
     assert res["blocks"][0]["adapted"] == pytest.approx(res["blocks"][0]["frozen"])  # nothing learnt yet
     text = eval_cli.format_pose(res)
     assert "| 0-3 |" in text and "snippet ATE adapted" in text and "options changed: lr=2e-05, max_drift=0.3" in text
-    for bad, msg in (("lr=fast", "adapt option lr expects float, got 'fast'"), ("speed=1", "unknown adapt option 'speed'"),
+    for bad, msg in (("lr=fast", "adapt option lr expects a float, got 'fast'"), ("speed=1", "unknown adapt option 'speed'"),
                      ("max_drift=0", "adapt max_drift must be a positive number"),
                      ("loss_preset=bogus", "adapt loss_preset must be empty .the checkpoint's own loss. or one of"),
                      ("epipolar_weight=nan", "adapt epipolar_weight must be >= 0")):

@@ -65,6 +65,28 @@ def test_without_depth_the_network_sets_the_length(views):
     assert _dir_err_deg(r.T[:3, 3], views["T"][:3, 3]) < 5.0
 
 
+def test_the_networks_length_is_put_on_the_depths_scale_of_recent_frames(views):
+    """The length is the network's times the recent depth/network ratio: a frame where the depth
+    comparison does not hold (here: no depth) keeps the depth's scale of the frames before it, the
+    network's relative step lengths are kept, and the ratio is a median over ``scale_window``."""
+    R = Refiner("epipolar", scale_window=3)
+    a, b = R.view(views["ref"], views["K"]), R.view(views["new"], views["K"])
+    true_len = float(np.linalg.norm(views["T"][:3, 3]))
+    T_net = make_pose(np.eye(3), [0.0, 0.0, 0.3])  # 0.6x the true length
+    first = R.refine(a, b, T_net, views["depth"])
+    assert first.scale_from == "depth" and np.linalg.norm(first.T[:3, 3]) == pytest.approx(true_len, rel=0.10)
+    ratio = np.linalg.norm(first.T[:3, 3]) / 0.3
+    longer = R.refine(a, b, make_pose(np.eye(3), [0.0, 0.0, 0.45]))  # no depth: the recent scale
+    assert longer.scale_from == "depth ratio"
+    assert np.linalg.norm(longer.T[:3, 3]) == pytest.approx(0.45 * ratio, rel=1e-9)
+    for _ in range(3):  # the network's scale changes (e.g. another model): the median follows it
+        R.refine(a, b, make_pose(np.eye(3), [0.0, 0.0, 0.15]), views["depth"])
+    again = R.refine(a, b, make_pose(np.eye(3), [0.0, 0.0, 0.3]))
+    assert np.linalg.norm(again.T[:3, 3]) == pytest.approx(2 * true_len, rel=0.10)
+    with pytest.raises(ValueError, match="scale_window must be >= 1"):
+        Refiner(scale_window=0)
+
+
 def test_a_pure_rotation_keeps_the_networks_translation(views):
     scene = make_scene(seed=3)
     K = views["K"]

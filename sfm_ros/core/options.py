@@ -194,7 +194,9 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _coerce(value: Any, current: Any, key: str) -> Any:
+def coerce_option(value: Any, current: Any, what: str) -> Any:
+    """``value`` (a YAML value or a command-line string) converted to the type of ``current``;
+    raises ``ValueError`` "``what`` expects a <type>, got <value>" when it does not convert."""
     if isinstance(current, bool):
         if isinstance(value, bool):
             return value
@@ -202,7 +204,7 @@ def _coerce(value: Any, current: Any, key: str) -> Any:
             return value.lower() in ("1", "true", "yes", "on")
         if isinstance(value, int) and value in (0, 1):
             return bool(value)
-        raise ValueError(f"option {key} expects a boolean, got {value!r}")
+        raise ValueError(f"{what} expects a boolean, got {value!r}")
     try:
         if isinstance(current, int):
             if isinstance(value, float) and not value.is_integer():
@@ -211,7 +213,7 @@ def _coerce(value: Any, current: Any, key: str) -> Any:
         if isinstance(current, float):
             return float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"option {key} expects a {type(current).__name__}, got {value!r}") from None
+        raise ValueError(f"{what} expects a {type(current).__name__}, got {value!r}") from None
     if isinstance(value, bool):  # YAML reads a bare off/on/no/yes as a boolean
         return "on" if value else "off"
     return str(value)
@@ -228,7 +230,7 @@ def apply_overrides(opts: Options, overrides: dict[str, Any]) -> Options:
         if not hasattr(group, parts[1]):
             names = [f.name for f in dataclasses.fields(group)]
             raise ValueError(f"unknown option {key!r}; {parts[0]} has {names}")
-        setattr(group, parts[1], _coerce(value, getattr(group, parts[1]), key))
+        setattr(group, parts[1], coerce_option(value, getattr(group, parts[1]), f"option {key}"))
     validate(opts)
     return opts
 

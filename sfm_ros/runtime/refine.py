@@ -12,10 +12,14 @@ Modes
 ``epipolar`` (DF-VO, Zhan et al. 2020)
     Corners tracked from the reference frame into the new frame (:func:`sfm_ros.data.features.track_corners`),
     the essential matrix by RANSAC (five-point solver) and its decomposition (cheirality) give the
-    rotation and the direction of translation; the translation's length comes from the learned
-    depth of the reference frame (the corners are triangulated with a unit baseline and compared
-    with the predicted depth at the same pixels: the median ratio is the baseline), or from the
-    network's translation when the depth is not given or disagrees with itself.
+    rotation and the direction of translation. The translation's length is the pose network's,
+    put on the learned depth's scale: the corners are triangulated with a unit baseline and
+    compared with the predicted depth of the reference frame at the same pixels (the median ratio
+    is the depth's baseline), and the length is the network's length times the median, over the
+    last ``scale_window`` frames where that comparison held, of depth baseline / network length.
+    The network's lengths are consistent from frame to frame, the depth comparison is noisy and
+    holds on about a third of the KITTI frames; mixing the two per frame mixed two scales
+    (BENCHMARKS.md). Before any comparison held, or without depth, the network's own length.
     Falls back to the network's motion when too few corners are tracked or agree with one
     essential matrix; keeps the network's translation and only takes the rotation when the motion
     shows too little parallax to fix a translation direction (a rotation, or a camera at rest).
@@ -53,6 +57,7 @@ OpenCV only.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 
 import cv2
@@ -88,7 +93,9 @@ class Refinement:
     ``epipolar``, ``rotation`` = epipolar rotation with the network's translation, ``photometric``
     = the direct alignment's); ``reason``: why the network's (or, chained, the epipolar) estimate
     was (partly) kept, empty otherwise; ``tracks``/``inliers``: corners tracked and consistent with
-    the essential matrix; ``scale_from``: ``depth`` | ``network`` | ``""``;
+    the essential matrix; ``scale_from``: ``depth`` (the network's length on the depth's scale,
+    measured on this frame too), ``depth ratio`` (on the depth's scale of recent frames: the
+    comparison did not hold on this one), ``network`` (the network's length) or ``""``;
     ``rotation_change_deg``: the angle between the network's rotation and the refined one; ``why``:
     a short key of ``reason`` (``off``, ``few tracks``, ``no essential matrix``, ``few inliers``,
     ``low parallax``; ``photometric: `` + ``no depth``, ``few pixels``, ``few valid pixels``,
@@ -144,6 +151,8 @@ class Refiner:
             the per-corner ratios is below this fraction of their median.
         max_depth_step: corners whose 3x3 neighbourhood spans a larger depth ratio (a depth edge)
             are left out of the baseline.
+        scale_window: frames (where the depth comparison held) over which the depth baseline /
+            network length ratio is taken (median); chosen on KITTI 00 frames 0-119 (3 over 5-1000).
         photo_levels: pyramid levels of the photometric alignment (each half the size).
         photo_points: most reference pixels at the finest level (one per cell of that many).
         photo_grad_min: a pixel is used when its gradient exceeds the median by this (grey
@@ -174,6 +183,7 @@ class Refiner:
     min_parallax_px: float = 0.5
     max_scale_spread: float = 0.5
     max_depth_step: float = 1.1
+    scale_window: int = 3
     photo_levels: int = 3
     photo_points: int = 2000
     photo_grad_min: float = 4.0
@@ -189,8 +199,13 @@ class Refiner:
     photo_max_rotation_deg: float = 5.0
     photo_max_depth_step: float = 1.1
     counts: dict = field(default_factory=dict)
+    #: log(depth baseline / network length) of the recent frames where the comparison held
+    ratios: deque = field(default_factory=deque)
 
     def __post_init__(self) -> None:
+        if int(self.scale_window) < 1:
+            raise ValueError(f"scale_window must be >= 1, got {self.scale_window!r}")
+        self.ratios = deque(self.ratios, maxlen=int(self.scale_window))
         if self.mode not in REFINE_MODES:
             raise ValueError(f"refine mode must be one of {', '.join(REFINE_MODES)}, got {self.mode!r}")
         if self.estimator not in _ESTIMATORS:
@@ -292,13 +307,7 @@ class Refiner:
                               "translation from the network", n, inl, "network", d_rot, "low parallax",
                               residual_px=robust_spread(_signed_sampson(p_in, q_in, K, R, t.ravel())),
                               parallax_px=parallax)
-        baseline, spread, scale_from = None, float("nan"), "network"
-        if depth is not None:
-            found = self._depth_baseline(p_in, q_in, K, T_new_ref, depth)
-            if found is not None:
-                (baseline, spread), scale_from = found, "depth"
-        if baseline is None:
-            baseline = float(np.linalg.norm(T_net[:3, 3]))
+        baseline, spread, scale_from = self._length(p_in, q_in, K, T_new_ref, T_net, depth)
         T = T_epi.copy()
         T[:3, 3] *= baseline
         info, r0 = _epipolar_information(p_in, q_in, K, T_new_ref[:3, :3], T_new_ref[:3, 3])
@@ -331,6 +340,21 @@ class Refiner:
                           photo_pixels=res.pixels, photo_valid=res.valid, photo_residual=res.residual,
                           photo_residual_start=res.residual_start, photo_iterations=res.iterations,
                           photo_info=res.info)
+
+    def _length(self, p: np.ndarray, q: np.ndarray, K: np.ndarray, T_new_ref: np.ndarray,
+                T_net: np.ndarray, depth: np.ndarray | None) -> tuple[float, float, str]:
+        """The translation's length (module doc), the depth ratios' spread (NaN unless measured
+        on this frame) and where the length's scale came from."""
+        length = float(np.linalg.norm(T_net[:3, 3]))
+        found = self._depth_baseline(p, q, K, T_new_ref, depth) if depth is not None else None
+        if length <= 1e-12:  # the network says no translation: nothing to put on a scale
+            return (found[0], found[1], "depth") if found is not None else (length, float("nan"), "network")
+        if found is not None:
+            self.ratios.append(math.log(found[0] / length))
+        if not self.ratios:
+            return length, float("nan"), "network"
+        scaled = length * math.exp(float(np.median(self.ratios)))
+        return (scaled, found[1], "depth") if found is not None else (scaled, float("nan"), "depth ratio")
 
     def _depth_baseline(self, p: np.ndarray, q: np.ndarray, K: np.ndarray, T_new_ref: np.ndarray,
                         depth: np.ndarray) -> tuple[float, float] | None:

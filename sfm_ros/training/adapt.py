@@ -48,7 +48,7 @@ from sfm_ros.core.checkpoint import save_checkpoint
 from sfm_ros.data.datasets import Sequence, static_mask
 from sfm_ros.core.losses import add_epipolar_prior, compute_losses
 from sfm_ros.core.model import SfMModel, source_offsets
-from sfm_ros.core.options import PRESETS, Options, preset
+from sfm_ros.core.options import PRESETS, Options, coerce_option, preset
 from sfm_ros.training.priors import epipolar_priors
 
 #: The auto-mask tie-break noise seed used when scoring (the trainer's validation uses the same idea).
@@ -100,15 +100,11 @@ class AdaptOptions:
         if "=" not in text:
             raise ValueError(f"adapt override {text!r} must look like name=value")
         name, raw = (t.strip() for t in text.split("=", 1))
-        kinds = {f.name: f.type for f in fields(self)}
-        if name not in kinds:
-            raise ValueError(f"unknown adapt option {name!r}; known: {', '.join(sorted(kinds))}")
-        kind = {"int": int, "float": float, "str": str}[str(kinds[name])]
+        names = [f.name for f in fields(self)]
+        if name not in names:
+            raise ValueError(f"unknown adapt option {name!r}; known: {', '.join(sorted(names))}")
         before = getattr(self, name)
-        try:
-            setattr(self, name, kind(raw))
-        except ValueError:
-            raise ValueError(f"adapt option {name} expects {kind.__name__}, got {raw!r}") from None
+        setattr(self, name, coerce_option(raw, before, f"adapt option {name}"))
         try:
             self.validate()
         except ValueError:

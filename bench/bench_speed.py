@@ -170,7 +170,7 @@ def bench_bag(n: int = 100) -> dict:
 
 # ------------------------------------------------------------------------------------------ node
 def bench_node(config: str, seconds: float, rate: float = 10.0, checkpoint: str | None = None,
-               adapt: bool = False) -> dict:
+               adapt: bool = False, params: list[str] | None = None) -> dict:
     """Runs in a process whose environment is already localhost-only in the bench's domain."""
     if not (REPO / "sfm_ros" / "node.py").is_file():
         return {"error": "sfm_ros/ros/node.py is absent"}
@@ -191,13 +191,15 @@ def bench_node(config: str, seconds: float, rate: float = 10.0, checkpoint: str 
     ckpt = checkpoint or _checkpoint(config, Path(tmp.name) / "m.pt")
     intr = f"intrinsics:=[{K[0, 0]}, {K[1, 1]}, {K[0, 2]}, {K[1, 2]}]"
     extra = ["-p", "adapt:=true", "-p", f"adapt_checkpoint:={Path(tmp.name) / 'adapted.pt'}"] if adapt else []
+    for prm in params or []:
+        extra += ["-p", prm]
     node = subprocess.Popen([sys.executable, "-m", "sfm_ros.ros.node", "--ros-args", "-p", f"checkpoint:={ckpt}",
                              "-p", intr, "-r", "__node:=sfm_bench_node", *extra],
                             cwd=REPO, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     log: list[str] = []
     threading.Thread(target=lambda: [log.append(x) for x in node.stdout], daemon=True).start()
     ctx = rclpy.Context()
-    rclpy.init(context=ctx)
+    rclpy.init(context=ctx, args=[])  # not the bench's own command line
     client = rclpy.create_node("sfm_bench_client", context=ctx)
     ex = SingleThreadedExecutor(context=ctx)
     ex.add_node(client)
@@ -286,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=20.0, help="node feed duration (default 20)")
     p.add_argument("--checkpoint", help="node: this checkpoint instead of untrained weights of --config")
     p.add_argument("--adapt", action="store_true", help="node: with online adaptation on (-p adapt:=true)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                   help="node: one more node parameter (e.g. pose_flip:=false); repeatable")
     args = p.parse_args(argv)
     try:
         if args.what == "infer":
@@ -299,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
             # the caller's environment says; the node inherits it.
             os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
             os.environ["ROS_DOMAIN_ID"] = str(bench_domain())
-            res = bench_node(args.config, args.seconds, checkpoint=args.checkpoint, adapt=args.adapt)
+            res = bench_node(args.config, args.seconds, checkpoint=args.checkpoint, adapt=args.adapt,
+                             params=args.param)
     except Exception as exc:
         res = {"error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"}
     emit(res)

@@ -180,6 +180,20 @@ def test_estimator_onnxruntime_backend_matches_torch(tmp_path, depth_arch, pose_
     assert (T_ort - T_ref).abs().max() < 10 * POSE_ATOL  # through pose_vec_to_mat: same order
     if pose_arch == "posexp":  # explainability masks still come from PyTorch
         assert ort.explainability(frames) is not None
+    # pose_flip (one batch of two): the mean of the window's motion and the mirrored window's
+    # mirrored back, so a mirrored window gives exactly the mirrored motion; both backends agree
+    from sfm_ros.core.geometry import mat_to_pose_vec
+    mirrored = [torch.flip(f, dims=[-1]) for f in frames]
+    sign = torch.tensor([-1.0, 1.0, 1.0, 1.0, -1.0, -1.0])
+    for est in (ref, ort):
+        v = mat_to_pose_vec(est.poses(frames, flip=True)[0])
+        v0, v1 = mat_to_pose_vec(est.poses(frames)[0]), mat_to_pose_vec(est.poses(mirrored)[0])
+        assert torch.allclose(v, 0.5 * (v0 + v1 * sign), atol=1e-5)
+        assert torch.allclose(mat_to_pose_vec(est.poses(mirrored, flip=True)[0]), v * sign, atol=1e-5)
+        assert not torch.allclose(v, v0, atol=1e-5)
+    assert (ort.poses(frames, flip=True) - ref.poses(frames, flip=True)).abs().max() < 10 * POSE_ATOL
+    on = Estimator(tmp_path / "m.pt", device="cpu", pose_flip=True)
+    assert torch.equal(on.poses(frames), ref.poses(frames, flip=True)) and on.poses(frames, flip=False).shape == (1, 2, 4, 4)
 
 
 def test_estimator_backend_errors(tmp_path):

@@ -118,6 +118,27 @@ def test_forward_drive_moves_forward():
     assert pl.refined.snapshot().get("epipolar", 0) == len(xs)
 
 
+def test_pose_flip_setting_reaches_the_pose_network(tiny_ckpt):
+    """``pose_flip`` (default on) averages the network's motion with the mirrored window's; off,
+    the network's own: the odometry differs, and switching it at run time takes effect."""
+    est = load_estimator(str(tiny_ckpt), device="cpu", backend="torch")[0]
+    seq = render_sequence(num_frames=6, height=H, width=W, seed=4)
+    ends = {}
+    for flip in (True, False):
+        pl, _ = _pipeline(est, seq, refine_pose="none", pose_flip=flip)
+        for i, img in enumerate(seq.images):
+            r = pl.process(_frame(img, 1.0 + 0.1 * i))
+        ends[flip] = np.asarray(r.odometry.position)
+    assert Settings().pose_flip is True
+    assert np.all(np.isfinite(ends[True])) and not np.allclose(ends[True], ends[False], atol=1e-6), ends
+    pl, _ = _pipeline(est, seq, refine_pose="none", pose_flip=False)
+    for i, img in enumerate(seq.images):
+        if i == 3:
+            pl.settings.pose_flip = True  # switched at run time: the motions from here on change
+        r = pl.process(_frame(img, 1.0 + 0.1 * i))
+    assert not np.allclose(np.asarray(r.odometry.position), ends[False], atol=1e-6)
+
+
 def test_result_values(tiny, seq):
     import torch
 

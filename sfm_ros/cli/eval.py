@@ -176,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="metric scale as the node's camera_height does (ground plane in the predicted depth, "
                         "forward camera): also reports the trajectory with no scale alignment and the "
                         "ratio of predicted to true step length")
+    q.add_argument("--pose-flip", action="store_true",
+                   help="average the pose network's motion with the mirrored window's (the node's pose_flip, "
+                        "on there by default; off here so that the network alone is measured)")
     q.add_argument("--refine", default="none", metavar="MODE",
                    help="refine each frame-to-frame motion with the node's refiner (refine_pose): none | "
                         "epipolar | photometric | epipolar+photometric (default none; needs intrinsics: "
@@ -197,7 +200,7 @@ def _estimator(args):
     if not args.checkpoint:
         raise UsageError("give --checkpoint CKPT (the model to evaluate)")
     try:
-        return Estimator(args.checkpoint, device=args.device)
+        return Estimator(args.checkpoint, device=args.device, pose_flip=getattr(args, "pose_flip", False))
     except CheckpointError as exc:
         raise UsageError(str(exc)) from None
 
@@ -335,6 +338,8 @@ def _run_pose(args) -> dict:
         m, model_notes, metric = model_pose_method(est, images, args.snippet, refiner, views, ground,
                                                    frames.K, raw_hw)
         notes += model_notes
+        if est.pose_flip:
+            notes.append("--pose-flip: each window's motion averaged with the mirrored window's (the node's pose_flip)")
         methods["model"] = m
         source = f"{args.checkpoint} on {frames.name}"
         model_info = {"seq_len": est.seq_len, "size": [est.height, est.width], "device": str(est.device)}

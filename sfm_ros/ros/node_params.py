@@ -69,6 +69,9 @@ name                            type      default                      meaning
                                                                        photometric also the depth);
                                                                        epipolar ~11 ms a frame at 128x416
                                                                        (one core); BENCHMARKS.md
+``pose_flip`` *                 bool      true                         average the pose network's motion
+                                                                       with the mirrored window's (one
+                                                                       more pose forward a frame, batched)
 ``publish_tf`` *                bool      true                         odom → base_frame on /tf
 ``publish_static_tf`` *         bool      on iff camera_xyz/rpy given  base_frame → optical frame on
                                                                        /tf_static (a URDF: leave it off)
@@ -152,6 +155,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("max_gap", 1.0, "gap (s) between processed frames that restarts the odometry", True, 1e-3, 1e9),
     ParamSpec("refine_pose", "epipolar", "refine each frame-to-frame motion against the images: none | epipolar | "
               "photometric | epipolar+photometric", True),
+    ParamSpec("pose_flip", True, "average the pose network's motion with that of the mirrored window "
+              "(test-time augmentation: one more pose forward a frame)", True),
     ParamSpec("publish_tf", True, "publish odom_frame -> base_frame on /tf", True),
     ParamSpec("publish_static_tf", False, "publish base_frame -> camera optical frame on /tf_static", True,
               shown="on when camera_xyz or camera_rpy is given, else off (a URDF's robot_state_publisher)"),

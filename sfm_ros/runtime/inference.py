@@ -81,10 +81,13 @@ class Estimator:
             export tolerances (depth 1e-4 relative, poses 1e-5). Explainability masks still come
             from PyTorch.
         threads: ONNX Runtime intra-op threads (0: its default); PyTorch's are set by the caller.
+        pose_flip: also run the pose network on the mirrored window (one batch of two) and average
+            the two motions (the mirrored one mirrored back: x translation and the y, z rotations
+            change sign): test-time augmentation, as monodepth's flip post-processing does for depth.
     """
 
     def __init__(self, checkpoint: str | Path, device: str = "auto", precision: str = "fp32",
-                 backend: str = "torch", threads: int = 0):
+                 backend: str = "torch", threads: int = 0, pose_flip: bool = False):
         self.device = resolve_device(device)
         self.model, self.options, self.state = load_model(checkpoint, self.device)
         self.height, self.width = self.options.model.height, self.options.model.width
@@ -101,6 +104,7 @@ class Estimator:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.backend = backend
         self.threads = threads
+        self.pose_flip = bool(pose_flip)
         self._ort_depth = self._ort_pose = None
         if backend == "onnxruntime":
             if self.device.type != "cpu" or precision != "fp32":
@@ -148,14 +152,18 @@ class Estimator:
         return 1.0 / disp.float()
 
     @torch.no_grad()
-    def poses(self, frames: list[torch.Tensor]) -> torch.Tensor:
+    def poses(self, frames: list[torch.Tensor], flip: bool | None = None) -> torch.Tensor:
         """``seq_len`` preprocessed frames (oldest first) → (B, N, 4, 4) target→source transforms.
 
         The target is the middle frame; the sources follow :func:`sfm_ros.core.model.source_offsets`.
+        ``flip``: average with the mirrored window's motion (``pose_flip``; None: the estimator's).
         """
         if len(frames) != self.seq_len:
             raise ValueError(f"need {self.seq_len} frames, got {len(frames)}")
         mid = self.seq_len // 2
+        flip = self.pose_flip if flip is None else bool(flip)
+        if flip:
+            frames = [torch.cat([f, torch.flip(f, dims=[-1])]) for f in frames]
         sources = [frames[mid + o] for o in self.offsets]
         if self._ort_pose is not None:
             feed = {"target": frames[mid].numpy(), "sources": torch.stack(sources, 1).numpy()}
@@ -163,6 +171,11 @@ class Estimator:
         else:
             with self._autocast():
                 vec, _ = self.model.predict_poses(frames[mid], sources)
+        vec = vec.float()
+        if flip:  # mirror x back: (tx, ty, tz, rx, ry, rz) -> (-tx, ty, tz, rx, -ry, -rz)
+            half = vec.shape[0] // 2
+            mirror = torch.tensor([-1.0, 1.0, 1.0, 1.0, -1.0, -1.0], device=vec.device)
+            vec = 0.5 * (vec[:half] + vec[half:] * mirror)
         b, n, _ = vec.shape
         return pose_vec_to_mat(vec.float().reshape(b * n, 6)).reshape(b, n, 4, 4)
 

@@ -149,6 +149,7 @@ def load_estimator(checkpoint: str = "", device: str = "auto", precision: str = 
     x = torch.zeros(1, 3, e.height, e.width, device=e.device)
     e.depth(x)
     e.poses([x] * e.seq_len)
+    e.poses([x] * e.seq_len, flip=True)  # the batch of two of pose_flip
     return e, ckpt
 
 

@@ -58,6 +58,7 @@ class Settings:
     max_depth: float = 100.0
     max_gap: float = 1.0
     refine_pose: str = "epipolar"
+    pose_flip: bool = True             # average the pose network's motion with the mirrored window's
     publish_points: bool = True
     points_stride: int = 4
     publish_explainability: bool = False
@@ -251,7 +252,7 @@ class FramePipeline:
         self.odometry.scale = self._metric_scale(depth_np, net_cam)
         T = None
         if len(self.window) == e.seq_len:
-            T = e.poses([f.x for f in self.window])[0]
+            T = e.poses([f.x for f in self.window], flip=s.pose_flip)[0]
             if not bool(torch.isfinite(T).all()):
                 self.window.pop()
                 return self._skip("nonfinite", "the pose network produced NaN/Inf: frame skipped")

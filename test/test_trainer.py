@@ -321,3 +321,19 @@ def test_num_workers_auto_and_validation():
     assert load_options("default", []).train.num_workers == -1
     with pytest.raises(ValueError, match="train.num_workers"):
         load_options("default", ["train.num_workers=-2"])
+
+
+def test_tensorboard_logs_scalars_and_images(seqs, tmp_path):
+    """With TensorBoard on (what ``sfm_train`` does unless ``--no-tensorboard``) the steps that log
+    images run and write them: a name clash once made the first such step raise TypeError."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tr = Trainer(_opts(num_workers=0, max_steps=2, image_every=1), seqs, None, tmp_path, progress=False,
+                 tensorboard=True, ckpt_every=0)
+    tr.fit()
+    tr.writer.flush()
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    assert tags["images"] and tags["scalars"], tags

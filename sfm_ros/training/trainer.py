@@ -216,9 +216,9 @@ class Trainer:
 
     def train_step(self, batch: dict) -> dict:
         self.ddp.train()
-        log_images = self.writer is not None and self.opts.train.image_every > 0 and \
+        with_images = self.writer is not None and self.opts.train.image_every > 0 and \
             self.step % self.opts.train.image_every == 0
-        outputs, losses, images = self._forward(batch, self.ddp, keep_images=log_images)
+        outputs, losses, images = self._forward(batch, self.ddp, keep_images=with_images)
         loss = losses["loss"]
         self.optimizer.zero_grad(set_to_none=True)
         # [loss finite, no stop requested]: every rank must skip a step together (or DDP's
@@ -248,7 +248,7 @@ class Trainer:
             raise TrainingError(f"the update of step {self.step + 1} made the weights non-finite "
                                 f"(train.lr={self.opts.train.lr:g}); stopping without writing them; "
                                 f"{self.files_report()}")
-        if log_images:
+        if with_images:
             log_images(self.writer, self.step, batch, outputs, images, self.model.offsets)
         logs = {k: float(v.detach()) for k, v in losses.items()}
         if self.is_main and (self.step + 1) % max(1, self.opts.train.log_every) == 0:

@@ -185,6 +185,10 @@ def test_estimator_onnxruntime_backend_matches_torch(tmp_path, depth_arch, pose_
     from sfm_ros.core.geometry import mat_to_pose_vec
     mirrored = [torch.flip(f, dims=[-1]) for f in frames]
     sign = torch.tensor([-1.0, 1.0, 1.0, 1.0, -1.0, -1.0])
+    from sfm_ros.core.geometry import pose_vec_to_mat
+    M = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0]))  # the x mirror: sign is M T M in vector form
+    rv = torch.randn(8, 6) * torch.tensor([1.0, 1.0, 1.0, 0.3, 0.3, 0.3])
+    assert torch.allclose(pose_vec_to_mat(rv * sign), M @ pose_vec_to_mat(rv) @ M, atol=1e-6)
     for est in (ref, ort):
         v = mat_to_pose_vec(est.poses(frames, flip=True)[0])
         v0, v1 = mat_to_pose_vec(est.poses(frames)[0]), mat_to_pose_vec(est.poses(mirrored)[0])

@@ -702,7 +702,8 @@ def test_default_model_direction_of_travel(client):
 
 def test_adapt_runs_in_the_node(tiny_ckpt, client, frames, tmp_path):
     """``-p adapt:=true``: the node keeps publishing while the adaptation thread runs (its counters in
-    diagnostics) and stops cleanly on Ctrl-C (the hand-over and saving are tested in test_pipeline)."""
+    diagnostics) and stops cleanly on Ctrl-C (the hand-over and saving are tested in test_pipeline;
+    that turning it on does not block the frame path, in test_adapt; the rate, in bench_speed)."""
     imgs, K, _ = frames
     ns = "/adapt"
     depth = client.collect(Image, f"{ns}/depth/image")

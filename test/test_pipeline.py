@@ -139,6 +139,23 @@ def test_pose_flip_setting_reaches_the_pose_network(tiny_ckpt):
     assert not np.allclose(np.asarray(r.odometry.position), ends[False], atol=1e-6)
 
 
+def test_new_weights_reset_the_refiners_length_scale(tiny_ckpt):
+    """The refiner's depth/network length ratios belong to the weights they were measured with: a
+    swap (online adaptation's hand-over) makes the pipeline forget them."""
+    import copy
+
+    est = load_estimator(str(tiny_ckpt), device="cpu", backend="torch")[0]
+    seq = render_sequence(num_frames=8, height=H, width=W, seed=6)
+    pl, _ = _pipeline(est, seq, refine_pose="epipolar")
+    for i, img in enumerate(seq.images[:5]):
+        pl.process(_frame(img, 1.0 + 0.1 * i))
+    refiner = pl._refiner
+    refiner.ratios.extend([5.0, 5.0])  # stand-ins for ratios measured with the old weights
+    est.set_model(copy.deepcopy(est.model))
+    pl.process(_frame(seq.images[5], 1.5))
+    assert 5.0 not in refiner.ratios and pl._refiner is refiner
+
+
 def test_result_values(tiny, seq):
     import torch
 

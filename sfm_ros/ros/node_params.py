@@ -71,7 +71,8 @@ name                            type      default                      meaning
                                                                        (one core); BENCHMARKS.md
 ``pose_flip`` *                 bool      true                         average the pose network's motion
                                                                        with the mirrored window's (one
-                                                                       more pose forward a frame, batched)
+                                                                       more pose forward a frame, batched;
+                                                                       mirrors about the image centre)
 ``publish_tf`` *                bool      true                         odom → base_frame on /tf
 ``publish_static_tf`` *         bool      on iff camera_xyz/rpy given  base_frame → optical frame on
                                                                        /tf_static (a URDF: leave it off)

@@ -113,6 +113,7 @@ class FramePipeline:
         self.scale_source = "default"
         self.has_explainability = any(k.startswith("mask_heads") for k in estimator.state.get("pose_net", {}))
         self._refiner = None
+        self._refiner_model = None  # the weights the refiner's depth/network ratios were measured with
         self._last_shape: tuple | None = None
         self._zero_stamps = 0
         self.adaptation = adaptation
@@ -360,6 +361,9 @@ class FramePipeline:
         if self._refiner is None or self._refiner.mode != self.settings.refine_pose:
             self._refiner = Refiner(self.settings.refine_pose)
         refiner = self._refiner
+        if self._refiner_model is not self.estimator.model:  # new weights (adaptation): new units
+            refiner.reset_scale()
+            self._refiner_model = self.estimator.model
         if refiner.mode == "none":
             return None
         if cam is None:

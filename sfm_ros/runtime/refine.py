@@ -19,7 +19,9 @@ Modes
     last ``scale_window`` frames where that comparison held, of depth baseline / network length.
     The network's lengths are consistent from frame to frame, the depth comparison is noisy and
     holds on about a third of the KITTI frames; mixing the two per frame mixed two scales
-    (BENCHMARKS.md). Before any comparison held, or without depth, the network's own length.
+    (BENCHMARKS.md). Before any comparison held, or without depth, the network's own length (so
+    the first steps of a run can be in the network's units, then switch to the depth's);
+    :meth:`Refiner.reset_scale` forgets the ratios (the node calls it when the weights change).
     Falls back to the network's motion when too few corners are tracked or agree with one
     essential matrix; keeps the network's translation and only takes the rotation when the motion
     shows too little parallax to fix a translation direction (a rotation, or a camera at rest).
@@ -200,12 +202,12 @@ class Refiner:
     photo_max_depth_step: float = 1.1
     counts: dict = field(default_factory=dict)
     #: log(depth baseline / network length) of the recent frames where the comparison held
-    ratios: deque = field(default_factory=deque)
+    ratios: deque = field(default_factory=deque, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if int(self.scale_window) < 1:
             raise ValueError(f"scale_window must be >= 1, got {self.scale_window!r}")
-        self.ratios = deque(self.ratios, maxlen=int(self.scale_window))
+        self.ratios = deque(maxlen=int(self.scale_window))
         if self.mode not in REFINE_MODES:
             raise ValueError(f"refine mode must be one of {', '.join(REFINE_MODES)}, got {self.mode!r}")
         if self.estimator not in _ESTIMATORS:
@@ -218,6 +220,11 @@ class Refiner:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if not 0.0 <= self.photo_min_valid <= 1.0:
             raise ValueError(f"photo_min_valid must be in [0, 1], got {self.photo_min_valid!r}")
+
+    def reset_scale(self) -> None:
+        """Forget the recent depth/network length ratios (new weights: the network's or the depth's
+        units may have changed); until the next depth comparison holds, lengths are the network's."""
+        self.ratios.clear()
 
     def view(self, image: np.ndarray, K: np.ndarray) -> RefineView:
         """A camera image ((H, W[, 3]), uint8 or float in [0, 1]) with its intrinsics ``K`` → the

@@ -39,7 +39,8 @@ class AdaptWorker:
     ``adapter`` may be a zero-argument callable that builds the :class:`Adapter`: it is then called
     in the thread (copying the model and setting up the optimiser takes a second or more on a small
     CPU, which must not stall the frame path); :attr:`adapter` is None and ``stats()["starting"]``
-    True until it returns, and windows offered meanwhile wait in the queue.
+    True until it returns; windows offered meanwhile wait in the queue (``queue_size`` of them:
+    the rest are dropped and counted, as when the thread falls behind).
     """
 
     def __init__(self, adapter: Adapter | Callable[[], Adapter], on_weights, duty: float = 0.5, threads: int = 1,

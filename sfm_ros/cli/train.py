@@ -184,21 +184,31 @@ def explicit_keys_given(args: argparse.Namespace) -> set[str]:
                    if getattr(args, flag.lstrip("-").replace("-", "_")) is not None}
 
 
+def _config_file(args: argparse.Namespace) -> dict | None:
+    """The mapping a YAML ``--config`` file holds; None for a preset, no ``--config`` or a file
+    that does not hold a mapping (:func:`build_options` has refused those already)."""
+    from sfm_ros.core.options import PRESETS
+    from sfm_ros.core.yaml_io import read_yaml
+
+    if not args.config or args.config in PRESETS or not Path(args.config).is_file():
+        return None
+    data = read_yaml(args.config, f"config file {args.config}", UsageError) or {}
+    return data if isinstance(data, dict) else None
+
+
 def explicit_keys(args: argparse.Namespace) -> set[str]:
     """The option keys the user chose (``--set``, the convenience flags, a YAML ``--config``, or
     the size and stride when resuming): :func:`load_inputs` chooses the others where it can."""
-    from sfm_ros.core.options import PRESETS, _flatten
-    from sfm_ros.core.yaml_io import read_yaml
+    from sfm_ros.core.options import _flatten
 
     if args.resume is not None:  # the checkpoint's choices (see _keep_resumed_choices)
         return {"model.height", "model.width", "data.stride", "data.augment"}
     keys = explicit_keys_given(args)
     if getattr(args, "init", None):  # the checkpoint's input size (see _keep_init_architecture)
         keys |= {"model.height", "model.width"}
-    if args.config and args.config not in PRESETS and Path(args.config).is_file():
-        data = read_yaml(args.config, f"config file {args.config}", UsageError) or {}
-        if isinstance(data, dict):
-            keys |= set(_flatten({k: v for k, v in data.items() if k != "preset"}))
+    data = _config_file(args)
+    if data is not None:
+        keys |= set(_flatten({k: v for k, v in data.items() if k != "preset"}))
     return keys
 
 
@@ -207,7 +217,6 @@ def chooses_augmentation(args: argparse.Namespace) -> bool:
     set): with the default preset (named, or the base of a YAML ``--config``) and for a ``--init``
     fine-tune without ``--config`` (new data); never on ``--resume`` (the checkpoint's choice)."""
     from sfm_ros.core.options import PRESETS
-    from sfm_ros.core.yaml_io import read_yaml
 
     if args.resume is not None:
         return False
@@ -215,8 +224,8 @@ def chooses_augmentation(args: argparse.Namespace) -> bool:
         return True
     if args.config in PRESETS:
         return args.config == "default"
-    data = read_yaml(args.config, f"config file {args.config}", UsageError) or {}
-    return isinstance(data, dict) and data.get("preset", "default") == "default"
+    data = _config_file(args)
+    return data is not None and data.get("preset", "default") == "default"
 
 
 def _keep_resumed_choices(opts, saved: dict, given: set[str]) -> None:
@@ -374,9 +383,10 @@ def _main(argv, rank: int, log, fail) -> int:
         train, val = split_sequences(seqs, opts.data.val_fraction, opts.model.seq_len, opts.data.stride, log)
         if chooses_augmentation(args) and "data.augment" not in explicit:
             from sfm_ros.data.autoconfig import auto_augment
+            from sfm_ros.data.datasets import window_indices
 
-            span = (opts.model.seq_len - 1) * opts.data.stride
-            opts.data.augment = auto_augment(sum(max(0, len(s) - span) for s in train), log)
+            windows = sum(len(window_indices(len(s), opts.model.seq_len, opts.data.stride)) for s in train)
+            opts.data.augment = auto_augment(windows, log)
     except (ValueError, CheckpointError, OSError) as exc:  # BagError, SourceError, CameraError ...
         return fail(one_line(exc))
 

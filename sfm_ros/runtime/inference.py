@@ -177,7 +177,7 @@ class Estimator:
             mirror = torch.tensor([-1.0, 1.0, 1.0, 1.0, -1.0, -1.0], device=vec.device)
             vec = 0.5 * (vec[:half] + vec[half:] * mirror)
         b, n, _ = vec.shape
-        return pose_vec_to_mat(vec.float().reshape(b * n, 6)).reshape(b, n, 4, 4)
+        return pose_vec_to_mat(vec.reshape(b * n, 6)).reshape(b, n, 4, 4)
 
     @torch.no_grad()
     def explainability(self, frames: list[torch.Tensor]) -> torch.Tensor | None:

@@ -4,9 +4,11 @@
     .venv/bin/python bench/bench_refine.py [--frames 0:160] [--repeat 3] [--threads 1] [--mode epipolar ...]
 
 Times exactly what the node adds per frame for ``refine_pose: MODE`` (each ``--mode``, default
-``epipolar``; ``all``: every mode but ``none``): the refiner's two views
-(:meth:`sfm_ros.runtime.refine.Refiner.view`: grey, resized to the paper's pixel budget) and
-:meth:`~sfm_ros.runtime.refine.Refiner.refine` against a given network motion, on consecutive KITTI 00
+``epipolar``; ``all``: every mode but ``none``): the new frame's view
+(:meth:`sfm_ros.runtime.refine.Refiner.view`: grey, resized to the paper's pixel budget; the
+reference frame's view is the one made for it a frame before, as in the node, so the three-view
+length prediction runs) and :meth:`~sfm_ros.runtime.refine.Refiner.refine` against a given network
+motion, on consecutive KITTI 00
 frames (128x416 views of the 1241x376 camera) and 7-Scenes frames 10 apart (192x256 views of the
 640x480 camera) from ``../shared/data``. The depth for the baseline (and the photometric warp) is
 a plane in front of the camera: the epipolar cost does not depend on the depth's values; the
@@ -43,13 +45,17 @@ def time_refiner(images, K, repeat: int, mode: str = "epipolar") -> dict:
     T_net = make_pose(t=[0.0, 0.0, 1.0])
     times, used = [], {}
     for _ in range(repeat):
-        for a, b in zip(images[:-1], images[1:]):
+        refiner.reset_scale()
+        va = refiner.view(images[0], K)
+        for b in images[1:]:
             t0 = time.perf_counter()
-            va, vb = refiner.view(a, K), refiner.view(b, K)
+            vb = refiner.view(b, K)
             depth = np.full(va.grey.shape, 10.0, np.float32)
             r = refiner.refine(va, vb, T_net, depth)
             times.append(1000.0 * (time.perf_counter() - t0))
-            used[r.used] = used.get(r.used, 0) + 1
+            key = r.used + (f" ({r.scale_from})" if r.scale_from else "")
+            used[key] = used.get(key, 0) + 1
+            va = vb
     return {"frames": len(images) - 1, "view": list(va.grey.shape), "p50_ms": _percentile(times, 50),
             "p95_ms": _percentile(times, 95), "max_ms": max(times), "used": used}
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["to_grey", "track_corners"]
+__all__ = ["to_grey", "track_corners", "track_points"]
 
 _LK = dict(winSize=(21, 21), maxLevel=4,
            criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
@@ -49,7 +49,22 @@ def track_corners(a: np.ndarray, b: np.ndarray, max_corners: int = 300, min_dist
     if pts is None:
         empty = np.zeros((0, 2), np.float32)
         return empty, empty.copy()
-    fwd, st1, _ = cv2.calcOpticalFlowPyrLK(a, b, pts, None, **_LK)
+    p, q, ok = track_points(a, b, pts[:, 0], max_fb_error)
+    return p[ok], q[ok]
+
+
+def track_points(a: np.ndarray, b: np.ndarray, pts: np.ndarray,
+                 max_fb_error: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Given points ``pts`` (M, 2) of grey image ``a`` tracked into ``b``: ``(p, q, ok)``, ``p`` the
+    points as float32, ``q`` (M, 2) float32 their positions in ``b`` and ``ok`` (M,) bool, true where
+    both directions converge and tracking ``q`` back into ``a`` lands within ``max_fb_error``
+    pixels of ``p`` (``q`` is meaningless elsewhere)."""
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"grey images of one size expected, got {a.shape} and {b.shape}")
+    p = np.ascontiguousarray(np.asarray(pts, dtype=np.float32).reshape(-1, 2))
+    if len(p) == 0:
+        return p, p.copy(), np.zeros(0, bool)
+    fwd, st1, _ = cv2.calcOpticalFlowPyrLK(a, b, p[:, None], None, **_LK)
     back, st2, _ = cv2.calcOpticalFlowPyrLK(b, a, fwd, None, **_LK)
-    ok = (st1[:, 0] == 1) & (st2[:, 0] == 1) & (np.linalg.norm(back - pts, axis=2)[:, 0] < max_fb_error)
-    return pts[ok, 0].astype(np.float32), fwd[ok, 0].astype(np.float32)
+    ok = (st1[:, 0] == 1) & (st2[:, 0] == 1) & (np.linalg.norm(back[:, 0] - p, axis=1) < max_fb_error)
+    return p, fwd[:, 0].astype(np.float32), ok

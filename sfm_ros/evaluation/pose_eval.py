@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["average_increments", "network_snippets", "network_increments", "refine_increments",
-           "ground_scaled_increments", "pose_metrics", "evaluate_pose_methods", "metric_scale_summary",
+           "ground_scales", "ground_scaled_increments", "pose_metrics", "evaluate_pose_methods", "metric_scale_summary",
            "model_pose_method", "METHOD_LABELS", "format_pose_report", "gt_twin", "write_trajectory_pair",
            "node_scale"]
 
@@ -52,33 +52,43 @@ def network_snippets(est, images: list) -> np.ndarray:
     return np.asarray(out)
 
 
-def ground_scaled_increments(gs, depths: list, increments: np.ndarray, K_net: np.ndarray) -> dict:
+def ground_scales(gs, depths: list, K_net: np.ndarray) -> tuple[np.ndarray, str]:
     """The node's ``camera_height`` scale (a :class:`sfm_ros.runtime.ground_scale.GroundScale`) over the
-    frames' predicted depths in order: increment ``i`` gets the scale after frame ``i + 1``, as in the
-    node. Increments before the first ground plane take the first scale found (the node uses 1
-    there). Returns ``rel`` (metric increments), ``scales``, ``step_lengths`` (m) and a ``note``."""
+    frames' predicted depths in order, per increment: increment ``i`` gets the scale after frame
+    ``i + 1``, as in the node. Increments before the first ground plane take the first scale found
+    (the node uses 1 there). Returns the (N-1,) scales (m per network unit) and a note."""
     scales = [gs.update(d, K_net) for d in depths]
     found = [x for x in scales[1:] if x is not None]
     if not found:
         raise ValueError("--camera-height: no ground plane was found in the lower image of any frame")
     first = found[0]
     s = np.array([first if x is None else x for x in scales[1:]])
-    rel = np.array(increments, dtype=np.float64)
-    rel[:, :3, 3] *= s[:, None]
     note = (f"ground planes accepted {gs.accepted}, rejected {gs.rejected}, none found {gs.failed}; "
             f"scale median {np.median(s):.4g} m/unit, spread {gs.spread:.3f}")
+    return s, note
+
+
+def ground_scaled_increments(gs, depths: list, increments: np.ndarray, K_net: np.ndarray,
+                             scales: tuple[np.ndarray, str] | None = None) -> dict:
+    """The increments times the node's ``camera_height`` scale (:func:`ground_scales`, or its output
+    ``scales`` when already computed). Returns ``rel`` (metric increments), ``scales``,
+    ``step_lengths`` (m) and a ``note``."""
+    s, note = ground_scales(gs, depths, K_net) if scales is None else scales
+    rel = np.array(increments, dtype=np.float64)
+    rel[:, :3, 3] *= s[:, None]
     return {"rel": rel, "scales": s, "step_lengths": np.linalg.norm(rel[:, :3, 3], axis=1), "note": note}
 
 
-def refine_increments(refiner, views: list, depths: list,
-                      increments: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+def refine_increments(refiner, views: list, depths: list, increments: np.ndarray,
+                      scales=None) -> tuple[np.ndarray, dict[str, int]]:
     """The node's refinement (:class:`sfm_ros.runtime.refine.Refiner`) applied to every network increment
     of a sequence: ``views`` the refiner's views of the frames, ``depths[i]`` the predicted depth
-    of frame ``i`` that sets the scale of increment ``i``. Returns the refined increments and how
-    many increments each source made."""
+    of frame ``i`` that sets the scale of increment ``i``, ``scales[i]`` the metric scale increment
+    ``i`` will be multiplied by (as the node passes it; default 1). Returns the refined increments
+    and how many increments each source made."""
     from sfm_ros.runtime.refine import refine_sequence
 
-    rel, results = refine_sequence(refiner, views, depths, increments)
+    rel, results = refine_sequence(refiner, views, depths, increments, scales)
     counts: dict[str, int] = {}
     for r in results:
         key = r.used + (f" ({r.why})" if r.why else "")
@@ -189,13 +199,17 @@ def model_pose_method(est, images: list, snippet: int, refiner=None, views: list
     refined = None
     depths = ([est.depth(im)[0, 0].float().cpu().numpy() for im in images]
               if refine or ground is not None else None)
+    scales = None
+    if ground is not None:  # first: the refinement's length filter runs in the metric units, as in the node
+        scales = ground_scales(ground, depths, est.scale_intrinsics(K, raw_hw))
     if refine:
-        rel, refined = refine_increments(refiner, views, depths[:-1], rel)
+        rel, refined = refine_increments(refiner, views, depths[:-1], rel, None if scales is None else scales[0])
         notes.append(f"--refine {refiner.mode}: " + ", ".join(f"{v} increments {k}" for k, v in
                                                              sorted(refined.items())))
     if ground is not None:
-        metric = ground_scaled_increments(ground, depths, rel, est.scale_intrinsics(K, raw_hw))
+        metric = ground_scaled_increments(ground, depths, rel, None, scales)
         notes.append(f"--camera-height {ground.camera_height:g}: {metric['note']}")
+        rel = metric["rel"]  # what the node publishes: each increment times its frame's scale
     traj = chain(rel)
     m: dict[str, Any] = {"traj": traj}
     if est.seq_len == snippet and refined is None:

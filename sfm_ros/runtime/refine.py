@@ -12,16 +12,26 @@ Modes
 ``epipolar`` (DF-VO, Zhan et al. 2020)
     Corners tracked from the reference frame into the new frame (:func:`sfm_ros.data.features.track_corners`),
     the essential matrix by RANSAC (five-point solver) and its decomposition (cheirality) give the
-    rotation and the direction of translation. The translation's length is the pose network's,
-    put on the learned depth's scale: the corners are triangulated with a unit baseline and
-    compared with the predicted depth of the reference frame at the same pixels (the median ratio
-    is the depth's baseline), and the length is the network's length times the median, over the
-    last ``scale_window`` frames where that comparison held, of depth baseline / network length.
-    The network's lengths are consistent from frame to frame, the depth comparison is noisy and
-    holds on about a third of the KITTI frames; mixing the two per frame mixed two scales
-    (BENCHMARKS.md). Before any comparison held, or without depth, the network's own length (so
-    the first steps of a run can be in the network's units, then switch to the depth's);
-    :meth:`Refiner.reset_scale` forgets the ratios (the node calls it when the weights change).
+    rotation and the direction of translation. The translation's length is on the learned depth's
+    scale, filtered over time (a Kalman filter on the log of the length):
+
+    * *measured*: the corners are triangulated with a unit baseline and compared with the
+      predicted depth of the reference frame at the same pixels; the median ratio is the depth's
+      baseline, its spread the measurement's variance. Noisy (the learned depth's scale wanders
+      from frame to frame) and gated: held on about a third of the KITTI frames.
+    * *predicted* (``scale_tracking``, the classic monocular-VO relative scale): the reference
+      frame's inlier corners are tracked back into the frame before it; triangulated with the
+      previous step's unit motion and with this step's, the same corners have two depths in the
+      reference frame, and the median of their log ratio is the log of this step's length over the
+      previous one (a few per cent from frame to frame on KITTI, BENCHMARKS.md). It needs the
+      previous refinement to be an epipolar one whose new view is this reference view.
+    * otherwise predicted from the network's length times the median, over the last
+      ``scale_window`` frames where the depth comparison held, of depth baseline / network length.
+
+    Before any depth comparison held, or without depth, the network's own length (so the first
+    steps of a run can be in the network's units, then switch to the depth's);
+    :meth:`Refiner.reset_scale` forgets the ratios and the filter (the node calls it when the
+    weights change).
     Falls back to the network's motion when too few corners are tracked or agree with one
     essential matrix; keeps the network's translation and only takes the rotation when the motion
     shows too little parallax to fix a translation direction (a rotation, or a camera at rest).
@@ -67,9 +77,9 @@ import numpy as np
 
 from sfm_ros.data.autoconfig import auto_size
 from sfm_ros.data.camera import CameraModel
-from sfm_ros.data.features import to_grey, track_corners
+from sfm_ros.data.features import to_grey, track_corners, track_points
 from sfm_ros.core.se3 import axis_angle_to_matrix, invert_pose, make_pose, matrix_to_axis_angle
-from sfm_ros.runtime.motion_covariance import motion_covariance
+from sfm_ros.runtime.motion_covariance import K_LEN, MIN_LEN_REL, DEPTH_RATIO_LEN_REL, motion_covariance
 from sfm_ros.runtime.photometric import PhotoResult, photometric_align, robust_spread
 
 __all__ = ["REFINE_MODES", "RefineView", "Refinement", "Refiner", "refine_sequence", "motion_covariance"]
@@ -95,9 +105,13 @@ class Refinement:
     ``epipolar``, ``rotation`` = epipolar rotation with the network's translation, ``photometric``
     = the direct alignment's); ``reason``: why the network's (or, chained, the epipolar) estimate
     was (partly) kept, empty otherwise; ``tracks``/``inliers``: corners tracked and consistent with
-    the essential matrix; ``scale_from``: ``depth`` (the network's length on the depth's scale,
-    measured on this frame too), ``depth ratio`` (on the depth's scale of recent frames: the
-    comparison did not hold on this one), ``network`` (the network's length) or ``""``;
+    the essential matrix; ``scale_from``: where the length's scale came from (module doc):
+    ``depth`` (the depth comparison held on this frame and updated the filter), ``tracked`` (the
+    previous length times the three-view ratio), ``depth ratio`` (the network's length on the
+    depth's scale of recent frames), ``network`` (the network's length) or ``""``;
+    ``length_rel_sd``: the filter's standard deviation of the length, relative (NaN when the length
+    is the network's); ``step_ratio``: the three-view ratio of this length to the previous one (NaN
+    when not measured); ``unit_motion``: the epipolar ``T_new_ref`` with a unit translation;
     ``rotation_change_deg``: the angle between the network's rotation and the refined one; ``why``:
     a short key of ``reason`` (``off``, ``few tracks``, ``no essential matrix``, ``few inliers``,
     ``low parallax``; ``photometric: `` + ``no depth``, ``few pixels``, ``few valid pixels``,
@@ -119,6 +133,9 @@ class Refinement:
     parallax_px: float = float("nan")
     covariance: np.ndarray | None = None
     length_spread: float = float("nan")
+    length_rel_sd: float = float("nan")
+    step_ratio: float = float("nan")
+    unit_motion: np.ndarray | None = None
     motion_info: tuple | None = None  # (JᵀJ, B, R) of :func:`_epipolar_information`
     start: str = ""  # what the photometric alignment started from: network | epipolar | rotation
     photo_pixels: int = 0  # reference pixels of the photometric alignment (finest level)
@@ -155,6 +172,12 @@ class Refiner:
             are left out of the baseline.
         scale_window: frames (where the depth comparison held) over which the depth baseline /
             network length ratio is taken (median); chosen on KITTI 00 frames 0-119 (3 over 5-1000).
+        scale_tracking: predict each length from the previous one by the three-view ratio.
+        track_step_var: variance (log length², per step) the three-view prediction adds on top of
+            its measured spread; chosen on KITTI 00 frames 0-119.
+        track_min_points: fewest corners seen in all three frames to measure the three-view ratio.
+        track_max_points: most corners tracked back for it (those with the most parallax: the
+            tracking costs ~20 µs per corner on one core).
         photo_levels: pyramid levels of the photometric alignment (each half the size).
         photo_points: most reference pixels at the finest level (one per cell of that many).
         photo_grad_min: a pixel is used when its gradient exceeds the median by this (grey
@@ -186,6 +209,10 @@ class Refiner:
     max_scale_spread: float = 0.5
     max_depth_step: float = 1.1
     scale_window: int = 3
+    scale_tracking: bool = True
+    track_step_var: float = 1e-3
+    track_min_points: int = 20
+    track_max_points: int = 100
     photo_levels: int = 3
     photo_points: int = 2000
     photo_grad_min: float = 4.0
@@ -203,6 +230,12 @@ class Refiner:
     counts: dict = field(default_factory=dict)
     #: log(depth baseline / network length) of the recent frames where the comparison held
     ratios: deque = field(default_factory=deque, init=False, repr=False, compare=False)
+    #: the length filter: log length (depth units) and its variance of the last epipolar motion
+    log_length: float | None = field(default=None, init=False, repr=False, compare=False)
+    log_length_var: float = field(default=float("nan"), init=False, repr=False, compare=False)
+    #: (reference view, new view, unit T_new_ref) of the last epipolar motion: the three-view chain
+    _last: tuple | None = field(default=None, init=False, repr=False, compare=False)
+    _scale: float | None = field(default=None, init=False, repr=False, compare=False)  # the last call's
 
     def __post_init__(self) -> None:
         if int(self.scale_window) < 1:
@@ -218,13 +251,17 @@ class Refiner:
         for name in ("photo_huber", "photo_max_rotation_deg"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if not float(self.track_step_var) >= 0.0:
+            raise ValueError(f"track_step_var must be >= 0, got {self.track_step_var!r}")
         if not 0.0 <= self.photo_min_valid <= 1.0:
             raise ValueError(f"photo_min_valid must be in [0, 1], got {self.photo_min_valid!r}")
 
     def reset_scale(self) -> None:
-        """Forget the recent depth/network length ratios (new weights: the network's or the depth's
-        units may have changed); until the next depth comparison holds, lengths are the network's."""
+        """Forget the recent depth/network length ratios and the length filter (new weights: the
+        network's or the depth's units may have changed); until the next depth comparison holds,
+        lengths are the network's."""
         self.ratios.clear()
+        self.log_length, self.log_length_var, self._last, self._scale = None, float("nan"), None, None
 
     def view(self, image: np.ndarray, K: np.ndarray) -> RefineView:
         """A camera image ((H, W[, 3]), uint8 or float in [0, 1]) with its intrinsics ``K`` → the
@@ -244,10 +281,23 @@ class Refiner:
         return RefineView(grey, K)
 
     def refine(self, ref: RefineView, new: RefineView, T_net: np.ndarray,
-               depth_ref: np.ndarray | None = None) -> Refinement:
+               depth_ref: np.ndarray | None = None, scale: float = 1.0) -> Refinement:
         """Refine the network's ``T_net`` (4x4 ``T_ref_new``) between the views ``ref`` and ``new``
         (:meth:`view`, one size) with, optionally, the predicted depth of ``ref`` ((H, W) at any
-        size, network units) for the translation's length."""
+        size, network units) for the translation's length.
+
+        ``scale``: the factor the caller will multiply the returned translation by (metres per
+        network unit of this frame: the node's ``camera_height`` scale follows the learned depth's
+        scale from frame to frame). The length filter runs in those units and the length is
+        returned divided by it, so that the scaled lengths are consistent from frame to frame. A
+        change of more than 2x from one call to the next is a change of units (a first ground
+        plane): the filter starts again."""
+        scale = float(scale)
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
+        if self._scale is not None and abs(math.log(scale / self._scale)) > math.log(2.0):
+            self.reset_scale()
+        self._scale = scale
         T_net = np.asarray(T_net, dtype=np.float64)
         if T_net.shape != (4, 4):
             raise ValueError(f"T_net must be 4x4, got {T_net.shape}")
@@ -263,18 +313,25 @@ class Refiner:
             if depth_ref is not None and depth_ref.shape != ref.grey.shape:
                 depth_ref = cv2.resize(np.asarray(depth_ref, np.float32), ref.grey.shape[::-1],
                                        interpolation=cv2.INTER_NEAREST)
-            out = None
+            out = epi = None
             if self.mode in ("epipolar", "epipolar+photometric"):
-                out = self._epipolar(ref.grey, new.grey, ref.K, T_net, depth_ref)
+                last = self._last
+                prev = (last[0].grey, last[2]) if last is not None and last[1] is ref and \
+                    last[0].grey.shape == ref.grey.shape else None
+                out = epi = self._epipolar(ref.grey, new.grey, ref.K, T_net, depth_ref, prev, scale)
             if self.mode in ("photometric", "epipolar+photometric"):
                 out = self._photometric(ref.grey, new.grey, ref.K, T_net, depth_ref, out)
+            self._last = (ref, new, epi.unit_motion) if epi is not None and epi.unit_motion is not None else None
         out.covariance = motion_covariance(out, 0.5 * (ref.K[0, 0] + ref.K[1, 1]))
         self.counts[out.used] = self.counts.get(out.used, 0) + 1
         return out
 
     # ------------------------------------------------------------------ epipolar
     def _epipolar(self, a: np.ndarray, b: np.ndarray, K: np.ndarray, T_net: np.ndarray,
-                  depth: np.ndarray | None) -> Refinement:
+                  depth: np.ndarray | None, prev: tuple[np.ndarray, np.ndarray] | None = None,
+                  scale: float = 1.0) -> Refinement:
+        """The epipolar refinement of ``a → b``; ``prev``: (grey image of the frame before ``a``, its
+        unit ``T_a_prev``) for the three-view length prediction, or None; ``scale``: :meth:`refine`'s."""
         p, q = track_corners(a, b, max_corners=self.max_corners, min_distance=self.min_distance_px,
                              max_fb_error=self.max_fb_px)
         n = len(p)
@@ -314,12 +371,17 @@ class Refiner:
                               "translation from the network", n, inl, "network", d_rot, "low parallax",
                               residual_px=robust_spread(_signed_sampson(p_in, q_in, K, R, t.ravel())),
                               parallax_px=parallax)
-        baseline, spread, scale_from = self._length(p_in, q_in, K, T_new_ref, T_net, depth)
+        step = None
+        if prev is not None and self.scale_tracking:
+            step = self._step_ratio(a, prev[0], p_in, q_in, K, T_new_ref, prev[1])
+        baseline, spread, scale_from, rel_sd = self._length(p_in, q_in, K, T_new_ref, T_net, depth, step, scale)
         T = T_epi.copy()
         T[:3, 3] *= baseline
         info, r0 = _epipolar_information(p_in, q_in, K, T_new_ref[:3, :3], T_new_ref[:3, 3])
         return Refinement(T, "epipolar", "", n, inl, scale_from, d_rot, residual_px=robust_spread(r0),
-                          parallax_px=parallax, length_spread=spread, motion_info=info)
+                          parallax_px=parallax, length_spread=spread, motion_info=info, length_rel_sd=rel_sd,
+                          step_ratio=math.exp(step[0]) if step is not None else float("nan"),
+                          unit_motion=T_new_ref)
 
     def _photometric(self, a: np.ndarray, b: np.ndarray, K: np.ndarray, T_net: np.ndarray,
                      depth: np.ndarray | None, before: Refinement | None) -> Refinement:
@@ -349,19 +411,64 @@ class Refiner:
                           photo_info=res.info)
 
     def _length(self, p: np.ndarray, q: np.ndarray, K: np.ndarray, T_new_ref: np.ndarray,
-                T_net: np.ndarray, depth: np.ndarray | None) -> tuple[float, float, str]:
-        """The translation's length (module doc), the depth ratios' spread (NaN unless measured
-        on this frame) and where the length's scale came from."""
+                T_net: np.ndarray, depth: np.ndarray | None,
+                step: tuple[float, float] | None = None,
+                scale: float = 1.0) -> tuple[float, float, str, float]:
+        """The translation's length (module doc: a Kalman filter on its log, in the units of
+        ``scale`` per network unit, returned in network units), the depth ratios' spread (NaN
+        unless measured on this frame), where the length's scale came from and its relative
+        standard deviation (NaN for the network's own length). ``step``: the three-view (log ratio
+        to the previous length, its variance), or None."""
         length = float(np.linalg.norm(T_net[:3, 3]))
         found = self._depth_baseline(p, q, K, T_new_ref, depth) if depth is not None else None
-        if length <= 1e-12:  # the network says no translation: nothing to put on a scale
-            return (found[0], found[1], "depth") if found is not None else (length, float("nan"), "network")
         if found is not None:
+            found = (found[0] * scale, found[1])
+        length *= scale  # the network's length in the caller's units (its own units times scale)
+        if length > 1e-12 and found is not None:
             self.ratios.append(math.log(found[0] / length))
-        if not self.ratios:
-            return length, float("nan"), "network"
-        scaled = length * math.exp(float(np.median(self.ratios)))
-        return (scaled, found[1], "depth") if found is not None else (scaled, float("nan"), "depth ratio")
+        if step is not None and self.log_length is not None:
+            x, P, src = self.log_length + step[0], self.log_length_var + step[1] + self.track_step_var, "tracked"
+        elif self.ratios and length > 1e-12:
+            x, P, src = math.log(length) + float(np.median(self.ratios)), DEPTH_RATIO_LEN_REL ** 2, "depth ratio"
+        else:
+            x, P, src = None, float("nan"), "network"
+        spread = float("nan")
+        if found is not None:
+            z, spread = math.log(found[0]), found[1]
+            Rz = max(MIN_LEN_REL, K_LEN * spread) ** 2
+            if x is None:
+                x, P, src = z, Rz, "depth"
+            elif (z - x) ** 2 < 9.0 * (P + Rz):  # a depth comparison 3 sigma off is not taken
+                gain = P / (P + Rz)
+                x, P, src = x + gain * (z - x), (1.0 - gain) * P, "depth"
+        if x is None:  # no depth scale yet: the network's units
+            self.log_length, self.log_length_var = None, float("nan")
+            return length / scale, spread, "network", float("nan")
+        self.log_length, self.log_length_var = x, P
+        return math.exp(x) / scale, spread, src, math.sqrt(P)
+
+    def _step_ratio(self, a: np.ndarray, before: np.ndarray, p: np.ndarray, q: np.ndarray, K: np.ndarray,
+                    T_new_ref: np.ndarray, T_ref_before: np.ndarray) -> tuple[float, float] | None:
+        """The three-view ratio of this step's length to the previous one: the reference frame's
+        inlier corners ``p`` (tracked to ``q`` in the new frame) tracked back into the frame
+        ``before`` it, triangulated with the previous unit motion ``T_ref_before`` (x_ref = R
+        x_before + t) and with this one; returns (median log ratio of their depths in the
+        reference frame, its variance) or None when too few corners give both."""
+        if len(p) > self.track_max_points:  # the most parallax: the best-conditioned depths
+            keep = np.argsort(-_parallax_each(p, q, K, T_new_ref[:3, :3]))[: self.track_max_points]
+            p, q = p[keep], q[keep]
+        _, back, ok = track_points(a, before, p, self.max_fb_px)
+        if int(ok.sum()) < self.track_min_points:
+            return None
+        z_now = _triangulate(p[ok], q[ok], K, T_new_ref)[0]
+        z_before = _triangulate(back[ok].astype(np.float64), p[ok], K, T_ref_before)[1]
+        good = np.isfinite(z_now) & np.isfinite(z_before) & (z_now > 1e-9) & (z_before > 1e-9)
+        if int(good.sum()) < self.track_min_points:
+            return None
+        x = np.log(z_before[good] / z_now[good])
+        med = float(np.median(x))
+        sd = 1.4826 * float(np.median(np.abs(x - med)))
+        return med, sd * sd / x.size
 
     def _depth_baseline(self, p: np.ndarray, q: np.ndarray, K: np.ndarray, T_new_ref: np.ndarray,
                         depth: np.ndarray) -> tuple[float, float] | None:
@@ -370,11 +477,7 @@ class Refiner:
         range / median / sqrt(corners)), or None when they disagree."""
         depth = np.asarray(depth, dtype=np.float64)
         h, w = depth.shape
-        P0 = K @ np.eye(3, 4)
-        P1 = K @ T_new_ref[:3, :]
-        X = cv2.triangulatePoints(P0, P1, p.T, q.T)
-        z_tri = X[2] / X[3]
-        X1 = T_new_ref[:3, :3] @ (X[:3] / X[3]) + T_new_ref[:3, 3:4]
+        z_tri, z_new = _triangulate(p, q, K, T_new_ref)
         u = np.clip(np.rint(p[:, 0]).astype(int), 0, w - 1)
         v = np.clip(np.rint(p[:, 1]).astype(int), 0, h - 1)
         d = depth[v, u]
@@ -382,7 +485,7 @@ class Refiner:
         kernel = np.ones((3, 3), np.uint8)
         d32 = depth.astype(np.float32)
         lo, hi = cv2.erode(d32, kernel)[v, u], cv2.dilate(d32, kernel)[v, u]
-        ok = np.isfinite(z_tri) & (z_tri > 1e-6) & (X1[2] > 1e-6) & np.isfinite(d) & (lo > 0) & \
+        ok = np.isfinite(z_tri) & (z_tri > 1e-6) & (z_new > 1e-6) & np.isfinite(d) & (lo > 0) & \
             (hi <= self.max_depth_step * lo)
         if int(ok.sum()) < self.min_inliers // 2:
             return None
@@ -391,6 +494,16 @@ class Refiner:
         if not np.isfinite(med) or med <= 0 or (q75 - q25) > self.max_scale_spread * med:
             return None
         return float(med), float((q75 - q25) / med / math.sqrt(ratio.size))
+
+
+def _triangulate(p: np.ndarray, q: np.ndarray, K: np.ndarray,
+                 T_new_ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Depths of the corners ``p`` (reference frame) ↔ ``q`` (new frame) triangulated with the
+    motion ``T_new_ref``, in the reference and in the new camera: ``(z_ref, z_new)``."""
+    X = cv2.triangulatePoints(K @ np.eye(3, 4), K @ T_new_ref[:3, :], np.asarray(p, np.float64).T,
+                              np.asarray(q, np.float64).T)
+    X = X[:3] / X[3]
+    return X[2], (T_new_ref[:3, :3] @ X + T_new_ref[:3, 3:4])[2]
 
 
 def _rotation_only(p: np.ndarray, q: np.ndarray, K: np.ndarray) -> tuple[np.ndarray | None, float]:
@@ -452,25 +565,35 @@ def _epipolar_information(p: np.ndarray, q: np.ndarray, K: np.ndarray, R: np.nda
     return (J.T @ J, np.stack([b1, b2], axis=1), R), r0
 
 
-def _parallax_px(p: np.ndarray, q: np.ndarray, K: np.ndarray, R: np.ndarray) -> float:
-    """Median image motion (pixels) of ``p → q`` once the rotation ``R`` (x_new = R x_ref + t) is
+def _parallax_each(p: np.ndarray, q: np.ndarray, K: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """Image motion (pixels) of each ``p → q`` once the rotation ``R`` (x_new = R x_ref + t) is
     removed: the part of the motion that only a translation makes."""
     H = K @ R @ np.linalg.inv(K)
     ph = np.c_[p, np.ones(len(p))] @ H.T
     rot = ph[:, :2] / ph[:, 2:3]
-    return float(np.median(np.linalg.norm(q - rot, axis=1)))
+    return np.linalg.norm(q - rot, axis=1)
+
+
+def _parallax_px(p: np.ndarray, q: np.ndarray, K: np.ndarray, R: np.ndarray) -> float:
+    """Median of :func:`_parallax_each`."""
+    return float(np.median(_parallax_each(p, q, K, R)))
 
 
 def refine_sequence(refiner: Refiner, views: list[RefineView], depths: list[np.ndarray] | None,
-                    increments: np.ndarray) -> tuple[np.ndarray, list[Refinement]]:
+                    increments: np.ndarray, scales=None) -> tuple[np.ndarray, list[Refinement]]:
     """Refine every frame-to-frame increment of a sequence: ``increments[i]`` (``T_i_{i+1}``, from the
     network) between ``views[i]`` and ``views[i + 1]`` (:meth:`Refiner.view`), with ``depths[i]`` for
-    the scale. Returns the refined (N-1, 4, 4) increments and each :class:`Refinement`."""
+    the scale and ``scales[i]`` (default 1) the factor increment ``i`` will be multiplied by
+    (:meth:`Refiner.refine`'s ``scale``). Returns the refined (N-1, 4, 4) increments and each
+    :class:`Refinement`."""
     inc = np.asarray(increments, dtype=np.float64)
     if inc.ndim != 3 or inc.shape[1:] != (4, 4) or len(inc) != len(views) - 1:
         raise ValueError(f"increments must be ({len(views) - 1}, 4, 4) for {len(views)} views, got {inc.shape}")
     if depths is not None and len(depths) < len(views) - 1:
         raise ValueError(f"{len(depths)} depth maps for {len(views)} views")
-    results = [refiner.refine(views[i], views[i + 1], inc[i], None if depths is None else depths[i])
+    if scales is not None and len(scales) != len(inc):
+        raise ValueError(f"{len(scales)} scales for {len(inc)} increments")
+    results = [refiner.refine(views[i], views[i + 1], inc[i], None if depths is None else depths[i],
+                              1.0 if scales is None else float(scales[i]))
                for i in range(len(inc))]
     return np.asarray([r.T for r in results]), results

@@ -2,6 +2,7 @@
 """Cost of the node's pose refinement (``refine_pose``) per frame, on one core.
 
     .venv/bin/python bench/bench_refine.py [--frames 0:160] [--repeat 3] [--threads 1] [--mode epipolar ...]
+        [--camera-height 1.65]
 
 Times exactly what the node adds per frame for ``refine_pose: MODE`` (each ``--mode``, default
 ``epipolar``; ``all``: every mode but ``none``): the new frame's view
@@ -35,7 +36,7 @@ def _percentile(xs, q):
     return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
 
 
-def time_refiner(images, K, repeat: int, mode: str = "epipolar") -> dict:
+def time_refiner(images, K, repeat: int, mode: str = "epipolar", camera_height: float = 0.0) -> dict:
     import numpy as np
 
     from sfm_ros.core.se3 import make_pose
@@ -43,6 +44,7 @@ def time_refiner(images, K, repeat: int, mode: str = "epipolar") -> dict:
 
     refiner = Refiner(mode)
     T_net = make_pose(t=[0.0, 0.0, 1.0])
+    ground = (np.array([0.0, 1.0, 0.0]), camera_height) if camera_height > 0 else None  # a level camera
     times, used = [], {}
     for _ in range(repeat):
         refiner.reset_scale()
@@ -51,7 +53,7 @@ def time_refiner(images, K, repeat: int, mode: str = "epipolar") -> dict:
             t0 = time.perf_counter()
             vb = refiner.view(b, K)
             depth = np.full(va.grey.shape, 10.0, np.float32)
-            r = refiner.refine(va, vb, T_net, depth)
+            r = refiner.refine(va, vb, T_net, depth, ground=ground)
             times.append(1000.0 * (time.perf_counter() - t0))
             key = r.used + (f" ({r.scale_from})" if r.scale_from else "")
             used[key] = used.get(key, 0) + 1
@@ -67,6 +69,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="OpenCV and torch threads (default 1)")
     ap.add_argument("--mode", action="append", metavar="MODE",
                     help="refine_pose mode to time (repeatable; default epipolar; all: every mode but none)")
+    ap.add_argument("--camera-height", type=float, default=0.0, metavar="M",
+                    help="also measure each step's metres from the ground's homography, as the node does "
+                         "with camera_height (a level camera M metres above the ground; KITTI: 1.65)")
     args = ap.parse_args(argv)
     import cv2
     import torch
@@ -101,7 +106,8 @@ def main(argv=None) -> int:
         for k, (imgs, K) in data.items():
             # the first mode keeps the keys of the single-mode output ("kitti", "7scenes")
             key = k if mode == modes[0] else f"{k}/{mode}"
-            r = out[key] = dict(time_refiner(imgs, K, args.repeat, mode), mode=mode)
+            r = out[key] = dict(time_refiner(imgs, K, args.repeat, mode, args.camera_height), mode=mode,
+                                camera_height=args.camera_height)
             print(f"{k} {mode}: {r['frames']} frame pairs x {args.repeat}, views {r['view'][1]}x{r['view'][0]}, "
                   f"{args.threads} thread(s): p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms, "
                   f"max {r['max_ms']:.1f} ms; {r['used']}")

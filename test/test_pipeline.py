@@ -406,3 +406,32 @@ def test_adapt_setting_switches_online_adaptation(tiny_ckpt, tmp_path):
     refused.process(_frame(seq.images[0], 1.0))
     assert [w for w in refused.diagnostic_warnings() if w.startswith("adapt needs the checkpoint's input size")]
     refused.close()
+
+
+def test_camera_height_gives_metres_from_the_ground_whatever_the_depth(tiny_ckpt):
+    """With ``camera_height`` the refiner measures each step's metres from the ground's homography:
+    even an untrained model (its depth has no scale and its ground plane may not be found) gives
+    odometry in metres. A level camera 1.5 m above a rendered street, 0.6 m a frame: the distance
+    travelled over 9 steps is measured 7 % over the truth (5.78 m for 5.40 m); the test allows 15 %. Without
+    ``camera_height`` the same frames give the untrained depth's units."""
+    from sfm_ros.evaluation.trajectory import relative_poses
+
+    est = load_estimator(str(tiny_ckpt), device="cpu", backend="torch")[0]
+    seq = render_sequence(num_frames=10, height=128, width=416, seed=5, speed=6.0, weave=0.0, pitch_roll=0.0,
+                          camera_height=1.5)
+    true = float(np.linalg.norm(relative_poses(seq.poses)[:, :3, 3], axis=1).sum())
+    travelled = {}
+    for height in (1.5, 0.0):
+        pl, _ = _pipeline(est, seq, refine_pose="epipolar", camera_height=height)
+        last, dist = None, 0.0
+        for i, img in enumerate(seq.images):
+            r = pl.process(_frame(img, 1.0 + 0.1 * i))
+            p = None if r.odometry is None else np.asarray(r.odometry.position, dtype=np.float64)
+            if p is not None and last is not None:
+                dist += float(np.linalg.norm(p - last))
+            last = p if p is not None else last
+        travelled[height] = dist
+        if height > 0:
+            assert pl._refiner.counts.get("epipolar", 0) >= 7
+    assert travelled[1.5] == pytest.approx(true, rel=0.15), (travelled, true)
+    assert not travelled[0.0] == pytest.approx(true, rel=0.15), (travelled, true)

@@ -80,15 +80,16 @@ def ground_scaled_increments(gs, depths: list, increments: np.ndarray, K_net: np
 
 
 def refine_increments(refiner, views: list, depths: list, increments: np.ndarray,
-                      scales=None) -> tuple[np.ndarray, dict[str, int]]:
+                      scales=None, ground=None) -> tuple[np.ndarray, dict[str, int]]:
     """The node's refinement (:class:`sfm_ros.runtime.refine.Refiner`) applied to every network increment
     of a sequence: ``views`` the refiner's views of the frames, ``depths[i]`` the predicted depth
     of frame ``i`` that sets the scale of increment ``i``, ``scales[i]`` the metric scale increment
-    ``i`` will be multiplied by (as the node passes it; default 1). Returns the refined increments
-    and how many increments each source made."""
+    ``i`` will be multiplied by (as the node passes it; default 1), ``ground`` the camera's
+    ``(down, height)`` with ``camera_height`` (:meth:`sfm_ros.runtime.refine.Refiner.refine`). Returns
+    the refined increments and how many increments each source made."""
     from sfm_ros.runtime.refine import refine_sequence
 
-    rel, results = refine_sequence(refiner, views, depths, increments, scales)
+    rel, results = refine_sequence(refiner, views, depths, increments, scales, ground)
     counts: dict[str, int] = {}
     for r in results:
         key = r.used + (f" ({r.why})" if r.why else "")
@@ -203,7 +204,8 @@ def model_pose_method(est, images: list, snippet: int, refiner=None, views: list
     if ground is not None:  # first: the refinement's length filter runs in the metric units, as in the node
         scales = ground_scales(ground, depths, est.scale_intrinsics(K, raw_hw))
     if refine:
-        rel, refined = refine_increments(refiner, views, depths[:-1], rel, None if scales is None else scales[0])
+        rel, refined = refine_increments(refiner, views, depths[:-1], rel, None if scales is None else scales[0],
+                                         None if ground is None else (ground.down, ground.camera_height))
         notes.append(f"--refine {refiner.mode}: " + ", ".join(f"{v} increments {k}" for k, v in
                                                              sorted(refined.items())))
     if ground is not None:

@@ -55,7 +55,11 @@ name                            type      default                      meaning
                                                                        frame from the ground plane in the
                                                                        predicted depth
                                                                        (:mod:`sfm_ros.runtime.ground_scale`;
-                                                                       needs intrinsics); 0 = unset
+                                                                       needs intrinsics), and with
+                                                                       ``refine_pose`` epipolar each step's
+                                                                       metres from the ground's homography
+                                                                       (:mod:`sfm_ros.runtime.ground_motion`,
+                                                                       +4 ms a frame); 0 = unset
 ``min_depth`` *                 double    0.1                          closer: -Inf in ``depth/image`` (m)
 ``max_depth`` *                 double    100.0                        farther: +Inf in ``depth/image`` (m)
 ``max_gap`` *                   double    1.0                          a larger gap (s) between processed
@@ -67,8 +71,8 @@ name                            type      default                      meaning
                                                                        (:mod:`sfm_ros.runtime.refine`; needs
                                                                        intrinsics, else the network's;
                                                                        photometric also the depth);
-                                                                       epipolar ~11 ms a frame at 128x416
-                                                                       (one core); BENCHMARKS.md
+                                                                       epipolar 11-20 ms a frame at
+                                                                       128x416 (one core; BENCHMARKS.md)
 ``pose_flip`` *                 bool      true                         average the pose network's motion
                                                                        with the mirrored window's (one
                                                                        more pose forward a frame, batched;

@@ -15,7 +15,7 @@ import numpy as np
 if TYPE_CHECKING:
     from sfm_ros.runtime.refine import Refinement
 
-__all__ = ["motion_covariance"]
+__all__ = ["motion_covariance", "epipolar_covariance"]
 
 # Per-motion uncertainty (:func:`motion_covariance`), calibrated on KITTI 00 frames 0-119 against
 # ground truth (a model trained on those frames; reported frames 120-159 and 7-Scenes never used):
@@ -27,10 +27,14 @@ K_ROT = 32.0
 #: (measured 12.3 and 14.5 for two models)
 K_LEN = 13.0
 MIN_LEN_REL = 0.05
-#: least relative error of a length from the refiner's length filter: its variance treats the depth
-#: comparisons as independent, but the learned depth's scale wanders with correlated errors from
-#: frame to frame (std of log(depth baseline / true length) 0.143 on KITTI 00 frames 0-119)
+#: least relative error of a length from the refiner's length filter on the depth's scale: its
+#: variance treats the depth comparisons as independent, but the learned depth's scale wanders with
+#: correlated errors from frame to frame (std of log(depth baseline / true length) 0.143 on KITTI
+#: 00 frames 0-119). With the ground's homography the floor is GROUND_LEN_REL.
 MIN_FILTERED_LEN_REL = 0.15
+#: relative error of a step length measured by the ground's homography (``camera_height``; measured
+#: std of its log 0.077 on KITTI 00 frames 0-119 with the nominal "down")
+GROUND_LEN_REL = 0.08
 #: relative error of a step length on the depth's scale of recent frames (``scale_from`` depth ratio;
 #: measured rms 0.165 with the shipped model)
 DEPTH_RATIO_LEN_REL = 0.2
@@ -69,14 +73,13 @@ def motion_covariance(r: Refinement, focal_px: float) -> np.ndarray:
         if C is not None:
             return C
         s_rot, s_dir, s_len = NETWORK_ROT, NETWORK_DIR, NETWORK_LEN_REL * L
-    elif r.used == "epipolar" and r.motion_info is not None:
-        if math.isfinite(r.length_rel_sd):  # the length filter's own (log) standard deviation
-            s_len = max(MIN_FILTERED_LEN_REL, r.length_rel_sd) * L
+    elif r.used == "epipolar" and r.motion_cov is not None:
+        if math.isfinite(r.length_rel_sd):  # the length filter's (log) standard deviation, floored
+            s_len = r.length_rel_sd * L
         else:
             s_len = {"depth": max(MIN_LEN_REL, K_LEN * r.length_spread),
                      "depth ratio": DEPTH_RATIO_LEN_REL}.get(r.scale_from, NETWORK_LEN_REL) * L
-        info, B, R = r.motion_info
-        S = (K_GN * max(r.residual_px, MIN_RESIDUAL_PX)) ** 2 * max(1.0, FEW_INLIERS / n) * np.linalg.pinv(info)
+        S, B, R = r.motion_cov
         C = np.zeros((6, 6))
         C[3:, 3:] = R @ S[:3, :3] @ R.T + MIN_ROT ** 2 * np.eye(3)
         Bt = R.T @ B  # directions across the motion, in the reference frame
@@ -97,6 +100,14 @@ def motion_covariance(r: Refinement, focal_px: float) -> np.ndarray:
     C[:3, :3] = s_len ** 2 * P + (s_dir * L) ** 2 * (np.eye(3) - P)
     C[3:, 3:] = np.diag(np.broadcast_to(np.square(s_rot), (3,)))
     return C
+
+
+def epipolar_covariance(info: np.ndarray, residual_px: float, inliers: int) -> np.ndarray:
+    """(5, 5) covariance of an epipolar motion's rotation ``ω`` and direction ``β`` (the
+    parameters of :func:`sfm_ros.runtime.refine._epipolar_information`) from the Sampson residuals'
+    ``JᵀJ``: ``K_GN² · residual² · (JᵀJ)⁻¹``, grown as 1/n² below ``FEW_INLIERS`` inliers."""
+    return (K_GN * max(residual_px, MIN_RESIDUAL_PX)) ** 2 * max(1.0, FEW_INLIERS / max(inliers, 1)) * \
+        np.linalg.pinv(info)
 
 
 def _photometric_covariance(r: Refinement, L: float, d: np.ndarray) -> np.ndarray | None:

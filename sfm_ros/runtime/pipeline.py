@@ -379,7 +379,11 @@ class FramePipeline:
         def refine(ref: int, inc: np.ndarray):
             f_ref = self.window[ref]
             try:
-                r = refiner.refine(view(f_ref), view(self.window[-1]), inc, f_ref.depth, self.odometry.scale)
+                g = self.ground  # camera_height: the step's metres from the ground's homography
+                ground = (g.down, g.camera_height) if g is not None and self.scale_source.startswith(
+                    "camera_height") else None
+                r = refiner.refine(view(f_ref), view(self.window[-1]), inc, f_ref.depth, self.odometry.scale,
+                                   ground)
             except (ValueError, np.linalg.LinAlgError, cv2.error) as exc:
                 first = str(exc).splitlines()[0] if str(exc) else ""
                 self.log.warn("refine_error", f"pose refinement failed ({type(exc).__name__}: {first}): "

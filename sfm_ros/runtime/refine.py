@@ -79,7 +79,9 @@ from sfm_ros.data.autoconfig import auto_size
 from sfm_ros.data.camera import CameraModel
 from sfm_ros.data.features import to_grey, track_corners, track_points
 from sfm_ros.core.se3 import axis_angle_to_matrix, invert_pose, make_pose, matrix_to_axis_angle
-from sfm_ros.runtime.motion_covariance import K_LEN, MIN_LEN_REL, DEPTH_RATIO_LEN_REL, motion_covariance
+from sfm_ros.runtime.ground_motion import GroundLength, ground_step_length
+from sfm_ros.runtime.motion_covariance import (DEPTH_RATIO_LEN_REL, GROUND_LEN_REL, K_LEN, MIN_FILTERED_LEN_REL,
+                                               MIN_LEN_REL, epipolar_covariance, motion_covariance)
 from sfm_ros.runtime.photometric import PhotoResult, photometric_align, robust_spread
 
 __all__ = ["REFINE_MODES", "RefineView", "Refinement", "Refiner", "refine_sequence", "motion_covariance"]
@@ -109,8 +111,8 @@ class Refinement:
     ``depth`` (the depth comparison held on this frame and updated the filter), ``tracked`` (the
     previous length times the three-view ratio), ``depth ratio`` (the network's length on the
     depth's scale of recent frames), ``network`` (the network's length) or ``""``;
-    ``length_rel_sd``: the filter's standard deviation of the length, relative (NaN when the length
-    is the network's); ``step_ratio``: the three-view ratio of this length to the previous one (NaN
+    ``length_rel_sd``: the filter's standard deviation of the length, relative, at least the
+    calibrated floor of its measurements (NaN when the length is the network's); ``step_ratio``: the three-view ratio of this length to the previous one (NaN
     when not measured); ``unit_motion``: the epipolar ``T_new_ref`` with a unit translation;
     ``rotation_change_deg``: the angle between the network's rotation and the refined one; ``why``:
     a short key of ``reason`` (``off``, ``few tracks``, ``no essential matrix``, ``few inliers``,
@@ -136,7 +138,10 @@ class Refinement:
     length_rel_sd: float = float("nan")
     step_ratio: float = float("nan")
     unit_motion: np.ndarray | None = None
-    motion_info: tuple | None = None  # (JᵀJ, B, R) of :func:`_epipolar_information`
+    ground_length: float = float("nan")  # metres, the ground homography's (with ``ground``)
+    ground_reason: str = ""              # why it failed
+    motion_cov: tuple | None = None  # (S, B, R): the (5, 5) covariance of ω, β (:func:`_epipolar_information`)
+    network_kept: bool = False  # the network's rotation and direction kept (``prefer_network``)
     start: str = ""  # what the photometric alignment started from: network | epipolar | rotation
     photo_pixels: int = 0  # reference pixels of the photometric alignment (finest level)
     photo_valid: int = 0   # of which inside the new image at the end
@@ -173,9 +178,18 @@ class Refiner:
         scale_window: frames (where the depth comparison held) over which the depth baseline /
             network length ratio is taken (median); chosen on KITTI 00 frames 0-119 (3 over 5-1000).
         scale_tracking: predict each length from the previous one by the three-view ratio.
+        prefer_network: keep the pose network's rotation and direction when the corners cannot
+            tell them from the five-point solution (:func:`_network_agrees`).
+        network_chi2: the rise of the Sampson residuals (chi-square, five parameters) below which
+            the network's motion is "not told apart"; 11.07 is the 95 % value.
         track_step_var: variance (log length², per step) the three-view prediction adds on top of
             its measured spread; chosen on KITTI 00 frames 0-119.
         track_min_points: fewest corners seen in all three frames to measure the three-view ratio.
+        max_step_ratio: a three-view ratio further than this from 1 (either way) is taken as failed
+            (a dropped frame doubles a step).
+        restart_after: measurements (depth comparisons, or the ground's) rejected in a row (3 sigma
+            off the filter) after which the filter restarts from the last one: a wrong prediction
+            does not lock the length's scale.
         track_max_points: most corners tracked back for it (those with the most parallax: the
             tracking costs ~20 µs per corner on one core).
         photo_levels: pyramid levels of the photometric alignment (each half the size).
@@ -210,9 +224,13 @@ class Refiner:
     max_depth_step: float = 1.1
     scale_window: int = 3
     scale_tracking: bool = True
+    prefer_network: bool = True
+    network_chi2: float = 11.07
     track_step_var: float = 1e-3
     track_min_points: int = 20
     track_max_points: int = 100
+    max_step_ratio: float = 3.0
+    restart_after: int = 3
     photo_levels: int = 3
     photo_points: int = 2000
     photo_grad_min: float = 4.0
@@ -236,6 +254,8 @@ class Refiner:
     #: (reference view, new view, unit T_new_ref) of the last epipolar motion: the three-view chain
     _last: tuple | None = field(default=None, init=False, repr=False, compare=False)
     _scale: float | None = field(default=None, init=False, repr=False, compare=False)  # the last call's
+    _metric: bool = field(default=False, init=False, repr=False, compare=False)  # the last call's ground given
+    _gated: int = field(default=0, init=False, repr=False, compare=False)  # measurements rejected in a row
 
     def __post_init__(self) -> None:
         if int(self.scale_window) < 1:
@@ -251,6 +271,10 @@ class Refiner:
         for name in ("photo_huber", "photo_max_rotation_deg"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if not float(self.max_step_ratio) > 1.0:
+            raise ValueError(f"max_step_ratio must be > 1, got {self.max_step_ratio!r}")
+        if int(self.restart_after) < 1:
+            raise ValueError(f"restart_after must be >= 1, got {self.restart_after!r}")
         if not float(self.track_step_var) >= 0.0:
             raise ValueError(f"track_step_var must be >= 0, got {self.track_step_var!r}")
         if not 0.0 <= self.photo_min_valid <= 1.0:
@@ -262,6 +286,7 @@ class Refiner:
         lengths are the network's."""
         self.ratios.clear()
         self.log_length, self.log_length_var, self._last, self._scale = None, float("nan"), None, None
+        self._gated = 0
 
     def view(self, image: np.ndarray, K: np.ndarray) -> RefineView:
         """A camera image ((H, W[, 3]), uint8 or float in [0, 1]) with its intrinsics ``K`` → the
@@ -281,7 +306,8 @@ class Refiner:
         return RefineView(grey, K)
 
     def refine(self, ref: RefineView, new: RefineView, T_net: np.ndarray,
-               depth_ref: np.ndarray | None = None, scale: float = 1.0) -> Refinement:
+               depth_ref: np.ndarray | None = None, scale: float = 1.0,
+               ground: tuple[np.ndarray, float] | None = None) -> Refinement:
         """Refine the network's ``T_net`` (4x4 ``T_ref_new``) between the views ``ref`` and ``new``
         (:meth:`view`, one size) with, optionally, the predicted depth of ``ref`` ((H, W) at any
         size, network units) for the translation's length.
@@ -291,13 +317,29 @@ class Refiner:
         scale from frame to frame). The length filter runs in those units and the length is
         returned divided by it, so that the scaled lengths are consistent from frame to frame. A
         change of more than 2x from one call to the next is a change of units (a first ground
-        plane): the filter starts again."""
+        plane): the filter starts again.
+
+        ``ground``: ``(down, height)``, the ground's normal in the reference camera's optical frame
+        (unit, towards the ground) and the camera's height above it in metres (the node's
+        ``camera_height``). Then the length filter runs in metres and is measured by the ground's
+        homography (:mod:`sfm_ros.runtime.ground_motion`) instead of the depth comparison (the
+        learned depth's scale of the corners wanders from the depth of the road); ``scale`` only
+        converts the result back. Switching ``ground`` on or off restarts the filter."""
         scale = float(scale)
         if not (math.isfinite(scale) and scale > 0):
             raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
-        if self._scale is not None and abs(math.log(scale / self._scale)) > math.log(2.0):
+        if ground is not None:
+            down, height = np.asarray(ground[0], dtype=np.float64).reshape(-1), float(ground[1])
+            if down.shape != (3,) or not np.all(np.isfinite(down)) or np.linalg.norm(down) < 1e-9:
+                raise ValueError(f"ground's down must be a non-zero 3-vector, got {ground[0]!r}")
+            if not (math.isfinite(height) and height > 0):
+                raise ValueError(f"ground's height must be a positive number of metres, got {ground[1]!r}")
+            ground = (down / np.linalg.norm(down), height)
+        metric = ground is not None
+        if metric != self._metric or (not metric and self._scale is not None
+                                      and abs(math.log(scale / self._scale)) > math.log(2.0)):
             self.reset_scale()
-        self._scale = scale
+        self._scale, self._metric = scale, metric
         T_net = np.asarray(T_net, dtype=np.float64)
         if T_net.shape != (4, 4):
             raise ValueError(f"T_net must be 4x4, got {T_net.shape}")
@@ -318,7 +360,7 @@ class Refiner:
                 last = self._last
                 prev = (last[0].grey, last[2]) if last is not None and last[1] is ref and \
                     last[0].grey.shape == ref.grey.shape else None
-                out = epi = self._epipolar(ref.grey, new.grey, ref.K, T_net, depth_ref, prev, scale)
+                out = epi = self._epipolar(ref.grey, new.grey, ref.K, T_net, depth_ref, prev, scale, ground)
             if self.mode in ("photometric", "epipolar+photometric"):
                 out = self._photometric(ref.grey, new.grey, ref.K, T_net, depth_ref, out)
             self._last = (ref, new, epi.unit_motion) if epi is not None and epi.unit_motion is not None else None
@@ -329,9 +371,10 @@ class Refiner:
     # ------------------------------------------------------------------ epipolar
     def _epipolar(self, a: np.ndarray, b: np.ndarray, K: np.ndarray, T_net: np.ndarray,
                   depth: np.ndarray | None, prev: tuple[np.ndarray, np.ndarray] | None = None,
-                  scale: float = 1.0) -> Refinement:
+                  scale: float = 1.0, ground: tuple[np.ndarray, float] | None = None) -> Refinement:
         """The epipolar refinement of ``a → b``; ``prev``: (grey image of the frame before ``a``, its
-        unit ``T_a_prev``) for the three-view length prediction, or None; ``scale``: :meth:`refine`'s."""
+        unit ``T_a_prev``) for the three-view length prediction, or None; ``scale``, ``ground``:
+        :meth:`refine`'s."""
         p, q = track_corners(a, b, max_corners=self.max_corners, min_distance=self.min_distance_px,
                              max_fb_error=self.max_fb_px)
         n = len(p)
@@ -360,6 +403,14 @@ class Refiner:
         keep = mask.ravel() > 0
         p_in, q_in = p[keep].astype(np.float64), q[keep].astype(np.float64)
         # T_new_ref = [R | t]: x_new = R x_ref + t, |t| = 1
+        info, r0 = _epipolar_information(p_in, q_in, K, R, t.ravel())
+        S = epipolar_covariance(info[0], robust_spread(r0), inl)
+        kept = self.prefer_network and _network_agrees(p_in, q_in, K, r0, S, info[0], T_net, self.network_chi2)
+        if kept:  # the corners cannot tell the network's motion from the five points': keep it
+            T_nr = invert_pose(T_net)
+            R, t = T_nr[:3, :3], T_nr[:3, 3] / np.linalg.norm(T_nr[:3, 3])
+            info = _epipolar_information(p_in, q_in, K, R, t)[0]
+        t = np.asarray(t, dtype=np.float64).reshape(3, 1)
         T_new_ref = make_pose(R, t.ravel())
         T_epi = invert_pose(T_new_ref)
         d_rot = float(np.degrees(np.linalg.norm(matrix_to_axis_angle(T_net[:3, :3].T @ T_epi[:3, :3]))))
@@ -374,14 +425,20 @@ class Refiner:
         step = None
         if prev is not None and self.scale_tracking:
             step = self._step_ratio(a, prev[0], p_in, q_in, K, T_new_ref, prev[1])
-        baseline, spread, scale_from, rel_sd = self._length(p_in, q_in, K, T_new_ref, T_net, depth, step, scale)
+        road = None
+        if ground is not None:
+            road = ground_step_length(a, b, K, R, t.ravel(), ground[0], ground[1])
+        baseline, spread, scale_from, rel_sd = self._length(p_in, q_in, K, T_new_ref, T_net, depth, step, scale,
+                                                            road)
         T = T_epi.copy()
         T[:3, 3] *= baseline
-        info, r0 = _epipolar_information(p_in, q_in, K, T_new_ref[:3, :3], T_new_ref[:3, 3])
         return Refinement(T, "epipolar", "", n, inl, scale_from, d_rot, residual_px=robust_spread(r0),
-                          parallax_px=parallax, length_spread=spread, motion_info=info, length_rel_sd=rel_sd,
+                          parallax_px=parallax, length_spread=spread, motion_cov=(S, info[1], R), network_kept=kept,
+                          length_rel_sd=rel_sd,
                           step_ratio=math.exp(step[0]) if step is not None else float("nan"),
-                          unit_motion=T_new_ref)
+                          unit_motion=T_new_ref,
+                          ground_length=road.length if road is not None and road.length is not None else float("nan"),
+                          ground_reason=road.reason if road is not None else "")
 
     def _photometric(self, a: np.ndarray, b: np.ndarray, K: np.ndarray, T_net: np.ndarray,
                      depth: np.ndarray | None, before: Refinement | None) -> Refinement:
@@ -412,40 +469,57 @@ class Refiner:
 
     def _length(self, p: np.ndarray, q: np.ndarray, K: np.ndarray, T_new_ref: np.ndarray,
                 T_net: np.ndarray, depth: np.ndarray | None,
-                step: tuple[float, float] | None = None,
-                scale: float = 1.0) -> tuple[float, float, str, float]:
+                step: tuple[float, float] | None = None, scale: float = 1.0,
+                road: GroundLength | None = None) -> tuple[float, float, str, float]:
         """The translation's length (module doc: a Kalman filter on its log, in the units of
-        ``scale`` per network unit, returned in network units), the depth ratios' spread (NaN
-        unless measured on this frame), where the length's scale came from and its relative
-        standard deviation (NaN for the network's own length). ``step``: the three-view (log ratio
-        to the previous length, its variance), or None."""
-        length = float(np.linalg.norm(T_net[:3, 3]))
-        found = self._depth_baseline(p, q, K, T_new_ref, depth) if depth is not None else None
-        if found is not None:
-            found = (found[0] * scale, found[1])
-        length *= scale  # the network's length in the caller's units (its own units times scale)
-        if length > 1e-12 and found is not None:
-            self.ratios.append(math.log(found[0] / length))
+        ``scale`` per network unit, or in metres with ``road``; returned in network units), the
+        depth ratios' spread (NaN unless measured on this frame), where the length's scale came
+        from and its relative standard deviation (NaN for the network's own length). ``step``: the
+        three-view (log ratio to the previous length, its variance), or None; ``road``: the
+        ground homography's outcome (:func:`sfm_ros.runtime.ground_motion.ground_step_length`) when
+        the filter runs in metres."""
+        net = float(np.linalg.norm(T_net[:3, 3]))  # network units
+        spread = float("nan")
+        if road is not None:  # metres: the ground's homography measures them
+            meas = (road.length, GROUND_LEN_REL ** 2) if road.length is not None else None
+            kind = "ground"
+        else:  # the depth comparison, in the caller's units
+            found = self._depth_baseline(p, q, K, T_new_ref, depth) if depth is not None else None
+            meas = None
+            if found is not None:
+                spread = found[1]
+                meas = (found[0] * scale, max(MIN_LEN_REL, K_LEN * spread) ** 2)
+            kind = "depth"
+        if net > 1e-12 and meas is not None:
+            self.ratios.append(math.log(meas[0] / net))
+        if step is not None and abs(step[0]) > math.log(self.max_step_ratio):
+            step = None  # a step this many times the previous one: a failed three-view measurement
         if step is not None and self.log_length is not None:
             x, P, src = self.log_length + step[0], self.log_length_var + step[1] + self.track_step_var, "tracked"
-        elif self.ratios and length > 1e-12:
-            x, P, src = math.log(length) + float(np.median(self.ratios)), DEPTH_RATIO_LEN_REL ** 2, "depth ratio"
+        elif self.ratios and net > 1e-12:
+            x, P, src = math.log(net) + float(np.median(self.ratios)), DEPTH_RATIO_LEN_REL ** 2, f"{kind} ratio"
         else:
             x, P, src = None, float("nan"), "network"
-        spread = float("nan")
-        if found is not None:
-            z, spread = math.log(found[0]), found[1]
-            Rz = max(MIN_LEN_REL, K_LEN * spread) ** 2
+        if meas is not None:
+            z, Rz = math.log(meas[0]), meas[1]
             if x is None:
-                x, P, src = z, Rz, "depth"
-            elif (z - x) ** 2 < 9.0 * (P + Rz):  # a depth comparison 3 sigma off is not taken
+                x, P, src = z, Rz, kind
+            elif (z - x) ** 2 < 9.0 * (P + Rz):  # a measurement 3 sigma off is not taken ...
                 gain = P / (P + Rz)
-                x, P, src = x + gain * (z - x), (1.0 - gain) * P, "depth"
-        if x is None:  # no depth scale yet: the network's units
+                x, P, src = x + gain * (z - x), (1.0 - gain) * P, kind
+                self._gated = 0
+            else:
+                self._gated += 1
+                if self._gated >= self.restart_after:  # ... unless the filter is the one that is off
+                    x, P, src, self._gated = z, Rz, kind, 0
+        if x is None:  # no scale yet: the network's units
             self.log_length, self.log_length_var = None, float("nan")
-            return length / scale, spread, "network", float("nan")
+            return net, spread, "network", float("nan")
         self.log_length, self.log_length_var = x, P
-        return math.exp(x) / scale, spread, src, math.sqrt(P)
+        # The filter takes its measurements as independent; their errors are correlated from frame
+        # to frame (the depth's scale wanders, the road's pitch changes): floors measured on KITTI.
+        floor = GROUND_LEN_REL if road is not None else MIN_FILTERED_LEN_REL
+        return math.exp(x) / scale, spread, src, max(floor, math.sqrt(P))
 
     def _step_ratio(self, a: np.ndarray, before: np.ndarray, p: np.ndarray, q: np.ndarray, K: np.ndarray,
                     T_new_ref: np.ndarray, T_ref_before: np.ndarray) -> tuple[float, float] | None:
@@ -565,6 +639,29 @@ def _epipolar_information(p: np.ndarray, q: np.ndarray, K: np.ndarray, R: np.nda
     return (J.T @ J, np.stack([b1, b2], axis=1), R), r0
 
 
+def _network_agrees(p: np.ndarray, q: np.ndarray, K: np.ndarray, r_epi: np.ndarray, S: np.ndarray,
+                    info: np.ndarray, T_net: np.ndarray, chi2: float = 11.07) -> bool:
+    """Whether the essential matrix's inliers ``p ↔ q`` cannot tell the pose network's rotation and
+    direction (``T_net``, ``T_ref_new``) from the five-point solution: the rise of the Sampson
+    residuals' sum of squares from the solution's (``r_epi``) to the network's motion, in the noise
+    that makes ``S`` the solution's covariance (``(w JᵀJ)⁻¹ = S``, ``info`` = JᵀJ), is below the
+    95 % chi-square value of the five parameters. Few or distant corners (a turn against a
+    sideways step: the bas-relief ambiguity) then fit a wrong five-point solution as well as the
+    network's motion, and the network's motion is the better guess (rendered streets); many near
+    corners reject a network that is a degree off (KITTI)."""
+    T_nr = invert_pose(T_net)
+    tn = T_nr[:3, 3]
+    if np.linalg.norm(tn) < 1e-12:
+        return False
+    try:
+        w = float(np.trace(np.linalg.pinv(S) @ np.linalg.pinv(info))) / 5.0
+    except np.linalg.LinAlgError:
+        return False
+    r_net = _signed_sampson(p, q, K, T_nr[:3, :3], tn / np.linalg.norm(tn))
+    rise = w * (float(r_net @ r_net) - float(r_epi @ r_epi))
+    return bool(np.isfinite(rise) and rise < chi2)
+
+
 def _parallax_each(p: np.ndarray, q: np.ndarray, K: np.ndarray, R: np.ndarray) -> np.ndarray:
     """Image motion (pixels) of each ``p → q`` once the rotation ``R`` (x_new = R x_ref + t) is
     removed: the part of the motion that only a translation makes."""
@@ -580,12 +677,13 @@ def _parallax_px(p: np.ndarray, q: np.ndarray, K: np.ndarray, R: np.ndarray) -> 
 
 
 def refine_sequence(refiner: Refiner, views: list[RefineView], depths: list[np.ndarray] | None,
-                    increments: np.ndarray, scales=None) -> tuple[np.ndarray, list[Refinement]]:
+                    increments: np.ndarray, scales=None,
+                    ground: tuple[np.ndarray, float] | None = None) -> tuple[np.ndarray, list[Refinement]]:
     """Refine every frame-to-frame increment of a sequence: ``increments[i]`` (``T_i_{i+1}``, from the
     network) between ``views[i]`` and ``views[i + 1]`` (:meth:`Refiner.view`), with ``depths[i]`` for
     the scale and ``scales[i]`` (default 1) the factor increment ``i`` will be multiplied by
-    (:meth:`Refiner.refine`'s ``scale``). Returns the refined (N-1, 4, 4) increments and each
-    :class:`Refinement`."""
+    (:meth:`Refiner.refine`'s ``scale``) and ``ground`` :meth:`Refiner.refine`'s for every frame.
+    Returns the refined (N-1, 4, 4) increments and each :class:`Refinement`."""
     inc = np.asarray(increments, dtype=np.float64)
     if inc.ndim != 3 or inc.shape[1:] != (4, 4) or len(inc) != len(views) - 1:
         raise ValueError(f"increments must be ({len(views) - 1}, 4, 4) for {len(views)} views, got {inc.shape}")
@@ -594,6 +692,6 @@ def refine_sequence(refiner: Refiner, views: list[RefineView], depths: list[np.n
     if scales is not None and len(scales) != len(inc):
         raise ValueError(f"{len(scales)} scales for {len(inc)} increments")
     results = [refiner.refine(views[i], views[i + 1], inc[i], None if depths is None else depths[i],
-                              1.0 if scales is None else float(scales[i]))
+                              1.0 if scales is None else float(scales[i]), ground)
                for i in range(len(inc))]
     return np.asarray([r.T for r in results]), results

@@ -1,0 +1,131 @@
+"""Metric step length from the ground plane seen in two frames (the camera's height above it).
+
+Once the rotation ``R`` and the direction ``t`` of a frame-to-frame motion are known (the
+epipolar refinement, :mod:`sfm_ros.runtime.refine`), only the step's length ``s`` is missing. The
+ground in the lower image is a plane ``n · X = h`` (``n`` the camera's "down", ``h`` its height in
+metres): its pixels move between the frames by the homography ``K (R + s t nᵀ / h) K⁻¹``, so the
+length that best aligns the ground of the new frame with the reference frame's is the step's
+length in metres, whatever the learned depth's scale (the classic ground-plane scale of monocular
+visual odometry; e.g. Song & Chandraker 2014, Zhou et al. 2019). The search is one-dimensional:
+a log grid over ``[min_len, max_len]`` × ``height``, then golden-section refinement around the
+best grid point, on the photometric error (truncated L1, grey levels) of the reference frame's
+strongest-gradient pixels of the lower ``region`` of the image.
+
+It fails (returns a reason) when too few of those pixels see the ground ahead, when too many
+leave the new image, when the best length is at an end of the grid, or when the error has no
+clear minimum (``min_contrast``: the best error must be this far below the grid's median error).
+A kerb, a car or a shadow in the lower image bias it: the length filter of the refiner weighs it
+with its calibrated spread and gates it.
+
+Convention: as :mod:`sfm_ros.core.geometry`; ``R``, ``t`` of ``x_new = R x_ref + t`` (``t`` unit);
+``down`` a unit vector in the reference camera's optical frame. ROS-free and torch-free: numpy and
+OpenCV only.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+__all__ = ["GroundLength", "ground_step_length"]
+
+_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
+
+
+@dataclass
+class GroundLength:
+    """The outcome of :func:`ground_step_length`: ``length`` (metres, None when it failed),
+    ``reason`` (why it failed, empty otherwise), ``pixels`` used, ``error`` at the best length and
+    ``contrast`` (best error / the grid's median error)."""
+
+    length: float | None
+    reason: str = ""
+    pixels: int = 0
+    error: float = float("nan")
+    contrast: float = float("nan")
+
+
+def ground_step_length(a: np.ndarray, b: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray,
+                       down: np.ndarray, height: float, region: float = 0.25, points: int = 2000,
+                       blur: float = 1.0, truncate: float = 20.0, min_len: float = 0.03,
+                       max_len: float = 3.0, steps: int = 25, refine_steps: int = 8,
+                       min_pixels: int = 200, min_inside: float = 0.5,
+                       min_contrast: float = 0.8) -> GroundLength:
+    """The step length (metres) that aligns the ground of grey image ``b`` (new frame) with that of
+    ``a`` (reference frame) under the motion ``R``, ``t`` (unit) for a camera ``height`` metres above
+    a ground whose normal is ``down``; see the module doc. ``min_len``/``max_len`` are in units of
+    ``height``; ``steps`` grid points between them, ``refine_steps`` golden-section steps."""
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"grey images of one size expected, got {a.shape} and {b.shape}")
+    K = np.asarray(K, dtype=np.float64)
+    R = np.asarray(R, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64).reshape(3)
+    n = np.asarray(down, dtype=np.float64).reshape(3)
+    if K.shape != (3, 3) or R.shape != (3, 3):
+        raise ValueError(f"K and R must be 3x3, got {K.shape} and {R.shape}")
+    if not (math.isfinite(height) and height > 0):
+        raise ValueError(f"height must be a positive number of metres, got {height!r}")
+    if not 0.0 < region <= 1.0:
+        raise ValueError(f"region must be in (0, 1], got {region!r}")
+    tn, nn = float(np.linalg.norm(t)), float(np.linalg.norm(n))
+    if tn < 1e-12 or nn < 1e-12:
+        raise ValueError("t and down must be non-zero vectors")
+    t, n = t / tn, n / nn
+    h, w = a.shape
+    A = a.astype(np.float32)
+    B = b.astype(np.float32)
+    if blur > 0:
+        A = cv2.GaussianBlur(A, (0, 0), blur)
+        B = cv2.GaussianBlur(B, (0, 0), blur)
+    top = min(h - 1, int(round(h * (1.0 - region))))
+    grad = np.hypot(cv2.Sobel(A, cv2.CV_32F, 1, 0), cv2.Sobel(A, cv2.CV_32F, 0, 1))[top:]
+    order = np.argsort(grad.ravel())[-int(points):]
+    v, u = np.unravel_index(order, grad.shape)
+    v = v + top
+    px = np.stack([u, v, np.ones(len(u))], axis=1).astype(np.float64)
+    Kinv = np.linalg.inv(K)
+    ahead = (px @ Kinv.T) @ n > 1e-3  # rays that meet the ground in front of the camera
+    px, ref = px[ahead], A[v[ahead], u[ahead]]
+    if len(px) < min_pixels:
+        return GroundLength(None, f"{len(px)} textured pixels see the ground (< {min_pixels})", len(px))
+    tn_h = np.outer(t, n) / float(height)
+
+    def error(s: float) -> float:
+        x = px @ (K @ (R + s * tn_h) @ Kinv).T
+        x = x[:, :2] / x[:, 2:3]
+        ok = (x[:, 0] >= 0) & (x[:, 0] <= w - 1) & (x[:, 1] >= 0) & (x[:, 1] <= h - 1)
+        if ok.mean() < min_inside:
+            return float("inf")
+        val = cv2.remap(B, x[:, 0].astype(np.float32)[None], x[:, 1].astype(np.float32)[None],
+                        cv2.INTER_LINEAR)[0]
+        return float(np.mean(np.minimum(np.abs(val - ref)[ok], truncate)))
+
+    grid = np.exp(np.linspace(math.log(min_len), math.log(max_len), int(steps))) * float(height)
+    errs = np.array([error(s) for s in grid])
+    k = int(np.argmin(errs))
+    if not np.isfinite(errs[k]):
+        return GroundLength(None, "the ground leaves the new image at every length", len(px))
+    finite = errs[np.isfinite(errs)]
+    contrast = float(errs[k] / max(float(np.median(finite)), 1e-9))
+    if k == 0 or k == len(grid) - 1:
+        return GroundLength(None, f"best length at the end of the search ({grid[k]:.3g} m)", len(px),
+                            float(errs[k]), contrast)
+    if contrast > min_contrast:
+        return GroundLength(None, f"no clear minimum (best error {contrast:.2f} of the median)", len(px),
+                            float(errs[k]), contrast)
+    lo, hi = math.log(grid[k - 1]), math.log(grid[k + 1])
+    x1, x2 = hi - _GOLDEN * (hi - lo), lo + _GOLDEN * (hi - lo)
+    f1, f2 = error(math.exp(x1)), error(math.exp(x2))
+    for _ in range(int(refine_steps)):
+        if f1 < f2:
+            hi, x2, f2 = x2, x1, f1
+            x1 = hi - _GOLDEN * (hi - lo)
+            f1 = error(math.exp(x1))
+        else:
+            lo, x1, f1 = x1, x2, f2
+            x2 = lo + _GOLDEN * (hi - lo)
+            f2 = error(math.exp(x2))
+    best = math.exp(0.5 * (lo + hi))
+    return GroundLength(best, "", len(px), min(f1, f2), contrast)

@@ -15,7 +15,7 @@ import numpy as np
 if TYPE_CHECKING:
     from sfm_ros.runtime.refine import Refinement
 
-__all__ = ["motion_covariance", "epipolar_covariance"]
+__all__ = ["motion_covariance", "epipolar_covariance", "epipolar_noise_var"]
 
 # Per-motion uncertainty (:func:`motion_covariance`), calibrated on KITTI 00 frames 0-119 against
 # ground truth (a model trained on those frames; reported frames 120-159 and 7-Scenes never used):
@@ -35,7 +35,8 @@ MIN_FILTERED_LEN_REL = 0.15
 #: relative error of a step length measured by the ground's homography (``camera_height``; measured
 #: std of its log 0.077 on KITTI 00 frames 0-119 with the nominal "down")
 GROUND_LEN_REL = 0.08
-#: relative error of a step length on the depth's scale of recent frames (``scale_from`` depth ratio;
+#: relative error of a step length on the depth's scale of recent frames (also used, not calibrated
+#: apart, for the network's length on the ground's scale of recent frames) (``scale_from`` depth ratio;
 #: measured rms 0.165 with the shipped model)
 DEPTH_RATIO_LEN_REL = 0.2
 #: the pose network's own motion: rotation per camera axis x, y, z (rad; measured rms 0.0027, 0.019-0.022,
@@ -102,12 +103,18 @@ def motion_covariance(r: Refinement, focal_px: float) -> np.ndarray:
     return C
 
 
+def epipolar_noise_var(residual_px: float, inliers: int) -> float:
+    """The variance (pixels²) per Sampson residual that the epipolar covariance assumes:
+    ``K_GN² · residual²``, grown as 1/n² below ``FEW_INLIERS`` inliers (the residuals' errors are
+    neither independent nor only image noise)."""
+    return (K_GN * max(residual_px, MIN_RESIDUAL_PX)) ** 2 * max(1.0, FEW_INLIERS / max(inliers, 1))
+
+
 def epipolar_covariance(info: np.ndarray, residual_px: float, inliers: int) -> np.ndarray:
     """(5, 5) covariance of an epipolar motion's rotation ``ω`` and direction ``β`` (the
     parameters of :func:`sfm_ros.runtime.refine._epipolar_information`) from the Sampson residuals'
-    ``JᵀJ``: ``K_GN² · residual² · (JᵀJ)⁻¹``, grown as 1/n² below ``FEW_INLIERS`` inliers."""
-    return (K_GN * max(residual_px, MIN_RESIDUAL_PX)) ** 2 * max(1.0, FEW_INLIERS / max(inliers, 1)) * \
-        np.linalg.pinv(info)
+    ``JᵀJ``: :func:`epipolar_noise_var` ``· (JᵀJ)⁻¹``."""
+    return epipolar_noise_var(residual_px, inliers) * np.linalg.pinv(info)
 
 
 def _photometric_covariance(r: Refinement, L: float, d: np.ndarray) -> np.ndarray | None:

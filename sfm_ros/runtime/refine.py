@@ -81,7 +81,8 @@ from sfm_ros.data.features import to_grey, track_corners, track_points
 from sfm_ros.core.se3 import axis_angle_to_matrix, invert_pose, make_pose, matrix_to_axis_angle
 from sfm_ros.runtime.ground_motion import GroundLength, ground_step_length
 from sfm_ros.runtime.motion_covariance import (DEPTH_RATIO_LEN_REL, GROUND_LEN_REL, K_LEN, MIN_FILTERED_LEN_REL,
-                                               MIN_LEN_REL, epipolar_covariance, motion_covariance)
+                                               MIN_LEN_REL, epipolar_covariance, epipolar_noise_var,
+                                               motion_covariance)
 from sfm_ros.runtime.photometric import PhotoResult, photometric_align, robust_spread
 
 __all__ = ["REFINE_MODES", "RefineView", "Refinement", "Refiner", "refine_sequence", "motion_covariance"]
@@ -108,9 +109,10 @@ class Refinement:
     = the direct alignment's); ``reason``: why the network's (or, chained, the epipolar) estimate
     was (partly) kept, empty otherwise; ``tracks``/``inliers``: corners tracked and consistent with
     the essential matrix; ``scale_from``: where the length's scale came from (module doc):
-    ``depth`` (the depth comparison held on this frame and updated the filter), ``tracked`` (the
-    previous length times the three-view ratio), ``depth ratio`` (the network's length on the
-    depth's scale of recent frames), ``network`` (the network's length) or ``""``;
+    ``depth`` / ``ground`` (the depth comparison, or with ``ground`` the ground's homography, held
+    on this frame and updated the filter), ``tracked`` (the previous length times the three-view
+    ratio), ``depth ratio`` / ``ground ratio`` (the network's length on the scale of recent
+    measurements), ``network`` (the network's length) or ``""``;
     ``length_rel_sd``: the filter's standard deviation of the length, relative, at least the
     calibrated floor of its measurements (NaN when the length is the network's); ``step_ratio``: the three-view ratio of this length to the previous one (NaN
     when not measured); ``unit_motion``: the epipolar ``T_new_ref`` with a unit translation;
@@ -180,16 +182,17 @@ class Refiner:
         scale_tracking: predict each length from the previous one by the three-view ratio.
         prefer_network: keep the pose network's rotation and direction when the corners cannot
             tell them from the five-point solution (:func:`_network_agrees`).
-        network_chi2: the rise of the Sampson residuals (chi-square, five parameters) below which
-            the network's motion is "not told apart"; 11.07 is the 95 % value.
+        network_chi2: the rise of the Sampson residuals (chi-square, five parameters, in the
+            epipolar covariance's inflated noise) below which the network's motion is "not told
+            apart"; 11.07 is the 95 % value (not tuned).
         track_step_var: variance (log length², per step) the three-view prediction adds on top of
             its measured spread; chosen on KITTI 00 frames 0-119.
         track_min_points: fewest corners seen in all three frames to measure the three-view ratio.
         max_step_ratio: a three-view ratio further than this from 1 (either way) is taken as failed
             (a dropped frame doubles a step).
-        restart_after: measurements (depth comparisons, or the ground's) rejected in a row (3 sigma
-            off the filter) after which the filter restarts from the last one: a wrong prediction
-            does not lock the length's scale.
+        restart_after: measurements (depth comparisons, or the ground's) rejected (3 sigma off the
+            filter) with none accepted in between, after which the filter restarts from the last
+            one: a wrong prediction does not lock the length's scale.
         track_max_points: most corners tracked back for it (those with the most parallax: the
             tracking costs ~20 µs per corner on one core).
         photo_levels: pyramid levels of the photometric alignment (each half the size).
@@ -315,9 +318,9 @@ class Refiner:
         ``scale``: the factor the caller will multiply the returned translation by (metres per
         network unit of this frame: the node's ``camera_height`` scale follows the learned depth's
         scale from frame to frame). The length filter runs in those units and the length is
-        returned divided by it, so that the scaled lengths are consistent from frame to frame. A
-        change of more than 2x from one call to the next is a change of units (a first ground
-        plane): the filter starts again.
+        returned divided by it, so that the scaled lengths are consistent from frame to frame.
+        Without ``ground``, a change of more than 2x from one call to the next is a change of units
+        (a caller's new calibration): the filter starts again.
 
         ``ground``: ``(down, height)``, the ground's normal in the reference camera's optical frame
         (unit, towards the ground) and the camera's height above it in metres (the node's
@@ -361,6 +364,12 @@ class Refiner:
                 prev = (last[0].grey, last[2]) if last is not None and last[1] is ref and \
                     last[0].grey.shape == ref.grey.shape else None
                 out = epi = self._epipolar(ref.grey, new.grey, ref.K, T_net, depth_ref, prev, scale, ground)
+                if out.scale_from in ("", "network") and self.ratios:
+                    # the network's translation kept (a fallback, a rotation alone): on the scale of
+                    # the recent measurements, in the caller's units as the refined lengths are
+                    out.T = out.T.copy()
+                    out.T[:3, 3] *= math.exp(float(np.median(self.ratios))) / scale
+                    out.scale_from = "ground ratio" if ground is not None else "depth ratio"
             if self.mode in ("photometric", "epipolar+photometric"):
                 out = self._photometric(ref.grey, new.grey, ref.K, T_net, depth_ref, out)
             self._last = (ref, new, epi.unit_motion) if epi is not None and epi.unit_motion is not None else None
@@ -404,12 +413,14 @@ class Refiner:
         p_in, q_in = p[keep].astype(np.float64), q[keep].astype(np.float64)
         # T_new_ref = [R | t]: x_new = R x_ref + t, |t| = 1
         info, r0 = _epipolar_information(p_in, q_in, K, R, t.ravel())
-        S = epipolar_covariance(info[0], robust_spread(r0), inl)
-        kept = self.prefer_network and _network_agrees(p_in, q_in, K, r0, S, info[0], T_net, self.network_chi2)
+        noise = epipolar_noise_var(robust_spread(r0), inl)
+        kept = self.prefer_network and _network_agrees(p_in, q_in, K, R, t.ravel(), r0, noise, T_net,
+                                                       self.network_chi2)
         if kept:  # the corners cannot tell the network's motion from the five points': keep it
             T_nr = invert_pose(T_net)
             R, t = T_nr[:3, :3], T_nr[:3, 3] / np.linalg.norm(T_nr[:3, 3])
-            info = _epipolar_information(p_in, q_in, K, R, t)[0]
+            info, r0 = _epipolar_information(p_in, q_in, K, R, t)  # its residuals and information
+        S = epipolar_covariance(info[0], robust_spread(r0), inl)
         t = np.asarray(t, dtype=np.float64).reshape(3, 1)
         T_new_ref = make_pose(R, t.ravel())
         T_epi = invert_pose(T_new_ref)
@@ -427,7 +438,8 @@ class Refiner:
             step = self._step_ratio(a, prev[0], p_in, q_in, K, T_new_ref, prev[1])
         road = None
         if ground is not None:
-            road = ground_step_length(a, b, K, R, t.ravel(), ground[0], ground[1])
+            guess = math.exp(self.log_length) if self.log_length is not None else None  # the last step's
+            road = ground_step_length(a, b, K, R, t.ravel(), ground[0], ground[1], guess=guess)
         baseline, spread, scale_from, rel_sd = self._length(p_in, q_in, K, T_new_ref, T_net, depth, step, scale,
                                                             road)
         T = T_epi.copy()
@@ -490,16 +502,19 @@ class Refiner:
                 spread = found[1]
                 meas = (found[0] * scale, max(MIN_LEN_REL, K_LEN * spread) ** 2)
             kind = "depth"
-        if net > 1e-12 and meas is not None:
-            self.ratios.append(math.log(meas[0] / net))
-        if step is not None and abs(step[0]) > math.log(self.max_step_ratio):
-            step = None  # a step this many times the previous one: a failed three-view measurement
-        if step is not None and self.log_length is not None:
+        implausible = step is not None and abs(step[0]) > math.log(self.max_step_ratio)
+        if step is not None and not implausible and self.log_length is not None:
             x, P, src = self.log_length + step[0], self.log_length_var + step[1] + self.track_step_var, "tracked"
-        elif self.ratios and net > 1e-12:
+        elif implausible and meas is not None:
+            # a step this many times the previous one (frames skipped, or a failed three-view
+            # measurement): the lengths before tell nothing about this one; the measurement does
+            x, P, src = None, float("nan"), "network"
+        elif self.ratios and net > 1e-12:  # the network's length on the scale of recent measurements
             x, P, src = math.log(net) + float(np.median(self.ratios)), DEPTH_RATIO_LEN_REL ** 2, f"{kind} ratio"
         else:
             x, P, src = None, float("nan"), "network"
+        if net > 1e-12 and meas is not None:
+            self.ratios.append(math.log(meas[0] / net))
         if meas is not None:
             z, Rz = math.log(meas[0]), meas[1]
             if x is None:
@@ -541,8 +556,8 @@ class Refiner:
             return None
         x = np.log(z_before[good] / z_now[good])
         med = float(np.median(x))
-        sd = 1.4826 * float(np.median(np.abs(x - med)))
-        return med, sd * sd / x.size
+        sd = 1.4826 * float(np.median(np.abs(x - med)))  # robust sd of one corner's log ratio
+        return med, 0.5 * math.pi * sd * sd / x.size     # the variance of a median of x.size
 
     def _depth_baseline(self, p: np.ndarray, q: np.ndarray, K: np.ndarray, T_new_ref: np.ndarray,
                         depth: np.ndarray) -> tuple[float, float] | None:
@@ -639,26 +654,28 @@ def _epipolar_information(p: np.ndarray, q: np.ndarray, K: np.ndarray, R: np.nda
     return (J.T @ J, np.stack([b1, b2], axis=1), R), r0
 
 
-def _network_agrees(p: np.ndarray, q: np.ndarray, K: np.ndarray, r_epi: np.ndarray, S: np.ndarray,
-                    info: np.ndarray, T_net: np.ndarray, chi2: float = 11.07) -> bool:
+def _network_agrees(p: np.ndarray, q: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray,
+                    r_epi: np.ndarray, noise_var: float, T_net: np.ndarray, chi2: float = 11.07) -> bool:
     """Whether the essential matrix's inliers ``p ↔ q`` cannot tell the pose network's rotation and
-    direction (``T_net``, ``T_ref_new``) from the five-point solution: the rise of the Sampson
-    residuals' sum of squares from the solution's (``r_epi``) to the network's motion, in the noise
-    that makes ``S`` the solution's covariance (``(w JᵀJ)⁻¹ = S``, ``info`` = JᵀJ), is below the
-    95 % chi-square value of the five parameters. Few or distant corners (a turn against a
-    sideways step: the bas-relief ambiguity) then fit a wrong five-point solution as well as the
-    network's motion, and the network's motion is the better guess (rendered streets); many near
-    corners reject a network that is a degree off (KITTI)."""
+    direction (``T_net``, ``T_ref_new``) from the five-point solution ``x_new = R x_ref + t``: the
+    rise of the Sampson residuals' sum of squares from the solution's (``r_epi``) to the network's
+    motion, over the residual variance of the epipolar covariance (``noise_var``:
+    :func:`sfm_ros.runtime.motion_covariance.epipolar_noise_var`, inflated over the image noise), is
+    below ``chi2`` (the 95 % chi-square value of five parameters under that inflated noise: a
+    loose test on the residuals as measured), and the network moves the same way (the residuals
+    do not see the sign of ``t``). Few or distant corners (a turn against a sideways step: the
+    bas-relief ambiguity) then fit a wrong five-point solution as well as the network's motion,
+    and the network's motion is the better guess (rendered streets); many near corners reject a
+    network that is a degree off (KITTI)."""
     T_nr = invert_pose(T_net)
     tn = T_nr[:3, 3]
-    if np.linalg.norm(tn) < 1e-12:
+    if np.linalg.norm(tn) < 1e-12 or not noise_var > 0:
         return False
-    try:
-        w = float(np.trace(np.linalg.pinv(S) @ np.linalg.pinv(info))) / 5.0
-    except np.linalg.LinAlgError:
+    dn = tn / np.linalg.norm(tn)
+    if float(dn @ t) <= 0.0:
         return False
-    r_net = _signed_sampson(p, q, K, T_nr[:3, :3], tn / np.linalg.norm(tn))
-    rise = w * (float(r_net @ r_net) - float(r_epi @ r_epi))
+    r_net = _signed_sampson(p, q, K, T_nr[:3, :3], dn)
+    rise = (float(r_net @ r_net) - float(r_epi @ r_epi)) / noise_var
     return bool(np.isfinite(rise) and rise < chi2)
 
 

@@ -578,3 +578,27 @@ def test_a_filter_that_is_off_restarts_and_an_implausible_step_is_not_taken():
         Refiner(max_step_ratio=1.0)
     with pytest.raises(ValueError, match="restart_after must be >= 1"):
         Refiner(restart_after=0)
+
+
+def test_corner_budget_keeps_the_cost_within_the_budget():
+    """``CornerBudget`` (the node's): a median time over the budget in a window of refinements takes
+    corners off, down to ``low``; a median well under it gives them back, up to ``high``; bad
+    settings are named."""
+    from sfm_ros.runtime.refine import CornerBudget
+
+    refiner, budget = Refiner(), CornerBudget(budget_ms=15.0, window=4)
+    assert refiner.max_corners == 500
+    for ms in [20.0] * 4:
+        budget.update(refiner, ms)
+    assert refiner.max_corners == 400 and budget.last_ms == 20.0
+    for ms in [20.0] * 12:
+        budget.update(refiner, ms)
+    assert refiner.max_corners == 300  # never below low
+    for ms in [12.0] * 8:  # within the budget but not well under it: kept
+        budget.update(refiner, ms)
+    assert refiner.max_corners == 300
+    for ms in [5.0] * 12:
+        budget.update(refiner, ms)
+    assert refiner.max_corners == 500  # never above high
+    with pytest.raises(ValueError, match="CornerBudget"):
+        CornerBudget(budget_ms=0.0)

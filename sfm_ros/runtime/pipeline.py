@@ -113,6 +113,7 @@ class FramePipeline:
         self.scale_source = "default"
         self.has_explainability = any(k.startswith("mask_heads") for k in estimator.state.get("pose_net", {}))
         self._refiner = None
+        self._corner_budget = None  # keeps the refiner's cost per frame within its budget
         self._refiner_model = None  # the weights the refiner's depth/network ratios were measured with
         self._last_shape: tuple | None = None
         self._zero_stamps = 0
@@ -356,10 +357,11 @@ class FramePipeline:
         the input image's). Each frame's view is made once and kept in the window."""
         import cv2
 
-        from sfm_ros.runtime.refine import Refiner
+        from sfm_ros.runtime.refine import CornerBudget, Refiner
 
         if self._refiner is None or self._refiner.mode != self.settings.refine_pose:
             self._refiner = Refiner(self.settings.refine_pose)
+            self._corner_budget = CornerBudget()
         refiner = self._refiner
         if self._refiner_model is not self.estimator.model:  # new weights (adaptation): new units
             refiner.reset_scale()
@@ -382,8 +384,10 @@ class FramePipeline:
                 g = self.ground  # camera_height: the step's metres from the ground's homography
                 ground = (g.down, g.camera_height) if g is not None and self.scale_source.startswith(
                     "camera_height") else None
+                t0 = time.perf_counter()
                 r = refiner.refine(view(f_ref), view(self.window[-1]), inc, f_ref.depth, self.odometry.scale,
                                    ground)
+                self._corner_budget.update(refiner, 1000.0 * (time.perf_counter() - t0))
             except (ValueError, np.linalg.LinAlgError, cv2.error) as exc:
                 first = str(exc).splitlines()[0] if str(exc) else ""
                 self.log.warn("refine_error", f"pose refinement failed ({type(exc).__name__}: {first}): "
@@ -429,5 +433,8 @@ class FramePipeline:
             f"accepted {g.accepted}, rejected {g.rejected}, none found {g.failed}",
             "refine_pose": self.settings.refine_pose,
             "refined_motions": ", ".join(f"{k} {v}" for k, v in sorted(refined.items())) or "none yet",
+            "refine_ms_p50": "n/a" if self._corner_budget is None or not np.isfinite(self._corner_budget.last_ms)
+            else f"{self._corner_budget.last_ms:.1f}",
+            "refine_corners": "n/a" if self._refiner is None else str(self._refiner.max_corners),
             **(self.adaptation.diagnostic_values() if self.adaptation is not None else {}),
         }

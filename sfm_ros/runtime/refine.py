@@ -93,7 +93,8 @@ from sfm_ros.runtime.motion_covariance import (DEPTH_RATIO_LEN_REL, GROUND_LEN_R
                                                motion_covariance)
 from sfm_ros.runtime.photometric import PhotoResult, photometric_align, robust_spread
 
-__all__ = ["REFINE_MODES", "RefineView", "Refinement", "Refiner", "refine_sequence", "motion_covariance"]
+__all__ = ["REFINE_MODES", "RefineView", "Refinement", "Refiner", "CornerBudget", "refine_sequence",
+           "motion_covariance"]
 
 REFINE_MODES = ("none", "epipolar", "photometric", "epipolar+photometric")
 _ESTIMATORS = {"magsac": cv2.USAC_MAGSAC, "accurate": cv2.USAC_ACCURATE, "ransac": cv2.RANSAC}
@@ -699,6 +700,46 @@ def _parallax_each(p: np.ndarray, q: np.ndarray, K: np.ndarray, R: np.ndarray) -
 def _parallax_px(p: np.ndarray, q: np.ndarray, K: np.ndarray, R: np.ndarray) -> float:
     """Median of :func:`_parallax_each`."""
     return float(np.median(_parallax_each(p, q, K, R)))
+
+
+@dataclass
+class CornerBudget:
+    """Keeps a :class:`Refiner`'s cost per frame within ``budget_ms`` on the machine it runs on, by
+    its ``max_corners`` (the corner tracking is most of the cost: ~20 µs a corner on one core).
+
+    CPUs of one kind differ (the same code measured 10 ms a frame on one Xeon, 14-22 ms on an AMD
+    EPYC), so the node measures instead of assuming: after every ``window`` refinements, a median
+    time over the budget takes ``step`` corners off (down to ``low``), one under ``relax`` times
+    the budget gives them back (up to ``high``, the tuned default). The node's diagnostics show
+    the median and the corners in use. Offline evaluation keeps the refiner's own setting."""
+
+    budget_ms: float = 15.0
+    window: int = 20
+    low: int = 300
+    high: int = 500
+    step: int = 100
+    relax: float = 0.6
+    times: deque = field(default_factory=deque, repr=False)
+    last_ms: float = float("nan")  # the median of the last full window
+
+    def __post_init__(self) -> None:
+        if not (self.budget_ms > 0 and self.window >= 1 and 1 <= self.low <= self.high and self.step >= 1
+                and 0 < self.relax < 1):
+            raise ValueError(f"CornerBudget: budget_ms > 0, window >= 1, 1 <= low <= high, step >= 1, "
+                             f"0 < relax < 1 expected, got {self}")
+        self.times = deque(maxlen=int(self.window))
+
+    def update(self, refiner: Refiner, ms: float) -> None:
+        """Record one refinement's time (ms) and, after a full window, adjust ``refiner.max_corners``."""
+        self.times.append(float(ms))
+        if len(self.times) < self.window:
+            return
+        self.last_ms = float(np.median(self.times))
+        self.times.clear()
+        if self.last_ms > self.budget_ms and refiner.max_corners > self.low:
+            refiner.max_corners = max(self.low, refiner.max_corners - self.step)
+        elif self.last_ms < self.relax * self.budget_ms and refiner.max_corners < self.high:
+            refiner.max_corners = min(self.high, refiner.max_corners + self.step)
 
 
 def refine_sequence(refiner: Refiner, views: list[RefineView], depths: list[np.ndarray] | None,

@@ -433,5 +433,6 @@ def test_camera_height_gives_metres_from_the_ground_whatever_the_depth(tiny_ckpt
         travelled[height] = dist
         if height > 0:
             assert pl._refiner.counts.get("epipolar", 0) >= 7
+            assert "ground" in pl.diagnostic_values()["refined_lengths"]  # the ground measured them
     assert travelled[1.5] == pytest.approx(true, rel=0.15), (travelled, true)
     assert not travelled[0.0] == pytest.approx(true, rel=0.15), (travelled, true)

@@ -51,7 +51,11 @@ topic                    type                               content
                                                             local, keep last 1 (tf2_ros' static QoS)
 ``/diagnostics``         diagnostic_msgs/DiagnosticArray    1 Hz: frames received / processed /
                                                             dropped / rejected / skipped, latency
-                                                            p50/p95, inference time, model, device;
+                                                            p50/p95, inference time, model, device,
+                                                            scale and its source, the refinement
+                                                            (``refined_motions``, ``refined_lengths``:
+                                                            where each step's scale came from,
+                                                            ``refine_ms_p50``, ``refine_corners``);
                                                             WARN naming what is missing (README)
 =======================  =================================  =========================================
 

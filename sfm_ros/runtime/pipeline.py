@@ -103,6 +103,7 @@ class FramePipeline:
         self.log = log or Log(logging.getLogger("sfm_ros.runtime.pipeline"))
         self.counts = counts or Counters(*FRAME_COUNTS)
         self.refined = Counters()
+        self.refined_lengths = Counters()  # where the refined step lengths' scale came from
         s = self.settings
         self.T_base_cam = np.asarray(T_base_cam, dtype=np.float64)
         self.odometry = MonocularOdometry(T_base_cam=self.T_base_cam, scale=s.scale or 1.0, max_gap=s.max_gap)
@@ -394,6 +395,7 @@ class FramePipeline:
                                               "the network's motion is used")
                 return inc
             self.refined.add(r.used)
+            self.refined_lengths.add(r.scale_from or "network")
             return r.T, r.covariance
         return refine
 
@@ -433,6 +435,8 @@ class FramePipeline:
             f"accepted {g.accepted}, rejected {g.rejected}, none found {g.failed}",
             "refine_pose": self.settings.refine_pose,
             "refined_motions": ", ".join(f"{k} {v}" for k, v in sorted(refined.items())) or "none yet",
+            "refined_lengths": ", ".join(f"{k} {v}" for k, v in sorted(self.refined_lengths.snapshot().items()))
+            or "none yet",
             "refine_ms_p50": "n/a" if self._corner_budget is None or not np.isfinite(self._corner_budget.last_ms)
             else f"{self._corner_budget.last_ms:.1f}",
             "refine_corners": "n/a" if self._refiner is None else str(self._refiner.max_corners),

@@ -351,8 +351,10 @@ def test_three_view_ratio_follows_the_step_length():
 def test_the_length_filter_outlasts_a_wandering_depth_scale():
     """A learned depth whose scale wanders from frame to frame (here the exact depth times a random
     factor of log-sd 0.2 per frame): with the three-view prediction the lengths keep their ratios
-    (log error sd after the common scale: measured 0.069 against 0.446 from the depth alone; seeds
-    7, 8: 0.037 / 0.330, 0.054 / 0.444); the test asks for at least 2x better and below 0.1."""
+    (log error sd after the common scale: measured 0.069 against 0.446 without the prediction, where
+    the lengths are the network's constant ones on the depth's recent scale, corrected by each
+    noisy comparison as little as its spread says; seeds 7, 8: 0.037 / 0.330, 0.054 / 0.444); the
+    test asks for at least 2x better and below 0.1."""
     images, K, depths, gt = _street(6, STEPS)
     rng = np.random.default_rng(0)
     wander = np.exp(rng.normal(0.0, 0.2, len(depths)))
@@ -370,11 +372,11 @@ def test_the_length_filter_outlasts_a_wandering_depth_scale():
 
 
 def test_the_length_filter_runs_in_the_callers_units():
-    """``scale``: the factor the caller multiplies the translation by (the node's camera-height
-    scale, which follows the depth's scale). A depth c times too long in frame i with a scale 1/c
-    gives metric lengths: the returned lengths times the scales are the true ones (measured within
-    10 %; seeds 7, 8: 11 %, 12 %; the test allows 25 %), whatever c does from frame to frame; a change of units (> 2x: a first ground plane) restarts
-    the filter; a bad scale is named."""
+    """``scale``: the factor the caller multiplies the translation by (a scale that follows the
+    depth's). A depth c times too long in frame i with a scale 1/c gives metric lengths: the
+    returned lengths times the scales are the true ones (measured within 10 %; seeds 7, 8: 11 %,
+    12 %; the test allows 25 %), whatever c does from frame to frame; without ``ground`` a change
+    of units (> 2x: a caller's new calibration) restarts the filter; a bad scale is named."""
     images, K, depths, gt = _street(6, STEPS[:6])
     L = np.linalg.norm(gt[:, :3, 3], axis=1)
     wander = np.array([1.0, 1.3, 0.8, 1.2, 0.9, 1.1])

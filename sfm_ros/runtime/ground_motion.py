@@ -122,6 +122,7 @@ def ground_step_length(a: np.ndarray, b: np.ndarray, K: np.ndarray, R: np.ndarra
 
     why = "no guess"
     if guess is not None and math.isfinite(guess) and guess > 0:
+        guess = min(max(guess, min_len * float(height) * guess_range), max_len * float(height) / guess_range)
         grid, errs, k, contrast, why = search(
             guess * np.exp(np.linspace(-math.log(guess_range), math.log(guess_range), int(guess_steps))))
     if why:

@@ -388,7 +388,7 @@ class FramePipeline:
                 t0 = time.perf_counter()
                 r = refiner.refine(view(f_ref), view(self.window[-1]), inc, f_ref.depth, self.odometry.scale,
                                    ground)
-                self._corner_budget.update(refiner, 1000.0 * (time.perf_counter() - t0))
+                self._corner_budget.update(refiner, 1000.0 * (time.perf_counter() - t0), r.used)
             except (ValueError, np.linalg.LinAlgError, cv2.error) as exc:
                 first = str(exc).splitlines()[0] if str(exc) else ""
                 self.log.warn("refine_error", f"pose refinement failed ({type(exc).__name__}: {first}): "
@@ -421,6 +421,16 @@ class FramePipeline:
             out += self.adaptation.warnings()
         return out
 
+    def _refine_cost(self) -> dict[str, str]:
+        """``refine_ms_p50`` (the median time of the last window of refinements) and
+        ``refine_corners`` (the corners it was measured with; then the corners in use)."""
+        b, r = self._corner_budget, self._refiner
+        if b is None or r is None or r.mode not in ("epipolar", "epipolar+photometric"):
+            return {"refine_ms_p50": "n/a", "refine_corners": "n/a"}
+        if not np.isfinite(b.last_ms):
+            return {"refine_ms_p50": "n/a", "refine_corners": str(r.max_corners)}
+        return {"refine_ms_p50": f"{b.last_ms:.1f}", "refine_corners": str(b.last_corners)}
+
     def diagnostic_values(self) -> dict[str, str]:
         """The pipeline's diagnostics (key → value text)."""
         g = self.ground  # read once: the worker may replace it
@@ -437,8 +447,6 @@ class FramePipeline:
             "refined_motions": ", ".join(f"{k} {v}" for k, v in sorted(refined.items())) or "none yet",
             "refined_lengths": ", ".join(f"{k} {v}" for k, v in sorted(self.refined_lengths.snapshot().items()))
             or "none yet",
-            "refine_ms_p50": "n/a" if self._corner_budget is None or not np.isfinite(self._corner_budget.last_ms)
-            else f"{self._corner_budget.last_ms:.1f}",
-            "refine_corners": "n/a" if self._refiner is None else str(self._refiner.max_corners),
+            **self._refine_cost(),
             **(self.adaptation.diagnostic_values() if self.adaptation is not None else {}),
         }

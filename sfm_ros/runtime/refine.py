@@ -528,7 +528,9 @@ class Refiner:
             z, Rz = math.log(meas[0]), meas[1]
             if x is None:
                 x, P, src = z, Rz, kind
-            elif (z - x) ** 2 < 9.0 * (P + Rz):  # a measurement 3 sigma off is not taken ...
+            elif src != "tracked" or (z - x) ** 2 < 9.0 * (P + Rz):
+                # a measurement 3 sigma off a carried state is not taken ... (against a prediction
+                # made afresh from the network's length, it is: that prediction knows too little)
                 gain = P / (P + Rz)
                 x, P, src = x + gain * (z - x), (1.0 - gain) * P, kind
                 self._gated = 0
@@ -704,14 +706,17 @@ def _parallax_px(p: np.ndarray, q: np.ndarray, K: np.ndarray, R: np.ndarray) -> 
 
 @dataclass
 class CornerBudget:
-    """Keeps a :class:`Refiner`'s cost per frame within ``budget_ms`` on the machine it runs on, by
-    its ``max_corners`` (the corner tracking is most of the cost: ~20 µs a corner on one core).
+    """Tries to keep a :class:`Refiner`'s cost per frame within ``budget_ms`` on the machine it runs
+    on, by its ``max_corners`` (the corner tracking is most of the cost: ~20 µs a corner on one
+    core; what does not scale with the corners, e.g. the ground search, it cannot cut).
 
     CPUs of one kind differ (the same code measured 10 ms a frame on one Xeon, 14-22 ms on an AMD
     EPYC), so the node measures instead of assuming: after every ``window`` refinements, a median
     time over the budget takes ``step`` corners off (down to ``low``), one under ``relax`` times
-    the budget gives them back (up to ``high``, the tuned default). The node's diagnostics show
-    the median and the corners in use. Offline evaluation keeps the refiner's own setting."""
+    the budget gives them back (up to ``high``, the tuned default). Only refinements that tracked
+    and solved are timed (a fallback on a featureless frame is cheap and says nothing of the
+    cost). The node's diagnostics show the median and the corners it was measured with. Offline
+    evaluation keeps the refiner's own setting."""
 
     budget_ms: float = 15.0
     window: int = 20
@@ -721,6 +726,7 @@ class CornerBudget:
     relax: float = 0.6
     times: deque = field(default_factory=deque, repr=False)
     last_ms: float = float("nan")  # the median of the last full window
+    last_corners: int = 0           # the corners that window was measured with
 
     def __post_init__(self) -> None:
         if not (self.budget_ms > 0 and self.window >= 1 and 1 <= self.low <= self.high and self.step >= 1
@@ -729,12 +735,15 @@ class CornerBudget:
                              f"0 < relax < 1 expected, got {self}")
         self.times = deque(maxlen=int(self.window))
 
-    def update(self, refiner: Refiner, ms: float) -> None:
-        """Record one refinement's time (ms) and, after a full window, adjust ``refiner.max_corners``."""
+    def update(self, refiner: Refiner, ms: float, used: str = "epipolar") -> None:
+        """Record one refinement's time (ms; ``used``: its :attr:`Refinement.used`, a fallback to
+        the network is not timed) and, after a full window, adjust ``refiner.max_corners``."""
+        if used == "network":
+            return
         self.times.append(float(ms))
         if len(self.times) < self.window:
             return
-        self.last_ms = float(np.median(self.times))
+        self.last_ms, self.last_corners = float(np.median(self.times)), int(refiner.max_corners)
         self.times.clear()
         if self.last_ms > self.budget_ms and refiner.max_corners > self.low:
             refiner.max_corners = max(self.low, refiner.max_corners - self.step)

@@ -38,33 +38,34 @@ def to_grey(frame: np.ndarray) -> np.ndarray:
 
 
 def track_corners(a: np.ndarray, b: np.ndarray, max_corners: int = 300, min_distance: int = 5,
-                  max_fb_error: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+                  max_fb_error: float = 1.0, iterations: int = 30) -> tuple[np.ndarray, np.ndarray]:
     """Shi-Tomasi corners of grey image ``a`` tracked into ``b``: ``(p, q)``, each (M, 2) float32,
     ``p`` in ``a`` and ``q`` in ``b``. A track is kept when both directions converge and tracking
     ``q`` back into ``a`` lands within ``max_fb_error`` pixels of ``p``. Empty (0, 2) arrays when
-    ``a`` has no corners."""
+    ``a`` has no corners. ``iterations``: the Lucas-Kanade iterations per pyramid level at most."""
     if a.shape != b.shape or a.ndim != 2:
         raise ValueError(f"grey images of one size expected, got {a.shape} and {b.shape}")
     pts = cv2.goodFeaturesToTrack(a, maxCorners=max_corners, qualityLevel=0.01, minDistance=min_distance)
     if pts is None:
         empty = np.zeros((0, 2), np.float32)
         return empty, empty.copy()
-    p, q, ok = track_points(a, b, pts[:, 0], max_fb_error)
+    p, q, ok = track_points(a, b, pts[:, 0], max_fb_error, iterations)
     return p[ok], q[ok]
 
 
-def track_points(a: np.ndarray, b: np.ndarray, pts: np.ndarray,
-                 max_fb_error: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def track_points(a: np.ndarray, b: np.ndarray, pts: np.ndarray, max_fb_error: float = 1.0,
+                 iterations: int = 30) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Given points ``pts`` (M, 2) of grey image ``a`` tracked into ``b``: ``(p, q, ok)``, ``p`` the
     points as float32, ``q`` (M, 2) float32 their positions in ``b`` and ``ok`` (M,) bool, true where
     both directions converge and tracking ``q`` back into ``a`` lands within ``max_fb_error``
-    pixels of ``p`` (``q`` is meaningless elsewhere)."""
+    pixels of ``p`` (``q`` is meaningless elsewhere); ``iterations`` as :func:`track_corners`'."""
     if a.shape != b.shape or a.ndim != 2:
         raise ValueError(f"grey images of one size expected, got {a.shape} and {b.shape}")
     p = np.ascontiguousarray(np.asarray(pts, dtype=np.float32).reshape(-1, 2))
     if len(p) == 0:
         return p, p.copy(), np.zeros(0, bool)
-    fwd, st1, _ = cv2.calcOpticalFlowPyrLK(a, b, p[:, None], None, **_LK)
-    back, st2, _ = cv2.calcOpticalFlowPyrLK(b, a, fwd, None, **_LK)
+    lk = dict(_LK, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, int(iterations), _LK["criteria"][2]))
+    fwd, st1, _ = cv2.calcOpticalFlowPyrLK(a, b, p[:, None], None, **lk)
+    back, st2, _ = cv2.calcOpticalFlowPyrLK(b, a, fwd, None, **lk)
     ok = (st1[:, 0] == 1) & (st2[:, 0] == 1) & (np.linalg.norm(back[:, 0] - p, axis=1) < max_fb_error)
     return p, fwd[:, 0].astype(np.float32), ok

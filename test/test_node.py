@@ -469,6 +469,9 @@ def test_zero_first_stamp_does_not_reset_the_odometry(tiny_ckpt, client, frames)
     pub = client.node.create_publisher(Image, f"{ns}/image", 10)
     try:
         assert _wait(lambda: pub.get_subscription_count() > 0 and node.log_count("ready") > 0, 60), node.stderr
+        # The first frame is the one under test: give the node's reader time to match this writer
+        # too (the writer can see the match first; a frame sent before both have is lost).
+        time.sleep(1.0)
         stamps = [Time()] + [Time(sec=0, nanosec=i * 100_000_000) for i in range(1, 8)]
         _send(pub, imgs[:8], stamps=stamps, rate=5.0)
         sent = [_sec(t) for t in stamps[1:]]

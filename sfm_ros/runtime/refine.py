@@ -382,7 +382,7 @@ class Refiner:
                     # the network's translation kept (a fallback, a rotation alone): on the scale of
                     # the recent measurements, in the caller's units as the refined lengths are
                     out.T = out.T.copy()
-                    out.T[:3, 3] *= math.exp(float(np.median(self.ratios))) / scale
+                    out.T[:3, 3] *= math.exp(self._recent_log_length(0.0)) / scale  # log of a unit length
                     out.scale_from = "ground ratio" if ground is not None else "depth ratio"
             if self.mode in ("photometric", "epipolar+photometric"):
                 out = self._photometric(ref.grey, new.grey, ref.K, T_net, depth_ref, out)
@@ -427,7 +427,7 @@ class Refiner:
         keep = mask.ravel() > 0
         p_in, q_in = p[keep].astype(np.float64), q[keep].astype(np.float64)
         # T_new_ref = [R | t]: x_new = R x_ref + t, |t| = 1
-        info, r0 = _epipolar_information(p_in, q_in, K, R, t.ravel())
+        info, r0 = _epipolar_information(p_in, q_in, K, R, t.ravel())  # r0: the Sampson residuals
         noise = epipolar_noise_var(robust_spread(r0), inl)
         kept = self.prefer_network and _network_agrees(p_in, q_in, K, R, t.ravel(), r0, noise, T_net,
                                                        self.network_chi2)
@@ -435,7 +435,8 @@ class Refiner:
             T_nr = invert_pose(T_net)
             R, t = T_nr[:3, :3], T_nr[:3, 3] / np.linalg.norm(T_nr[:3, 3])
             info, r0 = _epipolar_information(p_in, q_in, K, R, t)  # its residuals and information
-        S = epipolar_covariance(info[0], robust_spread(r0), inl)
+        residual_px = robust_spread(r0)
+        S = epipolar_covariance(info[0], residual_px, inl)
         t = np.asarray(t, dtype=np.float64).reshape(3, 1)
         T_new_ref = make_pose(R, t.ravel())
         T_epi = invert_pose(T_new_ref)
@@ -446,8 +447,7 @@ class Refiner:
             T[:3, :3] = T_epi[:3, :3]
             return Refinement(T, "rotation", f"parallax {parallax:.2f} px (< {self.min_parallax_px:g}): "
                               "translation from the network", n, inl, "network", d_rot, "low parallax",
-                              residual_px=robust_spread(_signed_sampson(p_in, q_in, K, R, t.ravel())),
-                              parallax_px=parallax)
+                              residual_px=residual_px, parallax_px=parallax)
         step = None
         if prev is not None and self.scale_tracking:
             step = self._step_ratio(a, prev[0], p_in, q_in, K, T_new_ref, prev[1])
@@ -459,7 +459,7 @@ class Refiner:
                                                             road)
         T = T_epi.copy()
         T[:3, 3] *= baseline
-        return Refinement(T, "epipolar", "", n, inl, scale_from, d_rot, residual_px=robust_spread(r0),
+        return Refinement(T, "epipolar", "", n, inl, scale_from, d_rot, residual_px=residual_px,
                           parallax_px=parallax, length_spread=spread, motion_cov=(S, info[1], R), network_kept=kept,
                           length_rel_sd=rel_sd,
                           step_ratio=math.exp(step[0]) if step is not None else float("nan"),
@@ -525,7 +525,7 @@ class Refiner:
             # measurement): the lengths before tell nothing about this one; the measurement does
             x, P, src = None, float("nan"), "network"
         elif self.ratios and net > 1e-12:  # the network's length on the scale of recent measurements
-            x, P, src = math.log(net) + float(np.median(self.ratios)), DEPTH_RATIO_LEN_REL ** 2, f"{kind} ratio"
+            x, P, src = self._recent_log_length(math.log(net)), DEPTH_RATIO_LEN_REL ** 2, f"{kind} ratio"
         else:
             x, P, src = None, float("nan"), "network"
         if net > 1e-12 and meas is not None:
@@ -552,6 +552,11 @@ class Refiner:
         # to frame (the depth's scale wanders, the road's pitch changes): floors measured on KITTI.
         floor = GROUND_LEN_REL if road is not None else MIN_FILTERED_LEN_REL
         return math.exp(x) / scale, spread, src, max(floor, math.sqrt(P))
+
+    def _recent_log_length(self, log_net: float) -> float:
+        """The log of a network length (``log_net``, network units) on the scale of the recent
+        measurements (the median of :attr:`ratios`), in the filter's units."""
+        return log_net + float(np.median(self.ratios))
 
     def _step_ratio(self, a: np.ndarray, before: np.ndarray, p: np.ndarray, q: np.ndarray, K: np.ndarray,
                     T_new_ref: np.ndarray, T_ref_before: np.ndarray) -> tuple[float, float] | None:

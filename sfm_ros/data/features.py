@@ -38,7 +38,8 @@ def to_grey(frame: np.ndarray) -> np.ndarray:
 
 
 def track_corners(a: np.ndarray, b: np.ndarray, max_corners: int = 300, min_distance: int = 5,
-                  max_fb_error: float = 1.0, iterations: int = 30) -> tuple[np.ndarray, np.ndarray]:
+                  max_fb_error: float = 1.0, iterations: int = 30,
+                  window: int = 21) -> tuple[np.ndarray, np.ndarray]:
     """Shi-Tomasi corners of grey image ``a`` tracked into ``b``: ``(p, q)``, each (M, 2) float32,
     ``p`` in ``a`` and ``q`` in ``b``. A track is kept when both directions converge and tracking
     ``q`` back into ``a`` lands within ``max_fb_error`` pixels of ``p``. Empty (0, 2) arrays when
@@ -49,12 +50,12 @@ def track_corners(a: np.ndarray, b: np.ndarray, max_corners: int = 300, min_dist
     if pts is None:
         empty = np.zeros((0, 2), np.float32)
         return empty, empty.copy()
-    p, q, ok = track_points(a, b, pts[:, 0], max_fb_error, iterations)
+    p, q, ok = track_points(a, b, pts[:, 0], max_fb_error, iterations, window)
     return p[ok], q[ok]
 
 
 def track_points(a: np.ndarray, b: np.ndarray, pts: np.ndarray, max_fb_error: float = 1.0,
-                 iterations: int = 30) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 iterations: int = 30, window: int = 21) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Given points ``pts`` (M, 2) of grey image ``a`` tracked into ``b``: ``(p, q, ok)``, ``p`` the
     points as float32, ``q`` (M, 2) float32 their positions in ``b`` and ``ok`` (M,) bool, true where
     both directions converge and tracking ``q`` back into ``a`` lands within ``max_fb_error``
@@ -64,7 +65,8 @@ def track_points(a: np.ndarray, b: np.ndarray, pts: np.ndarray, max_fb_error: fl
     p = np.ascontiguousarray(np.asarray(pts, dtype=np.float32).reshape(-1, 2))
     if len(p) == 0:
         return p, p.copy(), np.zeros(0, bool)
-    lk = dict(_LK, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, int(iterations), _LK["criteria"][2]))
+    lk = dict(_LK, winSize=(int(window), int(window)),
+              criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, int(iterations), _LK["criteria"][2]))
     fwd, st1, _ = cv2.calcOpticalFlowPyrLK(a, b, p[:, None], None, **lk)
     back, st2, _ = cv2.calcOpticalFlowPyrLK(b, a, fwd, None, **lk)
     ok = (st1[:, 0] == 1) & (st2[:, 0] == 1) & (np.linalg.norm(back[:, 0] - p, axis=1) < max_fb_error)

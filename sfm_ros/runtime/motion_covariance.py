@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sfm_ros.core.se3 import matrix_to_axis_angle
+
 if TYPE_CHECKING:
     from sfm_ros.runtime.refine import Refinement
 
@@ -51,7 +53,13 @@ K_GN = 6.0
 FEW_INLIERS = 100
 MIN_RESIDUAL_PX = 0.05
 MIN_ROT = 2e-4   # floors (rad): no motion is known better than this
-MIN_DIR = 5e-3
+#: a rotation measured from corners is further off by this fraction of its angle, per axis (what the
+#: residuals cannot see and grows with the turn: frame timing, rolling shutter, the intrinsics'
+#: error). Chosen on the tuning frames (KITTI 00 0-119, 7-Scenes redkitchen 0-399, Lucas-Kanade
+#: window 11): without it their rotation NEES was 2.09 / 0.71 / 2.25 and 4.07 / 2.92 / 6.85
+#: (x / y / z), with 0.12 1.12 / 0.37 / 0.93 and 1.26 / 0.93 / 1.34 (BENCHMARKS.md)
+ROT_REL = 0.12
+MIN_DIR = 8e-3  # (0.46°; 5e-3 left KITTI 00 0-119 at ty NEES 1.60, 8e-3 1.18)
 #: the covariance of a photometric motion is K_PHOTO² x residual² x (JᵀWJ)⁻¹ (the pixels' errors
 #: are neither independent nor only image noise: the learned depth's errors dominate)
 K_PHOTO = 9.0
@@ -63,10 +71,12 @@ MIN_PHOTO_RESIDUAL = 0.5  # grey levels
 def motion_covariance(r: Refinement, focal_px: float) -> np.ndarray:
     """(6, 6) covariance of ``r.T`` (camera frame, ``[tx, ty, tz, rx, ry, rz]``, translation in the
     network's units) from what the refinement measured: the epipolar residual, the inliers and the
-    parallax for a refined motion, the network's calibrated errors otherwise (constants above).
+    parallax for a refined motion (its rotation also ``ROT_REL`` of the turn), the network's
+    calibrated errors otherwise (constants above).
     Translation: the length's error along the motion, the direction's error across it."""
     t = r.T[:3, 3]
     L = float(np.linalg.norm(t))
+    turn = ROT_REL * float(np.linalg.norm(matrix_to_axis_angle(r.T[:3, :3])))
     d = t / L if L > 1e-12 else np.array([0.0, 0.0, 1.0])
     n = max(r.inliers, 1)
     if r.used == "photometric" and r.photo_info is not None:
@@ -82,7 +92,7 @@ def motion_covariance(r: Refinement, focal_px: float) -> np.ndarray:
                      "depth ratio": DEPTH_RATIO_LEN_REL}.get(r.scale_from, NETWORK_LEN_REL) * L
         S, B, R = r.motion_cov
         C = np.zeros((6, 6))
-        C[3:, 3:] = R @ S[:3, :3] @ R.T + MIN_ROT ** 2 * np.eye(3)
+        C[3:, 3:] = R @ S[:3, :3] @ R.T + (MIN_ROT ** 2 + turn ** 2) * np.eye(3)
         Bt = R.T @ B  # directions across the motion, in the reference frame
         P = np.outer(d, d)
         C[:3, :3] = s_len ** 2 * P + L ** 2 * (Bt @ S[3:, 3:] @ Bt.T) + (MIN_DIR * L) ** 2 * (np.eye(3) - P)
@@ -90,7 +100,7 @@ def motion_covariance(r: Refinement, focal_px: float) -> np.ndarray:
             return C
         s_rot, s_dir = NETWORK_ROT, NETWORK_DIR
     elif r.used == "rotation":
-        s_rot = max(MIN_ROT, K_ROT * r.residual_px / (focal_px * math.sqrt(n)))
+        s_rot = math.hypot(max(MIN_ROT, K_ROT * r.residual_px / (focal_px * math.sqrt(n))), turn)
         s_dir, s_len = NETWORK_DIR, NETWORK_LEN_REL * L
     else:
         s_rot, s_dir, s_len = NETWORK_ROT, NETWORK_DIR, NETWORK_LEN_REL * L

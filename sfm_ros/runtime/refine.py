@@ -178,7 +178,11 @@ class Refiner:
         lk_iterations: Lucas-Kanade iterations per pyramid level at most. Measured on the tuning
             frames (snippet ATE, 30 / 20 / 15): KITTI 0-119 0.0170 / 0.0175 / 0.0179, 7-Scenes
             0-399 0.0140 / 0.0112 / 0.0110; 30 for driving (issue 11's targets), 20 is ~20 %
-            cheaper and better on the hand-held frames.
+            cheaper and better on the hand-held frames (at the 21-pixel window).
+        lk_window: the Lucas-Kanade window (pixels, square). Measured on the tuning frames (snippet
+            ATE, 21 / 17 / 13 / 11 / 9 / 7): KITTI 0-119 0.0170 / 0.0162 / 0.0153 / 0.0152 / 0.0148 /
+            0.0152, 7-Scenes 0-399 0.0140 / 0.0105 / 0.0101 / 0.0112 / 0.0114 / 0.0147; 11 is
+            better than 21 on both and its tracking costs ~0.4x as much (BENCHMARKS.md).
         min_inliers: fewest corners consistent with the essential matrix to trust it.
         ransac_px: RANSAC threshold (pixels, at the given image size).
         estimator: the robust essential-matrix estimator: ``magsac`` (OpenCV's USAC MAGSAC++,
@@ -233,6 +237,7 @@ class Refiner:
     min_distance_px: int = 5
     max_fb_px: float = 1.0
     lk_iterations: int = 30
+    lk_window: int = 11
     min_inliers: int = 20
     ransac_px: float = 0.3
     estimator: str = "magsac"
@@ -399,7 +404,7 @@ class Refiner:
         unit ``T_a_prev``) for the three-view length prediction, or None; ``scale``, ``ground``:
         :meth:`refine`'s."""
         p, q = track_corners(a, b, max_corners=self.max_corners, min_distance=self.min_distance_px,
-                             iterations=self.lk_iterations,
+                             iterations=self.lk_iterations, window=self.lk_window,
                              max_fb_error=self.max_fb_px)
         n = len(p)
         if n < self.min_inliers:
@@ -568,7 +573,7 @@ class Refiner:
         if len(p) > self.track_max_points:  # the most parallax: the best-conditioned depths
             keep = np.argsort(-_parallax_each(p, q, K, T_new_ref[:3, :3]))[: self.track_max_points]
             p, q = p[keep], q[keep]
-        _, back, ok = track_points(a, before, p, self.max_fb_px, self.lk_iterations)
+        _, back, ok = track_points(a, before, p, self.max_fb_px, self.lk_iterations, self.lk_window)
         if int(ok.sum()) < self.track_min_points:
             return None
         z_now = _triangulate(p[ok], q[ok], K, T_new_ref)[0]

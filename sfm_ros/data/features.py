@@ -43,7 +43,9 @@ def track_corners(a: np.ndarray, b: np.ndarray, max_corners: int = 300, min_dist
     """Shi-Tomasi corners of grey image ``a`` tracked into ``b``: ``(p, q)``, each (M, 2) float32,
     ``p`` in ``a`` and ``q`` in ``b``. A track is kept when both directions converge and tracking
     ``q`` back into ``a`` lands within ``max_fb_error`` pixels of ``p``. Empty (0, 2) arrays when
-    ``a`` has no corners. ``iterations``: the Lucas-Kanade iterations per pyramid level at most."""
+    ``a`` has no corners. ``iterations``: the Lucas-Kanade iterations per pyramid level at most;
+    ``window``: its (square) window in pixels (the run-time refiner uses 11, cheaper and measured
+    better there; the default 21 is what the trainer's stride choice was measured with)."""
     if a.shape != b.shape or a.ndim != 2:
         raise ValueError(f"grey images of one size expected, got {a.shape} and {b.shape}")
     pts = cv2.goodFeaturesToTrack(a, maxCorners=max_corners, qualityLevel=0.01, minDistance=min_distance)
@@ -59,7 +61,8 @@ def track_points(a: np.ndarray, b: np.ndarray, pts: np.ndarray, max_fb_error: fl
     """Given points ``pts`` (M, 2) of grey image ``a`` tracked into ``b``: ``(p, q, ok)``, ``p`` the
     points as float32, ``q`` (M, 2) float32 their positions in ``b`` and ``ok`` (M,) bool, true where
     both directions converge and tracking ``q`` back into ``a`` lands within ``max_fb_error``
-    pixels of ``p`` (``q`` is meaningless elsewhere); ``iterations`` as :func:`track_corners`'."""
+    pixels of ``p`` (``q`` is meaningless elsewhere); ``iterations`` and ``window`` as
+    :func:`track_corners`'."""
     if a.shape != b.shape or a.ndim != 2:
         raise ValueError(f"grey images of one size expected, got {a.shape} and {b.shape}")
     p = np.ascontiguousarray(np.asarray(pts, dtype=np.float32).reshape(-1, 2))

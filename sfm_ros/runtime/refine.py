@@ -211,7 +211,7 @@ class Refiner:
             filter) with none accepted in between, after which the filter restarts from the last
             one: a wrong prediction does not lock the length's scale.
         track_max_points: most corners tracked back for it (those with the most parallax: the
-            tracking costs ~20 µs per corner on one core).
+            tracking costs ~6 µs per corner, forward and back, on one core at the 11-pixel window).
         photo_levels: pyramid levels of the photometric alignment (each half the size).
         photo_points: most reference pixels at the finest level (one per cell of that many).
         photo_grad_min: a pixel is used when its gradient exceeds the median by this (grey
@@ -723,11 +723,11 @@ def _parallax_px(p: np.ndarray, q: np.ndarray, K: np.ndarray, R: np.ndarray) -> 
 @dataclass
 class CornerBudget:
     """Tries to keep a :class:`Refiner`'s cost per frame within ``budget_ms`` on the machine it runs
-    on, by its ``max_corners`` (the corner tracking is most of the cost: ~20 µs a corner on one
-    core; what does not scale with the corners, e.g. the ground search, it cannot cut).
+    on, by its ``max_corners`` (the corner tracking is the largest part of the cost: ~6 µs a corner,
+    forward and back, on one core at the 11-pixel window, ~14 µs at 21; what does not scale with the corners, e.g. the ground search, it cannot cut).
 
-    CPUs of one kind differ (the same code measured 10 ms a frame on one Xeon, 14-22 ms on an AMD
-    EPYC), so the node measures instead of assuming: after every ``window`` refinements, a median
+    CPUs of one kind differ (the code with a 21-pixel window measured 10 ms a frame on one Xeon,
+    14-22 ms on an AMD EPYC), so the node measures instead of assuming: after every ``window`` refinements, a median
     time over the budget takes ``step`` corners off (down to ``low``), one under ``relax`` times
     the budget gives them back (up to ``high``, the tuned default). Only refinements that tracked
     and solved are timed (a fallback on a featureless frame is cheap and says nothing of the

@@ -724,12 +724,13 @@ def _parallax_px(p: np.ndarray, q: np.ndarray, K: np.ndarray, R: np.ndarray) -> 
 class CornerBudget:
     """Tries to keep a :class:`Refiner`'s cost per frame within ``budget_ms`` on the machine it runs
     on, by its ``max_corners`` (the corner tracking is the largest part of the cost: ~6 µs a corner,
-    forward and back, on one core at the 11-pixel window, ~14 µs at 21; what does not scale with the corners, e.g. the ground search, it cannot cut).
+    forward and back, on one core at the 11-pixel window, ~14 µs at 21; what does not scale with
+    the corners, e.g. the ground search, it cannot cut).
 
     CPUs of one kind differ (the code with a 21-pixel window measured 10 ms a frame on one Xeon,
-    14-22 ms on an AMD EPYC), so the node measures instead of assuming: after every ``window`` refinements, a median
-    time over the budget takes ``step`` corners off (down to ``low``), one under ``relax`` times
-    the budget gives them back (up to ``high``, the tuned default). Only refinements that tracked
+    14-22 ms on an AMD EPYC), so the node measures instead of assuming: after every ``window``
+    refinements, a median time over the budget takes ``step`` corners off (down to ``low``), one
+    under ``relax`` times the budget gives them back (up to ``high``, the tuned default). Only refinements that tracked
     and solved are timed (a fallback on a featureless frame is cheap and says nothing of the
     cost). The node's diagnostics show the median and the corners it was measured with. Offline
     evaluation keeps the refiner's own setting."""

@@ -123,8 +123,9 @@ class Refinement:
     ratio), ``depth ratio`` / ``ground ratio`` (the network's length on the scale of recent
     measurements), ``network`` (the network's length) or ``""``;
     ``length_rel_sd``: the filter's standard deviation of the length, relative, at least the
-    calibrated floor of its measurements (NaN when the length is the network's); ``step_ratio``: the three-view ratio of this length to the previous one (NaN
-    when not measured); ``unit_motion``: the epipolar ``T_new_ref`` with a unit translation;
+    calibrated floor of its measurements and their recent wander (:meth:`Refiner.length_wander`;
+    NaN when the length is the network's); ``step_ratio``: the three-view ratio of this length to
+    the previous one (NaN when not measured); ``unit_motion``: the epipolar ``T_new_ref`` with a unit translation;
     ``rotation_change_deg``: the angle between the network's rotation and the refined one; ``why``:
     a short key of ``reason`` (``off``, ``few tracks``, ``no essential matrix``, ``few inliers``,
     ``low parallax``; ``photometric: `` + ``no depth``, ``few pixels``, ``few valid pixels``,
@@ -210,6 +211,8 @@ class Refiner:
         restart_after: measurements (depth comparisons, or the ground's) rejected (3 sigma off the
             filter) with none accepted in between, after which the filter restarts from the last
             one: a wrong prediction does not lock the length's scale.
+        wander_window, wander_min: the innovations (measured minus three-view-predicted log
+            length) over which :meth:`length_wander` is taken, and the fewest it needs.
         track_max_points: most corners tracked back for it (those with the most parallax: the
             tracking costs ~6 µs per corner, forward and back, on one core at the 11-pixel window).
         photo_levels: pyramid levels of the photometric alignment (each half the size).
@@ -253,6 +256,8 @@ class Refiner:
     track_max_points: int = 100
     max_step_ratio: float = 3.0
     restart_after: int = 3
+    wander_window: int = 20
+    wander_min: int = 5
     photo_levels: int = 3
     photo_points: int = 2000
     photo_grad_min: float = 4.0
@@ -278,11 +283,17 @@ class Refiner:
     _scale: float | None = field(default=None, init=False, repr=False, compare=False)  # the last call's
     _metric: bool = field(default=False, init=False, repr=False, compare=False)  # the last call's ground given
     _gated: int = field(default=0, init=False, repr=False, compare=False)  # measurements rejected in a row
+    #: the length filter's recent innovations (measured minus predicted log length, three-view
+    #: predictions only): how much the measurements wander against the corners' own chain
+    innovations: deque = field(default_factory=deque, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if int(self.scale_window) < 1:
             raise ValueError(f"scale_window must be >= 1, got {self.scale_window!r}")
         self.ratios = deque(maxlen=int(self.scale_window))
+        if int(self.wander_window) < 1:
+            raise ValueError(f"wander_window must be >= 1, got {self.wander_window!r}")
+        self.innovations = deque(maxlen=int(self.wander_window))
         if self.mode not in REFINE_MODES:
             raise ValueError(f"refine mode must be one of {', '.join(REFINE_MODES)}, got {self.mode!r}")
         if self.estimator not in _ESTIMATORS:
@@ -307,6 +318,7 @@ class Refiner:
         network's or the depth's units may have changed); until the next depth comparison holds,
         lengths are the network's."""
         self.ratios.clear()
+        self.innovations.clear()
         self.log_length, self.log_length_var, self._last, self._scale = None, float("nan"), None, None
         self._gated = 0
 
@@ -537,6 +549,8 @@ class Refiner:
             self.ratios.append(math.log(meas[0] / net))
         if meas is not None:
             z, Rz = math.log(meas[0]), meas[1]
+            if x is not None and src == "tracked":
+                self.innovations.append(z - x)
             if x is None:
                 x, P, src = z, Rz, kind
             elif src != "tracked" or (z - x) ** 2 < 9.0 * (P + Rz):
@@ -554,9 +568,20 @@ class Refiner:
             return net, spread, "network", float("nan")
         self.log_length, self.log_length_var = x, P
         # The filter takes its measurements as independent; their errors are correlated from frame
-        # to frame (the depth's scale wanders, the road's pitch changes): floors measured on KITTI.
+        # to frame (the depth's scale wanders, the road's pitch changes): floors measured on KITTI,
+        # and the wander the innovations show on this stretch.
         floor = GROUND_LEN_REL if road is not None else MIN_FILTERED_LEN_REL
-        return math.exp(x) / scale, spread, src, max(floor, math.sqrt(P))
+        return math.exp(x) / scale, spread, src, max(floor, math.sqrt(P), self.length_wander())
+
+    def length_wander(self) -> float:
+        """The recent measurements' wander against the three-view chain: a robust standard
+        deviation (``sqrt(median ν² / 0.455)``, the median of a chi-square of one degree) of the
+        last ``wander_window`` innovations ν of the length filter, 0 below ``wander_min`` of them.
+        A length is never published as better known than this: when the depth's (or the ground's)
+        scale swings from frame to frame, the scale it sets is no better than the swings."""
+        if len(self.innovations) < int(self.wander_min):
+            return 0.0
+        return math.sqrt(float(np.median(np.square(self.innovations))) / 0.455)
 
     def _recent_log_length(self, log_net: float) -> float:
         """The log of a network length (``log_net``, network units) on the scale of the recent

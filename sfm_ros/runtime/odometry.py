@@ -49,7 +49,8 @@ skipped by the caller (no time elapsed: no twist can be computed).
 
 Covariance
 ----------
-Every increment adds an independent per-axis variance in the **base frame**. A refined increment
+Every increment brings an independent covariance in the **base frame** (of the frame it starts
+from). A refined increment
 (:mod:`sfm_ros.runtime.refine`, the node's ``refine_pose``) brings its own covariance, computed from what
 the refinement measured (epipolar residual, inliers, parallax, the spread of the depth ratios that
 set its length; :func:`sfm_ros.runtime.refine.motion_covariance`, calibrated against KITTI ground truth) and
@@ -68,10 +69,13 @@ roll, pitch      0.01 rad + 0.50 * angle      a small inter-frame rotation is no
 yaw              0.025 rad + 0.10 * angle     the network's measured heading error per frame
 ===============  ===========================  ==========================================
 
-The pose covariance is the running sum of these variances (a diagonal random walk, rotation of the
-covariance by the heading is ignored), starting from a floor of ``1e-4`` (m², rad²) so it is never
-all zero; the twist covariance is the latest increment's variance divided by ``dt²`` (plus the same
-floor). A reset or a gap adds ``gap_position`` (1 m)² to x, y, z and ``gap_yaw`` (0.5 rad)² to yaw.
+The pose covariance (``nav_msgs/Odometry``'s: in ``odom``, position and small rotations about
+odom's fixed x, y, z) is propagated to first order through every increment: the increment's
+covariance is turned into odom by the heading it starts from, and the rotation's error so far
+moves the new position (``-[R t]×``: a heading error becomes lateral error as the robot drives;
+``test_odometry.py`` checks it against sampled trajectories through a turn). It starts from a
+floor of ``1e-4`` (m², rad²) so it is never all zero; the twist covariance (in ``base_link``) is
+the latest increment's covariance divided by ``dt²`` (plus the same floor). A reset or a gap adds ``gap_position`` (1 m)² to x, y, z and ``gap_yaw`` (0.5 rad)² to yaw.
 ``scale`` multiplies the translational sigmas (they are in network units before scaling).
 """
 from __future__ import annotations
@@ -82,7 +86,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from sfm_ros.core.se3 import invert_pose, make_pose, matrix_to_axis_angle, matrix_to_quat, rpy_to_matrix, se3_log
+from sfm_ros.core.se3 import (invert_pose, make_pose, matrix_to_axis_angle, matrix_to_quat, rpy_to_matrix, se3_log,
+                              skew)
 
 __all__ = [
     "OPTICAL_RPY",
@@ -220,7 +225,7 @@ class MonocularOdometry:
             raise ValueError(f"T_base_cam must be (4, 4), got {self.T_base_cam.shape}")
         self._T_cam_base = invert_pose(self.T_base_cam)
         self.T_odom_cam = np.eye(4)
-        self.pose_var = np.full(6, self.noise.floor)
+        self.pose_cov = self.noise.floor * np.eye(6)  # of T_odom_base, in odom (module doc)
         self.last_stamp: float | None = None     # stamp of the last frame seen by check_time
         self.pose_stamp: float | None = None     # stamp of the last frame that got a pose
         self.resets = 0
@@ -231,11 +236,10 @@ class MonocularOdometry:
         """Restart the chaining; ``hold_pose`` keeps the current pose (and inflates covariance)."""
         if hold_pose:
             n = self.noise
-            self.pose_var = self.pose_var + np.array(
-                [n.gap_position ** 2] * 3 + [0.0, 0.0, n.gap_yaw ** 2])
+            self.pose_cov = self.pose_cov + np.diag([n.gap_position ** 2] * 3 + [0.0, 0.0, n.gap_yaw ** 2])
         else:
             self.T_odom_cam = np.eye(4)
-            self.pose_var = np.full(6, self.noise.floor)
+            self.pose_cov = self.noise.floor * np.eye(6)
         self.last_stamp = None
         self.pose_stamp = None
         self._started = False
@@ -305,35 +309,50 @@ class MonocularOdometry:
             return self._estimate(stamp, np.eye(4), None, first=True)
         ref = ws.index(self.pose_stamp)
         inc = window_increment(T_src_tgt, offsets, ref=ref, new=len(ws) - 1)
-        step_var = None
+        step_cov = None
         if refine is not None:
             out = refine(ref, inc)
             if isinstance(out, tuple):
-                out, step_cov = out
-                if step_cov is not None:
-                    step_var = self._base_variance(step_cov)  # raises before any state changes
+                out, cam_cov = out
+                if cam_cov is not None:
+                    step_cov = self._base_covariance(cam_cov)  # raises before any state changes
             inc = np.asarray(out, dtype=np.float64)
         if not np.all(np.isfinite(inc)):
             raise ValueError("non-finite pose prediction")
         dt = stamp - self.pose_stamp
         self.pose_stamp = stamp
-        return self._estimate(stamp, inc, dt, step_var=step_var)
+        return self._estimate(stamp, inc, dt, step_cov=step_cov)
 
     # ------------------------------------------------------------------ internals
-    def _base_variance(self, cov_cam: np.ndarray) -> np.ndarray:
-        """Per-axis variance ``[x, y, z, roll, pitch, yaw]`` in the base frame of an increment's
-        camera-frame covariance (translation in network units, scaled to metres here)."""
+    def _base_covariance(self, cov_cam: np.ndarray) -> np.ndarray:
+        """(6, 6) covariance ``[x, y, z, roll, pitch, yaw]`` in the base frame of an increment's
+        camera-frame covariance (translation in network units, scaled to metres here; the camera's
+        lever arm on the base is neglected), plus the floor."""
         C = np.asarray(cov_cam, dtype=np.float64)
         if C.shape != (6, 6) or not np.all(np.isfinite(C)):
             raise ValueError(f"the increment covariance must be a finite 6x6 matrix, got {C.shape}")
-        R = self.T_base_cam[:3, :3]
-        var_t = np.diag(R @ C[:3, :3] @ R.T) * self.scale ** 2
-        var_r = np.diag(R @ C[3:, 3:] @ R.T)
-        return np.maximum(np.r_[var_t, var_r], 0.0) + self.noise.floor
+        A = np.zeros((6, 6))
+        A[:3, :3] = self.T_base_cam[:3, :3] * abs(self.scale)
+        A[3:, 3:] = self.T_base_cam[:3, :3]
+        B = A @ C @ A.T
+        return 0.5 * (B + B.T) + self.noise.floor * np.eye(6)
+
+    def _propagate(self, T_prev_base: np.ndarray, inc_base: np.ndarray, Q: np.ndarray) -> None:
+        """``pose_cov`` of ``T_prev_base · inc_base`` (first order, errors in odom: a position
+        error and a small rotation about odom's fixed axes), the increment's base-frame covariance
+        ``Q``: the rotation's error moves the new position by ``-[R t]×`` (heading error becomes
+        lateral error), the increment's errors are turned into odom by ``R``."""
+        R = T_prev_base[:3, :3]
+        F = np.eye(6)
+        F[:3, 3:] = -skew(R @ inc_base[:3, 3])
+        G = np.zeros((6, 6))
+        G[:3, :3] = G[3:, 3:] = R
+        P = F @ self.pose_cov @ F.T + G @ Q @ G.T
+        self.pose_cov = 0.5 * (P + P.T)
 
     def _estimate(self, stamp: float, inc_cam: np.ndarray, dt: float | None,
-                  first: bool = False, step_var: np.ndarray | None = None) -> OdomEstimate:
-        """``step_var``: the increment's base-frame variance (:meth:`_base_variance`), else
+                  first: bool = False, step_cov: np.ndarray | None = None) -> OdomEstimate:
+        """``step_cov``: the increment's base-frame covariance (:meth:`_base_covariance`), else
         :class:`OdomNoise`'s."""
         inc = np.array(inc_cam, dtype=np.float64)
         inc[:3, 3] *= self.scale
@@ -346,22 +365,22 @@ class MonocularOdometry:
         step_angle = float(np.linalg.norm(matrix_to_axis_angle(inc_base[:3, :3])))
         if first or dt is None or dt <= 0.0:
             linear, angular = np.zeros(3), np.zeros(3)
-            step_var = self.noise.step_variance(0.0, 0.0, self.scale)
-            twist_var = step_var + 1.0  # unknown velocity on the first frame: 1 (m/s)², (rad/s)²
+            # unknown velocity on the first frame: 1 (m/s)², (rad/s)²
+            twist_cov = np.diag(self.noise.step_variance(0.0, 0.0, self.scale) + 1.0)
         else:
             xi = se3_log(inc_base) / dt  # constant body twist that produces the increment
             linear, angular = xi[:3], xi[3:]
-            if step_var is None:
-                step_var = self.noise.step_variance(step_len, step_angle, self.scale)
-            self.pose_var = self.pose_var + step_var
-            twist_var = step_var / (dt * dt) + self.noise.floor
+            if step_cov is None:
+                step_cov = np.diag(self.noise.step_variance(step_len, step_angle, self.scale))
+            self._propagate(T_prev_base, inc_base, step_cov)
+            twist_cov = step_cov / (dt * dt) + self.noise.floor * np.eye(6)
         return OdomEstimate(
             stamp=stamp,
             T_odom_base=T_odom_base,
             T_odom_cam=self.T_odom_cam.copy(),
             linear=linear,
             angular=angular,
-            pose_covariance=np.diag(self.pose_var.copy()),
-            twist_covariance=np.diag(twist_var),
+            pose_covariance=self.pose_cov.copy(),
+            twist_covariance=twist_cov,
             first=first,
         )

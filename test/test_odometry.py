@@ -165,8 +165,8 @@ def test_a_refined_increment_brings_its_own_covariance_rotated_into_the_base_fra
 
     odo = MonocularOdometry(scale=2.0)
     outs = _run(T_w_c, 0.1 * np.arange(4), 3, odo, refine=refine)
-    step = np.array([0.04 * 4, 0.01 * 4, 0.02 * 4, 9e-6, 1e-6, 4e-6]) + odo.noise.floor
-    np.testing.assert_allclose(np.diag(outs[3].twist_covariance), step / 0.1 ** 2 + odo.noise.floor, rtol=1e-9)
+    step = np.array([0.04 * 4, 0.01 * 4, 0.02 * 4, 9e-6, 1e-6, 4e-6]) + odo.noise.step_floor
+    np.testing.assert_allclose(np.diag(outs[3].twist_covariance), step / 0.1 ** 2 + odo.noise.step_floor, rtol=1e-9)
     # straight ahead along base x: the pose's x variance is the sum of the steps'
     np.testing.assert_allclose(outs[3].pose_covariance[0, 0] - outs[2].pose_covariance[0, 0], step[0], rtol=1e-9)
     with pytest.raises(ValueError, match="6x6"):
@@ -177,10 +177,10 @@ def test_pose_covariance_matches_sampled_trajectories_through_a_turn():
     """The published pose covariance (odom frame, ``[x y z roll pitch yaw]`` about odom's fixed
     axes) against 4000 sampled trajectories whose camera-frame increments carry exactly the
     published increment covariance, over a 1.5 rad turn (1 m and 0.1 rad a step): per-axis
-    variances within 10 % (measured within 1-5 %; sampling alone ~2 % sd), and the x-y
-    correlation that the heading's error builds (-0.717 against -0.719) within 0.05. A running
+    variances within 10 % (measured within 0.1-3 %; sampling alone ~2 % sd), and the x-y
+    correlation that the heading's error builds (-0.545 against -0.549) within 0.05. A running
     sum of per-axis variances (the heading's error never turning into position error, the axes
-    never turning with the heading) is 5-6x too small on x and y, and fails the check by 3x."""
+    never turning with the heading) is 2.4x and 4.3x too small on x and y (checked: over 2x)."""
     from sfm_ros.core.se3 import axis_angle_to_matrix
 
     T_base_cam = camera_extrinsic()
@@ -190,7 +190,7 @@ def test_pose_covariance_matches_sampled_trajectories_through_a_turn():
     for _ in range(n - 1):
         T_o_b.append(T_o_b[-1] @ step_base)
     T_w_c = np.stack([T @ T_base_cam for T in T_o_b])
-    C = np.diag([0.02, 0.01, 0.03, 2e-4, 3e-4, 1e-4]) ** 2  # camera tx ty tz rx ry rz: sd 2 cm, 0.3°...
+    C = np.diag([0.02, 0.01, 0.03, 0.003, 0.005, 0.002]) ** 2  # camera tx ty tz rx ry rz (sd: m, rad)
     odo = MonocularOdometry(T_base_cam=T_base_cam)
     incs = []
 
@@ -204,7 +204,7 @@ def test_pose_covariance_matches_sampled_trajectories_through_a_turn():
     # the oracle: perturb each camera increment by its covariance (and the floor), chain in odom
     rng = np.random.default_rng(0)
     m = 4000
-    Cf = C + odo.noise.floor * np.eye(6)  # the floor is added in the base frame: isotropic, the same
+    Cf = C + odo.noise.step_floor * np.eye(6)  # the floor is added in the base frame: isotropic, the same
     L = np.linalg.cholesky(Cf)
     T0 = out[0].T_odom_base  # the first pose; the first refined increment spans frames 0-2
     assert len(incs) == n - 2
@@ -229,7 +229,7 @@ def test_pose_covariance_matches_sampled_trajectories_through_a_turn():
     corr = lambda A: A[0, 1] / np.sqrt(A[0, 0] * A[1, 1])  # noqa: E731
     assert abs(corr(P) - corr(emp)) < 0.05, (corr(P), corr(emp))
     running = out[0].pose_covariance.diagonal() + sum(odo._base_covariance(C).diagonal() for _ in incs)
-    assert np.all(np.maximum(running[:2] / np.diag(emp)[:2], np.diag(emp)[:2] / running[:2]) > 3.0)
+    assert np.all(np.maximum(running[:2] / np.diag(emp)[:2], np.diag(emp)[:2] / running[:2]) > 2.0)
 
 
 def test_reset_on_backwards_time_and_hold_on_gap():

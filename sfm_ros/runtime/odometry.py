@@ -75,7 +75,12 @@ covariance is turned into odom by the heading it starts from, and the rotation's
 moves the new position (``-[R t]×``: a heading error becomes lateral error as the robot drives;
 ``test_odometry.py`` checks it against sampled trajectories through a turn). It starts from a
 floor of ``1e-4`` (m², rad²) so it is never all zero; the twist covariance (in ``base_link``) is
-the latest increment's covariance divided by ``dt²`` (plus the same floor). A reset or a gap adds ``gap_position`` (1 m)² to x, y, z and ``gap_yaw`` (0.5 rad)² to yaw.
+the latest increment's covariance divided by ``dt²``. Every increment's covariance gets
+``step_floor`` (1e-8 m², rad²) on its diagonal, so that none is singular: far below what a
+refined increment knows (a refined rotation is good to ~5e-4 rad a frame on KITTI; a floor of
+1e-4 rad², as this once added, published its yaw rate 10x too uncertain, and a filter fusing it
+with wheel odometry nearly ignored it: ``bench/bench_fusion.py``). A reset or a gap adds
+``gap_position`` (1 m)² to x, y, z and ``gap_yaw`` (0.5 rad)² to yaw.
 ``scale`` multiplies the translational sigmas (they are in network units before scaling).
 """
 from __future__ import annotations
@@ -162,7 +167,8 @@ class OdomNoise:
     rp_rel: float = 0.50
     yaw_abs: float = 0.025
     yaw_rel: float = 0.10
-    floor: float = 1e-4        # variance floor (m², rad²): covariances are never all zero
+    floor: float = 1e-4        # the first pose's variance (m², rad²): covariances are never all zero
+    step_floor: float = 1e-8   # added to every increment's (and twist's) variances: never singular
     gap_position: float = 1.0  # sigma (m) added to x, y, z on a gap
     gap_yaw: float = 0.5       # sigma (rad) added to yaw on a gap
 
@@ -327,7 +333,7 @@ class MonocularOdometry:
     def _base_covariance(self, cov_cam: np.ndarray) -> np.ndarray:
         """(6, 6) covariance ``[x, y, z, roll, pitch, yaw]`` in the base frame of an increment's
         camera-frame covariance (translation in network units, scaled to metres here; the camera's
-        lever arm on the base is neglected), plus the floor."""
+        lever arm on the base is neglected), plus ``step_floor``."""
         C = np.asarray(cov_cam, dtype=np.float64)
         if C.shape != (6, 6) or not np.all(np.isfinite(C)):
             raise ValueError(f"the increment covariance must be a finite 6x6 matrix, got {C.shape}")
@@ -335,7 +341,7 @@ class MonocularOdometry:
         A[:3, :3] = self.T_base_cam[:3, :3] * abs(self.scale)
         A[3:, 3:] = self.T_base_cam[:3, :3]
         B = A @ C @ A.T
-        return 0.5 * (B + B.T) + self.noise.floor * np.eye(6)
+        return 0.5 * (B + B.T) + self.noise.step_floor * np.eye(6)
 
     def _propagate(self, T_prev_base: np.ndarray, inc_base: np.ndarray, Q: np.ndarray) -> None:
         """``pose_cov`` of ``T_prev_base · inc_base`` (first order, errors in odom: a position
@@ -373,7 +379,7 @@ class MonocularOdometry:
             if step_cov is None:
                 step_cov = np.diag(self.noise.step_variance(step_len, step_angle, self.scale))
             self._propagate(T_prev_base, inc_base, step_cov)
-            twist_cov = step_cov / (dt * dt) + self.noise.floor * np.eye(6)
+            twist_cov = step_cov / (dt * dt) + self.noise.step_floor * np.eye(6)
         return OdomEstimate(
             stamp=stamp,
             T_odom_base=T_odom_base,

@@ -267,8 +267,9 @@ class TestRunningNode:
         for _, o in topics["odom"]:
             assert o.header.frame_id == "odom" and o.child_frame_id == "base_link"
             assert _sec(o.header.stamp) in depth_stamps
-            cov = np.asarray(o.pose.covariance).reshape(6, 6)
-            assert np.all(np.diag(cov) > 0) and np.all(np.diag(np.asarray(o.twist.covariance).reshape(6, 6)) > 0)
+            for cov in (np.asarray(o.pose.covariance).reshape(6, 6), np.asarray(o.twist.covariance).reshape(6, 6)):
+                # what robot_localization reads: symmetric, positive definite
+                assert np.allclose(cov, cov.T, rtol=0, atol=1e-12) and np.all(np.linalg.eigvalsh(cov) > 0)
             q = o.pose.pose.orientation
             assert abs(q.x ** 2 + q.y ** 2 + q.z ** 2 + q.w ** 2 - 1) < 1e-6
         # The first frame is the origin. A best-effort subscriber can miss the very first message

@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 #: robot_localization's default process_noise_covariance diagonal for x y yaw vx vy vyaw (per second)
 PROCESS_NOISE = (0.05, 0.05, 0.06, 0.025, 0.025, 0.02)
 CHI2_3_99 = 11.345
+CHI2_2_95 = 5.991
 
 
 def node_odometry(checkpoint: str, frames: tuple[int, int], camera_height: float):
@@ -193,12 +194,15 @@ def main(argv=None) -> int:
     T_end, P_end = odo[-1].T_odom_base, odo[-1].pose_covariance
     head_err = float(np.degrees(np.angle(np.exp(1j * (np.arctan2(T_end[1, 0], T_end[0, 0])
                                                       - np.arctan2(gt[-1, 1, 0], gt[-1, 0, 0]))))))
-    pos_err = float(np.linalg.norm(T_end[:2, 3] - gt[-1, :2, 3]))
+    e_xy = T_end[:2, 3] - gt[-1, :2, 3]
+    d2_xy = float(e_xy @ np.linalg.solve(P_end[:2, :2], e_xy))
     out["end_pose"] = {"heading_error_deg": head_err, "heading_2sigma_deg": float(2 * np.degrees(np.sqrt(P_end[5, 5]))),
-                       "position_error_m": pos_err, "position_2sigma_m": float(2 * np.sqrt(P_end[0, 0] + P_end[1, 1]))}
+                       "position_error_m": float(np.linalg.norm(e_xy)), "position_mahalanobis2": d2_xy,
+                       "position_sd_m": [float(x) for x in np.sqrt(np.diag(P_end[:2, :2]))]}
     print(f"the node's pose at the end: heading error {head_err:+.2f}° (published 2σ "
-          f"{out['end_pose']['heading_2sigma_deg']:.2f}°), position error {pos_err:.2f} m (published 2σ of "
-          f"x and y together {out['end_pose']['position_2sigma_m']:.2f} m)")
+          f"{out['end_pose']['heading_2sigma_deg']:.2f}°), position error {np.linalg.norm(e_xy):.2f} m (published sd "
+          f"x {np.sqrt(P_end[0, 0]):.2f} m, y {np.sqrt(P_end[1, 1]):.2f} m; Mahalanobis² {d2_xy:.2f}, 95 % of two "
+          f"dimensions: {CHI2_2_95})")
     runs = {"wheel": (True, False), "node": (False, True), "wheel + node": (True, True)}
     res = {k: [] for k in runs}
     for seed in range(args.seeds):

@@ -165,7 +165,7 @@ def test_refined_covariance_is_not_over_confident_on_rendered_streets():
     motion given to the refiner is off by a turn of 1.1° and a direction 10° off, at half the
     length (an exact one would be kept by ``prefer_network`` and score no error at all). The 95 %
     chi-square band for 60 is [0.69, 1.38]; measured per axis (x y z / roll pitch yaw of the
-    camera) 1.35 0.71 0.41 / 0.37 0.98 0.17, the refined motion on 58 of 60 (the other two: too
+    camera) 1.35 0.71 0.41 / 0.46 0.99 0.21, the refined motion on 58 of 60 (the other two: too
     few inliers, the network's motion with its own covariance). The bound 2.0 fails a covariance
     whose sigmas are 1.2x too small on the worst axis, without depending on the last digit of the
     tracking."""

@@ -232,6 +232,26 @@ def test_pose_covariance_matches_sampled_trajectories_through_a_turn():
     assert np.all(np.maximum(running[:2] / np.diag(emp)[:2], np.diag(emp)[:2] / running[:2]) > 2.0)
 
 
+def test_a_persisting_scale_error_grows_the_position_covariance_with_the_distance():
+    """``noise.scale_rel``: a scale error that persists over the run moves the position by that
+    fraction of the way driven, along it: 10 m straight ahead with 5 % gives (0.5 m)² more on x
+    and nothing on y or the rotation; a gap keeps what was built; a full reset clears it."""
+    n = 21
+    T_w_c = np.stack([make_pose(t=[0, 0, 0.5 * k]) for k in range(n)])  # 0.5 m a frame, 10 m
+    plain, scaled = MonocularOdometry(), MonocularOdometry()
+    scaled.noise.scale_rel = 0.05
+    a = _run(T_w_c, 0.1 * np.arange(n), 3, plain)[n - 1].pose_covariance
+    b = _run(T_w_c, 0.1 * np.arange(n), 3, scaled)[n - 1].pose_covariance
+    extra = b - a
+    assert extra[0, 0] == pytest.approx(0.5 ** 2, rel=1e-9)
+    np.testing.assert_allclose(np.delete(np.delete(extra, 0, 0), 0, 1), 0.0, atol=1e-12)
+    assert scaled.check_time(0.1 * n + 5.0) is not None  # a gap: the pose is held
+    held = scaled.update(0.1 * n + 5.0).pose_covariance
+    assert held[0, 0] >= b[0, 0] + scaled.noise.gap_position ** 2 - 1e-9
+    assert scaled.check_time(0.0) is not None  # backwards: everything restarts
+    np.testing.assert_allclose(scaled.update(0.0).pose_covariance, scaled.noise.floor * np.eye(6))
+
+
 def test_reset_on_backwards_time_and_hold_on_gap():
     n = 8
     T_w_c = np.stack([make_pose(t=[0, 0, 0.5 * k]) for k in range(n)])

@@ -14,6 +14,7 @@ from sfm_ros.core.checkpoint import save_checkpoint
 from sfm_ros.core.model import SfMModel
 from sfm_ros.runtime.node_support import FRAME_COUNTS, Counters, Log, load_estimator
 from sfm_ros.runtime.odometry import camera_extrinsic
+from sfm_ros.runtime.motion_covariance import GROUND_SCALE_REL
 from sfm_ros.core.options import ModelOptions, Options
 from sfm_ros.runtime.frames import FrameQueue, InputFrame, cloud_points, rep118_depth
 from sfm_ros.runtime.pipeline import FramePipeline, Settings
@@ -432,6 +433,8 @@ def test_camera_height_gives_metres_from_the_ground_whatever_the_depth(tiny_ckpt
                 dist += float(np.linalg.norm(p - last))
             last = p if p is not None else last
         travelled[height] = dist
+        # the pose covariance carries the ground's persisting scale error only with camera_height
+        assert pl.odometry.noise.scale_rel == (GROUND_SCALE_REL if height > 0 else 0.0)
         if height > 0:
             assert pl._refiner.counts.get("epipolar", 0) >= 7
             d = pl.diagnostic_values()

@@ -79,8 +79,13 @@ the latest increment's covariance divided by ``dt²``. Every increment's covaria
 ``step_floor`` (1e-8 m², rad²) on its diagonal, so that none is singular: far below what a
 refined increment knows (a refined rotation is good to ~5e-4 rad a frame on KITTI; a floor of
 1e-4 rad², as this once added, published its yaw rate 10x too uncertain, and a filter fusing it
-with wheel odometry nearly ignored it: ``bench/bench_fusion.py``). A reset or a gap adds
-``gap_position`` (1 m)² to x, y, z and ``gap_yaw`` (0.5 rad)² to yaw.
+with wheel odometry nearly ignored it: ``bench/bench_fusion.py``). The increments' errors are
+taken as independent; an error of the scale that persists over the run (metres from the ground
+with the mount's pitch a little off: the step lengths all a few per cent long) is not, and
+``scale_rel`` (relative sd; the pipeline sets it with ``camera_height``) adds
+``scale_rel² · D Dᵀ`` to the position block, ``D`` the position change since the chaining
+(re)started. A reset or a gap adds ``gap_position`` (1 m)² to x, y, z and ``gap_yaw`` (0.5 rad)²
+to yaw (the scale term built so far is kept).
 ``scale`` multiplies the translational sigmas (they are in network units before scaling).
 """
 from __future__ import annotations
@@ -169,6 +174,7 @@ class OdomNoise:
     yaw_rel: float = 0.10
     floor: float = 1e-4        # the first pose's variance (m², rad²): covariances are never all zero
     step_floor: float = 1e-8   # added to every increment's (and twist's) variances: never singular
+    scale_rel: float = 0.0     # sd (relative) of a scale error that persists over the run (module doc)
     gap_position: float = 1.0  # sigma (m) added to x, y, z on a gap
     gap_yaw: float = 0.5       # sigma (rad) added to yaw on a gap
 
@@ -232,6 +238,7 @@ class MonocularOdometry:
         self._T_cam_base = invert_pose(self.T_base_cam)
         self.T_odom_cam = np.eye(4)
         self.pose_cov = self.noise.floor * np.eye(6)  # of T_odom_base, in odom (module doc)
+        self._origin = np.zeros(3)  # odom position where the chaining (re)started: the scale term's
         self.last_stamp: float | None = None     # stamp of the last frame seen by check_time
         self.pose_stamp: float | None = None     # stamp of the last frame that got a pose
         self.resets = 0
@@ -242,10 +249,13 @@ class MonocularOdometry:
         """Restart the chaining; ``hold_pose`` keeps the current pose (and inflates covariance)."""
         if hold_pose:
             n = self.noise
-            self.pose_cov = self.pose_cov + np.diag([n.gap_position ** 2] * 3 + [0.0, 0.0, n.gap_yaw ** 2])
+            gap = np.diag([n.gap_position ** 2] * 3 + [0.0, 0.0, n.gap_yaw ** 2])
+            self.pose_cov = self._with_scale_error() + gap
+            self._origin = camera_to_base(self.T_odom_cam, self.T_base_cam)[:3, 3].copy()
         else:
             self.T_odom_cam = np.eye(4)
             self.pose_cov = self.noise.floor * np.eye(6)
+            self._origin = np.zeros(3)
         self.last_stamp = None
         self.pose_stamp = None
         self._started = False
@@ -343,6 +353,15 @@ class MonocularOdometry:
         B = A @ C @ A.T
         return 0.5 * (B + B.T) + self.noise.step_floor * np.eye(6)
 
+    def _with_scale_error(self) -> np.ndarray:
+        """``pose_cov`` plus the position error a persisting scale error ``noise.scale_rel`` has
+        built since the chaining (re)started: ``scale_rel² · D Dᵀ``, ``D`` the position change."""
+        P = self.pose_cov.copy()
+        if self.noise.scale_rel > 0:
+            D = camera_to_base(self.T_odom_cam, self.T_base_cam)[:3, 3] - self._origin
+            P[:3, :3] += self.noise.scale_rel ** 2 * np.outer(D, D)
+        return P
+
     def _propagate(self, T_prev_base: np.ndarray, inc_base: np.ndarray, Q: np.ndarray) -> None:
         """``pose_cov`` of ``T_prev_base · inc_base`` (first order, errors in odom: a position
         error and a small rotation about odom's fixed axes), the increment's base-frame covariance
@@ -386,7 +405,7 @@ class MonocularOdometry:
             T_odom_cam=self.T_odom_cam.copy(),
             linear=linear,
             angular=angular,
-            pose_covariance=self.pose_cov.copy(),
+            pose_covariance=self._with_scale_error(),
             twist_covariance=twist_cov,
             first=first,
         )

@@ -41,6 +41,7 @@ import numpy as np
 
 from sfm_ros.data.camera import CameraModel
 from sfm_ros.runtime.frames import FrameResult, InputFrame, WindowFrame, cloud_points, rep118_depth
+from sfm_ros.runtime.motion_covariance import GROUND_SCALE_REL
 from sfm_ros.runtime.node_support import FRAME_COUNTS, Counters, Log
 from sfm_ros.runtime.odometry import MonocularOdometry
 
@@ -329,6 +330,8 @@ class FramePipeline:
         or None): ``scale`` when > 0, else the ground-plane scale when ``camera_height`` is set (1
         until a ground plane is found), else 1."""
         manual, height = float(self.settings.scale), float(self.settings.camera_height)
+        # the ground's metres (the plane's scale, the refiner's homography) carry a persisting error
+        self.odometry.noise.scale_rel = GROUND_SCALE_REL if manual <= 0 < height else 0.0
         if manual > 0:
             self.scale_source = "scale parameter"
             return manual

@@ -30,6 +30,7 @@ of the package. The last line is the JSON result.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -126,6 +127,13 @@ class PlanarEKF:
         return d2
 
 
+def _yaw(T) -> float:
+    """The heading (rad) of a pose in odom (REP-103: about z)."""
+    from sfm_ros.core.se3 import matrix_to_rpy
+
+    return float(matrix_to_rpy(T[:3, :3])[2])
+
+
 def fuse(stamps, gt, vo, wheel, use_wheel: bool, use_vo: bool) -> dict:
     """Run the EKF over the sequence; errors against the true planar poses."""
     import numpy as np
@@ -144,8 +152,7 @@ def fuse(stamps, gt, vo, wheel, use_wheel: bool, use_vo: bool) -> dict:
         traj.append(ekf.s[:3].copy())
     traj = np.asarray(traj)
     pos_err = np.linalg.norm(traj[:, :2] - gt[:, :2, 3], axis=1)
-    yaw_true = np.arctan2(gt[-1, 1, 0], gt[-1, 0, 0])
-    head = float(np.degrees(np.angle(np.exp(1j * (traj[-1, 2] - yaw_true)))))
+    head = float(np.degrees(math.remainder(traj[-1, 2] - _yaw(gt[-1]), 2 * math.pi)))
     out = {"end_position_error_m": float(pos_err[-1]), "max_position_error_m": float(pos_err.max()),
            "end_heading_error_deg": head}
     if d2s:
@@ -192,8 +199,7 @@ def main(argv=None) -> int:
     # the node's own pose at the end (odom, REP-105) against the truth: heading and position, with
     # the published pose covariance
     T_end, P_end = odo[-1].T_odom_base, odo[-1].pose_covariance
-    head_err = float(np.degrees(np.angle(np.exp(1j * (np.arctan2(T_end[1, 0], T_end[0, 0])
-                                                      - np.arctan2(gt[-1, 1, 0], gt[-1, 0, 0]))))))
+    head_err = float(np.degrees(math.remainder(_yaw(T_end) - _yaw(gt[-1]), 2 * math.pi)))
     e_xy = T_end[:2, 3] - gt[-1, :2, 3]
     d2_xy = float(e_xy @ np.linalg.solve(P_end[:2, :2], e_xy))
     out["end_pose"] = {"heading_error_deg": head_err, "heading_2sigma_deg": float(2 * np.degrees(np.sqrt(P_end[5, 5]))),

@@ -166,7 +166,7 @@ def test_a_refined_increment_brings_its_own_covariance_rotated_into_the_base_fra
     odo = MonocularOdometry(scale=2.0)
     outs = _run(T_w_c, 0.1 * np.arange(4), 3, odo, refine=refine)
     step = np.array([0.04 * 4, 0.01 * 4, 0.02 * 4, 9e-6, 1e-6, 4e-6]) + odo.noise.step_floor
-    np.testing.assert_allclose(np.diag(outs[3].twist_covariance), step / 0.1 ** 2 + odo.noise.step_floor, rtol=1e-9)
+    np.testing.assert_allclose(np.diag(outs[3].twist_covariance), step / 0.1 ** 2, rtol=1e-9)
     # straight ahead along base x: the pose's x variance is the sum of the steps'
     np.testing.assert_allclose(outs[3].pose_covariance[0, 0] - outs[2].pose_covariance[0, 0], step[0], rtol=1e-9)
     with pytest.raises(ValueError, match="6x6"):
@@ -219,7 +219,7 @@ def test_pose_covariance_matches_sampled_trajectories_through_a_turn():
         for j in range(m):
             noisy = inc.copy()
             noisy[:3, 3] += e[j, :3]
-            noisy[:3, :3] = axis_angle_to_matrix(e[j, 3:]) @ inc[:3, :3]
+            noisy[:3, :3] = inc[:3, :3] @ axis_angle_to_matrix(e[j, 3:])  # right-multiplied, as refine's
             finals[j] = finals[j] @ (T_base_cam @ noisy @ T_cb)
     T_true = out[n - 1].T_odom_base
     dp = finals[:, :3, 3] - T_true[:3, 3]
@@ -235,7 +235,8 @@ def test_pose_covariance_matches_sampled_trajectories_through_a_turn():
 def test_a_persisting_scale_error_grows_the_position_covariance_with_the_distance():
     """``noise.scale_rel``: a scale error that persists over the run moves the position by that
     fraction of the way driven, along it: 10 m straight ahead with 5 % gives (0.5 m)² more on x
-    and nothing on y or the rotation; a gap keeps what was built; a full reset clears it."""
+    and nothing on y or the rotation; a gap (pose held) does not restart it: 10 m more after the
+    gap give (0.05 · 20 m)², not twice (0.5 m)²; a full reset clears it."""
     n = 21
     T_w_c = np.stack([make_pose(t=[0, 0, 0.5 * k]) for k in range(n)])  # 0.5 m a frame, 10 m
     plain, scaled = MonocularOdometry(), MonocularOdometry()
@@ -245,9 +246,11 @@ def test_a_persisting_scale_error_grows_the_position_covariance_with_the_distanc
     extra = b - a
     assert extra[0, 0] == pytest.approx(0.5 ** 2, rel=1e-9)
     np.testing.assert_allclose(np.delete(np.delete(extra, 0, 0), 0, 1), 0.0, atol=1e-12)
-    assert scaled.check_time(0.1 * n + 5.0) is not None  # a gap: the pose is held
-    held = scaled.update(0.1 * n + 5.0).pose_covariance
-    assert held[0, 0] >= b[0, 0] + scaled.noise.gap_position ** 2 - 1e-9
+    later = 0.1 * n + 5.0 + 0.1 * np.arange(n)  # after a 5 s gap: the pose is held, 10 m more
+    a2 = _run(T_w_c, later, 3, plain)[n - 1]
+    b2 = _run(T_w_c, later, 3, scaled)[n - 1]
+    assert plain.resets == scaled.resets == 1 and b2.position[0] == pytest.approx(20.0)
+    assert (b2.pose_covariance - a2.pose_covariance)[0, 0] == pytest.approx((0.05 * 20.0) ** 2, rel=1e-9)
     assert scaled.check_time(0.0) is not None  # backwards: everything restarts
     np.testing.assert_allclose(scaled.update(0.0).pose_covariance, scaled.noise.floor * np.eye(6))
 

@@ -82,8 +82,7 @@ def motion_covariance(r: Refinement, focal_px: float) -> np.ndarray:
     """(6, 6) covariance of ``r.T`` (camera frame, ``[tx, ty, tz, rx, ry, rz]``, translation in the
     network's units) from what the refinement measured: the epipolar residual, the inliers and the
     parallax for a refined motion (its rotation also ``ROT_REL`` of the turn times the sideways
-    share of the motion), the network's
-    calibrated errors otherwise (constants above).
+    share of the motion), the network's calibrated errors otherwise (constants above).
     Translation: the length's error along the motion, the direction's error across it."""
     t = r.T[:3, 3]
     L = float(np.linalg.norm(t))

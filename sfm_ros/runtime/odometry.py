@@ -83,9 +83,9 @@ with wheel odometry nearly ignored it: ``bench/bench_fusion.py``). The increment
 taken as independent; an error of the scale that persists over the run (metres from the ground
 with the mount's pitch a little off: the step lengths all a few per cent long) is not, and
 ``scale_rel`` (relative sd; the pipeline sets it with ``camera_height``) adds
-``scale_rel² · D Dᵀ`` to the position block, ``D`` the position change since the chaining
-(re)started. A reset or a gap adds ``gap_position`` (1 m)² to x, y, z and ``gap_yaw`` (0.5 rad)²
-to yaw (the scale term built so far is kept).
+``scale_rel² · D Dᵀ`` to the position block, ``D`` the position change since the last full
+reset (a gap does not restart it: the scale error persists). A gap adds ``gap_position`` (1 m)²
+to x, y, z and ``gap_yaw`` (0.5 rad)² to yaw.
 ``scale`` multiplies the translational sigmas (they are in network units before scaling).
 """
 from __future__ import annotations
@@ -238,7 +238,7 @@ class MonocularOdometry:
         self._T_cam_base = invert_pose(self.T_base_cam)
         self.T_odom_cam = np.eye(4)
         self.pose_cov = self.noise.floor * np.eye(6)  # of T_odom_base, in odom (module doc)
-        self._origin = np.zeros(3)  # odom position where the chaining (re)started: the scale term's
+        self._origin = np.zeros(3)  # odom position at the last full reset, where the scale term starts
         self.last_stamp: float | None = None     # stamp of the last frame seen by check_time
         self.pose_stamp: float | None = None     # stamp of the last frame that got a pose
         self.resets = 0
@@ -249,9 +249,8 @@ class MonocularOdometry:
         """Restart the chaining; ``hold_pose`` keeps the current pose (and inflates covariance)."""
         if hold_pose:
             n = self.noise
-            gap = np.diag([n.gap_position ** 2] * 3 + [0.0, 0.0, n.gap_yaw ** 2])
-            self.pose_cov = self._with_scale_error() + gap
-            self._origin = camera_to_base(self.T_odom_cam, self.T_base_cam)[:3, 3].copy()
+            # the scale term keeps its origin: the scale error persists through a gap
+            self.pose_cov = self.pose_cov + np.diag([n.gap_position ** 2] * 3 + [0.0, 0.0, n.gap_yaw ** 2])
         else:
             self.T_odom_cam = np.eye(4)
             self.pose_cov = self.noise.floor * np.eye(6)
@@ -343,7 +342,8 @@ class MonocularOdometry:
     def _base_covariance(self, cov_cam: np.ndarray) -> np.ndarray:
         """(6, 6) covariance ``[x, y, z, roll, pitch, yaw]`` in the base frame of an increment's
         camera-frame covariance (translation in network units, scaled to metres here; the camera's
-        lever arm on the base is neglected), plus ``step_floor``."""
+        lever arm on the base is neglected). The rotation's error stays a right-multiplied one
+        (:mod:`sfm_ros.runtime.motion_covariance`'s), now about the base's axes."""
         C = np.asarray(cov_cam, dtype=np.float64)
         if C.shape != (6, 6) or not np.all(np.isfinite(C)):
             raise ValueError(f"the increment covariance must be a finite 6x6 matrix, got {C.shape}")
@@ -351,11 +351,12 @@ class MonocularOdometry:
         A[:3, :3] = self.T_base_cam[:3, :3] * abs(self.scale)
         A[3:, 3:] = self.T_base_cam[:3, :3]
         B = A @ C @ A.T
-        return 0.5 * (B + B.T) + self.noise.step_floor * np.eye(6)
+        return 0.5 * (B + B.T)
 
     def _with_scale_error(self) -> np.ndarray:
         """``pose_cov`` plus the position error a persisting scale error ``noise.scale_rel`` has
-        built since the chaining (re)started: ``scale_rel² · D Dᵀ``, ``D`` the position change."""
+        built since the last full reset (a held reset keeps it growing): ``scale_rel² · D Dᵀ``,
+        ``D`` the position change."""
         P = self.pose_cov.copy()
         if self.noise.scale_rel > 0:
             D = camera_to_base(self.T_odom_cam, self.T_base_cam)[:3, 3] - self._origin
@@ -365,13 +366,16 @@ class MonocularOdometry:
     def _propagate(self, T_prev_base: np.ndarray, inc_base: np.ndarray, Q: np.ndarray) -> None:
         """``pose_cov`` of ``T_prev_base · inc_base`` (first order, errors in odom: a position
         error and a small rotation about odom's fixed axes), the increment's base-frame covariance
-        ``Q``: the rotation's error moves the new position by ``-[R t]×`` (heading error becomes
-        lateral error), the increment's errors are turned into odom by ``R``."""
+        ``Q`` (translation errors added to its translation, rotation errors right-multiplied): the
+        rotation's error so far moves the new position by ``-[R t]×`` (heading error becomes lateral
+        error); the increment's translation error is turned into odom by ``R``, its rotation error
+        by ``R · R_inc`` (a right-multiplied error is a left one turned by the increment)."""
         R = T_prev_base[:3, :3]
         F = np.eye(6)
         F[:3, 3:] = -skew(R @ inc_base[:3, 3])
         G = np.zeros((6, 6))
-        G[:3, :3] = G[3:, 3:] = R
+        G[:3, :3] = R
+        G[3:, 3:] = R @ inc_base[:3, :3]
         P = F @ self.pose_cov @ F.T + G @ Q @ G.T
         self.pose_cov = 0.5 * (P + P.T)
 
@@ -397,8 +401,9 @@ class MonocularOdometry:
             linear, angular = xi[:3], xi[3:]
             if step_cov is None:
                 step_cov = np.diag(self.noise.step_variance(step_len, step_angle, self.scale))
+            step_cov = step_cov + self.noise.step_floor * np.eye(6)
             self._propagate(T_prev_base, inc_base, step_cov)
-            twist_cov = step_cov / (dt * dt) + self.noise.step_floor * np.eye(6)
+            twist_cov = step_cov / (dt * dt)
         return OdomEstimate(
             stamp=stamp,
             T_odom_base=T_odom_base,

@@ -291,6 +291,8 @@ class Refiner:
         if int(self.scale_window) < 1:
             raise ValueError(f"scale_window must be >= 1, got {self.scale_window!r}")
         self.ratios = deque(maxlen=int(self.scale_window))
+        if int(self.lk_window) < 3:
+            raise ValueError(f"lk_window must be >= 3 pixels, got {self.lk_window!r}")
         if int(self.wander_window) < 1:
             raise ValueError(f"wander_window must be >= 1, got {self.wander_window!r}")
         self.innovations = deque(maxlen=int(self.wander_window))
@@ -578,7 +580,12 @@ class Refiner:
         deviation (``sqrt(median ν² / 0.455)``, the median of a chi-square of one degree) of the
         last ``wander_window`` innovations ν of the length filter, 0 below ``wander_min`` of them.
         A length is never published as better known than this: when the depth's (or the ground's)
-        scale swings from frame to frame, the scale it sets is no better than the swings."""
+        scale swings from frame to frame, the scale it sets is no better than the swings. (For
+        white measurement noise this is cautious: the innovations' spread includes the
+        measurement's and the prediction's variance, which the filter's averaging reduces; the
+        learned depth's errors are correlated over frames, where averaging does not help, and the
+        measurement variance the filter assumes is the calibrated error against the truth, 4-5x
+        the innovations' spread on KITTI 00 0-119, so it cannot be subtracted.)"""
         if len(self.innovations) < int(self.wander_min):
             return 0.0
         return math.sqrt(float(np.median(np.square(self.innovations))) / 0.455)

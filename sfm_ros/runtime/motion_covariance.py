@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sfm_ros.core.se3 import matrix_to_axis_angle
+from sfm_ros.core.se3 import matrix_to_axis_angle, skew
 
 if TYPE_CHECKING:
     from sfm_ros.runtime.refine import Refinement
@@ -102,11 +102,18 @@ def motion_covariance(r: Refinement, focal_px: float) -> np.ndarray:
             s_len = {"depth": max(MIN_LEN_REL, K_LEN * r.length_spread),
                      "depth ratio": DEPTH_RATIO_LEN_REL}.get(r.scale_from, NETWORK_LEN_REL) * L
         S, B, R = r.motion_cov
-        C = np.zeros((6, 6))
-        C[3:, 3:] = R @ S[:3, :3] @ R.T + (MIN_ROT ** 2 + turn ** 2) * np.eye(3)
-        Bt = R.T @ B  # directions across the motion, in the reference frame
+        # ω, β perturb T_new_ref (R exp(ω), the direction along B); T_ref_new = inv: its rotation's
+        # right-multiplied error is -R ω, its translation -exp(-ω) Rᵀ L t̂(β) moves by L [d]× ω - L Rᵀ B β
+        # (Rᵀ t̂ = -d): the turn and the sideways direction stay correlated, as the residuals say
+        J = np.zeros((6, 5))
+        J[:3, :3] = L * skew(d)
+        J[:3, 3:] = -L * (R.T @ B)
+        J[3:, :3] = -R
+        C = J @ S @ J.T
         P = np.outer(d, d)
-        C[:3, :3] = s_len ** 2 * P + L ** 2 * (Bt @ S[3:, 3:] @ Bt.T) + (MIN_DIR * L) ** 2 * (np.eye(3) - P)
+        C[:3, :3] += s_len ** 2 * P + (MIN_DIR * L) ** 2 * (np.eye(3) - P)
+        C[3:, 3:] += (MIN_ROT ** 2 + turn ** 2) * np.eye(3)
+        C = 0.5 * (C + C.T)
         if np.all(np.isfinite(C)):
             return C
         s_rot, s_dir = NETWORK_ROT, NETWORK_DIR

@@ -81,11 +81,11 @@ def true_twists(stamps, gt):
     """Body twists (vx vy vz wx wy wz of base_link) between consecutive true base poses."""
     import numpy as np
 
-    from sfm_ros.core.se3 import invert_pose, se3_log
+    from sfm_ros.core.se3 import se3_log
+    from sfm_ros.evaluation.trajectory import relative_poses
 
     tw = np.zeros((len(gt), 6))
-    for k in range(1, len(gt)):
-        tw[k] = se3_log(invert_pose(gt[k - 1]) @ gt[k]) / (stamps[k] - stamps[k - 1])
+    tw[1:] = se3_log(relative_poses(gt)) / np.diff(stamps)[:, None]
     return tw
 
 

@@ -13,8 +13,8 @@ import numpy as np
 
 __all__ = ["to_grey", "track_corners", "track_points"]
 
-_LK = dict(winSize=(21, 21), maxLevel=4,
-           criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
+_LK_LEVELS = 4     # pyramid levels above the image
+_LK_EPS = 0.01     # pixels: an iteration moving less ends the search
 
 
 def to_grey(frame: np.ndarray) -> np.ndarray:
@@ -68,8 +68,8 @@ def track_points(a: np.ndarray, b: np.ndarray, pts: np.ndarray, max_fb_error: fl
     p = np.ascontiguousarray(np.asarray(pts, dtype=np.float32).reshape(-1, 2))
     if len(p) == 0:
         return p, p.copy(), np.zeros(0, bool)
-    lk = dict(_LK, winSize=(int(window), int(window)),
-              criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, int(iterations), _LK["criteria"][2]))
+    lk = dict(winSize=(int(window), int(window)), maxLevel=_LK_LEVELS,
+              criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, int(iterations), _LK_EPS))
     fwd, st1, _ = cv2.calcOpticalFlowPyrLK(a, b, p[:, None], None, **lk)
     back, st2, _ = cv2.calcOpticalFlowPyrLK(b, a, fwd, None, **lk)
     ok = (st1[:, 0] == 1) & (st2[:, 0] == 1) & (np.linalg.norm(back[:, 0] - p, axis=1) < max_fb_error)

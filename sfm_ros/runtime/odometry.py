@@ -353,13 +353,13 @@ class MonocularOdometry:
         B = A @ C @ A.T
         return 0.5 * (B + B.T)
 
-    def _with_scale_error(self) -> np.ndarray:
+    def _with_scale_error(self, position: np.ndarray) -> np.ndarray:
         """``pose_cov`` plus the position error a persisting scale error ``noise.scale_rel`` has
         built since the last full reset (a held reset keeps it growing): ``scale_rel² · D Dᵀ``,
-        ``D`` the position change."""
+        ``D`` the change to ``position`` (base_link's, in odom)."""
         P = self.pose_cov.copy()
         if self.noise.scale_rel > 0:
-            D = camera_to_base(self.T_odom_cam, self.T_base_cam)[:3, 3] - self._origin
+            D = position - self._origin
             P[:3, :3] += self.noise.scale_rel ** 2 * np.outer(D, D)
         return P
 
@@ -410,7 +410,7 @@ class MonocularOdometry:
             T_odom_cam=self.T_odom_cam.copy(),
             linear=linear,
             angular=angular,
-            pose_covariance=self._with_scale_error(),
+            pose_covariance=self._with_scale_error(T_odom_base[:3, 3]),
             twist_covariance=twist_cov,
             first=first,
         )

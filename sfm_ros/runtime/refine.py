@@ -762,9 +762,9 @@ class CornerBudget:
     CPUs of one kind differ (the code with a 21-pixel window measured 10 ms a frame on one Xeon,
     14-22 ms on an AMD EPYC), so the node measures instead of assuming: after every ``window``
     refinements, a median time over the budget takes ``step`` corners off (down to ``low``), one
-    under ``relax`` times the budget gives them back (up to ``high``, the tuned default). Only refinements that tracked
-    and solved are timed (a fallback on a featureless frame is cheap and says nothing of the
-    cost). The node's diagnostics show the median and the corners it was measured with. Offline
+    under ``relax`` times the budget gives them back (up to ``high``, the tuned default). Only
+    refinements that tracked and solved are timed (a fallback on a featureless frame is cheap and
+    says nothing of the cost). The node's diagnostics show the median and the corners it was measured with. Offline
     evaluation keeps the refiner's own setting."""
 
     budget_ms: float = 15.0

@@ -38,10 +38,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import DATA, KITTI, REPO, SEVENSCENES, emit  # noqa: E402
+from checkpoint_candidates import evaluate_run  # noqa: E402
 
 PEERS = Path(os.environ.get("SFM_ROS_PEERS", DATA.parent / "peers")).resolve()
-SEVEN_TRAIN, SEVEN_TEST = (0, 400), (400, 500)
-KITTI_TRAIN, KITTI_TEST = (0, 120), (120, 160)
+#: Training and reported frames: the reported frames lie on the far side of the sequence, apart from
+#: the training frames (a gap of 100 frames, 3.3 s, in 7-Scenes; 20 frames, about 15 m, in KITTI).
+SEVEN_TRAIN, SEVEN_TEST = (0, 300), (400, 500)
+KITTI_TRAIN, KITTI_TEST = (0, 100), (120, 160)
 
 
 def _link_frames(src: Path, dst: Path, pattern: str, span: tuple[int, int]) -> list[Path]:
@@ -67,37 +70,75 @@ def _run(cmd: list[str], log: Path, timeout: float) -> str:
     return text + f"\n@@wall {time.monotonic() - t0:.1f}\n"
 
 
-def train_project(dataset: str, work: Path, args) -> dict:
-    """``sfm_train`` on the training frames; returns the steps, size, stride and wall time."""
-    out = work / "project"
-    cmd = [sys.executable, "-m", "sfm_ros.cli.train", "--config", args.config, "--out", str(out),
-           "--no-progress", "--no-tensorboard", "--threads", str(args.threads), "--val-fraction", "0"]
-    if dataset == "7scenes":
-        cmd += ["--images", str(work / "train"), "--pattern", "*.color.jpg",
-                "--fx", "585", "--fy", "585", "--cx", "320", "--cy", "240"]
-    else:
-        cmd += ["--images", str(work / "train"), "--pattern", "*.png",
-                "--fx", "718.856", "--fy", "718.856", "--cx", "607.1928", "--cy", "185.2157"]
-    if args.minutes:
-        cmd += ["--max-minutes", str(args.minutes)]
+#: The README's training commands for these data, word for word (``test/test_bench_commands.py``
+#: checks them against README.md). The project is trained with exactly this command; the harness
+#: adds only what it prints beside the figures (:func:`project_command`).
+USER_COMMANDS = {
+    "7scenes": ('sfm_train --images ../shared/data/sevenscenes_redkitchen --pattern "*.color.jpg" '
+                '--fx 585 --fy 585 --cx 320 --cy 240 --max-minutes 12 --out runs/redkitchen'),
+    "kitti": "sfm_train --kitti ../shared/data/kitti_odom_00 --max-minutes 20 --out runs/kitti00",
+}
+#: The file the README names for evaluation and the node.
+USER_FILE = "model.pt"
+
+
+def project_command(dataset: str, work: Path, args) -> tuple[list[str], list[str]]:
+    """``(argv, added settings)``: the README's command for ``dataset`` with the data path, ``--out``
+    and the harness's own settings (each listed in the second item, printed with the figures)."""
+    import shlex
+
+    words = shlex.split(USER_COMMANDS[dataset])
+    assert words[0] == "sfm_train"
+    argv = [sys.executable, "-m", "sfm_ros.cli.train"] + words[1:]
+    data = str(DATA)
+    argv = [w.replace("../shared/data", data) for w in argv]
+    argv[argv.index("--out") + 1] = str(work / "project")
+    span = SEVEN_TRAIN if dataset == "7scenes" else KITTI_TRAIN
+    added = [f"--max-frames {span[1]} (trains on frames 0-{span[1] - 1} only)", "--no-progress"]
+    argv += ["--max-frames", str(span[1]), "--no-progress"]
+    if args.minutes and args.minutes != float(argv[argv.index("--max-minutes") + 1]):
+        argv[argv.index("--max-minutes") + 1] = f"{args.minutes:g}"
+        added.append(f"--max-minutes {args.minutes:g} (not the README's)")
     if args.steps:
-        cmd += ["--set", f"train.max_steps={args.steps}"]
+        argv += ["--max-steps", str(args.steps)]
+        added.append(f"--max-steps {args.steps}")
+    if args.config != "default":
+        argv += ["--config", args.config]
+        added.append(f"--config {args.config}")
     if args.size:
         h, w = args.size
-        cmd += ["--set", f"model.height={h}", "--set", f"model.width={w}"]
+        argv += ["--height", str(h), "--width", str(w)]
+        added.append(f"--height {h} --width {w}")
     if args.stride:
-        cmd += ["--set", f"data.stride={args.stride}"]
-    cmd += ["--set", "train.epochs=1000000"]
+        argv += ["--stride", str(args.stride)]
+        added.append(f"--stride {args.stride}")
+    if args.threads:
+        argv += ["--threads", str(args.threads)]
+        added.append(f"--threads {args.threads}")
+    if args.candidates:
+        argv += ["--set", f"train.snapshot_every={args.candidates}"]
+        added.append(f"--set train.snapshot_every={args.candidates} (raw weights saved; training unchanged)")
     for s in args.set or []:
-        cmd += ["--set", s]
+        argv += ["--set", s]
+        added.append(f"--set {s}")
+    return argv, added
+
+
+def train_project(dataset: str, work: Path, args) -> dict:
+    """The README's ``sfm_train`` command on the training frames; returns the steps, size, stride,
+    wall time, the harness's added settings and the file the README names."""
+    out = work / "project"
+    cmd, added = project_command(dataset, work, args)
     text = _run(cmd, work / "project_train.log", timeout=3600 + 60 * (args.minutes or 60))
     from sfm_ros.core.checkpoint import read_checkpoint
 
     state = read_checkpoint(out / "last.pt")
     opts = state["options"]
-    return {"steps": int(state["step"]), "height": opts["model"]["height"], "width": opts["model"]["width"],
+    return {"command": USER_COMMANDS[dataset], "added_settings": added,
+            "steps": int(state["step"]), "height": opts["model"]["height"], "width": opts["model"]["width"],
             "stride": opts["data"]["stride"], "wall_s": float(text.rsplit("@@wall", 1)[1]),
-            "checkpoint": str(out / "last.pt"), "amp": _grep(text, r"precision[^\n]*")}
+            "checkpoint": str(out / USER_FILE), "amp": _grep(text, r"precision[^\n]*"),
+            "ended": _grep(text, r"done: [^\n]*")}
 
 
 def _grep(text: str, pattern: str) -> str | None:
@@ -171,6 +212,11 @@ def run(dataset: str, args) -> dict:
         out["project"]["snippet_ate"] = m["model"]["snippet_ate"]["mean"]
         out["zero_motion"] = m["zero_motion"]["snippet_ate"]["mean"]
         out["constant_velocity"] = m["mean_odometry"]["snippet_ate"]["mean"]
+    if args.candidates:
+        test = f"{(SEVEN_TEST if dataset == '7scenes' else KITTI_TEST)[0]}:{(SEVEN_TEST if dataset == '7scenes' else KITTI_TEST)[1]}"
+        out["candidates"] = evaluate_run(Path(proj["checkpoint"]).parent, dataset, test,
+                                         None if dataset == "7scenes" else f"{KITTI_TRAIN[0]}:{KITTI_TRAIN[1]}",
+                                         log=lambda m: print(m, flush=True))
     if args.no_peer or not (PEERS / "peer_train.py").is_file():
         out["peer"] = None if args.no_peer else f"absent: {PEERS}"
         return out
@@ -202,16 +248,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dataset", choices=("7scenes", "kitti"))
     p.add_argument("--config", default="default")
     p.add_argument("--set", action="append", metavar="GROUP.KEY=VALUE", help="option override (repeatable)")
-    p.add_argument("--minutes", type=float, default=0.0, help="project training budget, wall clock")
+    p.add_argument("--minutes", type=float, default=0.0,
+                   help="project training budget, wall clock (default: the README command's)")
     p.add_argument("--steps", type=int, default=0, help="project training budget, steps")
     p.add_argument("--size", type=_size, help="HxW (default: the trainer's choice)")
     p.add_argument("--stride", type=int, help="frame stride (default: the trainer's choice)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's, as the user's command)")
+    p.add_argument("--candidates", type=int, default=0, metavar="N",
+                   help="also save the raw weights every N steps and score every candidate file "
+                        "(bench/checkpoint_candidates.py)")
     p.add_argument("--no-peer", action="store_true", help="train the project only")
     p.add_argument("--work", help="working folder (kept; default a new temporary folder)")
     args = p.parse_args(argv)
-    if not (args.minutes > 0 or args.steps > 0):
-        p.error("give a budget: --minutes > 0 or --steps > 0")
     try:
         res = run(args.dataset, args)
     except Exception as exc:  # noqa: BLE001 - reported, not a crash of a suite

@@ -104,7 +104,7 @@ def _assert_bad_input(rc, err, *needles, out_dir: Path | None = None):
     for n in needles:
         assert n in err, f"{n!r} not in {err!r}"
     if out_dir is not None:
-        assert not (out_dir / "last.pt").exists() and not (out_dir / "best.pt").exists()
+        assert not (out_dir / "last.pt").exists() and not (out_dir / "model.pt").exists()
 
 
 # ------------------------------------------------------------------------- training from inputs
@@ -121,7 +121,7 @@ def test_train_from_ros2_bag(tmp_path, synth, capsys, storage):
     opts = state["options"]
     assert opts["model"]["height"] == 32 and opts["model"]["width_mult"] == 0.25
     assert opts["loss"] == preset("paper").to_dict()["loss"]  # the config used is in the checkpoint
-    assert (out / "best.pt").is_file() and not (out / "tb").exists()
+    assert (out / "model.pt").is_file() and not (out / "tb").exists()
 
 
 def test_bag_pipeline_keeps_stamps_and_scales_intrinsics(tmp_path, synth):
@@ -478,8 +478,9 @@ def test_unwritable_out_is_refused_before_training(tmp_path, capsys, monkeypatch
 
 
 def test_full_disk_during_a_save_keeps_the_last_good_checkpoint(tmp_path, synth, capsys, monkeypatch):
-    """ENOSPC in the second save (--ckpt-every 1): the first last.pt stays intact, the partial
-    temporary file is removed, and one line says which checkpoint is the last good one."""
+    """ENOSPC in the second save of last.pt (--ckpt-every 1; each save writes last.pt, then
+    model.pt): the first files stay intact, the partial temporary file is removed, and one line
+    says which checkpoints are the last good ones."""
     import errno
 
     from sfm_ros.core import checkpoint
@@ -488,7 +489,7 @@ def test_full_disk_during_a_save_keeps_the_last_good_checkpoint(tmp_path, synth,
 
     def full_disk(obj, f, *a, **kw):
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == 3:
             f.write(b"PK\x03\x04 half a checkpoint")
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(obj, f, *a, **kw)
@@ -499,9 +500,10 @@ def test_full_disk_during_a_save_keeps_the_last_good_checkpoint(tmp_path, synth,
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and "Traceback" not in err, err
     assert f"could not write {out / 'last.pt'} at step 2 (No space left on device)" in lines[0]
-    assert "last good checkpoints written by this run: last.pt (step 1)" in lines[0] and "best.pt (none)" in lines[0]
+    assert "last good checkpoints written by this run: last.pt (step 1), model.pt (step 1)" in lines[0]
     assert read_checkpoint(out / "last.pt")["step"] == 1
-    assert sorted(p.name for p in out.iterdir()) == ["last.pt"]  # no temporary file left
+    assert read_checkpoint(out / "model.pt")["step"] == 1
+    assert sorted(p.name for p in out.iterdir()) == ["last.pt", "model.pt"]  # no temporary file left
 
 
 # -------------------------------------------------------------------------- resume, checkpoints

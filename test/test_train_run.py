@@ -39,10 +39,10 @@ def _one_line_error(rc, err, *needles):
 # ------------------------------------------------------------------------------ item 10: budgets
 @pytest.mark.parametrize("flags,needle", [
     (["--max-steps", "-5"], "train.max_steps (--max-steps) must be >= 0 (0 = no limit), got -5"),
-    (["--epochs", "0"], "train.epochs (--epochs) must be >= 1, got 0"),
+    (["--epochs", "0", "--max-steps", "0"], "no budget: train.epochs, train.max_steps and train.max_minutes are all 0"),
     (["--max-minutes", "-1"], "train.max_minutes (--max-minutes) must be a finite number >= 0"),
     (["--max-minutes", "nan"], "got nan"),
-    (["--set", "train.epochs=-1"], "train.epochs (--epochs) must be >= 1, got -1"),
+    (["--set", "train.epochs=-1"], "train.epochs (--epochs) must be >= 0 (0 = no limit), got -1"),
 ])
 def test_invalid_budgets_are_refused(tmp_path, capsys, flags, needle):
     out = tmp_path / "o"
@@ -54,7 +54,7 @@ def test_invalid_budgets_are_refused(tmp_path, capsys, flags, needle):
 def test_done_names_only_checkpoints_that_exist(tmp_path, capsys, monkeypatch):
     from sfm_ros.training.trainer import Trainer
 
-    monkeypatch.setattr(Trainer, "fit", lambda self: {"steps": 0, "epochs": 0, "best_val": math.inf,
+    monkeypatch.setattr(Trainer, "fit", lambda self: {"steps": 0, "epochs": 0, "last_val": None,
                                                       "minutes": 0.0, "history": [], "skipped_steps": 0})
     rc, stdout, err = _run([*SYN, "--out", tmp_path / "o", *TINY], capsys)
     assert rc == 0, err
@@ -128,8 +128,14 @@ def test_run_progress_eta_budget_validation_and_seconds():
     assert "2/10 steps" not in buf.getvalue() and "1/10 steps" in buf.getvalue()
     bar.close()
     assert "2/10 steps (20 %)" in buf.getvalue()
-    with pytest.raises(ValueError, match="total_steps must be >= 1"):
+    with pytest.raises(ValueError, match="a run needs a step or a time budget"):
         RunProgress(0)
+    with pytest.raises(ValueError, match="total_steps must be >= 0"):
+        RunProgress(-1)
+    # a time budget alone: no step total, the fraction and the ETA follow the clock
+    t = RunProgress(0, max_minutes=1.0, clock=lambda: now[0])
+    now[0] += 30.0
+    assert t.status(5, 0.5).startswith("5 (50 %)") and "(time budget)" in t.status(5, 0.5)
 
 
 # ------------------------------------------------------------------------------ item 12: resume, init
@@ -252,3 +258,89 @@ def test_init_from_the_shipped_model(tmp_path, capsys):
     assert state["options"]["model"]["width_mult"] == 0.5 and state["options"]["model"]["width"] == 416
     for k, v in src["depth_net"].items():
         assert torch.equal(v, state["depth_net"][k]), k
+
+
+# --------------------------------------------- a given budget is the budget; the file to use
+def test_a_given_step_budget_is_not_cut_short_by_the_default_epochs(tmp_path, capsys):
+    """10 frames make 4 steps an epoch: the preset's 20 epochs would end the run at step 80; with
+    only --max-steps 90 given, the run lasts 90 steps and its last lines say what ended it and
+    which file to use. An explicit --epochs still ends it."""
+    out = tmp_path / "o"
+    rc, stdout, err = _run([*SYN, "--out", out, *TINY, "--max-steps", "90"], capsys)
+    assert rc == 0, err
+    assert "budget: --max-steps 90 (not limited by the default train.epochs=20" in stdout
+    assert read_checkpoint(out / "last.pt")["step"] == 90
+    lines = stdout.strip().splitlines()
+    assert lines[-2].startswith("done: step 90, ended by --max-steps 90 (train.max_steps), 22 epoch(s)"), lines[-2]
+    assert lines[-1].startswith(f"use {out / 'model.pt'}: the weights averaged over the last 10 % of the run")
+    rc, stdout, err = _run([*SYN, "--out", tmp_path / "e", *TINY, "--max-steps", "90", "--epochs", "2"], capsys)
+    assert rc == 0, err
+    assert read_checkpoint(tmp_path / "e" / "last.pt")["step"] == 8
+    assert "ended by --epochs 2 (train.epochs)" in stdout
+
+
+def test_budget_rule_on_resume_and_with_a_config_file(tmp_path):
+    """A budget on the command line replaces every saved or file budget; with none on the command
+    line, a --config file that names budgets defines them; with none given, the preset's apply."""
+    from sfm_ros.cli import train_run
+    from sfm_ros.core.options import load_options
+
+    def given(argv):
+        return train_cli.budget_keys_given(train_cli.build_parser().parse_args([*argv, "--out", str(tmp_path)]))
+
+    saved = load_options("default")
+    saved.train.epochs, saved.train.max_minutes = 0, 12.0  # a resumed run's saved budget ...
+    saved.train.max_steps = 20000  # ... with this command line's --max-steps applied (build_options)
+    line = train_run.apply_given_budget(saved, given(["--resume", "--max-steps", "20000"]))
+    assert (saved.train.epochs, saved.train.max_steps, saved.train.max_minutes) == (0, 20000, 0.0)
+    assert "train.max_minutes=12" in line
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("preset: default\ntrain:\n  epochs: 20\n  max_steps: 0\n  max_minutes: 0.0\n")
+    assert given(["--config", str(cfg), "--max-minutes", "5"]) == {"train.max_minutes"}
+    assert given(["--config", str(cfg)]) == {"train.epochs", "train.max_steps", "train.max_minutes"}
+    opts = load_options("default")
+    assert train_run.apply_given_budget(opts, given([])) is None and opts.train.epochs == 20
+
+
+def test_model_pt_is_the_weight_average_and_every_tool_takes_it(tmp_path, capsys):
+    """model.pt holds the weights' moving average (no optimiser: --resume refuses it, --init and
+    load_model take it); with train.average_sigma_rel=0 it is the last weights."""
+    from sfm_ros.core.checkpoint import load_model
+
+    out = tmp_path / "o"
+    rc, _, err = _run([*SYN, "--out", out, *TINY, "--max-steps", "6"], capsys)
+    assert rc == 0, err
+    model, last = read_checkpoint(out / "model.pt"), read_checkpoint(out / "last.pt")
+    assert "optimizer" not in model and model["step"] == 6 and "moving average" in model["extra"]["weights"]
+    assert last["average"]["steps"] == 6
+    diff = [not torch.equal(model["depth_net"][k], last["depth_net"][k]) for k in last["depth_net"]]
+    assert any(diff)  # the average, not the last weights
+    for k, v in last["average"]["average"].items():
+        net, name = k.split(".", 1)
+        assert torch.equal(model[net][name], v)
+    load_model(out / "model.pt")
+    rc, _, err = _run(["--resume", str(out / "model.pt"), "--out", out, "--no-progress"], capsys)
+    assert rc == 2 and "holds no optimiser state" in err and f"--init {out / 'model.pt'}" in err
+    rc, _, err = _run([*SYN, "--out", tmp_path / "ft", *TINY, "--init", out / "model.pt"], capsys)
+    assert rc == 0, err
+
+    rc, _, err = _run([*SYN, "--out", tmp_path / "raw", *TINY, "--set", "train.average_sigma_rel=0"], capsys)
+    assert rc == 0, err
+    model, last = read_checkpoint(tmp_path / "raw" / "model.pt"), read_checkpoint(tmp_path / "raw" / "last.pt")
+    assert all(torch.equal(model["depth_net"][k], v) for k, v in last["depth_net"].items())
+    assert "average" not in last
+
+
+def test_snapshots_do_not_change_training(tmp_path, capsys):
+    """train.snapshot_every writes the raw weights every N steps and leaves the run as it was."""
+    rc, _, err = _run([*SYN, "--out", tmp_path / "a", *TINY, "--max-steps", "4"], capsys)
+    assert rc == 0, err
+    rc, _, err = _run([*SYN, "--out", tmp_path / "b", *TINY, "--max-steps", "4",
+                       "--set", "train.snapshot_every=2"], capsys)
+    assert rc == 0, err
+    a, b = read_checkpoint(tmp_path / "a" / "last.pt"), read_checkpoint(tmp_path / "b" / "last.pt")
+    assert all(torch.equal(a["depth_net"][k], v) for k, v in b["depth_net"].items())
+    snaps = sorted(p.name for p in (tmp_path / "b" / "snapshots").iterdir())
+    assert snaps == ["step_000002.pt", "step_000004.pt"]
+    s4 = read_checkpoint(tmp_path / "b" / "snapshots" / "step_000004.pt")
+    assert all(torch.equal(s4["pose_net"][k], v) for k, v in b["pose_net"].items())

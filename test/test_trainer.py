@@ -103,6 +103,9 @@ def test_resume_is_exact(seqs, tmp_path, workers, stop):
     assert [h for h in resumed.history if "loss" in h] == [h for h in full.history if "loss" in h]
     for a, b in zip(full.model.parameters(), resumed.model.parameters()):
         assert torch.equal(a, b)
+    # ... and the weight average (model.pt) continues exactly too.
+    for k, v in full.average.averaged_state().items():
+        assert torch.equal(v, resumed.average.averaged_state()[k])
 
 
 def test_resume_of_a_finished_run_takes_no_step(seqs, tmp_path):
@@ -135,7 +138,8 @@ def test_non_finite_loss_raises_training_error_without_checkpoints(seqs, tmp_pat
 def _finite(path: Path) -> bool:
     state = read_checkpoint(path)
     tensors = [*state["depth_net"].values(), *state["pose_net"].values()]
-    tensors += [v for st in state["optimizer"]["state"].values() for v in st.values() if torch.is_tensor(v)]
+    tensors += [v for st in state.get("optimizer", {"state": {}})["state"].values() for v in st.values()
+                if torch.is_tensor(v)]  # model.pt holds no optimiser
     return all(torch.isfinite(t).all() for t in tensors if t.is_floating_point())
 
 
@@ -157,7 +161,7 @@ def test_a_non_finite_gradient_skips_its_step_and_training_goes_on(seqs, tmp_pat
     assert summary["steps"] == 3 and summary["skipped_steps"] == 1
     assert any("step 2: non-finite gradient: optimiser step skipped" in m for m in logs), logs
     assert all(torch.isfinite(q).all() for q in tr.model.parameters())
-    assert _finite(tmp_path / "last.pt") and _finite(tmp_path / "best.pt")
+    assert _finite(tmp_path / "last.pt") and _finite(tmp_path / "model.pt")
 
 
 def test_an_update_that_makes_the_weights_non_finite_stops_at_that_step(seqs, tmp_path):
@@ -178,9 +182,9 @@ def test_an_update_that_makes_the_weights_non_finite_stops_at_that_step(seqs, tm
     tr.close()
     msg = str(info.value)
     assert "the update of step 2 made the weights non-finite" in msg and "this run wrote no checkpoint" in msg
-    assert "last.pt (none)" in msg and "best.pt (none)" in msg
+    assert "last.pt (none)" in msg and "model.pt (none)" in msg
     assert tr.step == 1  # stopped at the step that made them
-    assert not (tmp_path / "last.pt").exists() and not (tmp_path / "best.pt").exists()
+    assert not (tmp_path / "last.pt").exists() and not (tmp_path / "model.pt").exists()
 
 
 def test_a_streak_of_bad_steps_names_the_checkpoints_it_wrote(seqs, tmp_path):
@@ -200,8 +204,8 @@ def test_a_streak_of_bad_steps_names_the_checkpoints_it_wrote(seqs, tmp_path):
     tr.close()
     msg = str(info.value)
     assert "non-finite for 10 steps in a row (after step 1)" in msg
-    assert "last good checkpoints written by this run: last.pt (step 1), best.pt (step 1)" in msg, msg
-    for name in ("last.pt", "best.pt"):
+    assert "last good checkpoints written by this run: last.pt (step 1), model.pt (step 1)" in msg, msg
+    for name in ("last.pt", "model.pt"):
         assert read_checkpoint(tmp_path / name)["step"] == 1 and _finite(tmp_path / name)
 
 
@@ -279,7 +283,7 @@ def test_ddp_two_ranks_cpu(tmp_path):
     assert torch.equal(p0, p1)  # identical parameters on both ranks after training
     assert np.isfinite(p0.numpy()).all()
     # Only rank 0 wrote checkpoints and TensorBoard logs.
-    assert {p.name for p in (tmp_path / "out0").iterdir()} >= {"last.pt", "best.pt", "tb"}
+    assert {p.name for p in (tmp_path / "out0").iterdir()} >= {"last.pt", "model.pt", "tb"}
     assert list((tmp_path / "out0" / "tb").iterdir())
     assert not (tmp_path / "out1").exists()
     state = read_checkpoint(tmp_path / "out0" / "last.pt")

@@ -67,8 +67,9 @@ trajectory is already scaled).
 ``--tum OUT`` / ``--kitti-out OUT`` write the chained trajectory (and the ground truth of the same
 frames as ``OUT`` with ``.gt`` before the suffix) so ``evo_ape tum OUT.gt.txt OUT.txt -as`` reads them.
 
-Both: ``--json OUT`` writes every number; ``--device auto|cpu|cuda``. Exit codes: 0 done, 2 bad
-command line or input (one line on stderr).
+Both: ``--json OUT`` writes every number; ``--device auto|cpu|cuda``. Exit codes: 0 done, 1 the
+figures are printed but ``--adapt-save`` could not be written (a full disk; its folder is checked
+before the evaluation starts), 2 bad command line or input (one line on stderr).
 """
 from __future__ import annotations
 
@@ -81,6 +82,9 @@ from typing import Iterator
 import numpy as np
 
 from sfm_ros.cli.common import EXIT_BAD_INPUT, EXIT_OK, Parser, UsageError, jsonable, report_error
+
+#: ``--adapt-save`` could not be written (a full disk): the figures were printed all the same
+EXIT_SAVE_FAILED = 1
 from sfm_ros.evaluation.depth_eval import (LIDAR_CALIB_LAYOUTS, evaluate_depth_sequence, format_depth_report,
                                            ground_truth_depth, npy_predictions)
 from sfm_ros.data.inputs import SelectedFrames, select_frames
@@ -411,6 +415,15 @@ def run(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     if args.json and Path(args.json).is_dir():
         raise UsageError(f"--json {args.json} is a folder; expected a file name")
+    if getattr(args, "adapt_save", None):  # checked before the evaluation, not after it
+        from sfm_ros.cli.train_run import check_writable
+        from sfm_ros.core.checkpoint import remove_stale_temp_files
+
+        save = Path(args.adapt_save)
+        if save.is_dir():
+            raise UsageError(f"--adapt-save {save} is a folder; expected a checkpoint file name")
+        check_writable(save.parent, flag="--adapt-save", name=str(save))
+        remove_stale_temp_files(save)
     res = _run_depth(args) if args.command == "depth" else _run_pose(args)
     res["json_out"] = args.json
     return res
@@ -429,6 +442,10 @@ def main(argv: list[str] | None = None) -> int:
         if out:
             Path(out).parent.mkdir(parents=True, exist_ok=True)
             Path(out).write_text(json.dumps(jsonable(res), indent=1) + "\n")
+        save_error = (res.get("adapt_settings") or {}).get("save_error")
+        if save_error:  # the figures are printed (and in --json); the file is not there
+            print(f"{PROG}: error: --adapt-save: {save_error}", file=sys.stderr, flush=True)
+            return EXIT_SAVE_FAILED
         return EXIT_OK
     except (CheckpointError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
         # UsageError, InputError, SourceError, BagError, CameraError, metric input checks

@@ -30,15 +30,20 @@ optional ``--cache-dir``) → :func:`sfm_ros.data.datasets.split_sequence` (the 
 ``data.val_fraction`` of each sequence validates) → :class:`sfm_ros.training.trainer.Trainer`.
 
 Budget: the run ends at ``--epochs``, ``--max-steps`` or ``--max-minutes``, whichever comes first
-(0 = no limit for the last two); one progress bar covers the whole run (on a terminal; otherwise, and
+(0 = no limit). A budget you give is the budget: with only ``--max-minutes`` and/or ``--max-steps``
+the preset's 20 epochs do not apply (nor, on ``--resume``, the saved budgets); with none given, the
+preset's (``--config``'s, or the checkpoint's) apply. The last lines name the budget that ended the
+run and the file to use. One progress bar covers the whole run (on a terminal; otherwise, and
 with ``--no-progress``, a plain line every ``train.log_every`` steps or 30 s: step, loss, validation,
 steps/s, ETA). ``--resume`` of a finished run says which saved budget stopped it; give a larger one.
-``--init CKPT`` starts a new run from CKPT's weights only (the shipped model, a run's ``best.pt``, or
+``--init CKPT`` starts a new run from CKPT's weights only (the shipped model, a run's ``model.pt``, or
 an adapted checkpoint of :mod:`sfm_ros.training.adapt`): its architecture and input size, and with no
 ``--config`` its options; a fresh optimiser, step 0.
 
-Output (``--out DIR``): ``last.pt``, ``best.pt`` (atomic writes) and TensorBoard logs in
-``DIR/tb``. An existing ``DIR/last.pt`` is never replaced by a new run unless ``--resume`` (continue
+Output (``--out DIR``): ``model.pt``, the weights to use (evaluation, the node, ``--init``): their
+moving average over the last 10 % of the run (``train.average_sigma_rel``), which scored better on
+frames the run never saw than the last weights; ``last.pt``, the last weights with the training
+state (``--resume``); both atomic writes; TensorBoard logs in ``DIR/tb``. An existing ``DIR/last.pt`` is never replaced by a new run unless ``--resume`` (continue
 it) or ``--overwrite`` is given.
 
 Exit codes: 0 done; 1 training failed (the loss or its gradient stayed non-finite, an update made
@@ -108,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument(flag, type=typ, default=None, help=f"= --set {key}=...")
 
     g = p.add_argument_group("output and run control")
-    g.add_argument("--out", required=True, metavar="DIR", help="checkpoints (last.pt, best.pt) and tb/ logs")
+    g.add_argument("--out", required=True, metavar="DIR", help="model.pt (the weights to use), last.pt (for --resume) and tb/ logs")
     g.add_argument("--resume", nargs="?", const="", default=None, metavar="CKPT",
                    help="continue from CKPT (default with no value: OUT/last.pt); without inputs, the "
                         "inputs stored in CKPT")
@@ -184,6 +189,18 @@ def explicit_keys_given(args: argparse.Namespace) -> set[str]:
                    if getattr(args, flag.lstrip("-").replace("-", "_")) is not None}
 
 
+def budget_keys_given(args: argparse.Namespace) -> set[str]:
+    """The budget options the user gave: those on the command line, else those in a YAML
+    ``--config`` file (the most specific source that names a budget defines the whole budget)."""
+    from sfm_ros.core.options import flatten
+
+    on_line = explicit_keys_given(args) & set(train_run.BUDGET_KEYS)
+    if on_line:
+        return on_line
+    data = _config_file(args)
+    return set(flatten(data)) & set(train_run.BUDGET_KEYS) if data is not None else set()
+
+
 def _config_file(args: argparse.Namespace) -> dict | None:
     """The mapping a YAML ``--config`` file holds; None for a preset, no ``--config`` or a file
     that does not hold a mapping (:func:`build_options` has refused those already)."""
@@ -199,7 +216,7 @@ def _config_file(args: argparse.Namespace) -> dict | None:
 def explicit_keys(args: argparse.Namespace) -> set[str]:
     """The option keys the user chose (``--set``, the convenience flags, a YAML ``--config``, or
     the size and stride when resuming): :func:`load_inputs` chooses the others where it can."""
-    from sfm_ros.core.options import _flatten
+    from sfm_ros.core.options import flatten
 
     if args.resume is not None:  # the checkpoint's choices (see _keep_resumed_choices)
         return {"model.height", "model.width", "data.stride", "data.augment"}
@@ -208,7 +225,7 @@ def explicit_keys(args: argparse.Namespace) -> set[str]:
         keys |= {"model.height", "model.width"}
     data = _config_file(args)
     if data is not None:
-        keys |= set(_flatten({k: v for k, v in data.items() if k != "preset"}))
+        keys |= set(flatten({k: v for k, v in data.items() if k != "preset"}))
     return keys
 
 
@@ -370,7 +387,10 @@ def _main(argv, rank: int, log, fail) -> int:
                              f"checkpoint); to start a new run from its weights: --init {resume}")
         if resume:
             check_resumable(resume, state, opts)
+        budget_line = train_run.apply_given_budget(opts, budget_keys_given(args))
         train_run.check_budget(opts)
+        if budget_line:
+            log(budget_line)
         if resume and not train_run.has_inputs(args):
             train_run.restore_inputs(args, (state.get("extra") or {}).get("inputs"), resume,
                                      {n: parser.get_default(n) for n in train_run.INPUT_FIELDS})
@@ -391,15 +411,29 @@ def _main(argv, rank: int, log, fail) -> int:
         return fail(one_line(exc))
 
     # --------------------------------------------------------------- trainer
-    from sfm_ros.training.trainer import Trainer, TrainingError, TrainingInterrupted
-
     n_train = sum(len(s) for s in train)
     n_val = sum(len(s) for s in val)
     log(f"training on {n_train} frames in {len(train)} sequence(s), validating on {n_val}; "
         f"{opts.model.height}x{opts.model.width}, seq_len {opts.model.seq_len}, "
         f"batch {opts.train.batch_size}, lr {opts.train.lr:g}; writing to {out}")
-    if rank == 0 and out.is_dir():
+    lock = None
+    if rank == 0:
+        try:
+            lock = train_run.OutLock(out)
+        except UsageError as exc:
+            return fail(str(exc))
         train_run.clean_stale_temp_files(out)
+    try:
+        return _train(args, opts, train, val, out, resume, init, rank, log, fail)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(args, opts, train, val, out: Path, resume, init, rank: int, log, fail) -> int:
+    from sfm_ros.core.checkpoint import CheckpointError
+    from sfm_ros.training.trainer import Trainer, TrainingError, TrainingInterrupted
+
     try:
         trainer = Trainer(opts, train, val or None, out, resume=resume, progress=not args.no_progress,
                           tensorboard=not args.no_tensorboard, ckpt_every=args.ckpt_every, log=log, init=init,
@@ -423,14 +457,16 @@ def _main(argv, rank: int, log, fail) -> int:
         return fail(f"training failed: {exc}", EXIT_TRAINING_ERROR)
     finally:
         trainer.close()
-    best = summary["best_val"]
-    val_text = f", best validation loss {best:.4f}" if np.isfinite(best) else ""
+    val = summary.get("last_val")
+    val_text = f", validation loss {val:.4f}" if val is not None and np.isfinite(val) else ""
     if summary.get("skipped_steps"):
         val_text += f", {summary['skipped_steps']} step(s) skipped (non-finite loss or gradient)"
-    files = train_run.existing_checkpoints(out) if rank == 0 else []
-    where = f"checkpoints in {out} ({', '.join(files)})" if files else f"no checkpoint in {out}"
-    log(f"done: step {summary['steps']}, {summary['epochs']} epoch(s) complete, "
-        f"{summary['minutes']:.1f} min{val_text}; {where}")
+    ended = summary.get("ended_by")
+    ended_text = f"ended by {train_run.budget_text(ended)}" if ended else "ended"
+    log(f"done: step {summary['steps']}, {ended_text}, {summary['epochs']} epoch(s) complete, "
+        f"{summary['minutes']:.1f} min{val_text}")
+    if rank == 0:
+        log(train_run.use_line(out, opts.train.average_sigma_rel))
     return EXIT_OK
 
 

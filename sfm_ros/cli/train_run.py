@@ -12,8 +12,9 @@ from pathlib import Path
 
 from sfm_ros.cli.common import UsageError
 
-__all__ = ["check_writable", "clean_stale_temp_files", "check_budget", "INPUT_FIELDS", "PATH_FIELDS",
-           "has_inputs", "inputs_record", "restore_inputs", "describe_inputs", "existing_checkpoints", "extend_hint"]
+__all__ = ["check_writable", "OutLock", "clean_stale_temp_files", "check_budget", "apply_given_budget", "BUDGET_KEYS",
+           "INPUT_FIELDS", "PATH_FIELDS",
+           "has_inputs", "inputs_record", "restore_inputs", "describe_inputs", "budget_text", "use_line", "extend_hint"]
 
 #: The command-line fields that say what the run trained on (stored under ``extra["inputs"]``).
 INPUT_FIELDS = ("bag", "topic", "camera_info_topic", "images", "pattern", "fps", "kitti", "kitti_camera",
@@ -23,26 +24,64 @@ INPUT_FIELDS = ("bag", "topic", "camera_info_topic", "images", "pattern", "fps",
 PATH_FIELDS = ("bag", "images", "kitti", "video", "calib")
 
 
-def check_writable(out: Path) -> None:
-    """``--out`` must take files before any input is decoded or any step taken: a temporary file is
-    created and removed in it (in its nearest existing parent when it does not exist yet)."""
+def check_writable(out: Path, flag: str = "--out", name: str | None = None) -> None:
+    """``--out`` (or ``flag``'s folder ``out``, given as ``name``) must take files before any input
+    is decoded or any step taken: a temporary file is created and removed in it (in its nearest
+    existing parent when it does not exist yet)."""
     probe = out
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
+    given = f"{flag} {name if name is not None else out}"
     if not probe.is_dir():
-        raise UsageError(f"--out {out}: {probe} is not a folder")
+        raise UsageError(f"{given}: {probe} is not a folder")
     try:
         fd, tmp = tempfile.mkstemp(prefix=".sfm_train_write_check.", dir=probe)
         os.close(fd)
         os.unlink(tmp)
     except OSError as exc:
-        raise UsageError(f"--out {out} is not writable ({exc.strerror or exc}); expected a folder where "
+        raise UsageError(f"{given} is not writable ({exc.strerror or exc}); expected a folder where "
                          f"checkpoints can be written") from None
+
+
+LOCK_NAME = ".sfm_train.lock"
+
+
+class OutLock:
+    """An exclusive lock on a run folder (``OUT/.sfm_train.lock``, ``flock``): one ``sfm_train``
+    writes to a folder at a time. The kernel releases it when the process ends, however it ends
+    (kill -9 included), so a stale lock file never blocks a later run."""
+
+    def __init__(self, out: Path):
+        import fcntl
+
+        out.mkdir(parents=True, exist_ok=True)
+        self.path = out / LOCK_NAME
+        self._fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._fh.seek(0)
+            holder = self._fh.read().strip() or "?"
+            self._fh.close()
+            raise UsageError(f"--out {out}: another sfm_train (pid {holder}) is writing to this folder; wait for "
+                             f"it to finish or give another --out") from None
+        self._fh.seek(0)
+        self._fh.truncate()
+        self._fh.write(str(os.getpid()))
+        self._fh.flush()
+
+    def release(self) -> None:
+        if self._fh is not None and not self._fh.closed:
+            try:
+                self.path.unlink()
+            except OSError:
+                pass
+            self._fh.close()
 
 
 def clean_stale_temp_files(out: Path) -> None:
     """Temporary files a killed save left behind (atomic writes never leave a partial target)."""
-    for pat in (".last.pt.*.tmp", ".best.pt.*.tmp"):
+    for pat in (".last.pt.*.tmp", ".model.pt.*.tmp", ".best.pt.*.tmp", "snapshots/.step_*.pt.*.tmp"):
         for f in out.glob(pat):
             try:
                 f.unlink()
@@ -50,20 +89,53 @@ def clean_stale_temp_files(out: Path) -> None:
                 pass
 
 
+#: The options that end a run, with their flags.
+BUDGET_KEYS = {"train.epochs": "--epochs", "train.max_steps": "--max-steps", "train.max_minutes": "--max-minutes"}
+
+
+def apply_given_budget(opts, given: set[str]) -> str | None:
+    """A budget given means what it says: when ``given`` (the keys set on the command line or in a
+    ``--config`` file) names any of :data:`BUDGET_KEYS`, the budgets it does not name are lifted
+    (0 = no limit), so that no default or saved value ends the run earlier. Returns the log line
+    saying so, or None when no budget was given (the preset's or the checkpoint's then apply)."""
+    named = [k for k in BUDGET_KEYS if k in given]
+    if not named:
+        return None
+    lifted = []
+    for key in BUDGET_KEYS:
+        if key not in named:
+            name = key.split(".")[1]
+            if getattr(opts.train, name):
+                lifted.append(f"{key}={getattr(opts.train, name):g}")
+            setattr(opts.train, name, type(getattr(opts.train, name))(0))
+    gave = " and ".join(f"{BUDGET_KEYS[k]} {getattr(opts.train, k.split('.')[1]):g}" for k in named)
+    return (f"budget: {gave}" + (f" (not limited by the default {', '.join(lifted)}: only the budget you "
+                                 f"give ends the run)" if lifted else ""))
+
+
 def check_budget(opts) -> None:
-    """The training budget must be usable: ``train.epochs >= 1``, ``train.max_steps >= 0`` and
-    ``train.max_minutes`` a finite number >= 0 (0 = no limit for both), ``train.log_every >= 1``.
-    Raises :class:`UsageError` naming the option, its flag and what was expected."""
+    """The training budget must be usable: ``train.epochs``, ``train.max_steps`` >= 0 and
+    ``train.max_minutes`` a finite number >= 0 (0 = no limit for each), one of them set, and
+    ``train.log_every >= 1``. Raises :class:`UsageError` naming the option, its flag and what was
+    expected."""
     t = opts.train
-    if t.epochs < 1:
-        raise UsageError(f"train.epochs (--epochs) must be >= 1, got {t.epochs}")
+    if t.epochs < 0:
+        raise UsageError(f"train.epochs (--epochs) must be >= 0 (0 = no limit), got {t.epochs}")
     if t.max_steps < 0:
         raise UsageError(f"train.max_steps (--max-steps) must be >= 0 (0 = no limit), got {t.max_steps}")
     if not (math.isfinite(t.max_minutes) and t.max_minutes >= 0):
         raise UsageError(f"train.max_minutes (--max-minutes) must be a finite number >= 0 (0 = no limit), "
                          f"got {t.max_minutes}")
+    if not (t.epochs or t.max_steps or t.max_minutes):
+        raise UsageError("no budget: train.epochs, train.max_steps and train.max_minutes are all 0 (no limit); "
+                         "expected one of --epochs, --max-steps or --max-minutes > 0")
     if t.log_every < 1:
         raise UsageError(f"train.log_every must be >= 1, got {t.log_every}")
+    if not 0 <= t.average_sigma_rel < 0.2886:
+        raise UsageError(f"train.average_sigma_rel must be in [0, 0.2886) (0 = the last weights; 0.2886 is "
+                         f"the uniform average of the whole run), got {t.average_sigma_rel}")
+    if t.snapshot_every < 0:
+        raise UsageError(f"train.snapshot_every must be >= 0 (0 = no snapshots), got {t.snapshot_every}")
 
 
 def has_inputs(args: argparse.Namespace) -> bool:
@@ -107,9 +179,22 @@ def describe_inputs(args: argparse.Namespace) -> str:
     return " ".join(parts)
 
 
-def existing_checkpoints(out: Path) -> list[str]:
-    """The checkpoints that exist in ``out`` now (``last.pt``, ``best.pt``): never claim others."""
-    return [n for n in ("last.pt", "best.pt") if (out / n).is_file()]
+def budget_text(ended_by: str) -> str:
+    """``train.max_minutes=12`` as the user gave it: ``--max-minutes 12 (train.max_minutes)``."""
+    key, _, value = ended_by.partition("=")
+    flag = BUDGET_KEYS.get(key)
+    return f"{flag} {value} ({key})" if flag else ended_by
+
+
+def use_line(out: Path, sigma_rel: float) -> str:
+    """The run's last line: which file to use and why."""
+    if not (out / "model.pt").is_file():
+        return f"no checkpoint in {out}"
+    why = (f"the weights averaged over the last {100 * sigma_rel:.0f} % of the run (train.average_sigma_rel), "
+           f"which scored better on unseen frames than the last weights" if sigma_rel > 0
+           else "the last weights (train.average_sigma_rel=0)")
+    return (f"use {out / 'model.pt'}: {why}; {out / 'last.pt'} holds the training state for --resume "
+            f"(sfm_eval --checkpoint, the node's checkpoint:=, sfm_train --init all take model.pt)")
 
 
 def extend_hint(train_opts, step: int, epoch: int) -> str:
@@ -119,6 +204,6 @@ def extend_hint(train_opts, step: int, epoch: int) -> str:
     hints = []
     if t.max_steps and step >= t.max_steps:
         hints.append(f"--max-steps {max(2 * t.max_steps, step + 1)}")
-    if epoch >= t.epochs:
+    if t.epochs and epoch >= t.epochs:
         hints.append(f"--epochs {epoch + max(1, t.epochs)}")
     return " ".join(hints or ["a larger --max-steps or --epochs"]) + " with --resume"

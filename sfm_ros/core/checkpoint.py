@@ -22,8 +22,10 @@ target: a crash or a kill in the middle of a save leaves the previous checkpoint
 """
 from __future__ import annotations
 
+import errno
 import os
 import pickle
+import time
 import re
 import tempfile
 import warnings
@@ -44,13 +46,21 @@ class CheckpointError(RuntimeError):
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to ``path`` atomically (temporary file + fsync + rename)."""
+    """``torch.save`` to ``path`` atomically (temporary file + fsync + rename).
+
+    A failed write (a full disk, an I/O error) raises :class:`OSError`, also where torch reports it
+    as a ``RuntimeError`` (its zip writer: ``unexpected pos``); the temporary file is removed and
+    the previous ``path`` is intact."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            try:
+                torch.save(obj, f)
+            except RuntimeError as exc:  # torch's zip writer reports a failed write this way
+                first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+                raise OSError(errno.EIO, f"writing failed ({first}); the disk may be full") from None
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -70,17 +80,47 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
         raise
 
 
+def remove_stale_temp_files(path: str | Path, min_age_s: float = 60.0) -> list[Path]:
+    """Remove the temporary files a killed :func:`atomic_torch_save` of ``path`` left behind
+    (``.NAME.*.tmp`` beside it, untouched for ``min_age_s``: a save in progress is younger);
+    returns those removed."""
+    path = Path(path)
+    removed = []
+    now = time.time()
+    for f in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            if now - f.stat().st_mtime >= min_age_s:
+                f.unlink()
+                removed.append(f)
+        except OSError:
+            pass
+    return removed
+
+
 def save_checkpoint(path: str | Path, model: SfMModel, options: Options, **fields: Any) -> None:
     """Save the model (unwrapped from DDP if needed), its options and any extra fields atomically."""
     model = getattr(model, "module", model)
+    save_weights(path, options, model.depth_net.state_dict(), model.pose_net.state_dict(), **fields)
+
+
+def save_weights(path: str | Path, options: Options, depth_net: dict, pose_net: dict, **fields: Any) -> None:
+    """Save the two networks' ``state_dict`` s (e.g. averaged weights), the options and any extra
+    fields atomically, as a checkpoint every tool loads."""
     state = {
         "format": FORMAT,
         "options": options.to_dict(),
-        "depth_net": {k: v.detach().cpu() for k, v in model.depth_net.state_dict().items()},
-        "pose_net": {k: v.detach().cpu() for k, v in model.pose_net.state_dict().items()},
+        "depth_net": {k: v.detach().cpu() for k, v in depth_net.items()},
+        "pose_net": {k: v.detach().cpu() for k, v in pose_net.items()},
     }
     state.update(fields)
     atomic_torch_save(state, path)
+
+
+def split_model_state(state: dict) -> tuple[dict, dict]:
+    """An :class:`SfMModel` ``state_dict`` as ``(depth_net, pose_net)`` state dicts."""
+    depth = {k[len("depth_net."):]: v for k, v in state.items() if k.startswith("depth_net.")}
+    pose = {k[len("pose_net."):]: v for k, v in state.items() if k.startswith("pose_net.")}
+    return depth, pose
 
 
 def read_checkpoint(path: str | Path) -> dict:

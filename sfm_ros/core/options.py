@@ -95,9 +95,13 @@ class TrainOptions:
     beta2: float = 0.999
     weight_decay: float = 0.0
     batch_size: int = 4
-    epochs: int = 20
+    epochs: int = 20                 # 0 = no limit; sfm_train sets it to 0 when only --max-steps or
+                                     # --max-minutes is given (a budget given is the budget that ends the run)
     max_steps: int = 0               # 0 = no limit
     max_minutes: float = 0.0         # 0 = no limit (wall-clock budget)
+    average_sigma_rel: float = 0.1   # model.pt: power-function EMA of the weights, this share of the run
+                                     # wide (sfm_ros.training.weight_average); 0 = the last weights
+    snapshot_every: int = 0          # write the raw weights to snapshots/step_N.pt every N steps (0 = never)
     seed: int = 0
     num_workers: int = -1            # DataLoader workers; -1 = auto: 0 without augmentation (the frames
                                      # are in memory: workers only add their start-up each epoch,
@@ -122,7 +126,7 @@ class Options:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Options":
         opts = cls()
-        apply_overrides(opts, _flatten(d))
+        apply_overrides(opts, flatten(d))
         return opts
 
     def copy(self) -> "Options":
@@ -183,12 +187,13 @@ def preset(name: str) -> Options:
     return PRESETS[name]()
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested options mapping as ``{"group.name": value}``."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
+            out.update(flatten(v, key + "."))
         else:
             out[key] = v
     return out
@@ -261,7 +266,7 @@ def load_options(config: str | Path | None = None, overrides: list[str] | None =
             raise ValueError(f"config file {path} must hold a mapping, got {type(data).__name__}")
         base = data.pop("preset", "default")
         opts = preset(base)
-        apply_overrides(opts, _flatten(data))
+        apply_overrides(opts, flatten(data))
     for text in overrides or []:
         apply_overrides(opts, dict([parse_override(text)]))
     validate(opts)

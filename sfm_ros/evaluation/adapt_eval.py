@@ -129,14 +129,13 @@ def evaluate_pose_adaptation(estimator, images, K: np.ndarray, gt_poses: np.ndar
         blocks.append({"first": start, "last": start + len(a) - 1, "count": len(a),
                        "adapted": float(np.mean(a)), "frozen": float(np.mean(f))})
     adapter = holder.get("adapter")
-    if save and adapter is not None:
-        adapter.save(save)
+    saved, save_error = _save(adapter, save)
     return {"command": "pose", "adapt": True, "snippet_len": L, "blocks": blocks,
             "adapted": {k: res["adapted"][k] for k in ("mean", "std", "median", "count")},
             "frozen": {k: res["frozen"][k] for k in ("mean", "std", "median", "count")},
             "adaptation": None if adapter is None else adapter.stats(),
             "adapt_settings": {"stride": stride, "steps_per_frame": steps_per_frame, "block": block,
-                               "saved": str(save) if save and adapter is not None else None}}
+                               "saved": saved, "save_error": save_error}}
 
 
 def format_pose_adaptation(res: dict, prog: str = "sfm_eval") -> str:
@@ -151,6 +150,8 @@ def format_pose_adaptation(res: dict, prog: str = "sfm_eval") -> str:
     lines.append(f"| all | {res['adapted']['mean']:.4f} | {res['frozen']['mean']:.4f} |")
     if s.get("saved"):
         lines.append(f"adapted weights written to {s['saved']}")
+    if s.get("save_error"):
+        lines.append(f"adapted weights NOT saved: {s['save_error']}")
     return "\n".join(lines)
 
 
@@ -192,13 +193,24 @@ def evaluate_adaptation(estimator, images, K: np.ndarray, gts: list[Callable], m
                            "adapted": {k: float(np.mean([r[k] for r in sel])) for k in DEPTH_METRIC_KEYS},
                            "frozen": {k: float(np.mean([by_index[r["index"]][k] for r in sel])) for k in DEPTH_METRIC_KEYS}})
     adapter = holder.get("adapter")
-    if save and adapter is not None:
-        adapter.save(save)
+    saved, save_error = _save(adapter, save)
     res.update(frozen={k: res_frozen["metrics"][k] for k in DEPTH_METRIC_KEYS}, blocks=blocks,
                adaptation=None if adapter is None else adapter.stats(),
                adapt_settings={"stride": stride, "steps_per_frame": steps_per_frame, "block": block,
-                               "saved": str(save) if save and adapter is not None else None})
+                               "saved": saved, "save_error": save_error})
     return res
+
+
+def _save(adapter: Adapter | None, path: str | Path | None) -> tuple[str | None, str | None]:
+    """Write the adapted weights to ``path``: ``(path written, None)`` or ``(None, why not)``; a
+    failed write (a full disk) never loses the evaluation's figures."""
+    if not path or adapter is None:
+        return None, None
+    try:
+        adapter.save(path)
+    except OSError as exc:
+        return None, f"could not write {path} ({exc.strerror or exc})"
+    return str(path), None
 
 
 def _changed(stats: dict) -> str:
@@ -224,4 +236,6 @@ def format_adaptation(res: dict) -> str:
                  f"{res['metrics']['a1']:.4f} | {res['frozen']['a1']:.4f} |")
     if s.get("saved"):
         lines.append(f"adapted weights written to {s['saved']}")
+    if s.get("save_error"):
+        lines.append(f"adapted weights NOT saved: {s['save_error']}")
     return "\n".join(lines)

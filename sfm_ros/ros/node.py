@@ -55,8 +55,10 @@ topic                    type                               content
                                                             scale and its source, the refinement
                                                             (``refined_motions``, ``refined_lengths``:
                                                             where each step's scale came from,
-                                                            ``refine_ms_p50``, ``refine_corners``);
-                                                            WARN naming what is missing (README)
+                                                            ``refine_ms_p50``, ``refine_corners``),
+                                                            ``held_frames`` (frames that showed no
+                                                            motion, by reason); WARN naming what is
+                                                            missing or held (README)
 =======================  =================================  =========================================
 
 Outputs use a reliable, keep-last-``qos_depth`` QoS (compatible with best-effort subscribers too).
@@ -92,6 +94,7 @@ or corrupt checkpoint stops the node at start with a one-line message and exit s
 from __future__ import annotations
 
 import math
+import os
 import sys
 import threading
 import time
@@ -331,6 +334,41 @@ class SfmNode(Node):
         return super().destroy_node()
 
 
+class _stderr_held:
+    """Collect what C code writes to file descriptor 2 inside the block (``.text`` afterwards)."""
+
+    def __enter__(self):
+        import tempfile
+
+        sys.stderr.flush()
+        self._tmp = tempfile.TemporaryFile(mode="w+b")
+        self._saved = os.dup(2)
+        os.dup2(self._tmp.fileno(), 2)
+        self.text = ""
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._tmp.seek(0)
+        self.text = self._tmp.read().decode(errors="replace")
+        self._tmp.close()
+        return False
+
+
+def _init_error(argv: list[str], exc: Exception) -> str:
+    """One line for a failed ``rclpy.init``: the ``--params-file`` it could not use, else rcl's reason."""
+    files = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--params-file"]
+    for f in files:
+        if not os.path.isfile(f):
+            return f"--params-file {f} does not exist; expected a ROS 2 parameter YAML file"
+    first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+    if files:
+        return (f"cannot use --params-file {' '.join(files)} ({first}); expected a ROS 2 parameter YAML "
+                f"file (/**: ros__parameters: ...)")
+    return f"cannot start ROS 2 with these arguments ({first})"
+
+
 def main(args=None) -> int:
     """Entry point of ``sfm_node``: exit status 0 on Ctrl-C / shutdown, 2 on a startup error;
     ``-h`` / ``--help`` (before ``--ros-args``) prints :func:`help_text` and exits 0 without DDS."""
@@ -342,7 +380,15 @@ def main(args=None) -> int:
         print(help_text(), flush=True)
         return 0
 
-    rclpy.init(args=args)
+    try:
+        with _stderr_held() as held:  # rcl logs its own line before raising: one line is ours
+            rclpy.init(args=args)
+    except Exception as exc:  # RCLError: a missing or unreadable --params-file, bad --ros-args
+        print(f"[{NODE_NAME}] error: {_init_error(argv, exc)}", file=sys.stderr, flush=True)
+        return 2
+    if held.text:  # a successful start: what rcl said goes out as it would have
+        sys.stderr.write(held.text)
+        sys.stderr.flush()
     node = None
     status = 0
     try:

@@ -60,6 +60,8 @@ K_GN = 6.0
 #: below this many inliers the covariance grows as 1/n² rather than 1/n (unmodelled errors dominate)
 FEW_INLIERS = 100
 MIN_RESIDUAL_PX = 0.05
+#: a still camera's translation standard deviation (network units) when no depth bounds it
+STILL_LEN = 0.01
 MIN_ROT = 5e-4   # floors (rad): no motion is known better than this (KITTI 00 0-119: with 2e-4
                  # the frames that barely turn had rotation NEES 3.0-3.4 about x and z)
 #: a rotation measured from corners while the camera moves sideways is further off by up to this
@@ -117,6 +119,11 @@ def motion_covariance(r: Refinement, focal_px: float) -> np.ndarray:
         if np.all(np.isfinite(C)):
             return C
         s_rot, s_dir = NETWORK_ROT, NETWORK_DIR
+    elif r.used == "still":  # no motion: as small as the corners' stillness allows
+        s_rot = max(MIN_ROT, r.residual_px / focal_px) if math.isfinite(r.residual_px) else MIN_ROT
+        s_len = r.still_length if math.isfinite(r.still_length) and r.still_length > 0 else STILL_LEN
+        C = np.diag([s_len ** 2] * 3 + [s_rot ** 2] * 3)
+        return C
     elif r.used == "rotation":
         s_rot = math.hypot(max(MIN_ROT, K_ROT * r.residual_px / (focal_px * math.sqrt(n))), turn)
         s_dir, s_len = NETWORK_DIR, NETWORK_LEN_REL * L

@@ -16,7 +16,7 @@ every frame, and the pose network once per frame on the window of the last ``seq
 frames; the newest frame's pose follows from the prediction with it as a source (no output lag, see
 :mod:`sfm_ros.runtime.odometry`). Frames the worker cannot keep up with are dropped, counted and reported
 (rate-limited log, diagnostics). Bad input (unsupported encoding, zero size, truncated data, a step
-smaller than the row, an image that is not (H, W[, 3|4]), a resolution change, a depth prediction
+smaller than the row, an image that is not (H, W[, 3|4]) or is under 16 pixels a side or over 8K, a resolution change, a depth prediction
 without one finite pixel, a non-finite pose, duplicated stamps) is skipped with a warning rate-limited per kind of problem (never per
 input string: memory and log rate stay bounded whatever arrives); processing goes on. A frame with
 a zero header stamp (driver bug) is skipped, warned, so that one odd frame never looks like a time
@@ -42,10 +42,13 @@ import numpy as np
 from sfm_ros.data.camera import CameraModel
 from sfm_ros.runtime.frames import FrameResult, InputFrame, WindowFrame, cloud_points, rep118_depth
 from sfm_ros.runtime.motion_covariance import GROUND_SCALE_REL
+from sfm_ros.runtime.motion_evidence import HoldNoise, frame_evidence
 from sfm_ros.runtime.node_support import FRAME_COUNTS, Counters, Log
 from sfm_ros.runtime.odometry import MonocularOdometry
 
 ZERO_STAMP_RUN = 2  # zero header stamps in a row from which the driver is taken not to stamp
+MIN_IMAGE_SIDE = 16  # pixels: a smaller image shows nothing to estimate depth or motion from
+MAX_IMAGE_PIXELS = 7680 * 4320  # 8K: a larger frame is a driver or a configuration error
 
 
 @dataclass
@@ -117,9 +120,14 @@ class FramePipeline:
         self._refiner = None
         self._corner_budget = None  # keeps the refiner's cost per frame within its budget
         self._refiner_model = None  # the weights the refiner's depth/network ratios were measured with
+        self._last_refinement = None  # the refiner's result for the newest frame (None: not refined)
         self._last_shape: tuple | None = None
         self._zero_stamps = 0
         self.adaptation = adaptation
+        self.held = Counters()          # frames whose images showed no motion, by reason
+        self.held_run = 0               # of them in a row up to the newest frame
+        self.held_reason = ""           # why the newest held frame was held
+        self._hold_noise = HoldNoise()  # the covariance of a motion the images cannot show
 
     # ------------------------------------------------------------------------------ inputs
     def reject(self, kind: str, msg: str) -> None:
@@ -183,6 +191,12 @@ class FramePipeline:
             self.reject("image:shape", f"dropping an image of shape {img.shape}: expected (H, W), (H, W, 3) "
                                        "or (H, W, 4) with H, W > 0")
             return None
+        h, w = img.shape[:2]
+        if min(h, w) < MIN_IMAGE_SIDE or h * w > MAX_IMAGE_PIXELS:
+            self.reject("image:size", f"dropping a {w}x{h} image: expected at least {MIN_IMAGE_SIDE} pixels a "
+                                      f"side and at most {MAX_IMAGE_PIXELS / 1e6:.1f} megapixels (8K); resize "
+                                      "it upstream")
+            return None
         return img
 
     def intrinsics(self, image_hw: tuple[int, int]) -> CameraModel | None:
@@ -202,6 +216,18 @@ class FramePipeline:
             fx, fy, cx, cy = (list(self.settings.intrinsics) + [0.0] * 4)[:4]
             if fx > 0 and fy > 0:
                 cam, source = CameraModel.from_intrinsics(fx, fy, cx, cy, w, h), "intrinsics"
+                if abs(cam.cx - 0.5 * (w - 1)) > 0.25 * w or abs(cam.cy - 0.5 * (h - 1)) > 0.25 * h:
+                    self.log.warn("intrinsics_size", f"the 'intrinsics' parameter's principal point ({cam.cx:g}, "
+                                                     f"{cam.cy:g}) is far from the centre of the {w}x{h} images: "
+                                                     "is it for another resolution?")
+        if cam is not None:
+            from sfm_ros.data.camera import CameraError
+
+            try:
+                cam.check_intrinsics(w, h, f"{source} for {w}x{h} images")
+            except CameraError as exc:
+                self.log.warn("intrinsics_unusable", f"{exc}: ignored (no points, no refinement)")
+                cam, source = None, "unusable"
         if source != self.camera_source:
             if source == "intrinsics":
                 self.log.info("no camera_info yet: using the 'intrinsics' parameter "
@@ -209,7 +235,7 @@ class FramePipeline:
             elif source == "camera_info" and self.camera_source == "intrinsics":
                 self.log.info("camera_info arrived: now using its intrinsics")
             self.camera_source = source
-        if cam is None:
+        if cam is None and source is None:
             self.log.warn("no_intrinsics", "no camera_info received and the 'intrinsics' parameter is unset: "
                                            "publishing depth and odometry only (no points, no "
                                            "depth/camera_info) until camera_info arrives")
@@ -250,10 +276,13 @@ class FramePipeline:
             self.log.warn("nonfinite_pixels", f"{int((~finite).sum())} depth pixel(s) of the network are "
                                               "NaN/Inf: published as NaN (unknown, REP 118)")
         depth_np = depth.cpu().numpy()
+        prev = self.window[-1] if self.window else None
+        no_motion = frame_evidence(self._grey(x), None if prev is None else self._grey(prev.x))
         self.window.append(WindowFrame(frame.t, x, depth_np, img, stamp=frame.stamp))
         cam = self.intrinsics(shape)  # once per frame: scale, refinement and publishing
         net_cam = None if cam is None else cam.scaled(e.width, e.height)
-        self.odometry.scale = self._metric_scale(depth_np, net_cam)
+        if no_motion is None:  # a frame that shows nothing new must not re-measure the scale
+            self.odometry.scale = self._metric_scale(depth_np, net_cam)
         T = None
         if len(self.window) == e.seq_len:
             T = e.poses([f.x for f in self.window], flip=s.pose_flip)[0]
@@ -274,11 +303,11 @@ class FramePipeline:
         infer_ms = 1000.0 * (time.perf_counter() - t0)
         try:
             est = self.odometry.update(frame.t, T, [f.t for f in self.window], e.offsets,
-                                       refine=self._refine_callback(cam))
+                                       refine=self._motion_callback(cam, no_motion))
         except ValueError as exc:
             self.window.pop()
             return self._skip("nonfinite", f"odometry update failed ({exc}): frame skipped")
-        self._adapt(net_cam)
+        self._adapt(net_cam, learn=no_motion is None)
 
         depth_m = rep118_depth(depth_np.astype(np.float32) * float(self.odometry.scale),
                                float(s.min_depth), float(s.max_depth))
@@ -299,16 +328,17 @@ class FramePipeline:
             f.rgb8 = to_rgb8(f.x)
         return f.rgb8
 
-    def _adapt(self, net_cam: CameraModel | None) -> None:
+    def _adapt(self, net_cam: CameraModel | None, learn: bool = True) -> None:
         """Online adaptation (:class:`sfm_ros.training.online.OnlineAdaptation`): switch it with the ``adapt``
-        setting and offer it the full pose window (network-size frames, intrinsics at that size)."""
+        setting and offer it the full pose window (network-size frames, intrinsics at that size);
+        ``learn`` False: a frame that shows no motion is not offered (nothing to learn from it)."""
         a = self.adaptation
         if a is None:
             if self.settings.adapt:
                 self.log.warn("adapt", "adapt is on but this pipeline has no adaptation: ignored")
             return
         frames = K = None
-        if self.settings.adapt and len(self.window) == self.estimator.seq_len and net_cam is not None:
+        if self.settings.adapt and learn and len(self.window) == self.estimator.seq_len and net_cam is not None:
             frames = [self._rgb8(f) for f in self.window]
             K = net_cam.K
         elif self.settings.adapt and net_cam is None:
@@ -355,6 +385,48 @@ class FramePipeline:
         self.scale_source = "camera_height"
         return s
 
+    @staticmethod
+    def _grey(x) -> np.ndarray:
+        """The network input (1, 3, h, w) in [0, 1] as (h, w) grey, numpy."""
+        return x[0].float().mean(0).cpu().numpy()
+
+    def _motion_callback(self, cam: CameraModel | None, no_motion: str | None):
+        """``motion(ref, inc)`` for :meth:`MonocularOdometry.update`: the refined motion
+        (:meth:`_refine_callback`), or no motion with the covariance of the motion the images cannot
+        show (:mod:`sfm_ros.runtime.motion_evidence`) when the frames show none (``no_motion``: why)
+        or the refiner found nothing to track; the measured motions set that covariance's size."""
+        refine = self._refine_callback(cam) if no_motion is None else None
+
+        def motion(ref: int, inc: np.ndarray):
+            why = no_motion
+            out = inc
+            if why is None and refine is not None:
+                out = refine(ref, inc)
+                if self._last_refinement is not None and self._last_refinement.untracked:
+                    why = "untrackable"
+            if why is not None:
+                self._hold(why)
+                return np.eye(4), self._hold_noise.covariance()
+            self.held_run = 0
+            T = out[0] if isinstance(out, tuple) else out
+            if self._last_refinement is None or self._last_refinement.used != "still":
+                self._hold_noise.observe(T)
+            return out
+        self._last_refinement = None
+        return motion
+
+    _WHY_HELD = {"frozen": "the image repeats the previous frame",
+                 "textureless": "the image has no contrast (black, saturated or covered)",
+                 "noise": "the image is noise (neighbouring pixels unrelated)",
+                 "untrackable": "too few corners could be tracked from the previous frame"}
+
+    def _hold(self, why: str) -> None:
+        self.held.add(why)
+        self.held_run += 1
+        self.held_reason = why
+        self.log.warn("held", f"no motion in the images ({self._WHY_HELD[why]}): odometry held with a growing "
+                              "covariance, scale not re-measured")
+
     def _refine_callback(self, cam: CameraModel | None):
         """``refine(ref, inc)`` for :meth:`MonocularOdometry.update`: the current refiner between
         window frame ``ref`` and the newest frame, or None when off or without intrinsics (``cam``:
@@ -397,6 +469,9 @@ class FramePipeline:
                 self.log.warn("refine_error", f"pose refinement failed ({type(exc).__name__}: {first}): "
                                               "the network's motion is used")
                 return inc
+            self._last_refinement = r
+            if r.untracked:  # no consistent motion in the corners: the caller holds the odometry
+                return inc
             self.refined.add(r.used)
             self.refined_lengths.add(r.scale_from or "network")
             return r.T, r.covariance
@@ -412,6 +487,8 @@ class FramePipeline:
             what = "no points, no depth/camera_info" if s.publish_points else "no depth/camera_info"
             out.append(f"no intrinsics ({what}): no camera_info received on {camera_info_topic} and the "
                        "'intrinsics' parameter is unset")
+        if self.camera_source == "unusable":
+            out.append("intrinsics unusable (see the log): no points, no depth/camera_info, no refinement")
         if s.scale <= 0:
             if s.camera_height <= 0:
                 out.append("scale not calibrated: depth and odometry are in network units (set 'scale' > 0, "
@@ -420,6 +497,9 @@ class FramePipeline:
                 why = self.scale_source if self.scale_source.startswith("camera_height") else \
                     "camera_height is set, no frame processed yet"
                 out.append(f"scale not calibrated yet: {why}")
+        if self.held_run:
+            out.append(f"no motion in the images for {self.held_run} frame(s) ({self._WHY_HELD[self.held_reason]}): "
+                       "odometry held, its covariance growing; scale not re-measured")
         if s.adapt and self.adaptation is not None:
             out += self.adaptation.warnings()
         return out
@@ -450,6 +530,7 @@ class FramePipeline:
             "refined_motions": ", ".join(f"{k} {v}" for k, v in sorted(refined.items())) or "none yet",
             "refined_lengths": ", ".join(f"{k} {v}" for k, v in sorted(self.refined_lengths.snapshot().items()))
             or "none yet",
+            "held_frames": ", ".join(f"{k} {v}" for k, v in sorted(self.held.snapshot().items())) or "none",
             **self._refine_cost(),
             **(self.adaptation.diagnostic_values() if self.adaptation is not None else {}),
         }

@@ -151,6 +151,7 @@ class Refinement:
     step_ratio: float = float("nan")
     unit_motion: np.ndarray | None = None
     ground_length: float = float("nan")  # metres, the ground homography's (with ``ground``)
+    still_length: float = float("nan")  # ``still``: the largest step the corners' stillness allows
     ground_reason: str = ""              # why it failed
     motion_cov: tuple | None = None  # (S, B, R): the (5, 5) covariance of ω, β (:func:`_epipolar_information`)
     network_kept: bool = False  # the network's rotation and direction kept (``prefer_network``)
@@ -165,6 +166,15 @@ class Refinement:
     @property
     def refined(self) -> bool:
         return self.used != "network"
+
+    @property
+    def untracked(self) -> bool:
+        """Too few corners could be tracked at all (a covered lens, a scene without texture, a
+        blur): the network's motion, kept here, is then a guess; the node and
+        :func:`refine_sequence` integrate no motion instead (:mod:`sfm_ros.runtime.motion_evidence`).
+        Too few corners fitting the essential matrix is not this: small or repetitive images
+        give it while the camera moves, and the network's motion is kept."""
+        return self.why in UNTRACKED
 
 
 @dataclass
@@ -191,6 +201,9 @@ class Refiner:
             ``ransac`` (plain RANSAC).
         min_parallax_px: median corner motion left once the rotation is removed (pixels) below
             which the translation direction is not trusted (only the rotation is taken).
+        still_px: median motion of the tracked corners (pixels) below which the camera did not
+            move: no motion, ``used == "still"`` (a sensor's noise and a frozen image move them
+            less; 0 = off, as the training priors, whose pairs always move, use it).
         max_scale_spread: the depth-derived baseline is used only when the inter-quartile range of
             the per-corner ratios is below this fraction of their median.
         max_depth_step: corners whose 3x3 neighbourhood spans a larger depth ratio (a depth edge)
@@ -245,6 +258,7 @@ class Refiner:
     ransac_px: float = 0.3
     estimator: str = "magsac"
     min_parallax_px: float = 0.5
+    still_px: float = 0.1
     max_scale_spread: float = 0.5
     max_depth_step: float = 1.1
     scale_window: int = 3
@@ -397,7 +411,7 @@ class Refiner:
                 prev = (last[0].grey, last[2]) if last is not None and last[1] is ref and \
                     last[0].grey.shape == ref.grey.shape else None
                 out = epi = self._epipolar(ref.grey, new.grey, ref.K, T_net, depth_ref, prev, scale, ground)
-                if out.scale_from in ("", "network") and self.ratios:
+                if out.scale_from in ("", "network") and self.ratios and out.used != "still":
                     # the network's translation kept (a fallback, a rotation alone): on the scale of
                     # the recent measurements, in the caller's units as the refined lengths are
                     out.T = out.T.copy()
@@ -424,6 +438,13 @@ class Refiner:
         if n < self.min_inliers:
             return Refinement(T_net.copy(), reason=f"{n} corners tracked (< {self.min_inliers})", tracks=n,
                               why="few tracks")
+        flow = float(np.median(np.linalg.norm(q - p, axis=1)))
+        if flow < self.still_px:  # the corners did not move: neither did the camera
+            net_angle = float(np.degrees(np.linalg.norm(matrix_to_axis_angle(T_net[:3, :3]))))
+            return Refinement(np.eye(4), "still", f"the tracked corners moved {flow:.2f} px (median, < "
+                              f"{self.still_px:g}): no motion", n, n, "still", net_angle, "still",
+                              residual_px=flow, parallax_px=flow,
+                              still_length=_still_length(p, depth, K, self.still_px))
         R_rot, residual = _rotation_only(p, q, K)
         if R_rot is not None and residual < self.min_parallax_px:
             T = T_net.copy()
@@ -800,6 +821,23 @@ class CornerBudget:
             refiner.max_corners = min(self.high, refiner.max_corners + self.step)
 
 
+def _still_length(p: np.ndarray, depth: np.ndarray | None, K: np.ndarray, still_px: float) -> float:
+    """The largest translation (network units) that moves the tracked corners ``p`` less than
+    ``still_px`` pixels: ``still_px / f`` times their median depth (NaN without a depth)."""
+    if depth is None:
+        return float("nan")
+    h, w = depth.shape
+    u = np.clip(np.round(p[:, 0]).astype(int), 0, w - 1)
+    v = np.clip(np.round(p[:, 1]).astype(int), 0, h - 1)
+    z = depth[v, u]
+    z = z[np.isfinite(z) & (z > 0)]
+    return float(still_px / (0.5 * (K[0, 0] + K[1, 1])) * np.median(z)) if len(z) else float("nan")
+
+
+#: The ``why`` of a refinement with too few corners tracked (:attr:`Refinement.untracked`).
+UNTRACKED = ("few tracks",)
+
+
 def refine_sequence(refiner: Refiner, views: list[RefineView], depths: list[np.ndarray] | None,
                     increments: np.ndarray, scales=None,
                     ground: tuple[np.ndarray, float] | None = None) -> tuple[np.ndarray, list[Refinement]]:
@@ -807,7 +845,9 @@ def refine_sequence(refiner: Refiner, views: list[RefineView], depths: list[np.n
     network) between ``views[i]`` and ``views[i + 1]`` (:meth:`Refiner.view`), with ``depths[i]`` for
     the scale and ``scales[i]`` (default 1) the factor increment ``i`` will be multiplied by
     (:meth:`Refiner.refine`'s ``scale``) and ``ground`` :meth:`Refiner.refine`'s for every frame.
-    Returns the refined (N-1, 4, 4) increments and each :class:`Refinement`."""
+    An increment whose corners showed no consistent motion (:attr:`Refinement.untracked`) is no
+    motion, as the node integrates it. Returns the refined (N-1, 4, 4) increments and each
+    :class:`Refinement`."""
     inc = np.asarray(increments, dtype=np.float64)
     if inc.ndim != 3 or inc.shape[1:] != (4, 4) or len(inc) != len(views) - 1:
         raise ValueError(f"increments must be ({len(views) - 1}, 4, 4) for {len(views)} views, got {inc.shape}")
@@ -818,4 +858,4 @@ def refine_sequence(refiner: Refiner, views: list[RefineView], depths: list[np.n
     results = [refiner.refine(views[i], views[i + 1], inc[i], None if depths is None else depths[i],
                               1.0 if scales is None else float(scales[i]), ground)
                for i in range(len(inc))]
-    return np.asarray([r.T for r in results]), results
+    return np.asarray([np.eye(4) if r.untracked else r.T for r in results]), results

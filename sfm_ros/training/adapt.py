@@ -22,9 +22,18 @@ uses (the *accepted* weights), and guards the node against drift:
   only when its held-out loss is finite and not above the accepted weights' loss, and its relative
   distance from ``w0`` is at most ``max_drift``; otherwise it is rejected and the learner rolls back
   to the accepted weights (optimiser moments cleared).
-* **Hand-over**: :meth:`Adapter.inference_model` returns a fresh eval-mode copy of the accepted
-  weights; the caller swaps its reference in one assignment, so inference never sees half-loaded
-  weights and never waits for a step.
+* **Hand-over**: the node keeps the starting weights until the accepted ones' *depth* is better on
+  the held-out windows (re-judged at every update: when it is not, the node goes back to the
+  starting weights). The training loss cannot judge that: it falls as soon as the pose network
+  adapts, while the depth can get worse for a hundred frames (measured on 7-Scenes: held-out loss
+  -40 %, depth abs rel +40 %). The depth is judged alone (:func:`geometric_depth_error`): each
+  held-out target is synthesised from its sources with the depth under test and the motions of
+  the window's two-view geometry (tracked corners, not the pose network), the step's length
+  fitted; the accepted weights are served when that error is at least ``handover_margin`` below
+  the starting weights'.
+  :meth:`Adapter.inference_model` returns a fresh eval-mode copy of the weights to serve; the
+  caller swaps its reference in one assignment, so inference never sees half-loaded weights and
+  never waits for a step.
 * **Saved**: :meth:`Adapter.save` writes an ordinary checkpoint (``sfm_node``, ``sfm_eval``,
   ``sfm_export`` and ``sfm_train --init`` read it) with ``adapted_from``, ``frames_seen``,
   ``accepted_updates`` and ``adapt_steps`` recorded.
@@ -71,6 +80,9 @@ class AdaptOptions:
     tolerance: float = 0.0         # accept when candidate <= accepted * (1 + tolerance)
     epipolar_weight: float = 1.0   # the two-view prior (loss.epipolar_weight), solved per window
     loss_preset: str = "default"   # a preset's loss options ("default": measured best); "" = the checkpoint's own
+    handover_margin: float = 0.0   # serve the accepted weights once their geometric depth error on the
+                                   # held-out windows is this share below the starting weights' (BENCHMARKS.md,
+                                   # "Adaptation never worse than frozen")
 
     def validate(self) -> None:
         for name in ("buffer_windows", "holdout_windows", "holdout_every", "min_holdout", "min_buffer",
@@ -85,6 +97,8 @@ class AdaptOptions:
         if self.loss_preset and self.loss_preset not in PRESETS:
             raise ValueError(f"adapt loss_preset must be empty (the checkpoint's own loss) or one of "
                              f"{', '.join(sorted(PRESETS))}, got {self.loss_preset!r}")
+        if not 0 <= self.handover_margin < 1:
+            raise ValueError(f"adapt handover_margin must be in [0, 1), got {self.handover_margin}")
         for name in ("anchor_weight", "min_motion", "tolerance", "epipolar_weight"):
             if not getattr(self, name) >= 0 or not math.isfinite(getattr(self, name)):
                 raise ValueError(f"adapt {name} must be >= 0, got {getattr(self, name)}")
@@ -121,6 +135,10 @@ class Decision:
     holdout_after: float           # the candidate's held-out loss
     drift: float                   # the candidate's |w - w0| / |w0|
     step: int
+    holdout_start: float = math.nan  # the starting weights' held-out loss
+    serving: bool = False          # whether the accepted weights are served (else the starting ones)
+    depth_accepted: float = math.nan  # the accepted weights' geometric depth error (held out)
+    depth_start: float = math.nan     # the starting weights' one
 
 
 def _window_tensors(windows: list[tuple[np.ndarray, np.ndarray]], device: torch.device):
@@ -158,6 +176,50 @@ def window_loss(model: SfMModel, options: Options, windows: list, device: torch.
     return losses["loss"]
 
 
+#: Step lengths tried by :func:`geometric_depth_error`, as a share of the target's median depth.
+BASELINE_SHARES = tuple(float(x) for x in np.exp(np.linspace(np.log(2e-3), np.log(0.5), 25)))
+
+
+@torch.no_grad()
+def geometric_depth_error(model: SfMModel, windows: list, device: torch.device) -> float:
+    """How well ``model``'s depth alone explains held-out windows (lower is better; NaN when no
+    window has a two-view direction of travel).
+
+    For each ``(window, K, prior_T, prior_w)`` item (:meth:`Adapter.add_window`) and each source whose
+    two-view geometry found the direction of travel (``prior_w[:, 1] > 0``), the target is
+    synthesised from the source with the model's depth of the target and the geometry's motion
+    (rotation and unit direction from tracked corners, :func:`window_priors`: not the pose
+    network), its length tried at :data:`BASELINE_SHARES` of the target's median depth; the mean
+    absolute grey error over the valid pixels at the best length is the source's error. Returns the
+    mean over all such sources. Depth is judged up to scale, as the node's scale is set apart."""
+    from sfm_ros.core.geometry import inverse_warp
+
+    errors = []
+    shares = torch.tensor(BASELINE_SHARES, dtype=torch.float32, device=device)
+    n = len(shares)
+    model.eval()
+    for item in windows:
+        if item is None or len(item) < 4:
+            continue
+        window, K, prior_T, prior_w = item
+        target, sources, Kt = _window_tensors([(window, K)], device)
+        depth = 1.0 / model.predict_disp(target)[0].float()  # (1, 1, H, W)
+        med = float(depth.median())
+        tgt_grey = target.mean(1, keepdim=True)
+        for j, src in enumerate(sources):
+            if not prior_w[j][1] > 0:
+                continue
+            T = torch.as_tensor(prior_T[j], dtype=torch.float32, device=device).expand(n, 4, 4).clone()
+            T[:, :3, 3] = T[:, :3, 3] * (shares * med)[:, None]
+            warped, valid = inverse_warp(src.mean(1, keepdim=True).expand(n, 1, -1, -1), depth.expand(n, -1, -1, -1),
+                                         T, Kt.expand(n, 3, 3))
+            err = ((warped - tgt_grey).abs() * valid).sum(dim=(1, 2, 3)) / valid.sum(dim=(1, 2, 3)).clamp(min=1.0)
+            ok = valid.mean(dim=(1, 2, 3)) > 0.5  # a length that moves most of the view out says nothing
+            if bool(ok.any()):
+                errors.append(float(err[ok].min()))
+    return float(np.mean(errors)) if errors else math.nan
+
+
 def _params(model: SfMModel) -> list[torch.Tensor]:
     return [p for p in model.parameters()]
 
@@ -182,6 +244,8 @@ class Adapter:
         self.accepted = copy.deepcopy(model).train()
         for p in self.accepted.parameters():
             p.requires_grad_(False)
+        self.start = copy.deepcopy(self.accepted)  # the starting weights, served until beaten by the margin
+        self.serving = False
         self.anchor = [p.detach().clone() for p in _params(self.learner)]
         self.anchor_norm2 = float(sum((a.double() ** 2).sum() for a in self.anchor))
         self.optimizer = torch.optim.Adam(self.learner.parameters(), lr=self.opts.lr)
@@ -201,7 +265,7 @@ class Adapter:
         self.rejected_updates = 0
         self.steps_since_update = 0
         self.last: Decision | None = None
-        self.version = 0  # bumped at every accepted update
+        self.version = 0  # bumped whenever the weights to serve change
 
     # ------------------------------------------------------------------ data
     def add_window(self, window: np.ndarray, K: np.ndarray) -> str:
@@ -313,18 +377,32 @@ class Adapter:
         if accepted:
             self.accepted.load_state_dict(self.learner.state_dict())
             self.accepted_updates += 1
-            self.version += 1
         else:
             self.learner.load_state_dict(self.accepted.state_dict())
             self.optimizer.state.clear()
             self.rejected_updates += 1
-        self.last = Decision(accepted, reason, before, after, drift, self.steps)
+        start = self.score(self.start) if self.accepted_updates else math.nan
+        d_acc = d_start = math.nan
+        if self.accepted_updates:
+            items = list(self.holdout)
+            d_acc = geometric_depth_error(self.accepted, items, self.device)
+            d_start = geometric_depth_error(self.start, items, self.device)
+        serve = self.accepted_updates > 0 and math.isfinite(d_acc) and math.isfinite(d_start) and \
+            d_acc <= d_start * (1 - self.opts.handover_margin)
+        if serve != self.serving or (serve and accepted):
+            self.version += 1
+        self.serving = serve
+        self.last = Decision(accepted, reason, before, after, drift, self.steps, start, serve, d_acc, d_start)
         return self.last
 
     # ------------------------------------------------------------------ hand-over and saving
+    def served(self) -> SfMModel:
+        """The weights to serve: the accepted ones once they beat the starting ones by the margin."""
+        return self.accepted if self.serving else self.start
+
     def inference_model(self) -> SfMModel:
-        """A fresh eval-mode copy of the accepted weights (swap it in with one assignment)."""
-        model = copy.deepcopy(self.accepted).eval()
+        """A fresh eval-mode copy of the weights to serve (swap it in with one assignment)."""
+        model = copy.deepcopy(self.served()).eval()
         for p in model.parameters():
             p.requires_grad_(False)
         return model
@@ -333,17 +411,21 @@ class Adapter:
         d = {k: getattr(self, k) for k in ("frames_seen", "windows_added", "windows_static", "windows_invalid",
                                            "steps", "skipped_steps", "accepted_updates", "rejected_updates")}
         d["buffer"], d["holdout"] = len(self.replay), len(self.holdout)
+        d["serving"] = "adapted" if self.serving else "starting weights"
         d["options"] = asdict(self.opts)
         if self.last is not None:
             d["holdout_before"], d["holdout_after"] = self.last.holdout_before, self.last.holdout_after
+            d["holdout_start"] = self.last.holdout_start
+            d["depth_error_accepted"], d["depth_error_start"] = self.last.depth_accepted, self.last.depth_start
             d["drift"] = self.last.drift
         return d
 
     def save(self, path: str | Path) -> None:
-        """Write the accepted weights atomically as an ordinary checkpoint."""
-        save_checkpoint(path, self.accepted, self.base_options, adapted_from=self.started_from,
+        """Write the served weights (:meth:`served`) atomically as an ordinary checkpoint."""
+        save_checkpoint(path, self.served(), self.base_options, adapted_from=self.started_from,
                         frames_seen=self.frames_seen, accepted_updates=self.accepted_updates,
-                        adapt_steps=self.steps, adapt_options=asdict(self.opts))
+                        adapt_steps=self.steps, adapt_options=asdict(self.opts),
+                        serving="adapted" if self.serving else "starting weights")
 
 
 def prequential(adapter: Adapter, frames, K: np.ndarray, stride: int = 1,

@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from sfm_ros.core.checkpoint import remove_stale_temp_files
 from sfm_ros.core.model import SfMModel
 from sfm_ros.training.adapt import Adapter, AdaptOptions
 
@@ -65,6 +66,7 @@ class AdaptWorker:
         self.dropped = 0
         self.saved = 0
         self.error: str | None = None
+        self.save_error: str | None = None  # the last save's failure (cleared by a good save)
         self.busy_s = 0.0
         self._stats = self.adapter.stats() if self.adapter is not None else {}
 
@@ -88,15 +90,28 @@ class AdaptWorker:
         with self._lock:
             d = dict(self._stats)
             d.update(dropped=self.dropped, saved=self.saved, busy_s=self.busy_s, error=self.error,
+                     save_error=self.save_error,
                      running=self._thread.is_alive(), starting=self.adapter is None)
         return d
 
-    def _save(self) -> None:
-        if self.save_path is not None:
+    def _save(self) -> bool:
+        """Write the adapted weights; a failed write (a full disk) is reported, never raised: the
+        previous file stays intact, adaptation goes on and the next save tries again."""
+        if self.save_path is None:
+            return False
+        try:
             self.save_path.parent.mkdir(parents=True, exist_ok=True)
             self.adapter.save(self.save_path)
+        except OSError as exc:
+            reason = exc.strerror or str(exc) or type(exc).__name__
             with self._lock:
-                self.saved += 1
+                self.save_error = f"could not write {self.save_path} ({reason}); the previous file is intact"
+            self.log(f"adaptation: {self.save_error}")
+            return False
+        with self._lock:
+            self.saved += 1
+            self.save_error = None
+        return True
 
     def _run(self) -> None:
         torch.set_num_threads(self.threads)
@@ -120,12 +135,14 @@ class AdaptWorker:
                 if self.adapter.version != version:
                     version = self.adapter.version
                     self.on_weights(self.adapter.inference_model(), version)
-                    if self.adapter.accepted_updates % self.save_every == 0:
-                        self._save()
                 dt = time.perf_counter() - t0
                 with self._lock:
                     self.busy_s += dt
                     self._stats = self.adapter.stats()
+                last = self.adapter.last
+                if last is not None and last.accepted and last.step == self.adapter.steps and \
+                        self.adapter.accepted_updates % self.save_every == 0:
+                    self._save()
                 self._stop.wait(dt * (1 - self.duty) / self.duty)
         except Exception as exc:  # adaptation stops; the node's inference is not affected
             with self._lock:
@@ -147,8 +164,7 @@ class AdaptWorker:
         with self._lock:
             self._stats = self.adapter.stats()
         if save and self.save_path is not None and self.adapter.accepted_updates > 0:
-            self._save()
-            return self.save_path
+            return self.save_path if self._save() else None
         return None
 
 
@@ -203,6 +219,7 @@ class OnlineAdaptation:
             opts, started_from = copy.deepcopy(self.opts), self.started_from
 
             def build() -> Adapter:  # in the worker thread: the frame path does not wait for the copies
+                remove_stale_temp_files(self.save_path)  # left by a save that was killed
                 return Adapter(e.model, e.options, opts, started_from=started_from)
             self.worker = AdaptWorker(build, self._weights, duty=self.duty, threads=self.threads,
                                       save_path=self.save_path, save_every=self.save_every, log=self.log).start()
@@ -224,6 +241,8 @@ class OnlineAdaptation:
         if path is not None:
             self.last_saved = path
             self.log(f"adaptation off: {worker.stats()['accepted_updates']} accepted updates written to {path}")
+        elif self._final.get("save_error"):
+            self.log(f"adaptation off: the adapted weights are not saved: {self._final['save_error']}")
         return path
 
     def warnings(self) -> list[str]:
@@ -232,6 +251,8 @@ class OnlineAdaptation:
         w = self.worker
         if w is not None and w.error is not None:
             return [f"adaptation stopped: {w.error} (inference goes on with the last accepted weights)"]
+        if w is not None and w.save_error is not None:
+            return [f"adaptation goes on but its weights are not saved: {w.save_error}"]
         if w is None and self.refused:
             return [self.refused]
         return []
@@ -250,7 +271,8 @@ class OnlineAdaptation:
                "adapt_updates": f"accepted {s['accepted_updates']}, rejected {s['rejected_updates']}",
                "adapt_windows": (f"buffer {s['buffer']}, held out {s['holdout']}, static {s['windows_static']}, "
                                  f"invalid {s['windows_invalid']}, dropped {s['dropped']}"),
-               "adapt_saved": f"{s['saved']} to {self.save_path}"}
+               "adapt_saved": f"{s['saved']} to {self.save_path}" + (f"; last save failed: {s['save_error']}"
+                                                                      if s.get("save_error") else "")}
         if "holdout_before" in s:
             out["adapt_holdout_loss"] = f"{s['holdout_before']:.4f} -> {s['holdout_after']:.4f}"
         return out

@@ -34,7 +34,7 @@ def epipolar_priors(sequences: list[Sequence], items: list[tuple[int, list[int]]
     computed once from the frames at the training size (about 5 ms a pair on one core)."""
     # The motion given to the refiner is a stand-in (no network yet): never preferred to the five
     # points', and no length filter (the priors' translations are unit).
-    refiner = Refiner("epipolar", prefer_network=False, scale_tracking=False)
+    refiner = Refiner("epipolar", prefer_network=False, scale_tracking=False, still_px=0.0)
     unit = make_pose(t=[0.0, 0.0, 1.0])
     mid = seq_len // 2
     views: dict[tuple[int, int], object] = {}

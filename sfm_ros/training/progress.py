@@ -40,8 +40,8 @@ class RunProgress:
     """Progress over a whole run, towards the first of its budgets.
 
     Args:
-        total_steps: the step budget (the step at which the run ends; >= 1).
-        max_minutes: the time budget of this run in minutes (0: none).
+        total_steps: the step budget (the step at which the run ends; 0: none, the time budget ends it).
+        max_minutes: the time budget of this run in minutes (0: none; one of the two must be set).
         start_step: the step the run starts from (a resumed run's step).
         bar: a tqdm bar on stderr (else plain lines through ``log``).
         log: where plain lines go.
@@ -53,10 +53,12 @@ class RunProgress:
     def __init__(self, total_steps: int, max_minutes: float = 0.0, start_step: int = 0, bar: bool = False,
                  log: Callable[[str], None] = print, every_steps: int = 50,
                  every_seconds: float = PROGRESS_SECONDS, clock: Callable[[], float] = time.monotonic):
-        if total_steps < 1:
-            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+        if total_steps < 0:
+            raise ValueError(f"total_steps must be >= 0 (0 = no step budget), got {total_steps}")
         if not (max_minutes >= 0 and math.isfinite(max_minutes)):
             raise ValueError(f"max_minutes must be a finite number >= 0, got {max_minutes}")
+        if total_steps == 0 and max_minutes == 0:
+            raise ValueError("a run needs a step or a time budget: total_steps and max_minutes are both 0")
         self.total_steps, self.budget_s = int(total_steps), 60.0 * max_minutes
         self.start_step, self.log, self.clock = int(start_step), log, clock
         self.every_steps, self.every_seconds = max(1, int(every_steps)), float(every_seconds)
@@ -70,7 +72,8 @@ class RunProgress:
 
             self._bar = tqdm(total=1000, file=sys.stderr, dynamic_ncols=True, leave=True,
                              bar_format="{percentage:3.0f}%|{bar}| {desc}")
-            self._bar.set_description_str(f"{self.start_step}/{self.total_steps} steps, starting")
+            self._bar.set_description_str(("" if self.total_steps else "step ")
+                                          + f"{self._steps_text(self.start_step)}, starting")
 
     @property
     def has_bar(self) -> bool:
@@ -87,7 +90,7 @@ class RunProgress:
     def eta(self, step: int) -> tuple[float, str]:
         """``(seconds left, which budget ends the run: "step budget" | "time budget")``."""
         r = self.rate(step)
-        steps_left = (self.total_steps - step) / r if r > 0 else math.inf
+        steps_left = (self.total_steps - step) / r if r > 0 and self.total_steps else math.inf
         if self.budget_s > 0:
             time_left = max(0.0, self.budget_s - (self.clock() - self.t0))
             if time_left < steps_left:
@@ -96,7 +99,7 @@ class RunProgress:
 
     def fraction(self, step: int) -> float:
         """How far the run is towards the budget that ends it first (0..1)."""
-        f = step / self.total_steps
+        f = step / self.total_steps if self.total_steps else 0.0
         if self.budget_s > 0:
             f = max(f, (self.clock() - self.t0) / self.budget_s)
         return min(1.0, max(0.0, f))
@@ -107,8 +110,12 @@ class RunProgress:
         val = f", validation {self.val:.4f}" if self.val is not None and math.isfinite(self.val) else ""
         r = self.rate(step)
         rate = f"{r:.2f} steps/s" if math.isfinite(r) else "? steps/s"
-        return (f"{step}/{self.total_steps} steps ({100 * self.fraction(step):.0f} %): loss {loss:.4f}{val}, "
+        return (f"{self._steps_text(step)} ({100 * self.fraction(step):.0f} %): loss {loss:.4f}{val}, "
                 f"{rate}, ETA {format_duration(eta)} ({which})")
+
+    def _steps_text(self, step: int) -> str:
+        # "step 20/35 steps (57 %)" in a line; "step 20 (57 % of the time budget)" without a step budget
+        return f"{step}/{self.total_steps} steps" if self.total_steps else f"{step}"
 
     # ------------------------------------------------------------------ updates
     def update(self, step: int, loss: float) -> None:
@@ -116,7 +123,7 @@ class RunProgress:
         now = self.clock()
         if self._bar is not None:
             self._pending = (step, loss)
-            if step >= self.total_steps or now - self._last_line_t >= BAR_SECONDS or self._last_line_step is None:
+            if (self.total_steps and step >= self.total_steps) or now - self._last_line_t >= BAR_SECONDS or self._last_line_step is None:
                 self._draw()
             return
         due = (self._last_line_step is None or step % self.every_steps == 0
@@ -133,7 +140,7 @@ class RunProgress:
     def _draw(self) -> None:
         step, loss = self._pending
         self._bar.n = int(round(1000 * self.fraction(step)))
-        self._bar.set_description_str(self.status(step, loss))  # refreshes
+        self._bar.set_description_str(("" if self.total_steps else "step ") + self.status(step, loss))  # refreshes
         self._last_line_t, self._last_line_step = self.clock(), step
         self._pending = None
 

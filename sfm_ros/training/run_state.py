@@ -1,8 +1,8 @@
 """The state of a training run that its checkpoints hold and restore.
 
 * ``init``: weights only (:func:`load_init`, architecture checked); optimiser, counters and RNG start afresh.
-* ``resume``: weights, optimiser (and fp16 loss scaler), epoch, step, step inside the epoch, best
-  validation loss, history and RNG states (:func:`load_resume`). Data order and augmentation are
+* ``resume``: weights, optimiser (and fp16 loss scaler), epoch, step, step inside the epoch, the
+  weight average, history and RNG states (:func:`load_resume`). Data order and augmentation are
   pure functions of ``(seed, epoch, index)``; a mid-epoch resume skips the epoch's first batches
   (:class:`SkipSampler`); RNG states saved with another world size are not restored (the batches
   cannot be replayed).
@@ -62,12 +62,12 @@ def restore_rng(state: dict) -> None:
 
 def files_report(out_dir: Path, written: dict[str, int]) -> str:
     """Which checkpoints a run wrote (``written``: name -> step; the last good ones) and which of
-    ``last.pt`` / ``best.pt`` it did not (as they were before the run, or none)."""
+    ``last.pt`` / ``model.pt`` it did not (as they were before the run, or none)."""
     done = [f"{n} (step {s})" for n, s in written.items()]
     text = (f"last good checkpoints written by this run: {', '.join(done)}" if done
             else "this run wrote no checkpoint")
     rest = [f"{n} ({'as it was before this run' if (out_dir / n).exists() else 'none'})"
-            for n in ("last.pt", "best.pt") if n not in written]
+            for n in ("last.pt", "model.pt") if n not in written]
     return text + (f"; not written: {', '.join(rest)}" if rest else "")
 
 
@@ -85,14 +85,15 @@ def load_init(path: str | Path, model: torch.nn.Module, opts: Options) -> None:
 
 @dataclass
 class Resumed:
-    """The counters of a resumed run; ``rng``: the RNG states to restore (None: keep the current)."""
+    """The counters of a resumed run; ``rng``: the RNG states to restore (None: keep the current);
+    ``average``: the weight average's state (:class:`sfm_ros.training.weight_average.PowerEMA`), if saved."""
 
     epoch: int
     step: int
     step_in_epoch: int
-    best_val: float
     history: list
     rng: dict | None
+    average: dict | None = None
 
 
 def load_resume(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -108,7 +109,7 @@ def load_resume(path: str | Path, model: torch.nn.Module, optimizer: torch.optim
         scaler.load_state_dict(state["scaler"])  # fp16 loss scale: resume exactly
     r = Resumed(epoch=int(state.get("epoch", 0)), step=int(state.get("step", 0)),
                 step_in_epoch=int(state.get("step_in_epoch", 0)),
-                best_val=float(state.get("best_val", math.inf)), history=list(state.get("history", [])),
+                history=list(state.get("history", [])), average=state.get("average"),
                 # a different world size cannot replay the same batches
                 rng=state.get("rng") if state.get("world_size", 1) == world else None)
     if r.step_in_epoch >= steps_per_epoch:

@@ -3,8 +3,16 @@
 The :class:`Trainer` takes :class:`sfm_ros.data.datasets.Sequence` objects (from bags, folders,
 videos or the renderer) and an :class:`sfm_ros.core.options.Options`, and writes to ``out_dir``:
 
-* ``last.pt`` (every ``train.ckpt_every`` steps, every epoch, and on Ctrl-C) and ``best.pt``
-  (lowest validation loss), both written atomically (:mod:`sfm_ros.core.checkpoint`);
+* ``model.pt``: the weights to use (evaluation, the node, ``--init``): the power-function moving
+  average of the training weights over the last ``train.average_sigma_rel`` share of the run
+  (:mod:`sfm_ros.training.weight_average`; the last weights when it is 0). It scored better on
+  frames the run never saw than the last weights, and far better than the lowest validation loss,
+  which ranks models backwards on these data (BENCHMARKS.md, "The file a run hands over");
+* ``last.pt``: the last weights with the optimiser, the average and the RNG states (``--resume``),
+  written with ``model.pt`` every ``train.ckpt_every`` steps, every epoch, at the end and on
+  Ctrl-C; both atomically (:mod:`sfm_ros.core.checkpoint`);
+* ``snapshots/step_N.pt`` every ``train.snapshot_every`` steps when set: the raw weights, each a
+  checkpoint every tool loads (for learning curves);
 * TensorBoard logs under ``out_dir/tb`` (:mod:`sfm_ros.training.tb_logs`).
 
 Distributed runs: started by ``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` in the
@@ -34,7 +42,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
-from sfm_ros.core.checkpoint import save_checkpoint
+from sfm_ros.core.checkpoint import save_checkpoint, save_weights, split_model_state
 from sfm_ros.core.device import resolve_device
 from sfm_ros.core.losses import add_epipolar_prior, compute_losses
 from sfm_ros.core.model import SfMModel
@@ -48,6 +56,7 @@ from sfm_ros.training.run_state import (SkipSampler, files_report, load_init, lo
                                         rng_state, state_finite)
 from sfm_ros.training.stop import StopRequest
 from sfm_ros.training.tb_logs import log_images, log_scalars
+from sfm_ros.training.weight_average import PowerEMA
 
 
 #: Consecutive skipped steps (non-finite loss or gradient) after which training stops.
@@ -139,7 +148,7 @@ class Trainer:
                              f"expected at least train.batch_size={t.batch_size} per process")
         self.steps_per_epoch = per_rank // t.batch_size
         self.epoch, self.step, self.step_in_epoch = 0, 0, 0
-        self.best_val = math.inf
+        self.last_val: float | None = None  # the validation loss of the last weights, last computed
         self.written: dict[str, int] = {}  # checkpoint name -> step, written by this run
         self.skipped_steps = 0  # optimiser steps skipped (non-finite loss or gradient)
         self.history: list[dict] = []
@@ -149,10 +158,20 @@ class Trainer:
         if resume:
             r = load_resume(resume, self.model, self.optimizer, self.scaler, opts, self.world, self.steps_per_epoch)
             self.epoch, self.step, self.step_in_epoch = r.epoch, r.step, r.step_in_epoch
-            self.best_val, self.history, self._rng_to_restore = r.best_val, r.history, r.rng
+            self.history, self._rng_to_restore = r.history, r.rng
         elif init:  # weights only (architecture checked); optimiser, counters and RNG start afresh
             load_init(init, self.model, opts)
             self.checkpoint_extra.setdefault("init_from", str(init))
+        # The average lives on rank 0 only (every rank holds the same weights; rank 0 writes).
+        self.average = PowerEMA(self.model, t.average_sigma_rel) \
+            if self.is_main and t.average_sigma_rel > 0 else None
+        if self.average is not None and resume:
+            if r.average is not None and abs(float(r.average.get("sigma_rel", -1)) - t.average_sigma_rel) < 1e-12:
+                self.average.load_state_dict(r.average)
+            else:  # a checkpoint without it (or with another width): it starts from the resumed weights
+                self.average.steps = self.step
+                self.log(f"the weight average starts afresh at step {self.step} ({resume} holds none of "
+                         f"train.average_sigma_rel={t.average_sigma_rel:g})")
         self.writer = None
         if self.is_main and tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -178,15 +197,54 @@ class Trainer:
         try:
             save_checkpoint(path, self.model, self.opts, epoch=self.epoch, step=self.step,
                             step_in_epoch=self.step_in_epoch, optimizer=self.optimizer.state_dict(),
-                            rng=rng_state(), best_val=self.best_val, history=self.history,
+                            rng=rng_state(), history=self.history,
                             world_size=self.world, extra={**self.checkpoint_extra, **extra},
-                            **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}))
+                            **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
+                            **({"average": self.average.state_dict()} if self.average is not None else {}))
         except OSError as exc:  # ENOSPC, EIO, EROFS ...: atomic_torch_save removed its temporary file
             reason = exc.strerror or str(exc) or type(exc).__name__
             raise TrainingError(f"could not write {path} at step {self.step} ({reason}); the previous "
                                 f"{name} is intact; {self.files_report()}") from None
         self.written[name] = self.step
         return path
+
+    def save_run(self, **extra) -> None:
+        """Write ``model.pt`` (the weights to use) and ``last.pt`` (the training state), atomically,
+        only from finite weights (:class:`TrainingError` otherwise, or when a write fails)."""
+        if not self.is_main:
+            return
+        self.save("last.pt", **extra)
+        if self.average is not None:
+            depth, pose = split_model_state(self.average.averaged_state())
+            what = (f"power-function moving average of the training weights, sigma_rel "
+                    f"{self.average.sigma_rel:g} (the last {100 * self.average.sigma_rel:.0f} % of the run)")
+        else:
+            depth, pose = self.model.depth_net.state_dict(), self.model.pose_net.state_dict()
+            what = "the last training weights (train.average_sigma_rel=0)"
+        if not all(bool(torch.isfinite(v).all()) for v in (*depth.values(), *pose.values()) if v.is_floating_point()):
+            raise TrainingError(f"not writing model.pt at step {self.step}: the weights are not finite; "
+                                f"{self.files_report()}")
+        self._write("model.pt", lambda p: save_weights(
+            p, self.opts, depth, pose, epoch=self.epoch, step=self.step,
+            extra={**self.checkpoint_extra, "weights": what}))
+
+    def save_snapshot(self) -> None:
+        """The raw weights of this step to ``snapshots/step_N.pt`` (a checkpoint every tool loads)."""
+        if self.is_main:
+            name = f"snapshots/step_{self.step:06d}.pt"
+            self._write(name, lambda p: save_checkpoint(p, self.model, self.opts, step=self.step, epoch=self.epoch),
+                        record=False)
+
+    def _write(self, name: str, write, record: bool = True) -> None:
+        path = self.out_dir / name
+        try:
+            write(path)
+        except OSError as exc:
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            raise TrainingError(f"could not write {path} at step {self.step} ({reason}); the previous "
+                                f"{name} is intact; {self.files_report()}") from None
+        if record:
+            self.written[name] = self.step
 
     def files_report(self) -> str:
         """Which checkpoints this run wrote (the last good ones) and which it did not."""
@@ -287,15 +345,16 @@ class Trainer:
         t = self.opts.train
         start = time.monotonic()
         bad_steps = 0
-        stop = bool(t.max_steps and self.step >= t.max_steps)  # a resume of a finished run
+        ended_by = self.budget_reached()  # a resume of a finished run
+        stop = ended_by is not None
         self.run_progress = None
-        if self.is_main and not stop and self.epoch < t.epochs:
+        if self.is_main and not stop:
             self.run_progress = RunProgress(
                 self.total_steps(), t.max_minutes, self.step, bar=self.progress and _is_tty(sys.stderr),
                 log=self.log, every_steps=t.log_every)
         old_handler = self.stop.install()
         try:
-            while self.epoch < t.epochs and not stop:
+            while not stop and not (t.epochs and self.epoch >= t.epochs):
                 self.sampler.set_epoch(self.epoch)
                 self.train_set.set_epoch(self.epoch)
                 sampler = SkipSampler(self.sampler, self.step_in_epoch * t.batch_size)
@@ -336,14 +395,21 @@ class Trainer:
                         log_scalars(self.writer, self.step, logs, self.optimizer.param_groups[0]["lr"])
                     if self.step % max(1, t.log_every) == 0 or self.step == 1:
                         self.history.append({"step": self.step, "loss": logs["loss"]})
+                    if self.average is not None:
+                        self.average.update(self.model, self.step)
                     if self.is_main:
                         self._watch(logs, start)
+                    if t.snapshot_every and self.step % t.snapshot_every == 0:
+                        self.save_snapshot()
                     if self.ckpt_every and self.step % self.ckpt_every == 0:
-                        self.save("last.pt")
+                        self.save_run()
                     if self._should_stop():  # Ctrl-C during this step: stop after it
                         raise KeyboardInterrupt
-                    if (t.max_steps and self.step >= t.max_steps) or \
-                            (t.max_minutes and time.monotonic() - start >= 60 * t.max_minutes):
+                    if t.max_steps and self.step >= t.max_steps:
+                        ended_by = f"train.max_steps={t.max_steps}"
+                    elif t.max_minutes and time.monotonic() - start >= 60 * t.max_minutes:
+                        ended_by = f"train.max_minutes={t.max_minutes:g}"
+                    if ended_by:
                         stop = True
                         break
                 epoch_done = self.step_in_epoch >= self.steps_per_epoch
@@ -351,37 +417,43 @@ class Trainer:
                 if epoch_done:
                     self.epoch += 1
                     self.step_in_epoch = 0
+                    if t.epochs and self.epoch >= t.epochs and not ended_by:
+                        ended_by = f"train.epochs={t.epochs}"
                 if self.is_main:
-                    self.save("last.pt", val_loss=val)
+                    self.save_run(val_loss=val)
                 self._barrier()
         except KeyboardInterrupt:
             self.stop.ignore(old_handler)  # a further Ctrl-C must not break the final save
             if self.is_main:
-                self.save("last.pt", interrupted=True)
-            raise TrainingInterrupted(f"interrupted at step {self.step}; wrote {self.out_dir / 'last.pt'}") from None
+                self.save_run(interrupted=True)
+            raise TrainingInterrupted(f"interrupted at step {self.step}; wrote {self.out_dir / 'last.pt'} "
+                                      f"and {self.out_dir / 'model.pt'}") from None
         finally:
             if self.run_progress is not None:
                 self.run_progress.close()
             self.stop.restore(old_handler)
             if self.writer is not None:
                 self.writer.flush()
-        return {"steps": self.step, "epochs": self.epoch, "best_val": self.best_val,
+        return {"steps": self.step, "epochs": self.epoch, "last_val": self.last_val,
                 "minutes": (time.monotonic() - start) / 60, "history": self.history,
-                "skipped_steps": self.skipped_steps}
+                "skipped_steps": self.skipped_steps, "ended_by": ended_by,
+                "model": "model.pt" if self.is_main else None}
 
     def total_steps(self) -> int:
         """The step at which the step budget ends the run: ``train.epochs`` x steps per epoch,
-        capped by ``train.max_steps`` (``train.max_minutes`` may end it earlier)."""
+        capped by ``train.max_steps``; 0 when neither limits it (``train.max_minutes`` alone)."""
         t = self.opts.train
         total = t.epochs * self.steps_per_epoch
-        return min(total, t.max_steps) if t.max_steps else total
+        if t.max_steps:
+            return min(total, t.max_steps) if total else t.max_steps
+        return total
 
     def budget_reached(self) -> str | None:
         """Why a (resumed) run has nothing left to do, or None: the saved step or epoch budget."""
         t = self.opts.train
         if t.max_steps and self.step >= t.max_steps:
             return f"train.max_steps={t.max_steps} reached at step {self.step}"
-        if self.epoch >= t.epochs:
+        if t.epochs and self.epoch >= t.epochs:
             return f"train.epochs={t.epochs} complete at step {self.step}"
         return None
 
@@ -427,14 +499,10 @@ class Trainer:
         if val is not None and self.run_progress is not None:
             self.run_progress.set_validation(val)
         if val is not None:
+            self.last_val = val
             self.history.append({"step": self.step, "val_loss": val})
             if self.writer is not None:
                 self.writer.add_scalar("val/loss", val, self.step)
-            if val < self.best_val:
-                self.best_val = val
-                self.save("best.pt", val_loss=val)
-        elif self.is_main and self.val_set is None:
-            self.save("best.pt")  # no validation data: the latest model is the best we know
         return val
 
     def _barrier(self) -> None:

@@ -6,9 +6,9 @@
 
 Times exactly what the node adds per frame for ``refine_pose: MODE`` (each ``--mode``, default
 ``epipolar``; ``all``: every mode but ``none``): the new frame's view
-(:meth:`sfm_ros.runtime.refine.Refiner.view`: grey, resized to the paper's pixel budget; the
+(:meth:`sfm_ros.runtime.motion.Refiner.view`: grey, resized to the paper's pixel budget; the
 reference frame's view is the one made for it a frame before, as in the node, so the three-view
-length prediction runs) and :meth:`~sfm_ros.runtime.refine.Refiner.refine` against a given network
+length prediction runs) and :meth:`~sfm_ros.runtime.motion.Refiner.refine` against a given network
 motion, on consecutive KITTI 00
 frames (128x416 views of the 1241x376 camera) and 7-Scenes frames 10 apart (192x256 views of the
 640x480 camera) from ``../shared/data``. The depth for the baseline (and the photometric warp) is
@@ -40,7 +40,7 @@ def time_refiner(images, K, repeat: int, mode: str = "epipolar", camera_height: 
     import numpy as np
 
     from sfm_ros.core.se3 import make_pose
-    from sfm_ros.runtime.refine import Refiner
+    from sfm_ros.runtime.motion import Refiner
 
     refiner = Refiner(mode)
     T_net = make_pose(t=[0.0, 0.0, 1.0])
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from sfm_ros.data.sources import read_image, read_kitti_odometry
 
-    from sfm_ros.runtime.refine import REFINE_MODES
+    from sfm_ros.runtime.motion import REFINE_MODES
 
     modes = args.mode or ["epipolar"]
     if "all" in modes:

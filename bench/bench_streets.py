@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     from sfm_ros.evaluation.pose_eval import network_increments, network_snippets
     from sfm_ros.evaluation.trajectory import ate, chain, snippet_ate
     from sfm_ros.runtime.inference import Estimator
-    from sfm_ros.runtime.refine import Refiner, refine_sequence
+    from sfm_ros.runtime.motion import Refiner, refine_sequence
 
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]

@@ -17,7 +17,7 @@ from sfm_ros.runtime.motion_evidence import HoldNoise, frame_evidence
 from sfm_ros.runtime.node_support import FRAME_COUNTS, Counters, Log, load_estimator
 from sfm_ros.runtime.odometry import camera_extrinsic
 from sfm_ros.runtime.pipeline import FramePipeline, Settings
-from sfm_ros.runtime.refine import Refiner
+from sfm_ros.runtime.motion import Refiner
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "models" / "sfm_default.pt"

@@ -14,7 +14,7 @@ from sfm_ros.core.checkpoint import save_checkpoint
 from sfm_ros.core.model import SfMModel
 from sfm_ros.runtime.node_support import FRAME_COUNTS, Counters, Log, load_estimator
 from sfm_ros.runtime.odometry import camera_extrinsic
-from sfm_ros.runtime.motion_covariance import GROUND_SCALE_REL
+from sfm_ros.runtime.motion.covariance import GROUND_SCALE_REL
 from sfm_ros.core.options import ModelOptions, Options
 from sfm_ros.runtime.frames import FrameQueue, InputFrame, cloud_points, rep118_depth
 from sfm_ros.runtime.pipeline import FramePipeline, Settings

@@ -315,7 +315,7 @@ def _run_pose(args) -> dict:
         methods["prediction"] = {"traj": traj}
         source = pred_file
     else:
-        from sfm_ros.runtime.refine import REFINE_MODES, Refiner
+        from sfm_ros.runtime.motion import REFINE_MODES, Refiner
 
         if args.refine not in REFINE_MODES:
             raise UsageError(f"--refine must be one of {', '.join(REFINE_MODES)}, got {args.refine!r}")

@@ -1,7 +1,7 @@
 """Sparse image correspondences: corners tracked by pyramidal Lucas-Kanade, forward-backward checked.
 
 The one home of corner tracking, used by the trainer's stride choice (:mod:`sfm_ros.data.autoconfig`)
-and by the run-time pose refinement (:mod:`sfm_ros.runtime.refine`).
+and by the run-time pose refinement (:mod:`sfm_ros.runtime.motion`).
 
 Convention: pixel coordinates ``(u, v)`` address pixel centres (OpenCV), as in
 :mod:`sfm_ros.core.geometry`. ROS-free and torch-free: numpy and OpenCV only.

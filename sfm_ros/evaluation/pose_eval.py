@@ -81,13 +81,13 @@ def ground_scaled_increments(gs, depths: list, increments: np.ndarray, K_net: np
 
 def refine_increments(refiner, views: list, depths: list, increments: np.ndarray,
                       scales=None, ground=None) -> tuple[np.ndarray, dict[str, int]]:
-    """The node's refinement (:class:`sfm_ros.runtime.refine.Refiner`) applied to every network increment
+    """The node's refinement (:class:`sfm_ros.runtime.motion.Refiner`) applied to every network increment
     of a sequence: ``views`` the refiner's views of the frames, ``depths[i]`` the predicted depth
     of frame ``i`` that sets the scale of increment ``i``, ``scales[i]`` the metric scale increment
     ``i`` will be multiplied by (as the node passes it; default 1), ``ground`` the camera's
-    ``(down, height)`` with ``camera_height`` (:meth:`sfm_ros.runtime.refine.Refiner.refine`). Returns
+    ``(down, height)`` with ``camera_height`` (:meth:`sfm_ros.runtime.motion.Refiner.refine`). Returns
     the refined increments and how many increments each source made."""
-    from sfm_ros.runtime.refine import refine_sequence
+    from sfm_ros.runtime.motion import refine_sequence
 
     rel, results = refine_sequence(refiner, views, depths, increments, scales, ground)
     counts: dict[str, int] = {}
@@ -183,7 +183,7 @@ def model_pose_method(est, images: list, snippet: int, refiner=None, views: list
     """The model's pose "method" for :func:`evaluate_pose_methods` over preprocessed ``images``.
 
     The pose network runs on every window (:func:`network_snippets`); the averaged increments
-    (:func:`network_increments`) are refined by ``refiner`` (a :class:`sfm_ros.runtime.refine.Refiner`
+    (:func:`network_increments`) are refined by ``refiner`` (a :class:`sfm_ros.runtime.motion.Refiner`
     not in mode ``none``, over its ``views`` of the frames) and metric-scaled by ``ground`` (a
     :class:`sfm_ros.runtime.ground_scale.GroundScale`, with the raw intrinsics ``K`` of ``raw_hw`` images),
     then chained. With ``seq_len == snippet`` and no refinement the snippet ATE uses one network

@@ -58,7 +58,7 @@ name                            type      default                      meaning
                                                                        needs intrinsics), and with
                                                                        ``refine_pose`` epipolar each step's
                                                                        metres from the ground's homography
-                                                                       (:mod:`sfm_ros.runtime.ground_motion`,
+                                                                       (:mod:`sfm_ros.runtime.motion.ground_length`,
                                                                        +4 ms a frame); 0 = unset
 ``min_depth`` *                 double    0.1                          closer: -Inf in ``depth/image`` (m)
 ``max_depth`` *                 double    100.0                        farther: +Inf in ``depth/image`` (m)
@@ -68,7 +68,7 @@ name                            type      default                      meaning
                                                                        epipolar+photometric: refine each
                                                                        frame-to-frame motion of the pose
                                                                        network against the images
-                                                                       (:mod:`sfm_ros.runtime.refine`; needs
+                                                                       (:mod:`sfm_ros.runtime.motion`; needs
                                                                        intrinsics, else the network's;
                                                                        photometric also the depth);
                                                                        epipolar 11-20 ms a frame at

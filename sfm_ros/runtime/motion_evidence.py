@@ -14,7 +14,7 @@ network runs on the pair:
 * ``frozen``: it equals the previous frame to within ``FROZEN_MAD`` grey levels of mean absolute
   difference (a repeated frame; a live camera's sensor noise alone gives more).
 
-The refiner adds what only tracking can tell (:mod:`sfm_ros.runtime.refine`): ``still`` (corners
+The refiner adds what only tracking can tell (:mod:`sfm_ros.runtime.motion`): ``still`` (corners
 tracked, none of them moved: zero motion, a measurement) and too few corners tracked at all.
 
 For a frame without evidence the odometry integrates no motion with the covariance of the motion

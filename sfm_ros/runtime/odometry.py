@@ -51,9 +51,9 @@ Covariance
 ----------
 Every increment brings an independent covariance in the **base frame** (of the frame it starts
 from). A refined increment
-(:mod:`sfm_ros.runtime.refine`, the node's ``refine_pose``) brings its own covariance, computed from what
+(:mod:`sfm_ros.runtime.motion`, the node's ``refine_pose``) brings its own covariance, computed from what
 the refinement measured (epipolar residual, inliers, parallax, the spread of the depth ratios that
-set its length; :func:`sfm_ros.runtime.refine.motion_covariance`, calibrated against KITTI ground truth) and
+set its length; :func:`sfm_ros.runtime.motion.covariance.motion_covariance`, calibrated against KITTI ground truth) and
 rotated into the base frame. The pose network's own increments (no refinement, or its fallback)
 get :class:`OdomNoise`, ``sigma = abs + rel * step`` with ``step`` the translation length (metres)
 for the translational axes and the rotation angle (radians) for the rotational ones, set from the
@@ -297,7 +297,7 @@ class MonocularOdometry:
             offsets: source offsets of ``T_src_tgt`` (:func:`sfm_ros.core.model.source_offsets`).
             refine: optional ``refine(ref, inc) -> inc`` or ``-> (inc, cov)``: given the window index of
                 the last posed frame and the network's motion from it to the newest frame
-                (``T_ref_new``), returns the motion to integrate (e.g. :meth:`sfm_ros.runtime.refine.Refiner.refine`'s
+                (``T_ref_new``), returns the motion to integrate (e.g. :meth:`sfm_ros.runtime.motion.Refiner.refine`'s
                 ``T``) and optionally its (6, 6) covariance in the camera frame (``[t, r]``, network
                 units), which then replaces :class:`OdomNoise` for this increment.
         """
@@ -343,7 +343,7 @@ class MonocularOdometry:
         """(6, 6) covariance ``[x, y, z, roll, pitch, yaw]`` in the base frame of an increment's
         camera-frame covariance (translation in network units, scaled to metres here; the camera's
         lever arm on the base is neglected). The rotation's error stays a right-multiplied one
-        (:mod:`sfm_ros.runtime.motion_covariance`'s), now about the base's axes."""
+        (:mod:`sfm_ros.runtime.motion.covariance`'s), now about the base's axes."""
         C = np.asarray(cov_cam, dtype=np.float64)
         if C.shape != (6, 6) or not np.all(np.isfinite(C)):
             raise ValueError(f"the increment covariance must be a finite 6x6 matrix, got {C.shape}")

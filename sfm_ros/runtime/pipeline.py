@@ -35,13 +35,15 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, fields
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
 from sfm_ros.data.camera import CameraModel
 from sfm_ros.runtime.frames import FrameResult, InputFrame, WindowFrame, cloud_points, rep118_depth
-from sfm_ros.runtime.motion_covariance import GROUND_SCALE_REL
+from sfm_ros.runtime.motion.covariance import GROUND_SCALE_REL
+from sfm_ros.runtime.motion.result import ScaleFrom, Used
 from sfm_ros.runtime.motion_evidence import HoldNoise, frame_evidence
 from sfm_ros.runtime.node_support import FRAME_COUNTS, Counters, Log
 from sfm_ros.runtime.odometry import MonocularOdometry
@@ -49,6 +51,22 @@ from sfm_ros.runtime.odometry import MonocularOdometry
 ZERO_STAMP_RUN = 2  # zero header stamps in a row from which the driver is taken not to stamp
 MIN_IMAGE_SIDE = 16  # pixels: a smaller image shows nothing to estimate depth or motion from
 MAX_IMAGE_PIXELS = 7680 * 4320  # 8K: a larger frame is a driver or a configuration error
+
+
+class ScaleSource(StrEnum):
+    """Where the odometry's metres per network unit come from (the ``scale_source`` diagnostic)."""
+
+    NOT_YET = "default"              # no frame processed
+    PARAMETER = "scale parameter"
+    DEFAULT = "default (1)"          # neither scale nor camera_height set
+    CAMERA_HEIGHT = "camera_height"  # the ground plane's
+    CAMERA_HEIGHT_NO_INTRINSICS = "camera_height (no intrinsics yet)"  # the last scale kept
+    CAMERA_HEIGHT_NO_PLANE = "camera_height (no ground plane yet)"     # 1 until a plane is found
+
+
+#: the sources of a pipeline whose ``camera_height`` sets the scale (found or not yet)
+CAMERA_HEIGHT_SOURCES = frozenset({ScaleSource.CAMERA_HEIGHT, ScaleSource.CAMERA_HEIGHT_NO_INTRINSICS,
+                                   ScaleSource.CAMERA_HEIGHT_NO_PLANE})
 
 
 @dataclass
@@ -71,7 +89,7 @@ class Settings:
 
     def check(self, **changes: Any) -> None:
         """Raise ValueError (one line) if these settings with ``changes`` applied are invalid."""
-        from sfm_ros.runtime.refine import REFINE_MODES
+        from sfm_ros.runtime.motion import REFINE_MODES
 
         new = {f.name: changes.get(f.name, getattr(self, f.name)) for f in fields(self)}
         if new["min_depth"] >= new["max_depth"]:
@@ -115,7 +133,7 @@ class FramePipeline:
         self.camera: CameraModel | None = None   # from camera_info
         self.camera_source: str | None = None    # "camera_info" | "intrinsics" | None (logged on change)
         self.ground = None                       # GroundScale while camera_height is set
-        self.scale_source = "default"
+        self.scale_source = ScaleSource.NOT_YET
         self.has_explainability = any(k.startswith("mask_heads") for k in estimator.state.get("pose_net", {}))
         self._refiner = None
         self._corner_budget = None  # keeps the refiner's cost per frame within its budget
@@ -363,10 +381,10 @@ class FramePipeline:
         # the ground's metres (the plane's scale, the refiner's homography) carry a persisting error
         self.odometry.noise.scale_rel = GROUND_SCALE_REL if manual <= 0 < height else 0.0
         if manual > 0:
-            self.scale_source = "scale parameter"
+            self.scale_source = ScaleSource.PARAMETER
             return manual
         if height <= 0:
-            self.scale_source = "default (1)"
+            self.scale_source = ScaleSource.DEFAULT
             return 1.0
         from sfm_ros.runtime.ground_scale import GroundScale
 
@@ -375,14 +393,14 @@ class FramePipeline:
         if cam is None:
             self.log.warn("scale_intrinsics", "camera_height needs intrinsics to find the ground: the last "
                                               "scale is kept until camera_info arrives")
-            self.scale_source = "camera_height (no intrinsics yet)"
+            self.scale_source = ScaleSource.CAMERA_HEIGHT_NO_INTRINSICS
             return self.odometry.scale
         s = self.ground.update(depth, cam.K)
         if s is None:
             self.log.warn("scale_ground", "no ground plane found in the lower image yet: scale 1 until one is")
-            self.scale_source = "camera_height (no ground plane yet)"
+            self.scale_source = ScaleSource.CAMERA_HEIGHT_NO_PLANE
             return 1.0
-        self.scale_source = "camera_height"
+        self.scale_source = ScaleSource.CAMERA_HEIGHT
         return s
 
     @staticmethod
@@ -409,7 +427,7 @@ class FramePipeline:
                 return np.eye(4), self._hold_noise.covariance()
             self.held_run = 0
             T = out[0] if isinstance(out, tuple) else out
-            if self._last_refinement is None or self._last_refinement.used != "still":
+            if self._last_refinement is None or self._last_refinement.used != Used.STILL:
                 self._hold_noise.observe(T)
             return out
         self._last_refinement = None
@@ -433,7 +451,7 @@ class FramePipeline:
         the input image's). Each frame's view is made once and kept in the window."""
         import cv2
 
-        from sfm_ros.runtime.refine import CornerBudget, Refiner
+        from sfm_ros.runtime.motion import CornerBudget, Refiner
 
         if self._refiner is None or self._refiner.mode != self.settings.refine_pose:
             self._refiner = Refiner(self.settings.refine_pose)
@@ -458,8 +476,8 @@ class FramePipeline:
             f_ref = self.window[ref]
             try:
                 g = self.ground  # camera_height: the step's metres from the ground's homography
-                ground = (g.down, g.camera_height) if g is not None and self.scale_source.startswith(
-                    "camera_height") else None
+                ground = (g.down, g.camera_height) if g is not None and \
+                    self.scale_source in CAMERA_HEIGHT_SOURCES else None
                 t0 = time.perf_counter()
                 r = refiner.refine(view(f_ref), view(self.window[-1]), inc, f_ref.depth, self.odometry.scale,
                                    ground)
@@ -473,7 +491,7 @@ class FramePipeline:
             if r.untracked:  # no consistent motion in the corners: the caller holds the odometry
                 return inc
             self.refined.add(r.used)
-            self.refined_lengths.add(r.scale_from or "network")
+            self.refined_lengths.add(r.scale_from or ScaleFrom.NETWORK)
             return r.T, r.covariance
         return refine
 
@@ -493,8 +511,8 @@ class FramePipeline:
             if s.camera_height <= 0:
                 out.append("scale not calibrated: depth and odometry are in network units (set 'scale' > 0, "
                            "e.g. from sfm_eval, or 'camera_height')")
-            elif self.scale_source != "camera_height":
-                why = self.scale_source if self.scale_source.startswith("camera_height") else \
+            elif self.scale_source != ScaleSource.CAMERA_HEIGHT:
+                why = self.scale_source if self.scale_source in CAMERA_HEIGHT_SOURCES else \
                     "camera_height is set, no frame processed yet"
                 out.append(f"scale not calibrated yet: {why}")
         if self.held_run:

@@ -1,36 +1,85 @@
 """Direct photometric alignment of two frames over their motion: the solver behind the refiner's
-``photometric`` and ``epipolar+photometric`` modes (:mod:`sfm_ros.runtime.refine`).
+``photometric`` and ``epipolar+photometric`` modes (:mod:`sfm_ros.runtime.motion.refiner`).
 
-Levenberg-Marquardt on SE(3) with an affine brightness change (gain and offset), ESM Jacobians
-(the mean of both images' gradients), Huber weights, coarse to fine over an image pyramid, on
-sparse high-gradient pixels of the reference view (DSO style: the strongest gradient in each small
-cell) with the reference frame's predicted depth; pixels on depth edges are left out.
+Levenberg-Marquardt on SE(3) (``exp(δ) T_new_ref``) with an affine brightness change (gain and
+offset), efficient second-order (ESM) Jacobians (the mean of both images' gradients; Benhimane &
+Malis, "Real-time image-based tracking of planes using efficient second-order minimization", IROS
+2004), Huber weights, coarse to fine over an image pyramid, on sparse high-gradient pixels of the
+reference view (the strongest gradient in each small cell: DSO, Engel, Koltun & Cremers, "Direct
+sparse odometry", PAMI 2018) with the reference frame's predicted depth; pixels on depth edges
+are left out.
 
-Convention: as :mod:`sfm_ros.runtime.refine` (``T_ref_new``, optical camera frame, pixel centres at
-integer coordinates). The solver's settings (``photo_*``) are the :class:`~sfm_ros.runtime.refine.Refiner`'s.
-ROS-free and torch-free: numpy and OpenCV only.
+Convention: grey images (H, W) uint8 of one size, ``K`` (3, 3) their intrinsics, ``depth`` (H, W)
+the reference frame's predicted depth; motions are ``T_ref_new`` (4, 4), optical camera frame,
+pixel centres at integer coordinates. ROS-free and torch-free: numpy and OpenCV only.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
+from sfm_ros.core.se3 import invert_pose, pose_vec_to_matrix
 from sfm_ros.data.camera import resize_intrinsics
-from sfm_ros.core.se3 import invert_pose, matrix_to_axis_angle, pose_vec_to_matrix
+from sfm_ros.runtime.motion._checks import matrix
+from sfm_ros.runtime.motion.rotation_angle import angle_between_deg
+from sfm_ros.runtime.motion.spread import robust_spread
 
-if TYPE_CHECKING:
-    from sfm_ros.runtime.refine import Refiner
-
-__all__ = ["PhotoResult", "photometric_align", "robust_spread"]
+__all__ = ["PhotometricOptions", "PhotoResult", "photometric_align"]
 
 
-def robust_spread(residuals: np.ndarray) -> float:
-    """Robust spread (1.4826 x median absolute value) of residuals (pixels or grey levels)."""
-    return float(1.4826 * np.median(np.abs(residuals)))
+@dataclass
+class PhotometricOptions:
+    """The options of :func:`photometric_align` (the :class:`~sfm_ros.runtime.motion.refiner.Refiner`'s
+    ``photo_`` + name; ``damping`` is its ``photo_lambda``). Chosen on KITTI 00 frames 0-119 only
+    (BENCHMARKS.md).
+
+    Args:
+        levels: pyramid levels (each half the size).
+        points: most reference pixels at the finest level (one per cell of that many).
+        grad_min: a pixel is used when its gradient exceeds the median by this (grey levels per pixel).
+        huber: Huber threshold of the residuals (grey levels).
+        blur: Gaussian sigma (pixels) applied to every level before the alignment (0: none).
+        esm: efficient second-order Jacobians (the mean of both images' gradients).
+        block_shrink: the cell size shrinks by this factor per coarser level (1: the same).
+        outlier: residuals above this (grey levels) get no weight (default: none).
+        iterations: Levenberg-Marquardt iterations per level at most.
+        damping: initial Levenberg-Marquardt damping (times the Hessian's diagonal).
+        min_pixels: fewest textured reference pixels with depth (and inside the new image at the
+            end) to trust the alignment.
+        min_valid: least fraction of those pixels inside the new image at the end.
+        max_rotation_deg: a rotation further than this from the start is taken as diverged.
+        max_depth_step: pixels whose 3x3 depth neighbourhood spans a larger ratio (a depth edge)
+            are left out; 0 keeps them.
+    """
+
+    levels: int = 3
+    points: int = 2000
+    grad_min: float = 4.0
+    huber: float = 9.0
+    blur: float = 0.0
+    esm: bool = True
+    block_shrink: float = 1.0
+    outlier: float = np.inf
+    iterations: int = 10
+    damping: float = 1e-3
+    min_pixels: int = 100
+    min_valid: float = 0.5
+    max_rotation_deg: float = 5.0
+    max_depth_step: float = 1.1
+
+    def __post_init__(self) -> None:
+        for name in ("levels", "points", "iterations", "min_pixels"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        for name in ("huber", "max_rotation_deg"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if not 0.0 <= self.min_valid <= 1.0:
+            raise ValueError(f"min_valid must be in [0, 1], got {self.min_valid!r}")
+
 
 @dataclass
 class PhotoResult:
@@ -185,29 +234,33 @@ class _PhotoLevel:
 
 
 def photometric_align(ref: np.ndarray, new: np.ndarray, K: np.ndarray, depth: np.ndarray,
-                       T_start: np.ndarray, cfg: "Refiner") -> PhotoResult:
-    """Direct alignment of ``new`` to ``ref`` (grey uint8, one size) over the motion ``T_ref_new``
-    from ``T_start``, with the reference depth: Levenberg-Marquardt on SE(3) with an affine
-    brightness change, Huber weights, coarse to fine, on sparse high-gradient reference pixels."""
+                       T_start: np.ndarray, opts: PhotometricOptions) -> PhotoResult:
+    """Direct alignment of ``new`` to ``ref`` (grey uint8 (H, W), one size) over the motion
+    ``T_ref_new`` from ``T_start`` (4, 4), with the reference ``depth`` (H, W) and intrinsics ``K``
+    (3, 3); see the module doc."""
+    if np.ndim(ref) != 2 or np.shape(ref) != np.shape(new) or np.shape(depth) != np.shape(ref):
+        raise ValueError(f"grey images and a depth (H, W) of one size expected, got {np.shape(ref)}, "
+                         f"{np.shape(new)} and {np.shape(depth)}")
+    K, T_start = matrix(K, (3, 3), "K"), matrix(T_start, (4, 4), "T_start")
     depth = np.asarray(depth, dtype=np.float32)
     ok = np.isfinite(depth) & (depth > 0)
     kernel = np.ones((3, 3), np.uint8)
     lo = cv2.erode(np.where(ok, depth, 0.0).astype(np.float32), kernel)
     hi = cv2.dilate(np.where(ok, depth, np.inf).astype(np.float32), kernel)
-    pr, pn = _pyramid(ref, K, cfg.photo_levels), _pyramid(new, K, cfg.photo_levels)
+    pr, pn = _pyramid(ref, K, opts.levels), _pyramid(new, K, opts.levels)
     full_hw = ref.shape
-    block = max(2, int(round(math.sqrt(ref.size / cfg.photo_points))))
-    if cfg.photo_blur > 0:
-        pr = [(cv2.GaussianBlur(a, (0, 0), cfg.photo_blur), Kl) for a, Kl in pr]
-        pn = [(cv2.GaussianBlur(b, (0, 0), cfg.photo_blur), Kl) for b, Kl in pn]
-    levels = [_PhotoLevel(a, b, Kl, (depth, lo, hi), full_hw, max(2, int(round(block / cfg.photo_block_shrink ** i))),
-                          cfg.photo_grad_min, cfg.photo_max_depth_step, cfg.photo_esm)
+    block = max(2, int(round(math.sqrt(ref.size / opts.points))))
+    if opts.blur > 0:
+        pr = [(cv2.GaussianBlur(a, (0, 0), opts.blur), Kl) for a, Kl in pr]
+        pn = [(cv2.GaussianBlur(b, (0, 0), opts.blur), Kl) for b, Kl in pn]
+    levels = [_PhotoLevel(a, b, Kl, (depth, lo, hi), full_hw, max(2, int(round(block / opts.block_shrink ** i))),
+                          opts.grad_min, opts.max_depth_step, opts.esm)
               for i, ((a, Kl), (b, _)) in enumerate(zip(pr, pn))]
     fine = levels[0]
-    if fine.n < cfg.photo_min_pixels:
-        return PhotoResult(None, "few pixels", f"{fine.n} textured pixels with depth (< {cfg.photo_min_pixels})",
+    if fine.n < opts.min_pixels:
+        return PhotoResult(None, "few pixels", f"{fine.n} textured pixels with depth (< {opts.min_pixels})",
                             pixels=fine.n)
-    k, cut = cfg.photo_huber, cfg.photo_outlier
+    k, cut = opts.huber, opts.outlier
     out_e = float(_huber(np.array([min(2.0 * k, cut)]), k)[0][0])
     P = invert_pose(T_start)
     ab = np.zeros(2)
@@ -220,8 +273,8 @@ def photometric_align(ref: np.ndarray, new: np.ndarray, K: np.ndarray, depth: np
         if lev.n < 6:
             continue
         cur = lev.evaluate(P, ab, k, cut, out_e)
-        lam = cfg.photo_lambda
-        for _ in range(cfg.photo_iterations):
+        lam = opts.damping
+        for _ in range(opts.iterations):
             if cur["valid"] < 6:
                 break
             iters += 1
@@ -256,7 +309,7 @@ def photometric_align(ref: np.ndarray, new: np.ndarray, K: np.ndarray, depth: np
     if T is None or not np.isfinite(end["E"]):
         res.T, res.why, res.reason = None, "non-finite", "non-finite photometric solution"
         return res
-    if res.valid < cfg.photo_min_valid * fine.n or res.valid < cfg.photo_min_pixels:
+    if res.valid < opts.min_valid * fine.n or res.valid < opts.min_pixels:
         res.T, res.why = None, "few valid pixels"
         res.reason = f"{res.valid} of {fine.n} pixels inside the new image at the end"
         return res
@@ -265,10 +318,10 @@ def photometric_align(ref: np.ndarray, new: np.ndarray, K: np.ndarray, depth: np
         res.T, res.why = None, "residual worse"
         res.reason = f"photometric energy {end['E']:.3g} not below the start's {E0:.3g}"
         return res
-    d_rot = float(np.degrees(np.linalg.norm(matrix_to_axis_angle(T_start[:3, :3].T @ T[:3, :3]))))
-    if d_rot > cfg.photo_max_rotation_deg:
+    d_rot = angle_between_deg(T_start[:3, :3], T[:3, :3])
+    if d_rot > opts.max_rotation_deg:
         res.T, res.why = None, "diverged"
-        res.reason = f"photometric rotation {d_rot:.2f}° from the start (> {cfg.photo_max_rotation_deg:g}°)"
+        res.reason = f"photometric rotation {d_rot:.2f}° from the start (> {opts.max_rotation_deg:g}°)"
         return res
     H = end["H"]
     # information of the pose alone: the brightness parameters marginalised (Schur complement)

@@ -1,41 +1,43 @@
-"""The covariance of a refined frame-to-frame motion (:mod:`sfm_ros.runtime.refine`), from what the
-refinement measured: the epipolar (Sampson) residuals, inliers and parallax, the photometric
-alignment's Gauss-Newton information and residual, or the pose network's calibrated errors.
+"""The covariance of a refined frame-to-frame motion, from what the refinement measured: the
+two-view (Sampson) residuals, inliers and parallax, the photometric alignment's Gauss-Newton
+information and residual, or the pose network's calibrated errors.
 
-Convention: a (6, 6) covariance of ``T_ref_new`` in the reference camera's optical frame, ordered
-``[tx, ty, tz, rx, ry, rz]``, translation in the network's depth units. ROS-free, numpy only.
+Convention: a (6, 6) covariance of ``Refinement.T`` (``T_ref_new``) in the reference camera's
+optical frame, ordered ``[tx, ty, tz, rx, ry, rz]``, translation in the network's depth units,
+rotation errors right-multiplied (``R exp(δ)``). ROS-free, numpy only.
+
+The constants are calibrated on KITTI 00 frames 0-119 against ground truth (a model trained on
+those frames; the reported frames 120-159 and 7-Scenes never used) unless a comment says
+otherwise; each comment names the measurement. ``*_GAIN`` constants are dimensionless factors
+between a measured spread and the error it predicts.
 """
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sfm_ros.core.se3 import matrix_to_axis_angle, skew
-
-if TYPE_CHECKING:
-    from sfm_ros.runtime.refine import Refinement
+from sfm_ros.runtime.motion.result import Refinement, ScaleFrom, Used
 
 __all__ = ["motion_covariance", "epipolar_covariance", "epipolar_noise_var"]
 
-# Per-motion uncertainty (:func:`motion_covariance`), calibrated on KITTI 00 frames 0-119 against
-# ground truth (a model trained on those frames; reported frames 120-159 and 7-Scenes never used):
-#: rotation error of a rotation-only refinement = K_ROT x residual / (focal x sqrt(inliers)) per axis
-#: (measured 30-34 for epipolar refinements)
-K_ROT = 32.0
+#: rotation error of a rotation-only refinement = ROT_GAIN x residual / (focal x sqrt(inliers)) per
+#: axis (measured 30-34 for epipolar refinements)
+ROT_GAIN = 32.0
 #: relative error of a step length put on the depth's scale on this frame (``scale_from`` depth) =
-#: K_LEN x the spread of the per-corner depth ratios (inter-quartile range / median / sqrt(corners))
+#: LEN_GAIN x the spread of the per-corner depth ratios (inter-quartile range / median / sqrt(corners))
 #: (measured 12.3 and 14.5 for two models)
-K_LEN = 13.0
+LEN_GAIN = 13.0
+#: least relative error of such a length (a floor, not measured apart)
 MIN_LEN_REL = 0.05
-#: least relative error of a length from the refiner's length filter on the depth's scale: its
-#: variance treats the depth comparisons as independent, but the learned depth's scale wanders with
+#: least relative error of a length from the length filter on the depth's scale: its variance
+#: treats the depth comparisons as independent, but the learned depth's scale wanders with
 #: correlated errors from frame to frame (std of log(depth baseline / true length) 0.143 on KITTI
 #: 00 frames 0-119, of the filtered length 0.067). Stretches where it swings more are taken by the
-#: filter's measured wander (:meth:`sfm_ros.runtime.refine.Refiner.length_wander`; 0.21 on 120-159),
-#: so the floor is the filtered error with a margin (0.15 before the wander: length NEES on 0-119
-#: 0.19, with 0.10 0.34). With the ground's homography the floor is GROUND_LEN_REL.
+#: filter's measured wander (:meth:`sfm_ros.runtime.motion.length_filter.LengthFilter.wander`; 0.21
+#: on 120-159), so the floor is the filtered error with a margin (length NEES on 0-119: 0.34 with
+#: this floor, 0.19 with 0.15). With the ground's homography the floor is GROUND_LEN_REL.
 MIN_FILTERED_LEN_REL = 0.10
 #: relative error of a step length measured by the ground's homography (``camera_height``; measured
 #: std of its log 0.077 on KITTI 00 frames 0-119 with the nominal "down")
@@ -55,15 +57,21 @@ DEPTH_RATIO_LEN_REL = 0.2
 NETWORK_ROT = (0.004, 0.025, 0.004)
 NETWORK_DIR = 0.3
 NETWORK_LEN_REL = 0.5
-#: the Gauss-Newton covariance of a refined motion is K_GN² x residual² x (JᵀJ)⁻¹
-K_GN = 6.0
-#: below this many inliers the covariance grows as 1/n² rather than 1/n (unmodelled errors dominate)
+#: the Gauss-Newton covariance of a two-view motion is GN_GAIN² x residual² x (JᵀJ)⁻¹ (calibrated
+#: with the floors below on the NEES per camera axis of KITTI 00 0-119's epipolar motions;
+#: BENCHMARKS.md, "Odometry covariance from the refinement")
+GN_GAIN = 6.0
+#: below this many inliers the covariance grows as 1/n² rather than 1/n (unmodelled errors
+#: dominate; a choice, not measured apart)
 FEW_INLIERS = 100
+#: least Sampson residual spread (pixels) the covariance assumes (a floor, not measured apart)
 MIN_RESIDUAL_PX = 0.05
-#: a still camera's translation standard deviation (network units) when no depth bounds it
+#: a still camera's translation standard deviation (network units) when no depth bounds it (a
+#: floor, not measured)
 STILL_LEN = 0.01
-MIN_ROT = 5e-4   # floors (rad): no motion is known better than this (KITTI 00 0-119: with 2e-4
-                 # the frames that barely turn had rotation NEES 3.0-3.4 about x and z)
+#: floors (rad): no rotation is known better than this (KITTI 00 0-119: with 2e-4 the frames that
+#: barely turn had rotation NEES 3.0-3.4 about x and z)
+MIN_ROT = 5e-4
 #: a rotation measured from corners while the camera moves sideways is further off by up to this
 #: fraction of its angle, per axis, scaled by the sideways share of the motion (``|t_xy| / |t|``):
 #: a turn about the camera's x or y trades with a sideways translation (the bas-relief ambiguity
@@ -71,39 +79,43 @@ MIN_ROT = 5e-4   # floors (rad): no motion is known better than this (KITTI 00 0
 #: (KITTI 00 0-119, forward, sideways share 0.02; 7-Scenes redkitchen 0-399, hand-held, 0.94),
 #: where 7-Scenes' rotations about x and y came out 15-22 % short of its ground truth
 ROT_REL = 0.15
-MIN_DIR = 8e-3  # (0.46°; 5e-3 left KITTI 00 0-119 at ty NEES 1.60, 8e-3 1.18)
-#: the covariance of a photometric motion is K_PHOTO² x residual² x (JᵀWJ)⁻¹ (the pixels' errors
-#: are neither independent nor only image noise: the learned depth's errors dominate)
-K_PHOTO = 9.0
-#: relative error of a photometric step length (the learned depth's scale between frames)
+#: floor of the direction's error (rad, 0.46°; KITTI 00 0-119: ty NEES 1.60 with 5e-3, 1.18 with 8e-3)
+MIN_DIR = 8e-3
+#: the covariance of a photometric motion is PHOTO_GAIN² x residual² x (JᵀWJ)⁻¹ (the pixels' errors
+#: are neither independent nor only image noise: the learned depth's errors dominate; calibrated
+#: in photometric mode so that no axis is over-confident on KITTI 00 0-119: NEES 0.28-1.02)
+PHOTO_GAIN = 9.0
+#: relative error of a photometric step length (the learned depth's scale between frames;
+#: calibrated with PHOTO_GAIN)
 PHOTO_LEN_REL = 0.2
-MIN_PHOTO_RESIDUAL = 0.5  # grey levels
+#: least photometric residual spread (grey levels) the covariance assumes (a floor, not measured apart)
+MIN_PHOTO_RESIDUAL = 0.5
 
 
 def motion_covariance(r: Refinement, focal_px: float) -> np.ndarray:
-    """(6, 6) covariance of ``r.T`` (camera frame, ``[tx, ty, tz, rx, ry, rz]``, translation in the
-    network's units) from what the refinement measured: the epipolar residual, the inliers and the
-    parallax for a refined motion (its rotation also ``ROT_REL`` of the turn times the sideways
-    share of the motion), the network's calibrated errors otherwise (constants above).
-    Translation: the length's error along the motion, the direction's error across it."""
+    """(6, 6) covariance of ``r.T`` (module doc) from what the refinement measured: the epipolar
+    residual, the inliers and the parallax for a refined motion (its rotation also ``ROT_REL`` of
+    the turn times the sideways share of the motion), the network's calibrated errors otherwise
+    (constants above). Translation: the length's error along the motion, the direction's error
+    across it."""
     t = r.T[:3, 3]
     L = float(np.linalg.norm(t))
     d = t / L if L > 1e-12 else np.array([0.0, 0.0, 1.0])
     sideways = float(np.linalg.norm(d[:2]))  # of the direction of travel
     turn = ROT_REL * sideways * float(np.linalg.norm(matrix_to_axis_angle(r.T[:3, :3])))
     n = max(r.inliers, 1)
-    if r.used == "photometric" and r.photo_info is not None:
+    if r.used == Used.PHOTOMETRIC and r.photo_info is not None:
         C = _photometric_covariance(r, L, d)
         if C is not None:
             return C
         s_rot, s_dir, s_len = NETWORK_ROT, NETWORK_DIR, NETWORK_LEN_REL * L
-    elif r.used == "epipolar" and r.motion_cov is not None:
+    elif r.used == Used.EPIPOLAR and r.motion_cov is not None:
         if math.isfinite(r.length_rel_sd):  # the length filter's (log) standard deviation, floored
             s_len = r.length_rel_sd * L
         else:
-            s_len = {"depth": max(MIN_LEN_REL, K_LEN * r.length_spread),
-                     "depth ratio": DEPTH_RATIO_LEN_REL}.get(r.scale_from, NETWORK_LEN_REL) * L
-        S, B, R = r.motion_cov
+            s_len = {ScaleFrom.DEPTH: max(MIN_LEN_REL, LEN_GAIN * r.length_spread),
+                     ScaleFrom.DEPTH_RATIO: DEPTH_RATIO_LEN_REL}.get(r.scale_from, NETWORK_LEN_REL) * L
+        S, B, R = r.motion_cov.cov, r.motion_cov.across, r.motion_cov.R
         # ω, β perturb T_new_ref (R exp(ω), the direction along B); T_ref_new = inv: its rotation's
         # right-multiplied error is -R ω, its translation -exp(-ω) Rᵀ L t̂(β) moves by L [d]× ω - L Rᵀ B β
         # (Rᵀ t̂ = -d): the turn and the sideways direction stay correlated, as the residuals say
@@ -119,13 +131,13 @@ def motion_covariance(r: Refinement, focal_px: float) -> np.ndarray:
         if np.all(np.isfinite(C)):
             return C
         s_rot, s_dir = NETWORK_ROT, NETWORK_DIR
-    elif r.used == "still":  # no motion: as small as the corners' stillness allows
+    elif r.used == Used.STILL:  # no motion: as small as the corners' stillness allows
         s_rot = max(MIN_ROT, r.residual_px / focal_px) if math.isfinite(r.residual_px) else MIN_ROT
         s_len = r.still_length if math.isfinite(r.still_length) and r.still_length > 0 else STILL_LEN
         C = np.diag([s_len ** 2] * 3 + [s_rot ** 2] * 3)
         return C
-    elif r.used == "rotation":
-        s_rot = math.hypot(max(MIN_ROT, K_ROT * r.residual_px / (focal_px * math.sqrt(n))), turn)
+    elif r.used == Used.ROTATION:
+        s_rot = math.hypot(max(MIN_ROT, ROT_GAIN * r.residual_px / (focal_px * math.sqrt(n))), turn)
         s_dir, s_len = NETWORK_DIR, NETWORK_LEN_REL * L
     else:
         s_rot, s_dir, s_len = NETWORK_ROT, NETWORK_DIR, NETWORK_LEN_REL * L
@@ -140,26 +152,29 @@ def motion_covariance(r: Refinement, focal_px: float) -> np.ndarray:
 
 def epipolar_noise_var(residual_px: float, inliers: int) -> float:
     """The variance (pixels²) per Sampson residual that the epipolar covariance assumes:
-    ``K_GN² · residual²``, grown as 1/n² below ``FEW_INLIERS`` inliers (the residuals' errors are
-    neither independent nor only image noise)."""
-    return (K_GN * max(residual_px, MIN_RESIDUAL_PX)) ** 2 * max(1.0, FEW_INLIERS / max(inliers, 1))
+    ``GN_GAIN² · residual²``, grown as 1/n² below ``FEW_INLIERS`` inliers (the residuals' errors
+    are neither independent nor only image noise)."""
+    return (GN_GAIN * max(residual_px, MIN_RESIDUAL_PX)) ** 2 * max(1.0, FEW_INLIERS / max(inliers, 1))
 
 
 def epipolar_covariance(info: np.ndarray, residual_px: float, inliers: int) -> np.ndarray:
-    """(5, 5) covariance of an epipolar motion's rotation ``ω`` and direction ``β`` (the
-    parameters of :func:`sfm_ros.runtime.refine._epipolar_information`) from the Sampson residuals'
-    ``JᵀJ``: :func:`epipolar_noise_var` ``· (JᵀJ)⁻¹``."""
+    """(5, 5) covariance of a two-view motion's rotation ``ω`` and direction ``β`` (the parameters
+    of :func:`sfm_ros.runtime.motion.sampson.epipolar_information`) from the Sampson residuals'
+    ``JᵀJ`` (5, 5): :func:`epipolar_noise_var` ``· (JᵀJ)⁻¹``."""
+    info = np.asarray(info, dtype=np.float64)
+    if info.shape != (5, 5):
+        raise ValueError(f"info must be 5x5, got shape {info.shape}")
     return epipolar_noise_var(residual_px, inliers) * np.linalg.pinv(info)
 
 
 def _photometric_covariance(r: Refinement, L: float, d: np.ndarray) -> np.ndarray | None:
     """:func:`motion_covariance` of a photometric motion: the Gauss-Newton covariance of the pose
-    (``K_PHOTO² σ² (JᵀWJ)⁻¹`` over ``exp(δ) T_new_ref``, δ in the new camera), moved to ``T_ref_new``'s
-    translation and right-multiplied rotation, plus the step length's error along the motion and
-    the floors; None when it is not finite."""
+    (``PHOTO_GAIN² σ² (JᵀWJ)⁻¹`` over ``exp(δ) T_new_ref``, δ in the new camera), moved to
+    ``T_ref_new``'s translation and right-multiplied rotation, plus the step length's error along
+    the motion and the floors; None when it is not finite."""
     sigma = max(float(r.photo_residual), MIN_PHOTO_RESIDUAL)
     try:
-        S = (K_PHOTO * sigma) ** 2 * np.linalg.inv(r.photo_info)
+        S = (PHOTO_GAIN * sigma) ** 2 * np.linalg.inv(r.photo_info)
     except np.linalg.LinAlgError:
         return None
     # T_ref_new' = T_ref_new exp(-δ): translation error -R v, rotation error -ω

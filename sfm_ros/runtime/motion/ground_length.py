@@ -1,24 +1,27 @@
 """Metric step length from the ground plane seen in two frames (the camera's height above it).
 
 Once the rotation ``R`` and the direction ``t`` of a frame-to-frame motion are known (the
-epipolar refinement, :mod:`sfm_ros.runtime.refine`), only the step's length ``s`` is missing. The
+two-view solution, :mod:`sfm_ros.runtime.motion.two_view`), only the step's length ``s`` is missing. The
 ground in the lower image is a plane ``n · X = h`` (``n`` the camera's "down", ``h`` its height in
 metres): its pixels move between the frames by the homography ``K (R + s t nᵀ / h) K⁻¹``, so the
 length that best aligns the ground of the new frame with the reference frame's is the step's
 length in metres, whatever the learned depth's scale (the classic ground-plane scale of monocular
-visual odometry; e.g. Song & Chandraker 2014, Zhou et al. 2019). The search is one-dimensional:
-a log grid over ``[min_len, max_len]`` × ``height`` (or first a narrow one around a guess),
-then golden-section refinement around the best grid point, on the photometric error (truncated L1, grey levels) of the reference frame's
-strongest-gradient pixels of the lower ``region`` of the image.
+visual odometry; e.g. Song & Chandraker 2014, Zhou et al. 2019; the plane-induced homography:
+Hartley & Zisserman, Multiple View Geometry, 2nd ed., Sec. 13.1). The search is one-dimensional:
+a log grid over ``[min_len, max_len]`` × ``height`` (or first a narrow one around a guess), then
+golden-section refinement around the best grid point, on the photometric error (truncated L1,
+grey levels) of the reference frame's strongest-gradient pixels of the lower ``region`` of the
+image.
 
 It fails (returns a reason) when too few of those pixels see the ground ahead, when too many
 leave the new image, when the best length is at an end of the grid, or when the error has no
 clear minimum (``min_contrast``: the best error must be this far below the grid's median error).
-A kerb, a car or a shadow in the lower image bias it: the length filter of the refiner weighs it
-with its calibrated spread and gates it.
+A kerb, a car or a shadow in the lower image bias it: the length filter
+(:mod:`sfm_ros.runtime.motion.length_filter`) weighs it with its calibrated spread and gates it.
 
-Convention: as :mod:`sfm_ros.core.geometry`; ``R``, ``t`` of ``x_new = R x_ref + t`` (``t`` unit);
-``down`` a unit vector in the reference camera's optical frame. ROS-free and torch-free: numpy and
+Convention: as :mod:`sfm_ros.core.geometry`; grey images (H, W) of one size, ``K`` (3, 3) their
+intrinsics; ``R`` (3, 3), ``t`` (3,) of ``x_new = R x_ref + t`` (``t`` unit); ``down`` (3,) a unit
+vector in the reference camera's optical frame. ROS-free and torch-free: numpy and
 OpenCV only.
 """
 from __future__ import annotations
@@ -29,7 +32,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["GroundLength", "ground_step_length"]
+__all__ = ["GroundLength", "ground_step_length", "checked_ground"]
 
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 
@@ -144,3 +147,16 @@ def ground_step_length(a: np.ndarray, b: np.ndarray, K: np.ndarray, R: np.ndarra
             f2 = error(math.exp(x2))
     best = math.exp(0.5 * (lo + hi))
     return GroundLength(best, "", len(px), min(f1, f2), contrast)
+
+
+def checked_ground(ground) -> tuple[np.ndarray, float] | None:
+    """``ground`` = ``(down, height)`` (the ground's normal, any length, and the camera's height
+    in metres) with ``down`` as a unit (3,) vector, or None; bad values are named (ValueError)."""
+    if ground is None:
+        return None
+    down, height = np.asarray(ground[0], dtype=np.float64).reshape(-1), float(ground[1])
+    if down.shape != (3,) or not np.all(np.isfinite(down)) or np.linalg.norm(down) < 1e-9:
+        raise ValueError(f"ground's down must be a non-zero 3-vector, got {ground[0]!r}")
+    if not (math.isfinite(height) and height > 0):
+        raise ValueError(f"ground's height must be a positive number of metres, got {ground[1]!r}")
+    return down / np.linalg.norm(down), height

@@ -1,0 +1,309 @@
+"""The refiner: options, dispatch to the solvers of this package and the fallbacks to the pose
+network's motion (the modes: :mod:`sfm_ros.runtime.motion`).
+
+Convention: as :mod:`sfm_ros.core.geometry`: optical camera frame, pixel centres at integer
+coordinates, ``T_a_b`` maps points of frame ``b`` into frame ``a``. The motion refined is
+``T_ref_new`` (what :func:`sfm_ros.runtime.odometry.window_increment` returns), in the network's
+depth units, between views at their own aspect ratio and a fixed pixel budget
+(:mod:`~sfm_ros.runtime.motion.view`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+
+import cv2
+import numpy as np
+
+from sfm_ros.runtime.motion.covariance import GROUND_LEN_REL, LEN_GAIN, MIN_FILTERED_LEN_REL, MIN_LEN_REL, \
+    epipolar_covariance, motion_covariance
+from sfm_ros.runtime.motion.depth_length import depth_baseline, still_length
+from sfm_ros.runtime.motion.ground_length import GroundLength, checked_ground, ground_step_length
+from sfm_ros.runtime.motion.length_filter import LengthFilter
+from sfm_ros.runtime.motion.photometric import PhotometricOptions, PhotoResult, photometric_align
+from sfm_ros.runtime.motion.result import NO_SOLUTION, EpipolarCovariance, Refinement, ScaleFrom, Used
+from sfm_ros.runtime.motion.rotation_angle import angle_between_deg, rotation_angle_deg
+from sfm_ros.runtime.motion.three_view import three_view_step_ratio
+from sfm_ros.runtime.motion.two_view import TwoViewOptions, TwoViewSolution, solve_two_view
+from sfm_ros.runtime.motion.view import RefineView, make_view
+
+__all__ = ["REFINE_MODES", "Refiner"]
+
+REFINE_MODES = ("none", "epipolar", "photometric", "epipolar+photometric")
+_EPIPOLAR_MODES = ("epipolar", "epipolar+photometric")
+_PHOTOMETRIC_MODES = ("photometric", "epipolar+photometric")
+#: PhotometricOptions field → the Refiner's option
+_PHOTO = {f.name: "photo_" + f.name for f in fields(PhotometricOptions)} | {"damping": "photo_lambda"}
+_LENGTH = [f.name for f in fields(LengthFilter) if f.init]
+_TV, _PO, _LF = TwoViewOptions, PhotometricOptions, LengthFilter
+
+
+@dataclass
+class _Chain:
+    """The last epipolar motion, for the next three-view ratio: its views and its unit ``T_new_ref``."""
+
+    ref: RefineView
+    new: RefineView
+    unit_motion: np.ndarray
+
+
+@dataclass
+class Refiner:
+    """Refines ``T_ref_new`` between two frames (the modes: :mod:`sfm_ros.runtime.motion`).
+
+    Options: ``mode`` (one of :data:`REFINE_MODES`); ``max_corners`` … ``still_px`` and
+    ``network_chi2``: :class:`~sfm_ros.runtime.motion.two_view.TwoViewOptions`; ``scale_window``,
+    ``track_step_var``, ``max_step_ratio``, ``restart_after``, ``wander_*``:
+    :class:`~sfm_ros.runtime.motion.length_filter.LengthFilter` (read at construction);
+    ``photo_*``: :class:`~sfm_ros.runtime.motion.photometric.PhotometricOptions` (``photo_lambda``
+    its ``damping``); ``max_scale_spread``, ``max_depth_step``: the depth comparison's
+    (:func:`~sfm_ros.runtime.motion.depth_length.depth_baseline`); ``track_min_points``,
+    ``track_max_points``: the three-view ratio's (:mod:`~sfm_ros.runtime.motion.three_view`; the
+    tracking back costs ~6 µs per corner on one core at the 11-pixel window); ``scale_tracking``:
+    predict each length by the three-view ratio; ``prefer_network``: keep the network's rotation
+    and direction where the corners cannot tell them from the five-point solution.
+
+    State: ``counts`` (refinements per :class:`~sfm_ros.runtime.motion.result.Used`), ``length``
+    (the length filter), the last epipolar motion (the three-view chain), the last call's scale
+    and ground.
+    """
+
+    mode: str = "epipolar"
+    max_corners: int = _TV.max_corners
+    min_distance_px: int = _TV.min_distance_px
+    max_fb_px: float = _TV.max_fb_px
+    lk_iterations: int = _TV.lk_iterations
+    lk_window: int = _TV.lk_window
+    min_inliers: int = _TV.min_inliers
+    ransac_px: float = _TV.ransac_px
+    estimator: str = _TV.estimator
+    min_parallax_px: float = _TV.min_parallax_px
+    still_px: float = _TV.still_px
+    max_scale_spread: float = 0.5
+    max_depth_step: float = 1.1
+    scale_window: int = _LF.scale_window
+    scale_tracking: bool = True
+    prefer_network: bool = True
+    network_chi2: float = _TV.network_chi2
+    track_step_var: float = _LF.track_step_var
+    track_min_points: int = 20
+    track_max_points: int = 100
+    max_step_ratio: float = _LF.max_step_ratio
+    restart_after: int = _LF.restart_after
+    wander_window: int = _LF.wander_window
+    wander_min: int = _LF.wander_min
+    photo_levels: int = _PO.levels
+    photo_points: int = _PO.points
+    photo_grad_min: float = _PO.grad_min
+    photo_huber: float = _PO.huber
+    photo_blur: float = _PO.blur
+    photo_esm: bool = _PO.esm
+    photo_block_shrink: float = _PO.block_shrink
+    photo_outlier: float = _PO.outlier
+    photo_iterations: int = _PO.iterations
+    photo_lambda: float = _PO.damping
+    photo_min_pixels: int = _PO.min_pixels
+    photo_min_valid: float = _PO.min_valid
+    photo_max_rotation_deg: float = _PO.max_rotation_deg
+    photo_max_depth_step: float = _PO.max_depth_step
+    counts: dict = field(default_factory=dict)
+    length: LengthFilter = field(init=False, repr=False, compare=False)
+    _chain: _Chain | None = field(default=None, init=False, repr=False, compare=False)
+    _scale: float | None = field(default=None, init=False, repr=False, compare=False)  # the last call's
+    _metric: bool = field(default=False, init=False, repr=False, compare=False)  # the last call's ground given
+
+    def __post_init__(self) -> None:
+        if self.mode not in REFINE_MODES:
+            raise ValueError(f"refine mode must be one of {', '.join(REFINE_MODES)}, got {self.mode!r}")
+        self.length = LengthFilter(**{name: getattr(self, name) for name in _LENGTH})
+        self.two_view_options()
+        self.photometric_options()
+
+    def two_view_options(self) -> TwoViewOptions:
+        """The two-view solver's options, as set now (the corner budget changes ``max_corners``)."""
+        return TwoViewOptions(**{f.name: getattr(self, f.name) for f in fields(TwoViewOptions)})
+
+    def photometric_options(self) -> PhotometricOptions:
+        """The photometric solver's options, as set now; a bad one is named as the refiner spells it."""
+        try:
+            return PhotometricOptions(**{name: getattr(self, option) for name, option in _PHOTO.items()})
+        except ValueError as exc:
+            name, _, rest = str(exc).partition(" ")
+            raise ValueError(f"{_PHOTO.get(name, name)} {rest}") from None
+
+    @property
+    def ratios(self):
+        """The length filter's recent log(measured / network length) (:attr:`LengthFilter.ratios`)."""
+        return self.length.ratios
+
+    def reset_scale(self) -> None:
+        """Forget the length filter and the three-view chain (new weights: the network's or the
+        depth's units may have changed); until the next measurement holds, lengths are the network's."""
+        self.length.reset()
+        self._chain, self._scale = None, None
+
+    def view(self, image: np.ndarray, K: np.ndarray) -> RefineView:
+        """A camera image ((H, W[, 3]), uint8 or float in [0, 1]) with its intrinsics ``K`` (3, 3) →
+        the refiner's view of it (:func:`sfm_ros.runtime.motion.view.make_view`)."""
+        return make_view(image, K)
+
+    def refine(self, ref: RefineView, new: RefineView, T_net: np.ndarray,
+               depth_ref: np.ndarray | None = None, scale: float = 1.0,
+               ground: tuple[np.ndarray, float] | None = None) -> Refinement:
+        """Refine the network's ``T_net`` (4x4 ``T_ref_new``) between the views ``ref`` and ``new``
+        (:meth:`view`, one size) with, optionally, the predicted depth of ``ref`` ((H, W) at any
+        size, network units) for the translation's length.
+
+        ``scale``: the factor the caller multiplies the translation by (metres per network unit of
+        this frame): the length filter runs in those units and the length is returned divided by
+        it. Without ``ground`` a change of more than 2x from one call to the next (a caller's new
+        calibration) restarts the filter. ``ground``: ``(down, height)``, the ground's normal in the
+        reference camera's optical frame (towards the ground) and the camera's height in metres (the
+        node's ``camera_height``): the filter then runs in metres, measured by the ground's
+        homography; switching it on or off restarts the filter."""
+        scale = float(scale)
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
+        ground = checked_ground(ground)
+        metric = ground is not None
+        if metric != self._metric or (not metric and self._scale is not None
+                                      and abs(math.log(scale / self._scale)) > math.log(2.0)):
+            self.reset_scale()
+        self._scale, self._metric = scale, metric
+        T_net = np.asarray(T_net, dtype=np.float64)
+        if T_net.shape != (4, 4):
+            raise ValueError(f"T_net must be 4x4, got {T_net.shape}")
+        if not np.all(np.isfinite(T_net)):
+            raise ValueError("T_net must be finite")
+        if depth_ref is not None and np.ndim(depth_ref) != 2:
+            raise ValueError(f"depth_ref must be (H, W), got shape {np.shape(depth_ref)}")
+        if ref.grey.shape != new.grey.shape:
+            raise ValueError(f"views of one size expected, got {ref.grey.shape} and {new.grey.shape}")
+        if self.mode == "none":
+            out = Refinement(T=T_net.copy(), reason="refinement off", why="off")
+        else:
+            if depth_ref is not None and depth_ref.shape != ref.grey.shape:
+                depth_ref = cv2.resize(np.asarray(depth_ref, np.float32), ref.grey.shape[::-1],
+                                       interpolation=cv2.INTER_NEAREST)
+            out = epi = None
+            if self.mode in _EPIPOLAR_MODES:
+                chain = self._chain
+                prev = chain if chain is not None and chain.new is ref and chain.ref.grey.shape == ref.grey.shape \
+                    else None
+                out = epi = self._epipolar(ref, new, T_net, depth_ref, prev, scale, ground)
+                if out.scale_from in (ScaleFrom.NONE, ScaleFrom.NETWORK) and self.length.ratios \
+                        and out.used != Used.STILL:
+                    # the network's translation kept (a fallback, a rotation alone): on the scale of
+                    # the recent measurements, in the caller's units as the refined lengths are
+                    out.T = out.T.copy()
+                    out.T[:3, 3] *= math.exp(self.length.recent_log_length(0.0)) / scale  # log of a unit length
+                    out.scale_from = ScaleFrom.GROUND_RATIO if ground is not None else ScaleFrom.DEPTH_RATIO
+            if self.mode in _PHOTOMETRIC_MODES:
+                out = self._photometric(ref, new, T_net, depth_ref, out)
+            self._chain = _Chain(ref, new, epi.unit_motion) if epi is not None and epi.unit_motion is not None \
+                else None
+        out.covariance = motion_covariance(out, 0.5 * (ref.K[0, 0] + ref.K[1, 1]))
+        self.counts[out.used] = self.counts.get(out.used, 0) + 1
+        return out
+
+    def _epipolar(self, ref: RefineView, new: RefineView, T_net: np.ndarray, depth: np.ndarray | None,
+                  prev: _Chain | None, scale: float, ground: tuple[np.ndarray, float] | None) -> Refinement:
+        """The epipolar refinement of ``ref → new``; ``prev``: the chain whose new view is ``ref``
+        (for the three-view ratio), or None; ``scale``, ``ground``: :meth:`refine`'s."""
+        K = ref.K
+        sol = solve_two_view(ref.grey, new.grey, K, self.two_view_options(), T_net if self.prefer_network else None)
+        common = dict(reason=sol.reason, tracks=sol.tracks, inliers=sol.inliers, why=sol.why)
+        if sol.why in NO_SOLUTION:
+            return Refinement(T=T_net.copy(), **common)
+        if sol.why == "still":  # the corners did not move: neither did the camera
+            return Refinement(T=np.eye(4), used=Used.STILL, scale_from=ScaleFrom.STILL,
+                              rotation_change_deg=rotation_angle_deg(T_net[:3, :3]), residual_px=sol.residual_px,
+                              parallax_px=sol.parallax_px, still_length=still_length(sol.p, depth, K, self.still_px),
+                              **common)
+        if sol.why == "low parallax":  # the rotation alone: the translation stays the network's
+            T = T_net.copy()
+            T[:3, :3] = sol.R.T
+            return Refinement(T=T, used=Used.ROTATION, scale_from=ScaleFrom.NETWORK,
+                              rotation_change_deg=angle_between_deg(T_net[:3, :3], T[:3, :3]),
+                              residual_px=sol.residual_px, parallax_px=sol.parallax_px, **common)
+        step = None
+        if prev is not None and self.scale_tracking:
+            step = three_view_step_ratio(ref.grey, prev.ref.grey, sol.p_in, sol.q_in, K, sol.T_new_ref,
+                                         prev.unit_motion, max_points=self.track_max_points,
+                                         min_points=self.track_min_points, max_fb_px=self.max_fb_px,
+                                         lk_iterations=self.lk_iterations, lk_window=self.lk_window)
+        road = None
+        if ground is not None:
+            log_length = self.length.log_length
+            guess = math.exp(log_length) if log_length is not None else None  # the last step's
+            road = ground_step_length(ref.grey, new.grey, K, sol.R, sol.T_new_ref[:3, 3], ground[0], ground[1],
+                                      guess=guess)
+        baseline, spread, scale_from, rel_sd = self._length(sol, K, T_net, depth, step, scale, road)
+        T = sol.T_ref_new.copy()
+        T[:3, 3] *= baseline
+        S = epipolar_covariance(sol.info, sol.residual_px, sol.inliers)
+        return Refinement(T=T, used=Used.EPIPOLAR, tracks=sol.tracks, inliers=sol.inliers, scale_from=scale_from,
+                          rotation_change_deg=angle_between_deg(T_net[:3, :3], sol.T_ref_new[:3, :3]),
+                          residual_px=sol.residual_px, parallax_px=sol.parallax_px, length_spread=spread,
+                          motion_cov=EpipolarCovariance(cov=S, across=sol.across, R=sol.R),
+                          network_kept=sol.prior_kept, length_rel_sd=rel_sd,
+                          step_ratio=math.exp(step[0]) if step is not None else float("nan"),
+                          unit_motion=sol.T_new_ref,
+                          ground_length=road.length if road is not None and road.length is not None else float("nan"),
+                          ground_reason=road.reason if road is not None else "")
+
+    def _length(self, sol: TwoViewSolution, K: np.ndarray, T_net: np.ndarray, depth: np.ndarray | None,
+                step: tuple[float, float] | None, scale: float,
+                road: GroundLength | None) -> tuple[float, float, ScaleFrom, float]:
+        """The translation's length in network units (the length filter's, in the units of
+        ``scale`` per network unit or in metres with ``road``), the depth ratios' spread (NaN
+        unless measured on this frame), where the length's scale came from and its relative
+        standard deviation (NaN for the network's own length). ``step``: the three-view (log ratio,
+        variance) or None; ``road``: the ground homography's outcome, or None."""
+        net = float(np.linalg.norm(T_net[:3, 3]))  # network units
+        spread = float("nan")
+        if road is not None:  # metres: the ground's homography measures them
+            measured = (road.length, GROUND_LEN_REL ** 2) if road.length is not None else None
+            kind = ScaleFrom.GROUND
+        else:  # the depth comparison, in the caller's units
+            found = None if depth is None else depth_baseline(
+                sol.p_in, sol.q_in, K, sol.T_new_ref, depth, max_depth_step=self.max_depth_step,
+                max_spread=self.max_scale_spread, min_points=self.min_inliers // 2)
+            measured = None
+            if found is not None:
+                spread = found[1]
+                measured = (found[0] * scale, max(MIN_LEN_REL, LEN_GAIN * spread) ** 2)
+            kind = ScaleFrom.DEPTH
+        x, src = self.length.update(net, measured, kind, step)
+        if x is None:  # no scale yet: the network's units
+            return net, spread, ScaleFrom.NETWORK, float("nan")
+        floor = GROUND_LEN_REL if road is not None else MIN_FILTERED_LEN_REL
+        return math.exp(x) / scale, spread, src, self.length.rel_sd(floor)
+
+    def _photometric(self, ref: RefineView, new: RefineView, T_net: np.ndarray, depth: np.ndarray | None,
+                     before: Refinement | None) -> Refinement:
+        """Direct photometric polish of ``before`` (the epipolar outcome, chained mode) or of the
+        network's motion; on failure ``before`` (or the network's motion) is kept, with the reason."""
+        keep = before if before is not None else Refinement(T=T_net.copy())
+        start = keep.used
+        if depth is None:
+            res = PhotoResult(None, "no depth", "no depth for the photometric alignment")
+        else:
+            res = photometric_align(ref.grey, new.grey, ref.K, depth, keep.T, self.photometric_options())
+        if res.T is None:
+            why = f"photometric: {res.why}"
+            reason = f"photometric alignment failed ({res.reason}): {start}'s motion kept"
+            if before is not None and before.reason:
+                reason = f"{before.reason}; {reason}"
+            keep.why = f"{keep.why}, {why}" if keep.why else why
+            keep.reason = reason
+            keep.start, keep.photo_pixels, keep.photo_valid = start, res.pixels, res.valid
+            keep.photo_residual_start, keep.photo_iterations = res.residual_start, res.iterations
+            return keep
+        return Refinement(T=res.T, used=Used.PHOTOMETRIC, tracks=keep.tracks, inliers=keep.inliers,
+                          scale_from=ScaleFrom.DEPTH, rotation_change_deg=angle_between_deg(T_net[:3, :3], res.T[:3, :3]),
+                          residual_px=keep.residual_px, parallax_px=keep.parallax_px, start=start,
+                          photo_pixels=res.pixels, photo_valid=res.valid, photo_residual=res.residual,
+                          photo_residual_start=res.residual_start, photo_iterations=res.iterations,
+                          photo_info=res.info)
+

@@ -402,7 +402,7 @@ def test_a_stopped_or_refused_adaptation_is_a_warning(tmp_path):
         online.update(True, list(win), seq.K)
     assert _wait(lambda: online.warnings() != [])
     assert online.warnings() == ["adaptation stopped: RuntimeError: out of memory (inference goes on with the "
-                                 "last accepted weights)"]
+                                 "last served weights)"]
     assert online.diagnostic_values()["adapt"] == "error: RuntimeError: out of memory"
     online.close(final=True)
 

@@ -133,7 +133,6 @@ def test_sfm_train_refuses_a_second_trainer_on_the_same_out(tmp_path, capsys):
     finally:
         lock.release()
     train_run.OutLock(tmp_path / "run").release()  # free again once released
-    assert not (tmp_path / "run" / train_run.LOCK_NAME).exists()
 
 
 def test_the_out_lock_dies_with_its_process(tmp_path):

@@ -503,7 +503,7 @@ def test_full_disk_during_a_save_keeps_the_last_good_checkpoint(tmp_path, synth,
     assert "last good checkpoints written by this run: last.pt (step 1), model.pt (step 1)" in lines[0]
     assert read_checkpoint(out / "last.pt")["step"] == 1
     assert read_checkpoint(out / "model.pt")["step"] == 1
-    assert sorted(p.name for p in out.iterdir()) == ["last.pt", "model.pt"]  # no temporary file left
+    assert sorted(p.name for p in out.iterdir()) == [".sfm_train.lock", "last.pt", "model.pt"]  # no temporary file left
 
 
 # -------------------------------------------------------------------------- resume, checkpoints

@@ -162,8 +162,9 @@ def test_prior_agrees_only_with_a_motion_the_corners_cannot_reject():
 
 def test_depth_baseline_and_still_length(views):
     """The depth comparison gives the step's length from the exact depth (within 10 %) and fails
-    where the depth disagrees with the corners; a still camera's largest step is ``still_px / f``
-    times the corners' median depth."""
+    where the depth disagrees with the corners; a still camera's largest step is ``still_px``
+    times the corners' median depth over the smaller of ``f`` and their distance from the
+    principal point (a step along the view moves corners near the centre least)."""
     a, b = make_view(views["ref"], views["K"]), make_view(views["new"], views["K"])
     sol = solve_two_view(a.grey, b.grey, a.K, TwoViewOptions())
     opts = dict(max_depth_step=1.1, max_spread=0.5, min_points=10)
@@ -175,7 +176,10 @@ def test_depth_baseline_and_still_length(views):
         depth_baseline(sol.p_in, sol.q_in, a.K, sol.T_new_ref, views["depth"][None], **opts)
     p = np.array([[10.0, 10.0], [20.0, 20.0], [30.0, 30.0]])
     depth = np.full((64, 64), 8.0)
-    assert still_length(p, depth, K, 0.1) == pytest.approx(0.1 / 500.0 * 8.0)
+    r = float(np.median(np.hypot(p[:, 0] - K[0, 2], p[:, 1] - K[1, 2])))
+    assert still_length(p, depth, K, 0.1) == pytest.approx(0.1 / min(500.0, r) * 8.0)
+    far = p + np.array([K[0, 2], K[1, 2]]) + 600.0  # corners far from the centre: the focal length bounds it
+    assert still_length(far, depth, K, 0.1) == pytest.approx(0.1 / 500.0 * 8.0)
     assert np.isnan(still_length(p, None, K, 0.1))
     with pytest.raises(ValueError, match=r"p must be \(N, 2\)"):
         still_length(p[:, 0], depth, K, 0.1)

@@ -424,9 +424,26 @@ def run(argv: list[str] | None = None) -> dict:
             raise UsageError(f"--adapt-save {save} is a folder; expected a checkpoint file name")
         check_writable(save.parent, flag="--adapt-save", name=str(save))
         remove_stale_temp_files(save)
+        _check_free_space(save, Path(args.checkpoint) if args.checkpoint else None)
     res = _run_depth(args) if args.command == "depth" else _run_pose(args)
     res["json_out"] = args.json
     return res
+
+
+def _check_free_space(save: Path, like: Path | None) -> None:
+    """``--adapt-save``'s disk must hold a checkpoint the size of ``like`` (the evaluated one) twice
+    over (the new file is written beside the old one, then renamed)."""
+    import shutil
+
+    if like is None or not like.is_file():
+        return
+    probe = save.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    need, free = 2 * like.stat().st_size, shutil.disk_usage(probe).free
+    if free < need:
+        raise UsageError(f"--adapt-save {save}: {free / 1e6:.0f} MB free on its disk; expected at least "
+                         f"{need / 1e6:.0f} MB (twice the size of {like})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,8 +41,8 @@ an adapted checkpoint of :mod:`sfm_ros.training.adapt`): its architecture and in
 ``--config`` its options; a fresh optimiser, step 0.
 
 Output (``--out DIR``): ``model.pt``, the weights to use (evaluation, the node, ``--init``): their
-moving average over the last 10 % of the run (``train.average_sigma_rel``), which scored better on
-frames the run never saw than the last weights; ``last.pt``, the last weights with the training
+moving average over the last 10 % of the run (``train.average_sigma_rel``; on unseen frames better
+depth than the last weights, BENCHMARKS.md); ``last.pt``, the last weights with the training
 state (``--resume``); both atomic writes; TensorBoard logs in ``DIR/tb``. An existing ``DIR/last.pt`` is never replaced by a new run unless ``--resume`` (continue
 it) or ``--overwrite`` is given.
 
@@ -197,8 +197,8 @@ def budget_keys_given(args: argparse.Namespace) -> set[str]:
     on_line = explicit_keys_given(args) & set(train_run.BUDGET_KEYS)
     if on_line:
         return on_line
-    data = _config_file(args)
-    return set(flatten(data)) & set(train_run.BUDGET_KEYS) if data is not None else set()
+    data = _config_file(args)  # a file's 0 (no limit) is not a budget given
+    return {k for k, v in flatten(data).items() if k in train_run.BUDGET_KEYS and v} if data is not None else set()
 
 
 def _config_file(args: argparse.Namespace) -> dict | None:
@@ -420,6 +420,10 @@ def _main(argv, rank: int, log, fail) -> int:
     if rank == 0:
         try:
             lock = train_run.OutLock(out)
+            if resume is None and (out / "last.pt").exists() and not args.overwrite:  # written meanwhile
+                lock.release()
+                raise UsageError(f"{out / 'last.pt'} exists: pass --resume to continue that run, --overwrite "
+                                 f"to start afresh, or another --out")
         except UsageError as exc:
             return fail(str(exc))
         train_run.clean_stale_temp_files(out)

@@ -71,11 +71,9 @@ class OutLock:
         self._fh.flush()
 
     def release(self) -> None:
+        """Let go of the lock (the file stays: removing it would let a waiting run lock a file that
+        no longer has a name while a third locks a new one)."""
         if self._fh is not None and not self._fh.closed:
-            try:
-                self.path.unlink()
-            except OSError:
-                pass
             self._fh.close()
 
 
@@ -190,8 +188,8 @@ def use_line(out: Path, sigma_rel: float) -> str:
     """The run's last line: which file to use and why."""
     if not (out / "model.pt").is_file():
         return f"no checkpoint in {out}"
-    why = (f"the weights averaged over the last {100 * sigma_rel:.0f} % of the run (train.average_sigma_rel), "
-           f"which scored better on unseen frames than the last weights" if sigma_rel > 0
+    why = (f"the weights averaged over the last {100 * sigma_rel:.0f} % of the run (train.average_sigma_rel; "
+           f"on unseen frames better depth than the last weights)" if sigma_rel > 0
            else "the last weights (train.average_sigma_rel=0)")
     return (f"use {out / 'model.pt'}: {why}; {out / 'last.pt'} holds the training state for --resume "
             f"(sfm_eval --checkpoint, the node's checkpoint:=, sfm_train --init all take model.pt)")

@@ -11,8 +11,9 @@ network runs on the pair:
 * ``noise``: neighbouring pixels are unrelated (their correlation along the rows is below
   ``MIN_NEIGHBOUR_CORRELATION``; a camera image, even a dark or blurred one, measures 0.8-1.0): a
   broken link or a sensor that shows no scene;
-* ``frozen``: it equals the previous frame to within ``FROZEN_MAD`` grey levels of mean absolute
-  difference (a repeated frame; a live camera's sensor noise alone gives more).
+* ``frozen``: the decoded frame is bit for bit the previous one (a driver repeating its last
+  frame; a live camera's sensor noise never gives two equal frames, so a camera that really stands
+  still reaches the refiner's ``still`` measurement instead).
 
 The refiner adds what only tracking can tell (:mod:`sfm_ros.runtime.motion`): ``still`` (corners
 tracked, none of them moved: zero motion, a measurement) and too few corners tracked at all.
@@ -35,14 +36,14 @@ import numpy as np
 
 from sfm_ros.core.se3 import matrix_to_axis_angle
 
-__all__ = ["MIN_CONTRAST", "FROZEN_MAD", "MIN_NEIGHBOUR_CORRELATION", "frame_evidence", "HoldNoise"]
+__all__ = ["MIN_CONTRAST", "MIN_NEIGHBOUR_CORRELATION", "frame_evidence", "HoldNoise"]
 
 #: Grey levels (of 255): an image whose 2-98 % percentile range is below this shows nothing.
 MIN_CONTRAST = 8.0
-#: Grey levels (of 255): a mean absolute difference below this from the previous frame is a repeat.
-FROZEN_MAD = 0.3
 #: Correlation of horizontally neighbouring grey levels below which an image is noise, not a scene.
 MIN_NEIGHBOUR_CORRELATION = 0.3
+#: Pixels a side the contrast and noise checks look at (larger frames are subsampled).
+EVIDENCE_SIDE = 512
 
 
 def _grey255(img: np.ndarray) -> np.ndarray:
@@ -56,9 +57,13 @@ def _grey255(img: np.ndarray) -> np.ndarray:
 
 
 def frame_evidence(new: np.ndarray, prev: np.ndarray | None) -> str | None:
-    """Why ``new`` cannot show a motion from ``prev`` (``"textureless"``, ``"noise"`` or
-    ``"frozen"``; module doc), or None when it can. ``prev`` None (no previous frame): the frame
-    alone is checked."""
+    """Why ``new`` cannot show a motion from ``prev`` (``"frozen"``, ``"textureless"`` or
+    ``"noise"``; module doc), or None when it can. ``new`` and ``prev`` are the decoded frames
+    (``prev`` None: no previous frame, the frame alone is checked)."""
+    full = new = np.asarray(new)
+    if new.ndim >= 2 and max(new.shape[:2]) > 2 * EVIDENCE_SIDE:  # the checks need no more pixels
+        step = int(max(new.shape[:2]) // EVIDENCE_SIDE)
+        new = new[::step, ::step]
     g = _grey255(new)
     lo, hi = np.percentile(g, [2.0, 98.0])
     if hi - lo < MIN_CONTRAST:
@@ -68,10 +73,8 @@ def frame_evidence(new: np.ndarray, prev: np.ndarray | None) -> str | None:
     corr = float(a @ b) / max(float(np.sqrt((a @ a) * (b @ b))), 1e-12)
     if corr < MIN_NEIGHBOUR_CORRELATION:
         return "noise"
-    if prev is not None:
-        p = _grey255(prev)
-        if p.shape == g.shape and float(np.mean(np.abs(g - p))) < FROZEN_MAD:
-            return "frozen"
+    if prev is not None and np.shape(prev) == full.shape and np.array_equal(prev, full):
+        return "frozen"
     return None
 
 

@@ -145,6 +145,7 @@ class FramePipeline:
         self.held = Counters()          # frames whose images showed no motion, by reason
         self.held_run = 0               # of them in a row up to the newest frame
         self.held_reason = ""           # why the newest held frame was held
+        self._held_now = False          # the frame being processed was held
         self._hold_noise = HoldNoise()  # the covariance of a motion the images cannot show
 
     # ------------------------------------------------------------------------------ inputs
@@ -295,12 +296,13 @@ class FramePipeline:
                                               "NaN/Inf: published as NaN (unknown, REP 118)")
         depth_np = depth.cpu().numpy()
         prev = self.window[-1] if self.window else None
-        no_motion = frame_evidence(self._grey(x), None if prev is None else self._grey(prev.x))
+        no_motion = frame_evidence(img, None if prev is None else prev.image)
         self.window.append(WindowFrame(frame.t, x, depth_np, img, stamp=frame.stamp))
         cam = self.intrinsics(shape)  # once per frame: scale, refinement and publishing
         net_cam = None if cam is None else cam.scaled(e.width, e.height)
-        if no_motion is None:  # a frame that shows nothing new must not re-measure the scale
-            self.odometry.scale = self._metric_scale(depth_np, net_cam)
+        # a frame that shows nothing new does not re-measure the ground's scale
+        self.odometry.scale = self._metric_scale(depth_np, net_cam, measure=no_motion is None)
+        self._held_now = False
         T = None
         if len(self.window) == e.seq_len:
             T = e.poses([f.x for f in self.window], flip=s.pose_flip)[0]
@@ -325,7 +327,7 @@ class FramePipeline:
         except ValueError as exc:
             self.window.pop()
             return self._skip("nonfinite", f"odometry update failed ({exc}): frame skipped")
-        self._adapt(net_cam, learn=no_motion is None)
+        self._adapt(net_cam, learn=no_motion is None and not self._held_now)
 
         depth_m = rep118_depth(depth_np.astype(np.float32) * float(self.odometry.scale),
                                float(s.min_depth), float(s.max_depth))
@@ -373,10 +375,10 @@ class FramePipeline:
         self.log.warn(kind, msg)
         return None
 
-    def _metric_scale(self, depth: np.ndarray, cam: CameraModel | None) -> float:
+    def _metric_scale(self, depth: np.ndarray, cam: CameraModel | None, measure: bool = True) -> float:
         """Metres per network unit for this frame (``depth`` in network units, ``cam`` at its size
         or None): ``scale`` when > 0, else the ground-plane scale when ``camera_height`` is set (1
-        until a ground plane is found), else 1."""
+        until a ground plane is found; ``measure`` False: not re-measured from this frame), else 1."""
         manual, height = float(self.settings.scale), float(self.settings.camera_height)
         # the ground's metres (the plane's scale, the refiner's homography) carry a persisting error
         self.odometry.noise.scale_rel = GROUND_SCALE_REL if manual <= 0 < height else 0.0
@@ -395,6 +397,8 @@ class FramePipeline:
                                               "scale is kept until camera_info arrives")
             self.scale_source = ScaleSource.CAMERA_HEIGHT_NO_INTRINSICS
             return self.odometry.scale
+        if not measure:  # the last ground scale (or the last scale) is kept
+            return self.odometry.scale if self.ground.scale is None else self.ground.scale
         s = self.ground.update(depth, cam.K)
         if s is None:
             self.log.warn("scale_ground", "no ground plane found in the lower image yet: scale 1 until one is")
@@ -402,11 +406,6 @@ class FramePipeline:
             return 1.0
         self.scale_source = ScaleSource.CAMERA_HEIGHT
         return s
-
-    @staticmethod
-    def _grey(x) -> np.ndarray:
-        """The network input (1, 3, h, w) in [0, 1] as (h, w) grey, numpy."""
-        return x[0].float().mean(0).cpu().numpy()
 
     def _motion_callback(self, cam: CameraModel | None, no_motion: str | None):
         """``motion(ref, inc)`` for :meth:`MonocularOdometry.update`: the refined motion
@@ -439,11 +438,13 @@ class FramePipeline:
                  "untrackable": "too few corners could be tracked from the previous frame"}
 
     def _hold(self, why: str) -> None:
+        self._held_now = True
         self.held.add(why)
         self.held_run += 1
         self.held_reason = why
+        kept = "" if why == "untrackable" else ", scale not re-measured"
         self.log.warn("held", f"no motion in the images ({self._WHY_HELD[why]}): odometry held with a growing "
-                              "covariance, scale not re-measured")
+                              f"covariance{kept}")
 
     def _refine_callback(self, cam: CameraModel | None):
         """``refine(ref, inc)`` for :meth:`MonocularOdometry.update`: the current refiner between
@@ -517,7 +518,7 @@ class FramePipeline:
                 out.append(f"scale not calibrated yet: {why}")
         if self.held_run:
             out.append(f"no motion in the images for {self.held_run} frame(s) ({self._WHY_HELD[self.held_reason]}): "
-                       "odometry held, its covariance growing; scale not re-measured")
+                       "odometry held, its covariance growing")
         if s.adapt and self.adaptation is not None:
             out += self.adaptation.warnings()
         return out

@@ -135,7 +135,6 @@ class Decision:
     holdout_after: float           # the candidate's held-out loss
     drift: float                   # the candidate's |w - w0| / |w0|
     step: int
-    holdout_start: float = math.nan  # the starting weights' held-out loss
     serving: bool = False          # whether the accepted weights are served (else the starting ones)
     depth_accepted: float = math.nan  # the accepted weights' geometric depth error (held out)
     depth_start: float = math.nan     # the starting weights' one
@@ -291,9 +290,10 @@ class Adapter:
         self.windows_added += 1
         window = np.ascontiguousarray(window)
         item = (window, K.copy())
-        if self.options.loss.epipolar_weight > 0:
+        holdout = self.windows_added % self.opts.holdout_every == 0
+        if self.options.loss.epipolar_weight > 0 or holdout:  # held-out windows: the hand-over's depth check
             item = item + window_priors(window, K)
-        if self.windows_added % self.opts.holdout_every == 0:
+        if holdout:
             self.holdout.append(item)
             return "holdout"
         self.replay.append(item)
@@ -381,7 +381,6 @@ class Adapter:
             self.learner.load_state_dict(self.accepted.state_dict())
             self.optimizer.state.clear()
             self.rejected_updates += 1
-        start = self.score(self.start) if self.accepted_updates else math.nan
         d_acc = d_start = math.nan
         if self.accepted_updates:
             items = list(self.holdout)
@@ -392,7 +391,7 @@ class Adapter:
         if serve != self.serving or (serve and accepted):
             self.version += 1
         self.serving = serve
-        self.last = Decision(accepted, reason, before, after, drift, self.steps, start, serve, d_acc, d_start)
+        self.last = Decision(accepted, reason, before, after, drift, self.steps, serve, d_acc, d_start)
         return self.last
 
     # ------------------------------------------------------------------ hand-over and saving
@@ -415,7 +414,6 @@ class Adapter:
         d["options"] = asdict(self.opts)
         if self.last is not None:
             d["holdout_before"], d["holdout_after"] = self.last.holdout_before, self.last.holdout_after
-            d["holdout_start"] = self.last.holdout_start
             d["depth_error_accepted"], d["depth_error_start"] = self.last.depth_accepted, self.last.depth_start
             d["drift"] = self.last.drift
         return d
@@ -432,7 +430,7 @@ def prequential(adapter: Adapter, frames, K: np.ndarray, stride: int = 1,
                 steps_per_frame: int = 1):
     """Run adaptation over ``frames`` in order, prequentially (each frame is evaluated before it is learnt).
 
-    Yields ``(i, model)`` for every frame: ``model`` holds the accepted weights *before* any window
+    Yields ``(i, model)`` for every frame: ``model`` holds the served weights *before* any window
     containing frame ``i`` was learnt from (evaluate frame ``i`` with it); then the window
     ``(i - 2 stride, i - stride, i)`` (for ``seq_len`` 3; in general ``seq_len`` frames ``stride``
     apart ending at ``i``) is offered to the adapter and ``steps_per_frame`` steps are run. This is

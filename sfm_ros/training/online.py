@@ -33,7 +33,8 @@ class AdaptWorker:
     model: the caller swaps it in with one assignment. CPU budget: the thread runs torch with
     ``threads`` intra-op threads (set in that thread: a thread that has already run torch work keeps
     its own count, one that starts torch work later may inherit it) and sleeps after each step so that its steps take at most ``duty`` of the wall time. Every ``save_every`` accepted
-    updates, and at :meth:`stop`, the accepted weights are written atomically to ``save_path``.
+    updates, whenever what it serves changes, and at :meth:`stop`, the served weights
+    (:meth:`Adapter.served`) are written atomically to ``save_path``.
     An exception in the thread stops adaptation (``stats()["error"]`` says why; the weights accepted
     before it are still saved at :meth:`stop`); inference goes on.
 
@@ -120,7 +121,7 @@ class AdaptWorker:
                 adapter = self._make()
                 with self._lock:
                     self.adapter, self._stats = adapter, adapter.stats()
-            version = self.adapter.version
+            version, serving = self.adapter.version, self.adapter.serving
             while not self._stop.is_set():
                 try:
                     while True:
@@ -140,17 +141,19 @@ class AdaptWorker:
                     self.busy_s += dt
                     self._stats = self.adapter.stats()
                 last = self.adapter.last
-                if last is not None and last.accepted and last.step == self.adapter.steps and \
-                        self.adapter.accepted_updates % self.save_every == 0:
+                decided = last is not None and last.step == self.adapter.steps
+                if decided and (serving != self.adapter.serving or (
+                        last.accepted and self.adapter.accepted_updates % self.save_every == 0)):
+                    serving = self.adapter.serving  # what the node serves changed, or save_every updates
                     self._save()
                 self._stop.wait(dt * (1 - self.duty) / self.duty)
         except Exception as exc:  # adaptation stops; the node's inference is not affected
             with self._lock:
                 self.error = f"{type(exc).__name__}: {exc}"
-            self.log(f"adaptation stopped: {self.error} (inference goes on with the last accepted weights)")
+            self.log(f"adaptation stopped: {self.error} (inference goes on with the last served weights)")
 
     def stop(self, save: bool = True, timeout: float = 30.0) -> Path | None:
-        """Stop the thread (after its current step) and write the accepted weights when ``save``.
+        """Stop the thread (after its current step) and write the served weights when ``save``.
 
         Returns the checkpoint path written, or None."""
         self._stop.set()
@@ -230,7 +233,7 @@ class OnlineAdaptation:
             self.worker.offer(np.stack(frames), K)
 
     def close(self, final: bool = False) -> Path | None:
-        """Stop adapting and write the accepted weights (None when nothing was accepted); ``final``
+        """Stop adapting and write the served weights (None when nothing was accepted); ``final``
         (shutdown): no worker is started again whatever ``update`` is told."""
         self.closed = self.closed or final
         if self.worker is None:
@@ -240,7 +243,9 @@ class OnlineAdaptation:
         self._final = worker.stats()
         if path is not None:
             self.last_saved = path
-            self.log(f"adaptation off: {worker.stats()['accepted_updates']} accepted updates written to {path}")
+            st = worker.stats()
+            self.log(f"adaptation off: the {st.get('serving', 'served')} weights ({st['accepted_updates']} accepted "
+                     f"updates) written to {path}")
         elif self._final.get("save_error"):
             self.log(f"adaptation off: the adapted weights are not saved: {self._final['save_error']}")
         return path
@@ -250,7 +255,7 @@ class OnlineAdaptation:
         WARN): the worker stopped by an error, or adaptation refused for this node's settings."""
         w = self.worker
         if w is not None and w.error is not None:
-            return [f"adaptation stopped: {w.error} (inference goes on with the last accepted weights)"]
+            return [f"adaptation stopped: {w.error} (inference goes on with the last served weights)"]
         if w is not None and w.save_error is not None:
             return [f"adaptation goes on but its weights are not saved: {w.save_error}"]
         if w is None and self.refused:
@@ -269,6 +274,7 @@ class OnlineAdaptation:
         out = {"adapt": "error: " + s["error"] if s["error"] else "on",
                "adapt_steps": f"{s['steps']} ({s['skipped_steps']} skipped)",
                "adapt_updates": f"accepted {s['accepted_updates']}, rejected {s['rejected_updates']}",
+               "adapt_serving": s.get("serving", "starting weights"),
                "adapt_windows": (f"buffer {s['buffer']}, held out {s['holdout']}, static {s['windows_static']}, "
                                  f"invalid {s['windows_invalid']}, dropped {s['dropped']}"),
                "adapt_saved": f"{s['saved']} to {self.save_path}" + (f"; last save failed: {s['save_error']}"

@@ -56,8 +56,10 @@ def depth_baseline(p: np.ndarray, q: np.ndarray, K: np.ndarray, T_new_ref: np.nd
 
 
 def still_length(p: np.ndarray, depth: np.ndarray | None, K: np.ndarray, still_px: float) -> float:
-    """The largest translation that moves the corners ``p`` less than ``still_px`` pixels:
-    ``still_px / f`` times their median depth (``f`` the mean focal length; NaN without a depth or
+    """The largest translation that moves the corners ``p`` less than ``still_px`` pixels: a step
+    across the view moves a corner at depth ``z`` by ``f t / z``, a step along it by ``r t / z``
+    (``r`` its distance from the principal point), so ``still_px`` times the corners' median depth
+    over the smaller of ``f`` (the mean focal length) and their median ``r`` (NaN without a depth or
     without a corner of positive depth)."""
     if depth is None:
         return float("nan")
@@ -70,4 +72,6 @@ def still_length(p: np.ndarray, depth: np.ndarray | None, K: np.ndarray, still_p
     v = np.clip(np.round(p[:, 1]).astype(int), 0, h - 1)
     z = depth[v, u]
     z = z[np.isfinite(z) & (z > 0)]
-    return float(still_px / (0.5 * (K[0, 0] + K[1, 1])) * np.median(z)) if len(z) else float("nan")
+    r = float(np.median(np.hypot(p[:, 0] - K[0, 2], p[:, 1] - K[1, 2])))
+    lever = max(min(0.5 * (K[0, 0] + K[1, 1]), r), 1.0)
+    return float(still_px / lever * np.median(z)) if len(z) else float("nan")

@@ -198,7 +198,8 @@ class Refiner:
                     out.T = out.T.copy()
                     out.T[:3, 3] *= math.exp(self.length.recent_log_length(0.0)) / scale  # log of a unit length
                     out.scale_from = ScaleFrom.GROUND_RATIO if ground is not None else ScaleFrom.DEPTH_RATIO
-            if self.mode in _PHOTOMETRIC_MODES:
+            # a still camera or too few corners tracked: nothing for a photometric polish to start from
+            if self.mode in _PHOTOMETRIC_MODES and not (out is not None and (out.used == Used.STILL or out.untracked)):
                 out = self._photometric(ref, new, T_net, depth_ref, out)
             self._chain = _Chain(ref, new, epi.unit_motion) if epi is not None and epi.unit_motion is not None \
                 else None

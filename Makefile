@@ -11,7 +11,7 @@ STAMP := $(VENV)/.sfm_ros_installed
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export ROS_DOMAIN_ID ?= 42
 
-.PHONY: venv test demo bench clean-venv tf2_msgs
+.PHONY: venv test test-fast demo bench clean-venv tf2_msgs
 
 venv: $(STAMP)
 
@@ -28,6 +28,10 @@ tf2_msgs: venv
 
 test: venv
 	$(PY) -m pytest -q test
+
+# The tests without the slow ones (training, nodes, subprocesses: marked `slow`), for a quick loop.
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow" test
 
 demo: venv
 	$(PY) -m sfm_ros.cli.demo --output demo_output

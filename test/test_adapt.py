@@ -20,6 +20,8 @@ from sfm_ros.core.model import SfMModel
 from sfm_ros.core.options import apply_overrides, preset
 from sfm_ros.data.synthetic import render_sequence
 
+pytestmark = pytest.mark.slow  # make test-fast leaves it out
+
 H, W = 64, 208
 
 

@@ -15,6 +15,8 @@ from sfm_ros.cli.export import main
 from sfm_ros.core.model import SfMModel
 from sfm_ros.core.options import ModelOptions, preset
 
+pytestmark = pytest.mark.slow  # make test-fast leaves it out
+
 H, W = 64, 160
 
 # Operators a TensorRT ONNX parser handles (no Loop/If/ScatterND/NonZero/dynamic Resize tricks).

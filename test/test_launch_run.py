@@ -36,6 +36,8 @@ from sfm_ros.core.checkpoint import save_checkpoint  # noqa: E402
 from sfm_ros.core.model import SfMModel  # noqa: E402
 from sfm_ros.core.options import ModelOptions, Options  # noqa: E402
 
+pytestmark = pytest.mark.slow  # make test-fast leaves it out
+
 PARAMS = REPO / "config" / "sfm_ros.yaml"
 LAUNCH = REPO / "launch" / "camera.launch.py"
 VENDOR = (REPO.parent / "shared" / "vendor").resolve()

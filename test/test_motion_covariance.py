@@ -9,6 +9,8 @@ from motion_scenes import H, W
 from sfm_ros.core.se3 import invert_pose, make_pose, matrix_to_axis_angle, rot_x, rot_y
 from sfm_ros.runtime.motion import EpipolarCovariance, Refinement, Refiner, refine_sequence
 
+pytestmark = pytest.mark.slow  # make test-fast leaves it out
+
 
 def test_refined_covariance_is_not_over_confident_on_rendered_streets():
     """Normalised estimation error squared per axis of refined motions (exact depth for the

@@ -19,6 +19,8 @@ from sfm_ros.runtime.odometry import camera_extrinsic
 from sfm_ros.runtime.pipeline import FramePipeline, Settings
 from sfm_ros.runtime.motion import Refiner
 
+pytestmark = pytest.mark.slow  # make test-fast leaves it out
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "models" / "sfm_default.pt"
 

@@ -36,6 +36,8 @@ from sfm_ros.runtime.odometry import OPTICAL_RPY  # noqa: E402
 from sfm_ros.core.se3 import rpy_to_quat  # noqa: E402
 from sfm_ros.core.options import ModelOptions, Options  # noqa: E402
 
+pytestmark = pytest.mark.slow  # make test-fast leaves it out
+
 TFMessage = tf2_msgs.TFMessage
 DEFAULT_MODEL = REPO / "models" / "sfm_default.pt"
 H, W = 96, 128          # camera frames of the tests

@@ -25,6 +25,8 @@ from sfm_ros.data.bag_writer import write_image_bag  # noqa: E402
 from sfm_ros.data.bags import read_image_stream  # noqa: E402
 from sfm_ros.data.image_codec import decode_image  # noqa: E402
 
+pytestmark = pytest.mark.slow  # make test-fast leaves it out
+
 
 @pytest.fixture
 def ros_node():

@@ -34,7 +34,7 @@ TINY = ["--height", "32", "--width", "96", "--width-mult", "0.25", "--batch-size
         "--no-tensorboard", "--config", "paper"]
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: threads only add overhead
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]  # tiny models: threads only add overhead
 
 
 @pytest.fixture(scope="module")

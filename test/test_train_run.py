@@ -14,7 +14,7 @@ from sfm_ros.core.checkpoint import read_checkpoint
 from sfm_ros.training.progress import RunProgress, format_duration
 from sfm_ros.data.synthetic import render_sequence
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
 
 TINY = ["--height", "32", "--width", "96", "--width-mult", "0.25", "--batch-size", "2", "--max-steps", "2",
         "--workers", "0", "--device", "cpu", "--amp", "off", "--no-progress", "--no-tensorboard",

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 H, W = 32, 96
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: threads only add overhead
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]  # tiny models: threads only add overhead
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ the margin no longer hangs on the CPU's arithmetic. A network that learnt nothin
 (e.g. training with the warp disconnected) stays at the constant-depth error.
 """
 import numpy as np
+import pytest
 import torch
 
 from sfm_ros.data.datasets import Sequence
@@ -23,6 +24,8 @@ from sfm_ros.evaluation.metrics import evaluate_depth
 from sfm_ros.core.options import apply_overrides, preset
 from sfm_ros.data.synthetic import render_sequence
 from sfm_ros.training.trainer import Trainer
+
+pytestmark = pytest.mark.slow  # make test-fast leaves it out
 
 H, W = 64, 208
 

@@ -437,9 +437,9 @@ def _check_free_space(save: Path, like: Path | None) -> None:
 
     if like is None or not like.is_file():
         return
-    probe = save.parent
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
+    from sfm_ros.cli.train_run import nearest_existing
+
+    probe = nearest_existing(save.parent)
     need, free = 2 * like.stat().st_size, shutil.disk_usage(probe).free
     if free < need:
         raise UsageError(f"--adapt-save {save}: {free / 1e6:.0f} MB free on its disk; expected at least "

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sfm_ros.cli.common import UsageError
 
-__all__ = ["check_writable", "OutLock", "clean_stale_temp_files", "check_budget", "apply_given_budget", "BUDGET_KEYS",
+__all__ = ["check_writable", "nearest_existing", "OutLock", "clean_stale_temp_files", "check_budget", "apply_given_budget", "BUDGET_KEYS",
            "INPUT_FIELDS", "PATH_FIELDS",
            "has_inputs", "inputs_record", "restore_inputs", "describe_inputs", "budget_text", "use_line", "extend_hint"]
 
@@ -24,13 +24,18 @@ INPUT_FIELDS = ("bag", "topic", "camera_info_topic", "images", "pattern", "fps",
 PATH_FIELDS = ("bag", "images", "kitti", "video", "calib")
 
 
+def nearest_existing(path: Path) -> Path:
+    """``path``, or its nearest parent that exists (where a folder to be created would go)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def check_writable(out: Path, flag: str = "--out", name: str | None = None) -> None:
     """``--out`` (or ``flag``'s folder ``out``, given as ``name``) must take files before any input
     is decoded or any step taken: a temporary file is created and removed in it (in its nearest
     existing parent when it does not exist yet)."""
-    probe = out
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
+    probe = nearest_existing(out)
     given = f"{flag} {name if name is not None else out}"
     if not probe.is_dir():
         raise UsageError(f"{given}: {probe} is not a folder")
@@ -78,13 +83,12 @@ class OutLock:
 
 
 def clean_stale_temp_files(out: Path) -> None:
-    """Temporary files a killed save left behind (atomic writes never leave a partial target)."""
-    for pat in (".last.pt.*.tmp", ".model.pt.*.tmp", ".best.pt.*.tmp", "snapshots/.step_*.pt.*.tmp"):
-        for f in out.glob(pat):
-            try:
-                f.unlink()
-            except OSError:
-                pass
+    """Temporary files a killed save left behind (atomic writes never leave a partial target); any
+    age: the run holds the folder's lock (:class:`OutLock`), so no save of another run is under way."""
+    from sfm_ros.core.checkpoint import remove_stale_temp_files
+
+    for name in ("last.pt", "model.pt", "best.pt", "snapshots/step_*.pt"):
+        remove_stale_temp_files(out / name, min_age_s=0.0)
 
 
 #: The options that end a run, with their flags.

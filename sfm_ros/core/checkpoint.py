@@ -82,8 +82,8 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
 
 def remove_stale_temp_files(path: str | Path, min_age_s: float = 60.0) -> list[Path]:
     """Remove the temporary files a killed :func:`atomic_torch_save` of ``path`` left behind
-    (``.NAME.*.tmp`` beside it, untouched for ``min_age_s``: a save in progress is younger);
-    returns those removed."""
+    (``.NAME.*.tmp`` beside it, untouched for ``min_age_s``: a save in progress is younger; ``NAME``
+    may be a glob pattern); returns those removed."""
     path = Path(path)
     removed = []
     now = time.time()

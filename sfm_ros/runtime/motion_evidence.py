@@ -42,8 +42,7 @@ __all__ = ["MIN_CONTRAST", "MIN_NEIGHBOUR_CORRELATION", "frame_evidence", "HoldN
 MIN_CONTRAST = 8.0
 #: Correlation of horizontally neighbouring grey levels below which an image is noise, not a scene.
 MIN_NEIGHBOUR_CORRELATION = 0.3
-#: Pixels a side the contrast and noise checks look at (larger frames are subsampled).
-EVIDENCE_SIDE = 512
+
 
 
 def _grey255(img: np.ndarray) -> np.ndarray:
@@ -56,15 +55,14 @@ def _grey255(img: np.ndarray) -> np.ndarray:
     return a * 255.0 if a.size and float(np.nanmax(a)) <= 1.0 else a
 
 
-def frame_evidence(new: np.ndarray, prev: np.ndarray | None) -> str | None:
+def frame_evidence(new: np.ndarray, prev: np.ndarray | None, content: np.ndarray | None = None) -> str | None:
     """Why ``new`` cannot show a motion from ``prev`` (``"frozen"``, ``"textureless"`` or
     ``"noise"``; module doc), or None when it can. ``new`` and ``prev`` are the decoded frames
-    (``prev`` None: no previous frame, the frame alone is checked)."""
-    full = new = np.asarray(new)
-    if new.ndim >= 2 and max(new.shape[:2]) > 2 * EVIDENCE_SIDE:  # the checks need no more pixels
-        step = int(max(new.shape[:2]) // EVIDENCE_SIDE)
-        new = new[::step, ::step]
-    g = _grey255(new)
+    (``prev`` None: no previous frame, the frame alone is checked); ``content``: ``new`` already
+    resized (the node's network input, a tenth of the pixels of a VGA frame) for the contrast and
+    noise checks, default ``new`` itself."""
+    new = np.asarray(new)
+    g = _grey255(new if content is None else content)
     lo, hi = np.percentile(g, [2.0, 98.0])
     if hi - lo < MIN_CONTRAST:
         return "textureless"
@@ -73,7 +71,7 @@ def frame_evidence(new: np.ndarray, prev: np.ndarray | None) -> str | None:
     corr = float(a @ b) / max(float(np.sqrt((a @ a) * (b @ b))), 1e-12)
     if corr < MIN_NEIGHBOUR_CORRELATION:
         return "noise"
-    if prev is not None and np.shape(prev) == full.shape and np.array_equal(prev, full):
+    if prev is not None and np.shape(prev) == new.shape and np.array_equal(prev, new):
         return "frozen"
     return None
 

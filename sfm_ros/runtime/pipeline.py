@@ -296,7 +296,7 @@ class FramePipeline:
                                               "NaN/Inf: published as NaN (unknown, REP 118)")
         depth_np = depth.cpu().numpy()
         prev = self.window[-1] if self.window else None
-        no_motion = frame_evidence(img, None if prev is None else prev.image)
+        no_motion = frame_evidence(img, None if prev is None else prev.image, content=x[0].float().mean(0).cpu().numpy())
         self.window.append(WindowFrame(frame.t, x, depth_np, img, stamp=frame.stamp))
         cam = self.intrinsics(shape)  # once per frame: scale, refinement and publishing
         net_cam = None if cam is None else cam.scaled(e.width, e.height)

@@ -197,18 +197,12 @@ class Trainer:
         if not state_finite(self.model, self.optimizer):
             raise TrainingError(f"not writing {name} at step {self.step}: the weights or the optimiser "
                                 f"state are not finite; {self.files_report()}")
-        try:
-            save_checkpoint(path, self.model, self.opts, epoch=self.epoch, step=self.step,
-                            step_in_epoch=self.step_in_epoch, optimizer=self.optimizer.state_dict(),
-                            rng=rng_state(), history=self.history,
-                            world_size=self.world, extra={**self.checkpoint_extra, **extra},
-                            **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
-                            **({"average": self.average.state_dict()} if self.average is not None else {}))
-        except OSError as exc:  # ENOSPC, EIO, EROFS ...: atomic_torch_save removed its temporary file
-            reason = exc.strerror or str(exc) or type(exc).__name__
-            raise TrainingError(f"could not write {path} at step {self.step} ({reason}); the previous "
-                                f"{name} is intact; {self.files_report()}") from None
-        self.written[name] = self.step
+        self._write(name, lambda p: save_checkpoint(
+            p, self.model, self.opts, epoch=self.epoch, step=self.step, step_in_epoch=self.step_in_epoch,
+            optimizer=self.optimizer.state_dict(), rng=rng_state(), history=self.history, world_size=self.world,
+            extra={**self.checkpoint_extra, **extra},
+            **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
+            **({"average": self.average.state_dict()} if self.average is not None else {})))
         return path
 
     def save_run(self, **extra) -> None:
@@ -239,6 +233,9 @@ class Trainer:
                         record=False)
 
     def _write(self, name: str, write, record: bool = True) -> None:
+        """``write(path)`` of ``out_dir / name``; a failed write (a full disk, an I/O error:
+        :func:`sfm_ros.core.checkpoint.atomic_torch_save` removed its temporary file) raises
+        :class:`TrainingError` naming what this run wrote."""
         path = self.out_dir / name
         try:
             write(path)

@@ -69,7 +69,9 @@ frames as ``OUT`` with ``.gt`` before the suffix) so ``evo_ape tum OUT.gt.txt OU
 
 Both: ``--json OUT`` writes every number; ``--device auto|cpu|cuda``. Exit codes: 0 done, 1 the
 figures are printed but ``--adapt-save`` could not be written (a full disk; its folder is checked
-before the evaluation starts), 2 bad command line or input (one line on stderr).
+before the evaluation starts), 2 bad command line or input (one line on stderr). The runs
+(inference over the frames, scoring) are :mod:`sfm_ros.evaluation.runs`; this module parses,
+calls it and prints.
 """
 from __future__ import annotations
 
@@ -77,24 +79,18 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Iterator
-
-import numpy as np
 
 from sfm_ros.cli.common import EXIT_BAD_INPUT, EXIT_OK, Parser, UsageError, jsonable, report_error
-
-#: ``--adapt-save`` could not be written (a full disk): the figures were printed all the same
-EXIT_SAVE_FAILED = 1
-from sfm_ros.evaluation.depth_eval import (LIDAR_CALIB_LAYOUTS, evaluate_depth_sequence, format_depth_report,
-                                           ground_truth_depth, npy_predictions)
-from sfm_ros.data.inputs import SelectedFrames, select_frames
-from sfm_ros.evaluation.pose_eval import (evaluate_pose_methods, format_pose_report, metric_scale_summary,
-                                          model_pose_method, node_scale, write_trajectory_pair)
-from sfm_ros.evaluation.pose_truth import file_prediction, frames_truth, ground_truth_trajectory, mean_odometry_truth
+from sfm_ros.evaluation.depth_eval import LIDAR_CALIB_LAYOUTS, format_depth_report
+from sfm_ros.evaluation.pose_eval import format_pose_report
+from sfm_ros.evaluation.runs import run_depth, run_pose
 
 __all__ = ["main", "build_parser", "run", "format_depth", "format_pose"]
 
 PROG = "sfm_eval"
+
+#: ``--adapt-save`` could not be written (a full disk): the figures were printed all the same
+EXIT_SAVE_FAILED = 1
 
 
 # ------------------------------------------------------------------------------------------------
@@ -197,80 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _estimator(args):
-    from sfm_ros.core.checkpoint import CheckpointError
-    from sfm_ros.runtime.inference import Estimator
-
-    if not args.checkpoint:
-        raise UsageError("give --checkpoint CKPT (the model to evaluate)")
-    try:
-        return Estimator(args.checkpoint, device=args.device, pose_flip=getattr(args, "pose_flip", False))
-    except CheckpointError as exc:
-        raise UsageError(str(exc)) from None
-
-
 # ------------------------------------------------------------------------------------------------
-# depth
+# reports
 # ------------------------------------------------------------------------------------------------
-def _run_depth(args) -> dict:
-    max_depth = args.max_depth if args.max_depth is not None else (10.0 if args.sevenscenes else 80.0)
-    if not 0 <= args.min_depth < max_depth:
-        raise UsageError(f"need 0 <= --min-depth < --max-depth, got {args.min_depth:g}, {max_depth:g}")
-    crop = None if args.crop == "none" else args.crop
-    if args.pred_npy:
-        preds, gt_what, gts = npy_predictions(args)
-        source = f"predictions {args.pred_npy}"
-        model = None
-    else:
-        est = _estimator(args)
-        frames = select_frames(args)
-        gt_what, gts = ground_truth_depth(args, frames)
-        if frames.count is not None and frames.count != len(gts):
-            raise UsageError(f"{frames.count} frames but {len(gts)} ground-truth maps")
-        save = Path(args.save_npy) if args.save_npy else None
-        if save:
-            save.mkdir(parents=True, exist_ok=True)
-
-        if args.adapt:
-            if args.camera_height is not None or save:
-                raise UsageError("--adapt scores with median scaling: do not give --camera-height or --save-npy")
-            from sfm_ros.evaluation.adapt_eval import evaluate_adaptation
-
-            res = evaluate_adaptation(est, frames.images(), frames.K, gts, args.min_depth, max_depth, crop,
-                                      args.adapt_stride, args.adapt_steps, args.adapt_block,
-                                      opts=_adapt_options(args), started_from=args.checkpoint,
-                                      save=args.adapt_save)
-            return {"command": "depth", "source": f"{args.checkpoint} on {frames.name}, adapting",
-                    "ground_truth": gt_what, "model": None,
-                    "settings": {"min_depth": args.min_depth, "max_depth": max_depth, "crop": args.crop,
-                                 "median_scaling": True, "frames": args.frames, "camera_height": None}, **res}
-        ground = _ground_scale(args, frames)
-
-        def run() -> Iterator[tuple[np.ndarray, tuple[int, int]]]:
-            for i, img in enumerate(frames.images()):
-                d = est.depth(est.preprocess(img))[0, 0].float().cpu().numpy()
-                if save:
-                    np.save(save / f"{i:06d}.npy", d)
-                if ground is not None:
-                    s = ground.update(d, est.scale_intrinsics(frames.K, img.shape[:2]))
-                    d = d * (np.nan if s is None else s)  # no scale yet: the frame is skipped
-                yield d, img.shape[:2]
-        preds = run()
-        source = f"{args.checkpoint} on {frames.name}"
-        model = {"seq_len": est.seq_len, "size": [est.height, est.width], "device": str(est.device)}
-    metric = getattr(args, "camera_height", None) is not None and not args.pred_npy
-    median_scaling = not (args.no_median_scaling or metric)
-    res = evaluate_depth_sequence(preds, gts, args.min_depth, max_depth, median_scaling, crop, metric)
-    return {
-        "command": "depth", "source": source, "ground_truth": gt_what, "model": model,
-        "settings": {"min_depth": args.min_depth, "max_depth": max_depth, "crop": args.crop,
-                     "median_scaling": median_scaling, "frames": args.frames,
-                     "camera_height": getattr(args, "camera_height", None) if metric else None},
-        **res,
-    }
-
-
 def format_depth(res: dict) -> str:
+    """The ``sfm_eval depth`` report of :func:`sfm_ros.evaluation.runs.run_depth`'s result."""
     if "blocks" in res:
         from sfm_ros.evaluation.adapt_eval import format_adaptation
 
@@ -278,123 +205,8 @@ def format_depth(res: dict) -> str:
     return format_depth_report(res, PROG)
 
 
-# ------------------------------------------------------------------------------------------------
-# pose
-# ------------------------------------------------------------------------------------------------
-def _ground_scale(args, frames: SelectedFrames):
-    """The node's ``camera_height`` scale for ``--camera-height`` (a forward camera), or None."""
-    if args.camera_height is None:
-        return None
-    if not args.camera_height > 0 or frames.K is None:
-        raise UsageError(f"--camera-height must be > 0 m and needs intrinsics (--kitti or --sevenscenes), "
-                         f"got {args.camera_height} on {frames.name}")
-    from sfm_ros.runtime.ground_scale import GroundScale
-    from sfm_ros.runtime.odometry import camera_extrinsic
-
-    return GroundScale(args.camera_height, camera_extrinsic())
-
-
-def _run_pose(args) -> dict:
-    if args.snippet < 2:
-        raise UsageError(f"--snippet must be >= 2, got {args.snippet}")
-    if args.delta < 1:
-        raise UsageError(f"--delta must be >= 1, got {args.delta}")
-    stride = args.stride if args.stride is not None else (10 if args.sevenscenes else 1)
-    if stride < 1:
-        raise UsageError(f"--stride must be >= 1, got {stride}")
-    if args.pred_tum and args.pred_kitti:
-        raise UsageError("give one of --pred-tum and --pred-kitti")
-    pred_file = args.pred_tum or args.pred_kitti
-    metric = None
-    methods: dict[str, dict] = {}
-    notes: list[str] = []
-    model_info = None
-    if pred_file:
-        traj, all_gt, sel, stamps, gt_what = file_prediction(args, stride)
-        gt = all_gt[sel]
-        methods["prediction"] = {"traj": traj}
-        source = pred_file
-    else:
-        from sfm_ros.runtime.motion import REFINE_MODES, Refiner
-
-        if args.refine not in REFINE_MODES:
-            raise UsageError(f"--refine must be one of {', '.join(REFINE_MODES)}, got {args.refine!r}")
-        refiner = Refiner(args.refine)
-        est = _estimator(args)
-        frames = select_frames(args, stride)
-        if args.refine != "none" and frames.K is None:
-            raise UsageError(f"--refine {args.refine} needs the camera intrinsics: {frames.name} carries none "
-                             "(use --kitti or --sevenscenes)")
-        if args.adapt:
-            return _run_pose_adapt(args, est, frames)
-        ground = _ground_scale(args, frames)
-        images, views, raw_hw = [], [], None
-        for im in frames.images():
-            raw_hw = raw_hw or im.shape[:2]
-            images.append(est.preprocess(im))
-            if args.refine != "none":
-                views.append(refiner.view(im, frames.K))
-        all_gt, sel, gt_what = frames_truth(args, frames, len(images), stride)
-        gt = all_gt[sel]
-        if len(images) < max(args.snippet, est.seq_len):
-            raise UsageError(f"{len(images)} frames selected: need at least {max(args.snippet, est.seq_len)} "
-                             f"(--snippet {args.snippet}, model seq_len {est.seq_len})")
-        m, model_notes, metric = model_pose_method(est, images, args.snippet, refiner, views, ground,
-                                                   frames.K, raw_hw)
-        notes += model_notes
-        if est.pose_flip:
-            notes.append("--pose-flip: each window's motion averaged with the mirrored window's (the node's pose_flip)")
-        methods["model"] = m
-        source = f"{args.checkpoint} on {frames.name}"
-        model_info = {"seq_len": est.seq_len, "size": [est.height, est.width], "device": str(est.device)}
-        stamps = np.asarray(frames.stamps, dtype=np.float64) if frames.stamps is not None and \
-            len(frames.stamps) == len(gt) else np.arange(len(gt)) / args.fps
-    train_gt, train_what = mean_odometry_truth(args, all_gt, sel, stride)
-    if args.train_frames is None:
-        notes.append(f"mean odometry from {train_what}")
-    results = evaluate_pose_methods(gt, methods, args.snippet, args.delta, train_gt)
-    metric_scale = metric_scale_summary(gt, metric, args.camera_height) if metric is not None else None
-    written = []
-    traj = next(iter(methods.values()))["traj"]
-    for out, fmt in ((args.tum, "tum"), (args.kitti_out, "kitti")):
-        if out:
-            written += write_trajectory_pair(out, fmt, stamps, traj, gt)
-    return {
-        "command": "pose", "source": source, "ground_truth": gt_what, "model": model_info,
-        "frames": args.frames, "stride": stride, "count": len(gt), "snippet": args.snippet,
-        "delta": args.delta, "mean_odometry_from": train_what, "notes": notes,
-        "methods": results, "metric_scale": metric_scale, "written": written,
-        "node_scale": node_scale(results) if metric is None else None,
-    }
-
-
-def _adapt_options(args):
-    from sfm_ros.training.adapt import AdaptOptions
-
-    opts = AdaptOptions()
-    for text in args.adapt_set:
-        try:
-            opts.override(text)
-        except ValueError as e:
-            raise UsageError(f"--adapt-set: {e}") from None
-    return opts
-
-
-def _run_pose_adapt(args, est, frames) -> dict:
-    if frames.sevenscenes is None and frames.gt_poses is None:
-        raise UsageError("pose --adapt needs --kitti or --sevenscenes (their ground truth, frame by frame)")
-    if args.refine != "none" or args.camera_height is not None:
-        raise UsageError("pose --adapt scores the network's snippets: do not give --refine or --camera-height")
-    from sfm_ros.evaluation.adapt_eval import evaluate_pose_adaptation
-
-    all_gt, _, _ = ground_truth_trajectory(args, frames)
-    res = evaluate_pose_adaptation(est, frames.images(), frames.K, all_gt[frames.indices], args.adapt_stride,
-                                   args.adapt_steps, args.adapt_block, opts=_adapt_options(args),
-                                   started_from=args.checkpoint, save=args.adapt_save)
-    return res | {"source": f"{args.checkpoint} on {frames.name}, adapting"}
-
-
 def format_pose(res: dict) -> str:
+    """The ``sfm_eval pose`` report of :func:`sfm_ros.evaluation.runs.run_pose`'s result."""
     if res.get("adapt"):
         from sfm_ros.evaluation.adapt_eval import format_pose_adaptation
 
@@ -406,8 +218,8 @@ def format_pose(res: dict) -> str:
 # main
 # ------------------------------------------------------------------------------------------------
 def run(argv: list[str] | None = None) -> dict:
-    """Parse and run; returns the result dict (raises :class:`UsageError` on bad input). The JSON
-    target of ``--json`` is under the key ``"json_out"``."""
+    """Parse and run; returns the result dict (raises ``ValueError``, :class:`UsageError` among them,
+    on bad input). The JSON target of ``--json`` is under the key ``"json_out"``."""
     args = build_parser().parse_args(argv)
     if args.threads:
         import torch
@@ -425,7 +237,7 @@ def run(argv: list[str] | None = None) -> dict:
         check_writable(save.parent, flag="--adapt-save", name=str(save))
         remove_stale_temp_files(save)
         _check_free_space(save, Path(args.checkpoint) if args.checkpoint else None)
-    res = _run_depth(args) if args.command == "depth" else _run_pose(args)
+    res = run_depth(args) if args.command == "depth" else run_pose(args)
     res["json_out"] = args.json
     return res
 

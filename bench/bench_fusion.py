@@ -52,7 +52,7 @@ def node_odometry(checkpoint: str, frames: tuple[int, int], camera_height: float
 
     from sfm_ros.data.sources import read_image, read_kitti_odometry
     from sfm_ros.runtime.frames import InputFrame
-    from sfm_ros.runtime.node_support import load_estimator
+    from sfm_ros.runtime.model_loading import load_estimator
     from sfm_ros.runtime.odometry import camera_extrinsic, camera_to_base
     from sfm_ros.runtime.pipeline import FramePipeline, Settings
     from sfm_ros.core.se3 import invert_pose

@@ -14,7 +14,8 @@ import pytest
 from sfm_ros.data.synthetic import render_sequence
 from sfm_ros.runtime.frames import InputFrame
 from sfm_ros.runtime.motion_evidence import HoldNoise, frame_evidence
-from sfm_ros.runtime.node_support import FRAME_COUNTS, Counters, Log, load_estimator
+from sfm_ros.runtime.diagnostics import FRAME_COUNTS, Counters, Log
+from sfm_ros.runtime.model_loading import load_estimator
 from sfm_ros.runtime.odometry import camera_extrinsic
 from sfm_ros.runtime.pipeline import FramePipeline, Settings
 from sfm_ros.runtime.motion import Refiner

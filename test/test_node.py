@@ -160,7 +160,7 @@ def client():
 
 
 def test_rate_limiter_memory_is_bounded():
-    from sfm_ros.runtime.node_support import RateLimiter
+    from sfm_ros.runtime.diagnostics import RateLimiter
 
     lim = RateLimiter(period=60.0, max_keys=8)
     assert [lim.ok(f"k{i}")[0] for i in range(1000)] == [True] * 1000  # each new key once

@@ -12,7 +12,8 @@ import pytest
 
 from sfm_ros.core.checkpoint import save_checkpoint
 from sfm_ros.core.model import SfMModel
-from sfm_ros.runtime.node_support import FRAME_COUNTS, Counters, Log, load_estimator
+from sfm_ros.runtime.diagnostics import FRAME_COUNTS, Counters, Log
+from sfm_ros.runtime.model_loading import load_estimator
 from sfm_ros.runtime.odometry import camera_extrinsic
 from sfm_ros.runtime.motion.covariance import GROUND_SCALE_REL
 from sfm_ros.core.options import ModelOptions, Options
@@ -78,13 +79,13 @@ def _frame(img, t: float, **kw) -> InputFrame:
 
 
 def test_pipeline_runs_without_ros(tiny_ckpt):
-    """pipeline.py and node_support.py import neither rclpy nor a ROS message package."""
+    """pipeline.py, frame_input.py, metric_scale.py, diagnostics.py and model_loading.py import neither rclpy nor a ROS message package."""
     code = f"""
 import sys, time
 for m in ("rclpy", "sensor_msgs", "sensor_msgs.msg", "geometry_msgs", "nav_msgs", "builtin_interfaces",
           "diagnostic_msgs", "tf2_msgs", "rcl_interfaces"):
     sys.modules[m] = None  # any import of them raises ImportError
-from sfm_ros.runtime.node_support import load_estimator
+from sfm_ros.runtime.model_loading import load_estimator
 from sfm_ros.runtime.odometry import camera_extrinsic
 from sfm_ros.runtime.frames import InputFrame
 from sfm_ros.runtime.pipeline import FramePipeline, Settings
@@ -332,14 +333,14 @@ def test_diagnostic_warnings_name_what_is_missing(tiny, seq):
     assert pl.diagnostic_warnings() == []
     pl, _ = _pipeline(tiny, seq, camera_height=1.5)  # intrinsics given: only the scale is missing
     assert pl.diagnostic_warnings() == ["scale not calibrated yet: camera_height is set, no frame processed yet"]
-    pl.scale_source = "camera_height (no ground plane yet)"
+    pl.metric_scale.source = "camera_height (no ground plane yet)"
     assert pl.diagnostic_warnings() == ["scale not calibrated yet: camera_height (no ground plane yet)"]
-    pl.scale_source = "camera_height"
+    pl.metric_scale.source = "camera_height"
     assert pl.diagnostic_warnings() == []
 
 
 def test_stamp_latency_only_in_the_nodes_clock():
-    from sfm_ros.runtime.node_support import Latencies
+    from sfm_ros.runtime.diagnostics import Latencies
 
     lat = Latencies()
     assert "latency_stamp_p50_s" not in lat.values()
@@ -356,7 +357,7 @@ def test_stamp_latency_only_in_the_nodes_clock():
 
 
 def test_parameter_coercion_and_unknown_names():
-    from sfm_ros.runtime.node_support import coerce_param, param_type_name, unknown_parameters
+    from sfm_ros.ros.node_params import coerce_param, param_type_name, unknown_parameters
 
     assert coerce_param("scale", 0.0, 2) == 2.0 and isinstance(coerce_param("scale", 0.0, 2), float)
     assert coerce_param("camera_xyz", [0.0, 0.0, 0.0], [0, 0, 1]) == [0.0, 0.0, 1.0]

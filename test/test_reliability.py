@@ -31,7 +31,8 @@ from sfm_ros.core.checkpoint import atomic_torch_save, read_checkpoint, remove_s
 from sfm_ros.core.model import SfMModel
 from sfm_ros.core.options import Options, apply_overrides, preset
 from sfm_ros.runtime.frames import InputFrame
-from sfm_ros.runtime.node_support import FRAME_COUNTS, Counters, Log, load_estimator
+from sfm_ros.runtime.diagnostics import FRAME_COUNTS, Counters, Log
+from sfm_ros.runtime.model_loading import load_estimator
 from sfm_ros.runtime.odometry import camera_extrinsic
 from sfm_ros.runtime.pipeline import FramePipeline, Settings
 

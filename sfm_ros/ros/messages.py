@@ -152,7 +152,7 @@ def tf_message(*transforms: TransformStamped):
 def diagnostics(name: str, hardware_id: str, counts: dict[str, int], values: dict[str, Any],
                 stamp: Any, warnings: Any = ()) -> DiagnosticArray:
     """One DiagnosticStatus: WARN before the first processed frame, once bad input was seen
-    (``counts`` of :data:`sfm_ros.runtime.node_support.FRAME_COUNTS`) or with any of ``warnings`` (e.g.
+    (``counts`` of :data:`sfm_ros.runtime.diagnostics.FRAME_COUNTS`) or with any of ``warnings`` (e.g.
     :meth:`sfm_ros.runtime.pipeline.FramePipeline.diagnostic_warnings`), the message naming each; else OK
     "running". ``values`` as key/value text."""
     st = DiagnosticStatus(name=name, hardware_id=hardware_id)

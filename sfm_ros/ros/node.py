@@ -4,67 +4,15 @@ Run: ``ros2 run sfm_ros sfm_node --ros-args -r image:=/cam/image_raw -r camera_i
 or ``ros2 launch sfm_ros camera.launch.py image:=/cam/image_raw camera_info:=/cam/camera_info``
 (also ``python -m sfm_ros.ros.node``); ``sfm_node --help`` prints the topics and parameters below.
 
-Subscribed topics
------------------
-====================  ==============================  ===============================================
-topic                 type                            notes
-====================  ==============================  ===============================================
-``image``             sensor_msgs/Image               camera frames (``compressed:=false``, default);
-                                                      rgb8, bgr8, rgba8, bgra8, mono8, mono16
-``image/compressed``  sensor_msgs/CompressedImage     instead of ``image`` when ``compressed:=true``
-                                                      (image_transport naming: remap it on its own,
-                                                      e.g. ``-r image/compressed:=/cam/image_raw/compressed``)
-``camera_info``       sensor_msgs/CameraInfo          intrinsics; until one arrives the
-                                                      ``intrinsics`` parameter is used (if set)
-====================  ==============================  ===============================================
+Both inputs use the sensor-data QoS by default (best effort, keep last ``qos_depth``, volatile);
+``qos_reliability:=reliable`` for recorders / reliable-only publishers. All names are relative
+except ``/tf``, ``/tf_static`` and ``/diagnostics`` (absolute as in tf2_ros and
+diagnostic_updater): ``__ns`` and remapping work as usual.
 
-Both use the sensor-data QoS by default (best effort, keep last ``qos_depth``, volatile);
-``qos_reliability:=reliable`` for recorders / reliable-only publishers. All names are relative:
-``__ns`` and remapping work as usual.
+The topic tables below are generated from :mod:`sfm_ros.ros.interface` (the one place a topic is
+defined, with its QoS kind; the node creates its subscriptions and publishers from it by name).
 
-Published topics (stamped with the header stamp of the input frame they come from)
-------------------------------------------------------------------------------------
-=======================  =================================  =========================================
-topic                    type                               content
-=======================  =================================  =========================================
-``depth/image``          sensor_msgs/Image ``32FC1``        depth in metres (REP 118) at the network
-                                                            resolution, ``network units * scale``;
-                                                            -Inf < min_depth, +Inf > max_depth, NaN
-                                                            unknown; frame = camera optical frame
-``depth/camera_info``    sensor_msgs/CameraInfo             intrinsics scaled to the depth image, its
-                                                            sibling (image_transport, depth_image_proc,
-                                                            RViz; needs camera_info or ``intrinsics``)
-``depth/colormap``       sensor_msgs/Image ``rgb8``         inverse depth, magma (``publish_colormap``)
-``explainability``       sensor_msgs/Image ``mono8``        mean explainability mask of the window's
-                                                            target (middle) frame, stamped with that
-                                                            frame (``publish_explainability``)
-``points``               sensor_msgs/PointCloud2            every ``points_stride``-th finite depth
-                                                            pixel: x y z float32 + rgb (packed float32);
-                                                            frame = camera optical frame
-``odom``                 nav_msgs/Odometry                  pose of ``base_frame`` in ``odom_frame``,
-                                                            twist in ``base_frame``, covariances
-                                                            (see :mod:`sfm_ros.runtime.odometry`)
-``/tf``                  tf2_msgs/TFMessage                 ``odom_frame`` → ``base_frame``
-                                                            (``publish_tf``); reliable, keep last 100
-``/tf_static``           tf2_msgs/TFMessage                 ``base_frame`` → camera optical frame
-                                                            (``publish_static_tf``); reliable, transient
-                                                            local, keep last 1 (tf2_ros' static QoS)
-``/diagnostics``         diagnostic_msgs/DiagnosticArray    1 Hz: frames received / processed /
-                                                            dropped / rejected / skipped, latency
-                                                            p50/p95, inference time, model, device,
-                                                            scale and its source, the refinement
-                                                            (``refined_motions``, ``refined_lengths``:
-                                                            where each step's scale came from,
-                                                            ``refine_ms_p50``, ``refine_corners``),
-                                                            ``held_frames`` (frames that showed no
-                                                            motion, by reason); WARN naming what is
-                                                            missing or held (README)
-=======================  =================================  =========================================
-
-Outputs use a reliable, keep-last-``qos_depth`` QoS (compatible with best-effort subscribers too).
-Renamed in issue 14: ``depth`` → ``depth/image`` (``depth/camera_info``, ``depth/colormap`` kept).
-``/tf``, ``/tf_static`` and ``/diagnostics`` are absolute as in tf2_ros and diagnostic_updater.
-
+{topics}
 Parameters
 ----------
 The parameters (``config/sfm_ros.yaml``), their types, defaults and meaning, and which of them
@@ -106,25 +54,23 @@ import rclpy
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rcl_interfaces.msg import SetParametersResult
-from diagnostic_msgs.msg import DiagnosticArray
-from nav_msgs.msg import Odometry
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from sensor_msgs.msg import CompressedImage, Image
 
+from sfm_ros.ros import interface
 from sfm_ros.ros import messages as rm
+from sfm_ros.ros.interface import NODE_NAME
 from sfm_ros.ros.node_params import PARAMETERS, StartupError, apply_changes, build_pipeline, declare_parameters
-from sfm_ros.runtime.node_support import EXAMPLE, FRAME_COUNTS, PUBLISHED, SUBSCRIBED, Counters, Latencies, Log, usage
+from sfm_ros.runtime.diagnostics import FRAME_COUNTS, Counters, Latencies, Log
 from sfm_ros.runtime.frames import FrameQueue, FrameResult, InputFrame
 
-NODE_NAME = "sfm_node"
+__doc__ = __doc__.replace("{topics}", interface.topic_sections_rst())
 
 
 def help_text() -> str:
-    """``sfm_node --help``: generated from :data:`~sfm_ros.ros.node_params.PARAMETERS`, :data:`SUBSCRIBED`,
-    :data:`PUBLISHED`."""
-    return usage(NODE_NAME, __doc__.splitlines()[0].split(": ", 1)[1], SUBSCRIBED, PUBLISHED, PARAMETERS,
-                 EXAMPLE)
+    """``sfm_node --help``: generated from :mod:`sfm_ros.ros.interface` and
+    :data:`~sfm_ros.ros.node_params.PARAMETERS`."""
+    return interface.help_text(PARAMETERS)
 
 
 class SfmNode(Node):
@@ -145,48 +91,30 @@ class SfmNode(Node):
             p, self.log, self.counts, self.get_logger().info)
         self._static_frame: str | None = None
 
-        # ---------------------------------------------------------------- QoS
-        depth = p("qos_depth")
-        rel = p("qos_reliability")
-        if rel not in ("best_effort", "reliable"):
-            raise StartupError(f"qos_reliability must be best_effort or reliable, got {rel!r}")
-        in_qos = QoSProfile(
-            history=HistoryPolicy.KEEP_LAST, depth=depth,
-            reliability=ReliabilityPolicy.BEST_EFFORT if rel == "best_effort" else ReliabilityPolicy.RELIABLE,
-            durability=DurabilityPolicy.VOLATILE)
-        out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
-                             reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
-        tf_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
-                            reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
-        tf_static_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                                   reliability=ReliabilityPolicy.RELIABLE,
-                                   durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-        # ---------------------------------------------------------------- publishers
-        self.pub_depth = self.create_publisher(Image, PUBLISHED[0][0], out_qos)
-        self.pub_depth_info = self.create_publisher(CameraInfo, PUBLISHED[1][0], out_qos)
-        self.pub_colormap = self.create_publisher(Image, PUBLISHED[2][0], out_qos)
-        self.pub_exp = self.create_publisher(Image, "explainability", out_qos)
-        self.pub_points = self.create_publisher(PointCloud2, "points", out_qos)
-        self.pub_odom = self.create_publisher(Odometry, "odom", out_qos)
-        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        if rm.TFMessage is not None:
-            self.pub_tf = self.create_publisher(rm.TFMessage, "/tf", tf_qos)
-            self.pub_tf_static = self.create_publisher(rm.TFMessage, "/tf_static", tf_static_qos)
-        else:
-            self.pub_tf = self.pub_tf_static = None
-            self.get_logger().warning("tf2_msgs is not installed: /tf and /tf_static are disabled")
-
-        # ---------------------------------------------------------------- worker + subscriptions
+        # ---------------------------------------------------------------- publishers, worker, subscriptions
+        try:
+            qos = {k: interface.qos_profile(k, p("qos_depth"), p("qos_reliability")) for k in interface.QOS_KINDS}
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
+        #: the publishers by topic name (:data:`sfm_ros.ros.interface.PUBLICATIONS`); a message type
+        #: that is not installed (tf2_msgs) leaves its topic out, warned
+        self.pubs: dict[str, Any] = {}
+        for t in interface.PUBLICATIONS:
+            cls = interface.message_class(t.msg_type)
+            if cls is None:
+                self.get_logger().warning(f"{t.msg_type} is not installed: {t.name} is disabled")
+                continue
+            self.pubs[t.name] = self.create_publisher(cls, t.name, qos[t.qos])
         self._queue = FrameQueue(p("queue_size"))
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="sfm_inference", daemon=True)
-        if p("compressed"):
-            self.sub_image = self.create_subscription(CompressedImage, "image/compressed",
-                                                      self._on_compressed, in_qos)
-        else:
-            self.sub_image = self.create_subscription(Image, "image", self._on_image, in_qos)
-        self.sub_info = self.create_subscription(CameraInfo, "camera_info", self.pipeline.camera_info, in_qos)
+        image = interface.topic("image/compressed" if p("compressed") else "image")
+        self.sub_image = self.create_subscription(interface.message_class(image.msg_type), image.name,
+                                                  self._on_compressed if p("compressed") else self._on_image,
+                                                  qos[image.qos])
+        info = interface.topic("camera_info")
+        self.sub_info = self.create_subscription(interface.message_class(info.msg_type), info.name,
+                                                 self.pipeline.camera_info, qos[info.qos])
         self.add_on_set_parameters_callback(self._on_set_parameters)
         # Diagnostics on the steady clock: they keep coming while sim time is paused.
         self.diag_timer = self.create_timer(1.0, self._publish_diagnostics,
@@ -272,32 +200,38 @@ class SfmNode(Node):
     def _publish(self, r: FrameResult) -> None:
         p = self._param
         cam_frame = p("camera_frame") or r.frame_id or "camera_optical_frame"
-        self.pub_depth.publish(rm.depth_image(r, cam_frame))
+        self._pub("depth/image", rm.depth_image(r, cam_frame))
         if r.camera is not None:
-            self.pub_depth_info.publish(rm.camera_info(r.camera, r.stamp, cam_frame))
+            self._pub("depth/camera_info", rm.camera_info(r.camera, r.stamp, cam_frame))
         if r.points is not None:
-            self.pub_points.publish(rm.point_cloud(r.points, r.stamp, cam_frame))
+            self._pub("points", rm.point_cloud(r.points, r.stamp, cam_frame))
         if p("publish_colormap"):
-            self.pub_colormap.publish(rm.colormap_image(r, cam_frame))
+            self._pub("depth/colormap", rm.colormap_image(r, cam_frame))
         if r.explainability is not None:
-            self.pub_exp.publish(rm.explainability_image(r, cam_frame))
+            self._pub("explainability", rm.explainability_image(r, cam_frame))
         if r.odometry is not None:
             odom, base = p("odom_frame"), p("base_frame")
-            self.pub_odom.publish(rm.odometry_msg(r.odometry, r.stamp, odom, base))
-            if p("publish_tf") and self.pub_tf is not None:
-                self.pub_tf.publish(rm.tf_message(rm.transform_stamped(r.odometry.T_odom_base, r.stamp, odom, base)))
+            self._pub("odom", rm.odometry_msg(r.odometry, r.stamp, odom, base))
+            if p("publish_tf"):
+                self._pub("/tf", rm.tf_message(rm.transform_stamped(r.odometry.T_odom_base, r.stamp, odom, base)))
         if p("publish_static_tf") and self._static_frame != cam_frame:
             self._publish_static_tf(cam_frame)
         now = self.get_clock().now().nanoseconds
         self.counts.add("processed")
         self.latencies.add(r.infer_ms, time.monotonic() - r.recv, now * 1e-9 - r.t if now > 0 else None)
 
+    def _pub(self, name: str, msg) -> None:
+        """Publish ``msg`` on topic ``name`` of the interface table (nothing when it is disabled)."""
+        pub = self.pubs.get(name)
+        if pub is not None:
+            pub.publish(msg)
+
     def _publish_static_tf(self, cam_frame: str) -> None:
-        if self.pub_tf_static is None or not self._param("publish_static_tf"):
+        if "/tf_static" not in self.pubs or not self._param("publish_static_tf"):
             return
         tf = rm.transform_stamped(self.T_base_cam, self.get_clock().now().to_msg(), self._param("base_frame"),
                                   cam_frame)
-        self.pub_tf_static.publish(rm.tf_message(tf))
+        self._pub("/tf_static", rm.tf_message(tf))
         self._static_frame = cam_frame
 
     def _publish_diagnostics(self) -> None:
@@ -321,7 +255,7 @@ class SfmNode(Node):
             "input_size": f"{e.width}x{e.height}", "seq_len": e.seq_len,
             **self.pipeline.diagnostic_values(),
         }
-        self.pub_diag.publish(rm.diagnostics(f"{self.get_name()}: inference", str(e.device), s, values,
+        self._pub("/diagnostics", rm.diagnostics(f"{self.get_name()}: inference", str(e.device), s, values,
                                              self.get_clock().now().to_msg(),
                                              self.pipeline.diagnostic_warnings(self.sub_info.topic_name)))
 

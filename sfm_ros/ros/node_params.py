@@ -116,12 +116,52 @@ from typing import Any, NamedTuple
 from rclpy.parameter import Parameter
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 
-from sfm_ros.runtime.node_support import coerce_param, unknown_parameters
 from sfm_ros.runtime.odometry import OPTICAL_RPY
 from sfm_ros.runtime.pipeline import SETTINGS, FramePipeline, Settings
 
-__all__ = ["ParamSpec", "PARAMETERS", "PARAMETER_NAMES", "MOUNT_PARAMETERS", "StartupError", "declare_parameters",
+__all__ = ["param_type_name", "coerce_param", "unknown_parameters", "ParamSpec", "PARAMETERS", "PARAMETER_NAMES", "MOUNT_PARAMETERS", "StartupError", "declare_parameters",
            "coerce_parameters", "build_pipeline", "apply_changes"]
+
+
+def param_type_name(default: Any) -> str:
+    """The ROS 2 parameter type of a default value: bool, int, double, string, double[]."""
+    if isinstance(default, bool):
+        return "bool"
+    if isinstance(default, int):
+        return "int"
+    if isinstance(default, float):
+        return "double"
+    if isinstance(default, str):
+        return "string"
+    if isinstance(default, (list, tuple)) and all(isinstance(v, float) for v in default):
+        return "double[]"
+    raise TypeError(f"unsupported parameter default {default!r}")
+
+
+def coerce_param(name: str, default: Any, value: Any) -> Any:
+    """``value`` for a parameter declared with ``default``: an integer (or a list of integers) for
+    a double (double[]) parameter becomes a float (list of floats), as ``-p scale:=2`` or
+    ``camera_xyz: [0, 0, 1]`` in a params file mean; anything else is returned unchanged (rclpy
+    then rejects a wrong type, e.g. a string, with a one-line error)."""
+    kind = param_type_name(default)
+    if kind == "double" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind == "double[]" and isinstance(value, (list, tuple)) and value and \
+            all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return [float(v) for v in value]
+    return value
+
+
+#: Parameters rclpy itself may be given (not declared by the node's table, never "unknown").
+RCLPY_PARAMETERS = ("use_sim_time", "start_type_description_service", "qos_overrides.")
+
+
+def unknown_parameters(given: Any, declared: Any) -> list[str]:
+    """The names in ``given`` (overrides from ``-p`` / params files) that the node does not declare
+    (``declared``) and rclpy does not own (:data:`RCLPY_PARAMETERS`), sorted."""
+    known = set(declared)
+    return sorted(n for n in given if n not in known and not any(
+        n == r or (r.endswith(".") and n.startswith(r)) for r in RCLPY_PARAMETERS))
 
 
 class ParamSpec(NamedTuple):
@@ -230,9 +270,9 @@ def build_pipeline(get, log, counts, info) -> tuple:
     """What the declared parameters (``get(name)`` → value) configure at start: ``(estimator,
     checkpoint path, T_base_cam, FramePipeline)``. The pipeline's settings are checked first, then the
     model is loaded (and warmed up), then the camera mount is read; any failure is a
-    :class:`StartupError` naming it. ``log``: the pipeline's :class:`~sfm_ros.runtime.node_support.Log`;
+    :class:`StartupError` naming it. ``log``: the pipeline's :class:`~sfm_ros.runtime.diagnostics.Log`;
     ``counts``: its frame counters; ``info``: where the adaptation thread reports."""
-    from sfm_ros.runtime.node_support import load_estimator
+    from sfm_ros.runtime.model_loading import load_estimator
     from sfm_ros.runtime.odometry import camera_extrinsic
 
     settings = Settings(**{name: get(name) for name in SETTINGS})

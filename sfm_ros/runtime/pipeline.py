@@ -10,7 +10,7 @@ a :class:`logging.Logger`).
 Processing
 ----------
 The image callback only decodes (raw images: a copy; compressed images are decoded by the worker,
-:meth:`FramePipeline.decode`) and validates, then puts the frame in a bounded :class:`FrameQueue`
+:meth:`~sfm_ros.runtime.frame_input.FrameInputs.decode`) and validates, then puts the frame in a bounded :class:`FrameQueue`
 of ``queue_size`` (newest wins). A worker thread runs :meth:`FramePipeline.process`: depth for
 every frame, and the pose network once per frame on the window of the last ``seq_len`` processed
 frames; the newest frame's pose follows from the prediction with it as a source (no output lag, see
@@ -21,7 +21,7 @@ without one finite pixel, a non-finite pose, duplicated stamps) is skipped with 
 input string: memory and log rate stay bounded whatever arrives); processing goes on. A frame with
 a zero header stamp (driver bug) is skipped, warned, so that one odd frame never looks like a time
 jump; from the second zero stamp in a row (a driver that never stamps) the reception time is used
-instead, with a warning (:meth:`FramePipeline.zero_stamp`). Stamps going backwards restart the
+instead, with a warning (:meth:`~sfm_ros.runtime.frame_input.FrameInputs.zero_stamp`). Stamps going backwards restart the
 odometry at the identity, a gap larger than ``max_gap`` restarts it from the last pose.
 
 Units: ``FrameResult.depth`` is in metres (network units times the frame's scale) at the network
@@ -35,39 +35,19 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, fields
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
 from sfm_ros.data.camera import CameraModel
+from sfm_ros.runtime.frame_input import FrameInputs
 from sfm_ros.runtime.frames import FrameResult, InputFrame, WindowFrame, cloud_points, rep118_depth
+from sfm_ros.runtime.metric_scale import CAMERA_HEIGHT_SOURCES, MetricScale, ScaleSource
 from sfm_ros.runtime.motion.covariance import GROUND_SCALE_REL
 from sfm_ros.runtime.motion.result import ScaleFrom, Used
 from sfm_ros.runtime.motion_evidence import HoldNoise, frame_evidence
-from sfm_ros.runtime.node_support import FRAME_COUNTS, Counters, Log
+from sfm_ros.runtime.diagnostics import FRAME_COUNTS, Counters, Log
 from sfm_ros.runtime.odometry import MonocularOdometry
-
-ZERO_STAMP_RUN = 2  # zero header stamps in a row from which the driver is taken not to stamp
-MIN_IMAGE_SIDE = 16  # pixels: a smaller image shows nothing to estimate depth or motion from
-MAX_IMAGE_PIXELS = 7680 * 4320  # 8K: a larger frame is a driver or a configuration error
-
-
-class ScaleSource(StrEnum):
-    """Where the odometry's metres per network unit come from (the ``scale_source`` diagnostic)."""
-
-    NOT_YET = "default"              # no frame processed
-    PARAMETER = "scale parameter"
-    DEFAULT = "default (1)"          # neither scale nor camera_height set
-    CAMERA_HEIGHT = "camera_height"  # the ground plane's
-    CAMERA_HEIGHT_NO_INTRINSICS = "camera_height (no intrinsics yet)"  # the last scale kept
-    CAMERA_HEIGHT_NO_PLANE = "camera_height (no ground plane yet)"     # 1 until a plane is found
-
-
-#: the sources of a pipeline whose ``camera_height`` sets the scale (found or not yet)
-CAMERA_HEIGHT_SOURCES = frozenset({ScaleSource.CAMERA_HEIGHT, ScaleSource.CAMERA_HEIGHT_NO_INTRINSICS,
-                                   ScaleSource.CAMERA_HEIGHT_NO_PLANE})
-
 
 @dataclass
 class Settings:
@@ -105,7 +85,7 @@ class FramePipeline:
     """Decode → time checks → depth → window → poses (+ refinement) → odometry → :class:`FrameResult`.
 
     Args:
-        estimator: an :class:`~sfm_ros.runtime.inference.Estimator` (e.g. :func:`sfm_ros.runtime.node_support.load_estimator`).
+        estimator: an :class:`~sfm_ros.runtime.inference.Estimator` (e.g. :func:`sfm_ros.runtime.model_loading.load_estimator`).
         T_base_cam: (4, 4) pose of the camera optical frame in ``base_link``.
         settings: :class:`Settings`, read once a frame (assign its fields to change them).
         log: where warnings go (:class:`Log`); ``counts``: :class:`Counters` of
@@ -130,17 +110,14 @@ class FramePipeline:
         self.T_base_cam = np.asarray(T_base_cam, dtype=np.float64)
         self.odometry = MonocularOdometry(T_base_cam=self.T_base_cam, scale=s.scale or 1.0, max_gap=s.max_gap)
         self.window: deque[WindowFrame] = deque(maxlen=estimator.seq_len)
-        self.camera: CameraModel | None = None   # from camera_info
-        self.camera_source: str | None = None    # "camera_info" | "intrinsics" | None (logged on change)
-        self.ground = None                       # GroundScale while camera_height is set
-        self.scale_source = ScaleSource.NOT_YET
+        self.inputs = FrameInputs(self.settings, self.log, self.counts)
+        self.metric_scale = MetricScale(self.T_base_cam, self.log)
         self.has_explainability = any(k.startswith("mask_heads") for k in estimator.state.get("pose_net", {}))
         self._refiner = None
         self._corner_budget = None  # keeps the refiner's cost per frame within its budget
         self._refiner_model = None  # the weights the refiner's depth/network ratios were measured with
         self._last_refinement = None  # the refiner's result for the newest frame (None: not refined)
         self._last_shape: tuple | None = None
-        self._zero_stamps = 0
         self.adaptation = adaptation
         self.held = Counters()          # frames whose images showed no motion, by reason
         self.held_run = 0               # of them in a row up to the newest frame
@@ -150,115 +127,35 @@ class FramePipeline:
 
     # ------------------------------------------------------------------------------ inputs
     def reject(self, kind: str, msg: str) -> None:
-        """Count a bad input frame and warn, rate-limited per ``kind`` (a fixed word, or the
-        codec's :attr:`~sfm_ros.data.image_codec.ImageCodecError.kind`: never the input's text)."""
-        self.counts.add("rejected")
-        self.log.warn("reject:" + kind, msg)
+        """Count a bad input frame and warn (:meth:`FrameInputs.reject`)."""
+        self.inputs.reject(kind, msg)
 
     def zero_stamp(self, is_zero: bool) -> str:
-        """The zero-stamp policy (module doc) for a received frame: ``"keep"`` its stamp, ``"skip"``
-        the frame (counted, warned) or stamp it with the ``"reception"`` time (warned)."""
-        if not is_zero:
-            self._zero_stamps = 0
-            return "keep"
-        self._zero_stamps += 1
-        if self._zero_stamps < ZERO_STAMP_RUN:
-            self.counts.add("skipped")
-            self.log.warn("zero_stamp_skip", "input header stamp is zero: frame skipped (if zero stamps "
-                                             "go on, the reception time is used)")
-            return "skip"
-        self.log.warn("zero_stamp", "input header stamp is zero: using the reception time instead "
-                                    "(outputs are stamped with it)")
-        return "reception"
+        """The zero-stamp policy for a received frame (:meth:`FrameInputs.zero_stamp`)."""
+        return self.inputs.zero_stamp(is_zero)
 
     def camera_info(self, msg: Any) -> None:
-        """Use the intrinsics of a CameraInfo message (or dict, :meth:`CameraModel.from_camera_info`)
-        from now on; a bad one is ignored, warned."""
-        try:
-            cam = CameraModel.from_camera_info(msg)
-            if cam.fx <= 0 or cam.fy <= 0:
-                raise ValueError(f"fx={cam.fx}, fy={cam.fy} must be > 0")
-        except ValueError as exc:
-            self.log.warn("camera_info", f"ignoring a bad camera_info: {exc}")
-            return
-        first = self.camera is None
-        self.camera = cam
-        if first:
-            self.log.info(
-                f"using camera_info intrinsics fx={cam.fx:.1f} fy={cam.fy:.1f} cx={cam.cx:.1f} "
-                f"cy={cam.cy:.1f} ({cam.width}x{cam.height})"
-                + (" [distortion is ignored: feed rectified images (image_rect)]" if cam.is_distorted else ""))
+        """Use a CameraInfo's intrinsics from now on (:meth:`FrameInputs.camera_info`)."""
+        self.inputs.camera_info(msg)
 
-    def decode(self, frame: InputFrame) -> np.ndarray | None:
-        """The frame's image (compressed ones decoded here), or None (rejected, warned)."""
-        if frame.image is not None:
-            img = frame.image
-        else:
-            from sfm_ros.data.image_codec import ImageDecodeError, decode_compressed
+    @property
+    def camera(self) -> CameraModel | None:
+        """The latest camera_info's camera model (None before one)."""
+        return self.inputs.camera
 
-            fmt, data = frame.compressed
-            try:
-                img = decode_compressed(fmt, data)
-            except (ImageDecodeError, ValueError) as exc:
-                self.reject(f"compressed:{getattr(exc, 'kind', 'decode')}", f"dropping a bad compressed image: {exc}")
-                return None
-            if img.ndim == 2 and img.dtype not in (np.uint8, np.uint16):
-                self.reject("compressed:dtype", f"dropping a compressed image of type {img.dtype}")
-                return None
-        img = np.asarray(img)
-        if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (3, 4))) or 0 in img.shape:
-            self.reject("image:shape", f"dropping an image of shape {img.shape}: expected (H, W), (H, W, 3) "
-                                       "or (H, W, 4) with H, W > 0")
-            return None
-        h, w = img.shape[:2]
-        if min(h, w) < MIN_IMAGE_SIDE or h * w > MAX_IMAGE_PIXELS:
-            self.reject("image:size", f"dropping a {w}x{h} image: expected at least {MIN_IMAGE_SIDE} pixels a "
-                                      f"side and at most {MAX_IMAGE_PIXELS / 1e6:.1f} megapixels (8K); resize "
-                                      "it upstream")
-            return None
-        return img
+    @property
+    def camera_source(self) -> str | None:
+        return self.inputs.camera_source
 
-    def intrinsics(self, image_hw: tuple[int, int]) -> CameraModel | None:
-        """CameraModel at the *input* image size, or None (logs which source is used)."""
-        h, w = image_hw
-        cam, source = None, None
-        if self.camera is not None:
-            cam, source = self.camera, "camera_info"
-            if (cam.width, cam.height) != (w, h):
-                if cam.width > 0 and cam.height > 0:
-                    self.log.warn("info_size", f"camera_info is for {cam.width}x{cam.height} but images are "
-                                               f"{w}x{h}: intrinsics scaled to the image size")
-                    cam = cam.scaled(w, h)
-                else:
-                    cam = CameraModel(w, h, cam.K)
-        else:
-            fx, fy, cx, cy = (list(self.settings.intrinsics) + [0.0] * 4)[:4]
-            if fx > 0 and fy > 0:
-                cam, source = CameraModel.from_intrinsics(fx, fy, cx, cy, w, h), "intrinsics"
-                if abs(cam.cx - 0.5 * (w - 1)) > 0.25 * w or abs(cam.cy - 0.5 * (h - 1)) > 0.25 * h:
-                    self.log.warn("intrinsics_size", f"the 'intrinsics' parameter's principal point ({cam.cx:g}, "
-                                                     f"{cam.cy:g}) is far from the centre of the {w}x{h} images: "
-                                                     "is it for another resolution?")
-        if cam is not None:
-            from sfm_ros.data.camera import CameraError
+    @property
+    def scale_source(self) -> ScaleSource:
+        return self.metric_scale.source
 
-            try:
-                cam.check_intrinsics(w, h, f"{source} for {w}x{h} images")
-            except CameraError as exc:
-                self.log.warn("intrinsics_unusable", f"{exc}: ignored (no points, no refinement)")
-                cam, source = None, "unusable"
-        if source != self.camera_source:
-            if source == "intrinsics":
-                self.log.info("no camera_info yet: using the 'intrinsics' parameter "
-                              f"fx={cam.fx:g} fy={cam.fy:g} cx={cam.cx:g} cy={cam.cy:g} until one arrives")
-            elif source == "camera_info" and self.camera_source == "intrinsics":
-                self.log.info("camera_info arrived: now using its intrinsics")
-            self.camera_source = source
-        if cam is None and source is None:
-            self.log.warn("no_intrinsics", "no camera_info received and the 'intrinsics' parameter is unset: "
-                                           "publishing depth and odometry only (no points, no "
-                                           "depth/camera_info) until camera_info arrives")
-        return cam
+    @property
+    def ground(self):
+        """The ground-plane scale (:class:`~sfm_ros.runtime.ground_scale.GroundScale`) while
+        ``camera_height`` is set, else None."""
+        return self.metric_scale.ground
 
     # ------------------------------------------------------------------------------ per frame
     def process(self, frame: InputFrame) -> FrameResult | None:
@@ -267,7 +164,7 @@ class FramePipeline:
 
 
         e, s = self.estimator, self.settings
-        img = self.decode(frame)
+        img = self.inputs.decode(frame)
         if img is None:
             return None
         shape = img.shape[:2]
@@ -298,10 +195,14 @@ class FramePipeline:
         prev = self.window[-1] if self.window else None
         no_motion = frame_evidence(img, None if prev is None else prev.image, content=x[0].float().mean(0).cpu().numpy())
         self.window.append(WindowFrame(frame.t, x, depth_np, img, stamp=frame.stamp))
-        cam = self.intrinsics(shape)  # once per frame: scale, refinement and publishing
+        cam = self.inputs.intrinsics(shape)  # once per frame: scale, refinement and publishing
         net_cam = None if cam is None else cam.scaled(e.width, e.height)
         # a frame that shows nothing new does not re-measure the ground's scale
-        self.odometry.scale = self._metric_scale(depth_np, net_cam, measure=no_motion is None)
+        manual, height = float(s.scale), float(s.camera_height)
+        # the ground's metres (the plane's scale, the refiner's homography) carry a persisting error
+        self.odometry.noise.scale_rel = GROUND_SCALE_REL if manual <= 0 < height else 0.0
+        self.odometry.scale = self.metric_scale.update(manual, height, depth_np, net_cam, self.odometry.scale,
+                                                measure=no_motion is None)
         self._held_now = False
         T = None
         if len(self.window) == e.seq_len:
@@ -375,38 +276,6 @@ class FramePipeline:
         self.log.warn(kind, msg)
         return None
 
-    def _metric_scale(self, depth: np.ndarray, cam: CameraModel | None, measure: bool = True) -> float:
-        """Metres per network unit for this frame (``depth`` in network units, ``cam`` at its size
-        or None): ``scale`` when > 0, else the ground-plane scale when ``camera_height`` is set (1
-        until a ground plane is found; ``measure`` False: not re-measured from this frame), else 1."""
-        manual, height = float(self.settings.scale), float(self.settings.camera_height)
-        # the ground's metres (the plane's scale, the refiner's homography) carry a persisting error
-        self.odometry.noise.scale_rel = GROUND_SCALE_REL if manual <= 0 < height else 0.0
-        if manual > 0:
-            self.scale_source = ScaleSource.PARAMETER
-            return manual
-        if height <= 0:
-            self.scale_source = ScaleSource.DEFAULT
-            return 1.0
-        from sfm_ros.runtime.ground_scale import GroundScale
-
-        if self.ground is None or self.ground.camera_height != height:
-            self.ground = GroundScale(height, self.T_base_cam)
-        if cam is None:
-            self.log.warn("scale_intrinsics", "camera_height needs intrinsics to find the ground: the last "
-                                              "scale is kept until camera_info arrives")
-            self.scale_source = ScaleSource.CAMERA_HEIGHT_NO_INTRINSICS
-            return self.odometry.scale
-        if not measure:  # the last ground scale (or the last scale) is kept
-            return self.odometry.scale if self.ground.scale is None else self.ground.scale
-        s = self.ground.update(depth, cam.K)
-        if s is None:
-            self.log.warn("scale_ground", "no ground plane found in the lower image yet: scale 1 until one is")
-            self.scale_source = ScaleSource.CAMERA_HEIGHT_NO_PLANE
-            return 1.0
-        self.scale_source = ScaleSource.CAMERA_HEIGHT
-        return s
-
     def _motion_callback(self, cam: CameraModel | None, no_motion: str | None):
         """``motion(ref, inc)`` for :meth:`MonocularOdometry.update`: the refined motion
         (:meth:`_refine_callback`), or no motion with the covariance of the motion the images cannot
@@ -476,9 +345,7 @@ class FramePipeline:
         def refine(ref: int, inc: np.ndarray):
             f_ref = self.window[ref]
             try:
-                g = self.ground  # camera_height: the step's metres from the ground's homography
-                ground = (g.down, g.camera_height) if g is not None and \
-                    self.scale_source in CAMERA_HEIGHT_SOURCES else None
+                ground = self.metric_scale.ground_down()  # camera_height: the step's metres from its homography
                 t0 = time.perf_counter()
                 r = refiner.refine(view(f_ref), view(self.window[-1]), inc, f_ref.depth, self.odometry.scale,
                                    ground)

@@ -254,6 +254,29 @@ def test_pose_pred_kitti_file_scaled_ground_truth(tmp_path, capsys):
     assert p["ate"]["scale"] == pytest.approx(2.0)
     assert res["methods"]["zero_motion"]["snippet_ate"]["mean"] > 0.1
     assert res["count"] == 10 and res["mean_odometry_from"] == "frames 0:2 (outside the evaluated range)"
+    # segment drift: lengths fitted to the ~10 m path; half the motion drifts 50 % of each segment's
+    # displacement (divided by L as the devkit does: ~1 m steps overshoot the 1 and 2 m lengths) until
+    # one global scale
+    sd = res["segment_drift"]
+    assert sd["lengths"] == [1, 2, 4, 8] and sd["step"] == 1 and 8 < sd["path_length"] < 12
+    d = p["segment_drift"]
+    assert 50.0 <= d["as_published"]["t_err_pct"] < 75.0
+    assert d["global_scale"]["t_err_pct"] < 1e-6 and d["global_scale"]["r_err_deg_per_100m"] < 1e-4
+    assert d["scale"] == pytest.approx(2.0)
+    assert "segment drift (KITTI devkit definition): segments of 1, 2, 4, 8 m" in text
+    assert "| prediction | " in text.split("segment drift")[1]
+    code, text, err = _run(capsys, "pose", "--pred-kitti", tmp_path / "pred.txt", "--gt-kitti", tmp_path / "gt.txt",
+                           "--snippet", "3", "--frames", "2:12", "--drift-lengths", "3,5", "--drift-step", "10",
+                           "--json", out)
+    assert code == 0, err
+    res = json.loads(out.read_text())
+    assert res["segment_drift"]["lengths"] == [3, 5] and res["segment_drift"]["step"] == 10
+    assert res["methods"]["prediction"]["segment_drift"]["as_published"]["segments"] == 2  # frame 0, both lengths
+    for flags, needle in ((["--drift-lengths", "10,x"], "--drift-lengths '10,x' must be metres > 0"),
+                          (["--drift-step", "0"], "--drift-step must be >= 1")):
+        code, text, err = _run(capsys, "pose", "--pred-kitti", tmp_path / "pred.txt", "--gt-kitti",
+                               tmp_path / "gt.txt", "--snippet", "3", *flags)
+        assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_pose_sevenscenes_stride(tiny_ckpt, sevenscenes_dir, tmp_path, capsys):

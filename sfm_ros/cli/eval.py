@@ -55,6 +55,15 @@ select the frames ``A, A+S, ...`` below ``B``.
   ``L - 1`` increments.
 * **Whole trajectory**: the averaged increments chained from the first selected frame; ATE after a
   Sim(3) Umeyama alignment and RPE over ``--delta`` frames (as ``evo_ape -as`` / ``evo_rpe -as``).
+* **Segment drift** (the KITTI odometry benchmark's figure, :mod:`sfm_ros.evaluation.segment_drift`):
+  for segments starting at every ``--drift-step`` frame (default 1; the devkit steps 10) and each
+  length ``L`` of ``--drift-lengths`` (default: chosen to fit the ground-truth path and printed,
+  10, 20, 40, 80 ... m below its length; the devkit's 100..800 m beyond 800 m), the segment ends at
+  the first frame whose ground-truth path distance exceeds ``L``; the error of the segment's
+  predicted relative pose against the true one gives ``t_err`` = its translation / ``L`` (%) and
+  ``r_err`` = its rotation angle / ``L`` (degrees per 100 m), averaged over all segments. Reported
+  as published (the trajectory as predicted: metric with ``--camera-height``) and after one global
+  scale (the whole trajectory's Sim(3) scale). evo (``--tum`` files) remains a cross-check.
 * **Baselines** through the same code: zero motion (identity poses) and mean odometry (the mean
   ground-truth increment of ``--train-frames A:B``, same stride, applied at every step; default: the
   ground-truth frames outside the evaluated range). Sim(3) alignment is undefined for a trajectory
@@ -172,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--stride", type=int, default=None, help="frame step (default 1; 10 with --sevenscenes)")
     q.add_argument("--snippet", type=int, default=5, help="snippet length of the snippet ATE (default 5)")
     q.add_argument("--delta", type=int, default=1, help="RPE frame delta (default 1)")
+    q.add_argument("--drift-lengths", metavar="L,L,...",
+                   help="segment lengths of the segment drift in metres (default: chosen to fit the path, "
+                        "e.g. 10,20,40 on a 52 m one; the devkit's 100..800 beyond 800 m)")
+    q.add_argument("--drift-step", type=int, default=1, metavar="N",
+                   help="segment drift: a segment starts at every N-th frame (default 1; the devkit's is 10)")
     q.add_argument("--camera-height", type=float, metavar="M",
                    help="metric scale as the node's camera_height does (ground plane in the predicted depth, "
                         "forward camera): also reports the trajectory with no scale alignment and the "

@@ -121,7 +121,11 @@ def _aligned(fn, *a, **kw) -> tuple[dict | None, str]:
 
 
 def pose_metrics(gt: np.ndarray, traj: np.ndarray | None, snippet: int, delta: int,
-                snippets: np.ndarray | None = None, rel: np.ndarray | None = None) -> dict:
+                snippets: np.ndarray | None = None, rel: np.ndarray | None = None,
+                drift: tuple[tuple[float, ...], int] | None = None) -> dict:
+    """Snippet ATE, ATE and RPE of one method; with ``drift = (lengths, step)`` also its segment
+    drift (:func:`sfm_ros.evaluation.segment_drift.drift_report`, None when no length is given)."""
+    from sfm_ros.evaluation.segment_drift import drift_report
     from sfm_ros.evaluation.trajectory import ate, rpe, snippet_ate
 
     if snippets is not None:
@@ -136,14 +140,18 @@ def pose_metrics(gt: np.ndarray, traj: np.ndarray | None, snippet: int, delta: i
     if len(gt) > delta:
         r, align = _aligned(rpe, gt, traj, delta=delta)
         out["rpe"] = dict(r, align=align)
+    if drift is not None:
+        out["segment_drift"] = drift_report(gt, traj, drift[0], drift[1]) if drift[0] else None
     return out
 
 
 def evaluate_pose_methods(gt: np.ndarray, methods: dict[str, dict], snippet: int, delta: int,
-                          train_gt: list[np.ndarray] | None) -> dict:
+                          train_gt: list[np.ndarray] | None,
+                          drift: tuple[tuple[float, ...], int] | None = None) -> dict:
     """Metrics of every method plus the zero-motion and (when ``train_gt``) mean-odometry baselines.
 
-    ``methods``: name → ``{"traj": (N,4,4), optional "snippets": (M,L,4,4) or "rel": (N-1,4,4)}``."""
+    ``methods``: name → ``{"traj": (N,4,4), optional "snippets": (M,L,4,4) or "rel": (N-1,4,4)}``;
+    ``drift``: ``(segment lengths, start step)`` of the segment drift (:func:`pose_metrics`)."""
     from sfm_ros.evaluation.trajectory import mean_odometry_poses, zero_motion_poses
 
     n = len(gt)
@@ -151,10 +159,10 @@ def evaluate_pose_methods(gt: np.ndarray, methods: dict[str, dict], snippet: int
         raise ValueError(f"{n} frames selected: need at least --snippet {snippet}")
     out = {}
     for name, m in methods.items():
-        out[name] = pose_metrics(gt, m["traj"], snippet, delta, m.get("snippets"), m.get("rel"))
-    out["zero_motion"] = pose_metrics(gt, zero_motion_poses(n), snippet, delta)
+        out[name] = pose_metrics(gt, m["traj"], snippet, delta, m.get("snippets"), m.get("rel"), drift)
+    out["zero_motion"] = pose_metrics(gt, zero_motion_poses(n), snippet, delta, drift=drift)
     if train_gt:
-        out["mean_odometry"] = pose_metrics(gt, mean_odometry_poses(train_gt, n), snippet, delta)
+        out["mean_odometry"] = pose_metrics(gt, mean_odometry_poses(train_gt, n), snippet, delta, drift=drift)
     return out
 
 
@@ -280,6 +288,7 @@ def format_pose_report(res: dict, prog: str = "sfm_eval") -> str:
         lines.append(f"| {METHOD_LABELS.get(name, name)} | {s['mean']:.4f} ± {s['std']:.4f} | "
                      f"{a['rmse']:.4f}{al} | {rp} |")
     lines.append("")
+    lines += _drift_lines(res)
     ms = res.get("metric_scale")
     if ms:
         lines.append(f"metric scale from camera height {ms['camera_height']:g} m (no scale alignment): predicted / "
@@ -297,3 +306,31 @@ def format_pose_report(res: dict, prog: str = "sfm_eval") -> str:
     for w in res["written"]:
         lines.append(f"- wrote {w}")
     return "\n".join(lines)
+
+
+def _drift_lines(res: dict) -> list[str]:
+    """The segment-drift table of :func:`format_pose_report` (nothing when it was not computed)."""
+    sd = res.get("segment_drift")
+    if not sd:
+        return []
+    if not sd["lengths"]:
+        return [f"segment drift: none (the ground-truth path is {sd['path_length']:.4g} m long; no segment "
+                f"length fits)", ""]
+    lines = [f"segment drift (KITTI devkit definition): segments of {', '.join(f'{L:g}' for L in sd['lengths'])} m "
+             f"of the {sd['path_length']:.4g} m ground-truth path, one from every {sd['step']} frame(s) "
+             f"(the devkit: 100-800 m, every 10th frame)", "",
+             "| method | t_err % | r_err °/100 m | t_err % (one global scale) | r_err °/100 m (one global scale) "
+             "| global scale | segments |", "|---|---:|---:|---:|---:|---:|---:|"]
+
+    def cells(d: dict | None) -> str:
+        return f"{d['t_err_pct']:.2f} | {d['r_err_deg_per_100m']:.3f}" if d else "n/a | n/a"
+    for name, m in res["methods"].items():
+        d = m.get("segment_drift")
+        if d and d["as_published"]:
+            scale = "n/a" if d["scale"] is None else f"{d['scale']:.4g}"
+            lines.append(f"| {METHOD_LABELS.get(name, name)} | {cells(d['as_published'])} | "
+                         f"{cells(d['global_scale'])} | {scale} | {d['as_published']['segments']} |")
+    lines += ["", "as published: the trajectory as predicted (metric with --camera-height or a metric prediction, "
+              "else in network units); one global scale: every predicted position times the whole trajectory's "
+              "Sim(3) scale (the rotation error does not change); segments end at the first frame beyond the length", ""]
+    return lines

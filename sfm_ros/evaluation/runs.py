@@ -22,7 +22,8 @@ from sfm_ros.evaluation.pose_eval import (evaluate_pose_methods, metric_scale_su
                                           node_scale, write_trajectory_pair)
 from sfm_ros.evaluation.pose_truth import file_prediction, frames_truth, ground_truth_trajectory, mean_odometry_truth
 
-__all__ = ["load_estimator", "ground_scale", "adapt_options", "run_depth", "run_pose", "run_pose_adapt"]
+__all__ = ["load_estimator", "ground_scale", "adapt_options", "run_depth", "run_pose", "drift_settings",
+           "run_pose_adapt"]
 
 
 def load_estimator(args: Any):
@@ -192,7 +193,9 @@ def run_pose(args: Any) -> dict:
     train_gt, train_what = mean_odometry_truth(args, all_gt, sel, stride)
     if args.train_frames is None:
         notes.append(f"mean odometry from {train_what}")
-    results = evaluate_pose_methods(gt, methods, args.snippet, args.delta, train_gt)
+    drift = drift_settings(args, gt)
+    results = evaluate_pose_methods(gt, methods, args.snippet, args.delta, train_gt,
+                                    (tuple(drift["lengths"]), drift["step"]))
     metric_scale = metric_scale_summary(gt, metric, args.camera_height) if metric is not None else None
     written = []
     traj = next(iter(methods.values()))["traj"]
@@ -203,9 +206,31 @@ def run_pose(args: Any) -> dict:
         "command": "pose", "source": source, "ground_truth": gt_what, "model": model_info,
         "frames": args.frames, "stride": stride, "count": len(gt), "snippet": args.snippet,
         "delta": args.delta, "mean_odometry_from": train_what, "notes": notes,
-        "methods": results, "metric_scale": metric_scale, "written": written,
+        "methods": results, "segment_drift": drift, "metric_scale": metric_scale, "written": written,
         "node_scale": node_scale(results) if metric is None else None,
     }
+
+
+def drift_settings(args: Any, gt: np.ndarray) -> dict:
+    """The segment drift's ``lengths`` (``--drift-lengths``, else chosen to fit the ground-truth
+    path: :func:`sfm_ros.evaluation.segment_drift.choose_lengths`), start ``step``
+    (``--drift-step``) and the ``path_length``."""
+    from sfm_ros.evaluation.segment_drift import choose_lengths, path_distances
+
+    step = getattr(args, "drift_step", 1)
+    if step < 1:
+        raise ValueError(f"--drift-step must be >= 1, got {step}")
+    path = float(path_distances(gt)[-1])
+    text = getattr(args, "drift_lengths", None)
+    if text is None:
+        return {"lengths": list(choose_lengths(path)), "step": step, "path_length": path}
+    try:
+        lengths = [float(x) for x in text.split(",")]
+    except ValueError:
+        lengths = []
+    if not lengths or not all(np.isfinite(L) and L > 0 for L in lengths):
+        raise ValueError(f"--drift-lengths {text!r} must be metres > 0 separated by commas, e.g. 10,20,40")
+    return {"lengths": lengths, "step": step, "path_length": path}
 
 
 def run_pose_adapt(args: Any, est, frames: SelectedFrames) -> dict:

@@ -41,7 +41,9 @@ def running_node(tmp_path_factory):
     try:
         node = SfmNode(context=ctx, namespace="/robot1", parameter_overrides=[
             Parameter("checkpoint", value=str(ckpt)), Parameter("backend", value="torch"),
-            Parameter("compressed", value=True)])
+            Parameter("compressed", value=True),
+            Parameter("qos_overrides./robot1/odom.publisher.reliability", value="best_effort"),
+            Parameter("qos_overrides./robot1/camera_info.subscription.depth", value=3)])
         pubs = {p.topic_name: p.msg_type for p in node.publishers}
         subs = {s.topic_name: s.msg_type for s in node.subscriptions}
         yield node, pubs, subs
@@ -126,3 +128,15 @@ def test_write_readme_rewrites_only_the_section(tmp_path):
     (tmp_path / "bare.md").write_text("no markers")
     with pytest.raises(ValueError, match="no <!-- topics"):
         interface.write_readme(tmp_path / "bare.md")
+
+
+def test_qos_overrides_apply_to_the_table_topics(running_node):
+    """REP-2003 style overrides (qos_overrides./TOPIC.publisher|subscription.POLICY) reach the
+    publishers and subscriptions; topics not overridden keep the table's QoS."""
+    from rclpy.qos import ReliabilityPolicy
+
+    node = running_node[0]
+    assert node.pubs["odom"].qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+    assert node.pubs["depth/image"].qos_profile.reliability == ReliabilityPolicy.RELIABLE
+    assert node.sub_info.qos_profile.depth == 3
+    assert node.sub_image.qos_profile.depth == 5

@@ -22,7 +22,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 tf2_msgs = pytest.importorskip("tf2_msgs.msg")
 
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
@@ -455,6 +455,31 @@ def test_compressed_input_without_camera_info(tiny_ckpt, client, frames):
         assert node.wait_log("using camera_info intrinsics", 5)
         assert node.alive()
     finally:
+        assert node.stop() == 0
+    assert "Traceback" not in node.stderr
+
+
+def test_a_wrong_input_topic_is_named_with_the_published_ones(tiny_ckpt, client):
+    """A remap to a topic nobody publishes: the log and /diagnostics name the input without a
+    publisher and the topics of its type that are published (the likely right name)."""
+    ns = "/wrong"
+    diag = client.collect(DiagnosticArray, "/diagnostics")
+    node = NodeProcess("-r", f"__ns:={ns}", "-r", "image:=/cam_typo/image", "-p", f"checkpoint:={tiny_ckpt}",
+                       "-p", "backend:=torch")
+    pub = client.node.create_publisher(Image, f"{ns}/real/image_raw", 10)
+    try:
+        assert node.wait_log("ready", 60), node.stderr
+        want = rf"no publisher on /cam_typo/image \(sensor_msgs/Image\); publishers of that type: .*{ns}/real/image_raw"
+        assert node.wait_log(want, 20), node.stderr
+        assert node.wait_log(rf"no publisher on {ns}/camera_info \(sensor_msgs/CameraInfo\)", 5), node.stderr
+
+        def warned():
+            return any("no publisher on /cam_typo/image" in st.message and "/wrong/depth" not in st.message
+                       and st.level == DiagnosticStatus.WARN for _, m in diag for st in m.status)
+        assert _wait(warned, 10), [st.message for _, m in diag[-3:] for st in m.status]
+        assert node.alive()
+    finally:
+        client.node.destroy_publisher(pub)
         assert node.stop() == 0
     assert "Traceback" not in node.stderr
 

@@ -7,7 +7,10 @@ or ``ros2 launch sfm_ros camera.launch.py image:=/cam/image_raw camera_info:=/ca
 Both inputs use the sensor-data QoS by default (best effort, keep last ``qos_depth``, volatile);
 ``qos_reliability:=reliable`` for recorders / reliable-only publishers. All names are relative
 except ``/tf``, ``/tf_static`` and ``/diagnostics`` (absolute as in tf2_ros and
-diagnostic_updater): ``__ns`` and remapping work as usual.
+diagnostic_updater): ``__ns`` and remapping work as usual. Each topic's history, depth and
+reliability can be overridden at start with ``qos_overrides./TOPIC.publisher|subscription.POLICY``
+parameters (REP-2003). An input without a publisher is named, with the published topics of its
+type, in the log (every 30 s) and in ``/diagnostics`` (:mod:`sfm_ros.ros.graph_check`).
 
 The topic tables below are generated from :mod:`sfm_ros.ros.interface` (the one place a topic is
 defined, with its QoS kind; the node creates its subscriptions and publishers from it by name).
@@ -54,14 +57,15 @@ import rclpy
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.qos_overriding_options import QoSOverridingOptions
 from rcl_interfaces.msg import SetParametersResult
 from sensor_msgs.msg import CompressedImage, Image
 
-from sfm_ros.ros import interface
+from sfm_ros.ros import graph_check, interface
 from sfm_ros.ros import messages as rm
 from sfm_ros.ros.interface import NODE_NAME
 from sfm_ros.ros.node_params import PARAMETERS, StartupError, apply_changes, build_pipeline, declare_parameters
-from sfm_ros.runtime.diagnostics import FRAME_COUNTS, Counters, Latencies, Log
+from sfm_ros.runtime.diagnostics import FRAME_COUNTS, Counters, Latencies, Log, RateLimiter
 from sfm_ros.runtime.frames import FrameQueue, FrameResult, InputFrame
 
 __doc__ = __doc__.replace("{topics}", interface.topic_sections_rst())
@@ -82,6 +86,8 @@ class SfmNode(Node):
         self.counts = Counters(*FRAME_COUNTS)
         self.latencies = Latencies()
         self._dropped_reported = 0
+        self._started = time.monotonic()
+        self._graph_log = RateLimiter(period=30.0)  # a missing input publisher: logged every 30 s
         try:
             declare_parameters(self)
         except Exception as exc:  # out of range / wrong type given with -p or a params file
@@ -93,28 +99,36 @@ class SfmNode(Node):
 
         # ---------------------------------------------------------------- publishers, worker, subscriptions
         try:
-            qos = {k: interface.qos_profile(k, p("qos_depth"), p("qos_reliability")) for k in interface.QOS_KINDS}
+            interface.qos_profile("input", p("qos_depth"), p("qos_reliability"))
         except ValueError as exc:
             raise StartupError(str(exc)) from None
+
+        def qos(kind: str):  # a profile of its own for each topic: rclpy's overrides change it in place
+            return interface.qos_profile(kind, p("qos_depth"), p("qos_reliability"))
+
         #: the publishers by topic name (:data:`sfm_ros.ros.interface.PUBLICATIONS`); a message type
         #: that is not installed (tf2_msgs) leaves its topic out, warned
         self.pubs: dict[str, Any] = {}
+        # REP-2003 / rclpy: history, depth and reliability of every topic can be overridden with
+        # qos_overrides./TOPIC.publisher|subscription.POLICY parameters (read-only, at start)
+        overridable = QoSOverridingOptions.with_default_policies()
         for t in interface.PUBLICATIONS:
             cls = interface.message_class(t.msg_type)
             if cls is None:
                 self.get_logger().warning(f"{t.msg_type} is not installed: {t.name} is disabled")
                 continue
-            self.pubs[t.name] = self.create_publisher(cls, t.name, qos[t.qos])
+            self.pubs[t.name] = self.create_publisher(cls, t.name, qos(t.qos), qos_overriding_options=overridable)
         self._queue = FrameQueue(p("queue_size"))
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="sfm_inference", daemon=True)
         image = interface.topic("image/compressed" if p("compressed") else "image")
         self.sub_image = self.create_subscription(interface.message_class(image.msg_type), image.name,
                                                   self._on_compressed if p("compressed") else self._on_image,
-                                                  qos[image.qos])
+                                                  qos(image.qos), qos_overriding_options=overridable)
         info = interface.topic("camera_info")
         self.sub_info = self.create_subscription(interface.message_class(info.msg_type), info.name,
-                                                 self.pipeline.camera_info, qos[info.qos])
+                                                 self.pipeline.camera_info, qos(info.qos),
+                                                 qos_overriding_options=overridable)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         # Diagnostics on the steady clock: they keep coming while sim time is paused.
         self.diag_timer = self.create_timer(1.0, self._publish_diagnostics,
@@ -234,6 +248,26 @@ class SfmNode(Node):
         self._pub("/tf_static", rm.tf_message(tf))
         self._static_frame = cam_frame
 
+    def _missing_inputs(self) -> list[str]:
+        """Inputs without a publisher (after the discovery grace period), each named with the topics
+        of its type that are published; logged every 30 s, and WARN in the diagnostics."""
+        if time.monotonic() - self._started < graph_check.DISCOVERY_GRACE_S:
+            return []
+        image = interface.topic("image/compressed" if self._param("compressed") else "image")
+        inputs = [(self.sub_image, image.name, image.msg_type)]
+        fx, fy = (list(self._param("intrinsics")) + [0.0] * 4)[:2]
+        if self.pipeline.camera is None and not (fx > 0 and fy > 0):  # camera_info is what intrinsics wait for
+            inputs.append((self.sub_info, "camera_info", interface.topic("camera_info").msg_type))
+        try:
+            lines = graph_check.missing_publishers(self, inputs)
+        except Exception as exc:  # the graph API failing must not stop the diagnostics
+            self.log.warn("graph", f"cannot read the ROS graph: {type(exc).__name__}: {exc}")
+            return []
+        for line in lines:
+            if self._graph_log.ok(line.split(";")[0])[0]:
+                self.get_logger().warning(line)
+        return lines
+
     def _publish_diagnostics(self) -> None:
         s = self.counts.snapshot()
         new_drops = s["dropped"] - self._dropped_reported
@@ -257,7 +291,8 @@ class SfmNode(Node):
         }
         self._pub("/diagnostics", rm.diagnostics(f"{self.get_name()}: inference", str(e.device), s, values,
                                              self.get_clock().now().to_msg(),
-                                             self.pipeline.diagnostic_warnings(self.sub_info.topic_name)))
+                                             self._missing_inputs()
+                                             + self.pipeline.diagnostic_warnings(self.sub_info.topic_name)))
 
     # ------------------------------------------------------------------------------ shutdown
     def destroy_node(self):

@@ -325,9 +325,11 @@ def test_images_times_txt_is_read_by_the_sources_parser(tiny_ckpt, synth, tmp_pa
     (["pose", "--checkpoint", "{ckpt}", "--images", "{images}", "--refine", "epipolar", "--gt-kitti", "x"],
      "needs the camera intrinsics"),
     (["pose", "--checkpoint", "{ckpt}", "--images", "{images}", "--camera-height", "1.5", "--gt-kitti", "x"],
-     "--camera-height must be > 0 m and needs intrinsics"),
+     "--camera-height 1.5 needs the camera intrinsics: image folder {images}: no intrinsics: give --calib YAML or --fx"),
     (["depth", "--checkpoint", "{ckpt}", "--images", "{images}", "--gt-npy", "{gt_npy}", "--camera-height", "1.5"],
-     "--camera-height must be > 0 m and needs intrinsics"),
+     "--camera-height 1.5 needs the camera intrinsics: image folder {images}: no intrinsics: give --calib YAML or --fx"),
+    (["depth", "--checkpoint", "{ckpt}", "--images", "{images}", "--gt-npy", "{gt_npy}", "--camera-height", "0"],
+     "--camera-height must be > 0 m, got 0"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_input_exits_2_with_one_line(argv, needle, tiny_ckpt, synth, capsys):
@@ -337,7 +339,7 @@ def test_bad_input_exits_2_with_one_line(argv, needle, tiny_ckpt, synth, capsys)
     assert code == 2, (text, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("sfm_eval: error:"), err
-    assert needle in lines[0], lines[0]
+    assert needle.format(**fill) in lines[0], lines[0]
 
 
 def test_pose_ground_truth_count_mismatch(tiny_ckpt, synth, tmp_path, capsys):

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from sfm_ros.cli.common import add_intrinsics_arguments
 from sfm_ros.data.inputs import camera_from_args
 
 __all__ = [
@@ -79,12 +80,7 @@ def register_subcommand(name: str, help: str, add_arguments: Callable[[argparse.
 
 # ----------------------------------------------------------------------------- shared options
 def add_calibration_arguments(p: argparse.ArgumentParser, required_hint: str = "") -> None:
-    g = p.add_argument_group("calibration" + (f" ({required_hint})" if required_hint else ""))
-    g.add_argument("--calib", metavar="YAML", help="camera_calibration / camera_info_manager YAML")
-    g.add_argument("--fx", type=float, help="focal length x in pixels")
-    g.add_argument("--fy", type=float, help="focal length y in pixels (default: --fx)")
-    g.add_argument("--cx", type=float, help="principal point x (default: (width - 1) / 2)")
-    g.add_argument("--cy", type=float, help="principal point y (default: (height - 1) / 2)")
+    add_intrinsics_arguments(p, "calibration" + (f" ({required_hint})" if required_hint else ""))
 
 
 def add_writer_arguments(p: argparse.ArgumentParser, default_topic: str = "/camera/image_raw") -> None:

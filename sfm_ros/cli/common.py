@@ -1,5 +1,5 @@
 """What every command-line tool shares: the usage error, the parser that raises it, ``--set``
-overrides and the one-line error report.
+overrides, the one-line error report and the intrinsics flags (``--calib``, ``--fx`` ...).
 
 Convention: bad command line or input is one line on stderr, ``PROG: error: ...``, and exit code
 :data:`EXIT_BAD_INPUT` (2). Library errors (``BagError``, ``SourceError``, ``CameraError``,
@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["EXIT_OK", "EXIT_BAD_INPUT", "UsageError", "Parser", "set_override", "one_line", "report_error", "jsonable"]
+__all__ = ["EXIT_OK", "EXIT_BAD_INPUT", "UsageError", "Parser", "set_override", "one_line", "report_error", "jsonable",
+           "add_intrinsics_arguments"]
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
@@ -74,3 +75,16 @@ def jsonable(x: Any) -> Any:
     if isinstance(x, np.integer):
         return int(x)
     return x
+
+
+def add_intrinsics_arguments(p: argparse.ArgumentParser, title: str, calib_dest: str | None = "calib") -> None:
+    """The pinhole intrinsics flags in a group named ``title``: ``--calib YAML`` (stored as
+    ``calib_dest``; None leaves it out, for a tool whose ``--calib`` means something else) and
+    ``--fx [--fy --cx --cy]``, as :func:`sfm_ros.data.inputs.camera_from_args` reads them."""
+    g = p.add_argument_group(title)
+    if calib_dest is not None:
+        g.add_argument("--calib", dest=calib_dest, metavar="YAML", help="camera_calibration / camera_info_manager YAML")
+    g.add_argument("--fx", type=float, help="focal length x in pixels (at the input resolution)")
+    g.add_argument("--fy", type=float, help="focal length y in pixels (default: --fx)")
+    g.add_argument("--cx", type=float, help="principal point x (default: (width - 1) / 2)")
+    g.add_argument("--cy", type=float, help="principal point y (default: (height - 1) / 2)")

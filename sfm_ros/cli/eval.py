@@ -76,6 +76,12 @@ trajectory is already scaled).
 ``--tum OUT`` / ``--kitti-out OUT`` write the chained trajectory (and the ground truth of the same
 frames as ``OUT`` with ``.gt`` before the suffix) so ``evo_ape tum OUT.gt.txt OUT.txt -as`` reads them.
 
+Intrinsics, for ``--refine``, ``--camera-height`` and ``--adapt``: KITTI's ``calib.txt``, 7-Scenes'
+own; for ``--bag`` and ``--images`` as ``sfm_train`` reads them: the bag's CameraInfo (the
+``camera_info`` topic next to the image topic), else ``--fx [--fy --cx --cy]`` (pixels of the
+input images) or, for ``pose``, ``--calib YAML``; a distorted camera's frames are rectified (not for
+``depth``, whose ground truth is of the raw images). The report names where they came from.
+
 Both: ``--json OUT`` writes every number; ``--device auto|cpu|cuda``. Exit codes: 0 done, 1 the
 figures are printed but ``--adapt-save`` could not be written (a full disk; its folder is checked
 before the evaluation starts), 2 bad command line or input (one line on stderr). The runs
@@ -89,7 +95,8 @@ import json
 import sys
 from pathlib import Path
 
-from sfm_ros.cli.common import EXIT_BAD_INPUT, EXIT_OK, Parser, UsageError, jsonable, report_error
+from sfm_ros.cli.common import (EXIT_BAD_INPUT, EXIT_OK, Parser, UsageError, add_intrinsics_arguments, jsonable,
+                                report_error)
 from sfm_ros.evaluation.depth_eval import LIDAR_CALIB_LAYOUTS, format_depth_report
 from sfm_ros.evaluation.pose_eval import format_pose_report
 from sfm_ros.evaluation.runs import run_depth, run_pose
@@ -165,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--crop", choices=("none", "eigen", "garg"), default="none",
                    help="evaluation crop (default none; the paper uses garg on KITTI)")
     d.add_argument("--save-npy", metavar="DIR", help="also save the predictions (network units) as .npy")
+    add_intrinsics_arguments(d, "intrinsics of --images / --bag (a bag's CameraInfo comes first; --calib above "
+                                "is the LiDAR's)", calib_dest=None)
     _adapt_arguments(d)
 
     q = sub.add_parser("pose", help="snippet ATE, whole-trajectory ATE/RPE and baselines",
@@ -196,13 +205,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--refine", default="none", metavar="MODE",
                    help="refine each frame-to-frame motion with the node's refiner (refine_pose): none | "
                         "epipolar | photometric | epipolar+photometric (default none; needs intrinsics: "
-                        "--kitti and --sevenscenes carry them). The "
+                        "--kitti, --sevenscenes and a bag's CameraInfo carry them, else --fx or --calib). The "
                         "network motion it starts from is the windows' average here, the newest window's "
                         "in the node; it only matters where the refiner keeps the network's translation")
     q.add_argument("--train-frames", metavar="A:B",
                    help="ground-truth frames of the mean-odometry baseline (default: outside --frames)")
     q.add_argument("--tum", metavar="OUT", help="write the predicted trajectory (TUM) and OUT's .gt twin")
     q.add_argument("--kitti-out", metavar="OUT", help="write the predicted trajectory (KITTI) and OUT's .gt twin")
+    add_intrinsics_arguments(q, "intrinsics of --images / --bag (a bag's CameraInfo comes first)",
+                             calib_dest="camera_calib")
     _adapt_arguments(q)
     return p
 

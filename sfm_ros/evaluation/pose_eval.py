@@ -228,7 +228,8 @@ def model_pose_method(est, images: list, snippet: int, refiner=None, views: list
                      f"(model seq_len {est.seq_len}, target in the middle; SfMLearner's protocol)")
     else:
         m["rel"] = rel
-        notes.append(f"snippet ATE: model seq_len {est.seq_len} != snippet {snippet}: snippets chained "
+        why = f"model seq_len {est.seq_len} != snippet {snippet}" if est.seq_len != snippet else "refined motion"
+        notes.append(f"snippet ATE: {why}: snippets chained "
                      f"from frame-to-frame increments (each averaged over the windows that contain it)")
     return m, notes, metric
 
@@ -332,5 +333,6 @@ def _drift_lines(res: dict) -> list[str]:
                          f"{cells(d['global_scale'])} | {scale} | {d['as_published']['segments']} |")
     lines += ["", "as published: the trajectory as predicted (metric with --camera-height or a metric prediction, "
               "else in network units); one global scale: every predicted position times the whole trajectory's "
-              "Sim(3) scale (the rotation error does not change); segments end at the first frame beyond the length", ""]
+              "Sim(3) scale (the rotation error does not change); segments end at the first frame beyond the "
+              "length", ""]
     return lines

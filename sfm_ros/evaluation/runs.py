@@ -16,14 +16,15 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from sfm_ros.data.inputs import SelectedFrames, select_frames
+from sfm_ros.data.inputs import SelectedFrames
 from sfm_ros.evaluation.depth_eval import evaluate_depth_sequence, ground_truth_depth, npy_predictions
+from sfm_ros.evaluation.frames import select_eval_frames
 from sfm_ros.evaluation.pose_eval import (evaluate_pose_methods, metric_scale_summary, model_pose_method,
                                           node_scale, write_trajectory_pair)
 from sfm_ros.evaluation.pose_truth import file_prediction, frames_truth, ground_truth_trajectory, mean_odometry_truth
 
-__all__ = ["load_estimator", "ground_scale", "adapt_options", "run_depth", "run_pose", "drift_settings",
-           "run_pose_adapt"]
+__all__ = ["load_estimator", "check_camera_height", "ground_scale", "adapt_options", "run_depth", "run_pose",
+           "drift_settings", "run_pose_adapt"]
 
 
 def load_estimator(args: Any):
@@ -40,13 +41,23 @@ def load_estimator(args: Any):
         raise ValueError(str(exc)) from None
 
 
+def check_camera_height(args: Any) -> list[str]:
+    """``["--camera-height H"]`` (what needs the intrinsics) when ``--camera-height`` is given and
+    > 0, ``[]`` when it is not given; ``ValueError`` otherwise."""
+    if args.camera_height is None:
+        return []
+    if not args.camera_height > 0:
+        raise ValueError(f"--camera-height must be > 0 m, got {args.camera_height}")
+    return [f"--camera-height {args.camera_height:g}"]
+
+
 def ground_scale(args: Any, frames: SelectedFrames):
     """The node's ``camera_height`` scale for ``--camera-height`` (a forward camera), or None."""
-    if args.camera_height is None:
+    if not check_camera_height(args):
         return None
-    if not args.camera_height > 0 or frames.K is None:
-        raise ValueError(f"--camera-height must be > 0 m and needs intrinsics (--kitti or --sevenscenes), "
-                         f"got {args.camera_height} on {frames.name}")
+    if frames.K is None:
+        raise ValueError(f"--camera-height {args.camera_height:g} needs the camera intrinsics: {frames.name} "
+                         f"carries none (give --fx [--fy --cx --cy])")
     from sfm_ros.runtime.ground_scale import GroundScale
     from sfm_ros.runtime.odometry import camera_extrinsic
 
@@ -81,8 +92,9 @@ def run_depth(args: Any) -> dict:
         source = f"predictions {args.pred_npy}"
         model = None
     else:
+        needs = check_camera_height(args) + (["--adapt"] if args.adapt else [])
         est = load_estimator(args)
-        frames = select_frames(args)
+        frames, _ = select_eval_frames(args, needs=needs, raw_images=True)
         gt_what, gts = ground_truth_depth(args, frames)
         if frames.count is not None and frames.count != len(gts):
             raise ValueError(f"{frames.count} frames but {len(gts)} ground-truth maps")
@@ -161,11 +173,9 @@ def run_pose(args: Any) -> dict:
         if args.refine not in REFINE_MODES:
             raise ValueError(f"--refine must be one of {', '.join(REFINE_MODES)}, got {args.refine!r}")
         refiner = Refiner(args.refine)
+        needs = ([f"--refine {args.refine}"] if args.refine != "none" else []) + check_camera_height(args)
         est = load_estimator(args)
-        frames = select_frames(args, stride)
-        if args.refine != "none" and frames.K is None:
-            raise ValueError(f"--refine {args.refine} needs the camera intrinsics: {frames.name} carries none "
-                             "(use --kitti or --sevenscenes)")
+        frames, notes = select_eval_frames(args, stride, needs)  # with intrinsics where needed
         if args.adapt:
             return run_pose_adapt(args, est, frames)
         ground = ground_scale(args, frames)

@@ -1,15 +1,16 @@
-"""Issue 28's fault audit, items 3-8: each repro as a test.
+"""Faults and how they are met, each as a repro:
 
-3. A full disk during an adaptation save (torch reports it as a RuntimeError): adaptation goes on,
-   the save error is reported, shutdown does not raise, the previous file is intact.
-4. ``sfm_eval --adapt --adapt-save``: the folder is checked before the evaluation; a failed save at
-   the end still prints the figures (exit 1).
-5. ``sfm_train`` locks ``--out``: a second trainer on the same folder is refused.
-6. Temporary files of a killed save are removed by the next run.
-7. Unusable intrinsics in the node are refused with a warning; the 'intrinsics' parameter of
-   another resolution is warned about.
-8. Images under 16 pixels a side or over 8K are rejected and counted.
-Also: a missing or broken ``--params-file`` is one line and exit 2.
+* A full disk during an adaptation save (torch reports it as a RuntimeError): adaptation goes on,
+  the save error is reported, shutdown does not raise, the previous file is intact.
+* ``sfm_eval --adapt --adapt-save``: the folder is checked before the evaluation; a failed save at
+  the end still prints the figures (exit 1).
+* Temporary files of a killed save are removed by the next run.
+* Unusable intrinsics in the node are refused with a warning; the 'intrinsics' parameter of
+  another resolution is warned about.
+* Images under 16 pixels a side or over 8K are rejected and counted.
+* A missing or broken ``--params-file`` is one line and exit 2.
+
+``sfm_train``'s lock on ``--out`` is tested in test_run_folder.py.
 """
 from __future__ import annotations
 
@@ -24,8 +25,6 @@ import numpy as np
 import pytest
 import torch
 
-from sfm_ros.cli import train_run
-from sfm_ros.cli.common import UsageError
 from sfm_ros.core import checkpoint
 from sfm_ros.core.checkpoint import atomic_torch_save, read_checkpoint, remove_stale_temp_files
 from sfm_ros.core.model import SfMModel
@@ -115,42 +114,6 @@ def test_stale_temporary_files_of_a_killed_save_are_removed(tmp_path):
     os.utime(other, (time.time() - 3600, time.time() - 3600))
     assert remove_stale_temp_files(target) == [old]
     assert not old.exists() and young.exists() and other.exists()
-
-
-def test_sfm_train_refuses_a_second_trainer_on_the_same_out(tmp_path, capsys):
-    from sfm_ros.cli import train as train_cli
-
-    lock = train_run.OutLock(tmp_path / "run")
-    try:
-        with pytest.raises(UsageError, match="another sfm_train"):
-            train_run.OutLock(tmp_path / "run")
-        rc = train_cli.main(["--synthetic", "1", "--synthetic-frames", "10", "--out", str(tmp_path / "run"),
-                             "--height", "32", "--width", "96", "--width-mult", "0.25", "--max-steps", "1",
-                             "--device", "cpu", "--amp", "off", "--no-progress", "--no-tensorboard"])
-        err = capsys.readouterr().err
-        assert rc == 2 and f"another sfm_train (pid {os.getpid()}) is writing to this folder" in err
-        assert len([ln for ln in err.splitlines() if ln.strip()]) == 1
-        assert not (tmp_path / "run" / "last.pt").exists()
-    finally:
-        lock.release()
-    train_run.OutLock(tmp_path / "run").release()  # free again once released
-
-
-def test_the_out_lock_dies_with_its_process(tmp_path):
-    """kill -9 of a trainer must not leave a lock that blocks the next run."""
-    code = (f"import sys, time; sys.path.insert(0, {str(REPO)!r}); from pathlib import Path; "
-            f"from sfm_ros.cli.train_run import OutLock; lock = OutLock(Path({str(tmp_path)!r})); print('locked', flush=True); "
-            "time.sleep(60)")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "locked"
-        with pytest.raises(UsageError):
-            train_run.OutLock(tmp_path)
-        proc.kill()
-        proc.wait(10)
-        train_run.OutLock(tmp_path).release()
-    finally:
-        proc.kill()
 
 
 def test_sfm_eval_adapt_save_is_checked_first_and_a_failed_save_keeps_the_figures(tmp_path, capsys, monkeypatch):

@@ -26,6 +26,7 @@ from sfm_ros.core.checkpoint import read_checkpoint
 from sfm_ros.data.image_codec import encode_image
 from sfm_ros.core.options import load_options, preset
 from sfm_ros.data.synthetic import render_sequence
+from sfm_ros.training.run_inputs import load_inputs
 
 REPO = Path(__file__).resolve().parents[1]
 SH, SW = 48, 128  # recorded size (resized to the 32x96 network input)
@@ -130,7 +131,7 @@ def test_bag_pipeline_keeps_stamps_and_scales_intrinsics(tmp_path, synth):
     args = train_cli.build_parser().parse_args(["--bag", str(bag), "--out", str(tmp_path / "o"),
                                                 "--height", "32", "--width", "96"])
     opts = train_cli.build_options(args)
-    (seq,) = train_cli.load_inputs(args, opts, log=lambda m: None)
+    (seq,) = load_inputs(args, opts, log=lambda m: None)
     assert seq.frames.shape == (10, 32, 96, 3) and seq.frames.dtype == np.uint8
     assert np.array_equal(seq.frames[..., 0], seq.frames[..., 2])  # mono8 -> 3 equal channels
     np.testing.assert_allclose(seq.stamps, synth.timestamps, atol=1e-6)
@@ -193,10 +194,10 @@ def test_frame_cache_notices_a_changed_input_file(tmp_path, synth, capsys, kind)
     args = train_cli.build_parser().parse_args([str(a) for a in [*base, "--out", tmp_path / "r2"]])
     opts = train_cli.build_options(args)
     logs: list[str] = []
-    (seq,) = train_cli.load_inputs(args, opts, log=logs.append)
+    (seq,) = load_inputs(args, opts, log=logs.append)
     assert "10 frames decoded" in logs[0] and "from the cache" not in logs[0], logs
     if kind == "kitti":
-        fresh = train_cli.load_inputs(train_cli.build_parser().parse_args(
+        fresh = load_inputs(train_cli.build_parser().parse_args(
             [str(a) for a in [*inputs, *TINY, "--out", tmp_path / "r3"]]), opts, log=lambda m: None)[0]
         np.testing.assert_array_equal(seq.frames, fresh.frames)  # the new pixels
     else:
@@ -589,67 +590,6 @@ def test_ctrl_c_exits_130_with_a_loadable_checkpoint(tmp_path):
 def test_help(capsys):
     assert train_cli.main(["--help"]) == 0
     assert "--synthetic" in capsys.readouterr().out
-
-
-def test_size_and_stride_are_chosen_and_logged_unless_set(tmp_path):
-    """Nothing set: the input size follows the camera's aspect ratio near the paper's pixel count,
-    the stride the measured parallax (a 4x slower camera: each rendered frame recorded 4 times);
-    what the user sets wins and is not measured."""
-    d = tmp_path / "frames"
-    d.mkdir()
-    seq = render_sequence(12, 96, 320, seed=5)
-    for i, im in enumerate(np.repeat(seq.images, 4, axis=0)):
-        cv2.imwrite(str(d / f"{i:04d}.png"), im[:, :, ::-1])
-    base = ["--images", str(d), "--fx", str(seq.K[0, 0]), "--cx", str(seq.K[0, 2]), "--cy", str(seq.K[1, 2]),
-            "--out", str(tmp_path / "o")]
-    args = train_cli.build_parser().parse_args(base)
-    opts = train_cli.build_options(args)
-    logs: list[str] = []
-    (s,) = train_cli.load_inputs(args, opts, log=logs.append, explicit=train_cli.explicit_keys(args))
-    assert (opts.model.height, opts.model.width) == (128, 416) == s.frames.shape[1:3]  # 320x96: 3.33
-    assert 3 <= opts.data.stride <= 5
-    text = "\n".join(logs)
-    assert "input size 128x416 (chosen" in text and f"frame stride {opts.data.stride} (chosen" in text
-    args = train_cli.build_parser().parse_args(base + ["--height", "32", "--width", "96", "--set", "data.stride=2"])
-    opts = train_cli.build_options(args)
-    logs.clear()
-    train_cli.load_inputs(args, opts, log=logs.append, explicit=train_cli.explicit_keys(args))
-    assert (opts.model.height, opts.model.width, opts.data.stride) == (32, 96, 2)
-    assert not any("chosen" in m for m in logs)
-
-
-def test_the_automatic_stride_fits_the_shortest_input(tmp_path):
-    seq = render_sequence(12, 96, 320, seed=5)
-    dirs = []
-    for name, frames in (("slow", np.repeat(seq.images, 4, axis=0)), ("short", seq.images[:5])):
-        d = tmp_path / name
-        d.mkdir()
-        for i, im in enumerate(frames):
-            cv2.imwrite(str(d / f"{i:04d}.png"), im[:, :, ::-1])
-        dirs += ["--images", str(d)]
-    args = train_cli.build_parser().parse_args(dirs + ["--fx", str(seq.K[0, 0]), "--cx", str(seq.K[0, 2]),
-                                                       "--cy", str(seq.K[1, 2]), "--height", "32", "--width", "96",
-                                                       "--out", str(tmp_path / "o")])
-    opts = train_cli.build_options(args)
-    logs: list[str] = []
-    seqs = train_cli.load_inputs(args, opts, log=logs.append, explicit=train_cli.explicit_keys(args))
-    assert len(seqs) == 2 and opts.data.stride == 2  # the slow input alone would take 3-5
-    assert any("the shortest input has 5 frames" in m for m in logs), logs
-
-
-def test_resume_with_a_config_keeps_the_checkpoint_size_and_stride():
-    from sfm_ros.core.options import preset as _preset
-
-    saved = _preset("default").to_dict()
-    saved["model"].update(height=192, width=256)
-    saved["data"]["stride"] = 7
-    saved["data"]["augment"] = False  # e.g. chosen automatically
-    opts = _preset("paper")
-    train_cli._keep_resumed_choices(opts, saved, {"data.stride"})
-    assert (opts.model.height, opts.model.width, opts.data.stride) == (192, 256, 1)  # stride was given
-    assert opts.data.augment is False  # paper's own is True: the checkpoint's choice is kept
-    args = train_cli.build_parser().parse_args(["--synthetic", "1", "--out", "o", "--resume", "o/last.pt"])
-    assert not train_cli.chooses_augmentation(args) and "data.augment" in train_cli.explicit_keys(args)
 
 
 def test_augmentation_is_chosen_by_the_training_set_size_unless_set(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""sfm_train's budget, progress, resume and fine-tuning (issue 14 items 10-12): invalid budgets are
+"""sfm_train's budget, progress, resume and fine-tuning, run end to end: invalid budgets are
 refused, the "done" line names only files that exist, one progress display over the whole run,
 ``--resume`` of a finished run says why nothing happens, ``--resume`` without inputs reuses the
 stored ones, ``--init`` starts from a checkpoint's weights only (an adapted checkpoint too)."""
@@ -12,7 +12,6 @@ import torch
 from sfm_ros.cli import train as train_cli
 from sfm_ros.core.checkpoint import read_checkpoint
 from sfm_ros.training.progress import RunProgress, format_duration
-from sfm_ros.data.synthetic import render_sequence
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
 
@@ -36,7 +35,7 @@ def _one_line_error(rc, err, *needles):
         assert n in err, f"{n!r} not in {err!r}"
 
 
-# ------------------------------------------------------------------------------ item 10: budgets
+# ------------------------------------------------------------------------------------ budgets
 @pytest.mark.parametrize("flags,needle", [
     (["--max-steps", "-5"], "train.max_steps (--max-steps) must be >= 0 (0 = no limit), got -5"),
     (["--epochs", "0", "--max-steps", "0"], "no budget: train.epochs, train.max_steps and train.max_minutes are all 0"),
@@ -61,7 +60,7 @@ def test_done_names_only_checkpoints_that_exist(tmp_path, capsys, monkeypatch):
     assert f"no checkpoint in {tmp_path / 'o'}" in stdout and "last.pt" not in stdout
 
 
-# ------------------------------------------------------------------------------ item 11: progress
+# ----------------------------------------------------------------------------------- progress
 def test_plain_progress_lines_without_a_terminal(tmp_path, capsys):
     rc, stdout, err = _run([*SYN, "--out", tmp_path / "o", *TINY, "--max-steps", "3",
                             "--set", "train.log_every=2"], capsys)
@@ -138,7 +137,7 @@ def test_run_progress_eta_budget_validation_and_seconds():
     assert t.status(5, 0.5).startswith("5 (50 %)") and "(time budget)" in t.status(5, 0.5)
 
 
-# ------------------------------------------------------------------------------ item 12: resume, init
+# ------------------------------------------------------------------------------- resume, init
 def test_resume_of_a_finished_run_reuses_the_stored_inputs_and_says_how_to_extend(tmp_path, capsys):
     out = tmp_path / "o"
     rc, _, err = _run([*SYN, "--out", out, *TINY], capsys)
@@ -277,29 +276,6 @@ def test_a_given_step_budget_is_not_cut_short_by_the_default_epochs(tmp_path, ca
     assert rc == 0, err
     assert read_checkpoint(tmp_path / "e" / "last.pt")["step"] == 8
     assert "ended by --epochs 2 (train.epochs)" in stdout
-
-
-def test_budget_rule_on_resume_and_with_a_config_file(tmp_path):
-    """A budget on the command line replaces every saved or file budget; with none on the command
-    line, a --config file that names budgets defines them; with none given, the preset's apply."""
-    from sfm_ros.cli import train_run
-    from sfm_ros.core.options import load_options
-
-    def given(argv):
-        return train_cli.budget_keys_given(train_cli.build_parser().parse_args([*argv, "--out", str(tmp_path)]))
-
-    saved = load_options("default")
-    saved.train.epochs, saved.train.max_minutes = 0, 12.0  # a resumed run's saved budget ...
-    saved.train.max_steps = 20000  # ... with this command line's --max-steps applied (build_options)
-    line = train_run.apply_given_budget(saved, given(["--resume", "--max-steps", "20000"]))
-    assert (saved.train.epochs, saved.train.max_steps, saved.train.max_minutes) == (0, 20000, 0.0)
-    assert "train.max_minutes=12" in line
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text("preset: default\ntrain:\n  epochs: 20\n  max_steps: 0\n  max_minutes: 0.0\n")
-    assert given(["--config", str(cfg), "--max-minutes", "5"]) == {"train.max_minutes"}
-    assert given(["--config", str(cfg)]) == {"train.epochs"}  # a file's 0 (no limit) is not a budget given
-    opts = load_options("default")
-    assert train_run.apply_given_budget(opts, given([])) is None and opts.train.epochs == 20
 
 
 def test_model_pt_is_the_weight_average_and_every_tool_takes_it(tmp_path, capsys):

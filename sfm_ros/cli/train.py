@@ -58,16 +58,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sfm_ros.cli.common import Parser, UsageError, one_line, set_override
-from sfm_ros.cli import train_run
 
-__all__ = ["main", "build_parser", "UsageError", "load_inputs", "build_options"]
+# This module parses the command line, calls the library and prints: a run's set-up (the checkpoint
+# rules, the automatic size, stride and augmentation, the decoding) is sfm_ros.training.run_setup,
+# its folder sfm_ros.training.run_folder, its budget sfm_ros.training.budget.
+
+__all__ = ["main", "build_parser", "UsageError", "build_options", "explicit_keys_given"]
 
 PROG = "sfm_train"
 EXIT_OK, EXIT_TRAINING_ERROR, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -189,141 +191,7 @@ def explicit_keys_given(args: argparse.Namespace) -> set[str]:
                    if getattr(args, flag.lstrip("-").replace("-", "_")) is not None}
 
 
-def budget_keys_given(args: argparse.Namespace) -> set[str]:
-    """The budget options the user gave: those on the command line, else those in a YAML
-    ``--config`` file (the most specific source that names a budget defines the whole budget)."""
-    from sfm_ros.core.options import flatten
-
-    on_line = explicit_keys_given(args) & set(train_run.BUDGET_KEYS)
-    if on_line:
-        return on_line
-    data = _config_file(args)  # a file's 0 (no limit) is not a budget given
-    return {k for k, v in flatten(data).items() if k in train_run.BUDGET_KEYS and v} if data is not None else set()
-
-
-def _config_file(args: argparse.Namespace) -> dict | None:
-    """The mapping a YAML ``--config`` file holds; None for a preset, no ``--config`` or a file
-    that does not hold a mapping (:func:`build_options` has refused those already)."""
-    from sfm_ros.core.options import PRESETS
-    from sfm_ros.core.yaml_io import read_yaml
-
-    if not args.config or args.config in PRESETS or not Path(args.config).is_file():
-        return None
-    data = read_yaml(args.config, f"config file {args.config}", UsageError) or {}
-    return data if isinstance(data, dict) else None
-
-
-def explicit_keys(args: argparse.Namespace) -> set[str]:
-    """The option keys the user chose (``--set``, the convenience flags, a YAML ``--config``, or
-    the size and stride when resuming): :func:`load_inputs` chooses the others where it can."""
-    from sfm_ros.core.options import flatten
-
-    if args.resume is not None:  # the checkpoint's choices (see _keep_resumed_choices)
-        return {"model.height", "model.width", "data.stride", "data.augment"}
-    keys = explicit_keys_given(args)
-    if getattr(args, "init", None):  # the checkpoint's input size (see _keep_init_architecture)
-        keys |= {"model.height", "model.width"}
-    data = _config_file(args)
-    if data is not None:
-        keys |= set(flatten({k: v for k, v in data.items() if k != "preset"}))
-    return keys
-
-
-def chooses_augmentation(args: argparse.Namespace) -> bool:
-    """Whether ``sfm_train`` chooses ``data.augment`` from the training set's size (when it is not
-    set): with the default preset (named, or the base of a YAML ``--config``) and for a ``--init``
-    fine-tune without ``--config`` (new data); never on ``--resume`` (the checkpoint's choice)."""
-    from sfm_ros.core.options import PRESETS
-
-    if args.resume is not None:
-        return False
-    if args.config is None:
-        return True
-    if args.config in PRESETS:
-        return args.config == "default"
-    data = _config_file(args)
-    return data is not None and data.get("preset", "default") == "default"
-
-
-def _keep_resumed_choices(opts, saved: dict, given: set[str]) -> None:
-    """``--resume --config X``: the input size, stride and augmentation stay the checkpoint's (maybe
-    chosen automatically) unless set on this command line."""
-    for key in ("model.height", "model.width", "data.stride", "data.augment"):
-        group, name = key.split(".")
-        if key not in given and name in saved.get(group, {}):
-            setattr(getattr(opts, group), name, saved[group][name])
-
-
-def _keep_init_architecture(opts, saved: dict, given: set[str]) -> None:
-    """``--init CKPT --config X``: the architecture and input size stay CKPT's unless set on this
-    command line (a differing architecture set there is then refused by the architecture check)."""
-    from sfm_ros.core.checkpoint import ARCHITECTURE_KEYS
-
-    for key in [f"model.{k}" for k in ARCHITECTURE_KEYS] + ["model.height", "model.width"]:
-        group, name = key.split(".")
-        if key not in given and name in saved.get(group, {}):
-            setattr(getattr(opts, group), name, saved[group][name])
-
-
-def load_inputs(args: argparse.Namespace, opts, log=print, explicit: set[str] | None = None) -> list:
-    """Decode every input into a :class:`sfm_ros.data.datasets.Sequence` at the training size.
-
-    With ``explicit`` (the keys the user set, :func:`explicit_keys`), the input size follows the
-    first camera's aspect ratio and the frame stride the measured motion, unless set
-    (:mod:`sfm_ros.data.autoconfig`); ``opts`` is updated and each choice logged with its reason."""
-    from sfm_ros.data import inputs
-    from sfm_ros.data.autoconfig import auto_size, auto_stride
-    from sfm_ros.data.datasets import prepare_sequence
-
-    makers = ([(inputs.bag_input, p) for p in args.bag] + [(inputs.folder_input, p) for p in args.images]
-              + [(inputs.kitti_input, p) for p in args.kitti] + [(inputs.video_input, p) for p in args.video])
-    if not makers and not args.synthetic:
-        raise UsageError("no input: give --bag, --images, --kitti, --video or --synthetic")
-    auto = explicit is not None
-    seqs = []
-    pending = [lambda m=m, p=p: m(p, args) for m, p in makers]
-    if args.synthetic:
-        pending += [lambda s=s: s for s in inputs.synthetic_inputs(args, opts)]
-    for make in pending:
-        t0 = time.monotonic()
-        inp = make()
-        if auto and not seqs and inp.image_hw is not None and \
-                not {"model.height", "model.width"} & explicit:
-            h, w = opts.model.height, opts.model.width = auto_size(inp.image_hw[1], inp.image_hw[0])
-            log(f"input size {h}x{w} (chosen: the {inp.image_hw[1]}x{inp.image_hw[0]} camera's aspect ratio "
-                f"at about the paper's 128x416 pixels; --height/--width to choose)")
-        counter = inputs.FrameCounter(inp.frames)
-        seq = prepare_sequence(counter, inp.K, (opts.model.height, opts.model.width), name=inp.name,
-                               static_threshold=opts.data.static_threshold,
-                               cache_dir=opts.data.cache_dir or None, cache_key=inp.cache_key,
-                               cache_max_bytes=int(opts.data.cache_max_gb * 1e9))
-        dt = time.monotonic() - t0
-        src = f"{counter.n} frames decoded" if counter.n else "from the cache"
-        log(f"{inp.name}: {len(seq)} frames ({src}, {dt:.1f} s; {', '.join(inp.notes)})")
-        seqs.append(seq)
-    if auto and "data.stride" not in explicit:
-        opts.data.stride = auto_stride(seqs, opts.model.seq_len, opts.data.stride, log)
-    need = (opts.model.seq_len - 1) * opts.data.stride + 1
-    for seq in seqs:
-        if len(seq) < need:
-            dropped = f" after static-frame removal (data.static_threshold={opts.data.static_threshold:g})" \
-                if opts.data.static_threshold > 0 else ""
-            raise UsageError(f"{seq.name}: {len(seq)} frames{dropped}: fewer frames than one window: "
-                             f"expected at least {need} (model.seq_len={opts.model.seq_len}, "
-                             f"data.stride={opts.data.stride})")
-    return seqs
-
-
 # --------------------------------------------------------------------------------------- main
-def _resume_path(args: argparse.Namespace, out: Path) -> Path | None:
-    if args.resume is None:
-        return None
-    path = Path(args.resume) if args.resume else out / "last.pt"
-    if not path.is_file():
-        raise UsageError(f"--resume: checkpoint {path} does not exist")
-    return path
-
-
 def main(argv: list[str] | None = None) -> int:
     from sfm_ros.training.distributed import distributed_env
 
@@ -345,10 +213,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv, rank: int, log, fail) -> int:
-    from sfm_ros.core.checkpoint import CheckpointError, check_architecture, check_resumable, read_checkpoint
-    from sfm_ros.core.options import Options
+    from sfm_ros.core.checkpoint import CheckpointError
+    from sfm_ros.training.errors import SetupError
+    from sfm_ros.training.run_folder import claim
+    from sfm_ros.training.run_inputs import INPUT_FIELDS
+    from sfm_ros.training.run_setup import set_up_run
 
-    # --------------------------------------------------------------- command line and inputs
     try:
         try:
             parser = build_parser()
@@ -359,89 +229,44 @@ def _main(argv, rank: int, log, fail) -> int:
             import torch
 
             torch.set_num_threads(args.threads)
-        out = Path(args.out)
-        if out.exists() and not out.is_dir():
-            raise UsageError(f"--out {out} exists and is not a folder")
-        if args.init is not None and args.resume is not None:
-            raise UsageError("--init and --resume exclude each other: --resume continues a run, --init starts "
-                             "a new one from a checkpoint's weights")
-        if rank == 0:
-            train_run.check_writable(out)
-        resume = _resume_path(args, out)
-        if resume is None and (out / "last.pt").exists() and not args.overwrite:
-            raise UsageError(f"{out / 'last.pt'} exists: pass --resume to continue that run, --overwrite "
-                             f"to start afresh, or another --out")
-        init = Path(args.init) if args.init is not None else None
-        source = resume or init
-        state = read_checkpoint(source) if source else None
-        opts = build_options(args, state["options"] if state and args.config is None else None)
-        if resume and args.config is not None:
-            _keep_resumed_choices(opts, state["options"], explicit_keys_given(args))
-        if init and args.config is not None:
-            _keep_init_architecture(opts, state["options"], explicit_keys_given(args))
-        if init:
-            check_architecture(init, Options.from_dict(state["options"]), opts,
-                               f"--init {init}: cannot start from it with these options, it is")
-        if resume and "optimizer" not in state:
-            raise UsageError(f"cannot resume from {resume}: it holds no optimiser state (not a training "
-                             f"checkpoint); to start a new run from its weights: --init {resume}")
-        if resume:
-            check_resumable(resume, state, opts)
-        budget_line = train_run.apply_given_budget(opts, budget_keys_given(args))
-        train_run.check_budget(opts)
-        if budget_line:
-            log(budget_line)
-        if resume and not train_run.has_inputs(args):
-            train_run.restore_inputs(args, (state.get("extra") or {}).get("inputs"), resume,
-                                     {n: parser.get_default(n) for n in train_run.INPUT_FIELDS})
-            log(f"inputs from {resume}: {train_run.describe_inputs(args)}")
-        del state
-        explicit = explicit_keys(args)
-        seqs = load_inputs(args, opts, log, explicit=explicit)
-        from sfm_ros.data.datasets import split_sequences
-
-        train, val = split_sequences(seqs, opts.data.val_fraction, opts.model.seq_len, opts.data.stride, log)
-        if chooses_augmentation(args) and "data.augment" not in explicit:
-            from sfm_ros.data.autoconfig import auto_augment
-            from sfm_ros.data.datasets import window_indices
-
-            windows = sum(len(window_indices(len(s), opts.model.seq_len, opts.data.stride)) for s in train)
-            opts.data.augment = auto_augment(windows, log)
-    except (ValueError, CheckpointError, OSError) as exc:  # BagError, SourceError, CameraError ...
+        run = set_up_run(Path(args.out), args, lambda saved: build_options(args, saved),
+                         given=explicit_keys_given(args), config=args.config, resume=args.resume, init=args.init,
+                         overwrite=args.overwrite, input_defaults={n: parser.get_default(n) for n in INPUT_FIELDS},
+                         is_main=rank == 0, log=log)
+    except (ValueError, CheckpointError, OSError) as exc:  # SetupError, BagError, SourceError, CameraError ...
         return fail(one_line(exc))
 
-    # --------------------------------------------------------------- trainer
-    n_train = sum(len(s) for s in train)
-    n_val = sum(len(s) for s in val)
-    log(f"training on {n_train} frames in {len(train)} sequence(s), validating on {n_val}; "
+    opts, out = run.opts, run.out
+    n_train = sum(len(s) for s in run.train)
+    n_val = sum(len(s) for s in run.val)
+    log(f"training on {n_train} frames in {len(run.train)} sequence(s), validating on {n_val}; "
         f"{opts.model.height}x{opts.model.width}, seq_len {opts.model.seq_len}, "
         f"batch {opts.train.batch_size}, lr {opts.train.lr:g}; writing to {out}")
     lock = None
     if rank == 0:
         try:
-            lock = train_run.OutLock(out)
-            if resume is None and (out / "last.pt").exists() and not args.overwrite:  # written meanwhile
-                lock.release()
-                raise UsageError(f"{out / 'last.pt'} exists: pass --resume to continue that run, --overwrite "
-                                 f"to start afresh, or another --out")
-        except UsageError as exc:
+            lock = claim(out, new_run=run.resume is None and not args.overwrite)
+        except SetupError as exc:
             return fail(str(exc))
-        train_run.clean_stale_temp_files(out)
     try:
-        return _train(args, opts, train, val, out, resume, init, rank, log, fail)
+        return _train(args, run, rank, log, fail)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _train(args, opts, train, val, out: Path, resume, init, rank: int, log, fail) -> int:
+def _train(args, run, rank: int, log, fail) -> int:
     from sfm_ros.core.checkpoint import CheckpointError
+    from sfm_ros.training.budget import budget_text, extend_hint
+    from sfm_ros.training.run_folder import use_line
+    from sfm_ros.training.run_inputs import inputs_record
     from sfm_ros.training.trainer import Trainer, TrainingError, TrainingInterrupted
 
+    opts, resume, init = run.opts, run.resume, run.init
     try:
-        trainer = Trainer(opts, train, val or None, out, resume=resume, progress=not args.no_progress,
+        trainer = Trainer(opts, run.train, run.val or None, run.out, resume=resume, progress=not args.no_progress,
                           tensorboard=not args.no_tensorboard, ckpt_every=args.ckpt_every, log=log, init=init,
-                          checkpoint_extra={"inputs": train_run.inputs_record(args)})
+                          checkpoint_extra={"inputs": inputs_record(args)})
     except (ValueError, CheckpointError) as exc:
         return fail(one_line(exc))
     try:
@@ -451,7 +276,8 @@ def _train(args, opts, train, val, out: Path, resume, init, rank: int, log, fail
             finished = trainer.budget_reached()
             if finished:
                 log(f"nothing to train: {resume} is a finished run, the budget saved in it stopped it "
-                    f"({finished}); to continue, give a larger budget, e.g. {train_run.extend_hint(opts.train, trainer.step, trainer.epoch)}")
+                    f"({finished}); to continue, give a larger budget, e.g. "
+                    f"{extend_hint(opts.train, trainer.step, trainer.epoch)}")
         elif init:
             log(f"starting from the weights of {init} (fresh optimiser, step 0)")
         summary = trainer.fit()
@@ -466,11 +292,11 @@ def _train(args, opts, train, val, out: Path, resume, init, rank: int, log, fail
     if summary.get("skipped_steps"):
         val_text += f", {summary['skipped_steps']} step(s) skipped (non-finite loss or gradient)"
     ended = summary.get("ended_by")
-    ended_text = f"ended by {train_run.budget_text(ended)}" if ended else "ended"
+    ended_text = f"ended by {budget_text(ended)}" if ended else "ended"
     log(f"done: step {summary['steps']}, {ended_text}, {summary['epochs']} epoch(s) complete, "
         f"{summary['minutes']:.1f} min{val_text}")
     if rank == 0:
-        log(train_run.use_line(out, opts.train.average_sigma_rel))
+        log(use_line(run.out, opts.train.average_sigma_rel))
     return EXIT_OK
 
 

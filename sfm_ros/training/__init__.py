@@ -1,1 +1,1 @@
-"""Training (ROS-free): the loop (DDP, AMP, checkpoints), two-view priors, online adaptation, collapse monitor. Imports core, data, runtime."""
+"""Training (ROS-free): a run's set-up (options, inputs, budget, run folder), the loop (DDP, AMP, checkpoints), two-view priors, online adaptation, collapse monitor. Imports core, data, runtime."""

@@ -1,7 +1,11 @@
 """Self-supervised training: one process or many (PyTorch DDP under ``torchrun``).
 
 The :class:`Trainer` takes :class:`sfm_ros.data.datasets.Sequence` objects (from bags, folders,
-videos or the renderer) and an :class:`sfm_ros.core.options.Options`, and writes to ``out_dir``:
+videos or the renderer) and an :class:`sfm_ros.core.options.Options`, as
+:func:`sfm_ros.training.run_setup.set_up_run` prepares them (the options, the automatic size, stride
+and augmentation, what ``--resume`` / ``--init`` keep, the decoded inputs), trains until the budget
+(:mod:`sfm_ros.training.budget`) ends the run, and writes to ``out_dir``
+(:mod:`sfm_ros.training.run_checkpoints`):
 
 * ``model.pt``: the weights to use (evaluation, the node, ``--init``): the power-function moving
   average of the training weights over the last ``train.average_sigma_rel`` share of the run
@@ -43,18 +47,19 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
-from sfm_ros.core.checkpoint import save_checkpoint, save_weights, split_model_state
 from sfm_ros.core.device import resolve_device
 from sfm_ros.core.losses import add_epipolar_prior, compute_losses
 from sfm_ros.core.model import SfMModel
 from sfm_ros.core.options import Options
 from sfm_ros.data.datasets import Sequence, WindowDataset, collate
+from sfm_ros.training.budget import budget_reached, total_steps
 from sfm_ros.training.distributed import choose_amp, distributed_env, rank_device
+from sfm_ros.training.errors import TrainingError, TrainingInterrupted
 from sfm_ros.training.monitor import CollapseMonitor, batch_stats
 from sfm_ros.training.priors import epipolar_priors
 from sfm_ros.training.progress import RunProgress
-from sfm_ros.training.run_state import (SkipSampler, files_report, load_init, load_resume, max_abs, restore_rng,
-                                        rng_state, state_finite)
+from sfm_ros.training.run_checkpoints import RunCheckpoints
+from sfm_ros.training.run_state import SkipSampler, load_init, load_resume, max_abs, restore_rng
 from sfm_ros.training.stop import StopRequest
 from sfm_ros.training.tb_logs import log_images, log_scalars
 from sfm_ros.training.weight_average import PowerEMA
@@ -67,16 +72,6 @@ MAX_BAD_STEPS = 10
 GRAD_LIMIT = 1e18
 
 
-class TrainingInterrupted(Exception):
-    """Raised after Ctrl-C once the final checkpoint is written."""
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (the loss or its gradient stayed non-finite, an update made the weights
-    non-finite, a checkpoint could not be written); the message says which checkpoints this run
-    wrote, and no checkpoint is ever written from non-finite weights or optimiser state."""
-
-
 def _is_tty(stream) -> bool:
     try:
         return bool(stream.isatty())
@@ -84,7 +79,10 @@ def _is_tty(stream) -> bool:
         return False
 
 
-class Trainer:
+class Trainer(RunCheckpoints):
+    """One training run (see the module docstring): :meth:`fit` trains, :meth:`close` lets go of the
+    TensorBoard writer and the process group."""
+
     def __init__(
         self,
         opts: Options,
@@ -183,72 +181,6 @@ class Trainer:
         self.progress = progress and self.is_main  # a bar on a terminal, else plain lines
         self.run_progress: RunProgress | None = None  # during fit(), on rank 0
         self.monitor = CollapseMonitor(stride=opts.data.stride)
-
-    # ------------------------------------------------------------------ checkpoints
-    def save(self, name: str, **extra) -> Path | None:
-        """Write checkpoint ``name`` atomically, only from finite weights and optimiser state.
-
-        Raises :class:`TrainingError` (naming what this run wrote) when the state is not finite
-        or the write fails (a full disk, an I/O error: the previous file stays intact, the
-        partial temporary file is removed)."""
-        if not self.is_main:
-            return None
-        path = self.out_dir / name
-        if not state_finite(self.model, self.optimizer):
-            raise TrainingError(f"not writing {name} at step {self.step}: the weights or the optimiser "
-                                f"state are not finite; {self.files_report()}")
-        self._write(name, lambda p: save_checkpoint(
-            p, self.model, self.opts, epoch=self.epoch, step=self.step, step_in_epoch=self.step_in_epoch,
-            optimizer=self.optimizer.state_dict(), rng=rng_state(), history=self.history, world_size=self.world,
-            extra={**self.checkpoint_extra, **extra},
-            **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
-            **({"average": self.average.state_dict()} if self.average is not None else {})))
-        return path
-
-    def save_run(self, **extra) -> None:
-        """Write ``model.pt`` (the weights to use) and ``last.pt`` (the training state), atomically,
-        only from finite weights (:class:`TrainingError` otherwise, or when a write fails)."""
-        if not self.is_main:
-            return
-        self.save("last.pt", **extra)
-        if self.average is not None:
-            depth, pose = split_model_state(self.average.averaged_state())
-            what = (f"power-function moving average of the training weights, sigma_rel "
-                    f"{self.average.sigma_rel:g} (the last {100 * self.average.sigma_rel:.0f} % of the run)")
-        else:
-            depth, pose = self.model.depth_net.state_dict(), self.model.pose_net.state_dict()
-            what = "the last training weights (train.average_sigma_rel=0)"
-        if not max_abs([v for v in (*depth.values(), *pose.values()) if v.is_floating_point()]) < math.inf:
-            raise TrainingError(f"not writing model.pt at step {self.step}: the weights are not finite; "
-                                f"{self.files_report()}")
-        self._write("model.pt", lambda p: save_weights(
-            p, self.opts, depth, pose, epoch=self.epoch, step=self.step,
-            extra={**self.checkpoint_extra, "weights": what}))
-
-    def save_snapshot(self) -> None:
-        """The raw weights of this step to ``snapshots/step_N.pt`` (a checkpoint every tool loads)."""
-        if self.is_main:
-            name = f"snapshots/step_{self.step:06d}.pt"
-            self._write(name, lambda p: save_checkpoint(p, self.model, self.opts, step=self.step, epoch=self.epoch),
-                        record=False)
-
-    def _write(self, name: str, write, record: bool = True) -> None:
-        """``write(path)`` of ``out_dir / name``; a failed write (a full disk, an I/O error:
-        :func:`sfm_ros.core.checkpoint.atomic_torch_save` removed its temporary file) raises
-        :class:`TrainingError` naming what this run wrote."""
-        path = self.out_dir / name
-        try:
-            write(path)
-        except OSError as exc:
-            reason = exc.strerror or str(exc) or type(exc).__name__
-            raise TrainingError(f"could not write {path} at step {self.step} ({reason}); the previous "
-                                f"{name} is intact; {self.files_report()}") from None
-        if record:
-            self.written[name] = self.step
-
-    def files_report(self) -> str:
-        """Which checkpoints this run wrote (the last good ones) and which it did not."""
-        return files_report(self.out_dir, self.written)
 
     # ------------------------------------------------------------------ steps
     def _autocast(self):
@@ -446,22 +378,12 @@ class Trainer:
                 "model": "model.pt" if self.is_main else None}
 
     def total_steps(self) -> int:
-        """The step at which the step budget ends the run: ``train.epochs`` x steps per epoch,
-        capped by ``train.max_steps``; 0 when neither limits it (``train.max_minutes`` alone)."""
-        t = self.opts.train
-        total = t.epochs * self.steps_per_epoch
-        if t.max_steps:
-            return min(total, t.max_steps) if total else t.max_steps
-        return total
+        """The step at which the step budget ends the run (:func:`sfm_ros.training.budget.total_steps`)."""
+        return total_steps(self.opts.train, self.steps_per_epoch)
 
     def budget_reached(self) -> str | None:
         """Why a (resumed) run has nothing left to do, or None: the saved step or epoch budget."""
-        t = self.opts.train
-        if t.max_steps and self.step >= t.max_steps:
-            return f"train.max_steps={t.max_steps} reached at step {self.step}"
-        if t.epochs and self.epoch >= t.epochs:
-            return f"train.epochs={t.epochs} complete at step {self.step}"
-        return None
+        return budget_reached(self.opts.train, self.step, self.epoch)
 
     def _watch(self, logs: dict, start: float) -> None:
         """Progress (one bar or plain lines, :class:`sfm_ros.training.progress.RunProgress`) and collapse

@@ -209,7 +209,7 @@ def test_estimator_backend_errors(tmp_path):
     save_checkpoint(tmp_path / "m.pt", model, opts)
     with pytest.raises(ValueError, match="backend must be one of torch, onnxruntime, got 'tensorrt'"):
         Estimator(tmp_path / "m.pt", device="cpu", backend="tensorrt")
-    with pytest.raises(ValueError, match="backend onnxruntime runs fp32 on the CPU"):
+    with pytest.raises(ValueError, match="backend onnxruntime runs fp32 or int8 on the CPU"):
         Estimator(tmp_path / "m.pt", device="cpu", precision="bf16", backend="onnxruntime")
 
 

@@ -199,7 +199,7 @@ def _depth_range(opts) -> list[float]:
 
 
 #: The files :func:`export_model` may write into its folder.
-EXPORT_FILES = ("depth.pt", "pose.pt", "depth.onnx", "pose.onnx", "model.json")
+EXPORT_FILES = ("depth.pt", "pose.pt", "depth.onnx", "pose.onnx", "depth.int8.onnx", "pose.int8.onnx", "model.json")
 
 
 def check_out_dir(out_dir: str | Path, overwrite: bool = False) -> None:

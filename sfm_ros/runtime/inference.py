@@ -51,19 +51,26 @@ def auto_backend(device: str, precision: str, size_override: bool = False) -> st
     return "torch"
 
 
-def _ort_sessions(model, height: int, width: int, threads: int):
-    """ONNX Runtime sessions of ``model``'s depth and pose graphs (exported in memory)."""
+def _ort_sessions(model, height: int, width: int, threads: int, calibration: list | None = None):
+    """ONNX Runtime sessions of ``model``'s depth and pose graphs (exported in memory); int8 graphs
+    calibrated on ``calibration`` (preprocessed consecutive frames) when given."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
         raise ValueError("backend onnxruntime needs the onnxruntime package (pip install onnxruntime)") from None
     from sfm_ros.runtime.export import example_inputs, inference_modules, ort_session, to_onnx
 
-    depth_m, pose_m = inference_modules(model)
-    d_in, p_in = example_inputs(height, width, len(model.offsets))
-    depth = ort_session(to_onnx(depth_m, d_in, ["image"], "depth"), threads=threads, spinning=False)
-    pose = ort_session(to_onnx(pose_m, p_in, ["target", "sources"], "poses"), threads=threads, spinning=False)
-    return depth, pose
+    if calibration is not None:
+        from sfm_ros.runtime.quantize import int8_graphs
+
+        d_graph, p_graph = int8_graphs(model, height, width, calibration)[2:]
+    else:
+        depth_m, pose_m = inference_modules(model)
+        d_in, p_in = example_inputs(height, width, len(model.offsets))
+        d_graph = to_onnx(depth_m, d_in, ["image"], "depth")
+        p_graph = to_onnx(pose_m, p_in, ["target", "sources"], "poses")
+    return (ort_session(d_graph, threads=threads, spinning=False),
+            ort_session(p_graph, threads=threads, spinning=False))
 
 
 class Estimator:
@@ -73,7 +80,8 @@ class Estimator:
         checkpoint: path of an sfm_ros checkpoint.
         device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
         precision: ``fp32`` | ``fp16`` (CUDA) | ``bf16`` (CUDA, or a CPU with bf16 instructions) | ``auto``
-            (fp32; bf16 on CPUs that support it natively).
+            (fp32; bf16 on CPUs that support it natively) | ``int8`` (CPU, backend onnxruntime: both
+            graphs quantised at start, :mod:`sfm_ros.runtime.quantize`, calibrated on ``calibration``).
         backend: ``torch`` (eager PyTorch) | ``onnxruntime``: the depth and pose networks exported
             to ONNX in memory at start (0.6 s for the shipped model; :mod:`sfm_ros.runtime.export`, batch
             norm folded) and run by ONNX Runtime on the CPU, fp32 only. Measured 1.2-1.6x faster
@@ -84,10 +92,13 @@ class Estimator:
         pose_flip: also run the pose network on the mirrored window (one batch of two) and average
             the two motions (the mirrored one mirrored back: x translation and the y, z rotations
             change sign): test-time augmentation, as monodepth's flip post-processing does for depth.
+        calibration: consecutive camera images (numpy, any size) to calibrate ``int8`` on (at least
+            ``seq_len``; a few dozen of the camera's own frames).
     """
 
     def __init__(self, checkpoint: str | Path, device: str = "auto", precision: str = "fp32",
-                 backend: str = "torch", threads: int = 0, pose_flip: bool = False):
+                 backend: str = "torch", threads: int = 0, pose_flip: bool = False,
+                 calibration: list | None = None):
         self.device = resolve_device(device)
         self.model, self.options, self.state = load_model(checkpoint, self.device)
         self.height, self.width = self.options.model.height, self.options.model.width
@@ -95,8 +106,13 @@ class Estimator:
         self.offsets = source_offsets(self.seq_len)
         if precision == "auto":
             precision = "bf16" if self.device.type == "cpu" and cpu_supports_bf16() else "fp32"
-        if precision not in ("fp32", "fp16", "bf16"):
-            raise ValueError(f"precision must be fp32, fp16, bf16 or auto, got {precision!r}")
+        if precision not in ("fp32", "fp16", "bf16", "int8"):
+            raise ValueError(f"precision must be fp32, fp16, bf16, int8 or auto, got {precision!r}")
+        if precision == "int8" and (self.device.type != "cpu" or backend != "onnxruntime"):
+            raise ValueError(f"precision int8 runs on the CPU with backend onnxruntime; got device {self.device} "
+                             f"and backend {backend}")
+        if precision == "int8" and not calibration:
+            raise ValueError("precision int8 needs calibration frames (a few dozen consecutive camera images)")
         if precision == "fp16" and self.device.type != "cuda":
             raise ValueError("precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
         self.precision = precision
@@ -106,11 +122,13 @@ class Estimator:
         self.threads = threads
         self.pose_flip = bool(pose_flip)
         self._ort_depth = self._ort_pose = None
+        self._calibration = [self.preprocess(im) for im in calibration] if precision == "int8" else None
         if backend == "onnxruntime":
-            if self.device.type != "cpu" or precision != "fp32":
-                raise ValueError(f"backend onnxruntime runs fp32 on the CPU; got device {self.device} and "
+            if self.device.type != "cpu" or precision not in ("fp32", "int8"):
+                raise ValueError(f"backend onnxruntime runs fp32 or int8 on the CPU; got device {self.device} and "
                                  f"precision {precision} (use backend torch on a GPU)")
-            self._ort_depth, self._ort_pose = _ort_sessions(self.model, self.height, self.width, threads)
+            self._ort_depth, self._ort_pose = _ort_sessions(self.model, self.height, self.width, threads,
+                                                            self._calibration)
 
     def set_model(self, model) -> None:
         """Use new weights of the same architecture (online adaptation, :mod:`sfm_ros.training.adapt`).
@@ -119,14 +137,14 @@ class Estimator:
         by assignment: a call running in another thread finishes with the weights it started with."""
         model = model.to(self.device).eval()
         if self.backend == "onnxruntime":
-            depth, pose = _ort_sessions(model, self.height, self.width, self.threads)
+            depth, pose = _ort_sessions(model, self.height, self.width, self.threads, self._calibration)
             self.model = model
             self._ort_depth, self._ort_pose = depth, pose
         else:
             self.model = model
 
     def _autocast(self):
-        if self.precision == "fp32":
+        if self.precision in ("fp32", "int8"):  # int8: explainability masks stay fp32 PyTorch
             return nullcontext()
         dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
         return torch.autocast(device_type=self.device.type, dtype=dtype)

@@ -1,0 +1,157 @@
+"""int8 depth and pose graphs for CPUs: ONNX Runtime static quantisation, calibrated on the user's
+own frames.
+
+:func:`quantize_onnx` turns an fp32 ONNX graph of :mod:`sfm_ros.runtime.export` into a QDQ graph
+(int8 weights quantised per output channel, uint8 activations whose ranges are the minima and
+maxima seen on the calibration inputs), which ONNX Runtime runs with its integer kernels (VNNI /
+AVX512 where the CPU has them). :func:`calibration_feeds` makes those inputs from camera frames:
+the depth network's from every frame, the pose network's from windows of ``seq_len`` consecutive
+frames. :func:`int8_graphs` does both for a model; :func:`compare_graphs` measures what the
+quantisation costs on frames that were not calibrated on (the depth's median relative change after
+a median scaling, as the depth metrics scale; the pose vectors' largest absolute change).
+
+Frames should be the camera's own (its exposure, its scenes): activation ranges learnt on other
+images clip or waste the 256 levels. ``sfm_export --int8 --calib DIR`` is the command line.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+#: calibration windows used at most (each gives one depth and one pose input)
+DEFAULT_CALIB_WINDOWS = 32
+
+
+class _Feeds:
+    """ONNX Runtime's ``CalibrationDataReader`` over a list of input dictionaries."""
+
+    def __init__(self, feeds: list[dict[str, np.ndarray]]):
+        self._it = iter(feeds)
+
+    def get_next(self):
+        return next(self._it, None)
+
+
+def quantize_onnx(model: bytes, feeds: list[dict[str, np.ndarray]]) -> bytes:
+    """The QDQ int8 graph of the fp32 ONNX graph ``model`` (bytes), calibrated on ``feeds`` (one
+    ``{input name: array}`` per calibration input; at least one)."""
+    if not feeds:
+        raise ValueError("int8 quantisation needs at least one calibration input")
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(_Feeds, CalibrationDataReader):
+        pass
+
+    with tempfile.TemporaryDirectory(prefix="sfm_int8_") as tmp:
+        src, pre, out = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
+        src.write_bytes(model)
+        quant_pre_process(str(src), str(pre))  # shape inference + graph optimisation, as ORT recommends
+        quantize_static(str(pre), str(out), Reader(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
+                        weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
+        return out.read_bytes()
+
+
+def calibration_feeds(frames: Sequence[torch.Tensor], seq_len: int, offsets: Sequence[int],
+                      max_windows: int = DEFAULT_CALIB_WINDOWS) -> tuple[list[dict], list[dict]]:
+    """``(depth feeds, pose feeds)`` from consecutive preprocessed frames ((1, 3, h, w) in [0, 1],
+    in time order): up to ``max_windows`` windows of ``seq_len`` frames spread evenly over the
+    sequence; each gives the depth input of its target (middle) frame and the pose input."""
+    if len(frames) < seq_len:
+        raise ValueError(f"int8 calibration needs at least {seq_len} consecutive frames, got {len(frames)}")
+    mid = seq_len // 2
+    starts = np.unique(np.linspace(0, len(frames) - seq_len, min(max_windows, len(frames) - seq_len + 1))
+                       .round().astype(int))
+    depth, pose = [], []
+    for s in starts:
+        w = frames[s:s + seq_len]
+        depth.append({"image": w[mid].numpy()})
+        pose.append({"target": w[mid].numpy(), "sources": torch.stack([w[mid + o] for o in offsets], 1).numpy()})
+    return depth, pose
+
+
+def int8_graphs(model, height: int, width: int, frames: Sequence[torch.Tensor],
+                max_windows: int = DEFAULT_CALIB_WINDOWS) -> tuple[bytes, bytes, bytes, bytes]:
+    """``(depth fp32, pose fp32, depth int8, pose int8)`` ONNX graphs of an :class:`SfMModel` at
+    ``height`` x ``width``, the int8 ones calibrated on ``frames`` (:func:`calibration_feeds`)."""
+    from sfm_ros.runtime.export import example_inputs, inference_modules, to_onnx
+
+    depth_m, pose_m = inference_modules(model)
+    d_in, p_in = example_inputs(height, width, len(model.offsets))
+    d32 = to_onnx(depth_m, d_in, ["image"], "depth")
+    p32 = to_onnx(pose_m, p_in, ["target", "sources"], "poses")
+    d_feeds, p_feeds = calibration_feeds(frames, model.opts.seq_len, model.offsets, max_windows)
+    return d32, p32, quantize_onnx(d32, d_feeds), quantize_onnx(p32, p_feeds)
+
+
+def compare_graphs(fp32: tuple[bytes, bytes], int8: tuple[bytes, bytes], frames: Sequence[torch.Tensor],
+                   seq_len: int, offsets: Sequence[int], session: Callable | None = None) -> dict[str, float]:
+    """What int8 changes on ``frames`` (not calibrated on): ``depth_median_rel_diff`` (the mean
+    over windows of the median ``|d8 / d32 / median(d8 / d32) - 1|``: the change left after median
+    scaling), ``depth_max_rel_diff_p95`` (its 95th percentile pixel, mean over windows) and
+    ``pose_max_abs_diff`` (the largest change of a pose vector element), ``windows`` compared."""
+    from sfm_ros.runtime.export import ort_session
+
+    session = session or (lambda g: ort_session(g, threads=1, spinning=False))
+    d32, p32, d8, p8 = session(fp32[0]), session(fp32[1]), session(int8[0]), session(int8[1])
+    d_feeds, p_feeds = calibration_feeds(frames, seq_len, offsets, max_windows=len(frames))
+    med, p95, pose = [], [], 0.0
+    for df, pf in zip(d_feeds, p_feeds):
+        a, b = d32.run(None, df)[0], d8.run(None, df)[0]
+        r = b / a
+        dev = np.abs(r / np.median(r) - 1.0)
+        med.append(float(np.median(dev)))
+        p95.append(float(np.percentile(dev, 95)))
+        pose = max(pose, float(np.abs(p32.run(None, pf)[0] - p8.run(None, pf)[0]).max()))
+    return {"depth_median_rel_diff": float(np.mean(med)), "depth_rel_diff_p95": float(np.mean(p95)),
+            "pose_max_abs_diff": pose, "windows": len(d_feeds)}
+
+
+#: the int8 files :func:`write_int8` adds to an export folder
+INT8_FILES = ("depth.int8.onnx", "pose.int8.onnx")
+
+
+def median_ms(sess, feed: dict, runs: int = 20) -> float:
+    """Median wall time (ms) of ``runs`` calls of an ONNX Runtime session after 3 warm-up calls."""
+    import time
+
+    for _ in range(3):
+        sess.run(None, feed)
+    t = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        sess.run(None, feed)
+        t.append(time.perf_counter() - t0)
+    return 1000.0 * float(np.median(t))
+
+
+def write_int8(out_dir: str | Path, model, height: int, width: int, frames: Sequence[torch.Tensor],
+               calib_fraction: float = 0.7, max_windows: int = DEFAULT_CALIB_WINDOWS) -> dict:
+    """Write :data:`INT8_FILES` into ``out_dir``: calibrated on the first ``calib_fraction`` of
+    ``frames`` (consecutive preprocessed frames), compared with fp32 on the rest
+    (:func:`compare_graphs`), timed on one thread; returns the record for ``model.json``."""
+    from sfm_ros.runtime.export import ort_session
+
+    seq_len = model.opts.seq_len
+    n_cal = int(round(len(frames) * calib_fraction))
+    if n_cal < seq_len or len(frames) - n_cal < seq_len:
+        raise ValueError(f"int8 calibration needs at least {seq_len} frames to calibrate on and {seq_len} to check "
+                         f"on ({calib_fraction:.0%} / {1 - calib_fraction:.0%} of the frames); got {len(frames)} "
+                         f"frames")
+    d32, p32, d8, p8 = int8_graphs(model, height, width, frames[:n_cal], max_windows)
+    out = Path(out_dir)
+    (out / INT8_FILES[0]).write_bytes(d8)
+    (out / INT8_FILES[1]).write_bytes(p8)
+    check = compare_graphs((d32, p32), (d8, p8), frames[n_cal:], seq_len, model.offsets)
+    d_feed, p_feed = calibration_feeds(frames[n_cal:], seq_len, model.offsets, max_windows=1)
+    one = {}
+    for name, (g32, g8, feed) in {"depth": (d32, d8, d_feed[0]), "pose": (p32, p8, p_feed[0])}.items():
+        one[f"{name}_ms_fp32"] = median_ms(ort_session(g32, threads=1, spinning=False), feed)
+        one[f"{name}_ms_int8"] = median_ms(ort_session(g8, threads=1, spinning=False), feed)
+    return {"files": list(INT8_FILES), "calibration_frames": n_cal, "checked_frames": len(frames) - n_cal,
+            "format": "QDQ: int8 weights per output channel, uint8 activations (min/max calibration)",
+            "check": check, "one_thread_ms": one}

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["GroundLength", "ground_step_length", "checked_ground"]
+__all__ = ["GroundLength", "GroundPixels", "ground_pixels", "ground_step_length", "search_step_length", "checked_ground"]
 
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 
@@ -50,6 +50,39 @@ class GroundLength:
     contrast: float = float("nan")
 
 
+@dataclass
+class GroundPixels:
+    """The reference frame's strongest-gradient pixels of the lower image (homogeneous ``px`` (M, 3)
+    and their grey levels ``ref``) and the blurred new frame ``B`` they are looked up in: prepared
+    once per frame pair (:func:`ground_pixels`), searched for any normal and length."""
+
+    px: np.ndarray
+    ref: np.ndarray
+    B: np.ndarray
+
+
+def ground_pixels(a: np.ndarray, b: np.ndarray, region: float = 0.25, points: int = 2000,
+                  blur: float = 1.0) -> GroundPixels:
+    """The :class:`GroundPixels` of grey images ``a`` (reference) and ``b`` (new), one size."""
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"grey images of one size expected, got {a.shape} and {b.shape}")
+    if not 0.0 < region <= 1.0:
+        raise ValueError(f"region must be in (0, 1], got {region!r}")
+    h, w = a.shape
+    A = a.astype(np.float32)
+    B = b.astype(np.float32)
+    if blur > 0:
+        A = cv2.GaussianBlur(A, (0, 0), blur)
+        B = cv2.GaussianBlur(B, (0, 0), blur)
+    top = min(h - 1, int(round(h * (1.0 - region))))
+    grad = np.hypot(cv2.Sobel(A, cv2.CV_32F, 1, 0), cv2.Sobel(A, cv2.CV_32F, 0, 1))[top:]
+    order = np.argsort(grad.ravel())[-int(points):]
+    v, u = np.unravel_index(order, grad.shape)
+    v = v + top
+    px = np.stack([u, v, np.ones(len(u))], axis=1).astype(np.float64)
+    return GroundPixels(px, A[v, u], B)
+
+
 def ground_step_length(a: np.ndarray, b: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray,
                        down: np.ndarray, height: float, region: float = 0.25, points: int = 2000,
                        blur: float = 1.0, truncate: float = 20.0, min_len: float = 0.03,
@@ -64,8 +97,19 @@ def ground_step_length(a: np.ndarray, b: np.ndarray, K: np.ndarray, R: np.ndarra
     ``guess`` (metres; e.g. the previous step's length) the grid is first ``guess_steps`` points over
     ``guess / guess_range .. guess * guess_range``, and the full grid only when that one's best
     length is at its end or has no clear minimum (half the cost on a steady drive)."""
-    if a.shape != b.shape or a.ndim != 2:
-        raise ValueError(f"grey images of one size expected, got {a.shape} and {b.shape}")
+    pix = ground_pixels(a, b, region, points, blur)
+    return search_step_length(pix, K, R, t, down, height, truncate=truncate, min_len=min_len, max_len=max_len,
+                              steps=steps, refine_steps=refine_steps, min_pixels=min_pixels,
+                              min_inside=min_inside, min_contrast=min_contrast, guess=guess,
+                              guess_range=guess_range, guess_steps=guess_steps)
+
+
+def search_step_length(pix: GroundPixels, K: np.ndarray, R: np.ndarray, t: np.ndarray, down: np.ndarray,
+                       height: float, truncate: float = 20.0, min_len: float = 0.03, max_len: float = 3.0,
+                       steps: int = 25, refine_steps: int = 8, min_pixels: int = 200, min_inside: float = 0.5,
+                       min_contrast: float = 0.8, guess: float | None = None, guess_range: float = 2.0,
+                       guess_steps: int = 9) -> GroundLength:
+    """:func:`ground_step_length` on prepared :class:`GroundPixels` (the same arguments)."""
     K = np.asarray(K, dtype=np.float64)
     R = np.asarray(R, dtype=np.float64)
     t = np.asarray(t, dtype=np.float64).reshape(3)
@@ -74,27 +118,15 @@ def ground_step_length(a: np.ndarray, b: np.ndarray, K: np.ndarray, R: np.ndarra
         raise ValueError(f"K and R must be 3x3, got {K.shape} and {R.shape}")
     if not (math.isfinite(height) and height > 0):
         raise ValueError(f"height must be a positive number of metres, got {height!r}")
-    if not 0.0 < region <= 1.0:
-        raise ValueError(f"region must be in (0, 1], got {region!r}")
     tn, nn = float(np.linalg.norm(t)), float(np.linalg.norm(n))
     if tn < 1e-12 or nn < 1e-12:
         raise ValueError("t and down must be non-zero vectors")
     t, n = t / tn, n / nn
-    h, w = a.shape
-    A = a.astype(np.float32)
-    B = b.astype(np.float32)
-    if blur > 0:
-        A = cv2.GaussianBlur(A, (0, 0), blur)
-        B = cv2.GaussianBlur(B, (0, 0), blur)
-    top = min(h - 1, int(round(h * (1.0 - region))))
-    grad = np.hypot(cv2.Sobel(A, cv2.CV_32F, 1, 0), cv2.Sobel(A, cv2.CV_32F, 0, 1))[top:]
-    order = np.argsort(grad.ravel())[-int(points):]
-    v, u = np.unravel_index(order, grad.shape)
-    v = v + top
-    px = np.stack([u, v, np.ones(len(u))], axis=1).astype(np.float64)
+    B = pix.B
+    h, w = B.shape
     Kinv = np.linalg.inv(K)
-    ahead = (px @ Kinv.T) @ n > 1e-3  # rays that meet the ground in front of the camera
-    px, ref = px[ahead], A[v[ahead], u[ahead]]
+    ahead = (pix.px @ Kinv.T) @ n > 1e-3  # rays that meet the ground in front of the camera
+    px, ref = pix.px[ahead], pix.ref[ahead]
     if len(px) < min_pixels:
         return GroundLength(None, f"{len(px)} textured pixels see the ground (< {min_pixels})", len(px))
     tn_h = np.outer(t, n) / float(height)

@@ -18,7 +18,8 @@ import numpy as np
 from sfm_ros.runtime.motion.covariance import GROUND_LEN_REL, LEN_GAIN, MIN_FILTERED_LEN_REL, MIN_LEN_REL, \
     epipolar_covariance, motion_covariance
 from sfm_ros.runtime.motion.depth_length import depth_baseline, still_length
-from sfm_ros.runtime.motion.ground_length import GroundLength, checked_ground, ground_step_length
+from sfm_ros.runtime.motion.ground_length import GroundLength, checked_ground, ground_pixels, search_step_length
+from sfm_ros.runtime.motion.ground_tilt import GroundTilt
 from sfm_ros.runtime.motion.length_filter import LengthFilter
 from sfm_ros.runtime.motion.photometric import PhotometricOptions, PhotoResult, photometric_align
 from sfm_ros.runtime.motion.result import NO_SOLUTION, EpipolarCovariance, Refinement, ScaleFrom, Used
@@ -61,7 +62,12 @@ class Refiner:
     ``track_max_points``: the three-view ratio's (:mod:`~sfm_ros.runtime.motion.three_view`; the
     tracking back costs ~6 µs per corner on one core at the 11-pixel window); ``scale_tracking``:
     predict each length by the three-view ratio; ``prefer_network``: keep the network's rotation
-    and direction where the corners cannot tell them from the five-point solution.
+    and direction where the corners cannot tell them from the five-point solution;
+    ``ground_tilt``: measure the ground normal's tilt from the images
+    (:class:`~sfm_ros.runtime.motion.ground_tilt.GroundTilt`, every ``tilt_every``-th pair, median
+    of ``tilt_window``) and use it for the ground's metres instead of the given "down" (off by
+    default: on KITTI 00 it brought the step-length ratio from 1.06 to 1.00, on rendered streets
+    whose camera is level it cost 0.5 points of drift; BENCHMARKS.md).
 
     State: ``counts`` (refinements per :class:`~sfm_ros.runtime.motion.result.Used`), ``length``
     (the length filter), the last epipolar motion (the three-view chain), the last call's scale
@@ -106,8 +112,12 @@ class Refiner:
     photo_min_valid: float = _PO.min_valid
     photo_max_rotation_deg: float = _PO.max_rotation_deg
     photo_max_depth_step: float = _PO.max_depth_step
+    ground_tilt: bool = False
     counts: dict = field(default_factory=dict)
     length: LengthFilter = field(init=False, repr=False, compare=False)
+    tilt_every: int = 2
+    tilt_window: int = 61
+    tilt: GroundTilt = field(init=False, repr=False, compare=False)
     _chain: _Chain | None = field(default=None, init=False, repr=False, compare=False)
     _scale: float | None = field(default=None, init=False, repr=False, compare=False)  # the last call's
     _metric: bool = field(default=False, init=False, repr=False, compare=False)  # the last call's ground given
@@ -116,6 +126,7 @@ class Refiner:
         if self.mode not in REFINE_MODES:
             raise ValueError(f"refine mode must be one of {', '.join(REFINE_MODES)}, got {self.mode!r}")
         self.length = LengthFilter(**{name: getattr(self, name) for name in _LENGTH})
+        self.tilt = GroundTilt(every=self.tilt_every, window=self.tilt_window)
         self.two_view_options()
         self.photometric_options()
 
@@ -237,8 +248,12 @@ class Refiner:
         if ground is not None:
             log_length = self.length.log_length
             guess = math.exp(log_length) if log_length is not None else None  # the last step's
-            road = ground_step_length(ref.grey, new.grey, K, sol.R, sol.T_new_ref[:3, 3], ground[0], ground[1],
-                                      guess=guess)
+            pix = ground_pixels(ref.grey, new.grey)
+            down = self.tilt.down(ground[0]) if self.ground_tilt else ground[0]
+            road = search_step_length(pix, K, sol.R, sol.T_new_ref[:3, 3], down, ground[1], guess=guess)
+            if self.ground_tilt:
+                self.tilt.observe(pix, K, sol.R, sol.T_new_ref[:3, 3], ground[0], ground[1],
+                                  road.length if road.length is not None else guess)
         baseline, spread, scale_from, rel_sd = self._length(sol, K, T_net, depth, step, scale, road)
         T = sol.T_ref_new.copy()
         T[:3, 3] *= baseline

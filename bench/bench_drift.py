@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Metric drift of the node's odometry over distance (issue 24): segment drift and the step-length
+ratio of what the node publishes, with its defaults and ``camera_height``, no alignment.
+
+    .venv/bin/python bench/bench_drift.py [--checkpoint models/sfm_default.pt] [--seeds 700,701,702]
+        [--frames 400] [--kitti ../shared/data/kitti_odom_00] [--threads 1] [--set NAME=VALUE ...]
+
+Frames are played through the node's own pipeline (:class:`sfm_ros.runtime.pipeline.FramePipeline`,
+``Settings`` defaults: ``refine_pose epipolar``, ``pose_flip``; ``camera_height`` the drive's; the
+intrinsics as the ``intrinsics`` parameter); the published ``odom -> base_link`` poses become camera
+poses through the mount and are scored against the ground truth with
+:mod:`sfm_ros.evaluation.segment_drift` (KITTI devkit definition, every frame a start, the lengths
+printed) as published and after one global scale, plus the median ratio of the predicted to the
+true step length and the 5-frame snippet ATE.
+
+Drives: rendered streets (:func:`sfm_ros.data.synthetic.render_sequence`, 128x416, 10 Hz, 6 m/s,
+camera 1.5 m, mean yaw rates ``--yaw-rates``; the shipped model trained on seeds 0-39, ``make demo``
+plays 999, bench_streets 500-502: seeds 700+ are untuned) of ``--frames`` frames, and KITTI 00 frames 0-159 (camera
+1.65 m) when ``--kitti`` exists. ``--set refine_pose=none`` etc. change a setting (printed).
+The node's corner budget (which takes corners off when a frame takes too long on the running
+CPU) is held at the refiner's default, so the figures do not depend on the machine's load (printed).
+The last line is the JSON result.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def play(est, images, stamps, K, camera_height: float, settings: dict):
+    """The node pipeline's camera poses (odom frame, first camera at the identity) over ``images``,
+    the indices of the frames that produced them, and the per-frame time (ms)."""
+    import numpy as np
+
+    from sfm_ros.core.se3 import invert_pose
+    from sfm_ros.runtime.frames import InputFrame
+    from sfm_ros.runtime.odometry import camera_extrinsic
+    from sfm_ros.runtime.pipeline import FramePipeline, Settings
+
+    T_base_cam = camera_extrinsic()
+    pl = FramePipeline(est, T_base_cam, Settings(camera_height=camera_height,
+                                                 intrinsics=(K[0, 0], K[1, 1], K[0, 2], K[1, 2]), **settings))
+    idx, poses, ms = [], [], []
+    for i, (img, t) in enumerate(zip(images, stamps)):
+        t0 = time.perf_counter()
+        r = pl.process(InputFrame(stamp=float(t), t=float(t), frame_id="camera", recv=0.0, image=img))
+        ms.append(1000.0 * (time.perf_counter() - t0))
+        if r is not None and r.odometry is not None:
+            idx.append(i)
+            poses.append(r.odometry.T_odom_base @ T_base_cam)
+    r = pl._refiner
+    play.tilt = (f"{r.tilt.tilt_deg:.2f} deg ({len(r.tilt.measurements)} measurements)"
+                 if r is not None and r.ground_tilt else "off")
+    pl.close()
+    poses = np.stack(poses)
+    return np.asarray(idx), invert_pose(poses[0]) @ poses, np.asarray(ms)
+
+
+def score(gt, est) -> dict:
+    """Segment drift, step-length ratio and snippet ATE of camera poses ``est`` against ``gt``."""
+    import numpy as np
+
+    from sfm_ros.evaluation.segment_drift import choose_lengths, drift_report, path_distances
+    from sfm_ros.evaluation.trajectory import relative_poses, snippet_ate
+
+    lengths = choose_lengths(float(path_distances(gt)[-1]))
+    rep = drift_report(gt, est, lengths)
+    step_gt = np.linalg.norm(relative_poses(gt)[:, :3, 3], axis=1)
+    step_est = np.linalg.norm(relative_poses(est)[:, :3, 3], axis=1)
+    moving = step_gt > 0.05
+    ratio = step_est[moving] / step_gt[moving]
+    sn = snippet_ate(gt, est, 5, est_is_relative=False)
+    return {"path_m": float(path_distances(gt)[-1]), "lengths": list(lengths),
+            "t_err_pct": rep["as_published"]["t_err_pct"], "r_err_deg_per_100m": rep["as_published"]["r_err_deg_per_100m"],
+            "t_err_pct_global_scale": rep["global_scale"]["t_err_pct"],
+            "step_ratio_median": float(np.median(ratio)),
+            "step_ratio_quartiles": [float(np.percentile(ratio, 25)), float(np.percentile(ratio, 75))],
+            "snippet_ate": float(sn["mean"])}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", default=str(REPO / "models" / "sfm_default.pt"))
+    ap.add_argument("--seeds", default="700,701,702")
+    ap.add_argument("--frames", type=int, default=400)
+    ap.add_argument("--yaw-rates", default="0.04,-0.05,0.03",
+                    help="mean yaw rate (rad/s) of each street: long drives need gentle curves (default 0.04,-0.05,0.03)")
+    ap.add_argument("--kitti", type=Path, default=REPO.parent / "shared" / "data" / "kitti_odom_00")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--set", action="append", default=[], help="a pipeline setting NAME=VALUE (repeatable)")
+    ap.add_argument("--refiner", action="append", default=[],
+                    help="a Refiner option NAME=VALUE (repeatable; e.g. ground_tilt=false)")
+    args = ap.parse_args(argv)
+    import numpy as np
+    import torch
+
+    from sfm_ros.data.synthetic import render_sequence
+    from sfm_ros.runtime.model_loading import load_estimator
+
+    torch.set_num_threads(args.threads)
+    import cv2
+
+    cv2.setNumThreads(args.threads)
+    settings = {}
+    for s in args.set:
+        k, v = s.split("=", 1)
+        settings[k] = type(getattr(__import__("sfm_ros.runtime.pipeline", fromlist=["Settings"]).Settings(), k))(
+            v if not v.lower() in ("true", "false") else v.lower() == "true")
+    est, _ = load_estimator(args.checkpoint, device="cpu", num_threads=args.threads)
+    # The node's corner budget adapts the refiner's corners to the time a frame takes on this CPU
+    # (and its load); fixed here at the refiner's default, so that figures do not depend on the load.
+    import sfm_ros.runtime.motion as motion
+
+    class FixedBudget(motion.CornerBudget):
+        def update(self, *a, **k) -> None:
+            pass
+
+    motion.CornerBudget = FixedBudget
+    refiner_opts = {}
+    for s in args.refiner:
+        k, v = s.split("=", 1)
+        default = getattr(motion.Refiner(), k)
+        refiner_opts[k] = (v.lower() == "true") if isinstance(default, bool) else type(default)(v)
+    if refiner_opts:
+        base = motion.Refiner
+
+        def refiner(mode="epipolar", **kw):
+            return base(mode, **{**refiner_opts, **kw})
+        motion.Refiner = refiner
+    from common import machine_info  # noqa: E402
+
+    print(f"{machine_info()}; checkpoint {args.checkpoint}; settings {settings or 'node defaults'}; refiner {refiner_opts or 'defaults'}; corner budget fixed "
+          f"at the refiner's {motion.Refiner().max_corners} corners", flush=True)
+    results = {}
+    drives = [("seed", int(s)) for s in args.seeds.split(",") if s] + ([("kitti", 0)] if args.kitti.is_dir() else [])
+    yaws = [float(y) for y in args.yaw_rates.split(",")]
+    for d, (kind, seed) in enumerate(drives):
+        if kind == "seed":
+            seq = render_sequence(num_frames=args.frames, seed=seed, yaw_rate=yaws[d % len(yaws)])
+            images, stamps, K, gt, h, name = seq.images, seq.timestamps, seq.K, seq.poses, 1.5, f"street {seed}"
+        else:
+            from sfm_ros.data.sources import read_image, read_kitti_odometry
+
+            k = read_kitti_odometry(args.kitti)
+            n = min(len(k), 160)
+            images = [read_image(p) for p in k.image_paths[:n]]
+            stamps, K, gt, h, name = k.stamps[:n], k.camera.K, k.poses[:n], 1.65, "KITTI 00 0-159"
+        idx, poses, ms = play(est, images, stamps, K, h, settings)
+        from sfm_ros.core.se3 import invert_pose
+
+        g = invert_pose(gt[idx[0]]) @ gt[idx]
+        r = score(g, poses)
+        r["frame_ms_p50"], r["frame_ms_p95"] = float(np.median(ms)), float(np.percentile(ms, 95))
+        r["ground_tilt"] = play.tilt
+        results[name] = r
+        print(f"{name}: {r['path_m']:.0f} m, lengths {r['lengths']}: t_err {r['t_err_pct']:.2f} % "
+              f"(one global scale {r['t_err_pct_global_scale']:.2f} %), r_err {r['r_err_deg_per_100m']:.2f} deg/100 m, "
+              f"step ratio {r['step_ratio_median']:.3f} ({r['step_ratio_quartiles'][0]:.3f}-"
+              f"{r['step_ratio_quartiles'][1]:.3f}), snippet ATE {r['snippet_ate']:.4f} m, frame "
+              f"{r['frame_ms_p50']:.0f}/{r['frame_ms_p95']:.0f} ms p50/p95, ground tilt {r['ground_tilt']}", flush=True)
+    streets = [v for k, v in results.items() if k.startswith("street")]
+    if streets:
+        print(f"streets mean: t_err {np.mean([v['t_err_pct'] for v in streets]):.2f} %, r_err "
+              f"{np.mean([v['r_err_deg_per_100m'] for v in streets]):.2f} deg/100 m, step ratio "
+              f"{np.mean([v['step_ratio_median'] for v in streets]):.3f}")
+    print(json.dumps({"settings": settings, "refiner": refiner_opts, "results": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.exit(main())

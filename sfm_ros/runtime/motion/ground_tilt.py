@@ -1,0 +1,127 @@
+"""The ground's normal measured from the images: self-calibration of the camera's tilt to the road.
+
+The ground's homography (:mod:`sfm_ros.runtime.motion.ground_length`) turns the camera's height into
+metres through the ground's normal ``n``: a ground point at depth ``Z`` lies at ``n · X ≈ h + Z
+sin θ`` when the normal is tilted by ``θ`` from the one assumed, so a tilt error scales the far
+ground's motion and with it the step length. Measured on KITTI 00 (frames 0-159, the shipped model,
+the node's defaults): the step-length ratio moves from 1.06 with the mount's nominal "down" to
+1.20 and 0.94 with that "down" tilted by -1.3° and +1.3° — about 9 % a degree. A real camera's tilt
+to the road (the mount, the car's load, the road's camber) is rarely known to a degree.
+
+:class:`GroundTilt` measures it: every ``every``-th frame pair whose motion is known (rotation and
+direction from the two-view solution), the step length is searched for each tilt of a grid
+around the current estimate (``span_deg``, ``step_deg``) and the tilt whose best length aligns the
+ground best (lowest photometric error) is one measurement; the tilt used is the median of the last
+``window`` measurements (a frame's measurement is noisy: a kerb, a shadow; its median is steady).
+The tilt turns the nominal "down" about the axis perpendicular to it and to the optical axis (the
+pitch of a forward-looking camera), within ``max_deg``. Far and near ground pixels move differently
+under a tilt and under a length change, which is what separates the two (Hartley & Zisserman,
+Multiple View Geometry, 2nd ed., Sec. 13.1: the plane-induced homography ``K (R + t nᵀ/d) K⁻¹``).
+
+Convention: as :mod:`sfm_ros.runtime.motion.ground_length`; angles in degrees in the options and
+the state (``tilt_deg``), positive tilts turning "down" towards the optical axis (+z).
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sfm_ros.runtime.motion.ground_length import GroundPixels, search_step_length
+
+__all__ = ["GroundTilt", "tilted_down"]
+
+
+def tilted_down(down: np.ndarray, tilt_deg: float) -> np.ndarray:
+    """``down`` (3,) turned by ``tilt_deg`` about ``down × z`` (towards +z for a positive tilt);
+    ``down`` along the optical axis has no such axis: returned unchanged."""
+    d = np.asarray(down, dtype=np.float64).reshape(3)
+    d = d / np.linalg.norm(d)
+    axis = np.cross(d, np.array([0.0, 0.0, 1.0]))
+    na = float(np.linalg.norm(axis))
+    if na < 1e-9 or tilt_deg == 0.0:
+        return d
+    axis /= na
+    th = math.radians(tilt_deg)
+    # Rodrigues: d ⟂ axis, so d cos θ + (axis × d) sin θ
+    return d * math.cos(th) + np.cross(axis, d) * math.sin(th)
+
+
+@dataclass
+class GroundTilt:
+    """The ground normal's tilt from the mount's "down", measured and filtered (module doc).
+
+    ``points``: the ground pixels each tilt's search uses (a spread subset of the length search's:
+    the tilt search runs ``2 span / step + 1`` length searches).
+    State: ``measurements`` (the last ``window`` tilts, degrees), ``calls`` (frame pairs offered)."""
+
+    every: int = 2
+    window: int = 61
+    points: int = 2000
+    span_deg: float = 2.0
+    step_deg: float = 0.5
+    max_deg: float = 6.0
+    min_measurements: int = 3
+    measurements: deque = field(default_factory=deque, repr=False)
+    calls: int = 0
+
+    def __post_init__(self) -> None:
+        if self.every < 1 or self.window < 1 or self.min_measurements < 1:
+            raise ValueError(f"every, window and min_measurements must be >= 1, got {self.every}, {self.window}, "
+                             f"{self.min_measurements}")
+        if not (0 < self.step_deg <= self.span_deg and self.max_deg > 0):
+            raise ValueError(f"need 0 < step_deg <= span_deg and max_deg > 0, got {self.step_deg}, "
+                             f"{self.span_deg}, {self.max_deg}")
+        self.measurements = deque(maxlen=self.window)
+
+    @property
+    def tilt_deg(self) -> float:
+        """The tilt in use (degrees): the median of the measurements, 0 before ``min_measurements``."""
+        if len(self.measurements) < self.min_measurements:
+            return 0.0
+        return float(np.median(self.measurements))
+
+    def down(self, nominal: np.ndarray) -> np.ndarray:
+        """The ground's normal to use: ``nominal`` turned by :attr:`tilt_deg`."""
+        return tilted_down(nominal, self.tilt_deg)
+
+    def reset(self) -> None:
+        self.measurements.clear()
+        self.calls = 0
+
+    def observe(self, pix: GroundPixels, K: np.ndarray, R: np.ndarray, t: np.ndarray, nominal: np.ndarray,
+                height: float, guess: float | None) -> float | None:
+        """Offer one frame pair (prepared :class:`GroundPixels`, its motion ``R``, unit ``t``); every
+        ``every``-th is measured. Returns the measured tilt (degrees) or None (not this frame, or no
+        length found at any tilt). A best tilt at the end of the grid is recorded as that end (the
+        median moves that way, and the next grid with it)."""
+        self.calls += 1
+        if (self.calls - 1) % self.every:
+            return None
+        if len(pix.px) > self.points:  # the strongest-gradient pixels come last: a spread subset
+            keep = np.linspace(0, len(pix.px) - 1, self.points).round().astype(int)
+            pix = GroundPixels(pix.px[keep], pix.ref[keep], pix.B)
+        centre = self.tilt_deg
+        n_side = int(round(self.span_deg / self.step_deg))
+        tilts = centre + self.step_deg * np.arange(-n_side, n_side + 1)
+        tilts = tilts[np.abs(tilts) <= self.max_deg]
+        errs = np.full(len(tilts), np.inf)
+        for i, tilt in enumerate(tilts):
+            g = search_step_length(pix, K, R, t, tilted_down(nominal, float(tilt)), height, guess=guess)
+            if g.length is not None:
+                errs[i] = g.error
+        k = int(np.argmin(errs))
+        if not np.isfinite(errs[k]):
+            return None
+        if k == 0 or k == len(tilts) - 1:  # beyond the grid: the end moves the median that way
+            self.measurements.append(float(tilts[k]))
+            return float(tilts[k])
+        # the parabola through the best tilt and its neighbours: a measurement finer than the grid
+        e0, e1, e2 = errs[k - 1], errs[k], errs[k + 1]
+        curv = e0 - 2.0 * e1 + e2
+        offset = 0.5 * (e0 - e2) / curv if np.isfinite(curv) and curv > 0 else 0.0
+        tilt = float(tilts[k] + self.step_deg * float(np.clip(offset, -0.5, 0.5)))
+        self.measurements.append(tilt)
+        return tilt

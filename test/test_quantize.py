@@ -77,8 +77,12 @@ def test_int8_estimator(tiny):
     assert np.median(np.abs(r / np.median(r) - 1)) < 0.05
     T = e8.poses([e8.preprocess(im) for im in images[18:21]])
     assert T.shape == (1, 2, 4, 4) and torch.isfinite(T).all()
-    with pytest.raises(ValueError, match="needs calibration frames"):
-        Estimator(path, device="cpu", precision="int8", backend="onnxruntime")
+    later = Estimator(path, device="cpu", precision="int8", backend="onnxruntime")
+    assert later.needs_calibration and torch.equal(later.depth(x), d32)  # fp32 until calibrated
+    later.calibrate([later.preprocess(im) for im in images[:12]])
+    assert not later.needs_calibration and torch.allclose(later.depth(x), d8)
+    with pytest.raises(ValueError, match="calibrate needs precision int8"):
+        e32.calibrate([x] * 3)
     with pytest.raises(ValueError, match="backend onnxruntime"):
         Estimator(path, device="cpu", precision="int8", backend="torch", calibration=images[:12])
 
@@ -119,3 +123,29 @@ def test_sfm_export_int8_refusals(tiny, tmp_path, capsys, extra, message):
     assert main([str(tiny[0]), "--out", str(tmp_path / "out"), *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+def test_the_node_pipeline_calibrates_int8_on_its_first_frames(tiny):
+    """precision int8 in the node: fp32 for the camera's first frames, then int8 calibrated on them
+    (a background thread), the diagnostics saying which."""
+    import time
+
+    from sfm_ros.runtime.frames import InputFrame
+    from sfm_ros.runtime.model_loading import load_estimator
+    from sfm_ros.runtime.odometry import camera_extrinsic
+    from sfm_ros.runtime.pipeline import FramePipeline, Settings
+    from sfm_ros.runtime.quantize import NODE_CALIB_FRAMES
+
+    path, _, images = tiny
+    est, _ = load_estimator(str(path), device="cpu", precision="int8")
+    assert est.backend == "onnxruntime" and est.needs_calibration
+    pl = FramePipeline(est, camera_extrinsic(), Settings(refine_pose="none"))
+    assert pl.diagnostic_values()["int8"].startswith("fp32 until 32 frames")
+    frames = (images * 3)[:NODE_CALIB_FRAMES]
+    outs = [pl.process(InputFrame(None, 1.0 + 0.1 * i, "cam", time.monotonic(), image=im))
+            for i, im in enumerate(frames)]
+    assert all(o is not None for o in outs)
+    pl.int8._thread.join(timeout=60)
+    assert not est.needs_calibration and pl.diagnostic_values()["int8"] == "int8"
+    r = pl.process(InputFrame(None, 10.0, "cam", time.monotonic(), image=images[0]))
+    assert r is not None and np.isfinite(r.depth).any()

@@ -14,7 +14,11 @@ name                            type      default                      meaning
                                                                        (share/sfm_ros/models via
                                                                        ament_index, else the source tree)
 ``device``                      string    ``auto``                     auto | cpu | cuda | cuda:N
-``precision``                   string    ``fp32``                     fp32 | fp16 (CUDA) | bf16 | auto
+``precision``                   string    ``fp32``                     fp32 | fp16 (CUDA) | bf16 | int8
+                                                                       (CPU: calibrated on the camera's
+                                                                       first 32 frames, fp32 until then;
+                                                                       :mod:`sfm_ros.runtime.quantize`)
+                                                                       | auto
 ``backend``                     string    ``auto``                     auto | torch | onnxruntime. auto:
                                                                        onnxruntime on the CPU in fp32
                                                                        (networks exported to ONNX at
@@ -178,7 +182,8 @@ class ParamSpec(NamedTuple):
 PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("checkpoint", "", "sfm_ros checkpoint path; empty = the shipped models/sfm_default.pt"),
     ParamSpec("device", "auto", "auto | cpu | cuda | cuda:N"),
-    ParamSpec("precision", "fp32", "fp32 | fp16 (CUDA) | bf16 | auto"),
+    ParamSpec("precision", "fp32", "fp32 | fp16 (CUDA) | bf16 | int8 (CPU; calibrated on the camera's first "
+                                   "32 frames, fp32 until then) | auto"),
     ParamSpec("backend", "auto", "auto | torch | onnxruntime (auto: onnxruntime on the CPU in fp32)"),
     ParamSpec("num_threads", 0, "torch CPU threads (0 = torch default)", low=0, high=256),
     ParamSpec("height", 0, "network input height; 0 = the checkpoint's", low=0, high=4096),

@@ -38,15 +38,15 @@ def to_rgb8(x: torch.Tensor) -> np.ndarray:
 
 
 def auto_backend(device: str, precision: str, size_override: bool = False) -> str:
-    """The faster backend measured for a configuration: ``onnxruntime`` for fp32 on the CPU (when
-    installed and the network size is the checkpoint's), else ``torch``."""
+    """The faster backend measured for a configuration: ``onnxruntime`` for fp32 and int8 on the CPU
+    (when installed and the network size is the checkpoint's), else ``torch``."""
     import importlib.util
 
     try:
         cpu = resolve_device(device).type == "cpu"
     except ValueError:
         return "torch"  # the Estimator reports the bad device
-    if cpu and precision == "fp32" and not size_override and importlib.util.find_spec("onnxruntime"):
+    if cpu and precision in ("fp32", "int8") and not size_override and importlib.util.find_spec("onnxruntime"):
         return "onnxruntime"
     return "torch"
 
@@ -81,7 +81,8 @@ class Estimator:
         device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
         precision: ``fp32`` | ``fp16`` (CUDA) | ``bf16`` (CUDA, or a CPU with bf16 instructions) | ``auto``
             (fp32; bf16 on CPUs that support it natively) | ``int8`` (CPU, backend onnxruntime: both
-            graphs quantised at start, :mod:`sfm_ros.runtime.quantize`, calibrated on ``calibration``).
+            graphs quantised, :mod:`sfm_ros.runtime.quantize`, calibrated on ``calibration``; without
+            it fp32 until :meth:`calibrate` is given frames, ``needs_calibration`` says so).
         backend: ``torch`` (eager PyTorch) | ``onnxruntime``: the depth and pose networks exported
             to ONNX in memory at start (0.6 s for the shipped model; :mod:`sfm_ros.runtime.export`, batch
             norm folded) and run by ONNX Runtime on the CPU, fp32 only. Measured 1.2-1.6x faster
@@ -111,8 +112,6 @@ class Estimator:
         if precision == "int8" and (self.device.type != "cpu" or backend != "onnxruntime"):
             raise ValueError(f"precision int8 runs on the CPU with backend onnxruntime; got device {self.device} "
                              f"and backend {backend}")
-        if precision == "int8" and not calibration:
-            raise ValueError("precision int8 needs calibration frames (a few dozen consecutive camera images)")
         if precision == "fp16" and self.device.type != "cuda":
             raise ValueError("precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
         self.precision = precision
@@ -122,13 +121,30 @@ class Estimator:
         self.threads = threads
         self.pose_flip = bool(pose_flip)
         self._ort_depth = self._ort_pose = None
-        self._calibration = [self.preprocess(im) for im in calibration] if precision == "int8" else None
+        self._calibration = ([self.preprocess(im) for im in calibration] if precision == "int8" and calibration
+                             else None)
+        #: int8 was asked for without calibration frames: fp32 until :meth:`calibrate` is given some
+        self.needs_calibration = precision == "int8" and self._calibration is None
         if backend == "onnxruntime":
             if self.device.type != "cpu" or precision not in ("fp32", "int8"):
                 raise ValueError(f"backend onnxruntime runs fp32 or int8 on the CPU; got device {self.device} and "
                                  f"precision {precision} (use backend torch on a GPU)")
             self._ort_depth, self._ort_pose = _ort_sessions(self.model, self.height, self.width, threads,
                                                             self._calibration)
+
+    def calibrate(self, frames: list[torch.Tensor]) -> None:
+        """Quantise to int8 on ``frames`` (consecutive preprocessed camera frames, at least
+        ``seq_len``) and switch to the int8 graphs; built first, then swapped in (a call running in
+        another thread finishes with the graphs it started with). Raises ValueError when this
+        estimator was not made for int8."""
+        if self.precision != "int8" or self.backend != "onnxruntime":
+            raise ValueError(f"calibrate needs precision int8 with backend onnxruntime, not {self.precision} "
+                             f"with {self.backend}")
+        frames = list(frames)
+        depth, pose = _ort_sessions(self.model, self.height, self.width, self.threads, frames)
+        self._calibration = frames
+        self._ort_depth, self._ort_pose = depth, pose
+        self.needs_calibration = False
 
     def set_model(self, model) -> None:
         """Use new weights of the same architecture (online adaptation, :mod:`sfm_ros.training.adapt`).

@@ -119,6 +119,11 @@ class FramePipeline:
         self._last_refinement = None  # the refiner's result for the newest frame (None: not refined)
         self._last_shape: tuple | None = None
         self.adaptation = adaptation
+        self.int8 = None  # precision int8: calibrated on the camera's first frames
+        if getattr(estimator, "needs_calibration", False):
+            from sfm_ros.runtime.quantize import DeferredCalibration
+
+            self.int8 = DeferredCalibration(estimator, self.log)
         self.held = Counters()          # frames whose images showed no motion, by reason
         self.held_run = 0               # of them in a row up to the newest frame
         self.held_reason = ""           # why the newest held frame was held
@@ -173,6 +178,8 @@ class FramePipeline:
                                         f"{self._last_shape[0]} to {shape[1]}x{shape[0]}: pose window reset")
             self.window.clear()
             self.odometry.reset(hold_pose=True)
+            if self.int8 is not None:
+                self.int8.reset()
         self._last_shape = shape
         self.odometry.max_gap = float(s.max_gap)
         reason = self.odometry.check_time(frame.t)
@@ -184,6 +191,8 @@ class FramePipeline:
 
         t0 = time.perf_counter()
         x = e.preprocess(img)
+        if self.int8 is not None:
+            self.int8.offer(x)
         depth = e.depth(x)[0, 0]
         finite = torch.isfinite(depth)
         if not bool(finite.any()):
@@ -418,5 +427,6 @@ class FramePipeline:
             or "none yet",
             "held_frames": ", ".join(f"{k} {v}" for k, v in sorted(self.held.snapshot().items())) or "none",
             **self._refine_cost(),
+            **({"int8": self.int8.state} if self.int8 is not None else {}),
             **(self.adaptation.diagnostic_values() if self.adaptation is not None else {}),
         }

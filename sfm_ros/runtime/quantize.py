@@ -155,3 +155,58 @@ def write_int8(out_dir: str | Path, model, height: int, width: int, frames: Sequ
     return {"files": list(INT8_FILES), "calibration_frames": n_cal, "checked_frames": len(frames) - n_cal,
             "format": "QDQ: int8 weights per output channel, uint8 activations (min/max calibration)",
             "check": check, "one_thread_ms": one}
+
+
+#: the camera frames the node calibrates int8 on before it switches to it
+NODE_CALIB_FRAMES = 32
+
+
+class DeferredCalibration:
+    """int8 in the node: the estimator runs fp32 until the camera's first ``frames`` consecutive
+    processed frames are in, then a background thread quantises on them (a few seconds) and the
+    estimator switches (:meth:`sfm_ros.runtime.inference.Estimator.calibrate`). A failure is logged
+    and the estimator stays fp32. ``state`` is the diagnostics' text."""
+
+    def __init__(self, estimator, log, frames: int = NODE_CALIB_FRAMES):
+        import threading
+
+        self.estimator = estimator
+        self.log = log
+        self.frames = max(int(estimator.seq_len), int(frames))
+        self._buf: list[torch.Tensor] = []
+        self._thread: threading.Thread | None = None
+        self.state = f"fp32 until {self.frames} frames calibrate int8" if estimator.needs_calibration else ""
+
+    def offer(self, x: torch.Tensor) -> None:
+        """A processed frame's network input; starts the calibration once enough are in."""
+        if self._thread is not None or not self.estimator.needs_calibration:
+            return
+        self._buf.append(x)
+        self.state = f"fp32, calibrating int8 ({len(self._buf)}/{self.frames} frames)"
+        if len(self._buf) >= self.frames:
+            import threading
+
+            self._thread = threading.Thread(target=self._calibrate, name="sfm_int8_calibration", daemon=True)
+            self._thread.start()
+
+    def reset(self) -> None:
+        """The frames stopped being consecutive (a new resolution): collect again."""
+        if self._thread is None:
+            self._buf.clear()
+
+    def _calibrate(self) -> None:
+        import time
+
+        t0 = time.perf_counter()
+        try:
+            self.estimator.calibrate(self._buf)
+        except Exception as exc:  # quantisation failed: fp32 goes on
+            self.estimator.needs_calibration = False
+            self.state = f"fp32 (int8 calibration failed: {type(exc).__name__})"
+            self.log.warning(f"int8 calibration failed ({type(exc).__name__}: {str(exc)[:200]}): running fp32")
+            return
+        finally:
+            self._buf = []
+        self.state = "int8"
+        self.log.info(f"int8: calibrated on the camera's first {self.frames} frames in "
+                      f"{time.perf_counter() - t0:.1f} s; the networks now run int8")

@@ -389,8 +389,8 @@ def test_depth_gt_lidar_projection(tiny_ckpt, synth, tmp_path, capsys):
 
 def test_pose_bag_only_image_topic_gt_topic_and_node_scale(tiny_ckpt, synth, tmp_path, capsys):
     """``--bag`` without ``--topic`` takes the only image topic; ``--gt-topic`` reads the bag's
-    nav_msgs/Odometry (as ``sfm_bag from-kitti`` writes it); the Sim(3) scale is printed as the
-    node's ``scale``."""
+    nav_msgs/Odometry (as ``sfm_bag from-kitti`` writes it); the node's ``scale`` is printed: the
+    ratio of the path lengths, for the settings of the run (not the node's defaults here: warned)."""
     from sfm_ros.data.bag_writer import write_image_bag
     from sfm_ros.data.camera import CameraModel
 
@@ -408,9 +408,16 @@ def test_pose_bag_only_image_topic_gt_topic_and_node_scale(tiny_ckpt, synth, tmp
     assert "/ground_truth/odom" in res["ground_truth"]
     _, gposes = read_tum(tum.with_name("pred.gt.txt"))
     np.testing.assert_allclose(gposes, poses, atol=1e-6)
-    scale = res["node_scale"]["scale"]
-    assert scale == pytest.approx(res["methods"]["model"]["ate"]["scale"]) and scale > 0
-    assert f"sfm_node --ros-args -p scale:={scale:.6g}" in text and "scale for the node" in text
+    ns = res["node_scale"]
+    scale = ns["scale"]
+    _, pred = read_tum(tum)
+    path = lambda T: np.linalg.norm(np.diff(T[:, :3, 3], axis=0), axis=1).sum()  # noqa: E731
+    assert scale == pytest.approx(path(poses) / path(pred), rel=1e-5) and scale > 0
+    assert ns["sim3_scale"] == pytest.approx(res["methods"]["model"]["ate"]["scale"])
+    assert f"sfm_node --ros-args -p scale:={scale:.6g}" in text
+    assert "scale for the node with refine_pose none, pose_flip false" in text
+    assert ns["settings"] == {"refine_pose": "none", "pose_flip": False} and not ns["node_defaults"]
+    assert "warning: this run is not the node's defaults" in text and "--pose-flip --refine epipolar" in ns["warning"]
     # a trajectory file against the same topic
     code, text, err = _run(capsys, "pose", "--pred-tum", tum, "--bag", bag, "--gt-topic", "/ground_truth/odom",
                            "--snippet", "3", "--json", out)

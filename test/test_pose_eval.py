@@ -141,3 +141,109 @@ def test_evaluate_depth_sequence():
     # a constant prediction is flagged
     flat = depth_eval.evaluate_depth_sequence(iter([(np.ones((12, 16)), None)]), loaders[:1], 1e-3, 80.0)
     assert flat["warnings"] and "nearly constant" in flat["warnings"][0]
+
+
+# ------------------------------------------------------------------------ the node's scale (issue 27)
+def _bent(n: int, step: float, yaw: float) -> np.ndarray:
+    """``n`` poses, every step ``step`` long along the camera's z, turning ``yaw`` rad about y a step."""
+    return chain(np.asarray([make_pose(axis_angle_to_matrix([0.0, yaw, 0.0]), [0.0, 0.0, step])] * (n - 1)))
+
+
+def test_node_scale_is_the_path_length_ratio_not_the_sim3_scale():
+    """The node multiplies every step by ``scale``: the printed value times the predicted path is the
+    true path. A prediction that bends where the truth goes straight has a Sim(3) scale well below that."""
+    gt = _bent(21, 1.0, 0.0)              # 20 m straight
+    pred = _bent(21, 0.25, 0.08)          # 5 network units, curving
+    res = pose_eval.evaluate_pose_methods(gt, {"model": {"traj": pred}}, 5, 1, None)
+    ns = pose_eval.node_scale(res, gt, pred, {"refine_pose": "epipolar", "pose_flip": True}, frames="0:21")
+    assert ns["scale"] == pytest.approx(4.0, rel=1e-12)
+    assert ns["scale"] * pose_eval.path_length(pred) == pytest.approx(pose_eval.path_length(gt), rel=1e-12)
+    assert ns["gt_path"] == pytest.approx(20.0) and ns["pred_path"] == pytest.approx(5.0)
+    assert ns["sim3_scale"] == pytest.approx(res["model"]["ate"]["scale"])
+    assert ns["sim3_scale"] > 1.02 * 4.0  # the bent path's ends are closer together: Sim(3) scales it up
+    assert ns["applies_to"] == "the node with refine_pose epipolar, pose_flip true"
+    assert ns["node_defaults"] and ns["warning"] is None and "over frames 0:21" in ns["from"]
+    assert pose_eval.node_defaults() == {"refine_pose": "epipolar", "pose_flip": True}
+    # settings that are not the node's defaults: the scale is for them, and a warning says so
+    other = pose_eval.node_scale(res, gt, pred, {"refine_pose": "none", "pose_flip": False})
+    assert other["scale"] == ns["scale"] and not other["node_defaults"]
+    assert other["applies_to"] == "the node with refine_pose none, pose_flip false"
+    assert "--pose-flip --refine epipolar" in other["warning"]
+    text = pose_eval.format_pose_report(
+        {"count": 21, "stride": 1, "source": "s", "ground_truth": "g", "snippet": 5, "delta": 1, "methods": res,
+         "notes": [], "written": [], "node_scale": other, "model": {}}, "sfm_eval")
+    assert "scale for the node with refine_pose none, pose_flip false: 4 m per network unit" in text
+    assert "sfm_node --ros-args -p scale:=4 " not in text and "-p scale:=4\n" in text
+    assert "warning: this run is not the node's defaults" in text
+    # no motion, no scale; no method, no scale
+    assert pose_eval.node_scale(res, gt, np.tile(np.eye(4), (21, 1, 1)), {"refine_pose": "none", "pose_flip": False}) is None
+    assert pose_eval.node_scale({}, gt, pred, {"refine_pose": "none", "pose_flip": False}) is None
+
+
+def test_piece_ratios_over_consecutive_pieces_of_the_path():
+    gt = _bent(31, 1.0, 0.0)  # 30 m: pieces of 10 m (the largest 1/2/5 x 10^k up to a third)
+    rel = relative_poses(gt)
+    rel[:10, :3, 3] /= 2.0
+    rel[10:20, :3, 3] /= 3.0
+    rel[20:, :3, 3] /= 4.0
+    pc = pose_eval.piece_ratios(gt, chain(rel))
+    assert pc["length"] == 10.0 and pc["frames"] == [[0, 10], [10, 20], [20, 30]]
+    np.testing.assert_allclose(pc["ratios"], [2.0, 3.0, 4.0], rtol=1e-12)
+    assert pose_eval.piece_ratios(gt[:2], gt[:2]) is None  # one piece: nothing to compare
+
+
+def test_match_stamps_mutual_nearest_within_max_dt():
+    gt = np.array([0.0, 0.1, 0.2, 0.3])
+    g, p = pose_truth.match_stamps(gt, np.array([0.0, 0.2, 0.31]), 0.02)  # no prediction at 0.1 (window filling)
+    np.testing.assert_array_equal(g, [0, 2, 3])
+    np.testing.assert_array_equal(p, [0, 1, 2])
+    dense = np.arange(101) * 0.01  # a 100 Hz ground truth, a 10 Hz prediction: each prediction once
+    g, p = pose_truth.match_stamps(dense, np.array([0.1, 0.5]), 0.02)
+    np.testing.assert_array_equal(g, [10, 50])
+    np.testing.assert_array_equal(p, [0, 1])
+    g, p = pose_truth.match_stamps(gt, gt + 100.0, 0.02)
+    assert len(g) == len(p) == 0
+
+
+def test_base_to_camera_undoes_the_nodes_base_link_odometry():
+    """The node publishes ``T_odom_base = T_base_cam · C · inv(T_base_cam)``; turned back, its motion is C's."""
+    from sfm_ros.runtime.odometry import camera_extrinsic, camera_to_base
+
+    cam = _path(6)
+    args = SimpleNamespace(camera_xyz=[0.3, -0.1, 1.2], camera_rpy=[-1.5, 0.05, -1.6])
+    T_bc = camera_extrinsic(args.camera_xyz, args.camera_rpy)
+    base = np.asarray([camera_to_base(c, T_bc) for c in cam])
+    back = pose_truth.base_to_camera(base, args)
+    np.testing.assert_allclose(relative_poses(back), relative_poses(cam), atol=1e-12)
+    np.testing.assert_allclose(back, T_bc @ cam, atol=1e-12)
+
+
+def test_stampless_ground_truth_gets_stamps_from_gt_start_and_fps(tmp_path):
+    gt = _path(5)
+    write_kitti(tmp_path / "gt.txt", gt)
+    (tmp_path / "times.txt").write_text("0.0\n0.1\n0.2\n0.3\n0.4\n")
+    base = dict(gt_tum=None, gt_kitti=str(tmp_path / "gt.txt"), kitti=None, sevenscenes=None, fps=10.0)
+    _, stamps, _ = pose_truth.ground_truth_trajectory(SimpleNamespace(**base, gt_start=1.7e9))
+    np.testing.assert_allclose(stamps, 1.7e9 + np.arange(5) / 10.0)
+    _, stamps, _ = pose_truth.ground_truth_trajectory(
+        SimpleNamespace(**base, gt_times=str(tmp_path / "times.txt"), gt_start=5.0))
+    np.testing.assert_allclose(stamps, 5.0 + np.arange(5) / 10.0)
+    (tmp_path / "times.txt").write_text("0.0\n0.1\n")
+    with pytest.raises(ValueError, match="has 2 times for the 5 poses"):
+        pose_truth.ground_truth_trajectory(SimpleNamespace(**base, gt_times=str(tmp_path / "times.txt")))
+
+
+def test_ground_scales_without_any_plane_says_what_the_test_is():
+    """No frame's lower image holds a plane (KITTI 00 111-146: parked cars both sides): one line
+    naming the node's plane test and what to do."""
+    from sfm_ros.runtime.ground_scale import GroundScale
+    from sfm_ros.runtime.odometry import camera_extrinsic
+
+    rng = np.random.default_rng(0)
+    K = np.array([[50.0, 0, 32], [0, 50.0, 24], [0, 0, 1]])
+    depths = [rng.uniform(1.0, 30.0, (48, 64)) for _ in range(3)]  # no plane in noise
+    with pytest.raises(ValueError, match=r"no ground plane was found in the lower image of any frame \(3 frames; "
+                                         r"the node's test: a plane within 20 deg of level through at least 30 % "
+                                         r"of the points of the lower 40 % of the image") as e:
+        pose_eval.ground_scales(GroundScale(1.65, camera_extrinsic()), depths, K)
+    assert "\n" not in str(e.value) and "leave out --camera-height" in str(e.value)

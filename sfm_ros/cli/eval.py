@@ -7,6 +7,7 @@
     sfm_eval pose --checkpoint CKPT --kitti SEQ_DIR --frames 120:160 --train-frames 0:120 [--snippet 5]
     sfm_eval pose --checkpoint CKPT --sevenscenes DIR --stride 10 --tum pred.txt
     sfm_eval pose --pred-tum pred.txt --gt-tum gt.txt          # or --pred-kitti / --gt-kitti
+    sfm_eval pose --bag recorded/ --pred-topic /odom --gt-topic /ground_truth/odom --plot odom.png
 
 depth
 -----
@@ -38,10 +39,21 @@ Prediction: a checkpoint run on ``--kitti SEQ_DIR`` (ground truth ``poses.txt``)
 ``--sevenscenes DIR`` (``frame-*.pose.txt``) | ``--images DIR`` / ``--bag BAG [--topic T]`` (ground
 truth from ``--gt-kitti FILE``, ``--gt-tum FILE`` or, with ``--bag``, ``--gt-topic TOPIC``: a
 ``nav_msgs/Odometry`` topic of the bag, e.g. ``/ground_truth/odom`` that ``sfm_bag from-kitti``
-writes, matched to the frames by stamp), or a trajectory file ``--pred-tum`` / ``--pred-kitti`` with
-the ground truth from ``--gt-tum``/``--gt-kitti``/``--gt-topic``/``--kitti``/``--sevenscenes``.
+writes, or of another bag ``--gt-bag``, matched to the frames by stamp), or a trajectory file
+``--pred-tum`` / ``--pred-kitti``, or what the node published: ``--pred-topic TOPIC`` of ``--bag BAG``
+(a ``nav_msgs/Odometry`` topic such as ``/odom`` recorded by ``sfm_record``), with the ground truth from
+``--gt-tum``/``--gt-kitti``/``--gt-topic``/``--kitti``/``--sevenscenes``. Stamped predictions and
+ground truths are paired by stamp (mutually nearest, within ``--max-dt``); a ground-truth pose without
+a prediction (the node publishes none while its first window fills) is left out and counted in the
+notes, no pair at all is an error; a stampless ground truth (``--gt-kitti``, ``--kitti``) gets stamps
+from ``--gt-times FILE`` (KITTI's ``times.txt``) or ``i / --fps``, plus ``--gt-start SEC`` (a bag of
+``sfm_bag from-kitti`` starts at 1700000000). The node's ``/odom`` is the pose of ``base_link``:
+``--pred-frame base`` (the default for ``--pred-topic``) turns it into the camera's optical frame,
+which the ground truths of KITTI, 7-Scenes and ``sfm_bag from-kitti`` are in, by the node's mount
+``--camera-xyz`` / ``--camera-rpy`` (its ``camera_xyz`` / ``camera_rpy``; default a forward camera at
+base_link's origin); ``--gt-frame base`` does the same for a ground truth of ``base_link``.
 ``--frames A:B`` and ``--stride S`` (default 1; 10 for ``--sevenscenes``, a 30 Hz hand-held camera)
-select the frames ``A, A+S, ...`` below ``B``.
+select the frames ``A, A+S, ...`` below ``B`` (with a prediction file or topic: of the ground truth).
 
 * **Snippet ATE** (the paper's Table 3, :func:`sfm_ros.evaluation.trajectory.snippet_ate`): every window of
   ``--snippet L`` consecutive (selected) frames, stride 1, prediction scaled per snippet, mean ± std.
@@ -69,9 +81,25 @@ select the frames ``A, A+S, ...`` below ``B``.
   ground-truth frames outside the evaluated range). Sim(3) alignment is undefined for a trajectory
   that never moves: the zero-motion ATE/RPE use an SE(3) alignment (marked ``se3``).
 
-The model's Sim(3) alignment scale is printed as the ready value of the node's ``scale`` parameter
-(metres per network unit, when the ground truth is metric; not with ``--camera-height``, whose
-trajectory is already scaled).
+**The node's scale** (``node_scale`` in the JSON; not with ``--camera-height``, whose trajectory is
+already scaled): the value of the node's ``scale`` parameter (metres per network unit, when the
+ground truth is metric) that makes the path the node publishes on ``/odom`` as long as the ground
+truth's: ground-truth path length / the model's path length in network units over the evaluated
+frames (``scale``, ``gt_path``, ``pred_path``; the Sim(3) alignment's scale, which earlier versions
+printed and which also answers to the path's shape, e.g. smaller where the prediction turns less
+than the truth, is ``sim3_scale``). The node multiplies both its depth
+and its motion by ``scale``; with ``refine_pose`` the motion's lengths come from the refiner (the
+predicted depth's units through its length filter), not from the pose network, so the number holds
+for the refinement and pose flip it was run with (``settings``, ``applies_to``): the node's defaults
+are ``refine_pose epipolar``, ``pose_flip true``, i.e. ``--pose-flip --refine epipolar`` here; other
+settings print a warning (``warning``). It also depends on the frames (the depth's scale changes
+from scene to scene: KITTI 00 0:160 33.3, 120:160 26.9 with the shipped model): evaluate the kind of
+driving the robot does, the longer the better. A prediction file or topic prints its path-length
+ratio instead (``path_lengths``: a node that published it was off by that factor).
+
+``--plot OUT`` draws the prediction (Sim(3)-aligned; a recorded topic or ``--camera-height`` run also
+SE(3)-aligned, its scale as published) over the ground truth from above: x-z of a camera-frame ground
+truth, x-y of a ``--gt-frame base`` one (:mod:`sfm_ros.evaluation.plot`).
 
 ``--tum OUT`` / ``--kitti-out OUT`` write the chained trajectory (and the ground truth of the same
 frames as ``OUT`` with ``.gt`` before the suffix) so ``evo_ape tum OUT.gt.txt OUT.txt -as`` reads them.
@@ -183,8 +211,28 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--pred-kitti", metavar="FILE", help="predicted trajectory, KITTI format")
     q.add_argument("--gt-tum", metavar="FILE", help="ground-truth trajectory, TUM format")
     q.add_argument("--gt-kitti", metavar="FILE", help="ground-truth trajectory, KITTI format (poses.txt)")
-    q.add_argument("--gt-topic", metavar="TOPIC", help="with --bag: ground truth from the bag's nav_msgs/Odometry "
-                   "TOPIC (e.g. /ground_truth/odom from sfm_bag from-kitti), matched by stamp")
+    q.add_argument("--gt-topic", metavar="TOPIC", help="ground truth from a nav_msgs/Odometry TOPIC of --gt-bag, "
+                   "else of --bag (e.g. /ground_truth/odom from sfm_bag from-kitti), matched by stamp")
+    q.add_argument("--gt-bag", metavar="BAG", help="the bag of --gt-topic when it is not --bag")
+    q.add_argument("--pred-topic", metavar="TOPIC",
+                   help="predicted trajectory from a nav_msgs/Odometry TOPIC of --bag (e.g. the node's /odom "
+                        "recorded by sfm_record; in base_link: see --pred-frame), matched by stamp")
+    q.add_argument("--pred-frame", choices=("camera", "base"),
+                   help="the prediction's poses are of the camera's optical frame or of the robot's base_link "
+                        "(turned into the camera's by --camera-xyz/--camera-rpy); default base for --pred-topic "
+                        "(the node's /odom), camera for files")
+    q.add_argument("--gt-frame", choices=("camera", "base"), default="camera",
+                   help="the ground truth's poses are of the camera's optical frame (default: KITTI, 7-Scenes, "
+                        "sfm_bag from-kitti) or of base_link")
+    q.add_argument("--camera-xyz", type=float, nargs=3, metavar=("X", "Y", "Z"),
+                   help="for base_link poses: the node's camera_xyz (base_link → optical frame, m; default 0 0 0)")
+    q.add_argument("--camera-rpy", type=float, nargs=3, metavar=("R", "P", "Y"),
+                   help="for base_link poses: the node's camera_rpy (rad; default -pi/2 0 -pi/2, a forward camera)")
+    q.add_argument("--gt-times", metavar="FILE", help="stamps of a ground truth without any (--gt-kitti, "
+                   "--kitti): one time a line, e.g. KITTI's times.txt (plus --gt-start)")
+    q.add_argument("--gt-start", type=float, metavar="SEC",
+                   help="stamp of a stampless ground truth's first pose: SEC + i / --fps (or SEC + --gt-times); "
+                        "sfm_bag from-kitti's bags start at 1700000000")
     q.add_argument("--fps", type=float, default=10.0, help="stamps of frames/poses without times (default 10)")
     q.add_argument("--max-dt", type=float, default=0.02, help="stamp association tolerance in s (default 0.02)")
     q.add_argument("--stride", type=int, default=None, help="frame step (default 1; 10 with --sevenscenes)")
@@ -212,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ground-truth frames of the mean-odometry baseline (default: outside --frames)")
     q.add_argument("--tum", metavar="OUT", help="write the predicted trajectory (TUM) and OUT's .gt twin")
     q.add_argument("--kitti-out", metavar="OUT", help="write the predicted trajectory (KITTI) and OUT's .gt twin")
+    q.add_argument("--plot", metavar="OUT", help="plot the trajectories from above (x-z of a camera-frame ground "
+                   "truth, x-y of a base_link one) to OUT (.png, .svg, .pdf)")
     add_intrinsics_arguments(q, "intrinsics of --images / --bag (a bag's CameraInfo comes first)",
                              calib_dest="camera_calib")
     _adapt_arguments(q)
@@ -252,6 +302,10 @@ def run(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     if args.json and Path(args.json).is_dir():
         raise UsageError(f"--json {args.json} is a folder; expected a file name")
+    plot = getattr(args, "plot", None)
+    if plot and (Path(plot).is_dir() or not Path(plot).parent.is_dir()):  # checked before the evaluation
+        raise UsageError(f"--plot {plot}: " + ("is a folder; expected a file name" if Path(plot).is_dir() else
+                                              f"folder {Path(plot).parent} does not exist"))
     if getattr(args, "adapt_save", None):  # checked before the evaluation, not after it
         from sfm_ros.cli.train_run import check_writable
         from sfm_ros.core.checkpoint import remove_stale_temp_files

@@ -19,7 +19,7 @@ import numpy as np
 __all__ = ["average_increments", "network_snippets", "network_increments", "refine_increments",
            "ground_scales", "ground_scaled_increments", "pose_metrics", "evaluate_pose_methods", "metric_scale_summary",
            "model_pose_method", "METHOD_LABELS", "format_pose_report", "gt_twin", "write_trajectory_pair",
-           "node_scale"]
+           "path_length", "path_lengths", "node_defaults", "node_scale"]
 
 
 def average_increments(estimates: list[list[np.ndarray]]) -> np.ndarray:
@@ -60,12 +60,26 @@ def ground_scales(gs, depths: list, K_net: np.ndarray) -> tuple[np.ndarray, str]
     scales = [gs.update(d, K_net) for d in depths]
     found = [x for x in scales[1:] if x is not None]
     if not found:
-        raise ValueError("--camera-height: no ground plane was found in the lower image of any frame")
+        raise ValueError(f"--camera-height: no ground plane was found in the lower image of any frame ({len(depths)} "
+                         f"frames; {_plane_test()}; parked cars or kerbs filling it fail it, as in KITTI 00 frames "
+                         f"111-146): give a range that reaches open road, or leave out --camera-height")
     first = found[0]
     s = np.array([first if x is None else x for x in scales[1:]])
     note = (f"ground planes accepted {gs.accepted}, rejected {gs.rejected}, none found {gs.failed}; "
             f"scale median {np.median(s):.4g} m/unit, spread {gs.spread:.3f}")
     return s, note
+
+
+def _plane_test() -> str:
+    """The node's ground-plane test in words, from :func:`sfm_ros.runtime.ground_scale.fit_ground_plane`'s defaults."""
+    import inspect
+
+    from sfm_ros.runtime.ground_scale import fit_ground_plane
+
+    d = {k: v.default for k, v in inspect.signature(fit_ground_plane).parameters.items()}
+    return (f"the node's test: a plane within {d['max_tilt_deg']:g} deg of level through at least "
+            f"{100 * d['min_inlier_fraction']:g} % of the points of the lower {100 * d['region']:g} % of the image, "
+            f"within {100 * d['tolerance']:g} % of its distance")
 
 
 def ground_scaled_increments(gs, depths: list, increments: np.ndarray, K_net: np.ndarray,
@@ -257,15 +271,95 @@ def write_trajectory_pair(out: str | Path, fmt: str, stamps, traj: np.ndarray, g
     return [str(p), str(g)]
 
 
-def node_scale(results: dict, method: str = "model") -> dict | None:
-    """The ready value of the node's ``scale`` parameter (metres per network unit): the scale of the
-    Sim(3) alignment of ``method``'s whole trajectory to the (metric) ground truth; None when that
-    method is absent or was not Sim(3)-aligned (a trajectory that never moves)."""
-    a = results.get(method, {}).get("ate")
-    if not a or a.get("align") != "sim3" or not np.isfinite(a.get("scale", np.nan)):
+def path_length(poses: np.ndarray) -> float:
+    """The length of the path through the positions of ``poses`` (N, 4, 4): the sum of the steps."""
+    t = np.asarray(poses, dtype=np.float64)[:, :3, 3]
+    return float(np.linalg.norm(np.diff(t, axis=0), axis=1).sum())
+
+
+def path_lengths(gt: np.ndarray, traj: np.ndarray) -> dict:
+    """``ground_truth`` and ``prediction`` path lengths (:func:`path_length`) and their ``ratio``
+    (ground truth / prediction; NaN for a prediction that never moves)."""
+    g, p = path_length(gt), path_length(traj)
+    return {"ground_truth": g, "prediction": p, "ratio": g / p if p > 1e-12 else float("nan")}
+
+
+def piece_ratios(gt: np.ndarray, traj: np.ndarray) -> dict | None:
+    """The path-length ratio (ground truth / prediction) over consecutive pieces of the path:
+    ``length`` (m of ground-truth path; the largest of 1, 2, 5 x 10^k up to a third of the path),
+    ``frames`` ``[start, end]`` (inclusive) of each whole piece (the rest at the end is left out) and
+    their ``ratios``; None for a path shorter than 3 pieces of 1 cm or with fewer than 2 pieces."""
+    sg = np.linalg.norm(np.diff(np.asarray(gt, dtype=np.float64)[:, :3, 3], axis=0), axis=1)
+    sp = np.linalg.norm(np.diff(np.asarray(traj, dtype=np.float64)[:, :3, 3], axis=0), axis=1)
+    third = sg.sum() / 3.0
+    if not third >= 0.01:
         return None
-    return {"scale": float(a["scale"]), "method": method,
-            "from": "the Sim(3) alignment of the whole trajectory to the ground truth"}
+    k = 10.0 ** np.floor(np.log10(third))
+    length = max(m * k for m in (1.0, 2.0, 5.0) if m * k <= third)
+    frames, ratios, start, acc = [], [], 0, 0.0
+    for i, step in enumerate(sg):
+        acc += step
+        if acc >= length:
+            pred = float(sp[start:i + 1].sum())
+            frames.append([start, i + 1])
+            ratios.append(float(acc / pred) if pred > 1e-12 else float("nan"))
+            start, acc = i + 1, 0.0
+    if len(ratios) < 2:
+        return None
+    return {"length": float(length), "frames": frames, "ratios": ratios}
+
+
+def node_defaults() -> dict:
+    """The node's defaults that change the units of its motion: ``refine_pose`` and ``pose_flip``
+    (:class:`sfm_ros.runtime.pipeline.Settings`)."""
+    from sfm_ros.runtime.pipeline import Settings
+
+    return {"refine_pose": Settings.refine_pose, "pose_flip": bool(Settings.pose_flip)}
+
+
+def _settings_text(s: dict) -> str:
+    return f"refine_pose {s['refine_pose']}, pose_flip {str(bool(s['pose_flip'])).lower()}"
+
+
+def node_scale(results: dict, gt: np.ndarray, traj: np.ndarray, settings: dict, method: str = "model",
+               frames: str | None = None) -> dict | None:
+    """The value of the node's ``scale`` parameter (metres per network unit, when the ground truth
+    is metric) that makes the path the node publishes on ``/odom`` as long as the ground truth's:
+    ground-truth path length / the length of ``traj`` (``method``'s trajectory in network units, run
+    with ``settings``, ``{"refine_pose": ..., "pose_flip": ...}``). None when ``method`` is absent
+    or its trajectory never moves.
+
+    A path-length ratio, not the Sim(3) alignment's scale: the node multiplies every step by
+    ``scale``, so its path is ``scale`` times this one; the least-squares (Umeyama) scale of the
+    positions also answers to the path's shape: larger where the prediction bends more than the
+    truth (its ends are closer together), smaller where it bends less (KITTI 00 0:160, shipped
+    model, network alone, which under-turns at the corner: Sim(3) 33.6, path ratio 36.2, the node's
+    own /odom 36.3 m of true path per unit published). ``settings`` matter: the refiner's lengths are the predicted depth's units (its
+    length filter), not the pose network's, so a scale holds for one ``refine_pose`` /
+    ``pose_flip`` (``applies_to``); ``warning`` says when they are not the node's defaults
+    (:func:`node_defaults`). The Sim(3) scale stays as ``sim3_scale``. ``pieces``: the same ratio
+    over consecutive pieces of the path (:func:`piece_ratios`): how much the depth's scale, which
+    sets the refined lengths, changes from scene to scene."""
+    a = results.get(method, {}).get("ate")
+    if not a:
+        return None
+    lengths = path_lengths(gt, traj)
+    if not np.isfinite(lengths["ratio"]):
+        return None
+    defaults = node_defaults()
+    settings = {"refine_pose": settings["refine_pose"], "pose_flip": bool(settings["pose_flip"])}
+    same = settings == defaults
+    warning = None if same else (
+        f"this run is not the node's defaults ({_settings_text(settings)} here; the node's {_settings_text(defaults)}): "
+        f"the scale holds for a node run with {_settings_text(settings)}; for the node's defaults rerun with "
+        f"--pose-flip --refine {defaults['refine_pose']}")
+    sim3 = float(a["scale"]) if a.get("align") == "sim3" and np.isfinite(a.get("scale", np.nan)) else None
+    return {"scale": lengths["ratio"], "method": method,
+            "from": f"the ratio of path lengths: ground truth {lengths['ground_truth']:.4g} m / prediction "
+                    f"{lengths['prediction']:.4g} network units" + (f" over frames {frames}" if frames else ""),
+            "gt_path": lengths["ground_truth"], "pred_path": lengths["prediction"], "sim3_scale": sim3,
+            "settings": settings, "applies_to": f"the node with {_settings_text(settings)}",
+            "node_defaults": same, "warning": warning, "pieces": piece_ratios(gt, traj)}
 
 
 METHOD_LABELS = {"model": "model", "prediction": "prediction", "zero_motion": "zero motion",
@@ -298,14 +392,32 @@ def format_pose_report(res: dict, prog: str = "sfm_eval") -> str:
         lines.append("")
     ns = res.get("node_scale")
     if ns:
-        lines.append(f"scale for the node: {ns['scale']:.6g} m per network unit ({ns['from']}; metres if the "
-                     f"ground truth is): sfm_node --ros-args -p scale:={ns['scale']:.6g}")
+        sim3 = "" if ns.get("sim3_scale") is None else f"; the Sim(3) alignment's scale: {ns['sim3_scale']:.6g}"
+        lines.append(f"scale for {ns.get('applies_to', 'the node')}: {ns['scale']:.6g} m per network unit "
+                     f"({ns['from']}{sim3}; metres if the ground truth is): "
+                     f"sfm_node --ros-args -p scale:={ns['scale']:.6g}")
+        pc = ns.get("pieces")
+        if pc:
+            r = np.asarray(pc["ratios"], dtype=np.float64)
+            lines.append(f"  over consecutive {pc['length']:g} m pieces of the path the ratio is {np.nanmin(r):.4g} to "
+                         f"{np.nanmax(r):.4g} ({len(r)} pieces; the predicted depth's scale changes with the scene: "
+                         f"evaluate the robot's own kind of path, the longer the better)")
+        if ns.get("warning"):
+            lines.append(f"warning: {ns['warning']}")
+        lines.append("")
+    pl = res.get("path_lengths")
+    if pl and res.get("model") is None and np.isfinite(pl["ratio"]):
+        lines.append(f"path length: prediction {pl['prediction']:.4g}, ground truth {pl['ground_truth']:.4g} m; "
+                     f"ratio {pl['ratio']:.4g} (a node that published this prediction matches the ground truth's "
+                     f"path length with its scale times {pl['ratio']:.4g})")
         lines.append("")
     lines += [f"- {n}" for n in res["notes"]]
     lines.append("- ATE/RPE after Sim(3) alignment (se3 where the trajectory never moves); "
                  "snippet ATE as SfMLearner's compute_ate (sqrt(sum err^2) / L)")
     for w in res["written"]:
         lines.append(f"- wrote {w}")
+    if res.get("plot"):
+        lines.append(f"- plotted {res['plot']['path']} ({res['plot']['view']})")
     return "\n".join(lines)
 
 

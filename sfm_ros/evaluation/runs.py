@@ -20,7 +20,7 @@ from sfm_ros.data.inputs import SelectedFrames
 from sfm_ros.evaluation.depth_eval import evaluate_depth_sequence, ground_truth_depth, npy_predictions
 from sfm_ros.evaluation.frames import select_eval_frames
 from sfm_ros.evaluation.pose_eval import (evaluate_pose_methods, metric_scale_summary, model_pose_method,
-                                          node_scale, write_trajectory_pair)
+                                          node_scale, path_lengths, write_trajectory_pair)
 from sfm_ros.evaluation.pose_truth import file_prediction, frames_truth, ground_truth_trajectory, mean_odometry_truth
 
 __all__ = ["load_estimator", "check_camera_height", "ground_scale", "adapt_options", "run_depth", "run_pose",
@@ -155,18 +155,16 @@ def run_pose(args: Any) -> dict:
     stride = args.stride if args.stride is not None else (10 if args.sevenscenes else 1)
     if stride < 1:
         raise ValueError(f"--stride must be >= 1, got {stride}")
-    if args.pred_tum and args.pred_kitti:
-        raise ValueError("give one of --pred-tum and --pred-kitti")
-    pred_file = args.pred_tum or args.pred_kitti
+    pred_topic = getattr(args, "pred_topic", None)
     metric = None
     methods: dict[str, dict] = {}
     notes: list[str] = []
     model_info = None
-    if pred_file:
-        traj, all_gt, sel, stamps, gt_what = file_prediction(args, stride)
+    if args.pred_tum or args.pred_kitti or pred_topic:
+        traj, all_gt, sel, stamps, gt_what, source, pred_notes = file_prediction(args, stride)
+        notes += pred_notes
         gt = all_gt[sel]
         methods["prediction"] = {"traj": traj}
-        source = pred_file
     else:
         from sfm_ros.runtime.motion import REFINE_MODES, Refiner
 
@@ -212,12 +210,20 @@ def run_pose(args: Any) -> dict:
     for out, fmt in ((args.tum, "tum"), (args.kitti_out, "kitti")):
         if out:
             written += write_trajectory_pair(out, fmt, stamps, traj, gt)
+    plot = None
+    if getattr(args, "plot", None):
+        from sfm_ros.evaluation.plot import plot_trajectories
+
+        plot = plot_trajectories(args.plot, gt, traj, f"{source}\nagainst {gt_what}", getattr(args, "gt_frame", None)
+                                 or "camera", as_published=bool(pred_topic) or metric is not None)
+    settings = {"refine_pose": getattr(args, "refine", "none"), "pose_flip": bool(getattr(args, "pose_flip", False))}
     return {
         "command": "pose", "source": source, "ground_truth": gt_what, "model": model_info,
         "frames": args.frames, "stride": stride, "count": len(gt), "snippet": args.snippet,
         "delta": args.delta, "mean_odometry_from": train_what, "notes": notes,
         "methods": results, "segment_drift": drift, "metric_scale": metric_scale, "written": written,
-        "node_scale": node_scale(results) if metric is None else None,
+        "node_scale": node_scale(results, gt, traj, settings, frames=args.frames) if metric is None else None,
+        "path_lengths": path_lengths(gt, traj), "plot": plot,
     }
 
 

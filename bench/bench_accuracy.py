@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Accuracy on real data for one configuration, with a fixed CPU/GPU time budget (issue 5).
+"""Accuracy on real data for one configuration, with a fixed CPU/GPU time budget.
 
 * ``kitti``: train on KITTI 00 frames 0-119 (Trainer API, Sequences from ``prepare_sequence`` at
   128x416, no validation split), then ``sfm_eval pose`` on frames 120-159: the paper's snippet ATE

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Online adaptation's hand-over margin, measured prequentially (issue 28, item 2).
+"""Online adaptation's hand-over margin, measured prequentially.
 
 One adaptation run over the frames in order (the node's order: each frame is predicted before it is
 learnt from); at every frame both the adapter's accepted weights and the starting (frozen) weights
@@ -7,8 +7,8 @@ predict it, and after every update the accepted weights' geometric depth error o
 windows (:func:`sfm_ros.training.adapt.geometric_depth_error`) is compared with the starting
 weights'. Serving never changes what the learner learns, so one run scores every hand-over
 margin ``m``: a frame is served by the accepted weights when, at the last update before it, their
-error was at least ``m`` below the starting weights' (``m = -inf``: always the accepted weights, as
-before the hand-over rule existed). Per block of frames: the served and the frozen
+error was at least ``m`` below the starting weights' (``m = -inf``: always the accepted weights, no
+hand-over rule). Per block of frames: the served and the frozen
 score, and the worst block's served/frozen ratio.
 
     .venv/bin/python bench/bench_adapt_guard.py 7scenes --frames 0:500 --stride 5

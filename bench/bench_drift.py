@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Metric drift of the node's odometry over distance (issue 24): segment drift and the step-length
+"""Metric drift of the node's odometry over distance: segment drift and the step-length
 ratio of what the node publishes, with its defaults and ``camera_height``, no alignment.
 
     .venv/bin/python bench/bench_drift.py [--checkpoint models/sfm_default.pt] [--seeds 700,701,702]

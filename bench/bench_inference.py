@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Inference speed of the depth + pose networks on the CPU (issue 6): paper nets vs the ResNet nets.
+"""Inference speed of the depth + pose networks on the CPU: paper nets vs the ResNet nets.
 
 For every architecture and every inference path, the time of one depth forward (one image) and one
 pose forward (target + seq_len-1 sources), batch 1 at 128x416, through the deployment interface of
 :mod:`sfm_ros.runtime.export` (``[0, 1]`` images in, normalisation inside, depth = 1/disp out). Paths:
 
-* ``eager``       fp32, the model as :class:`sfm_ros.runtime.inference.Estimator` runs it today (eval mode)
+* ``eager``       fp32 in eval mode, as the ``torch`` backend of :class:`sfm_ros.runtime.inference.Estimator` runs it
 * ``fold``        fp32 eager with batch norm folded into the convolutions (:func:`sfm_ros.core.resnet.fold_batchnorm`)
 * ``cl``          ``fold`` + channels_last memory format (model and inputs)
 * ``bf16``        ``fold`` under ``torch.autocast("cpu", bfloat16)`` (only on CPUs with AVX512-BF16/AMX)

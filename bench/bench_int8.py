@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""What int8 costs and gains (issue 26 item 1): the shipped model through ONNX Runtime in fp32 (the
+"""What int8 costs and gains: the shipped model through ONNX Runtime in fp32 (the
 node's CPU path) and int8 (:mod:`sfm_ros.runtime.quantize`), same frames, same commands.
 
 * **Accuracy**, through ``sfm_eval``'s own runs (:mod:`sfm_ros.evaluation.runs`) with the estimator

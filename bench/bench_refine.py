@@ -15,8 +15,8 @@ frames (128x416 views of the 1241x376 camera) and 7-Scenes frames 10 apart (192x
 a plane in front of the camera: the epipolar cost does not depend on the depth's values; the
 photometric cost depends on them only through the iterations the alignment takes (at most
 ``photo_iterations`` per level), so its p95 is close to its worst case. OpenCV and torch are held to
-``--threads`` threads (1: the issue's budget is 15 ms on one core). Prints the per-frame p50/p95
-in ms and what each refinement was made of; the last line is the JSON result.
+``--threads`` threads (1: the node's refinement budget, 15 ms a frame, is for one core). Prints the
+per-frame p50/p95 in ms and what each refinement was made of; the last line is the JSON result.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Speed and memory of sfm_ros (issue 5), each measurement in its own process:
+"""Speed and memory of sfm_ros, each measurement in its own process:
 
 * ``infer``  depth + pose inference per frame through :class:`sfm_ros.runtime.inference.Estimator`
   (the path the node and sfm_eval use), 128x416, batch 1, fp32, untrained weights of the

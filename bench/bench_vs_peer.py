@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The project against the reference port, side by side, on the same frames, size, stride and
-step budget (issue 10, item 6).
+step budget.
 
 * ``7scenes``: both train on 7-Scenes redkitchen frames 0-399 and predict the depth of frames
   400-499, scored against the Kinect depth with the same code (``sfm_ros.evaluation.metrics.evaluate_depth``:

@@ -9,7 +9,7 @@ every N steps) beside ``model.pt`` and ``last.pt``. This scores, on the held-out
 * averages rebuilt from the snapshots: power-function EMAs of several widths (the profile
   ``s ** gamma`` of :mod:`sfm_ros.training.weight_average`, sampled at the snapshots' steps) and
   uniform averages of the last 25 % / 50 % (SWA);
-* the file the old rule would have handed over: the snapshot nearest the step of the lowest
+* the file a lowest-validation-loss rule would hand over: the snapshot nearest the step of the lowest
   validation loss in ``last.pt``'s history (validation is computed at epoch ends, so this is the
   nearest snapshot to it, not that exact step).
 

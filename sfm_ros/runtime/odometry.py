@@ -77,9 +77,9 @@ moves the new position (``-[R t]×``: a heading error becomes lateral error as t
 floor of ``1e-4`` (m², rad²) so it is never all zero; the twist covariance (in ``base_link``) is
 the latest increment's covariance divided by ``dt²``. Every increment's covariance gets
 ``step_floor`` (1e-8 m², rad²) on its diagonal, so that none is singular: far below what a
-refined increment knows (a refined rotation is good to ~5e-4 rad a frame on KITTI; a floor of
-1e-4 rad², as this once added, published its yaw rate 10x too uncertain, and a filter fusing it
-with wheel odometry nearly ignored it: ``bench/bench_fusion.py``). The increments' errors are
+refined increment knows (a refined rotation is good to ~5e-4 rad a frame on KITTI; with a floor
+of 1e-4 rad² the published yaw rate measured 10x too uncertain, and a filter fusing it with wheel
+odometry nearly ignored it: ``bench/bench_fusion.py``). The increments' errors are
 taken as independent; an error of the scale that persists over the run (metres from the ground
 with the mount's pitch a little off: the step lengths all a few per cent long) is not, and
 ``scale_rel`` (relative sd; the pipeline sets it with ``camera_height``) adds

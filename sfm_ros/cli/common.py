@@ -77,10 +77,12 @@ def jsonable(x: Any) -> Any:
     return x
 
 
-def add_intrinsics_arguments(p: argparse.ArgumentParser, title: str, calib_dest: str | None = "calib") -> None:
+def add_intrinsics_arguments(p: argparse.ArgumentParser, title: str,
+                             calib_dest: str | None = "calib") -> argparse._ArgumentGroup:
     """The pinhole intrinsics flags in a group named ``title``: ``--calib YAML`` (stored as
     ``calib_dest``; None leaves it out, for a tool whose ``--calib`` means something else) and
-    ``--fx [--fy --cx --cy]``, as :func:`sfm_ros.data.inputs.camera_from_args` reads them."""
+    ``--fx [--fy --cx --cy]``, as :func:`sfm_ros.data.inputs.camera_from_args` reads them.
+    Returns the group, for a tool's own flags beside them."""
     g = p.add_argument_group(title)
     if calib_dest is not None:
         g.add_argument("--calib", dest=calib_dest, metavar="YAML", help="camera_calibration / camera_info_manager YAML")
@@ -88,3 +90,4 @@ def add_intrinsics_arguments(p: argparse.ArgumentParser, title: str, calib_dest:
     g.add_argument("--fy", type=float, help="focal length y in pixels (default: --fx)")
     g.add_argument("--cx", type=float, help="principal point x (default: (width - 1) / 2)")
     g.add_argument("--cy", type=float, help="principal point y (default: (height - 1) / 2)")
+    return g

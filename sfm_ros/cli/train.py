@@ -63,7 +63,7 @@ from typing import Any
 
 import numpy as np
 
-from sfm_ros.cli.common import Parser, UsageError, one_line, set_override
+from sfm_ros.cli.common import Parser, UsageError, add_intrinsics_arguments, one_line, set_override
 
 # This module parses the command line, calls the library and prints: a run's set-up (the checkpoint
 # rules, the automatic size, stride and augmentation, the decoding) is sfm_ros.training.run_setup,
@@ -97,12 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frames per synthetic sequence (default: 60)")
     g.add_argument("--max-frames", type=int, metavar="N", help="use at most N frames of every input")
 
-    g = p.add_argument_group("intrinsics (when the input carries none)")
-    g.add_argument("--calib", metavar="YAML", help="camera_calibration / camera_info_manager YAML")
-    g.add_argument("--fx", type=float, help="focal length x in pixels (at the input resolution)")
-    g.add_argument("--fy", type=float, help="focal length y (default: --fx)")
-    g.add_argument("--cx", type=float, help="principal point x (default: (width - 1) / 2)")
-    g.add_argument("--cy", type=float, help="principal point y (default: (height - 1) / 2)")
+    g = add_intrinsics_arguments(p, "intrinsics (when the input carries none)")
     g.add_argument("--rectify-alpha", type=float, default=0.0,
                    help="distorted cameras: 0 keeps only valid pixels, 1 keeps all (default: 0)")
 

@@ -421,7 +421,7 @@ def test_compressed_input_without_camera_info(tiny_ckpt, client, frames):
     depth = client.collect(Image, f"{ns}/depth/image")
     points = client.collect(PointCloud2, f"{ns}/points")
     node = NodeProcess("-r", f"__ns:={ns}", "-p", f"checkpoint:={tiny_ckpt}", "-p", "compressed:=true",
-                       "-p", "camera_frame:=my_optical", "-p", "publish_tf:=false", "-p", "backend:=torch")
+                       "-p", "camera_frame:=my_optical", "-p", "publish_tf:=false", "-p", "backend:=torch", "-p", "precision:=fp32")
     pub = client.node.create_publisher(CompressedImage, f"{ns}/image/compressed", 10)
     info_pub = client.node.create_publisher(CameraInfo, f"{ns}/camera_info", 10)
     try:

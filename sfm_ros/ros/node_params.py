@@ -14,11 +14,16 @@ name                            type      default                      meaning
                                                                        (share/sfm_ros/models via
                                                                        ament_index, else the source tree)
 ``device``                      string    ``auto``                     auto | cpu | cuda | cuda:N
-``precision``                   string    ``fp32``                     fp32 | fp16 (CUDA) | bf16 | int8
-                                                                       (CPU: calibrated on the camera's
-                                                                       first 32 frames, fp32 until then;
-                                                                       :mod:`sfm_ros.runtime.quantize`)
-                                                                       | auto
+``precision``                   string    ``auto``                     auto | fp32 | fp16 (CUDA) | bf16 |
+                                                                       int8. auto on a CPU: fp32 or bf16,
+                                                                       whichever a measurement at start
+                                                                       finds faster at equal output (the
+                                                                       log line names both times;
+                                                                       :func:`sfm_ros.runtime.model_loading.choose_cpu_path`);
+                                                                       fp32 on a GPU. int8 (CPU):
+                                                                       calibrated on the camera's first
+                                                                       32 frames, fp32 until then
+                                                                       (:mod:`sfm_ros.runtime.quantize`)
 ``backend``                     string    ``auto``                     auto | torch | onnxruntime. auto:
                                                                        onnxruntime on the CPU in fp32
                                                                        (networks exported to ONNX at
@@ -182,8 +187,9 @@ class ParamSpec(NamedTuple):
 PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("checkpoint", "", "sfm_ros checkpoint path; empty = the shipped models/sfm_default.pt"),
     ParamSpec("device", "auto", "auto | cpu | cuda | cuda:N"),
-    ParamSpec("precision", "fp32", "fp32 | fp16 (CUDA) | bf16 | int8 (CPU; calibrated on the camera's first "
-                                   "32 frames, fp32 until then) | auto"),
+    ParamSpec("precision", "auto", "auto (CPU: fp32 or bf16, whichever a start-up measurement finds faster at "
+                                   "equal output) | fp32 | fp16 (CUDA) | bf16 | int8 (CPU; calibrated on the "
+                                   "camera's first 32 frames, fp32 until then)"),
     ParamSpec("backend", "auto", "auto | torch | onnxruntime (auto: onnxruntime on the CPU in fp32)"),
     ParamSpec("num_threads", 0, "torch CPU threads (0 = torch default)", low=0, high=256),
     ParamSpec("height", 0, "network input height; 0 = the checkpoint's", low=0, high=4096),

@@ -1,5 +1,7 @@
-"""The node's model: the shipped checkpoint's path (:func:`default_checkpoint`) and the estimator
-loaded, size-checked and warmed up (:func:`load_estimator`). ROS-free."""
+"""The node's model: the shipped checkpoint's path (:func:`default_checkpoint`), the estimator
+loaded, size-checked and warmed up (:func:`load_estimator`), and on a CPU with ``precision auto``
+the fastest inference path at equal output, measured at start on the running machine
+(:func:`choose_cpu_path`). ROS-free."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,6 +9,12 @@ from pathlib import Path
 from sfm_ros.runtime.diagnostics import Log
 
 DEFAULT_MODEL = "sfm_default.pt"
+#: bf16 must beat fp32 by this fraction of its time to be chosen (timing noise is a few per cent)
+MIN_GAIN = 0.08
+#: bf16 counts as "equal output" within these: depth's median relative change after median
+#: scaling, and the largest change of a pose vector element (fp32 pose vectors are ~0.01-1)
+BF16_DEPTH_TOL = 0.01
+BF16_POSE_TOL = 0.005
 
 
 def default_checkpoint() -> Path:
@@ -43,6 +51,13 @@ def load_estimator(checkpoint: str = "", device: str = "auto", precision: str = 
     if num_threads > 0:
         torch.set_num_threads(num_threads)
     h, w = height, width
+    if precision == "auto" and backend in ("auto", "torch") and not (h or w):
+        from sfm_ros.core.device import resolve_device
+
+        if resolve_device(device).type == "cpu":
+            backend, precision, why = choose_cpu_path(ckpt, threads=max(0, num_threads), backend=backend)
+            if log is not None:
+                log.info(f"precision auto: {why}")
     if backend == "auto":
         backend = auto_backend(device, precision, size_override=bool(h or w))
     e = Estimator(ckpt, device=device, precision=precision, backend=backend, threads=max(0, num_threads))
@@ -61,3 +76,68 @@ def load_estimator(checkpoint: str = "", device: str = "auto", precision: str = 
     e.poses([x] * e.seq_len)
     e.poses([x] * e.seq_len, flip=True)  # the batch of two of pose_flip
     return e, ckpt
+
+
+def _time_ms(e, x, runs: int) -> float:
+    """Median ms of one depth + one pose forward (batch 1) after two warm-up calls."""
+    import time
+
+    import numpy as np
+
+    window = [x] * e.seq_len
+    for _ in range(2):
+        e.depth(x)
+        e.poses(window, flip=False)
+    t = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        e.depth(x)
+        e.poses(window, flip=False)
+        t.append(time.perf_counter() - t0)
+    return 1000.0 * float(np.median(t))
+
+
+def bf16_change(e32, e16, frames) -> tuple[float, float]:
+    """``(depth, pose)`` change of bf16 against fp32 on preprocessed ``frames`` (one window):
+    depth's median relative change after median scaling, the largest pose element change."""
+    import torch
+
+    d32, d16 = e32.depth(frames[len(frames) // 2]), e16.depth(frames[len(frames) // 2])
+    r = (d16 / d32).flatten()
+    depth = float(((r / r.median()) - 1.0).abs().median())
+    p32, p16 = e32.poses(frames, flip=False), e16.poses(frames, flip=False)
+    pose = float((p32[..., :3, 3] - p16[..., :3, 3]).abs().max())
+    pose = max(pose, float((p32[..., :3, :3] - p16[..., :3, :3]).abs().max()))
+    return depth, pose if torch.isfinite(torch.tensor(pose)) else float("inf")
+
+
+def choose_cpu_path(checkpoint: str, threads: int = 0, runs: int = 7, backend: str = "auto") -> tuple[str, str, str]:
+    """``(backend, precision, why)`` for ``precision auto`` on the CPU: fp32 (ONNX Runtime with
+    ``backend`` auto when installed, else PyTorch) against PyTorch bf16 autocast on CPUs with bf16
+    instructions, each
+    timed on the checkpoint's networks at its size (median of ``runs`` depth + pose calls, a few
+    seconds in all); bf16 only when it is :data:`MIN_GAIN` faster and its output equal within
+    :data:`BF16_DEPTH_TOL` / :data:`BF16_POSE_TOL` on rendered street frames. CPUs differ: the same
+    flags made bf16 faster on one machine and slower on another (:mod:`sfm_ros.core.precision`)."""
+    import importlib.util
+
+    from sfm_ros.core.device import cpu_has_bf16_instructions
+    from sfm_ros.data.synthetic import render_sequence
+    from sfm_ros.runtime.inference import Estimator
+
+    fp32_backend = "onnxruntime" if backend == "auto" and importlib.util.find_spec("onnxruntime") else "torch"
+    e32 = Estimator(checkpoint, device="cpu", precision="fp32", backend=fp32_backend, threads=threads)
+    seq = render_sequence(num_frames=e32.seq_len, height=e32.height, width=e32.width, seed=7)
+    frames = [e32.preprocess(im) for im in seq.images]
+    t32 = _time_ms(e32, frames[0], runs)
+    if not cpu_has_bf16_instructions():
+        return fp32_backend, "fp32", f"{fp32_backend} fp32 ({t32:.1f} ms depth + pose; no bf16 instructions)"
+    e16 = Estimator(checkpoint, device="cpu", precision="bf16", backend="torch")
+    t16 = _time_ms(e16, frames[0], runs)
+    depth, pose = bf16_change(e32, e16, frames)
+    equal = depth <= BF16_DEPTH_TOL and pose <= BF16_POSE_TOL
+    measured = (f"{fp32_backend} fp32 {t32:.1f} ms, torch bf16 {t16:.1f} ms depth + pose; bf16 changes depth "
+                f"{100 * depth:.2f} %, poses by {pose:.2g}")
+    if t16 < (1.0 - MIN_GAIN) * t32 and equal:
+        return "torch", "bf16", f"torch bf16 ({measured})"
+    return fp32_backend, "fp32", f"{fp32_backend} fp32 ({measured}{'' if equal else ': bf16 output not equal'})"

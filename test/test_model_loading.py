@@ -1,0 +1,75 @@
+"""The node's model loading (:mod:`sfm_ros.runtime.model_loading`): ``precision auto`` on the CPU
+chooses by a measurement at start."""
+from __future__ import annotations
+
+import pytest
+
+from sfm_ros.core.checkpoint import save_checkpoint
+from sfm_ros.core.model import SfMModel
+from sfm_ros.core.options import ModelOptions, Options
+from sfm_ros.runtime import model_loading as ml
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    mo = ModelOptions(width_mult=0.25, height=64, width=96)
+    opts = Options()
+    opts.model = mo
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, SfMModel(mo), opts)
+    return str(path)
+
+
+class _Log:
+    def __init__(self):
+        self.lines = []
+
+    def info(self, m):
+        self.lines.append(m)
+
+    def warning(self, m):
+        self.lines.append(m)
+
+
+def test_auto_measures_and_says_why(tiny):
+    log = _Log()
+    e, _ = ml.load_estimator(tiny, device="cpu", precision="auto", log=log)
+    assert e.precision in ("fp32", "bf16") and e.device.type == "cpu"
+    assert len(log.lines) == 1 and log.lines[0].startswith("precision auto: ") and " ms" in log.lines[0]
+
+
+@pytest.mark.parametrize("times, change, expected", [
+    ((10.0, 5.0), (0.001, 0.0001), ("torch", "bf16")),         # clearly faster, equal output
+    ((10.0, 9.5), (0.001, 0.0001), ("onnxruntime", "fp32")),   # within MIN_GAIN: not worth it
+    ((10.0, 5.0), (0.05, 0.0001), ("onnxruntime", "fp32")),    # faster but the depth changes
+    ((10.0, 5.0), (0.001, 0.05), ("onnxruntime", "fp32")),     # faster but the poses change
+])
+def test_bf16_only_when_faster_at_equal_output(tiny, monkeypatch, times, change, expected):
+    pytest.importorskip("onnxruntime")
+    it = iter(times)
+    monkeypatch.setattr(ml, "_time_ms", lambda e, x, runs: next(it))
+    monkeypatch.setattr(ml, "bf16_change", lambda a, b, f: change)
+    monkeypatch.setattr("sfm_ros.core.device.cpu_has_bf16_instructions", lambda: True)
+    backend, precision, why = ml.choose_cpu_path(tiny)
+    assert (backend, precision) == expected, why
+    assert "torch bf16 " in why
+
+
+def test_no_bf16_instructions_no_bf16(tiny, monkeypatch):
+    monkeypatch.setattr("sfm_ros.core.device.cpu_has_bf16_instructions", lambda: False)
+    backend, precision, why = ml.choose_cpu_path(tiny, backend="torch")
+    assert (backend, precision) == ("torch", "fp32") and "no bf16 instructions" in why
+
+
+def test_bf16_change_is_small_for_one_model(tiny):
+    """bf16 autocast against fp32 on rendered frames: the measured change is finite and small."""
+    import torch
+
+    from sfm_ros.data.synthetic import render_sequence
+    from sfm_ros.runtime.inference import Estimator
+
+    e32 = Estimator(tiny, device="cpu", precision="fp32", backend="torch")
+    e16 = Estimator(tiny, device="cpu", precision="bf16", backend="torch")
+    seq = render_sequence(num_frames=3, height=64, width=96, seed=1)
+    depth, pose = ml.bf16_change(e32, e16, [e32.preprocess(im) for im in seq.images])
+    assert 0.0 <= depth < 0.05 and 0.0 <= pose < 0.05 and torch.isfinite(torch.tensor([depth, pose])).all()

@@ -307,7 +307,7 @@ def run(argv: list[str] | None = None) -> dict:
         raise UsageError(f"--plot {plot}: " + ("is a folder; expected a file name" if Path(plot).is_dir() else
                                               f"folder {Path(plot).parent} does not exist"))
     if getattr(args, "adapt_save", None):  # checked before the evaluation, not after it
-        from sfm_ros.cli.train_run import check_writable
+        from sfm_ros.training.run_folder import check_writable
         from sfm_ros.core.checkpoint import remove_stale_temp_files
 
         save = Path(args.adapt_save)
@@ -328,7 +328,7 @@ def _check_free_space(save: Path, like: Path | None) -> None:
 
     if like is None or not like.is_file():
         return
-    from sfm_ros.cli.train_run import nearest_existing
+    from sfm_ros.training.run_folder import nearest_existing
 
     probe = nearest_existing(save.parent)
     need, free = 2 * like.stat().st_size, shutil.disk_usage(probe).free

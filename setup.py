@@ -9,6 +9,7 @@ PACKAGE = "sfm_ros"
 ENTRY_POINTS: list[str] = [
     "sfm_bag = sfm_ros.cli.bag:main",
     "sfm_node = sfm_ros.ros.node:main",
+    "sfm_lifecycle_node = sfm_ros.ros.lifecycle_node:main",
     "sfm_play = sfm_ros.ros.player:main",
     "sfm_record = sfm_ros.ros.recorder:main",
     "sfm_train = sfm_ros.cli.train:main",

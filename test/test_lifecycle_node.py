@@ -1,0 +1,139 @@
+"""``sfm_lifecycle_node``: the managed node's transitions, in this process (its own rclpy context)
+and once as a subprocess driven through the ``~/change_state`` service."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from lifecycle_msgs.msg import Transition  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+from conftest import REPO, ros_env  # noqa: E402
+from ros_client import RosClient  # noqa: E402
+from sfm_ros.core.checkpoint import save_checkpoint  # noqa: E402
+from sfm_ros.core.model import SfMModel  # noqa: E402
+from sfm_ros.core.options import ModelOptions, Options  # noqa: E402
+from sfm_ros.data.image_codec import encode_image  # noqa: E402
+from sfm_ros.data.synthetic import render_sequence  # noqa: E402
+
+pytestmark = pytest.mark.slow  # loads a model, runs a node
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    mo = ModelOptions(width_mult=0.25, height=64, width=96)
+    opts = Options()
+    opts.model = mo
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, SfMModel(mo), opts)
+    return path
+
+
+def _wait(pred, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return bool(pred())
+
+
+def test_transitions_in_process(tiny_ckpt, tmp_path):
+    from sfm_ros.ros.lifecycle_node import SfmLifecycleNode
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = None
+    try:
+        node = SfmLifecycleNode(context=ctx, namespace="/lc", parameter_overrides=[
+            Parameter("checkpoint", value=str(tmp_path / "missing.pt")), Parameter("backend", value="torch")])
+        assert node.pipeline is None and not node.pubs  # unconfigured: nothing loaded
+        assert node.on_configure(None) == TransitionCallbackReturn.FAILURE  # a missing checkpoint
+        assert node.pipeline is None and not node.pubs
+        node.set_parameters([Parameter("checkpoint", value=str(tiny_ckpt))])  # read-only: refused
+        assert node.get_parameter("checkpoint").value == str(tmp_path / "missing.pt")
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = None
+    try:
+        node = SfmLifecycleNode(context=ctx, namespace="/lc", parameter_overrides=[
+            Parameter("checkpoint", value=str(tiny_ckpt)), Parameter("backend", value="torch")])
+        assert node.on_configure(None) == TransitionCallbackReturn.SUCCESS
+        assert node.pipeline is not None and "odom" in node.pubs and node.sub_image is None
+        assert node.on_activate(None) == TransitionCallbackReturn.SUCCESS
+        assert node.sub_image is not None and node._worker.is_alive()
+        assert node.on_deactivate(None) == TransitionCallbackReturn.SUCCESS
+        assert node.sub_image is None and node._worker is None
+        assert node.on_activate(None) == TransitionCallbackReturn.SUCCESS  # again, model kept
+        assert node._worker.is_alive()
+        node.on_deactivate(None)
+        assert node.on_cleanup(None) == TransitionCallbackReturn.SUCCESS
+        assert node.pipeline is None and not node.pubs
+        assert node.on_configure(None) == TransitionCallbackReturn.SUCCESS  # configurable again
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+
+
+def test_a_managed_node_publishes_only_once_activated(tiny_ckpt):
+    """The executable, driven as a lifecycle manager would: nothing before configure + activate,
+    depth and odometry after, a clean exit on Ctrl-C."""
+    from lifecycle_msgs.srv import ChangeState, GetState
+
+    ns = "/lcp"
+    client = RosClient("sfm_lifecycle_test_client")
+    proc = subprocess.Popen([sys.executable, "-m", "sfm_ros.ros.lifecycle_node", "--ros-args", "-r", f"__ns:={ns}",
+                             "-p", f"checkpoint:={tiny_ckpt}", "-p", "backend:=torch",
+                             "-p", "intrinsics:=[60.0, 60.0, 47.5, 31.5]"],
+                            cwd=REPO, env=ros_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        depth = client.collect(Image, f"{ns}/depth/image")
+        pub = client.node.create_publisher(Image, f"{ns}/image", 10)
+        change = client.node.create_client(ChangeState, f"{ns}/sfm_node/change_state")
+        get = client.node.create_client(GetState, f"{ns}/sfm_node/get_state")
+        assert change.wait_for_service(timeout_sec=60) and get.wait_for_service(timeout_sec=10)
+
+        def call(cli, req):
+            fut = cli.call_async(req)
+            assert _wait(fut.done, 60)
+            return fut.result()
+
+        assert call(get, GetState.Request()).current_state.label == "unconfigured"
+        assert pub.get_subscription_count() == 0  # not subscribed before activate
+        assert call(change, ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE))).success
+        assert call(change, ChangeState.Request(transition=Transition(id=Transition.TRANSITION_ACTIVATE))).success
+        assert call(get, GetState.Request()).current_state.label == "active"
+        assert _wait(lambda: pub.get_subscription_count() > 0, 20)
+        seq = render_sequence(num_frames=8, height=64, width=96, seed=2)
+        for im in seq.images:
+            enc, h, w, step, data = encode_image(im, "rgb8")
+            m = Image(encoding=enc, height=h, width=w, step=step, data=data)
+            m.header.stamp, m.header.frame_id = client.now(), "cam"
+            pub.publish(m)
+            time.sleep(0.1)
+        assert _wait(lambda: len(depth) >= 4, 20), proc.stderr
+        assert call(change, ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE))).success
+        assert _wait(lambda: pub.get_subscription_count() == 0, 10)
+    finally:
+        client.close()
+        proc.send_signal(2)
+        try:
+            out, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+    assert proc.returncode == 0, err[-2000:]
+    assert "Traceback" not in err, err

@@ -8,6 +8,7 @@ CameraInfo and the cloud are in the camera optical frame given by the caller.
 """
 from __future__ import annotations
 
+import array
 from typing import Any
 
 import numpy as np
@@ -15,9 +16,10 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import TransformStamped
 from nav_msgs.msg import Odometry
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 
 from sfm_ros.data.camera import CameraModel
+from sfm_ros.data import compressed_depth
 from sfm_ros.data.image_codec import encode_image
 from sfm_ros.runtime.odometry import OdomEstimate
 from sfm_ros.core.se3 import matrix_to_quat
@@ -54,6 +56,21 @@ def image_msg(array: np.ndarray, encoding: str, stamp: Any, frame_id: str) -> Im
 def depth_image(result: FrameResult, frame_id: str) -> Image:
     """The result's depth (metres) as a ``32FC1`` image."""
     return image_msg(result.depth, "32FC1", result.stamp, frame_id)
+
+
+def compressed_depth_msg(depth: np.ndarray, stamp: Any, frame_id: str,
+                         depth_max: float = compressed_depth.DEFAULT_DEPTH_MAX,
+                         quantization: float = compressed_depth.DEFAULT_QUANTIZATION,
+                         png_level: int = compressed_depth.DEFAULT_PNG_LEVEL) -> CompressedImage:
+    """A ``(H, W)`` depth image (metres, REP 118 markers) as the sensor_msgs/CompressedImage that
+    ``compressed_depth_image_transport`` publishes on ``<topic>/compressedDepth`` (format
+    ``"32FC1; compressedDepth png"``; :mod:`sfm_ros.data.compressed_depth`: depths at or beyond
+    ``depth_max``, ``+inf`` and NaN arrive as NaN, ``-inf`` as the format's nearest depth)."""
+    fmt, data = compressed_depth.encode_compressed_depth(depth, depth_max, quantization, png_level)
+    m = CompressedImage(format=fmt)
+    m.header.stamp, m.header.frame_id = stamp, frame_id
+    m.data = array.array("B", data)
+    return m
 
 
 def colormap_image(result: FrameResult, frame_id: str) -> Image:

@@ -183,6 +183,7 @@ def robot(tiny_ckpt, client):
         "odom": client.collect(Odometry, f"{NS}/odom"),
         "points": client.collect(PointCloud2, f"{NS}/points"),
         "colormap": client.collect(Image, f"{NS}/depth/colormap"),
+        "cdepth": client.collect(CompressedImage, f"{NS}/depth/image/compressedDepth"),
         "exp": client.collect(Image, f"{NS}/explainability"),
         "tf": client.collect(TFMessage, "/tf", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)),
         "diag": client.collect(DiagnosticArray, "/diagnostics"),
@@ -190,7 +191,7 @@ def robot(tiny_ckpt, client):
     node = NodeProcess(
         "-r", "image:=/cam/image_raw", "-r", "camera_info:=/cam/camera_info", "-r", f"__ns:={NS}",
         "-p", f"checkpoint:={tiny_ckpt}", "-p", "publish_colormap:=true",
-        "-p", "publish_explainability:=true", "-p", f"camera_xyz:={CAM_XYZ}",
+        "-p", "publish_explainability:=true", "-p", f"camera_xyz:={CAM_XYZ}", "-p", "publish_compressed_depth:=true",
         "-p", "intrinsics:=[80.0, 80.0, 63.5, 47.5]")
     pub = client.node.create_publisher(Image, "/cam/image_raw", 10)
     info_pub = client.node.create_publisher(CameraInfo, "/cam/camera_info", 10)
@@ -292,6 +293,22 @@ class TestRunningNode:
         assert np.all(pts[:, 2] > 0)
         cm = topics["colormap"][-1][1]
         assert cm.encoding == "rgb8" and (cm.height, cm.width) == (64, 96)
+        # compressedDepth: the depth image as compressed_depth_image_transport sends it (quantised
+        # inverse depth: never nearer than the true depth, less than one step farther)
+        from sfm_ros.data.compressed_depth import decode_compressed_depth, near_limit, quantization_constants
+
+        by_stamp = {_sec(d.header.stamp): d for _, d in topics["depth"]}
+        pairs = [(c, by_stamp[_sec(c.header.stamp)]) for _, c in topics["cdepth"] if _sec(c.header.stamp) in by_stamp]
+        assert pairs and all(c.format == "32FC1; compressedDepth png" for c, _ in pairs)
+        c, d = pairs[-1]
+        got = decode_compressed_depth(c.format, bytes(c.data))
+        want = decode_image(d.encoding, d.height, d.width, d.step, d.data, d.is_bigendian)
+        fin = np.isfinite(want) & (want < 100.0) & (want > near_limit(100.0))
+        A = float(quantization_constants(100.0)[0])
+        assert got.shape == want.shape and fin.any() and np.all(np.isfinite(got[fin]))
+        w = want[fin].astype(np.float64)
+        err = got[fin] - w
+        assert np.all(err >= -1e-5 * w) and np.all(err <= w * w / (A - w) * (1 + 1e-4) + 1e-6)
         ex = topics["exp"][-1][1]
         # the node publishes a frame's depth before its mask, but they can arrive in either order
         assert ex.encoding == "mono8" and _wait(

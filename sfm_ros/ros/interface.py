@@ -76,6 +76,11 @@ PUBLICATIONS: tuple[Topic, ...] = (
     Topic("depth/image", "sensor_msgs/Image", "output", "depth (m; REP 118: -Inf/+Inf/NaN)",
           "depth in metres (REP 118) at the network resolution, ``network units * scale``; -Inf < "
           "``min_depth``, +Inf > ``max_depth``, NaN unknown; frame = camera optical frame", encoding="32FC1"),
+    Topic("depth/image/compressedDepth", "sensor_msgs/CompressedImage", "output",
+          "depth/image, PNG (publish_compressed_depth)",
+          "``depth/image`` as ``compressed_depth_image_transport`` publishes it (format ``32FC1; compressedDepth "
+          "png``: quantised inverse depth, ~5x smaller; depths beyond ``max_depth``, +Inf and NaN arrive as NaN); "
+          "subscribe through image_transport's ``compressedDepth`` transport", switch="publish_compressed_depth"),
     Topic("depth/camera_info", "sensor_msgs/CameraInfo", "output", "intrinsics of depth/image",
           "intrinsics scaled to the depth image, its sibling (image_transport, depth_image_proc, RViz; "
           "needs camera_info or ``intrinsics``)"),

@@ -219,6 +219,9 @@ class SfmNodeCore:
             self._pub("depth/camera_info", rm.camera_info(r.camera, r.stamp, cam_frame))
         if r.points is not None:
             self._pub("points", rm.point_cloud(r.points, r.stamp, cam_frame))
+        if p("publish_compressed_depth"):
+            self._pub("depth/image/compressedDepth",
+                      rm.compressed_depth_msg(r.depth, r.stamp, cam_frame, depth_max=float(p("max_depth"))))
         if p("publish_colormap"):
             self._pub("depth/colormap", rm.colormap_image(r, cam_frame))
         if r.explainability is not None:

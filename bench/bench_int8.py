@@ -69,15 +69,15 @@ def _run(argv: list[str], precision: str, calibration) -> dict:
         runs.load_estimator = saved
 
 
-def _speed(est32: Estimator, est8: Estimator, x: torch.Tensor, runs_: int) -> dict:
-    window = [x] * est32.seq_len
-    t = {k: [] for k in ("depth_fp32", "depth_int8", "pose_fp32", "pose_int8")}
-    for e in (est32, est8):
+def _speed(ests: dict, x: torch.Tensor, runs_: int) -> dict:
+    window = [x] * next(iter(ests.values())).seq_len
+    t = {f"{part}_{name}": [] for name in ests for part in ("depth", "pose")}
+    for e in ests.values():
         for _ in range(3):
             e.depth(x)
             e.poses(window, flip=False)
     for _ in range(runs_):
-        for name, e in (("fp32", est32), ("int8", est8)):
+        for name, e in ests.items():
             t0 = time.perf_counter()
             e.depth(x)
             t1 = time.perf_counter()
@@ -118,12 +118,17 @@ def main() -> int:
               f"(lengths {pose['segment_drift']['lengths']}); 7-Scenes 400-499 abs rel "
               f"{depth['metrics']['abs_rel']:.4f} (constant depth {depth['baseline_constant']['abs_rel']:.4f})",
               flush=True)
-    est32 = Estimator(MODEL, device="cpu", precision="fp32", backend="onnxruntime", threads=1)
-    est8 = Estimator(MODEL, device="cpu", precision="int8", backend="onnxruntime", threads=1, calibration=k_cal)
-    sp = _speed(est32, est8, est32.preprocess(k_cal[0]), args.runs)
-    print(f"one thread, {est32.height}x{est32.width}: depth {sp['depth_fp32']:.1f} -> {sp['depth_int8']:.1f} ms, "
-          f"pose {sp['pose_fp32']:.1f} -> {sp['pose_int8']:.1f} ms, depth + pose "
-          f"{sp['depth_fp32'] + sp['pose_fp32']:.1f} -> {sp['depth_int8'] + sp['pose_int8']:.1f} ms")
+    ests = {"ORT fp32": Estimator(MODEL, device="cpu", precision="fp32", backend="onnxruntime", threads=1),
+            "torch fp32": Estimator(MODEL, device="cpu", precision="fp32", backend="torch"),
+            "torch bf16": Estimator(MODEL, device="cpu", precision="bf16", backend="torch"),
+            "ORT int8": Estimator(MODEL, device="cpu", precision="int8", backend="onnxruntime", threads=1,
+                                  calibration=k_cal)}
+    e0 = ests["ORT fp32"]
+    sp = _speed(ests, e0.preprocess(k_cal[0]), args.runs)
+    print(f"one thread, {e0.height}x{e0.width}, median of {args.runs} rounds (paths alternating):")
+    for name in ests:
+        print(f"  {name:<11} depth {sp['depth_' + name]:5.1f} ms  pose {sp['pose_' + name]:4.1f} ms  depth + pose "
+              f"{sp['depth_' + name] + sp['pose_' + name]:5.1f} ms")
     return 0
 
 

@@ -443,3 +443,30 @@ def test_camera_height_gives_metres_from_the_ground_whatever_the_depth(tiny_ckpt
             assert d["refine_corners"] == "500" and d["refine_ms_p50"] == "n/a"  # < 20 refinements yet
     assert travelled[1.5] == pytest.approx(true, rel=0.15), (travelled, true)
     assert not travelled[0.0] == pytest.approx(true, rel=0.15), (travelled, true)
+
+
+def test_stage_times_report_medians_per_stage():
+    from sfm_ros.runtime.diagnostics import FRAME_STAGES, StageTimes, Ticker
+
+    st = StageTimes(n=5)
+    assert st.text() == "n/a"
+    for ms in (1.0, 2.0, 30.0):
+        st.add("depth", ms)
+    st.add("decode", 0.5)
+    assert st.p50() == {"decode": 0.5, "depth": 2.0}
+    assert st.text() == "decode 0.5, depth 2.0 (sum 2.5)"  # in FRAME_STAGES order
+    assert FRAME_STAGES.index("decode") < FRAME_STAGES.index("depth")
+    tick = Ticker(st)
+    tick("refine", minus=1e9)  # a stage's time less what it contains, as the odometry's less the refinement
+    assert st.p50()["refine"] < 0
+
+
+def test_pipeline_reports_its_frame_cost(tiny, seq):
+    pl, _ = _pipeline(tiny, seq)
+    assert pl.diagnostic_values()["frame_ms_p50"] == "n/a"
+    for i, im in enumerate(seq.images[:4]):
+        pl.process(_frame(im, 1.0 + 0.1 * i))
+    text = pl.diagnostic_values()["frame_ms_p50"]
+    for stage in ("decode", "resize", "depth", "pose", "odometry", "cloud"):
+        assert f"{stage} " in text, text
+    assert "(sum " in text

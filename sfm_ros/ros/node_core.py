@@ -213,6 +213,7 @@ class SfmNodeCore:
 
     def _publish(self, r: FrameResult) -> None:
         p = self._param
+        t0 = time.perf_counter()
         cam_frame = p("camera_frame") or r.frame_id or "camera_optical_frame"
         self._pub("depth/image", rm.depth_image(r, cam_frame))
         if r.camera is not None:
@@ -233,6 +234,7 @@ class SfmNodeCore:
                 self._pub("/tf", rm.tf_message(rm.transform_stamped(r.odometry.T_odom_base, r.stamp, odom, base)))
         if p("publish_static_tf") and self._static_frame != cam_frame:
             self._publish_static_tf(cam_frame)
+        self.pipeline.stages.add("messages", 1000.0 * (time.perf_counter() - t0))
         now = self.get_clock().now().nanoseconds
         self.counts.add("processed")
         self.latencies.add(r.infer_ms, time.monotonic() - r.recv, now * 1e-9 - r.t if now > 0 else None)

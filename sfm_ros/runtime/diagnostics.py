@@ -150,3 +150,48 @@ class Latencies:
             "latency_wall_p95_s": f"{percentile(lat_w, 95):.4f}",
             "inference_p50_ms": f"{percentile(inf, 50):.1f}",
         }
+
+
+#: the stages of a frame's cost, in the order they run (``messages``: the ROS side's publishing)
+FRAME_STAGES = ("decode", "resize", "depth", "evidence", "scale", "pose", "refine", "odometry", "adapt",
+                "cloud", "messages")
+
+
+class StageTimes:
+    """Per-frame time of each stage of :data:`FRAME_STAGES` (ms, the last ``n`` frames, thread-safe):
+    :meth:`add` from the worker, :meth:`text` for the ``frame_ms_p50`` diagnostic."""
+
+    def __init__(self, n: int = 300):
+        self._t: dict[str, deque] = {k: deque(maxlen=n) for k in FRAME_STAGES}
+        self._lock = threading.Lock()
+
+    def add(self, stage: str, ms: float) -> None:
+        with self._lock:
+            self._t[stage].append(float(ms))
+
+    def p50(self) -> dict[str, float]:
+        with self._lock:
+            return {k: percentile(list(v), 50) for k, v in self._t.items() if v}
+
+    def text(self) -> str:
+        """``"decode 0.4, resize 0.9, depth 15.2, ... (sum 31.0)"`` (medians, ms), or ``n/a``."""
+        p = self.p50()
+        if not p:
+            return "n/a"
+        return ", ".join(f"{k} {v:.1f}" for k, v in p.items()) + f" (sum {sum(p.values()):.1f})"
+
+
+class Ticker:
+    """Adds the time since the last tick (or :meth:`restart`) to a stage of :class:`StageTimes`."""
+
+    def __init__(self, stages: StageTimes):
+        self.stages = stages
+        self.t = time.perf_counter()
+
+    def restart(self) -> None:
+        self.t = time.perf_counter()
+
+    def __call__(self, stage: str, minus: float = 0.0) -> None:
+        now = time.perf_counter()
+        self.stages.add(stage, 1000.0 * (now - self.t) - minus)
+        self.t = now

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -46,40 +45,9 @@ from sfm_ros.runtime.metric_scale import CAMERA_HEIGHT_SOURCES, MetricScale, Sca
 from sfm_ros.runtime.motion.covariance import GROUND_SCALE_REL
 from sfm_ros.runtime.motion.result import ScaleFrom, Used
 from sfm_ros.runtime.motion_evidence import HoldNoise, frame_evidence
-from sfm_ros.runtime.diagnostics import FRAME_COUNTS, Counters, Log
+from sfm_ros.runtime.diagnostics import FRAME_COUNTS, Counters, Log, StageTimes, Ticker
+from sfm_ros.runtime.settings import SETTINGS, Settings
 from sfm_ros.runtime.odometry import MonocularOdometry
-
-@dataclass
-class Settings:
-    """The run-time settings of the pipeline; the names are the node's parameters. Assign a field
-    to change it (the worker reads each one once a frame)."""
-
-    scale: float = 0.0                 # metres per network unit; 0: from camera_height, else 1
-    camera_height: float = 0.0         # > 0: the scale from the ground plane
-    min_depth: float = 0.1
-    max_depth: float = 100.0
-    max_gap: float = 1.0
-    refine_pose: str = "epipolar"
-    pose_flip: bool = True             # average the pose network's motion with the mirrored window's
-    publish_points: bool = True
-    points_stride: int = 4
-    publish_explainability: bool = False
-    intrinsics: tuple = (0.0, 0.0, 0.0, 0.0)   # fallback fx, fy, cx, cy of the input image
-    adapt: bool = False                # online adaptation on (FramePipeline.adaptation must be set)
-
-    def check(self, **changes: Any) -> None:
-        """Raise ValueError (one line) if these settings with ``changes`` applied are invalid."""
-        from sfm_ros.runtime.motion import REFINE_MODES
-
-        new = {f.name: changes.get(f.name, getattr(self, f.name)) for f in fields(self)}
-        if new["min_depth"] >= new["max_depth"]:
-            raise ValueError(f"min_depth {new['min_depth']} must be < max_depth {new['max_depth']}")
-        if new["refine_pose"] not in REFINE_MODES:
-            raise ValueError(f"refine_pose must be one of {', '.join(REFINE_MODES)}, got {new['refine_pose']!r}")
-
-
-SETTINGS = tuple(f.name for f in fields(Settings))
-
 
 class FramePipeline:
     """Decode → time checks → depth → window → poses (+ refinement) → odometry → :class:`FrameResult`.
@@ -117,6 +85,7 @@ class FramePipeline:
         self._corner_budget = None  # keeps the refiner's cost per frame within its budget
         self._refiner_model = None  # the weights the refiner's depth/network ratios were measured with
         self._last_refinement = None  # the refiner's result for the newest frame (None: not refined)
+        self._refine_ms: float | None = None  # the newest frame's refinement time
         self._last_shape: tuple | None = None
         self.adaptation = adaptation
         self.int8 = None  # precision int8: calibrated on the camera's first frames
@@ -124,6 +93,7 @@ class FramePipeline:
             from sfm_ros.runtime.quantize import DeferredCalibration
 
             self.int8 = DeferredCalibration(estimator, self.log)
+        self.stages = StageTimes()      # the cost of each stage of a frame (frame_ms_p50)
         self.held = Counters()          # frames whose images showed no motion, by reason
         self.held_run = 0               # of them in a row up to the newest frame
         self.held_reason = ""           # why the newest held frame was held
@@ -169,9 +139,11 @@ class FramePipeline:
 
 
         e, s = self.estimator, self.settings
+        tick = Ticker(self.stages)
         img = self.inputs.decode(frame)
         if img is None:
             return None
+        tick("decode")
         shape = img.shape[:2]
         if self._last_shape is not None and shape != self._last_shape:
             self.log.warn("resolution", f"input resolution changed from {self._last_shape[1]}x"
@@ -190,9 +162,11 @@ class FramePipeline:
             self.window.clear()
 
         t0 = time.perf_counter()
+        tick.restart()
         x = e.preprocess(img)
         if self.int8 is not None:
             self.int8.offer(x)
+        tick("resize")
         depth = e.depth(x)[0, 0]
         finite = torch.isfinite(depth)
         if not bool(finite.any()):
@@ -201,8 +175,10 @@ class FramePipeline:
             self.log.warn("nonfinite_pixels", f"{int((~finite).sum())} depth pixel(s) of the network are "
                                               "NaN/Inf: published as NaN (unknown, REP 118)")
         depth_np = depth.cpu().numpy()
+        tick("depth")
         prev = self.window[-1] if self.window else None
         no_motion = frame_evidence(img, None if prev is None else prev.image, content=x[0].float().mean(0).cpu().numpy())
+        tick("evidence")
         self.window.append(WindowFrame(frame.t, x, depth_np, img, stamp=frame.stamp))
         cam = self.inputs.intrinsics(shape)  # once per frame: scale, refinement and publishing
         net_cam = None if cam is None else cam.scaled(e.width, e.height)
@@ -212,6 +188,7 @@ class FramePipeline:
         self.odometry.noise.scale_rel = GROUND_SCALE_REL if manual <= 0 < height else 0.0
         self.odometry.scale = self.metric_scale.update(manual, height, depth_np, net_cam, self.odometry.scale,
                                                 measure=no_motion is None)
+        tick("scale")
         self._held_now = False
         T = None
         if len(self.window) == e.seq_len:
@@ -220,6 +197,7 @@ class FramePipeline:
                 self.window.pop()
                 return self._skip("nonfinite", "the pose network produced NaN/Inf: frame skipped")
             T = T.cpu().numpy().astype(np.float64)
+            tick("pose")
         exp = exp_t = exp_stamp = None
         if T is not None and s.publish_explainability:
             if self.has_explainability:
@@ -231,13 +209,19 @@ class FramePipeline:
                 self.log.warn("exp", "publish_explainability is set but the checkpoint has no "
                                      "explainability head (trained with exp_weight=0): not published")
         infer_ms = 1000.0 * (time.perf_counter() - t0)
+        tick.restart()
         try:
             est = self.odometry.update(frame.t, T, [f.t for f in self.window], e.offsets,
                                        refine=self._motion_callback(cam, no_motion))
         except ValueError as exc:
             self.window.pop()
             return self._skip("nonfinite", f"odometry update failed ({exc}): frame skipped")
+        refine_ms = self._refine_ms
+        if refine_ms is not None:
+            self.stages.add("refine", refine_ms)
+        tick("odometry", minus=refine_ms or 0.0)
         self._adapt(net_cam, learn=no_motion is None and not self._held_now)
+        tick("adapt")
 
         depth_m = rep118_depth(depth_np.astype(np.float32) * float(self.odometry.scale),
                                float(s.min_depth), float(s.max_depth))
@@ -246,6 +230,7 @@ class FramePipeline:
         points = None
         if s.publish_points and out_cam is not None:
             points = cloud_points(depth_m, self._rgb8(self.window[-1]), out_cam.K, int(s.points_stride))
+        tick("cloud")
         return FrameResult(frame.stamp, frame.t, frame.frame_id, frame.recv, depth_m, out_cam, points, est,
                            exp, exp_t, float(self.odometry.scale), infer_ms, exp_stamp)
 
@@ -308,6 +293,7 @@ class FramePipeline:
                 self._hold_noise.observe(T)
             return out
         self._last_refinement = None
+        self._refine_ms = None
         return motion
 
     _WHY_HELD = {"frozen": "the image repeats the previous frame",
@@ -358,7 +344,8 @@ class FramePipeline:
                 t0 = time.perf_counter()
                 r = refiner.refine(view(f_ref), view(self.window[-1]), inc, f_ref.depth, self.odometry.scale,
                                    ground)
-                self._corner_budget.update(refiner, 1000.0 * (time.perf_counter() - t0), r.used)
+                self._refine_ms = 1000.0 * (time.perf_counter() - t0)
+                self._corner_budget.update(refiner, self._refine_ms, r.used)
             except (ValueError, np.linalg.LinAlgError, cv2.error) as exc:
                 first = str(exc).splitlines()[0] if str(exc) else ""
                 self.log.warn("refine_error", f"pose refinement failed ({type(exc).__name__}: {first}): "
@@ -426,6 +413,7 @@ class FramePipeline:
             "refined_lengths": ", ".join(f"{k} {v}" for k, v in sorted(self.refined_lengths.snapshot().items()))
             or "none yet",
             "held_frames": ", ".join(f"{k} {v}" for k, v in sorted(self.held.snapshot().items())) or "none",
+            "frame_ms_p50": self.stages.text(),
             **self._refine_cost(),
             **({"int8": self.int8.state} if self.int8 is not None else {}),
             **(self.adaptation.diagnostic_values() if self.adaptation is not None else {}),

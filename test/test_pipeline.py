@@ -470,3 +470,31 @@ def test_pipeline_reports_its_frame_cost(tiny, seq):
     for stage in ("decode", "resize", "depth", "pose", "odometry", "cloud"):
         assert f"{stage} " in text, text
     assert "(sum " in text
+
+
+def test_camera_info_is_paired_with_its_image_by_stamp(tiny, seq):
+    """Two camera_infos (a zoom: fx changes): each image is read with the one of its own stamp, an
+    image without a matching stamp with the latest."""
+    from types import SimpleNamespace
+
+    from sfm_ros.runtime.frame_input import FrameInputs
+
+    def info(fx, t):
+        stamp = SimpleNamespace(sec=int(t), nanosec=int(round((t - int(t)) * 1e9)))
+        return SimpleNamespace(k=[fx, 0, W / 2, 0, fx, H / 2, 0, 0, 1], width=W, height=H, d=[],
+                               distortion_model="plumb_bob", header=SimpleNamespace(stamp=stamp))
+
+    class _Log:
+        def warn(self, *a): pass
+        def info(self, *a): pass
+        def warning(self, *a): pass
+
+    fi = FrameInputs(Settings(), _Log(), Counters(*FRAME_COUNTS))
+    fi.camera_info(info(100.0, 5.0))
+    fi.camera_info(info(150.0, 5.1))
+    assert fi.intrinsics((H, W), 5.0).fx == 100.0
+    assert fi.intrinsics((H, W), 5.1 + 2e-4).fx == 150.0
+    assert fi.intrinsics((H, W), 7.0).fx == 150.0  # no match: the latest
+    assert fi.intrinsics((H, W)).fx == 150.0
+    fi.camera_info({"k": [120.0, 0, W / 2, 0, 120.0, H / 2, 0, 0, 1], "width": W, "height": H})  # no stamp
+    assert fi.intrinsics((H, W), 5.0).fx == 100.0 and fi.intrinsics((H, W), 9.0).fx == 120.0

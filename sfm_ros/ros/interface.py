@@ -69,7 +69,8 @@ SUBSCRIPTIONS: tuple[Topic, ...] = (
           "instead of ``image`` when ``compressed:=true`` (image_transport naming: remap it on its own, "
           "e.g. ``-r image/compressed:=/cam/image_raw/compressed``)"),
     Topic("camera_info", "sensor_msgs/CameraInfo", "input", "intrinsics (else the 'intrinsics' parameter)",
-          "intrinsics; until one arrives the ``intrinsics`` parameter is used (if set)"),
+          "intrinsics; each image is read with the camera_info of its stamp (else the latest); until one "
+          "arrives the ``intrinsics`` parameter is used (if set)"),
 )
 
 PUBLICATIONS: tuple[Topic, ...] = (

@@ -4,12 +4,14 @@ networks see it, and which intrinsics it is read with.
 :class:`FrameInputs` holds the zero-stamp policy (:meth:`~FrameInputs.zero_stamp`), the latest
 camera_info (:meth:`~FrameInputs.camera_info`), the image checks (:meth:`~FrameInputs.decode`:
 shape, size, compressed decoding) and the choice of intrinsics for an image size
-(:meth:`~FrameInputs.intrinsics`: camera_info, else the ``intrinsics`` setting). A bad input is
+(:meth:`~FrameInputs.intrinsics`: the camera_info with the image's stamp, else the latest one,
+else the ``intrinsics`` setting). A bad input is
 counted (``rejected`` / ``skipped``) and warned, rate-limited per kind of problem, never per input
 string (:class:`~sfm_ros.runtime.diagnostics.Log`).
 """
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,16 @@ from sfm_ros.runtime.frames import InputFrame
 ZERO_STAMP_RUN = 2  # zero header stamps in a row from which the driver is taken not to stamp
 MIN_IMAGE_SIDE = 16  # pixels: a smaller image shows nothing to estimate depth or motion from
 MAX_IMAGE_PIXELS = 7680 * 4320  # 8K: a larger frame is a driver or a configuration error
+INFO_KEPT = 16  # camera_infos kept to pair with images by stamp
+INFO_STAMP_TOLERANCE_S = 1e-3  # a camera_info within this of an image's stamp is that image's
+
+
+def _stamp_seconds(msg: Any) -> float | None:
+    """The header stamp of a CameraInfo message in seconds; None without one (a dict, a zero stamp)."""
+    stamp = getattr(getattr(msg, "header", None), "stamp", None)
+    if stamp is None or not (stamp.sec or stamp.nanosec):
+        return None
+    return stamp.sec + stamp.nanosec * 1e-9
 
 
 class FrameInputs:
@@ -38,6 +50,7 @@ class FrameInputs:
         self.camera: CameraModel | None = None   # from camera_info
         self.camera_source: str | None = None    # "camera_info" | "intrinsics" | "unusable" | None
         self._zero_stamps = 0
+        self._infos: deque = deque(maxlen=INFO_KEPT)  # (stamp s or None, CameraModel), newest last
 
     def reject(self, kind: str, msg: str) -> None:
         """Count a bad input frame and warn, rate-limited per ``kind`` (a fixed word, or the
@@ -75,6 +88,7 @@ class FrameInputs:
             return
         first = self.camera is None
         self.camera = cam
+        self._infos.append((_stamp_seconds(msg), cam))
         if first:
             self.log.info(
                 f"using camera_info intrinsics fx={cam.fx:.1f} fy={cam.fy:.1f} cx={cam.cx:.1f} "
@@ -110,12 +124,23 @@ class FrameInputs:
             return None
         return img
 
-    def intrinsics(self, image_hw: tuple[int, int]) -> CameraModel | None:
-        """CameraModel at the *input* image size, or None (logs which source is used)."""
+    def camera_for(self, t: float | None) -> CameraModel | None:
+        """The camera_info stamped ``t`` (within :data:`INFO_STAMP_TOLERANCE_S`, among the last
+        :data:`INFO_KEPT`), else the latest: a camera whose intrinsics change (zoom, a new
+        calibration) pairs each image with its own."""
+        if t is not None:
+            for ti, cam in reversed(self._infos):
+                if ti is not None and abs(ti - t) <= INFO_STAMP_TOLERANCE_S:
+                    return cam
+        return self.camera
+
+    def intrinsics(self, image_hw: tuple[int, int], t: float | None = None) -> CameraModel | None:
+        """CameraModel at the *input* image size for the image stamped ``t`` (:meth:`camera_for`),
+        or None (logs which source is used)."""
         h, w = image_hw
         cam, source = None, None
         if self.camera is not None:
-            cam, source = self.camera, "camera_info"
+            cam, source = self.camera_for(t), "camera_info"
             if (cam.width, cam.height) != (w, h):
                 if cam.width > 0 and cam.height > 0:
                     self.log.warn("info_size", f"camera_info is for {cam.width}x{cam.height} but images are "

@@ -180,7 +180,7 @@ class FramePipeline:
         no_motion = frame_evidence(img, None if prev is None else prev.image, content=x[0].float().mean(0).cpu().numpy())
         tick("evidence")
         self.window.append(WindowFrame(frame.t, x, depth_np, img, stamp=frame.stamp))
-        cam = self.inputs.intrinsics(shape)  # once per frame: scale, refinement and publishing
+        cam = self.inputs.intrinsics(shape, frame.t)  # once per frame: scale, refinement and publishing
         net_cam = None if cam is None else cam.scaled(e.width, e.height)
         # a frame that shows nothing new does not re-measure the ground's scale
         manual, height = float(s.scale), float(s.camera_height)

@@ -22,6 +22,7 @@ from sfm_ros.core.model import SfMModel  # noqa: E402
 from sfm_ros.core.options import ModelOptions, Options  # noqa: E402
 from sfm_ros.data.image_codec import encode_image  # noqa: E402
 from sfm_ros.data.synthetic import render_sequence  # noqa: E402
+from sfm_ros.ros.interface import PUBLICATIONS  # noqa: E402
 
 pytestmark = pytest.mark.slow  # loads a model, runs a node
 
@@ -82,6 +83,33 @@ def test_transitions_in_process(tiny_ckpt, tmp_path):
         assert node.on_cleanup(None) == TransitionCallbackReturn.SUCCESS
         assert node.pipeline is None and not node.pubs
         assert node.on_configure(None) == TransitionCallbackReturn.SUCCESS  # configurable again
+        # dynamic parameters are checked while inactive as while running
+        bad = node.set_parameters([Parameter("min_depth", value=500.0)])
+        assert not bad[0].successful and "max_depth" in bad[0].reason
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+
+
+def test_a_failed_configure_leaves_nothing_behind(tiny_ckpt):
+    """A QoS override rclpy refuses: configure fails with the reason, no publisher or model is
+    left, and the unconfigured node checks dynamic parameters as a running one does."""
+    from sfm_ros.ros.lifecycle_node import SfmLifecycleNode
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = None
+    try:
+        node = SfmLifecycleNode(context=ctx, namespace="/lcq", parameter_overrides=[
+            Parameter("checkpoint", value=str(tiny_ckpt)), Parameter("backend", value="torch"),
+            Parameter("qos_overrides./lcq/odom.publisher.reliability", value="sometimes")])
+        assert node.on_configure(None) == TransitionCallbackReturn.FAILURE
+        assert node.pipeline is None and not node.pubs
+        ours = {f"/lcq/{t.name}" if not t.name.startswith("/") else t.name for t in PUBLICATIONS}
+        assert not [p.topic_name for p in node.publishers if p.topic_name in ours]
+        bad = node.set_parameters([Parameter("min_depth", value=500.0)])
+        assert not bad[0].successful and "max_depth" in bad[0].reason
     finally:
         if node is not None:
             node.destroy_node()
@@ -97,10 +125,16 @@ def test_a_managed_node_publishes_only_once_activated(tiny_ckpt):
     client = RosClient("sfm_lifecycle_test_client")
     proc = subprocess.Popen([sys.executable, "-m", "sfm_ros.ros.lifecycle_node", "--ros-args", "-r", f"__ns:={ns}",
                              "-p", f"checkpoint:={tiny_ckpt}", "-p", "backend:=torch",
-                             "-p", "intrinsics:=[60.0, 60.0, 47.5, 31.5]"],
+                             "-p", "intrinsics:=[60.0, 60.0, 47.5, 31.5]", "-p", "camera_frame:=cam_opt",
+                             "-p", "camera_xyz:=[0.2, 0.0, 1.0]"],
                             cwd=REPO, env=ros_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         depth = client.collect(Image, f"{ns}/depth/image")
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from tf2_msgs.msg import TFMessage
+
+        static = client.collect(TFMessage, "/tf_static", QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         pub = client.node.create_publisher(Image, f"{ns}/image", 10)
         change = client.node.create_client(ChangeState, f"{ns}/sfm_node/change_state")
         get = client.node.create_client(GetState, f"{ns}/sfm_node/get_state")
@@ -117,6 +151,8 @@ def test_a_managed_node_publishes_only_once_activated(tiny_ckpt):
         assert call(change, ChangeState.Request(transition=Transition(id=Transition.TRANSITION_ACTIVATE))).success
         assert call(get, GetState.Request()).current_state.label == "active"
         assert _wait(lambda: pub.get_subscription_count() > 0, 20)
+        # the mount goes out at activation (the lifecycle publishers are active by then)
+        assert _wait(lambda: any(t.child_frame_id == "cam_opt" for _, m in static for t in m.transforms), 10)
         seq = render_sequence(num_frames=8, height=64, width=96, seed=2)
         for im in seq.images:
             enc, h, w, step, data = encode_image(im, "rgb8")

@@ -73,3 +73,24 @@ def test_bf16_change_is_small_for_one_model(tiny):
     seq = render_sequence(num_frames=3, height=64, width=96, seed=1)
     depth, pose = ml.bf16_change(e32, e16, [e32.preprocess(im) for im in seq.images])
     assert 0.0 <= depth < 0.05 and 0.0 <= pose < 0.05 and torch.isfinite(torch.tensor([depth, pose])).all()
+
+
+def test_auto_that_is_not_measured_is_fp32_on_the_cpu(tiny, monkeypatch):
+    """A backend given (or a size override) skips the measurement: fp32, whatever the CPU's flags
+    (the estimator's own auto would take bf16 with AMX, which ONNX Runtime cannot run)."""
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setattr("sfm_ros.runtime.inference.cpu_supports_bf16", lambda: True)
+    e, _ = ml.load_estimator(tiny, device="cpu", precision="auto", backend="onnxruntime")
+    assert (e.backend, e.precision) == ("onnxruntime", "fp32")
+    e, _ = ml.load_estimator(tiny, device="cpu", precision="auto", height=96, width=128)
+    assert (e.backend, e.precision) == ("torch", "fp32")
+
+
+def test_a_failing_bf16_trial_falls_back_to_fp32(tiny, monkeypatch):
+    monkeypatch.setattr("sfm_ros.core.device.cpu_has_bf16_instructions", lambda: True)
+
+    def boom(*a, **k):
+        raise RuntimeError("no bf16 kernel for this op\nmore")
+    monkeypatch.setattr(ml, "bf16_change", boom)
+    backend, precision, why = ml.choose_cpu_path(tiny, backend="torch")
+    assert precision == "fp32" and "bf16 failed: no bf16 kernel for this op" in why

@@ -80,7 +80,8 @@ PUBLICATIONS: tuple[Topic, ...] = (
     Topic("depth/image/compressedDepth", "sensor_msgs/CompressedImage", "output",
           "depth/image, PNG (publish_compressed_depth)",
           "``depth/image`` as ``compressed_depth_image_transport`` publishes it (format ``32FC1; compressedDepth "
-          "png``: quantised inverse depth, ~5x smaller; depths beyond ``max_depth``, +Inf and NaN arrive as NaN); "
+          "png``: quantised inverse depth, ~5x smaller; depths beyond ``max_depth``, +Inf and NaN arrive as NaN, "
+          "-Inf as the format's nearest depth, ~0.15 m); "
           "subscribe through image_transport's ``compressedDepth`` transport", switch="publish_compressed_depth"),
     Topic("depth/camera_info", "sensor_msgs/CameraInfo", "output", "intrinsics of depth/image",
           "intrinsics scaled to the depth image, its sibling (image_transport, depth_image_proc, RViz; "

@@ -15,13 +15,15 @@ configure      loads the model and builds the pipeline (a bad checkpoint or sett
                configured again), creates the publishers (lifecycle publishers: they publish only
                while active)
 activate       subscribes to the camera and camera_info, starts the worker and the diagnostics
-deactivate     unsubscribes, stops the worker (the model stays loaded: activate again at once)
+deactivate     unsubscribes, stops the worker and online adaptation (the model stays loaded:
+               activate again at once)
 cleanup        destroys the publishers, writes adapted weights (``adapt``) and releases the model
 shutdown       deactivate and cleanup, from any state
 =============  ===================================================================================
 
 Parameters are declared at construction: ``-p`` / ``--params-file`` give them, the dynamic ones
-(``*`` in ``sfm_node --help``) can be changed with ``ros2 param set`` in any state, the others
+(``*`` in ``sfm_node --help``) can be changed with ``ros2 param set`` in any state (checked as in
+the running node), the others
 (``checkpoint``, ``device`` ...) are fixed for the process. A failed ``configure`` (a missing
 checkpoint) can be retried after the cause is fixed (the file put in place).
 """
@@ -55,15 +57,22 @@ class SfmLifecycleNode(SfmNodeCore, LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             self._configure()
-        except StartupError as exc:
-            self.get_logger().error(f"configure failed: {exc}")
+        except Exception as exc:  # StartupError (a bad checkpoint, setting or QoS override) or a bug
+            self.get_logger().error(f"configure failed: {_reason(exc)}")
             self._cleanup()
             return TransitionCallbackReturn.FAILURE
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._activate()
-        return super().on_activate(state)  # the lifecycle publishers start publishing
+        result = super().on_activate(state)  # the lifecycle publishers first: /tf_static goes out at once
+        try:
+            self._activate()
+        except Exception as exc:
+            self.get_logger().error(f"activate failed: {_reason(exc)}")
+            self._deactivate()
+            super().on_deactivate(state)
+            return TransitionCallbackReturn.FAILURE
+        return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._deactivate()
@@ -78,10 +87,22 @@ class SfmLifecycleNode(SfmNodeCore, LifecycleNode):
         self._cleanup()
         return TransitionCallbackReturn.SUCCESS
 
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """A transition raised: release everything and go back to unconfigured."""
+        self.get_logger().error(f"error in state {state.label}: releasing the model; configure again")
+        self._deactivate()
+        self._cleanup()
+        return TransitionCallbackReturn.SUCCESS
+
     def destroy_node(self):
         self._deactivate()
         self._cleanup()
         return super().destroy_node()
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def help_text() -> str:

@@ -8,7 +8,8 @@ phase              what it does
 :meth:`_configure` loads the model and builds the pipeline (a bad checkpoint or setting:
                    :class:`StartupError`), creates the publishers of the interface table
 :meth:`_activate`  subscribes to the inputs, starts the worker and the diagnostics timer
-:meth:`_deactivate` unsubscribes, stops the worker and the timer (frames in flight are dropped)
+:meth:`_deactivate` unsubscribes, stops the worker (its frame is finished, queued ones dropped), the
+                   timer and online adaptation
 :meth:`_cleanup`   destroys the publishers, closes the pipeline (adaptation: its weights are
                    written) and releases the model
 =================  ==========================================================================
@@ -35,6 +36,10 @@ from sensor_msgs.msg import CompressedImage, Image
 from sfm_ros.ros import graph_check, interface
 from sfm_ros.ros import messages as rm
 from sfm_ros.ros.node_params import StartupError, apply_changes, build_pipeline, declare_parameters
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 from sfm_ros.runtime.diagnostics import FRAME_COUNTS, Counters, Latencies, Log, RateLimiter
 from sfm_ros.runtime.frames import FrameQueue, FrameResult, InputFrame
 
@@ -73,6 +78,7 @@ class SfmNodeCore:
 
     def _configure(self) -> None:
         p = self._param
+        self._cleanup()  # a configure after a failed one starts from nothing
         self.estimator, self.checkpoint, self.T_base_cam, self.pipeline = build_pipeline(
             p, self.log, self.counts, self.get_logger().info)
         try:
@@ -89,23 +95,31 @@ class SfmNodeCore:
             if cls is None:
                 self.get_logger().warning(f"{t.msg_type} is not installed: {t.name} is disabled")
                 continue
-            self.pubs[t.name] = self._make_publisher(cls, t.name, self._qos(t.qos),
-                                                     QoSOverridingOptions.with_default_policies())
+            try:
+                self.pubs[t.name] = self._make_publisher(cls, t.name, self._qos(t.qos),
+                                                         QoSOverridingOptions.with_default_policies())
+            except Exception as exc:  # a bad qos_overrides./TOPIC... parameter (rclpy's RuntimeError)
+                raise StartupError(f"cannot create the publisher of {t.name}: {_first_line(exc)}") from None
 
     def _activate(self) -> None:
         p = self._param
         overridable = QoSOverridingOptions.with_default_policies()
         self._queue = FrameQueue(p("queue_size"))
-        self._stop.clear()
-        self._worker = threading.Thread(target=self._work, name="sfm_inference", daemon=True)
+        # each worker its own stop event: one that outlives a deactivate (a slow frame) still stops
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._work, args=(self._stop,), name="sfm_inference", daemon=True)
         image = interface.topic("image/compressed" if p("compressed") else "image")
-        self.sub_image = self.create_subscription(interface.message_class(image.msg_type), image.name,
-                                                  self._on_compressed if p("compressed") else self._on_image,
-                                                  self._qos(image.qos), qos_overriding_options=overridable)
         info = interface.topic("camera_info")
-        self.sub_info = self.create_subscription(interface.message_class(info.msg_type), info.name,
-                                                 self.pipeline.camera_info, self._qos(info.qos),
-                                                 qos_overriding_options=overridable)
+        try:
+            self.sub_image = self.create_subscription(
+                interface.message_class(image.msg_type), image.name,
+                self._on_compressed if p("compressed") else self._on_image, self._qos(image.qos),
+                qos_overriding_options=overridable)
+            self.sub_info = self.create_subscription(interface.message_class(info.msg_type), info.name,
+                                                     self.pipeline.camera_info, self._qos(info.qos),
+                                                     qos_overriding_options=overridable)
+        except Exception as exc:  # a bad qos_overrides./TOPIC... parameter (rclpy's RuntimeError)
+            raise StartupError(f"cannot subscribe to the inputs: {_first_line(exc)}") from None
         # Diagnostics on the steady clock: they keep coming while sim time is paused.
         self.diag_timer = self.create_timer(1.0, self._publish_diagnostics,
                                             clock=Clock(clock_type=ClockType.STEADY_TIME))
@@ -127,6 +141,8 @@ class SfmNodeCore:
 
     def _deactivate(self) -> None:
         self._stop.set()
+        if self.pipeline is not None and self.pipeline.adaptation is not None:
+            self.pipeline.adaptation.update(False)  # no learning while inactive (its weights are saved)
         if self._worker is not None and self._worker.is_alive():
             self._worker.join(timeout=5.0)
         self._worker = None
@@ -151,7 +167,14 @@ class SfmNodeCore:
         return self.get_parameter(name).value
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        if self.pipeline is None:  # not configured (a lifecycle node): the values are read at configure
+        if self.pipeline is None:  # not configured (a lifecycle node): checked now, read at configure
+            from sfm_ros.runtime.settings import SETTINGS, Settings
+
+            changes = {q.name: q.value for q in params if q.name in SETTINGS}
+            try:
+                Settings(**{n: self._param(n) for n in SETTINGS}).check(**changes)
+            except ValueError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
             return SetParametersResult(successful=True)
         result = apply_changes(self.pipeline.settings, params)
         if result.successful and {q.name: q.value for q in params}.get("publish_static_tf") and self._static_frame:
@@ -196,8 +219,8 @@ class SfmNodeCore:
         self._enqueue(msg, recv=recv, compressed=(msg.format, bytes(msg.data)))
 
     # ------------------------------------------------------------------------------ worker
-    def _work(self) -> None:
-        while not self._stop.is_set():
+    def _work(self, stop: threading.Event) -> None:
+        while not stop.is_set():
             frame = self._queue.get(timeout=0.1)
             if frame is None:
                 continue
@@ -206,7 +229,7 @@ class SfmNodeCore:
                 if result is not None:
                     self._publish(result)
             except Exception as exc:  # never let one frame kill the worker
-                if self._stop.is_set() or not self.context.ok():
+                if stop.is_set() or not self.context.ok():
                     break  # shutting down (Ctrl-C): publishers are gone, nothing to report
                 self.counts.add("errors")
                 self.log.warn("process", f"frame skipped: {type(exc).__name__}: {exc}")

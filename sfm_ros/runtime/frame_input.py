@@ -129,7 +129,7 @@ class FrameInputs:
         :data:`INFO_KEPT`), else the latest: a camera whose intrinsics change (zoom, a new
         calibration) pairs each image with its own."""
         if t is not None:
-            for ti, cam in reversed(self._infos):
+            for ti, cam in reversed(list(self._infos)):  # a copy: camera_info appends from another thread
                 if ti is not None and abs(ti - t) <= INFO_STAMP_TOLERANCE_S:
                     return cam
         return self.camera

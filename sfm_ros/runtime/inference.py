@@ -5,6 +5,7 @@ Used by the ROS node, the evaluation and the demo; ROS-free. Depth is in *networ
 """
 from __future__ import annotations
 
+import threading
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -110,8 +111,9 @@ class Estimator:
         if precision not in ("fp32", "fp16", "bf16", "int8"):
             raise ValueError(f"precision must be fp32, fp16, bf16, int8 or auto, got {precision!r}")
         if precision == "int8" and (self.device.type != "cpu" or backend != "onnxruntime"):
-            raise ValueError(f"precision int8 runs on the CPU with backend onnxruntime; got device {self.device} "
-                             f"and backend {backend}")
+            raise ValueError(f"precision int8 runs on the CPU through ONNX Runtime (backend onnxruntime: the "
+                             f"onnxruntime package, the checkpoint's input size); got device {self.device} and "
+                             f"backend {backend}")
         if precision == "fp16" and self.device.type != "cuda":
             raise ValueError("precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
         self.precision = precision
@@ -121,6 +123,7 @@ class Estimator:
         self.threads = threads
         self.pose_flip = bool(pose_flip)
         self._ort_depth = self._ort_pose = None
+        self._swap_lock = threading.Lock()  # calibrate and set_model build and swap one at a time
         self._calibration = ([self.preprocess(im) for im in calibration] if precision == "int8" and calibration
                              else None)
         #: int8 was asked for without calibration frames: fp32 until :meth:`calibrate` is given some
@@ -141,10 +144,11 @@ class Estimator:
             raise ValueError(f"calibrate needs precision int8 with backend onnxruntime, not {self.precision} "
                              f"with {self.backend}")
         frames = list(frames)
-        depth, pose = _ort_sessions(self.model, self.height, self.width, self.threads, frames)
-        self._calibration = frames
-        self._ort_depth, self._ort_pose = depth, pose
-        self.needs_calibration = False
+        with self._swap_lock:  # not beside set_model: the graphs must be of the weights served
+            depth, pose = _ort_sessions(self.model, self.height, self.width, self.threads, frames)
+            self._calibration = frames
+            self._ort_depth, self._ort_pose = depth, pose
+            self.needs_calibration = False
 
     def set_model(self, model) -> None:
         """Use new weights of the same architecture (online adaptation, :mod:`sfm_ros.training.adapt`).
@@ -152,12 +156,13 @@ class Estimator:
         Everything is built first (the ONNX Runtime sessions too, with that backend), then swapped in
         by assignment: a call running in another thread finishes with the weights it started with."""
         model = model.to(self.device).eval()
-        if self.backend == "onnxruntime":
-            depth, pose = _ort_sessions(model, self.height, self.width, self.threads, self._calibration)
-            self.model = model
-            self._ort_depth, self._ort_pose = depth, pose
-        else:
-            self.model = model
+        with self._swap_lock:
+            if self.backend == "onnxruntime":
+                depth, pose = _ort_sessions(model, self.height, self.width, self.threads, self._calibration)
+                self.model = model
+                self._ort_depth, self._ort_pose = depth, pose
+            else:
+                self.model = model
 
     def _autocast(self):
         if self.precision in ("fp32", "int8"):  # int8: explainability masks stay fp32 PyTorch

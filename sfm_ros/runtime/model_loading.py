@@ -58,6 +58,11 @@ def load_estimator(checkpoint: str = "", device: str = "auto", precision: str = 
             backend, precision, why = choose_cpu_path(ckpt, threads=max(0, num_threads), backend=backend)
             if log is not None:
                 log.info(f"precision auto: {why}")
+    if precision == "auto":
+        from sfm_ros.core.device import resolve_device
+
+        if resolve_device(device).type == "cpu":  # not measured (a backend or a size given): fp32
+            precision = "fp32"
     if backend == "auto":
         backend = auto_backend(device, precision, size_override=bool(h or w))
     e = Estimator(ckpt, device=device, precision=precision, backend=backend, threads=max(0, num_threads))
@@ -132,9 +137,13 @@ def choose_cpu_path(checkpoint: str, threads: int = 0, runs: int = 7, backend: s
     t32 = _time_ms(e32, frames[0], runs)
     if not cpu_has_bf16_instructions():
         return fp32_backend, "fp32", f"{fp32_backend} fp32 ({t32:.1f} ms depth + pose; no bf16 instructions)"
-    e16 = Estimator(checkpoint, device="cpu", precision="bf16", backend="torch")
-    t16 = _time_ms(e16, frames[0], runs)
-    depth, pose = bf16_change(e32, e16, frames)
+    try:
+        e16 = Estimator(checkpoint, device="cpu", precision="bf16", backend="torch")
+        t16 = _time_ms(e16, frames[0], runs)
+        depth, pose = bf16_change(e32, e16, frames)
+    except Exception as exc:  # an operation bf16 autocast cannot run: fp32 it is
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return fp32_backend, "fp32", f"{fp32_backend} fp32 ({t32:.1f} ms; bf16 failed: {first[:120]})"
     equal = depth <= BF16_DEPTH_TOL and pose <= BF16_POSE_TOL
     measured = (f"{fp32_backend} fp32 {t32:.1f} ms, torch bf16 {t16:.1f} ms depth + pose; bf16 changes depth "
                 f"{100 * depth:.2f} %, poses by {pose:.2g}")

@@ -164,8 +164,6 @@ class FramePipeline:
         t0 = time.perf_counter()
         tick.restart()
         x = e.preprocess(img)
-        if self.int8 is not None:
-            self.int8.offer(x)
         tick("resize")
         depth = e.depth(x)[0, 0]
         finite = torch.isfinite(depth)
@@ -178,6 +176,8 @@ class FramePipeline:
         tick("depth")
         prev = self.window[-1] if self.window else None
         no_motion = frame_evidence(img, None if prev is None else prev.image, content=x[0].float().mean(0).cpu().numpy())
+        if self.int8 is not None and no_motion is None:  # int8 learns its ranges from frames that show something
+            self.int8.offer(x)
         tick("evidence")
         self.window.append(WindowFrame(frame.t, x, depth_np, img, stamp=frame.stamp))
         cam = self.inputs.intrinsics(shape, frame.t)  # once per frame: scale, refinement and publishing

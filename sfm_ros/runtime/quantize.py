@@ -162,8 +162,9 @@ NODE_CALIB_FRAMES = 32
 
 
 class DeferredCalibration:
-    """int8 in the node: the estimator runs fp32 until the camera's first ``frames`` consecutive
-    processed frames are in, then a background thread quantises on them (a few seconds) and the
+    """int8 in the node: the estimator runs fp32 until the camera's first ``frames`` processed
+    frames that show something (not frozen, dark or noise: the pipeline's frame evidence) are in,
+    then a background thread quantises on them (a few seconds) and the
     estimator switches (:meth:`sfm_ros.runtime.inference.Estimator.calibrate`). A failure is logged
     and the estimator stays fp32. ``state`` is the diagnostics' text."""
 

@@ -53,8 +53,8 @@ def tilted_down(down: np.ndarray, tilt_deg: float) -> np.ndarray:
 class GroundTilt:
     """The ground normal's tilt from the mount's "down", measured and filtered (module doc).
 
-    ``points``: the ground pixels each tilt's search uses (a spread subset of the length search's:
-    the tilt search runs ``2 span / step + 1`` length searches).
+    ``points``: the most ground pixels each tilt's search uses (evenly spread over the length
+    search's when it has more; the tilt search runs ``2 span / step + 1`` length searches).
     State: ``measurements`` (the last ``window`` tilts, degrees), ``calls`` (frame pairs offered)."""
 
     every: int = 2

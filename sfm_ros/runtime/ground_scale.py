@@ -83,24 +83,23 @@ def fit_ground_plane(depth: np.ndarray, K: np.ndarray, down: np.ndarray, region:
         return None
     cos_tilt = math.cos(math.radians(max_tilt_deg))
     rng = np.random.default_rng(seed)
+    # All hypotheses at once (the same random triplets, in the same order, as one at a time): the
+    # first hypothesis with the most inliers wins, as a loop keeping the first strict maximum.
+    P = X[np.stack([rng.choice(n, 3, replace=False) for _ in range(iterations)])]  # (I, 3, 3)
+    normals = np.cross(P[:, 1] - P[:, 0], P[:, 2] - P[:, 0])
+    norms = np.linalg.norm(normals, axis=1)
+    ok = norms >= 1e-12
+    normals[ok] /= norms[ok, None]
+    normals[normals @ down < 0] *= -1.0
+    dists = np.einsum("ij,ij->i", normals, P[:, 0])
+    ok &= (normals @ down >= cos_tilt) & (dists > 0)
     best, best_count = None, 0
-    for _ in range(iterations):
-        p = X[rng.choice(n, 3, replace=False)]
-        normal = np.cross(p[1] - p[0], p[2] - p[0])
-        norm = np.linalg.norm(normal)
-        if norm < 1e-12:
-            continue
-        normal /= norm
-        if normal @ down < 0:
-            normal = -normal
-        if normal @ down < cos_tilt:
-            continue
-        dist = float(normal @ p[0])
-        if dist <= 0:
-            continue
-        count = int((np.abs(X @ normal - dist) < tolerance * dist).sum())
-        if count > best_count:
-            best, best_count = (normal, dist), count
+    if ok.any():
+        idx = np.flatnonzero(ok)
+        counts = (np.abs(X @ normals[idx].T - dists[idx]) < tolerance * dists[idx]).sum(axis=0)
+        k = int(np.argmax(counts))
+        if counts[k] > 0:
+            best, best_count = (normals[idx[k]], float(dists[idx[k]])), int(counts[k])
     if best is None or best_count < min_inlier_fraction * n:
         return None
     normal, dist = best

@@ -46,8 +46,7 @@ def test_auto_measures_and_says_why(tiny):
 ])
 def test_bf16_only_when_faster_at_equal_output(tiny, monkeypatch, times, change, expected):
     pytest.importorskip("onnxruntime")
-    it = iter(times)
-    monkeypatch.setattr(ml, "_time_ms", lambda e, x, runs: next(it))
+    monkeypatch.setattr(ml, "_time_ms", lambda es, x, runs: list(times))
     monkeypatch.setattr(ml, "bf16_change", lambda a, b, f: change)
     monkeypatch.setattr("sfm_ros.core.device.cpu_has_bf16_instructions", lambda: True)
     backend, precision, why = ml.choose_cpu_path(tiny)

@@ -83,23 +83,26 @@ def load_estimator(checkpoint: str = "", device: str = "auto", precision: str = 
     return e, ckpt
 
 
-def _time_ms(e, x, runs: int) -> float:
-    """Median ms of one depth + one pose forward (batch 1) after two warm-up calls."""
+def _time_ms(estimators: list, x, runs: int) -> list[float]:
+    """Median ms of one depth + one pose forward (batch 1) of each estimator, after two warm-up
+    calls, timed in alternating rounds (load that comes and goes hits them alike)."""
     import time
 
     import numpy as np
 
-    window = [x] * e.seq_len
-    for _ in range(2):
-        e.depth(x)
-        e.poses(window, flip=False)
-    t = []
+    window = [x] * estimators[0].seq_len
+    for e in estimators:
+        for _ in range(2):
+            e.depth(x)
+            e.poses(window, flip=False)
+    t: list[list[float]] = [[] for _ in estimators]
     for _ in range(runs):
-        t0 = time.perf_counter()
-        e.depth(x)
-        e.poses(window, flip=False)
-        t.append(time.perf_counter() - t0)
-    return 1000.0 * float(np.median(t))
+        for i, e in enumerate(estimators):
+            t0 = time.perf_counter()
+            e.depth(x)
+            e.poses(window, flip=False)
+            t[i].append(time.perf_counter() - t0)
+    return [1000.0 * float(np.median(v)) for v in t]
 
 
 def bf16_change(e32, e16, frames) -> tuple[float, float]:
@@ -116,12 +119,12 @@ def bf16_change(e32, e16, frames) -> tuple[float, float]:
     return depth, pose if torch.isfinite(torch.tensor(pose)) else float("inf")
 
 
-def choose_cpu_path(checkpoint: str, threads: int = 0, runs: int = 7, backend: str = "auto") -> tuple[str, str, str]:
+def choose_cpu_path(checkpoint: str, threads: int = 0, runs: int = 9, backend: str = "auto") -> tuple[str, str, str]:
     """``(backend, precision, why)`` for ``precision auto`` on the CPU: fp32 (ONNX Runtime with
     ``backend`` auto when installed, else PyTorch) against PyTorch bf16 autocast on CPUs with bf16
-    instructions, each
-    timed on the checkpoint's networks at its size (median of ``runs`` depth + pose calls, a few
-    seconds in all); bf16 only when it is :data:`MIN_GAIN` faster and its output equal within
+    instructions, both
+    timed on the checkpoint's networks at its size (medians of ``runs`` depth + pose calls in
+    alternating rounds, a few seconds in all); bf16 only when it is :data:`MIN_GAIN` faster and its output equal within
     :data:`BF16_DEPTH_TOL` / :data:`BF16_POSE_TOL` on rendered street frames. CPUs differ: the same
     flags made bf16 faster on one machine and slower on another (:mod:`sfm_ros.core.precision`)."""
     import importlib.util
@@ -134,16 +137,15 @@ def choose_cpu_path(checkpoint: str, threads: int = 0, runs: int = 7, backend: s
     e32 = Estimator(checkpoint, device="cpu", precision="fp32", backend=fp32_backend, threads=threads)
     seq = render_sequence(num_frames=e32.seq_len, height=e32.height, width=e32.width, seed=7)
     frames = [e32.preprocess(im) for im in seq.images]
-    t32 = _time_ms(e32, frames[0], runs)
     if not cpu_has_bf16_instructions():
-        return fp32_backend, "fp32", f"{fp32_backend} fp32 ({t32:.1f} ms depth + pose; no bf16 instructions)"
+        return fp32_backend, "fp32", f"{fp32_backend} fp32 (no bf16 instructions)"
     try:
         e16 = Estimator(checkpoint, device="cpu", precision="bf16", backend="torch")
-        t16 = _time_ms(e16, frames[0], runs)
         depth, pose = bf16_change(e32, e16, frames)
+        t32, t16 = _time_ms([e32, e16], frames[0], runs)
     except Exception as exc:  # an operation bf16 autocast cannot run: fp32 it is
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return fp32_backend, "fp32", f"{fp32_backend} fp32 ({t32:.1f} ms; bf16 failed: {first[:120]})"
+        return fp32_backend, "fp32", f"{fp32_backend} fp32 (bf16 failed: {first[:120]})"
     equal = depth <= BF16_DEPTH_TOL and pose <= BF16_POSE_TOL
     measured = (f"{fp32_backend} fp32 {t32:.1f} ms, torch bf16 {t16:.1f} ms depth + pose; bf16 changes depth "
                 f"{100 * depth:.2f} %, poses by {pose:.2g}")

@@ -33,6 +33,27 @@ if "SFM_ROS_CACHE" not in os.environ:
     os.environ["SFM_ROS_CACHE"] = tempfile.mkdtemp(prefix="sfm_ros_test_cache_")
 
 
+def save_tiny_checkpoint(path: Path, height: int = 64, width: int = 96, seq_len: int = 3, seed: int | None = None,
+                         nan: bool = False) -> Path:
+    """An untrained quarter-width checkpoint at ``path`` (fast to load and run; the tests' model);
+    ``seed``: torch's seed first; ``nan``: the depth network's weights NaN."""
+    import torch
+
+    from sfm_ros.core.checkpoint import save_checkpoint
+    from sfm_ros.core.model import SfMModel
+    from sfm_ros.core.options import ModelOptions, Options
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    mo = ModelOptions(width_mult=0.25, height=height, width=width, seq_len=seq_len)
+    model = SfMModel(mo)
+    if nan:
+        for p in model.depth_net.parameters():
+            p.data.fill_(float("nan"))
+    save_checkpoint(path, model, Options(model=mo))
+    return path
+
+
 def ros_env(**extra: str) -> dict[str, str]:
     """Environment for a child process that starts rclpy (localhost discovery, own domain)."""
     env = dict(os.environ)

@@ -8,10 +8,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from conftest import REPO  # noqa: E402
-from sfm_ros.core.checkpoint import save_checkpoint  # noqa: E402
-from sfm_ros.core.model import SfMModel  # noqa: E402
-from sfm_ros.core.options import ModelOptions, Options  # noqa: E402
+from conftest import REPO, save_tiny_checkpoint  # noqa: E402
 from sfm_ros.ros import interface  # noqa: E402
 from sfm_ros.ros.interface import PUBLICATIONS, SUBSCRIPTIONS, Topic  # noqa: E402
 
@@ -30,11 +27,7 @@ def running_node(tmp_path_factory):
 
     from sfm_ros.ros.node import SfmNode
 
-    mo = ModelOptions(width_mult=0.25, height=64, width=96)
-    opts = Options()
-    opts.model = mo
-    ckpt = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(ckpt, SfMModel(mo), opts)
+    ckpt = save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     node = None

@@ -2,6 +2,7 @@
 and once as a subprocess driven through the ``~/change_state`` service."""
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -15,11 +16,8 @@ from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from conftest import REPO, ros_env  # noqa: E402
+from conftest import REPO, ros_env, save_tiny_checkpoint  # noqa: E402
 from ros_client import RosClient  # noqa: E402
-from sfm_ros.core.checkpoint import save_checkpoint  # noqa: E402
-from sfm_ros.core.model import SfMModel  # noqa: E402
-from sfm_ros.core.options import ModelOptions, Options  # noqa: E402
 from sfm_ros.data.image_codec import encode_image  # noqa: E402
 from sfm_ros.data.synthetic import render_sequence  # noqa: E402
 from sfm_ros.ros.interface import PUBLICATIONS  # noqa: E402
@@ -29,12 +27,25 @@ pytestmark = pytest.mark.slow  # loads a model, runs a node
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
-    mo = ModelOptions(width_mult=0.25, height=64, width=96)
-    opts = Options()
-    opts.model = mo
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(path, SfMModel(mo), opts)
-    return path
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+
+
+@contextlib.contextmanager
+def _managed(ns: str, **params):
+    """An SfmLifecycleNode in a context of its own, destroyed afterwards."""
+    from sfm_ros.ros.lifecycle_node import SfmLifecycleNode
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = None
+    try:
+        node = SfmLifecycleNode(context=ctx, namespace=ns,
+                                parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+        yield node
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
 
 
 def _wait(pred, timeout: float) -> bool:
@@ -47,30 +58,14 @@ def _wait(pred, timeout: float) -> bool:
 
 
 def test_transitions_in_process(tiny_ckpt, tmp_path):
-    from sfm_ros.ros.lifecycle_node import SfmLifecycleNode
-
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    node = None
-    try:
-        node = SfmLifecycleNode(context=ctx, namespace="/lc", parameter_overrides=[
-            Parameter("checkpoint", value=str(tmp_path / "missing.pt")), Parameter("backend", value="torch")])
+    with _managed("/lc", checkpoint=str(tmp_path / "missing.pt"), backend="torch") as node:
         assert node.pipeline is None and not node.pubs  # unconfigured: nothing loaded
         assert node.on_configure(None) == TransitionCallbackReturn.FAILURE  # a missing checkpoint
         assert node.pipeline is None and not node.pubs
         node.set_parameters([Parameter("checkpoint", value=str(tiny_ckpt))])  # read-only: refused
         assert node.get_parameter("checkpoint").value == str(tmp_path / "missing.pt")
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown(context=ctx)
 
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    node = None
-    try:
-        node = SfmLifecycleNode(context=ctx, namespace="/lc", parameter_overrides=[
-            Parameter("checkpoint", value=str(tiny_ckpt)), Parameter("backend", value="torch")])
+    with _managed("/lc", checkpoint=str(tiny_ckpt), backend="torch") as node:
         assert node.on_configure(None) == TransitionCallbackReturn.SUCCESS
         assert node.pipeline is not None and "odom" in node.pubs and node.sub_image is None
         assert node.on_activate(None) == TransitionCallbackReturn.SUCCESS
@@ -86,34 +81,19 @@ def test_transitions_in_process(tiny_ckpt, tmp_path):
         # dynamic parameters are checked while inactive as while running
         bad = node.set_parameters([Parameter("min_depth", value=500.0)])
         assert not bad[0].successful and "max_depth" in bad[0].reason
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown(context=ctx)
 
 
 def test_a_failed_configure_leaves_nothing_behind(tiny_ckpt):
     """A QoS override rclpy refuses: configure fails with the reason, no publisher or model is
     left, and the unconfigured node checks dynamic parameters as a running one does."""
-    from sfm_ros.ros.lifecycle_node import SfmLifecycleNode
-
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    node = None
-    try:
-        node = SfmLifecycleNode(context=ctx, namespace="/lcq", parameter_overrides=[
-            Parameter("checkpoint", value=str(tiny_ckpt)), Parameter("backend", value="torch"),
-            Parameter("qos_overrides./lcq/odom.publisher.reliability", value="sometimes")])
+    with _managed("/lcq", checkpoint=str(tiny_ckpt), backend="torch",
+                  **{"qos_overrides./lcq/odom.publisher.reliability": "sometimes"}) as node:
         assert node.on_configure(None) == TransitionCallbackReturn.FAILURE
         assert node.pipeline is None and not node.pubs
         ours = {f"/lcq/{t.name}" if not t.name.startswith("/") else t.name for t in PUBLICATIONS}
         assert not [p.topic_name for p in node.publishers if p.topic_name in ours]
         bad = node.set_parameters([Parameter("min_depth", value=500.0)])
         assert not bad[0].successful and "max_depth" in bad[0].reason
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown(context=ctx)
 
 
 def test_a_managed_node_publishes_only_once_activated(tiny_ckpt):

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from sfm_ros.core.checkpoint import save_checkpoint
-from sfm_ros.core.model import SfMModel
-from sfm_ros.core.options import ModelOptions, Options
+from conftest import save_tiny_checkpoint
 from sfm_ros.runtime import model_loading as ml
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    mo = ModelOptions(width_mult=0.25, height=64, width=96)
-    opts = Options()
-    opts.model = mo
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(path, SfMModel(mo), opts)
-    return str(path)
+    return str(save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt"))
 
 
 class _Log:

@@ -10,13 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sfm_ros.core.checkpoint import save_checkpoint
-from sfm_ros.core.model import SfMModel
+from conftest import save_tiny_checkpoint
 from sfm_ros.runtime.diagnostics import FRAME_COUNTS, Counters, Log
 from sfm_ros.runtime.model_loading import load_estimator
 from sfm_ros.runtime.odometry import camera_extrinsic
 from sfm_ros.runtime.motion.covariance import GROUND_SCALE_REL
-from sfm_ros.core.options import ModelOptions, Options
 from sfm_ros.runtime.frames import FrameQueue, InputFrame, cloud_points, rep118_depth
 from sfm_ros.runtime.pipeline import FramePipeline, Settings
 from sfm_ros.data.synthetic import render_sequence
@@ -44,12 +42,7 @@ class Sink:
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory) -> Path:
-    mo = ModelOptions(width_mult=0.25, height=64, width=96)
-    opts = Options()
-    opts.model = mo
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(path, SfMModel(mo), opts)
-    return path
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
 
 
 @pytest.fixture(scope="module")

@@ -112,7 +112,7 @@ def use_line(out: Path, sigma_rel: float) -> str:
     if not (out / "model.pt").is_file():
         return f"no checkpoint in {out}"
     why = (f"the weights averaged over the last {100 * sigma_rel:.0f} % of the run (train.average_sigma_rel; "
-           f"on unseen frames better depth than the last weights)" if sigma_rel > 0
+           f"on unseen frames the steadier file, mostly better depth than the last weights)" if sigma_rel > 0
            else "the last weights (train.average_sigma_rel=0)")
     return (f"use {out / 'model.pt'}: {why}; {out / 'last.pt'} holds the training state for --resume "
             f"(sfm_eval --checkpoint, the node's checkpoint:=, sfm_train --init all take model.pt)")

@@ -10,9 +10,9 @@ and augmentation, what ``--resume`` / ``--init`` keep, the decoded inputs), trai
 * ``model.pt``: the weights to use (evaluation, the node, ``--init``): the power-function moving
   average of the training weights over the last ``train.average_sigma_rel`` share of the run
   (:mod:`sfm_ros.training.weight_average`; the last weights when it is 0). On frames the runs
-  never saw it scored better depth than the last weights (7-Scenes) and a pose within the
-  scatter between the run's snapshots (KITTI, 7-12 % worse), far better than the lowest validation loss, which
-  ranked the models backwards (BENCHMARKS.md, "The file a run hands over");
+  never saw it is the steadier file (mostly better depth than the last weights on 7-Scenes, a
+  KITTI pose within the last weights' run-to-run scatter) and far better than the lowest
+  validation loss, which ranked the models backwards (BENCHMARKS.md, "The file a run hands over");
 * ``last.pt``: the last weights with the optimiser, the average and the RNG states (``--resume``),
   written with ``model.pt`` every ``train.ckpt_every`` steps, every epoch, at the end and on
   Ctrl-C; both atomically (:mod:`sfm_ros.core.checkpoint`);

@@ -84,6 +84,16 @@ def score(gt, est) -> dict:
             "snippet_ate": float(sn["mean"])}
 
 
+def _typed(pairs: list[str], defaults) -> dict:
+    """``NAME=VALUE`` texts as values of the type of ``defaults``' attribute NAME (bools: true/false)."""
+    out = {}
+    for pair in pairs:
+        k, v = pair.split("=", 1)
+        default = getattr(defaults, k)
+        out[k] = (v.lower() == "true") if isinstance(default, bool) else type(default)(v)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=str(REPO / "models" / "sfm_default.pt"))
@@ -107,11 +117,9 @@ def main(argv=None) -> int:
     import cv2
 
     cv2.setNumThreads(args.threads)
-    settings = {}
-    for s in args.set:
-        k, v = s.split("=", 1)
-        settings[k] = type(getattr(__import__("sfm_ros.runtime.pipeline", fromlist=["Settings"]).Settings(), k))(
-            v if not v.lower() in ("true", "false") else v.lower() == "true")
+    from sfm_ros.runtime.settings import Settings
+
+    settings = _typed(args.set, Settings())
     est, _ = load_estimator(args.checkpoint, device="cpu", num_threads=args.threads)
     # The node's corner budget adapts the refiner's corners to the time a frame takes on this CPU
     # (and its load); fixed here at the refiner's default, so that figures do not depend on the load.
@@ -122,11 +130,7 @@ def main(argv=None) -> int:
             pass
 
     motion.CornerBudget = FixedBudget
-    refiner_opts = {}
-    for s in args.refiner:
-        k, v = s.split("=", 1)
-        default = getattr(motion.Refiner(), k)
-        refiner_opts[k] = (v.lower() == "true") if isinstance(default, bool) else type(default)(v)
+    refiner_opts = _typed(args.refiner, motion.Refiner())
     if refiner_opts:
         base = motion.Refiner
 

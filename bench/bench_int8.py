@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -30,22 +29,15 @@ import torch  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+sys.path.insert(0, str(REPO / "bench"))
+
+from common import machine_info  # noqa: E402
 from sfm_ros.cli.eval import build_parser  # noqa: E402
 from sfm_ros.data.sources import natural_key, read_image  # noqa: E402
 from sfm_ros.evaluation import runs  # noqa: E402
 from sfm_ros.runtime.inference import Estimator  # noqa: E402
 
 MODEL = REPO / "models" / "sfm_default.pt"
-
-
-def _cpu() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _frames(folder: Path, pattern: str, first: int, last: int) -> list[np.ndarray]:
@@ -98,7 +90,7 @@ def main() -> int:
     if not kitti.is_dir() or not scenes.is_dir():
         print(f"skipped: {kitti} or {scenes} is absent")
         return 0
-    print(f"CPU: {_cpu()}; torch {torch.__version__}; one thread; model {MODEL.relative_to(REPO)}")
+    print(f"CPU: {machine_info()['cpu']}; torch {torch.__version__}; one thread; model {MODEL.relative_to(REPO)}")
     k_cal = _frames(kitti / "image_0", "*.png", 0, 70)
     s_cal = _frames(scenes, "*.color.jpg", 0, 70)
     pose_cmd = ["pose", "--checkpoint", str(MODEL), "--kitti", str(kitti), "--frames", "120:160",

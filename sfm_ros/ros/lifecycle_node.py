@@ -36,7 +36,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from sfm_ros.ros import node as plain
 from sfm_ros.ros.interface import NODE_NAME
 from sfm_ros.ros.node_core import SfmNodeCore
-from sfm_ros.ros.node_params import StartupError
+from sfm_ros.ros.node_params import first_line
 
 LIFECYCLE_EXECUTABLE = "sfm_lifecycle_node"
 
@@ -58,7 +58,7 @@ class SfmLifecycleNode(SfmNodeCore, LifecycleNode):
         try:
             self._configure()
         except Exception as exc:  # StartupError (a bad checkpoint, setting or QoS override) or a bug
-            self.get_logger().error(f"configure failed: {_reason(exc)}")
+            self.get_logger().error(f"configure failed: {first_line(exc)}")
             self._cleanup()
             return TransitionCallbackReturn.FAILURE
         return TransitionCallbackReturn.SUCCESS
@@ -68,7 +68,7 @@ class SfmLifecycleNode(SfmNodeCore, LifecycleNode):
         try:
             self._activate()
         except Exception as exc:
-            self.get_logger().error(f"activate failed: {_reason(exc)}")
+            self.get_logger().error(f"activate failed: {first_line(exc)}")
             self._deactivate()
             super().on_deactivate(state)
             return TransitionCallbackReturn.FAILURE
@@ -98,11 +98,6 @@ class SfmLifecycleNode(SfmNodeCore, LifecycleNode):
         self._deactivate()
         self._cleanup()
         return super().destroy_node()
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def help_text() -> str:

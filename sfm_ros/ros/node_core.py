@@ -35,11 +35,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from sfm_ros.ros import graph_check, interface
 from sfm_ros.ros import messages as rm
-from sfm_ros.ros.node_params import StartupError, apply_changes, build_pipeline, declare_parameters
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+from sfm_ros.ros.node_params import StartupError, apply_changes, build_pipeline, declare_parameters, first_line
 from sfm_ros.runtime.diagnostics import FRAME_COUNTS, Counters, Latencies, Log, RateLimiter
 from sfm_ros.runtime.frames import FrameQueue, FrameResult, InputFrame
 
@@ -66,7 +62,7 @@ class SfmNodeCore:
         try:
             declare_parameters(self)
         except Exception as exc:  # out of range / wrong type given with -p or a params file
-            raise StartupError(f"bad parameter: {str(exc).splitlines()[0]}") from None
+            raise StartupError(f"bad parameter: {first_line(exc)}") from None
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
     def _destroy_publisher(self, pub) -> None:
@@ -99,7 +95,7 @@ class SfmNodeCore:
                 self.pubs[t.name] = self._make_publisher(cls, t.name, self._qos(t.qos),
                                                          QoSOverridingOptions.with_default_policies())
             except Exception as exc:  # a bad qos_overrides./TOPIC... parameter (rclpy's RuntimeError)
-                raise StartupError(f"cannot create the publisher of {t.name}: {_first_line(exc)}") from None
+                raise StartupError(f"cannot create the publisher of {t.name}: {first_line(exc)}") from None
 
     def _activate(self) -> None:
         p = self._param
@@ -119,7 +115,7 @@ class SfmNodeCore:
                                                      self.pipeline.camera_info, self._qos(info.qos),
                                                      qos_overriding_options=overridable)
         except Exception as exc:  # a bad qos_overrides./TOPIC... parameter (rclpy's RuntimeError)
-            raise StartupError(f"cannot subscribe to the inputs: {_first_line(exc)}") from None
+            raise StartupError(f"cannot subscribe to the inputs: {first_line(exc)}") from None
         # Diagnostics on the steady clock: they keep coming while sim time is paused.
         self.diag_timer = self.create_timer(1.0, self._publish_diagnostics,
                                             clock=Clock(clock_type=ClockType.STEADY_TIME))

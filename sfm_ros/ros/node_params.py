@@ -134,7 +134,7 @@ from sfm_ros.runtime.odometry import OPTICAL_RPY
 from sfm_ros.runtime.pipeline import SETTINGS, FramePipeline, Settings
 
 __all__ = ["param_type_name", "coerce_param", "unknown_parameters", "ParamSpec", "PARAMETERS", "PARAMETER_NAMES", "MOUNT_PARAMETERS", "StartupError", "declare_parameters",
-           "coerce_parameters", "build_pipeline", "apply_changes"]
+           "coerce_parameters", "build_pipeline", "apply_changes", "first_line"]
 
 
 def param_type_name(default: Any) -> str:
@@ -280,8 +280,10 @@ class StartupError(RuntimeError):
     """The node cannot start (bad checkpoint, bad parameter): one line, no traceback."""
 
 
-def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+def first_line(exc: BaseException) -> str:
+    """The first non-blank line of an exception's message, or its type's name (one-line errors)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def build_pipeline(get, log, counts, info) -> tuple:
@@ -302,7 +304,7 @@ def build_pipeline(get, log, counts, info) -> tuple:
         estimator, checkpoint = load_estimator(get("checkpoint"), get("device"), get("precision"), get("backend"),
                                                get("num_threads"), get("height"), get("width"), log)
     except Exception as exc:  # FileNotFoundError, CheckpointError, ValueError (device/precision) ...
-        raise StartupError(_first_line(exc)) from None
+        raise StartupError(first_line(exc)) from None
     try:
         T_base_cam = camera_extrinsic(get("camera_xyz"), get("camera_rpy"))
     except ValueError as exc:

@@ -38,6 +38,7 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -185,6 +186,14 @@ def ort_session(model: bytes | str | Path, threads: int = 0, spinning: bool = Tr
 
 def depth_rel_diff(a: Tensor, ref: Tensor) -> float:
     return float(((a.float() - ref.float()).abs() / ref.float().abs()).max())
+
+
+def median_scaled_deviation(a, ref) -> np.ndarray:
+    """``|r / median(r) - 1|`` per pixel with ``r = a / ref`` (depth maps, arrays or tensors): what
+    differs between two depth predictions once their scales are matched, as the depth metrics'
+    median scaling matches them (int8 and bf16 against fp32)."""
+    r = (np.asarray(a, dtype=np.float64) / np.asarray(ref, dtype=np.float64)).ravel()
+    return np.abs(r / np.median(r) - 1.0)
 
 
 def pose_abs_diff(a: Tensor, ref: Tensor) -> float:

@@ -94,7 +94,7 @@ def compare_graphs(fp32: tuple[bytes, bytes], int8: tuple[bytes, bytes], frames:
     over windows of the median ``|d8 / d32 / median(d8 / d32) - 1|``: the change left after median
     scaling), ``depth_max_rel_diff_p95`` (its 95th percentile pixel, mean over windows) and
     ``pose_max_abs_diff`` (the largest change of a pose vector element), ``windows`` compared."""
-    from sfm_ros.runtime.export import ort_session
+    from sfm_ros.runtime.export import median_scaled_deviation, ort_session
 
     session = session or (lambda g: ort_session(g, threads=1, spinning=False))
     d32, p32, d8, p8 = session(fp32[0]), session(fp32[1]), session(int8[0]), session(int8[1])
@@ -102,8 +102,7 @@ def compare_graphs(fp32: tuple[bytes, bytes], int8: tuple[bytes, bytes], frames:
     med, p95, pose = [], [], 0.0
     for df, pf in zip(d_feeds, p_feeds):
         a, b = d32.run(None, df)[0], d8.run(None, df)[0]
-        r = b / a
-        dev = np.abs(r / np.median(r) - 1.0)
+        dev = median_scaled_deviation(b, a)
         med.append(float(np.median(dev)))
         p95.append(float(np.percentile(dev, 95)))
         pose = max(pose, float(np.abs(p32.run(None, pf)[0] - p8.run(None, pf)[0]).max()))

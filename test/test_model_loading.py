@@ -42,14 +42,14 @@ def test_bf16_only_when_faster_at_equal_output(tiny, monkeypatch, times, change,
     monkeypatch.setattr(ml, "_time_ms", lambda es, x, runs: list(times))
     monkeypatch.setattr(ml, "bf16_change", lambda a, b, f: change)
     monkeypatch.setattr("sfm_ros.core.device.cpu_has_bf16_instructions", lambda: True)
-    backend, precision, why = ml.choose_cpu_path(tiny)
+    backend, precision, why, _ = ml.choose_cpu_path(tiny)
     assert (backend, precision) == expected, why
     assert "torch bf16 " in why
 
 
 def test_no_bf16_instructions_no_bf16(tiny, monkeypatch):
     monkeypatch.setattr("sfm_ros.core.device.cpu_has_bf16_instructions", lambda: False)
-    backend, precision, why = ml.choose_cpu_path(tiny, backend="torch")
+    backend, precision, why, _ = ml.choose_cpu_path(tiny, backend="torch")
     assert (backend, precision) == ("torch", "fp32") and "no bf16 instructions" in why
 
 
@@ -84,5 +84,5 @@ def test_a_failing_bf16_trial_falls_back_to_fp32(tiny, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("no bf16 kernel for this op\nmore")
     monkeypatch.setattr(ml, "bf16_change", boom)
-    backend, precision, why = ml.choose_cpu_path(tiny, backend="torch")
+    backend, precision, why, _ = ml.choose_cpu_path(tiny, backend="torch")
     assert precision == "fp32" and "bf16 failed: no bf16 kernel for this op" in why

@@ -51,21 +51,20 @@ def load_estimator(checkpoint: str = "", device: str = "auto", precision: str = 
     if num_threads > 0:
         torch.set_num_threads(num_threads)
     h, w = height, width
-    if precision == "auto" and backend in ("auto", "torch") and not (h or w):
-        from sfm_ros.core.device import resolve_device
-
-        if resolve_device(device).type == "cpu":
-            backend, precision, why = choose_cpu_path(ckpt, threads=max(0, num_threads), backend=backend)
-            if log is not None:
-                log.info(f"precision auto: {why}")
+    e = None
     if precision == "auto":
         from sfm_ros.core.device import resolve_device
 
-        if resolve_device(device).type == "cpu":  # not measured (a backend or a size given): fp32
+        if resolve_device(device).type == "cpu" and backend in ("auto", "torch") and not (h or w):
+            backend, precision, why, e = choose_cpu_path(ckpt, threads=max(0, num_threads), backend=backend)
+            if log is not None:
+                log.info(f"precision auto: {why}")
+        elif resolve_device(device).type == "cpu":  # not measured (a backend or a size given): fp32
             precision = "fp32"
     if backend == "auto":
         backend = auto_backend(device, precision, size_override=bool(h or w))
-    e = Estimator(ckpt, device=device, precision=precision, backend=backend, threads=max(0, num_threads))
+    if e is None:
+        e = Estimator(ckpt, device=device, precision=precision, backend=backend, threads=max(0, num_threads))
     if (h or w) and (h, w) != (e.height, e.width):
         if h < 16 or w < 16:
             raise ValueError(f"height/width override must both be >= 16, got {h}x{w}")
@@ -108,25 +107,27 @@ def _time_ms(estimators: list, x, runs: int) -> list[float]:
 def bf16_change(e32, e16, frames) -> tuple[float, float]:
     """``(depth, pose)`` change of bf16 against fp32 on preprocessed ``frames`` (one window):
     depth's median relative change after median scaling, the largest pose element change."""
-    import torch
+    import numpy as np
+
+    from sfm_ros.runtime.export import median_scaled_deviation
 
     d32, d16 = e32.depth(frames[len(frames) // 2]), e16.depth(frames[len(frames) // 2])
-    r = (d16 / d32).flatten()
-    depth = float(((r / r.median()) - 1.0).abs().median())
+    depth = float(np.median(median_scaled_deviation(d16.numpy(), d32.numpy())))
     p32, p16 = e32.poses(frames, flip=False), e16.poses(frames, flip=False)
     pose = float((p32[..., :3, 3] - p16[..., :3, 3]).abs().max())
     pose = max(pose, float((p32[..., :3, :3] - p16[..., :3, :3]).abs().max()))
-    return depth, pose if torch.isfinite(torch.tensor(pose)) else float("inf")
+    return depth, pose if np.isfinite(pose) else float("inf")
 
 
-def choose_cpu_path(checkpoint: str, threads: int = 0, runs: int = 9, backend: str = "auto") -> tuple[str, str, str]:
-    """``(backend, precision, why)`` for ``precision auto`` on the CPU: fp32 (ONNX Runtime with
-    ``backend`` auto when installed, else PyTorch) against PyTorch bf16 autocast on CPUs with bf16
-    instructions, both
-    timed on the checkpoint's networks at its size (medians of ``runs`` depth + pose calls in
-    alternating rounds, a few seconds in all); bf16 only when it is :data:`MIN_GAIN` faster and its output equal within
-    :data:`BF16_DEPTH_TOL` / :data:`BF16_POSE_TOL` on rendered street frames. CPUs differ: the same
-    flags made bf16 faster on one machine and slower on another (:mod:`sfm_ros.core.precision`)."""
+def choose_cpu_path(checkpoint: str, threads: int = 0, runs: int = 9, backend: str = "auto") -> tuple:
+    """``(backend, precision, why, estimator)`` for ``precision auto`` on the CPU: fp32 (ONNX Runtime
+    with ``backend`` auto when installed, else PyTorch) against PyTorch bf16 autocast on CPUs with
+    bf16 instructions, both timed on the checkpoint's networks at its size (medians of ``runs``
+    depth + pose calls in alternating rounds, a few seconds in all); bf16 only when it is
+    :data:`MIN_GAIN` faster and its output equal within :data:`BF16_DEPTH_TOL` /
+    :data:`BF16_POSE_TOL` on rendered street frames. ``estimator``: the chosen one, built for the
+    measurement (None when nothing was measured). CPUs differ: the same flags made bf16 faster on
+    one machine and slower on another (:mod:`sfm_ros.core.precision`)."""
     import importlib.util
 
     from sfm_ros.core.device import cpu_has_bf16_instructions
@@ -134,21 +135,22 @@ def choose_cpu_path(checkpoint: str, threads: int = 0, runs: int = 9, backend: s
     from sfm_ros.runtime.inference import Estimator
 
     fp32_backend = "onnxruntime" if backend == "auto" and importlib.util.find_spec("onnxruntime") else "torch"
+    if not cpu_has_bf16_instructions():
+        return fp32_backend, "fp32", f"{fp32_backend} fp32 (no bf16 instructions)", None
     e32 = Estimator(checkpoint, device="cpu", precision="fp32", backend=fp32_backend, threads=threads)
     seq = render_sequence(num_frames=e32.seq_len, height=e32.height, width=e32.width, seed=7)
     frames = [e32.preprocess(im) for im in seq.images]
-    if not cpu_has_bf16_instructions():
-        return fp32_backend, "fp32", f"{fp32_backend} fp32 (no bf16 instructions)"
     try:
         e16 = Estimator(checkpoint, device="cpu", precision="bf16", backend="torch")
         depth, pose = bf16_change(e32, e16, frames)
         t32, t16 = _time_ms([e32, e16], frames[0], runs)
     except Exception as exc:  # an operation bf16 autocast cannot run: fp32 it is
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return fp32_backend, "fp32", f"{fp32_backend} fp32 (bf16 failed: {first[:120]})"
+        return fp32_backend, "fp32", f"{fp32_backend} fp32 (bf16 failed: {first[:120]})", e32
     equal = depth <= BF16_DEPTH_TOL and pose <= BF16_POSE_TOL
     measured = (f"{fp32_backend} fp32 {t32:.1f} ms, torch bf16 {t16:.1f} ms depth + pose; bf16 changes depth "
                 f"{100 * depth:.2f} %, poses by {pose:.2g}")
     if t16 < (1.0 - MIN_GAIN) * t32 and equal:
-        return "torch", "bf16", f"torch bf16 ({measured})"
-    return fp32_backend, "fp32", f"{fp32_backend} fp32 ({measured}{'' if equal else ': bf16 output not equal'})"
+        return "torch", "bf16", f"torch bf16 ({measured})", e16
+    return (fp32_backend, "fp32", f"{fp32_backend} fp32 ({measured}{'' if equal else ': bf16 output not equal'})",
+            e32)

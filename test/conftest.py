@@ -54,6 +54,18 @@ def save_tiny_checkpoint(path: Path, height: int = 64, width: int = 96, seq_len:
     return path
 
 
+def wait_until(pred, timeout: float, step: float = 0.05) -> bool:
+    """Poll ``pred()`` every ``step`` seconds until it holds or ``timeout`` seconds passed; its last value."""
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return bool(pred())
+
+
 def ros_env(**extra: str) -> dict[str, str]:
     """Environment for a child process that starts rclpy (localhost discovery, own domain)."""
     env = dict(os.environ)

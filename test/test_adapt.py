@@ -8,11 +8,13 @@ loss, where this budget measured abs rel 0.389 -> 0.285 (-27 %) and held-out los
 (16 updates accepted, 3 rejected; 2-core AMD EPYC, fp32, one thread).
 """
 import math
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import wait_until
 from sfm_ros.training.adapt import Adapter, AdaptOptions
 from sfm_ros.core.checkpoint import load_model
 from sfm_ros.evaluation.metrics import evaluate_depth
@@ -23,6 +25,7 @@ from sfm_ros.data.synthetic import render_sequence
 pytestmark = pytest.mark.slow  # make test-fast leaves it out
 
 H, W = 64, 208
+_wait = partial(wait_until, timeout=60.0)
 
 
 def _setup(lr=5e-4, **kw):
@@ -178,14 +181,6 @@ def serve_accepted(monkeypatch):
         state["start"] = self.start
     monkeypatch.setattr(adapt_mod.Adapter, "__init__", init)
     monkeypatch.setattr(adapt_mod, "geometric_depth_error", depth_error)
-
-
-def _wait(cond, timeout=60.0):
-    import time
-    t = time.time()
-    while not cond() and time.time() - t < timeout:
-        time.sleep(0.05)
-    return cond()
 
 
 def test_worker_hands_accepted_weights_over_and_saves_them(tmp_path, serve_accepted):

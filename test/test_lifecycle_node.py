@@ -16,7 +16,7 @@ from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from conftest import REPO, ros_env, save_tiny_checkpoint  # noqa: E402
+from conftest import REPO, ros_env, save_tiny_checkpoint, wait_until as _wait  # noqa: E402
 from ros_client import RosClient  # noqa: E402
 from sfm_ros.data.image_codec import encode_image  # noqa: E402
 from sfm_ros.data.synthetic import render_sequence  # noqa: E402
@@ -46,15 +46,6 @@ def _managed(ns: str, **params):
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown(context=ctx)
-
-
-def _wait(pred, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return bool(pred())
 
 
 def test_transitions_in_process(tiny_ckpt, tmp_path):

@@ -27,7 +27,7 @@ from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
 
-from conftest import REPO, ros_env  # noqa: E402
+from conftest import REPO, ros_env, wait_until as _wait  # noqa: E402
 from ros_client import RosClient  # noqa: E402
 from sfm_ros.core.checkpoint import save_checkpoint  # noqa: E402
 from sfm_ros.data.image_codec import decode_image, encode_image  # noqa: E402
@@ -58,15 +58,6 @@ def _frames(n: int, height: int = H, width: int = W, seed: int = 0):
         return [np.ascontiguousarray(tex[:, 2 * i:2 * i + width]) for i in range(n)], K, None
     seq = render_sequence(num_frames=n, height=height, width=width, seed=seed)
     return list(seq.images), seq.K, seq.poses
-
-
-def _wait(pred, timeout: float, step: float = 0.05) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return bool(pred())
 
 
 def _sec(stamp) -> float:

@@ -20,7 +20,7 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
-from conftest import REPO, ros_env  # noqa: E402
+from conftest import REPO, ros_env, wait_until as _wait  # noqa: E402
 from sfm_ros.data.bag_writer import write_image_bag  # noqa: E402
 from sfm_ros.data.bags import read_image_stream  # noqa: E402
 from sfm_ros.data.image_codec import decode_image  # noqa: E402
@@ -49,15 +49,6 @@ def ros_node():
 def _frames(n: int = 6, h: int = 24, w: int = 32) -> list[np.ndarray]:
     rng = np.random.default_rng(1)
     return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(n)]
-
-
-def _wait(pred, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
 
 
 def _play(bag, *extra: str, timeout: float = 40.0) -> subprocess.Popen:

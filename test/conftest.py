@@ -28,9 +28,13 @@ os.environ.setdefault("SFM_ROS_TEST_DOMAIN", str(10 + os.getpid() % 80))
 os.environ["ROS_DOMAIN_ID"] = os.environ["SFM_ROS_TEST_DOMAIN"]
 # Measured precision choices (sfm_ros.core.precision) go to a cache of this run, not the user's.
 if "SFM_ROS_CACHE" not in os.environ:
+    import atexit
+    import shutil
     import tempfile
 
     os.environ["SFM_ROS_CACHE"] = tempfile.mkdtemp(prefix="sfm_ros_test_cache_")
+    # Removed when this run ends (child processes inherit the variable and never create one).
+    atexit.register(shutil.rmtree, os.environ["SFM_ROS_CACHE"], ignore_errors=True)
 
 
 def save_tiny_checkpoint(path: Path, height: int = 64, width: int = 96, seq_len: int = 3, seed: int | None = None,

@@ -75,11 +75,12 @@ def _time_steps(opts, dtype, steps: int) -> float:
     """Median seconds of a training step (forward with autocast ``dtype``, losses, backward, Adam)."""
     from sfm_ros.core.losses import compute_losses
     from sfm_ros.core.model import SfMModel
+    from sfm_ros.core.optim import adam
 
     m = opts.model
     model = SfMModel(m, output_exp=opts.loss.exp_weight > 0)
     model.train()
-    optim = torch.optim.Adam(model.parameters(), lr=1e-5)
+    optim = adam(model.parameters(), lr=1e-5)
     b, n = opts.train.batch_size, m.seq_len - 1
     smooth = torch.nn.functional.avg_pool2d(torch.rand(b * (n + 1), 3, m.height, m.width), 5, 1, 2)
     target, sources = smooth[:b], [smooth[b * (i + 1):b * (i + 2)] for i in range(n)]

@@ -56,6 +56,7 @@ import torch
 
 from sfm_ros.core.checkpoint import save_checkpoint
 from sfm_ros.core.model import SfMModel
+from sfm_ros.core.optim import adam
 from sfm_ros.core.options import PRESETS, Options, coerce_option, preset
 from sfm_ros.data.datasets import static_mask
 from sfm_ros.training.window_scores import geometric_depth_error, window_loss, window_priors
@@ -168,7 +169,7 @@ class Adapter:
         self.serving = False
         self.anchor = [p.detach().clone() for p in _params(self.learner)]
         self.anchor_norm2 = float(sum((a.double() ** 2).sum() for a in self.anchor))
-        self.optimizer = torch.optim.Adam(self.learner.parameters(), lr=self.opts.lr)
+        self.optimizer = adam(self.learner.parameters(), lr=self.opts.lr)
         self.replay: deque = deque(maxlen=self.opts.buffer_windows)
         self.holdout: deque = deque(maxlen=self.opts.holdout_windows)
         self.rng = random.Random(seed)

@@ -50,6 +50,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from sfm_ros.core.device import resolve_device
 from sfm_ros.core.losses import add_epipolar_prior, compute_losses
 from sfm_ros.core.model import SfMModel
+from sfm_ros.core.optim import adam, prefer_fused
 from sfm_ros.core.options import Options
 from sfm_ros.data.datasets import Sequence, WindowDataset, collate
 from sfm_ros.training.budget import budget_reached, total_steps
@@ -125,8 +126,7 @@ class Trainer(RunCheckpoints):
         self.ddp = (torch.nn.parallel.DistributedDataParallel(
             self.model, device_ids=[device.index] if device.type == "cuda" else None)
             if self.distributed else self.model)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, betas=(t.beta1, t.beta2),
-                                          weight_decay=t.weight_decay)
+        self.optimizer = adam(self.model.parameters(), lr=t.lr, betas=(t.beta1, t.beta2), weight_decay=t.weight_decay)
         t0 = time.perf_counter()
         self.train_set = WindowDataset(train_sequences, opts.model.seq_len, opts.data.stride,
                                        augment=opts.data.augment, seed=t.seed)
@@ -158,6 +158,7 @@ class Trainer(RunCheckpoints):
         self.checkpoint_extra = dict(checkpoint_extra or {})
         if resume:
             r = load_resume(resume, self.model, self.optimizer, self.scaler, opts, self.world, self.steps_per_epoch)
+            prefer_fused(self.optimizer)  # a checkpoint written by the plain Adam restores its setting
             self.epoch, self.step, self.step_in_epoch = r.epoch, r.step, r.step_in_epoch
             self.history, self._rng_to_restore = r.history, r.rng
         elif init:  # weights only (architecture checked); optimiser, counters and RNG start afresh

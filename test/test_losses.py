@@ -50,6 +50,35 @@ def test_second_order_smoothness_ignores_planes():
     assert smoothness_second_order(plane + torch.rand_like(plane)) > 0.1
 
 
+def test_normalised_smoothness_does_not_pull_on_the_depths_scale():
+    """``smooth_normalize`` (the default preset's): the smoothness of a depth map and of the same map
+    at any scale are equal, and its gradient has no component along the scale; unnormalised
+    (the paper's, on depth), halving every depth halves the term: the pull towards the near end."""
+    g = torch.Generator().manual_seed(0)
+    disp = (0.5 + torch.rand(2, 1, 16, 24, generator=g)).requires_grad_(True)
+    t, src, K = _batch(2, 16, 24)
+    out = {("disp", 0, 0): disp}
+    for f in (-1, 1):
+        out[("T", f)] = torch.eye(4).expand(2, 4, 4).clone()
+    opts = default_loss()
+    opts.num_scales = 1
+    assert opts.smooth_normalize and opts.smooth_on == "depth"
+    plain = LossOptions(**{**opts.__dict__, "smooth_normalize": False})
+    term = {}
+    for name, o in (("normalised", opts), ("plain", plain)):
+        for k in (1.0, 2.0):  # disparity x2: depth / 2
+            o2 = {**out, ("disp", 0, 0): disp * k}
+            term[name, k] = compute_losses(t, src, K, o2, o)[0][("smooth", 0)]
+    assert torch.allclose(term["normalised", 1.0], term["normalised", 2.0], rtol=1e-5)
+    assert torch.allclose(term["plain", 2.0], 0.5 * term["plain", 1.0], rtol=1e-5)
+    (grad,) = torch.autograd.grad(term["normalised", 1.0], disp)
+    d = disp.detach()
+    assert abs(float((grad * d).sum())) < 1e-6 * float(grad.abs().sum() * d.abs().mean())  # d/dk at k=1
+    from sfm_ros.core.options import load_options
+
+    assert load_options("default").loss.smooth_normalize and not load_options("paper").loss.smooth_normalize
+
+
 def _identity_outputs(b, h, w, depth=5.0):
     out = {}
     for s in range(4):

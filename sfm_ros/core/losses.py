@@ -11,6 +11,14 @@ The paper's objective (Zhou et al., 2017, Eq. 3-4) summed over 4 scales ``s``:
 * ``L_reg``: cross-entropy of ``E_f`` towards 1 ("explainable"), which stops ``E = 0``.
 * ``L_smooth``: mean absolute second-order gradients of the disparity.
 
+Beyond the paper: ``smooth_normalize`` divides the smoothed map by its mean per image first (Wang et
+al., "Learning Depth from Monocular Videos using Direct Methods", CVPR 2018, Sec. 3.2). Unnormalised,
+the smoothness of depth falls in proportion to the depth's scale, so the cheapest way to lower it
+is to shrink the depth (and the pose network's translation with it, which leaves the view
+synthesis unchanged) until the disparity head saturates at ``min_depth``, where its sigmoid has no
+gradient left: measured on the plain 7-Scenes command, the depth sat at the head's near end from
+step 50 and in one run of three never left it (BENCHMARKS.md).
+
 Successors' options (see :class:`sfm_ros.core.options.LossOptions`): ``ssim_l1`` photometric error
 (0.85 (1 - SSIM) / 2 + 0.15 L1 on ``[0, 1]`` images, 3x3 SSIM), per-pixel minimum over sources,
 auto-masking (Monodepth2), edge-aware first-order smoothness of mean-normalised disparity,
@@ -191,6 +199,8 @@ def compute_losses(
         losses[("photo", s)] = photo
         field = disp if opts.smooth_on == "disp" else 1.0 / disp
         if opts.smooth == "second_order":
+            if opts.smooth_normalize:  # scale-free: shrinking (or growing) the whole map gains nothing
+                field = field / field.mean(dim=(2, 3), keepdim=True)
             smooth = smoothness_second_order(field)
         else:
             smooth = smoothness_edge_aware(field, resize_to(target, tuple(disp.shape[-2:])))

@@ -165,7 +165,9 @@ def test_recorded_odometry_errors_are_one_line(rec, tmp_path, capsys):
             (base + ["/odom", "--pred-tum", rec["root"] / "gt.txt", "--gt-tum", rec["root"] / "gt.txt"],
              "give one of --pred-topic, --pred-tum and --pred-kitti"),
             (base + ["/odom", "--gt-topic", "/ground_truth/odom", "--plot", tmp_path / "no" / "p.png"],
-             "does not exist")):
+             "does not exist"),
+            (["pose", "--checkpoint", rec["root"] / "none.pt", "--images", rec["root"], "--gt-tum",
+              rec["root"] / "gt.txt", "--pred-frame", "base"], "--pred-frame base says which frame")):
         code, text, err = _run(capsys, *argv)
         assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, (argv, err)
 

@@ -168,6 +168,10 @@ def run_pose(args: Any) -> dict:
     else:
         from sfm_ros.runtime.motion import REFINE_MODES, Refiner
 
+        if getattr(args, "pred_frame", None):
+            raise ValueError(f"--pred-frame {args.pred_frame} says which frame a prediction's poses are of: it goes "
+                             "with --pred-topic, --pred-tum or --pred-kitti (a --checkpoint run predicts the "
+                             "camera's poses itself)")
         if args.refine not in REFINE_MODES:
             raise ValueError(f"--refine must be one of {', '.join(REFINE_MODES)}, got {args.refine!r}")
         refiner = Refiner(args.refine)

@@ -128,8 +128,6 @@ class Estimator:
                              else None)
         #: int8 was asked for without calibration frames: fp32 until :meth:`calibrate` is given some
         self.needs_calibration = precision == "int8" and self._calibration is None
-        #: ``precision auto`` chose this path at start: int8 is to be measured against it on camera frames
-        self.int8_candidate = False
         if backend == "onnxruntime":
             if self.device.type != "cpu" or precision not in ("fp32", "int8"):
                 raise ValueError(f"backend onnxruntime runs fp32 or int8 on the CPU; got device {self.device} and "
@@ -151,33 +149,6 @@ class Estimator:
             self._calibration = frames
             self._ort_depth, self._ort_pose = depth, pose
             self.needs_calibration = False
-
-    def int8_twin(self, frames: list[torch.Tensor]) -> "Estimator":
-        """A copy of this estimator (the same weights, shared) that runs int8 ONNX Runtime graphs
-        calibrated on ``frames`` (consecutive preprocessed frames, at least ``seq_len``); this one is
-        unchanged. For ``precision auto``'s measurement (:mod:`sfm_ros.runtime.quantize`); CPU only."""
-        import copy
-
-        if self.device.type != "cpu":
-            raise ValueError(f"int8 runs on the CPU, not on {self.device}")
-        frames = list(frames)
-        depth, pose = _ort_sessions(self.model, self.height, self.width, self.threads, frames)
-        twin = copy.copy(self)
-        twin._ort_depth, twin._ort_pose, twin._calibration = depth, pose, frames
-        twin.precision, twin.backend, twin.needs_calibration = "int8", "onnxruntime", False
-        return twin
-
-    def adopt(self, twin: "Estimator") -> None:
-        """Run ``twin``'s graphs from now on (an :meth:`int8_twin` of this estimator, of the weights
-        served now): its sessions, calibration frames, precision and backend are swapped in; a call
-        running in another thread finishes with the path it started with. Raises ValueError when the
-        weights changed in between (online adaptation)."""
-        with self._swap_lock:
-            if twin.model is not self.model:
-                raise ValueError("the weights changed since the twin was built")
-            self._calibration = twin._calibration
-            self._ort_depth, self._ort_pose = twin._ort_depth, twin._ort_pose
-            self.precision, self.backend = twin.precision, twin.backend
 
     def set_model(self, model) -> None:
         """Use new weights of the same architecture (online adaptation, :mod:`sfm_ros.training.adapt`).

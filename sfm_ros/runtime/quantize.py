@@ -158,62 +158,41 @@ def write_int8(out_dir: str | Path, model, height: int, width: int, frames: Sequ
 
 #: the camera frames the node calibrates int8 on before it switches to it
 NODE_CALIB_FRAMES = 32
-#: ``precision auto``: the share of those frames int8 is calibrated on (the rest check its output)
-CALIB_SHARE = 0.75
 
 
 class DeferredCalibration:
-    """int8 in the node: once the camera's first ``frames`` processed frames that show something
-    (not frozen, dark or noise: the pipeline's frame evidence) are in, a background thread
-    quantises on them (a few seconds).
+    """int8 in the node: the estimator runs fp32 until the camera's first ``frames`` processed
+    frames that show something (not frozen, dark or noise: the pipeline's frame evidence) are in,
+    then a background thread quantises on them (a few seconds) and the
+    estimator switches (:meth:`sfm_ros.runtime.inference.Estimator.calibrate`). A failure is logged
+    and the estimator stays fp32. ``state`` is the diagnostics' text."""
 
-    ``precision: int8`` (``measure`` False): the estimator runs fp32 until then and switches
-    (:meth:`sfm_ros.runtime.inference.Estimator.calibrate`). ``precision: auto`` (``measure`` True):
-    the estimator runs what the start-up measurement chose; int8 is calibrated on the first
-    :data:`CALIB_SHARE` of the frames, compared with it on the rest and timed against it
-    (:func:`sfm_ros.runtime.path_measure.int8_verdict`), and swapped in only when it is faster at
-    equal output (:meth:`~sfm_ros.runtime.inference.Estimator.adopt`). A failure is logged and the
-    estimator keeps its path. ``state`` is the diagnostics' text."""
-
-    def __init__(self, estimator, log, frames: int = NODE_CALIB_FRAMES, measure: bool = False):
+    def __init__(self, estimator, log, frames: int = NODE_CALIB_FRAMES):
         import threading
 
         self.estimator = estimator
         self.log = log
-        self.measure = bool(measure)
-        self.frames = max((2 if self.measure else 1) * int(estimator.seq_len), int(frames))
+        self.frames = max(int(estimator.seq_len), int(frames))
         self._buf: list[torch.Tensor] = []
         self._thread: threading.Thread | None = None
-        self.state = (f"{estimator.precision}; int8 measured after {self.frames} frames" if self.measure else
-                      f"fp32 until {self.frames} frames calibrate int8" if estimator.needs_calibration else "")
-
-    @property
-    def _wanted(self) -> bool:
-        return self.measure or self.estimator.needs_calibration
+        self.state = f"fp32 until {self.frames} frames calibrate int8" if estimator.needs_calibration else ""
 
     def offer(self, x: torch.Tensor) -> None:
         """A processed frame's network input; starts the calibration once enough are in."""
-        if self._thread is not None or not self._wanted:
+        if self._thread is not None or not self.estimator.needs_calibration:
             return
         self._buf.append(x)
-        self.state = (f"{self.estimator.precision}, collecting frames for int8 ({len(self._buf)}/{self.frames})"
-                      if self.measure else f"fp32, calibrating int8 ({len(self._buf)}/{self.frames} frames)")
+        self.state = f"fp32, calibrating int8 ({len(self._buf)}/{self.frames} frames)"
         if len(self._buf) >= self.frames:
             import threading
 
-            target = self._measure if self.measure else self._calibrate
-            self._thread = threading.Thread(target=target, name="sfm_int8_calibration", daemon=True)
+            self._thread = threading.Thread(target=self._calibrate, name="sfm_int8_calibration", daemon=True)
             self._thread.start()
 
     def reset(self) -> None:
         """The frames stopped being consecutive (a new resolution): collect again."""
         if self._thread is None:
             self._buf.clear()
-
-    def join(self, timeout: float | None = None) -> None:
-        """Wait for the background calibration, if one started (tests, shutdown)."""
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     def _calibrate(self) -> None:
         import time
@@ -231,24 +210,3 @@ class DeferredCalibration:
         self.state = "int8"
         self.log.info(f"int8: calibrated on the camera's first {self.frames} frames in "
                       f"{time.perf_counter() - t0:.1f} s; the networks now run int8")
-
-    def _measure(self) -> None:
-        from sfm_ros.runtime.path_measure import int8_verdict
-
-        e = self.estimator
-        kept = f"{e.precision} ({e.backend})"
-        n_cal = min(max(e.seq_len, int(round(CALIB_SHARE * len(self._buf)))), len(self._buf) - e.seq_len)
-        try:
-            twin = e.int8_twin(self._buf[:n_cal])
-            switch, why = int8_verdict(e, twin, self._buf[n_cal:])
-            if switch:
-                e.adopt(twin)
-        except Exception as exc:  # quantisation failed, new weights arrived meanwhile: the path stays
-            self.state = f"{kept} (int8 not measured: {type(exc).__name__})"
-            self.log.warning(f"precision auto: int8 not measured ({type(exc).__name__}: {str(exc)[:200]}): "
-                             f"staying {kept}")
-            return
-        finally:
-            self._buf = []
-        self.state = f"int8 ({why})" if switch else f"{kept} ({why})"
-        self.log.info(f"precision auto: {'int8 from now on' if switch else 'staying ' + kept}: {why}")

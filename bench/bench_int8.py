@@ -4,8 +4,8 @@ node's CPU path) and int8 (:mod:`sfm_ros.runtime.quantize`), same frames, same c
 
 * **Accuracy**, through ``sfm_eval``'s own runs (:mod:`sfm_ros.evaluation.runs`) with the estimator
   swapped for the ONNX Runtime one (the only setting added, printed): KITTI 00 pose on frames
-  120-159 (``--pose-flip --refine epipolar --camera-height 1.65``, the node's defaults; snippet ATE
-  and segment drift), int8 calibrated on frames 0-69 of the same drive; 7-Scenes depth abs rel on
+  120-159, the pose network alone and with the node's defaults (``--pose-flip --refine epipolar
+  --camera-height 1.65``; snippet ATE and segment drift), int8 calibrated on frames 0-69 of the same drive; 7-Scenes depth abs rel on
   frames 400-499 (median scaling), calibrated on frames 0-69 of the room (every frame at 30 Hz).
   Neither calibration set overlaps the scored frames.
 * **Speed**: depth and pose forward, one thread, median of ``--runs`` calls (fp32 and int8
@@ -95,17 +95,22 @@ def main() -> int:
     s_cal = _frames(scenes, "*.color.jpg", 0, 70)
     pose_cmd = ["pose", "--checkpoint", str(MODEL), "--kitti", str(kitti), "--frames", "120:160",
                 "--pose-flip", "--refine", "epipolar", "--camera-height", "1.65"]
+    net_cmd = pose_cmd[:7]  # the pose network alone: no flip, no refinement, no metric scale
     depth_cmd = ["depth", "--checkpoint", str(MODEL), "--sevenscenes", str(scenes), "--frames", "400:500"]
     print("sfm_eval " + " ".join(pose_cmd[:1] + pose_cmd[1:]).replace(str(REPO) + "/", "")
           + "  [+ backend onnxruntime, int8 calibrated on KITTI 00 frames 0-69]")
     print("sfm_eval " + " ".join(depth_cmd).replace(str(REPO) + "/", "")
           + "  [+ backend onnxruntime, int8 calibrated on 7-Scenes frames 0-69]")
+    print("sfm_eval " + " ".join(net_cmd).replace(str(REPO) + "/", "") + "  [the same, the network alone]")
     for precision in ("fp32", "int8"):
+        net = _run(net_cmd, precision, k_cal if precision == "int8" else None)["methods"]["model"]
         pose = _run(pose_cmd, precision, k_cal if precision == "int8" else None)
         depth = _run(depth_cmd, precision, s_cal if precision == "int8" else None)
         m = pose["methods"]["model"]
         drift = m["segment_drift"]["as_published"]
-        print(f"{precision}: KITTI 00 120-159 snippet ATE {m['snippet_ate']['mean']:.4f} m, segment drift "
+        print(f"{precision}: KITTI 00 120-159 network alone: snippet ATE {net['snippet_ate']['mean']:.4f} m, "
+              f"r_err {net['segment_drift']['as_published']['r_err_deg_per_100m']:.2f} deg/100 m; node defaults: "
+              f"snippet ATE {m['snippet_ate']['mean']:.4f} m, segment drift "
               f"t_err {drift['t_err_pct']:.2f} % r_err {drift['r_err_deg_per_100m']:.2f} deg/100 m "
               f"(lengths {pose['segment_drift']['lengths']}); 7-Scenes 400-499 abs rel "
               f"{depth['metrics']['abs_rel']:.4f} (constant depth {depth['baseline_constant']['abs_rel']:.4f})",

@@ -42,7 +42,29 @@ def test_a_plain_adams_state_resumes_fused():
     assert not resumed.param_groups[0].get("fused")  # load_state_dict restores the writer's setting
     prefer_fused(resumed)
     assert resumed.param_groups[0]["fused"] is True
+    for p in b.parameters():  # the fused kernel's step counts: float32 on the parameter's device
+        step = resumed.state[p]["step"]
+        assert step.device == p.device and step.dtype == torch.float32
     for p in b.parameters():
         p.grad = torch.ones_like(p)
     resumed.step()
     assert int(resumed.state[next(iter(b.parameters()))]["step"]) == 2
+
+
+def test_a_fused_state_resumes_plain_where_there_is_no_fused_kernel(monkeypatch):
+    import sfm_ros.core.optim as optim
+
+    a, b = _pair()
+    fused = adam(a.parameters(), lr=2e-4)
+    for p in a.parameters():
+        p.grad = torch.ones_like(p)
+    fused.step()
+    monkeypatch.setattr(optim, "_fusable", lambda params: False)  # a machine without the kernel
+    resumed = optim.adam(b.parameters(), lr=2e-4)
+    resumed.load_state_dict(fused.state_dict())
+    prefer_fused(resumed)
+    assert not resumed.param_groups[0]["fused"]
+    assert all(resumed.state[p]["step"].device.type == "cpu" for p in b.parameters())
+    for p in b.parameters():
+        p.grad = torch.ones_like(p)
+    resumed.step()

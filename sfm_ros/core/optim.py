@@ -33,10 +33,20 @@ def adam(params: Iterable[torch.Tensor], lr: float, betas: tuple[float, float] =
 
 
 def prefer_fused(optimizer: torch.optim.Optimizer) -> None:
-    """After ``optimizer.load_state_dict`` of a state written by a plain Adam (whose settings it
-    restores, ``fused`` among them): the fused kernel again where supported; the update is the same."""
+    """After ``optimizer.load_state_dict`` (which restores the writer's settings, ``fused`` among
+    them): the fused kernel where this machine has it for the parameters, the plain loop where it
+    does not; the update is the same. Each parameter's step count moves with it: the fused kernel
+    wants it as float32 on the parameter's device, the plain loop keeps it on the CPU (a plain Adam's
+    state resumed fused on a GPU failed otherwise: "Expected all tensors to be on the same device")."""
     if not isinstance(optimizer, torch.optim.Adam):
         return
     for group in optimizer.param_groups:
-        if not group.get("fused") and not group.get("foreach") and _fusable(list(group["params"])):
-            group["fused"] = True
+        params = list(group["params"])
+        fused = _fusable(params) and not group.get("foreach")
+        if bool(group.get("fused")) == fused:
+            continue
+        group["fused"] = True if fused else None
+        for p in params:
+            state = optimizer.state.get(p)
+            if state and torch.is_tensor(state.get("step")):
+                state["step"] = state["step"].to(device=p.device if fused else "cpu", dtype=torch.float32)

@@ -69,6 +69,7 @@ class LossOptions:
     smooth_decay: float = 2.0        # per-scale divisor of the smoothness weight (paper: 2)
     smooth_normalize: bool = False   # second-order smoothness of the map divided by its mean (scale-free;
                                      # Wang et al. 2018): no pull towards the depth head's ends
+                                     # (edge_aware smoothness is mean-normalised already)
     num_scales: int = 4
     full_res: bool = False           # warp at input resolution with up-sampled depth (Monodepth2)
     geometry_weight: float = 0.0     # SC-SfMLearner depth consistency between neighbours (paper: 0)
@@ -146,7 +147,8 @@ def default_loss() -> LossOptions:
     explainability mask) with second-order smoothness of *depth* (0.1, divided by 2.3^s), the
     regulariser the reference port found to converge, made scale-free (the depth map divided by its
     mean: unnormalised, it pulled the depth to the head's near end, where 7-Scenes runs sat for 500
-    steps or for good; abs rel 0.173-0.177 → 0.149 with the plain 12-minute command), plus the two-view geometry prior on the
+    steps or for good; with it and the fused Adam, abs rel 0.173-0.177 → 0.149 with the plain
+    12-minute command), plus the two-view geometry prior on the
     pose network (weight 1: KITTI snippet ATE 0.405 → 0.059 m, 7-Scenes abs rel 0.179 → 0.139 at
     equal steps). Measured against the successors' losses on real frames in BENCHMARKS.md; see the
     README's "Defaults"."""

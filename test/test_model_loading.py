@@ -28,7 +28,24 @@ def test_auto_measures_and_says_why(tiny):
     log = _Log()
     e, _ = ml.load_estimator(tiny, device="cpu", precision="auto", log=log)
     assert e.precision in ("fp32", "bf16") and e.device.type == "cpu"
-    assert len(log.lines) == 1 and log.lines[0].startswith("precision auto: ") and " ms" in log.lines[0]
+    assert len(log.lines) == 1 and log.lines[0].startswith("precision auto: ")
+    # measured where the CPU has bf16 instructions; said without a measurement where it has none
+    from sfm_ros.core.device import cpu_has_bf16_instructions
+
+    assert (" ms" in log.lines[0]) if cpu_has_bf16_instructions() else ("no bf16 instructions" in log.lines[0])
+
+
+@pytest.mark.parametrize("has_bf16", [True, False])
+def test_a_bad_checkpoint_is_refused_before_anything_is_said(tmp_path, monkeypatch, has_bf16):
+    """The node's one-line error for a broken checkpoint stays the only line, whatever the CPU (a CPU
+    without bf16 instructions decides without measuring, and used to say so before the load failed)."""
+    monkeypatch.setattr("sfm_ros.core.device.cpu_has_bf16_instructions", lambda: has_bf16)
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"PK\x03\x04 this is not a checkpoint" * 10)
+    log = _Log()
+    with pytest.raises(Exception, match="is truncated"):
+        ml.load_estimator(str(bad), device="cpu", precision="auto", log=log)
+    assert log.lines == []
 
 
 @pytest.mark.parametrize("times, change, expected", [

@@ -51,20 +51,20 @@ def load_estimator(checkpoint: str = "", device: str = "auto", precision: str = 
     if num_threads > 0:
         torch.set_num_threads(num_threads)
     h, w = height, width
-    e = None
+    e, why = None, None
     if precision == "auto":
         from sfm_ros.core.device import resolve_device
 
         if resolve_device(device).type == "cpu" and backend in ("auto", "torch") and not (h or w):
             backend, precision, why, e = choose_cpu_path(ckpt, threads=max(0, num_threads), backend=backend)
-            if log is not None:
-                log.info(f"precision auto: {why}")
         elif resolve_device(device).type == "cpu":  # not measured (a backend or a size given): fp32
             precision = "fp32"
     if backend == "auto":
         backend = auto_backend(device, precision, size_override=bool(h or w))
     if e is None:
         e = Estimator(ckpt, device=device, precision=precision, backend=backend, threads=max(0, num_threads))
+    if why is not None and log is not None:  # said once the checkpoint has loaded (a bad one is the one line)
+        log.info(f"precision auto: {why}")
     if (h or w) and (h, w) != (e.height, e.width):
         if h < 16 or w < 16:
             raise ValueError(f"height/width override must both be >= 16, got {h}x{w}")

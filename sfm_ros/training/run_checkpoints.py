@@ -1,6 +1,6 @@
 """The files a training run writes into its folder, for :class:`sfm_ros.training.trainer.Trainer`:
 ``last.pt`` (the training state, for ``--resume``), ``model.pt`` (the weights to use: the weight
-average, or the last weights) and ``snapshots/step_N.pt``. Every write is atomic
+average, or at the run's end the last weights where they explain the held-out windows better) and ``snapshots/step_N.pt``. Every write is atomic
 (:mod:`sfm_ros.core.checkpoint`), only from finite weights and optimiser state, and only on rank 0;
 a refused or failed write raises :class:`~sfm_ros.training.errors.TrainingError` naming the
 checkpoints this run wrote, the last good ones.
@@ -19,9 +19,12 @@ __all__ = ["RunCheckpoints"]
 
 class RunCheckpoints:
     """Checkpoint writing, mixed into the trainer. It reads the trainer's ``is_main``, ``out_dir``,
-    ``model``, ``optimizer``, ``scaler``, ``average``, ``opts``, ``epoch``, ``step``,
+    ``model`` (unwrapped), ``optimizer``, ``scaler``, ``average``, ``held_out``
+    (the items :func:`~sfm_ros.training.weights_choice.choose_weights` scores), ``device``, ``opts``,
+    ``epoch``, ``step``,
     ``step_in_epoch``, ``history``, ``world`` and ``checkpoint_extra`` (stored under ``extra``),
-    and records what it wrote in ``written`` (name -> step)."""
+    and records what it wrote in ``written`` (name -> step) and the final choice of ``model.pt`` in
+    ``model_choice``."""
 
     def save(self, name: str, **extra) -> Path | None:
         """Write checkpoint ``name`` atomically, only from finite weights and optimiser state.
@@ -43,25 +46,54 @@ class RunCheckpoints:
             **({"average": self.average.state_dict()} if self.average is not None else {})))
         return path
 
-    def save_run(self, **extra) -> None:
+    def save_run(self, final: bool = False, **extra) -> None:
         """Write ``model.pt`` (the weights to use) and ``last.pt`` (the training state), atomically,
-        only from finite weights (:class:`TrainingError` otherwise, or when a write fails)."""
+        only from finite weights (:class:`TrainingError` otherwise, or when a write fails).
+        ``final`` (the run's end): ``model.pt`` holds the average or the last weights, whichever
+        explains the held-out windows better (:mod:`sfm_ros.training.weights_choice`; the choice
+        in ``model_choice``); before, the average."""
         if not self.is_main:
             return
         self.save("last.pt", **extra)
-        if self.average is not None:
+        use_last = False
+        if self.average is not None and final:
+            use_last = self._choose_weights() == "last"
+        if self.average is not None and not use_last:
             depth, pose = split_model_state(self.average.averaged_state())
             what = (f"power-function moving average of the training weights, sigma_rel "
                     f"{self.average.sigma_rel:g} (the last {100 * self.average.sigma_rel:.0f} % of the run)")
+        elif use_last:
+            depth, pose = self.model.depth_net.state_dict(), self.model.pose_net.state_dict()
+            what = "the last training weights (they explain the held-out windows better than the weight average)"
         else:
             depth, pose = self.model.depth_net.state_dict(), self.model.pose_net.state_dict()
             what = "the last training weights (train.average_sigma_rel=0)"
         if not max_abs([v for v in (*depth.values(), *pose.values()) if v.is_floating_point()]) < math.inf:
             raise TrainingError(f"not writing model.pt at step {self.step}: the weights are not finite; "
                                 f"{self.files_report()}")
+        choice = {"model_choice": self.model_choice} if final and self.model_choice else {}
         self._write("model.pt", lambda p: save_weights(
             p, self.opts, depth, pose, epoch=self.epoch, step=self.step,
-            extra={**self.checkpoint_extra, "weights": what}))
+            extra={**self.checkpoint_extra, "weights": what, **choice}))
+
+    def _choose_weights(self) -> str:
+        """``average`` or ``last`` by the held-out geometric depth error
+        (:func:`sfm_ros.training.weights_choice.choose_weights`); recorded in ``model_choice``."""
+        import copy
+
+        from sfm_ros.training.weights_choice import choose_weights
+
+        model = self.model
+        averaged = copy.deepcopy(model)
+        averaged.load_state_dict(self.average.averaged_state())
+        was_training = model.training
+        try:
+            name, scores = choose_weights({"average": averaged, "last": model}, self.held_out, self.device)
+        finally:
+            model.train(was_training)
+        self.model_choice = {"weights": name, "held_out_error": scores, "windows": len(self.held_out),
+                             "step": self.step}
+        return name
 
     def save_snapshot(self) -> None:
         """The raw weights of this step to ``snapshots/step_N.pt`` (a checkpoint every tool loads)."""

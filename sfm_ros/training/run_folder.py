@@ -5,6 +5,7 @@ ROS-free, torch-free.
 """
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -107,12 +108,23 @@ def claim(out: Path, new_run: bool) -> OutLock:
     return lock
 
 
-def use_line(out: Path, sigma_rel: float) -> str:
-    """The run's last line: which file to use and why."""
+def use_line(out: Path, sigma_rel: float, choice: dict | None = None) -> str:
+    """The run's last line: which file to use and why (``choice``: the trainer's ``model_choice``)."""
     if not (out / "model.pt").is_file():
         return f"no checkpoint in {out}"
-    why = (f"the weights averaged over the last {100 * sigma_rel:.0f} % of the run (train.average_sigma_rel; "
-           f"on unseen frames the steadier file, mostly better depth than the last weights)" if sigma_rel > 0
-           else "the last weights (train.average_sigma_rel=0)")
+    if sigma_rel <= 0:
+        why = "the last weights (train.average_sigma_rel=0)"
+    else:
+        avg = f"the weights averaged over the last {100 * sigma_rel:.0f} % of the run (train.average_sigma_rel)"
+        err = (choice or {}).get("held_out_error", {})
+        scored = all(isinstance(v, float) and math.isfinite(v) for v in err.values()) and len(err) == 2
+        if not scored:
+            why = f"{avg}; no held-out window to compare it with the last weights (data.val_fraction)"
+        elif choice.get("weights") == "last":
+            why = (f"the last weights: their depth explains the {choice['windows']} held-out windows better than "
+                   f"{avg} (grey error {err['last']:.4f} against {err['average']:.4f})")
+        else:
+            why = (f"{avg}: its depth explains the {choice['windows']} held-out windows at least as well as the "
+                   f"last weights' (grey error {err['average']:.4f} against {err['last']:.4f})")
     return (f"use {out / 'model.pt'}: {why}; {out / 'last.pt'} holds the training state for --resume "
             f"(sfm_eval --checkpoint, the node's checkpoint:=, sfm_train --init all take model.pt)")

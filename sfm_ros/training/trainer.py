@@ -7,12 +7,13 @@ and augmentation, what ``--resume`` / ``--init`` keep, the decoded inputs), trai
 (:mod:`sfm_ros.training.budget`) ends the run, and writes to ``out_dir``
 (:mod:`sfm_ros.training.run_checkpoints`):
 
-* ``model.pt``: the weights to use (evaluation, the node, ``--init``): the power-function moving
-  average of the training weights over the last ``train.average_sigma_rel`` share of the run
-  (:mod:`sfm_ros.training.weight_average`; the last weights when it is 0). On frames the runs
-  never saw it is the steadier file (mostly better depth than the last weights on 7-Scenes, a
-  KITTI pose within the last weights' run-to-run scatter) and far better than the lowest
-  validation loss, which ranked the models backwards (BENCHMARKS.md, "The file a run hands over");
+* ``model.pt``: the weights to use (evaluation, the node, ``--init``): during the run the
+  power-function moving average of the training weights over the last ``train.average_sigma_rel``
+  share of the run (:mod:`sfm_ros.training.weight_average`; the last weights when it is 0); at its
+  end the average or the last weights, whichever explains the held-out windows better
+  (:mod:`sfm_ros.training.weights_choice`: the depth judged against the tracked corners' motion,
+  no labels, no pose network; the average when there are no validation windows). The lowest
+  validation loss ranked the models backwards and is not used (BENCHMARKS.md, "The file a run hands over");
 * ``last.pt``: the last weights with the optimiser, the average and the RNG states (``--resume``),
   written with ``model.pt`` every ``train.ckpt_every`` steps, every epoch, at the end and on
   Ctrl-C; both atomically (:mod:`sfm_ros.core.checkpoint`);
@@ -64,6 +65,7 @@ from sfm_ros.training.run_state import SkipSampler, load_init, load_resume, max_
 from sfm_ros.training.stop import StopRequest
 from sfm_ros.training.tb_logs import log_images, log_scalars
 from sfm_ros.training.weight_average import PowerEMA
+from sfm_ros.training.weights_choice import held_out_items
 
 
 #: Consecutive skipped steps (non-finite loss or gradient) after which training stops.
@@ -174,6 +176,10 @@ class Trainer(RunCheckpoints):
                 self.average.steps = self.step
                 self.log(f"the weight average starts afresh at step {self.step} ({resume} holds none of "
                          f"train.average_sigma_rel={t.average_sigma_rel:g})")
+        # the held-out windows that choose model.pt at the run's end (weights_choice), on rank 0
+        self.held_out = (held_out_items(val_sequences, self.val_set.items)
+                         if self.average is not None and self.val_set is not None else [])
+        self.model_choice: dict | None = None  # what chose model.pt at the run's end
         self.writer = None
         if self.is_main and tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -359,12 +365,12 @@ class Trainer(RunCheckpoints):
                     if t.epochs and self.epoch >= t.epochs and not ended_by:
                         ended_by = f"train.epochs={t.epochs}"
                 if self.is_main:
-                    self.save_run(val_loss=val)
+                    self.save_run(val_loss=val, final=bool(ended_by))
                 self._barrier()
         except KeyboardInterrupt:
             self.stop.ignore(old_handler)  # a further Ctrl-C must not break the final save
             if self.is_main:
-                self.save_run(interrupted=True)
+                self.save_run(interrupted=True, final=True)
             raise TrainingInterrupted(f"interrupted at step {self.step}; wrote {self.out_dir / 'last.pt'} "
                                       f"and {self.out_dir / 'model.pt'}") from None
         finally:
@@ -376,7 +382,7 @@ class Trainer(RunCheckpoints):
         return {"steps": self.step, "epochs": self.epoch, "last_val": self.last_val,
                 "minutes": (time.monotonic() - start) / 60, "history": self.history,
                 "skipped_steps": self.skipped_steps, "ended_by": ended_by,
-                "model": "model.pt" if self.is_main else None}
+                "model": "model.pt" if self.is_main else None, "model_choice": self.model_choice}
 
     def total_steps(self) -> int:
         """The step at which the step budget ends the run (:func:`sfm_ros.training.budget.total_steps`)."""

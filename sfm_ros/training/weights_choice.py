@@ -1,0 +1,66 @@
+"""Which weights a run hands over in ``model.pt``: the weight average or the last weights, whichever
+explains the run's held-out windows better, judged without labels and without the pose network.
+
+While a run goes on, ``model.pt`` holds the power-function average of the weights
+(:mod:`sfm_ros.training.weight_average`). When it ends (its budget, ``train.epochs``, Ctrl-C), both
+candidates are scored on the validation windows (``data.val_fraction``: the last frames of every
+recording, never trained on) by :func:`sfm_ros.training.window_scores.geometric_depth_error`: each
+held-out target synthesised from its neighbours with the candidate's depth and the motion of the
+window's tracked corners (the two-view geometry; the length fitted), the mean grey error at the
+best length. The lower one is written. The average is the steadier file on a run that has levelled
+off; the last weights are the better one while the learning still climbs when the budget ends (a
+slow CPU: on a 2-core EPYC without AVX-512 the 12-minute 7-Scenes command ended at step 699 with the
+average at abs rel 0.347 and the last weights at 0.299 on frames it never saw; the held-out error
+ranked 8 candidates of that run in the same order as the abs rel, BENCHMARKS.md). The
+validation loss, which needs the pose network, ranked checkpoints backwards and is not used.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from sfm_ros.data.datasets import Sequence
+from sfm_ros.training.window_scores import geometric_depth_error, window_priors
+
+__all__ = ["MAX_WINDOWS", "held_out_items", "choose_weights"]
+
+#: held-out windows scored at most (evenly spread): bounds the cost at the run's end to seconds
+MAX_WINDOWS = 32
+
+
+def held_out_items(sequences: list[Sequence], items: list[tuple[int, list[int]]],
+                   max_windows: int = MAX_WINDOWS) -> list[tuple]:
+    """``(window, K, prior_T, prior_w)`` items of :func:`geometric_depth_error` for up to
+    ``max_windows`` of ``items`` ((sequence index, frame indices), as
+    :class:`sfm_ros.data.datasets.WindowDataset` lists them), evenly spread; their two-view
+    geometry is solved here (:func:`window_priors`, about 5 ms a pair)."""
+    if not items:
+        return []
+    pick = np.unique(np.linspace(0, len(items) - 1, min(max_windows, len(items))).round().astype(int))
+    out = []
+    for k in pick:
+        si, idx = items[k]
+        window, K = sequences[si].frames[list(idx)], np.asarray(sequences[si].K, dtype=np.float64)
+        prior_T, prior_w = window_priors(window, K)
+        out.append((window, K, prior_T, prior_w))
+    return out
+
+
+def choose_weights(candidates: dict[str, torch.nn.Module], items: list[tuple],
+                   device: torch.device) -> tuple[str, dict[str, float]]:
+    """``(name, scores)``: the candidate (an :class:`~sfm_ros.core.model.SfMModel` by name, the first
+    being the default) with the lowest held-out geometric depth error on ``items``, and every
+    candidate's error. The first candidate wins a tie, and stays when no score is finite (no held-out
+    window, or none whose direction of travel the corners found)."""
+    if not candidates:
+        raise ValueError("no candidate weights to choose from")
+    scores = {name: geometric_depth_error(model, items, device) if items else math.nan
+              for name, model in candidates.items()}
+    names = list(candidates)
+    best = names[0]
+    for name in names[1:]:
+        if math.isfinite(scores[name]) and (not math.isfinite(scores[best]) or scores[name] < scores[best]):
+            best = name
+    return best, scores

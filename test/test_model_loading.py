@@ -56,8 +56,8 @@ def test_a_bad_checkpoint_is_refused_before_anything_is_said(tmp_path, monkeypat
 ])
 def test_bf16_only_when_faster_at_equal_output(tiny, monkeypatch, times, change, expected):
     pytest.importorskip("onnxruntime")
-    monkeypatch.setattr(ml, "_time_ms", lambda es, x, runs: list(times))
-    monkeypatch.setattr(ml, "bf16_change", lambda a, b, f: change)
+    monkeypatch.setattr(ml, "time_ms", lambda es, x, runs: list(times))
+    monkeypatch.setattr(ml, "output_change", lambda a, b, f: change)
     monkeypatch.setattr("sfm_ros.core.device.cpu_has_bf16_instructions", lambda: True)
     backend, precision, why, _ = ml.choose_cpu_path(tiny)
     assert (backend, precision) == expected, why
@@ -70,7 +70,7 @@ def test_no_bf16_instructions_no_bf16(tiny, monkeypatch):
     assert (backend, precision) == ("torch", "fp32") and "no bf16 instructions" in why
 
 
-def test_bf16_change_is_small_for_one_model(tiny):
+def test_output_change_of_bf16_is_small_for_one_model(tiny):
     """bf16 autocast against fp32 on rendered frames: the measured change is finite and small."""
     import torch
 
@@ -80,7 +80,7 @@ def test_bf16_change_is_small_for_one_model(tiny):
     e32 = Estimator(tiny, device="cpu", precision="fp32", backend="torch")
     e16 = Estimator(tiny, device="cpu", precision="bf16", backend="torch")
     seq = render_sequence(num_frames=3, height=64, width=96, seed=1)
-    depth, pose = ml.bf16_change(e32, e16, [e32.preprocess(im) for im in seq.images])
+    depth, pose = ml.output_change(e32, e16, [e32.preprocess(im) for im in seq.images])
     assert 0.0 <= depth < 0.05 and 0.0 <= pose < 0.05 and torch.isfinite(torch.tensor([depth, pose])).all()
 
 
@@ -100,6 +100,6 @@ def test_a_failing_bf16_trial_falls_back_to_fp32(tiny, monkeypatch):
 
     def boom(*a, **k):
         raise RuntimeError("no bf16 kernel for this op\nmore")
-    monkeypatch.setattr(ml, "bf16_change", boom)
+    monkeypatch.setattr(ml, "output_change", boom)
     backend, precision, why, _ = ml.choose_cpu_path(tiny, backend="torch")
     assert precision == "fp32" and "bf16 failed: no bf16 kernel for this op" in why

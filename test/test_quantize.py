@@ -149,3 +149,107 @@ def test_the_node_pipeline_calibrates_int8_on_its_first_frames(tiny):
     assert not est.needs_calibration and pl.diagnostic_values()["int8"] == "int8"
     r = pl.process(InputFrame(None, 10.0, "cam", time.monotonic(), image=images[0]))
     assert r is not None and np.isfinite(r.depth).any()
+
+
+@pytest.mark.parametrize("faster,equal", [(True, True), (True, False), (False, True)])
+def test_precision_auto_measures_int8_on_the_first_frames_and_switches_only_when_it_pays(tiny, monkeypatch,
+                                                                                       faster, equal):
+    """precision auto in the node: the start-up path serves; after the camera's first frames int8 is
+    calibrated on three quarters of them, compared on the rest and timed against the path serving;
+    it serves from then on only when faster (by MIN_GAIN) at equal output. Timing is the machine's:
+    here it is replaced, both ways, so the rule is checked on its own."""
+    import time
+
+    import sfm_ros.runtime.model_loading as ml
+    import sfm_ros.runtime.path_measure as pm
+    from sfm_ros.runtime.frames import InputFrame
+    from sfm_ros.runtime.odometry import camera_extrinsic
+    from sfm_ros.runtime.pipeline import FramePipeline, Settings
+    from sfm_ros.runtime.quantize import NODE_CALIB_FRAMES
+
+    path, _, images = tiny
+    est, _ = ml.load_estimator(str(path), device="cpu", precision="auto")
+    start = (est.precision, est.backend)
+    assert est.int8_candidate and start[0] in ("fp32", "bf16") and not est.needs_calibration
+    timed = {}
+
+    def fake_time(estimators, x, runs):
+        assert [e.precision for e in estimators][1] == "int8" and estimators[0] is est
+        timed["x"] = x
+        return [10.0, 5.0 if faster else 9.5]
+    monkeypatch.setattr(pm, "time_ms", fake_time)
+    if not equal:
+        monkeypatch.setattr(pm, "INT8_POSE_TOL", -1.0)
+    pl = FramePipeline(est, camera_extrinsic(), Settings(refine_pose="none"))
+    assert pl.diagnostic_values()["int8"].startswith(f"{start[0]}; int8 measured after 32 frames")
+    frames = (images * 3)[:NODE_CALIB_FRAMES]
+    for i, im in enumerate(frames):
+        assert pl.process(InputFrame(None, 1.0 + 0.1 * i, "cam", time.monotonic(), image=im)) is not None
+    pl.int8.join(timeout=60)
+    state = pl.diagnostic_values()["int8"]
+    assert "onnxruntime int8 " in state and "ms depth + pose" in state, state
+    switched = faster and equal
+    assert (est.precision, est.backend) == (("int8", "onnxruntime") if switched else start), state
+    assert state.startswith("int8 (" if switched else f"{start[0]} ("), state
+    assert ("int8 output not equal" in state) == (not equal)
+    r = pl.process(InputFrame(None, 10.0, "cam", time.monotonic(), image=images[0]))
+    assert r is not None and np.isfinite(r.depth).any()
+
+
+def test_precision_auto_does_not_measure_int8_while_adapting_or_when_asked_for_a_precision(tiny):
+    from sfm_ros.runtime.model_loading import load_estimator
+    from sfm_ros.runtime.odometry import camera_extrinsic
+    from sfm_ros.runtime.pipeline import FramePipeline, Settings
+
+    path, _, _ = tiny
+    est, _ = load_estimator(str(path), device="cpu", precision="auto")
+    assert FramePipeline(est, camera_extrinsic(), Settings(refine_pose="none", adapt=True)).int8 is None
+    fixed, _ = load_estimator(str(path), device="cpu", precision="fp32")
+    assert not fixed.int8_candidate
+    assert FramePipeline(fixed, camera_extrinsic(), Settings(refine_pose="none")).int8 is None
+
+
+def test_an_int8_twin_shares_the_weights_and_is_refused_after_new_weights(tiny):
+    import copy
+
+    path, model, images = tiny
+    e = Estimator(path, device="cpu", precision="fp32", backend="torch")
+    frames = [e.preprocess(im) for im in images[:6]]
+    twin = e.int8_twin(frames)
+    assert (twin.precision, twin.backend, e.precision, e.backend) == ("int8", "onnxruntime", "fp32", "torch")
+    assert twin.model is e.model
+    e.set_model(copy.deepcopy(e.model))  # new weights (online adaptation) meanwhile
+    with pytest.raises(ValueError, match="weights changed"):
+        e.adopt(twin)
+    assert e.precision == "fp32"
+
+
+def test_int8_quantised_in_a_child_process_equals_the_in_process_graphs(tiny):
+    """The node quantises in a low-priority child process (its frames keep the interpreter lock and
+    the cores): the graphs it gets run like the ones made in-process (the same calibration)."""
+    from sfm_ros.core.options import Options as _O
+    from sfm_ros.runtime.export import ort_session
+    from sfm_ros.runtime.quantize import int8_graphs_isolated
+
+    _, model, images = tiny
+    frames = _pre(images)
+    opts = _O()
+    opts.model = model.opts
+    d8, p8 = int8_graphs(model, H, W, frames[:16])[2:]
+    i8, ip8 = int8_graphs_isolated(model, opts, frames[:16])
+    d_feeds, p_feeds = calibration_feeds(frames[16:], 3, model.offsets)
+    for a, b, feeds in ((d8, i8, d_feeds), (p8, ip8, p_feeds)):
+        sa, sb = ort_session(a, threads=1, spinning=False), ort_session(b, threads=1, spinning=False)
+        for f in feeds:
+            np.testing.assert_allclose(sa.run(None, f)[0], sb.run(None, f)[0], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="at least 3 consecutive frames"):
+        int8_graphs_isolated(model, opts, frames[:2])
+
+
+def test_the_quantisation_worker_fails_on_one_line(tmp_path, capsys):
+    from sfm_ros.runtime.quantize_worker import main
+
+    assert main([str(tmp_path)]) == 1  # no model.pt
+    err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert len(err) == 1 and err[0].startswith("int8 quantisation failed: ")
+    assert main([]) == 2

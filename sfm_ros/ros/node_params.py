@@ -193,8 +193,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("checkpoint", "", "sfm_ros checkpoint path; empty = the shipped models/sfm_default.pt"),
     ParamSpec("device", "auto", "auto | cpu | cuda | cuda:N"),
     ParamSpec("precision", "auto", "auto (CPU: fp32 or bf16, whichever a start-up measurement finds faster at "
-                                   "equal output) | fp32 | fp16 (CUDA) | bf16 | int8 (CPU; calibrated on the "
-                                   "camera's first 32 frames, fp32 until then)"),
+                                   "equal output; then int8, calibrated on the camera's first 32 frames, if it "
+                                   "measures faster at equal output; not while adapting) | fp32 | fp16 (CUDA) | "
+                                   "bf16 | int8 (CPU; calibrated on the camera's first 32 frames, fp32 until then)"),
     ParamSpec("backend", "auto", "auto | torch | onnxruntime (auto: onnxruntime on the CPU in fp32)"),
     ParamSpec("num_threads", 0, "torch CPU threads (0 = torch default)", low=0, high=256),
     ParamSpec("height", 0, "network input height; 0 = the checkpoint's", low=0, high=4096),

@@ -52,16 +52,23 @@ def auto_backend(device: str, precision: str, size_override: bool = False) -> st
     return "torch"
 
 
-def _ort_sessions(model, height: int, width: int, threads: int, calibration: list | None = None):
+def _ort_sessions(model, height: int, width: int, threads: int, calibration: list | None = None,
+                 isolate_options=None):
     """ONNX Runtime sessions of ``model``'s depth and pose graphs (exported in memory); int8 graphs
-    calibrated on ``calibration`` (preprocessed consecutive frames) when given."""
+    calibrated on ``calibration`` (preprocessed consecutive frames) when given, quantised in a
+    child process of low priority when ``isolate_options`` (the model's Options) is given
+    (:func:`sfm_ros.runtime.quantize.int8_graphs_isolated`: for the node, whose frames go on)."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
         raise ValueError("backend onnxruntime needs the onnxruntime package (pip install onnxruntime)") from None
     from sfm_ros.runtime.export import example_inputs, inference_modules, ort_session, to_onnx
 
-    if calibration is not None:
+    if calibration is not None and isolate_options is not None:
+        from sfm_ros.runtime.quantize import int8_graphs_isolated
+
+        d_graph, p_graph = int8_graphs_isolated(model, isolate_options, calibration)
+    elif calibration is not None:
         from sfm_ros.runtime.quantize import int8_graphs
 
         d_graph, p_graph = int8_graphs(model, height, width, calibration)[2:]
@@ -128,6 +135,8 @@ class Estimator:
                              else None)
         #: int8 was asked for without calibration frames: fp32 until :meth:`calibrate` is given some
         self.needs_calibration = precision == "int8" and self._calibration is None
+        #: ``precision auto`` chose this path at start: int8 is to be measured against it on camera frames
+        self.int8_candidate = False
         if backend == "onnxruntime":
             if self.device.type != "cpu" or precision not in ("fp32", "int8"):
                 raise ValueError(f"backend onnxruntime runs fp32 or int8 on the CPU; got device {self.device} and "
@@ -145,10 +154,39 @@ class Estimator:
                              f"with {self.backend}")
         frames = list(frames)
         with self._swap_lock:  # not beside set_model: the graphs must be of the weights served
-            depth, pose = _ort_sessions(self.model, self.height, self.width, self.threads, frames)
+            depth, pose = _ort_sessions(self.model, self.height, self.width, self.threads, frames,
+                                        isolate_options=self.options)
             self._calibration = frames
             self._ort_depth, self._ort_pose = depth, pose
             self.needs_calibration = False
+
+    def int8_twin(self, frames: list[torch.Tensor]) -> "Estimator":
+        """A copy of this estimator (the same weights, shared) that runs int8 ONNX Runtime graphs
+        calibrated on ``frames`` (consecutive preprocessed frames, at least ``seq_len``); this one is
+        unchanged. For ``precision auto``'s measurement (:mod:`sfm_ros.runtime.quantize`); CPU only."""
+        import copy
+
+        if self.device.type != "cpu":
+            raise ValueError(f"int8 runs on the CPU, not on {self.device}")
+        frames = list(frames)
+        depth, pose = _ort_sessions(self.model, self.height, self.width, self.threads, frames,
+                                    isolate_options=self.options)
+        twin = copy.copy(self)
+        twin._ort_depth, twin._ort_pose, twin._calibration = depth, pose, frames
+        twin.precision, twin.backend, twin.needs_calibration = "int8", "onnxruntime", False
+        return twin
+
+    def adopt(self, twin: "Estimator") -> None:
+        """Run ``twin``'s graphs from now on (an :meth:`int8_twin` of this estimator, of the weights
+        served now): its sessions, calibration frames, precision and backend are swapped in; a call
+        running in another thread finishes with the path it started with. Raises ValueError when the
+        weights changed in between (online adaptation)."""
+        with self._swap_lock:
+            if twin.model is not self.model:
+                raise ValueError("the weights changed since the twin was built")
+            self._calibration = twin._calibration
+            self._ort_depth, self._ort_pose = twin._ort_depth, twin._ort_pose
+            self.precision, self.backend = twin.precision, twin.backend
 
     def set_model(self, model) -> None:
         """Use new weights of the same architecture (online adaptation, :mod:`sfm_ros.training.adapt`).
@@ -158,7 +196,8 @@ class Estimator:
         model = model.to(self.device).eval()
         with self._swap_lock:
             if self.backend == "onnxruntime":
-                depth, pose = _ort_sessions(model, self.height, self.width, self.threads, self._calibration)
+                depth, pose = _ort_sessions(model, self.height, self.width, self.threads, self._calibration,
+                                            isolate_options=self.options)
                 self.model = model
                 self._ort_depth, self._ort_pose = depth, pose
             else:

@@ -1,22 +1,17 @@
 """The node's model: the shipped checkpoint's path (:func:`default_checkpoint`), the estimator
 loaded, size-checked and warmed up (:func:`load_estimator`), and on a CPU with ``precision auto``
-the fastest inference path at equal output, measured at start on the running machine
-(:func:`choose_cpu_path`). ROS-free."""
+the fastest inference path at equal output, measured on the running machine: fp32 or bf16 at
+start (:func:`choose_cpu_path`), int8 once the camera's first frames can calibrate it
+(:func:`sfm_ros.runtime.path_measure.int8_verdict`, run by
+:class:`sfm_ros.runtime.quantize.DeferredCalibration`). ROS-free."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from sfm_ros.runtime.diagnostics import Log
+from sfm_ros.runtime.path_measure import BF16_DEPTH_TOL, BF16_POSE_TOL, MIN_GAIN, time_ms, output_change
 
 DEFAULT_MODEL = "sfm_default.pt"
-#: bf16 must beat fp32 by this fraction of its time to be chosen (timing noise is a few per cent)
-MIN_GAIN = 0.08
-#: bf16 counts as "equal output" within these: depth's median relative change after median
-#: scaling, and the largest change of a pose vector element (fp32 pose vectors are ~0.01-1)
-BF16_DEPTH_TOL = 0.01
-BF16_POSE_TOL = 0.005
-
-
 def default_checkpoint() -> Path:
     """``share/sfm_ros/models/sfm_default.pt`` if the package is installed, else the source tree's."""
     candidates = []
@@ -52,10 +47,12 @@ def load_estimator(checkpoint: str = "", device: str = "auto", precision: str = 
         torch.set_num_threads(num_threads)
     h, w = height, width
     e, why = None, None
+    measured = False  # precision auto measured the CPU's paths: int8 is measured on the camera's frames later
     if precision == "auto":
         from sfm_ros.core.device import resolve_device
 
         if resolve_device(device).type == "cpu" and backend in ("auto", "torch") and not (h or w):
+            measured = True
             backend, precision, why, e = choose_cpu_path(ckpt, threads=max(0, num_threads), backend=backend)
         elif resolve_device(device).type == "cpu":  # not measured (a backend or a size given): fp32
             precision = "fp32"
@@ -65,6 +62,9 @@ def load_estimator(checkpoint: str = "", device: str = "auto", precision: str = 
         e = Estimator(ckpt, device=device, precision=precision, backend=backend, threads=max(0, num_threads))
     if why is not None and log is not None:  # said once the checkpoint has loaded (a bad one is the one line)
         log.info(f"precision auto: {why}")
+    import importlib.util
+
+    e.int8_candidate = measured and importlib.util.find_spec("onnxruntime") is not None
     if (h or w) and (h, w) != (e.height, e.width):
         if h < 16 or w < 16:
             raise ValueError(f"height/width override must both be >= 16, got {h}x{w}")
@@ -80,43 +80,6 @@ def load_estimator(checkpoint: str = "", device: str = "auto", precision: str = 
     e.poses([x] * e.seq_len)
     e.poses([x] * e.seq_len, flip=True)  # the batch of two of pose_flip
     return e, ckpt
-
-
-def _time_ms(estimators: list, x, runs: int) -> list[float]:
-    """Median ms of one depth + one pose forward (batch 1) of each estimator, after two warm-up
-    calls, timed in alternating rounds (load that comes and goes hits them alike)."""
-    import time
-
-    import numpy as np
-
-    window = [x] * estimators[0].seq_len
-    for e in estimators:
-        for _ in range(2):
-            e.depth(x)
-            e.poses(window, flip=False)
-    t: list[list[float]] = [[] for _ in estimators]
-    for _ in range(runs):
-        for i, e in enumerate(estimators):
-            t0 = time.perf_counter()
-            e.depth(x)
-            e.poses(window, flip=False)
-            t[i].append(time.perf_counter() - t0)
-    return [1000.0 * float(np.median(v)) for v in t]
-
-
-def bf16_change(e32, e16, frames) -> tuple[float, float]:
-    """``(depth, pose)`` change of bf16 against fp32 on preprocessed ``frames`` (one window):
-    depth's median relative change after median scaling, the largest pose element change."""
-    import numpy as np
-
-    from sfm_ros.runtime.export import median_scaled_deviation
-
-    d32, d16 = e32.depth(frames[len(frames) // 2]), e16.depth(frames[len(frames) // 2])
-    depth = float(np.median(median_scaled_deviation(d16.numpy(), d32.numpy())))
-    p32, p16 = e32.poses(frames, flip=False), e16.poses(frames, flip=False)
-    pose = float((p32[..., :3, 3] - p16[..., :3, 3]).abs().max())
-    pose = max(pose, float((p32[..., :3, :3] - p16[..., :3, :3]).abs().max()))
-    return depth, pose if np.isfinite(pose) else float("inf")
 
 
 def choose_cpu_path(checkpoint: str, threads: int = 0, runs: int = 9, backend: str = "auto") -> tuple:
@@ -142,8 +105,8 @@ def choose_cpu_path(checkpoint: str, threads: int = 0, runs: int = 9, backend: s
     frames = [e32.preprocess(im) for im in seq.images]
     try:
         e16 = Estimator(checkpoint, device="cpu", precision="bf16", backend="torch")
-        depth, pose = bf16_change(e32, e16, frames)
-        t32, t16 = _time_ms([e32, e16], frames[0], runs)
+        depth, pose = output_change(e32, e16, frames)
+        t32, t16 = time_ms([e32, e16], frames[0], runs)
     except Exception as exc:  # an operation bf16 autocast cannot run: fp32 it is
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return fp32_backend, "fp32", f"{fp32_backend} fp32 (bf16 failed: {first[:120]})", e32

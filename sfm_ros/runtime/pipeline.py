@@ -88,11 +88,12 @@ class FramePipeline:
         self._refine_ms: float | None = None  # the newest frame's refinement time
         self._last_shape: tuple | None = None
         self.adaptation = adaptation
-        self.int8 = None  # precision int8: calibrated on the camera's first frames
-        if getattr(estimator, "needs_calibration", False):
+        self.int8 = None  # precision int8: calibrated on the camera's first frames; auto: measured on them
+        auto = getattr(estimator, "int8_candidate", False) and not self.settings.adapt
+        if getattr(estimator, "needs_calibration", False) or auto:
             from sfm_ros.runtime.quantize import DeferredCalibration
 
-            self.int8 = DeferredCalibration(estimator, self.log)
+            self.int8 = DeferredCalibration(estimator, self.log, measure=not estimator.needs_calibration)
         self.stages = StageTimes()      # the cost of each stage of a frame (frame_ms_p50)
         self.held = Counters()          # frames whose images showed no motion, by reason
         self.held_run = 0               # of them in a row up to the newest frame

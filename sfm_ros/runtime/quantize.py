@@ -88,6 +88,37 @@ def int8_graphs(model, height: int, width: int, frames: Sequence[torch.Tensor],
     return d32, p32, quantize_onnx(d32, d_feeds), quantize_onnx(p32, p_feeds)
 
 
+def int8_graphs_isolated(model, options, frames: Sequence[torch.Tensor], timeout: float = 600.0) -> tuple[bytes, bytes]:
+    """``(depth int8, pose int8)`` graphs of ``model`` (an :class:`SfMModel` with its
+    :class:`~sfm_ros.core.options.Options`), calibrated on ``frames`` as :func:`int8_graphs`, made in
+    a child process at the lowest CPU priority (:mod:`sfm_ros.runtime.quantize_worker`): the
+    caller's process keeps its interpreter lock and its cores for its own work (the node's frames).
+    Raises RuntimeError with the child's one line when it fails, or when it runs past ``timeout`` s."""
+    import os
+    import subprocess
+    import sys
+
+    from sfm_ros.core.checkpoint import save_weights
+
+    frames = list(frames)
+    if len(frames) < model.opts.seq_len:
+        raise ValueError(f"int8 calibration needs at least {model.opts.seq_len} consecutive frames, got {len(frames)}")
+    with tempfile.TemporaryDirectory(prefix="sfm_int8_") as tmp:
+        work = Path(tmp)
+        save_weights(work / "model.pt", options, model.depth_net.state_dict(), model.pose_net.state_dict())
+        np.save(work / "frames.npy", torch.cat([f.detach().float().cpu() for f in frames]).numpy())
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        try:
+            proc = subprocess.run([sys.executable, "-m", "sfm_ros.runtime.quantize_worker", str(work)], env=env,
+                                  capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"int8 quantisation ran past {timeout:.0f} s") from None
+        if proc.returncode != 0:
+            lines = [x for x in proc.stderr.splitlines() if x.strip()]
+            raise RuntimeError(lines[-1] if lines else f"int8 quantisation exited {proc.returncode}")
+        return (work / INT8_FILES[0]).read_bytes(), (work / INT8_FILES[1]).read_bytes()
+
+
 def compare_graphs(fp32: tuple[bytes, bytes], int8: tuple[bytes, bytes], frames: Sequence[torch.Tensor],
                    seq_len: int, offsets: Sequence[int], session: Callable | None = None) -> dict[str, float]:
     """What int8 changes on ``frames`` (not calibrated on): ``depth_median_rel_diff`` (the mean
@@ -158,41 +189,62 @@ def write_int8(out_dir: str | Path, model, height: int, width: int, frames: Sequ
 
 #: the camera frames the node calibrates int8 on before it switches to it
 NODE_CALIB_FRAMES = 32
+#: ``precision auto``: the share of those frames int8 is calibrated on (the rest check its output)
+CALIB_SHARE = 0.75
 
 
 class DeferredCalibration:
-    """int8 in the node: the estimator runs fp32 until the camera's first ``frames`` processed
-    frames that show something (not frozen, dark or noise: the pipeline's frame evidence) are in,
-    then a background thread quantises on them (a few seconds) and the
-    estimator switches (:meth:`sfm_ros.runtime.inference.Estimator.calibrate`). A failure is logged
-    and the estimator stays fp32. ``state`` is the diagnostics' text."""
+    """int8 in the node: once the camera's first ``frames`` processed frames that show something
+    (not frozen, dark or noise: the pipeline's frame evidence) are in, a background thread
+    quantises on them (a few seconds).
 
-    def __init__(self, estimator, log, frames: int = NODE_CALIB_FRAMES):
+    ``precision: int8`` (``measure`` False): the estimator runs fp32 until then and switches
+    (:meth:`sfm_ros.runtime.inference.Estimator.calibrate`). ``precision: auto`` (``measure`` True):
+    the estimator runs what the start-up measurement chose; int8 is calibrated on the first
+    :data:`CALIB_SHARE` of the frames, compared with it on the rest and timed against it
+    (:func:`sfm_ros.runtime.path_measure.int8_verdict`), and swapped in only when it is faster at
+    equal output (:meth:`~sfm_ros.runtime.inference.Estimator.adopt`). A failure is logged and the
+    estimator keeps its path. ``state`` is the diagnostics' text."""
+
+    def __init__(self, estimator, log, frames: int = NODE_CALIB_FRAMES, measure: bool = False):
         import threading
 
         self.estimator = estimator
         self.log = log
-        self.frames = max(int(estimator.seq_len), int(frames))
+        self.measure = bool(measure)
+        self.frames = max((2 if self.measure else 1) * int(estimator.seq_len), int(frames))
         self._buf: list[torch.Tensor] = []
         self._thread: threading.Thread | None = None
-        self.state = f"fp32 until {self.frames} frames calibrate int8" if estimator.needs_calibration else ""
+        self.state = (f"{estimator.precision}; int8 measured after {self.frames} frames" if self.measure else
+                      f"fp32 until {self.frames} frames calibrate int8" if estimator.needs_calibration else "")
+
+    @property
+    def _wanted(self) -> bool:
+        return self.measure or self.estimator.needs_calibration
 
     def offer(self, x: torch.Tensor) -> None:
         """A processed frame's network input; starts the calibration once enough are in."""
-        if self._thread is not None or not self.estimator.needs_calibration:
+        if self._thread is not None or not self._wanted:
             return
         self._buf.append(x)
-        self.state = f"fp32, calibrating int8 ({len(self._buf)}/{self.frames} frames)"
+        self.state = (f"{self.estimator.precision}, collecting frames for int8 ({len(self._buf)}/{self.frames})"
+                      if self.measure else f"fp32, calibrating int8 ({len(self._buf)}/{self.frames} frames)")
         if len(self._buf) >= self.frames:
             import threading
 
-            self._thread = threading.Thread(target=self._calibrate, name="sfm_int8_calibration", daemon=True)
+            target = self._measure if self.measure else self._calibrate
+            self._thread = threading.Thread(target=target, name="sfm_int8_calibration", daemon=True)
             self._thread.start()
 
     def reset(self) -> None:
         """The frames stopped being consecutive (a new resolution): collect again."""
         if self._thread is None:
             self._buf.clear()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the background calibration, if one started (tests, shutdown)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
 
     def _calibrate(self) -> None:
         import time
@@ -210,3 +262,24 @@ class DeferredCalibration:
         self.state = "int8"
         self.log.info(f"int8: calibrated on the camera's first {self.frames} frames in "
                       f"{time.perf_counter() - t0:.1f} s; the networks now run int8")
+
+    def _measure(self) -> None:
+        from sfm_ros.runtime.path_measure import int8_verdict
+
+        e = self.estimator
+        kept = f"{e.precision} ({e.backend})"
+        n_cal = min(max(e.seq_len, int(round(CALIB_SHARE * len(self._buf)))), len(self._buf) - e.seq_len)
+        try:
+            twin = e.int8_twin(self._buf[:n_cal])
+            switch, why = int8_verdict(e, twin, self._buf[n_cal:])
+            if switch:
+                e.adopt(twin)
+        except Exception as exc:  # quantisation failed, new weights arrived meanwhile: the path stays
+            self.state = f"{kept} (int8 not measured: {type(exc).__name__})"
+            self.log.warning(f"precision auto: int8 not measured ({type(exc).__name__}: {str(exc)[:200]}): "
+                             f"staying {kept}")
+            return
+        finally:
+            self._buf = []
+        self.state = f"int8 ({why})" if switch else f"{kept} ({why})"
+        self.log.info(f"precision auto: {'int8 from now on' if switch else 'staying ' + kept}: {why}")

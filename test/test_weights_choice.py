@@ -92,14 +92,46 @@ def test_the_run_hands_over_the_weights_that_explain_the_held_out_windows(tmp_pa
     assert model["extra"]["model_choice"]["weights"] == winner
     same = all(torch.equal(v, last["depth_net"][k]) for k, v in model["depth_net"].items())
     assert same == (winner == "last")
-    line = use_line(tmp_path, 0.1, choice)
+    line = use_line(tmp_path, 0.1)  # read from model.pt: a resumed finished run says the same
     assert line.startswith(f"use {tmp_path / 'model.pt'}: the {'last weights' if winner == 'last' else 'weights averaged'}")
-    assert "held-out windows" in line
+    assert "explains the 4 held-out windows" in line
 
 
-def test_the_use_line_without_held_out_windows(tmp_path):
-    (tmp_path / "model.pt").write_bytes(b"")
-    line = use_line(tmp_path, 0.1, {"weights": "average", "held_out_error": {"average": math.nan, "last": math.nan},
-                                    "windows": 0, "step": 3})
-    assert "no held-out window to compare it with the last weights" in line
-    assert "the last weights (train.average_sigma_rel=0)" in use_line(tmp_path, 0.0, None)
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")
+def test_without_held_out_windows_model_pt_is_the_average_and_says_so(tmp_path, monkeypatch, seqs):
+    def never(*a, **k):
+        raise AssertionError("nothing to score: no held-out windows")
+
+    monkeypatch.setattr(wc, "geometric_depth_error", never)
+    trainer = Trainer(_opts(), [seqs], None, tmp_path, progress=False, tensorboard=False)
+    summary = trainer.fit()
+    trainer.close()
+    assert summary["model_choice"] is None and trainer.held_out == []
+    model, last = read_checkpoint(tmp_path / "model.pt"), read_checkpoint(tmp_path / "last.pt")
+    assert "model_choice" not in model["extra"] and model["extra"]["weights"].startswith("power-function moving average")
+    assert not all(torch.equal(v, last["depth_net"][k]) for k, v in model["depth_net"].items())
+    assert "not compared with the last weights (no held-out windows, or the run was interrupted)" in use_line(tmp_path, 0.1)
+    assert "the last weights (train.average_sigma_rel=0)" in use_line(tmp_path, 0.0)
+    assert use_line(tmp_path / "nothing", 0.1).startswith("no checkpoint in")
+
+
+def test_a_failed_scoring_keeps_the_average(monkeypatch):
+    """Scoring that fails (out of memory, a warp error) costs the choice, not the run's model.pt."""
+    from sfm_ros.training.run_checkpoints import RunCheckpoints
+
+    class Run(RunCheckpoints):
+        def __init__(self):
+            self.model, self.held_out, self.device, self.step = torch.nn.Linear(2, 2), [object()], "cpu", 7
+            self.average = type("A", (), {"averaged_state": lambda s: self.model.state_dict()})()
+            self.logged = []
+            self.log = self.logged.append
+
+    def boom(*a, **k):
+        raise RuntimeError("CUDA out of memory\nmore")
+
+    monkeypatch.setattr(wc, "geometric_depth_error", boom)
+    run = Run()
+    assert run._choose_weights() == "average"
+    assert run.model.training and run.model_choice["weights"] == "average" and run.model_choice["step"] == 7
+    assert run.logged == ["model.pt: the held-out windows could not be scored (CUDA out of memory): the weight average"]

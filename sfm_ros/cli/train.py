@@ -291,7 +291,7 @@ def _train(args, run, rank: int, log, fail) -> int:
     log(f"done: step {summary['steps']}, {ended_text}, {summary['epochs']} epoch(s) complete, "
         f"{summary['minutes']:.1f} min{val_text}")
     if rank == 0:
-        log(use_line(run.out, opts.train.average_sigma_rel, summary.get("model_choice")))
+        log(use_line(run.out, opts.train.average_sigma_rel))
     return EXIT_OK
 
 

@@ -169,9 +169,11 @@ class Estimator:
         if self.device.type != "cpu":
             raise ValueError(f"int8 runs on the CPU, not on {self.device}")
         frames = list(frames)
-        depth, pose = _ort_sessions(self.model, self.height, self.width, self.threads, frames,
+        model = self.model  # read once: the graphs and the twin's weights must be the same ones
+        depth, pose = _ort_sessions(model, self.height, self.width, self.threads, frames,
                                     isolate_options=self.options)
         twin = copy.copy(self)
+        twin.model = model
         twin._ort_depth, twin._ort_pose, twin._calibration = depth, pose, frames
         twin.precision, twin.backend, twin.needs_calibration = "int8", "onnxruntime", False
         return twin

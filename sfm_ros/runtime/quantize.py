@@ -107,7 +107,12 @@ def int8_graphs_isolated(model, options, frames: Sequence[torch.Tensor], timeout
         work = Path(tmp)
         save_weights(work / "model.pt", options, model.depth_net.state_dict(), model.pose_net.state_dict())
         np.save(work / "frames.npy", torch.cat([f.detach().float().cpu() for f in frames]).numpy())
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        import sfm_ros
+
+        root = str(Path(sfm_ros.__file__).resolve().parents[1])  # this package, installed or not
+        path = os.environ.get("PYTHONPATH", "")
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+               "PYTHONPATH": root + (os.pathsep + path if path else "")}
         try:
             proc = subprocess.run([sys.executable, "-m", "sfm_ros.runtime.quantize_worker", str(work)], env=env,
                                   capture_output=True, text=True, timeout=timeout)

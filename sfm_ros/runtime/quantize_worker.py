@@ -4,7 +4,9 @@ frames keep arriving (:func:`sfm_ros.runtime.quantize.int8_graphs_isolated`).
 Quantising in the node's own process held the interpreter lock for seconds (the ONNX export traces
 the networks in Python; the quantiser rewrites the graphs in Python), and the node dropped 6-9 of
 ``make demo``'s frames while it ran (BENCHMARKS.md, "int8 and bf16 on the CPU"). Here the export,
-the calibration and the quantisation run in a child process niced to 19, on one thread.
+the calibration and the quantisation run in a child process niced to 19 (PyTorch on one thread;
+ONNX Runtime's calibration sessions take their default threads, at that priority). On Linux the
+child is ended when the thread that started it ends (the node shutting down).
 
     python -m sfm_ros.runtime.quantize_worker DIR
 
@@ -51,9 +53,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def _lowest_priority() -> None:
+    """Nice 19, and (Linux) SIGTERM when the parent thread ends: a node that shuts down mid-way does
+    not leave its quantisation running."""
     try:
-        os.nice(19)  # before the heavy imports in main(): the node's frames come first
+        os.nice(19)
     except OSError:
         pass
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
+if __name__ == "__main__":
+    _lowest_priority()  # before the heavy imports in main(): the node's frames come first
     sys.exit(main())

@@ -19,7 +19,7 @@ __all__ = ["RunCheckpoints"]
 
 class RunCheckpoints:
     """Checkpoint writing, mixed into the trainer. It reads the trainer's ``is_main``, ``out_dir``,
-    ``model`` (unwrapped), ``optimizer``, ``scaler``, ``average``, ``held_out``
+    ``model`` (unwrapped), ``log``, ``optimizer``, ``scaler``, ``average``, ``held_out``
     (the items :func:`~sfm_ros.training.weights_choice.choose_weights` scores), ``device``, ``opts``,
     ``epoch``, ``step``,
     ``step_in_epoch``, ``history``, ``world`` and ``checkpoint_extra`` (stored under ``extra``),
@@ -49,14 +49,15 @@ class RunCheckpoints:
     def save_run(self, final: bool = False, **extra) -> None:
         """Write ``model.pt`` (the weights to use) and ``last.pt`` (the training state), atomically,
         only from finite weights (:class:`TrainingError` otherwise, or when a write fails).
-        ``final`` (the run's end): ``model.pt`` holds the average or the last weights, whichever
-        explains the held-out windows better (:mod:`sfm_ros.training.weights_choice`; the choice
-        in ``model_choice``); before, the average."""
+        ``final`` (the run's end by its budget or ``train.epochs``; not Ctrl-C, which should be
+        quick): ``model.pt`` holds the average or the last weights, whichever explains the held-out
+        windows better (:mod:`sfm_ros.training.weights_choice`; the choice in ``model_choice``);
+        otherwise, and without held-out windows, the average."""
         if not self.is_main:
             return
         self.save("last.pt", **extra)
         use_last = False
-        if self.average is not None and final:
+        if self.average is not None and final and self.held_out:
             use_last = self._choose_weights() == "last"
         if self.average is not None and not use_last:
             depth, pose = split_model_state(self.average.averaged_state())
@@ -89,6 +90,10 @@ class RunCheckpoints:
         was_training = model.training
         try:
             name, scores = choose_weights({"average": averaged, "last": model}, self.held_out, self.device)
+        except (RuntimeError, ValueError) as exc:  # out of memory, a warp that failed: the average stays
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            self.log(f"model.pt: the held-out windows could not be scored ({first[:200]}): the weight average")
+            name, scores = "average", {"average": math.nan, "last": math.nan}
         finally:
             model.train(was_training)
         self.model_choice = {"weights": name, "held_out_error": scores, "windows": len(self.held_out),

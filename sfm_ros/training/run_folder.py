@@ -108,23 +108,33 @@ def claim(out: Path, new_run: bool) -> OutLock:
     return lock
 
 
-def use_line(out: Path, sigma_rel: float, choice: dict | None = None) -> str:
-    """The run's last line: which file to use and why (``choice``: the trainer's ``model_choice``)."""
-    if not (out / "model.pt").is_file():
+def use_line(out: Path, sigma_rel: float) -> str:
+    """The run's last line: which file to use and why, from what ``model.pt`` says of itself (the
+    trainer's ``model_choice``; a resumed finished run says the same as the run that wrote it)."""
+    from sfm_ros.core.checkpoint import read_checkpoint
+
+    path = out / "model.pt"
+    if not path.is_file():
         return f"no checkpoint in {out}"
+    try:
+        choice = (read_checkpoint(path).get("extra") or {}).get("model_choice")
+    except Exception:  # a file that cannot be read is reported by whatever loads it next
+        choice = None
+    avg = f"the weights averaged over the last {100 * sigma_rel:.0f} % of the run (train.average_sigma_rel)"
     if sigma_rel <= 0:
         why = "the last weights (train.average_sigma_rel=0)"
+    elif not choice:
+        why = f"{avg}; not compared with the last weights (no held-out windows, or the run was interrupted)"
     else:
-        avg = f"the weights averaged over the last {100 * sigma_rel:.0f} % of the run (train.average_sigma_rel)"
-        err = (choice or {}).get("held_out_error", {})
-        scored = all(isinstance(v, float) and math.isfinite(v) for v in err.values()) and len(err) == 2
-        if not scored:
-            why = f"{avg}; no held-out window to compare it with the last weights (data.val_fraction)"
-        elif choice.get("weights") == "last":
-            why = (f"the last weights: their depth explains the {choice['windows']} held-out windows better than "
-                   f"{avg} (grey error {err['last']:.4f} against {err['average']:.4f})")
+        err, n = choice.get("held_out_error", {}), choice.get("windows", 0)
+        a, b = float(err.get("average", math.nan)), float(err.get("last", math.nan))
+        if choice.get("weights") == "last":
+            why = (f"the last weights: their depth explains the {n} held-out windows better than {avg} "
+                   f"(grey error {b:.4f} against {a:.4f})")
+        elif math.isfinite(a) and math.isfinite(b):
+            why = (f"{avg}: its depth explains the {n} held-out windows at least as well as the last weights' "
+                   f"(grey error {a:.4f} against {b:.4f})")
         else:
-            why = (f"{avg}: its depth explains the {choice['windows']} held-out windows at least as well as the "
-                   f"last weights' (grey error {err['average']:.4f} against {err['last']:.4f})")
+            why = f"{avg}; the {n} held-out windows could not judge it against the last weights"
     return (f"use {out / 'model.pt'}: {why}; {out / 'last.pt'} holds the training state for --resume "
             f"(sfm_eval --checkpoint, the node's checkpoint:=, sfm_train --init all take model.pt)")

@@ -10,7 +10,8 @@ and augmentation, what ``--resume`` / ``--init`` keep, the decoded inputs), trai
 * ``model.pt``: the weights to use (evaluation, the node, ``--init``): during the run the
   power-function moving average of the training weights over the last ``train.average_sigma_rel``
   share of the run (:mod:`sfm_ros.training.weight_average`; the last weights when it is 0); at its
-  end the average or the last weights, whichever explains the held-out windows better
+  end (its budget or ``train.epochs``; not Ctrl-C) the average or the last weights, whichever explains
+  the held-out windows better
   (:mod:`sfm_ros.training.weights_choice`: the depth judged against the tracked corners' motion,
   no labels, no pose network; the average when there are no validation windows). The lowest
   validation loss ranked the models backwards and is not used (BENCHMARKS.md, "The file a run hands over");
@@ -370,7 +371,7 @@ class Trainer(RunCheckpoints):
         except KeyboardInterrupt:
             self.stop.ignore(old_handler)  # a further Ctrl-C must not break the final save
             if self.is_main:
-                self.save_run(interrupted=True, final=True)
+                self.save_run(interrupted=True)
             raise TrainingInterrupted(f"interrupted at step {self.step}; wrote {self.out_dir / 'last.pt'} "
                                       f"and {self.out_dir / 'model.pt'}") from None
         finally:

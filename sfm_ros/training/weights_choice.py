@@ -11,7 +11,7 @@ best length. The lower one is written. The average is the steadier file on a run
 off; the last weights are the better one while the learning still climbs when the budget ends (a
 slow CPU: on a 2-core EPYC without AVX-512 the 12-minute 7-Scenes command ended at step 699 with the
 average at abs rel 0.347 and the last weights at 0.299 on frames it never saw; the held-out error
-ranked 8 candidates of that run in the same order as the abs rel, BENCHMARKS.md). The
+ranked the six candidates scored there in the abs rel's order but for one near-tie, BENCHMARKS.md). The
 validation loss, which needs the pose network, ranked checkpoints backwards and is not used.
 """
 from __future__ import annotations

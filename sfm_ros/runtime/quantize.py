@@ -11,7 +11,9 @@ quantisation costs on frames that were not calibrated on (the depth's median rel
 a median scaling, as the depth metrics scale; the pose vectors' largest absolute change).
 
 Frames should be the camera's own (its exposure, its scenes): activation ranges learnt on other
-images clip or waste the 256 levels. ``sfm_export --int8 --calib DIR`` is the command line.
+images clip or waste the 256 levels. ``sfm_export --int8 --calib DIR`` is the command line. The node
+quantises with :func:`int8_graphs_isolated`: the same graphs, made in a child process at the lowest
+CPU priority (:mod:`sfm_ros.runtime.quantize_worker`), so that its frames keep the interpreter lock.
 """
 from __future__ import annotations
 

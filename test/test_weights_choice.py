@@ -92,7 +92,8 @@ def test_the_run_hands_over_the_weights_that_explain_the_held_out_windows(tmp_pa
     assert model["extra"]["model_choice"]["weights"] == winner
     same = all(torch.equal(v, last["depth_net"][k]) for k, v in model["depth_net"].items())
     assert same == (winner == "last")
-    line = use_line(tmp_path, 0.1)  # read from model.pt: a resumed finished run says the same
+    assert wc.stored_choice(tmp_path / "model.pt") == choice  # what a finished run resumed says
+    line = use_line(tmp_path, 0.1, choice)
     assert line.startswith(f"use {tmp_path / 'model.pt'}: the {'last weights' if winner == 'last' else 'weights averaged'}")
     assert "explains the 4 held-out windows" in line
 
@@ -111,6 +112,7 @@ def test_without_held_out_windows_model_pt_is_the_average_and_says_so(tmp_path, 
     model, last = read_checkpoint(tmp_path / "model.pt"), read_checkpoint(tmp_path / "last.pt")
     assert "model_choice" not in model["extra"] and model["extra"]["weights"].startswith("power-function moving average")
     assert not all(torch.equal(v, last["depth_net"][k]) for k, v in model["depth_net"].items())
+    assert wc.stored_choice(tmp_path / "model.pt") is None and wc.stored_choice(tmp_path / "none.pt") is None
     assert "not compared with the last weights (no held-out windows, or the run was interrupted)" in use_line(tmp_path, 0.1)
     assert "the last weights (train.average_sigma_rel=0)" in use_line(tmp_path, 0.0)
     assert use_line(tmp_path / "nothing", 0.1).startswith("no checkpoint in")

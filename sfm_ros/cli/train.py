@@ -258,6 +258,7 @@ def _train(args, run, rank: int, log, fail) -> int:
     from sfm_ros.training.trainer import Trainer, TrainingError, TrainingInterrupted
 
     opts, resume, init = run.opts, run.resume, run.init
+    finished = None  # the budget a resumed run had already reached
     try:
         trainer = Trainer(opts, run.train, run.val or None, run.out, resume=resume, progress=not args.no_progress,
                           tensorboard=not args.no_tensorboard, ckpt_every=args.ckpt_every, log=log, init=init,
@@ -291,7 +292,12 @@ def _train(args, run, rank: int, log, fail) -> int:
     log(f"done: step {summary['steps']}, {ended_text}, {summary['epochs']} epoch(s) complete, "
         f"{summary['minutes']:.1f} min{val_text}")
     if rank == 0:
-        log(use_line(run.out, opts.train.average_sigma_rel))
+        choice = summary.get("model_choice")
+        if choice is None and finished:  # a finished run resumed: what its end chose
+            from sfm_ros.training.weights_choice import stored_choice
+
+            choice = stored_choice(run.out / "model.pt")
+        log(use_line(run.out, opts.train.average_sigma_rel, choice))
     return EXIT_OK
 
 

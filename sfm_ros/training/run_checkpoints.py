@@ -63,12 +63,10 @@ class RunCheckpoints:
             depth, pose = split_model_state(self.average.averaged_state())
             what = (f"power-function moving average of the training weights, sigma_rel "
                     f"{self.average.sigma_rel:g} (the last {100 * self.average.sigma_rel:.0f} % of the run)")
-        elif use_last:
-            depth, pose = self.model.depth_net.state_dict(), self.model.pose_net.state_dict()
-            what = "the last training weights (they explain the held-out windows better than the weight average)"
         else:
             depth, pose = self.model.depth_net.state_dict(), self.model.pose_net.state_dict()
-            what = "the last training weights (train.average_sigma_rel=0)"
+            what = ("the last training weights (they explain the held-out windows better than the weight average)"
+                    if use_last else "the last training weights (train.average_sigma_rel=0)")
         if not max_abs([v for v in (*depth.values(), *pose.values()) if v.is_floating_point()]) < math.inf:
             raise TrainingError(f"not writing model.pt at step {self.step}: the weights are not finite; "
                                 f"{self.files_report()}")

@@ -108,18 +108,12 @@ def claim(out: Path, new_run: bool) -> OutLock:
     return lock
 
 
-def use_line(out: Path, sigma_rel: float) -> str:
-    """The run's last line: which file to use and why, from what ``model.pt`` says of itself (the
-    trainer's ``model_choice``; a resumed finished run says the same as the run that wrote it)."""
-    from sfm_ros.core.checkpoint import read_checkpoint
-
-    path = out / "model.pt"
-    if not path.is_file():
+def use_line(out: Path, sigma_rel: float, choice: dict | None = None) -> str:
+    """The run's last line: which file to use and why; ``choice``: how ``model.pt`` was chosen at the
+    run's end (the trainer's ``model_choice``, or :func:`sfm_ros.training.weights_choice.stored_choice`
+    for a finished run resumed), None where nothing was compared."""
+    if not (out / "model.pt").is_file():
         return f"no checkpoint in {out}"
-    try:
-        choice = (read_checkpoint(path).get("extra") or {}).get("model_choice")
-    except Exception:  # a file that cannot be read is reported by whatever loads it next
-        choice = None
     avg = f"the weights averaged over the last {100 * sigma_rel:.0f} % of the run (train.average_sigma_rel)"
     if sigma_rel <= 0:
         why = "the last weights (train.average_sigma_rel=0)"

@@ -24,7 +24,7 @@ import torch
 from sfm_ros.data.datasets import Sequence
 from sfm_ros.training.window_scores import geometric_depth_error, window_priors
 
-__all__ = ["MAX_WINDOWS", "held_out_items", "choose_weights"]
+__all__ = ["MAX_WINDOWS", "held_out_items", "choose_weights", "stored_choice"]
 
 #: held-out windows scored at most (evenly spread): bounds the cost at the run's end to seconds
 MAX_WINDOWS = 32
@@ -64,3 +64,14 @@ def choose_weights(candidates: dict[str, torch.nn.Module], items: list[tuple],
         if math.isfinite(scores[name]) and (not math.isfinite(scores[best]) or scores[name] < scores[best]):
             best = name
     return best, scores
+
+
+def stored_choice(path) -> dict | None:
+    """How the ``model.pt`` at ``path`` was chosen (the ``model_choice`` its run stored), None when it
+    holds none or cannot be read (whatever loads it next says why)."""
+    from sfm_ros.core.checkpoint import CheckpointError, read_checkpoint
+
+    try:
+        return (read_checkpoint(path).get("extra") or {}).get("model_choice")
+    except (OSError, CheckpointError):
+        return None

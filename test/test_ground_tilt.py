@@ -6,7 +6,7 @@ import pytest
 
 from sfm_ros.data.synthetic import render_sequence
 from sfm_ros.runtime.motion.ground_length import ground_pixels
-from sfm_ros.runtime.motion.ground_tilt import GroundTilt, tilted_down
+from sfm_ros.runtime.motion.ground_tilt import GroundTilt, tilted_down, travel_tilt_deg
 from sfm_ros.runtime.motion.view import make_view
 
 
@@ -55,3 +55,34 @@ def test_only_every_nth_pair_is_measured():
         got.append(tilt.observe(ground_pixels(a, b), seq.K, T[:3, :3], T[:3, 3] / L, np.array([0, 1.0, 0]), 1.5, L))
     assert [g is not None for g in got] == [True, False, False, True, False, False]
     assert tilt.tilt_deg == 0.0  # fewer than min_measurements: the nominal down is used
+
+
+def test_travel_tilt_makes_the_normal_perpendicular_to_the_direction_of_travel():
+    down = np.array([0.0, 1.0, 0.0])
+    for elev_deg in (-2.0, 0.0, 1.2):
+        e = np.radians(elev_deg)
+        c = np.array([0.1, -np.sin(e), np.cos(e)])  # moves forward, 'up' by elev_deg in the camera frame
+        R = np.eye(3)
+        tilt = travel_tilt_deg(down, R, -R @ c)
+        assert tilt is not None
+        assert abs(float(tilted_down(down, tilt) @ c)) < 1e-12
+        assert tilt == pytest.approx(elev_deg, abs=1e-9)
+        assert travel_tilt_deg(down, R, R @ c) == pytest.approx(tilt)  # driving backwards: the same tilt
+    assert travel_tilt_deg(down, np.eye(3), np.array([-1.0, 0.0, -0.2])) is None  # sideways: says nothing
+    assert travel_tilt_deg(np.array([0.0, 0.0, 1.0]), np.eye(3), np.array([0.0, 0.0, -1.0])) is None
+    with pytest.raises(ValueError, match="source"):
+        GroundTilt(source="lidar")
+
+
+def test_travel_tilt_undoes_a_wrong_nominal_down_on_rendered_motion():
+    """The true motions of a rendered drive (level camera, yaw and weave): the direction of travel
+    lies in the ground, so the travel tilt undoes a nominal "down" wrong by 1.5 degrees exactly."""
+    seq = render_sequence(num_frames=12, seed=13, yaw_rate=0.05)
+    nominal = tilted_down(np.array([0.0, 1.0, 0.0]), 1.5)
+    tilt = GroundTilt(every=1, window=15, source="travel")
+    for i in range(len(seq) - 1):
+        T = np.linalg.inv(seq.poses[i + 1]) @ seq.poses[i]
+        L = float(np.linalg.norm(T[:3, 3]))
+        tilt.observe(None, seq.K, T[:3, :3], T[:3, 3] / L, nominal, 1.5, L)
+    assert len(tilt.measurements) == 11
+    assert tilt.tilt_deg == pytest.approx(-1.5, abs=0.2), list(tilt.measurements)

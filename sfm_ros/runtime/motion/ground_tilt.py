@@ -23,7 +23,7 @@ travel (a wheeled robot or a car moves along its road), so each measurement is t
 the normal perpendicular to the two-view solution's direction (:func:`travel_tilt_deg`). It costs
 nothing a frame and on KITTI 00 0-159 does what the photometric search does (step-length ratio
 0.998 against 0.997, t_err 2.65 % against 2.63 %, 1.060 and 5.96 % with the nominal "down"); but it
-inherits the direction's own elevation error, which on the rendered streets reads about 0.5° low
+inherits the direction's own elevation error, which on the rendered streets reads up to 0.5° low
 (the rotation-translation coupling of the five-point solution), and there it cost 1.2 points of
 drift against the nominal "down" (BENCHMARKS.md). A holonomic robot that moves up or down (a drone)
 breaks its assumption.
@@ -67,14 +67,15 @@ def travel_tilt_deg(nominal: np.ndarray, R: np.ndarray, t: np.ndarray, min_forwa
     to the direction of travel of a motion ``x_new = R x_ref + t`` (the camera moves by ``-Rᵀ t`` in
     the reference frame), or None when that direction's component along the tilt's forward axis is
     under ``min_forward`` of its length (a sideways or vertical step says nothing about the tilt) or
-    ``nominal`` lies along the optical axis. Driving backwards gives the same tilt as forwards."""
+    ``nominal`` lies along the optical axis or the motion is zero or not finite. Driving backwards
+    gives the same tilt as forwards."""
     d = np.asarray(nominal, dtype=np.float64).reshape(3)
     d = d / np.linalg.norm(d)
     axis = np.cross(d, np.array([0.0, 0.0, 1.0]))
     na = float(np.linalg.norm(axis))
     c = -np.asarray(R, dtype=np.float64).reshape(3, 3).T @ np.asarray(t, dtype=np.float64).reshape(3)
     nc = float(np.linalg.norm(c))
-    if na < 1e-9 or nc < 1e-12:
+    if not (na >= 1e-9 and nc >= 1e-12):  # NaN input says nothing either
         return None
     forward = np.cross(axis / na, d)  # where "down" turns for a positive tilt
     along, down = float(forward @ c) / nc, float(d @ c) / nc
@@ -141,7 +142,7 @@ class GroundTilt:
             return None
         if self.source == "travel":
             tilt = travel_tilt_deg(nominal, R, t)
-            if tilt is None or abs(tilt) > self.max_deg:
+            if tilt is None or not abs(tilt) <= self.max_deg:
                 return None
             self.measurements.append(tilt)
             return tilt

@@ -68,8 +68,9 @@ class Refiner:
     of ``tilt_window``) and use it for the ground's metres instead of the given "down" (off by
     default: on KITTI 00 it brought the step-length ratio from 1.06 to 1.00, on rendered streets
     whose camera is level it cost 0.5 points of drift; BENCHMARKS.md); ``tilt_source``: what it is
-    measured from, ``"photometric"`` (a search, 4-12 ms a measured pair) or ``"travel"`` (the ground
-    contains the direction of travel; free, the same on KITTI 00, 1.2 points worse on the streets).
+    measured from, ``"photometric"`` (a search: on KITTI 00 the frame's p50 rose from 86 to 115 ms at
+    every 2nd pair) or ``"travel"`` (the ground contains the direction of travel: free, the same
+    result on KITTI 00, 1.2 points of drift worse than the nominal "down" on the streets).
 
     State: ``counts`` (refinements per :class:`~sfm_ros.runtime.motion.result.Used`), ``length``
     (the length filter), the last epipolar motion (the three-view chain), the last call's scale

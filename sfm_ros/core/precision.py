@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["MIN_GAIN", "cache_path", "calibration_key", "calibrate_cpu_amp"]
+__all__ = ["MIN_GAIN", "cache_path", "calibration_key", "calibrate_cpu_amp", "cpu_step_seconds"]
 
 #: bf16 must make a step at least this much faster (fraction of the fp32 step time)
 MIN_GAIN = 0.08
@@ -127,3 +127,25 @@ def calibrate_cpu_amp(opts, steps: int = 3, log=None) -> torch.dtype | None:
         log(f"precision {choice} (measured now: fp32 {1000 * t32:.0f} ms, bf16 {1000 * t16:.0f} ms a step; "
             f"bf16 must be {100 * MIN_GAIN:.0f} % faster; --amp off|bf16 to choose)")
     return torch.bfloat16 if choice == "bf16" else None
+
+
+def cpu_step_seconds(opts, steps: int = 3) -> tuple[float, str]:
+    """``(seconds, precision)``: how long a training step of ``opts`` (networks, size, batch, losses)
+    takes on this CPU in the precision the trainer will use there: ``train.amp=auto`` on a CPU with
+    bf16 instructions is :func:`calibrate_cpu_amp`'s choice (measured once, cached), ``bf16`` is
+    bf16, anything else fp32 (measured now, a few steps). The RNG state is left as it was."""
+    from sfm_ros.core.device import cpu_has_bf16_instructions
+
+    dtype = torch.bfloat16 if opts.train.amp == "bf16" else None
+    if opts.train.amp == "auto" and cpu_has_bf16_instructions():
+        dtype = calibrate_cpu_amp(opts, steps)
+        hit = _read_cache().get(calibration_key(opts))
+        name = "bf16" if dtype is not None else "fp32"
+        if isinstance(hit, dict) and isinstance(hit.get(f"{name}_ms"), (int, float)):
+            return hit[f"{name}_ms"] / 1000.0, name
+    rng = torch.get_rng_state()
+    try:
+        seconds = _time_steps(opts, dtype, steps)
+    finally:
+        torch.set_rng_state(rng)
+    return seconds, "bf16" if dtype is not None else "fp32"

@@ -30,12 +30,14 @@ def load_inputs(inputs: Any, opts, log=print, explicit: set[str] | None = None) 
     """Decode every input into a :class:`sfm_ros.data.datasets.Sequence` at the training size.
 
     With ``explicit`` (the keys the user set, :func:`sfm_ros.training.run_setup.explicit_keys`), the
-    input size follows the first camera's aspect ratio and the frame stride the measured motion,
+    input size follows the first camera's aspect ratio (and, with a time budget on a CPU, the steps
+    it buys there: :mod:`sfm_ros.training.size_budget`) and the frame stride the measured motion,
     unless set (:mod:`sfm_ros.data.autoconfig`); ``opts`` is updated and each choice logged with its
     reason. Raises :class:`SetupError` for no input or an input shorter than one window."""
     from sfm_ros.data import inputs as sources
     from sfm_ros.data.autoconfig import auto_size, auto_stride
     from sfm_ros.data.datasets import prepare_sequence
+    from sfm_ros.training.size_budget import budget_size, sizes_time
 
     makers = ([(sources.bag_input, p) for p in inputs.bag] + [(sources.folder_input, p) for p in inputs.images]
               + [(sources.kitti_input, p) for p in inputs.kitti] + [(sources.video_input, p) for p in inputs.video])
@@ -51,9 +53,14 @@ def load_inputs(inputs: Any, opts, log=print, explicit: set[str] | None = None) 
         inp = make()
         if auto and not seqs and inp.image_hw is not None and \
                 not {"model.height", "model.width"} & explicit:
-            h, w = opts.model.height, opts.model.width = auto_size(inp.image_hw[1], inp.image_hw[0])
-            log(f"input size {h}x{w} (chosen: the {inp.image_hw[1]}x{inp.image_hw[0]} camera's aspect ratio "
-                f"at about the paper's 128x416 pixels; --height/--width to choose)")
+            cam_w, cam_h = inp.image_hw[1], inp.image_hw[0]
+            h, w = opts.model.height, opts.model.width = auto_size(cam_w, cam_h)
+            why = f"the {cam_w}x{cam_h} camera's aspect ratio at about the paper's 128x416 pixels"
+            if sizes_time(opts) is None:
+                (h, w), budget = budget_size(cam_w, cam_h, opts)
+                opts.model.height, opts.model.width = h, w
+                why += f"; {budget}"
+            log(f"input size {h}x{w} (chosen: {why}; --height/--width to choose)")
         counter = sources.FrameCounter(inp.frames)
         seq = prepare_sequence(counter, inp.K, (opts.model.height, opts.model.width), name=inp.name,
                                static_threshold=opts.data.static_threshold,

@@ -1,0 +1,101 @@
+"""The input size a time budget affords: enough training steps on the running CPU to learn depth.
+
+A self-supervised run needs updates before its depth leaves a constant. On 7-Scenes (the plain
+12-minute command, frames 400-499 never trained on) the snapshots' depth scored like a constant
+depth (abs rel 0.37-0.39) up to step 600 at 192x256 and at 128x160 alike, and fell after it. A
+2-core CPU without AVX-512 made 730 steps at the automatic 192x256 in the 12 minutes (``model.pt``
+0.289); the same command at 128x160 made 1175 steps (0.210). A CPU with AVX-512 made 1500 steps at
+192x256 (0.149). Until the learning has taken off, steps are worth more than pixels. On KITTI the
+pose learns from the first hundred steps, and the 20-minute command on the same slow CPU did not
+gain from a smaller size (972 steps at 128x416: snippet ATE 0.0302 m; 1251 at 96x320: 0.0333 m,
+within the ±15 % its snapshots scatter) (BENCHMARKS.md).
+
+So when a run's only budget is time (``--max-minutes``), the user left the size to the trainer, and
+it trains on the CPU in one process, :func:`budget_size` times a few training steps (in the
+precision the run will use, :func:`sfm_ros.core.precision.cpu_step_seconds`) at the automatic size
+and, while the budget would buy fewer than :data:`MIN_STEPS` of them, at smaller sizes of the same
+aspect ratio (:func:`size_ladder`), and takes the first that affords them (else the smallest). On
+that slow CPU the timed steps buy 816 at 192x256 and 921 at 160x224 in 12 minutes (128x160 is
+chosen: 1395) and 1147 at 128x416 in 20 minutes (kept); a run makes 85-90 % of the timed steps (data,
+validation, the weight average). A GPU, a step or epoch budget, a size given, ``--init`` or
+``--resume`` (the checkpoint's size) and distributed runs keep the automatic size. ROS-free.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from sfm_ros.data.autoconfig import PAPER_PIXELS, auto_size
+
+__all__ = ["MIN_STEPS", "PIXEL_FACTOR", "MIN_PIXEL_SHARE", "size_ladder", "sizes_time", "budget_size"]
+
+#: timed training steps a time budget should buy: past the 600-1000 steps 7-Scenes' depth took to
+#: leave a constant (module doc)
+MIN_STEPS = 1000
+#: each smaller size tried has about this share of the pixels of the one before
+PIXEL_FACTOR = 0.75
+#: no size below this share of the paper's 128x416 pixels is tried
+MIN_PIXEL_SHARE = 0.35
+
+
+def size_ladder(width: int, height: int) -> list[tuple[int, int]]:
+    """The sizes (H, W) tried for a ``width`` x ``height`` camera, largest first: the automatic size
+    (:func:`sfm_ros.data.autoconfig.auto_size`), then the camera's aspect ratio at
+    :data:`PIXEL_FACTOR` ``** k`` of its pixels while at least :data:`MIN_PIXEL_SHARE` of them.
+
+    >>> size_ladder(640, 480)
+    [(192, 256), (160, 224), (128, 160)]
+    >>> size_ladder(1241, 376)
+    [(128, 416), (96, 320)]
+    """
+    out: list[tuple[int, int]] = []
+    share = 1.0
+    while share >= MIN_PIXEL_SHARE - 1e-9:
+        hw = auto_size(width, height, pixels=int(PAPER_PIXELS * share))
+        if hw not in out:
+            out.append(hw)
+        share *= PIXEL_FACTOR
+    return out
+
+
+def sizes_time(opts) -> str | None:
+    """Why the time budget does not choose the size of this run (None when it does): only a run
+    whose one budget is ``train.max_minutes``, on the CPU, in one process."""
+    from sfm_ros.core.device import resolve_device
+
+    t = opts.train
+    if not t.max_minutes or t.epochs or t.max_steps:
+        return "a step or epoch budget"
+    try:
+        if resolve_device(t.device).type != "cpu":
+            return "a GPU"
+    except ValueError:  # a device that does not exist: the trainer says so
+        return "no CPU run"
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return "a distributed run"
+    return None
+
+
+def budget_size(width: int, height: int, opts, step_seconds: Callable | None = None,
+                min_steps: int = MIN_STEPS) -> tuple[tuple[int, int], str]:
+    """``((H, W), reason)``: the largest size of :func:`size_ladder` at which ``opts.train.max_minutes``
+    buys ``min_steps`` training steps by the measured step time (``step_seconds(opts_at_size) ->
+    (seconds, precision)``, default :func:`sfm_ros.core.precision.cpu_step_seconds`), else the
+    smallest; ``reason`` lists what was measured, for the log."""
+    if step_seconds is None:
+        from sfm_ros.core.precision import cpu_step_seconds as step_seconds
+    ladder = size_ladder(width, height)
+    budget_s = 60.0 * opts.train.max_minutes
+    measured = []
+    chosen = ladder[-1]
+    for hw in ladder:
+        o = opts.copy()
+        o.model.height, o.model.width = hw
+        seconds, precision = step_seconds(o)
+        steps = int(budget_s / seconds) if seconds > 0 else 0
+        measured.append(f"{hw[0]}x{hw[1]} {1000 * seconds:.0f} ms a step ({precision}), {steps} steps")
+        if steps >= min_steps:
+            chosen = hw
+            break
+    return chosen, (f"the {opts.train.max_minutes:g}-minute budget on this CPU: {'; '.join(measured)}; "
+                    f"a run needs about {min_steps} steps")

@@ -1,0 +1,129 @@
+"""The input size a time budget affords on the running CPU (:mod:`sfm_ros.training.size_budget`):
+what is tried, what is chosen for a given step time, when it applies, and that ``sfm_train``'s
+set-up uses it and says so. Step times are injected: no test depends on this CPU's speed."""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import sfm_ros.core.precision as precision
+from sfm_ros.cli import train as train_cli
+from sfm_ros.core.options import preset
+from sfm_ros.data.synthetic import render_sequence
+from sfm_ros.training.budget import apply_given_budget
+from sfm_ros.training.run_inputs import load_inputs
+from sfm_ros.training.run_setup import explicit_keys
+from sfm_ros.training.size_budget import MIN_STEPS, budget_size, size_ladder, sizes_time
+
+
+def test_the_ladder_keeps_the_aspect_ratio_and_shrinks():
+    assert size_ladder(640, 480) == [(192, 256), (160, 224), (128, 160)]
+    assert size_ladder(1241, 376) == [(128, 416), (96, 320)]
+    for cam in ((640, 480), (1241, 376), (1280, 720), (848, 800)):
+        ladder = size_ladder(*cam)
+        pixels = [h * w for h, w in ladder]
+        assert pixels == sorted(pixels, reverse=True) and len(set(pixels)) == len(pixels)
+        assert all(h % 32 == 0 and w % 32 == 0 for h, w in ladder)
+        assert all(abs(math.log((w / h) / (cam[0] / cam[1]))) < 0.25 for h, w in ladder)
+
+
+def _opts(minutes: float):
+    o = preset("default")
+    o.train.epochs, o.train.max_steps, o.train.max_minutes = 0, 0, minutes
+    o.train.device = "cpu"
+    return o
+
+
+def _pixel_time(ms_per_kpixel: float):
+    """A step time proportional to the pixels (what was asked recorded)."""
+    asked = []
+
+    def step_seconds(o):
+        asked.append((o.model.height, o.model.width))
+        return o.model.height * o.model.width / 1000 * ms_per_kpixel / 1000, "fp32"
+    return step_seconds, asked
+
+
+def test_the_largest_size_that_buys_the_steps_is_chosen():
+    """12 minutes = 720 s; 192x256 = 49.152 kilopixels, 160x224 35.84, 128x160 20.48."""
+    assert MIN_STEPS == 1000
+    fast, asked = _pixel_time(600 / 49.152)  # 0.6 s a step at 192x256: 1200 steps
+    hw, why = budget_size(640, 480, _opts(12), fast)
+    assert hw == (192, 256) and asked == [(192, 256)]
+    assert why.startswith("the 12-minute budget on this CPU: 192x256 600 ms a step (fp32)") and "1000 steps" in why
+    slow, asked = _pixel_time(1200 / 49.152)  # 1.2 s: 600 steps; 160x224 0.875 s: 822; 128x160 0.5 s: 1440
+    hw, why = budget_size(640, 480, _opts(12), slow)
+    assert hw == (128, 160) and asked == [(192, 256), (160, 224), (128, 160)]
+    assert "192x256 1200 ms" in why and "160x224 875 ms a step (fp32), 822 steps" in why and "1440 steps" in why
+    assert budget_size(640, 480, _opts(30), slow)[0] == (192, 256)  # 30 minutes buy 1500 steps
+    crawl, asked = _pixel_time(100.0)  # nothing buys the steps: the smallest
+    assert budget_size(640, 480, _opts(12), crawl)[0] == (128, 160)
+    assert budget_size(1241, 376, _opts(12), crawl)[0] == (96, 320)
+    assert budget_size(640, 480, _opts(12), lambda o: (0.01, "bf16"))[0] == (192, 256)
+
+
+def test_only_a_time_budget_on_one_cpu_process_chooses(monkeypatch):
+    assert sizes_time(_opts(12)) is None
+    o = _opts(12)
+    o.train.max_steps = 500
+    assert sizes_time(o) == "a step or epoch budget"
+    o = _opts(12)
+    o.train.epochs = 20
+    assert sizes_time(o) == "a step or epoch budget"
+    assert sizes_time(_opts(0)) == "a step or epoch budget"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert sizes_time(_opts(12)) == "a distributed run"
+
+
+def test_cpu_step_seconds_measures_the_runs_precision_and_keeps_the_rng():
+    o = preset("default")
+    o.model.height, o.model.width = 64, 96
+    o.train.amp = "off"
+    state = torch.get_rng_state()
+    seconds, name = precision.cpu_step_seconds(o, steps=1)
+    assert seconds > 0 and name == "fp32"
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def _frames(tmp_path):
+    d = tmp_path / "frames"
+    d.mkdir()
+    seq = render_sequence(8, 120, 160, seed=5)
+    for i, im in enumerate(seq.images):
+        cv2.imwrite(str(d / f"{i:04d}.png"), im[:, :, ::-1])
+    return ["--images", str(d), "--fx", str(seq.K[0, 0]), "--cx", str(seq.K[0, 2]), "--cy", str(seq.K[1, 2]),
+            "--out", str(tmp_path / "o"), "--device", "cpu"]
+
+
+def _load(argv, logs):
+    args = train_cli.build_parser().parse_args([str(a) for a in argv])
+    opts = train_cli.build_options(args)
+    given = train_cli.explicit_keys_given(args)
+    apply_given_budget(opts, given & {"train.epochs", "train.max_steps", "train.max_minutes"})
+    load_inputs(args, opts, log=logs.append, explicit=explicit_keys(given, args.config))
+    return opts
+
+
+def test_sfm_train_takes_the_size_its_time_budget_affords(tmp_path, monkeypatch):
+    """A 160x120 camera (auto size 192x256) with a 12-minute budget on a CPU that takes 2 s a step
+    at 192x256 and proportionally less at smaller sizes: 128x160 is chosen and logged with what was
+    measured; a size given, a step budget, or an epoch budget measure nothing."""
+    step_seconds, asked = _pixel_time(2000 / 49.152)
+    monkeypatch.setattr(precision, "cpu_step_seconds", step_seconds)
+    base = _frames(tmp_path)
+    logs: list[str] = []
+    opts = _load(base + ["--max-minutes", "12"], logs)
+    assert (opts.model.height, opts.model.width) == (128, 160)
+    line = next(m for m in logs if m.startswith("input size"))
+    assert line.startswith("input size 128x160 (chosen:") and "192x256 2000 ms a step (fp32), 360 steps" in line
+    assert "--height/--width to choose" in line
+    for extra in (["--max-minutes", "12", "--height", "96", "--width", "128"], ["--max-steps", "100"],
+                  ["--epochs", "3"], ["--max-minutes", "12", "--max-steps", "100"]):
+        asked.clear()
+        opts = _load(base + extra, logs)
+        assert not asked, extra
+    assert (opts.model.height, opts.model.width) == (192, 256)

@@ -1,24 +1,26 @@
 """The input size a time budget affords: enough training steps on the running CPU to learn depth.
 
 A self-supervised run needs updates before its depth leaves a constant. On 7-Scenes (the plain
-12-minute command, frames 400-499 never trained on) the snapshots' depth scored like a constant
-depth (abs rel 0.37-0.39) up to step 600 at 192x256 and at 128x160 alike, and fell after it. A
-2-core CPU without AVX-512 made 730 steps at the automatic 192x256 in the 12 minutes (``model.pt``
-0.289); the same command at 128x160 made 1175 steps (0.210). A CPU with AVX-512 made 1500 steps at
+12-minute command, frames 400-499 never trained on) the depth's median climbs from the head's near
+end at about the same pace at every size, and the snapshots scored like a constant depth (abs rel
+0.35-0.39) until it took off, between steps 600 and 1000. A 2-core CPU without AVX-512 made 730
+steps at the automatic 192x256 in the 12 minutes (``model.pt`` 0.289, just past the take-off), 832
+at 160x224 (0.350: not yet) and 1175 at 128x160 (0.210). A CPU with AVX-512 made 1500 steps at
 192x256 (0.149). Until the learning has taken off, steps are worth more than pixels. On KITTI the
-pose learns from the first hundred steps, and the 20-minute command on the same slow CPU did not
-gain from a smaller size (972 steps at 128x416: snippet ATE 0.0302 m; 1251 at 96x320: 0.0333 m,
-within the ±15 % its snapshots scatter) (BENCHMARKS.md).
+pose learns from the first hundred steps, and the 20-minute command on the slow CPU did not gain
+from a smaller size (972 steps at 128x416: snippet ATE 0.0302 m; 1251 at 96x320: 0.0333 m, within
+the ±15 % its snapshots scatter) (BENCHMARKS.md).
 
 So when a run's only budget is time (``--max-minutes``), the user left the size to the trainer, and
 it trains on the CPU in one process, :func:`budget_size` times a few training steps (in the
 precision the run will use, :func:`sfm_ros.core.precision.cpu_step_seconds`) at the automatic size
-and, while the budget would buy fewer than :data:`MIN_STEPS` of them, at smaller sizes of the same
-aspect ratio (:func:`size_ladder`), and takes the first that affords them (else the smallest). On
-that slow CPU the timed steps buy 816 at 192x256 and 921 at 160x224 in 12 minutes (128x160 is
-chosen: 1395) and 1147 at 128x416 in 20 minutes (kept); a run makes 85-90 % of the timed steps (data,
-validation, the weight average). A GPU, a step or epoch budget, a size given, ``--init`` or
-``--resume`` (the checkpoint's size) and distributed runs keep the automatic size. ROS-free.
+and, when the budget would buy fewer than :data:`MIN_STEPS` of them, takes the camera's aspect ratio
+at :data:`SMALL_SHARE` of the pixels (:func:`size_ladder`): one step down, far enough to clear the
+take-off (an intermediate size is where the run ends just before it). On the slow CPU the timed
+steps buy 816 at 192x256 in 12 minutes (128x160 is chosen: 1395) and 1147 at 128x416 in 20 minutes
+(kept); a run makes 85-90 % of the timed steps (data, validation, the weight average). A GPU, a
+step or epoch budget, a size given, ``--init`` or ``--resume`` (the checkpoint's size) and
+distributed runs keep the automatic size. ROS-free.
 """
 from __future__ import annotations
 
@@ -27,34 +29,30 @@ from collections.abc import Callable
 
 from sfm_ros.data.autoconfig import PAPER_PIXELS, auto_size
 
-__all__ = ["MIN_STEPS", "PIXEL_FACTOR", "MIN_PIXEL_SHARE", "size_ladder", "sizes_time", "budget_size"]
+__all__ = ["MIN_STEPS", "SMALL_SHARE", "size_ladder", "sizes_time", "budget_size"]
 
 #: timed training steps a time budget should buy: past the 600-1000 steps 7-Scenes' depth took to
 #: leave a constant (module doc)
 MIN_STEPS = 1000
-#: each smaller size tried has about this share of the pixels of the one before
-PIXEL_FACTOR = 0.75
-#: no size below this share of the paper's 128x416 pixels is tried
-MIN_PIXEL_SHARE = 0.35
+#: the smaller size has about this share of the automatic size's pixels
+SMALL_SHARE = 0.4
 
 
 def size_ladder(width: int, height: int) -> list[tuple[int, int]]:
     """The sizes (H, W) tried for a ``width`` x ``height`` camera, largest first: the automatic size
     (:func:`sfm_ros.data.autoconfig.auto_size`), then the camera's aspect ratio at
-    :data:`PIXEL_FACTOR` ``** k`` of its pixels while at least :data:`MIN_PIXEL_SHARE` of them.
+    :data:`SMALL_SHARE` of its pixels (one size when both round to the same).
 
     >>> size_ladder(640, 480)
-    [(192, 256), (160, 224), (128, 160)]
+    [(192, 256), (128, 160)]
     >>> size_ladder(1241, 376)
     [(128, 416), (96, 320)]
     """
     out: list[tuple[int, int]] = []
-    share = 1.0
-    while share >= MIN_PIXEL_SHARE - 1e-9:
+    for share in (1.0, SMALL_SHARE):
         hw = auto_size(width, height, pixels=int(PAPER_PIXELS * share))
         if hw not in out:
             out.append(hw)
-        share *= PIXEL_FACTOR
     return out
 
 

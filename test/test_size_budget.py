@@ -54,7 +54,7 @@ def test_the_largest_size_that_buys_the_steps_is_chosen():
     fast, asked = _pixel_time(600 / 49.152)  # 0.6 s a step at 192x256: 1200 steps
     hw, why = budget_size(640, 480, _opts(12), fast)
     assert hw == (192, 256) and asked == [(192, 256)]
-    assert why.startswith("the 12-minute budget on this CPU: 192x256 600 ms a step (fp32)") and "1000 steps" in why
+    assert why.startswith("the 12-minute budget on this CPU: 192x256 600 ms a step (fp32)") and "1000 timed steps" in why
     slow, asked = _pixel_time(1200 / 49.152)  # 1.2 s: 600 steps; 128x160 0.5 s: 1440
     hw, why = budget_size(640, 480, _opts(12), slow)
     assert hw == (128, 160) and asked == [(192, 256), (128, 160)]
@@ -75,6 +75,17 @@ def test_only_a_time_budget_on_one_cpu_process_chooses(monkeypatch):
     o.train.epochs = 20
     assert sizes_time(o) == "a step or epoch budget"
     assert sizes_time(_opts(0)) == "a step or epoch budget"
+    o = _opts(12)
+    o.train.amp = "fp16"
+    assert sizes_time(o) == "train.amp=fp16"
+    o = _opts(12)
+    o.train.device = "auto"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert sizes_time(o) == "a GPU"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert sizes_time(o) is None
+    o.train.device = "tpu"
+    assert sizes_time(o) == "no CPU run"
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert sizes_time(_opts(12)) == "a distributed run"
 
@@ -87,6 +98,23 @@ def test_cpu_step_seconds_measures_the_runs_precision_and_keeps_the_rng():
     seconds, name = precision.cpu_step_seconds(o, steps=1)
     assert seconds > 0 and name == "fp32"
     assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_cpu_step_seconds_reads_the_runs_calibrated_precision(tmp_path, monkeypatch):
+    """On a CPU with bf16 instructions and ``train.amp=auto`` the step time is the calibrated
+    precision's, from the calibration cache (measured once per CPU and configuration)."""
+    import json
+
+    import sfm_ros.core.device as device
+
+    monkeypatch.setenv("SFM_ROS_CACHE", str(tmp_path))
+    monkeypatch.setattr(device, "cpu_has_bf16_instructions", lambda: True)
+    o = preset("default")
+    o.model.height, o.model.width = 64, 96
+    for choice, expect in (("bf16", (0.25, "bf16")), ("fp32", (0.4, "fp32"))):
+        precision.cache_path().write_text(json.dumps({precision.calibration_key(o): {
+            "choice": choice, "fp32_ms": 400.0, "bf16_ms": 250.0, "measured": "then"}}))
+        assert precision.cpu_step_seconds(o) == expect
 
 
 def _frames(tmp_path):
@@ -120,6 +148,7 @@ def test_sfm_train_takes_the_size_its_time_budget_affords(tmp_path, monkeypatch)
     assert (opts.model.height, opts.model.width) == (128, 160)
     line = next(m for m in logs if m.startswith("input size"))
     assert line.startswith("input size 128x160 (chosen:") and "192x256 2000 ms a step (fp32), 360 steps" in line
+    assert "then fewer pixels for the time budget" in line
     assert asked == [(192, 256), (128, 160)]
     assert "--height/--width to choose" in line
     for extra in (["--max-minutes", "12", "--height", "96", "--width", "128"], ["--max-steps", "100"],

@@ -57,8 +57,10 @@ def load_inputs(inputs: Any, opts, log=print, explicit: set[str] | None = None) 
             h, w = opts.model.height, opts.model.width = auto_size(cam_w, cam_h)
             why = f"the {cam_w}x{cam_h} camera's aspect ratio at about the paper's 128x416 pixels"
             if sizes_time(opts) is None:
-                (h, w), budget = budget_size(cam_w, cam_h, opts)
-                opts.model.height, opts.model.width = h, w
+                (bh, bw), budget = budget_size(cam_w, cam_h, opts)
+                if (bh, bw) != (h, w):
+                    why += f", then fewer pixels for the time budget"
+                h, w = opts.model.height, opts.model.width = bh, bw
                 why += f"; {budget}"
             log(f"input size {h}x{w} (chosen: {why}; --height/--width to choose)")
         counter = sources.FrameCounter(inp.frames)

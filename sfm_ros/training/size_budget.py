@@ -3,7 +3,7 @@
 A self-supervised run needs updates before its depth leaves a constant. On 7-Scenes (the plain
 12-minute command, frames 400-499 never trained on) the depth's median climbs from the head's near
 end at about the same pace at every size, and the snapshots scored like a constant depth (abs rel
-0.35-0.39) until it took off, between steps 600 and 1000. A 2-core CPU without AVX-512 made 730
+0.34-0.39) until it took off, between steps 600 and 1000. A 2-core CPU without AVX-512 made 730
 steps at the automatic 192x256 in the 12 minutes (``model.pt`` 0.289, just past the take-off), 832
 at 160x224 (0.350: not yet) and 1175 at 128x160 (0.210). A CPU with AVX-512 made 1500 steps at
 192x256 (0.149). Until the learning has taken off, steps are worth more than pixels. On KITTI the
@@ -16,9 +16,10 @@ it trains on the CPU in one process, :func:`budget_size` times a few training st
 precision the run will use, :func:`sfm_ros.core.precision.cpu_step_seconds`) at the automatic size
 and, when the budget would buy fewer than :data:`MIN_STEPS` of them, takes the camera's aspect ratio
 at :data:`SMALL_SHARE` of the pixels (:func:`size_ladder`): one step down, far enough to clear the
-take-off (an intermediate size is where the run ends just before it). On the slow CPU the timed
-steps buy 816 at 192x256 in 12 minutes (128x160 is chosen: 1395) and 1147 at 128x416 in 20 minutes
-(kept); a run makes 85-90 % of the timed steps (data, validation, the weight average). A GPU, a
+take-off (an intermediate size is where the run ends just before it). On the slow CPU the plain
+7-Scenes command timed 754 steps at 192x256 in 12 minutes and chose 128x160 (1211 timed; the run
+made 1025), and 128x416 in 20 minutes times 1147 steps (kept); a run makes 85-97 % of the timed
+steps (data, validation, the weight average, the machine's load). A GPU, a
 step or epoch budget, a size given, ``--init`` or ``--resume`` (the checkpoint's size) and
 distributed runs keep the automatic size. ROS-free.
 """
@@ -67,8 +68,10 @@ def sizes_time(opts) -> str | None:
     try:
         if resolve_device(t.device).type != "cpu":
             return "a GPU"
-    except ValueError:  # a device that does not exist: the trainer says so
+    except (ValueError, RuntimeError):  # a device that does not exist: the trainer says so
         return "no CPU run"
+    if t.amp not in ("auto", "off", "bf16"):  # fp16 or a typo: the trainer refuses it
+        return f"train.amp={t.amp}"
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return "a distributed run"
     return None
@@ -96,4 +99,4 @@ def budget_size(width: int, height: int, opts, step_seconds: Callable | None = N
             chosen = hw
             break
     return chosen, (f"the {opts.train.max_minutes:g}-minute budget on this CPU: {'; '.join(measured)}; "
-                    f"a run needs about {min_steps} steps")
+                    f"a run needs about {min_steps} timed steps to learn depth")

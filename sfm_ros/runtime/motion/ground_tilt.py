@@ -47,19 +47,28 @@ __all__ = ["GroundTilt", "SOURCES", "tilted_down", "travel_tilt_deg"]
 SOURCES = ("photometric", "travel")
 
 
-def tilted_down(down: np.ndarray, tilt_deg: float) -> np.ndarray:
-    """``down`` (3,) turned by ``tilt_deg`` about ``down × z`` (towards +z for a positive tilt);
-    ``down`` along the optical axis has no such axis: returned unchanged."""
+def _tilt_frame(down: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(d, forward)``: ``down`` as a unit vector and the unit vector it turns towards for a positive
+    tilt (about ``down × z``), or None when ``down`` lies along the optical axis or is not finite."""
     d = np.asarray(down, dtype=np.float64).reshape(3)
     d = d / np.linalg.norm(d)
     axis = np.cross(d, np.array([0.0, 0.0, 1.0]))
     na = float(np.linalg.norm(axis))
-    if na < 1e-9 or tilt_deg == 0.0:
-        return d
-    axis /= na
+    if not na >= 1e-9:
+        return None
+    return d, np.cross(axis / na, d)
+
+
+def tilted_down(down: np.ndarray, tilt_deg: float) -> np.ndarray:
+    """``down`` (3,) turned by ``tilt_deg`` about ``down × z`` (towards +z for a positive tilt);
+    ``down`` along the optical axis has no such axis: returned unchanged."""
+    frame = _tilt_frame(down)
+    if frame is None or tilt_deg == 0.0:
+        d = np.asarray(down, dtype=np.float64).reshape(3)
+        return d / np.linalg.norm(d)
+    d, forward = frame
     th = math.radians(tilt_deg)
-    # Rodrigues: d ⟂ axis, so d cos θ + (axis × d) sin θ
-    return d * math.cos(th) + np.cross(axis, d) * math.sin(th)
+    return d * math.cos(th) + forward * math.sin(th)
 
 
 def travel_tilt_deg(nominal: np.ndarray, R: np.ndarray, t: np.ndarray, min_forward: float = 0.5) -> float | None:
@@ -69,15 +78,12 @@ def travel_tilt_deg(nominal: np.ndarray, R: np.ndarray, t: np.ndarray, min_forwa
     under ``min_forward`` of its length (a sideways or vertical step says nothing about the tilt) or
     ``nominal`` lies along the optical axis or the motion is zero or not finite. Driving backwards
     gives the same tilt as forwards."""
-    d = np.asarray(nominal, dtype=np.float64).reshape(3)
-    d = d / np.linalg.norm(d)
-    axis = np.cross(d, np.array([0.0, 0.0, 1.0]))
-    na = float(np.linalg.norm(axis))
+    frame = _tilt_frame(nominal)
     c = -np.asarray(R, dtype=np.float64).reshape(3, 3).T @ np.asarray(t, dtype=np.float64).reshape(3)
     nc = float(np.linalg.norm(c))
-    if not (na >= 1e-9 and nc >= 1e-12):  # NaN input says nothing either
+    if frame is None or not nc >= 1e-12:  # NaN input says nothing either
         return None
-    forward = np.cross(axis / na, d)  # where "down" turns for a positive tilt
+    d, forward = frame
     along, down = float(forward @ c) / nc, float(d @ c) / nc
     if abs(along) < min_forward:
         return None

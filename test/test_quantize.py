@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -255,3 +256,27 @@ def test_the_quantisation_worker_fails_on_one_line(tmp_path, capsys):
     err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
     assert len(err) == 1 and err[0].startswith("int8 quantisation failed: ")
     assert main([]) == 2
+
+
+def test_a_killed_nodes_quantisation_folder_is_removed_by_the_next_one(tmp_path):
+    """A node ended by SIGKILL leaves its ``sfm_int8_<pid>_*`` folder (weights and frames, tens of
+    MB); the next quantisation removes the folders of processes that no longer run, and only those."""
+    import subprocess
+    import sys
+
+    from sfm_ros.runtime.quantize import WORK_PREFIX, remove_stale_work_dirs
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = tmp_path / f"{WORK_PREFIX}{gone.pid}_abc"
+    alive = tmp_path / f"{WORK_PREFIX}{os.getpid()}_def"
+    other = tmp_path / f"{WORK_PREFIX}notapid"
+    recent = tmp_path / f"{WORK_PREFIX}{gone.pid}_ghi"
+    for d in (dead, alive, other, recent):
+        d.mkdir()
+        (d / "model.pt").write_bytes(b"x")
+    for d in (dead, alive, other):
+        os.utime(d, (0, 0))  # untouched since 1970
+    assert remove_stale_work_dirs(tmp_path) == [dead]
+    assert not dead.exists() and alive.exists() and other.exists()
+    assert recent.exists()  # its process looks gone, but it was written to a moment ago

@@ -113,12 +113,9 @@ def calibrate_cpu_amp(opts, steps: int = 3, log=None) -> torch.dtype | None:
             log(f"precision {hit['choice']} (measured on this CPU before: fp32 {hit['fp32_ms']:.0f} ms, "
                 f"bf16 {hit['bf16_ms']:.0f} ms a step; cache {cache_path()})")
         return torch.bfloat16 if hit["choice"] == "bf16" else None
-    rng = torch.get_rng_state()
-    try:
+    with torch.random.fork_rng(devices=[]):  # the caller's random stream goes on as if not timed
         t32 = _time_steps(opts, None, steps)
         t16 = _time_steps(opts, torch.bfloat16, steps)
-    finally:
-        torch.set_rng_state(rng)
     choice = "bf16" if t16 < (1 - MIN_GAIN) * t32 else "fp32"
     cache[key] = {"choice": choice, "fp32_ms": 1000 * t32, "bf16_ms": 1000 * t16,
                   "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -143,9 +140,6 @@ def cpu_step_seconds(opts, steps: int = 3) -> tuple[float, str]:
         name = "bf16" if dtype is not None else "fp32"
         if isinstance(hit, dict) and isinstance(hit.get(f"{name}_ms"), (int, float)):
             return hit[f"{name}_ms"] / 1000.0, name
-    rng = torch.get_rng_state()
-    try:
+    with torch.random.fork_rng(devices=[]):
         seconds = _time_steps(opts, dtype, steps)
-    finally:
-        torch.set_rng_state(rng)
     return seconds, "bf16" if dtype is not None else "fp32"

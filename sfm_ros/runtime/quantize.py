@@ -17,12 +17,18 @@ CPU priority (:mod:`sfm_ros.runtime.quantize_worker`), so that its frames keep t
 """
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
+
+#: the temporary folders of this module: ``sfm_int8_<pid of the process using it>_<random>``
+#: (:func:`remove_stale_work_dirs` removes those whose process has gone)
+WORK_PREFIX = "sfm_int8_"
 
 #: calibration windows used at most (each gives one depth and one pose input)
 DEFAULT_CALIB_WINDOWS = 32
@@ -49,7 +55,7 @@ def quantize_onnx(model: bytes, feeds: list[dict[str, np.ndarray]]) -> bytes:
     class Reader(_Feeds, CalibrationDataReader):
         pass
 
-    with tempfile.TemporaryDirectory(prefix="sfm_int8_") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"{WORK_PREFIX}{os.getpid()}_") as tmp:
         src, pre, out = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(model)
         quant_pre_process(str(src), str(pre))  # shape inference + graph optimisation, as ORT recommends
@@ -90,13 +96,44 @@ def int8_graphs(model, height: int, width: int, frames: Sequence[torch.Tensor],
     return d32, p32, quantize_onnx(d32, d_feeds), quantize_onnx(p32, p_feeds)
 
 
+def remove_stale_work_dirs(root: str | Path | None = None, min_age_s: float = 3600.0) -> list[Path]:
+    """Remove the folders this module's functions left in ``root`` (the system's temporary folder)
+    when their process was killed (a node ended by SIGKILL does not clean up, nor does its
+    quantisation child, which ends with it): those whose process no longer runs and that nothing
+    has written to for ``min_age_s`` (a process in another PID namespace sharing the folder looks
+    gone). Returns them."""
+    import time
+
+    removed = []
+    for path in Path(root or tempfile.gettempdir()).glob(WORK_PREFIX + "*"):
+        pid = path.name[len(WORK_PREFIX):].split("_", 1)[0]
+        try:
+            if (not path.is_dir() or not pid.isdigit() or _process_alive(int(pid))
+                    or time.time() - path.stat().st_mtime < min_age_s):
+                continue
+        except OSError:  # removed meanwhile
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # another user's process, or cannot tell: leave its folder
+    return True
+
+
 def int8_graphs_isolated(model, options, frames: Sequence[torch.Tensor], timeout: float = 600.0) -> tuple[bytes, bytes]:
     """``(depth int8, pose int8)`` graphs of ``model`` (an :class:`SfMModel` with its
     :class:`~sfm_ros.core.options.Options`), calibrated on ``frames`` as :func:`int8_graphs`, made in
     a child process at the lowest CPU priority (:mod:`sfm_ros.runtime.quantize_worker`): the
     caller's process keeps its interpreter lock and its cores for its own work (the node's frames).
     Raises RuntimeError with the child's one line when it fails, or when it runs past ``timeout`` s."""
-    import os
     import subprocess
     import sys
 
@@ -105,7 +142,8 @@ def int8_graphs_isolated(model, options, frames: Sequence[torch.Tensor], timeout
     frames = list(frames)
     if len(frames) < model.opts.seq_len:
         raise ValueError(f"int8 calibration needs at least {model.opts.seq_len} consecutive frames, got {len(frames)}")
-    with tempfile.TemporaryDirectory(prefix="sfm_int8_") as tmp:
+    remove_stale_work_dirs()
+    with tempfile.TemporaryDirectory(prefix=f"{WORK_PREFIX}{os.getpid()}_") as tmp:
         work = Path(tmp)
         save_weights(work / "model.pt", options, model.depth_net.state_dict(), model.pose_net.state_dict())
         np.save(work / "frames.npy", torch.cat([f.detach().float().cpu() for f in frames]).numpy())

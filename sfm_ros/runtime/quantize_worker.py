@@ -29,15 +29,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from pathlib import Path
 
-    import numpy as np
-    import torch
-
-    torch.set_num_threads(1)
-    from sfm_ros.core.checkpoint import load_model
-    from sfm_ros.runtime.quantize import INT8_FILES, int8_graphs
-
     work = Path(argv[0])
-    try:
+    try:  # the imports too: a broken install is one line for the parent's log, not a traceback
+        import numpy as np
+        import torch
+
+        torch.set_num_threads(1)
+        from sfm_ros.core.checkpoint import load_model
+        from sfm_ros.runtime.quantize import INT8_FILES, int8_graphs
+
         model, options, _ = load_model(work / "model.pt", "cpu")
         frames = np.load(work / "frames.npy")
         tensors = [torch.from_numpy(np.ascontiguousarray(f[None])) for f in frames]

@@ -266,9 +266,8 @@ class Adapter:
     @torch.no_grad()
     def score(self, model: SfMModel) -> float:
         """Mean held-out loss of ``model`` (a fixed noise seed; NaN when not finite)."""
-        state = torch.get_rng_state()
-        torch.manual_seed(SCORE_SEED)
-        try:
+        with torch.random.fork_rng(devices=[]):  # the learner's random stream goes on untouched
+            torch.manual_seed(SCORE_SEED)
             model.train()  # every scale, as in training ...
             norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
             for m in norms:  # ... but batch-norm (ResNet variants) with its statistics, left unchanged
@@ -279,8 +278,6 @@ class Adapter:
                 chunk = items[i:i + self.opts.batch_size]
                 total += float(window_loss(model, self.options, chunk, self.device)) * len(chunk)
             return total / max(len(items), 1)
-        finally:
-            torch.set_rng_state(state)
 
     def decide(self) -> Decision:
         """Score the learner against the accepted weights on the held-out slice; accept or roll back."""

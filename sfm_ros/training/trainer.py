@@ -267,16 +267,13 @@ class Trainer(RunCheckpoints):
                             num_workers=0, collate_fn=collate)
         self.model.train()  # all 4 scales (no dropout/batch-norm: identical to eval otherwise)
         total, n = 0.0, 0
-        cpu_rng = torch.get_rng_state()
-        torch.manual_seed(12345)  # the auto-mask tie-break noise: the same for every validation
-        try:
+        with torch.random.fork_rng(devices=[]):  # the training's random stream goes on untouched
+            torch.manual_seed(12345)  # the auto-mask tie-break noise: the same for every validation
             for batch in loader:
                 _, losses, _ = self._forward(batch, self.model)
                 b = batch["target"].shape[0]
                 total += float(losses["loss"]) * b
                 n += b
-        finally:
-            torch.set_rng_state(cpu_rng)
         return total / max(n, 1)
 
     # ------------------------------------------------------------------ loop

@@ -54,6 +54,10 @@ ARCHS = {
     "resnet_half": (dict(depth_arch="resnet", width_mult=0.5, pose_arch="pair"), "ResNet-18 x0.5 depth + pair pose"),
     "dispnet_half": (dict(depth_arch="dispnet", width_mult=0.5, pose_arch="posexp"),
                      "DispNet x0.5 + PoseExpNet (the shipped default model's architecture)"),
+    "dispnet_sep_half": (dict(depth_arch="dispnet_sep", width_mult=0.5, pose_arch="posexp"),
+                         "DispNet x0.5, depthwise-separable convolutions + PoseExpNet"),
+    "dispnet_quarter": (dict(depth_arch="dispnet", width_mult=0.25, pose_arch="posexp"),
+                        "DispNet x0.25 + PoseExpNet"),
 }
 MODES = ("eager", "fold", "cl", "bf16", "jit", "compile", "ort")
 

@@ -38,7 +38,8 @@ def _model(depth_arch: str, pose_arch: str, width_mult: float, seed: int = 0) ->
     return model.eval(), opts
 
 
-@pytest.mark.parametrize("depth_arch,pose_arch,width_mult", [("dispnet", "posexp", 0.25), ("resnet", "pair", 0.5)])
+@pytest.mark.parametrize("depth_arch,pose_arch,width_mult", [("dispnet", "posexp", 0.25), ("resnet", "pair", 0.5),
+                                                             ("dispnet_sep", "posexp", 0.5)])
 def test_export_matches_pytorch(tmp_path, capsys, depth_arch, pose_arch, width_mult):
     model, opts = _model(depth_arch, pose_arch, width_mult)
     ckpt = tmp_path / "model.pt"

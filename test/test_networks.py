@@ -8,10 +8,11 @@ from sfm_ros.core.options import ModelOptions
 from sfm_ros.core.resnet import ResNetDepthNet
 
 
-@pytest.mark.parametrize("net_cls", [DispNet, ResNetDepthNet])
+@pytest.mark.parametrize("net_cls", [DispNet, ResNetDepthNet, lambda **kw: DispNet(separable=True, **kw)],
+                         ids=["dispnet", "resnet", "dispnet_sep"])
 @pytest.mark.parametrize("hw", [(128, 416), (100, 333), (64, 64), (37, 50)])
 def test_depth_nets_four_scales_any_size(net_cls, hw):
-    """Both depth networks: 4 disparity scales of size H/2^s rounded up, in the head's range."""
+    """Every depth network: 4 disparity scales of size H/2^s rounded up, in the head's range."""
     torch.manual_seed(0)
     net = net_cls(width_mult=0.25).train()
     h, w = hw
@@ -29,6 +30,34 @@ def test_depth_nets_four_scales_any_size(net_cls, hw):
 def test_dispnet_is_the_papers_size():
     n = sum(p.numel() for p in DispNet().parameters())
     assert 31e6 < n < 32.5e6, n  # ~31.6 M parameters, as the paper's DispNet
+
+
+def test_the_separable_dispnet_factors_every_convolution_but_the_first_and_the_heads():
+    """``dispnet_sep``: DispNet's layout and channels, each k x k convolution after the image's
+    first as a depthwise k x k + pointwise 1 x 1 pair; 3-4x fewer weights at half width."""
+    from sfm_ros.core.model import build_depth_net
+
+    torch.manual_seed(0)
+    net = build_depth_net(ModelOptions(depth_arch="dispnet_sep", width_mult=0.5))
+    full = DispNet(width_mult=0.5)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    depthwise = [m for m in convs if m.groups > 1]
+    assert all(m.groups == m.in_channels == m.out_channels for m in depthwise)
+    plain_k = [m for m in convs if m.groups == 1 and m.kernel_size != (1, 1)]
+    assert len(plain_k) == 1 + 4  # the image's first convolution and the four disparity heads
+    assert len(depthwise) == 2 * 7 - 1 + 7  # the encoder's 13 after the first, the decoder's 7
+    n, n_full = (sum(p.numel() for p in m.parameters()) for m in (net, full))
+    assert 2.5 < n_full / n < 4.5, (n, n_full)
+    # initialised to carry the image to the finest head as the full network does (torch's Xavier
+    # counts a depthwise filter's channels into its fan-out: the finest disparity started flat)
+    x, spread = torch.randn(2, 3, 96, 128), {}
+    for name, m in (("sep", net.train()), ("full", full.train())):
+        out = []
+        m.heads[-1].register_forward_hook(lambda mod, i, o: out.append(float(o.detach().std())))
+        with torch.no_grad():
+            m(x)
+        spread[name] = out[0]
+    assert spread["sep"] > 0.3 * spread["full"] > 0, spread
 
 
 def test_posexpnet_shapes_and_scale():

@@ -47,13 +47,14 @@ def disparity_head(opts: ModelOptions) -> tuple[float, float]:
 
 
 def build_depth_net(opts: ModelOptions) -> nn.Module:
-    """``dispnet``: the paper's DispNet; ``resnet``: ResNet-18 encoder + Monodepth2 decoder
+    """``dispnet``: the paper's DispNet; ``dispnet_sep``: its layout with depthwise-separable
+    convolutions; ``resnet``: ResNet-18 encoder + Monodepth2 decoder
     (:class:`sfm_ros.core.resnet.ResNetDepthNet`). ``width_mult`` scales the channels of both; the
     disparity heads span ``model.min_depth``-``model.max_depth`` and, with ``model.init_depth``,
     start there (head biases; the weights keep their initialisation)."""
     alpha, beta = disparity_head(opts)
-    if opts.depth_arch == "dispnet":
-        net = DispNet(alpha=alpha, beta=beta, width_mult=opts.width_mult)
+    if opts.depth_arch in ("dispnet", "dispnet_sep"):
+        net = DispNet(alpha=alpha, beta=beta, width_mult=opts.width_mult, separable=opts.depth_arch == "dispnet_sep")
     elif opts.depth_arch == "resnet":
         net = ResNetDepthNet(alpha=alpha, beta=beta, width_mult=opts.width_mult)
     else:

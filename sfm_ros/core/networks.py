@@ -19,6 +19,8 @@ Images enter the networks normalised to ``[-1, 1]`` (``(x - 0.5) / 0.5`` from ``
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -39,6 +41,17 @@ def _conv(cin: int, cout: int, k: int, stride: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, k, stride=stride, padding=(k - 1) // 2), nn.ReLU(inplace=True))
 
 
+def _separable_conv(cin: int, cout: int, k: int, stride: int) -> nn.Sequential:
+    """A k x k convolution factored into a depthwise k x k and a pointwise 1 x 1 one, one ReLU after
+    both (MobileNet, Howard et al. 2017; no non-linearity in between, as Xception, Chollet 2017):
+    ``cin * (k² + cout)`` weights instead of ``cin * k² * cout``. Inputs of fewer than 8 channels
+    (the image) keep the full convolution."""
+    if cin < 8:
+        return _conv(cin, cout, k, stride)
+    return nn.Sequential(nn.Conv2d(cin, cin, k, stride=stride, padding=(k - 1) // 2, groups=cin),
+                         nn.Conv2d(cin, cout, 1), nn.ReLU(inplace=True))
+
+
 def _upconv(cin: int, cout: int) -> nn.Sequential:
     # Exactly doubles the size (3x3 transposed conv, stride 2, padding 1, output padding 1).
     return nn.Sequential(
@@ -47,10 +60,18 @@ def _upconv(cin: int, cout: int) -> nn.Sequential:
 
 
 def xavier_init(module: nn.Module) -> None:
-    """Xavier-uniform weights and zero biases for every (transposed) convolution, as the paper's code."""
+    """Xavier-uniform weights and zero biases for every (transposed) convolution, as the paper's code.
+    A depthwise convolution's fans are its kernel's k² (each channel its own filter): torch's
+    ``xavier_uniform_`` counts the channels into the fan-out and starts it ~sqrt(channels) too small,
+    and the disparity of a separable DispNet (:func:`_separable_conv`) then starts flat (std 0.0 at
+    the finest head)."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.xavier_uniform_(m.weight)
+            if isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels == m.out_channels:
+                fan = m.weight[0].numel()  # k²
+                nn.init.uniform_(m.weight, -math.sqrt(3.0 / fan), math.sqrt(3.0 / fan))  # Xavier, fans k², k²
+            else:
+                nn.init.xavier_uniform_(m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 
@@ -73,16 +94,21 @@ class DispNet(nn.Module):
     ``forward(img)`` takes (B, 3, H, W) images in ``[-1, 1]`` and returns a list of 4 disparity maps,
     finest first: shapes (B, 1, H, W), (B, 1, H/2, W/2), (B, 1, H/4, W/4), (B, 1, H/8, W/8)
     (sizes rounded up). In eval mode only the finest scale is computed and returned (a list of one).
+    ``separable``: every convolution but the first and the heads is depthwise-separable
+    (:func:`_separable_conv`; ``model.depth_arch: dispnet_sep``), the same layout with 3-4x fewer
+    weights and operations.
     """
 
     CHANNELS = (32, 64, 128, 256, 512, 512, 512)
     KERNELS = (7, 5, 3, 3, 3, 3, 3)
 
-    def __init__(self, alpha: float = DISP_ALPHA, beta: float = DISP_BETA, width_mult: float = 1.0):
+    def __init__(self, alpha: float = DISP_ALPHA, beta: float = DISP_BETA, width_mult: float = 1.0,
+                 separable: bool = False):
         super().__init__()
         if width_mult <= 0:
             raise ValueError(f"width_mult must be positive, got {width_mult}")
         self.alpha, self.beta = alpha, beta
+        conv = _separable_conv if separable else _conv
 
         def ch(n: int) -> int:
             return max(4, int(round(n * width_mult)))
@@ -91,7 +117,7 @@ class DispNet(nn.Module):
         enc = []
         cin = 3
         for cout, k in zip(c, self.KERNELS):
-            enc.append(nn.Sequential(_conv(cin, cout, k, 2), _conv(cout, cout, k, 1)))
+            enc.append(nn.Sequential(conv(cin, cout, k, 2), conv(cout, cout, k, 1)))
             cin = cout
         self.encoder = nn.ModuleList(enc)
         up = tuple(ch(n) for n in (512, 512, 256, 128, 64, 32, 16))
@@ -103,7 +129,7 @@ class DispNet(nn.Module):
             level = 6 - i  # index of the encoder level whose output is the skip (None for the input)
             skip = c[level - 1] if level >= 1 else 0
             extra = 1 if i >= 4 else 0  # up-sampled coarser disparity for the 3 finest scales
-            self.iconvs.append(_conv(cout + skip + extra, cout, 3, 1))
+            self.iconvs.append(conv(cout + skip + extra, cout, 3, 1))
             cin = cout
         # Disparity heads after iconv4 (1/8), iconv3 (1/4), iconv2 (1/2), iconv1 (1).
         self.heads = nn.ModuleList([nn.Conv2d(n, 1, 3, padding=1) for n in up[3:]])

@@ -38,13 +38,14 @@ from typing import Any
 from sfm_ros.core.yaml_io import parse_yaml, read_yaml
 
 
-DEPTH_ARCHS = ("dispnet", "resnet")
+DEPTH_ARCHS = ("dispnet", "dispnet_sep", "resnet")
 POSE_ARCHS = ("posexp", "pair")
 
 
 @dataclass
 class ModelOptions:
-    depth_arch: str = "dispnet"      # "dispnet" (the paper's) | "resnet" (ResNet-18 + Monodepth2 decoder)
+    depth_arch: str = "dispnet"      # "dispnet" (the paper's) | "dispnet_sep" (its layout, depthwise-separable
+                                     # convolutions) | "resnet" (ResNet-18 + Monodepth2 decoder)
     width_mult: float = 1.0          # channel multiplier of the depth network (1.0 = the paper's
                                      # DispNet / a full-width ResNet-18; 0.5 = the fast half-width one)
     pose_arch: str = "posexp"        # "posexp" (the paper's PoseExpNet) | "pair" (pair-wise ResNet, no masks)

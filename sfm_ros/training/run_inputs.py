@@ -31,13 +31,14 @@ def load_inputs(inputs: Any, opts, log=print, explicit: set[str] | None = None) 
 
     With ``explicit`` (the keys the user set, :func:`sfm_ros.training.run_setup.explicit_keys`), the
     input size follows the first camera's aspect ratio (and, with a time budget on a CPU, the steps
-    it buys there: :mod:`sfm_ros.training.size_budget`) and the frame stride the measured motion,
+    it buys there, which may also take the half-width DispNet: :mod:`sfm_ros.training.size_budget`)
+    and the frame stride the measured motion,
     unless set (:mod:`sfm_ros.data.autoconfig`); ``opts`` is updated and each choice logged with its
     reason. Raises :class:`SetupError` for no input or an input shorter than one window."""
     from sfm_ros.data import inputs as sources
     from sfm_ros.data.autoconfig import auto_size, auto_stride
     from sfm_ros.data.datasets import prepare_sequence
-    from sfm_ros.training.size_budget import budget_size, sizes_time
+    from sfm_ros.training.size_budget import budget_size, narrows, sizes_time
 
     makers = ([(sources.bag_input, p) for p in inputs.bag] + [(sources.folder_input, p) for p in inputs.images]
               + [(sources.kitti_input, p) for p in inputs.kitti] + [(sources.video_input, p) for p in inputs.video])
@@ -56,13 +57,20 @@ def load_inputs(inputs: Any, opts, log=print, explicit: set[str] | None = None) 
             cam_w, cam_h = inp.image_hw[1], inp.image_hw[0]
             h, w = opts.model.height, opts.model.width = auto_size(cam_w, cam_h)
             why = f"the {cam_w}x{cam_h} camera's aspect ratio at about the paper's 128x416 pixels"
+            net = ""
             if sizes_time(opts) is None:
-                (bh, bw), budget = budget_size(cam_w, cam_h, opts)
+                wm = opts.model.width_mult
+                (bh, bw), bwm, budget = budget_size(cam_w, cam_h, opts, narrow=narrows(opts, explicit))
+                if bwm != wm:
+                    why += f", then the half-width DispNet for the time budget"
+                    net = f", DispNet x{bwm:g}"
                 if (bh, bw) != (h, w):
                     why += f", then fewer pixels for the time budget"
                 h, w = opts.model.height, opts.model.width = bh, bw
+                opts.model.width_mult = bwm
                 why += f"; {budget}"
-            log(f"input size {h}x{w} (chosen: {why}; --height/--width to choose)")
+            choose = "--height/--width" + (", --width-mult" if net else "")
+            log(f"input size {h}x{w}{net} (chosen: {why}; {choose} to choose)")
         counter = sources.FrameCounter(inp.frames)
         seq = prepare_sequence(counter, inp.K, (opts.model.height, opts.model.width), name=inp.name,
                                static_threshold=opts.data.static_threshold,

@@ -23,7 +23,8 @@ DispNet (:data:`NARROW_WIDTH`) when the depth network is the default one and not
 (:func:`narrows`), then to the camera's aspect ratio at :data:`SMALL_SHARE` of the pixels
 (:func:`size_ladder`); each step far enough to clear the take-off (an intermediate size is where the
 run ends just before it). On the slow CPU the plain 7-Scenes command times 754 full-width steps at
-192x256 in 12 minutes and 1696 at half width (the run made 1452), and the full-width 128x416 in 20
+192x256 in 12 minutes and 1828 at half width (the run made 1691: ``model.pt`` 0.169), and the
+full-width 128x416 in 20
 minutes times 1147 steps (kept); a run makes 85-97 % of the timed steps (data, validation, the
 weight average, the machine's load). A GPU, a step or epoch budget, a size given, ``--init`` or
 ``--resume`` (the checkpoint's size) and distributed runs keep the automatic size and network.

@@ -271,6 +271,10 @@ def test_a_killed_nodes_quantisation_folder_is_removed_by_the_next_one(tmp_path)
     dead = tmp_path / f"{WORK_PREFIX}{gone.pid}_abc"
     alive = tmp_path / f"{WORK_PREFIX}{os.getpid()}_def"
     other = tmp_path / f"{WORK_PREFIX}notapid"
+    odd = [tmp_path / f"{WORK_PREFIX}\u00b2_x", tmp_path / f"{WORK_PREFIX}{'9' * 30}_x"]  # not process ids
+    for d in odd:
+        d.mkdir()
+        os.utime(d, (0, 0))
     recent = tmp_path / f"{WORK_PREFIX}{gone.pid}_ghi"
     for d in (dead, alive, other, recent):
         d.mkdir()
@@ -278,5 +282,5 @@ def test_a_killed_nodes_quantisation_folder_is_removed_by_the_next_one(tmp_path)
     for d in (dead, alive, other):
         os.utime(d, (0, 0))  # untouched since 1970
     assert remove_stale_work_dirs(tmp_path) == [dead]
-    assert not dead.exists() and alive.exists() and other.exists()
+    assert not dead.exists() and alive.exists() and other.exists() and all(d.exists() for d in odd)
     assert recent.exists()  # its process looks gone, but it was written to a moment ago

@@ -76,12 +76,13 @@ def test_the_automatic_stride_fits_the_shortest_input(tmp_path):
 
 def test_resume_with_a_config_keeps_the_checkpoint_size_and_stride():
     saved = preset("default").to_dict()
-    saved["model"].update(height=192, width=256)
+    saved["model"].update(height=192, width=256, width_mult=0.5)  # the width as a time budget halves it
     saved["data"]["stride"] = 7
     saved["data"]["augment"] = False  # e.g. chosen automatically
     opts = preset("paper")
     keep_resumed_choices(opts, saved, {"data.stride"})
     assert (opts.model.height, opts.model.width, opts.data.stride) == (192, 256, 1)  # stride was given
+    assert opts.model.width_mult == 0.5  # the paper preset's 1.0 would not load the checkpoint
     assert opts.data.augment is False  # paper's own is True: the checkpoint's choice is kept
     args = train_cli.build_parser().parse_args(["--synthetic", "1", "--out", "o", "--resume", "o/last.pt"])
     assert not chooses_augmentation(args.config, resume=True) and "data.augment" in _explicit(args)

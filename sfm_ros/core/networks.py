@@ -94,9 +94,9 @@ class DispNet(nn.Module):
     ``forward(img)`` takes (B, 3, H, W) images in ``[-1, 1]`` and returns a list of 4 disparity maps,
     finest first: shapes (B, 1, H, W), (B, 1, H/2, W/2), (B, 1, H/4, W/4), (B, 1, H/8, W/8)
     (sizes rounded up). In eval mode only the finest scale is computed and returned (a list of one).
-    ``separable``: every convolution but the first and the heads is depthwise-separable
-    (:func:`_separable_conv`; ``model.depth_arch: dispnet_sep``), the same layout with 3-4x fewer
-    weights and operations.
+    ``separable``: every convolution but the first, the heads and the transposed up-convolutions
+    is depthwise-separable (:func:`_separable_conv`, which keeps inputs of fewer than 8 channels
+    full; ``model.depth_arch: dispnet_sep``): the same layout with 3-4x fewer weights at half width.
     """
 
     CHANNELS = (32, 64, 128, 256, 512, 512, 512)

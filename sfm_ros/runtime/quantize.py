@@ -108,7 +108,7 @@ def remove_stale_work_dirs(root: str | Path | None = None, min_age_s: float = 36
     for path in Path(root or tempfile.gettempdir()).glob(WORK_PREFIX + "*"):
         pid = path.name[len(WORK_PREFIX):].split("_", 1)[0]
         try:
-            if (not path.is_dir() or not pid.isdigit() or _process_alive(int(pid))
+            if (not path.is_dir() or not (pid.isascii() and pid.isdigit() and len(pid) <= 9) or _process_alive(int(pid))
                     or time.time() - path.stat().st_mtime < min_age_s):
                 continue
         except OSError:  # removed meanwhile

@@ -266,7 +266,7 @@ class Adapter:
     @torch.no_grad()
     def score(self, model: SfMModel) -> float:
         """Mean held-out loss of ``model`` (a fixed noise seed; NaN when not finite)."""
-        with torch.random.fork_rng(devices=[]):  # the learner's random stream goes on untouched
+        with torch.random.fork_rng(devices=[]):  # the CPU random stream goes on untouched (as before: not CUDA's)
             torch.manual_seed(SCORE_SEED)
             model.train()  # every scale, as in training ...
             norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]

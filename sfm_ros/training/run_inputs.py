@@ -62,10 +62,10 @@ def load_inputs(inputs: Any, opts, log=print, explicit: set[str] | None = None) 
                 wm = opts.model.width_mult
                 (bh, bw), bwm, budget = budget_size(cam_w, cam_h, opts, narrow=narrows(opts, explicit))
                 if bwm != wm:
-                    why += f", then the half-width DispNet for the time budget"
+                    why += ", then the half-width DispNet for the time budget"
                     net = f", DispNet x{bwm:g}"
                 if (bh, bw) != (h, w):
-                    why += f", then fewer pixels for the time budget"
+                    why += ", then fewer pixels for the time budget"
                 h, w = opts.model.height, opts.model.width = bh, bw
                 opts.model.width_mult = bwm
                 why += f"; {budget}"

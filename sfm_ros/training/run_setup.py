@@ -5,8 +5,8 @@ settles the options, the budget and the inputs, decodes them and splits off the 
 What the user chose wins; the rest is chosen here or kept from the checkpoint:
 
 * ``--resume CKPT`` continues a run: its options (unless ``--config``), its inputs (unless inputs
-  are given), and with ``--config`` still its input size, stride and augmentation
-  (:func:`keep_resumed_choices`), which were perhaps chosen automatically.
+  are given), and with ``--config`` still its input size, depth network width, stride and
+  augmentation (:func:`keep_resumed_choices`), which were perhaps chosen automatically.
 * ``--init CKPT`` starts a new run from CKPT's weights: its architecture and input size
   (:func:`keep_init_architecture`), and its options unless ``--config``.
 * Otherwise the input size follows the first camera's aspect ratio, the stride the measured
@@ -154,7 +154,7 @@ def explicit_keys(given: set[str], config: str | None, resume: bool = False, ini
     from sfm_ros.core.options import flatten
 
     if resume:  # the checkpoint's choices (see keep_resumed_choices)
-        return {"model.height", "model.width", "data.stride", "data.augment"}
+        return set(RESUMED_CHOICES)
     keys = set(given)
     if init:  # the checkpoint's input size (see keep_init_architecture)
         keys |= {"model.height", "model.width"}
@@ -180,10 +180,15 @@ def chooses_augmentation(config: str | None, resume: bool = False) -> bool:
     return data is not None and data.get("preset", "default") == "default"
 
 
+#: what ``--resume`` keeps from the checkpoint even with ``--config`` (:func:`keep_resumed_choices`)
+RESUMED_CHOICES = ("model.height", "model.width", "model.width_mult", "data.stride", "data.augment")
+
+
 def keep_resumed_choices(opts: Options, saved: dict, given: set[str]) -> None:
-    """``--resume --config X``: the input size, stride and augmentation stay the checkpoint's
-    (``saved``: its options; maybe chosen automatically) unless in ``given``."""
-    for key in ("model.height", "model.width", "data.stride", "data.augment"):
+    """``--resume --config X``: the input size, the depth network's width (the time budget may have
+    halved it), stride and augmentation stay the checkpoint's (``saved``: its options; maybe chosen
+    automatically) unless in ``given``."""
+    for key in RESUMED_CHOICES:
         group, name = key.split(".")
         if key not in given and name in saved.get(group, {}):
             setattr(getattr(opts, group), name, saved[group][name])

@@ -267,7 +267,7 @@ class Trainer(RunCheckpoints):
                             num_workers=0, collate_fn=collate)
         self.model.train()  # all 4 scales (no dropout/batch-norm: identical to eval otherwise)
         total, n = 0.0, 0
-        with torch.random.fork_rng(devices=[]):  # the training's random stream goes on untouched
+        with torch.random.fork_rng(devices=[]):  # the CPU random stream goes on untouched (as before: not CUDA's)
             torch.manual_seed(12345)  # the auto-mask tie-break noise: the same for every validation
             for batch in loader:
                 _, losses, _ = self._forward(batch, self.model)

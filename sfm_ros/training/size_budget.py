@@ -22,10 +22,9 @@ and, when the budget would buy fewer than :data:`MIN_STEPS` of them, steps down:
 DispNet (:data:`NARROW_WIDTH`) when the depth network is the default one and not chosen by the user
 (:func:`narrows`), then to the camera's aspect ratio at :data:`SMALL_SHARE` of the pixels
 (:func:`size_ladder`); each step far enough to clear the take-off (an intermediate size is where the
-run ends just before it). On the slow CPU the plain 7-Scenes command times 754 full-width steps at
+run ends just before it). On the slow CPU the plain 7-Scenes command times 729 full-width steps at
 192x256 in 12 minutes and 1828 at half width (the run made 1691: ``model.pt`` 0.169), and the
-full-width 128x416 in 20
-minutes times 1147 steps (kept); a run makes 85-97 % of the timed steps (data, validation, the
+full-width 128x416 in 20 minutes times 1147 steps (kept); a run makes 85-97 % of the timed steps (data, validation, the
 weight average, the machine's load). A GPU, a step or epoch budget, a size given, ``--init`` or
 ``--resume`` (the checkpoint's size) and distributed runs keep the automatic size and network.
 ROS-free.
@@ -109,7 +108,11 @@ def budget_size(width: int, height: int, opts, step_seconds: Callable | None = N
         from sfm_ros.core.precision import cpu_step_seconds as step_seconds
     sizes = size_ladder(width, height)
     wm = opts.model.width_mult
-    ladder = [(sizes[0], wm)] + [(hw, NARROW_WIDTH if narrow else wm) for hw in ([sizes[0]] if narrow else []) + sizes[1:]]
+    ladder = [(sizes[0], wm)]
+    if narrow:
+        wm = NARROW_WIDTH
+        ladder.append((sizes[0], wm))
+    ladder += [(hw, wm) for hw in sizes[1:]]
     budget_s = 60.0 * opts.train.max_minutes
     measured = []
     chosen = ladder[-1]

@@ -97,6 +97,8 @@ class DataOptions:
 @dataclass
 class TrainOptions:
     lr: float = 2e-4
+    lr_tail: float = 0.0             # the learning rate falls linearly to 0 over this last share of the
+                                     # budget (sfm_ros.training.lr_schedule); 0 = constant, the paper's
     beta1: float = 0.9
     beta2: float = 0.999
     weight_decay: float = 0.0

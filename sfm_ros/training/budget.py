@@ -58,6 +58,9 @@ def check_budget(opts) -> None:
     if not 0 <= t.average_sigma_rel < 0.2886:
         raise SetupError(f"train.average_sigma_rel must be in [0, 0.2886) (0 = the last weights; 0.2886 is "
                          f"the uniform average of the whole run), got {t.average_sigma_rel}")
+    if not 0 <= t.lr_tail <= 1:
+        raise SetupError(f"train.lr_tail must be in [0, 1] (the last share of the budget over which the learning "
+                         f"rate falls to 0; 0 = constant), got {t.lr_tail}")
     if t.snapshot_every < 0:
         raise SetupError(f"train.snapshot_every must be >= 0 (0 = no snapshots), got {t.snapshot_every}")
 

@@ -56,6 +56,7 @@ from sfm_ros.core.optim import adam, prefer_fused
 from sfm_ros.core.options import Options
 from sfm_ros.data.datasets import Sequence, WindowDataset, collate
 from sfm_ros.training.budget import budget_reached, total_steps
+from sfm_ros.training.lr_schedule import budget_progress, lr_factor
 from sfm_ros.training.distributed import choose_amp, distributed_env, rank_device
 from sfm_ros.training.errors import TrainingError, TrainingInterrupted
 from sfm_ros.training.monitor import CollapseMonitor, batch_stats
@@ -156,6 +157,7 @@ class Trainer(RunCheckpoints):
         self.history: list[dict] = []
         self._rng_to_restore = None
         self._deadline: float | None = None  # time.monotonic() at which train.max_minutes ends fit()
+        self._fit_start: float | None = None  # time.monotonic() at which fit() began (the time budget's clock)
         self._time_up = False
         self.stop = StopRequest(self._stop_notice)
         self.checkpoint_extra = dict(checkpoint_extra or {})
@@ -221,13 +223,17 @@ class Trainer(RunCheckpoints):
         self.optimizer.zero_grad(set_to_none=True)
         # [loss finite, no stop requested, time left]: every rank must skip a step together (or
         # DDP's all-reduce would hang), stop after the same step on Ctrl-C and when the time is up.
+        # The learning rate's share (lr_schedule) too: the smallest of the ranks', so all step alike.
         time_left = not (self._deadline is not None and time.monotonic() >= self._deadline)
         flags = torch.stack([torch.isfinite(loss.detach()).float(),
                              torch.tensor(0.0 if self.stop.requested else 1.0, device=loss.device),
-                             torch.tensor(1.0 if time_left else 0.0, device=loss.device)])
+                             torch.tensor(1.0 if time_left else 0.0, device=loss.device),
+                             torch.tensor(self.lr_multiplier(), device=loss.device)])
         if self.distributed:  # on the loss's device: NCCL reduces CUDA tensors only
             dist.all_reduce(flags, op=dist.ReduceOp.MIN)
         flags = flags.cpu()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.opts.train.lr * float(flags[3])
         if flags[1].item() < 1:
             self.stop.agreed = True
         if flags[2].item() < 1:
@@ -286,6 +292,7 @@ class Trainer(RunCheckpoints):
         t = self.opts.train
         start = time.monotonic()
         self._deadline = start + 60 * t.max_minutes if t.max_minutes else None
+        self._fit_start = start
         self._time_up = False
         bad_steps = 0
         ended_by = self.budget_reached()  # a resume of a finished run
@@ -385,6 +392,13 @@ class Trainer(RunCheckpoints):
     def total_steps(self) -> int:
         """The step at which the step budget ends the run (:func:`sfm_ros.training.budget.total_steps`)."""
         return total_steps(self.opts.train, self.steps_per_epoch)
+
+    def lr_multiplier(self) -> float:
+        """The learning rate's multiplier for the next step (:mod:`sfm_ros.training.lr_schedule`): 1 until
+        the last ``train.lr_tail`` share of the budget, then linear to 0."""
+        t = self.opts.train
+        elapsed = time.monotonic() - self._fit_start if self._fit_start is not None else 0.0
+        return lr_factor(budget_progress(self.step, self.total_steps(), elapsed, t.max_minutes), t.lr_tail)
 
     def budget_reached(self) -> str | None:
         """Why a (resumed) run has nothing left to do, or None: the saved step or epoch budget."""

@@ -1,0 +1,76 @@
+"""sfm_ros.training.lr_schedule: the learning rate over a run's budget, and the trainer's use of it
+(the rate each optimiser step took, a resume that goes on where the schedule was)."""
+from __future__ import annotations
+
+import pytest
+
+from sfm_ros.data.datasets import prepare_sequence
+from sfm_ros.core.options import load_options
+from sfm_ros.data.synthetic import render_sequence
+from sfm_ros.training.budget import check_budget
+from sfm_ros.training.errors import SetupError
+from sfm_ros.training.lr_schedule import budget_progress, lr_factor
+from sfm_ros.training.trainer import Trainer
+
+H, W = 32, 96
+
+
+def test_progress_is_the_larger_share_of_the_budgets():
+    assert budget_progress(0, 0, 0.0, 0.0) == 0.0
+    assert budget_progress(5, 10, 0.0, 0.0) == 0.5
+    assert budget_progress(5, 10, 0.75 * 60, 1.0) == 0.75  # the clock ahead of the steps
+    assert budget_progress(9, 10, 0.10 * 60, 1.0) == 0.9   # the steps ahead of the clock
+    assert budget_progress(3, 0, 30.0, 2.0) == 0.25        # only a time budget
+    assert budget_progress(50, 10, 0.0, 0.0) == 1.0        # past the end: clipped
+
+
+def test_factor_is_constant_then_linear_to_zero():
+    assert [lr_factor(p, 0.0) for p in (0.0, 0.5, 1.0)] == [1.0, 1.0, 1.0]  # the paper's constant rate
+    assert [lr_factor(p, 0.5) for p in (0.0, 0.5, 0.75, 1.0)] == [1.0, 1.0, 0.5, 0.0]
+    assert lr_factor(0.0, 1.0) == 1.0 and lr_factor(0.25, 1.0) == pytest.approx(0.75)
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="train.lr_tail must be in"):
+            lr_factor(0.5, bad)
+
+
+def test_check_budget_names_a_bad_tail():
+    o = load_options("default", ["train.lr_tail=1.5"])
+    with pytest.raises(SetupError, match=r"train.lr_tail must be in \[0, 1\].*got 1.5"):
+        check_budget(o)
+
+
+class _Rates(Trainer):
+    def train_step(self, batch):
+        logs = super().train_step(batch)
+        self.rates.append(self.optimizer.param_groups[0]["lr"])
+        return logs
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_trainer_steps_at_the_scheduled_rate_and_a_resume_goes_on(tmp_path):
+    s = render_sequence(9, H, W, seed=3)
+    seqs = [prepare_sequence(zip(s.images, s.timestamps), s.K, (H, W), name="synthetic")]
+    o = load_options("default", ["model.height=32", "model.width=96", "model.width_mult=0.25",
+                                 "train.batch_size=2", "train.image_every=0", "train.device=cpu", "train.amp=off",
+                                 "train.epochs=0", "train.max_steps=8", "train.lr_tail=0.5"])
+    lr = o.train.lr
+    expected = [lr * f for f in (1, 1, 1, 1, 1, 0.75, 0.5, 0.25)]  # step k is taken at progress k/8
+    tr = _Rates(o, seqs, None, tmp_path / "a", progress=False, tensorboard=False)
+    tr.rates = []
+    tr.fit()
+    tr.close()
+    assert tr.rates == pytest.approx(expected, rel=1e-6)
+    # stopped after 6 steps, then resumed: the last two steps take the rates of the whole run's schedule
+    o6 = o.copy()
+    o6.train.max_steps = 6
+    first = _Rates(o6, seqs, None, tmp_path / "b", progress=False, tensorboard=False)
+    first.rates = []
+    first.fit()
+    first.close()
+    resumed = _Rates(o, seqs, None, tmp_path / "b", resume=tmp_path / "b" / "last.pt", progress=False,
+                     tensorboard=False)
+    resumed.rates = []
+    resumed.fit()
+    resumed.close()
+    assert first.rates == pytest.approx([lr * f for f in (1, 1, 1, 1, 2 / 3, 1 / 3)], rel=1e-6)  # its own 6-step budget
+    assert resumed.rates == pytest.approx(expected[6:], rel=1e-6)

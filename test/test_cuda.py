@@ -114,3 +114,17 @@ def test_ddp_two_ranks_on_cuda(tmp_path):
     p0, p1 = (torch.load(tmp_path / f"params{i}.pt", weights_only=True) for i in (0, 1))
     assert p0.device.type == "cuda" and torch.equal(p0.cpu(), p1.cpu())
     assert not (tmp_path / "out1").exists()
+
+
+def test_forked_rng_leaves_the_gpu_stream_as_it_was():
+    """The validation's and the adaptation's fixed seed must not reseed the training's GPU stream."""
+    from sfm_ros.core.device import forked_rng
+
+    dev = torch.device("cuda")
+    torch.manual_seed(7)
+    expected = torch.rand(3, device=dev)
+    torch.manual_seed(7)
+    with forked_rng(dev):
+        torch.manual_seed(123)
+        torch.rand(5, device=dev)
+    assert torch.equal(torch.rand(3, device=dev), expected)

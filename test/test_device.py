@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from sfm_ros.core.device import cpu_has_bf16_instructions, cpu_supports_bf16, resolve_device
+from sfm_ros.core.device import cpu_has_bf16_instructions, cpu_supports_bf16, forked_rng, resolve_device
 
 
 def test_resolve_device():
@@ -22,3 +22,13 @@ def test_bf16_flags_are_bools(monkeypatch):
     assert cpu_has_bf16_instructions() and not cpu_supports_bf16()  # AVX512-BF16 alone does not pay
     monkeypatch.setattr(device, "_cpu_flags", lambda: "flags: amx_bf16")
     assert cpu_has_bf16_instructions() and cpu_supports_bf16()
+
+
+def test_forked_rng_leaves_the_cpu_stream_as_it_was():
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    with forked_rng(torch.device("cpu")):
+        torch.manual_seed(123)
+        torch.rand(5)
+    assert torch.equal(torch.rand(3), expected)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["resolve_device", "cpu_has_bf16_instructions", "cpu_supports_bf16"]
+__all__ = ["resolve_device", "forked_rng", "cpu_has_bf16_instructions", "cpu_supports_bf16"]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -24,6 +24,16 @@ def resolve_device(device: str = "auto") -> torch.device:
     elif dev.type != "cpu":
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     return dev
+
+
+def forked_rng(device: torch.device):
+    """A context in which ``torch.manual_seed`` and random draws leave the caller's random streams
+    as they were: the CPU's and, for a CUDA ``device``, that GPU's (``torch.manual_seed`` reseeds
+    every GPU; the other GPUs' streams are not drawn from on this device's work)."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return torch.random.fork_rng(devices=[index], device_type="cuda")
+    return torch.random.fork_rng(devices=[])
 
 
 def _cpu_flags() -> str:

@@ -55,6 +55,7 @@ import numpy as np
 import torch
 
 from sfm_ros.core.checkpoint import save_checkpoint
+from sfm_ros.core.device import forked_rng
 from sfm_ros.core.model import SfMModel
 from sfm_ros.core.optim import adam
 from sfm_ros.core.options import PRESETS, Options, coerce_option, preset
@@ -266,7 +267,7 @@ class Adapter:
     @torch.no_grad()
     def score(self, model: SfMModel) -> float:
         """Mean held-out loss of ``model`` (a fixed noise seed; NaN when not finite)."""
-        with torch.random.fork_rng(devices=[]):  # the CPU random stream goes on untouched (as before: not CUDA's)
+        with forked_rng(self.device):  # the training's random streams go on untouched
             torch.manual_seed(SCORE_SEED)
             model.train()  # every scale, as in training ...
             norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]

@@ -49,7 +49,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
-from sfm_ros.core.device import resolve_device
+from sfm_ros.core.device import forked_rng, resolve_device
 from sfm_ros.core.losses import add_epipolar_prior, compute_losses
 from sfm_ros.core.model import SfMModel
 from sfm_ros.core.optim import adam, prefer_fused
@@ -273,7 +273,7 @@ class Trainer(RunCheckpoints):
                             num_workers=0, collate_fn=collate)
         self.model.train()  # all 4 scales (no dropout/batch-norm: identical to eval otherwise)
         total, n = 0.0, 0
-        with torch.random.fork_rng(devices=[]):  # the CPU random stream goes on untouched (as before: not CUDA's)
+        with forked_rng(self.device):  # the training's random streams go on untouched
             torch.manual_seed(12345)  # the auto-mask tie-break noise: the same for every validation
             for batch in loader:
                 _, losses, _ = self._forward(batch, self.model)

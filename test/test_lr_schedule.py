@@ -74,3 +74,23 @@ def test_trainer_steps_at_the_scheduled_rate_and_a_resume_goes_on(tmp_path):
     resumed.close()
     assert first.rates == pytest.approx([lr * f for f in (1, 1, 1, 1, 2 / 3, 1 / 3)], rel=1e-6)  # its own 6-step budget
     assert resumed.rates == pytest.approx(expected[6:], rel=1e-6)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_resume_with_another_rate_takes_it(tmp_path):
+    """The optimiser's saved rate does not override the options' ``train.lr`` on ``--resume``."""
+    s = render_sequence(9, H, W, seed=3)
+    seqs = [prepare_sequence(zip(s.images, s.timestamps), s.K, (H, W), name="synthetic")]
+    base = ["model.height=32", "model.width=96", "model.width_mult=0.25", "train.batch_size=2", "train.image_every=0",
+            "train.device=cpu", "train.amp=off", "train.epochs=0"]
+    first = _Rates(load_options("default", base + ["train.max_steps=2"]), seqs, None, tmp_path, progress=False,
+                   tensorboard=False)
+    first.rates = []
+    first.fit()
+    first.close()
+    resumed = _Rates(load_options("default", base + ["train.max_steps=4", "train.lr=5e-5"]), seqs, None, tmp_path,
+                     resume=tmp_path / "last.pt", progress=False, tensorboard=False)
+    resumed.rates = []
+    resumed.fit()
+    resumed.close()
+    assert first.rates == pytest.approx([2e-4, 2e-4]) and resumed.rates == pytest.approx([5e-5, 5e-5])

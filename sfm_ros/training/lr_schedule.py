@@ -8,7 +8,8 @@ Where a run stands against its budget (:func:`budget_progress`) is the larger of
 step budget done (``train.epochs``/``train.max_steps``: the step counter, which ``--resume`` keeps)
 and the share of its time budget spent (``train.max_minutes``: this process's wall clock since
 training began, the clock that ends the run). A run with only ``--epochs`` decays over its epochs;
-one with only ``--max-minutes`` over its minutes.
+one with only ``--max-minutes`` over its minutes. Each step takes ``train.lr`` times the factor, so a
+``--resume`` with another ``train.lr`` takes it (the optimiser's saved rate does not override it).
 """
 from __future__ import annotations
 

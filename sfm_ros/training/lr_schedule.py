@@ -1,8 +1,9 @@
 """The learning rate over a run's budget: constant (the paper's Adam at 2e-4), then, with
 ``train.lr_tail`` > 0, falling linearly to zero over the last ``lr_tail`` share of the budget, so
 that the run ends on weights that have settled instead of on one draw of a noisy walk (Li et al.,
-"Budgeted training", ICLR 2020: a linear decay to zero at the budget's end is the best schedule for
-a fixed budget). ROS-free, torch-free.
+"Budgeted training", ICLR 2020: of the schedules they compared at a fixed budget, a linear decay to
+zero at the budget's end did best). Measured here on the plain commands it did not pay (BENCHMARKS.md,
+session 16): the default is 0, the paper's constant rate. ROS-free, torch-free.
 
 Where a run stands against its budget (:func:`budget_progress`) is the larger of the share of its
 step budget done (``train.epochs``/``train.max_steps``: the step counter, which ``--resume`` keeps)

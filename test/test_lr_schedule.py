@@ -40,57 +40,58 @@ def test_check_budget_names_a_bad_tail():
 
 
 class _Rates(Trainer):
+    """Records the learning rate each optimiser step took."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.rates: list[float] = []
+
     def train_step(self, batch):
         logs = super().train_step(batch)
         self.rates.append(self.optimizer.param_groups[0]["lr"])
         return logs
 
 
-@pytest.mark.usefixtures("one_torch_thread")
-def test_trainer_steps_at_the_scheduled_rate_and_a_resume_goes_on(tmp_path):
+@pytest.fixture(scope="module")
+def seqs():
     s = render_sequence(9, H, W, seed=3)
-    seqs = [prepare_sequence(zip(s.images, s.timestamps), s.K, (H, W), name="synthetic")]
-    o = load_options("default", ["model.height=32", "model.width=96", "model.width_mult=0.25",
-                                 "train.batch_size=2", "train.image_every=0", "train.device=cpu", "train.amp=off",
-                                 "train.epochs=0", "train.max_steps=8", "train.lr_tail=0.5"])
+    return [prepare_sequence(zip(s.images, s.timestamps), s.K, (H, W), name="synthetic")]
+
+
+def _opts(*extra: str):
+    return load_options("default", ["model.height=32", "model.width=96", "model.width_mult=0.25",
+                                    "train.batch_size=2", "train.image_every=0", "train.device=cpu",
+                                    "train.amp=off", "train.epochs=0", *extra])
+
+
+def _rates(opts, seqs, out, resume=None) -> list[float]:
+    """The learning rate of every step of one ``fit()`` (a new run, or ``resume`` of one)."""
+    tr = _Rates(opts, seqs, None, out, resume=resume, progress=False, tensorboard=False)
+    try:
+        tr.fit()
+    finally:
+        tr.close()
+    return tr.rates
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_trainer_steps_at_the_scheduled_rate_and_a_resume_goes_on(seqs, tmp_path):
+    o = _opts("train.max_steps=8", "train.lr_tail=0.5")
     lr = o.train.lr
     expected = [lr * f for f in (1, 1, 1, 1, 1, 0.75, 0.5, 0.25)]  # step k is taken at progress k/8
-    tr = _Rates(o, seqs, None, tmp_path / "a", progress=False, tensorboard=False)
-    tr.rates = []
-    tr.fit()
-    tr.close()
-    assert tr.rates == pytest.approx(expected, rel=1e-6)
+    assert _rates(o, seqs, tmp_path / "a") == pytest.approx(expected, rel=1e-6)
     # stopped after 6 steps, then resumed: the last two steps take the rates of the whole run's schedule
     o6 = o.copy()
     o6.train.max_steps = 6
-    first = _Rates(o6, seqs, None, tmp_path / "b", progress=False, tensorboard=False)
-    first.rates = []
-    first.fit()
-    first.close()
-    resumed = _Rates(o, seqs, None, tmp_path / "b", resume=tmp_path / "b" / "last.pt", progress=False,
-                     tensorboard=False)
-    resumed.rates = []
-    resumed.fit()
-    resumed.close()
-    assert first.rates == pytest.approx([lr * f for f in (1, 1, 1, 1, 2 / 3, 1 / 3)], rel=1e-6)  # its own 6-step budget
-    assert resumed.rates == pytest.approx(expected[6:], rel=1e-6)
+    first = _rates(o6, seqs, tmp_path / "b")
+    resumed = _rates(o, seqs, tmp_path / "b", resume=tmp_path / "b" / "last.pt")
+    assert first == pytest.approx([lr * f for f in (1, 1, 1, 1, 2 / 3, 1 / 3)], rel=1e-6)  # its own 6-step budget
+    assert resumed == pytest.approx(expected[6:], rel=1e-6)
 
 
 @pytest.mark.usefixtures("one_torch_thread")
-def test_a_resume_with_another_rate_takes_it(tmp_path):
+def test_a_resume_with_another_rate_takes_it(seqs, tmp_path):
     """The optimiser's saved rate does not override the options' ``train.lr`` on ``--resume``."""
-    s = render_sequence(9, H, W, seed=3)
-    seqs = [prepare_sequence(zip(s.images, s.timestamps), s.K, (H, W), name="synthetic")]
-    base = ["model.height=32", "model.width=96", "model.width_mult=0.25", "train.batch_size=2", "train.image_every=0",
-            "train.device=cpu", "train.amp=off", "train.epochs=0"]
-    first = _Rates(load_options("default", base + ["train.max_steps=2"]), seqs, None, tmp_path, progress=False,
-                   tensorboard=False)
-    first.rates = []
-    first.fit()
-    first.close()
-    resumed = _Rates(load_options("default", base + ["train.max_steps=4", "train.lr=5e-5"]), seqs, None, tmp_path,
-                     resume=tmp_path / "last.pt", progress=False, tensorboard=False)
-    resumed.rates = []
-    resumed.fit()
-    resumed.close()
-    assert first.rates == pytest.approx([2e-4, 2e-4]) and resumed.rates == pytest.approx([5e-5, 5e-5])
+    first = _rates(_opts("train.max_steps=2"), seqs, tmp_path)
+    resumed = _rates(_opts("train.max_steps=4", "train.lr=5e-5"), seqs, tmp_path, resume=tmp_path / "last.pt")
+    assert first == pytest.approx([2e-4, 2e-4]) and resumed == pytest.approx([5e-5, 5e-5])

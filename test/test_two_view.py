@@ -17,7 +17,7 @@ from sfm_ros.runtime.motion.sampson import epipolar_information, signed_sampson
 from sfm_ros.runtime.motion.spread import robust_spread
 from sfm_ros.runtime.motion.three_view import three_view_step_ratio
 from sfm_ros.runtime.motion.triangulation import triangulate_depths
-from sfm_ros.runtime.motion.two_view import TwoViewOptions, prior_agrees, solve_two_view
+from sfm_ros.runtime.motion.two_view import TwoViewOptions, prior_agrees, solve_tracks, solve_two_view
 from sfm_ros.runtime.motion.view import make_view
 
 K = np.array([[500.0, 0.0, 208.0], [0.0, 500.0, 64.0], [0.0, 0.0, 1.0]])
@@ -142,6 +142,28 @@ def test_solve_two_view_on_a_rendered_street(views):
         solve_two_view(a.grey, b.grey, np.eye(4), TwoViewOptions())
     with pytest.raises(ValueError, match="lk_window"):
         TwoViewOptions(lk_window=1)
+
+
+def test_solve_tracks_is_the_solver_after_the_tracking(views):
+    """Given correspondences: exact ones give the motion (to 1e-3°); the tracker's own give what
+    :func:`solve_two_view` gives; mismatched arrays are named."""
+    R, t = rot_y(np.radians(1.5)), np.array([0.1, -0.02, 0.6])
+    p, q, _ = _pairs(R, t)
+    sol = solve_tracks(p, q, K, TwoViewOptions())
+    assert sol.why == "" and sol.tracks == len(p) and sol.inliers >= 100
+    assert angle_deg(sol.R @ R.T) < 1e-3 and dir_err_deg(sol.T_new_ref[:3, 3], t) < 1e-3
+    from sfm_ros.data.features import track_corners
+
+    a, b = make_view(views["ref"], views["K"]), make_view(views["new"], views["K"])
+    o = TwoViewOptions()
+    direct = solve_two_view(a.grey, b.grey, a.K, o)
+    pt, qt = track_corners(a.grey, b.grey, max_corners=o.max_corners, min_distance=o.min_distance_px,
+                           iterations=o.lk_iterations, window=o.lk_window, max_fb_error=o.max_fb_px)
+    again = solve_tracks(pt, qt, a.K, o)
+    assert again.tracks == direct.tracks
+    assert angle_deg(again.R @ direct.R.T) < 0.05
+    with pytest.raises(ValueError, match="p and q must be"):
+        solve_tracks(p, q[:10], K, TwoViewOptions())
 
 
 def test_prior_agrees_only_with_a_motion_the_corners_cannot_reject():

@@ -34,7 +34,7 @@ from sfm_ros.runtime.motion.rotation_only import rotation_only
 from sfm_ros.runtime.motion.sampson import epipolar_information, signed_sampson
 from sfm_ros.runtime.motion.spread import robust_spread
 
-__all__ = ["ESTIMATORS", "TwoViewOptions", "TwoViewSolution", "solve_two_view", "prior_agrees"]
+__all__ = ["ESTIMATORS", "TwoViewOptions", "TwoViewSolution", "solve_two_view", "solve_tracks", "prior_agrees"]
 
 #: the robust essential-matrix estimators: OpenCV's USAC MAGSAC++ (with local optimisation), USAC
 #: with graph-cut local optimisation, plain RANSAC
@@ -135,12 +135,25 @@ def solve_two_view(a: np.ndarray, b: np.ndarray, K: np.ndarray, opts: TwoViewOpt
     network's) kept instead of the five-point solution when :func:`prior_agrees`, or None."""
     if np.ndim(a) != 2 or np.shape(a) != np.shape(b):
         raise ValueError(f"grey images (H, W) of one size expected, got {np.shape(a)} and {np.shape(b)}")
-    K = matrix(K, (3, 3), "K")
-    if T_prior is not None:
-        T_prior = matrix(T_prior, (4, 4), "T_prior")
     o = opts
     p, q = track_corners(a, b, max_corners=o.max_corners, min_distance=o.min_distance_px,
                          iterations=o.lk_iterations, window=o.lk_window, max_fb_error=o.max_fb_px)
+    return solve_tracks(p, q, K, o, T_prior)
+
+
+def solve_tracks(p: np.ndarray, q: np.ndarray, K: np.ndarray, opts: TwoViewOptions,
+                 T_prior: np.ndarray | None = None) -> TwoViewSolution:
+    """:func:`solve_two_view` from tracked corners: ``p`` (N, 2) where they are in the reference
+    image, ``q`` (N, 2) in the new image (e.g. tracks carried over several frames); every step
+    after the tracking, with the same options."""
+    K = matrix(K, (3, 3), "K")
+    if T_prior is not None:
+        T_prior = matrix(T_prior, (4, 4), "T_prior")
+    p = np.ascontiguousarray(np.asarray(p, dtype=np.float32).reshape(-1, 2))
+    q = np.ascontiguousarray(np.asarray(q, dtype=np.float32).reshape(-1, 2))
+    if p.shape != q.shape:
+        raise ValueError(f"p and q must be (N, 2) of one shape, got {p.shape} and {q.shape}")
+    o = opts
     n = len(p)
     if n < o.min_inliers:
         return TwoViewSolution(why="few tracks", reason=f"{n} corners tracked (< {o.min_inliers})", tracks=n,

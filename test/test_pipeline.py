@@ -42,7 +42,9 @@ class Sink:
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory) -> Path:
-    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+    # seeded: about 1 random initialisation in 30 saturates the untrained depth at the head's near
+    # end over most pixels, and test_result_values needs a depth range with both ends
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", seed=0)
 
 
 @pytest.fixture(scope="module")

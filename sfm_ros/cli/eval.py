@@ -247,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="metric scale as the node's camera_height does (ground plane in the predicted depth, "
                         "forward camera): also reports the trajectory with no scale alignment and the "
                         "ratio of predicted to true step length")
+    q.add_argument("--no-ground-tilt", dest="ground_tilt", action="store_false",
+                   help="with --camera-height and --refine epipolar: the mount's nominal down, as the node's "
+                        "ground_tilt false (default: the camera's tilt to the ground measured from its "
+                        "direction of travel, as the node does)")
     q.add_argument("--pose-flip", action="store_true",
                    help="average the pose network's motion with the mirrored window's (the node's pose_flip, "
                         "on there by default; off here so that the network alone is measured)")

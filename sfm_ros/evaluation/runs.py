@@ -174,7 +174,7 @@ def run_pose(args: Any) -> dict:
                              "camera's poses itself)")
         if args.refine not in REFINE_MODES:
             raise ValueError(f"--refine must be one of {', '.join(REFINE_MODES)}, got {args.refine!r}")
-        refiner = Refiner(args.refine)
+        refiner = Refiner(args.refine, ground_tilt=getattr(args, "ground_tilt", True))
         needs = ([f"--refine {args.refine}"] if args.refine != "none" else []) + check_camera_height(args)
         est = load_estimator(args)
         frames, notes = select_eval_frames(args, stride, needs)  # with intrinsics where needed
@@ -195,6 +195,10 @@ def run_pose(args: Any) -> dict:
         m, model_notes, metric = model_pose_method(est, images, args.snippet, refiner, views, ground,
                                                    frames.K, raw_hw)
         notes += model_notes
+        if ground is not None and refiner.ground_tilt and refiner.mode in ("epipolar", "epipolar+photometric"):
+            notes.append(f"the camera's tilt to the ground: {refiner.tilt.tilt_deg:.2f} deg at the end, from "
+                         f"{len(refiner.tilt.measurements)} chords' directions of travel (the node's ground_tilt; "
+                         "--no-ground-tilt: the mount's down)")
         if est.pose_flip:
             notes.append("--pose-flip: each window's motion averaged with the mirrored window's (the node's pose_flip)")
         methods["model"] = m

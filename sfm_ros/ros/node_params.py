@@ -69,6 +69,15 @@ name                            type      default                      meaning
                                                                        metres from the ground's homography
                                                                        (:mod:`sfm_ros.runtime.motion.ground_length`,
                                                                        +4 ms a frame); 0 = unset
+``ground_tilt`` *               bool      true                         with ``camera_height``: measure
+                                                                       the camera's tilt to the ground
+                                                                       from its direction of travel over
+                                                                       chords of 8 frames and turn the
+                                                                       mount's "down" by it (a car or a
+                                                                       wheeled robot moves along its
+                                                                       ground; a degree of tilt is 9 % of
+                                                                       length); false: the mount's
+                                                                       ``camera_rpy`` "down" (a drone)
 ``min_depth`` *                 double    0.1                          closer: -Inf in ``depth/image`` (m)
 ``max_depth`` *                 double    100.0                        farther: +Inf in ``depth/image`` (m)
 ``max_gap`` *                   double    1.0                          a larger gap (s) between processed
@@ -212,6 +221,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("scale", 0.0, "metres per network unit; 0 = from camera_height when set, else 1", True, 0.0, 1e9),
     ParamSpec("camera_height", 0.0, "camera height above the ground (m); > 0: metric scale from the ground "
                                     "plane; 0 = unset", True, 0.0, 1e3),
+    ParamSpec("ground_tilt", True, "with camera_height: measure the camera's tilt to the ground from its direction "
+              "of travel (a car, a wheeled robot); false: the mount's down as camera_rpy gives it (a drone)", True),
     ParamSpec("min_depth", 0.1, "published depth lower clamp (m)", True, 0.0, 1e9),
     ParamSpec("max_depth", 100.0, "published depth upper clamp (m)", True, 0.0, 1e9),
     ParamSpec("max_gap", 1.0, "gap (s) between processed frames that restarts the odometry", True, 1e-3, 1e9),

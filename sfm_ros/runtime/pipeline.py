@@ -86,6 +86,7 @@ class FramePipeline:
         self._refiner_model = None  # the weights the refiner's depth/network ratios were measured with
         self._last_refinement = None  # the refiner's result for the newest frame (None: not refined)
         self._refine_ms: float | None = None  # the newest frame's refinement time
+        self._tilt_text = "n/a"  # the camera's tilt to the ground in use, as the diagnostics show it
         self._last_shape: tuple | None = None
         self.adaptation = adaptation
         self.int8 = None  # precision int8: calibrated on the camera's first frames; auto: measured on them
@@ -319,9 +320,11 @@ class FramePipeline:
 
         from sfm_ros.runtime.motion import CornerBudget, Refiner
 
-        if self._refiner is None or self._refiner.mode != self.settings.refine_pose:
-            self._refiner = Refiner(self.settings.refine_pose)
+        if self._refiner is None or self._refiner.mode != self.settings.refine_pose \
+                or self._refiner.ground_tilt != bool(self.settings.ground_tilt):
+            self._refiner = Refiner(self.settings.refine_pose, ground_tilt=bool(self.settings.ground_tilt))
             self._corner_budget = CornerBudget()
+            self._tilt_text = "off" if not self._refiner.ground_tilt else "not measured yet"
         refiner = self._refiner
         if self._refiner_model is not self.estimator.model:  # new weights (adaptation): new units
             refiner.reset_scale()
@@ -353,6 +356,9 @@ class FramePipeline:
                                               "the network's motion is used")
                 return inc
             self._last_refinement = r
+            if ground is not None and refiner.ground_tilt:
+                self._tilt_text = (f"{refiner.tilt.tilt_deg:.2f} deg, {len(refiner.tilt.measurements)} of "
+                                   f"{refiner.tilt.window} measurements")
             if r.untracked:  # no consistent motion in the corners: the caller holds the odometry
                 return inc
             self.refined.add(r.used)
@@ -416,6 +422,9 @@ class FramePipeline:
             "held_frames": ", ".join(f"{k} {v}" for k, v in sorted(self.held.snapshot().items())) or "none",
             "frame_ms_p50": self.stages.text(),
             **self._refine_cost(),
+            "ground_tilt": self._tilt_text if self.settings.camera_height > 0
+            and self.settings.refine_pose in ("epipolar", "epipolar+photometric")
+            else "n/a (needs camera_height and refine_pose epipolar)",
             **({"int8": self.int8.state} if self.int8 is not None else {}),
             **(self.adaptation.diagnostic_values() if self.adaptation is not None else {}),
         }

@@ -13,6 +13,7 @@ class Settings:
 
     scale: float = 0.0                 # metres per network unit; 0: from camera_height, else 1
     camera_height: float = 0.0         # > 0: the scale from the ground plane
+    ground_tilt: bool = True           # with camera_height: the tilt to the ground from the travel
     min_depth: float = 0.1
     max_depth: float = 100.0
     max_gap: float = 1.0

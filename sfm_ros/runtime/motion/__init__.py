@@ -14,7 +14,9 @@ Modes
     translation (or the network's, where the corners cannot tell them apart: ``prefer_network``).
     Its length is on the learned depth's scale (with ``ground``: in metres), filtered over time
     (:mod:`.length_filter`): measured by the depth comparison (:mod:`.depth_length`) or with
-    ``ground`` by the ground's homography (:mod:`.ground_length`), predicted by the three-view
+    ``ground`` by the ground's homography (:mod:`.ground_length`, its normal turned by the
+    camera's tilt to the ground measured from the direction of travel over chords of 8 frames:
+    :mod:`.ground_tilt`, :mod:`.travel_chord`), predicted by the three-view
     ratio (``scale_tracking``, :mod:`.three_view`) or from the network's length on the scale of
     recent measurements; before any measurement held, the network's length.
     :meth:`Refiner.reset_scale` forgets the filter (the node calls it when the weights change).
@@ -37,8 +39,8 @@ Layout, each module importing only those above it: :mod:`.result` (the outcome a
 :mod:`.spread`, :mod:`.rotation_angle`, :mod:`.parallax`, :mod:`.triangulation`,
 :mod:`.rotation_only`, :mod:`.sampson` (stateless two-view functions), :mod:`.covariance`,
 :mod:`.two_view`, :mod:`.depth_length`, :mod:`.three_view`, :mod:`.ground_length`,
-:mod:`.length_filter`, :mod:`.photometric`, :mod:`.view`, :mod:`.corner_budget`,
-:mod:`.refiner`, :mod:`.sequence`.
+:mod:`.ground_tilt`, :mod:`.length_filter`, :mod:`.photometric`, :mod:`.view`,
+:mod:`.travel_chord`, :mod:`.corner_budget`, :mod:`.refiner`, :mod:`.sequence`.
 
 Convention: as :mod:`sfm_ros.core.geometry`: optical camera frame (x right, y down, z forward),
 pixel centres at integer coordinates, ``T_a_b`` maps points of frame ``b`` into frame ``a``; the

@@ -20,13 +20,14 @@ Multiple View Geometry, 2nd ed., Sec. 13.1: the plane-induced homography ``K (R 
 
 A second ``source`` needs no search: ``"travel"`` takes the ground to contain the direction of
 travel (a wheeled robot or a car moves along its road), so each measurement is the tilt that makes
-the normal perpendicular to the two-view solution's direction (:func:`travel_tilt_deg`). It costs
-nothing a frame and on KITTI 00 0-159 does what the photometric search does (step-length ratio
-0.998 against 0.997, t_err 2.65 % against 2.63 %, 1.060 and 5.96 % with the nominal "down"); but it
-inherits the direction's own elevation error, which on the rendered streets reads up to 0.5° low
-(the rotation-translation coupling of the five-point solution), and there it cost 1.2 points of
-drift against the nominal "down" (BENCHMARKS.md). A holonomic robot that moves up or down (a drone)
-breaks its assumption.
+the normal perpendicular to a measured direction of travel (:func:`travel_tilt_deg`,
+:meth:`GroundTilt.add_travel`). A frame pair's direction is too poorly fixed in elevation for it:
+on rendered streets it reads up to 0.5° low (the rotation-translation coupling of the five-point
+solution), and there each pair's direction cost 1.2 points of drift against the nominal "down";
+the refiner reads it over chords of 8 frames instead (:mod:`~sfm_ros.runtime.motion.travel_chord`),
+which brings KITTI 00 0-159 from 5.96 % to 2.59 % and costs the level rendered cameras 0.06-0.34
+points (BENCHMARKS.md, issue 24). A holonomic robot that moves up or down (a drone) breaks its
+assumption.
 
 Convention: as :mod:`sfm_ros.runtime.motion.ground_length`; angles in degrees in the options and
 the state (``tilt_deg``), positive tilts turning "down" towards the optical axis (+z).
@@ -136,6 +137,17 @@ class GroundTilt:
         self.measurements.clear()
         self.calls = 0
 
+    def add_travel(self, nominal: np.ndarray, R: np.ndarray, t: np.ndarray) -> float | None:
+        """One measurement from the direction of travel of a motion ``x_new = R x_ref + t`` (a frame
+        pair's or a chord's, :mod:`~sfm_ros.runtime.motion.travel_chord`), whatever ``source`` and
+        ``every``: the tilt recorded (degrees), or None (:func:`travel_tilt_deg` says nothing, or the
+        tilt is beyond ``max_deg``)."""
+        tilt = travel_tilt_deg(nominal, R, t)
+        if tilt is None or not abs(tilt) <= self.max_deg:
+            return None
+        self.measurements.append(tilt)
+        return tilt
+
     def observe(self, pix: GroundPixels, K: np.ndarray, R: np.ndarray, t: np.ndarray, nominal: np.ndarray,
                 height: float, guess: float | None) -> float | None:
         """Offer one frame pair (prepared :class:`GroundPixels`, its motion ``R``, unit ``t``); every
@@ -147,11 +159,7 @@ class GroundTilt:
         if (self.calls - 1) % self.every:
             return None
         if self.source == "travel":
-            tilt = travel_tilt_deg(nominal, R, t)
-            if tilt is None or not abs(tilt) <= self.max_deg:
-                return None
-            self.measurements.append(tilt)
-            return tilt
+            return self.add_travel(nominal, R, t)
         if len(pix.px) > self.points:  # the strongest-gradient pixels come last: a spread subset
             keep = np.linspace(0, len(pix.px) - 1, self.points).round().astype(int)
             pix = GroundPixels(pix.px[keep], pix.ref[keep], pix.B)

@@ -25,6 +25,7 @@ from sfm_ros.runtime.motion.photometric import PhotometricOptions, PhotoResult, 
 from sfm_ros.runtime.motion.result import NO_SOLUTION, EpipolarCovariance, Refinement, ScaleFrom, Used
 from sfm_ros.runtime.motion.rotation_angle import angle_between_deg, rotation_angle_deg
 from sfm_ros.runtime.motion.three_view import three_view_step_ratio
+from sfm_ros.runtime.motion.travel_chord import TravelChord
 from sfm_ros.runtime.motion.two_view import TwoViewOptions, TwoViewSolution, solve_two_view
 from sfm_ros.runtime.motion.view import RefineView, make_view
 
@@ -64,13 +65,20 @@ class Refiner:
     predict each length by the three-view ratio; ``prefer_network``: keep the network's rotation
     and direction where the corners cannot tell them from the five-point solution;
     ``ground_tilt``: measure the ground normal's tilt from the images
-    (:class:`~sfm_ros.runtime.motion.ground_tilt.GroundTilt`, every ``tilt_every``-th pair, median
-    of ``tilt_window``) and use it for the ground's metres instead of the given "down" (off by
-    default: on KITTI 00 it brought the step-length ratio from 1.06 to 1.00, on rendered streets
-    whose camera is level it cost 0.5 points of drift; BENCHMARKS.md); ``tilt_source``: what it is
-    measured from, ``"photometric"`` (a search: on KITTI 00 the frame's p50 rose from 86 to 115 ms at
-    every 2nd pair) or ``"travel"`` (the ground contains the direction of travel: free, the same
-    result on KITTI 00, 1.2 points of drift worse than the nominal "down" on the streets).
+    (:class:`~sfm_ros.runtime.motion.ground_tilt.GroundTilt`, the median of the last
+    ``tilt_window`` measurements) and use it for the ground's metres instead of the given "down"
+    (on by default: the camera of a car or a wheeled robot is rarely level with its road to the
+    degree the ground's metres need, 9 % of length a degree; off for a camera that does not move
+    along its ground, a drone); ``tilt_source``: what it is measured from, ``"travel"`` (the ground
+    contains the direction of travel; free but for the chord's tracking) or ``"photometric"`` (a
+    search every ``tilt_every``-th pair: on KITTI 00 the frame's p50 rose from 86 to 115 ms at
+    every 2nd pair); ``tilt_chord``: with ``"travel"``, the frames over which the direction is
+    read (:class:`~sfm_ros.runtime.motion.travel_chord.TravelChord`, one measurement a chord; 1:
+    each pair's own direction, every ``tilt_every``-th). Measured (BENCHMARKS.md, issue 24): on
+    KITTI 00 0-159 the chords of 8 frames bring t_err from 5.96 % (the nominal "down") to 2.59 %
+    and the step-length ratio from 1.060 to 1.010; on rendered streets whose camera is level they
+    cost 0.06 points (700-702, mean 7.01 % against 6.95 %) and 0.34 points (710-712, never
+    tuned on: 5.18 % against 4.84 %), where each pair's own direction cost 1.2 points.
 
     State: ``counts`` (refinements per :class:`~sfm_ros.runtime.motion.result.Used`), ``length``
     (the length filter), the last epipolar motion (the three-view chain), the last call's scale
@@ -115,13 +123,15 @@ class Refiner:
     photo_min_valid: float = _PO.min_valid
     photo_max_rotation_deg: float = _PO.max_rotation_deg
     photo_max_depth_step: float = _PO.max_depth_step
-    ground_tilt: bool = False
+    ground_tilt: bool = True
     counts: dict = field(default_factory=dict)
     length: LengthFilter = field(init=False, repr=False, compare=False)
     tilt_every: int = 2
     tilt_window: int = 61
-    tilt_source: str = "photometric"
+    tilt_source: str = "travel"
+    tilt_chord: int = 8
     tilt: GroundTilt = field(init=False, repr=False, compare=False)
+    chord: TravelChord | None = field(default=None, init=False, repr=False, compare=False)
     _chain: _Chain | None = field(default=None, init=False, repr=False, compare=False)
     _scale: float | None = field(default=None, init=False, repr=False, compare=False)  # the last call's
     _metric: bool = field(default=False, init=False, repr=False, compare=False)  # the last call's ground given
@@ -131,6 +141,10 @@ class Refiner:
             raise ValueError(f"refine mode must be one of {', '.join(REFINE_MODES)}, got {self.mode!r}")
         self.length = LengthFilter(**{name: getattr(self, name) for name in _LENGTH})
         self.tilt = GroundTilt(every=self.tilt_every, window=self.tilt_window, source=self.tilt_source)
+        if isinstance(self.tilt_chord, bool) or int(self.tilt_chord) != self.tilt_chord or self.tilt_chord < 1:
+            raise ValueError(f"tilt_chord must be an integer >= 1, got {self.tilt_chord!r}")
+        if self.ground_tilt and self.tilt_source == "travel" and self.tilt_chord > 1:
+            self.chord = TravelChord(frames=int(self.tilt_chord))
         self.two_view_options()
         self.photometric_options()
 
@@ -206,6 +220,11 @@ class Refiner:
                 prev = chain if chain is not None and chain.new is ref and chain.ref.grey.shape == ref.grey.shape \
                     else None
                 out = epi = self._epipolar(ref, new, T_net, depth_ref, prev, scale, ground)
+                if self.chord is not None and ground is not None:
+                    # the ground's tilt from the direction of travel over the chord (the next frames')
+                    sol = self.chord.push(ref, new, self.two_view_options())
+                    if sol is not None and not sol.why:
+                        self.tilt.add_travel(ground[0], sol.R, sol.T_new_ref[:3, 3])
                 if out.scale_from in (ScaleFrom.NONE, ScaleFrom.NETWORK) and self.length.ratios \
                         and out.used != Used.STILL:
                     # the network's translation kept (a fallback, a rotation alone): on the scale of
@@ -255,7 +274,7 @@ class Refiner:
             pix = ground_pixels(ref.grey, new.grey)
             down = self.tilt.down(ground[0]) if self.ground_tilt else ground[0]
             road = search_step_length(pix, K, sol.R, sol.T_new_ref[:3, 3], down, ground[1], guess=guess)
-            if self.ground_tilt:
+            if self.ground_tilt and self.chord is None:
                 self.tilt.observe(pix, K, sol.R, sol.T_new_ref[:3, 3], ground[0], ground[1],
                                   road.length if road.length is not None else guess)
         baseline, spread, scale_from, rel_sd = self._length(sol, K, T_net, depth, step, scale, road)

@@ -11,7 +11,8 @@ intrinsics as the ``intrinsics`` parameter); the published ``odom -> base_link``
 poses through the mount and are scored against the ground truth with
 :mod:`sfm_ros.evaluation.segment_drift` (KITTI devkit definition, every frame a start, the lengths
 printed) as published and after one global scale, plus the median ratio of the predicted to the
-true step length and the 5-frame snippet ATE.
+true step length, the 5-frame snippet ATE and the published increments' NEES per base-frame axis
+(their errors as published over the covariance the node publishes with them: issue 24 item 4).
 
 Drives: rendered streets (:func:`sfm_ros.data.synthetic.render_sequence`, 128x416, 10 Hz, 6 m/s,
 camera 1.5 m, mean yaw rates ``--yaw-rates``; the shipped model trained on seeds 0-39, ``make demo``
@@ -46,7 +47,7 @@ def play(est, images, stamps, K, camera_height: float, settings: dict):
     T_base_cam = camera_extrinsic()
     pl = FramePipeline(est, T_base_cam, Settings(camera_height=camera_height,
                                                  intrinsics=(K[0, 0], K[1, 1], K[0, 2], K[1, 2]), **settings))
-    idx, poses, ms = [], [], []
+    idx, poses, ms, covs = [], [], [], []
     for i, (img, t) in enumerate(zip(images, stamps)):
         t0 = time.perf_counter()
         r = pl.process(InputFrame(stamp=float(t), t=float(t), frame_id="camera", recv=0.0, image=img))
@@ -54,12 +55,42 @@ def play(est, images, stamps, K, camera_height: float, settings: dict):
         if r is not None and r.odometry is not None:
             idx.append(i)
             poses.append(r.odometry.T_odom_base @ T_base_cam)
+            covs.append(r.odometry.twist_covariance)
     r = pl._refiner
     play.tilt = (f"{r.tilt.tilt_deg:.2f} deg ({len(r.tilt.measurements)} measurements)"
                  if r is not None and r.ground_tilt else "off")
     pl.close()
+    play.twist_covariances = np.stack(covs)
     poses = np.stack(poses)
     return np.asarray(idx), invert_pose(poses[0]) @ poses, np.asarray(ms)
+
+
+def step_nees(gt, est, twist_cov, stamps) -> tuple[list, list]:
+    """The published increments' NEES per base-frame axis (x y z roll pitch yaw): each increment's
+    error against the truth's (translation in metres as published, rotation as a rotation vector,
+    in the base frame it starts from) over its covariance, the twist covariance times dt²; the
+    mean over increments, and the band in which 95 % of the means fall for a consistent one
+    (chi-square of one degree, averaged over the increments)."""
+    import numpy as np
+    from scipy.stats import chi2
+
+    from sfm_ros.core.se3 import invert_pose, matrix_to_pose_vec
+    from sfm_ros.runtime.odometry import camera_extrinsic
+
+    B = camera_extrinsic()
+    Bi = invert_pose(B)
+    err, var = [], []
+    for k in range(1, len(est)):
+        dt = float(stamps[k] - stamps[k - 1])
+        if dt <= 0:
+            continue
+        g = B @ invert_pose(gt[k - 1]) @ gt[k] @ Bi
+        e = B @ invert_pose(est[k - 1]) @ est[k] @ Bi
+        err.append(matrix_to_pose_vec(invert_pose(g) @ e))
+        var.append(np.diag(twist_cov[k]) * dt * dt)
+    err, var = np.asarray(err), np.asarray(var)
+    n = len(err)
+    return list(map(float, (err ** 2 / var).mean(0))), [float(chi2.ppf(0.025, n) / n), float(chi2.ppf(0.975, n) / n)]
 
 
 def score(gt, est) -> dict:
@@ -160,6 +191,7 @@ def main(argv=None) -> int:
 
         g = invert_pose(gt[idx[0]]) @ gt[idx]
         r = score(g, poses)
+        r["step_nees"], r["nees_band"] = step_nees(g, poses, play.twist_covariances, np.asarray(stamps)[idx])
         r["frame_ms_p50"], r["frame_ms_p95"] = float(np.median(ms)), float(np.percentile(ms, 95))
         r["ground_tilt"] = play.tilt
         results[name] = r
@@ -167,7 +199,10 @@ def main(argv=None) -> int:
               f"(one global scale {r['t_err_pct_global_scale']:.2f} %), r_err {r['r_err_deg_per_100m']:.2f} deg/100 m, "
               f"step ratio {r['step_ratio_median']:.3f} ({r['step_ratio_quartiles'][0]:.3f}-"
               f"{r['step_ratio_quartiles'][1]:.3f}), snippet ATE {r['snippet_ate']:.4f} m, frame "
-              f"{r['frame_ms_p50']:.0f}/{r['frame_ms_p95']:.0f} ms p50/p95, ground tilt {r['ground_tilt']}", flush=True)
+              f"{r['frame_ms_p50']:.0f}/{r['frame_ms_p95']:.0f} ms p50/p95, ground tilt {r['ground_tilt']}; step NEES "
+              f"x y z / roll pitch yaw {' '.join(f'{v:.2f}' for v in r['step_nees'][:3])} / "
+              f"{' '.join(f'{v:.2f}' for v in r['step_nees'][3:])} (95 % band {r['nees_band'][0]:.2f}-"
+              f"{r['nees_band'][1]:.2f})", flush=True)
     streets = [v for k, v in results.items() if k.startswith("street")]
     if streets:
         print(f"streets mean: t_err {np.mean([v['t_err_pct'] for v in streets]):.2f} %, r_err "

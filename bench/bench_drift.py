@@ -55,12 +55,12 @@ def play(est, images, stamps, K, camera_height: float, settings: dict):
         if r is not None and r.odometry is not None:
             idx.append(i)
             poses.append(r.odometry.T_odom_base @ T_base_cam)
-            covs.append(r.odometry.twist_covariance)
+            covs.append(None if r.odometry.first else r.odometry.twist_covariance)
     r = pl._refiner
     play.tilt = (f"{r.tilt.tilt_deg:.2f} deg ({len(r.tilt.measurements)} measurements)"
                  if r is not None and r.ground_tilt else "off")
     pl.close()
-    play.twist_covariances = np.stack(covs)
+    play.twist_covariances = covs
     poses = np.stack(poses)
     return np.asarray(idx), invert_pose(poses[0]) @ poses, np.asarray(ms)
 
@@ -68,8 +68,8 @@ def play(est, images, stamps, K, camera_height: float, settings: dict):
 def step_nees(gt, est, twist_cov, stamps) -> tuple[list, list]:
     """The published increments' NEES per base-frame axis (x y z roll pitch yaw): each increment's
     error against the truth's (translation in metres as published, rotation as a rotation vector,
-    in the base frame it starts from) over its covariance, the twist covariance times dt²; the
-    mean over increments, and the band in which 95 % of the means fall for a consistent one
+    in the base frame it starts from) over its covariance, the twist covariance times dt² (``None``:
+    the odometry restarted there, no increment published); the mean over increments, and the band in which 95 % of the means fall for a consistent one
     (chi-square of one degree, averaged over the increments)."""
     import numpy as np
     from scipy.stats import chi2
@@ -82,7 +82,7 @@ def step_nees(gt, est, twist_cov, stamps) -> tuple[list, list]:
     err, var = [], []
     for k in range(1, len(est)):
         dt = float(stamps[k] - stamps[k - 1])
-        if dt <= 0:
+        if dt <= 0 or twist_cov[k] is None:
             continue
         g = B @ invert_pose(gt[k - 1]) @ gt[k] @ Bi
         e = B @ invert_pose(est[k - 1]) @ est[k] @ Bi
@@ -136,7 +136,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--set", action="append", default=[], help="a pipeline setting NAME=VALUE (repeatable)")
     ap.add_argument("--refiner", action="append", default=[],
-                    help="a Refiner option NAME=VALUE (repeatable; e.g. ground_tilt=false)")
+                    help="a Refiner option NAME=VALUE (repeatable; e.g. tilt_chord=4; ground_tilt is the "
+                         "node's setting: --set ground_tilt=false)")
     args = ap.parse_args(argv)
     import numpy as np
     import torch
@@ -162,6 +163,8 @@ def main(argv=None) -> int:
 
     motion.CornerBudget = FixedBudget
     refiner_opts = _typed(args.refiner, motion.Refiner())
+    if "ground_tilt" in refiner_opts:  # the pipeline passes its setting, which would win
+        ap.error("ground_tilt is the node's setting: give it as --set ground_tilt=false")
     if refiner_opts:
         base = motion.Refiner
 

@@ -107,6 +107,6 @@ def test_refiner_measures_the_tilt_from_the_direction_of_travel():
     assert len(refiner.tilt.measurements) >= 6, list(refiner.tilt.measurements)
     assert abs(refiner.tilt.tilt_deg + 2.0) < 0.5, list(refiner.tilt.measurements)
     assert refiner.chord is None  # each pair's own direction
-    assert Refiner().ground_tilt and Refiner().tilt.source == "travel" and Refiner().chord.frames == 8  # the defaults
+    assert Refiner().ground_tilt and Refiner().tilt.source == "travel" and Refiner().chord.steps == 8  # the defaults
     with pytest.raises(ValueError, match="source"):
         Refiner(ground_tilt=True, tilt_source="imu")

@@ -24,12 +24,12 @@ def street():
 
 
 def test_a_chord_solves_its_first_and_last_view(street):
-    """Two chords of 8 pairs over 16: nothing until a chord's last pair, then the motion from its
+    """Two chords of 8 steps over 16: nothing until a chord's last pair, then the motion from its
     first to its last view (``T_new_ref``), rotation within 0.5° and direction within 1° of the
     truth (measured: 0.24° and 0.20°, 0.22°: one chord's direction is noisy on rendered frames; the
     tilt is the median of many)."""
     seq, views = street
-    chord, opts = TravelChord(frames=8), TwoViewOptions()
+    chord, opts = TravelChord(steps=8), TwoViewOptions()
     ends = []
     for i in range(len(views) - 1):
         sol = chord.push(views[i], views[i + 1], opts)
@@ -48,7 +48,7 @@ def test_a_chord_solves_its_first_and_last_view(street):
 
 def test_a_chord_restarts_when_the_views_do_not_follow_on(street):
     _, views = street
-    chord, opts = TravelChord(frames=3), TwoViewOptions()
+    chord, opts = TravelChord(steps=3), TwoViewOptions()
     assert chord.push(views[0], views[1], opts) is None and chord.pairs == 1
     assert chord.push(views[2], views[3], opts) is None  # views[1] -> views[2] was skipped
     assert chord.start is views[2] and chord.pairs == 1
@@ -60,21 +60,31 @@ def test_a_chord_restarts_when_the_views_do_not_follow_on(street):
 
 def test_a_still_camera_gives_no_direction(street):
     _, views = street
-    chord, opts = TravelChord(frames=2), TwoViewOptions()
+    chord, opts = TravelChord(steps=2), TwoViewOptions()
     assert chord.push(views[0], views[0], opts) is None
     assert chord.push(views[0], views[0], opts).why == "still"
 
 
 def test_a_textureless_view_restarts_the_chord():
     flat = make_view(np.full((128, 416), 128, np.uint8), np.array([[300.0, 0, 208], [0, 300.0, 64], [0, 0, 1]]))
-    chord = TravelChord(frames=2)
+    chord = TravelChord(steps=2)
     assert chord.push(flat, flat, TwoViewOptions()) is None and chord.pairs == 0 and chord.start is flat
 
 
-@pytest.mark.parametrize("frames", [1, 0, 2.5, True])
-def test_chord_length_is_checked(frames):
-    with pytest.raises(ValueError, match="frames >= 2"):
-        TravelChord(frames=frames)
+@pytest.mark.parametrize("steps", [1, 0, 2.5, True])
+def test_chord_length_is_checked(steps):
+    with pytest.raises(ValueError, match="steps >= 2"):
+        TravelChord(steps=steps)
+
+
+def test_views_of_two_sizes_are_refused_before_anything_changes(street):
+    _, views = street
+    chord, opts = TravelChord(steps=3), TwoViewOptions()
+    chord.push(views[0], views[1], opts)
+    small = make_view(views[2].grey[:64], views[2].K)
+    with pytest.raises(ValueError, match="of one size"):
+        chord.push(views[1], small, opts)
+    assert chord.last is views[1] and chord.pairs == 1
 
 
 def test_refiner_measures_the_tilt_from_chords(street):
@@ -89,7 +99,7 @@ def test_refiner_measures_the_tilt_from_chords(street):
     depths = [np.where(np.isfinite(d), d, 1000.0) for d in seq.depths]
     nominal = tilted_down(np.array([0.0, 1.0, 0.0]), 2.0)
     refiner = Refiner(ground_tilt=True, tilt_source="travel", tilt_chord=4)
-    assert refiner.chord is not None and refiner.chord.frames == 4
+    assert refiner.chord is not None and refiner.chord.steps == 4
     views = [refiner.view(im, seq.K) for im in seq.images]
     refine_sequence(refiner, views, depths[:-1], gt, [1.0] * len(gt), (nominal, 1.5))
     assert len(refiner.tilt.measurements) == 4, list(refiner.tilt.measurements)
@@ -98,3 +108,28 @@ def test_refiner_measures_the_tilt_from_chords(street):
     assert Refiner(ground_tilt=False, tilt_source="travel", tilt_chord=4).chord is None
     with pytest.raises(ValueError, match="tilt_chord"):
         Refiner(tilt_chord=0)
+
+
+def test_ground_tilt_switches_in_place_and_a_failing_chord_restarts(street, monkeypatch):
+    """``set_ground_tilt`` keeps the refiner's state (the node's ``ground_tilt`` parameter); a chord
+    that raises restarts and the frame's refinement stands."""
+    from sfm_ros.evaluation.trajectory import relative_poses
+
+    seq, _ = street
+    gt = relative_poses(seq.poses)
+    depths = [np.where(np.isfinite(d), d, 1000.0) for d in seq.depths]
+    refiner = Refiner()
+    views = [refiner.view(im, seq.K) for im in seq.images]
+    refine_sequence(refiner, views[:5], depths[:4], gt[:4], [1.0] * 4, (np.array([0.0, 1.0, 0.0]), 1.5))
+    log_length, pairs = refiner.length.log_length, refiner.chord.pairs
+    assert log_length is not None and pairs == 4
+    refiner.set_ground_tilt(False)
+    assert refiner.chord is None and not refiner.ground_tilt and refiner.length.log_length == log_length
+    refiner.set_ground_tilt(True)
+    assert refiner.chord is not None and refiner.chord.pairs == 0
+
+    def broken(*a, **k):
+        raise ValueError("degenerate")
+    monkeypatch.setattr(refiner.chord, "push", broken)
+    out = refiner.refine(views[4], views[5], gt[4], depths[4], 1.0, (np.array([0.0, 1.0, 0.0]), 1.5))
+    assert out.used == "epipolar" and refiner.chord.start is None  # refined; the chord restarted

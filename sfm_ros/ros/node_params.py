@@ -72,7 +72,8 @@ name                            type      default                      meaning
 ``ground_tilt`` *               bool      true                         with ``camera_height``: measure
                                                                        the camera's tilt to the ground
                                                                        from its direction of travel over
-                                                                       chords of 8 frames and turn the
+                                                                       chords of 8 frame steps (p50 +3.5
+                                                                       ms a frame) and turn the
                                                                        mount's "down" by it (a car or a
                                                                        wheeled robot moves along its
                                                                        ground; a degree of tilt is 9 % of

@@ -86,7 +86,7 @@ class FramePipeline:
         self._refiner_model = None  # the weights the refiner's depth/network ratios were measured with
         self._last_refinement = None  # the refiner's result for the newest frame (None: not refined)
         self._refine_ms: float | None = None  # the newest frame's refinement time
-        self._tilt_text = "n/a"  # the camera's tilt to the ground in use, as the diagnostics show it
+        self._tilt_text = "n/a (not refined yet)"  # the camera's tilt to the ground, as the diagnostics show it
         self._last_shape: tuple | None = None
         self.adaptation = adaptation
         self.int8 = None  # precision int8: calibrated on the camera's first frames; auto: measured on them
@@ -320,11 +320,11 @@ class FramePipeline:
 
         from sfm_ros.runtime.motion import CornerBudget, Refiner
 
-        if self._refiner is None or self._refiner.mode != self.settings.refine_pose \
-                or self._refiner.ground_tilt != bool(self.settings.ground_tilt):
+        if self._refiner is None or self._refiner.mode != self.settings.refine_pose:
             self._refiner = Refiner(self.settings.refine_pose, ground_tilt=bool(self.settings.ground_tilt))
             self._corner_budget = CornerBudget()
-            self._tilt_text = "off" if not self._refiner.ground_tilt else "not measured yet"
+        elif self._refiner.ground_tilt != bool(self.settings.ground_tilt):  # in place: the scale filter stays
+            self._refiner.set_ground_tilt(bool(self.settings.ground_tilt))
         refiner = self._refiner
         if self._refiner_model is not self.estimator.model:  # new weights (adaptation): new units
             refiner.reset_scale()
@@ -356,9 +356,7 @@ class FramePipeline:
                                               "the network's motion is used")
                 return inc
             self._last_refinement = r
-            if ground is not None and refiner.ground_tilt:
-                self._tilt_text = (f"{refiner.tilt.tilt_deg:.2f} deg, {len(refiner.tilt.measurements)} of "
-                                   f"{refiner.tilt.window} measurements")
+            self._tilt_text = self._tilt_state(refiner, ground is not None)
             if r.untracked:  # no consistent motion in the corners: the caller holds the odometry
                 return inc
             self.refined.add(r.used)
@@ -393,6 +391,20 @@ class FramePipeline:
             out += self.adaptation.warnings()
         return out
 
+    @staticmethod
+    def _tilt_state(refiner, ground: bool) -> str:
+        """The ``ground_tilt`` diagnostic after a refinement (``ground``: the ground's metres were
+        measured, i.e. ``camera_height`` set and no ``scale`` overriding it)."""
+        if not ground:
+            return "n/a (no ground: camera_height unset or scale set)"
+        if not refiner.ground_tilt:
+            return "off (the mount's down)"
+        t = refiner.tilt
+        n = len(t.measurements)
+        if n < t.min_measurements:
+            return f"not in use yet (the mount's down): {n} of the {t.min_measurements} measurements it needs"
+        return f"{t.tilt_deg:.2f} deg, the median of {n} measurements (of {t.window} kept)"
+
     def _refine_cost(self) -> dict[str, str]:
         """``refine_ms_p50`` (the median time of the last window of refinements) and
         ``refine_corners`` (the corners it was measured with; then the corners in use)."""
@@ -422,9 +434,8 @@ class FramePipeline:
             "held_frames": ", ".join(f"{k} {v}" for k, v in sorted(self.held.snapshot().items())) or "none",
             "frame_ms_p50": self.stages.text(),
             **self._refine_cost(),
-            "ground_tilt": self._tilt_text if self.settings.camera_height > 0
-            and self.settings.refine_pose in ("epipolar", "epipolar+photometric")
-            else "n/a (needs camera_height and refine_pose epipolar)",
+            "ground_tilt": self._tilt_text if self.settings.refine_pose in ("epipolar", "epipolar+photometric")
+            else f"n/a (refine_pose {self.settings.refine_pose})",
             **({"int8": self.int8.state} if self.int8 is not None else {}),
             **(self.adaptation.diagnostic_values() if self.adaptation is not None else {}),
         }

@@ -15,7 +15,7 @@ Modes
     Its length is on the learned depth's scale (with ``ground``: in metres), filtered over time
     (:mod:`.length_filter`): measured by the depth comparison (:mod:`.depth_length`) or with
     ``ground`` by the ground's homography (:mod:`.ground_length`, its normal turned by the
-    camera's tilt to the ground measured from the direction of travel over chords of 8 frames:
+    camera's tilt to the ground measured from the direction of travel over chords of 8 frame steps:
     :mod:`.ground_tilt`, :mod:`.travel_chord`), predicted by the three-view
     ratio (``scale_tracking``, :mod:`.three_view`) or from the network's length on the scale of
     recent measurements; before any measurement held, the network's length.

@@ -22,9 +22,9 @@ A second ``source`` needs no search: ``"travel"`` takes the ground to contain th
 travel (a wheeled robot or a car moves along its road), so each measurement is the tilt that makes
 the normal perpendicular to a measured direction of travel (:func:`travel_tilt_deg`,
 :meth:`GroundTilt.add_travel`). A frame pair's direction is too poorly fixed in elevation for it:
-on rendered streets it reads up to 0.5° low (the rotation-translation coupling of the five-point
+on rendered streets it reads 0.4-0.9° low (the rotation-translation coupling of the five-point
 solution), and there each pair's direction cost 1.2 points of drift against the nominal "down";
-the refiner reads it over chords of 8 frames instead (:mod:`~sfm_ros.runtime.motion.travel_chord`),
+the refiner reads it over chords of 8 frame steps instead (:mod:`~sfm_ros.runtime.motion.travel_chord`),
 which brings KITTI 00 0-159 from 5.96 % to 2.59 % and costs the level rendered cameras 0.06-0.34
 points (BENCHMARKS.md, issue 24). A holonomic robot that moves up or down (a drone) breaks its
 assumption.

@@ -72,10 +72,10 @@ class Refiner:
     along its ground, a drone); ``tilt_source``: what it is measured from, ``"travel"`` (the ground
     contains the direction of travel; free but for the chord's tracking) or ``"photometric"`` (a
     search every ``tilt_every``-th pair: on KITTI 00 the frame's p50 rose from 86 to 115 ms at
-    every 2nd pair); ``tilt_chord``: with ``"travel"``, the frames over which the direction is
+    every 2nd pair); ``tilt_chord``: with ``"travel"``, the frame steps over which the direction is
     read (:class:`~sfm_ros.runtime.motion.travel_chord.TravelChord`, one measurement a chord; 1:
-    each pair's own direction, every ``tilt_every``-th). Measured (BENCHMARKS.md, issue 24): on
-    KITTI 00 0-159 the chords of 8 frames bring t_err from 5.96 % (the nominal "down") to 2.59 %
+    each pair's own direction, every ``tilt_every``-th; :meth:`set_ground_tilt` switches it at run
+    time). Measured (BENCHMARKS.md, issue 24): on KITTI 00 0-159 the chords of 8 steps bring t_err from 5.96 % (the nominal "down") to 2.59 %
     and the step-length ratio from 1.060 to 1.010; on rendered streets whose camera is level they
     cost 0.06 points (700-702, mean 7.01 % against 6.95 %) and 0.34 points (710-712, never
     tuned on: 5.18 % against 4.84 %), where each pair's own direction cost 1.2 points.
@@ -143,10 +143,16 @@ class Refiner:
         self.tilt = GroundTilt(every=self.tilt_every, window=self.tilt_window, source=self.tilt_source)
         if isinstance(self.tilt_chord, bool) or int(self.tilt_chord) != self.tilt_chord or self.tilt_chord < 1:
             raise ValueError(f"tilt_chord must be an integer >= 1, got {self.tilt_chord!r}")
-        if self.ground_tilt and self.tilt_source == "travel" and self.tilt_chord > 1:
-            self.chord = TravelChord(frames=int(self.tilt_chord))
+        self.set_ground_tilt(self.ground_tilt)
         self.two_view_options()
         self.photometric_options()
+
+    def set_ground_tilt(self, on: bool) -> None:
+        """Switch the ground tilt on or off (``ground_tilt``), keeping the measurements and every
+        other state (the length filter, the three-view chain); a chord in progress is dropped."""
+        self.ground_tilt = bool(on)
+        travel_chord = self.ground_tilt and self.tilt_source == "travel" and self.tilt_chord > 1
+        self.chord = TravelChord(steps=int(self.tilt_chord)) if travel_chord else None
 
     def two_view_options(self) -> TwoViewOptions:
         """The two-view solver's options, as set now (the corner budget changes ``max_corners``)."""
@@ -221,10 +227,7 @@ class Refiner:
                     else None
                 out = epi = self._epipolar(ref, new, T_net, depth_ref, prev, scale, ground)
                 if self.chord is not None and ground is not None:
-                    # the ground's tilt from the direction of travel over the chord (the next frames')
-                    sol = self.chord.push(ref, new, self.two_view_options())
-                    if sol is not None and not sol.why:
-                        self.tilt.add_travel(ground[0], sol.R, sol.T_new_ref[:3, 3])
+                    self._chord_tilt(ref, new, ground[0])
                 if out.scale_from in (ScaleFrom.NONE, ScaleFrom.NETWORK) and self.length.ratios \
                         and out.used != Used.STILL:
                     # the network's translation kept (a fallback, a rotation alone): on the scale of
@@ -240,6 +243,17 @@ class Refiner:
         out.covariance = motion_covariance(out, 0.5 * (ref.K[0, 0] + ref.K[1, 1]))
         self.counts[out.used] = self.counts.get(out.used, 0) + 1
         return out
+
+    def _chord_tilt(self, ref: RefineView, new: RefineView, nominal: np.ndarray) -> None:
+        """Push ``ref → new`` into the chord; at its end, the tilt from its direction of travel (for
+        the next frames). A chord that fails (OpenCV, a degenerate solution) restarts: this frame's
+        refinement stands."""
+        try:
+            sol = self.chord.push(ref, new, self.two_view_options())
+            if sol is not None and not sol.why:
+                self.tilt.add_travel(nominal, sol.R, sol.T_new_ref[:3, 3])
+        except (ValueError, cv2.error, np.linalg.LinAlgError):
+            self.chord.reset()
 
     def _epipolar(self, ref: RefineView, new: RefineView, T_net: np.ndarray, depth: np.ndarray | None,
                   prev: _Chain | None, scale: float, ground: tuple[np.ndarray, float] | None) -> Refinement:

@@ -58,6 +58,21 @@ def save_tiny_checkpoint(path: Path, height: int = 64, width: int = 96, seq_len:
     return path
 
 
+def load_bench(name: str):
+    """The benchmark script ``bench/<name>.py`` as a module (its own imports of ``bench/`` resolve)."""
+    import importlib.util
+
+    bench = str(Path(__file__).resolve().parents[1] / "bench")
+    sys.path.insert(0, bench)
+    try:
+        spec = importlib.util.spec_from_file_location(name, Path(bench) / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+    finally:
+        sys.path.remove(bench)
+
+
 def wait_until(pred, timeout: float, step: float = 0.05) -> bool:
     """Poll ``pred()`` every ``step`` seconds until it holds or ``timeout`` seconds passed; its last value."""
     import time

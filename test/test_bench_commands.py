@@ -4,23 +4,16 @@ beside the figures)."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shlex
-import sys
 from pathlib import Path
+
+from conftest import load_bench
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _bench():
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        spec = importlib.util.spec_from_file_location("bench_vs_peer", REPO / "bench" / "bench_vs_peer.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return mod
-    finally:
-        sys.path.remove(str(REPO / "bench"))
+    return load_bench("bench_vs_peer")
 
 
 def test_the_harness_commands_are_the_readmes():

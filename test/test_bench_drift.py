@@ -2,28 +2,15 @@
 from the covariance published with them, about 4 for errors twice as large."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import load_bench
 
 from sfm_ros.core.se3 import axis_angle_to_matrix, invert_pose, make_pose
 from sfm_ros.runtime.odometry import camera_extrinsic
 
-REPO = Path(__file__).resolve().parents[1]
-
-
 def _bench():
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        spec = importlib.util.spec_from_file_location("bench_drift", REPO / "bench" / "bench_drift.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return mod
-    finally:
-        sys.path.remove(str(REPO / "bench"))
+    return load_bench("bench_drift")
 
 
 @pytest.mark.parametrize("gain, want", [(1.0, 1.0), (2.0, 4.0)])

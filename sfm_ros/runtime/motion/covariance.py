@@ -45,7 +45,10 @@ GROUND_LEN_REL = 0.08
 #: relative sd of the error of the ground's metres that persists over a run (the odometry's
 #: ``OdomNoise.scale_rel`` with ``camera_height``): the lengths move ~9 % per degree of the
 #: mount's pitch (measured on KITTI 00), taken as known to 0.5°; the median step ratio was 1.04 on
-#: KITTI 00 0-119 and 1.09 on 120-159
+#: KITTI 00 0-119 and 1.09 on 120-159 with the nominal "down". With the tilt measured from the
+#: direction of travel (the Refiner's ``ground_tilt``, on by default) the drives of bench_drift.py
+#: read 0.973-1.038 (KITTI 00 0-159: 1.010); kept, as the chords' tilt wanders by ±0.5° along a
+#: real road (KITTI 00) and a drive it has not seen may sit further off
 GROUND_SCALE_REL = 0.05
 #: relative error of a step length on the depth's scale of recent frames (also used, not calibrated
 #: apart, for the network's length on the ground's scale of recent frames) (``scale_from`` depth ratio;

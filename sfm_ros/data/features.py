@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["to_grey", "track_corners", "track_points"]
+__all__ = ["to_grey", "detect_corners", "track_corners", "track_points"]
 
 _LK_LEVELS = 4     # pyramid levels above the image
 _LK_EPS = 0.01     # pixels: an iteration moving less ends the search
@@ -37,6 +37,12 @@ def to_grey(frame: np.ndarray) -> np.ndarray:
     return frame
 
 
+def detect_corners(a: np.ndarray, max_corners: int = 300, min_distance: int = 5) -> np.ndarray:
+    """Shi-Tomasi corners of grey image ``a``: (M, 2) float32, (0, 2) when it has none."""
+    pts = cv2.goodFeaturesToTrack(a, maxCorners=int(max_corners), qualityLevel=0.01, minDistance=int(min_distance))
+    return np.zeros((0, 2), np.float32) if pts is None else pts[:, 0].astype(np.float32)
+
+
 def track_corners(a: np.ndarray, b: np.ndarray, max_corners: int = 300, min_distance: int = 5,
                   max_fb_error: float = 1.0, iterations: int = 30,
                   window: int = 21) -> tuple[np.ndarray, np.ndarray]:
@@ -48,11 +54,10 @@ def track_corners(a: np.ndarray, b: np.ndarray, max_corners: int = 300, min_dist
     better there; the default 21 is what the trainer's stride choice was measured with)."""
     if a.shape != b.shape or a.ndim != 2:
         raise ValueError(f"grey images of one size expected, got {a.shape} and {b.shape}")
-    pts = cv2.goodFeaturesToTrack(a, maxCorners=max_corners, qualityLevel=0.01, minDistance=min_distance)
-    if pts is None:
-        empty = np.zeros((0, 2), np.float32)
-        return empty, empty.copy()
-    p, q, ok = track_points(a, b, pts[:, 0], max_fb_error, iterations, window)
+    pts = detect_corners(a, max_corners, min_distance)
+    if not len(pts):
+        return pts, pts.copy()
+    p, q, ok = track_points(a, b, pts, max_fb_error, iterations, window)
     return p[ok], q[ok]
 
 

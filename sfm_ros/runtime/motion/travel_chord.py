@@ -12,8 +12,8 @@ read from the corners, one frame pair against chords of 8 steps: -0.37° / -0.86
 reads 0.5° below the ground truth's at every chord length, a difference that does not shrink with
 the baseline, so it is not the coupling.
 
-The corners are detected in the chord's first view (Shi-Tomasi, the two-view options'
-``max_corners`` and ``min_distance_px``) and tracked into each next view
+The corners are detected in the chord's first view (:func:`sfm_ros.data.features.detect_corners`,
+the two-view options' ``max_corners`` and ``min_distance_px``) and tracked into each next view
 (:func:`sfm_ros.data.features.track_points`, forward-backward checked at ``max_fb_px``); a corner
 lost once is dropped. At the chord's end, :func:`~sfm_ros.runtime.motion.two_view.solve_tracks`
 solves the chord, and the next chord starts at its last view. A chord restarts when the views do
@@ -27,10 +27,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
-from sfm_ros.data.features import track_points
+from sfm_ros.data.features import detect_corners, track_points
 from sfm_ros.runtime.motion.two_view import TwoViewOptions, TwoViewSolution, solve_tracks
 from sfm_ros.runtime.motion.view import RefineView
 
@@ -63,9 +62,7 @@ class TravelChord:
         self.pairs = 0
 
     def _begin(self, view: RefineView, opts: TwoViewOptions) -> None:
-        pts = cv2.goodFeaturesToTrack(view.grey, maxCorners=int(opts.max_corners), qualityLevel=0.01,
-                                      minDistance=int(opts.min_distance_px))
-        self.p0 = np.zeros((0, 2), np.float32) if pts is None else pts[:, 0].astype(np.float32)
+        self.p0 = detect_corners(view.grey, opts.max_corners, opts.min_distance_px)
         self.cur = self.p0.copy()
         self.start = self.last = view
         self.pairs = 0

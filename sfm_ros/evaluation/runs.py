@@ -166,7 +166,7 @@ def run_pose(args: Any) -> dict:
         gt = all_gt[sel]
         methods["prediction"] = {"traj": traj}
     else:
-        from sfm_ros.runtime.motion import REFINE_MODES, Refiner
+        from sfm_ros.runtime.motion import EPIPOLAR_MODES, REFINE_MODES, Refiner
 
         if getattr(args, "pred_frame", None):
             raise ValueError(f"--pred-frame {args.pred_frame} says which frame a prediction's poses are of: it goes "
@@ -195,7 +195,7 @@ def run_pose(args: Any) -> dict:
         m, model_notes, metric = model_pose_method(est, images, args.snippet, refiner, views, ground,
                                                    frames.K, raw_hw)
         notes += model_notes
-        if ground is not None and refiner.ground_tilt and refiner.mode in ("epipolar", "epipolar+photometric"):
+        if ground is not None and refiner.ground_tilt and refiner.mode in EPIPOLAR_MODES:
             notes.append(f"the camera's tilt to the ground: {refiner.tilt.tilt_deg:.2f} deg at the end, from "
                          f"{len(refiner.tilt.measurements)} chords' directions of travel (the node's ground_tilt; "
                          "--no-ground-tilt: the mount's down)")

@@ -43,7 +43,7 @@ from sfm_ros.runtime.frame_input import FrameInputs
 from sfm_ros.runtime.frames import FrameResult, InputFrame, WindowFrame, cloud_points, rep118_depth
 from sfm_ros.runtime.metric_scale import CAMERA_HEIGHT_SOURCES, MetricScale, ScaleSource
 from sfm_ros.runtime.motion.covariance import GROUND_SCALE_REL
-from sfm_ros.runtime.motion.result import ScaleFrom, Used
+from sfm_ros.runtime.motion.result import EPIPOLAR_MODES, ScaleFrom, Used
 from sfm_ros.runtime.motion_evidence import HoldNoise, frame_evidence
 from sfm_ros.runtime.diagnostics import FRAME_COUNTS, Counters, Log, StageTimes, Ticker
 from sfm_ros.runtime.settings import SETTINGS, Settings
@@ -409,7 +409,7 @@ class FramePipeline:
         """``refine_ms_p50`` (the median time of the last window of refinements) and
         ``refine_corners`` (the corners it was measured with; then the corners in use)."""
         b, r = self._corner_budget, self._refiner
-        if b is None or r is None or r.mode not in ("epipolar", "epipolar+photometric"):
+        if b is None or r is None or r.mode not in EPIPOLAR_MODES:
             return {"refine_ms_p50": "n/a", "refine_corners": "n/a"}
         if not np.isfinite(b.last_ms):
             return {"refine_ms_p50": "n/a", "refine_corners": str(r.max_corners)}
@@ -434,7 +434,7 @@ class FramePipeline:
             "held_frames": ", ".join(f"{k} {v}" for k, v in sorted(self.held.snapshot().items())) or "none",
             "frame_ms_p50": self.stages.text(),
             **self._refine_cost(),
-            "ground_tilt": self._tilt_text if self.settings.refine_pose in ("epipolar", "epipolar+photometric")
+            "ground_tilt": self._tilt_text if self.settings.refine_pose in EPIPOLAR_MODES
             else f"n/a (refine_pose {self.settings.refine_pose})",
             **({"int8": self.int8.state} if self.int8 is not None else {}),
             **(self.adaptation.diagnostic_values() if self.adaptation is not None else {}),

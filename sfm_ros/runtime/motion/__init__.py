@@ -49,10 +49,10 @@ OpenCV only.
 """
 from sfm_ros.runtime.motion.corner_budget import CornerBudget
 from sfm_ros.runtime.motion.covariance import motion_covariance
-from sfm_ros.runtime.motion.refiner import REFINE_MODES, Refiner
+from sfm_ros.runtime.motion.refiner import EPIPOLAR_MODES, REFINE_MODES, Refiner
 from sfm_ros.runtime.motion.result import UNTRACKED, EpipolarCovariance, Refinement, ScaleFrom, Used
 from sfm_ros.runtime.motion.sequence import refine_sequence
 from sfm_ros.runtime.motion.view import RefineView
 
-__all__ = ["REFINE_MODES", "RefineView", "Refinement", "Refiner", "CornerBudget", "refine_sequence",
+__all__ = ["REFINE_MODES", "EPIPOLAR_MODES", "RefineView", "Refinement", "Refiner", "CornerBudget", "refine_sequence",
            "motion_covariance", "UNTRACKED", "Used", "ScaleFrom", "EpipolarCovariance"]

@@ -22,17 +22,16 @@ from sfm_ros.runtime.motion.ground_length import GroundLength, checked_ground, g
 from sfm_ros.runtime.motion.ground_tilt import GroundTilt
 from sfm_ros.runtime.motion.length_filter import LengthFilter
 from sfm_ros.runtime.motion.photometric import PhotometricOptions, PhotoResult, photometric_align
-from sfm_ros.runtime.motion.result import NO_SOLUTION, EpipolarCovariance, Refinement, ScaleFrom, Used
+from sfm_ros.runtime.motion.result import EPIPOLAR_MODES, NO_SOLUTION, EpipolarCovariance, Refinement, ScaleFrom, Used
 from sfm_ros.runtime.motion.rotation_angle import angle_between_deg, rotation_angle_deg
 from sfm_ros.runtime.motion.three_view import three_view_step_ratio
 from sfm_ros.runtime.motion.travel_chord import TravelChord
 from sfm_ros.runtime.motion.two_view import TwoViewOptions, TwoViewSolution, solve_two_view
 from sfm_ros.runtime.motion.view import RefineView, make_view
 
-__all__ = ["REFINE_MODES", "Refiner"]
+__all__ = ["REFINE_MODES", "EPIPOLAR_MODES", "Refiner"]
 
 REFINE_MODES = ("none", "epipolar", "photometric", "epipolar+photometric")
-_EPIPOLAR_MODES = ("epipolar", "epipolar+photometric")
 _PHOTOMETRIC_MODES = ("photometric", "epipolar+photometric")
 #: PhotometricOptions field → the Refiner's option
 _PHOTO = {f.name: "photo_" + f.name for f in fields(PhotometricOptions)} | {"damping": "photo_lambda"}
@@ -75,10 +74,11 @@ class Refiner:
     every 2nd pair); ``tilt_chord``: with ``"travel"``, the frame steps over which the direction is
     read (:class:`~sfm_ros.runtime.motion.travel_chord.TravelChord`, one measurement a chord; 1:
     each pair's own direction, every ``tilt_every``-th; :meth:`set_ground_tilt` switches it at run
-    time). Measured (BENCHMARKS.md, issue 24): on KITTI 00 0-159 the chords of 8 steps bring t_err from 5.96 % (the nominal "down") to 2.59 %
-    and the step-length ratio from 1.060 to 1.010; on rendered streets whose camera is level they
-    cost 0.06 points (700-702, mean 7.01 % against 6.95 %) and 0.34 points (710-712, never
-    tuned on: 5.18 % against 4.84 %), where each pair's own direction cost 1.2 points.
+    time). Measured (BENCHMARKS.md, issue 24): on KITTI 00 0-159 the chords of 8 steps bring t_err
+    from 5.96 % (the nominal "down") to 2.59 % and the step-length ratio from 1.060 to 1.010; on
+    rendered streets whose camera is level they cost 0.06 points (700-702, mean 7.01 % against
+    6.95 %) and 0.34 points (710-712, never tuned on: 5.18 % against 4.84 %), where each pair's
+    own direction cost 1.2 points.
 
     State: ``counts`` (refinements per :class:`~sfm_ros.runtime.motion.result.Used`), ``length``
     (the length filter), the last epipolar motion (the three-view chain), the last call's scale
@@ -221,7 +221,7 @@ class Refiner:
                 depth_ref = cv2.resize(np.asarray(depth_ref, np.float32), ref.grey.shape[::-1],
                                        interpolation=cv2.INTER_NEAREST)
             out = epi = None
-            if self.mode in _EPIPOLAR_MODES:
+            if self.mode in EPIPOLAR_MODES:
                 chain = self._chain
                 prev = chain if chain is not None and chain.new is ref and chain.ref.grey.shape == ref.grey.shape \
                     else None

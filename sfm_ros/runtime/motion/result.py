@@ -17,7 +17,10 @@ from enum import StrEnum
 
 import numpy as np
 
-__all__ = ["Used", "ScaleFrom", "EpipolarCovariance", "Refinement", "UNTRACKED", "NO_SOLUTION"]
+__all__ = ["EPIPOLAR_MODES", "Used", "ScaleFrom", "EpipolarCovariance", "Refinement", "UNTRACKED", "NO_SOLUTION"]
+
+#: the refinement modes that run the epipolar solution (and with ``ground`` the ground's metres and tilt)
+EPIPOLAR_MODES = ("epipolar", "epipolar+photometric")
 
 
 class Used(StrEnum):

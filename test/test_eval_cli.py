@@ -208,18 +208,24 @@ def test_pose_kitti_snippet_ate_and_baselines(tiny_ckpt, kitti_dir, tmp_path, ca
 def test_pose_refine_epipolar_runs_the_nodes_refiner(tiny_ckpt, kitti_dir, tmp_path, capsys):
     """An untrained network's motion is noise; the epipolar refinement of the same increments (on
     the refiner's own 128x416 views, whatever the 64x96 network input) recovers the car's path on
-    real KITTI frames: measured 0.886 → 0.049 snippet ATE (mean odometry 0.066)."""
+    real KITTI frames: measured 0.886 → 0.049 snippet ATE (mean odometry 0.066); the same without
+    the rotation window (``--no-rotation-window``)."""
     res = {}
-    for mode in ("none", "epipolar"):
-        out = tmp_path / f"{mode}.json"
+    for mode, extra in (("none", ()), ("epipolar", ()), ("epipolar", ("--no-rotation-window",))):
+        key = mode + "".join(extra)
+        out = tmp_path / f"{key}.json"
         code, text, err = _run(capsys, "pose", "--checkpoint", tiny_ckpt, "--kitti", kitti_dir, "--frames",
-                               "0:20", "--refine", mode, "--json", out, "--device", "cpu")
+                               "0:20", "--refine", mode, "--json", out, "--device", "cpu", *extra)
         assert code == 0, err
-        res[mode] = json.loads(out.read_text())
+        res[key] = json.loads(out.read_text())
     notes = " ".join(res["epipolar"]["notes"])
     assert "--refine epipolar:" in notes and "increments epipolar" in notes
+    assert "the node's rotation_window;" in notes
+    assert "the node's rotation_window false" in " ".join(res["epipolar--no-rotation-window"]["notes"])
+    assert not any("rotation_window" in n for n in res["none"]["notes"])
     ate = {m: r["methods"]["model"]["snippet_ate"]["mean"] for m, r in res.items()}
     assert ate["epipolar"] < 0.25 * ate["none"], ate
+    assert ate["epipolar--no-rotation-window"] < 0.25 * ate["none"], ate
     assert ate["epipolar"] < 0.25 * res["none"]["methods"]["zero_motion"]["snippet_ate"]["mean"], ate
 
 

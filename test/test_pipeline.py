@@ -439,12 +439,19 @@ def test_camera_height_gives_metres_from_the_ground_whatever_the_depth(tiny_ckpt
             # the tilt to the ground from the direction of travel: one chord of 8 steps in 9
             assert len(pl._refiner.tilt.measurements) == 1
             assert d["ground_tilt"] == "not in use yet (the mount's down): 1 of the 3 measurements it needs", d
+            # the rotation window (on by default): 9 frames held; the step and up to 3 baselines measured
+            assert re.fullmatch(r"9 frames, \d+ corners, [1-4] of [1-4] rotations agree, \d+\.\d ms"
+                                r"( \(the step's own outvoted\))?", d["rotation_window"]), d
             refiner = pl._refiner
             pl.settings.ground_tilt = False  # a drone: the mount's down as given (the same refiner)
+            pl.settings.rotation_window = False
             pl.process(_frame(seq.images[-2], 2.0))  # another image (a repeated one is held)
             assert pl._refiner is refiner and not refiner.ground_tilt and refiner.chord is None
+            assert refiner.window is None and pl._last_refinement.window is None
             assert len(refiner.tilt.measurements) == 1 and refiner.length.log_length is not None
-            assert pl.diagnostic_values()["ground_tilt"] == "off (the mount's down)"
+            d = pl.diagnostic_values()
+            assert d["ground_tilt"] == "off (the mount's down)"
+            assert d["rotation_window"] == "off (each step's own rotation)"
         else:
             assert pl.diagnostic_values()["ground_tilt"] == "n/a (no ground: camera_height unset or scale set)"
     assert travelled[1.5] == pytest.approx(true, rel=0.15), (travelled, true)

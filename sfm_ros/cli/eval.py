@@ -251,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --camera-height and --refine epipolar: the mount's nominal down, as the node's "
                         "ground_tilt false (default: the camera's tilt to the ground measured from its "
                         "direction of travel, as the node does)")
+    q.add_argument("--no-rotation-window", dest="rotation_window", action="store_false",
+                   help="with --refine epipolar: each step's own rotation, as the node's rotation_window false "
+                        "(default: each rotation also measured against the frames 2, 4 and 8 steps back, as the "
+                        "node does)")
     q.add_argument("--pose-flip", action="store_true",
                    help="average the pose network's motion with the mirrored window's (the node's pose_flip, "
                         "on there by default; off here so that the network alone is measured)")

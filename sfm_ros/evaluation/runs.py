@@ -174,7 +174,8 @@ def run_pose(args: Any) -> dict:
                              "camera's poses itself)")
         if args.refine not in REFINE_MODES:
             raise ValueError(f"--refine must be one of {', '.join(REFINE_MODES)}, got {args.refine!r}")
-        refiner = Refiner(args.refine, ground_tilt=getattr(args, "ground_tilt", True))
+        refiner = Refiner(args.refine, ground_tilt=getattr(args, "ground_tilt", True),
+                          rotation_window=getattr(args, "rotation_window", True))
         needs = ([f"--refine {args.refine}"] if args.refine != "none" else []) + check_camera_height(args)
         est = load_estimator(args)
         frames, notes = select_eval_frames(args, stride, needs)  # with intrinsics where needed
@@ -199,6 +200,11 @@ def run_pose(args: Any) -> dict:
             notes.append(f"the camera's tilt to the ground: {refiner.tilt.tilt_deg:.2f} deg at the end, from "
                          f"{len(refiner.tilt.measurements)} chords' directions of travel (the node's ground_tilt; "
                          "--no-ground-tilt: the mount's down)")
+        if refiner.mode in EPIPOLAR_MODES:
+            notes.append("each rotation also measured against the frames 2, 4 and 8 steps back, those that agree "
+                         "averaged (the node's rotation_window; --no-rotation-window: each step's own)"
+                         if refiner.rotation_window else
+                         "--no-rotation-window: each step's own rotation (the node's rotation_window false)")
         if est.pose_flip:
             notes.append("--pose-flip: each window's motion averaged with the mirrored window's (the node's pose_flip)")
         methods["model"] = m

@@ -105,7 +105,8 @@ PUBLICATIONS: tuple[Topic, ...] = (
           "1 Hz: frames received / processed / dropped / rejected / skipped, latency p50/p95, inference "
           "time, model, device, scale and its source, the refinement (``refined_motions``, "
           "``refined_lengths``, ``refine_ms_p50``, ``refine_corners``), ``ground_tilt`` (the camera's tilt "
-          "to the ground in use and its measurements), ``held_frames`` (frames that "
+          "to the ground in use and its measurements), ``rotation_window`` (frames in the window, corners "
+          "carried, rotations that agreed of those measured), ``held_frames`` (frames that "
           "showed no motion, by reason); WARN naming what is missing or held"),
 )
 

@@ -321,10 +321,14 @@ class FramePipeline:
         from sfm_ros.runtime.motion import CornerBudget, Refiner
 
         if self._refiner is None or self._refiner.mode != self.settings.refine_pose:
-            self._refiner = Refiner(self.settings.refine_pose, ground_tilt=bool(self.settings.ground_tilt))
+            self._refiner = Refiner(self.settings.refine_pose, ground_tilt=bool(self.settings.ground_tilt),
+                                    rotation_window=bool(self.settings.rotation_window))
             self._corner_budget = CornerBudget()
-        elif self._refiner.ground_tilt != bool(self.settings.ground_tilt):  # in place: the scale filter stays
-            self._refiner.set_ground_tilt(bool(self.settings.ground_tilt))
+        else:  # switched in place: the scale filter stays
+            if self._refiner.ground_tilt != bool(self.settings.ground_tilt):
+                self._refiner.set_ground_tilt(bool(self.settings.ground_tilt))
+            if self._refiner.rotation_window != bool(self.settings.rotation_window):
+                self._refiner.set_rotation_window(bool(self.settings.rotation_window))
         refiner = self._refiner
         if self._refiner_model is not self.estimator.model:  # new weights (adaptation): new units
             refiner.reset_scale()
@@ -349,7 +353,9 @@ class FramePipeline:
                 r = refiner.refine(view(f_ref), view(self.window[-1]), inc, f_ref.depth, self.odometry.scale,
                                    ground)
                 self._refine_ms = 1000.0 * (time.perf_counter() - t0)
-                self._corner_budget.update(refiner, self._refine_ms, r.used)
+                # the budget holds the frame pair's own refinement; the rotation window's cost is its own
+                window_ms = r.window.ms if r.window is not None and np.isfinite(r.window.ms) else 0.0
+                self._corner_budget.update(refiner, self._refine_ms - window_ms, r.used)
             except (ValueError, np.linalg.LinAlgError, cv2.error) as exc:
                 first = str(exc).splitlines()[0] if str(exc) else ""
                 self.log.warn("refine_error", f"pose refinement failed ({type(exc).__name__}: {first}): "
@@ -405,6 +411,22 @@ class FramePipeline:
             return f"not in use yet (the mount's down): {n} of the {t.min_measurements} measurements it needs"
         return f"{t.tilt_deg:.2f} deg, the median of {n} measurements (of {t.window} kept)"
 
+    def _window_state(self) -> str:
+        """The ``rotation_window`` diagnostic: off, or the newest frame's fusion (frames in the window,
+        corners carried, rotations that agreed of those predicted, its time; whether the step's own
+        rotation was outvoted)."""
+        if self.settings.refine_pose not in EPIPOLAR_MODES:
+            return f"n/a (refine_pose {self.settings.refine_pose})"
+        if not self.settings.rotation_window:
+            return "off (each step's own rotation)"
+        r = self._last_refinement
+        w = None if r is None else r.window
+        if w is None:
+            return "n/a (not refined yet)"
+        out = (f"{w.frames} frames, {w.tracks} corners, {w.agreeing} of {w.predictions} rotations agree, "
+               f"{w.ms:.1f} ms")
+        return out if w.step_kept else out + " (the step's own outvoted)"
+
     def _refine_cost(self) -> dict[str, str]:
         """``refine_ms_p50`` (the median time of the last window of refinements) and
         ``refine_corners`` (the corners it was measured with; then the corners in use)."""
@@ -436,6 +458,7 @@ class FramePipeline:
             **self._refine_cost(),
             "ground_tilt": self._tilt_text if self.settings.refine_pose in EPIPOLAR_MODES
             else f"n/a (refine_pose {self.settings.refine_pose})",
+            "rotation_window": self._window_state(),
             **({"int8": self.int8.state} if self.int8 is not None else {}),
             **(self.adaptation.diagnostic_values() if self.adaptation is not None else {}),
         }

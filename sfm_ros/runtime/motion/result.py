@@ -17,7 +17,8 @@ from enum import StrEnum
 
 import numpy as np
 
-__all__ = ["EPIPOLAR_MODES", "Used", "ScaleFrom", "EpipolarCovariance", "Refinement", "UNTRACKED", "NO_SOLUTION"]
+__all__ = ["EPIPOLAR_MODES", "Used", "ScaleFrom", "EpipolarCovariance", "Refinement", "WindowFusion", "UNTRACKED",
+           "NO_SOLUTION"]
 
 #: the refinement modes that run the epipolar solution (and with ``ground`` the ground's metres and tilt)
 EPIPOLAR_MODES = ("epipolar", "epipolar+photometric")
@@ -63,6 +64,24 @@ class EpipolarCovariance:
     cov: np.ndarray
     across: np.ndarray
     R: np.ndarray
+
+
+@dataclass
+class WindowFusion:
+    """What :meth:`sfm_ros.runtime.motion.rotation_window.RotationWindow.push` found for one frame:
+    ``R`` the step's rotation to use (``R_ref_new``); ``predictions``: the orientations predicted
+    (the step's own and one per baseline that measured a rotation), ``agreeing``: those averaged,
+    ``step_kept``: the step's own prediction is among them; ``tracks``: corners carried into this
+    frame; ``frames``: frames in the window (this one included); ``ms``: the time it took (set by
+    the refiner; NaN otherwise)."""
+
+    R: np.ndarray
+    predictions: int
+    agreeing: int
+    step_kept: bool
+    tracks: int
+    frames: int
+    ms: float = float("nan")
 
 
 @dataclass(kw_only=True)
@@ -114,6 +133,7 @@ class Refinement:
     photo_residual_start: float = float("nan")  # the same at the start
     photo_iterations: int = 0
     photo_info: np.ndarray | None = None  # (6, 6) pose information JᵀWJ of the final residuals
+    window: WindowFusion | None = None  # the rotation window's fusion (``rotation_window``), or None
 
     @property
     def refined(self) -> bool:

@@ -124,3 +124,79 @@ def test_the_refiner_uses_the_window(street):
     assert r.window is None and r.refine(views[0], views[1], steps[0]).window is None
     with pytest.raises(ValueError, match="window_span"):
         Refiner(window_span=1)
+
+
+def test_the_window_holds_what_was_published(street):
+    """The caller publishes another rotation than the fused one (a photometric polish's, here 2°
+    off): the window measures the next frame against that one, so baseline 2 (which sees the truth)
+    and the step's own prediction (on top of the published 2°) no longer agree; held as fused, they
+    do."""
+    _, views, steps = street
+    opts = TwoViewOptions()
+    for publish, agreeing in ((False, 2), (True, 1)):
+        win = RotationWindow()
+        win.push(views[0], views[1], steps[0][:3, :3], opts)
+        if publish:
+            win.published(steps[0][:3, :3] @ rot_y(np.radians(2.0)))
+        f = win.push(views[1], views[2], steps[1][:3, :3], opts)
+        assert f.predictions == 2 and f.agreeing == agreeing and f.step_kept
+    with pytest.raises(ValueError, match="R_step"):
+        win.published(np.eye(4))
+
+
+def test_a_refinement_that_raises_restarts_the_window(street, monkeypatch):
+    """OpenCV failing inside the window's solution: the window restarts and the frame's refinement
+    stands (the step's own rotation); a failure after the window's step (here the covariance)
+    propagates and restarts the window too, since the caller then keeps other motion."""
+    import cv2
+
+    import sfm_ros.runtime.motion.refiner as refiner_module
+    import sfm_ros.runtime.motion.rotation_window as rw
+
+    _, views, steps = street
+    r = Refiner()
+    for i in range(3):
+        r.refine(views[i], views[i + 1], steps[i])
+    assert len(r.window._frames) == 4
+
+    def broken(*a, **k):
+        raise cv2.error("boom")
+    monkeypatch.setattr(rw, "solve_tracks", broken)
+    res = r.refine(views[3], views[4], steps[3])
+    assert res.window is None and len(r.window._frames) == 0
+    monkeypatch.undo()
+    r.refine(views[4], views[5], steps[4])
+    assert len(r.window._frames) == 2  # started again at views[4]
+
+    def bad_covariance(*a, **k):
+        raise ValueError("bad covariance")
+    monkeypatch.setattr(refiner_module, "motion_covariance", bad_covariance)
+    with pytest.raises(ValueError, match="bad covariance"):
+        r.refine(views[5], views[6], steps[5])
+    assert len(r.window._frames) == 0
+
+
+def test_the_photometric_polish_keeps_the_window(street):
+    """``epipolar+photometric``: the polish starts from the fused rotation and carries the window's
+    fusion; the window then holds the polished rotation."""
+    seq, views, steps = street
+    r = Refiner("epipolar+photometric")
+    depth = np.full(views[0].grey.shape, 10.0, np.float32)
+    for i in range(4):
+        res = r.refine(views[i], views[i + 1], steps[i], depth)
+        assert res.window is not None
+        held = r.window._frames[-2].R_w.T @ r.window._frames[-1].R_w
+        assert np.allclose(held, res.T[:3, :3], atol=1e-12)
+
+
+def test_held_orientations_stay_rotations(street):
+    """What the window holds and returns is a rotation to rounding, whatever the caller publishes
+    (a product chained frame after frame would double its rounding error every frame: 2^40 x 1e-16
+    after 40 frames, over the odometry's 1e-3 check)."""
+    _, views, steps = street
+    win, opts = RotationWindow(), TwoViewOptions()
+    for i in range(8):
+        f = win.push(views[i], views[i + 1], steps[i][:3, :3], opts)
+        win.published(f.R * (1.0 + 1e-6))  # slightly off the rotations
+        for R in (f.R, win._frames[-1].R_w):
+            assert np.abs(R.T @ R - np.eye(3)).max() < 1e-12

@@ -56,6 +56,15 @@ def test_rotation_angles():
         rotation_angle_deg(np.eye(4))
     with pytest.raises(ValueError, match=r"R_b must be 3x3"):
         angle_between_deg(np.eye(3), np.eye(2))
+    # exact near 0° and 180°, as the axis-angle conversion (to 1e-9°); not a rotation, or not finite: refused
+    from sfm_ros.core.se3 import axis_angle_to_matrix, matrix_to_axis_angle
+    for a in (1e-9, 1e-4, 0.5, 2.0, np.pi - 1e-9, np.pi):
+        R = axis_angle_to_matrix(np.array([0.3, -0.5, 0.8]) / np.linalg.norm([0.3, -0.5, 0.8]) * a)
+        assert rotation_angle_deg(R) == pytest.approx(np.degrees(np.linalg.norm(matrix_to_axis_angle(R))), abs=1e-9)
+    with pytest.raises(ValueError, match="rotation matrix"):
+        rotation_angle_deg(2.0 * np.eye(3))
+    with pytest.raises(ValueError, match="finite"):
+        rotation_angle_deg(np.full((3, 3), np.nan))
 
 
 def test_parallax_is_what_the_rotation_leaves():
@@ -234,3 +243,22 @@ def test_track_points_follows_given_points_and_flags_lost_ones(views):
     assert all(len(x) == 0 for x in empty)
     with pytest.raises(ValueError, match="grey images of one size"):
         track_points(a, b[:10], pts)
+
+
+def test_solve_tracks_motion_alone_is_the_full_solutions():
+    """``full=False``: the same rotation, direction and outcome as the full solution without a prior,
+    without the covariance; a prior is refused with it."""
+    from motion_scenes import two_views
+
+    from sfm_ros.data.features import track_corners
+    from sfm_ros.runtime.motion.two_view import TwoViewOptions, solve_tracks
+    from sfm_ros.runtime.motion.view import make_view
+
+    d = two_views()
+    a, b = make_view(d["ref"], d["K"]), make_view(d["new"], d["K"])
+    p, q = track_corners(a.grey, b.grey, 500, 5, 1.0, 30, 11)
+    full, lean = solve_tracks(p, q, a.K, TwoViewOptions()), solve_tracks(p, q, a.K, TwoViewOptions(), full=False)
+    assert full.why == lean.why == "" and full.inliers == lean.inliers
+    assert np.allclose(full.T_new_ref, lean.T_new_ref) and lean.info is None and np.isnan(lean.residual_px)
+    with pytest.raises(ValueError, match="T_prior"):
+        solve_tracks(p, q, a.K, TwoViewOptions(), T_prior=np.eye(4), full=False)

@@ -104,9 +104,10 @@ PUBLICATIONS: tuple[Topic, ...] = (
     Topic("/diagnostics", "diagnostic_msgs/DiagnosticArray", "diagnostics", "1 Hz status",
           "1 Hz: frames received / processed / dropped / rejected / skipped, latency p50/p95, inference "
           "time, model, device, scale and its source, the refinement (``refined_motions``, "
-          "``refined_lengths``, ``refine_ms_p50``, ``refine_corners``), ``ground_tilt`` (the camera's tilt "
-          "to the ground in use and its measurements), ``rotation_window`` (frames in the window, corners "
-          "carried, rotations that agreed of those measured), ``held_frames`` (frames that "
+          "``refined_lengths``, ``refine_ms_p50`` (the frame pair's own, the window's apart), "
+          "``refine_corners``), ``ground_tilt`` (the camera's tilt to the ground in use and its "
+          "measurements), ``rotation_window`` (frames in the window, corners carried, rotations that "
+          "agreed of those measured, its time), ``held_frames`` (frames that "
           "showed no motion, by reason); WARN naming what is missing or held"),
 )
 

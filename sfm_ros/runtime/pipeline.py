@@ -420,9 +420,11 @@ class FramePipeline:
         if not self.settings.rotation_window:
             return "off (each step's own rotation)"
         r = self._last_refinement
-        w = None if r is None else r.window
-        if w is None:
+        if r is None:
             return "n/a (not refined yet)"
+        w = r.window
+        if w is None:
+            return "none on the last frame (it restarts at the next)"
         out = (f"{w.frames} frames, {w.tracks} corners, {w.agreeing} of {w.predictions} rotations agree, "
                f"{w.ms:.1f} ms")
         return out if w.step_kept else out + " (the step's own outvoted)"

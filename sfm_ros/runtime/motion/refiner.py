@@ -82,13 +82,16 @@ class Refiner:
     6.95 %) and 0.34 points (710-712, never tuned on: 5.18 % against 4.84 %), where each pair's
     own direction cost 1.2 points.
     ``rotation_window``: fuse each step's rotation with those measured against the frames
-    ``2, 4, …, window_span`` steps back (:class:`~sfm_ros.runtime.motion.rotation_window.RotationWindow`,
-    ``window_agree_deg`` its agreement, ``window_points`` the corners a baseline's solution uses at
-    most; the epipolar modes; a still camera's motion stays none; :meth:`set_rotation_window`
-    switches it at run time). Measured (BENCHMARKS.md, issue 24): rotation drift on KITTI 00 0-159
-    3.95 → 3.30 °/100 m, on rendered streets 700-702 12.6 / 12.4 / 27.3 → 1.8 / 3.6 / 3.2 °/100 m; a
-    pose network biased 0.2° a step in yaw, which one step's corners cannot reject
-    (``prefer_network``), no longer chains its bias (test_rotation_window).
+    ``2, 4, 8, …`` steps back, the powers of two up to ``window_span``
+    (:class:`~sfm_ros.runtime.motion.rotation_window.RotationWindow`, ``window_agree_deg`` its
+    agreement, ``window_points`` the corners a baseline's solution uses at most; the epipolar modes,
+    before ``epipolar+photometric``'s polish; a still camera's motion stays none; the window then
+    holds the rotation the refinement returns, none where the corners showed no motion; a
+    refinement that raises restarts it; :meth:`set_rotation_window` switches it at run time).
+    Measured (BENCHMARKS.md, issue 24): rotation drift on KITTI 00 0-159 3.95 → 3.30 °/100 m, on
+    rendered streets 700-702 12.6 / 12.4 / 27.3 → 1.8 / 3.6 / 3.2 °/100 m; a pose network biased
+    0.2° a step in yaw, which one step's corners cannot reject (``prefer_network``), no longer
+    chains its bias (test_rotation_window).
 
     State: ``counts`` (refinements per :class:`~sfm_ros.runtime.motion.result.Used`), ``length``
     (the length filter), the last epipolar motion (the three-view chain), the last call's scale
@@ -161,7 +164,9 @@ class Refiner:
         self.set_ground_tilt(self.ground_tilt)
         if isinstance(self.window_span, bool) or int(self.window_span) != self.window_span or self.window_span < 2:
             raise ValueError(f"window_span must be an integer >= 2, got {self.window_span!r}")
-        self.set_rotation_window(self.rotation_window)
+        on = self.rotation_window
+        self.set_rotation_window(True)  # its options checked now, whether it is on or not
+        self.set_rotation_window(on)
         self.two_view_options()
         self.photometric_options()
 
@@ -240,6 +245,21 @@ class Refiner:
             raise ValueError(f"depth_ref must be (H, W), got shape {np.shape(depth_ref)}")
         if ref.grey.shape != new.grey.shape:
             raise ValueError(f"views of one size expected, got {ref.grey.shape} and {new.grey.shape}")
+        try:
+            out = self._refine(ref, new, T_net, depth_ref, scale, ground)
+            out.covariance = motion_covariance(out, 0.5 * (ref.K[0, 0] + ref.K[1, 1]))
+        except Exception:  # the window took this frame in: it restarts, as the caller keeps other motion
+            if self.window is not None:
+                self.window.reset()
+            raise
+        if out.window is not None:  # the rotation published (none for corners that showed no motion)
+            self.window.published(np.eye(3) if out.untracked else out.T[:3, :3])
+        self.counts[out.used] = self.counts.get(out.used, 0) + 1
+        return out
+
+    def _refine(self, ref: RefineView, new: RefineView, T_net: np.ndarray, depth_ref: np.ndarray | None,
+                scale: float, ground: tuple[np.ndarray, float] | None) -> Refinement:
+        """:meth:`refine` after its checks: the mode's solvers and fallbacks."""
         if self.mode == "none":
             out = Refinement(T=T_net.copy(), reason="refinement off", why="off")
         else:
@@ -268,8 +288,6 @@ class Refiner:
                 out = self._photometric(ref, new, T_net, depth_ref, out)
             self._chain = _Chain(ref, new, epi.unit_motion) if epi is not None and epi.unit_motion is not None \
                 else None
-        out.covariance = motion_covariance(out, 0.5 * (ref.K[0, 0] + ref.K[1, 1]))
-        self.counts[out.used] = self.counts.get(out.used, 0) + 1
         return out
 
     def _chord_tilt(self, ref: RefineView, new: RefineView, nominal: np.ndarray) -> None:
@@ -402,5 +420,5 @@ class Refiner:
                           residual_px=keep.residual_px, parallax_px=keep.parallax_px, start=start,
                           photo_pixels=res.pixels, photo_valid=res.valid, photo_residual=res.residual,
                           photo_residual_start=res.residual_start, photo_iterations=res.iterations,
-                          photo_info=res.info)
+                          photo_info=res.info, window=keep.window)
 

@@ -17,12 +17,13 @@ window's world frame) from
 takes the prediction with the most others within ``agree_deg`` (ties: the step's own) and averages
 it with those others (:func:`chordal_mean`, unweighted; the average is then taken again over the
 predictions within ``agree_deg`` of it, at most twice). The orientation of earlier frames is not
-changed: what was published stays. Measured (BENCHMARKS.md, issue 24; the node's pipeline,
-``bench/bench_drift.py``): rotation drift on rendered streets 700-702 from 12.6 / 12.4 / 27.3 to
-1.8 / 3.6 / 3.2 °/100 m, on KITTI 00 0-159 from 3.95 to 3.30 °/100 m. Weighting the baselines by
-their steps drifted a little less on the streets (1.6 / 3.4 / 2.6) but made KITTI's published roll
-over-confident (step NEES 2.17, band 0.79-1.23; unweighted 0.90); baselines 4 and 8 alone let
-street 702 drift 8.4 °/100 m.
+changed: what was published stays, and the caller tells the window what it published
+(:meth:`RotationWindow.published`) when that is not the fused rotation. Measured (BENCHMARKS.md,
+issue 24; the node's pipeline, ``bench/bench_drift.py``): rotation drift on rendered streets
+700-702 from 12.6 / 12.4 / 27.3 to 1.8 / 3.6 / 3.2 °/100 m, on KITTI 00 0-159 from 3.95 to 3.30
+°/100 m. Weighting the baselines by their steps drifted a little less on the streets (1.6 / 3.4 /
+2.6) but made KITTI's published roll over-confident (step NEES 2.17, band 0.79-1.23; unweighted
+0.90); baselines 4 and 8 alone let street 702 drift 8.4 °/100 m.
 
 Cost, one core, KITTI (500 corners): p50 ~30 ms a frame (the three two-view solutions, each on at
 most ``max_points`` shared corners, are two thirds of it).
@@ -31,7 +32,8 @@ Corners are detected with :func:`sfm_ros.data.features.detect_corners` and carri
 frame by :func:`~sfm_ros.data.features.track_points` (forward-backward checked); when fewer than
 ``refill_below`` survive, new corners at least ``min_distance_px`` from the kept ones fill the set
 up to ``max_corners`` (the two-view options'). A baseline's solution uses at most ``max_points``
-of the corners the two frames share, evenly spread over them. Each corner keeps its id, so the corners two frames
+of the corners the two frames share: every n-th in the order they were found (strongest first
+within each detection), not a spatial selection. Each corner keeps its id, so the corners two frames
 share are found by id. The window restarts when the views do not follow on (``ref`` is not the
 view pushed last as ``new``: a frame the caller skipped, new views after new intrinsics).
 
@@ -171,8 +173,17 @@ class RotationWindow:
         self._frames.append(_Frame(new, ids, pts, R_w))
         while len(self._frames) > self.span:
             self._frames.popleft()
-        return WindowFusion(R=last.R_w.T @ R_w, predictions=len(preds), agreeing=int(agree.sum()),
+        return WindowFusion(R=chordal_mean([last.R_w.T @ R_w]), predictions=len(preds), agreeing=int(agree.sum()),
                             step_kept=bool(agree[0]), tracks=tracks, frames=len(self._frames))
+
+    def published(self, R_step: np.ndarray) -> None:
+        """The step's rotation the caller publishes for the frame pushed last (``R_ref_new``; the
+        fused one, or another: a still camera's none, a photometric polish's): the window holds
+        that orientation for the frame, so that later frames are measured against what was
+        published. Nothing without a pushed frame."""
+        R_step = matrix(R_step, (3, 3), "R_step")
+        if len(self._frames) >= 2:  # projected onto the rotations: rounding must not compound
+            self._frames[-1].R_w = chordal_mean([self._frames[-2].R_w @ R_step])
 
     def _fuse(self, preds: list) -> tuple[np.ndarray, np.ndarray]:
         """The consensus of the predicted orientations (module doc) and which of them it averages."""

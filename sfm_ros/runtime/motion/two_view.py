@@ -147,9 +147,11 @@ def solve_tracks(p: np.ndarray, q: np.ndarray, K: np.ndarray, opts: TwoViewOptio
     image, ``q`` (N, 2) in the new image (e.g. tracks carried over several frames); every step
     after the tracking, with the same options. ``full=False``: the motion alone, for a caller
     that needs no more (no covariance and no test of ``T_prior``: ``info`` and ``across`` None,
-    ``residual_px`` NaN; ~2 ms less for 300 corners on one core)."""
+    ``residual_px`` NaN; ~2 ms less for 300 corners on one core; ``T_prior`` is refused with it)."""
     K = matrix(K, (3, 3), "K")
     if T_prior is not None:
+        if not full:
+            raise ValueError("T_prior is tested only by the full solution: give full=True or no T_prior")
         T_prior = matrix(T_prior, (4, 4), "T_prior")
     p = np.ascontiguousarray(np.asarray(p, dtype=np.float32).reshape(-1, 2))
     q = np.ascontiguousarray(np.asarray(q, dtype=np.float32).reshape(-1, 2))
@@ -187,7 +189,9 @@ def solve_tracks(p: np.ndarray, q: np.ndarray, K: np.ndarray, opts: TwoViewOptio
         T_new_ref = make_pose(R, np.asarray(t, dtype=np.float64).reshape(3))
         parallax = parallax_px(p_in, q_in, K, R)
         low = parallax < o.min_parallax_px
-        return TwoViewSolution(why="low parallax" if low else "", tracks=n, inliers=inl, p=p, q=q, p_in=p_in,
+        reason = f"parallax {parallax:.2f} px (< {o.min_parallax_px:g}): translation from the network" if low else ""
+        return TwoViewSolution(why="low parallax" if low else "", reason=reason, tracks=n, inliers=inl, p=p, q=q,
+                               p_in=p_in,
                                q_in=q_in, flow_px=flow, parallax_px=parallax, R=R, T_new_ref=T_new_ref,
                                T_ref_new=invert_pose(T_new_ref))
     info, across, r0 = epipolar_information(p_in, q_in, K, R, t.ravel())  # r0: the Sampson residuals

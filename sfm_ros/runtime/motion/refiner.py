@@ -164,9 +164,9 @@ class Refiner:
         self.set_ground_tilt(self.ground_tilt)
         if isinstance(self.window_span, bool) or int(self.window_span) != self.window_span or self.window_span < 2:
             raise ValueError(f"window_span must be an integer >= 2, got {self.window_span!r}")
-        on = self.rotation_window
-        self.set_rotation_window(True)  # its options checked now, whether it is on or not
-        self.set_rotation_window(on)
+        window = self._new_window()  # its options checked now, whether it is on or not
+        self.rotation_window = bool(self.rotation_window)
+        self.window = window if self.rotation_window else None
         self.two_view_options()
         self.photometric_options()
 
@@ -181,9 +181,12 @@ class Refiner:
         """Switch the rotation window on or off (``rotation_window``); switched on, it starts at the
         next frame pair. Every other state stays."""
         self.rotation_window = bool(on)
+        self.window = self._new_window() if self.rotation_window else None
+
+    def _new_window(self) -> RotationWindow:
+        """A rotation window of this refiner's options (baselines: the powers of two up to ``window_span``)."""
         baselines = tuple(2 ** i for i in range(1, int(math.log2(self.window_span)) + 1))
-        self.window = RotationWindow(baselines=baselines, agree_deg=self.window_agree_deg,
-                                     max_points=self.window_points) if self.rotation_window else None
+        return RotationWindow(baselines=baselines, agree_deg=self.window_agree_deg, max_points=self.window_points)
 
     def two_view_options(self) -> TwoViewOptions:
         """The two-view solver's options, as set now (the corner budget changes ``max_corners``)."""

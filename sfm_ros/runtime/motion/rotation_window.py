@@ -189,7 +189,10 @@ class RotationWindow:
     def _fuse(self, preds: list) -> tuple[np.ndarray, np.ndarray]:
         """The consensus of the predicted orientations (module doc) and which of them it averages."""
         P = np.stack(preds)
-        near = np.array([[angle_between_deg(a, b) <= self.agree_deg for b in P] for a in P])
+        near = np.eye(len(P), dtype=bool)
+        for i in range(len(P)):  # the angle between two is symmetric: each pair once
+            for j in range(i + 1, len(P)):
+                near[i, j] = near[j, i] = angle_between_deg(P[i], P[j]) <= self.agree_deg
         votes = near.sum(axis=1)
         agree = near[int(np.argmax(votes))]  # ties: the first, the step's own before the baselines
         R = chordal_mean(P[agree])

@@ -185,24 +185,18 @@ def solve_tracks(p: np.ndarray, q: np.ndarray, K: np.ndarray, opts: TwoViewOptio
                                tracks=n, inliers=inl, p=p, q=q, flow_px=flow)
     keep = mask.ravel() > 0
     p_in, q_in = p[keep].astype(np.float64), q[keep].astype(np.float64)
-    if not full:
-        T_new_ref = make_pose(R, np.asarray(t, dtype=np.float64).reshape(3))
-        parallax = parallax_px(p_in, q_in, K, R)
-        low = parallax < o.min_parallax_px
-        reason = f"parallax {parallax:.2f} px (< {o.min_parallax_px:g}): translation from the network" if low else ""
-        return TwoViewSolution(why="low parallax" if low else "", reason=reason, tracks=n, inliers=inl, p=p, q=q,
-                               p_in=p_in,
-                               q_in=q_in, flow_px=flow, parallax_px=parallax, R=R, T_new_ref=T_new_ref,
-                               T_ref_new=invert_pose(T_new_ref))
-    info, across, r0 = epipolar_information(p_in, q_in, K, R, t.ravel())  # r0: the Sampson residuals
-    kept = T_prior is not None and prior_agrees(p_in, q_in, K, R, t.ravel(), r0,
-                                                epipolar_noise_var(robust_spread(r0), inl), T_prior,
-                                                o.network_chi2)
-    if kept:  # the corners cannot tell the prior's motion from the five points': keep it
-        T_nr = invert_pose(T_prior)
-        R, t = T_nr[:3, :3], T_nr[:3, 3] / np.linalg.norm(T_nr[:3, 3])
-        info, across, r0 = epipolar_information(p_in, q_in, K, R, t)  # its residuals and information
-    residual_px = robust_spread(r0)
+    info = across = None
+    kept, residual_px = False, float("nan")
+    if full:
+        info, across, r0 = epipolar_information(p_in, q_in, K, R, t.ravel())  # r0: the Sampson residuals
+        kept = T_prior is not None and prior_agrees(p_in, q_in, K, R, t.ravel(), r0,
+                                                    epipolar_noise_var(robust_spread(r0), inl), T_prior,
+                                                    o.network_chi2)
+        if kept:  # the corners cannot tell the prior's motion from the five points': keep it
+            T_nr = invert_pose(T_prior)
+            R, t = T_nr[:3, :3], T_nr[:3, 3] / np.linalg.norm(T_nr[:3, 3])
+            info, across, r0 = epipolar_information(p_in, q_in, K, R, t)  # its residuals and information
+        residual_px = robust_spread(r0)
     T_new_ref = make_pose(R, np.asarray(t, dtype=np.float64).reshape(3))
     T_ref_new = invert_pose(T_new_ref)
     parallax = parallax_px(p_in, q_in, K, R)

@@ -103,3 +103,26 @@ def test_a_failing_bf16_trial_falls_back_to_fp32(tiny, monkeypatch):
     monkeypatch.setattr(ml, "output_change", boom)
     backend, precision, why, _ = ml.choose_cpu_path(tiny, backend="torch")
     assert precision == "fp32" and "bf16 failed: no bf16 kernel for this op" in why
+
+
+def test_a_grey_image_is_preprocessed_as_its_rgb_copy(tiny):
+    """A grey camera's frame (uint8, uint16, float; resized or at the network size) gives exactly
+    the tensor its three-channel copy gives (the grey path converts and resizes one channel), and
+    OpenCV's pool follows ``num_threads``."""
+    import cv2
+    import numpy as np
+
+    before = cv2.getNumThreads()
+    try:
+        e, _ = ml.load_estimator(tiny, device="cpu", precision="fp32", backend="torch", num_threads=1)
+        assert cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(before)
+    rng = np.random.default_rng(0)
+    for g in (rng.integers(0, 256, (97, 311), dtype=np.uint8), rng.integers(0, 65536, (97, 311), dtype=np.uint16),
+              rng.uniform(-0.2, 1.2, (97, 311)).astype(np.float32),
+              rng.integers(0, 256, (e.height, e.width), dtype=np.uint8)):
+        x = e.preprocess(g)
+        assert x.shape == (1, 3, e.height, e.width) and x.dtype.is_floating_point
+        assert np.array_equal(x.numpy(), e.preprocess(np.repeat(g[:, :, None], 3, axis=2)).numpy())
+        assert np.array_equal(x.numpy(), e.preprocess(g[:, :, None]).numpy())

@@ -35,7 +35,7 @@ import torch
 from torch.utils.data import Dataset
 
 from sfm_ros.data.camera import resize_intrinsics
-from sfm_ros.data.image_codec import to_rgb_float
+from sfm_ros.data.image_codec import to_float01, to_rgb_float
 
 STATIC_DOWNSAMPLE = (32, 104)  # size at which frames are compared for static-frame removal
 
@@ -78,13 +78,7 @@ def resize_frame(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim == 2:  # grey: resize one channel, replicate after (the same result, 3x faster)
-        # the value rule of to_rgb_float: uint8 / 255, uint16 / 65535, float clipped to [0, 1]
-        if image.dtype == np.uint8:
-            g = image.astype(np.float32) / 255.0
-        elif image.dtype == np.uint16:
-            g = image.astype(np.float32) / 65535.0
-        else:
-            g = np.clip(image.astype(np.float32), 0.0, 1.0)
+        g = to_float01(image)
         if g.shape != (h, w):
             g = cv2.resize(g, (w, h), interpolation=cv2.INTER_AREA)
         g = np.clip(g * 255.0 + 0.5, 0, 255).astype(np.uint8)

@@ -39,6 +39,7 @@ __all__ = [
     "decode_compressed",
     "encode_image",
     "to_rgb_uint8",
+    "to_float01",
     "to_rgb_float",
 ]
 
@@ -313,15 +314,21 @@ def encode_image(img: np.ndarray, encoding: str) -> tuple[str, int, int, int, by
     return encoding, int(h), int(w), int(step), out.tobytes()
 
 
-def to_rgb_float(image: np.ndarray) -> np.ndarray:
-    """(H, W) grey or (H, W, 3) RGB uint8/uint16/float image → (H, W, 3) float32 in [0, 1]."""
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    if image.ndim != 3 or image.shape[2] not in (3, 4):
-        raise ValueError(f"image must be (H, W), (H, W, 3) or (H, W, 4), got {image.shape}")
-    image = image[:, :, :3]
+def to_float01(image: np.ndarray) -> np.ndarray:
+    """The value rule of every image the networks see: uint8 / 255, uint16 / 65535, float clipped
+    to [0, 1]; float32 of the same shape."""
     if image.dtype == np.uint8:
         return image.astype(np.float32) / 255.0
     if image.dtype == np.uint16:
         return image.astype(np.float32) / 65535.0
     return np.clip(image.astype(np.float32), 0.0, 1.0)
+
+
+def to_rgb_float(image: np.ndarray) -> np.ndarray:
+    """(H, W) grey or (H, W, 3) RGB uint8/uint16/float image → (H, W, 3) float32 in [0, 1]
+    (:func:`to_float01`)."""
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise ValueError(f"image must be (H, W), (H, W, 3) or (H, W, 4), got {image.shape}")
+    return to_float01(image[:, :, :3])

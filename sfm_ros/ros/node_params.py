@@ -29,7 +29,9 @@ name                            type      default                      meaning
                                                                        (networks exported to ONNX at
                                                                        start, <1 s; measured 1.2-1.6x
                                                                        faster), torch otherwise
-``num_threads``                 int       0                            torch CPU threads (0 = default)
+``num_threads``                 int       0                            CPU threads of the networks
+                                                                       (torch, ONNX Runtime) and OpenCV
+                                                                       (0 = their defaults)
 ``height``, ``width``           int       0                            network input size; 0 = the
                                                                        checkpoint's (recommended). Other
                                                                        sizes work (fully convolutional)
@@ -217,7 +219,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
                                    "measures faster at equal output; not while adapting) | fp32 | fp16 (CUDA) | "
                                    "bf16 | int8 (CPU; calibrated on the camera's first 32 frames, fp32 until then)"),
     ParamSpec("backend", "auto", "auto | torch | onnxruntime (auto: onnxruntime on the CPU in fp32)"),
-    ParamSpec("num_threads", 0, "torch CPU threads (0 = torch default)", low=0, high=256),
+    ParamSpec("num_threads", 0, "CPU threads of the networks and OpenCV (0 = their defaults)", low=0, high=256),
     ParamSpec("height", 0, "network input height; 0 = the checkpoint's", low=0, high=4096),
     ParamSpec("width", 0, "network input width; 0 = the checkpoint's", low=0, high=4096),
     ParamSpec("compressed", False, "subscribe sensor_msgs/CompressedImage on image/compressed"),

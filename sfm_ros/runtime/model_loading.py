@@ -43,8 +43,11 @@ def load_estimator(checkpoint: str = "", device: str = "auto", precision: str = 
     if not Path(ckpt).is_file():
         what = "the default model" if not checkpoint else "checkpoint"
         raise FileNotFoundError(f"{what} {ckpt} does not exist (set the 'checkpoint' parameter)")
-    if num_threads > 0:
+    if num_threads > 0:  # every CPU pool the frame uses: the networks' and OpenCV's (corners, warps)
+        import cv2
+
         torch.set_num_threads(num_threads)
+        cv2.setNumThreads(num_threads)
     h, w = height, width
     e, why = None, None
     measured = False  # precision auto measured the CPU's paths: int8 is measured on the camera's frames later

@@ -43,7 +43,8 @@ def test_chordal_mean():
 
 @pytest.mark.parametrize("kw, match", [(dict(baselines=()), "baselines"), (dict(baselines=(1, 4)), "baselines"),
                                        (dict(baselines=(4, 4)), "baselines"), (dict(agree_deg=0.0), "agree_deg"),
-                                       (dict(refill_below=-1), "refill_below"), (dict(max_points=4), "max_points")])
+                                       (dict(refill_below=-1), "refill_below"), (dict(max_points=4), "max_points"),
+                                       (dict(estimator="lmeds"), "estimator")])
 def test_bad_options_are_named(kw, match):
     with pytest.raises(ValueError, match=match):
         RotationWindow(**kw)

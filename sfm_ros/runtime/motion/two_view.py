@@ -34,11 +34,37 @@ from sfm_ros.runtime.motion.rotation_only import rotation_only
 from sfm_ros.runtime.motion.sampson import epipolar_information, signed_sampson
 from sfm_ros.runtime.motion.spread import robust_spread
 
-__all__ = ["ESTIMATORS", "TwoViewOptions", "TwoViewSolution", "solve_two_view", "solve_tracks", "prior_agrees"]
+__all__ = ["ESTIMATORS", "essential_matrix", "TwoViewOptions", "TwoViewSolution", "solve_two_view", "solve_tracks", "prior_agrees"]
 
-#: the robust essential-matrix estimators: OpenCV's USAC MAGSAC++ (with local optimisation), USAC
-#: with graph-cut local optimisation, plain RANSAC
-ESTIMATORS = {"magsac": cv2.USAC_MAGSAC, "accurate": cv2.USAC_ACCURATE, "ransac": cv2.RANSAC}
+#: the robust essential-matrix estimators: OpenCV's USAC MAGSAC++ (with local optimisation), MAGSAC++
+#: scoring without the local optimisation (only its final MAGSAC polish: ~half the time), USAC with
+#: graph-cut local optimisation, plain RANSAC
+ESTIMATORS = {"magsac": cv2.USAC_MAGSAC, "magsac_polish": "magsac_polish", "accurate": cv2.USAC_ACCURATE,
+              "ransac": cv2.RANSAC}
+
+
+def _usac_polish(threshold: float) -> cv2.UsacParams:
+    """OpenCV's USAC with MAGSAC++ scoring, no local optimisation and ten iterations of the MAGSAC
+    polish on the best model (Barath et al., "MAGSAC++, a fast, reliable and accurate robust
+    estimator", CVPR 2020): the estimator ``magsac_polish``."""
+    u = cv2.UsacParams()
+    u.confidence, u.threshold, u.maxIterations = 0.999, float(threshold), 5000
+    u.score, u.sampler = cv2.SCORE_METHOD_MAGSAC, cv2.SAMPLING_UNIFORM
+    u.loMethod = cv2.LOCAL_OPTIM_NULL
+    u.final_polisher, u.final_polisher_iterations = cv2.MAGSAC, 10
+    return u
+
+
+def essential_matrix(p: np.ndarray, q: np.ndarray, K: np.ndarray, estimator: str,
+                     threshold_px: float) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``(E, mask)``: OpenCV's robust essential matrix of ``p ↔ q`` (N, 2) float32 pixels with
+    intrinsics ``K`` by ``estimator`` (a key of :data:`ESTIMATORS`) at ``threshold_px``, confidence
+    0.999; ``E`` may hold several solutions stacked (the first is the best scored)."""
+    method = ESTIMATORS[estimator]
+    if method == "magsac_polish":
+        no_dist = np.zeros((1, 5))
+        return cv2.findEssentialMat(p, q, K, K, no_dist, no_dist, _usac_polish(threshold_px))
+    return cv2.findEssentialMat(p, q, K, method=method, prob=0.999, threshold=threshold_px)
 
 
 @dataclass
@@ -172,7 +198,7 @@ def solve_tracks(p: np.ndarray, q: np.ndarray, K: np.ndarray, opts: TwoViewOptio
         return TwoViewSolution(why="low parallax", reason=f"a rotation explains the motion to {residual:.2f} px "
                                f"(< {o.min_parallax_px:g}): translation from the network", tracks=n, inliers=n,
                                p=p, q=q, flow_px=flow, residual_px=residual, parallax_px=residual, R=R_rot)
-    E, mask = cv2.findEssentialMat(p, q, K, method=ESTIMATORS[o.estimator], prob=0.999, threshold=o.ransac_px)
+    E, mask = essential_matrix(p, q, K, o.estimator, o.ransac_px)
     if E is not None and E.ndim == 2 and E.shape[0] > 3 and E.shape[0] % 3 == 0:
         E = E[:3]  # several solutions stacked: the first is the best scored
     if E is None or E.shape != (3, 3) or mask is None:

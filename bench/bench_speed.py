@@ -263,8 +263,8 @@ def bench_node(config: str, seconds: float, rate: float = 10.0, checkpoint: str 
                        "node_processed": int(d.get("frames_processed", 0)),
                        "node_dropped": int(d.get("frames_dropped", 0)), "node_device": d.get("device"),
                        "node_peak_rss_mib": rss,
-                       **{k: d[k] for k in ("adapt", "adapt_steps", "adapt_updates", "adapt_windows",
-                                            "refine_ms_p50", "refine_corners", "frame_ms_p50", "rotation_window") if k in d}})
+                       **{k: d[k] for k in ("adapt", "adapt_steps", "adapt_updates", "adapt_windows", "refine_ms_p50",
+                                            "refine_corners", "frame_ms_p50", "rotation_window") if k in d}})
         return result
     finally:
         if node.poll() is None:

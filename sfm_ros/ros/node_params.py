@@ -100,8 +100,8 @@ name                            type      default                      meaning
                                                                        back and average those that agree
                                                                        (:mod:`sfm_ros.runtime.motion.rotation_window`;
                                                                        rotation drift on KITTI 00 3.95 →
-                                                                       3.30 °/100 m, on rendered streets
-                                                                       12-27 → 1.8-3.6; p50 ~+30 ms a
+                                                                       3.34 °/100 m, on rendered streets
+                                                                       12-27 → 1.8-3.6; p50 ~+21 ms a
                                                                        frame on one core); false: each
                                                                        step's own rotation
 ``pose_flip`` *                 bool      true                         average the pose network's motion
@@ -242,7 +242,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("refine_pose", "epipolar", "refine each frame-to-frame motion against the images: none | epipolar | "
               "photometric | epipolar+photometric", True),
     ParamSpec("rotation_window", True, "with an epipolar refine_pose: each frame's rotation measured also against "
-              "the frames 2, 4 and 8 steps back, those that agree averaged (less rotation drift, ~30 ms a frame "
+              "the frames 2, 4 and 8 steps back, those that agree averaged (less rotation drift, ~21 ms a frame "
               "on one core); false: each step's own", True),
     ParamSpec("pose_flip", True, "average the pose network's motion with that of the mirrored window "
               "(test-time augmentation: one more pose forward a frame)", True),

@@ -88,7 +88,9 @@ class Refiner:
     before ``epipolar+photometric``'s polish; a still camera's motion stays none; the window then
     holds the rotation the refinement returns, none where the corners showed no motion; a
     refinement that raises restarts it; :meth:`set_rotation_window` switches it at run time).
-    Measured (BENCHMARKS.md, issue 24): rotation drift on KITTI 00 0-159 3.95 → 3.30 °/100 m, on
+    The window's baselines are solved by its own estimator (``RotationWindow.estimator``,
+    ``magsac_polish``), not by ``estimator`` (the frame pair's).
+    Measured (BENCHMARKS.md, issue 24): rotation drift on KITTI 00 0-159 3.95 → 3.34 °/100 m, on
     rendered streets 700-702 12.6 / 12.4 / 27.3 → 1.8 / 3.6 / 3.2 °/100 m; a pose network biased
     0.2° a step in yaw, which one step's corners cannot reject (``prefer_network``), no longer
     chains its bias (test_rotation_window).

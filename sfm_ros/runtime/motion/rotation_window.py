@@ -20,7 +20,7 @@ predictions within ``agree_deg`` of it, at most twice). The orientation of earli
 changed: what was published stays, and the caller tells the window what it published
 (:meth:`RotationWindow.published`) when that is not the fused rotation. Measured (BENCHMARKS.md,
 issue 24; the node's pipeline, ``bench/bench_drift.py``): rotation drift on rendered streets
-700-702 from 12.6 / 12.4 / 27.3 to 1.8 / 3.6 / 3.2 °/100 m, on KITTI 00 0-159 from 3.95 to 3.30
+700-702 from 12.6 / 12.4 / 27.3 to 1.8 / 3.6 / 3.2 °/100 m, on KITTI 00 0-159 from 3.95 to 3.34
 °/100 m. Weighting the baselines by their steps drifted a little less on the streets (1.6 / 3.4 /
 2.6) but made KITTI's published roll over-confident (step NEES 2.17, band 0.79-1.23; unweighted
 0.90); baselines 4 and 8 alone let street 702 drift 8.4 °/100 m.
@@ -34,11 +34,13 @@ frame by :func:`~sfm_ros.data.features.track_points` (forward-backward checked);
 up to ``max_corners`` (the two-view options'). A baseline's solution uses at most ``max_points``
 of the corners the two frames share: every n-th in the order they were found (strongest first
 within each detection), not a spatial selection, solved by ``estimator`` (default
-``magsac_polish``: MAGSAC++ without its local optimisation, ~4.5 ms a frame less than the two-view
-options' ``magsac`` on KITTI, push p50 25.5 → 21.1 ms; ``bench/bench_drift.py`` alike: KITTI r_err
-3.30 → 3.34 °/100 m, streets 700-702 1.78 / 3.59 / 3.22 → 1.79 / 3.60 / 3.15, t_err within 0.03
-%). Each corner keeps its id, so the corners two frames share are found by id. The window restarts when the views do not follow on (``ref`` is not the
-view pushed last as ``new``: a frame the caller skipped, new views after new intrinsics).
+``magsac_polish``: MAGSAC++ without its local optimisation, ~4.5 ms a frame less than the
+two-view options' ``magsac`` on KITTI, push p50 25.5 → 21.1 ms; ``bench/bench_drift.py`` alike:
+KITTI r_err 3.30 → 3.34 °/100 m, streets 700-702 1.78 / 3.59 / 3.22 → 1.79 / 3.60 / 3.14, t_err
+within 0.03 %; the refiner's ``estimator`` is the frame pair's, not this one's). Each corner keeps
+its id, so the corners two frames share are found by id. The window restarts when the views do
+not follow on (``ref`` is not the view pushed last as ``new``: a frame the caller skipped, new
+views after new intrinsics).
 
 Convention: as :mod:`sfm_ros.runtime.motion.two_view`; ``R_w_n`` maps directions of frame ``n``
 into the window's world frame (the frame the window started at); a step's rotation is

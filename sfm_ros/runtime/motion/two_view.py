@@ -34,7 +34,8 @@ from sfm_ros.runtime.motion.rotation_only import rotation_only
 from sfm_ros.runtime.motion.sampson import epipolar_information, signed_sampson
 from sfm_ros.runtime.motion.spread import robust_spread
 
-__all__ = ["ESTIMATORS", "essential_matrix", "TwoViewOptions", "TwoViewSolution", "solve_two_view", "solve_tracks", "prior_agrees"]
+__all__ = ["ESTIMATORS", "essential_matrix", "TwoViewOptions", "TwoViewSolution", "solve_two_view", "solve_tracks",
+           "prior_agrees"]
 
 #: the robust essential-matrix estimators: OpenCV's USAC MAGSAC++ (with local optimisation), MAGSAC++
 #: scoring without the local optimisation (only its final MAGSAC polish: ~half the time), USAC with
@@ -48,7 +49,7 @@ def _usac_polish(threshold: float) -> cv2.UsacParams:
     polish on the best model (Barath et al., "MAGSAC++, a fast, reliable and accurate robust
     estimator", CVPR 2020): the estimator ``magsac_polish``."""
     u = cv2.UsacParams()
-    u.confidence, u.threshold, u.maxIterations = 0.999, float(threshold), 5000
+    u.confidence, u.threshold, u.maxIterations = 0.999, float(threshold), 1000  # findEssentialMat's own cap
     u.score, u.sampler = cv2.SCORE_METHOD_MAGSAC, cv2.SAMPLING_UNIFORM
     u.loMethod = cv2.LOCAL_OPTIM_NULL
     u.final_polisher, u.final_polisher_iterations = cv2.MAGSAC, 10
@@ -59,9 +60,10 @@ def essential_matrix(p: np.ndarray, q: np.ndarray, K: np.ndarray, estimator: str
                      threshold_px: float) -> tuple[np.ndarray | None, np.ndarray | None]:
     """``(E, mask)``: OpenCV's robust essential matrix of ``p ↔ q`` (N, 2) float32 pixels with
     intrinsics ``K`` by ``estimator`` (a key of :data:`ESTIMATORS`) at ``threshold_px``, confidence
-    0.999; ``E`` may hold several solutions stacked (the first is the best scored)."""
+    0.999, at most 1000 iterations; ``E`` may hold several solutions stacked (the USAC estimators'
+    first is the best scored; RANSAC stacks them, unordered, for exactly five pairs)."""
     method = ESTIMATORS[estimator]
-    if method == "magsac_polish":
+    if estimator == "magsac_polish":
         no_dist = np.zeros((1, 5))
         return cv2.findEssentialMat(p, q, K, K, no_dist, no_dist, _usac_polish(threshold_px))
     return cv2.findEssentialMat(p, q, K, method=method, prob=0.999, threshold=threshold_px)

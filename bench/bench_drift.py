@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def play(est, images, stamps, K, camera_height: float, settings: dict):
+def play(est, images, stamps, K, camera_height: float, settings: dict, hurry_every: int = 0):
     """The node pipeline's camera poses (odom frame, first camera at the identity) over ``images``,
     the indices of the frames that produced them, and the per-frame time (ms)."""
     import numpy as np
@@ -48,6 +48,9 @@ def play(est, images, stamps, K, camera_height: float, settings: dict):
     pl = FramePipeline(est, T_base_cam, Settings(camera_height=camera_height,
                                                  intrinsics=(K[0, 0], K[1, 1], K[0, 2], K[1, 2]), **settings))
     idx, poses, ms, covs = [], [], [], []
+    if hurry_every > 0:  # as the node when a newer frame waits: the window measures no baseline
+        calls = iter(range(10 ** 9))
+        pl.behind = lambda: next(calls) % hurry_every == hurry_every - 1
     for i, (img, t) in enumerate(zip(images, stamps)):
         t0 = time.perf_counter()
         r = pl.process(InputFrame(stamp=float(t), t=float(t), frame_id="camera", recv=0.0, image=img))
@@ -135,6 +138,9 @@ def main(argv=None) -> int:
     ap.add_argument("--kitti", type=Path, default=REPO.parent / "shared" / "data" / "kitti_odom_00")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--set", action="append", default=[], help="a pipeline setting NAME=VALUE (repeatable)")
+    ap.add_argument("--hurry-every", type=int, default=0, metavar="N",
+                    help="the rotation window measures no baseline on every N-th refined frame, as the node's "
+                         "does when a newer frame waits (0: never, the default; printed)")
     ap.add_argument("--refiner", action="append", default=[],
                     help="a Refiner option NAME=VALUE (repeatable; e.g. tilt_chord=4; ground_tilt is the "
                          "node's setting: --set ground_tilt=false)")
@@ -173,7 +179,9 @@ def main(argv=None) -> int:
         motion.Refiner = refiner
     from common import machine_info  # noqa: E402
 
-    print(f"{machine_info()}; checkpoint {args.checkpoint}; settings {settings or 'node defaults'}; refiner {refiner_opts or 'defaults'}; corner budget fixed "
+    hurry = f"; window hurried on every {args.hurry_every}-th frame" if args.hurry_every > 0 else ""
+    print(f"{machine_info()}; checkpoint {args.checkpoint}; settings {settings or 'node defaults'}; refiner "
+          f"{refiner_opts or 'defaults'}{hurry}; corner budget fixed "
           f"at the refiner's {motion.Refiner().max_corners} corners", flush=True)
     results = {}
     drives = [("seed", int(s)) for s in args.seeds.split(",") if s] + ([("kitti", 0)] if args.kitti.is_dir() else [])
@@ -189,7 +197,7 @@ def main(argv=None) -> int:
             n = min(len(k), 160)
             images = [read_image(p) for p in k.image_paths[:n]]
             stamps, K, gt, h, name = k.stamps[:n], k.camera.K, k.poses[:n], 1.65, "KITTI 00 0-159"
-        idx, poses, ms = play(est, images, stamps, K, h, settings)
+        idx, poses, ms = play(est, images, stamps, K, h, settings, args.hurry_every)
         from sfm_ros.core.se3 import invert_pose
 
         g = invert_pose(gt[idx[0]]) @ gt[idx]
@@ -211,7 +219,8 @@ def main(argv=None) -> int:
         print(f"streets mean: t_err {np.mean([v['t_err_pct'] for v in streets]):.2f} %, r_err "
               f"{np.mean([v['r_err_deg_per_100m'] for v in streets]):.2f} deg/100 m, step ratio "
               f"{np.mean([v['step_ratio_median'] for v in streets]):.3f}")
-    print(json.dumps({"settings": settings, "refiner": refiner_opts, "results": results}))
+    print(json.dumps({"settings": settings, "refiner": refiner_opts, "hurry_every": args.hurry_every,
+                      "results": results}))
     return 0
 
 

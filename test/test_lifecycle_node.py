@@ -61,6 +61,12 @@ def test_transitions_in_process(tiny_ckpt, tmp_path):
         assert node.pipeline is not None and "odom" in node.pubs and node.sub_image is None
         assert node.on_activate(None) == TransitionCallbackReturn.SUCCESS
         assert node.sub_image is not None and node._worker.is_alive()
+        # the pipeline hurries its rotation window exactly while a newer frame waits in the queue
+        assert node.pipeline.behind() is False
+        with node._queue._cond:
+            node._queue._q.append(object())
+            assert node.pipeline.behind() is True
+            node._queue._q.clear()
         assert node.on_deactivate(None) == TransitionCallbackReturn.SUCCESS
         assert node.sub_image is None and node._worker is None
         assert node.on_activate(None) == TransitionCallbackReturn.SUCCESS  # again, model kept

@@ -442,6 +442,13 @@ def test_camera_height_gives_metres_from_the_ground_whatever_the_depth(tiny_ckpt
             # the rotation window (on by default): 9 frames held; the step and up to 3 baselines measured
             assert re.fullmatch(r"9 frames, \d+ corners, [1-4] of [1-4] rotations agree, \d+\.\d ms"
                                 r"( \(the step's own outvoted\))?", d["rotation_window"]), d
+            pl.behind = lambda: True  # the node when a newer frame waits: the window measures no baseline
+            pl.process(_frame(seq.images[-3], 1.95))
+            assert not pl._last_refinement.window.solved and pl._last_refinement.window.predictions == 1
+            d = pl.diagnostic_values()
+            assert re.search(r"; no baselines on 1 of the last \d+ frames \(a newer frame waited\)$",
+                             d["rotation_window"]), d
+            pl.behind = None
             refiner = pl._refiner
             pl.settings.ground_tilt = False  # a drone: the mount's down as given (the same refiner)
             pl.settings.rotation_window = False

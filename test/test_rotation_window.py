@@ -100,6 +100,22 @@ def test_the_window_restarts_when_the_views_do_not_follow_on(street):
     assert win.push(views[7], views[8], steps[7][:3, :3], opts).frames == 2
 
 
+def test_a_hurried_frame_carries_the_corners_and_keeps_its_own_rotation(street):
+    """``solve=False`` (the node behind): no baseline measured, the step's own rotation returned and
+    held, the corners carried; the next frame measures its baselines against it as against any."""
+    _, views, steps = street
+    win, opts = RotationWindow(), TwoViewOptions()
+    for i in range(5):
+        f = win.push(views[i], views[i + 1], steps[i][:3, :3], opts)
+    assert f.solved and f.predictions == 3 and f.frames == 6
+    off = steps[5][:3, :3] @ rot_z(np.radians(1.0))  # a step's rotation a degree off: nothing outvotes it
+    f = win.push(views[5], views[6], off, opts, solve=False)
+    assert not f.solved and f.predictions == f.agreeing == 1 and f.step_kept and f.frames == 7
+    assert f.tracks >= 50 and angle_deg(f.R.T @ off) < 1e-9
+    f = win.push(views[6], views[7], steps[6][:3, :3], opts)
+    assert f.solved and f.predictions == 3 and f.frames == 8  # baselines 2 and 4 reach over the hurried frame
+
+
 def test_the_refiner_uses_the_window(street):
     """A pose network whose rotation is 0.2° a step too far in yaw: one step's corners cannot tell
     its motion from the five-point solution, so the refiner keeps it (``prefer_network``) and the
@@ -121,6 +137,10 @@ def test_the_refiner_uses_the_window(street):
             R_w = R_w @ res.T[:3, :3]
         out[on] = angle_deg(R_w.T @ (invert_pose(seq.poses[0]) @ seq.poses[-1])[:3, :3])
     assert out[False] > 2.5 and out[True] < 0.5
+    hurried = Refiner(rotation_window=True)
+    for i in range(4):
+        res = hurried.refine(views[i], views[i + 1], steps[i], hurry=i == 3)
+        assert res.window.solved == (i != 3) and (res.window.predictions == 1) == (i in (0, 3))
     r.set_rotation_window(False)
     assert r.window is None and r.refine(views[0], views[1], steps[0]).window is None
     with pytest.raises(ValueError, match="window_span"):

@@ -101,6 +101,7 @@ class SfmNodeCore:
         p = self._param
         overridable = QoSOverridingOptions.with_default_policies()
         self._queue = FrameQueue(p("queue_size"))
+        self.pipeline.behind = lambda: len(self._queue) > 0  # a newer frame waits: the window hurries
         # each worker its own stop event: one that outlives a deactivate (a slow frame) still stops
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, args=(self._stop,), name="sfm_inference", daemon=True)

@@ -102,8 +102,10 @@ name                            type      default                      meaning
                                                                        rotation drift on KITTI 00 3.95 →
                                                                        3.34 °/100 m, on rendered streets
                                                                        12-27 → 1.8-3.6; p50 ~+21 ms a
-                                                                       frame on one core); false: each
-                                                                       step's own rotation
+                                                                       frame on one core; none measured
+                                                                       for a frame while a newer one
+                                                                       waits); false: each step's own
+                                                                       rotation
 ``pose_flip`` *                 bool      true                         average the pose network's motion
                                                                        with the mirrored window's (one
                                                                        more pose forward a frame, batched;

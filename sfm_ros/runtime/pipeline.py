@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -96,6 +96,10 @@ class FramePipeline:
 
             self.int8 = DeferredCalibration(estimator, self.log, measure=not estimator.needs_calibration)
         self.stages = StageTimes()      # the cost of each stage of a frame (frame_ms_p50)
+        #: set by the node: whether a newer frame already waits (its queue); the rotation window then
+        #: measures no baseline for this frame, so that the node catches up instead of dropping frames
+        self.behind: Callable[[], bool] | None = None
+        self._hurried: deque[bool] = deque(maxlen=100)  # the window's recent frames: hurried or not
         self.held = Counters()          # frames whose images showed no motion, by reason
         self.held_run = 0               # of them in a row up to the newest frame
         self.held_reason = ""           # why the newest held frame was held
@@ -350,8 +354,11 @@ class FramePipeline:
             try:
                 ground = self.metric_scale.ground_down()  # camera_height: the step's metres from its homography
                 t0 = time.perf_counter()
+                hurry = self.behind is not None and bool(self.behind())
                 r = refiner.refine(view(f_ref), view(self.window[-1]), inc, f_ref.depth, self.odometry.scale,
-                                   ground)
+                                   ground, hurry=hurry)
+                if r.window is not None:
+                    self._hurried.append(not r.window.solved)
                 self._refine_ms = 1000.0 * (time.perf_counter() - t0)
                 # the budget holds the frame pair's own refinement; the rotation window's cost is its own
                 window_ms = r.window.ms if r.window is not None and np.isfinite(r.window.ms) else 0.0
@@ -414,7 +421,8 @@ class FramePipeline:
     def _window_state(self) -> str:
         """The ``rotation_window`` diagnostic: off, or the newest frame's fusion (frames in the window,
         corners carried, rotations that agreed of those predicted, its time; whether the step's own
-        rotation was outvoted)."""
+        rotation was outvoted; on how many recent frames it measured no baseline because a newer frame
+        waited)."""
         if self.settings.refine_pose not in EPIPOLAR_MODES:
             return f"n/a (refine_pose {self.settings.refine_pose})"
         if not self.settings.rotation_window:
@@ -427,7 +435,11 @@ class FramePipeline:
             return "none on the last frame (it restarts at the next)"
         out = (f"{w.frames} frames, {w.tracks} corners, {w.agreeing} of {w.predictions} rotations agree, "
                f"{w.ms:.1f} ms")
-        return out if w.step_kept else out + " (the step's own outvoted)"
+        out = out if w.step_kept else out + " (the step's own outvoted)"
+        hurried = sum(self._hurried)
+        if hurried:
+            out += f"; no baselines on {hurried} of the last {len(self._hurried)} frames (a newer frame waited)"
+        return out
 
     def _refine_cost(self) -> dict[str, str]:
         """``refine_ms_p50`` (the median time of the last window of refinements) and

@@ -220,7 +220,7 @@ class Refiner:
 
     def refine(self, ref: RefineView, new: RefineView, T_net: np.ndarray,
                depth_ref: np.ndarray | None = None, scale: float = 1.0,
-               ground: tuple[np.ndarray, float] | None = None) -> Refinement:
+               ground: tuple[np.ndarray, float] | None = None, hurry: bool = False) -> Refinement:
         """Refine the network's ``T_net`` (4x4 ``T_ref_new``) between the views ``ref`` and ``new``
         (:meth:`view`, one size) with, optionally, the predicted depth of ``ref`` ((H, W) at any
         size, network units) for the translation's length.
@@ -231,7 +231,9 @@ class Refiner:
         calibration) restarts the filter. ``ground``: ``(down, height)``, the ground's normal in the
         reference camera's optical frame (towards the ground) and the camera's height in metres (the
         node's ``camera_height``): the filter then runs in metres, measured by the ground's
-        homography; switching it on or off restarts the filter."""
+        homography; switching it on or off restarts the filter. ``hurry``: the caller is behind (a
+        newer frame waits): the rotation window carries its corners but measures no baseline for
+        this frame (:meth:`RotationWindow.push`'s ``solve=False``); the rest is as always."""
         scale = float(scale)
         if not (math.isfinite(scale) and scale > 0):
             raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
@@ -251,7 +253,7 @@ class Refiner:
         if ref.grey.shape != new.grey.shape:
             raise ValueError(f"views of one size expected, got {ref.grey.shape} and {new.grey.shape}")
         try:
-            out = self._refine(ref, new, T_net, depth_ref, scale, ground)
+            out = self._refine(ref, new, T_net, depth_ref, scale, ground, bool(hurry))
             out.covariance = motion_covariance(out, 0.5 * (ref.K[0, 0] + ref.K[1, 1]))
         except Exception:  # the window took this frame in: it restarts, as the caller keeps other motion
             if self.window is not None:
@@ -263,7 +265,7 @@ class Refiner:
         return out
 
     def _refine(self, ref: RefineView, new: RefineView, T_net: np.ndarray, depth_ref: np.ndarray | None,
-                scale: float, ground: tuple[np.ndarray, float] | None) -> Refinement:
+                scale: float, ground: tuple[np.ndarray, float] | None, hurry: bool = False) -> Refinement:
         """:meth:`refine` after its checks: the mode's solvers and fallbacks."""
         if self.mode == "none":
             out = Refinement(T=T_net.copy(), reason="refinement off", why="off")
@@ -280,7 +282,7 @@ class Refiner:
                 if self.chord is not None and ground is not None:
                     self._chord_tilt(ref, new, ground[0])
                 if self.window is not None:
-                    self._window_step(ref, new, out)
+                    self._window_step(ref, new, out, solve=not hurry)
                 if out.scale_from in (ScaleFrom.NONE, ScaleFrom.NETWORK) and self.length.ratios \
                         and out.used != Used.STILL:
                     # the network's translation kept (a fallback, a rotation alone): on the scale of
@@ -306,13 +308,13 @@ class Refiner:
         except (ValueError, cv2.error, np.linalg.LinAlgError):
             self.chord.reset()
 
-    def _window_step(self, ref: RefineView, new: RefineView, out: Refinement) -> None:
+    def _window_step(self, ref: RefineView, new: RefineView, out: Refinement, solve: bool = True) -> None:
         """Push ``ref → new`` with ``out``'s rotation into the rotation window and use the fused
-        rotation (a still camera's motion stays none). A window that fails (OpenCV, a degenerate
-        solution) restarts: this frame's refinement stands."""
+        rotation (a still camera's motion stays none; ``solve=False``: corners carried only). A
+        window that fails (OpenCV, a degenerate solution) restarts: this frame's refinement stands."""
         t0 = time.perf_counter()
         try:
-            fused = self.window.push(ref, new, out.T[:3, :3], self.two_view_options())
+            fused = self.window.push(ref, new, out.T[:3, :3], self.two_view_options(), solve=solve)
         except (ValueError, cv2.error, np.linalg.LinAlgError):
             self.window.reset()
             return

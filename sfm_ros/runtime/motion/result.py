@@ -73,7 +73,8 @@ class WindowFusion:
     (the step's own and one per baseline that measured a rotation), ``agreeing``: those averaged,
     ``step_kept``: the step's own prediction is among them; ``tracks``: corners carried into this
     frame; ``frames``: frames in the window (this one included); ``ms``: the time it took (set by
-    the refiner; NaN otherwise)."""
+    the refiner; NaN otherwise); ``solved``: false where the caller was behind and the window only
+    carried its corners (the step's own rotation, no baseline measured)."""
 
     R: np.ndarray
     predictions: int
@@ -82,6 +83,7 @@ class WindowFusion:
     tracks: int
     frames: int
     ms: float = float("nan")
+    solved: bool = True
 
 
 @dataclass(kw_only=True)

@@ -25,6 +25,7 @@ The last line is the JSON result.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -36,7 +37,8 @@ sys.path.insert(0, str(REPO))
 
 def play(est, images, stamps, K, camera_height: float, settings: dict, hurry_every: int = 0):
     """The node pipeline's camera poses (odom frame, first camera at the identity) over ``images``,
-    the indices of the frames that produced them, and the per-frame time (ms)."""
+    the indices of the frames that produced them, and the per-frame time (ms). ``hurry_every`` > 0:
+    the rotation window measures no baseline on every N-th refined frame (the node's hurry)."""
     import numpy as np
 
     from sfm_ros.core.se3 import invert_pose
@@ -49,7 +51,7 @@ def play(est, images, stamps, K, camera_height: float, settings: dict, hurry_eve
                                                  intrinsics=(K[0, 0], K[1, 1], K[0, 2], K[1, 2]), **settings))
     idx, poses, ms, covs = [], [], [], []
     if hurry_every > 0:  # as the node when a newer frame waits: the window measures no baseline
-        calls = iter(range(10 ** 9))
+        calls = itertools.count()
         pl.behind = lambda: next(calls) % hurry_every == hurry_every - 1
     for i, (img, t) in enumerate(zip(images, stamps)):
         t0 = time.perf_counter()
@@ -179,7 +181,9 @@ def main(argv=None) -> int:
         motion.Refiner = refiner
     from common import machine_info  # noqa: E402
 
-    hurry = f"; window hurried on every {args.hurry_every}-th frame" if args.hurry_every > 0 else ""
+    if args.hurry_every < 0:
+        ap.error(f"--hurry-every must be >= 0, got {args.hurry_every}")
+    hurry = f"; window hurried on every {args.hurry_every}-th refined frame" if args.hurry_every > 0 else ""
     print(f"{machine_info()}; checkpoint {args.checkpoint}; settings {settings or 'node defaults'}; refiner "
           f"{refiner_opts or 'defaults'}{hurry}; corner budget fixed "
           f"at the refiner's {motion.Refiner().max_corners} corners", flush=True)

@@ -70,7 +70,7 @@ def test_transitions_in_process(tiny_ckpt, tmp_path):
         assert node.on_deactivate(None) == TransitionCallbackReturn.SUCCESS
         assert node.sub_image is None and node._worker is None
         assert node.on_activate(None) == TransitionCallbackReturn.SUCCESS  # again, model kept
-        assert node._worker.is_alive()
+        assert node._worker.is_alive() and node.pipeline.behind() is False  # the new queue's
         node.on_deactivate(None)
         assert node.on_cleanup(None) == TransitionCallbackReturn.SUCCESS
         assert node.pipeline is None and not node.pubs

@@ -448,6 +448,9 @@ def test_camera_height_gives_metres_from_the_ground_whatever_the_depth(tiny_ckpt
             d = pl.diagnostic_values()
             assert re.search(r"; no baselines on 1 of the last \d+ frames \(a newer frame waited\)$",
                              d["rotation_window"]), d
+            pl.settings.window_hurry = False  # the node's setting: every frame's baselines all the same
+            pl.process(_frame(seq.images[-4], 1.97))
+            assert pl._last_refinement.window.solved and pl._last_refinement.window.predictions > 1
             pl.behind = None
             refiner = pl._refiner
             pl.settings.ground_tilt = False  # a drone: the mount's down as given (the same refiner)

@@ -113,7 +113,7 @@ def test_a_hurried_frame_carries_the_corners_and_keeps_its_own_rotation(street):
     assert not f.solved and f.predictions == f.agreeing == 1 and f.step_kept and f.frames == 7
     assert f.tracks >= 50 and angle_deg(f.R.T @ off) < 1e-9
     f = win.push(views[6], views[7], steps[6][:3, :3], opts)
-    assert f.solved and f.predictions == 3 and f.frames == 8  # baselines 2 and 4 reach over the hurried frame
+    assert f.solved and f.predictions == 3 and f.frames == 8  # baselines 2 and 4 (8: not yet) reach over it
 
 
 def test_the_refiner_uses_the_window(street):

@@ -102,10 +102,16 @@ name                            type      default                      meaning
                                                                        rotation drift on KITTI 00 3.95 →
                                                                        3.34 °/100 m, on rendered streets
                                                                        12-27 → 1.8-3.6; p50 ~+21 ms a
-                                                                       frame on one core; none measured
-                                                                       for a frame while a newer one
-                                                                       waits); false: each step's own
-                                                                       rotation
+                                                                       frame on one core); false: each
+                                                                       step's own rotation
+``window_hurry`` *              bool      true                         while a newer frame already waits,
+                                                                       the rotation window measures no
+                                                                       baseline for the frame in hand
+                                                                       (it keeps the step's own rotation;
+                                                                       the next frame's baselines reach
+                                                                       over it): far fewer frames dropped
+                                                                       where the CPU cannot keep up;
+                                                                       false: every frame's baselines
 ``pose_flip`` *                 bool      true                         average the pose network's motion
                                                                        with the mirrored window's (one
                                                                        more pose forward a frame, batched;
@@ -246,6 +252,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("rotation_window", True, "with an epipolar refine_pose: each frame's rotation measured also against "
               "the frames 2, 4 and 8 steps back, those that agree averaged (less rotation drift, ~21 ms a frame "
               "on one core); false: each step's own", True),
+    ParamSpec("window_hurry", True, "while a newer frame already waits, the rotation window measures no baseline "
+              "for the frame in hand (fewer frames dropped where the CPU cannot keep up); false: every frame's",
+              True),
     ParamSpec("pose_flip", True, "average the pose network's motion with that of the mirrored window "
               "(test-time augmentation: one more pose forward a frame)", True),
     ParamSpec("publish_tf", True, "publish odom_frame -> base_frame on /tf", True),

@@ -97,7 +97,7 @@ class FramePipeline:
             self.int8 = DeferredCalibration(estimator, self.log, measure=not estimator.needs_calibration)
         self.stages = StageTimes()      # the cost of each stage of a frame (frame_ms_p50)
         #: set by the node: whether a newer frame already waits (its queue); the rotation window then
-        #: measures no baseline for this frame, so that the node catches up instead of dropping frames
+        #: measures no baseline for this frame (setting ``window_hurry``), so that the node catches up
         self.behind: Callable[[], bool] | None = None
         self._hurried: deque[bool] = deque(maxlen=100)  # the window's recent frames: hurried or not
         self.held = Counters()          # frames whose images showed no motion, by reason
@@ -328,11 +328,13 @@ class FramePipeline:
             self._refiner = Refiner(self.settings.refine_pose, ground_tilt=bool(self.settings.ground_tilt),
                                     rotation_window=bool(self.settings.rotation_window))
             self._corner_budget = CornerBudget()
+            self._hurried.clear()  # a new window: its own count
         else:  # switched in place: the scale filter stays
             if self._refiner.ground_tilt != bool(self.settings.ground_tilt):
                 self._refiner.set_ground_tilt(bool(self.settings.ground_tilt))
             if self._refiner.rotation_window != bool(self.settings.rotation_window):
                 self._refiner.set_rotation_window(bool(self.settings.rotation_window))
+                self._hurried.clear()
         refiner = self._refiner
         if self._refiner_model is not self.estimator.model:  # new weights (adaptation): new units
             refiner.reset_scale()
@@ -354,7 +356,7 @@ class FramePipeline:
             try:
                 ground = self.metric_scale.ground_down()  # camera_height: the step's metres from its homography
                 t0 = time.perf_counter()
-                hurry = self.behind is not None and bool(self.behind())
+                hurry = bool(self.settings.window_hurry) and self.behind is not None and bool(self.behind())
                 r = refiner.refine(view(f_ref), view(self.window[-1]), inc, f_ref.depth, self.odometry.scale,
                                    ground, hurry=hurry)
                 if r.window is not None:
@@ -436,9 +438,9 @@ class FramePipeline:
         out = (f"{w.frames} frames, {w.tracks} corners, {w.agreeing} of {w.predictions} rotations agree, "
                f"{w.ms:.1f} ms")
         out = out if w.step_kept else out + " (the step's own outvoted)"
-        hurried = sum(self._hurried)
-        if hurried:
-            out += f"; no baselines on {hurried} of the last {len(self._hurried)} frames (a newer frame waited)"
+        recent = list(self._hurried)  # a copy: the worker appends while the diagnostics read
+        if any(recent):
+            out += f"; no baselines on {sum(recent)} of the last {len(recent)} frames (a newer frame waited)"
         return out
 
     def _refine_cost(self) -> dict[str, str]:

@@ -19,6 +19,7 @@ class Settings:
     max_gap: float = 1.0
     refine_pose: str = "epipolar"
     rotation_window: bool = True       # with an epipolar refine_pose: each rotation fused over 2, 4, 8 steps
+    window_hurry: bool = True          # no baselines for a frame while a newer one waits (FramePipeline.behind)
     pose_flip: bool = True             # average the pose network's motion with the mirrored window's
     publish_points: bool = True
     points_stride: int = 4

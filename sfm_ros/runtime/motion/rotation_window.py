@@ -162,9 +162,9 @@ class RotationWindow:
         caller's refinement) and the two-view options ``opts``: the fused step rotation (module
         doc). ``ref`` not the view pushed last as ``new`` starts a window there. ``solve=False``
         (a caller that is behind): the corners are carried and the frame keeps the step's own
-        rotation, no baseline is measured (~3-4 ms instead of ~21 on KITTI); the next frames measure
-        against it as against any. Views of two sizes are refused (ValueError) before anything
-        changes."""
+        rotation, no baseline is measured (p50 5.1 ms against 20.5 on KITTI, one core); the next
+        frames measure against it as against any. Views of two sizes are refused (ValueError)
+        before anything changes."""
         R_step = matrix(R_step, (3, 3), "R_step")
         if ref.grey.shape != new.grey.shape:
             raise ValueError(f"views of one size expected, got {ref.grey.shape} and {new.grey.shape}")

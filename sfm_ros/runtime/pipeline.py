@@ -15,7 +15,8 @@ of ``queue_size`` (newest wins). A worker thread runs :meth:`FramePipeline.proce
 every frame, and the pose network once per frame on the window of the last ``seq_len`` processed
 frames; the newest frame's pose follows from the prediction with it as a source (no output lag, see
 :mod:`sfm_ros.runtime.odometry`). Frames the worker cannot keep up with are dropped, counted and reported
-(rate-limited log, diagnostics). Bad input (unsupported encoding, zero size, truncated data, a step
+(rate-limited log, diagnostics); before that, while a newer frame already waits (:attr:`FramePipeline.behind`,
+set by the node), the rotation window measures no baseline for the frame in hand (``window_hurry``). Bad input (unsupported encoding, zero size, truncated data, a step
 smaller than the row, an image that is not (H, W[, 3|4]) or is under 16 pixels a side or over 8K, a resolution change, a depth prediction
 without one finite pixel, a non-finite pose, duplicated stamps) is skipped with a warning rate-limited per kind of problem (never per
 input string: memory and log rate stay bounded whatever arrives); processing goes on. A frame with

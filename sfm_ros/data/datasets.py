@@ -72,21 +72,24 @@ class Sequence:
         return Sequence(self.frames[start:stop], self.K, self.stamps[start:stop], self.name + suffix)
 
 
-def resize_frame(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
-    """Any camera image (grey/RGB, uint8/uint16/float) → (H, W, 3) uint8 RGB at ``size_hw``."""
+def resize_float01(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """Any camera image (grey (H, W) or (H, W, 1), RGB(A); uint8/uint16/float) → float32 in [0, 1]
+    (:func:`~sfm_ros.data.image_codec.to_float01`) at ``size_hw`` by area averaging: (h, w) for a
+    grey image, which is resized as one channel (3x less work than its RGB copy, the same values to
+    a float32 step), else (h, w, 3)."""
     h, w = size_hw
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
-    if image.ndim == 2:  # grey: resize one channel, replicate after (3x faster, within a float32 step)
-        g = to_float01(image)
-        if g.shape != (h, w):
-            g = cv2.resize(g, (w, h), interpolation=cv2.INTER_AREA)
-        g = np.clip(g * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return np.repeat(g[:, :, None], 3, axis=2)
-    rgb = to_rgb_float(image)
-    if rgb.shape[:2] != (h, w):
-        rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
-    return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    f = to_float01(image) if image.ndim == 2 else to_rgb_float(image)
+    if f.shape[:2] != (h, w):
+        f = cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA)
+    return f
+
+
+def resize_frame(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """Any camera image (grey/RGB, uint8/uint16/float) → (H, W, 3) uint8 RGB at ``size_hw``."""
+    f = np.clip(resize_float01(image, size_hw) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return np.repeat(f[:, :, None], 3, axis=2) if f.ndim == 2 else f
 
 
 def static_mask(frames: np.ndarray, threshold: float) -> np.ndarray:

@@ -9,15 +9,14 @@ import threading
 from contextlib import nullcontext
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from sfm_ros.data.camera import resize_intrinsics
+from sfm_ros.data.datasets import resize_float01
 from sfm_ros.core.checkpoint import load_model
 from sfm_ros.core.device import cpu_supports_bf16, resolve_device
 from sfm_ros.core.geometry import check_shape, invert_pose, pose_vec_to_mat
-from sfm_ros.data.image_codec import to_float01, to_rgb_float
 from sfm_ros.core.model import source_offsets
 from sfm_ros.core.networks import normalize_image
 
@@ -216,19 +215,8 @@ class Estimator:
         A grey image is converted and resized as one channel and repeated after: the values of its
         RGB copy (to one float32 step where the resize halves both sides: OpenCV's own path for
         it), ~5x less work (KITTI's 376x1241: ~1.2 against ~6 ms on one core)."""
-        if image.ndim == 3 and image.shape[2] == 1:
-            image = image[:, :, 0]
-        size = (self.width, self.height)
-        if image.ndim == 2:
-            g = to_float01(image)
-            if g.shape != (self.height, self.width):
-                g = cv2.resize(g, size, interpolation=cv2.INTER_AREA)
-            chw = np.broadcast_to(g, (3, *g.shape))
-        else:
-            rgb = to_rgb_float(image)
-            if rgb.shape[:2] != (self.height, self.width):
-                rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-            chw = rgb.transpose(2, 0, 1)
+        f = resize_float01(image, (self.height, self.width))
+        chw = np.broadcast_to(f, (3, *f.shape)) if f.ndim == 2 else f.transpose(2, 0, 1)
         return torch.from_numpy(np.ascontiguousarray(chw))[None].to(self.device)
 
     def scale_intrinsics(self, K: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:

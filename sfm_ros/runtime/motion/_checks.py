@@ -1,4 +1,5 @@
-"""Shape checks shared by the two-view functions: each raises ValueError naming the argument."""
+"""Checks shared by the two-view functions and the refiner's parts: the shape checks raise ValueError
+naming the argument; :func:`integer_at_least` answers, and its caller names the option."""
 from __future__ import annotations
 
 import numpy as np
@@ -26,3 +27,8 @@ def matrix(x, shape: tuple[int, ...], name: str) -> np.ndarray:
     if x.shape != shape:
         raise ValueError(f"{name} must be {'x'.join(map(str, shape))}, got shape {x.shape}")
     return x
+
+
+def integer_at_least(x, low: int) -> bool:
+    """Whether ``x`` is an integer (an int or an integral number, not a bool) of at least ``low``."""
+    return not isinstance(x, bool) and int(x) == x and x >= low

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 import cv2
 import numpy as np
 
+from sfm_ros.runtime.motion._checks import integer_at_least
 from sfm_ros.runtime.motion.covariance import GROUND_LEN_REL, LEN_GAIN, MIN_FILTERED_LEN_REL, MIN_LEN_REL, \
     epipolar_covariance, motion_covariance
 from sfm_ros.runtime.motion.depth_length import depth_baseline, still_length
@@ -161,10 +162,10 @@ class Refiner:
             raise ValueError(f"refine mode must be one of {', '.join(REFINE_MODES)}, got {self.mode!r}")
         self.length = LengthFilter(**{name: getattr(self, name) for name in _LENGTH})
         self.tilt = GroundTilt(every=self.tilt_every, window=self.tilt_window, source=self.tilt_source)
-        if isinstance(self.tilt_chord, bool) or int(self.tilt_chord) != self.tilt_chord or self.tilt_chord < 1:
+        if not integer_at_least(self.tilt_chord, 1):
             raise ValueError(f"tilt_chord must be an integer >= 1, got {self.tilt_chord!r}")
         self.set_ground_tilt(self.ground_tilt)
-        if isinstance(self.window_span, bool) or int(self.window_span) != self.window_span or self.window_span < 2:
+        if not integer_at_least(self.window_span, 2):
             raise ValueError(f"window_span must be an integer >= 2, got {self.window_span!r}")
         window = self._new_window()  # its options checked now, whether it is on or not
         self.rotation_window = bool(self.rotation_window)

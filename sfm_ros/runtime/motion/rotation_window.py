@@ -55,7 +55,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from sfm_ros.data.features import detect_corners, track_points
-from sfm_ros.runtime.motion._checks import matrix
+from sfm_ros.runtime.motion._checks import integer_at_least, matrix
 from sfm_ros.runtime.motion.result import WindowFusion
 from sfm_ros.runtime.motion.rotation_angle import angle_between_deg
 from sfm_ros.runtime.motion.two_view import ESTIMATORS, TwoViewOptions, solve_tracks
@@ -102,14 +102,14 @@ class RotationWindow:
 
     def __post_init__(self) -> None:
         b = tuple(self.baselines)
-        if not b or any(isinstance(k, bool) or int(k) != k or k < 2 for k in b) or len(set(b)) != len(b):
+        if not b or not all(integer_at_least(k, 2) for k in b) or len(set(b)) != len(b):
             raise ValueError(f"baselines must be distinct integers >= 2, got {self.baselines!r}")
         self.baselines = tuple(sorted(int(k) for k in b))
         if not (np.isfinite(self.agree_deg) and self.agree_deg > 0):
             raise ValueError(f"agree_deg must be a finite number > 0, got {self.agree_deg!r}")
-        if isinstance(self.refill_below, bool) or int(self.refill_below) != self.refill_below or self.refill_below < 0:
+        if not integer_at_least(self.refill_below, 0):
             raise ValueError(f"refill_below must be an integer >= 0, got {self.refill_below!r}")
-        if isinstance(self.max_points, bool) or int(self.max_points) != self.max_points or self.max_points < 5:
+        if not integer_at_least(self.max_points, 5):
             raise ValueError(f"max_points must be an integer >= 5 (the five-point solution's), got {self.max_points!r}")
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {self.estimator!r}")

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sfm_ros.data.features import detect_corners, track_points
+from sfm_ros.runtime.motion._checks import integer_at_least
 from sfm_ros.runtime.motion.two_view import TwoViewOptions, TwoViewSolution, solve_tracks
 from sfm_ros.runtime.motion.view import RefineView
 
@@ -52,7 +53,7 @@ class TravelChord:
     pairs: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.steps, bool) or int(self.steps) != self.steps or self.steps < 2:
+        if not integer_at_least(self.steps, 2):
             raise ValueError(f"a chord needs steps >= 2 (an integer), got {self.steps!r}")
 
     def reset(self) -> None:

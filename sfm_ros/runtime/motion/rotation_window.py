@@ -146,12 +146,13 @@ class RotationWindow:
 
     def _measure(self, old: _Frame, ids: np.ndarray, pts: np.ndarray, K: np.ndarray,
                  opts: TwoViewOptions) -> np.ndarray | None:
-        """``R_old_new`` from the corners ``old`` and the new frame share, or None."""
+        """``R_old_new`` from the corners ``old`` and the new frame share (solved with ``opts``, the
+        window's estimator in), or None."""
         _, i_old, i_new = np.intersect1d(old.ids, ids, assume_unique=True, return_indices=True)
         if len(i_old) > self.max_points:  # evenly over the shared corners (they are in detection order)
             pick = np.linspace(0, len(i_old) - 1, self.max_points).round().astype(int)
             i_old, i_new = i_old[pick], i_new[pick]
-        sol = solve_tracks(old.pts[i_old], pts[i_new], K, replace(opts, estimator=self.estimator), full=False)
+        sol = solve_tracks(old.pts[i_old], pts[i_new], K, opts, full=False)
         if sol.why == "still":
             return np.eye(3)
         return None if sol.R is None else sol.R.T
@@ -175,10 +176,11 @@ class RotationWindow:
         ids, pts = last.ids[ok], q[ok]
         tracks = len(ids)
         preds = [last.R_w @ R_step]
+        solve_opts = replace(opts, estimator=self.estimator)  # the baselines' options, once a frame
         for k in self.baselines if solve else ():
             if k > len(self._frames):
                 break
-            R_rel = self._measure(self._frames[-k], ids, pts, new.K, opts)
+            R_rel = self._measure(self._frames[-k], ids, pts, new.K, solve_opts)
             if R_rel is not None:
                 preds.append(self._frames[-k].R_w @ R_rel)
         R_w, agree = self._fuse(preds)

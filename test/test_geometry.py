@@ -169,3 +169,23 @@ def test_inverse_warp_valid_pixels_never_read_the_padding():
         assert valid.sum() == (h - 1) * (w - 1)  # one column and one row fall off, nothing more
         read = warped[valid.expand_as(warped) > 0]
         assert torch.allclose(read, torch.ones_like(read), atol=1e-6), float(read.min())
+
+
+def test_resize_pixels_moves_points_as_resize_intrinsics_moves_the_principal_point():
+    """A pixel resized with the image lands where the resized intrinsics project its ray (pixel
+    centres); bad sizes and shapes are refused."""
+    import numpy as np
+
+    from sfm_ros.data.camera import resize_intrinsics, resize_pixels
+
+    K = np.array([[300.0, 0.0, 151.3], [0.0, 290.0, 97.8], [0.0, 0.0, 1.0]])
+    uv = np.array([[0.0, 0.0], [151.3, 97.8], [299.0, 199.0], [12.25, 180.5]])
+    K2 = resize_intrinsics(K, (200, 300), (77, 131))
+    rays = np.c_[uv, np.ones(len(uv))] @ np.linalg.inv(K).T
+    proj = rays @ K2.T
+    assert np.allclose(resize_pixels(uv, (200, 300), (77, 131)), proj[:, :2] / proj[:, 2:], atol=1e-9)
+    assert np.allclose(resize_pixels(resize_pixels(uv, (200, 300), (77, 131)), (77, 131), (200, 300)), uv)
+    with pytest.raises(ValueError, match="positive"):
+        resize_pixels(uv, (0, 300), (77, 131))
+    with pytest.raises(ValueError, match=r"\(\.\.\., 2\)"):
+        resize_pixels(np.zeros((4, 3)), (200, 300), (77, 131))

@@ -171,3 +171,28 @@ def test_losses_and_images_are_separate():
     assert {k[0] for k in losses if isinstance(k, tuple)} == {"photo", "smooth", "automask_keep"}
     assert {k[0] for k in images} == {"warped", "valid", "automask"}
     assert images[("warped", -1, 0)].shape == t.shape and images[("valid", 1, 0)].shape[1] == 1
+
+
+def test_sparse_depth_loss_is_scale_free_and_pulls_towards_the_corners():
+    """Zero for a predicted depth proportional to the corners' (any scale a pair), positive
+    otherwise, padding (depth 0) ignored, a pair with too few corners not counted; its gradient
+    reaches the disparity."""
+    from sfm_ros.core.losses import SPARSE_MIN_POINTS, sparse_depth_loss
+
+    torch.manual_seed(0)
+    h, w, p = 16, 24, 20
+    disp = (0.2 + torch.rand(2, 1, h, w)).requires_grad_(True)
+    pts = torch.stack([torch.randint(0, w, (2, 2, p)), torch.randint(0, h, (2, 2, p))], -1).float()
+    true = 1.0 / disp.detach()[torch.arange(2)[:, None, None], 0, pts[..., 1].long(), pts[..., 0].long()]
+    depth = true * torch.tensor([[3.0, 0.5], [7.0, 1.0]])[..., None]  # one scale a pair
+    depth[:, :, -5:] = 0.0  # padding
+    out = {("disp", 0, 0): disp}
+    assert sparse_depth_loss(out, pts, depth).item() == pytest.approx(0.0, abs=1e-9)
+    noisy = depth * torch.exp(0.3 * torch.randn_like(depth))
+    loss = sparse_depth_loss(out, pts, noisy)
+    assert loss.item() > 0.01
+    loss.backward()
+    assert disp.grad is not None and disp.grad.abs().sum() > 0
+    few = noisy.clone()
+    few[:, :, SPARSE_MIN_POINTS - 1:] = 0.0
+    assert sparse_depth_loss(out, pts, few).item() == 0.0

@@ -95,3 +95,22 @@ def test_a_resume_with_another_rate_takes_it(seqs, tmp_path):
     first = _rates(_opts("train.max_steps=2"), seqs, tmp_path)
     resumed = _rates(_opts("train.max_steps=4", "train.lr=5e-5"), seqs, tmp_path, resume=tmp_path / "last.pt")
     assert first == pytest.approx([2e-4, 2e-4]) and resumed == pytest.approx([5e-5, 5e-5])
+
+
+def test_fade_factor_falls_linearly_to_zero_at_its_share_and_refuses_bad_shares():
+    """1 at the start, linear to 0 at ``until``, 0 after; ``until`` 1 fades over the whole budget;
+    a share outside (0, 1] is refused with the option's name (also by the options' check)."""
+    from sfm_ros.core.options import load_options
+    from sfm_ros.training.lr_schedule import fade_factor
+
+    assert fade_factor(0.0, 0.5) == 1.0
+    assert fade_factor(0.25, 0.5) == pytest.approx(0.5)
+    assert fade_factor(0.5, 0.5) == 0.0 and fade_factor(0.9, 0.5) == 0.0
+    assert fade_factor(0.75, 1.0) == pytest.approx(0.25)
+    for bad in (0.0, -0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="loss.sparse_depth_until"):
+            fade_factor(0.1, bad)
+        with pytest.raises(ValueError, match="loss.sparse_depth_until"):
+            load_options("default", [f"loss.sparse_depth_until={bad}"])
+    with pytest.raises(ValueError, match="loss.sparse_depth_weight"):
+        load_options("default", ["loss.sparse_depth_weight=-1"])

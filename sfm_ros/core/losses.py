@@ -252,6 +252,45 @@ def add_epipolar_prior(losses: dict, outputs: dict, prior_T: Tensor, prior_w: Te
     return losses
 
 
+#: a pair's corners count in :func:`sparse_depth_loss` only when at least this many are valid
+SPARSE_MIN_POINTS = 8
+
+
+def sparse_depth_loss(outputs: dict, pts: Tensor, depth: Tensor) -> Tensor:
+    """Scale-free distance of the target's predicted depth from the corners' triangulated depths
+    (:class:`sfm_ros.training.priors.EpipolarPrior`: each pair's inliers triangulated with its
+    two-view motion, one unknown scale a pair; no labels).
+
+    ``pts`` (B, N, P, 2) pixel-centre coordinates in the input image, ``depth`` (B, N, P) the
+    triangulated depths (0: no corner). For each (item, pair) with at least
+    :data:`SPARSE_MIN_POINTS` corners: the variance of ``log(predicted) - log(triangulated)`` over its
+    corners (Eigen et al., NeurIPS 2014, the scale-invariant error with λ = 1: zero for any depth
+    proportional to the corners'), the predicted depth read bilinearly from the finest disparity.
+    Mean over the counted pairs; 0 when none counts."""
+    disp = outputs[("disp", 0, 0)].float()
+    b, n, p, _ = pts.shape
+    h, w = disp.shape[-2:]
+    grid = pixels_to_grid(pts.to(disp).reshape(b, n * p, 1, 2), h, w)
+    d = F.grid_sample(disp, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    log_pred = -torch.log(d.reshape(b, n, p).clamp_min(1e-6))
+    z = depth.to(disp)
+    m = (z > 0).to(disp)
+    r = (log_pred - torch.log(z.clamp_min(1e-6))) * m
+    count = m.sum(-1)
+    mean = r.sum(-1) / count.clamp_min(1.0)
+    var = ((r - mean[..., None]) ** 2 * m).sum(-1) / count.clamp_min(1.0)
+    use = (count >= SPARSE_MIN_POINTS).to(disp)
+    return (var * use).sum() / use.sum().clamp_min(1.0)
+
+
+def add_sparse_depth_prior(losses: dict, outputs: dict, pts: Tensor, depth: Tensor, weight: float) -> dict:
+    """Add ``weight`` times :func:`sparse_depth_loss` to ``losses`` (as ``"sparse_depth"``, and into
+    ``"loss"``)."""
+    losses["sparse_depth"] = weight * sparse_depth_loss(outputs, pts, depth)
+    losses["loss"] = losses["loss"] + losses["sparse_depth"]
+    return losses
+
+
 def _geometry_consistency(err, depth, outputs, f, s, K_s, valid, size, opts):
     """SC-SfMLearner: the target depth moved into source ``f`` must match the source's own depth."""
     src_disp = outputs[("disp", f, s)].float()

@@ -77,11 +77,19 @@ class LossOptions:
     geometry_mask: bool = False      # SC-SfMLearner self-discovered mask on the photometric loss
     epipolar_weight: float = 0.0     # pull the pose network towards each pair's two-view geometry
                                      # (essential matrix of tracked corners; rotation + direction)
+    sparse_depth_weight: float = 0.0 # pull the target depth's shape towards the corners' depths
+                                     # triangulated with each pair's two-view geometry (scale-free)
+    sparse_depth_until: float = 1.0  # ... its weight falls linearly to 0 at this share of the budget
 
     @property
     def needs_source_depth(self) -> bool:
         """The losses need the depth of the source frames too (geometry consistency or its mask)."""
         return self.geometry_weight > 0 or self.geometry_mask
+
+    @property
+    def needs_pair_priors(self) -> bool:
+        """The losses need each training pair's two-view geometry (the epipolar or the sparse depth prior)."""
+        return self.epipolar_weight > 0 or self.sparse_depth_weight > 0
 
 
 @dataclass
@@ -317,6 +325,10 @@ def validate(opts: Options) -> None:
         raise ValueError(f"train.num_workers must be >= 0, or -1 for auto, got {opts.train.num_workers}")
     if not (math.isfinite(lo.epipolar_weight) and lo.epipolar_weight >= 0):
         raise ValueError(f"loss.epipolar_weight must be a finite number >= 0, got {lo.epipolar_weight}")
+    if not (math.isfinite(lo.sparse_depth_weight) and lo.sparse_depth_weight >= 0):
+        raise ValueError(f"loss.sparse_depth_weight must be a finite number >= 0, got {lo.sparse_depth_weight}")
+    if not 0 < lo.sparse_depth_until <= 1:
+        raise ValueError(f"loss.sparse_depth_until must be in (0, 1], got {lo.sparse_depth_until}")
     if not opts.data.cache_max_gb >= 0:
         raise ValueError(f"data.cache_max_gb must be >= 0, got {opts.data.cache_max_gb}")
     if opts.train.batch_size < 1:

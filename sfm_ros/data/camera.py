@@ -18,7 +18,7 @@ import yaml
 
 from sfm_ros.core.yaml_io import read_yaml
 
-__all__ = ["CameraError", "CameraModel", "backproject_grid", "read_kitti_calib_rows", "kitti_lidar_calib",
+__all__ = ["CameraError", "CameraModel", "backproject_grid", "resize_pixels", "read_kitti_calib_rows", "kitti_lidar_calib",
            "resize_intrinsics"]
 
 #: Usable focal lengths, as multiples of the image's larger side (CameraModel.check_intrinsics).
@@ -49,6 +49,18 @@ def resize_intrinsics(K: np.ndarray, from_hw: tuple[int, int], to_hw: tuple[int,
     K[..., 0, 2] = (K[..., 0, 2] + 0.5) * sx - 0.5
     K[..., 1, 2] = (K[..., 1, 2] + 0.5) * sy - 0.5
     return K
+
+
+def resize_pixels(uv: np.ndarray, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> np.ndarray:
+    """Pixel coordinates (..., 2) ``(u, v)`` of an image resized from ``from_hw = (H, W)`` to
+    ``to_hw``: ``u -> (u + 0.5) W'/W - 0.5`` (pixel centres, as :func:`resize_intrinsics`), float64."""
+    (h0, w0), (h1, w1) = from_hw, to_hw
+    if min(h0, w0, h1, w1) <= 0:
+        raise ValueError(f"image sizes (H, W) must be positive, got {from_hw} -> {to_hw}")
+    uv = np.asarray(uv, dtype=np.float64)
+    if uv.ndim < 1 or uv.shape[-1] != 2:
+        raise ValueError(f"pixel coordinates must be (..., 2), got shape {uv.shape}")
+    return (uv + 0.5) * np.array([w1 / w0, h1 / h0]) - 0.5
 
 
 def _get(msg: Any, *names: str, default: Any = None) -> Any:

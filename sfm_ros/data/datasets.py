@@ -34,10 +34,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from sfm_ros.data.camera import resize_intrinsics
+from sfm_ros.data.camera import resize_intrinsics, resize_pixels
 from sfm_ros.data.image_codec import to_float01, to_rgb_float
 
 STATIC_DOWNSAMPLE = (32, 104)  # size at which frames are compared for static-frame removal
+PRIOR_POINTS = 64  # triangulated corners an item carries per pair (sfm_ros.training.priors keeps at most these)
 
 
 @dataclass
@@ -313,9 +314,10 @@ class WindowDataset(Dataset):
         seq = self.sequences[si]
         imgs = seq.frames[idx].astype(np.float32) / 255.0  # (T, H, W, 3)
         K = seq.K.copy()
+        crop = None
         if self.augment:
             rng = np.random.default_rng([self.seed, self.epoch, i])
-            imgs, K = _augment(imgs, K, rng)
+            imgs, K, crop = _augment(imgs, K, rng)
         t = torch.from_numpy(np.ascontiguousarray(imgs.transpose(0, 3, 1, 2)))
         mid = self.seq_len // 2
         item = {
@@ -330,10 +332,38 @@ class WindowDataset(Dataset):
             pr = [self.priors[(si, idx[mid], j)] for j in idx[:mid] + idx[mid + 1:]]
             item["prior_T"] = torch.from_numpy(np.stack([p.T_src_tgt for p in pr]).astype(np.float32))
             item["prior_w"] = torch.tensor([[p.w_rot, p.w_dir] for p in pr], dtype=torch.float32)
+            item["prior_pts"], item["prior_depth"] = _prior_points(pr, imgs.shape[1:3], crop)
         return item
 
 
-def _augment(imgs: np.ndarray, K: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _prior_points(priors: list, hw: tuple[int, int], crop: tuple[int, int, int, int] | None,
+                  size: int = PRIOR_POINTS) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pairs' triangulated corners (``points``, ``depths`` of
+    :class:`sfm_ros.training.priors.EpipolarPrior`) as fixed-size tensors: ``pts`` (N, size, 2) in the
+    item's pixels (moved by the augmentation's ``crop`` = (sh, sw, y0, x0): the ``hw`` frame resized to
+    sh x sw, then cut at (y0, x0)), ``depth`` (N, size), 0 where there is no corner (padding, or a
+    corner the crop cut off)."""
+    h, w = hw
+    pts = np.zeros((len(priors), size, 2), np.float32)
+    depth = np.zeros((len(priors), size), np.float32)
+    for n, p in enumerate(priors):
+        q = getattr(p, "points", None)
+        if q is None or not len(q):
+            continue
+        q, z = q[:size].astype(np.float64), p.depths[:size]
+        if crop is not None:
+            sh, sw, y0, x0 = crop
+            q = resize_pixels(q, (h, w), (sh, sw)) - np.array([x0, y0])
+        inside = (q[:, 0] >= 0) & (q[:, 0] <= w - 1) & (q[:, 1] >= 0) & (q[:, 1] <= h - 1)
+        pts[n, :len(q)] = q
+        depth[n, :len(q)] = np.where(inside, z, 0.0)
+    return torch.from_numpy(pts), torch.from_numpy(depth)
+
+
+def _augment(imgs: np.ndarray, K: np.ndarray,
+             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+    """Random scale (1-1.15) and crop back to the size, colour jitter: the images, their intrinsics
+    and the crop ``(sh, sw, y0, x0)`` (resized to sh x sw, then cut at (y0, x0))."""
     _, h, w, _ = imgs.shape
     scale = rng.uniform(1.0, 1.15)
     sh, sw = int(round(h * scale)), int(round(w * scale))
@@ -355,11 +385,12 @@ def _augment(imgs: np.ndarray, K: np.ndarray, rng: np.random.Generator) -> tuple
     mean = out.mean()  # one mean for the whole window: the same affine map for every frame
     out = mean + contrast * (out - mean)
     out = np.clip(out * brightness, 0.0, 1.0).astype(np.float32)
-    return out, K
+    return out, K, (sh, sw, y0, x0)
 
 
 def collate(items: list[dict]) -> dict:
-    extra = {k: torch.stack([it[k] for it in items]) for k in ("prior_T", "prior_w") if k in items[0]}
+    extra = {k: torch.stack([it[k] for it in items]) for k in ("prior_T", "prior_w", "prior_pts", "prior_depth")
+             if k in items[0]}
     return extra | {
         "target": torch.stack([it["target"] for it in items]),
         "sources": torch.stack([it["sources"] for it in items]),

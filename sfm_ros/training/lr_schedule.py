@@ -3,7 +3,8 @@
 that the run ends on weights that have settled instead of on one draw of a noisy walk (Li et al.,
 "Budgeted training", ICLR 2020: of the schedules they compared at a fixed budget, a linear decay to
 zero at the budget's end did best). Measured here on the plain commands it did not pay (BENCHMARKS.md,
-session 16): the default is 0, the paper's constant rate. ROS-free, torch-free.
+session 16): the default is 0, the paper's constant rate. A loss weight may fade the same way
+(:func:`fade_factor`: the sparse depth prior's ``loss.sparse_depth_until``). ROS-free, torch-free.
 
 Where a run stands against its budget (:func:`budget_progress`) is the larger of the share of its
 step budget done (``train.epochs``/``train.max_steps``: the step counter, which ``--resume`` keeps)
@@ -14,7 +15,7 @@ one with only ``--max-minutes`` over its minutes. Each step takes ``train.lr`` t
 """
 from __future__ import annotations
 
-__all__ = ["budget_progress", "lr_factor"]
+__all__ = ["budget_progress", "fade_factor", "lr_factor"]
 
 
 def budget_progress(step: int, total_steps: int, elapsed_s: float, max_minutes: float) -> float:
@@ -39,3 +40,14 @@ def lr_factor(progress: float, tail: float) -> float:
     if tail == 0.0:
         return 1.0
     return min(1.0, max(0.0, (1.0 - progress) / tail))
+
+
+def fade_factor(progress: float, until: float) -> float:
+    """A loss weight's multiplier at ``progress`` (:func:`budget_progress`): from 1 at the start
+    linearly to 0 at ``until`` (a share of the budget, in ``(0, 1]``; 1: over the whole budget),
+    0 after it (``loss.sparse_depth_until``).
+
+    Raises ``ValueError`` for an ``until`` outside ``(0, 1]``."""
+    if not 0.0 < until <= 1.0:
+        raise ValueError(f"loss.sparse_depth_until must be in (0, 1], got {until}")
+    return max(0.0, 1.0 - progress / until)

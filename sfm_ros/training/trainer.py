@@ -50,13 +50,13 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
 from sfm_ros.core.device import forked_rng, resolve_device
-from sfm_ros.core.losses import add_epipolar_prior, compute_losses
+from sfm_ros.core.losses import add_epipolar_prior, add_sparse_depth_prior, compute_losses
 from sfm_ros.core.model import SfMModel
 from sfm_ros.core.optim import adam, prefer_fused
 from sfm_ros.core.options import Options
 from sfm_ros.data.datasets import Sequence, WindowDataset, collate
 from sfm_ros.training.budget import budget_reached, total_steps
-from sfm_ros.training.lr_schedule import budget_progress, lr_factor
+from sfm_ros.training.lr_schedule import budget_progress, fade_factor, lr_factor
 from sfm_ros.training.distributed import choose_amp, distributed_env, rank_device
 from sfm_ros.training.errors import TrainingError, TrainingInterrupted
 from sfm_ros.training.monitor import CollapseMonitor, batch_stats
@@ -134,13 +134,14 @@ class Trainer(RunCheckpoints):
         t0 = time.perf_counter()
         self.train_set = WindowDataset(train_sequences, opts.model.seq_len, opts.data.stride,
                                        augment=opts.data.augment, seed=t.seed)
-        if opts.loss.epipolar_weight > 0:
+        if opts.loss.needs_pair_priors:
             self.train_set.priors = epipolar_priors(train_sequences, self.train_set.items, opts.model.seq_len)
         if self.train_set.priors is not None and self.is_main:
             pr = list(self.train_set.priors.values())
             self.log(f"epipolar prior: {len(pr)} frame pairs in {time.perf_counter() - t0:.1f} s; rotation "
                      f"found for {sum(p.w_rot for p in pr):.0f}, direction of travel for "
-                     f"{sum(p.w_dir for p in pr):.0f}")
+                     f"{sum(p.w_dir for p in pr):.0f}, corners triangulated for "
+                     f"{sum(len(p.depths) > 0 for p in pr)}")
         self.val_set = (WindowDataset(val_sequences, opts.model.seq_len, opts.data.stride)
                         if val_sequences else None)
         self.sampler = DistributedSampler(self.train_set, num_replicas=self.world, rank=self.rank,
@@ -212,6 +213,9 @@ class Trainer(RunCheckpoints):
         if self.opts.loss.epipolar_weight > 0 and "prior_T" in batch:
             add_epipolar_prior(losses, outputs, batch["prior_T"].to(self.device), batch["prior_w"].to(self.device),
                                offsets, self.opts.loss.epipolar_weight)
+        if self.opts.loss.sparse_depth_weight > 0 and "prior_pts" in batch:
+            add_sparse_depth_prior(losses, outputs, batch["prior_pts"].to(self.device),
+                                   batch["prior_depth"].to(self.device), self.sparse_depth_weight())
         return outputs, losses, images
 
     def train_step(self, batch: dict) -> dict:
@@ -399,6 +403,14 @@ class Trainer(RunCheckpoints):
         t = self.opts.train
         elapsed = time.monotonic() - self._fit_start if self._fit_start is not None else 0.0
         return lr_factor(budget_progress(self.step, self.total_steps(), elapsed, t.max_minutes), t.lr_tail)
+
+    def sparse_depth_weight(self) -> float:
+        """The sparse depth prior's weight for the next step: ``loss.sparse_depth_weight`` falling
+        linearly to 0 at the ``loss.sparse_depth_until`` share of the budget (:func:`fade_factor`)."""
+        lo, t = self.opts.loss, self.opts.train
+        elapsed = time.monotonic() - self._fit_start if self._fit_start is not None else 0.0
+        progress = budget_progress(self.step, self.total_steps(), elapsed, t.max_minutes)
+        return lo.sparse_depth_weight * fade_factor(progress, lo.sparse_depth_until)
 
     def budget_reached(self) -> str | None:
         """Why a (resumed) run has nothing left to do, or None: the saved step or epoch budget."""

@@ -282,7 +282,9 @@ class WindowDataset(Dataset):
 
     Items are dicts: ``target`` (3, H, W) float in [0, 1], ``sources`` (N, 3, H, W) ordered as
     :func:`sfm_ros.core.model.source_offsets`, ``K`` (3, 3) float32, ``stamp`` (float64 seconds of the
-    target), ``seq`` and ``index`` (target frame index).
+    target), ``seq`` and ``index`` (target frame index); with ``priors``, each (target, source) pair's
+    ``prior_T`` (N, 4, 4), ``prior_w`` (N, 2) and its triangulated corners ``prior_pts`` (N, P, 2),
+    ``prior_depth`` (N, P) (:func:`_prior_points`).
     """
 
     def __init__(self, sequences: list[Sequence], seq_len: int, stride: int = 1,
@@ -347,10 +349,9 @@ def _prior_points(priors: list, hw: tuple[int, int], crop: tuple[int, int, int, 
     pts = np.zeros((len(priors), size, 2), np.float32)
     depth = np.zeros((len(priors), size), np.float32)
     for n, p in enumerate(priors):
-        q = getattr(p, "points", None)
-        if q is None or not len(q):
+        if not len(p.points):
             continue
-        q, z = q[:size].astype(np.float64), p.depths[:size]
+        q, z = p.points[:size].astype(np.float64), p.depths[:size]
         if crop is not None:
             sh, sw, y0, x0 = crop
             q = resize_pixels(q, (h, w), (sh, sw)) - np.array([x0, y0])

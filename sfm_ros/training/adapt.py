@@ -15,7 +15,8 @@ uses (the *accepted* weights), and guards the node against drift:
   preset's with ``loss_preset``, the checkpoint's own with ``loss_preset=""``: on 7-Scenes the
   shipped model adapted 2.4x further with the default loss than with its own) and the two-view prior of each window's
   pairs (``epipolar_weight``; solved once when the window is added, as the trainer does for its
-  pairs) on a random batch of the buffer, Adam, plus an anchor ``anchor_weight * |w - w0|^2 / |w0|^2`` to the starting weights
+  pairs; the trainer's sparse depth prior, which fades over a budget, is not used here) on a random
+  batch of the buffer, Adam, plus an anchor ``anchor_weight * |w - w0|^2 / |w0|^2`` to the starting weights
   ``w0``. A step whose loss or gradient is not finite is skipped.
 * **Updates**: every ``steps_per_update`` steps the learner is a *candidate*; it is scored against
   the accepted weights on the held-out slice (the same loss, a fixed noise seed). It is accepted

@@ -7,6 +7,7 @@ environment before any test runs, so child processes (started with ``ros_env()``
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -106,6 +107,21 @@ def run_ddp_worker(out_dir: Path, device: str = "cpu", nproc: int = 2,
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
            "--master_addr", "127.0.0.1", "--master_port", str(port), str(REPO / "test" / "ddp_worker.py"), str(out_dir)]
     return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def default_sigint() -> None:
+    """SIGINT back to its default disposition (a child's ``preexec_fn``; Python then installs its
+    KeyboardInterrupt handler). A job started in the background (``make test &``) inherits SIGINT
+    ignored, which the trainer rightly leaves alone: a test of Ctrl-C needs the interactive default."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def sigint_default():
+    """Python's own SIGINT handler in this process for the test (:func:`default_sigint`'s reason)."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import default_sigint
 
 from sfm_ros.cli import train as train_cli
 from sfm_ros.data.bag_writer import write_image_bag
@@ -560,7 +561,8 @@ def test_ctrl_c_exits_130_with_a_loadable_checkpoint(tmp_path):
            "--device", "cpu", "--amp", "off", "--no-tensorboard", "--config", "paper",
            "--max-steps", "100000", "--batch-size", "1", "--epochs", "1000", "--ckpt-every", "0"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=default_sigint)  # also when the tests run as a background job
     err = bytearray()
     reader = threading.Thread(target=lambda: [err.extend(c) for c in iter(lambda: proc.stdout.read1(4096), b"")],
                               daemon=True)

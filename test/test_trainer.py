@@ -79,6 +79,7 @@ def _run(seqs, out, resume=None, interrupt_at=None, **train):
 # 7 windows, batch 2 -> 3 steps an epoch; 5 steps in all.
 @pytest.mark.parametrize("workers", [0, 2])
 @pytest.mark.parametrize("stop", ["mid_epoch", "epoch_boundary", "sigint"])
+@pytest.mark.usefixtures("sigint_default")
 def test_resume_is_exact(seqs, tmp_path, workers, stop):
     full = _run(seqs, tmp_path / "full", num_workers=workers, max_steps=5)
     assert [s for s, _, _ in full.seen] == [1, 2, 3, 4, 5]

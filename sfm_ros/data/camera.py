@@ -18,8 +18,8 @@ import yaml
 
 from sfm_ros.core.yaml_io import read_yaml
 
-__all__ = ["CameraError", "CameraModel", "backproject_grid", "resize_pixels", "read_kitti_calib_rows", "kitti_lidar_calib",
-           "resize_intrinsics"]
+__all__ = ["CameraError", "CameraModel", "backproject_grid", "read_kitti_calib_rows", "kitti_lidar_calib",
+           "resize_intrinsics", "resize_pixels"]
 
 #: Usable focal lengths, as multiples of the image's larger side (CameraModel.check_intrinsics).
 FOCAL_RANGE = (0.01, 1000.0)
@@ -36,13 +36,10 @@ def resize_intrinsics(K: np.ndarray, from_hw: tuple[int, int], to_hw: tuple[int,
     so ``fx, skew *= sx``, ``fy *= sy``, ``c' = (c + 0.5) s - 0.5`` with ``sx = W'/W``, ``sy = H'/H``.
     The numpy home of the rule; :func:`sfm_ros.core.geometry.scale_intrinsics` is its torch twin.
     """
-    (h0, w0), (h1, w1) = from_hw, to_hw
-    if min(h0, w0, h1, w1) <= 0:
-        raise ValueError(f"image sizes (H, W) must be positive, got {from_hw} -> {to_hw}")
+    sx, sy = _resize_factors(from_hw, to_hw)
     K = np.array(K, dtype=np.float64, copy=True)
     if K.ndim < 2 or K.shape[-2:] != (3, 3):
         raise ValueError(f"K must be (..., 3, 3), got shape {K.shape}")
-    sx, sy = w1 / w0, h1 / h0
     K[..., 0, 0] *= sx
     K[..., 0, 1] *= sx
     K[..., 1, 1] *= sy
@@ -54,13 +51,19 @@ def resize_intrinsics(K: np.ndarray, from_hw: tuple[int, int], to_hw: tuple[int,
 def resize_pixels(uv: np.ndarray, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> np.ndarray:
     """Pixel coordinates (..., 2) ``(u, v)`` of an image resized from ``from_hw = (H, W)`` to
     ``to_hw``: ``u -> (u + 0.5) W'/W - 0.5`` (pixel centres, as :func:`resize_intrinsics`), float64."""
-    (h0, w0), (h1, w1) = from_hw, to_hw
-    if min(h0, w0, h1, w1) <= 0:
-        raise ValueError(f"image sizes (H, W) must be positive, got {from_hw} -> {to_hw}")
+    sx, sy = _resize_factors(from_hw, to_hw)
     uv = np.asarray(uv, dtype=np.float64)
     if uv.ndim < 1 or uv.shape[-1] != 2:
         raise ValueError(f"pixel coordinates must be (..., 2), got shape {uv.shape}")
-    return (uv + 0.5) * np.array([w1 / w0, h1 / h0]) - 0.5
+    return (uv + 0.5) * np.array([sx, sy]) - 0.5
+
+
+def _resize_factors(from_hw: tuple[int, int], to_hw: tuple[int, int]) -> tuple[float, float]:
+    """``(W'/W, H'/H)`` of a resize from ``from_hw = (H, W)`` to ``to_hw``; sizes must be positive."""
+    (h0, w0), (h1, w1) = from_hw, to_hw
+    if min(h0, w0, h1, w1) <= 0:
+        raise ValueError(f"image sizes (H, W) must be positive, got {from_hw} -> {to_hw}")
+    return w1 / w0, h1 / h0
 
 
 def _get(msg: Any, *names: str, default: Any = None) -> Any:

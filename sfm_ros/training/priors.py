@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sfm_ros.core.losses import SPARSE_MIN_POINTS
 from sfm_ros.core.se3 import invert_pose, make_pose
 from sfm_ros.data.camera import resize_pixels
 from sfm_ros.data.datasets import PRIOR_POINTS, Sequence
@@ -26,8 +27,9 @@ from sfm_ros.runtime.motion.view import RefineView, make_view
 _UNIT = make_pose(t=[0.0, 0.0, 1.0])
 #: the most triangulated corners a pair keeps (evenly over its inliers): what a training item carries
 MAX_POINTS = PRIOR_POINTS
-#: a pair keeps its corners only when at least this many triangulate in front of both cameras
-MIN_POINTS = 8
+#: a pair keeps its corners only when at least as many triangulate in front of both cameras as the
+#: sparse depth loss needs to count a pair
+MIN_POINTS = SPARSE_MIN_POINTS
 #: corners triangulated farther than this times the pair's median depth are dropped (too little parallax)
 MAX_DEPTH_RATIO = 20.0
 
@@ -78,9 +80,9 @@ def epipolar_priors(sequences: list[Sequence], items: list[tuple[int, list[int]]
 
 def triangulated_corners(solution: TwoViewSolution, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(points, depths)`` of a full two-view solution of images with intrinsics ``K``: its inlier
-    corners in the reference image (at most :data:`MAX_POINTS`, evenly over them) and their depths per unit baseline, those in front
-    of both cameras and nearer than :data:`MAX_DEPTH_RATIO` times their median; empty when fewer than
-    :data:`MIN_POINTS` are left."""
+    corners in the reference image (at most :data:`MAX_POINTS`, evenly over them) and their depths per
+    unit baseline, those in front of both cameras and nearer than :data:`MAX_DEPTH_RATIO` times their
+    median; empty when fewer than :data:`MIN_POINTS` are left."""
     empty = np.zeros((0, 2), np.float32), np.zeros(0, np.float32)
     if solution.why != "" or solution.p_in is None or len(solution.p_in) < MIN_POINTS:
         return empty

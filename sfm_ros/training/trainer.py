@@ -199,8 +199,8 @@ class Trainer(RunCheckpoints):
 
     def _forward(self, batch: dict, model, keep_images: bool = False) -> tuple[dict, dict, dict]:
         """``(outputs, losses, images)`` of one batch: the model's outputs, the scalar losses
-        (:func:`sfm_ros.core.losses.compute_losses`, plus ``"epipolar"``) and, with ``keep_images``, the
-        diagnostic images."""
+        (:func:`sfm_ros.core.losses.compute_losses`, plus ``"epipolar"`` and, until it fades out,
+        ``"sparse_depth"``) and, with ``keep_images``, the diagnostic images."""
         target = batch["target"].to(self.device, non_blocking=True)
         sources = batch["sources"].to(self.device, non_blocking=True)
         K = batch["K"].to(self.device)
@@ -213,9 +213,10 @@ class Trainer(RunCheckpoints):
         if self.opts.loss.epipolar_weight > 0 and "prior_T" in batch:
             add_epipolar_prior(losses, outputs, batch["prior_T"].to(self.device), batch["prior_w"].to(self.device),
                                offsets, self.opts.loss.epipolar_weight)
-        if self.opts.loss.sparse_depth_weight > 0 and "prior_pts" in batch:
+        weight = self.sparse_depth_weight() if "prior_pts" in batch else 0.0
+        if weight > 0:  # none once faded out
             add_sparse_depth_prior(losses, outputs, batch["prior_pts"].to(self.device),
-                                   batch["prior_depth"].to(self.device), self.sparse_depth_weight())
+                                   batch["prior_depth"].to(self.device), weight)
         return outputs, losses, images
 
     def train_step(self, batch: dict) -> dict:
@@ -400,17 +401,19 @@ class Trainer(RunCheckpoints):
     def lr_multiplier(self) -> float:
         """The learning rate's multiplier for the next step (:mod:`sfm_ros.training.lr_schedule`): 1 until
         the last ``train.lr_tail`` share of the budget, then linear to 0."""
-        t = self.opts.train
-        elapsed = time.monotonic() - self._fit_start if self._fit_start is not None else 0.0
-        return lr_factor(budget_progress(self.step, self.total_steps(), elapsed, t.max_minutes), t.lr_tail)
+        return lr_factor(self._budget_progress(), self.opts.train.lr_tail)
 
     def sparse_depth_weight(self) -> float:
         """The sparse depth prior's weight for the next step: ``loss.sparse_depth_weight`` falling
         linearly to 0 at the ``loss.sparse_depth_until`` share of the budget (:func:`fade_factor`)."""
-        lo, t = self.opts.loss, self.opts.train
+        lo = self.opts.loss
+        return lo.sparse_depth_weight * fade_factor(self._budget_progress(), lo.sparse_depth_until)
+
+    def _budget_progress(self) -> float:
+        """Where the run stands against its budget (:func:`budget_progress`: steps, or this process's
+        minutes since training began)."""
         elapsed = time.monotonic() - self._fit_start if self._fit_start is not None else 0.0
-        progress = budget_progress(self.step, self.total_steps(), elapsed, t.max_minutes)
-        return lo.sparse_depth_weight * fade_factor(progress, lo.sparse_depth_until)
+        return budget_progress(self.step, self.total_steps(), elapsed, self.opts.train.max_minutes)
 
     def budget_reached(self) -> str | None:
         """Why a (resumed) run has nothing left to do, or None: the saved step or epoch budget."""

@@ -30,16 +30,9 @@ def machine_info() -> dict:
     """CPU model, cores, GPU (if any), torch version, bf16 support, git revision."""
     import torch
 
-    from sfm_ros.core.device import cpu_has_bf16_instructions
+    from sfm_ros.core.device import cpu_description, cpu_has_bf16_instructions
 
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_description()
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:

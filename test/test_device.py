@@ -32,3 +32,20 @@ def test_forked_rng_leaves_the_cpu_stream_as_it_was():
         torch.manual_seed(123)
         torch.rand(5)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_cpu_description_tells_apart_machines_of_one_model_name(monkeypatch):
+    """Two "AMD EPYC" virtual machines, one with AVX2 only and one with AVX512-BF16, must not share
+    a cached precision measurement (core.precision keys its cache by this description)."""
+    from sfm_ros.core import device
+
+    avx2 = "model name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 fma\n"
+    avx512 = "model name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_vnni avx512_bf16\n"
+    monkeypatch.setattr(device, "_cpu_flags", lambda: avx2)
+    a = device.cpu_description()
+    assert a == "AMD EPYC [avx2]"
+    monkeypatch.setattr(device, "_cpu_flags", lambda: avx512)
+    b = device.cpu_description()
+    assert b == "AMD EPYC [avx512_bf16,avx512_vnni,avx512f,avx2]" and a != b
+    monkeypatch.setattr(device, "_cpu_flags", lambda: "model name\t: Old CPU\nflags\t\t: fpu sse2\n")
+    assert device.cpu_description() == "Old CPU [no avx2]"

@@ -8,7 +8,11 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["resolve_device", "forked_rng", "cpu_has_bf16_instructions", "cpu_supports_bf16"]
+__all__ = ["resolve_device", "forked_rng", "cpu_model", "cpu_isa", "cpu_description", "cpu_has_bf16_instructions",
+           "cpu_supports_bf16"]
+
+#: the instruction-set flags that change which precision and kernels are fastest, widest first
+ISA_FLAGS = ("amx_bf16", "avx512_bf16", "avx512_vnni", "avx512f", "avx2")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -41,6 +45,33 @@ def _cpu_flags() -> str:
         return Path("/proc/cpuinfo").read_text()
     except OSError:
         return ""
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; the platform's processor string elsewhere)."""
+    for line in _cpu_flags().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    import platform
+
+    return platform.processor() or "unknown cpu"
+
+
+def cpu_isa() -> list[str]:
+    """Which of :data:`ISA_FLAGS` this CPU has. Virtual machines of one model name differ here
+    (this project's "AMD EPYC" machines: AVX2 only on some, AVX512-BF16 on others)."""
+    text = _cpu_flags()
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+            break
+    return [f for f in ISA_FLAGS if f in flags]
+
+
+def cpu_description() -> str:
+    """``"<model name> [isa,...]"``: what a cached measurement or a benchmark's figure is tied to."""
+    return f"{cpu_model()} [{','.join(cpu_isa()) or 'no avx2'}]"
 
 
 def cpu_has_bf16_instructions() -> bool:

@@ -5,7 +5,8 @@ AMD EPYC (AVX512-BF16, no AMX) it made a 128x416 training step of the paper's ne
 faster, on a 2-core Intel Xeon with the same flags ~10 % slower. So ``train.amp=auto`` on a CPU
 with bf16 instructions times a few training steps of the actual networks, size and losses in both
 precisions (a few seconds) and keeps bf16 only when it is clearly faster (by
-:data:`MIN_GAIN`). The answer is cached per CPU model, torch version, thread count and
+:data:`MIN_GAIN`). The answer is cached per CPU model and instruction set
+(:func:`sfm_ros.core.device.cpu_description`), torch version, thread count and
 configuration in ``$SFM_ROS_CACHE`` (default ``~/.cache/sfm_ros``)/``amp_calibration.json``, so
 later runs start at once. Without bf16 instructions it is fp32 without measuring.
 """
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from sfm_ros.core.device import cpu_description
+
 __all__ = ["MIN_GAIN", "cache_path", "calibration_key", "calibrate_cpu_amp", "cpu_step_seconds"]
 
 #: bf16 must make a step at least this much faster (fraction of the fp32 step time)
@@ -29,21 +32,9 @@ def cache_path() -> Path:
     return Path(os.environ.get("SFM_ROS_CACHE", Path.home() / ".cache" / "sfm_ros")) / "amp_calibration.json"
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown cpu"
-
-
 def calibration_key(opts) -> str:
     m, lo = opts.model, opts.loss
-    parts = [_cpu_model(), torch.__version__, f"threads={torch.get_num_threads()}", m.depth_arch,
+    parts = [cpu_description(), torch.__version__, f"threads={torch.get_num_threads()}", m.depth_arch,
              f"w{m.width_mult:g}", m.pose_arch, f"{m.height}x{m.width}", f"seq{m.seq_len}",
              f"b{opts.train.batch_size}", lo.photometric, lo.reduce_sources, f"am{int(lo.automask)}",
              f"fr{int(lo.full_res)}", f"s{lo.num_scales}", f"exp{int(lo.exp_weight > 0)}",

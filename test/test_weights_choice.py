@@ -92,10 +92,16 @@ def test_the_run_hands_over_the_weights_that_explain_the_held_out_windows(tmp_pa
     assert model["extra"]["model_choice"]["weights"] == winner
     same = all(torch.equal(v, last["depth_net"][k]) for k, v in model["depth_net"].items())
     assert same == (winner == "last")
+    # the pose network is the average's whichever depth won (no label-free score ranks pose networks)
+    averaged = trainer.average.averaged_state()
+    assert all(torch.equal(v, averaged["pose_net." + k]) for k, v in model["pose_net"].items())
+    assert not all(torch.equal(v, last["pose_net"][k]) for k, v in model["pose_net"].items())
     assert wc.stored_choice(tmp_path / "model.pt") == choice  # what a finished run resumed says
     line = use_line(tmp_path, 0.1, choice)
-    assert line.startswith(f"use {tmp_path / 'model.pt'}: the {'last weights' if winner == 'last' else 'weights averaged'}")
-    assert "explains the 4 held-out windows" in line
+    assert line.startswith(f"use {tmp_path / 'model.pt'}: the "
+                           f"{'depth network' if winner == 'last' else 'weights averaged'}")
+    assert ("with the pose network averaged" in line) == (winner == "last")
+    assert "the 4 held-out windows" in line and "explain" in line
 
 
 @pytest.mark.slow

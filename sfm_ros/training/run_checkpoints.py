@@ -1,6 +1,7 @@
 """The files a training run writes into its folder, for :class:`sfm_ros.training.trainer.Trainer`:
 ``last.pt`` (the training state, for ``--resume``), ``model.pt`` (the weights to use: the weight
-average, or at the run's end the last weights where they explain the held-out windows better) and ``snapshots/step_N.pt``. Every write is atomic
+average, or at the run's end the depth network's last weights where they explain the held-out windows
+better, with the averaged pose network) and ``snapshots/step_N.pt``. Every write is atomic
 (:mod:`sfm_ros.core.checkpoint`), only from finite weights and optimiser state, and only on rank 0;
 a refused or failed write raises :class:`~sfm_ros.training.errors.TrainingError` naming the
 checkpoints this run wrote, the last good ones.
@@ -50,23 +51,27 @@ class RunCheckpoints:
         """Write ``model.pt`` (the weights to use) and ``last.pt`` (the training state), atomically,
         only from finite weights (:class:`TrainingError` otherwise, or when a write fails).
         ``final`` (the run's end by its budget or ``train.epochs``; not Ctrl-C, which should be
-        quick): ``model.pt`` holds the average or the last weights, whichever explains the held-out
-        windows better (:mod:`sfm_ros.training.weights_choice`; the choice in ``model_choice``);
-        otherwise, and without held-out windows, the average."""
+        quick): ``model.pt``'s depth network is the average's or the last weights', whichever explains
+        the held-out windows better (:mod:`sfm_ros.training.weights_choice`; the choice in
+        ``model_choice``), its pose network always the average's; otherwise, and without held-out
+        windows, the average."""
         if not self.is_main:
             return
         self.save("last.pt", **extra)
         use_last = False
         if self.average is not None and final and self.held_out:
             use_last = self._choose_weights() == "last"
-        if self.average is not None and not use_last:
+        if self.average is not None:
             depth, pose = split_model_state(self.average.averaged_state())
             what = (f"power-function moving average of the training weights, sigma_rel "
                     f"{self.average.sigma_rel:g} (the last {100 * self.average.sigma_rel:.0f} % of the run)")
+            if use_last:  # the depth network's last weights; the pose network stays averaged
+                depth = self.model.depth_net.state_dict()
+                what = (f"the depth network's last training weights (they explain the held-out windows better "
+                        f"than the weight average) with the pose network's {what}")
         else:
             depth, pose = self.model.depth_net.state_dict(), self.model.pose_net.state_dict()
-            what = ("the last training weights (they explain the held-out windows better than the weight average)"
-                    if use_last else "the last training weights (train.average_sigma_rel=0)")
+            what = "the last training weights (train.average_sigma_rel=0)"
         if not max_abs([v for v in (*depth.values(), *pose.values()) if v.is_floating_point()]) < math.inf:
             raise TrainingError(f"not writing model.pt at step {self.step}: the weights are not finite; "
                                 f"{self.files_report()}")

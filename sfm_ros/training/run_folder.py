@@ -123,8 +123,9 @@ def use_line(out: Path, sigma_rel: float, choice: dict | None = None) -> str:
         err, n = choice.get("held_out_error", {}), choice.get("windows", 0)
         a, b = float(err.get("average", math.nan)), float(err.get("last", math.nan))
         if choice.get("weights") == "last":
-            why = (f"the last weights: their depth explains the {n} held-out windows better than {avg} "
-                   f"(grey error {b:.4f} against {a:.4f})")
+            why = (f"the depth network's last weights, which explain the {n} held-out windows better than {avg} "
+                   f"(grey error {b:.4f} against {a:.4f}), with the pose network averaged (steadier: no "
+                   f"label-free score ranks pose networks)")
         elif math.isfinite(a) and math.isfinite(b):
             why = (f"{avg}: its depth explains the {n} held-out windows at least as well as the last weights' "
                    f"(grey error {a:.4f} against {b:.4f})")

@@ -10,8 +10,8 @@ and augmentation, what ``--resume`` / ``--init`` keep, the decoded inputs), trai
 * ``model.pt``: the weights to use (evaluation, the node, ``--init``): during the run the
   power-function moving average of the training weights over the last ``train.average_sigma_rel``
   share of the run (:mod:`sfm_ros.training.weight_average`; the last weights when it is 0); at its
-  end (its budget or ``train.epochs``; not Ctrl-C) the average or the last weights, whichever explains
-  the held-out windows better
+  end (its budget or ``train.epochs``; not Ctrl-C) the depth network's average or last weights,
+  whichever explains the held-out windows better, and the pose network's average
   (:mod:`sfm_ros.training.weights_choice`: the depth judged against the tracked corners' motion,
   no labels, no pose network; the average when there are no validation windows). The lowest
   validation loss ranked the models backwards and is not used (BENCHMARKS.md, "The file a run hands over");

@@ -631,3 +631,37 @@ def test_augmentation_is_chosen_by_the_training_set_size_unless_set(tmp_path, ca
     assert rc == 0, err
     assert chosen in stdout and read_checkpoint(tmp_path / "init" / "last.pt")["options"]["data"]["augment"] is True
 
+
+
+def test_the_sparse_depth_prior_is_chosen_by_the_depth_network_width_unless_set(tmp_path, capsys):
+    """The default preset turns the sparse depth prior on for a half-width depth network and off at
+    full width, and says so; a user's choice, other presets and --resume keep theirs."""
+    from sfm_ros.data.autoconfig import SPARSE_PRIOR_WEIGHT, auto_sparse_prior
+
+    logs: list[str] = []
+    assert auto_sparse_prior(0.5, logs.append) == SPARSE_PRIOR_WEIGHT > 0
+    assert auto_sparse_prior(1.0, logs.append) == 0.0
+    assert logs[0].startswith("sparse depth prior on (chosen: the depth network at width 0.5")
+    assert logs[1].startswith("sparse depth prior off (chosen: the depth network at width 1")
+    tiny = [a for a in TINY if a not in ("--config", "paper", "--width-mult", "0.25")]
+    base = ["--synthetic", "1", "--synthetic-frames", "10", "--val-fraction", "0", *tiny]
+    for n, (extra, want, logged) in enumerate(((["--width-mult", "0.25"], SPARSE_PRIOR_WEIGHT, "prior on (chosen"),
+                                               (["--width-mult", "1"], 0.0, "prior off (chosen"),
+                                               (["--width-mult", "0.25", "--set", "loss.sparse_depth_weight=0"],
+                                                0.0, None),
+                                               (["--width-mult", "1", "--set", "loss.sparse_depth_weight=0.5"],
+                                                0.5, None),
+                                               (["--width-mult", "0.25", "--config", "paper"], 0.0, None))):
+        out = tmp_path / f"run{n}"
+        rc, stdout, err = _run([*base, "--out", out, *extra], capsys)
+        assert rc == 0, err
+        assert read_checkpoint(out / "last.pt")["options"]["loss"]["sparse_depth_weight"] == want
+        if logged:
+            assert logged in stdout, stdout
+        else:
+            assert "sparse depth prior on (chosen" not in stdout and "sparse depth prior off (chosen" not in stdout
+    # --resume keeps the checkpoint's weight, even with --config default (a preset whose weight is 0)
+    rc, stdout, err = _run([*base, "--width-mult", "0.25", "--max-steps", "3", "--out", tmp_path / "run0",
+                            "--resume", "--config", "default"], capsys)
+    assert rc == 0, err
+    assert read_checkpoint(tmp_path / "run0" / "last.pt")["options"]["loss"]["sparse_depth_weight"] == SPARSE_PRIOR_WEIGHT

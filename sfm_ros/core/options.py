@@ -11,9 +11,10 @@ An :class:`Options` is four groups (``model``, ``loss``, ``data``, ``train``). T
   mask, second-order smoothness of depth (0.1 / 2.3^s) made scale-free (``loss.smooth_normalize``:
   the map divided by its mean), and the two-view geometry prior on the pose network
   (``loss.epipolar_weight`` 1: each training pair's essential-matrix rotation and direction of
-  travel, found from the frames alone). Augmentation is off here; ``sfm_train``
-  turns it on for a small training set when the user has not chosen
-  (:func:`sfm_ros.data.autoconfig.auto_augment`).
+  travel, found from the frames alone). Augmentation and the sparse depth prior are off here;
+  ``sfm_train`` turns augmentation on for a small training set and the prior on for a half-width
+  depth network when the user has not chosen (:func:`sfm_ros.data.autoconfig.auto_augment`,
+  :func:`~sfm_ros.data.autoconfig.auto_sparse_prior`).
 * ``successors``: the paper's networks with Monodepth2's losses (SSIM + L1, per-pixel minimum,
   auto-masking, edge-aware smoothness, full-resolution warps); in CPU budgets it measured worse
   depth than ``default`` on real frames (7-Scenes abs rel 0.380 vs 0.179; BENCHMARKS.md,
@@ -161,11 +162,12 @@ def default_loss() -> LossOptions:
     steps or for good; with it and the fused Adam, abs rel 0.173-0.177 → 0.149 with the plain
     12-minute command), plus the two-view geometry prior on the
     pose network (weight 1: KITTI snippet ATE 0.405 → 0.059 m, 7-Scenes abs rel 0.179 → 0.139 at
-    equal steps), and the sparse depth prior from the same pairs' triangulated corners, faded out
-    over the first half of the budget (weight 1, until 0.5: the plain 12-minute 7-Scenes command on
-    a 2-core AVX2 CPU 0.1660 → 0.1604 on frames 400-499, 0.2560 → 0.1995 on 300-399; KITTI 20
-    minutes snippet ATE 0.0324 → 0.0304 m). Measured against the successors' losses on real frames
-    in BENCHMARKS.md; see the README's "Defaults"."""
+    equal steps). The sparse depth prior from the same pairs' triangulated corners is off here
+    (faded out over the first half of the budget when on, ``sparse_depth_until`` 0.5): ``sfm_train``
+    turns it on for a half-width depth network when the user has not chosen
+    (:func:`sfm_ros.data.autoconfig.auto_sparse_prior`: it helped the half width and cost the full
+    width). Measured against the successors' losses on real frames in BENCHMARKS.md; see the
+    README's "Defaults"."""
     return LossOptions(
         exp_weight=0.0,
         smooth="second_order",
@@ -174,7 +176,7 @@ def default_loss() -> LossOptions:
         smooth_decay=2.3,
         smooth_normalize=True,
         epipolar_weight=1.0,
-        sparse_depth_weight=1.0,
+        sparse_depth_weight=0.0,
         sparse_depth_until=0.5,
     )
 

@@ -11,7 +11,8 @@ What the user chose wins; the rest is chosen here or kept from the checkpoint:
   (:func:`keep_init_architecture`), and its options unless ``--config``.
 * Otherwise the input size follows the first camera's aspect ratio, the stride the measured
   motion (:func:`sfm_ros.training.run_inputs.load_inputs`) and, with the default preset, the
-  augmentation the training set's size (:func:`chooses_augmentation`); the keys the user set
+  augmentation the training set's size and the sparse depth prior the depth network's width
+  (:func:`chooses_augmentation`); the keys the user set
   (:func:`explicit_keys`) are left alone.
 * A budget given is the whole budget (:func:`budget_keys_given`,
   :func:`sfm_ros.training.budget.apply_given_budget`).
@@ -109,6 +110,10 @@ def set_up_run(out: Path, inputs: Any, build_options: Callable[[dict | None], Op
 
         windows = sum(len(window_indices(len(s), opts.model.seq_len, opts.data.stride)) for s in train)
         opts.data.augment = auto_augment(windows, log)
+    if chooses_augmentation(config, resume=resume is not None) and "loss.sparse_depth_weight" not in explicit:
+        from sfm_ros.data.autoconfig import auto_sparse_prior
+
+        opts.loss.sparse_depth_weight = auto_sparse_prior(opts.model.width_mult, log)
     return RunSetup(opts, train, val, out, resume_ckpt, init_ckpt)
 
 
@@ -165,7 +170,8 @@ def explicit_keys(given: set[str], config: str | None, resume: bool = False, ini
 
 
 def chooses_augmentation(config: str | None, resume: bool = False) -> bool:
-    """Whether ``data.augment`` is chosen from the training set's size (when it is not set): with
+    """Whether ``data.augment`` is chosen from the training set's size and the sparse depth prior
+    from the depth network's width (each when it is not set): with
     the default preset (named, or the base of a YAML ``config``) and for a ``--init`` fine-tune
     without ``config`` (new data); never on ``--resume`` (the checkpoint's choice)."""
     from sfm_ros.core.options import PRESETS
@@ -181,12 +187,13 @@ def chooses_augmentation(config: str | None, resume: bool = False) -> bool:
 
 
 #: what ``--resume`` keeps from the checkpoint even with ``--config`` (:func:`keep_resumed_choices`)
-RESUMED_CHOICES = ("model.height", "model.width", "model.width_mult", "data.stride", "data.augment")
+RESUMED_CHOICES = ("model.height", "model.width", "model.width_mult", "data.stride", "data.augment",
+                   "loss.sparse_depth_weight")
 
 
 def keep_resumed_choices(opts: Options, saved: dict, given: set[str]) -> None:
     """``--resume --config X``: the input size, the depth network's width (the time budget may have
-    halved it), stride and augmentation stay the checkpoint's (``saved``: its options; maybe chosen
+    halved it), stride, augmentation and the sparse depth prior's weight stay the checkpoint's (``saved``: its options; maybe chosen
     automatically) unless in ``given``."""
     for key in RESUMED_CHOICES:
         group, name = key.split(".")

@@ -49,3 +49,13 @@ def test_cpu_description_tells_apart_machines_of_one_model_name(monkeypatch):
     assert b == "AMD EPYC [avx512_bf16,avx512_vnni,avx512f,avx2]" and a != b
     monkeypatch.setattr(device, "_cpu_flags", lambda: "model name\t: Old CPU\nflags\t\t: fpu sse2\n")
     assert device.cpu_description() == "Old CPU [no avx2]"
+    # the trainer's bf16/fp32 cache key follows the instruction set, not only the model name
+    from sfm_ros.core import precision
+    from sfm_ros.core.options import load_options
+
+    opts = load_options("default", [])
+    keys = []
+    for text in (avx2, avx512):
+        monkeypatch.setattr(device, "_cpu_flags", lambda text=text: text)
+        keys.append(precision.calibration_key(opts))
+    assert keys[0] != keys[1] and keys[0].startswith("AMD EPYC [avx2]|")

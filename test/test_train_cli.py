@@ -660,6 +660,20 @@ def test_the_sparse_depth_prior_is_chosen_by_the_depth_network_width_unless_set(
             assert logged in stdout, stdout
         else:
             assert "sparse depth prior on (chosen" not in stdout and "sparse depth prior off (chosen" not in stdout
+    # a YAML config: its weight is the user's; without the key (based on default) it is chosen
+    mine, chosen_yaml = tmp_path / "mine_prior.yaml", tmp_path / "plain.yaml"
+    mine.write_text("loss:\n  sparse_depth_weight: 0.3\n")
+    chosen_yaml.write_text("loss:\n  smooth_weight: 0.2\n")
+    for name, cfg, want, logged in (("yaml_set", mine, 0.3, False), ("yaml_plain", chosen_yaml, SPARSE_PRIOR_WEIGHT, True)):
+        rc, stdout, err = _run([*base, "--width-mult", "0.25", "--config", cfg, "--out", tmp_path / name], capsys)
+        assert rc == 0, err
+        assert read_checkpoint(tmp_path / name / "last.pt")["options"]["loss"]["sparse_depth_weight"] == want
+        assert ("sparse depth prior on (chosen" in stdout) == logged
+    # --init (a fine-tune) keeps the checkpoint's weight: run3's 0.5 at full width, which the rule would set to 0
+    rc, stdout, err = _run([*base, "--out", tmp_path / "init", "--init", tmp_path / "run3" / "last.pt"], capsys)
+    assert rc == 0, err
+    assert read_checkpoint(tmp_path / "init" / "last.pt")["options"]["loss"]["sparse_depth_weight"] == 0.5
+    assert "sparse depth prior" not in stdout
     # --resume keeps the checkpoint's weight, even with --config default (a preset whose weight is 0)
     rc, stdout, err = _run([*base, "--width-mult", "0.25", "--max-steps", "3", "--out", tmp_path / "run0",
                             "--resume", "--config", "default"], capsys)

@@ -1,5 +1,6 @@
 """Which weights ``model.pt`` holds at a run's end (:mod:`sfm_ros.training.weights_choice`): the
-weight average or the last weights, by the held-out windows' geometric depth error."""
+depth network's weight average or last weights, by the held-out windows' geometric depth error,
+and the pose network's average."""
 from __future__ import annotations
 
 import math

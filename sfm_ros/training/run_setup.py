@@ -5,10 +5,12 @@ settles the options, the budget and the inputs, decodes them and splits off the 
 What the user chose wins; the rest is chosen here or kept from the checkpoint:
 
 * ``--resume CKPT`` continues a run: its options (unless ``--config``), its inputs (unless inputs
-  are given), and with ``--config`` still its input size, depth network width, stride and
-  augmentation (:func:`keep_resumed_choices`), which were perhaps chosen automatically.
+  are given), and with ``--config`` still its input size, depth network width, stride,
+  augmentation and sparse depth prior (:func:`keep_resumed_choices`), which were perhaps chosen
+  automatically.
 * ``--init CKPT`` starts a new run from CKPT's weights: its architecture and input size
-  (:func:`keep_init_architecture`), and its options unless ``--config``.
+  (:func:`keep_init_architecture`), and its options unless ``--config``; the augmentation is
+  chosen again for the new data, the sparse depth prior is not (no fine-tune was measured with it).
 * Otherwise the input size follows the first camera's aspect ratio, the stride the measured
   motion (:func:`sfm_ros.training.run_inputs.load_inputs`) and, with the default preset, the
   augmentation the training set's size and the sparse depth prior the depth network's width
@@ -110,7 +112,9 @@ def set_up_run(out: Path, inputs: Any, build_options: Callable[[dict | None], Op
 
         windows = sum(len(window_indices(len(s), opts.model.seq_len, opts.data.stride)) for s in train)
         opts.data.augment = auto_augment(windows, log)
-    if chooses_augmentation(config, resume=resume is not None) and "loss.sparse_depth_weight" not in explicit:
+    if (init is None and chooses_augmentation(config, resume=resume is not None)
+            and "loss.sparse_depth_weight" not in explicit):  # a fine-tune (--init) keeps its options'
+
         from sfm_ros.data.autoconfig import auto_sparse_prior
 
         opts.loss.sparse_depth_weight = auto_sparse_prior(opts.model.width_mult, log)

@@ -3,7 +3,7 @@ last weights, whichever explains the run's held-out windows better, judged witho
 without the pose network; for the pose network the average.
 
 While a run goes on, ``model.pt`` holds the power-function average of the weights
-(:mod:`sfm_ros.training.weight_average`). When it ends (its budget, ``train.epochs``, Ctrl-C), both
+(:mod:`sfm_ros.training.weight_average`). When it ends by its budget or ``train.epochs`` (not Ctrl-C, which should be quick), both
 candidates are scored on the validation windows (``data.val_fraction``: the last frames of every
 recording, never trained on) by :func:`sfm_ros.training.window_scores.geometric_depth_error`: each
 held-out target synthesised from its neighbours with the candidate's depth and the motion of the
@@ -78,8 +78,10 @@ def choose_weights(candidates: dict[str, torch.nn.Module], items: list[tuple],
 
 
 def stored_choice(path) -> dict | None:
-    """How the ``model.pt`` at ``path`` was chosen (the ``model_choice`` its run stored), None when it
-    holds none or cannot be read (whatever loads it next says why)."""
+    """How the ``model.pt`` at ``path`` was chosen (the ``model_choice`` its run stored; its
+    ``weights`` names the depth network's source, ``"last"`` or ``"average"``: the pose network is
+    the average either way), None when it holds none or cannot be read (whatever loads it next says
+    why)."""
     from sfm_ros.core.checkpoint import CheckpointError, read_checkpoint
 
     try:

@@ -12,9 +12,8 @@ An :class:`Options` is four groups (``model``, ``loss``, ``data``, ``train``). T
   the map divided by its mean), and the two-view geometry prior on the pose network
   (``loss.epipolar_weight`` 1: each training pair's essential-matrix rotation and direction of
   travel, found from the frames alone). Augmentation and the sparse depth prior are off here;
-  ``sfm_train`` turns augmentation on for a small training set and the prior on for a half-width
-  depth network when the user has not chosen (:func:`sfm_ros.data.autoconfig.auto_augment`,
-  :func:`~sfm_ros.data.autoconfig.auto_sparse_prior`).
+  ``sfm_train`` turns augmentation on for a small training set when the user has not chosen
+  (:func:`sfm_ros.data.autoconfig.auto_augment`).
 * ``successors``: the paper's networks with Monodepth2's losses (SSIM + L1, per-pixel minimum,
   auto-masking, edge-aware smoothness, full-resolution warps); in CPU budgets it measured worse
   depth than ``default`` on real frames (7-Scenes abs rel 0.380 vs 0.179; BENCHMARKS.md,
@@ -163,10 +162,10 @@ def default_loss() -> LossOptions:
     12-minute command), plus the two-view geometry prior on the
     pose network (weight 1: KITTI snippet ATE 0.405 → 0.059 m, 7-Scenes abs rel 0.179 → 0.139 at
     equal steps). The sparse depth prior from the same pairs' triangulated corners is off here
-    (faded out over the first half of the budget when on, ``sparse_depth_until`` 0.5): ``sfm_train``
-    turns it on for a half-width depth network when the user has not chosen
-    (:func:`sfm_ros.data.autoconfig.auto_sparse_prior`: it helped the half width and cost the full
-    width). Measured against the successors' losses on real frames in BENCHMARKS.md; see the
+    (``--set loss.sparse_depth_weight=1``; faded out over the first half of the budget,
+    ``sparse_depth_until`` 0.5): with the plain 12-minute 7-Scenes command it helped one run on a
+    2-core AVX2 CPU and cost three on an AVX-512 one, at full and at half width (BENCHMARKS.md,
+    sessions 20-21). Measured against the successors' losses on real frames in BENCHMARKS.md; see the
     README's "Defaults"."""
     return LossOptions(
         exp_weight=0.0,

@@ -185,21 +185,3 @@ def auto_augment(n_windows: int, log=print) -> bool:
         f"{'fewer' if on else 'not fewer'} than {AUGMENT_BELOW_WINDOWS}; --set data.augment=true|false to choose)")
     return on
 
-
-#: the sparse depth prior's weight where ``sfm_train`` turns it on (:func:`auto_sparse_prior`)
-SPARSE_PRIOR_WEIGHT = 1.0
-
-
-def auto_sparse_prior(width_mult: float, log=print) -> float:
-    """The weight of the sparse depth prior (``loss.sparse_depth_weight``) when the user has not
-    said: on (:data:`SPARSE_PRIOR_WEIGHT`) for a narrowed depth network (``model.width_mult`` < 1:
-    the half width a slow CPU's time budget affords, or the shipped model's), off at full width.
-    Measured with the plain 12-minute 7-Scenes command, one run each (BENCHMARKS.md, sessions 20
-    and 21): at half width (2-core AVX2 EPYC, fp32) abs rel 0.1660 → 0.1604 on frames 400-499 and
-    0.2560 → 0.1995 on 300-399; at full width (2-core AVX-512 EPYC, bf16) 0.1517 → 0.1698 and
-    0.1859 → 0.2143. The choice is logged with its reason."""
-    on = width_mult < 1.0
-    log(f"sparse depth prior {'on' if on else 'off'} (chosen: the depth network at width {width_mult:g}; "
-        f"it helped the half width and cost the full width on real frames; "
-        f"--set loss.sparse_depth_weight=0|{SPARSE_PRIOR_WEIGHT:g} to choose)")
-    return SPARSE_PRIOR_WEIGHT if on else 0.0

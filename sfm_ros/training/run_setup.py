@@ -10,11 +10,10 @@ What the user chose wins; the rest is chosen here or kept from the checkpoint:
   automatically.
 * ``--init CKPT`` starts a new run from CKPT's weights: its architecture and input size
   (:func:`keep_init_architecture`), and its options unless ``--config``; the augmentation is
-  chosen again for the new data, the sparse depth prior is not (no fine-tune was measured with it).
+  chosen again for the new data.
 * Otherwise the input size follows the first camera's aspect ratio, the stride the measured
   motion (:func:`sfm_ros.training.run_inputs.load_inputs`) and, with the default preset, the
-  augmentation the training set's size and the sparse depth prior the depth network's width
-  (:func:`chooses_augmentation`); the keys the user set
+  augmentation the training set's size (:func:`chooses_augmentation`); the keys the user set
   (:func:`explicit_keys`) are left alone.
 * A budget given is the whole budget (:func:`budget_keys_given`,
   :func:`sfm_ros.training.budget.apply_given_budget`).
@@ -112,12 +111,6 @@ def set_up_run(out: Path, inputs: Any, build_options: Callable[[dict | None], Op
 
         windows = sum(len(window_indices(len(s), opts.model.seq_len, opts.data.stride)) for s in train)
         opts.data.augment = auto_augment(windows, log)
-    if (init is None and chooses_augmentation(config, resume=resume is not None)
-            and "loss.sparse_depth_weight" not in explicit):  # a fine-tune (--init) keeps its options'
-
-        from sfm_ros.data.autoconfig import auto_sparse_prior
-
-        opts.loss.sparse_depth_weight = auto_sparse_prior(opts.model.width_mult, log)
     return RunSetup(opts, train, val, out, resume_ckpt, init_ckpt)
 
 
@@ -174,8 +167,7 @@ def explicit_keys(given: set[str], config: str | None, resume: bool = False, ini
 
 
 def chooses_augmentation(config: str | None, resume: bool = False) -> bool:
-    """Whether ``data.augment`` is chosen from the training set's size and the sparse depth prior
-    from the depth network's width (each when it is not set): with
+    """Whether ``data.augment`` is chosen from the training set's size (when it is not set): with
     the default preset (named, or the base of a YAML ``config``) and for a ``--init`` fine-tune
     without ``config`` (new data); never on ``--resume`` (the checkpoint's choice)."""
     from sfm_ros.core.options import PRESETS

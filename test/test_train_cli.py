@@ -630,5 +630,3 @@ def test_augmentation_is_chosen_by_the_training_set_size_unless_set(tmp_path, ca
     rc, stdout, err = _run([*base, "--out", tmp_path / "init", "--init", tmp_path / "run1" / "last.pt"], capsys)
     assert rc == 0, err
     assert chosen in stdout and read_checkpoint(tmp_path / "init" / "last.pt")["options"]["data"]["augment"] is True
-
-

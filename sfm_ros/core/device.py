@@ -60,13 +60,11 @@ def cpu_model() -> str:
 def cpu_isa() -> list[str]:
     """Which of :data:`ISA_FLAGS` this CPU has. Virtual machines of one model name differ here
     (this project's "AMD EPYC" machines: AVX2 only on some, AVX512-BF16 on others)."""
-    text = _cpu_flags()
-    flags = set()
-    for line in text.splitlines():
+    for line in _cpu_flags().splitlines():
         if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
-            break
-    return [f for f in ISA_FLAGS if f in flags]
+            flags = set(line.split(":", 1)[1].split())
+            return [f for f in ISA_FLAGS if f in flags]
+    return []
 
 
 def cpu_description() -> str:
@@ -76,8 +74,8 @@ def cpu_description() -> str:
 
 def cpu_has_bf16_instructions() -> bool:
     """True on CPUs with bf16 instructions (AVX512-BF16 or AMX-BF16): bf16 can be measured."""
-    flags = _cpu_flags()
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    isa = cpu_isa()
+    return "avx512_bf16" in isa or "amx_bf16" in isa
 
 
 def cpu_supports_bf16() -> bool:
@@ -88,4 +86,4 @@ def cpu_supports_bf16() -> bool:
     ~10 % slower (the losses, which run in fp32, dominate the step). ``auto`` therefore picks bf16
     only with AMX; ``bf16`` can still be asked for explicitly.
     """
-    return "amx_bf16" in _cpu_flags()
+    return "amx_bf16" in cpu_isa()

@@ -5,9 +5,8 @@ settles the options, the budget and the inputs, decodes them and splits off the 
 What the user chose wins; the rest is chosen here or kept from the checkpoint:
 
 * ``--resume CKPT`` continues a run: its options (unless ``--config``), its inputs (unless inputs
-  are given), and with ``--config`` still its input size, depth network width, stride,
-  augmentation and sparse depth prior (:func:`keep_resumed_choices`), which were perhaps chosen
-  automatically.
+  are given), and with ``--config`` still its input size, depth network width, stride and
+  augmentation (:func:`keep_resumed_choices`), which were perhaps chosen automatically.
 * ``--init CKPT`` starts a new run from CKPT's weights: its architecture and input size
   (:func:`keep_init_architecture`), and its options unless ``--config``; the augmentation is
   chosen again for the new data.
@@ -183,13 +182,12 @@ def chooses_augmentation(config: str | None, resume: bool = False) -> bool:
 
 
 #: what ``--resume`` keeps from the checkpoint even with ``--config`` (:func:`keep_resumed_choices`)
-RESUMED_CHOICES = ("model.height", "model.width", "model.width_mult", "data.stride", "data.augment",
-                   "loss.sparse_depth_weight")
+RESUMED_CHOICES = ("model.height", "model.width", "model.width_mult", "data.stride", "data.augment")
 
 
 def keep_resumed_choices(opts: Options, saved: dict, given: set[str]) -> None:
     """``--resume --config X``: the input size, the depth network's width (the time budget may have
-    halved it), stride, augmentation and the sparse depth prior's weight stay the checkpoint's (``saved``: its options; maybe chosen
+    halved it), stride and augmentation stay the checkpoint's (``saved``: its options; maybe chosen
     automatically) unless in ``given``."""
     for key in RESUMED_CHOICES:
         group, name = key.split(".")

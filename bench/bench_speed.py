@@ -206,12 +206,15 @@ def bench_node(config: str, seconds: float, rate: float = 10.0, checkpoint: str 
     spin = threading.Thread(target=ex.spin, daemon=True)
     spin.start()
     lat: list[float] = []
+    lat_at: list[float] = []  # each latency's image stamp, for the latency over the run
     diags: list = []
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
     def on_depth(msg):
         now = client.get_clock().now().nanoseconds * 1e-9
-        lat.append(now - (msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9))
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        lat.append(now - stamp)
+        lat_at.append(stamp)
 
     def on_diag(msg):
         for st in msg.status:
@@ -256,6 +259,18 @@ def bench_node(config: str, seconds: float, rate: float = 10.0, checkpoint: str 
         def pct(q):
             return lat_sorted[min(len(lat_sorted) - 1, int(q / 100 * len(lat_sorted)))] if lat_sorted else None
         d = diags[-1]
+        # The latency over the run, 5-second windows from the first image: a start-up tail (the
+        # precision measurement, the first keyframes) shows apart from a steady-state one.
+        t_first = (t_stop - seconds) - time.monotonic() + client.get_clock().now().nanoseconds * 1e-9
+        windows: list[list[float]] = []
+        for at, x in zip(lat_at, lat):
+            k = max(0, int((at - t_first) // 5.0))
+            while len(windows) <= k:
+                windows.append([])
+            windows[k].append(x)
+        result["latency_p50_p95_ms_by_5s"] = [
+            [round(1e3 * sorted(w)[len(w) // 2], 1), round(1e3 * sorted(w)[min(len(w) - 1, int(0.95 * len(w)))], 1)]
+            if w else None for w in windows]
         result.update({"sent": sent, "received_depth": len(lat), "latency_p50_s": pct(50), "latency_p95_s": pct(95),
                        "node_latency_stamp_p50_s": float(d.get("latency_stamp_p50_s", "nan")),
                        "node_latency_stamp_p95_s": float(d.get("latency_stamp_p95_s", "nan")),

@@ -106,7 +106,7 @@ def score(gt, est) -> dict:
     """Segment drift, step-length ratio and snippet ATE of camera poses ``est`` against ``gt``."""
     import numpy as np
 
-    from sfm_ros.evaluation.segment_drift import choose_lengths, drift_report, path_distances
+    from sfm_ros.evaluation.segment_drift import choose_lengths, drift_report, path_distances, rotation_drift_axes
     from sfm_ros.evaluation.trajectory import relative_poses, snippet_ate
 
     lengths = choose_lengths(float(path_distances(gt)[-1]))
@@ -116,8 +116,10 @@ def score(gt, est) -> dict:
     moving = step_gt > 0.05
     ratio = step_est[moving] / step_gt[moving]
     sn = snippet_ate(gt, est, 5, est_is_relative=False)
+    axes = rotation_drift_axes(gt, est, lengths)
     return {"path_m": float(path_distances(gt)[-1]), "lengths": list(lengths),
             "t_err_pct": rep["as_published"]["t_err_pct"], "r_err_deg_per_100m": rep["as_published"]["r_err_deg_per_100m"],
+            "r_err_pitch_yaw_roll": [float(v) for v in axes] if axes is not None else None,
             "t_err_pct_global_scale": rep["global_scale"]["t_err_pct"],
             "step_ratio_median": float(np.median(ratio)),
             "step_ratio_quartiles": [float(np.percentile(ratio, 25)), float(np.percentile(ratio, 75))],
@@ -219,7 +221,8 @@ def main(argv=None) -> int:
         r["ground_tilt"] = play.tilt
         results[name] = r
         print(f"{name}: {r['path_m']:.0f} m, lengths {r['lengths']}: t_err {r['t_err_pct']:.2f} % "
-              f"(one global scale {r['t_err_pct_global_scale']:.2f} %), r_err {r['r_err_deg_per_100m']:.2f} deg/100 m, "
+              f"(one global scale {r['t_err_pct_global_scale']:.2f} %), r_err {r['r_err_deg_per_100m']:.2f} deg/100 m "
+              f"(by the camera's axes, pitch / yaw / roll {' / '.join(f'{v:.2f}' for v in r['r_err_pitch_yaw_roll'] or [])}), "
               f"step ratio {r['step_ratio_median']:.3f} ({r['step_ratio_quartiles'][0]:.3f}-"
               f"{r['step_ratio_quartiles'][1]:.3f}), snippet ATE {r['snippet_ate']:.4f} m, frame "
               f"{r['frame_ms_p50']:.0f}/{r['frame_ms_p95']:.0f} ms p50/p95, ground tilt {r['ground_tilt']}; step NEES "

@@ -146,3 +146,32 @@ def test_agrees_with_the_devkit_loop_on_a_noisy_prediction(step):
     assert res["t_err_pct"] == pytest.approx(100 * t, rel=1e-9)
     assert res["r_err_deg_per_100m"] == pytest.approx(math.degrees(r) * 100, rel=1e-6)
     assert res["t_err_pct"] > 0.5 and res["r_err_deg_per_100m"] > 0.1
+
+
+def test_rotation_drift_splits_by_the_axis_that_drifts():
+    """A heading that gains 0.01 rad a frame drifts in the camera's y (yaw) alone; a pitch error in
+    x alone; the sum of the axes bounds r_err (a rotation's angle is at most the sum of its
+    components' magnitudes); bad inputs are refused like segment_errors'."""
+    from sfm_ros.evaluation.segment_drift import rotation_drift_axes
+
+    gt = _drive(yaw_rate=0.0)
+    lengths = choose_lengths(path_distances(gt)[-1])
+    for axis in (0, 1):
+        extra = np.zeros(3)
+        extra[axis] = 0.01
+        rel = [np.linalg.inv(gt[k]) @ gt[k + 1] for k in range(len(gt) - 1)]
+        pred = chain(np.array([make_pose(axis_angle_to_matrix(extra) @ r[:3, :3], r[:3, 3]) for r in rel]))
+        axes = rotation_drift_axes(gt, pred, lengths)
+        r_err = segment_drift(gt, pred, lengths)["r_err_deg_per_100m"]
+        # 0.01 rad every 0.7 m chains to 0.573 deg / 0.7 m = 81.9 deg/100 m (a segment ends just past L)
+        assert 80.0 < axes[axis] < 95.0
+        others = np.delete(axes, axis)
+        assert np.all(others < 0.1 * axes[axis])
+        assert r_err <= axes.sum() + 1e-9
+        assert r_err == pytest.approx(axes[axis], rel=0.1)
+    assert rotation_drift_axes(gt, gt.copy(), lengths) == pytest.approx(np.zeros(3), abs=1e-6)
+    assert rotation_drift_axes(gt[:2], gt[:2].copy(), (100.0,)) is None
+    with pytest.raises(ValueError, match="same shape"):
+        rotation_drift_axes(gt, gt[:-1], lengths)
+    with pytest.raises(ValueError, match="finite and > 0"):
+        rotation_drift_axes(gt, gt.copy(), (-1.0,))

@@ -30,7 +30,7 @@ from sfm_ros.data.pose_files import as_poses
 from sfm_ros.evaluation.trajectory import umeyama
 
 __all__ = ["KITTI_LENGTHS", "KITTI_STEP", "path_distances", "choose_lengths", "segment_errors", "segment_drift",
-           "drift_report"]
+           "rotation_drift_axes", "drift_report"]
 
 #: the devkit's segment lengths (m) and start-frame step
 KITTI_LENGTHS = (100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 700.0, 800.0)
@@ -64,6 +64,14 @@ def choose_lengths(path_length: float) -> tuple[float, ...]:
 def segment_errors(gt_poses: np.ndarray, est_poses: np.ndarray, lengths, step: int = 1) -> np.ndarray:
     """Every segment's error: an (M, 4) array of ``(start frame, length, t_err, r_err)``, ``t_err``
     as a fraction of the length and ``r_err`` in radians per length unit (module doc)."""
+    rows = [(i, L, np.linalg.norm(E[:3, 3]) / L, float(np.linalg.norm(matrix_to_axis_angle(E[:3, :3]))) / L)
+            for i, L, E in _segments(gt_poses, est_poses, lengths, step)]
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+
+
+def _segments(gt_poses: np.ndarray, est_poses: np.ndarray, lengths, step: int):
+    """``(start frame, length, E)`` of every segment (module doc), ``E`` (4, 4) its error; the
+    inputs checked first."""
     gt = as_poses(gt_poses, "gt_poses")
     est = as_poses(est_poses, "est_poses")
     if gt.shape != est.shape:
@@ -73,19 +81,31 @@ def segment_errors(gt_poses: np.ndarray, est_poses: np.ndarray, lengths, step: i
     Ls = np.asarray(lengths, dtype=np.float64).reshape(-1)
     if Ls.size and not (np.all(np.isfinite(Ls)) and np.all(Ls > 0)):
         raise ValueError(f"segment lengths must be finite and > 0, got {Ls.tolist()}")
+    return _segment_iter(gt, est, Ls, step)
+
+
+def _segment_iter(gt: np.ndarray, est: np.ndarray, Ls: np.ndarray, step: int):
     d = path_distances(gt)
     gt_inv, est_inv = invert_pose(gt), invert_pose(est)
-    rows = []
     for i in range(0, len(gt), step):
         for L in Ls:
             after = np.nonzero(d[i:] > d[i] + L)[0]
             if not after.size:
                 continue
             j = i + int(after[0])
-            E = invert_pose(gt_inv[i] @ gt[j]) @ (est_inv[i] @ est[j])
-            rows.append((i, L, np.linalg.norm(E[:3, 3]) / L,
-                         float(np.linalg.norm(matrix_to_axis_angle(E[:3, :3]))) / L))
-    return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+            yield i, float(L), invert_pose(gt_inv[i] @ gt[j]) @ (est_inv[i] @ est[j])
+
+
+def rotation_drift_axes(gt_poses: np.ndarray, est_poses: np.ndarray, lengths, step: int = 1) -> np.ndarray | None:
+    """The rotation drift split by the axes of the segment's first camera: the mean, over the
+    segments of :func:`segment_errors`, of each component's magnitude of the error's rotation
+    vector, in degrees per 100 length units, ``(3,)`` (x, y, z; for a forward-looking camera in the
+    optical frame: pitch, yaw, roll). Which of them drifts tells what can cure it (the ground fixes
+    pitch and roll, not the heading). Their sum bounds ``r_err`` from above. None when no segment fits."""
+    parts = [np.abs(matrix_to_axis_angle(E[:3, :3])) / L for _, L, E in _segments(gt_poses, est_poses, lengths, step)]
+    if not parts:
+        return None
+    return np.degrees(np.mean(parts, axis=0)) * 100.0
 
 
 def segment_drift(gt_poses: np.ndarray, est_poses: np.ndarray, lengths, step: int = 1) -> dict | None:

@@ -122,7 +122,8 @@ def test_non_finite_loss_raises_training_error_without_checkpoints(seqs, tmp_pat
             losses["loss"] = losses["loss"] * float("nan")
             return outputs, losses, images
 
-    tr = NaNTrainer(_opts(num_workers=0, epochs=10), seqs, None, tmp_path, progress=False, tensorboard=False)
+    tr = NaNTrainer(_opts(num_workers=0, epochs=10), seqs, None, tmp_path, progress=False, tensorboard=False,
+                    save_minutes=0)  # every epoch's end writes
     init = [p.detach().clone() for p in tr.model.parameters()]
     with pytest.raises(TrainingError, match="non-finite for 10 steps"):
         tr.fit()
@@ -134,6 +135,45 @@ def test_non_finite_loss_raises_training_error_without_checkpoints(seqs, tmp_pat
     state = read_checkpoint(tmp_path / "last.pt")
     assert state["step"] == 0 and state["epoch"] == 3
     assert all(torch.isfinite(v).all() for v in state["depth_net"].values())
+
+
+def test_epoch_ends_write_once_the_save_interval_has_passed(seqs, tmp_path, monkeypatch):
+    """``save_minutes``: the first epoch's end writes, later ones only once the interval has passed
+    (a clock moved on by hand), the run's end always; 0 writes at every epoch's end. Each write
+    is model.pt + last.pt, counted in save_writes; bad intervals are refused."""
+    import sfm_ros.training.trainer as trainer_mod
+
+    now = [1000.0]
+    real = time.monotonic
+    monkeypatch.setattr(trainer_mod.time, "monotonic", lambda: now[0])
+
+    class Clocked(Trainer):
+        def train_step(self, batch):
+            now[0] += 20.0  # 20 s a step, 3 steps an epoch: an epoch is a minute
+            return super().train_step(batch)
+
+    steps = []
+
+    class Watch(Clocked):
+        def save_run(self, final=False, **extra):
+            steps.append((self.step, final))
+            super().save_run(final=final, **extra)
+
+    tr = Watch(_opts(num_workers=0, epochs=5), seqs, None, tmp_path / "a", progress=False, tensorboard=False,
+               ckpt_every=0, save_minutes=2.0)
+    summary = tr.fit()
+    # epochs end at steps 3, 6, 9, 12, 15 (minutes 1-5): the first writes, then every second epoch, the last
+    assert steps == [(3, False), (9, False), (15, True)]
+    assert summary["save_writes"] == 6 and summary["save_seconds"] >= 0
+    assert read_checkpoint(tmp_path / "a" / "last.pt")["step"] == 15
+    steps.clear()
+    Watch(_opts(num_workers=0, epochs=3), seqs, None, tmp_path / "b", progress=False, tensorboard=False,
+          ckpt_every=0, save_minutes=0).fit()
+    assert steps == [(3, False), (6, False), (9, True)]
+    monkeypatch.setattr(trainer_mod.time, "monotonic", real)
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="save_minutes"):
+            Trainer(_opts(), seqs, None, tmp_path / "c", progress=False, tensorboard=False, save_minutes=bad)
 
 
 def _finite(path: Path) -> bool:

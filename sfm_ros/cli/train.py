@@ -120,7 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true", help="start afresh even if OUT/last.pt exists")
     g.add_argument("--cache-dir", metavar="DIR", help="cache of decoded, resized frames (= data.cache_dir)")
     g.add_argument("--ckpt-every", type=int, default=1000, metavar="STEPS",
-                   help="write last.pt every STEPS steps (and every epoch; default: 1000)")
+                   help="write last.pt and model.pt every STEPS steps (default: 1000)")
+    g.add_argument("--save-minutes", type=float, default=2.0, metavar="MIN",
+                   help="also at an epoch's end once MIN minutes have passed since the last write "
+                        "(and at the first epoch's end; 0: every epoch; default: 2); the run's end "
+                        "and Ctrl-C always write")
     g.add_argument("--threads", type=int, metavar="N", help="torch CPU threads per process")
     g.add_argument("--no-progress", action="store_true",
                    help="no progress bar: a plain line every train.log_every steps or 30 s instead "
@@ -261,7 +265,8 @@ def _train(args, run, rank: int, log, fail) -> int:
     finished = None  # the budget a resumed run had already reached
     try:
         trainer = Trainer(opts, run.train, run.val or None, run.out, resume=resume, progress=not args.no_progress,
-                          tensorboard=not args.no_tensorboard, ckpt_every=args.ckpt_every, log=log, init=init,
+                          tensorboard=not args.no_tensorboard, ckpt_every=args.ckpt_every,
+                          save_minutes=args.save_minutes, log=log, init=init,
                           checkpoint_extra={"inputs": inputs_record(args)})
     except (ValueError, CheckpointError) as exc:
         return fail(one_line(exc))
@@ -289,6 +294,8 @@ def _train(args, run, rank: int, log, fail) -> int:
         val_text += f", {summary['skipped_steps']} step(s) skipped (non-finite loss or gradient)"
     ended = summary.get("ended_by")
     ended_text = f"ended by {budget_text(ended)}" if ended else "ended"
+    if summary.get("save_writes"):
+        val_text += f", {summary['save_writes']} checkpoint file(s) written in {summary['save_seconds']:.0f} s"
     log(f"done: step {summary['steps']}, {ended_text}, {summary['epochs']} epoch(s) complete, "
         f"{summary['minutes']:.1f} min{val_text}")
     if rank == 0:

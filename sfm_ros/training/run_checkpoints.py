@@ -9,6 +9,7 @@ checkpoints this run wrote, the last good ones.
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 from sfm_ros.core.checkpoint import save_checkpoint, save_weights, split_model_state
@@ -24,8 +25,9 @@ class RunCheckpoints:
     (the items :func:`~sfm_ros.training.weights_choice.choose_weights` scores), ``device``, ``opts``,
     ``epoch``, ``step``,
     ``step_in_epoch``, ``history``, ``world`` and ``checkpoint_extra`` (stored under ``extra``),
-    and records what it wrote in ``written`` (name -> step) and the final choice of ``model.pt`` in
-    ``model_choice``."""
+    and records what it wrote in ``written`` (name -> step), the final choice of ``model.pt`` in
+    ``model_choice``, the time of the last :meth:`save_run` in ``_saved_at`` and the files written
+    and their time in ``save_writes`` and ``save_seconds``."""
 
     def save(self, name: str, **extra) -> Path | None:
         """Write checkpoint ``name`` atomically, only from finite weights and optimiser state.
@@ -57,6 +59,7 @@ class RunCheckpoints:
         windows, the average."""
         if not self.is_main:
             return
+        self._saved_at = time.monotonic()
         self.save("last.pt", **extra)
         use_last = False
         if self.average is not None and final and self.held_out:
@@ -115,12 +118,15 @@ class RunCheckpoints:
         :func:`sfm_ros.core.checkpoint.atomic_torch_save` removed its temporary file) raises
         :class:`TrainingError` naming what this run wrote."""
         path = self.out_dir / name
+        start = time.perf_counter()
         try:
             write(path)
         except OSError as exc:
             reason = exc.strerror or str(exc) or type(exc).__name__
             raise TrainingError(f"could not write {path} at step {self.step} ({reason}); the previous "
                                 f"{name} is intact; {self.files_report()}") from None
+        self.save_writes += 1
+        self.save_seconds += time.perf_counter() - start
         if record:
             self.written[name] = self.step
 

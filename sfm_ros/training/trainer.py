@@ -16,8 +16,13 @@ and augmentation, what ``--resume`` / ``--init`` keep, the decoded inputs), trai
   no labels, no pose network; the average when there are no validation windows). The lowest
   validation loss ranked the models backwards and is not used (BENCHMARKS.md, "The file a run hands over");
 * ``last.pt``: the last weights with the optimiser, the average and the RNG states (``--resume``),
-  written with ``model.pt`` every ``train.ckpt_every`` steps, every epoch, at the end and on
-  Ctrl-C; both atomically (:mod:`sfm_ros.core.checkpoint`);
+  written with ``model.pt`` every ``ckpt_every`` steps, at the end of an epoch once ``save_minutes``
+  have passed since the last write (and at the first epoch's end), at the run's end and on Ctrl-C;
+  both atomically (:mod:`sfm_ros.core.checkpoint`). Not every epoch: the two files of the paper's
+  networks are ~660 MB a write (1.4 s in a KITTI run on a 2-core EPYC), and a short recording's
+  epochs are short (KITTI's 90 training frames made 73 epochs in 20 minutes: ~9 % of the budget
+  spent writing; BENCHMARKS.md, session 22). ``save_writes`` / ``save_seconds`` count the files
+  written and their time;
 * ``snapshots/step_N.pt`` every ``train.snapshot_every`` steps when set: the raw weights, each a
   checkpoint every tool loads (for learning curves);
 * TensorBoard logs under ``out_dir/tb`` (:mod:`sfm_ros.training.tb_logs`).
@@ -98,6 +103,7 @@ class Trainer(RunCheckpoints):
         progress: bool = True,
         tensorboard: bool = True,
         ckpt_every: int = 1000,
+        save_minutes: float = 2.0,
         log=None,
         init: str | Path | None = None,
         checkpoint_extra: dict | None = None,
@@ -105,9 +111,14 @@ class Trainer(RunCheckpoints):
         """``resume``: continue a training checkpoint exactly. ``init``: start from a checkpoint's
         weights only (any sfm_ros checkpoint of the same architecture, e.g. the shipped model or
         one written by :mod:`sfm_ros.training.adapt`), with a fresh optimiser and counters.
-        ``checkpoint_extra``: stored under ``extra`` in every checkpoint written (e.g. the inputs)."""
+        ``checkpoint_extra``: stored under ``extra`` in every checkpoint written (e.g. the inputs).
+        ``save_minutes``: at an epoch's end the files are written only when this many minutes have
+        passed since the last write (0: every epoch; ``ckpt_every`` steps, the first epoch, the
+        run's end and Ctrl-C always write)."""
         if resume and init:
             raise ValueError("resume and init exclude each other: resume continues a run, init starts a new one")
+        if not (math.isfinite(save_minutes) and save_minutes >= 0):
+            raise ValueError(f"save_minutes must be a finite number >= 0, got {save_minutes!r}")
         self.opts = opts
         self.log = log or (lambda msg: print(msg, flush=True))
         self.out_dir = Path(out_dir)
@@ -115,6 +126,9 @@ class Trainer(RunCheckpoints):
         self.distributed = self.world > 1
         self.is_main = self.rank == 0
         self.ckpt_every = ckpt_every
+        self.save_minutes = float(save_minutes)
+        self.save_writes, self.save_seconds = 0, 0.0  # checkpoint files written and the time it took
+        self._saved_at: float | None = None  # time.monotonic() of the last save_run of this process
         t = opts.train
         device = resolve_device(t.device)
         device, backend = rank_device(device, self.world, self.local_rank)
@@ -374,7 +388,7 @@ class Trainer(RunCheckpoints):
                     self.step_in_epoch = 0
                     if t.epochs and self.epoch >= t.epochs and not ended_by:
                         ended_by = f"train.epochs={t.epochs}"
-                if self.is_main:
+                if self.is_main and (ended_by or self._save_due()):
                     self.save_run(val_loss=val, final=bool(ended_by))
                 self._barrier()
         except KeyboardInterrupt:
@@ -392,6 +406,7 @@ class Trainer(RunCheckpoints):
         return {"steps": self.step, "epochs": self.epoch, "last_val": self.last_val,
                 "minutes": (time.monotonic() - start) / 60, "history": self.history,
                 "skipped_steps": self.skipped_steps, "ended_by": ended_by,
+                "save_writes": self.save_writes, "save_seconds": self.save_seconds,
                 "model": "model.pt" if self.is_main else None, "model_choice": self.model_choice}
 
     def total_steps(self) -> int:
@@ -466,6 +481,12 @@ class Trainer(RunCheckpoints):
             if self.writer is not None:
                 self.writer.add_scalar("val/loss", val, self.step)
         return val
+
+    def _save_due(self) -> bool:
+        """Whether an epoch's end writes the files: every epoch with ``save_minutes`` 0, else the
+        first time in this process and then once ``save_minutes`` have passed since the last write."""
+        return (self.save_minutes == 0 or self._saved_at is None
+                or time.monotonic() - self._saved_at >= 60.0 * self.save_minutes)
 
     def _barrier(self) -> None:
         if self.distributed:

@@ -170,6 +170,14 @@ def test_rotation_drift_splits_by_the_axis_that_drifts():
         assert r_err <= axes.sum() + 1e-9
         assert r_err == pytest.approx(axes[axis], rel=0.1)
     assert rotation_drift_axes(gt, gt.copy(), lengths) == pytest.approx(np.zeros(3), abs=1e-6)
+    # The axes are the segment's first camera's: a pitch error made at the start of a 90° turn is
+    # pitch there (in the end camera's axes it would read as roll).
+    turn = np.array([make_pose(axis_angle_to_matrix([0.0, a, 0.0]), [0.0, 0.0, k]) for k, a in
+                     enumerate(np.radians([0.0, 45.0, 90.0]))])
+    pitch = make_pose(axis_angle_to_matrix([0.01, 0.0, 0.0]))
+    pred = np.array([turn[0], pitch @ turn[1], pitch @ turn[2]])
+    axes = rotation_drift_axes(turn, pred, (1.5,))  # one segment: frame 0 to frame 2
+    np.testing.assert_allclose(axes, [math.degrees(0.01) / 1.5 * 100.0, 0.0, 0.0], atol=1e-6)
     assert rotation_drift_axes(gt[:2], gt[:2].copy(), (100.0,)) is None
     with pytest.raises(ValueError, match="same shape"):
         rotation_drift_axes(gt, gt[:-1], lengths)

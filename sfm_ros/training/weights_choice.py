@@ -21,7 +21,7 @@ session 14), and the average smooths that walk. Snippet ATE of the averaged pose
 the last weights' on frames the runs never saw, every run where both were scored: KITTI 20 minutes
 (120-159) 0.0317 / 0.0361 m, 0.0319 / 0.0343 and 0.03286 / 0.03292 (2026-12-05, session 21),
 0.0290 / 0.0302 (session 13, the average rebuilt from snapshots), 0.0343 / 0.0349 and 0.0342 /
-0.0304 (2026-12-04): 5 of 6 and 2 % lower on average; 7-Scenes 12 minutes (400-499) 0.0681 / 0.0706. The average's scale
+0.0304 (2026-12-04), 0.0326 / 0.0321 (2026-12-06, session 22): 5 of 7 and 1.6 % lower on average; 7-Scenes 12 minutes (400-499) 0.0681 / 0.0706. The average's scale
 lags the last depth's by at most the few per cent the depth moves over the last tenth of a run,
 which the node's step-length filter and an evaluation's per-snippet scale absorb.
 """

@@ -65,13 +65,13 @@ def segment_errors(gt_poses: np.ndarray, est_poses: np.ndarray, lengths, step: i
     """Every segment's error: an (M, 4) array of ``(start frame, length, t_err, r_err)``, ``t_err``
     as a fraction of the length and ``r_err`` in radians per length unit (module doc)."""
     rows = [(i, L, np.linalg.norm(E[:3, 3]) / L, float(np.linalg.norm(matrix_to_axis_angle(E[:3, :3]))) / L)
-            for i, _, L, E in _segments(gt_poses, est_poses, lengths, step)]
+            for i, L, _, E in _segments(gt_poses, est_poses, lengths, step)]
     return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
 
 
-def _segments(gt_poses: np.ndarray, est_poses: np.ndarray, lengths, step: int):
-    """``(start frame, end frame, length, E)`` of every segment (module doc), ``E`` (4, 4) its
-    error; the inputs checked first."""
+def _segments(gt_poses: np.ndarray, est_poses: np.ndarray, lengths, step: int) -> list[tuple]:
+    """``(start frame, length, G, E)`` of every segment (module doc): ``G`` (4, 4) the true motion
+    over it, ``E`` = G⁻¹ P its error (P the predicted motion)."""
     gt = as_poses(gt_poses, "gt_poses")
     est = as_poses(est_poses, "est_poses")
     if gt.shape != est.shape:
@@ -81,19 +81,18 @@ def _segments(gt_poses: np.ndarray, est_poses: np.ndarray, lengths, step: int):
     Ls = np.asarray(lengths, dtype=np.float64).reshape(-1)
     if Ls.size and not (np.all(np.isfinite(Ls)) and np.all(Ls > 0)):
         raise ValueError(f"segment lengths must be finite and > 0, got {Ls.tolist()}")
-    return _segment_iter(gt, est, Ls, step)
-
-
-def _segment_iter(gt: np.ndarray, est: np.ndarray, Ls: np.ndarray, step: int):
     d = path_distances(gt)
     gt_inv, est_inv = invert_pose(gt), invert_pose(est)
+    out = []
     for i in range(0, len(gt), step):
         for L in Ls:
             after = np.nonzero(d[i:] > d[i] + L)[0]
             if not after.size:
                 continue
             j = i + int(after[0])
-            yield i, j, float(L), invert_pose(gt_inv[i] @ gt[j]) @ (est_inv[i] @ est[j])
+            G = gt_inv[i] @ gt[j]
+            out.append((i, float(L), G, invert_pose(G) @ (est_inv[i] @ est[j])))
+    return out
 
 
 def rotation_drift_axes(gt_poses: np.ndarray, est_poses: np.ndarray, lengths, step: int = 1) -> np.ndarray | None:
@@ -102,14 +101,10 @@ def rotation_drift_axes(gt_poses: np.ndarray, est_poses: np.ndarray, lengths, st
     vector, in degrees per 100 length units, ``(3,)`` (x, y, z; for a forward-looking camera in the
     optical frame: pitch, yaw, roll). Which of them drifts tells what can cure it (the ground fixes
     pitch and roll, not the heading). Their sum bounds ``r_err`` from above. None when no segment fits."""
-    gt = as_poses(gt_poses, "gt_poses")
-    parts = []
-    for i, j, L, E in _segments(gt, est_poses, lengths, step):
-        # E = G⁻¹ P (G the true motion from frame i to its segment's end, P the predicted one) is a
-        # rotation about axes of the end camera; G E G⁻¹, the same error applied on the left, turns
-        # its rotation vector into the first camera's axes: R_G ω
-        R_G = (invert_pose(gt[i]) @ gt[j])[:3, :3]
-        parts.append(np.abs(R_G @ matrix_to_axis_angle(E[:3, :3])) / L)
+    # E = G⁻¹ P is a rotation about axes of the segment's end camera; G E G⁻¹, the same error
+    # applied on the left, turns its rotation vector into the first camera's axes: R_G ω
+    parts = [np.abs(G[:3, :3] @ matrix_to_axis_angle(E[:3, :3])) / L
+             for _, L, G, E in _segments(gt_poses, est_poses, lengths, step)]
     if not parts:
         return None
     return np.degrees(np.mean(parts, axis=0)) * 100.0

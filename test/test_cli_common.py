@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from sfm_ros.cli.common import Parser, UsageError, jsonable, one_line, report_error, set_override
+from sfm_ros.cli.common import Parser, UsageError, int_at_least, jsonable, one_line, report_error, set_override
 from sfm_ros.core.options import Options
 
 
@@ -15,6 +15,15 @@ def test_parser_raises_usage_error():
     p.add_argument("--n", type=int)
     with pytest.raises(UsageError, match=r"invalid int value: 'x' \(see tool --help\)"):
         p.parse_args(["--n", "x"])
+
+
+@pytest.mark.parametrize("text", ["0", "-3", "x", "1.5", ""])
+def test_int_at_least_names_the_argument_and_the_bound(text):
+    p = Parser(prog="tool")
+    p.add_argument("--threads", type=int_at_least(1))
+    with pytest.raises(UsageError, match=rf"argument --threads: expected an integer >= 1, got '{text}' \(see tool --help\)"):
+        p.parse_args(["--threads", text])
+    assert p.parse_args(["--threads", "1"]).threads == 1 and p.parse_args([]).threads is None
 
 
 def test_set_override_keeps_string_options_as_written():

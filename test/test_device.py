@@ -8,8 +8,9 @@ from sfm_ros.core.device import cpu_has_bf16_instructions, cpu_supports_bf16, fo
 def test_resolve_device():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-    with pytest.raises(ValueError, match="device must be"):
-        resolve_device("mps")
+    for bad in ("mps", "bogus", "cuda:abc", ""):  # torch's own parse errors become the same one line
+        with pytest.raises(ValueError, match=f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {bad!r}"):
+            resolve_device(bad)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")

@@ -337,6 +337,17 @@ def test_images_times_txt_is_read_by_the_sources_parser(tiny_ckpt, synth, tmp_pa
     (["depth", "--checkpoint", "{ckpt}", "--images", "{images}", "--gt-npy", "{gt_npy}", "--camera-height", "0"],
      "--camera-height must be > 0 m, got 0"),
     (["frobnicate"], "invalid choice"),
+    (["depth", "--checkpoint", "{ckpt}", "--images", "{images}", "--gt-npy", "{gt_npy}", "--threads", "0"],
+     "argument --threads: expected an integer >= 1, got '0'"),
+    (["depth", "--checkpoint", "{ckpt}", "--images", "{images}", "--gt-npy", "{gt_npy}", "--device", "bogus"],
+     "device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'bogus'"),
+    (["depth", "--checkpoint", "{ckpt}", "--images", "{images}", "--gt-npy", "{gt_npy}", "--json",
+      "{images}/000000.png/out.json"], "--json {images}/000000.png/out.json: {images}/000000.png is a file; expected a folder there"),
+    (["depth", "--checkpoint", "{ckpt}", "--images", "{images}", "--gt-npy", "{gt_npy}", "--save-npy",
+      "{images}/000000.png"], "--save-npy {images}/000000.png is a file; expected a folder"),
+    (["pose", "--checkpoint", "{ckpt}", "--images", "{images}", "--gt-kitti", "x", "--kitti-out", "{root}"],
+     "--kitti-out {root} is a folder; expected a file name"),
+    (["pose", "--checkpoint", "{ckpt}", "--images", "{images}", "--fps", "0", "--gt-kitti", "x"], "--fps must be a frame rate > 0, got 0"),
 ])
 def test_bad_input_exits_2_with_one_line(argv, needle, tiny_ckpt, synth, capsys):
     fill = {"ckpt": tiny_ckpt, "root": synth["root"], "images": synth["images"], "gt_png": synth["gt_png"],

@@ -156,9 +156,10 @@ def test_bad_checkpoint_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert f"checkpoint {bad} is not a PyTorch checkpoint" in err and "\n" not in err
     assert not (tmp_path / "o").exists()
-    with pytest.raises(SystemExit) as exc:
-        main([str(bad), "--out", str(tmp_path / "o"), "--format", "tflite"])
-    assert exc.value.code == 2
+    for argv, needle in ((["--format", "tflite"], "unknown format(s)"), (["--height", "abc"], "--height")):
+        assert main([str(bad), "--out", str(tmp_path / "o"), *argv]) == 2  # one line, not argparse's usage block
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("sfm_export: error: argument ") and needle in err and "\n" not in err, err
 
 
 @pytest.mark.parametrize("depth_arch,pose_arch,width_mult", [("dispnet", "posexp", 0.25), ("resnet", "pair", 0.5)])

@@ -400,7 +400,15 @@ def test_bad_options(tmp_path, synth, capsys):
                           (["--seq-len", "4"], "model.seq_len must be odd"),
                           (["--config", "nope"], "neither a preset"),
                           (["--batch-size", "20"], "expected at least train.batch_size=20"),
-                          (["--bogus"], "unrecognized arguments: --bogus")]:
+                          (["--bogus"], "unrecognized arguments: --bogus"),
+                          (["--threads", "0"], "argument --threads: expected an integer >= 1, got '0'"),
+                          (["--max-frames", "0"], "argument --max-frames: expected an integer >= 1, got '0'"),
+                          (["--ckpt-every", "0"], "argument --ckpt-every: expected an integer >= 1, got '0'"),
+                          (["--fps", "0"], "--fps must be a frame rate > 0, got 0"),
+                          (["--seed", "-1"], "train.seed must be an integer >= 0, got -1"),
+                          (["--lr", "nan"], "train.lr must be a finite number > 0, got nan"),
+                          (["--set", "loss.smooth_weight=-1"], "loss.smooth_weight must be a finite number >= 0"),
+                          (["--device", "cuda:abc"], "device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'cuda:abc'")]:
         rc, _, err = _run(["--bag", bag, "--out", tmp_path / "o", *TINY, *extra], capsys)
         _assert_bad_input(rc, err, needle, out_dir=tmp_path / "o")
     rc, _, err = _run(["--out", tmp_path / "o"], capsys)

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["EXIT_OK", "EXIT_BAD_INPUT", "UsageError", "Parser", "set_override", "one_line", "report_error", "jsonable",
-           "add_intrinsics_arguments"]
+__all__ = ["EXIT_OK", "EXIT_BAD_INPUT", "UsageError", "Parser", "int_at_least", "set_override", "one_line", "report_error",
+           "jsonable", "add_intrinsics_arguments"]
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
@@ -32,6 +32,21 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def int_at_least(low: int):
+    """An argparse ``type``: the text as an integer >= ``low``, else the argument's error
+    (``argument --threads: expected an integer >= 1, got '0'``)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+        return value
+    parse.__name__ = f"integer >= {low}"
+    return parse
 
 
 def set_override(opts: Any, text: str) -> None:

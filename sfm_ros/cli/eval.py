@@ -120,11 +120,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
-from sfm_ros.cli.common import (EXIT_BAD_INPUT, EXIT_OK, Parser, UsageError, add_intrinsics_arguments, jsonable,
-                                report_error)
+from sfm_ros.cli.common import (EXIT_BAD_INPUT, EXIT_OK, Parser, UsageError, add_intrinsics_arguments, int_at_least,
+                                jsonable, report_error)
 from sfm_ros.evaluation.depth_eval import LIDAR_CALIB_LAYOUTS, format_depth_report
 from sfm_ros.evaluation.pose_eval import format_pose_report
 from sfm_ros.evaluation.runs import run_depth, run_pose
@@ -152,7 +153,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sevenscenes", metavar="DIR", help="7-Scenes sequence folder (frame-*.color.jpg ...)")
     p.add_argument("--frames", metavar="A:B", help="evaluate frames A (inclusive) to B (exclusive)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
-    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
+    p.add_argument("--threads", type=int_at_least(1), metavar="N", help="torch CPU threads")
     p.add_argument("--json", metavar="OUT", help="write all results as JSON")
 
 
@@ -304,12 +305,17 @@ def run(argv: list[str] | None = None) -> dict:
     """Parse and run; returns the result dict (raises ``ValueError``, :class:`UsageError` among them,
     on bad input). The JSON target of ``--json`` is under the key ``"json_out"``."""
     args = build_parser().parse_args(argv)
-    if args.threads:
+    fps = getattr(args, "fps", None)
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise UsageError(f"--fps must be a frame rate > 0, got {fps:g}")
+    if args.threads is not None:
         import torch
 
         torch.set_num_threads(args.threads)
-    if args.json and Path(args.json).is_dir():
-        raise UsageError(f"--json {args.json} is a folder; expected a file name")
+    for flag, attr, folder in (("--json", "json", False), ("--save-npy", "save_npy", True),
+                               ("--tum", "tum", False), ("--kitti-out", "kitti_out", False)):
+        if getattr(args, attr, None):  # checked before the evaluation, so that its figures are not lost
+            _check_output(Path(getattr(args, attr)), flag, folder)
     plot = getattr(args, "plot", None)
     if plot and (Path(plot).is_dir() or not Path(plot).parent.is_dir()):  # checked before the evaluation
         raise UsageError(f"--plot {plot}: " + ("is a folder; expected a file name" if Path(plot).is_dir() else
@@ -327,6 +333,21 @@ def run(argv: list[str] | None = None) -> dict:
     res = run_depth(args) if args.command == "depth" else run_pose(args)
     res["json_out"] = args.json
     return res
+
+
+def _check_output(path: Path, flag: str, folder: bool) -> None:
+    """``flag``'s output ``path`` (a folder when ``folder``, else a file) can be made: not a file
+    where a folder goes nor a folder where a file goes, and no file where one of its parent folders
+    would be (UsageError)."""
+    from sfm_ros.training.run_folder import nearest_existing
+
+    if folder and path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {path} is a file; expected a folder")
+    if not folder and path.is_dir():
+        raise UsageError(f"{flag} {path} is a folder; expected a file name")
+    parent = nearest_existing(path.parent)
+    if not parent.is_dir():
+        raise UsageError(f"{flag} {path}: {parent} is a file; expected a folder there")
 
 
 def _check_free_space(save: Path, like: Path | None) -> None:
@@ -363,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{PROG}: error: --adapt-save: {save_error}", file=sys.stderr, flush=True)
             return EXIT_SAVE_FAILED
         return EXIT_OK
-    except (CheckpointError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
+    except (CheckpointError, OSError, ValueError) as exc:
         # UsageError, InputError, SourceError, BagError, CameraError, metric input checks
         return report_error(PROG, exc, EXIT_BAD_INPUT)
 

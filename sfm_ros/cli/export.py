@@ -24,6 +24,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from sfm_ros.cli.common import Parser, UsageError, report_error
 from sfm_ros.runtime.export import DEFAULT_OPSET, FORMATS, check_out_dir, export_model
 
 __all__ = ["main", "build_parser"]
@@ -38,7 +39,7 @@ def _formats(text: str) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sfm_export", description="Export an sfm_ros checkpoint's depth and pose "
+    p = Parser(prog="sfm_export", description="Export an sfm_ros checkpoint's depth and pose "
                                 "networks as TorchScript and ONNX (see the module doc for the interface).")
     p.add_argument("checkpoint", help="sfm_ros checkpoint (.pt)")
     p.add_argument("--out", required=True, help="output folder (created; an existing non-empty one needs --overwrite)")
@@ -75,7 +76,12 @@ def _calibration_frames(checkpoint: str, folder: str, n: int, height: int, width
 def main(argv: list[str] | None = None) -> int:
     from sfm_ros.core.checkpoint import CheckpointError, load_model
 
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        return report_error("sfm_export", exc)
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
     try:
         if args.opset < 17:
             raise ValueError(f"--opset must be >= 17, got {args.opset}")

@@ -57,13 +57,14 @@ continues exactly from it).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sfm_ros.cli.common import Parser, UsageError, add_intrinsics_arguments, one_line, set_override
+from sfm_ros.cli.common import Parser, UsageError, add_intrinsics_arguments, int_at_least, one_line, set_override
 
 # This module parses the command line, calls the library and prints: a run's set-up (the checkpoint
 # rules, the automatic size, stride and augmentation, the decoding) is sfm_ros.training.run_setup,
@@ -93,9 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="KITTI camera (default: image_0, else image_2)")
     g.add_argument("--video", action="append", default=[], metavar="FILE", help="video file (repeatable)")
     g.add_argument("--synthetic", type=int, default=0, metavar="N", help="N rendered street sequences")
-    g.add_argument("--synthetic-frames", type=int, default=60, metavar="F",
+    g.add_argument("--synthetic-frames", type=int_at_least(1), default=60, metavar="F",
                    help="frames per synthetic sequence (default: 60)")
-    g.add_argument("--max-frames", type=int, metavar="N", help="use at most N frames of every input")
+    g.add_argument("--max-frames", type=int_at_least(1), metavar="N", help="use at most N frames of every input")
 
     g = add_intrinsics_arguments(p, "intrinsics (when the input carries none)")
     g.add_argument("--rectify-alpha", type=float, default=0.0,
@@ -119,13 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "adapted checkpoint); architecture and size from CKPT, fresh optimiser and counters")
     g.add_argument("--overwrite", action="store_true", help="start afresh even if OUT/last.pt exists")
     g.add_argument("--cache-dir", metavar="DIR", help="cache of decoded, resized frames (= data.cache_dir)")
-    g.add_argument("--ckpt-every", type=int, default=1000, metavar="STEPS",
+    g.add_argument("--ckpt-every", type=int_at_least(1), default=1000, metavar="STEPS",
                    help="write last.pt and model.pt every STEPS steps (default: 1000)")
     g.add_argument("--save-minutes", type=float, default=2.0, metavar="MIN",
                    help="also at an epoch's end once MIN minutes have passed since the last write "
                         "(and at the first epoch's end; 0: every epoch; default: 2); the run's end "
                         "and Ctrl-C always write")
-    g.add_argument("--threads", type=int, metavar="N", help="torch CPU threads per process")
+    g.add_argument("--threads", type=int_at_least(1), metavar="N", help="torch CPU threads per process")
     g.add_argument("--no-progress", action="store_true",
                    help="no progress bar: a plain line every train.log_every steps or 30 s instead "
                         "(also without a terminal)")
@@ -224,7 +225,9 @@ def _main(argv, rank: int, log, fail) -> int:
             args = parser.parse_args(argv)
         except SystemExit as exc:  # --help
             return int(exc.code or 0)
-        if args.threads:
+        if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
+            raise UsageError(f"--fps must be a frame rate > 0, got {args.fps:g}")
+        if args.threads is not None:
             import torch
 
             torch.set_num_threads(args.threads)

@@ -175,7 +175,9 @@ def read_kitti_odometry(seq_dir: str | Path, camera: str | None = None,
     files = list_image_files(img_dir, "*.png")
     n_all = len(files)
     if max_frames is not None:
-        files = files[: max(0, int(max_frames))]
+        if int(max_frames) < 1:
+            raise SourceError(f"max_frames must be >= 1, got {max_frames}")
+        files = files[: int(max_frames)]
     first = read_image(files[0]) if files else None
     h, w = first.shape[:2] if first is not None else (0, 0)
     try:

@@ -53,6 +53,11 @@ EXPECTED = {
 }
 
 
+def test_a_folder_given_as_checkpoint_is_named_a_folder(tmp_path):
+    with pytest.raises(CheckpointError, match=f"checkpoint {tmp_path} is a folder; expected a checkpoint file"):
+        read_checkpoint(tmp_path)
+
+
 @pytest.mark.parametrize("kind", list(EXPECTED))
 def test_read_checkpoint_names_the_file_and_the_fault(tmp_path, kind):
     path = _bad_file(tmp_path, kind)
@@ -61,6 +66,8 @@ def test_read_checkpoint_names_the_file_and_the_fault(tmp_path, kind):
     msg = str(info.value)
     assert "\n" not in msg and f"checkpoint {path} {EXPECTED[kind]}" in msg, msg
     assert "\x1b" not in msg  # no terminal escape codes
+    if kind in ("empty", "truncated", "random"):  # ours says it all: no advice to load unsafely
+        assert "weights_only=False" not in msg and msg.endswith("; expected an sfm_ros checkpoint"), msg
     if kind == "pickle":  # torch's explanation is kept whole, its safety warning included
         assert "Do it only if you got the file from a trusted source." in msg, msg
     if kind == "pickled_object":

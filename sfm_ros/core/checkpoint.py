@@ -126,6 +126,8 @@ def split_model_state(state: dict) -> tuple[dict, dict]:
 def read_checkpoint(path: str | Path) -> dict:
     """Load a checkpoint dict safely (``weights_only=True``), with clear errors."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder; expected a checkpoint file (.pt)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
@@ -133,8 +135,11 @@ def read_checkpoint(path: str | Path) -> dict:
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # empty, truncated zip, pickle with code, random bytes ...
-        raise CheckpointError(f"checkpoint {path} {_what_is_wrong(path, exc)}; expected an sfm_ros "
-                              f"checkpoint ({_load_error_text(exc)})") from None
+        what = _what_is_wrong(path, exc)
+        # torch's own text only where it adds to ours (a refused pickle, a zip it cannot read): for an
+        # empty, truncated or foreign file it advises weights_only=False, which would not help
+        why = f" ({_load_error_text(exc)})" if what.startswith(("holds pickled", "is corrupt")) else ""
+        raise CheckpointError(f"checkpoint {path} {what}; expected an sfm_ros checkpoint{why}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         fmt = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"checkpoint {path} has format {fmt!r}; expected {FORMAT!r}")

@@ -238,8 +238,20 @@ def test_t265_ros1_bag(t265_bag):
     stamps = [f.stamp for f in frames]
     assert stamps == sorted(stamps) and stamps[0] == pytest.approx(1553180224.360915899)
     assert 5.0 < frames[0].image.mean() < 250.0
+    with pytest.raises(BagError, match=f"{t265_bag.parent} is not a bag: expected a ROS 1 .bag file, a ROS 2 bag folder"):
+        read_image_stream([t265_bag, t265_bag.parent], "/x")  # a folder without metadata.yaml
+
+
+def test_ros1_and_ros2_bags_are_not_mixed(tmp_path):
+    ros1 = tmp_path / "a.bag"
+    ros1.write_bytes(b"#ROSBAG V2.0\n")  # refused for the mix before it is opened
+    write_image_bag(tmp_path / "b", _frames(3), CAM)
     with pytest.raises(BagError, match="cannot read ROS 1 and ROS 2 bags together"):
-        read_image_stream([t265_bag, t265_bag.parent], "/x")
+        read_image_stream([ros1, tmp_path / "b"], "/x")
+    for bad in (tmp_path / "notes.txt", tmp_path / "empty"):
+        bad.mkdir() if bad.suffix == "" else bad.write_text("x")
+        with pytest.raises(BagError, match=f"{bad} is not a bag"):
+            read_image_stream(bad, "/x")
 
 
 def test_kitti_five_frames_to_bag(kitti_dir, tmp_path):

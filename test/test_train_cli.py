@@ -403,10 +403,10 @@ def test_bad_options(tmp_path, synth, capsys):
                           (["--bogus"], "unrecognized arguments: --bogus"),
                           (["--threads", "0"], "argument --threads: expected an integer >= 1, got '0'"),
                           (["--max-frames", "0"], "argument --max-frames: expected an integer >= 1, got '0'"),
-                          (["--ckpt-every", "0"], "argument --ckpt-every: expected an integer >= 1, got '0'"),
+                          (["--ckpt-every", "-5"], "argument --ckpt-every: expected an integer >= 0, got '-5'"),
                           (["--fps", "0"], "--fps must be a frame rate > 0, got 0"),
                           (["--seed", "-1"], "train.seed must be an integer >= 0, got -1"),
-                          (["--lr", "nan"], "train.lr must be a finite number > 0, got nan"),
+                          (["--lr", "nan"], "train.lr must be a finite number >= 0, got nan"),
                           (["--set", "loss.smooth_weight=-1"], "loss.smooth_weight must be a finite number >= 0"),
                           (["--device", "cuda:abc"], "device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'cuda:abc'")]:
         rc, _, err = _run(["--bag", bag, "--out", tmp_path / "o", *TINY, *extra], capsys)

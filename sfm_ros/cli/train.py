@@ -120,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "adapted checkpoint); architecture and size from CKPT, fresh optimiser and counters")
     g.add_argument("--overwrite", action="store_true", help="start afresh even if OUT/last.pt exists")
     g.add_argument("--cache-dir", metavar="DIR", help="cache of decoded, resized frames (= data.cache_dir)")
-    g.add_argument("--ckpt-every", type=int_at_least(1), default=1000, metavar="STEPS",
-                   help="write last.pt and model.pt every STEPS steps (default: 1000)")
+    g.add_argument("--ckpt-every", type=int_at_least(0), default=1000, metavar="STEPS",
+                   help="write last.pt and model.pt every STEPS steps (0: not by steps; default: 1000)")
     g.add_argument("--save-minutes", type=float, default=2.0, metavar="MIN",
                    help="also at an epoch's end once MIN minutes have passed since the last write "
                         "(and at the first epoch's end; 0: every epoch; default: 2); the run's end "

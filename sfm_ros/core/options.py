@@ -339,8 +339,8 @@ def validate(opts: Options) -> None:
         raise ValueError(f"data.cache_max_gb must be >= 0, got {opts.data.cache_max_gb}")
     if opts.train.batch_size < 1:
         raise ValueError(f"train.batch_size must be >= 1, got {opts.train.batch_size}")
-    if not (math.isfinite(opts.train.lr) and opts.train.lr > 0):
-        raise ValueError(f"train.lr must be a finite number > 0, got {opts.train.lr}")
+    if not (math.isfinite(opts.train.lr) and opts.train.lr >= 0):  # 0: the weights stay (tests of --init use it)
+        raise ValueError(f"train.lr must be a finite number >= 0, got {opts.train.lr}")
     if opts.train.seed < 0:
         raise ValueError(f"train.seed must be an integer >= 0, got {opts.train.seed}")
     if not (math.isfinite(lo.smooth_weight) and lo.smooth_weight >= 0):

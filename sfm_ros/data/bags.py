@@ -79,6 +79,10 @@ def bag_typestore(ros1: bool):
     raise BagError("rosbags has no ROS 2 type store")  # pragma: no cover
 
 
+#: the files read as bags (a ROS 2 bag folder holds ``metadata.yaml``)
+BAG_SUFFIXES = (".bag", ".mcap", ".db3")
+
+
 def _paths(paths: Paths) -> list[Path]:
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -88,6 +92,9 @@ def _paths(paths: Paths) -> list[Path]:
     for p in out:
         if not p.exists():
             raise BagError(f"bag {p} does not exist")
+        if (p.is_dir() and not (p / "metadata.yaml").is_file()) or (p.is_file() and p.suffix not in BAG_SUFFIXES):
+            raise BagError(f"{p} is not a bag: expected a ROS 1 .bag file, a ROS 2 bag folder (with metadata.yaml), "
+                           f"or a .mcap or .db3 file")
     kinds = {p.suffix == ".bag" and p.is_file() for p in out}
     if len(kinds) > 1:
         raise BagError(f"cannot read ROS 1 and ROS 2 bags together: {', '.join(map(str, out))}")

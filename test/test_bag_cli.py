@@ -241,6 +241,12 @@ def test_input_errors(capsys, tmp_path, image_dir, small_bag):
     _assert_one_line_error(rc, err, "already exists", "use --overwrite")
     rc, _, err = _run(capsys, "from-images", image_dir, tmp_path / "o", "--fx", "9", "--max-frames", "0")
     _assert_one_line_error(rc, err, "--max-frames must be > 0")
+    for flag, value, needle in (("--start-time", "nan", "--start-time must be a finite time >= 0 s, got nan"),
+                                ("--fps", "0", "--fps must be a frame rate > 0, got 0")):
+        rc, _, err = _run(capsys, "from-images", image_dir, tmp_path / "o", "--fx", "9", flag, value)
+        _assert_one_line_error(rc, err, needle)
+    rc, _, err = _run(capsys, "info", image_dir)
+    _assert_one_line_error(rc, err, "is not a bag: expected a ROS 1 .bag file, a ROS 2 bag folder")
     rc, _, err = _run(capsys, "from-images", image_dir, tmp_path / "o", "--calib", tmp_path / "none.yaml")
     _assert_one_line_error(rc, err, "none.yaml does not exist")
     calib = tmp_path / "c.yaml"

@@ -166,6 +166,8 @@ def test_recorded_odometry_errors_are_one_line(rec, tmp_path, capsys):
              "give one of --pred-topic, --pred-tum and --pred-kitti"),
             (base + ["/odom", "--gt-topic", "/ground_truth/odom", "--plot", tmp_path / "no" / "p.png"],
              "does not exist"),
+            (base + ["/odom", "--gt-topic", "/ground_truth/odom", "--plot", tmp_path / "p.xyz"],
+             "unknown image format '.xyz'; expected one of .png"),
             (["pose", "--checkpoint", rec["root"] / "none.pt", "--images", rec["root"], "--gt-tum",
               rec["root"] / "gt.txt", "--pred-frame", "base"], "--pred-frame base says which frame")):
         code, text, err = _run(capsys, *argv)

@@ -18,6 +18,7 @@ Adding a subcommand: write ``add_arguments(parser)`` and ``run(args) -> int`` fu
 from __future__ import annotations
 
 import argparse
+import math
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -163,8 +164,11 @@ def _peek(frames: Iterable[Any]):
 def _check_max_frames(args: argparse.Namespace) -> None:
     if args.max_frames is not None and args.max_frames <= 0:
         raise UsageError("--max-frames must be > 0")
-    if getattr(args, "fps", None) is not None and args.fps <= 0:
-        raise UsageError("--fps must be > 0")
+    if getattr(args, "fps", None) is not None and not (math.isfinite(args.fps) and args.fps > 0):
+        raise UsageError(f"--fps must be a frame rate > 0, got {args.fps:g}")
+    start = getattr(args, "start_time", None)
+    if start is not None and not (math.isfinite(start) and start >= 0):
+        raise UsageError(f"--start-time must be a finite time >= 0 s, got {start:g}")
 
 
 # ----------------------------------------------------------------------------------- info

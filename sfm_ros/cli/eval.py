@@ -316,10 +316,13 @@ def run(argv: list[str] | None = None) -> dict:
                                ("--tum", "tum", False), ("--kitti-out", "kitti_out", False)):
         if getattr(args, attr, None):  # checked before the evaluation, so that its figures are not lost
             _check_output(Path(getattr(args, attr)), flag, folder)
-    plot = getattr(args, "plot", None)
-    if plot and (Path(plot).is_dir() or not Path(plot).parent.is_dir()):  # checked before the evaluation
-        raise UsageError(f"--plot {plot}: " + ("is a folder; expected a file name" if Path(plot).is_dir() else
-                                              f"folder {Path(plot).parent} does not exist"))
+    if getattr(args, "plot", None):  # checked before the evaluation
+        from sfm_ros.evaluation.plot import check_plot_path
+
+        try:
+            check_plot_path(args.plot)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     if getattr(args, "adapt_save", None):  # checked before the evaluation, not after it
         from sfm_ros.training.run_folder import check_writable
         from sfm_ros.core.checkpoint import remove_stale_temp_files

@@ -14,7 +14,24 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["VIEWS", "plot_trajectories"]
+__all__ = ["VIEWS", "PLOT_SUFFIXES", "check_plot_path", "plot_trajectories"]
+
+#: the image formats matplotlib's Agg backend writes, by file suffix
+PLOT_SUFFIXES = (".png", ".svg", ".svgz", ".pdf", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp", ".pgf")
+
+
+def check_plot_path(out: str | Path) -> Path:
+    """``--plot``'s file ``out``, checked before anything is computed: not a folder, in a folder that
+    exists, with a suffix of :data:`PLOT_SUFFIXES` (``ValueError`` naming it otherwise)."""
+    p = Path(out)
+    if p.is_dir():
+        raise ValueError(f"--plot {out} is a folder; expected a file name such as trajectory.png")
+    if not p.parent.is_dir():
+        raise ValueError(f"--plot {out}: folder {p.parent} does not exist")
+    if p.suffix.lower() not in PLOT_SUFFIXES:
+        raise ValueError(f"--plot {out}: unknown image format {p.suffix or '(no suffix)'!r}; expected one of "
+                         f"{', '.join(PLOT_SUFFIXES)}")
+    return p
 
 #: the plotted axes (indices into x, y, z) and their description, by the ground truth's frame
 VIEWS = {"camera": ((0, 2), "top-down x-z of the ground truth's camera frame (y, down, left out)"),
@@ -34,11 +51,7 @@ def plot_trajectories(out: str | Path, gt: np.ndarray, traj: np.ndarray, title: 
         import matplotlib.pyplot as plt
     except ImportError as exc:  # pragma: no cover - matplotlib is a dependency
         raise ValueError(f"--plot needs matplotlib ({exc}); install it: pip install matplotlib") from None
-    p = Path(out)
-    if p.is_dir():
-        raise ValueError(f"--plot {out} is a folder; expected a file name such as trajectory.png")
-    if not p.parent.is_dir():
-        raise ValueError(f"--plot {out}: folder {p.parent} does not exist")
+    p = check_plot_path(out)
     (a, b), view = VIEWS[gt_frame]
     names = "xyz"
     lines = [("ground truth", gt, dict(color="black", lw=2.0))]

@@ -247,6 +247,11 @@ def test_input_errors(capsys, tmp_path, image_dir, small_bag):
         _assert_one_line_error(rc, err, needle)
     rc, _, err = _run(capsys, "info", image_dir)
     _assert_one_line_error(rc, err, "is not a bag: expected a ROS 1 .bag file, a ROS 2 bag folder")
+    for flag, value, needle in (("--start-time", "-5", "--start-time must be a finite time >= 0 s, got -5"),
+                                ("--fps", "nan", "--fps must be a frame rate > 0, got nan")):
+        rc, _, err = _run(capsys, "from-synthetic", tmp_path / "o", "--frames", "3", flag, value)
+        _assert_one_line_error(rc, err, needle)
+    assert not (tmp_path / "o").exists()
     rc, _, err = _run(capsys, "from-images", image_dir, tmp_path / "o", "--calib", tmp_path / "none.yaml")
     _assert_one_line_error(rc, err, "none.yaml does not exist")
     calib = tmp_path / "c.yaml"

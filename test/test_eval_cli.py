@@ -503,3 +503,15 @@ def test_depth_help_names_the_calibration_layouts(capsys):
     for needle in ("calib.txt (Tr, P0..P3)", "calib/ folder", "R0_rect, Tr_velo_to_cam",
                    "calib_cam_to_cam.txt, calib_velo_to_cam.txt"):
         assert needle in out, needle
+
+
+def test_plot_path_accepts_what_matplotlib_writes(tmp_path):
+    """--plot is checked before the evaluation: any format matplotlib writes, or no suffix (PNG)."""
+    from sfm_ros.evaluation.plot import check_plot_path
+
+    for name in ("t.png", "t.PDF", "t.svg", "t.gif", "t.jpg", "t"):
+        assert check_plot_path(tmp_path / name) == tmp_path / name
+    with pytest.raises(ValueError, match=r"unknown image format '\.xyz'; expected one of .*\.png"):
+        check_plot_path(tmp_path / "t.xyz")
+    with pytest.raises(ValueError, match="is a folder"):
+        check_plot_path(tmp_path)

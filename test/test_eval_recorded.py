@@ -167,7 +167,7 @@ def test_recorded_odometry_errors_are_one_line(rec, tmp_path, capsys):
             (base + ["/odom", "--gt-topic", "/ground_truth/odom", "--plot", tmp_path / "no" / "p.png"],
              "does not exist"),
             (base + ["/odom", "--gt-topic", "/ground_truth/odom", "--plot", tmp_path / "p.xyz"],
-             "unknown image format '.xyz'; expected one of .png"),
+             "unknown image format '.xyz'; expected one of .avif"),
             (["pose", "--checkpoint", rec["root"] / "none.pt", "--images", rec["root"], "--gt-tum",
               rec["root"] / "gt.txt", "--pred-frame", "base"], "--pred-frame base says which frame")):
         code, text, err = _run(capsys, *argv)

@@ -408,7 +408,7 @@ def test_bad_options(tmp_path, synth, capsys):
                           (["--seed", "-1"], "train.seed must be an integer >= 0, got -1"),
                           (["--lr", "nan"], "train.lr must be a finite number >= 0, got nan"),
                           (["--set", "loss.smooth_weight=-1"], "loss.smooth_weight must be a finite number >= 0"),
-                          (["--device", "cuda:abc"], "device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'cuda:abc'")]:
+                          (["--device", "cuda:abc"], "--device cuda:abc: train.device must be 'auto', 'cpu', 'cuda' or 'cuda:N'")]:
         rc, _, err = _run(["--bag", bag, "--out", tmp_path / "o", *TINY, *extra], capsys)
         _assert_bad_input(rc, err, needle, out_dir=tmp_path / "o")
     rc, _, err = _run(["--out", tmp_path / "o"], capsys)

@@ -164,10 +164,15 @@ def _peek(frames: Iterable[Any]):
 def _check_max_frames(args: argparse.Namespace) -> None:
     if args.max_frames is not None and args.max_frames <= 0:
         raise UsageError("--max-frames must be > 0")
+    _check_rate_and_start(args)
+
+
+def _check_rate_and_start(args: argparse.Namespace) -> None:
+    """A writer's ``--fps`` (when it has one) and ``--start-time``, before any frame is read or rendered."""
     if getattr(args, "fps", None) is not None and not (math.isfinite(args.fps) and args.fps > 0):
         raise UsageError(f"--fps must be a frame rate > 0, got {args.fps:g}")
-    start = getattr(args, "start_time", None)
-    if start is not None and not (math.isfinite(start) and start >= 0):
+    start = getattr(args, "start_time", RELATIVE_START)
+    if not (math.isfinite(start) and start >= 0):
         raise UsageError(f"--start-time must be a finite time >= 0 s, got {start:g}")
 
 
@@ -346,6 +351,7 @@ def _run_from_synthetic(args: argparse.Namespace) -> int:
 
     if args.frames < 1:
         raise UsageError(f"{PROG} from-synthetic: --frames must be >= 1, got {args.frames}")
+    _check_rate_and_start(args)
     seq = render_sequence(args.frames, args.height, args.width, seed=args.seed, fps=args.fps, speed=args.speed)
     K = seq.K
     camera = CameraModel.from_intrinsics(K[0, 0], K[1, 1], K[0, 2], K[1, 2], args.width, args.height)

@@ -100,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         check_out_dir(args.out, args.overwrite)
         model, options, _ = load_model(args.checkpoint, "cpu")
     except (CheckpointError, ValueError, OSError) as exc:
-        print(f"sfm_export: error: {exc}", file=sys.stderr)
-        return 2
+        return report_error("sfm_export", exc)
     h = args.height or options.model.height
     w = args.width or options.model.width
     frames = None

@@ -28,6 +28,7 @@ Overrides use dotted keys, e.g. ``loss.smooth_weight=0.1`` or ``train.batch_size
 from __future__ import annotations
 
 import math
+import re
 
 import copy
 import dataclasses
@@ -341,6 +342,8 @@ def validate(opts: Options) -> None:
         raise ValueError(f"train.batch_size must be >= 1, got {opts.train.batch_size}")
     if not (math.isfinite(opts.train.lr) and opts.train.lr >= 0):  # 0: the weights stay (tests of --init use it)
         raise ValueError(f"train.lr must be a finite number >= 0, got {opts.train.lr}")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(opts.train.device)):  # before any input is decoded
+        raise ValueError(f"train.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {opts.train.device!r}")
     if opts.train.seed < 0:
         raise ValueError(f"train.seed must be an integer >= 0, got {opts.train.seed}")
     if not (math.isfinite(lo.smooth_weight) and lo.smooth_weight >= 0):

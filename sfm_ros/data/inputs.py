@@ -223,7 +223,7 @@ def bag_input(path: str, args: InputOptions) -> Input:
 def folder_input(path: str, args: InputOptions) -> Input:
     from sfm_ros.data.sources import read_image_folder
 
-    stream = read_image_folder(path, args.pattern, fps=10.0 if args.fps is None else args.fps, max_frames=args.max_frames)
+    stream = read_image_folder(path, args.pattern, fps=args.fps or 10.0, max_frames=args.max_frames)
     times = [t for t in (Path(path).parent / "times.txt",) if t.is_file()]  # KITTI layout: stamps above
     return file_input(f"image folder {path}", stream, path, args,
                        {"source": "images", "pattern": args.pattern, "times": stat_key(*times)})

@@ -14,23 +14,25 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["VIEWS", "PLOT_SUFFIXES", "check_plot_path", "plot_trajectories"]
-
-#: the image formats matplotlib's Agg backend writes, by file suffix
-PLOT_SUFFIXES = (".png", ".svg", ".svgz", ".pdf", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp", ".pgf")
-
+__all__ = ["VIEWS", "check_plot_path", "plot_trajectories"]
 
 def check_plot_path(out: str | Path) -> Path:
     """``--plot``'s file ``out``, checked before anything is computed: not a folder, in a folder that
-    exists, with a suffix of :data:`PLOT_SUFFIXES` (``ValueError`` naming it otherwise)."""
+    exists, and with a suffix matplotlib writes, or none (saved as PNG); ``ValueError`` naming it
+    otherwise."""
     p = Path(out)
     if p.is_dir():
         raise ValueError(f"--plot {out} is a folder; expected a file name such as trajectory.png")
     if not p.parent.is_dir():
         raise ValueError(f"--plot {out}: folder {p.parent} does not exist")
-    if p.suffix.lower() not in PLOT_SUFFIXES:
-        raise ValueError(f"--plot {out}: unknown image format {p.suffix or '(no suffix)'!r}; expected one of "
-                         f"{', '.join(PLOT_SUFFIXES)}")
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError as exc:  # pragma: no cover - matplotlib is a dependency
+        raise ValueError(f"--plot needs matplotlib ({exc}); install it: pip install matplotlib") from None
+    formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    if p.suffix and p.suffix[1:].lower() not in formats:
+        raise ValueError(f"--plot {out}: unknown image format {p.suffix!r}; expected one of "
+                         f"{', '.join('.' + f for f in formats)}")
     return p
 
 #: the plotted axes (indices into x, y, z) and their description, by the ground truth's frame

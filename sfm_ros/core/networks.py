@@ -136,9 +136,6 @@ class DispNet(nn.Module):
         xavier_init(self)
 
     def _disp(self, head: nn.Module, x: Tensor) -> Tensor:
-        import os as _os  # EXPERIMENT
-        if _os.environ.get("SFM_LOGDISP") == "1":
-            return torch.exp((head(x).float() + math.log(0.5 * self.alpha)).clamp(math.log(self.beta), math.log(self.alpha + self.beta)))
         return self.alpha * torch.sigmoid(head(x)) + self.beta
 
     def forward(self, img: Tensor) -> list[Tensor]:

@@ -442,8 +442,13 @@ def test_compressed_input_without_camera_info(tiny_ckpt, client, frames):
             m.data = cv2.imencode(".jpg", img[:, :, ::-1])[1].tobytes()
             return m
 
-        for img in imgs[:5]:
-            pub.publish(jpeg(img))
+        # the first frames may be dropped while eager PyTorch warms up on a loaded machine (the node
+        # keeps the newest): publish until three depths have come back
+        t_end = time.monotonic() + 20
+        for i in range(200):
+            if len(depth) >= 3 or time.monotonic() > t_end:
+                break
+            pub.publish(jpeg(imgs[i % 5]))
             time.sleep(0.1)
         assert _wait(lambda: len(depth) >= 3, 10), node.stderr
         assert node.log_count(r"cpu fp32 \(torch\)") == 1, node.stderr
@@ -455,8 +460,11 @@ def test_compressed_input_without_camera_info(tiny_ckpt, client, frames):
         pub.publish(broken)
         assert node.wait_log("could not be decoded", 10), node.stderr
         n0 = len(depth)
-        for img in imgs[6:10]:
-            pub.publish(jpeg(img))
+        t_end = time.monotonic() + 20
+        for i in range(200):  # as above: until three more depths and a cloud have come back
+            if (len(depth) >= n0 + 3 and len(points) >= 1) or time.monotonic() > t_end:
+                break
+            pub.publish(jpeg(imgs[6 + i % 4]))
             info_pub.publish(info_msg(K, W, H, client.now()))
             time.sleep(0.1)
         assert _wait(lambda: len(depth) >= n0 + 3 and len(points) >= 1, 10), node.stderr

@@ -134,3 +134,19 @@ def test_a_grey_image_is_preprocessed_as_its_rgb_copy(tiny):
         else:
             assert np.array_equal(x.numpy(), rgb)
         assert np.array_equal(x.numpy(), e.preprocess(g[:, :, None]).numpy())
+
+
+def test_bad_start_parameters_are_named_before_the_model_loads(tiny, tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"checkpoint {tmp_path} is a folder; expected a checkpoint file"):
+        ml.load_estimator(str(tmp_path), device="cpu")
+    with pytest.raises(ValueError, match="backend must be one of auto, torch, onnxruntime, got 'tensorrt'"):
+        ml.load_estimator(tiny, device="cpu", backend="tensorrt")
+
+
+def test_one_side_of_the_size_override_keeps_the_checkpoints_other(tiny):
+    """``height`` alone (``width`` 0, "the checkpoint's"): the other side is the checkpoint's."""
+    e0, _ = ml.load_estimator(tiny, device="cpu", precision="fp32", backend="torch")
+    e, _ = ml.load_estimator(tiny, device="cpu", precision="fp32", backend="torch", height=e0.height + 32)
+    assert (e.height, e.width) == (e0.height + 32, e0.width)
+    e, _ = ml.load_estimator(tiny, device="cpu", precision="fp32", backend="torch", width=e0.width)
+    assert (e.height, e.width) == (e0.height, e0.width)  # the checkpoint's own size: no override

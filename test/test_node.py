@@ -561,10 +561,12 @@ def test_nonfinite_model_output_is_skipped(tmp_path, client, frames):
     assert "Traceback" not in node.stderr
 
 
-@pytest.mark.parametrize("kind", ["missing", "corrupt", "empty"])
+@pytest.mark.parametrize("kind", ["missing", "corrupt", "empty", "folder"])
 def test_bad_checkpoint_exits_with_one_line(tmp_path, kind):
     path = tmp_path / "model.pt"
-    if kind == "corrupt":
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "corrupt":
         path.write_bytes(b"PK\x03\x04 this is not a checkpoint" * 10)
     elif kind == "empty":  # a 0-byte file: torch.load raises EOFError('')
         path.write_bytes(b"")
@@ -574,7 +576,8 @@ def test_bad_checkpoint_exits_with_one_line(tmp_path, kind):
     assert proc.returncode != 0
     assert len(lines) == 1, proc.stderr
     assert "Traceback" not in proc.stderr and str(path) in lines[0]
-    assert {"missing": "does not exist", "corrupt": "is truncated", "empty": "is empty"}[kind] in lines[0]
+    assert {"missing": "does not exist", "corrupt": "is truncated", "empty": "is empty",
+            "folder": "is a folder; expected a checkpoint file"}[kind] in lines[0]
     assert proc.returncode == 2
 
 
@@ -584,7 +587,22 @@ def test_bad_backend_exits_with_one_line(tiny_ckpt):
                           timeout=90)
     lines = [x for x in proc.stderr.splitlines() if x.strip()]
     assert proc.returncode != 0 and len(lines) == 1, proc.stderr
-    assert "backend must be one of torch, onnxruntime, got 'tensorrt'" in lines[0]
+    assert "backend must be one of auto, torch, onnxruntime, got 'tensorrt'" in lines[0]
+
+
+@pytest.mark.parametrize("param,needle", [
+    ("intrinsics:=[80.0, 80.0, 63.5]", "intrinsics must be 4 numbers fx, fy, cx, cy with fx, fy > 0 (or all 0: unset)"),
+    ("camera_xyz:=[0.0, 1.0]", "bad camera_xyz/camera_rpy: camera xyz and rpy need 3 numbers each"),
+    ("qos_reliability:=sometimes", "qos_reliability must be best_effort or reliable, got 'sometimes'")])
+def test_bad_start_parameters_exit_with_one_line_before_the_model_loads(tiny_ckpt, param, needle):
+    """Checked before the model is loaded and timed (seconds): nothing is logged before the error."""
+    proc = subprocess.run([sys.executable, "-m", "sfm_ros.ros.node", "--ros-args", "-p", f"checkpoint:={tiny_ckpt}",
+                           "-p", "precision:=auto", "-p", param], cwd=REPO, env=ros_env(), capture_output=True,
+                          text=True, timeout=90)
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert needle in lines[0] and "Traceback" not in proc.stderr, lines[0]
+    assert "precision auto" not in proc.stdout + proc.stderr
 
 
 def test_bad_refine_pose_exits_with_one_line(tiny_ckpt):

@@ -1,6 +1,7 @@
 """The node's ROS-free pipeline (sfm_ros/runtime/pipeline.py) driven frame by frame, without DDS."""
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 import sys
@@ -258,6 +259,12 @@ def test_settings_are_checked_and_changed_at_run_time(tiny, seq):
     modes = r"none, epipolar, photometric, epipolar\+photometric"
     with pytest.raises(ValueError, match=f"refine_pose must be one of {modes}, got 'magic'"):
         Settings().check(refine_pose="magic")
+    for bad in ((80.0, 80.0, 63.5), (80.0, 80.0, 63.5, 47.5, 1.0), (-80.0, 80.0, 63.5, 47.5), (80.0, math.nan, 1.0, 1.0),
+                ("a", 1, 1, 1)):  # a value dropped, one too many, a negative focal length, NaN, not a number
+        with pytest.raises(ValueError, match=r"intrinsics must be 4 numbers fx, fy, cx, cy with fx, fy > 0 \(or all 0: unset\)"):
+            Settings().check(intrinsics=bad)
+    Settings().check(intrinsics=(0.0, 0.0, 0.0, 0.0))  # unset
+    Settings().check(intrinsics=(80, 80.0, 63.5, 47.5))
     pl, sink = _pipeline(tiny, seq, scale=2.0)
     for i in range(3):
         r = pl.process(_frame(seq.images[i], 3.0 + 0.1 * i))

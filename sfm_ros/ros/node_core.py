@@ -76,11 +76,8 @@ class SfmNodeCore:
         p = self._param
         self._cleanup()  # a configure after a failed one starts from nothing
         self.estimator, self.checkpoint, self.T_base_cam, self.pipeline = build_pipeline(
-            p, self.log, self.counts, self.get_logger().info)
-        try:
-            interface.qos_profile("input", p("qos_depth"), p("qos_reliability"))
-        except ValueError as exc:
-            raise StartupError(str(exc)) from None
+            p, self.log, self.counts, self.get_logger().info,  # the QoS parameters checked before the model
+            checks=(lambda: interface.qos_profile("input", p("qos_depth"), p("qos_reliability")),))
         #: the publishers by topic name (:data:`sfm_ros.ros.interface.PUBLICATIONS`); a message type
         #: that is not installed (tf2_msgs) leaves its topic out, warned. REP-2003 / rclpy: history,
         #: depth and reliability of every topic can be overridden with

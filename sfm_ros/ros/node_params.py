@@ -325,10 +325,11 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def build_pipeline(get, log, counts, info) -> tuple:
+def build_pipeline(get, log, counts, info, checks=()) -> tuple:
     """What the declared parameters (``get(name)`` → value) configure at start: ``(estimator,
-    checkpoint path, T_base_cam, FramePipeline)``. The pipeline's settings are checked first, then the
-    model is loaded (and warmed up), then the camera mount is read; any failure is a
+    checkpoint path, T_base_cam, FramePipeline)``. The pipeline's settings, the caller's ``checks``
+    (callables that raise ValueError: the node's QoS parameters) and the camera mount are checked
+    first, then the model is loaded (and warmed up); any failure is a
     :class:`StartupError` naming it. ``log``: the pipeline's :class:`~sfm_ros.runtime.diagnostics.Log`;
     ``counts``: its frame counters; ``info``: where the adaptation thread reports."""
     from sfm_ros.runtime.model_loading import load_estimator
@@ -337,17 +338,19 @@ def build_pipeline(get, log, counts, info) -> tuple:
     settings = Settings(**{name: get(name) for name in SETTINGS})
     try:
         settings.check()
+        for check in checks:
+            check()
     except ValueError as exc:
         raise StartupError(str(exc)) from None
+    try:  # before the model, whose loading and timing take seconds
+        T_base_cam = camera_extrinsic(get("camera_xyz"), get("camera_rpy"))
+    except ValueError as exc:
+        raise StartupError(f"bad camera_xyz/camera_rpy: {exc}") from None
     try:
         estimator, checkpoint = load_estimator(get("checkpoint"), get("device"), get("precision"), get("backend"),
                                                get("num_threads"), get("height"), get("width"), log)
     except Exception as exc:  # FileNotFoundError, CheckpointError, ValueError (device/precision) ...
         raise StartupError(first_line(exc)) from None
-    try:
-        T_base_cam = camera_extrinsic(get("camera_xyz"), get("camera_rpy"))
-    except ValueError as exc:
-        raise StartupError(f"bad camera_xyz/camera_rpy: {exc}") from None
     from sfm_ros.training.online import OnlineAdaptation
 
     adaptation = OnlineAdaptation(estimator, checkpoint, get("adapt_checkpoint") or None, duty=get("adapt_duty"),

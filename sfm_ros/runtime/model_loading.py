@@ -37,12 +37,17 @@ def load_estimator(checkpoint: str = "", device: str = "auto", precision: str = 
     Raises FileNotFoundError / ValueError (one line) / CheckpointError."""
     import torch
 
-    from sfm_ros.runtime.inference import Estimator, auto_backend
+    from sfm_ros.runtime.inference import BACKENDS, Estimator, auto_backend
 
     ckpt = checkpoint or str(default_checkpoint())
+    if Path(ckpt).is_dir():
+        raise FileNotFoundError(f"checkpoint {ckpt} is a folder; expected a checkpoint file (.pt) (set the "
+                                f"'checkpoint' parameter)")
     if not Path(ckpt).is_file():
         what = "the default model" if not checkpoint else "checkpoint"
         raise FileNotFoundError(f"{what} {ckpt} does not exist (set the 'checkpoint' parameter)")
+    if backend not in ("auto", *BACKENDS):
+        raise ValueError(f"backend must be one of auto, {', '.join(BACKENDS)}, got {backend!r}")
     if num_threads > 0:  # every CPU pool the frame uses: the networks' and OpenCV's (corners, warps)
         import cv2
 
@@ -68,6 +73,8 @@ def load_estimator(checkpoint: str = "", device: str = "auto", precision: str = 
     import importlib.util
 
     e.int8_candidate = measured and importlib.util.find_spec("onnxruntime") is not None
+    if h or w:  # 0 keeps the checkpoint's for that side
+        h, w = h or e.height, w or e.width
     if (h or w) and (h, w) != (e.height, e.width):
         if h < 16 or w < 16:
             raise ValueError(f"height/width override must both be >= 16, got {h}x{w}")

@@ -2,6 +2,7 @@
 the checks of a change; :data:`SETTINGS` their names. ROS-free."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -36,6 +37,12 @@ class Settings:
             raise ValueError(f"min_depth {new['min_depth']} must be < max_depth {new['max_depth']}")
         if new["refine_pose"] not in REFINE_MODES:
             raise ValueError(f"refine_pose must be one of {', '.join(REFINE_MODES)}, got {new['refine_pose']!r}")
+        try:
+            k = [float(v) for v in new["intrinsics"]]
+        except (TypeError, ValueError):
+            k = [math.nan]
+        if len(k) != 4 or not all(math.isfinite(v) for v in k) or (any(k) and not (k[0] > 0 and k[1] > 0)):
+            raise ValueError(f"intrinsics must be 4 numbers fx, fy, cx, cy with fx, fy > 0 (or all 0: unset), got {k}")
 
 
 SETTINGS = tuple(f.name for f in fields(Settings))

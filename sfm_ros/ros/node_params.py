@@ -155,6 +155,7 @@ The input size and ``seq_len`` (frames per pose window) come from the checkpoint
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from rclpy.parameter import Parameter
@@ -346,6 +347,9 @@ def build_pipeline(get, log, counts, info, checks=()) -> tuple:
         T_base_cam = camera_extrinsic(get("camera_xyz"), get("camera_rpy"))
     except ValueError as exc:
         raise StartupError(f"bad camera_xyz/camera_rpy: {exc}") from None
+    save = get("adapt_checkpoint")
+    if save and Path(save).is_dir():  # found now, not at the first save minutes later
+        raise StartupError(f"adapt_checkpoint {save} is a folder; expected a file name for the adapted weights")
     try:
         estimator, checkpoint = load_estimator(get("checkpoint"), get("device"), get("precision"), get("backend"),
                                                get("num_threads"), get("height"), get("width"), log)

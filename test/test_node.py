@@ -361,7 +361,9 @@ class TestRunningNode:
             assert node.wait_log(pattern, 10), f"no warning matching {pattern!r}:\n{node.stderr}"
         assert node.alive()
         assert re.search(r"WARN.*not supported", node.stderr)
-        # Resolution change mid-stream: warned, window reset, depth continues.
+        # Resolution change mid-stream: warned, window reset, depth continues (two good frames of the
+        # full size first, so that the test does not depend on the class's earlier tests).
+        _send(pub, imgs[0:2], client=client)
         n0 = len(topics["depth"])
         small = [np.ascontiguousarray(im[8:80, 4:124]) for im in imgs[10:14]]
         _send(pub, small, client=client)

@@ -2,6 +2,8 @@
 chooses by a measurement at start."""
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
 from conftest import save_tiny_checkpoint
@@ -136,7 +138,7 @@ def test_a_grey_image_is_preprocessed_as_its_rgb_copy(tiny):
         assert np.array_equal(x.numpy(), e.preprocess(g[:, :, None]).numpy())
 
 
-def test_bad_start_parameters_are_named_before_the_model_loads(tiny, tmp_path):
+def test_a_folder_checkpoint_and_an_unknown_backend_are_named(tiny, tmp_path):
     with pytest.raises(FileNotFoundError, match=f"checkpoint {tmp_path} is a folder; expected a checkpoint file"):
         ml.load_estimator(str(tmp_path), device="cpu")
     with pytest.raises(ValueError, match="backend must be one of auto, torch, onnxruntime, got 'tensorrt'"):
@@ -150,3 +152,9 @@ def test_one_side_of_the_size_override_keeps_the_checkpoints_other(tiny):
     assert (e.height, e.width) == (e0.height + 32, e0.width)
     e, _ = ml.load_estimator(tiny, device="cpu", precision="fp32", backend="torch", width=e0.width)
     assert (e.height, e.width) == (e0.height, e0.width)  # the checkpoint's own size: no override
+    # ... so precision auto still measures the CPU's paths, as without the parameter
+    e, _ = ml.load_estimator(tiny, device="cpu", precision="auto", width=e0.width)
+    assert e.int8_candidate == (importlib.util.find_spec("onnxruntime") is not None)
+    with pytest.raises(ValueError, match=rf"height/width override must be >= 16, got 8x{e0.width} \(height x width; "
+                                         rf"a 0 is the checkpoint's {e0.height}x{e0.width}\)"):
+        ml.load_estimator(tiny, device="cpu", precision="fp32", backend="torch", height=8)

@@ -593,7 +593,7 @@ def test_bad_backend_exits_with_one_line(tiny_ckpt):
 
 
 @pytest.mark.parametrize("param,needle", [
-    ("intrinsics:=[80.0, 80.0, 63.5]", "intrinsics must be 4 numbers fx, fy, cx, cy with fx, fy > 0 (or all 0: unset)"),
+    ("intrinsics:=[80.0, 80.0, 63.5]", "intrinsics must be 4 numbers fx, fy, cx, cy with fx, fy > 0 (fx = fy = 0: unset), got [80.0, 80.0, 63.5]"),
     ("camera_xyz:=[0.0, 1.0]", "bad camera_xyz/camera_rpy: camera xyz and rpy need 3 numbers each"),
     ("qos_reliability:=sometimes", "qos_reliability must be best_effort or reliable, got 'sometimes'"),
     (f"adapt_checkpoint:={REPO / 'models'}", f"adapt_checkpoint {REPO / 'models'} is a folder; expected a file name")])

@@ -260,11 +260,14 @@ def test_settings_are_checked_and_changed_at_run_time(tiny, seq):
     with pytest.raises(ValueError, match=f"refine_pose must be one of {modes}, got 'magic'"):
         Settings().check(refine_pose="magic")
     for bad in ((80.0, 80.0, 63.5), (80.0, 80.0, 63.5, 47.5, 1.0), (-80.0, 80.0, 63.5, 47.5), (80.0, math.nan, 1.0, 1.0),
-                ("a", 1, 1, 1)):  # a value dropped, one too many, a negative focal length, NaN, not a number
-        with pytest.raises(ValueError, match=r"intrinsics must be 4 numbers fx, fy, cx, cy with fx, fy > 0 \(or all 0: unset\)"):
+                ("a", 1, 1, 1), "1234", None):  # one dropped, one too many, a negative focal length, NaN, not numbers
+        with pytest.raises(ValueError, match=r"intrinsics must be 4 numbers fx, fy, cx, cy with fx, fy > 0 "
+                                             r"\(fx = fy = 0: unset\), got " + re.escape(repr(list(bad) if isinstance(bad, tuple) else bad))):
             Settings().check(intrinsics=bad)
     Settings().check(intrinsics=(0.0, 0.0, 0.0, 0.0))  # unset
+    Settings().check(intrinsics=(0.0, 0.0, 63.5, 47.5))  # unset too: the pipeline reads only the focal lengths
     Settings().check(intrinsics=(80, 80.0, 63.5, 47.5))
+    Settings().check(intrinsics=np.array([80.0, 80.0, 63.5, 47.5]))
     pl, sink = _pipeline(tiny, seq, scale=2.0)
     for i in range(3):
         r = pl.process(_frame(seq.images[i], 3.0 + 0.1 * i))

@@ -1,8 +1,8 @@
 """The parameters of ``sfm_node`` (:mod:`sfm_ros.ros.node`): the table below; :data:`PARAMETERS`, from
 which ``--help`` is generated and which ``config/sfm_ros.yaml`` follows; their declaration (ranges,
 read-only unless dynamic, integers accepted for doubles, unknown overrides named); what they configure
-at start (:func:`build_pipeline`: settings checked, model, camera mount, adaptation; a bad one is a
-:class:`StartupError`); and the checks of values set at run time (:func:`apply_changes`).
+at start (:func:`build_pipeline`: settings, input QoS, camera mount and adapt_checkpoint checked, then the
+model, then the adaptation; a bad one is a :class:`StartupError`); and the checks of values set at run time (:func:`apply_changes`).
 
 Parameters (``config/sfm_ros.yaml``; ``*`` = can be changed at run time with ``ros2 param set``)
 ------------------------------------------------------------------------------------------------

@@ -54,6 +54,14 @@ def load_estimator(checkpoint: str = "", device: str = "auto", precision: str = 
         torch.set_num_threads(num_threads)
         cv2.setNumThreads(num_threads)
     h, w = height, width
+    if h or w:  # a 0 side is the checkpoint's; the checkpoint's own size is no override (auto stays measured)
+        from sfm_ros.core.checkpoint import read_checkpoint
+
+        model = read_checkpoint(ckpt)["options"].get("model", {})
+        ch, cw = int(model.get("height", 0)), int(model.get("width", 0))
+        h, w = h or ch, w or cw
+        if (h, w) == (ch, cw):
+            h = w = 0
     e, why = None, None
     measured = False  # precision auto measured the CPU's paths: int8 is measured on the camera's frames later
     if precision == "auto":
@@ -73,11 +81,10 @@ def load_estimator(checkpoint: str = "", device: str = "auto", precision: str = 
     import importlib.util
 
     e.int8_candidate = measured and importlib.util.find_spec("onnxruntime") is not None
-    if h or w:  # 0 keeps the checkpoint's for that side
-        h, w = h or e.height, w or e.width
     if (h or w) and (h, w) != (e.height, e.width):
         if h < 16 or w < 16:
-            raise ValueError(f"height/width override must both be >= 16, got {h}x{w}")
+            raise ValueError(f"height/width override must be >= 16, got {h}x{w} (height x width; a 0 is the "
+                             f"checkpoint's {e.height}x{e.width})")
         if backend != "torch":
             raise ValueError(f"a height/width override needs backend 'torch' (the {backend} graphs "
                              f"are exported at the checkpoint's {e.height}x{e.width})")

@@ -37,12 +37,16 @@ class Settings:
             raise ValueError(f"min_depth {new['min_depth']} must be < max_depth {new['max_depth']}")
         if new["refine_pose"] not in REFINE_MODES:
             raise ValueError(f"refine_pose must be one of {', '.join(REFINE_MODES)}, got {new['refine_pose']!r}")
+        given = new["intrinsics"]
         try:
-            k = [float(v) for v in new["intrinsics"]]
+            k = [] if isinstance(given, (str, bytes)) else [float(v) for v in given]
         except (TypeError, ValueError):
-            k = [math.nan]
-        if len(k) != 4 or not all(math.isfinite(v) for v in k) or (any(k) and not (k[0] > 0 and k[1] > 0)):
-            raise ValueError(f"intrinsics must be 4 numbers fx, fy, cx, cy with fx, fy > 0 (or all 0: unset), got {k}")
+            k = []
+        unset = len(k) == 4 and k[0] == 0 and k[1] == 0  # as the pipeline reads it: no focal length
+        if len(k) != 4 or not all(math.isfinite(v) for v in k) or not (unset or (k[0] > 0 and k[1] > 0)):
+            shown = list(given) if isinstance(given, (tuple, list)) else given
+            raise ValueError(f"intrinsics must be 4 numbers fx, fy, cx, cy with fx, fy > 0 (fx = fy = 0: unset), "
+                             f"got {shown!r}")
 
 
 SETTINGS = tuple(f.name for f in fields(Settings))

@@ -608,6 +608,16 @@ def test_bad_start_parameters_exit_with_one_line_before_the_model_loads(tiny_ckp
     assert "precision auto" not in proc.stdout + proc.stderr
 
 
+def test_a_bad_qos_override_names_the_publisher_and_its_parameters(tiny_ckpt):
+    proc = subprocess.run([sys.executable, "-m", "sfm_ros.ros.node", "--ros-args", "-p", f"checkpoint:={tiny_ckpt}",
+                           "-p", "precision:=fp32", "-p", "qos_overrides./odom.publisher.depth:=-3"], cwd=REPO,
+                          env=ros_env(), capture_output=True, text=True, timeout=90)
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "cannot create the publisher of odom: " in lines[0] and "(see its qos_overrides.*.publisher parameters)" \
+        in lines[0], lines[0]
+
+
 def test_bad_refine_pose_exits_with_one_line(tiny_ckpt):
     proc = subprocess.run([sys.executable, "-m", "sfm_ros.ros.node", "--ros-args", "-p", f"checkpoint:={tiny_ckpt}",
                            "-p", "refine_pose:=photometrik"], cwd=REPO, env=ros_env(), capture_output=True,

@@ -92,7 +92,8 @@ class SfmNodeCore:
                 self.pubs[t.name] = self._make_publisher(cls, t.name, self._qos(t.qos),
                                                          QoSOverridingOptions.with_default_policies())
             except Exception as exc:  # a bad qos_overrides./TOPIC... parameter (rclpy's RuntimeError)
-                raise StartupError(f"cannot create the publisher of {t.name}: {first_line(exc)}") from None
+                raise StartupError(f"cannot create the publisher of {t.name}: {first_line(exc)} (see its "
+                                   f"qos_overrides.*.publisher parameters)") from None
 
     def _activate(self) -> None:
         p = self._param

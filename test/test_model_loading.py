@@ -139,7 +139,9 @@ def test_a_grey_image_is_preprocessed_as_its_rgb_copy(tiny):
 
 
 def test_a_folder_checkpoint_and_an_unknown_backend_are_named(tiny, tmp_path):
-    with pytest.raises(FileNotFoundError, match=f"checkpoint {tmp_path} is a folder; expected a checkpoint file"):
+    from sfm_ros.core.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match=f"checkpoint {tmp_path} is a folder; expected a checkpoint file"):
         ml.load_estimator(str(tmp_path), device="cpu")
     with pytest.raises(ValueError, match="backend must be one of auto, torch, onnxruntime, got 'tensorrt'"):
         ml.load_estimator(tiny, device="cpu", backend="tensorrt")

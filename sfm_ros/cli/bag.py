@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from sfm_ros.cli.common import add_intrinsics_arguments
+from sfm_ros.cli.common import add_intrinsics_arguments, check_rate
 from sfm_ros.data.inputs import camera_from_args
 
 __all__ = [
@@ -169,8 +169,7 @@ def _check_max_frames(args: argparse.Namespace) -> None:
 
 def _check_rate_and_start(args: argparse.Namespace) -> None:
     """A writer's ``--fps`` (when it has one) and ``--start-time``, before any frame is read or rendered."""
-    if getattr(args, "fps", None) is not None and not (math.isfinite(args.fps) and args.fps > 0):
-        raise UsageError(f"--fps must be a frame rate > 0, got {args.fps:g}")
+    check_rate(getattr(args, "fps", None))
     start = getattr(args, "start_time", RELATIVE_START)
     if not (math.isfinite(start) and start >= 0):
         raise UsageError(f"--start-time must be a finite time >= 0 s, got {start:g}")

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["EXIT_OK", "EXIT_BAD_INPUT", "UsageError", "Parser", "int_at_least", "set_override", "one_line", "report_error",
+__all__ = ["EXIT_OK", "EXIT_BAD_INPUT", "UsageError", "Parser", "int_at_least", "check_rate", "set_override", "one_line", "report_error",
            "jsonable", "add_intrinsics_arguments"]
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
@@ -47,6 +47,12 @@ def int_at_least(low: int):
         return value
     parse.__name__ = f"integer >= {low}"
     return parse
+
+
+def check_rate(fps: float | None, flag: str = "--fps") -> None:
+    """A frame rate flag's value, when given: a finite number > 0, else :class:`UsageError`."""
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise UsageError(f"{flag} must be a frame rate > 0, got {fps:g}")
 
 
 def set_override(opts: Any, text: str) -> None:

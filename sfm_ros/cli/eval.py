@@ -120,12 +120,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
-from sfm_ros.cli.common import (EXIT_BAD_INPUT, EXIT_OK, Parser, UsageError, add_intrinsics_arguments, int_at_least,
-                                jsonable, report_error)
+from sfm_ros.cli.common import (EXIT_BAD_INPUT, EXIT_OK, Parser, UsageError, add_intrinsics_arguments, check_rate,
+                                int_at_least, jsonable, report_error)
 from sfm_ros.evaluation.depth_eval import LIDAR_CALIB_LAYOUTS, format_depth_report
 from sfm_ros.evaluation.pose_eval import format_pose_report
 from sfm_ros.evaluation.runs import run_depth, run_pose
@@ -305,9 +304,7 @@ def run(argv: list[str] | None = None) -> dict:
     """Parse and run; returns the result dict (raises ``ValueError``, :class:`UsageError` among them,
     on bad input). The JSON target of ``--json`` is under the key ``"json_out"``."""
     args = build_parser().parse_args(argv)
-    fps = getattr(args, "fps", None)
-    if fps is not None and not (math.isfinite(fps) and fps > 0):
-        raise UsageError(f"--fps must be a frame rate > 0, got {fps:g}")
+    check_rate(getattr(args, "fps", None))
     if args.threads is not None:
         import torch
 

@@ -57,14 +57,14 @@ continues exactly from it).
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sfm_ros.cli.common import Parser, UsageError, add_intrinsics_arguments, int_at_least, one_line, set_override
+from sfm_ros.cli.common import (Parser, UsageError, add_intrinsics_arguments, check_rate, int_at_least, one_line,
+                                set_override)
 
 # This module parses the command line, calls the library and prints: a run's set-up (the checkpoint
 # rules, the automatic size, stride and augmentation, the decoding) is sfm_ros.training.run_setup,
@@ -225,8 +225,7 @@ def _main(argv, rank: int, log, fail) -> int:
             args = parser.parse_args(argv)
         except SystemExit as exc:  # --help
             return int(exc.code or 0)
-        if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
-            raise UsageError(f"--fps must be a frame rate > 0, got {args.fps:g}")
+        check_rate(args.fps)
         if args.threads is not None:
             import torch
 

@@ -40,10 +40,7 @@ def load_estimator(checkpoint: str = "", device: str = "auto", precision: str = 
     from sfm_ros.runtime.inference import BACKENDS, Estimator, auto_backend
 
     ckpt = checkpoint or str(default_checkpoint())
-    if Path(ckpt).is_dir():
-        raise FileNotFoundError(f"checkpoint {ckpt} is a folder; expected a checkpoint file (.pt) (set the "
-                                f"'checkpoint' parameter)")
-    if not Path(ckpt).is_file():
+    if not Path(ckpt).exists():  # a folder or a bad file: read_checkpoint names what is wrong with it
         what = "the default model" if not checkpoint else "checkpoint"
         raise FileNotFoundError(f"{what} {ckpt} does not exist (set the 'checkpoint' parameter)")
     if backend not in ("auto", *BACKENDS):

@@ -44,7 +44,7 @@ def test_chordal_mean():
 @pytest.mark.parametrize("kw, match", [(dict(baselines=()), "baselines"), (dict(baselines=(1, 4)), "baselines"),
                                        (dict(baselines=(4, 4)), "baselines"), (dict(agree_deg=0.0), "agree_deg"),
                                        (dict(refill_below=-1), "refill_below"), (dict(max_points=4), "max_points"),
-                                       (dict(estimator="lmeds"), "estimator")])
+                                       (dict(estimator="lmeds"), "estimator"), (dict(spread_frames=0), "spread_frames")])
 def test_bad_options_are_named(kw, match):
     with pytest.raises(ValueError, match=match):
         RotationWindow(**kw)
@@ -65,6 +65,12 @@ def test_a_step_rotation_that_disagrees_with_the_longer_baselines_is_outvoted(st
         assert 1 <= f.predictions <= 1 + sum(k <= i + 1 for k in win.baselines)
         if i == 11:
             assert not f.step_kept and f.agreeing >= 2
+            # the set-aside step is ~2° from the fusion, about y
+            assert np.degrees(np.sqrt(np.trace(f.set_aside))) == pytest.approx(2.0, abs=0.5)
+            assert f.set_aside[1, 1] > 0.9 * np.trace(f.set_aside)
+            aside = f.set_aside / f.predictions
+        elif i == 12:  # the next step starts from the contested frame: it carries that doubt
+            np.testing.assert_allclose(f.set_aside_before, aside)
         R_w = R_w @ f.R
     truth = (invert_pose(seq.poses[0]) @ seq.poses[-1])[:3, :3]
     assert angle_deg(R_w.T @ truth) < 0.5
@@ -221,3 +227,27 @@ def test_held_orientations_stay_rotations(street):
         win.published(f.R * (1.0 + 1e-6))  # slightly off the rotations
         for R in (f.R, win._frames[-1].R_w):
             assert np.abs(R.T @ R - np.eye(3)).max() < 1e-12
+
+
+def test_the_spread_of_the_predictions_is_pooled_over_recent_frames(street):
+    """``WindowFusion.spread``: the agreeing predictions' outer products around the fusion, per
+    degree of freedom (``agreeing - 1`` a frame), over the last ``spread_frames`` frames that had
+    two or more; None before any; cleared with the window. On the true step rotations the
+    predictions agree to a small fraction of a degree (each baseline's own error)."""
+    _, views, steps = street
+    win, opts = RotationWindow(spread_frames=3), TwoViewOptions()
+    dofs = []
+    for i in range(8):
+        f = win.push(views[i], views[i + 1], steps[i][:3, :3], opts)
+        dofs.append(f.agreeing - 1)
+        if i == 0:
+            assert f.predictions == 1 and f.spread is None and f.spread_dof == 0
+            assert np.array_equal(f.set_aside_before, np.zeros((3, 3)))
+    pooled = [d for d in dofs if d >= 1]
+    assert len(pooled) > 3 and f.spread_dof == sum(pooled[-3:])  # the last three frames with two or more
+    assert f.spread.shape == (3, 3) and np.allclose(f.spread, f.spread.T)
+    assert np.all(np.linalg.eigvalsh(f.spread) >= -1e-15)
+    assert 0.0 < np.degrees(np.sqrt(np.trace(f.spread))) < 0.3
+    win.reset()
+    f = win.push(views[8], views[9], steps[8][:3, :3], opts)
+    assert f.spread is None and f.spread_dof == 0 and np.array_equal(f.set_aside_before, np.zeros((3, 3)))

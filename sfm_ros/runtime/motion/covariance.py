@@ -1,6 +1,7 @@
 """The covariance of a refined frame-to-frame motion, from what the refinement measured: the
 two-view (Sampson) residuals, inliers and parallax, the photometric alignment's Gauss-Newton
-information and residual, or the pose network's calibrated errors.
+information and residual, or the pose network's calibrated errors; a rotation the rotation window
+fused, from how far the window's predictions of it fell apart.
 
 Convention: a (6, 6) covariance of ``Refinement.T`` (``T_ref_new``) in the reference camera's
 optical frame, ordered ``[tx, ty, tz, rx, ry, rz]``, translation in the network's depth units,
@@ -18,9 +19,9 @@ import math
 import numpy as np
 
 from sfm_ros.core.se3 import matrix_to_axis_angle, skew
-from sfm_ros.runtime.motion.result import Refinement, ScaleFrom, Used
+from sfm_ros.runtime.motion.result import Refinement, ScaleFrom, Used, WindowFusion
 
-__all__ = ["motion_covariance", "epipolar_covariance", "epipolar_noise_var"]
+__all__ = ["motion_covariance", "epipolar_covariance", "epipolar_noise_var", "fused_rotation_covariance"]
 
 #: rotation error of a rotation-only refinement = ROT_GAIN x residual / (focal x sqrt(inliers)) per
 #: axis (measured 30-34 for epipolar refinements)
@@ -93,6 +94,20 @@ PHOTO_GAIN = 9.0
 PHOTO_LEN_REL = 0.2
 #: least photometric residual spread (grey levels) the covariance assumes (a floor, not measured apart)
 MIN_PHOTO_RESIDUAL = 0.5
+#: the rotation window's fused rotation (:func:`fused_rotation_covariance`): its covariance is the
+#: window's pooled spread of the agreeing predictions over their number, plus the outer products of
+#: the predictions it set aside over all predictions (this frame's, and the previous frame's: the
+#: step starts from that frame's orientation), plus ``(FUSED_MIN_ROT² + (FUSED_ROT_REL x turn)²)
+#: I``: errors no baseline sees (they share the new frame's corners and the camera's calibration).
+#: Calibrated on the step NEES of KITTI 00 frames 0-118 and rendered streets 720-722 (BENCHMARKS.md,
+#: session 24): the spread alone read NEES 8-39 on KITTI, whose predictions agree to ~0.01° while
+#: its steps are off by ~0.045° against its ground truth; without the set-aside terms street 721
+#: read 14-79 (a few frames whose two agreeing predictions were 5° off)
+FUSED_MIN_ROT = 7e-4
+FUSED_ROT_REL = 0.02
+#: least degrees of freedom of the window's pooled spread before it is used (fewer: the frame
+#: pair's own covariance)
+FUSED_MIN_DOF = 6
 
 
 def motion_covariance(r: Refinement, focal_px: float) -> np.ndarray:
@@ -100,12 +115,55 @@ def motion_covariance(r: Refinement, focal_px: float) -> np.ndarray:
     residual, the inliers and the parallax for a refined motion (its rotation also ``ROT_REL`` of
     the turn times the sideways share of the motion), the network's calibrated errors otherwise
     (constants above). Translation: the length's error along the motion, the direction's error
-    across it."""
+    across it. A rotation the rotation window fused (``r.window``; not a still camera's, not a
+    photometric polish's) has the fusion's covariance (:func:`fused_rotation_covariance`) when the
+    window has measured enough of its spread (``FUSED_MIN_DOF``), uncorrelated with the
+    translation (which stays the frame pair's)."""
+    C = _pair_covariance(r, focal_px)
+    if r.window is None or r.used in (Used.STILL, Used.PHOTOMETRIC):
+        return C
+    R = fused_rotation_covariance(r.window, float(np.linalg.norm(matrix_to_axis_angle(r.T[:3, :3]))))
+    if R is None:
+        return C
+    C = C.copy()
+    C[:3, 3:] = 0.0
+    C[3:, :3] = 0.0
+    C[3:, 3:] = R + _sideways_turn(r.T) ** 2 * np.eye(3)
+    return C
+
+
+def fused_rotation_covariance(w: WindowFusion, turn_rad: float) -> np.ndarray | None:
+    """(3, 3) covariance of the rotation window's fused step rotation (rad², right-multiplied) from
+    how far its predictions fell apart (:class:`~sfm_ros.runtime.motion.result.WindowFusion`):
+    ``spread / agreeing + set_aside / predictions + set_aside_before + (FUSED_MIN_ROT² + (FUSED_ROT_REL
+    turn)²) I``;
+    None when the window fused fewer than two predictions or has measured fewer than
+    ``FUSED_MIN_DOF`` degrees of its spread."""
+    if w.agreeing < 2 or w.spread is None or w.spread_dof < FUSED_MIN_DOF:
+        return None
+    C = np.asarray(w.spread, dtype=np.float64) / w.agreeing
+    if w.set_aside is not None:
+        C = C + np.asarray(w.set_aside, dtype=np.float64) / w.predictions
+    if w.set_aside_before is not None:
+        C = C + np.asarray(w.set_aside_before, dtype=np.float64)
+    C = 0.5 * (C + C.T) + (FUSED_MIN_ROT ** 2 + (FUSED_ROT_REL * turn_rad) ** 2) * np.eye(3)
+    return C if np.all(np.isfinite(C)) else None
+
+
+def _sideways_turn(T: np.ndarray) -> float:
+    """``ROT_REL`` of the turn times the sideways share of the motion (rad; constants above)."""
+    t = T[:3, 3]
+    L = float(np.linalg.norm(t))
+    d = t / L if L > 1e-12 else np.array([0.0, 0.0, 1.0])
+    return ROT_REL * float(np.linalg.norm(d[:2])) * float(np.linalg.norm(matrix_to_axis_angle(T[:3, :3])))
+
+
+def _pair_covariance(r: Refinement, focal_px: float) -> np.ndarray:
+    """:func:`motion_covariance` of the frame pair's own measurements (the rotation window aside)."""
     t = r.T[:3, 3]
     L = float(np.linalg.norm(t))
     d = t / L if L > 1e-12 else np.array([0.0, 0.0, 1.0])
-    sideways = float(np.linalg.norm(d[:2]))  # of the direction of travel
-    turn = ROT_REL * sideways * float(np.linalg.norm(matrix_to_axis_angle(r.T[:3, :3])))
+    turn = _sideways_turn(r.T)
     n = max(r.inliers, 1)
     if r.used == Used.PHOTOMETRIC and r.photo_info is not None:
         C = _photometric_covariance(r, L, d)

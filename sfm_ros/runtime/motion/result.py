@@ -74,7 +74,19 @@ class WindowFusion:
     ``step_kept``: the step's own prediction is among them; ``tracks``: corners carried into this
     frame; ``frames``: frames in the window (this one included); ``ms``: the time it took (set by
     the refiner; NaN otherwise); ``solved``: false where the caller was behind and the window only
-    carried its corners (the step's own rotation, no baseline measured)."""
+    carried its corners (the step's own rotation, no baseline measured).
+
+    How far the predictions fell from the fused rotation (rotation vectors of ``R_fusedᵀ P``, rad,
+    in the new camera's frame, right-multiplied as the refinement's rotation errors): ``spread``
+    (3, 3) the mean of their outer products per degree of freedom over the recent frames with at
+    least two agreeing predictions (the window's ``spread_frames``; each frame's ``agreeing - 1``
+    degrees, ``spread_dof`` in all; None before any), ``set_aside`` (3, 3) the sum of the outer
+    products of this frame's predictions that were not averaged (zeros when all agreed), and
+    ``set_aside_before`` (3, 3) the previous frame's ``set_aside`` over its predictions (zeros when
+    the window starts: the step's rotation is measured from that frame's orientation, whose doubt
+    it carries).
+    :func:`sfm_ros.runtime.motion.covariance.motion_covariance` makes the fused rotation's
+    covariance of them."""
 
     R: np.ndarray
     predictions: int
@@ -84,6 +96,10 @@ class WindowFusion:
     frames: int
     ms: float = float("nan")
     solved: bool = True
+    spread: np.ndarray | None = None
+    spread_dof: int = 0
+    set_aside: np.ndarray | None = None
+    set_aside_before: np.ndarray | None = None
 
 
 @dataclass(kw_only=True)

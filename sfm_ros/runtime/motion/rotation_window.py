@@ -54,6 +54,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy.spatial import cKDTree
 
+from sfm_ros.core.se3 import matrix_to_axis_angle
 from sfm_ros.data.features import detect_corners, track_points
 from sfm_ros.runtime.motion._checks import integer_at_least, matrix
 from sfm_ros.runtime.motion.result import WindowFusion
@@ -97,7 +98,10 @@ class RotationWindow:
     refill_below: int = 300
     max_points: int = 200
     estimator: str = "magsac_polish"
+    spread_frames: int = 30
     _frames: deque = field(default_factory=deque, init=False, repr=False)
+    _spread: deque = field(default_factory=deque, init=False, repr=False)
+    _aside: np.ndarray = field(default_factory=lambda: np.zeros((3, 3)), init=False, repr=False)
     _next_id: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -111,6 +115,8 @@ class RotationWindow:
             raise ValueError(f"refill_below must be an integer >= 0, got {self.refill_below!r}")
         if not integer_at_least(self.max_points, 5):
             raise ValueError(f"max_points must be an integer >= 5 (the five-point solution's), got {self.max_points!r}")
+        if not integer_at_least(self.spread_frames, 1):
+            raise ValueError(f"spread_frames must be an integer >= 1, got {self.spread_frames!r}")
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {self.estimator!r}")
 
@@ -122,6 +128,8 @@ class RotationWindow:
     def reset(self) -> None:
         """Forget the window: the next :meth:`push` starts one at its ``ref``."""
         self._frames.clear()
+        self._spread.clear()
+        self._aside = np.zeros((3, 3))
 
     def _corners(self, grey: np.ndarray, ids: np.ndarray, pts: np.ndarray,
                  opts: TwoViewOptions) -> tuple[np.ndarray, np.ndarray]:
@@ -140,7 +148,7 @@ class RotationWindow:
         return np.concatenate([ids, new_ids]), np.concatenate([pts, new]).astype(np.float32)
 
     def _start(self, view: RefineView, opts: TwoViewOptions) -> None:
-        self._frames.clear()
+        self.reset()
         ids, pts = self._corners(view.grey, np.zeros(0, np.int64), np.zeros((0, 2), np.float32), opts)
         self._frames.append(_Frame(view, ids, pts, np.eye(3)))
 
@@ -184,12 +192,30 @@ class RotationWindow:
             if R_rel is not None:
                 preds.append(self._frames[-k].R_w @ R_rel)
         R_w, agree = self._fuse(preds)
+        spread, dof, set_aside = self._spread_of(R_w, preds, agree)
+        before, self._aside = self._aside, set_aside / len(preds)
         ids, pts = self._corners(new.grey, ids, pts, opts)
         self._frames.append(_Frame(new, ids, pts, R_w))
         while len(self._frames) > self.span:
             self._frames.popleft()
         return WindowFusion(R=chordal_mean([last.R_w.T @ R_w]), predictions=len(preds), agreeing=int(agree.sum()),
-                            step_kept=bool(agree[0]), tracks=tracks, frames=len(self._frames), solved=bool(solve))
+                            step_kept=bool(agree[0]), tracks=tracks, frames=len(self._frames), solved=bool(solve),
+                            spread=spread, spread_dof=dof, set_aside=set_aside, set_aside_before=before)
+
+    def _spread_of(self, R: np.ndarray, preds: list, agree: np.ndarray) -> tuple[np.ndarray | None, int, np.ndarray]:
+        """How far the predictions fell from their fusion ``R`` (:class:`WindowFusion`): the pooled
+        spread of the agreeing ones over the last ``spread_frames`` frames that had two or more, its
+        degrees of freedom, and this frame's set-aside predictions' sum of outer products."""
+        dev = np.array([matrix_to_axis_angle(R.T @ p) for p in preds]).reshape(-1, 3)
+        if agree.sum() >= 2:
+            d = dev[agree]
+            self._spread.append((d.T @ d, len(d) - 1))
+            while len(self._spread) > self.spread_frames:
+                self._spread.popleft()
+        dof = sum(k for _, k in self._spread)
+        spread = sum(S for S, _ in self._spread) / dof if dof else None
+        out = dev[~agree]
+        return spread, int(dof), out.T @ out
 
     def published(self, R_step: np.ndarray) -> None:
         """The step's rotation the caller publishes for the frame pushed last (``R_ref_new``; the

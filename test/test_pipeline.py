@@ -451,7 +451,8 @@ def test_camera_height_gives_metres_from_the_ground_whatever_the_depth(tiny_ckpt
             assert d["ground_tilt"] == "not in use yet (the mount's down): 1 of the 3 measurements it needs", d
             # the rotation window (on by default): 9 frames held; the step and up to 3 baselines measured
             assert re.fullmatch(r"9 frames, \d+ corners, [1-4] of [1-4] rotations agree, \d+\.\d ms"
-                                r"( \(the step's own outvoted\))?", d["rotation_window"]), d
+                                r"( \(the step's own outvoted\))?; rotation sd \d+\.\d{3} deg "
+                                r"\((the window's agreement|the frame pair's)\)", d["rotation_window"]), d
             pl.behind = lambda: True  # the node when a newer frame waits: the window measures no baseline
             pl.process(_frame(seq.images[-3], 1.95))
             assert not pl._last_refinement.window.solved and pl._last_refinement.window.predictions == 1

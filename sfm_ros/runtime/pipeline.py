@@ -33,6 +33,7 @@ scaled once a frame to that resolution (undistorted: the distortion of camera_in
 """
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from typing import Any, Callable
@@ -43,7 +44,7 @@ from sfm_ros.data.camera import CameraModel
 from sfm_ros.runtime.frame_input import FrameInputs
 from sfm_ros.runtime.frames import FrameResult, InputFrame, WindowFrame, cloud_points, rep118_depth
 from sfm_ros.runtime.metric_scale import CAMERA_HEIGHT_SOURCES, MetricScale, ScaleSource
-from sfm_ros.runtime.motion.covariance import GROUND_SCALE_REL
+from sfm_ros.runtime.motion.covariance import GROUND_SCALE_REL, rotation_from_window
 from sfm_ros.runtime.motion.result import EPIPOLAR_MODES, ScaleFrom, Used
 from sfm_ros.runtime.motion_evidence import HoldNoise, frame_evidence
 from sfm_ros.runtime.diagnostics import FRAME_COUNTS, Counters, Log, StageTimes, Ticker
@@ -439,6 +440,10 @@ class FramePipeline:
         out = (f"{w.frames} frames, {w.tracks} corners, {w.agreeing} of {w.predictions} rotations agree, "
                f"{w.ms:.1f} ms")
         out = out if w.step_kept else out + " (the step's own outvoted)"
+        if r.covariance is not None:  # the published rotation's sd (rms over the axes) and its source
+            sd = math.degrees(math.sqrt(max(float(np.trace(r.covariance[3:, 3:])), 0.0) / 3.0))
+            source = "the window's agreement" if rotation_from_window(r) else "the frame pair's"
+            out += f"; rotation sd {sd:.3f} deg ({source})"
         recent = list(self._hurried)  # a copy: the worker appends while the diagnostics read
         if any(recent):
             out += f"; no baselines on {sum(recent)} of the last {len(recent)} frames (a newer frame waited)"

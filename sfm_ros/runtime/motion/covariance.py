@@ -21,7 +21,8 @@ import numpy as np
 from sfm_ros.core.se3 import matrix_to_axis_angle, skew
 from sfm_ros.runtime.motion.result import Refinement, ScaleFrom, Used, WindowFusion
 
-__all__ = ["motion_covariance", "epipolar_covariance", "epipolar_noise_var", "fused_rotation_covariance"]
+__all__ = ["motion_covariance", "epipolar_covariance", "epipolar_noise_var", "fused_rotation_covariance",
+           "rotation_from_window"]
 
 #: rotation error of a rotation-only refinement = ROT_GAIN x residual / (focal x sqrt(inliers)) per
 #: axis (measured 30-34 for epipolar refinements)
@@ -120,16 +121,25 @@ def motion_covariance(r: Refinement, focal_px: float) -> np.ndarray:
     window has measured enough of its spread (``FUSED_MIN_DOF``), uncorrelated with the
     translation (which stays the frame pair's)."""
     C = _pair_covariance(r, focal_px)
-    if r.window is None or r.used in (Used.STILL, Used.PHOTOMETRIC):
+    if not rotation_from_window(r):
         return C
     R = fused_rotation_covariance(r.window, float(np.linalg.norm(matrix_to_axis_angle(r.T[:3, :3]))))
-    if R is None:
+    if R is None:  # not finite
         return C
     C = C.copy()
     C[:3, 3:] = 0.0
     C[3:, :3] = 0.0
     C[3:, 3:] = R + _sideways_turn(r.T) ** 2 * np.eye(3)
     return C
+
+
+def rotation_from_window(r: Refinement) -> bool:
+    """Whether :func:`motion_covariance` gives ``r``'s rotation the rotation window's covariance: the
+    window fused it (not a still camera's, not a photometric polish's) from two or more
+    predictions and has measured ``FUSED_MIN_DOF`` degrees of its spread."""
+    w = r.window
+    return (w is not None and r.used not in (Used.STILL, Used.PHOTOMETRIC) and w.agreeing >= 2
+            and w.spread is not None and w.spread_dof >= FUSED_MIN_DOF)
 
 
 def fused_rotation_covariance(w: WindowFusion, turn_rad: float) -> np.ndarray | None:

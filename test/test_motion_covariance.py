@@ -236,5 +236,7 @@ def test_the_fused_rotation_covariance_follows_its_terms():
     assert np.all(np.linalg.eigvalsh(C) > 0)
     unsure = replace(w, spread_dof=0, spread=None)
     np.testing.assert_allclose(motion_covariance(replace(pair, window=unsure), 500.0), C0)
+    # after a frame whose orientation was not a fusion the step may undo that frame's own error
+    np.testing.assert_allclose(motion_covariance(replace(pair, window=replace(w, after_own=True)), 500.0), C0)
     still = Refinement(T=np.eye(4), used="still", residual_px=0.01)
     np.testing.assert_allclose(motion_covariance(replace(still, window=w), 500.0), motion_covariance(still, 500.0))

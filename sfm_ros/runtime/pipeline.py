@@ -426,7 +426,8 @@ class FramePipeline:
         """The ``rotation_window`` diagnostic: off, or the newest frame's fusion (frames in the window,
         corners carried, rotations that agreed of those predicted, its time; whether the step's own
         rotation was outvoted; on how many recent frames it measured no baseline because a newer frame
-        waited)."""
+        waited; the published rotation's sd, rms over the axes, and whether it is the window's
+        agreement or the frame pair's)."""
         if self.settings.refine_pose not in EPIPOLAR_MODES:
             return f"n/a (refine_pose {self.settings.refine_pose})"
         if not self.settings.rotation_window:

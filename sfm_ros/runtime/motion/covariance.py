@@ -99,7 +99,9 @@ MIN_PHOTO_RESIDUAL = 0.5
 #: window's pooled spread of the agreeing predictions over their number, plus the outer products of
 #: the predictions it set aside over all predictions (this frame's, and the previous frame's: the
 #: step starts from that frame's orientation), plus ``(FUSED_MIN_ROT² + (FUSED_ROT_REL x turn)²)
-#: I``: errors no baseline sees (they share the new frame's corners and the camera's calibration).
+#: I`` (and the sideways-turn term of ``ROT_REL``, ~0 on forward drives): errors no baseline sees
+#: (they share the new frame's corners and the camera's calibration). Not used on the step after a
+#: frame whose orientation was not such a fusion (``WindowFusion.after_own``).
 #: Calibrated on the step NEES of KITTI 00 frames 0-118 and rendered streets 720-722 (BENCHMARKS.md,
 #: session 24): the spread alone read NEES 8-39 on KITTI, whose predictions agree to ~0.01° while
 #: its steps are off by ~0.045° against its ground truth; without the set-aside terms street 721
@@ -116,16 +118,14 @@ def motion_covariance(r: Refinement, focal_px: float) -> np.ndarray:
     residual, the inliers and the parallax for a refined motion (its rotation also ``ROT_REL`` of
     the turn times the sideways share of the motion), the network's calibrated errors otherwise
     (constants above). Translation: the length's error along the motion, the direction's error
-    across it. A rotation the rotation window fused (``r.window``; not a still camera's, not a
-    photometric polish's) has the fusion's covariance (:func:`fused_rotation_covariance`) when the
-    window has measured enough of its spread (``FUSED_MIN_DOF``), uncorrelated with the
-    translation (which stays the frame pair's)."""
+    across it. A rotation the rotation window fused (:func:`rotation_from_window`) has the
+    fusion's covariance (:func:`fused_rotation_covariance`) plus the sideways-turn term above
+    (``ROT_REL``: the baselines share the bas-relief ambiguity of a narrow field of view),
+    uncorrelated with the translation (which stays the frame pair's)."""
     C = _pair_covariance(r, focal_px)
     if not rotation_from_window(r):
         return C
-    R = fused_rotation_covariance(r.window, float(np.linalg.norm(matrix_to_axis_angle(r.T[:3, :3]))))
-    if R is None:  # not finite
-        return C
+    R = fused_rotation_covariance(r.window, _turn(r.T))
     C = C.copy()
     C[:3, 3:] = 0.0
     C[3:, :3] = 0.0
@@ -136,10 +136,16 @@ def motion_covariance(r: Refinement, focal_px: float) -> np.ndarray:
 def rotation_from_window(r: Refinement) -> bool:
     """Whether :func:`motion_covariance` gives ``r``'s rotation the rotation window's covariance: the
     window fused it (not a still camera's, not a photometric polish's) from two or more
-    predictions and has measured ``FUSED_MIN_DOF`` degrees of its spread."""
+    predictions, has measured ``FUSED_MIN_DOF`` degrees of its spread, and the frame before was a
+    fusion too (``WindowFusion.after_own`` false); the covariance is finite."""
     w = r.window
-    return (w is not None and r.used not in (Used.STILL, Used.PHOTOMETRIC) and w.agreeing >= 2
-            and w.spread is not None and w.spread_dof >= FUSED_MIN_DOF)
+    return (w is not None and r.used not in (Used.STILL, Used.PHOTOMETRIC) and not w.after_own
+            and fused_rotation_covariance(w, _turn(r.T)) is not None)
+
+
+def _turn(T: np.ndarray) -> float:
+    """The angle of ``T``'s rotation (rad)."""
+    return float(np.linalg.norm(matrix_to_axis_angle(T[:3, :3])))
 
 
 def fused_rotation_covariance(w: WindowFusion, turn_rad: float) -> np.ndarray | None:
@@ -147,8 +153,8 @@ def fused_rotation_covariance(w: WindowFusion, turn_rad: float) -> np.ndarray | 
     how far its predictions fell apart (:class:`~sfm_ros.runtime.motion.result.WindowFusion`):
     ``spread / agreeing + set_aside / predictions + set_aside_before + (FUSED_MIN_ROT² + (FUSED_ROT_REL
     turn)²) I``;
-    None when the window fused fewer than two predictions or has measured fewer than
-    ``FUSED_MIN_DOF`` degrees of its spread."""
+    None when the window fused fewer than two predictions, has measured fewer than
+    ``FUSED_MIN_DOF`` degrees of its spread, or the sum is not finite."""
     if w.agreeing < 2 or w.spread is None or w.spread_dof < FUSED_MIN_DOF:
         return None
     C = np.asarray(w.spread, dtype=np.float64) / w.agreeing

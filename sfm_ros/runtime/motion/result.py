@@ -82,9 +82,13 @@ class WindowFusion:
     least two agreeing predictions (the window's ``spread_frames``; each frame's ``agreeing - 1``
     degrees, ``spread_dof`` in all; None before any), ``set_aside`` (3, 3) the sum of the outer
     products of this frame's predictions that were not averaged (zeros when all agreed), and
-    ``set_aside_before`` (3, 3) the previous frame's ``set_aside`` over its predictions (zeros when
-    the window starts: the step's rotation is measured from that frame's orientation, whose doubt
-    it carries).
+    ``set_aside_before`` (3, 3) the previous frame's ``set_aside`` over its predictions, in this
+    step's axes (zeros when the window starts: the step's rotation is measured from that frame's
+    orientation, whose doubt it carries); ``after_own``: the previous frame's orientation was not
+    fused from two or more agreeing predictions (the window's first frame, a frame with one
+    prediction or none measured, one whose published rotation was another: a still camera's, a
+    photometric polish's), so this step's rotation may undo that frame's own error, which the
+    window's agreement does not measure.
     :func:`sfm_ros.runtime.motion.covariance.motion_covariance` makes the fused rotation's
     covariance of them."""
 
@@ -100,6 +104,7 @@ class WindowFusion:
     spread_dof: int = 0
     set_aside: np.ndarray | None = None
     set_aside_before: np.ndarray | None = None
+    after_own: bool = False
 
 
 @dataclass(kw_only=True)

@@ -102,6 +102,7 @@ class RotationWindow:
     _frames: deque = field(default_factory=deque, init=False, repr=False)
     _spread: deque = field(default_factory=deque, init=False, repr=False)
     _aside: np.ndarray = field(default_factory=lambda: np.zeros((3, 3)), init=False, repr=False)
+    _own: bool = field(default=True, init=False, repr=False)  # the last frame's orientation is not a fusion
     _next_id: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -130,6 +131,7 @@ class RotationWindow:
         self._frames.clear()
         self._spread.clear()
         self._aside = np.zeros((3, 3))
+        self._own = True
 
     def _corners(self, grey: np.ndarray, ids: np.ndarray, pts: np.ndarray,
                  opts: TwoViewOptions) -> tuple[np.ndarray, np.ndarray]:
@@ -193,14 +195,19 @@ class RotationWindow:
                 preds.append(self._frames[-k].R_w @ R_rel)
         R_w, agree = self._fuse(preds)
         spread, dof, set_aside = self._spread_of(R_w, preds, agree)
-        before, self._aside = self._aside, set_aside / len(preds)
+        R_step = chordal_mean([last.R_w.T @ R_w])
+        # the previous frame's set-aside term, turned into this step's axes (its orientation's error
+        # ε, R_w(n-1) exp(ε), is the step's error -R_stepᵀ ε)
+        before, self._aside = R_step.T @ self._aside @ R_step, set_aside / len(preds)
+        after_own, self._own = self._own, bool(agree.sum() < 2)
         ids, pts = self._corners(new.grey, ids, pts, opts)
         self._frames.append(_Frame(new, ids, pts, R_w))
         while len(self._frames) > self.span:
             self._frames.popleft()
-        return WindowFusion(R=chordal_mean([last.R_w.T @ R_w]), predictions=len(preds), agreeing=int(agree.sum()),
+        return WindowFusion(R=R_step, predictions=len(preds), agreeing=int(agree.sum()),
                             step_kept=bool(agree[0]), tracks=tracks, frames=len(self._frames), solved=bool(solve),
-                            spread=spread, spread_dof=dof, set_aside=set_aside, set_aside_before=before)
+                            spread=spread, spread_dof=dof, set_aside=set_aside, set_aside_before=before,
+                            after_own=after_own)
 
     def _spread_of(self, R: np.ndarray, preds: list, agree: np.ndarray) -> tuple[np.ndarray | None, int, np.ndarray]:
         """How far the predictions fell from their fusion ``R`` (:class:`WindowFusion`): the pooled
@@ -224,7 +231,10 @@ class RotationWindow:
         published. Nothing without a pushed frame."""
         R_step = matrix(R_step, (3, 3), "R_step")
         if len(self._frames) >= 2:  # projected onto the rotations: rounding must not compound
-            self._frames[-1].R_w = chordal_mean([self._frames[-2].R_w @ R_step])
+            R_w = chordal_mean([self._frames[-2].R_w @ R_step])
+            if angle_between_deg(R_w, self._frames[-1].R_w) > 1e-6:  # not the fusion: the next step undoes its error
+                self._own = True
+            self._frames[-1].R_w = R_w
 
     def _fuse(self, preds: list) -> tuple[np.ndarray, np.ndarray]:
         """The consensus of the predicted orientations (module doc) and which of them it averages."""

@@ -240,3 +240,6 @@ def test_the_fused_rotation_covariance_follows_its_terms():
     np.testing.assert_allclose(motion_covariance(replace(pair, window=replace(w, after_own=True)), 500.0), C0)
     still = Refinement(T=np.eye(4), used="still", residual_px=0.01)
     np.testing.assert_allclose(motion_covariance(replace(still, window=w), 500.0), motion_covariance(still, 500.0))
+    polished = Refinement(T=T, used="photometric", photo_info=np.diag([1e4] * 6), photo_residual=2.0)
+    np.testing.assert_allclose(motion_covariance(replace(polished, window=w), 500.0),
+                               motion_covariance(polished, 500.0))

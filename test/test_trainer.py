@@ -205,11 +205,19 @@ def test_a_non_finite_gradient_skips_its_step_and_training_goes_on(seqs, tmp_pat
     assert _finite(tmp_path / "last.pt") and _finite(tmp_path / "model.pt")
 
 
-def test_an_update_that_makes_the_weights_non_finite_stops_at_the_next_step(seqs, tmp_path):
-    """An optimiser step that leaves a weight non-finite (loss and gradient were finite): training
-    stops at the next step, whose loss the weights make non-finite, naming the update; no checkpoint
-    is written from the weights (they are not checked after every update: ~6 ms a step)."""
-    tr = Trainer(_opts(num_workers=0, max_steps=4), seqs, None, tmp_path, progress=False, tensorboard=False)
+@pytest.mark.parametrize("log_every, snapshot_every, stopped_at", [
+    (100, 0, 2),  # found when the next loss turns non-finite: the run stops at that step
+    (2, 0, 1),    # found by the check every log_every updates, in the step that made them
+    (100, 2, 2),  # found before the snapshot of that step: no snapshot of them
+])
+def test_an_update_that_makes_the_weights_non_finite_stops_the_run_unwritten(seqs, tmp_path, log_every,
+                                                                              snapshot_every, stopped_at):
+    """An optimiser step that leaves a weight non-finite (loss and gradient were finite): the
+    weights are not checked after every update (~6 ms a step), but when a loss turns non-finite,
+    every ``log_every`` updates and before any write; the run stops naming the update, and nothing
+    is written from the weights (no checkpoint, no snapshot)."""
+    tr = Trainer(_opts(num_workers=0, max_steps=4, log_every=log_every, snapshot_every=snapshot_every),
+                 seqs, None, tmp_path, progress=False, tensorboard=False)
     step = tr.optimizer.step
 
     def overflowing_step(*a, **kw):  # the second update overflows one weight
@@ -223,10 +231,11 @@ def test_an_update_that_makes_the_weights_non_finite_stops_at_the_next_step(seqs
         tr.fit()
     tr.close()
     msg = str(info.value)
-    assert "the weights are non-finite after the update of step 2" in msg and "this run wrote no checkpoint" in msg
+    assert "the weights are non-finite by the update of step 2" in msg and "this run wrote no checkpoint" in msg
     assert "last.pt (none)" in msg and "model.pt (none)" in msg
-    assert tr.step == 2  # stopped at the step after the one that made them
+    assert tr.step == stopped_at
     assert not (tmp_path / "last.pt").exists() and not (tmp_path / "model.pt").exists()
+    assert not list(tmp_path.glob("snapshots/*.pt"))
 
 
 def test_a_streak_of_bad_steps_names_the_checkpoints_it_wrote(seqs, tmp_path):

@@ -22,8 +22,9 @@ and augmentation, what ``--resume`` / ``--init`` keep, the decoded inputs), trai
   networks are ~660 MB a write (1.4 s in a KITTI run on a 2-core EPYC), and a short recording's
   epochs are short (KITTI's 90 training frames made 73 epochs in 20 minutes: ~9 % of the budget
   spent writing; BENCHMARKS.md, session 22). ``save_writes`` / ``save_seconds`` count the files
-  written and their time. The validation loss (logged, stored with the files) is computed when
-  they are written, not at every epoch's end;
+  written and their time. The validation loss (logged, stored with the files) is computed at the
+  epoch ends that write them (the first, then every ``save_minutes``) and at the run's end, not at
+  every epoch's end nor at the ``ckpt_every`` and Ctrl-C writes;
 * ``snapshots/step_N.pt`` every ``train.snapshot_every`` steps when set: the raw weights, each a
   checkpoint every tool loads (for learning curves);
 * TensorBoard logs under ``out_dir/tb`` (:mod:`sfm_ros.training.tb_logs`).
@@ -261,13 +262,7 @@ class Trainer(RunCheckpoints):
         if flags[2].item() < 1:
             self._time_up = True
         if flags[0].item() < 1:
-            # The weights are checked here, not after every update (~6 ms a step on a 2-core CPU,
-            # and Adam's update of finite gradients is finite): weights an update made non-finite
-            # make the next loss non-finite, and the run stops at once, writing nothing of them.
-            if not max_abs(list(self.model.parameters())) < math.inf:
-                raise TrainingError(f"the weights are non-finite after the update of step {self.step} "
-                                    f"(train.lr={self.opts.train.lr:g}); stopping without writing them; "
-                                    f"{self.files_report()}")
+            self.check_weights()  # weights an update made non-finite usually make the next loss so
             return {"loss": float("nan"), "skipped": True, "why": "loss"}
         if self.scaler is not None:  # the scaler itself skips steps with inf/NaN gradients
             self.scaler.scale(loss).backward()
@@ -281,6 +276,8 @@ class Trainer(RunCheckpoints):
                 self.optimizer.zero_grad(set_to_none=True)
                 return {"loss": float(loss.detach()), "skipped": True, "why": "gradient"}
             self.optimizer.step()
+        if (self.step + 1) % max(1, self.opts.train.log_every) == 0:
+            self.check_weights(self.step + 1)
         if with_images:
             log_images(self.writer, self.step, batch, outputs, images, self.model.offsets)
         logs = {k: float(v.detach()) for k, v in losses.items()}
@@ -288,6 +285,17 @@ class Trainer(RunCheckpoints):
             m = self.opts.model
             logs["health"] = batch_stats(outputs, losses, self.model.offsets, m.min_depth, m.max_depth)
         return logs
+
+    def check_weights(self, step: int | None = None) -> None:
+        """Raise :class:`TrainingError` when a weight is non-finite (by the update of ``step``,
+        default the last one taken). Not after every update (~6 ms a step on a 2-core CPU; Adam's
+        update of finite gradients below ``GRAD_LIMIT`` is finite): when a loss turns non-finite,
+        every ``train.log_every`` updates and before every write (on every rank, so that DDP ranks
+        stop together); nothing of such weights is written."""
+        if not max_abs(list(self.model.parameters())) < math.inf:
+            raise TrainingError(f"the weights are non-finite by the update of step "
+                                f"{self.step if step is None else step} (train.lr={self.opts.train.lr:g}); "
+                                f"stopping without writing them; {self.files_report()}")
 
     @torch.no_grad()
     def validate(self) -> float | None:
@@ -375,8 +383,10 @@ class Trainer(RunCheckpoints):
                     if self.is_main:
                         self._watch(logs, start)
                     if t.snapshot_every and self.step % t.snapshot_every == 0:
+                        self.check_weights()
                         self.save_snapshot()
                     if self.ckpt_every and self.step % self.ckpt_every == 0:
+                        self.check_weights()
                         self.save_run()
                     if self._should_stop():  # Ctrl-C during this step: stop after it
                         raise KeyboardInterrupt
@@ -393,6 +403,7 @@ class Trainer(RunCheckpoints):
                     self.step_in_epoch = 0
                     if t.epochs and self.epoch >= t.epochs and not ended_by:
                         ended_by = f"train.epochs={t.epochs}"
+                self.check_weights()  # every rank, at every epoch's end (a write may follow)
                 if self.is_main and (ended_by or self._save_due()):  # validated when written
                     val = self._end_of_epoch() if epoch_done or stop else None
                     self.save_run(val_loss=val, final=bool(ended_by))

@@ -100,10 +100,11 @@ def test_run_progress_eta_budget_validation_and_seconds():
     p.update(1, 0.5)  # the first step always
     now[0] = 5.0
     p.update(2, 0.4)  # not due
-    p.set_validation(0.25)
+    p.set_validation(0.25, step=2)
     now[0] = 12.0
     p.update(3, 0.3)  # 10 s since the last line
     assert len(lines) == 2, lines
+    assert "validation 0.2500 (step 2)," in lines[1]  # computed when files are written: its step shown
     # 1 step/s: 99 s for the steps left, 59 s of the minute left
     assert lines[0].startswith("step 1/100 steps (2 %)") and "ETA 0:00:59 (time budget)" in lines[0]
     # 3 steps in 12 s: 388 s for the steps left, 48 s of the minute left: the time budget ends it

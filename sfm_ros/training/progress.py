@@ -9,7 +9,7 @@ ends it first, with the loss, the last validation loss, the rate in steps/s and 
 * otherwise (``--no-progress``, or stderr is not a terminal): a plain line through ``log`` at the
   first step, then every ``every_steps`` steps or ``every_seconds`` seconds, whichever comes first::
 
-      step 20/35 (57 %): loss 0.1234, validation 0.1300, 3.10 steps/s, ETA 0:00:05 (step budget)
+      step 20/35 (57 %): loss 0.1234, validation 0.1300 (step 16), 3.10 steps/s, ETA 0:00:05 (step budget)
 
 ROS-free; the clock is injectable for tests.
 """
@@ -65,6 +65,7 @@ class RunProgress:
         self.t0 = clock()
         self._last_line_t, self._last_line_step = self.t0, None
         self.val: float | None = None
+        self.val_step: int | None = None  # the step whose weights self.val is of
         self._bar = None
         self._pending: tuple[int, float] | None = None
         if bar:
@@ -108,6 +109,8 @@ class RunProgress:
         """``20/35 steps (57 %): loss 0.1234, validation 0.1300, 3.10 steps/s, ETA 0:00:05 (step budget)``."""
         eta, which = self.eta(step)
         val = f", validation {self.val:.4f}" if self.val is not None and math.isfinite(self.val) else ""
+        if val and self.val_step is not None:  # computed when files are written: say how old it is
+            val += f" (step {self.val_step})"
         r = self.rate(step)
         rate = f"{r:.2f} steps/s" if math.isfinite(r) else "? steps/s"
         return (f"{self._steps_text(step)} ({100 * self.fraction(step):.0f} %): loss {loss:.4f}{val}, "
@@ -132,10 +135,12 @@ class RunProgress:
             self.log(f"step {self.status(step, loss)}")
             self._last_line_t, self._last_line_step = now, step
 
-    def set_validation(self, val: float | None) -> None:
-        """The latest validation loss (shown from the next update on)."""
+    def set_validation(self, val: float | None, step: int | None = None) -> None:
+        """The latest validation loss (shown from the next update on), of the weights of ``step``
+        when given (shown beside it)."""
         if val is not None:
             self.val = float(val)
+            self.val_step = None if step is None else int(step)
 
     def _draw(self) -> None:
         step, loss = self._pending

@@ -491,7 +491,7 @@ class Trainer(RunCheckpoints):
     def _end_of_epoch(self) -> float | None:
         val = self.validate() if self.is_main else None
         if val is not None and self.run_progress is not None:
-            self.run_progress.set_validation(val)
+            self.run_progress.set_validation(val, self.step)
         if val is not None:
             self.last_val = val
             self.history.append({"step": self.step, "val_loss": val})

@@ -12,6 +12,24 @@ from sfm_ros.runtime.motion import EpipolarCovariance, Refinement, Refiner, refi
 pytestmark = pytest.mark.slow  # make test-fast leaves it out
 
 
+def _refined_street(seq, yaw_deg: float, pitch_deg: float, length: float, heading_deg: float = 0.0):
+    """``(increments, true steps, refinements)`` of a rendered street through
+    :func:`refine_sequence` (the refiner's defaults, exact depth for the length) from a network's
+    motion that is every true step turned by ``yaw_deg`` then ``pitch_deg``, its translation
+    ``length`` times as long and turned by ``heading_deg`` about y."""
+    from sfm_ros.evaluation.trajectory import relative_poses
+
+    refiner = Refiner()
+    views = [refiner.view(im, seq.K) for im in seq.images]
+    depths = [np.where(np.isfinite(d), d, 1000.0) for d in seq.depths]
+    gt = relative_poses(seq.poses)
+    net = gt.copy()
+    net[:, :3, :3] = gt[:, :3, :3] @ rot_y(np.radians(yaw_deg)) @ rot_x(np.radians(pitch_deg))
+    net[:, :3, 3] = length * gt[:, :3, 3] @ rot_y(np.radians(heading_deg)).T
+    inc, results = refine_sequence(refiner, views, depths[:-1], net)
+    return inc, gt, results
+
+
 def test_refined_covariance_is_not_over_confident_on_rendered_streets():
     """Normalised estimation error squared per axis of refined motions (exact depth for the
     length) against the renderer's poses, pooled over four streets (60 motions). The network's
@@ -23,19 +41,11 @@ def test_refined_covariance_is_not_over_confident_on_rendered_streets():
     whose sigmas are 1.2x too small on the worst axis, without depending on the last digit of the
     tracking."""
     from sfm_ros.data.synthetic import render_sequence
-    from sfm_ros.evaluation.trajectory import relative_poses
 
     errors, variances, used = [], [], []
     for seed in (5, 6, 7, 8):
         seq = render_sequence(num_frames=16, height=H, width=W, seed=seed)
-        refiner = Refiner()
-        views = [refiner.view(im, seq.K) for im in seq.images]
-        depths = [np.where(np.isfinite(d), d, 1000.0) for d in seq.depths]
-        gt = relative_poses(seq.poses)
-        net = gt.copy()
-        net[:, :3, :3] = gt[:, :3, :3] @ rot_y(np.radians(1.0)) @ rot_x(np.radians(0.5))
-        net[:, :3, 3] = 0.5 * gt[:, :3, 3] @ rot_y(np.radians(10.0)).T
-        inc, results = refine_sequence(refiner, views, depths[:-1], net)
+        inc, gt, results = _refined_street(seq, yaw_deg=1.0, pitch_deg=0.5, length=0.5, heading_deg=10.0)
         used += [r.used for r in results]
         errors += [np.r_[T[:3, 3] - g[:3, 3], matrix_to_axis_angle(g[:3, :3].T @ T[:3, :3])] for T, g in zip(inc, gt)]
         variances += [np.diag(r.covariance) for r in results]
@@ -172,20 +182,12 @@ def test_a_rotation_the_window_fused_has_the_covariance_of_its_agreement_on_rend
     previous frame's set-aside predictions street 11 alone read 5.6 / 7.2 / 0.7. Bounds 0.3-2.0:
     sigmas within 0.7-1.8x of the errors' on every axis."""
     from sfm_ros.data.synthetic import make_scene, render_sequence
-    from sfm_ros.evaluation.trajectory import relative_poses
 
     errors, variances = [], []
     for seed in (11, 12, 13):
         seq = render_sequence(num_frames=40, height=H, width=W, seed=seed, speed=6.0,
                               scene=make_scene(seed, curvature=0.05 / 6.0))
-        refiner = Refiner()
-        views = [refiner.view(im, seq.K) for im in seq.images]
-        depths = [np.where(np.isfinite(d), d, 1000.0) for d in seq.depths]
-        gt = relative_poses(seq.poses)
-        net = gt.copy()
-        net[:, :3, :3] = gt[:, :3, :3] @ rot_y(np.radians(0.3)) @ rot_x(np.radians(0.2))
-        net[:, :3, 3] = 0.9 * gt[:, :3, 3]
-        inc, results = refine_sequence(refiner, views, depths[:-1], net)
+        inc, gt, results = _refined_street(seq, yaw_deg=0.3, pitch_deg=0.2, length=0.9)
         assert sum(r.window is not None and r.window.agreeing >= 2 and r.window.spread_dof >= 6 for r in results) >= 25
         errors += [matrix_to_axis_angle(g[:3, :3].T @ T[:3, :3]) for T, g in zip(inc, gt)]
         variances += [np.diag(r.covariance)[3:] for r in results]

@@ -123,9 +123,9 @@ def motion_covariance(r: Refinement, focal_px: float) -> np.ndarray:
     (``ROT_REL``: the baselines share the bas-relief ambiguity of a narrow field of view),
     uncorrelated with the translation (which stays the frame pair's)."""
     C = _pair_covariance(r, focal_px)
-    if not rotation_from_window(r):
+    R = _window_rotation_covariance(r)
+    if R is None:
         return C
-    R = fused_rotation_covariance(r.window, _turn(r.T))
     C = C.copy()
     C[:3, 3:] = 0.0
     C[3:, :3] = 0.0
@@ -138,9 +138,15 @@ def rotation_from_window(r: Refinement) -> bool:
     window fused it (not a still camera's, not a photometric polish's) from two or more
     predictions, has measured ``FUSED_MIN_DOF`` degrees of its spread, and the frame before was a
     fusion too (``WindowFusion.after_own`` false); the covariance is finite."""
+    return _window_rotation_covariance(r) is not None
+
+
+def _window_rotation_covariance(r: Refinement) -> np.ndarray | None:
+    """:func:`fused_rotation_covariance` of ``r``'s window when :func:`rotation_from_window` holds, else None."""
     w = r.window
-    return (w is not None and r.used not in (Used.STILL, Used.PHOTOMETRIC) and not w.after_own
-            and fused_rotation_covariance(w, _turn(r.T)) is not None)
+    if w is None or r.used in (Used.STILL, Used.PHOTOMETRIC) or w.after_own:
+        return None
+    return fused_rotation_covariance(w, _turn(r.T))
 
 
 def _turn(T: np.ndarray) -> float:
@@ -171,7 +177,7 @@ def _sideways_turn(T: np.ndarray) -> float:
     t = T[:3, 3]
     L = float(np.linalg.norm(t))
     d = t / L if L > 1e-12 else np.array([0.0, 0.0, 1.0])
-    return ROT_REL * float(np.linalg.norm(d[:2])) * float(np.linalg.norm(matrix_to_axis_angle(T[:3, :3])))
+    return ROT_REL * float(np.linalg.norm(d[:2])) * _turn(T)
 
 
 def _pair_covariance(r: Refinement, focal_px: float) -> np.ndarray:

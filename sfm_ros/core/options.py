@@ -99,6 +99,7 @@ class DataOptions:
     static_threshold: float = 0.0    # mean abs grey difference (0-1) below which a frame is static
     val_fraction: float = 0.1        # contiguous final block of each sequence held out
     augment: bool = True             # random scale+crop (intrinsics updated) and colour jitter
+    flip: bool = False               # with augment: mirror half the windows (sfm_ros.data.datasets)
     cache_dir: str = ""              # optional on-disk cache of decoded, resized frames
     cache_max_gb: float = 20.0       # the cache's size bound: least recently used entries go first
 

@@ -12,10 +12,13 @@ splits are contiguous time blocks (never random frames: neighbours would leak), 
 crosses the boundary.
 
 Augmentation (training only), identical for all frames of a window: a random scale in
-``[1, 1.15]`` followed by a random crop back to the input size (the intrinsics follow), and colour
-jitter (brightness, contrast, saturation). No flips: a mirrored image would need mirrored intrinsics
-and poses. The randomness is a pure function of ``(seed, epoch, index)``, so a resumed run sees
-exactly the batches the interrupted one would have seen.
+``[1, 1.15]`` followed by a random crop back to the input size (the intrinsics follow), colour
+jitter (brightness, contrast, saturation) and, with ``flip``, a horizontal mirror of half the
+windows (as monodepth2 and the reference port do): the principal point mirrored (``cx → W - 1 - cx``,
+pixel centres at integer coordinates), and the two-view priors' motions ``M T M`` (``M = diag(-1, 1,
+1)``: the world seen in a mirror) and corners with it. The randomness is a pure function of
+``(seed, epoch, index)``, so a resumed run sees exactly the batches the interrupted one would have
+seen; the flip is drawn last, so the other draws are the same with it on or off.
 """
 from __future__ import annotations
 
@@ -288,10 +291,11 @@ class WindowDataset(Dataset):
     """
 
     def __init__(self, sequences: list[Sequence], seq_len: int, stride: int = 1,
-                 augment: bool = False, seed: int = 0, priors: dict | None = None):
+                 augment: bool = False, seed: int = 0, priors: dict | None = None, flip: bool = False):
         self.sequences = sequences
         self.seq_len = seq_len
         self.augment = augment
+        self.flip = bool(flip)  # with augment: mirror half the windows
         self.seed = seed
         self.epoch = 0
         self.items: list[tuple[int, list[int]]] = []
@@ -316,10 +320,12 @@ class WindowDataset(Dataset):
         seq = self.sequences[si]
         imgs = seq.frames[idx].astype(np.float32) / 255.0  # (T, H, W, 3)
         K = seq.K.copy()
-        crop = None
+        crop, mirrored = None, False
         if self.augment:
             rng = np.random.default_rng([self.seed, self.epoch, i])
             imgs, K, crop = _augment(imgs, K, rng)
+            if self.flip and rng.random() < 0.5:
+                (imgs, K), mirrored = mirror_window(imgs, K), True
         t = torch.from_numpy(np.ascontiguousarray(imgs.transpose(0, 3, 1, 2)))
         mid = self.seq_len // 2
         item = {
@@ -330,21 +336,49 @@ class WindowDataset(Dataset):
             "seq": si,
             "index": idx[mid],
         }
-        if self.priors is not None:  # scale, crop and colour leave the motion unchanged
+        if self.priors is not None:  # scale, crop and colour leave the motion unchanged; a mirror mirrors it
             pr = [self.priors[(si, idx[mid], j)] for j in idx[:mid] + idx[mid + 1:]]
-            item["prior_T"] = torch.from_numpy(np.stack([p.T_src_tgt for p in pr]).astype(np.float32))
+            T = np.stack([p.T_src_tgt for p in pr])
+            item["prior_T"] = torch.from_numpy((mirror_motion(T) if mirrored else T).astype(np.float32))
             item["prior_w"] = torch.tensor([[p.w_rot, p.w_dir] for p in pr], dtype=torch.float32)
-            item["prior_pts"], item["prior_depth"] = _prior_points(pr, imgs.shape[1:3], crop)
+            item["prior_pts"], item["prior_depth"] = _prior_points(pr, imgs.shape[1:3], crop, mirrored=mirrored)
         return item
 
 
+#: a reflection of the optical frame's x axis: a camera's world seen in a horizontal mirror
+_MIRROR = np.diag([-1.0, 1.0, 1.0, 1.0])
+
+
+def mirror_window(imgs: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A window's frames ``(T, H, W, C)`` mirrored left to right, with the intrinsics of the mirrored
+    camera: ``cx → W - 1 - cx`` (pixel centres at integer coordinates; ``fx`` stays positive, so
+    the scene seen is the mirror image ``X → -X`` of the camera's). Shapes are checked."""
+    imgs, K = np.asarray(imgs), np.asarray(K, dtype=np.float64)
+    if imgs.ndim != 4 or K.shape != (3, 3):
+        raise ValueError(f"frames (T, H, W, C) and K (3, 3) expected, got {imgs.shape} and {K.shape}")
+    K = K.copy()
+    K[0, 2] = imgs.shape[2] - 1 - K[0, 2]
+    K[0, 1] = -K[0, 1]
+    return np.ascontiguousarray(imgs[:, :, ::-1]), K
+
+
+def mirror_motion(T: np.ndarray) -> np.ndarray:
+    """Rigid motions ``(..., 4, 4)`` as the mirrored camera (:func:`mirror_window`) sees them:
+    ``M T M`` with ``M = diag(-1, 1, 1, 1)`` (the x translation and the rotations about y and z
+    change sign)."""
+    T = np.asarray(T, dtype=np.float64)
+    if T.shape[-2:] != (4, 4):
+        raise ValueError(f"motions (..., 4, 4) expected, got {T.shape}")
+    return _MIRROR @ T @ _MIRROR
+
+
 def _prior_points(priors: list, hw: tuple[int, int], crop: tuple[int, int, int, int] | None,
-                  size: int = PRIOR_POINTS) -> tuple[torch.Tensor, torch.Tensor]:
+                  size: int = PRIOR_POINTS, mirrored: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """The pairs' triangulated corners (``points``, ``depths`` of
     :class:`sfm_ros.training.priors.EpipolarPrior`) as fixed-size tensors: ``pts`` (N, size, 2) in the
     item's pixels (moved by the augmentation's ``crop`` = (sh, sw, y0, x0): the ``hw`` frame resized to
-    sh x sw, then cut at (y0, x0)), ``depth`` (N, size), 0 where there is no corner (padding, or a
-    corner the crop cut off)."""
+    sh x sw, then cut at (y0, x0); then ``mirrored``: ``x → w - 1 - x``), ``depth`` (N, size), 0 where
+    there is no corner (padding, or a corner the crop cut off)."""
     h, w = hw
     pts = np.zeros((len(priors), size, 2), np.float32)
     depth = np.zeros((len(priors), size), np.float32)
@@ -355,6 +389,9 @@ def _prior_points(priors: list, hw: tuple[int, int], crop: tuple[int, int, int, 
         if crop is not None:
             sh, sw, y0, x0 = crop
             q = resize_pixels(q, (h, w), (sh, sw)) - np.array([x0, y0])
+        if mirrored:
+            q = q.copy()
+            q[:, 0] = w - 1 - q[:, 0]
         inside = (q[:, 0] >= 0) & (q[:, 0] <= w - 1) & (q[:, 1] >= 0) & (q[:, 1] <= h - 1)
         pts[n, :len(q)] = q
         depth[n, :len(q)] = np.where(inside, z, 0.0)

@@ -184,19 +184,28 @@ def _finite(path: Path) -> bool:
     return all(torch.isfinite(t).all() for t in tensors if t.is_floating_point())
 
 
-def test_a_non_finite_gradient_skips_its_step_and_training_goes_on(seqs, tmp_path):
-    """A finite loss whose gradient is not finite: that step is skipped and counted, the weights
-    stay finite, training goes on, and every checkpoint is finite."""
+@pytest.mark.parametrize("factor, scaler", [
+    (float("inf"), False),
+    (1e30, False),   # finite, but Adam's square of it overflows float32
+    (float("inf"), True),   # the fp16 path's loss scaler (a CPU one here: CUDA's on a GPU)
+    (1e30, True),    # the scaler skips only non-finite gradients itself
+])
+def test_a_non_finite_gradient_skips_its_step_and_training_goes_on(seqs, tmp_path, factor, scaler):
+    """A finite loss whose gradient is not finite or overflows ``GRAD_LIMIT``: that step is skipped
+    and counted, with the fp16 path's loss scaler too; the weights stay finite, training goes on,
+    and every checkpoint is finite."""
     class InfGradOnce(Trainer):
         def train_step(self, batch):
             if self.step == 1 and not self.skipped_steps:  # the second step's gradient overflows
                 p = next(self.model.depth_net.parameters())
-                h = p.register_hook(lambda g: (h.remove(), g * float("inf"))[1])
+                h = p.register_hook(lambda g: (h.remove(), g * factor)[1])
             return super().train_step(batch)
 
     logs: list[str] = []
     tr = InfGradOnce(_opts(num_workers=0, max_steps=3), seqs, None, tmp_path, progress=False,
                      tensorboard=False, log=logs.append)
+    if scaler:
+        tr.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
     summary = tr.fit()
     tr.close()
     assert summary["steps"] == 3 and summary["skipped_steps"] == 1

@@ -264,17 +264,22 @@ class Trainer(RunCheckpoints):
         if flags[0].item() < 1:
             self.check_weights()  # weights an update made non-finite usually make the next loss so
             return {"loss": float("nan"), "skipped": True, "why": "loss"}
-        if self.scaler is not None:  # the scaler itself skips steps with inf/NaN gradients
+        if self.scaler is not None:  # fp16: the loss scaled, the gradients unscaled before the check
             self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        # A finite loss can still have a non-finite (or overflowing: Adam squares it) gradient: skip
+        # the step (every DDP rank holds the same averaged gradient, so all skip together).
+        if not max_abs([q.grad for q in self.model.parameters() if q.grad is not None]) < GRAD_LIMIT:
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.scaler is not None:
+                self.scaler.update()  # a non-finite gradient lowers the loss scale, as its own skip would
+            return {"loss": float(loss.detach()), "skipped": True, "why": "gradient"}
+        if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
-            loss.backward()
-            # A finite loss can still have a non-finite (or overflowing) gradient: skip the step
-            # (every DDP rank holds the same averaged gradient, so all skip together).
-            if not max_abs([q.grad for q in self.model.parameters() if q.grad is not None]) < GRAD_LIMIT:
-                self.optimizer.zero_grad(set_to_none=True)
-                return {"loss": float(loss.detach()), "skipped": True, "why": "gradient"}
             self.optimizer.step()
         if (self.step + 1) % max(1, self.opts.train.log_every) == 0:
             self.check_weights(self.step + 1)

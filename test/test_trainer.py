@@ -23,7 +23,7 @@ from sfm_ros.data.datasets import prepare_sequence
 from sfm_ros.core.options import load_options
 from sfm_ros.core.se3 import matrix_to_axis_angle
 from sfm_ros.data.synthetic import render_sequence
-from sfm_ros.training.trainer import Trainer, TrainingError, TrainingInterrupted
+from sfm_ros.training.trainer import MAX_BAD_STEPS, Trainer, TrainingError, TrainingInterrupted
 
 REPO = Path(__file__).resolve().parents[1]
 H, W = 32, 96
@@ -187,8 +187,7 @@ def _finite(path: Path) -> bool:
 @pytest.mark.parametrize("factor, scaler", [
     (float("inf"), False),
     (1e30, False),   # finite, but Adam's square of it overflows float32
-    (float("inf"), True),   # the fp16 path's loss scaler (a CPU one here: CUDA's on a GPU)
-    (1e30, True),    # the scaler skips only non-finite gradients itself
+    (1e30, True),    # the fp16 path's loss scaler (a CPU one here: CUDA's on a GPU) skips only non-finite ones
 ])
 def test_a_non_finite_gradient_skips_its_step_and_training_goes_on(seqs, tmp_path, factor, scaler):
     """A finite loss whose gradient is not finite or overflows ``GRAD_LIMIT``: that step is skipped
@@ -212,6 +211,29 @@ def test_a_non_finite_gradient_skips_its_step_and_training_goes_on(seqs, tmp_pat
     assert any("step 2: non-finite gradient: optimiser step skipped" in m for m in logs), logs
     assert all(torch.isfinite(q).all() for q in tr.model.parameters())
     assert _finite(tmp_path / "last.pt") and _finite(tmp_path / "model.pt")
+
+
+def test_the_loss_scaler_skips_non_finite_gradients_itself(seqs, tmp_path):
+    """fp16: a non-finite gradient means the loss scale is too high, which the scaler handles (it
+    skips the step and halves the scale; at a run's start, several times in a row): not a skipped
+    step of the trainer's count, which stops a run after ``MAX_BAD_STEPS`` in a row."""
+    class InfGrad(Trainer):
+        def train_step(self, batch):
+            if self.step < MAX_BAD_STEPS + 2:
+                p = next(self.model.depth_net.parameters())
+                h = p.register_hook(lambda g: (h.remove(), g * float("inf"))[1])
+            return super().train_step(batch)
+
+    tr = InfGrad(_opts(num_workers=0, max_steps=MAX_BAD_STEPS + 3, epochs=0), seqs, None, tmp_path,
+                 progress=False, tensorboard=False)
+    tr.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 20)
+    w0 = [q.detach().clone() for q in tr.model.parameters()]
+    summary = tr.fit()
+    tr.close()
+    assert summary["steps"] == MAX_BAD_STEPS + 3 and summary["skipped_steps"] == 0
+    assert tr.scaler.get_scale() == 2.0 ** (20 - MAX_BAD_STEPS - 2)
+    assert any(not torch.equal(a, b) for a, b in zip(w0, tr.model.parameters()))  # the last steps updated
+    assert all(torch.isfinite(q).all() for q in tr.model.parameters())
 
 
 @pytest.mark.parametrize("log_every, snapshot_every, stopped_at", [

@@ -270,14 +270,18 @@ class Trainer(RunCheckpoints):
         else:
             loss.backward()
         # A finite loss can still have a non-finite (or overflowing: Adam squares it) gradient: skip
-        # the step (every DDP rank holds the same averaged gradient, so all skip together).
-        if not max_abs([q.grad for q in self.model.parameters() if q.grad is not None]) < GRAD_LIMIT:
+        # the step (every DDP rank holds the same averaged gradient, so all skip together). With
+        # the fp16 loss scaler, a non-finite gradient is its own business (a loss scale too high:
+        # it skips the step and lowers the scale, several times at a run's start); a finite one
+        # above GRAD_LIMIT is skipped here.
+        if not max_abs([q.grad for q in self.model.parameters() if q.grad is not None]) < GRAD_LIMIT \
+                and not (self.scaler is not None and self._scaler_found_inf()):
             self.optimizer.zero_grad(set_to_none=True)
             if self.scaler is not None:
-                self.scaler.update()  # a non-finite gradient lowers the loss scale, as its own skip would
+                self.scaler.update()
             return {"loss": float(loss.detach()), "skipped": True, "why": "gradient"}
         if self.scaler is not None:
-            self.scaler.step(self.optimizer)
+            self.scaler.step(self.optimizer)  # skips a non-finite gradient
             self.scaler.update()
         else:
             self.optimizer.step()
@@ -290,6 +294,11 @@ class Trainer(RunCheckpoints):
             m = self.opts.model
             logs["health"] = batch_stats(outputs, losses, self.model.offsets, m.min_depth, m.max_depth)
         return logs
+
+    def _scaler_found_inf(self) -> bool:
+        """Whether the fp16 loss scaler's unscaling found a non-finite gradient (it then skips the
+        step itself). ``max_abs`` bounds by 2-norms, which overflow for finite entries above ~1e19."""
+        return any(float(v) > 0 for v in self.scaler._found_inf_per_device(self.optimizer).values())
 
     def check_weights(self, step: int | None = None) -> None:
         """Raise :class:`TrainingError` when a weight is non-finite (by the update of ``step``,

@@ -194,3 +194,44 @@ def test_corner_budget_keeps_the_cost_within_the_budget():
     assert refiner.max_corners == 500  # never above high
     with pytest.raises(ValueError, match="CornerBudget"):
         CornerBudget(budget_ms=0.0)
+
+
+@pytest.mark.parametrize("mode, step_kept, refit", [
+    ("set_aside", False, True),   # the window set the pair's rotation aside: the direction follows its rotation
+    ("set_aside", True, False),   # the pair's rotation agreed with the window's: its own direction stays
+    ("always", True, True),
+    ("off", False, False),
+])
+def test_a_direction_the_window_rotation_disowns_is_solved_again(monkeypatch, mode, step_kept, refit):
+    """``window_direction``: the first step of rendered street 500 fits a five-point solution 2.9°
+    off in rotation and 54° off in direction (above). With a rotation window whose baselines agree
+    on the true rotation (stubbed here: three agreeing predictions, the step's own set aside), the
+    direction is solved again from the pair's inliers with that rotation held (within 3° of the
+    truth), before the length is measured; where the pair's own rotation agreed (``set_aside``) or
+    the option is off, the five points' direction stays."""
+    from sfm_ros.data.synthetic import render_sequence
+    from sfm_ros.evaluation.trajectory import relative_poses
+    from sfm_ros.runtime.motion.result import WindowFusion
+
+    seq = render_sequence(num_frames=2, seed=500)
+    g = relative_poses(seq.poses)[0]
+    refiner = Refiner(window_direction=mode)
+    pushed = []
+
+    def push(ref, new, R_step, opts, solve=True):
+        pushed.append(R_step)
+        return WindowFusion(R=g[:3, :3].copy(), predictions=4, agreeing=3, step_kept=step_kept, tracks=50, frames=5)
+    monkeypatch.setattr(refiner.window, "push", push)
+    monkeypatch.setattr(refiner.window, "published", lambda R: None)
+    a, b = refiner.view(seq.images[0], seq.K), refiner.view(seq.images[1], seq.K)
+    out = refiner.refine(a, b, g @ make_pose(rot_y(np.radians(2.0))))  # a network 2° off: the five points win
+    assert len(pushed) == 1 and not out.network_kept and out.used == "epipolar"
+    assert angle_deg(g[:3, :3].T @ out.T[:3, :3]) < 1e-6  # the window's rotation, published
+    assert out.direction_refit == refit
+    if refit:
+        assert dir_err_deg(out.T[:3, 3], g[:3, 3]) < 3.0
+        assert np.all(np.isfinite(out.covariance))
+    else:
+        assert dir_err_deg(out.T[:3, 3], g[:3, 3]) > 20.0
+    with pytest.raises(ValueError, match="window_direction"):
+        Refiner(window_direction="sometimes")

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import cv2
 import numpy as np
 
+from sfm_ros.core.se3 import invert_pose, make_pose
 from sfm_ros.runtime.motion._checks import integer_at_least
 from sfm_ros.runtime.motion.covariance import GROUND_LEN_REL, LEN_GAIN, MIN_FILTERED_LEN_REL, MIN_LEN_REL, \
     epipolar_covariance, motion_covariance
@@ -29,13 +30,17 @@ from sfm_ros.runtime.motion.rotation_angle import angle_between_deg, rotation_an
 from sfm_ros.runtime.motion.rotation_window import RotationWindow
 from sfm_ros.runtime.motion.three_view import three_view_step_ratio
 from sfm_ros.runtime.motion.travel_chord import TravelChord
-from sfm_ros.runtime.motion.two_view import TwoViewOptions, TwoViewSolution, solve_two_view
+from sfm_ros.runtime.motion.sampson import epipolar_information
+from sfm_ros.runtime.motion.spread import robust_spread
+from sfm_ros.runtime.motion.two_view import TwoViewOptions, TwoViewSolution, direction_given_rotation, solve_two_view
 from sfm_ros.runtime.motion.view import RefineView, make_view
 
 __all__ = ["REFINE_MODES", "EPIPOLAR_MODES", "Refiner"]
 
 REFINE_MODES = ("none", "epipolar", "photometric", "epipolar+photometric")
 _PHOTOMETRIC_MODES = ("photometric", "epipolar+photometric")
+#: when the frame pair's direction of travel is solved again with the rotation window's rotation
+WINDOW_DIRECTION = ("off", "set_aside", "always")
 #: PhotometricOptions field → the Refiner's option
 _PHOTO = {f.name: "photo_" + f.name for f in fields(PhotometricOptions)} | {"damping": "photo_lambda"}
 _LENGTH = [f.name for f in fields(LengthFilter) if f.init]
@@ -90,7 +95,15 @@ class Refiner:
     holds the rotation the refinement returns, none where the corners showed no motion; a
     refinement that raises restarts it; :meth:`set_rotation_window` switches it at run time).
     The window's baselines are solved by its own estimator (``RotationWindow.estimator``,
-    ``magsac_polish``), not by ``estimator`` (the frame pair's).
+    ``magsac_polish``), not by ``estimator`` (the frame pair's). ``window_direction``
+    (:data:`WINDOW_DIRECTION`): where the window's baselines agree on a rotation and set the frame
+    pair's own five-point rotation aside (``"set_aside"``, the default; ``"always"``: wherever two or
+    more agree; ``"off"``), the pair's direction of travel is solved again from its inliers with the
+    window's rotation held, before the length is measured: a five-point rotation a few degrees off
+    comes with a direction off by up to 50° (rendered streets; the network's motion kept is left
+    alone). Measured (BENCHMARKS.md, session 25): streets 700 / 702 t_err 5.04 / 4.85 → 4.23 /
+    4.57 %, snippet ATE 0.0275 / 0.0295 → 0.0198 / 0.0254 m, streets 710-712 (never tuned on) mean
+    3.77 → 3.53 %; KITTI 00 0-159 unchanged (no frame set aside); ``"always"`` cost KITTI 2.56 → 2.68 %.
     Measured (BENCHMARKS.md, issue 24): rotation drift on KITTI 00 0-159 3.95 → 3.34 °/100 m, on
     rendered streets 700-702 12.6 / 12.4 / 27.3 → 1.8 / 3.6 / 3.2 °/100 m; a pose network biased
     0.2° a step in yaw, which one step's corners cannot reject (``prefer_network``), no longer
@@ -150,10 +163,12 @@ class Refiner:
     window_span: int = 8
     window_agree_deg: float = 0.5
     window_points: int = 200
+    window_direction: str = "set_aside"
     tilt: GroundTilt = field(init=False, repr=False, compare=False)
     chord: TravelChord | None = field(default=None, init=False, repr=False, compare=False)
     window: RotationWindow | None = field(default=None, init=False, repr=False, compare=False)
     _chain: _Chain | None = field(default=None, init=False, repr=False, compare=False)
+    _fused: tuple | None = field(default=None, init=False, repr=False, compare=False)  # (fusion,) pushed early
     _scale: float | None = field(default=None, init=False, repr=False, compare=False)  # the last call's
     _metric: bool = field(default=False, init=False, repr=False, compare=False)  # the last call's ground given
 
@@ -168,6 +183,9 @@ class Refiner:
         if not integer_at_least(self.window_span, 2):
             raise ValueError(f"window_span must be an integer >= 2, got {self.window_span!r}")
         window = self._new_window()  # its options checked now, whether it is on or not
+        if self.window_direction not in WINDOW_DIRECTION:
+            raise ValueError(f"window_direction must be one of {', '.join(WINDOW_DIRECTION)}, "
+                             f"got {self.window_direction!r}")
         self.rotation_window = bool(self.rotation_window)
         self.window = window if self.rotation_window else None
         self.two_view_options()
@@ -279,7 +297,8 @@ class Refiner:
                 chain = self._chain
                 prev = chain if chain is not None and chain.new is ref and chain.ref.grey.shape == ref.grey.shape \
                     else None
-                out = epi = self._epipolar(ref, new, T_net, depth_ref, prev, scale, ground)
+                self._fused = None
+                out = epi = self._epipolar(ref, new, T_net, depth_ref, prev, scale, ground, hurry)
                 if self.chord is not None and ground is not None:
                     self._chord_tilt(ref, new, ground[0])
                 if self.window is not None:
@@ -313,22 +332,58 @@ class Refiner:
         """Push ``ref → new`` with ``out``'s rotation into the rotation window and use the fused
         rotation (a still camera's motion stays none; ``solve=False``: corners carried only). A
         window that fails (OpenCV, a degenerate solution) restarts: this frame's refinement stands."""
-        t0 = time.perf_counter()
-        try:
-            fused = self.window.push(ref, new, out.T[:3, :3], self.two_view_options(), solve=solve)
-        except (ValueError, cv2.error, np.linalg.LinAlgError):
-            self.window.reset()
+        early, self._fused = self._fused, None  # pushed already by the epipolar refinement: (fusion or None,)
+        fused = early[0] if early is not None else self._push_window(ref, new, out.T[:3, :3], solve)
+        if fused is None:
             return
-        fused.ms = 1000.0 * (time.perf_counter() - t0)
         out.window = fused
         if out.used != Used.STILL:
             out.T = out.T.copy()
             out.T[:3, :3] = fused.R
 
+    def _push_window(self, ref: RefineView, new: RefineView, R_step: np.ndarray, solve: bool):
+        """Push ``ref → new`` with the step's rotation ``R_step`` (``R_ref_new``) into the rotation
+        window: its :class:`~sfm_ros.runtime.motion.result.WindowFusion` (timed), or None when it
+        failed (OpenCV, a degenerate solution) and restarted."""
+        t0 = time.perf_counter()
+        try:
+            fused = self.window.push(ref, new, R_step, self.two_view_options(), solve=solve)
+        except (ValueError, cv2.error, np.linalg.LinAlgError):
+            self.window.reset()
+            return None
+        fused.ms = 1000.0 * (time.perf_counter() - t0)
+        return fused
+
+    def _direction_with_window(self, ref: RefineView, new: RefineView, sol: TwoViewSolution, K: np.ndarray,
+                               hurry: bool) -> TwoViewSolution:
+        """``window_direction``: the rotation window fused before the length is measured, and the
+        frame pair's direction of travel solved again from its inliers with the window's rotation
+        held (:func:`~sfm_ros.runtime.motion.two_view.direction_given_rotation`) where the
+        window's baselines agreed on a rotation (two or more predictions) and, with
+        ``"set_aside"``, set the pair's own rotation aside: a five-point solution whose rotation
+        is a few degrees off trades it for a direction off by as much as 50° (rendered streets:
+        few, distant corners), and the ground's metres measured with that motion are off too.
+        ``sol`` is returned with the window's rotation and the new direction (its information at
+        them), or as it was. Not for the network's motion kept (its direction is not the corners')."""
+        fused = self._push_window(ref, new, sol.T_ref_new[:3, :3], solve=not hurry)
+        self._fused = (fused,)
+        if (fused is None or sol.prior_kept or fused.agreeing < 2
+                or (self.window_direction == "set_aside" and fused.step_kept)):
+            return sol
+        R_nr = fused.R.T
+        t = direction_given_rotation(sol.p_in, sol.q_in, K, R_nr, sol.T_new_ref[:3, 3])
+        if t is None:
+            return sol
+        info, across, r0 = epipolar_information(sol.p_in, sol.q_in, K, R_nr, t)
+        T_new_ref = make_pose(R_nr, t)
+        return replace(sol, R=R_nr, T_new_ref=T_new_ref, T_ref_new=invert_pose(T_new_ref), info=info,
+                       across=across, residual_px=robust_spread(r0), direction_refit=True)
+
     def _epipolar(self, ref: RefineView, new: RefineView, T_net: np.ndarray, depth: np.ndarray | None,
-                  prev: _Chain | None, scale: float, ground: tuple[np.ndarray, float] | None) -> Refinement:
+                  prev: _Chain | None, scale: float, ground: tuple[np.ndarray, float] | None,
+                  hurry: bool = False) -> Refinement:
         """The epipolar refinement of ``ref → new``; ``prev``: the chain whose new view is ``ref``
-        (for the three-view ratio), or None; ``scale``, ``ground``: :meth:`refine`'s."""
+        (for the three-view ratio), or None; ``scale``, ``ground``, ``hurry``: :meth:`refine`'s."""
         K = ref.K
         sol = solve_two_view(ref.grey, new.grey, K, self.two_view_options(), T_net if self.prefer_network else None)
         common = dict(reason=sol.reason, tracks=sol.tracks, inliers=sol.inliers, why=sol.why)
@@ -345,6 +400,8 @@ class Refiner:
             return Refinement(T=T, used=Used.ROTATION, scale_from=ScaleFrom.NETWORK,
                               rotation_change_deg=angle_between_deg(T_net[:3, :3], T[:3, :3]),
                               residual_px=sol.residual_px, parallax_px=sol.parallax_px, **common)
+        if self.window is not None and self.window_direction != "off":
+            sol = self._direction_with_window(ref, new, sol, K, hurry)
         step = None
         if prev is not None and self.scale_tracking:
             step = three_view_step_ratio(ref.grey, prev.ref.grey, sol.p_in, sol.q_in, K, sol.T_new_ref,
@@ -369,7 +426,7 @@ class Refiner:
                           rotation_change_deg=angle_between_deg(T_net[:3, :3], sol.T_ref_new[:3, :3]),
                           residual_px=sol.residual_px, parallax_px=sol.parallax_px, length_spread=spread,
                           motion_cov=EpipolarCovariance(cov=S, across=sol.across, R=sol.R),
-                          network_kept=sol.prior_kept, length_rel_sd=rel_sd,
+                          network_kept=sol.prior_kept, length_rel_sd=rel_sd, direction_refit=sol.direction_refit,
                           step_ratio=math.exp(step[0]) if step is not None else float("nan"),
                           unit_motion=sol.T_new_ref,
                           ground_length=road.length if road is not None and road.length is not None else float("nan"),

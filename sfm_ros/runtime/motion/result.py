@@ -157,6 +157,7 @@ class Refinement:
     photo_iterations: int = 0
     photo_info: np.ndarray | None = None  # (6, 6) pose information JᵀWJ of the final residuals
     window: WindowFusion | None = None  # the rotation window's fusion (``rotation_window``), or None
+    direction_refit: bool = False  # the direction re-solved with the window's rotation (``window_direction``)
 
     @property
     def refined(self) -> bool:

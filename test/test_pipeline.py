@@ -452,7 +452,13 @@ def test_camera_height_gives_metres_from_the_ground_whatever_the_depth(tiny_ckpt
             # the rotation window (on by default): 9 frames held; the step and up to 3 baselines measured
             assert re.fullmatch(r"9 frames, \d+ corners, [1-4] of [1-4] rotations agree, \d+\.\d ms"
                                 r"( \(the step's own outvoted\))?; rotation sd \d+\.\d{3} deg "
-                                r"\((the window's agreement|the frame pair's)\)", d["rotation_window"]), d
+                                r"\((the window's agreement|the frame pair's)\)"
+                                r"(; direction of travel solved again with the window's rotation on \d+ of the "
+                                r"last \d+ frames)?", d["rotation_window"]), d
+            assert len(pl._refit) == len(pl._hurried) and not any(pl._refit)  # this street: none set aside
+            pl._refit[-1] = True  # as a frame whose own rotation the window set aside would count
+            assert re.search(r"; direction of travel solved again with the window's rotation on 1 of the last "
+                             rf"{len(pl._refit)} frames$", pl.diagnostic_values()["rotation_window"])
             pl.behind = lambda: True  # the node when a newer frame waits: the window measures no baseline
             pl.process(_frame(seq.images[-3], 1.95))
             assert not pl._last_refinement.window.solved and pl._last_refinement.window.predictions == 1

@@ -107,7 +107,8 @@ PUBLICATIONS: tuple[Topic, ...] = (
           "``refined_lengths``, ``refine_ms_p50`` (the frame pair's own, the window's apart), "
           "``refine_corners``), ``ground_tilt`` (the camera's tilt to the ground in use and its "
           "measurements), ``rotation_window`` (frames in the window, corners carried, rotations that "
-          "agreed of those measured, its time, recent frames it measured no baseline for because a newer "
+          "agreed of those measured, its time, recent frames whose direction of travel was solved again "
+          "with the window's rotation, recent frames it measured no baseline for because a newer "
           "frame waited, the published rotation's sd and whether it came from the window's agreement or "
           "the frame pair), ``held_frames`` (frames that "
           "showed no motion, by reason); WARN naming what is missing or held"),

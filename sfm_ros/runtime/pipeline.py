@@ -102,6 +102,7 @@ class FramePipeline:
         #: measures no baseline for this frame (setting ``window_hurry``), so that the node catches up
         self.behind: Callable[[], bool] | None = None
         self._hurried: deque[bool] = deque(maxlen=100)  # the window's recent frames: hurried or not
+        self._refit: deque[bool] = deque(maxlen=100)  # ... and their direction solved again with its rotation
         self.held = Counters()          # frames whose images showed no motion, by reason
         self.held_run = 0               # of them in a row up to the newest frame
         self.held_reason = ""           # why the newest held frame was held
@@ -331,12 +332,14 @@ class FramePipeline:
                                     rotation_window=bool(self.settings.rotation_window))
             self._corner_budget = CornerBudget()
             self._hurried.clear()  # a new window: its own count
+            self._refit.clear()
         else:  # switched in place: the scale filter stays
             if self._refiner.ground_tilt != bool(self.settings.ground_tilt):
                 self._refiner.set_ground_tilt(bool(self.settings.ground_tilt))
             if self._refiner.rotation_window != bool(self.settings.rotation_window):
                 self._refiner.set_rotation_window(bool(self.settings.rotation_window))
                 self._hurried.clear()
+                self._refit.clear()
         refiner = self._refiner
         if self._refiner_model is not self.estimator.model:  # new weights (adaptation): new units
             refiner.reset_scale()
@@ -363,6 +366,7 @@ class FramePipeline:
                                    ground, hurry=hurry)
                 if r.window is not None:
                     self._hurried.append(not r.window.solved)
+                    self._refit.append(bool(r.direction_refit))
                 self._refine_ms = 1000.0 * (time.perf_counter() - t0)
                 # the budget holds the frame pair's own refinement; the rotation window's cost is its own
                 window_ms = r.window.ms if r.window is not None and np.isfinite(r.window.ms) else 0.0
@@ -425,8 +429,9 @@ class FramePipeline:
     def _window_state(self) -> str:
         """The ``rotation_window`` diagnostic: off, or the newest frame's fusion (frames in the window,
         corners carried, rotations that agreed of those predicted, its time; whether the step's own
-        rotation was outvoted; on how many recent frames it measured no baseline because a newer frame
-        waited; the published rotation's sd, rms over the axes, and whether it is the window's
+        rotation was outvoted; on how many recent frames the frame pair's direction of travel was solved
+        again with its rotation (``window_direction``) and on how many it measured no baseline because
+        a newer frame waited; the published rotation's sd, rms over the axes, and whether it is the window's
         agreement or the frame pair's)."""
         if self.settings.refine_pose not in EPIPOLAR_MODES:
             return f"n/a (refine_pose {self.settings.refine_pose})"
@@ -445,7 +450,11 @@ class FramePipeline:
             sd = math.degrees(math.sqrt(max(float(np.trace(r.covariance[3:, 3:])), 0.0) / 3.0))
             source = "the window's agreement" if rotation_from_window(r) else "the frame pair's"
             out += f"; rotation sd {sd:.3f} deg ({source})"
-        recent = list(self._hurried)  # a copy: the worker appends while the diagnostics read
+        refit = list(self._refit)  # copies: the worker appends while the diagnostics read
+        if any(refit):
+            out += (f"; direction of travel solved again with the window's rotation on {sum(refit)} of the "
+                    f"last {len(refit)} frames")
+        recent = list(self._hurried)
         if any(recent):
             out += f"; no baselines on {sum(recent)} of the last {len(recent)} frames (a newer frame waited)"
         return out

@@ -28,10 +28,10 @@ from sfm_ros.runtime.motion.photometric import PhotometricOptions, PhotoResult, 
 from sfm_ros.runtime.motion.result import EPIPOLAR_MODES, NO_SOLUTION, EpipolarCovariance, Refinement, ScaleFrom, Used
 from sfm_ros.runtime.motion.rotation_angle import angle_between_deg, rotation_angle_deg
 from sfm_ros.runtime.motion.rotation_window import RotationWindow
-from sfm_ros.runtime.motion.three_view import three_view_step_ratio
-from sfm_ros.runtime.motion.travel_chord import TravelChord
 from sfm_ros.runtime.motion.sampson import epipolar_information
 from sfm_ros.runtime.motion.spread import robust_spread
+from sfm_ros.runtime.motion.three_view import three_view_step_ratio
+from sfm_ros.runtime.motion.travel_chord import TravelChord
 from sfm_ros.runtime.motion.two_view import TwoViewOptions, TwoViewSolution, direction_given_rotation, solve_two_view
 from sfm_ros.runtime.motion.view import RefineView, make_view
 

@@ -218,7 +218,7 @@ def test_a_direction_the_window_rotation_disowns_is_solved_again(monkeypatch, mo
     refiner = Refiner(window_direction=mode)
     pushed = []
 
-    def push(ref, new, R_step, opts, solve=True, R_prior=None):
+    def push(ref, new, R_step, opts, solve=True):
         pushed.append(R_step)
         return WindowFusion(R=g[:3, :3].copy(), predictions=4, agreeing=3, step_kept=step_kept, tracks=50, frames=5)
     monkeypatch.setattr(refiner.window, "push", push)

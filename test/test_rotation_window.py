@@ -258,21 +258,3 @@ def test_the_spread_of_the_predictions_is_pooled_over_recent_frames(street):
     win.reset()
     f = win.push(views[8], views[9], steps[8][:3, :3], opts)
     assert f.spread is None and f.spread_dof == 0 and np.array_equal(f.set_aside_before, np.zeros((3, 3)))
-
-
-def test_a_tie_between_groups_goes_to_the_group_the_prior_sides_with():
-    """Two predictions against two (the step's own with one baseline, 5° off, against two
-    baselines; rendered street 721's last frames): without a prior the step's own group wins the
-    tie; with the pose network's orientation as the prior, the group nearest to it. No tie, no
-    change: a majority stands whatever the prior."""
-    win = RotationWindow()
-    truth = rot_y(np.radians(1.0))
-    off = rot_y(np.radians(6.0))
-    tweak = rot_z(np.radians(0.1))
-    preds = [off, truth, truth @ tweak, off @ tweak]
-    R, agree = win._fuse(preds)
-    assert agree.tolist() == [True, False, False, True] and angle_deg(R.T @ off) < 0.1
-    R, agree = win._fuse(preds, truth @ rot_z(np.radians(0.2)))
-    assert agree.tolist() == [False, True, True, False] and angle_deg(R.T @ truth) < 0.1
-    R, agree = win._fuse(preds[:3], off)  # 2 against 1: the majority, prior or not
-    assert agree.tolist() == [False, True, True]

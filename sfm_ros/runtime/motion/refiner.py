@@ -104,11 +104,6 @@ class Refiner:
     alone). Measured (BENCHMARKS.md, session 25): streets 700 / 702 t_err 5.04 / 4.85 → 4.23 /
     4.57 %, snippet ATE 0.0275 / 0.0295 → 0.0198 / 0.0254 m, streets 710-712 (never tuned on) mean
     3.77 → 3.53 %; KITTI 00 0-159 unchanged (no frame set aside); ``"always"`` cost KITTI 2.56 → 2.68 %.
-    ``window_tie``: ``"network"`` (default): a tie between two groups of agreeing predictions goes to
-    the group nearest to the pose network's rotation (``"step"``: to the step's own, as before): on
-    rendered street 721 two baselines sharing a wrong five-point rotation 5° off tied two right ones
-    (the network's was 0.1° from the truth); measured there t_err 2.92 → 2.73 %, r_err 2.81 → 2.55
-    °/100 m; streets 700-702, KITTI 00 0-159 identical, streets 710-712 alike (BENCHMARKS.md, session 25).
     Measured (BENCHMARKS.md, issue 24): rotation drift on KITTI 00 0-159 3.95 → 3.34 °/100 m, on
     rendered streets 700-702 12.6 / 12.4 / 27.3 → 1.8 / 3.6 / 3.2 °/100 m; a pose network biased
     0.2° a step in yaw, which one step's corners cannot reject (``prefer_network``), no longer
@@ -169,7 +164,6 @@ class Refiner:
     window_agree_deg: float = 0.5
     window_points: int = 200
     window_direction: str = "set_aside"
-    window_tie: str = "network"
     tilt: GroundTilt = field(init=False, repr=False, compare=False)
     chord: TravelChord | None = field(default=None, init=False, repr=False, compare=False)
     window: RotationWindow | None = field(default=None, init=False, repr=False, compare=False)
@@ -189,8 +183,6 @@ class Refiner:
         if not integer_at_least(self.window_span, 2):
             raise ValueError(f"window_span must be an integer >= 2, got {self.window_span!r}")
         window = self._new_window()  # its options checked now, whether it is on or not
-        if self.window_tie not in ("network", "step"):
-            raise ValueError(f"window_tie must be network or step, got {self.window_tie!r}")
         if self.window_direction not in WINDOW_DIRECTION:
             raise ValueError(f"window_direction must be one of {', '.join(WINDOW_DIRECTION)}, "
                              f"got {self.window_direction!r}")
@@ -310,7 +302,7 @@ class Refiner:
                 if self.chord is not None and ground is not None:
                     self._chord_tilt(ref, new, ground[0])
                 if self.window is not None:
-                    self._window_step(ref, new, out, T_net, solve=not hurry)
+                    self._window_step(ref, new, out, solve=not hurry)
                 if out.scale_from in (ScaleFrom.NONE, ScaleFrom.NETWORK) and self.length.ratios \
                         and out.used != Used.STILL:
                     # the network's translation kept (a fallback, a rotation alone): on the scale of
@@ -336,13 +328,12 @@ class Refiner:
         except (ValueError, cv2.error, np.linalg.LinAlgError):
             self.chord.reset()
 
-    def _window_step(self, ref: RefineView, new: RefineView, out: Refinement, T_net: np.ndarray,
-                     solve: bool = True) -> None:
+    def _window_step(self, ref: RefineView, new: RefineView, out: Refinement, solve: bool = True) -> None:
         """Push ``ref → new`` with ``out``'s rotation into the rotation window and use the fused
         rotation (a still camera's motion stays none; ``solve=False``: corners carried only). A
         window that fails (OpenCV, a degenerate solution) restarts: this frame's refinement stands."""
         early, self._fused = self._fused, None  # pushed already by the epipolar refinement: (fusion or None,)
-        fused = early[0] if early is not None else self._push_window(ref, new, out.T[:3, :3], T_net, solve)
+        fused = early[0] if early is not None else self._push_window(ref, new, out.T[:3, :3], solve)
         if fused is None:
             return
         out.window = fused
@@ -350,15 +341,13 @@ class Refiner:
             out.T = out.T.copy()
             out.T[:3, :3] = fused.R
 
-    def _push_window(self, ref: RefineView, new: RefineView, R_step: np.ndarray, T_net: np.ndarray, solve: bool):
+    def _push_window(self, ref: RefineView, new: RefineView, R_step: np.ndarray, solve: bool):
         """Push ``ref → new`` with the step's rotation ``R_step`` (``R_ref_new``) into the rotation
-        window, the network's rotation breaking ties (``window_tie``): its
-        :class:`~sfm_ros.runtime.motion.result.WindowFusion` (timed), or None when it failed
-        (OpenCV, a degenerate solution) and restarted."""
+        window: its :class:`~sfm_ros.runtime.motion.result.WindowFusion` (timed), or None when it
+        failed (OpenCV, a degenerate solution) and restarted."""
         t0 = time.perf_counter()
         try:
-            fused = self.window.push(ref, new, R_step, self.two_view_options(), solve=solve,
-                                     R_prior=T_net[:3, :3] if self.window_tie == "network" else None)
+            fused = self.window.push(ref, new, R_step, self.two_view_options(), solve=solve)
         except (ValueError, cv2.error, np.linalg.LinAlgError):
             self.window.reset()
             return None
@@ -366,7 +355,7 @@ class Refiner:
         return fused
 
     def _direction_with_window(self, ref: RefineView, new: RefineView, sol: TwoViewSolution, K: np.ndarray,
-                               T_net: np.ndarray, hurry: bool) -> TwoViewSolution:
+                               hurry: bool) -> TwoViewSolution:
         """``window_direction``: the rotation window fused before the length is measured, and the
         frame pair's direction of travel solved again from its inliers with the window's rotation
         held (:func:`~sfm_ros.runtime.motion.two_view.direction_given_rotation`) where the
@@ -376,7 +365,7 @@ class Refiner:
         few, distant corners), and the ground's metres measured with that motion are off too.
         ``sol`` is returned with the window's rotation and the new direction (its information at
         them), or as it was. Not for the network's motion kept (its direction is not the corners')."""
-        fused = self._push_window(ref, new, sol.T_ref_new[:3, :3], T_net, solve=not hurry)
+        fused = self._push_window(ref, new, sol.T_ref_new[:3, :3], solve=not hurry)
         self._fused = (fused,)
         if (fused is None or sol.prior_kept or fused.agreeing < 2
                 or (self.window_direction == "set_aside" and fused.step_kept)):
@@ -412,7 +401,7 @@ class Refiner:
                               rotation_change_deg=angle_between_deg(T_net[:3, :3], T[:3, :3]),
                               residual_px=sol.residual_px, parallax_px=sol.parallax_px, **common)
         if self.window is not None and self.window_direction != "off":
-            sol = self._direction_with_window(ref, new, sol, K, T_net, hurry)
+            sol = self._direction_with_window(ref, new, sol, K, hurry)
         step = None
         if prev is not None and self.scale_tracking:
             step = three_view_step_ratio(ref.grey, prev.ref.grey, sol.p_in, sol.q_in, K, sol.T_new_ref,

@@ -14,8 +14,7 @@ window's world frame) from
   the corners tracked from that frame into this one (a full solution, a rotation alone, or none
   for corners that did not move);
 
-takes the prediction with the most others within ``agree_deg`` (ties between groups: the group
-nearest to the caller's prior, the pose network's rotation; without one, the step's own) and averages
+takes the prediction with the most others within ``agree_deg`` (ties: the step's own) and averages
 it with those others (:func:`chordal_mean`, unweighted; the average is then taken again over the
 predictions within ``agree_deg`` of it, at most twice). The orientation of earlier frames is not
 changed: what was published stays, and the caller tells the window what it published
@@ -169,17 +168,15 @@ class RotationWindow:
         return None if sol.R is None else sol.R.T
 
     def push(self, ref: RefineView, new: RefineView, R_step: np.ndarray, opts: TwoViewOptions,
-             solve: bool = True, R_prior: np.ndarray | None = None) -> WindowFusion:
+             solve: bool = True) -> WindowFusion:
         """The next frame pair ``ref → new`` with the step's rotation ``R_step`` (``R_ref_new``, the
         caller's refinement) and the two-view options ``opts``: the fused step rotation (module
         doc). ``ref`` not the view pushed last as ``new`` starts a window there. ``solve=False``
         (a caller that is behind): the corners are carried and the frame keeps the step's own
         rotation, no baseline is measured (p50 5.1 ms against 20.5 on KITTI, one core); the next
-        frames measure against it as against any. ``R_prior`` (``R_ref_new``, the pose network's):
-        breaks a tie between groups of agreeing predictions (the group nearest to it wins; without
-        it, the step's own). Views of two sizes are refused (ValueError) before anything changes."""
+        frames measure against it as against any. Views of two sizes are refused (ValueError)
+        before anything changes."""
         R_step = matrix(R_step, (3, 3), "R_step")
-        R_prior = None if R_prior is None else matrix(R_prior, (3, 3), "R_prior")
         if ref.grey.shape != new.grey.shape:
             raise ValueError(f"views of one size expected, got {ref.grey.shape} and {new.grey.shape}")
         if not self._frames or self._frames[-1].view is not ref:
@@ -196,7 +193,7 @@ class RotationWindow:
             R_rel = self._measure(self._frames[-k], ids, pts, new.K, solve_opts)
             if R_rel is not None:
                 preds.append(self._frames[-k].R_w @ R_rel)
-        R_w, agree = self._fuse(preds, None if R_prior is None else last.R_w @ R_prior)
+        R_w, agree = self._fuse(preds)
         spread, dof, set_aside = self._spread_of(R_w, preds, agree)
         R_step = chordal_mean([last.R_w.T @ R_w])
         # the previous frame's set-aside term, turned into this step's axes (its orientation's error
@@ -239,21 +236,15 @@ class RotationWindow:
                 self._own = True
             self._frames[-1].R_w = R_w
 
-    def _fuse(self, preds: list, prior: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The consensus of the predicted orientations (module doc) and which of them it averages;
-        ``prior``: an orientation that breaks ties between groups (the one whose mean is nearest)."""
+    def _fuse(self, preds: list) -> tuple[np.ndarray, np.ndarray]:
+        """The consensus of the predicted orientations (module doc) and which of them it averages."""
         P = np.stack(preds)
         near = np.eye(len(P), dtype=bool)
         for i in range(len(P)):  # the angle between two is symmetric: each pair once
             for j in range(i + 1, len(P)):
                 near[i, j] = near[j, i] = angle_between_deg(P[i], P[j]) <= self.agree_deg
         votes = near.sum(axis=1)
-        best = int(np.argmax(votes))  # ties: the first, the step's own before the baselines
-        tied = np.flatnonzero(votes == votes[best])
-        if prior is not None and len(tied) > 1 and any(not np.array_equal(near[i], near[best]) for i in tied):
-            # groups of equal support: the one the prior (the pose network's rotation) sides with
-            best = int(min(tied, key=lambda i: angle_between_deg(chordal_mean(P[near[i]]), prior)))
-        agree = near[best]
+        agree = near[int(np.argmax(votes))]  # ties: the first, the step's own before the baselines
         R = chordal_mean(P[agree])
         for _ in range(2):  # the supporters of the mean, rather than of the one that had most votes
             again = np.array([angle_between_deg(R, p) <= self.agree_deg for p in P])

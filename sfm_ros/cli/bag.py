@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from sfm_ros.cli.common import add_intrinsics_arguments, check_rate
+from sfm_ros.cli.common import EXIT_BAD_INPUT, Parser, UsageError, add_intrinsics_arguments, check_rate, one_line, \
+    report_error
 from sfm_ros.data.inputs import camera_from_args
 
 __all__ = [
@@ -48,17 +49,6 @@ PROG = "sfm_bag"
 #: Input times before this (2001-09-09) are relative, not epoch times: written as --start-time + t.
 RELATIVE_BEFORE = 1e9
 RELATIVE_START = 1_700_000_000.0
-
-
-class UsageError(ValueError):
-    """Bad command line or input: reported on one line, exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises :class:`UsageError` (one line) instead of printing usage and exiting."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: error: {message} (see --help)")
 
 
 @dataclass
@@ -349,7 +339,7 @@ def _run_from_synthetic(args: argparse.Namespace) -> int:
     from sfm_ros.data.synthetic import render_sequence
 
     if args.frames < 1:
-        raise UsageError(f"{PROG} from-synthetic: --frames must be >= 1, got {args.frames}")
+        raise UsageError(f"from-synthetic: --frames must be >= 1, got {args.frames}")
     _check_rate_and_start(args)
     seq = render_sequence(args.frames, args.height, args.width, seed=args.seed, fps=args.fps, speed=args.speed)
     K = seq.K
@@ -365,8 +355,8 @@ register_subcommand("from-synthetic", "render a procedural street drive (exact p
 
 # ----------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Inspect bags and make ROS 2 image bags for sfm_ros.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    parser = Parser(prog=PROG, description="Inspect bags and make ROS 2 image bags for sfm_ros.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for sc in _SUBCOMMANDS.values():
         sp = sub.add_parser(sc.name, help=sc.help, description=sc.help)
         sc.add_arguments(sp)
@@ -380,16 +370,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
         if not getattr(args, "_run", None):
-            raise UsageError(f"{PROG}: give a command: {', '.join(_SUBCOMMANDS)} (see --help)")
+            raise UsageError(f"give a command: {', '.join(_SUBCOMMANDS)} (see {PROG} --help)")
         return int(args._run(args) or 0)
     except SystemExit as exc:  # --help
-        return int(exc.code or 0) if isinstance(exc.code, int) or exc.code is None else 2
+        return int(exc.code or 0) if isinstance(exc.code, int) or exc.code is None else EXIT_BAD_INPUT
     except (ValueError, OSError) as exc:  # UsageError, BagError, SourceError, CameraError, ...
-        msg = " ".join(str(exc).split()) or type(exc).__name__
-        if not msg.startswith(PROG):
-            msg = f"{PROG}: error: {msg}"
-        print(msg, file=sys.stderr)
-        return 2
+        msg = one_line(exc)
+        return report_error(PROG, msg.removeprefix(f"{PROG}: error: ").removeprefix(f"{PROG}: "), EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

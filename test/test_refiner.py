@@ -235,3 +235,10 @@ def test_a_direction_the_window_rotation_disowns_is_solved_again(monkeypatch, mo
         assert dir_err_deg(out.T[:3, 3], g[:3, 3]) > 20.0
     with pytest.raises(ValueError, match="window_direction"):
         Refiner(window_direction="sometimes")
+    if mode == "set_aside" and refit:  # a photometric polish after it keeps the flag (the diagnostics count it)
+        polish = Refiner("epipolar+photometric", window_direction=mode)
+        monkeypatch.setattr(polish.window, "push", push)
+        monkeypatch.setattr(polish.window, "published", lambda R: None)
+        depth = np.where(np.isfinite(seq.depths[0]), seq.depths[0], 1000.0).astype(np.float32)
+        out = polish.refine(a, b, g @ make_pose(rot_y(np.radians(2.0))), depth)
+        assert out.used == "photometric" and out.direction_refit

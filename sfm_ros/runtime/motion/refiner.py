@@ -485,5 +485,5 @@ class Refiner:
                           residual_px=keep.residual_px, parallax_px=keep.parallax_px, start=start,
                           photo_pixels=res.pixels, photo_valid=res.valid, photo_residual=res.residual,
                           photo_residual_start=res.residual_start, photo_iterations=res.iterations,
-                          photo_info=res.info, window=keep.window)
+                          photo_info=res.info, window=keep.window, direction_refit=keep.direction_refit)
 

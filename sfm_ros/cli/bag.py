@@ -29,8 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from sfm_ros.cli.common import EXIT_BAD_INPUT, Parser, UsageError, add_intrinsics_arguments, check_rate, one_line, \
-    report_error
+from sfm_ros.cli.common import EXIT_BAD_INPUT, Parser, UsageError, add_intrinsics_arguments, check_rate, report_error
 from sfm_ros.data.inputs import camera_from_args
 
 __all__ = [
@@ -375,8 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help
         return int(exc.code or 0) if isinstance(exc.code, int) or exc.code is None else EXIT_BAD_INPUT
     except (ValueError, OSError) as exc:  # UsageError, BagError, SourceError, CameraError, ...
-        msg = one_line(exc)
-        return report_error(PROG, msg.removeprefix(f"{PROG}: error: ").removeprefix(f"{PROG}: "), EXIT_BAD_INPUT)
+        return report_error(PROG, exc, EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

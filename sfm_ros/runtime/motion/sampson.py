@@ -19,10 +19,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from sfm_ros.core.se3 import axis_angle_to_matrix
+from sfm_ros.core.se3 import axis_angle_to_matrix, skew
 from sfm_ros.runtime.motion._checks import matrix, pairs
 
-__all__ = ["signed_sampson", "epipolar_information"]
+__all__ = ["signed_sampson", "sampson_residuals", "epipolar_information"]
+
+
+def sampson_residuals(F: np.ndarray, x1: np.ndarray, x2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Signed Sampson residuals (pixels) of the homogeneous pixels ``x1 ↔ x2`` (N, 3) under the
+    fundamental matrices ``F`` (..., 3, 3), and their squared denominators: each (..., N)."""
+    Fx1 = x1 @ np.swapaxes(F, -1, -2)
+    Ftx2 = x2 @ F
+    den = Fx1[..., 0] ** 2 + Fx1[..., 1] ** 2 + Ftx2[..., 0] ** 2 + Ftx2[..., 1] ** 2
+    return np.sum(x2 * Fx1, axis=-1) / np.sqrt(np.maximum(den, 1e-18)), den
 
 
 def signed_sampson(p: np.ndarray, q: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -30,15 +39,9 @@ def signed_sampson(p: np.ndarray, q: np.ndarray, K: np.ndarray, R: np.ndarray, t
     p, q = pairs(p, q)
     K, R = matrix(K, (3, 3), "K"), matrix(R, (3, 3), "R")
     t = matrix(t, (3,), "t")
-    tx = np.array([[0.0, -t[2], t[1]], [t[2], 0.0, -t[0]], [-t[1], t[0], 0.0]])
     Kinv = np.linalg.inv(K)
-    F = Kinv.T @ (tx @ R) @ Kinv
-    x1 = np.c_[p, np.ones(len(p))]
-    x2 = np.c_[q, np.ones(len(q))]
-    Fx1 = x1 @ F.T
-    Ftx2 = x2 @ F
-    den = Fx1[:, 0] ** 2 + Fx1[:, 1] ** 2 + Ftx2[:, 0] ** 2 + Ftx2[:, 1] ** 2
-    return np.sum(x2 * Fx1, axis=1) / np.sqrt(np.maximum(den, 1e-18))
+    F = Kinv.T @ (skew(t) @ R) @ Kinv
+    return sampson_residuals(F, np.c_[p, np.ones(len(p))], np.c_[q, np.ones(len(q))])[0]
 
 
 def epipolar_information(p: np.ndarray, q: np.ndarray, K: np.ndarray, R: np.ndarray,

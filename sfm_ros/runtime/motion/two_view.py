@@ -25,17 +25,17 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from sfm_ros.core.se3 import invert_pose, make_pose
+from sfm_ros.core.se3 import invert_pose, make_pose, skew
 from sfm_ros.data.features import track_corners
 from sfm_ros.runtime.motion._checks import matrix
 from sfm_ros.runtime.motion.covariance import epipolar_noise_var
 from sfm_ros.runtime.motion.parallax import parallax_px
 from sfm_ros.runtime.motion.rotation_only import rotation_only
-from sfm_ros.runtime.motion.sampson import epipolar_information, signed_sampson
+from sfm_ros.runtime.motion.sampson import epipolar_information, sampson_residuals, signed_sampson
 from sfm_ros.runtime.motion.spread import robust_spread
 
-__all__ = ["ESTIMATORS", "direction_given_rotation", "essential_matrix", "TwoViewOptions", "TwoViewSolution", "solve_two_view", "solve_tracks",
-           "prior_agrees"]
+__all__ = ["ESTIMATORS", "direction_given_rotation", "essential_matrix", "TwoViewOptions", "TwoViewSolution",
+           "solve_two_view", "solve_tracks", "prior_agrees"]
 
 #: the robust essential-matrix estimators: OpenCV's USAC MAGSAC++ (with local optimisation), MAGSAC++
 #: scoring without the local optimisation (only its final MAGSAC polish: ~half the time), USAC with
@@ -265,21 +265,6 @@ def prior_agrees(p: np.ndarray, q: np.ndarray, K: np.ndarray, R: np.ndarray, t: 
     return bool(np.isfinite(rise) and rise < chi2)
 
 
-def _sampson_given_rotation(t: np.ndarray, x1: np.ndarray, x2: np.ndarray, R: np.ndarray,
-                            Kinv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sampson residuals (pixels; as :func:`~sfm_ros.runtime.motion.sampson.signed_sampson`) of the
-    homogeneous pixels ``x1 ↔ x2`` (N, 3) under the directions ``t`` (H, 3) with ``R`` held, and
-    their squared denominators: each (H, N)."""
-    tx = np.zeros((len(t), 3, 3))
-    tx[:, 0, 1], tx[:, 0, 2], tx[:, 1, 2] = -t[:, 2], t[:, 1], -t[:, 0]
-    tx[:, 1, 0], tx[:, 2, 0], tx[:, 2, 1] = t[:, 2], -t[:, 1], t[:, 0]
-    F = Kinv.T @ (tx @ R) @ Kinv                       # (H, 3, 3)
-    Fx1 = np.einsum("hij,nj->hni", F, x1)               # (H, N, 3)
-    Ftx2 = np.einsum("hji,nj->hni", F, x2)
-    den = Fx1[..., 0] ** 2 + Fx1[..., 1] ** 2 + Ftx2[..., 0] ** 2 + Ftx2[..., 1] ** 2
-    return np.sum(x2[None] * Fx1, axis=2) / np.sqrt(np.maximum(den, 1e-18)), den
-
-
 def direction_given_rotation(p: np.ndarray, q: np.ndarray, K: np.ndarray, R: np.ndarray, t_sign: np.ndarray,
                              threshold_px: float = 1.0, hypotheses: int = 64,
                              iterations: int = 3) -> np.ndarray | None:
@@ -317,7 +302,7 @@ def direction_given_rotation(p: np.ndarray, q: np.ndarray, K: np.ndarray, R: np.
     T = T[norm > 1e-12] / norm[norm > 1e-12, None]
     if not len(T):
         return None
-    r, _ = _sampson_given_rotation(T, x1, x2, R, Kinv)
+    r, _ = sampson_residuals(Kinv.T @ (skew(T) @ R) @ Kinv, x1, x2)  # (hypotheses, pairs)
     cost = np.minimum(r ** 2, threshold_px ** 2).sum(axis=1)
     best = T[int(np.argmin(cost))]
     keep = np.abs(r[int(np.argmin(cost))]) < threshold_px
@@ -331,7 +316,7 @@ def direction_given_rotation(p: np.ndarray, q: np.ndarray, K: np.ndarray, R: np.
         if not (np.all(np.isfinite(sv)) and sv[1] > 1e-12 * max(sv[0], 1e-300)):
             return None
         t = Vt[-1]
-        w = 1.0 / np.maximum(_sampson_given_rotation(t[None], x1, x2, R, Kinv)[1][0], 1e-18)
+        w = 1.0 / np.maximum(sampson_residuals(Kinv.T @ (skew(t) @ R) @ Kinv, x1, x2)[1], 1e-18)
         w = w / np.max(w)
     if float(t @ t_sign) < 0.0:
         t = -t

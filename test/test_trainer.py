@@ -430,7 +430,8 @@ def test_sparse_depth_prior_corners_follow_the_true_depth_and_train(tmp_path):
     to one scale (against the rendered street's true depth: log depths correlated, median over the
     pairs > 0.3 (0.50 measured); one-frame pairs of a car moving ~1 m past things 7-60 m away are noisy); the
     augmentation's crop moves them with the image; training logs the term."""
-    from sfm_ros.data.datasets import PRIOR_POINTS, WindowDataset, _prior_points, collate
+    from sfm_ros.data.augment import PRIOR_POINTS, prior_points
+    from sfm_ros.data.datasets import WindowDataset, collate
     from sfm_ros.training.priors import epipolar_priors
 
     h, w = 128, 416  # enough texture for corners that move a few pixels a frame
@@ -451,7 +452,7 @@ def test_sparse_depth_prior_corners_follow_the_true_depth_and_train(tmp_path):
     item = ds[0]
     assert item["prior_pts"].shape == (2, PRIOR_POINTS, 2) and item["prior_depth"].shape == (2, PRIOR_POINTS)
     pr = [ds.priors[(0, 1, 0)], ds.priors[(0, 1, 2)]]
-    pts, depth = _prior_points(pr, (h, w), (int(h * 1.1), int(w * 1.1), 3, 5))
+    pts, depth = prior_points(pr, (h, w), (int(h * 1.1), int(w * 1.1), 3, 5))
     k = len(pr[0].depths)
     expect = (pr[0].points + 0.5) * np.array([int(w * 1.1) / w, int(h * 1.1) / h]) - 0.5 - np.array([5, 3])
     assert np.allclose(pts[0, :k].numpy(), expect, atol=1e-4)

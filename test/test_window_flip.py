@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from sfm_ros.core.geometry import inverse_warp
-from sfm_ros.data.datasets import WindowDataset, mirror_motion, mirror_window, prepare_sequence
+from sfm_ros.data.augment import mirror_motion, mirror_window
+from sfm_ros.data.datasets import WindowDataset, prepare_sequence
 from sfm_ros.data.synthetic import render_sequence
 
 H, W = 64, 208

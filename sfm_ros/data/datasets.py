@@ -11,14 +11,11 @@ Windows are ``seq_len`` frames ``stride`` apart with the target in the middle. T
 splits are contiguous time blocks (never random frames: neighbours would leak), and no window
 crosses the boundary.
 
-Augmentation (training only), identical for all frames of a window: a random scale in
-``[1, 1.15]`` followed by a random crop back to the input size (the intrinsics follow), colour
-jitter (brightness, contrast, saturation) and, with ``flip``, a horizontal mirror of half the
-windows (as monodepth2 and the reference port do): the principal point mirrored (``cx → W - 1 - cx``,
-pixel centres at integer coordinates), and the two-view priors' motions ``M T M`` (``M = diag(-1, 1,
-1)``: the world seen in a mirror) and corners with it. The randomness is a pure function of
-``(seed, epoch, index)``, so a resumed run sees exactly the batches the interrupted one would have
-seen; the flip is drawn last, so the other draws are the same with it on or off.
+Augmentation (training only; :mod:`sfm_ros.data.augment`) is identical for all frames of a window:
+a random scale and crop (the intrinsics follow), colour jitter and, with ``flip``, a horizontal mirror
+of half the windows (the two-view priors' motions and corners mirrored with them). The randomness is
+a pure function of ``(seed, epoch, index)``, so a resumed run sees exactly the batches the interrupted
+one would have seen; the flip is drawn last, so the other draws are the same with it on or off.
 """
 from __future__ import annotations
 
@@ -37,11 +34,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from sfm_ros.data.camera import resize_intrinsics, resize_pixels
+from sfm_ros.data.augment import augment_window, mirror_motion, mirror_window, prior_points
+from sfm_ros.data.camera import resize_intrinsics
 from sfm_ros.data.image_codec import to_float01, to_rgb_float
 
 STATIC_DOWNSAMPLE = (32, 104)  # size at which frames are compared for static-frame removal
-PRIOR_POINTS = 64  # triangulated corners an item carries per pair (sfm_ros.training.priors keeps at most these)
 
 
 @dataclass
@@ -323,7 +320,7 @@ class WindowDataset(Dataset):
         crop, mirrored = None, False
         if self.augment:
             rng = np.random.default_rng([self.seed, self.epoch, i])
-            imgs, K, crop = _augment(imgs, K, rng)
+            imgs, K, crop = augment_window(imgs, K, rng)
             if self.flip and rng.random() < 0.5:
                 (imgs, K), mirrored = mirror_window(imgs, K), True
         t = torch.from_numpy(np.ascontiguousarray(imgs.transpose(0, 3, 1, 2)))
@@ -341,89 +338,8 @@ class WindowDataset(Dataset):
             T = np.stack([p.T_src_tgt for p in pr])
             item["prior_T"] = torch.from_numpy((mirror_motion(T) if mirrored else T).astype(np.float32))
             item["prior_w"] = torch.tensor([[p.w_rot, p.w_dir] for p in pr], dtype=torch.float32)
-            item["prior_pts"], item["prior_depth"] = _prior_points(pr, imgs.shape[1:3], crop, mirrored=mirrored)
+            item["prior_pts"], item["prior_depth"] = prior_points(pr, imgs.shape[1:3], crop, mirrored=mirrored)
         return item
-
-
-#: a reflection of the optical frame's x axis: a camera's world seen in a horizontal mirror
-_MIRROR = np.diag([-1.0, 1.0, 1.0, 1.0])
-
-
-def mirror_window(imgs: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A window's frames ``(T, H, W, C)`` mirrored left to right, with the intrinsics of the mirrored
-    camera: ``cx → W - 1 - cx`` (pixel centres at integer coordinates; ``fx`` stays positive, so
-    the scene seen is the mirror image ``X → -X`` of the camera's). Shapes are checked."""
-    imgs, K = np.asarray(imgs), np.asarray(K, dtype=np.float64)
-    if imgs.ndim != 4 or K.shape != (3, 3):
-        raise ValueError(f"frames (T, H, W, C) and K (3, 3) expected, got {imgs.shape} and {K.shape}")
-    K = K.copy()
-    K[0, 2] = imgs.shape[2] - 1 - K[0, 2]
-    K[0, 1] = -K[0, 1]
-    return np.ascontiguousarray(imgs[:, :, ::-1]), K
-
-
-def mirror_motion(T: np.ndarray) -> np.ndarray:
-    """Rigid motions ``(..., 4, 4)`` as the mirrored camera (:func:`mirror_window`) sees them:
-    ``M T M`` with ``M = diag(-1, 1, 1, 1)`` (the x translation and the rotations about y and z
-    change sign)."""
-    T = np.asarray(T, dtype=np.float64)
-    if T.shape[-2:] != (4, 4):
-        raise ValueError(f"motions (..., 4, 4) expected, got {T.shape}")
-    return _MIRROR @ T @ _MIRROR
-
-
-def _prior_points(priors: list, hw: tuple[int, int], crop: tuple[int, int, int, int] | None,
-                  size: int = PRIOR_POINTS, mirrored: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """The pairs' triangulated corners (``points``, ``depths`` of
-    :class:`sfm_ros.training.priors.EpipolarPrior`) as fixed-size tensors: ``pts`` (N, size, 2) in the
-    item's pixels (moved by the augmentation's ``crop`` = (sh, sw, y0, x0): the ``hw`` frame resized to
-    sh x sw, then cut at (y0, x0); then ``mirrored``: ``x → w - 1 - x``), ``depth`` (N, size), 0 where
-    there is no corner (padding, or a corner the crop cut off)."""
-    h, w = hw
-    pts = np.zeros((len(priors), size, 2), np.float32)
-    depth = np.zeros((len(priors), size), np.float32)
-    for n, p in enumerate(priors):
-        if not len(p.points):
-            continue
-        q, z = p.points[:size].astype(np.float64), p.depths[:size]
-        if crop is not None:
-            sh, sw, y0, x0 = crop
-            q = resize_pixels(q, (h, w), (sh, sw)) - np.array([x0, y0])
-        if mirrored:
-            q = q.copy()
-            q[:, 0] = w - 1 - q[:, 0]
-        inside = (q[:, 0] >= 0) & (q[:, 0] <= w - 1) & (q[:, 1] >= 0) & (q[:, 1] <= h - 1)
-        pts[n, :len(q)] = q
-        depth[n, :len(q)] = np.where(inside, z, 0.0)
-    return torch.from_numpy(pts), torch.from_numpy(depth)
-
-
-def _augment(imgs: np.ndarray, K: np.ndarray,
-             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
-    """Random scale (1-1.15) and crop back to the size, colour jitter: the images, their intrinsics
-    and the crop ``(sh, sw, y0, x0)`` (resized to sh x sw, then cut at (y0, x0))."""
-    _, h, w, _ = imgs.shape
-    scale = rng.uniform(1.0, 1.15)
-    sh, sw = int(round(h * scale)), int(round(w * scale))
-    y0 = int(rng.integers(0, sh - h + 1))
-    x0 = int(rng.integers(0, sw - w + 1))
-    out = np.empty_like(imgs)
-    for j in range(len(imgs)):
-        big = cv2.resize(imgs[j], (sw, sh), interpolation=cv2.INTER_LINEAR)
-        out[j] = big[y0:y0 + h, x0:x0 + w]
-    K = resize_intrinsics(K, (h, w), (sh, sw))
-    K[0, 2] -= x0
-    K[1, 2] -= y0
-    # colour jitter, the same for every frame of the window (photometric consistency holds)
-    brightness = rng.uniform(0.8, 1.2)
-    contrast = rng.uniform(0.8, 1.2)
-    saturation = rng.uniform(0.8, 1.2)
-    grey = out.mean(axis=3, keepdims=True)
-    out = grey + saturation * (out - grey)
-    mean = out.mean()  # one mean for the whole window: the same affine map for every frame
-    out = mean + contrast * (out - mean)
-    out = np.clip(out * brightness, 0.0, 1.0).astype(np.float32)
-    return out, K, (sh, sw, y0, x0)
 
 
 def collate(items: list[dict]) -> dict:

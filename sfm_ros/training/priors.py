@@ -18,7 +18,8 @@ import numpy as np
 from sfm_ros.core.losses import SPARSE_MIN_POINTS
 from sfm_ros.core.se3 import invert_pose, make_pose
 from sfm_ros.data.camera import resize_pixels
-from sfm_ros.data.datasets import PRIOR_POINTS, Sequence
+from sfm_ros.data.augment import PRIOR_POINTS
+from sfm_ros.data.datasets import Sequence
 from sfm_ros.runtime.motion.triangulation import triangulate_depths
 from sfm_ros.runtime.motion.two_view import TwoViewOptions, TwoViewSolution, solve_two_view
 from sfm_ros.runtime.motion.view import RefineView, make_view

@@ -99,7 +99,10 @@ class DataOptions:
     static_threshold: float = 0.0    # mean abs grey difference (0-1) below which a frame is static
     val_fraction: float = 0.1        # contiguous final block of each sequence held out
     augment: bool = True             # random scale+crop (intrinsics updated) and colour jitter
-    flip: bool = False               # with augment: mirror half the windows (sfm_ros.data.datasets)
+    flip: bool = False               # with augment: mirror half the windows (sfm_ros.data.augment)
+    turn_deg: float = 0.0            # with augment: turn each window's camera about its centre by up to
+                                     # this yaw (a fifth of it in pitch) instead of shifting the crop,
+                                     # the motions turned with it (sfm_ros.data.augment); 0 = off
     cache_dir: str = ""              # optional on-disk cache of decoded, resized frames
     cache_max_gb: float = 20.0       # the cache's size bound: least recently used entries go first
 

@@ -12,7 +12,8 @@ splits are contiguous time blocks (never random frames: neighbours would leak), 
 crosses the boundary.
 
 Augmentation (training only; :mod:`sfm_ros.data.augment`) is identical for all frames of a window:
-a random scale and crop (the intrinsics follow), colour jitter and, with ``flip``, a horizontal mirror
+a random scale and crop (the intrinsics follow) or, with ``turn_deg``, a random turn of the camera
+about its centre (the intrinsics and the two-view priors follow), colour jitter and, with ``flip``, a horizontal mirror
 of half the windows (the two-view priors' motions and corners mirrored with them). The randomness is
 a pure function of ``(seed, epoch, index)``, so a resumed run sees exactly the batches the interrupted
 one would have seen; the flip is drawn last, so the other draws are the same with it on or off.
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from sfm_ros.data.augment import augment_window, mirror_motion, mirror_window, prior_points
+from sfm_ros.data.augment import Turn, augment_window, mirror_motion, mirror_window, prior_points
 from sfm_ros.data.camera import resize_intrinsics
 from sfm_ros.data.image_codec import to_float01, to_rgb_float
 
@@ -288,11 +289,15 @@ class WindowDataset(Dataset):
     """
 
     def __init__(self, sequences: list[Sequence], seq_len: int, stride: int = 1,
-                 augment: bool = False, seed: int = 0, priors: dict | None = None, flip: bool = False):
+                 augment: bool = False, seed: int = 0, priors: dict | None = None, flip: bool = False,
+                 turn_deg: float = 0.0):
         self.sequences = sequences
         self.seq_len = seq_len
         self.augment = augment
         self.flip = bool(flip)  # with augment: mirror half the windows
+        if not 0.0 <= turn_deg <= 15.0:
+            raise ValueError(f"turn_deg must be in [0, 15] degrees, got {turn_deg}")
+        self.turn_deg = float(turn_deg)  # with augment: turn the camera instead of shifting the crop
         self.seed = seed
         self.epoch = 0
         self.items: list[tuple[int, list[int]]] = []
@@ -320,7 +325,7 @@ class WindowDataset(Dataset):
         crop, mirrored = None, False
         if self.augment:
             rng = np.random.default_rng([self.seed, self.epoch, i])
-            imgs, K, crop = augment_window(imgs, K, rng)
+            imgs, K, crop = augment_window(imgs, K, rng, self.turn_deg)
             if self.flip and rng.random() < 0.5:
                 (imgs, K), mirrored = mirror_window(imgs, K), True
         t = torch.from_numpy(np.ascontiguousarray(imgs.transpose(0, 3, 1, 2)))
@@ -333,9 +338,11 @@ class WindowDataset(Dataset):
             "seq": si,
             "index": idx[mid],
         }
-        if self.priors is not None:  # scale, crop and colour leave the motion unchanged; a mirror mirrors it
+        if self.priors is not None:  # scale, crop and colour leave the motion unchanged; a turn turns it, a mirror mirrors it
             pr = [self.priors[(si, idx[mid], j)] for j in idx[:mid] + idx[mid + 1:]]
             T = np.stack([p.T_src_tgt for p in pr])
+            if isinstance(crop, Turn):
+                T = crop.motion(T)
             item["prior_T"] = torch.from_numpy((mirror_motion(T) if mirrored else T).astype(np.float32))
             item["prior_w"] = torch.tensor([[p.w_rot, p.w_dir] for p in pr], dtype=torch.float32)
             item["prior_pts"], item["prior_depth"] = prior_points(pr, imgs.shape[1:3], crop, mirrored=mirrored)

@@ -290,14 +290,17 @@ class WindowDataset(Dataset):
 
     def __init__(self, sequences: list[Sequence], seq_len: int, stride: int = 1,
                  augment: bool = False, seed: int = 0, priors: dict | None = None, flip: bool = False,
-                 turn_deg: float = 0.0):
+                 turn_deg: float = 0.0, turn_step_deg: float = 0.0):
         self.sequences = sequences
         self.seq_len = seq_len
         self.augment = augment
         self.flip = bool(flip)  # with augment: mirror half the windows
         if not 0.0 <= turn_deg <= 15.0:
             raise ValueError(f"turn_deg must be in [0, 15] degrees, got {turn_deg}")
+        if not 0.0 <= turn_step_deg <= 5.0:
+            raise ValueError(f"turn_step_deg must be in [0, 5] degrees, got {turn_step_deg}")
         self.turn_deg = float(turn_deg)  # with augment: turn the camera instead of shifting the crop
+        self.turn_step_deg = float(turn_step_deg)  # ... and each frame by its own turn
         self.seed = seed
         self.epoch = 0
         self.items: list[tuple[int, list[int]]] = []
@@ -325,7 +328,7 @@ class WindowDataset(Dataset):
         crop, mirrored = None, False
         if self.augment:
             rng = np.random.default_rng([self.seed, self.epoch, i])
-            imgs, K, crop = augment_window(imgs, K, rng, self.turn_deg)
+            imgs, K, crop = augment_window(imgs, K, rng, self.turn_deg, self.turn_step_deg)
             if self.flip and rng.random() < 0.5:
                 (imgs, K), mirrored = mirror_window(imgs, K), True
         t = torch.from_numpy(np.ascontiguousarray(imgs.transpose(0, 3, 1, 2)))
@@ -342,10 +345,11 @@ class WindowDataset(Dataset):
             pr = [self.priors[(si, idx[mid], j)] for j in idx[:mid] + idx[mid + 1:]]
             T = np.stack([p.T_src_tgt for p in pr])
             if isinstance(crop, Turn):
-                T = crop.motion(T)
+                T = crop.motion(T, [*range(mid), *range(mid + 1, self.seq_len)], mid)
             item["prior_T"] = torch.from_numpy((mirror_motion(T) if mirrored else T).astype(np.float32))
             item["prior_w"] = torch.tensor([[p.w_rot, p.w_dir] for p in pr], dtype=torch.float32)
-            item["prior_pts"], item["prior_depth"] = prior_points(pr, imgs.shape[1:3], crop, mirrored=mirrored)
+            item["prior_pts"], item["prior_depth"] = prior_points(pr, imgs.shape[1:3], crop, mirrored=mirrored,
+                                                                 target=mid)
         return item
 
 

@@ -152,7 +152,7 @@ class Trainer(RunCheckpoints):
         t0 = time.perf_counter()
         self.train_set = WindowDataset(train_sequences, opts.model.seq_len, opts.data.stride,
                                        augment=opts.data.augment, seed=t.seed, flip=opts.data.flip,
-                                       turn_deg=opts.data.turn_deg)
+                                       turn_deg=opts.data.turn_deg, turn_step_deg=opts.data.turn_step_deg)
         if opts.loss.needs_pair_priors:
             self.train_set.priors = epipolar_priors(train_sequences, self.train_set.items, opts.model.seq_len)
         if self.train_set.priors is not None and self.is_main:

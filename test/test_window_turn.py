@@ -197,7 +197,8 @@ def test_dataset_turn_turns_the_priors_with_the_frames():
 
 def test_dataset_turn_step_turns_each_prior_by_its_frames_turns():
     """Items with ``turn_step_deg``: each prior motion (target -> source) is ``R[src] T R[tgt]ᵀ`` with
-    the turns the augmentation drew for that item (drawn again here from the item's seed)."""
+    the turns the augmentation drew for that item (drawn again here from the item's seed); the
+    sources are turned by their own turns, the target by the window's alone."""
     from sfm_ros.training.priors import epipolar_priors
 
     s = render_sequence(7, 128, 416, seed=5)
@@ -208,8 +209,10 @@ def test_dataset_turn_step_turns_each_prior_by_its_frames_turns():
     for i in range(len(plain)):
         _, idx = turned.items[i]
         imgs = seqs[0].frames[idx].astype(np.float32) / 255.0
-        _, _, turn = augment_window(imgs, seqs[0].K.copy(), np.random.default_rng([2, 0, i]), 4.0, 2.0)
-        assert not np.allclose(turn.R[0], turn.R[2])
+        _, _, turn = augment_window(imgs, seqs[0].K.copy(), np.random.default_rng([2, 0, i]), 4.0, 2.0, target=1)
+        assert not np.allclose(turn.R[0], turn.R[2]) and not np.allclose(turn.R[0], turn.R[1])
+        _, _, window = augment_window(imgs, seqs[0].K.copy(), np.random.default_rng([2, 0, i]), 4.0)
+        assert np.allclose(turn.R[1], window.R[1])  # the target keeps the window's turn
         pr = [turned.priors[(0, idx[1], j)] for j in (idx[0], idx[2])]
         expected = turn.motion(np.stack([p.T_src_tgt for p in pr]), [0, 2], 1)
         assert np.allclose(turned[i]["prior_T"].double().numpy(), expected, atol=1e-5)

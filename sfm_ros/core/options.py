@@ -103,8 +103,8 @@ class DataOptions:
     turn_deg: float = 0.0            # with augment: turn each window's camera about its centre by up to
                                      # this yaw (a fifth of it in pitch) instead of shifting the crop,
                                      # the motions turned with it (sfm_ros.data.augment); 0 = off
-    turn_step_deg: float = 0.0       # with augment: also turn each frame of the window by its own yaw
-                                     # up to this (a fifth in pitch): the rotations between frames change
+    turn_step_deg: float = 0.0       # with augment: also turn each source frame of the window by its own
+                                     # yaw up to this (a fifth in pitch): the rotations between frames change
     cache_dir: str = ""              # optional on-disk cache of decoded, resized frames
     cache_max_gb: float = 20.0       # the cache's size bound: least recently used entries go first
 

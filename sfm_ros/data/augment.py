@@ -184,14 +184,16 @@ def prior_points(priors: list, hw: tuple[int, int], crop: tuple[int, int, int, i
 
 
 def augment_window(imgs: np.ndarray, K: np.ndarray, rng: np.random.Generator, turn_deg: float = 0.0,
-                   turn_step_deg: float = 0.0) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int] | Turn]:
+                   turn_step_deg: float = 0.0,
+                   target: int | None = None) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int] | Turn]:
     """Random scale (1-1.15) and crop back to the size, colour jitter: the images, their intrinsics
     and the crop ``(sh, sw, y0, x0)`` (resized to sh x sw, then cut at (y0, x0)). With ``turn_deg`` > 0
     the crop's offset is replaced by a turn of the camera (:func:`turn_window`): a yaw drawn in
     ``±turn_deg`` and a pitch in ``±turn_deg / 5`` degrees (a wide, short frame affords little pitch:
     1° of it needs a zoom of ~1.08 at KITTI's 128x416, 5° of yaw ~1.2); with ``turn_step_deg`` > 0
-    each frame is turned by another yaw in ``±turn_step_deg`` and pitch in ``±turn_step_deg / 5``
-    of its own, so the rotations between the frames change too, the scale as the least zoom; the third
+    each frame but ``target`` is turned by another yaw in ``±turn_step_deg`` and pitch in
+    ``±turn_step_deg / 5`` of its own, so the rotations between the frames change too (the target
+    keeps the window's turn: the sources' camera centres, seen from it, stay where they were), the scale as the least zoom; the third
     value is then the :class:`Turn`. The turn is drawn after every other draw, so scale and colour
     are drawn alike with it on or off."""
     _, h, w, _ = imgs.shape
@@ -207,6 +209,8 @@ def augment_window(imgs: np.ndarray, K: np.ndarray, rng: np.random.Generator, tu
         yaw, pitch = np.radians(rng.uniform(-1.0, 1.0, size=2) * np.array([turn_deg, turn_deg / 5]))
         if turn_step_deg > 0:
             step = np.radians(rng.uniform(-1.0, 1.0, size=(len(imgs), 2)) * np.array([turn_step_deg, turn_step_deg / 5]))
+            if target is not None:
+                step[target] = 0.0
             yaw, pitch = yaw + step[:, 0], pitch + step[:, 1]
         out, K, geometry = turn_window(imgs, K, yaw, pitch, zoom=sw / w)
     else:

@@ -174,14 +174,23 @@ def auto_stride(seqs: list, seq_len: int, stride: int, log=print) -> int:
 AUGMENT_BELOW_WINDOWS = 250
 
 
-def auto_augment(n_windows: int, log=print) -> bool:
+def augmentation_text(turn_deg: float, turn_step_deg: float) -> str:
+    """What the augmentation does, in words, for the log line (:mod:`sfm_ros.data.augment`)."""
+    if turn_deg <= 0 and turn_step_deg <= 0:
+        return "random scale and crop, colour jitter"
+    return (f"the camera turned by up to {turn_deg:g} deg a window and {turn_step_deg:g} deg a source frame "
+            "(data.turn_deg, data.turn_step_deg), zoomed 1-1.15x or as the turn needs, colour jitter")
+
+
+def auto_augment(n_windows: int, log=print, what: str = "") -> bool:
     """Whether ``sfm_train`` augments (random scale+crop and colour jitter) when the user has not
     said: on for a small training set (fewer than :data:`AUGMENT_BELOW_WINDOWS` windows), which a
     run of a few thousand steps passes over so often that the networks learn its frames by heart
     rather than depth and motion; off for a larger one, where augmentation only slows learning in
     such budgets. The choice is logged with its reason."""
     on = n_windows < AUGMENT_BELOW_WINDOWS
+    detail = f"{what}; " if on and what else ""
     log(f"augmentation {'on' if on else 'off'} (chosen: {n_windows} training windows, "
-        f"{'fewer' if on else 'not fewer'} than {AUGMENT_BELOW_WINDOWS}; --set data.augment=true|false to choose)")
+        f"{'fewer' if on else 'not fewer'} than {AUGMENT_BELOW_WINDOWS}; {detail}--set data.augment=true|false to choose)")
     return on
 

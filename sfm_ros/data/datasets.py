@@ -300,7 +300,7 @@ class WindowDataset(Dataset):
         if not 0.0 <= turn_step_deg <= 5.0:
             raise ValueError(f"turn_step_deg must be in [0, 5] degrees, got {turn_step_deg}")
         self.turn_deg = float(turn_deg)  # with augment: turn the camera instead of shifting the crop
-        self.turn_step_deg = float(turn_step_deg)  # ... and each frame by its own turn
+        self.turn_step_deg = float(turn_step_deg)  # ... and each source frame by its own turn
         self.seed = seed
         self.epoch = 0
         self.items: list[tuple[int, list[int]]] = []
@@ -328,7 +328,8 @@ class WindowDataset(Dataset):
         crop, mirrored = None, False
         if self.augment:
             rng = np.random.default_rng([self.seed, self.epoch, i])
-            imgs, K, crop = augment_window(imgs, K, rng, self.turn_deg, self.turn_step_deg)
+            imgs, K, crop = augment_window(imgs, K, rng, self.turn_deg, self.turn_step_deg,
+                                            target=self.seq_len // 2)
             if self.flip and rng.random() < 0.5:
                 (imgs, K), mirrored = mirror_window(imgs, K), True
         t = torch.from_numpy(np.ascontiguousarray(imgs.transpose(0, 3, 1, 2)))

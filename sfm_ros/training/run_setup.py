@@ -105,11 +105,11 @@ def set_up_run(out: Path, inputs: Any, build_options: Callable[[dict | None], Op
     seqs = load_inputs(inputs, opts, log, explicit=explicit)
     train, val = split_sequences(seqs, opts.data.val_fraction, opts.model.seq_len, opts.data.stride, log)
     if chooses_augmentation(config, resume=resume is not None) and "data.augment" not in explicit:
-        from sfm_ros.data.autoconfig import auto_augment
+        from sfm_ros.data.autoconfig import augmentation_text, auto_augment
         from sfm_ros.data.datasets import window_indices
 
         windows = sum(len(window_indices(len(s), opts.model.seq_len, opts.data.stride)) for s in train)
-        opts.data.augment = auto_augment(windows, log)
+        opts.data.augment = auto_augment(windows, log, augmentation_text(opts.data.turn_deg, opts.data.turn_step_deg))
     return RunSetup(opts, train, val, out, resume_ckpt, init_ckpt)
 
 

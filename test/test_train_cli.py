@@ -408,6 +408,8 @@ def test_bad_options(tmp_path, synth, capsys):
                           (["--seed", "-1"], "train.seed must be an integer >= 0, got -1"),
                           (["--lr", "nan"], "train.lr must be a finite number >= 0, got nan"),
                           (["--set", "loss.smooth_weight=-1"], "loss.smooth_weight must be a finite number >= 0"),
+                          (["--set", "data.turn_deg=30"], "data.turn_deg must be in [0, 15] degrees, got 30"),
+                          (["--set", "data.turn_step_deg=nan"], "data.turn_step_deg must be in [0, 5] degrees, got nan"),
                           (["--device", "cuda:abc"], "--device cuda:abc: train.device must be 'auto', 'cpu', 'cuda' or 'cuda:N'")]:
         rc, _, err = _run(["--bag", bag, "--out", tmp_path / "o", *TINY, *extra], capsys)
         _assert_bad_input(rc, err, needle, out_dir=tmp_path / "o")

@@ -344,6 +344,10 @@ def validate(opts: Options) -> None:
         raise ValueError(f"loss.sparse_depth_until must be in (0, 1], got {lo.sparse_depth_until}")
     if not opts.data.cache_max_gb >= 0:
         raise ValueError(f"data.cache_max_gb must be >= 0, got {opts.data.cache_max_gb}")
+    if not 0 <= opts.data.turn_deg <= 15:  # the bounds sfm_ros.data.datasets.WindowDataset checks
+        raise ValueError(f"data.turn_deg must be in [0, 15] degrees, got {opts.data.turn_deg}")
+    if not 0 <= opts.data.turn_step_deg <= 5:
+        raise ValueError(f"data.turn_step_deg must be in [0, 5] degrees, got {opts.data.turn_step_deg}")
     if opts.train.batch_size < 1:
         raise ValueError(f"train.batch_size must be >= 1, got {opts.train.batch_size}")
     if not (math.isfinite(opts.train.lr) and opts.train.lr >= 0):  # 0: the weights stay (tests of --init use it)

@@ -1,4 +1,5 @@
-"""Training-time augmentation of a window of frames, identical for every frame of the window.
+"""Training-time augmentation of a window of frames (the same for every frame of the window, but
+for ``turn_step_deg``'s turns of the source frames).
 
 :func:`augment_window`: a random scale in ``[1, 1.15]`` followed by a random crop back to the input
 size (the intrinsics follow) and colour jitter (brightness, contrast, saturation); with ``turn_deg``
@@ -7,7 +8,8 @@ principal point stays where it was, the frames are warped by the infinite homogr
 window's motions are seen from the turned camera. A shifted crop moves the focus of expansion in
 the image while the direction of travel stays the same, and the pose network (which never sees the
 intrinsics) learns to ignore where the focus of expansion is; a turn moves the direction of travel
-with it;
+with it; with ``turn_step_deg`` each source frame is also turned by its own turn, so the rotations
+between the frames change;
 :func:`mirror_window` / :func:`mirror_motion`: a horizontal mirror of the frames, with the mirrored
 camera's intrinsics and the motions as that camera sees them; :func:`prior_points`: the two-view
 priors' corners moved with the frames.
@@ -26,7 +28,8 @@ import torch
 from sfm_ros.core.se3 import axis_angle_to_matrix
 from sfm_ros.data.camera import resize_intrinsics, resize_pixels
 
-__all__ = ["PRIOR_POINTS", "Turn", "augment_window", "mirror_window", "mirror_motion", "prior_points"]
+__all__ = ["PRIOR_POINTS", "Turn", "augment_window", "turn_window", "mirror_window", "mirror_motion",
+           "prior_points"]
 
 PRIOR_POINTS = 64  # triangulated corners an item carries per pair (sfm_ros.training.priors keeps at most these)
 #: the largest zoom a turn may need to keep every output pixel inside the frame (a turn of the
@@ -188,14 +191,14 @@ def augment_window(imgs: np.ndarray, K: np.ndarray, rng: np.random.Generator, tu
                    target: int | None = None) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int] | Turn]:
     """Random scale (1-1.15) and crop back to the size, colour jitter: the images, their intrinsics
     and the crop ``(sh, sw, y0, x0)`` (resized to sh x sw, then cut at (y0, x0)). With ``turn_deg`` > 0
-    the crop's offset is replaced by a turn of the camera (:func:`turn_window`): a yaw drawn in
-    ``±turn_deg`` and a pitch in ``±turn_deg / 5`` degrees (a wide, short frame affords little pitch:
-    1° of it needs a zoom of ~1.08 at KITTI's 128x416, 5° of yaw ~1.2); with ``turn_step_deg`` > 0
-    each frame but ``target`` is turned by another yaw in ``±turn_step_deg`` and pitch in
-    ``±turn_step_deg / 5`` of its own, so the rotations between the frames change too (the target
-    keeps the window's turn: the sources' camera centres, seen from it, stay where they were), the scale as the least zoom; the third
-    value is then the :class:`Turn`. The turn is drawn after every other draw, so scale and colour
-    are drawn alike with it on or off."""
+    the crop's offset is replaced by a turn of the camera (:func:`turn_window`, the drawn scale as the
+    least zoom): a yaw drawn in ``±turn_deg`` and a pitch in ``±turn_deg / 5`` degrees (a wide, short
+    frame affords little pitch: 1° of it needs a zoom of ~1.08 at KITTI's 128x416, 5° of yaw ~1.2);
+    with ``turn_step_deg`` > 0 each frame but ``target`` is turned by another yaw in
+    ``±turn_step_deg`` and pitch in ``±turn_step_deg / 5`` of its own, so the rotations between the
+    frames change too (the target keeps the window's turn: the sources' camera centres, seen from
+    it, stay where they were). The third value is then the :class:`Turn`. The turns are drawn after
+    every other draw, so scale and colour are drawn alike with them on or off."""
     _, h, w, _ = imgs.shape
     scale = rng.uniform(1.0, 1.15)
     sh, sw = int(round(h * scale)), int(round(w * scale))

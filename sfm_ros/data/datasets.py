@@ -11,10 +11,11 @@ Windows are ``seq_len`` frames ``stride`` apart with the target in the middle. T
 splits are contiguous time blocks (never random frames: neighbours would leak), and no window
 crosses the boundary.
 
-Augmentation (training only; :mod:`sfm_ros.data.augment`) is identical for all frames of a window:
+Augmentation (training only; :mod:`sfm_ros.data.augment`) is the same for all frames of a window:
 a random scale and crop (the intrinsics follow) or, with ``turn_deg``, a random turn of the camera
-about its centre (the intrinsics and the two-view priors follow), colour jitter and, with ``flip``, a horizontal mirror
-of half the windows (the two-view priors' motions and corners mirrored with them). The randomness is
+about its centre (the intrinsics and the two-view priors follow; with ``turn_step_deg`` each source
+frame turned by its own turn as well), colour jitter and, with ``flip``, a horizontal mirror of half
+the windows (the two-view priors' motions and corners mirrored with them). The randomness is
 a pure function of ``(seed, epoch, index)``, so a resumed run sees exactly the batches the interrupted
 one would have seen; the flip is drawn last, so the other draws are the same with it on or off.
 """

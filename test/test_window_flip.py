@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from sfm_ros.core.geometry import inverse_warp
 from sfm_ros.data.augment import mirror_motion, mirror_window
 from sfm_ros.data.datasets import WindowDataset, prepare_sequence
 from sfm_ros.data.synthetic import render_sequence
+from warp_check import warp_error
 
 H, W = 64, 208
 
@@ -17,15 +17,6 @@ H, W = 64, 208
 @pytest.fixture(scope="module")
 def street():
     return render_sequence(9, H, W, seed=3, yaw_rate=0.2)
-
-
-def _warp_error(src: np.ndarray, tgt: np.ndarray, depth: np.ndarray, T_src_tgt: np.ndarray, K: np.ndarray) -> float:
-    """Mean |target - source warped into it| (grey levels 0-1) over the pixels the warp reaches."""
-    t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).float()  # noqa: E731
-    warped, valid = inverse_warp(t(src).permute(2, 0, 1)[None], t(np.nan_to_num(depth, posinf=1e3))[None, None],
-                                 t(T_src_tgt)[None], t(K)[None])
-    diff = (warped[0] - t(tgt).permute(2, 0, 1)).abs().mean(0) * valid[0, 0]
-    return float(diff.sum() / valid.sum())
 
 
 def test_mirror_is_an_involution_and_checks_shapes():
@@ -55,11 +46,11 @@ def test_mirrored_camera_synthesises_the_mirrored_view_as_well(street):
     tgt, src = 4, 5
     T = np.linalg.inv(s.poses[src]) @ s.poses[tgt]  # T_src_tgt
     imgs = s.images[[tgt, src]].astype(np.float32) / 255.0
-    e0 = _warp_error(imgs[1], imgs[0], s.depths[tgt], T, s.K)
+    e0 = warp_error(imgs[1], imgs[0], s.depths[tgt], T, s.K)
     m, Km = mirror_window(imgs, s.K)
     depth_m = np.ascontiguousarray(s.depths[tgt][:, ::-1])
-    e1 = _warp_error(m[1], m[0], depth_m, mirror_motion(T), Km)
-    wrong = _warp_error(m[1], m[0], depth_m, T, Km)
+    e1 = warp_error(m[1], m[0], depth_m, mirror_motion(T), Km)
+    wrong = warp_error(m[1], m[0], depth_m, T, Km)
     assert abs(e1 - e0) < 1e-4, (e0, e1)
     assert wrong > 2.0 * e1, (e1, wrong)
 

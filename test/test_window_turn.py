@@ -4,13 +4,12 @@ output pixel samples outside the frame, the principal point stays put (unlike a 
 the two-view priors turn with the frames."""
 import numpy as np
 import pytest
-import torch
 
-from sfm_ros.core.geometry import inverse_warp
 from sfm_ros.core.se3 import axis_angle_to_matrix, make_pose, matrix_to_axis_angle
-from sfm_ros.data.augment import Turn, augment_window, turn_window
+from sfm_ros.data.augment import Turn, _zoomed, augment_window, turn_window
 from sfm_ros.data.datasets import WindowDataset, prepare_sequence
 from sfm_ros.data.synthetic import render_sequence
+from warp_check import warp_error
 
 H, W = 96, 312
 
@@ -18,22 +17,6 @@ H, W = 96, 312
 @pytest.fixture(scope="module")
 def street():
     return render_sequence(9, H, W, seed=4, yaw_rate=0.1)
-
-
-def _warp_error(src: np.ndarray, tgt: np.ndarray, depth: np.ndarray, T_src_tgt: np.ndarray, K: np.ndarray) -> float:
-    """Mean |target - source warped into it| (grey levels 0-1) over the pixels the warp reaches."""
-    t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).float()  # noqa: E731
-    warped, valid = inverse_warp(t(src).permute(2, 0, 1)[None], t(np.nan_to_num(depth, posinf=1e3))[None, None],
-                                 t(T_src_tgt)[None], t(K)[None])
-    diff = (warped[0] - t(tgt).permute(2, 0, 1)).abs().mean(0) * valid[0, 0]
-    return float(diff.sum() / valid.sum())
-
-
-def _zoom(K: np.ndarray, zoom: float) -> np.ndarray:
-    K1 = K.copy()
-    K1[0, 0] *= zoom
-    K1[1, 1] *= zoom
-    return K1
 
 
 def _turned_depth(depth: np.ndarray, turn: Turn) -> np.ndarray:
@@ -57,7 +40,7 @@ def test_turn_maps_points_depths_and_motions_consistently():
     K0 = np.array([[200.0, 0, 150.5], [0, 190.0, 47.0], [0, 0, 1]])
     R = axis_angle_to_matrix(np.array([0.02, -0.05, 0.0]))
     R2 = axis_angle_to_matrix(np.array([-0.01, 0.04, 0.01]))
-    turn = Turn(np.stack([R, R2]), K0, _zoom(K0, 1.1))
+    turn = Turn(np.stack([R, R2]), K0, _zoomed(K0, 1.1))
     X = np.random.default_rng(0).uniform([-3, -1, 4], [3, 1, 30], size=(20, 3))
     p = (K0 @ X.T).T
     q_true = (turn.K1 @ (R @ X.T)).T
@@ -97,7 +80,7 @@ def test_turned_frames_sample_inside_the_frame_at_the_least_zoom(yaw_deg, pitch_
     u, v = pre[0] / pre[2], pre[1] / pre[2]
     assert np.all((u >= -1e-6) & (u <= W - 1 + 1e-6) & (v >= -1e-6) & (v <= H - 1 + 1e-6)), (u, v)
     if got > zoom + 1e-9:
-        tighter = Turn(turn.R, K, _zoom(K, got * 0.99))
+        tighter = Turn(turn.R, K, _zoomed(K, got * 0.99))
         pre = np.linalg.inv(tighter.H(2)) @ corners
         u, v = pre[0] / pre[2], pre[1] / pre[2]
         assert not np.all((u >= 0) & (u <= W - 1) & (v >= 0) & (v <= H - 1))
@@ -118,11 +101,11 @@ def test_turned_camera_synthesises_the_turned_view_as_well(street):
     tgt, src = 4, 5
     T = np.linalg.inv(s.poses[src]) @ s.poses[tgt]  # T_src_tgt
     imgs = s.images[[tgt, src]].astype(np.float32) / 255.0
-    e0 = _warp_error(imgs[1], imgs[0], s.depths[tgt], T, s.K)
+    e0 = warp_error(imgs[1], imgs[0], s.depths[tgt], T, s.K)
     turned, K1, turn = turn_window(imgs, s.K, np.radians(6.0), np.radians(1.0))
     depth = _turned_depth(s.depths[tgt], turn)
-    e1 = _warp_error(turned[1], turned[0], depth, turn.motion(T[None], [1], 0)[0], K1)
-    wrong = _warp_error(turned[1], turned[0], depth, T, K1)
+    e1 = warp_error(turned[1], turned[0], depth, turn.motion(T[None], [1], 0)[0], K1)
+    wrong = warp_error(turned[1], turned[0], depth, T, K1)
     assert abs(e1 - e0) < 0.001, (e0, e1)
     assert wrong > 1.3 * e1, (e1, wrong)
 
@@ -136,12 +119,12 @@ def test_turned_frames_each_by_their_own_turn_synthesise_as_well(street):
     tgt, src = 4, 5
     T = np.linalg.inv(s.poses[src]) @ s.poses[tgt]
     imgs = s.images[[tgt, src]].astype(np.float32) / 255.0
-    e0 = _warp_error(imgs[1], imgs[0], s.depths[tgt], T, s.K)
+    e0 = warp_error(imgs[1], imgs[0], s.depths[tgt], T, s.K)
     turned, K1, turn = turn_window(imgs, s.K, np.radians([3.0, 1.0]), np.radians([0.2, -0.3]))
     assert not np.allclose(turn.R[0], turn.R[1])
     depth = _turned_depth(s.depths[tgt], turn)
-    e1 = _warp_error(turned[1], turned[0], depth, turn.motion(T[None], [1], 0)[0], K1)
-    one = _warp_error(turned[1], turned[0], depth, turn.motion(T[None], [0], 0)[0], K1)
+    e1 = warp_error(turned[1], turned[0], depth, turn.motion(T[None], [1], 0)[0], K1)
+    one = warp_error(turned[1], turned[0], depth, turn.motion(T[None], [0], 0)[0], K1)
     assert abs(e1 - e0) < 0.001, (e0, e1)
     assert one > 1.5 * e1, (e1, one)
     with pytest.raises(ValueError, match="turn_step_deg must be in"):

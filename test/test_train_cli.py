@@ -607,7 +607,8 @@ def test_help(capsys):
 def test_augmentation_is_chosen_by_the_training_set_size_unless_set(tmp_path, capsys):
     """The default preset augments a small training set (fewer windows than
     ``AUGMENT_BELOW_WINDOWS``) and says so, with what it does; a user's choice and other presets are
-    kept; a user's turn of the camera is named in the line."""
+    kept; the camera's turn (the default preset's, or a user's) is named in the line, and without a
+    turn the shifted crop is."""
     from sfm_ros.data.autoconfig import AUGMENT_BELOW_WINDOWS, auto_augment
 
     logs: list[str] = []
@@ -634,13 +635,19 @@ def test_augmentation_is_chosen_by_the_training_set_size_unless_set(tmp_path, ca
         assert rc == 0, err
         assert read_checkpoint(out / "last.pt")["options"]["data"]["augment"] is want
         if logged:
-            assert logged in stdout and "random scale and crop, colour jitter" in stdout, stdout
+            # the default preset turns the camera (DEFAULT_TURN_DEG, DEFAULT_TURN_STEP_DEG)
+            assert logged in stdout and "the camera turned by up to 5 deg a window and 1.5 deg a source frame" \
+                in stdout, stdout
         else:
             assert "augmentation on (chosen" not in stdout and "augmentation off (chosen" not in stdout
     rc, stdout, err = _run([*base, "--out", tmp_path / "turned", "--set", "data.turn_deg=4",
                             "--set", "data.turn_step_deg=1"], capsys)
     assert rc == 0, err
     assert "the camera turned by up to 4 deg a window and 1 deg a source frame" in stdout, stdout
+    rc, stdout, err = _run([*base, "--out", tmp_path / "cropped", "--set", "data.turn_deg=0",
+                            "--set", "data.turn_step_deg=0"], capsys)
+    assert rc == 0, err
+    assert "random scale and crop, colour jitter" in stdout, stdout
     # --init without --config fine-tunes on new data: chosen again (the checkpoint said false)
     rc, stdout, err = _run([*base, "--out", tmp_path / "init", "--init", tmp_path / "run1" / "last.pt"], capsys)
     assert rc == 0, err

@@ -183,11 +183,13 @@ def augmentation_text(turn_deg: float, turn_step_deg: float) -> str:
 
 
 def auto_augment(n_windows: int, log=print, what: str = "") -> bool:
-    """Whether ``sfm_train`` augments (random scale+crop and colour jitter) when the user has not
-    said: on for a small training set (fewer than :data:`AUGMENT_BELOW_WINDOWS` windows), which a
-    run of a few thousand steps passes over so often that the networks learn its frames by heart
-    rather than depth and motion; off for a larger one, where augmentation only slows learning in
-    such budgets. The choice is logged with its reason."""
+    """Whether ``sfm_train`` augments (:func:`sfm_ros.data.augment.augment_window`: a random scale
+    with a shifted crop or, as the ``default`` preset does, a turn of the camera, and colour jitter;
+    ``what`` says which, for the log line) when the user has not said: on for a small training set
+    (fewer than :data:`AUGMENT_BELOW_WINDOWS` windows), which a run of a few thousand steps passes
+    over so often that the networks learn its frames by heart rather than depth and motion; off for
+    a larger one, where augmentation only slows learning in such budgets. The choice is logged with
+    its reason."""
     on = n_windows < AUGMENT_BELOW_WINDOWS
     detail = f"{what}; " if on and what else ""
     log(f"augmentation {'on' if on else 'off'} (chosen: {n_windows} training windows, "

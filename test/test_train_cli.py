@@ -469,6 +469,17 @@ def test_config_train_yaml_is_the_paper_preset():
     assert (opts["train"]["lr"], opts["train"]["beta1"], opts["train"]["batch_size"]) == (2e-4, 0.9, 4)
 
 
+def test_only_the_default_preset_turns_the_camera():
+    """The ``default`` preset's augmentation turns the camera (measured on KITTI: BENCHMARKS.md,
+    session 27); the paper's and the successors' presets and config/train.yaml shift the crop."""
+    from sfm_ros.core.options import DEFAULT_TURN_DEG, DEFAULT_TURN_STEP_DEG
+
+    d = preset("default").data
+    assert (d.turn_deg, d.turn_step_deg) == (DEFAULT_TURN_DEG, DEFAULT_TURN_STEP_DEG) and DEFAULT_TURN_DEG > 0
+    for o in (preset("paper"), preset("successors"), load_options(REPO / "config" / "train.yaml")):
+        assert (o.data.turn_deg, o.data.turn_step_deg) == (0.0, 0.0)
+
+
 # ------------------------------------------------------------------- unwritable or full --out
 def test_unwritable_out_is_refused_before_training(tmp_path, capsys, monkeypatch):
     """A read-only --out (EROFS; root ignores permission bits, so the file system call fails here)

@@ -209,7 +209,9 @@ def successors_loss() -> LossOptions:
 #: of frames 120-159, seeds 0 / 1 / 2: ``model.pt`` snippet ATE 0.0237 / 0.0326 / 0.0298 m against
 #: 0.0325 / 0.0328 / 0.0343 m with the shifted crop (``last.pt`` 0.0292 / 0.0346 / 0.0266 against
 #: 0.0323 / 0.0320 / 0.0358); the pose network learns part of the rotation (yaw slope 0.35-0.52 against
-#: 0.00). BENCHMARKS.md, sessions 26-27.
+#: 0.00). Their cost: on 7-Scenes with augmentation forced on, the depth left a constant ~300 steps
+#: later (12 minutes: abs rel 0.290 / 0.281 against 0.244 / 0.258, two seeds); 0 and 0 keep the
+#: shifted crop. BENCHMARKS.md, sessions 26-27.
 DEFAULT_TURN_DEG, DEFAULT_TURN_STEP_DEG = 5.0, 1.5
 
 

@@ -12,7 +12,8 @@ splits are contiguous time blocks (never random frames: neighbours would leak), 
 crosses the boundary.
 
 Augmentation (training only; :mod:`sfm_ros.data.augment`) is the same for all frames of a window:
-a random scale and crop (the intrinsics follow) or, with ``turn_deg``, a random turn of the camera
+a random scale and crop (the intrinsics follow) or, with ``turn_deg`` (on in the ``default`` preset:
+:data:`sfm_ros.core.options.DEFAULT_TURN_DEG`), a random turn of the camera
 about its centre (the intrinsics and the two-view priors follow; with ``turn_step_deg`` each source
 frame turned by its own turn as well), colour jitter and, with ``flip``, a horizontal mirror of half
 the windows (the two-view priors' motions and corners mirrored with them). The randomness is

@@ -205,8 +205,8 @@ def successors_loss() -> LossOptions:
 
 #: the ``default`` preset's turn of the camera in augmentation (``data.turn_deg``, ``data.turn_step_deg``;
 #: augmentation itself is on only for a small training set: ``sfm_ros.data.autoconfig.auto_augment``).
-#: The plain KITTI command trained on frames 0-99 of KITTI 00 (straight road) and scored on the turn
-#: of frames 120-159, seeds 0 / 1 / 2: ``model.pt`` snippet ATE 0.0237 / 0.0326 / 0.0298 m against
+#: The plain KITTI command on frames 0-99 of KITTI 00 (trained on the straight road of 0-89) and scored
+#: on the turn of frames 120-159, seeds 0 / 1 / 2: ``model.pt`` snippet ATE 0.0237 / 0.0326 / 0.0298 m against
 #: 0.0325 / 0.0328 / 0.0343 m with the shifted crop (``last.pt`` 0.0292 / 0.0346 / 0.0266 against
 #: 0.0323 / 0.0320 / 0.0358); the pose network learns part of the rotation (yaw slope 0.35-0.52 against
 #: 0.00). Their cost: on 7-Scenes with augmentation forced on, the depth left a constant ~300 steps

@@ -213,6 +213,9 @@ def successors_loss() -> LossOptions:
 #: later (12 minutes: abs rel 0.290 / 0.281 against 0.244 / 0.258, two seeds); 0 and 0 keep the
 #: shifted crop. BENCHMARKS.md, sessions 26-27.
 DEFAULT_TURN_DEG, DEFAULT_TURN_STEP_DEG = 5.0, 1.5
+#: the largest ``data.turn_deg`` / ``data.turn_step_deg`` accepted (checked by :func:`validate` and by
+#: ``sfm_ros.data.datasets.WindowDataset``)
+MAX_TURN_DEG, MAX_TURN_STEP_DEG = 15.0, 5.0
 
 
 def _default() -> "Options":
@@ -359,10 +362,11 @@ def validate(opts: Options) -> None:
         raise ValueError(f"loss.sparse_depth_until must be in (0, 1], got {lo.sparse_depth_until}")
     if not opts.data.cache_max_gb >= 0:
         raise ValueError(f"data.cache_max_gb must be >= 0, got {opts.data.cache_max_gb}")
-    if not 0 <= opts.data.turn_deg <= 15:  # the bounds sfm_ros.data.datasets.WindowDataset checks
-        raise ValueError(f"data.turn_deg must be in [0, 15] degrees, got {opts.data.turn_deg}")
-    if not 0 <= opts.data.turn_step_deg <= 5:
-        raise ValueError(f"data.turn_step_deg must be in [0, 5] degrees, got {opts.data.turn_step_deg}")
+    if not 0 <= opts.data.turn_deg <= MAX_TURN_DEG:
+        raise ValueError(f"data.turn_deg must be in [0, {MAX_TURN_DEG:g}] degrees, got {opts.data.turn_deg}")
+    if not 0 <= opts.data.turn_step_deg <= MAX_TURN_STEP_DEG:
+        raise ValueError(f"data.turn_step_deg must be in [0, {MAX_TURN_STEP_DEG:g}] degrees, "
+                         f"got {opts.data.turn_step_deg}")
     if opts.train.batch_size < 1:
         raise ValueError(f"train.batch_size must be >= 1, got {opts.train.batch_size}")
     if not (math.isfinite(opts.train.lr) and opts.train.lr >= 0):  # 0: the weights stay (tests of --init use it)

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from sfm_ros.core.options import MAX_TURN_DEG, MAX_TURN_STEP_DEG
 from sfm_ros.data.augment import Turn, augment_window, mirror_motion, mirror_window, prior_points
 from sfm_ros.data.camera import resize_intrinsics
 from sfm_ros.data.image_codec import to_float01, to_rgb_float
@@ -297,10 +298,10 @@ class WindowDataset(Dataset):
         self.seq_len = seq_len
         self.augment = augment
         self.flip = bool(flip)  # with augment: mirror half the windows
-        if not 0.0 <= turn_deg <= 15.0:
-            raise ValueError(f"turn_deg must be in [0, 15] degrees, got {turn_deg}")
-        if not 0.0 <= turn_step_deg <= 5.0:
-            raise ValueError(f"turn_step_deg must be in [0, 5] degrees, got {turn_step_deg}")
+        if not 0.0 <= turn_deg <= MAX_TURN_DEG:
+            raise ValueError(f"turn_deg must be in [0, {MAX_TURN_DEG:g}] degrees, got {turn_deg}")
+        if not 0.0 <= turn_step_deg <= MAX_TURN_STEP_DEG:
+            raise ValueError(f"turn_step_deg must be in [0, {MAX_TURN_STEP_DEG:g}] degrees, got {turn_step_deg}")
         self.turn_deg = float(turn_deg)  # with augment: turn the camera instead of shifting the crop
         self.turn_step_deg = float(turn_step_deg)  # ... and each source frame by its own turn
         self.seed = seed

@@ -471,3 +471,31 @@ def test_sparse_depth_prior_corners_follow_the_true_depth_and_train(tmp_path):
     assert tr.sparse_depth_weight() == 0.0
     assert "epipolar" not in logs
     assert any("corners triangulated for" in x for x in lines), lines
+
+
+def test_turn_pose_only_trains_the_pose_network_on_the_turned_frames(seqs, tmp_path):
+    """``data.turn_pose_only``: the training batches carry the turned frames; a step feeds them to the
+    pose network alone (its motions, turned back, are those the batch's turns imply), the loss is
+    finite and the run goes on; with the explainability mask the option is refused by name."""
+    opts = _opts(max_steps=3)
+    opts.data.augment, opts.data.turn_deg, opts.data.turn_step_deg, opts.data.turn_pose_only = True, 4.0, 1.5, True
+    tr = Trainer(opts, seqs, None, tmp_path / "o", progress=False, tensorboard=False)
+    try:
+        from sfm_ros.data.datasets import collate
+
+        batch = collate([tr.train_set[i] for i in range(2)])
+        assert batch["pose_turn"].shape == (2, 3, 3, 3) and batch["pose_sources"].shape == batch["sources"].shape
+        seen = []
+        real = tr.model.pose_net.forward
+        tr.model.pose_net.forward = lambda t, s: seen.append(t) or real(t, s)
+        logs = tr.train_step(batch)
+        assert np.isfinite(logs["loss"])
+        from sfm_ros.core.networks import normalize_image
+        assert torch.equal(seen[0], normalize_image(batch["pose_target"]))
+        tr.model.pose_net.forward = real
+        tr.fit()
+        assert tr.step == 3
+    finally:
+        tr.close()
+    with pytest.raises(ValueError, match="data.turn_pose_only needs loss.exp_weight 0"):
+        load_options("paper", ["data.turn_pose_only=true"])

@@ -4,6 +4,7 @@ output pixel samples outside the frame, the principal point stays put (unlike a 
 the two-view priors turn with the frames."""
 import numpy as np
 import pytest
+import torch
 
 from sfm_ros.core.se3 import axis_angle_to_matrix, make_pose, matrix_to_axis_angle
 from sfm_ros.data.augment import Turn, _zoomed, augment_window, turn_window
@@ -199,3 +200,86 @@ def test_dataset_turn_step_turns_each_prior_by_its_frames_turns():
         pr = [turned.priors[(0, idx[1], j)] for j in (idx[0], idx[2])]
         expected = turn.motion(np.stack([p.T_src_tgt for p in pr]), [0, 2], 1)
         assert np.allclose(turned[i]["prior_T"].double().numpy(), expected, atol=1e-5)
+
+
+def test_dataset_turn_pose_only_keeps_the_crop_and_adds_the_turned_frames():
+    """``turn_pose_only``: an item's frames, intrinsics and priors are the shifted crop's, drawn as with
+    the turns off (the same scale, crop and colour); the turned frames and their turns come as well,
+    the frames as :func:`augment_window` turns them from the same draws; mirrored items carry the
+    mirrored frames and the mirrored turn ``M R M``; the collated batch stacks them."""
+    from sfm_ros.data.augment import mirror_rotation
+    from sfm_ros.data.datasets import collate
+    from sfm_ros.training.priors import epipolar_priors
+
+    s = render_sequence(7, 128, 416, seed=5)
+    seqs = [prepare_sequence(zip(s.images, s.timestamps), s.K, (128, 416), name="synthetic")]
+    kw = dict(augment=True, seed=2)
+    plain = WindowDataset(seqs, 3, 1, **kw)
+    split = WindowDataset(seqs, 3, 1, turn_deg=4.0, turn_step_deg=2.0, turn_pose_only=True, **kw)
+    flipped = WindowDataset(seqs, 3, 1, turn_deg=4.0, turn_step_deg=2.0, turn_pose_only=True, flip=True, **kw)
+    plain.priors = split.priors = epipolar_priors(seqs, plain.items, 3)
+    mirrored = 0
+    for i in range(len(plain)):
+        a, b, c = plain[i], split[i], flipped[i]
+        for k in ("target", "sources", "K", "prior_T", "prior_w", "prior_pts", "prior_depth"):
+            assert torch.equal(a[k], b[k]), k
+        _, idx = split.items[i]
+        imgs = seqs[0].frames[idx].astype(np.float32) / 255.0
+        rng = np.random.default_rng([2, 0, i])
+        turned, K1, turn = augment_window(imgs, seqs[0].K.copy(), rng, 4.0, 2.0, target=1)
+        assert np.allclose(b["pose_turn"].double().numpy(), turn.R, atol=1e-6)
+        assert torch.allclose(b["pose_target"], torch.from_numpy(turned[1].transpose(2, 0, 1)))
+        assert torch.allclose(b["pose_sources"], torch.from_numpy(turned[[0, 2]].transpose(0, 3, 1, 2).copy()))
+        assert not torch.allclose(b["pose_target"], b["target"], atol=1e-2)
+        if rng.random() < 0.5:  # the flip's draw, as the dataset makes it: both kinds of frame mirrored
+            mirrored += 1
+            assert torch.equal(c["target"], b["target"].flip(-1))
+            assert torch.equal(c["pose_target"], b["pose_target"].flip(-1))
+            assert np.allclose(c["pose_turn"].double().numpy(), mirror_rotation(turn.R), atol=1e-6)
+        else:
+            assert torch.equal(c["target"], b["target"]) and torch.equal(c["pose_turn"], b["pose_turn"])
+    assert 0 < mirrored < len(plain)
+    batch = collate([split[0], split[1]])
+    assert batch["pose_sources"].shape == (2, 2, 3, 128, 416) and batch["pose_turn"].shape == (2, 3, 3, 3)
+    assert "pose_turn" not in WindowDataset(seqs, 3, 1, seed=2, turn_deg=4.0, turn_pose_only=True)[0]  # no augmentation
+    assert "pose_turn" not in WindowDataset(seqs, 3, 1, turn_pose_only=True, **kw)[0]  # no turn
+
+
+def test_turn_pose_only_turns_the_pose_networks_motion_back(street):
+    """The model with ``pose_images`` and ``pose_turn``: the pose network sees the turned frames and
+    its motions, turned back (:func:`sfm_ros.core.geometry.unturn_motion`), are the original cameras'
+    (``Turn.motion``'s inverse, to float32 rounding); the depth is the plain target's; identity turns
+    give the plain model's motions; the true motion of the rendered street survives the round trip
+    to float64 rounding."""
+    from sfm_ros.core.geometry import unturn_motion
+    from sfm_ros.core.model import SfMModel
+    from sfm_ros.core.options import ModelOptions
+
+    torch.manual_seed(0)
+    model = SfMModel(ModelOptions(width_mult=0.25), output_exp=False).eval()
+    imgs = street.images[3:6].astype(np.float32) / 255.0
+    turned, _, turn = turn_window(imgs, street.K, np.radians([2.0, 4.0, -1.0]), np.radians([0.3, 0.0, -0.5]))
+    t = torch.from_numpy(imgs.transpose(0, 3, 1, 2).copy())[None]
+    tt = torch.from_numpy(turned.transpose(0, 3, 1, 2).copy())[None]
+    R = torch.from_numpy(turn.R.astype(np.float32))[None]
+    with torch.no_grad():
+        plain = model(t[:, 1], [t[:, 0], t[:, 2]])
+        seen = model(tt[:, 1], [tt[:, 0], tt[:, 2]])
+        split = model(t[:, 1], [t[:, 0], t[:, 2]], pose_images=(tt[:, 1], [tt[:, 0], tt[:, 2]]), pose_turn=R)
+        same = model(t[:, 1], [t[:, 0], t[:, 2]], pose_images=(t[:, 1], [t[:, 0], t[:, 2]]),
+                     pose_turn=torch.eye(3).expand(1, 3, 3, 3))
+    assert torch.equal(split[("depth", 0, 0)], plain[("depth", 0, 0)])
+    for f, j in ((-1, 0), (1, 2)):
+        assert torch.allclose(same[("T", f)], plain[("T", f)], atol=1e-6)
+        assert torch.equal(split[("pose_vec", f)], seen[("pose_vec", f)])
+        back = turn.motion(split[("T", f)].double().numpy(), [j], 1)[0]  # turned again: what the network saw
+        assert np.allclose(back, seen[("T", f)][0].double().numpy(), atol=1e-5)
+    T = np.linalg.inv(street.poses[5]) @ street.poses[4]
+    T_turned = turn.motion(T[None], [2], 1)
+    R64 = torch.from_numpy(turn.R)
+    T_back = unturn_motion(torch.from_numpy(T_turned), R64[2:3], R64[1:2])[0].numpy()
+    assert np.abs(T_back - T).max() < 1e-12
+    with pytest.raises(ValueError, match="pose_turn must have shape"):
+        model(t[:, 1], [t[:, 0], t[:, 2]], pose_images=(tt[:, 1], [tt[:, 0], tt[:, 2]]), pose_turn=R[:, :2])
+    with pytest.raises(ValueError, match="go together"):
+        model(t[:, 1], [t[:, 0], t[:, 2]], pose_turn=R)

@@ -50,6 +50,7 @@ __all__ = [
     "invert_pose",
     "compose_poses",
     "relative_pose",
+    "unturn_motion",
     "pixels_to_grid",
     "inverse_warp",
 ]
@@ -259,6 +260,24 @@ def relative_pose(T_w_tgt: Tensor, T_w_src: Tensor) -> Tensor:
     This is the quantity the pose network predicts (see the module Convention).
     """
     return invert_pose(T_w_src) @ T_w_tgt
+
+
+def unturn_motion(T: Tensor, R_src: Tensor, R_tgt: Tensor) -> Tensor:
+    """A motion seen by turned cameras, seen by the cameras before the turn: ``R̃_srcᵀ T R̃_tgt``.
+
+    A camera turned about its centre by ``R`` sees a point ``X`` of its original frame at ``R X``
+    (:class:`sfm_ros.data.augment.Turn`), so a target→source motion ``T`` between the turned cameras
+    is ``R̃_src T₀ R̃_tgtᵀ`` with ``T₀`` the original cameras' (``R̃`` the 4x4 rotations); this returns
+    ``T₀``. ``T`` (B, 4, 4), ``R_src`` and ``R_tgt`` (B, 3, 3); differentiable in ``T``."""
+    check_shape(T, (None, 4, 4), "T")
+    check_shape(R_src, (T.shape[0], 3, 3), "R_src")
+    check_shape(R_tgt, (T.shape[0], 3, 3), "R_tgt")
+    R_src, R_tgt = R_src.to(T), R_tgt.to(T)
+    out = torch.zeros_like(T)
+    out[:, :3, :3] = R_src.transpose(1, 2) @ T[:, :3, :3] @ R_tgt
+    out[:, :3, 3] = (R_src.transpose(1, 2) @ T[:, :3, 3:]).squeeze(-1)
+    out[:, 3, 3] = 1.0
+    return out
 
 
 # --------------------------------------------------------------------------------------------

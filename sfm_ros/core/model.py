@@ -9,8 +9,10 @@ key                          value
 ``("disp", 0, s)``           (B, 1, H/2^s, W/2^s) target disparity at scale ``s``
 ``("depth", 0, s)``          (B, 1, H/2^s, W/2^s) target depth ``1 / disp``
 ``("disp", f, s)``           source disparities (only when ``source_depth=True``, for SC losses)
-``("pose_vec", f)``          (B, 6) target→source pose vector for source ``f``
-``("T", f)``                 (B, 4, 4) target→source transform ``T_src_tgt`` for source ``f``
+``("pose_vec", f)``          (B, 6) target→source pose vector for source ``f``, as the pose network
+                             saw it (of the turned cameras, with ``pose_turn``)
+``("T", f)``                 (B, 4, 4) target→source transform ``T_src_tgt`` for source ``f``, of the
+                             cameras the depth network and the losses see
 ``("exp", f, s)``            (B, 1, H/2^s, W/2^s) explainability of source ``f`` (training only)
 ===========================  =================================================================
 """
@@ -21,7 +23,7 @@ import math
 import torch
 import torch.nn as nn
 
-from sfm_ros.core.geometry import pose_vec_to_mat
+from sfm_ros.core.geometry import pose_vec_to_mat, unturn_motion
 from sfm_ros.core.networks import DISP_ALPHA, DISP_BETA, DispNet, PoseExpNet, normalize_image
 from sfm_ros.core.options import DEPTH_ARCHS, POSE_ARCHS, ModelOptions
 from sfm_ros.core.resnet import PairPoseNet, ResNetDepthNet
@@ -82,6 +84,10 @@ class SfMModel(nn.Module):
 
     ``forward(target, sources)`` takes images in ``[0, 1]``: the target (B, 3, H, W) and the sources
     ordered as :func:`source_offsets`, and returns the outputs dict described in the module doc.
+    With ``pose_images = (target, sources)`` the pose network sees those frames instead: the same
+    window seen by turned cameras (``data.turn_pose_only``), whose turns ``pose_turn`` (B, F, 3, 3),
+    one per frame of the window in order (the target in the middle), turn its motions back to the
+    cameras of ``target`` and ``sources`` (:func:`sfm_ros.core.geometry.unturn_motion`).
     """
 
     def __init__(self, opts: ModelOptions, output_exp: bool = True):
@@ -99,10 +105,16 @@ class SfMModel(nn.Module):
         """Target→source pose vectors (B, N, 6) and explainability masks (list of (B, N, h, w))."""
         return self.pose_net(normalize_image(target), [normalize_image(s) for s in sources])
 
-    def forward(self, target: Tensor, sources: list[Tensor], source_depth: bool = False) -> dict:
+    def forward(self, target: Tensor, sources: list[Tensor], source_depth: bool = False,
+                pose_images: tuple[Tensor, list[Tensor]] | None = None, pose_turn: Tensor | None = None) -> dict:
         if len(sources) != len(self.offsets):
             raise ValueError(f"expected {len(self.offsets)} sources for seq_len={self.opts.seq_len}, "
                              f"got {len(sources)}")
+        if (pose_images is None) != (pose_turn is None):
+            raise ValueError("pose_images and pose_turn go together: the turned frames and their turns")
+        if pose_turn is not None and tuple(pose_turn.shape) != (target.shape[0], self.opts.seq_len, 3, 3):
+            raise ValueError(f"pose_turn must have shape ({target.shape[0]}, {self.opts.seq_len}, 3, 3), "
+                             f"got {tuple(pose_turn.shape)}")
         out: dict = {}
         if source_depth:
             # One batched pass for the target and all sources (SC-SfMLearner's consistency loss).
@@ -116,11 +128,14 @@ class SfMModel(nn.Module):
             for s, d in enumerate(self.predict_disp(target)):
                 out[("disp", 0, s)] = d
                 out[("depth", 0, s)] = 1.0 / d
-        poses, masks = self.predict_poses(target, sources)
+        poses, masks = self.predict_poses(*((target, sources) if pose_images is None else pose_images))
+        mid = self.opts.seq_len // 2
         for i, f in enumerate(self.offsets):
             vec = poses[:, i]
             out[("pose_vec", f)] = vec
             out[("T", f)] = pose_vec_to_mat(vec.float())
+            if pose_turn is not None:
+                out[("T", f)] = unturn_motion(out[("T", f)], pose_turn[:, mid + f], pose_turn[:, mid])
             for s, m in enumerate(masks):
                 out[("exp", f, s)] = m[:, i:i + 1]
         return out

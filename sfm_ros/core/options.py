@@ -107,6 +107,9 @@ class DataOptions:
     turn_step_deg: float = 0.0       # with augment: also turn each source frame of the window by its own
                                      # yaw up to this (a fifth in pitch): the rotations between frames change
                                      # (the default preset: DEFAULT_TURN_STEP_DEG)
+    turn_pose_only: bool = False     # with the turns: only the pose network sees the turned frames; the
+                                     # depth network and the losses keep the scale and crop, and the pose
+                                     # network's motions are turned back (needs loss.exp_weight 0)
     cache_dir: str = ""              # optional on-disk cache of decoded, resized frames
     cache_max_gb: float = 20.0       # the cache's size bound: least recently used entries go first
 
@@ -367,6 +370,9 @@ def validate(opts: Options) -> None:
     if not 0 <= opts.data.turn_step_deg <= MAX_TURN_STEP_DEG:
         raise ValueError(f"data.turn_step_deg must be in [0, {MAX_TURN_STEP_DEG:g}] degrees, "
                          f"got {opts.data.turn_step_deg}")
+    if opts.data.turn_pose_only and lo.exp_weight > 0:
+        raise ValueError("data.turn_pose_only needs loss.exp_weight 0: the pose network's explainability "
+                         f"masks would be of the turned frames, got loss.exp_weight {lo.exp_weight}")
     if opts.train.batch_size < 1:
         raise ValueError(f"train.batch_size must be >= 1, got {opts.train.batch_size}")
     if not (math.isfinite(opts.train.lr) and opts.train.lr >= 0):  # 0: the weights stay (tests of --init use it)

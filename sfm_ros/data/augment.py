@@ -29,7 +29,7 @@ from sfm_ros.core.se3 import axis_angle_to_matrix
 from sfm_ros.data.camera import resize_intrinsics, resize_pixels
 
 __all__ = ["PRIOR_POINTS", "Turn", "augment_window", "turn_window", "mirror_window", "mirror_motion",
-           "prior_points"]
+           "mirror_rotation", "prior_points"]
 
 PRIOR_POINTS = 64  # triangulated corners an item carries per pair (sfm_ros.training.priors keeps at most these)
 #: the largest zoom a turn may need to keep every output pixel inside the frame (a turn of the
@@ -154,6 +154,15 @@ def mirror_motion(T: np.ndarray) -> np.ndarray:
     if T.shape[-2:] != (4, 4):
         raise ValueError(f"motions (..., 4, 4) expected, got {T.shape}")
     return _MIRROR @ T @ _MIRROR
+
+
+def mirror_rotation(R: np.ndarray) -> np.ndarray:
+    """Rotations ``(..., 3, 3)`` as the mirrored camera sees them (:func:`mirror_motion`'s rotation
+    part): the turn of a mirrored window's camera (:class:`Turn`) is ``M R M``."""
+    R = np.asarray(R, dtype=np.float64)
+    if R.shape[-2:] != (3, 3):
+        raise ValueError(f"rotations (..., 3, 3) expected, got {R.shape}")
+    return _MIRROR[:3, :3] @ R @ _MIRROR[:3, :3]
 
 
 def prior_points(priors: list, hw: tuple[int, int], crop: tuple[int, int, int, int] | Turn | None,

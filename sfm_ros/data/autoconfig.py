@@ -174,10 +174,14 @@ def auto_stride(seqs: list, seq_len: int, stride: int, log=print) -> int:
 AUGMENT_BELOW_WINDOWS = 250
 
 
-def augmentation_text(turn_deg: float, turn_step_deg: float) -> str:
+def augmentation_text(turn_deg: float, turn_step_deg: float, pose_only: bool = False) -> str:
     """What the augmentation does, in words, for the log line (:mod:`sfm_ros.data.augment`)."""
     if turn_deg <= 0 and turn_step_deg <= 0:
         return "random scale and crop, colour jitter"
+    if pose_only:
+        return (f"random scale and crop, colour jitter; the pose network sees the camera turned by up to "
+                f"{turn_deg:g} deg a window and {turn_step_deg:g} deg a source frame (data.turn_deg, "
+                "data.turn_step_deg, data.turn_pose_only)")
     return (f"the camera turned by up to {turn_deg:g} deg a window and {turn_step_deg:g} deg a source frame "
             "(data.turn_deg, data.turn_step_deg), zoomed 1-1.15x or as the turn needs, colour jitter")
 

@@ -23,6 +23,7 @@ one would have seen; the flip is drawn last, so the other draws are the same wit
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import os
@@ -38,7 +39,8 @@ import torch
 from torch.utils.data import Dataset
 
 from sfm_ros.core.options import MAX_TURN_DEG, MAX_TURN_STEP_DEG
-from sfm_ros.data.augment import Turn, augment_window, mirror_motion, mirror_window, prior_points
+from sfm_ros.data.augment import (Turn, augment_window, mirror_motion, mirror_rotation, mirror_window,
+                                  prior_points)
 from sfm_ros.data.camera import resize_intrinsics
 from sfm_ros.data.image_codec import to_float01, to_rgb_float
 
@@ -288,12 +290,16 @@ class WindowDataset(Dataset):
     :func:`sfm_ros.core.model.source_offsets`, ``K`` (3, 3) float32, ``stamp`` (float64 seconds of the
     target), ``seq`` and ``index`` (target frame index); with ``priors``, each (target, source) pair's
     ``prior_T`` (N, 4, 4), ``prior_w`` (N, 2) and its triangulated corners ``prior_pts`` (N, P, 2),
-    ``prior_depth`` (N, P) (:func:`_prior_points`).
+    ``prior_depth`` (N, P) (:func:`_prior_points`). With ``turn_pose_only`` (and a turn), the
+    frames above keep the scale and crop (the same draws as with the turns off) and the turned ones
+    come as well: ``pose_target``, ``pose_sources`` and each frame's turn ``pose_turn`` (F, 3, 3), for
+    the pose network alone (:meth:`sfm_ros.core.model.SfMModel.forward`); the priors are of the
+    frames above.
     """
 
     def __init__(self, sequences: list[Sequence], seq_len: int, stride: int = 1,
                  augment: bool = False, seed: int = 0, priors: dict | None = None, flip: bool = False,
-                 turn_deg: float = 0.0, turn_step_deg: float = 0.0):
+                 turn_deg: float = 0.0, turn_step_deg: float = 0.0, turn_pose_only: bool = False):
         self.sequences = sequences
         self.seq_len = seq_len
         self.augment = augment
@@ -304,6 +310,7 @@ class WindowDataset(Dataset):
             raise ValueError(f"turn_step_deg must be in [0, {MAX_TURN_STEP_DEG:g}] degrees, got {turn_step_deg}")
         self.turn_deg = float(turn_deg)  # with augment: turn the camera instead of shifting the crop
         self.turn_step_deg = float(turn_step_deg)  # ... and each source frame by its own turn
+        self.turn_pose_only = bool(turn_pose_only)  # ... for the pose network alone
         self.seed = seed
         self.epoch = 0
         self.items: list[tuple[int, list[int]]] = []
@@ -328,15 +335,21 @@ class WindowDataset(Dataset):
         seq = self.sequences[si]
         imgs = seq.frames[idx].astype(np.float32) / 255.0  # (T, H, W, 3)
         K = seq.K.copy()
-        crop, mirrored = None, False
+        crop, mirrored, turned = None, False, None
+        mid = self.seq_len // 2
         if self.augment:
             rng = np.random.default_rng([self.seed, self.epoch, i])
-            imgs, K, crop = augment_window(imgs, K, rng, self.turn_deg, self.turn_step_deg,
-                                            target=self.seq_len // 2)
+            split = self.turn_pose_only and (self.turn_deg > 0 or self.turn_step_deg > 0)
+            if split:  # the scale, crop and colour drawn as with the turns off, then the turn from the same draws
+                cropped = augment_window(imgs, K, copy.deepcopy(rng), target=mid)
+            imgs, K, crop = augment_window(imgs, K, rng, self.turn_deg, self.turn_step_deg, target=mid)
+            if split:
+                turned, (imgs, K, crop) = (imgs, crop.R), cropped
             if self.flip and rng.random() < 0.5:
                 (imgs, K), mirrored = mirror_window(imgs, K), True
+                if turned is not None:  # the mirrored camera's turn: M R M
+                    turned = mirror_window(turned[0], K)[0], mirror_rotation(turned[1])
         t = torch.from_numpy(np.ascontiguousarray(imgs.transpose(0, 3, 1, 2)))
-        mid = self.seq_len // 2
         item = {
             "target": t[mid],
             "sources": torch.cat([t[:mid], t[mid + 1:]], 0),
@@ -345,6 +358,10 @@ class WindowDataset(Dataset):
             "seq": si,
             "index": idx[mid],
         }
+        if turned is not None:
+            tp = torch.from_numpy(np.ascontiguousarray(turned[0].transpose(0, 3, 1, 2)))
+            item["pose_target"], item["pose_sources"] = tp[mid], torch.cat([tp[:mid], tp[mid + 1:]], 0)
+            item["pose_turn"] = torch.from_numpy(turned[1].astype(np.float32))
         if self.priors is not None:  # scale, crop and colour leave the motion unchanged; a turn turns it, a mirror mirrors it
             pr = [self.priors[(si, idx[mid], j)] for j in idx[:mid] + idx[mid + 1:]]
             T = np.stack([p.T_src_tgt for p in pr])
@@ -358,7 +375,8 @@ class WindowDataset(Dataset):
 
 
 def collate(items: list[dict]) -> dict:
-    extra = {k: torch.stack([it[k] for it in items]) for k in ("prior_T", "prior_w", "prior_pts", "prior_depth")
+    extra = {k: torch.stack([it[k] for it in items])
+             for k in ("prior_T", "prior_w", "prior_pts", "prior_depth", "pose_target", "pose_sources", "pose_turn")
              if k in items[0]}
     return extra | {
         "target": torch.stack([it["target"] for it in items]),

@@ -109,7 +109,8 @@ def set_up_run(out: Path, inputs: Any, build_options: Callable[[dict | None], Op
         from sfm_ros.data.datasets import window_indices
 
         windows = sum(len(window_indices(len(s), opts.model.seq_len, opts.data.stride)) for s in train)
-        opts.data.augment = auto_augment(windows, log, augmentation_text(opts.data.turn_deg, opts.data.turn_step_deg))
+        opts.data.augment = auto_augment(windows, log, augmentation_text(opts.data.turn_deg, opts.data.turn_step_deg,
+                                                                       opts.data.turn_pose_only))
     return RunSetup(opts, train, val, out, resume_ckpt, init_ckpt)
 
 

@@ -152,7 +152,8 @@ class Trainer(RunCheckpoints):
         t0 = time.perf_counter()
         self.train_set = WindowDataset(train_sequences, opts.model.seq_len, opts.data.stride,
                                        augment=opts.data.augment, seed=t.seed, flip=opts.data.flip,
-                                       turn_deg=opts.data.turn_deg, turn_step_deg=opts.data.turn_step_deg)
+                                       turn_deg=opts.data.turn_deg, turn_step_deg=opts.data.turn_step_deg,
+                                       turn_pose_only=opts.data.turn_pose_only)
         if opts.loss.needs_pair_priors:
             self.train_set.priors = epipolar_priors(train_sequences, self.train_set.items, opts.model.seq_len)
         if self.train_set.priors is not None and self.is_main:
@@ -225,8 +226,14 @@ class Trainer(RunCheckpoints):
         K = batch["K"].to(self.device)
         offsets = self.model.offsets
         src_list = [sources[:, i] for i in range(len(offsets))]
+        pose = {}
+        if "pose_turn" in batch:  # data.turn_pose_only: the pose network sees the window's turned frames
+            ps = batch["pose_sources"].to(self.device, non_blocking=True)
+            pose = {"pose_images": (batch["pose_target"].to(self.device, non_blocking=True),
+                                    [ps[:, i] for i in range(len(offsets))]),
+                    "pose_turn": batch["pose_turn"].to(self.device)}
         with self._autocast():
-            outputs = model(target, src_list, source_depth=self.source_depth)
+            outputs = model(target, src_list, source_depth=self.source_depth, **pose)
         losses, images = compute_losses(target, dict(zip(offsets, src_list)), K, outputs, self.opts.loss,
                                         keep_images=keep_images)
         if self.opts.loss.epipolar_weight > 0 and "prior_T" in batch:

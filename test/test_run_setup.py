@@ -132,3 +132,59 @@ def test_a_run_is_set_up_without_a_command_line(tmp_path):
     with pytest.raises(SetupError, match="--init and --resume exclude each other"):
         set_up_run(tmp_path / "p", inputs, lambda saved: opts, resume="", init="x.pt", log=logs.append)
     assert not logs
+
+
+def test_auto_turn_turns_the_camera_for_a_recording_that_turns_little():
+    """The rule: turn while the recording's rms yaw is below the source turns' own rms (1.5 / √3 =
+    0.87°); with fewer than TURN_MIN_PAIRS pairs measured the turns stay; the reason names the figures."""
+    from sfm_ros.data.autoconfig import TURN_MIN_PAIRS, auto_turn
+
+    turn, why = auto_turn(np.full(40, 0.11), 1.5)
+    assert turn and "0.11 deg rms" in why and "40 frame pairs, below the source turns' 0.87 deg" in why
+    turn, why = auto_turn(np.r_[np.full(20, 1.5), np.full(20, -1.5)], 1.5)
+    assert not turn and "1.50 deg rms" in why and "not below" in why
+    turn, why = auto_turn(np.full(TURN_MIN_PAIRS - 1, 3.0), 1.5)
+    assert turn and f"{TURN_MIN_PAIRS - 1} frame pairs, fewer than {TURN_MIN_PAIRS}" in why
+
+
+@pytest.mark.parametrize("yaw_rate, turns", [(0.0, True), (0.2, False)])
+def test_the_default_turns_are_chosen_by_the_training_frames_own_rotation(tmp_path, yaw_rate, turns):
+    """A straight rendered street (its yaw between frames ~0.1°) keeps the default preset's turns; a
+    winding one (0.2 rad/s at 10 Hz: 1.5° rms a frame pair) gets the shifted crop. The measured rms
+    yaw is the true one's within a factor of 2 (±0.1°: the two-view rotations of a rendered street
+    in a turn are poor, measured 2.6° against 1.5°); the reason is logged; a forced augmentation
+    still has its turns chosen, a user's turns are kept as set."""
+    from sfm_ros.core.se3 import matrix_to_axis_angle
+    from sfm_ros.data.datasets import prepare_sequence, window_indices
+    from sfm_ros.training.priors import window_rotations
+
+    s = render_sequence(24, 128, 416, seed=0, yaw_rate=yaw_rate)
+    seq = prepare_sequence(zip(s.images, s.timestamps), s.K, (128, 416), name="street")
+    items = [(0, w) for w in window_indices(len(seq), 3, 1)]
+    rv = window_rotations([seq], items, 3, max_windows=len(items))
+    true = np.array([np.degrees(matrix_to_axis_angle((np.linalg.inv(s.poses[j]) @ s.poses[w[1]])[:3, :3]))
+                     for _, w in items for j in (w[0], w[2])])
+    rms = lambda yaw: float(np.sqrt(np.mean(yaw ** 2)))  # noqa: E731
+    assert len(rv) >= 0.8 * len(true)
+    assert rms(true[:, 1]) / 2 - 0.1 < rms(rv[:, 1]) < 2 * rms(true[:, 1]) + 0.1, (rms(rv[:, 1]), rms(true[:, 1]))
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, img in enumerate(s.images):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    inputs = SimpleNamespace(bag=[], images=[str(folder)], kitti=[], video=[],
+                             **asdict(InputOptions(pattern="*.png", fx=s.K[0, 0], fy=s.K[1, 1], cx=s.K[0, 2],
+                                                   cy=s.K[1, 2])))
+    fixed = {"model.height", "model.width", "data.stride"}
+    for n, given in enumerate((fixed, fixed | {"data.augment"}, fixed | {"data.turn_deg"})):
+        opts = preset("default")
+        opts.model.height, opts.model.width, opts.data.stride, opts.data.augment = 128, 416, 1, True
+        logs: list[str] = []
+        set_up_run(tmp_path / f"o{n}", inputs, lambda saved, o=opts: o, log=logs.append, given=given)
+        line = [m for m in logs if m.startswith("augmentation")]
+        if "data.turn_deg" in given:
+            assert (opts.data.turn_deg, opts.data.turn_step_deg) == (5.0, 1.5) and "rms in yaw" not in line[0]
+            continue
+        assert (opts.data.turn_deg > 0) is turns and (opts.data.turn_step_deg > 0) is turns
+        assert len(line) == 1 and "rms in yaw" in line[0], logs
+        assert ("the camera not turned" in line[0]) is (not turns)
+        assert line[0].startswith("augmentation: " if "data.augment" in given else "augmentation on (chosen")

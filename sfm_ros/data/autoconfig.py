@@ -186,6 +186,35 @@ def augmentation_text(turn_deg: float, turn_step_deg: float, pose_only: bool = F
             "(data.turn_deg, data.turn_step_deg), zoomed 1-1.15x or as the turn needs, colour jitter")
 
 
+#: the fewest frame pairs whose rotation :func:`auto_turn` needs; with fewer it keeps the turns
+TURN_MIN_PAIRS = 8
+
+
+def auto_turn(yaw_deg: np.ndarray, turn_step_deg: float) -> tuple[bool, str]:
+    """Whether the augmentation turns the camera (``data.turn_deg``, ``data.turn_step_deg``) for a
+    recording whose frame pairs turn by ``yaw_deg`` (the yaw between a window's target and each
+    source, degrees: :func:`sfm_ros.training.priors.window_rotations`), and why, in words.
+
+    The turns are there to show the pose network rotations a recording lacks: trained on KITTI 00's
+    straight frames 0-89 (0.11° rms of yaw a pair) with the shifted crop, it predicted no rotation
+    on the turn it was scored on, and the turns took the plain command's snippet ATE there from 0.0332
+    to 0.0287 m (mean of three seeds). A recording that turns by itself needs no more: hand-held
+    7-Scenes frames 0-269 at stride 6 (1.77° rms) with augmentation on learnt depth later with the
+    turns (12 minutes: abs rel 0.290 / 0.281 against 0.244 / 0.258 with the shifted crop, two seeds;
+    BENCHMARKS.md, sessions 26-28). So the camera is turned when the recording's rms yaw is below
+    the source turns' own (``turn_step_deg / √3``, the rms of the uniform draw: 0.87° for the
+    ``default`` preset's 1.5°), and with fewer than :data:`TURN_MIN_PAIRS` pairs measured."""
+    yaw = np.asarray(yaw_deg, dtype=np.float64).ravel()
+    limit = turn_step_deg / np.sqrt(3.0)
+    if len(yaw) < TURN_MIN_PAIRS:
+        return True, f"the rotation between frames found for {len(yaw)} frame pairs, fewer than {TURN_MIN_PAIRS}"
+    rms = float(np.sqrt(np.mean(yaw ** 2)))
+    turn = rms < limit
+    return turn, (f"the training frames turn {rms:.2f} deg rms in yaw between a window's frames over "
+                  f"{len(yaw)} frame pairs, {'below' if turn else 'not below'} the source turns' "
+                  f"{limit:.2f} deg")
+
+
 def auto_augment(n_windows: int, log=print, what: str = "") -> bool:
     """Whether ``sfm_train`` augments (:func:`sfm_ros.data.augment.augment_window`: a random scale
     with a shifted crop or, as the ``default`` preset does, a turn of the camera, and colour jitter;

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sfm_ros.core.losses import SPARSE_MIN_POINTS
-from sfm_ros.core.se3 import invert_pose, make_pose
+from sfm_ros.core.se3 import invert_pose, make_pose, matrix_to_axis_angle
 from sfm_ros.data.camera import resize_pixels
 from sfm_ros.data.augment import PRIOR_POINTS
 from sfm_ros.data.datasets import Sequence
@@ -77,6 +77,21 @@ def epipolar_priors(sequences: list[Sequence], items: list[tuple[int, list[int]]
                 prior.points = resize_pixels(prior.points, tgt.grey.shape, frame_hw).astype(np.float32)
             out[(si, t, j)] = prior
     return out
+
+
+def window_rotations(sequences: list[Sequence], items: list[tuple[int, list[int]]], seq_len: int,
+                     max_windows: int = 48) -> np.ndarray:
+    """The rotations between the frames of up to ``max_windows`` windows spread evenly over
+    ``items``: the rotation vectors (N, 3), degrees, target→source in the target's optical frame
+    (x right, y down: the y component is the yaw), of each pair whose rotation the two-view
+    geometry found (:func:`epipolar_priors`; about 5 ms a pair). Label-free: how much a recording
+    turns between the frames a window shows the pose network."""
+    if max_windows < 1:
+        raise ValueError(f"max_windows must be >= 1, got {max_windows}")
+    pick = np.unique(np.linspace(0, len(items) - 1, min(max_windows, len(items))).round().astype(int)) if items else []
+    priors = epipolar_priors(sequences, [items[i] for i in pick], seq_len)
+    rv = [np.degrees(matrix_to_axis_angle(p.T_src_tgt[:3, :3])) for p in priors.values() if p.w_rot > 0]
+    return np.asarray(rv, dtype=np.float64).reshape(-1, 3)
 
 
 def triangulated_corners(solution: TwoViewSolution, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,8 @@ What the user chose wins; the rest is chosen here or kept from the checkpoint:
   chosen again for the new data.
 * Otherwise the input size follows the first camera's aspect ratio, the stride the measured
   motion (:func:`sfm_ros.training.run_inputs.load_inputs`) and, with the default preset, the
-  augmentation the training set's size (:func:`chooses_augmentation`); the keys the user set
+  augmentation the training set's size (:func:`chooses_augmentation`) and its turns of the camera
+  the training frames' own rotation (:func:`choose_turns`); the keys the user set
   (:func:`explicit_keys`) are left alone.
 * A budget given is the whole budget (:func:`budget_keys_given`,
   :func:`sfm_ros.training.budget.apply_given_budget`).
@@ -34,7 +35,7 @@ from sfm_ros.training.run_folder import check_writable, refuse_previous_run
 from sfm_ros.training.run_inputs import describe_inputs, has_inputs, load_inputs, restore_inputs
 
 __all__ = ["RunSetup", "set_up_run", "resume_path", "config_file", "budget_keys_given", "explicit_keys",
-           "chooses_augmentation", "keep_resumed_choices", "keep_init_architecture"]
+           "choose_turns", "chooses_augmentation", "keep_resumed_choices", "keep_init_architecture"]
 
 
 @dataclass
@@ -104,13 +105,20 @@ def set_up_run(out: Path, inputs: Any, build_options: Callable[[dict | None], Op
     explicit = explicit_keys(given, config, resume=resume is not None, init=bool(init))
     seqs = load_inputs(inputs, opts, log, explicit=explicit)
     train, val = split_sequences(seqs, opts.data.val_fraction, opts.model.seq_len, opts.data.stride, log)
-    if chooses_augmentation(config, resume=resume is not None) and "data.augment" not in explicit:
-        from sfm_ros.data.autoconfig import augmentation_text, auto_augment
+    if chooses_augmentation(config, resume=resume is not None):
+        from sfm_ros.data.autoconfig import AUGMENT_BELOW_WINDOWS, augmentation_text, auto_augment
         from sfm_ros.data.datasets import window_indices
 
-        windows = sum(len(window_indices(len(s), opts.model.seq_len, opts.data.stride)) for s in train)
-        opts.data.augment = auto_augment(windows, log, augmentation_text(opts.data.turn_deg, opts.data.turn_step_deg,
-                                                                       opts.data.turn_pose_only))
+        items = [(si, w) for si, s in enumerate(train) for w in window_indices(len(s), opts.model.seq_len,
+                                                                                opts.data.stride)]
+        given_augment = "data.augment" in explicit
+        augment = opts.data.augment if given_augment else len(items) < AUGMENT_BELOW_WINDOWS
+        why = choose_turns(opts, train, items, explicit) if augment else ""
+        what = augmentation_text(opts.data.turn_deg, opts.data.turn_step_deg, opts.data.turn_pose_only) + why
+        if not given_augment:
+            opts.data.augment = auto_augment(len(items), log, what)
+        elif why:
+            log(f"augmentation: {what}")
     return RunSetup(opts, train, val, out, resume_ckpt, init_ckpt)
 
 
@@ -166,6 +174,25 @@ def explicit_keys(given: set[str], config: str | None, resume: bool = False, ini
     return keys
 
 
+def choose_turns(opts: Options, train: list, items: list, explicit: set[str]) -> str:
+    """The ``default`` preset's turns of the camera in augmentation kept or set to 0 by the training
+    frames' own rotation (:func:`sfm_ros.data.autoconfig.auto_turn`, measured on up to 48 windows
+    by :func:`sfm_ros.training.priors.window_rotations`, ~0.5 s); left alone when the user set either
+    or when there are none to keep. Returns the reason for the augmentation's log line ("" for none)."""
+    from sfm_ros.data.autoconfig import auto_turn
+    from sfm_ros.training.priors import window_rotations
+
+    d = opts.data
+    if {"data.turn_deg", "data.turn_step_deg"} & explicit or d.turn_step_deg <= 0:
+        return ""
+    turns = f"--set data.turn_deg={d.turn_deg:g} --set data.turn_step_deg={d.turn_step_deg:g}"
+    turn, why = auto_turn(window_rotations(train, items, opts.model.seq_len)[:, 1], d.turn_step_deg)
+    if turn:
+        return f" (chosen: {why}; --set data.turn_deg=0 --set data.turn_step_deg=0 for the shifted crop)"
+    d.turn_deg = d.turn_step_deg = 0.0
+    return f", the camera not turned (chosen: {why}; {turns} to turn it)"
+
+
 def chooses_augmentation(config: str | None, resume: bool = False) -> bool:
     """Whether ``data.augment`` is chosen from the training set's size (when it is not set): with
     the default preset (named, or the base of a YAML ``config``) and for a ``--init`` fine-tune
@@ -183,12 +210,13 @@ def chooses_augmentation(config: str | None, resume: bool = False) -> bool:
 
 
 #: what ``--resume`` keeps from the checkpoint even with ``--config`` (:func:`keep_resumed_choices`)
-RESUMED_CHOICES = ("model.height", "model.width", "model.width_mult", "data.stride", "data.augment")
+RESUMED_CHOICES = ("model.height", "model.width", "model.width_mult", "data.stride", "data.augment",
+                   "data.turn_deg", "data.turn_step_deg")
 
 
 def keep_resumed_choices(opts: Options, saved: dict, given: set[str]) -> None:
     """``--resume --config X``: the input size, the depth network's width (the time budget may have
-    halved it), stride and augmentation stay the checkpoint's (``saved``: its options; maybe chosen
+    halved it), stride and augmentation (with its turns) stay the checkpoint's (``saved``: its options; maybe chosen
     automatically) unless in ``given``."""
     for key in RESUMED_CHOICES:
         group, name = key.split(".")

@@ -198,10 +198,11 @@ def auto_turn(yaw_deg: np.ndarray, turn_step_deg: float) -> tuple[bool, str]:
     The turns are there to show the pose network rotations a recording lacks: trained on KITTI 00's
     straight frames 0-89 (0.11° rms of yaw a pair) with the shifted crop, it predicted no rotation
     on the turn it was scored on, and the turns took the plain command's snippet ATE there from 0.0332
-    to 0.0287 m (mean of three seeds). A recording that turns by itself needs no more: hand-held
-    7-Scenes frames 0-269 at stride 6 (1.77° rms) with augmentation on learnt depth later with the
-    turns (12 minutes: abs rel 0.290 / 0.281 against 0.244 / 0.258 with the shifted crop, two seeds;
-    BENCHMARKS.md, sessions 26-28). So the camera is turned when the recording's rms yaw is below
+    to 0.0287 m (mean of three seeds). A recording that turns by itself needs no more: on hand-held
+    7-Scenes frames 0-269 at stride 6 (1.77° rms) with augmentation on, the turns delayed the
+    depth's take-off by 200-300 steps in three runs (12 minutes: abs rel 0.290 / 0.281 against
+    0.244 / 0.258 with the shifted crop) and gave the pose nothing (snippet ATE 0.0325-0.0336 m
+    against 0.0311-0.0321 m; BENCHMARKS.md, sessions 26-28). So the camera is turned when the recording's rms yaw is below
     the source turns' own (``turn_step_deg / √3``, the rms of the uniform draw: 0.87° for the
     ``default`` preset's 1.5°), and with fewer than :data:`TURN_MIN_PAIRS` pairs measured."""
     yaw = np.asarray(yaw_deg, dtype=np.float64).ravel()

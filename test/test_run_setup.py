@@ -188,3 +188,30 @@ def test_the_default_turns_are_chosen_by_the_training_frames_own_rotation(tmp_pa
         assert len(line) == 1 and "rms in yaw" in line[0], logs
         assert ("the camera not turned" in line[0]) is (not turns)
         assert line[0].startswith("augmentation: " if "data.augment" in given else "augmentation on (chosen")
+
+
+def test_the_turns_are_not_measured_without_augmentation_and_resume_keeps_them(tmp_path, monkeypatch):
+    """No augmentation (chosen off, or set off), a user's ``data.turn_pose_only`` or a preset without
+    source turns: the frames' rotation is not measured and the turns stay as they are; ``--resume
+    --config`` keeps the run's turns (RESUMED_CHOICES)."""
+    from sfm_ros.training import priors
+    from sfm_ros.training.run_setup import choose_turns
+
+    def boom(*a, **kw):
+        raise AssertionError("measured")
+    monkeypatch.setattr(priors, "window_rotations", boom)
+    inputs = SimpleNamespace(bag=[], images=[], kitti=[], video=[],
+                             **asdict(InputOptions(synthetic=1, synthetic_frames=10)))
+    for n, (given, augment) in enumerate((({"data.augment"}, False), ({"data.turn_pose_only"}, True))):
+        opts = preset("default")
+        opts.model.height, opts.model.width, opts.data.augment = 32, 96, augment
+        opts.data.turn_pose_only = "data.turn_pose_only" in given
+        set_up_run(tmp_path / f"o{n}", inputs, lambda saved, o=opts: o, log=lambda m: None,
+                   given={"model.height", "model.width", *given})
+        assert (opts.data.turn_deg, opts.data.turn_step_deg, opts.data.augment) == (5.0, 1.5, augment)
+    opts = preset("default")
+    opts.data.turn_step_deg = 0.0
+    assert choose_turns(opts, [], [], set()) == "" and opts.data.turn_deg == 5.0
+    opts = preset("default")
+    keep_resumed_choices(opts, {"data": {"turn_deg": 0.0, "turn_step_deg": 0.0}}, set())
+    assert (opts.data.turn_deg, opts.data.turn_step_deg) == (0.0, 0.0)

@@ -475,8 +475,8 @@ def test_sparse_depth_prior_corners_follow_the_true_depth_and_train(tmp_path):
 
 def test_turn_pose_only_trains_the_pose_network_on_the_turned_frames(seqs, tmp_path):
     """``data.turn_pose_only``: the training batches carry the turned frames; a step feeds them to the
-    pose network alone (its motions, turned back, are those the batch's turns imply), the loss is
-    finite and the run goes on; with the explainability mask the option is refused by name."""
+    pose network alone (the turn back itself: test_window_turn.py), the loss is finite and the run
+    goes on; with the explainability mask the option is refused by name."""
     opts = _opts(max_steps=3)
     opts.data.augment, opts.data.turn_deg, opts.data.turn_step_deg, opts.data.turn_pose_only = True, 4.0, 1.5, True
     tr = Trainer(opts, seqs, None, tmp_path / "o", progress=False, tensorboard=False)

@@ -268,15 +268,20 @@ def unturn_motion(T: Tensor, R_src: Tensor, R_tgt: Tensor) -> Tensor:
     A camera turned about its centre by ``R`` sees a point ``X`` of its original frame at ``R X``
     (:class:`sfm_ros.data.augment.Turn`), so a target→source motion ``T`` between the turned cameras
     is ``R̃_src T₀ R̃_tgtᵀ`` with ``T₀`` the original cameras' (``R̃`` the 4x4 rotations); this returns
-    ``T₀``. ``T`` (B, 4, 4), ``R_src`` and ``R_tgt`` (B, 3, 3); differentiable in ``T``."""
+    ``T₀``. ``T`` (B, 4, 4), ``R_src`` and ``R_tgt`` (B, 3, 3); differentiable in ``T``. Computed in
+    at least float32 with autocast off (under bf16 autocast the products would be rounded to ~1e-2,
+    no longer a rotation)."""
     check_shape(T, (None, 4, 4), "T")
     check_shape(R_src, (T.shape[0], 3, 3), "R_src")
     check_shape(R_tgt, (T.shape[0], 3, 3), "R_tgt")
-    R_src, R_tgt = R_src.to(T), R_tgt.to(T)
-    out = torch.zeros_like(T)
-    out[:, :3, :3] = R_src.transpose(1, 2) @ T[:, :3, :3] @ R_tgt
-    out[:, :3, 3] = (R_src.transpose(1, 2) @ T[:, :3, 3:]).squeeze(-1)
-    out[:, 3, 3] = 1.0
+    dtype = torch.promote_types(T.dtype, torch.float32)
+    with torch.autocast(device_type=T.device.type, enabled=False):
+        T = T.to(dtype)
+        R_src, R_tgt = R_src.to(T), R_tgt.to(T)
+        out = torch.zeros_like(T)
+        out[:, :3, :3] = R_src.transpose(1, 2) @ T[:, :3, :3] @ R_tgt
+        out[:, :3, 3] = (R_src.transpose(1, 2) @ T[:, :3, 3:]).squeeze(-1)
+        out[:, 3, 3] = 1.0
     return out
 
 

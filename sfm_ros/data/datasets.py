@@ -291,7 +291,7 @@ class WindowDataset(Dataset):
     target), ``seq`` and ``index`` (target frame index); with ``priors``, each (target, source) pair's
     ``prior_T`` (N, 4, 4), ``prior_w`` (N, 2) and its triangulated corners ``prior_pts`` (N, P, 2),
     ``prior_depth`` (N, P) (:func:`_prior_points`). With ``turn_pose_only`` (and a turn), the
-    frames above keep the scale and crop (the same draws as with the turns off) and the turned ones
+    frames above are those of the turns off (the same scale, crop, colour and flip) and the turned ones
     come as well: ``pose_target``, ``pose_sources`` and each frame's turn ``pose_turn`` (F, 3, 3), for
     the pose network alone (:meth:`sfm_ros.core.model.SfMModel.forward`); the priors are of the
     frames above.
@@ -340,14 +340,17 @@ class WindowDataset(Dataset):
         if self.augment:
             rng = np.random.default_rng([self.seed, self.epoch, i])
             split = self.turn_pose_only and (self.turn_deg > 0 or self.turn_step_deg > 0)
-            if split:  # the scale, crop and colour drawn as with the turns off, then the turn from the same draws
-                cropped = augment_window(imgs, K, copy.deepcopy(rng), target=mid)
-            imgs, K, crop = augment_window(imgs, K, rng, self.turn_deg, self.turn_step_deg, target=mid)
-            if split:
-                turned, (imgs, K, crop) = (imgs, crop.R), cropped
+            if split:  # the crop's window and flip drawn as with the turns off; the turn from a copy of the draws
+                turn_rng, rng = rng, copy.deepcopy(rng)
+                turned_imgs, _, turn = augment_window(imgs, K, turn_rng, self.turn_deg, self.turn_step_deg,
+                                                      target=mid)
+                imgs, K, crop = augment_window(imgs, K, rng, target=mid)
+                turned = turned_imgs, turn.R
+            else:
+                imgs, K, crop = augment_window(imgs, K, rng, self.turn_deg, self.turn_step_deg, target=mid)
             if self.flip and rng.random() < 0.5:
                 (imgs, K), mirrored = mirror_window(imgs, K), True
-                if turned is not None:  # the mirrored camera's turn: M R M
+                if turned is not None:  # both views mirrored; the mirrored camera's turn is M R M
                     turned = mirror_window(turned[0], K)[0], mirror_rotation(turned[1])
         t = torch.from_numpy(np.ascontiguousarray(imgs.transpose(0, 3, 1, 2)))
         item = {

@@ -177,13 +177,15 @@ def explicit_keys(given: set[str], config: str | None, resume: bool = False, ini
 def choose_turns(opts: Options, train: list, items: list, explicit: set[str]) -> str:
     """The ``default`` preset's turns of the camera in augmentation kept or set to 0 by the training
     frames' own rotation (:func:`sfm_ros.data.autoconfig.auto_turn`, measured on up to 48 windows
-    by :func:`sfm_ros.training.priors.window_rotations`, ~0.5 s); left alone when the user set either
-    or when there are none to keep. Returns the reason for the augmentation's log line ("" for none)."""
+    by :func:`sfm_ros.training.priors.window_rotations`, ~0.5-0.8 s); left alone when the user set
+    ``data.turn_deg``, ``data.turn_step_deg`` or ``data.turn_pose_only``, or when there is no source
+    turn (``data.turn_step_deg`` 0: also a ``--init`` from a run whose turns were set to 0 here,
+    whose options it starts from). Returns the reason for the augmentation's log line ("" for none)."""
     from sfm_ros.data.autoconfig import auto_turn
     from sfm_ros.training.priors import window_rotations
 
     d = opts.data
-    if {"data.turn_deg", "data.turn_step_deg"} & explicit or d.turn_step_deg <= 0:
+    if {"data.turn_deg", "data.turn_step_deg", "data.turn_pose_only"} & explicit or d.turn_step_deg <= 0:
         return ""
     turns = f"--set data.turn_deg={d.turn_deg:g} --set data.turn_step_deg={d.turn_step_deg:g}"
     turn, why = auto_turn(window_rotations(train, items, opts.model.seq_len)[:, 1], d.turn_step_deg)

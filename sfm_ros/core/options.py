@@ -110,8 +110,8 @@ class DataOptions:
     turn_pose_only: bool = False     # with the turns: only the pose network sees the turned frames; the
                                      # depth network and the losses keep the scale and crop, and the pose
                                      # network's motions are turned back (needs loss.exp_weight 0; 7-Scenes
-                                     # with augmentation forced: abs rel 0.265, half-way from the turns'
-                                     # 0.290 to the crop's 0.244: off)
+                                     # with augmentation forced: the depth still left a constant ~200 steps
+                                     # after the crop's, the pose no better: off; BENCHMARKS.md, session 28)
     cache_dir: str = ""              # optional on-disk cache of decoded, resized frames
     cache_max_gb: float = 20.0       # the cache's size bound: least recently used entries go first
 
@@ -215,10 +215,10 @@ def successors_loss() -> LossOptions:
 #: 0.0325 / 0.0328 / 0.0343 m with the shifted crop (``last.pt`` 0.0292 / 0.0346 / 0.0266 against
 #: 0.0323 / 0.0320 / 0.0358); the pose network learns part of the rotation (yaw slope 0.35-0.52 against
 #: 0.00). Their cost: on 7-Scenes with augmentation forced on, the depth left a constant ~300 steps
-#: later (12 minutes: abs rel 0.290 / 0.281 against 0.244 / 0.258, two seeds; with
-#: ``data.turn_pose_only`` 0.265, seed 0); so ``sfm_train`` keeps them only for training frames that
-#: turn little by themselves (``sfm_ros.data.autoconfig.auto_turn``); 0 and 0 keep the shifted crop.
-#: BENCHMARKS.md, sessions 26-28.
+#: later (12 minutes: abs rel 0.290 / 0.281 against 0.244 / 0.258, two seeds; endpoints that swing by
+#: ±0.04 within 100 steps after the take-off, so the delay is the measured cost), and the pose there
+#: gained nothing; so ``sfm_train`` keeps them only for training frames that turn little by themselves
+#: (``sfm_ros.data.autoconfig.auto_turn``); 0 and 0 keep the shifted crop. BENCHMARKS.md, sessions 26-28.
 DEFAULT_TURN_DEG, DEFAULT_TURN_STEP_DEG = 5.0, 1.5
 #: the largest ``data.turn_deg`` / ``data.turn_step_deg`` accepted (checked by :func:`validate` and by
 #: ``sfm_ros.data.datasets.WindowDataset``)

@@ -201,8 +201,9 @@ def auto_turn(yaw_deg: np.ndarray, turn_step_deg: float) -> tuple[bool, str]:
     to 0.0287 m (mean of three seeds). A recording that turns by itself needs no more: on hand-held
     7-Scenes frames 0-269 at stride 6 (1.77° rms) with augmentation on, the turns delayed the
     depth's take-off by 200-300 steps in three runs (12 minutes: abs rel 0.290 / 0.281 against
-    0.244 / 0.258 with the shifted crop) and gave the pose nothing (snippet ATE 0.0325-0.0336 m
-    against 0.0311-0.0321 m; BENCHMARKS.md, sessions 26-28). So the camera is turned when the recording's rms yaw is below
+    0.244 / 0.258 with the shifted crop; after the take-off the curves met within their ±0.04
+    scatter, at 20 minutes 0.209 against 0.218) and gave the pose nothing (snippet ATE 0.0325-0.0336
+    m against 0.0311-0.0321 m; BENCHMARKS.md, sessions 26-28). So the camera is turned when the recording's rms yaw is below
     the source turns' own (``turn_step_deg / √3``, the rms of the uniform draw: 0.87° for the
     ``default`` preset's 1.5°), and with fewer than :data:`TURN_MIN_PAIRS` pairs measured."""
     yaw = np.asarray(yaw_deg, dtype=np.float64).ravel()

@@ -217,6 +217,12 @@ def auto_turn(yaw_deg: np.ndarray, turn_step_deg: float) -> tuple[bool, str]:
                   f"{limit:.2f} deg")
 
 
+def augments(n_windows: int) -> bool:
+    """The rule of :func:`auto_augment`: a training set of fewer than :data:`AUGMENT_BELOW_WINDOWS`
+    windows is augmented."""
+    return n_windows < AUGMENT_BELOW_WINDOWS
+
+
 def auto_augment(n_windows: int, log=print, what: str = "") -> bool:
     """Whether ``sfm_train`` augments (:func:`sfm_ros.data.augment.augment_window`: a random scale
     with a shifted crop or, as the ``default`` preset does, a turn of the camera, and colour jitter;
@@ -225,7 +231,7 @@ def auto_augment(n_windows: int, log=print, what: str = "") -> bool:
     over so often that the networks learn its frames by heart rather than depth and motion; off for
     a larger one, where augmentation only slows learning in such budgets. The choice is logged with
     its reason."""
-    on = n_windows < AUGMENT_BELOW_WINDOWS
+    on = augments(n_windows)
     detail = f"{what}; " if on and what else ""
     log(f"augmentation {'on' if on else 'off'} (chosen: {n_windows} training windows, "
         f"{'fewer' if on else 'not fewer'} than {AUGMENT_BELOW_WINDOWS}; {detail}--set data.augment=true|false to choose)")

@@ -106,13 +106,13 @@ def set_up_run(out: Path, inputs: Any, build_options: Callable[[dict | None], Op
     seqs = load_inputs(inputs, opts, log, explicit=explicit)
     train, val = split_sequences(seqs, opts.data.val_fraction, opts.model.seq_len, opts.data.stride, log)
     if chooses_augmentation(config, resume=resume is not None):
-        from sfm_ros.data.autoconfig import AUGMENT_BELOW_WINDOWS, augmentation_text, auto_augment
+        from sfm_ros.data.autoconfig import augmentation_text, augments, auto_augment
         from sfm_ros.data.datasets import window_indices
 
         items = [(si, w) for si, s in enumerate(train) for w in window_indices(len(s), opts.model.seq_len,
                                                                                 opts.data.stride)]
         given_augment = "data.augment" in explicit
-        augment = opts.data.augment if given_augment else len(items) < AUGMENT_BELOW_WINDOWS
+        augment = opts.data.augment if given_augment else augments(len(items))
         why = choose_turns(opts, train, items, explicit) if augment else ""
         what = augmentation_text(opts.data.turn_deg, opts.data.turn_step_deg, opts.data.turn_pose_only) + why
         if not given_augment:

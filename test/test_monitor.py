@@ -62,3 +62,39 @@ def test_one_odd_batch_is_not_a_collapse():
         m.update(50 * i, 1.0 / i, s)
         out += m.check(50 * i)
     assert out == []
+
+
+def _flat_ish(spread: float, b=2, h=16, w=20) -> torch.Tensor:
+    """Depths whose log spreads by ``spread`` (std over the image) about 1."""
+    g = torch.linspace(-1.0, 1.0, h * w).view(1, 1, h, w)
+    return torch.exp(spread * g / g.std()).expand(b, 1, h, w).clone()
+
+
+def test_the_end_note_names_a_depth_that_has_not_taken_shape():
+    """Before the depth takes shape the plain 7-Scenes command's spread is 0.02-0.08, after it
+    0.22-0.31: at 0.06 the run's end says so and how to train longer; at 0.25 it says nothing; one
+    shaped check among the last three (or fewer than three checks) is no note either."""
+    from sfm_ros.training.monitor import SHAPED_SPREAD
+
+    flat = batch_stats(_outputs(_flat_ish(0.06), 0.05), {}, [-1, 1], 0.1, 100.0)
+    shaped = batch_stats(_outputs(_flat_ish(0.25), 0.05), {}, [-1, 1], 0.1, 100.0)
+    assert abs(flat["depth_spread"] - 0.06) < 1e-3 and abs(shaped["depth_spread"] - 0.25) < 1e-3
+    assert flat["depth_spread"] < SHAPED_SPREAD < shaped["depth_spread"]
+    m = CollapseMonitor()
+    assert _run(m, flat, [1.0 / (1 + i / 100) for i in range(600)]) == []  # not a collapse: no warning
+    note = m.end_note("the same command with --resume trains o/last.pt for another --max-minutes 12")
+    assert note.startswith("note: the depth still varies little across each image at the end (log-depth "
+                           "spread 0.060;"), note
+    assert note.endswith("the budget ended before the depth took shape; the same command with --resume "
+                         "trains o/last.pt for another --max-minutes 12"), note
+    m = CollapseMonitor()
+    _run(m, shaped, [1.0] * 600)
+    assert m.end_note() is None
+    m = CollapseMonitor()
+    for i, s in enumerate([flat, flat, shaped, flat, flat], 1):
+        m.update(50 * i, 1.0, s)
+    assert m.end_note() is None  # the last three checks: shaped, flat, flat
+    m = CollapseMonitor()
+    m.update(50, 1.0, flat)
+    m.update(100, 1.0, flat)
+    assert m.end_note() is None  # too few checks to say

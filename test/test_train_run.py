@@ -321,3 +321,34 @@ def test_snapshots_do_not_change_training(tmp_path, capsys):
     assert snaps == ["step_000002.pt", "step_000004.pt"]
     s4 = read_checkpoint(tmp_path / "b" / "snapshots" / "step_000004.pt")
     assert all(torch.equal(s4["pose_net"][k], v) for k, v in b["pose_net"].items())
+
+
+def test_a_run_that_ends_before_the_depth_takes_shape_says_so(tmp_path, capsys, monkeypatch):
+    """A 6-step run checked every 2 steps, its depth read as unshaped (the threshold raised past this
+    tiny network's first spread; the threshold itself: test_monitor.py), ends with the note before
+    the last two lines, naming how to train longer; the hint of a time budget is the same command
+    with --resume. Without the raised threshold, no note."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from sfm_ros.core.options import preset
+    from sfm_ros.training import monitor
+    from sfm_ros.training.trainer import Trainer
+
+    rc, stdout, err = _run([*SYN, "--out", tmp_path / "a", *TINY, "--max-steps", "6", "--set", "train.log_every=2"],
+                           capsys)
+    assert rc == 0, err
+    spread = [float(ln.split("spread ")[1].split(",")[0]) for ln in stdout.splitlines() if " health: " in ln]
+    assert len(spread) == 3 and ("note: " in stdout) == all(s < monitor.SHAPED_SPREAD for s in spread), stdout
+    monkeypatch.setattr(monitor, "SHAPED_SPREAD", 10.0)
+    out = tmp_path / "o"
+    rc, stdout, err = _run([*SYN, "--out", out, *TINY, "--max-steps", "6", "--set", "train.log_every=2"], capsys)
+    assert rc == 0, err
+    lines = stdout.strip().splitlines()
+    assert lines[-3].startswith("note: the depth still varies little across each image at the end"), lines[-3:]
+    assert lines[-3].endswith(f"--max-steps 12 with --resume trains {out / 'last.pt'} further"), lines[-3]
+    assert lines[-2].startswith("done: step 6") and lines[-1].startswith("use ")
+    opts = preset("default")
+    opts.train.max_minutes = 12
+    hint = Trainer._more_hint(SimpleNamespace(opts=opts, out_dir=Path("runs/x"), step=900, epoch=14))
+    assert hint == "the same command with --resume trains runs/x/last.pt for another --max-minutes 12"

@@ -298,6 +298,8 @@ def _train(args, run, rank: int, log, fail) -> int:
     ended_text = f"ended by {budget_text(ended)}" if ended else "ended"
     if summary.get("save_writes"):
         val_text += f", {summary['save_writes']} checkpoint file(s) written in {summary['save_seconds']:.1f} s"
+    if summary.get("depth_note"):  # before the last two lines: what ended the run, which file to use
+        log(summary["depth_note"])
     log(f"done: step {summary['steps']}, {ended_text}, {summary['epochs']} epoch(s) complete, "
         f"{summary['minutes']:.1f} min{val_text}")
     if rank == 0:

@@ -21,7 +21,11 @@ symptom             test (over the last few checks, so one odd batch does not tr
 ``flat_loss``       after 300 steps the loss is within 2 % of where it was at step ~50
 ==================  ===========================================================================
 
-Each symptom is reported once, as one line naming what was seen and what to try.
+Each symptom is reported once, as one line naming what was seen and what to try. At the run's end
+:meth:`CollapseMonitor.end_note` says when the depth had not yet taken shape: on real frames the
+depth of a new run sits near a constant (log-depth spread 0.02-0.08) for its first 600-1000 steps,
+then spreads within ~150 steps to 0.2-0.3 (7-Scenes; BENCHMARKS.md, session 29); a budget that ends
+before that hands over a near-constant depth, which the run's last lines would not otherwise show.
 """
 from __future__ import annotations
 
@@ -30,9 +34,14 @@ from collections import deque
 
 import torch
 
-__all__ = ["CollapseMonitor", "batch_stats"]
+__all__ = ["CollapseMonitor", "batch_stats", "SHAPED_SPREAD"]
 
 Tensor = torch.Tensor
+
+#: the log-depth spread (``batch_stats``' ``depth_spread``) below which :meth:`CollapseMonitor.end_note`
+#: reads the depth as not yet shaped: between the plain 7-Scenes command's 0.02-0.08 before the depth
+#: leaves a constant and its 0.22-0.31 after (BENCHMARKS.md, session 29)
+SHAPED_SPREAD = 0.12
 
 
 @torch.no_grad()
@@ -120,3 +129,14 @@ class CollapseMonitor:
                 self.reported.add(key)
                 out.append(f"warning at step {step}: {text}")
         return out
+
+    def end_note(self, more: str = "train longer") -> str | None:
+        """A line for the run's end when the depth of the last :attr:`WINDOW` checks still spread
+        less than :data:`SHAPED_SPREAD` (the module doc), else None; ``more``: how to train longer."""
+        v = self._held("depth_spread", lambda x: x < SHAPED_SPREAD)
+        if v is None:
+            return None
+        return (f"note: the depth still varies little across each image at the end (log-depth spread "
+                f"{v:.3f}; a learned depth spreads 0.2-0.3 on 7-Scenes, after 600-1000 steps near a "
+                f"constant): unless the camera faces a flat surface, the budget ended before the depth "
+                f"took shape; {more}")

@@ -62,7 +62,7 @@ from sfm_ros.core.model import SfMModel
 from sfm_ros.core.optim import adam, prefer_fused
 from sfm_ros.core.options import Options
 from sfm_ros.data.datasets import Sequence, WindowDataset, collate
-from sfm_ros.training.budget import budget_reached, total_steps
+from sfm_ros.training.budget import budget_reached, extend_hint, total_steps
 from sfm_ros.training.lr_schedule import budget_progress, fade_factor, lr_factor
 from sfm_ros.training.distributed import choose_amp, distributed_env, rank_device
 from sfm_ros.training.errors import TrainingError, TrainingInterrupted
@@ -446,7 +446,18 @@ class Trainer(RunCheckpoints):
                 "minutes": (time.monotonic() - start) / 60, "history": self.history,
                 "skipped_steps": self.skipped_steps, "ended_by": ended_by,
                 "save_writes": self.save_writes, "save_seconds": self.save_seconds,
-                "model": "model.pt" if self.is_main else None, "model_choice": self.model_choice}
+                "model": "model.pt" if self.is_main else None, "model_choice": self.model_choice,
+                "depth_note": self.monitor.end_note(self._more_hint()) if self.is_main else None}
+
+    def _more_hint(self) -> str:
+        """How to give this run more training: the same command with ``--resume``, which continues
+        ``last.pt`` for another ``--max-minutes`` (a time budget starts again) or up to a larger
+        step or epoch budget."""
+        t = self.opts.train
+        if t.max_minutes:
+            return (f"the same command with --resume trains {self.out_dir / 'last.pt'} for another "
+                    f"--max-minutes {t.max_minutes:g}")
+        return f"{extend_hint(t, self.step, self.epoch)} trains {self.out_dir / 'last.pt'} further"
 
     def total_steps(self) -> int:
         """The step at which the step budget ends the run (:func:`sfm_ros.training.budget.total_steps`)."""

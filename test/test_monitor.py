@@ -73,7 +73,7 @@ def _flat_ish(spread: float, b=2, h=16, w=20) -> torch.Tensor:
 def test_the_end_note_names_a_depth_that_has_not_taken_shape():
     """Before the depth takes shape the plain 7-Scenes command's spread is 0.02-0.08, after it
     0.22-0.31: at 0.06 the run's end says so and how to train longer; at 0.25 it says nothing; one
-    shaped check among the last three (or fewer than three checks) is no note either."""
+    shaped check among the last three is no note; with fewer checks, those there are; none, no note."""
     from sfm_ros.training.monitor import SHAPED_SPREAD
 
     flat = batch_stats(_outputs(_flat_ish(0.06), 0.05), {}, [-1, 1], 0.1, 100.0)
@@ -82,11 +82,13 @@ def test_the_end_note_names_a_depth_that_has_not_taken_shape():
     assert flat["depth_spread"] < SHAPED_SPREAD < shaped["depth_spread"]
     m = CollapseMonitor()
     assert _run(m, flat, [1.0 / (1 + i / 100) for i in range(600)]) == []  # not a collapse: no warning
-    note = m.end_note("the same command with --resume trains o/last.pt for another --max-minutes 12")
+    note = m.end_note("run the same command (without --init) with --resume o/last.pt: it trains another "
+                      "--max-minutes 12")
     assert note.startswith("note: the depth still varies little across each image at the end (log-depth "
                            "spread 0.060;"), note
-    assert note.endswith("the budget ended before the depth took shape; the same command with --resume "
-                         "trains o/last.pt for another --max-minutes 12"), note
+    assert note.endswith("the budget ended before the depth took shape; to train it longer, run the same "
+                         "command (without --init) with --resume o/last.pt: it trains another --max-minutes 12"), note
+    assert m.end_note().endswith("to train it longer, give it a larger budget")
     m = CollapseMonitor()
     _run(m, shaped, [1.0] * 600)
     assert m.end_note() is None
@@ -96,5 +98,9 @@ def test_the_end_note_names_a_depth_that_has_not_taken_shape():
     assert m.end_note() is None  # the last three checks: shaped, flat, flat
     m = CollapseMonitor()
     m.update(50, 1.0, flat)
-    m.update(100, 1.0, flat)
-    assert m.end_note() is None  # too few checks to say
+    assert m.end_note() is not None  # one check, flat
+    m.update(100, 1.0, shaped)
+    assert m.end_note() is None
+    m = CollapseMonitor()
+    m.update(10, 1.0, None)
+    assert m.end_note() is None  # no check: nothing to say

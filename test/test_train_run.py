@@ -324,31 +324,31 @@ def test_snapshots_do_not_change_training(tmp_path, capsys):
 
 
 def test_a_run_that_ends_before_the_depth_takes_shape_says_so(tmp_path, capsys, monkeypatch):
-    """A 6-step run checked every 2 steps, its depth read as unshaped (the threshold raised past this
-    tiny network's first spread; the threshold itself: test_monitor.py), ends with the note before
-    the last two lines, naming how to train longer; the hint of a time budget is the same command
-    with --resume. Without the raised threshold, no note."""
-    from pathlib import Path
+    """A 6-step run checked every 2 steps, its depth read as unshaped (the threshold raised past
+    this tiny network's spread; the threshold itself: test_monitor.py), ends with the note before
+    the last two lines; the command it names continues the run (the budget that ended it: the steps
+    here, although a time budget was given too); a time budget that ended a run is named as such."""
     from types import SimpleNamespace
+    from pathlib import Path
 
     from sfm_ros.core.options import preset
     from sfm_ros.training import monitor
     from sfm_ros.training.trainer import Trainer
 
-    rc, stdout, err = _run([*SYN, "--out", tmp_path / "a", *TINY, "--max-steps", "6", "--set", "train.log_every=2"],
-                           capsys)
-    assert rc == 0, err
-    spread = [float(ln.split("spread ")[1].split(",")[0]) for ln in stdout.splitlines() if " health: " in ln]
-    assert len(spread) == 3 and ("note: " in stdout) == all(s < monitor.SHAPED_SPREAD for s in spread), stdout
     monkeypatch.setattr(monitor, "SHAPED_SPREAD", 10.0)
     out = tmp_path / "o"
-    rc, stdout, err = _run([*SYN, "--out", out, *TINY, "--max-steps", "6", "--set", "train.log_every=2"], capsys)
+    argv = [*SYN, "--out", out, *TINY, "--max-steps", "6", "--max-minutes", "30", "--set", "train.log_every=2"]
+    rc, stdout, err = _run(argv, capsys)
     assert rc == 0, err
     lines = stdout.strip().splitlines()
     assert lines[-3].startswith("note: the depth still varies little across each image at the end"), lines[-3:]
-    assert lines[-3].endswith(f"--max-steps 12 with --resume trains {out / 'last.pt'} further"), lines[-3]
-    assert lines[-2].startswith("done: step 6") and lines[-1].startswith("use ")
+    hint = f"run the same command (without --init) with --resume {out / 'last.pt'} --max-steps 1006"
+    assert lines[-3].endswith(f"to train it longer, {hint}"), lines[-3]
+    assert lines[-2].startswith("done: step 6, ended by --max-steps 6") and lines[-1].startswith("use ")
+    rc, stdout, err = _run([*argv, "--resume", out / "last.pt", "--max-steps", "8"], capsys)  # as the note says
+    assert rc == 0, err
+    assert "resuming" in stdout and read_checkpoint(out / "last.pt")["step"] == 8
     opts = preset("default")
     opts.train.max_minutes = 12
-    hint = Trainer._more_hint(SimpleNamespace(opts=opts, out_dir=Path("runs/x"), step=900, epoch=14))
-    assert hint == "the same command with --resume trains runs/x/last.pt for another --max-minutes 12"
+    more = Trainer._more_hint(SimpleNamespace(opts=opts, out_dir=Path("runs/x"), epoch=14), "train.max_minutes=12")
+    assert more == "run the same command (without --init) with --resume runs/x/last.pt: it trains another --max-minutes 12"

@@ -23,9 +23,10 @@ symptom             test (over the last few checks, so one odd batch does not tr
 
 Each symptom is reported once, as one line naming what was seen and what to try. At the run's end
 :meth:`CollapseMonitor.end_note` says when the depth had not yet taken shape: on real frames the
-depth of a new run sits near a constant (log-depth spread 0.02-0.08) for its first 600-1000 steps,
-then spreads within ~150 steps to 0.2-0.3 (7-Scenes; BENCHMARKS.md, session 29); a budget that ends
-before that hands over a near-constant depth, which the run's last lines would not otherwise show.
+depth of a new run sits near a constant for its first several hundred steps (the plain 7-Scenes
+command: log-depth spread 0.02-0.08 for 600-1000 steps, later with augmentation), then spreads
+within ~150 steps to 0.2-0.3 (BENCHMARKS.md, sessions 22 and 29); a budget that ends before that
+hands over a near-constant depth, which the run's last lines would not otherwise show.
 """
 from __future__ import annotations
 
@@ -130,13 +131,16 @@ class CollapseMonitor:
                 out.append(f"warning at step {step}: {text}")
         return out
 
-    def end_note(self, more: str = "train longer") -> str | None:
-        """A line for the run's end when the depth of the last :attr:`WINDOW` checks still spread
-        less than :data:`SHAPED_SPREAD` (the module doc), else None; ``more``: how to train longer."""
-        v = self._held("depth_spread", lambda x: x < SHAPED_SPREAD)
-        if v is None:
+    def end_note(self, more: str = "give it a larger budget") -> str | None:
+        """A line for the run's end when the depth of each of the last checks (up to :attr:`WINDOW`;
+        at least one: a run of fewer than ``train.log_every`` steps has none) spread less than
+        :data:`SHAPED_SPREAD` (the module doc), else None; ``more``: how to train longer. The last
+        check may be up to ``train.log_every`` steps before the run's end."""
+        vals = [s["depth_spread"] for s in self.recent if "depth_spread" in s]
+        if not vals or not all(v < SHAPED_SPREAD for v in vals):
             return None
+        v = sum(vals) / len(vals)
         return (f"note: the depth still varies little across each image at the end (log-depth spread "
-                f"{v:.3f}; a learned depth spreads 0.2-0.3 on 7-Scenes, after 600-1000 steps near a "
-                f"constant): unless the camera faces a flat surface, the budget ended before the depth "
-                f"took shape; {more}")
+                f"{v:.3f}; a learned depth spreads 0.2-0.3 on 7-Scenes, after several hundred steps near "
+                f"a constant): unless the camera faces a flat surface, the budget ended before the depth "
+                f"took shape; to train it longer, {more}")

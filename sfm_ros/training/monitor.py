@@ -132,10 +132,10 @@ class CollapseMonitor:
         return out
 
     def end_note(self, more: str = "give it a larger budget") -> str | None:
-        """A line for the run's end when the depth of each of the last checks (up to :attr:`WINDOW`;
-        at least one: a run of fewer than ``train.log_every`` steps has none) spread less than
-        :data:`SHAPED_SPREAD` (the module doc), else None; ``more``: how to train longer. The last
-        check may be up to ``train.log_every`` steps before the run's end."""
+        """A line for the run's end when the depth of each of the last checks (up to :attr:`WINDOW`
+        of them) spread less than :data:`SHAPED_SPREAD` (the module doc), else None (also without
+        any check: a run of fewer than ``train.log_every`` steps); ``more``: how to train longer.
+        The last check may be up to ``train.log_every`` steps before the run's end."""
         vals = [s["depth_spread"] for s in self.recent if "depth_spread" in s]
         if not vals or not all(v < SHAPED_SPREAD for v in vals):
             return None

@@ -11,7 +11,7 @@ import math
 from sfm_ros.training.errors import SetupError
 
 __all__ = ["BUDGET_KEYS", "apply_given_budget", "check_budget", "total_steps", "budget_reached", "budget_text",
-           "extend_hint"]
+           "extend_flags", "extend_hint"]
 
 #: The options that end a run, with their flags.
 BUDGET_KEYS = {"train.epochs": "--epochs", "train.max_steps": "--max-steps", "train.max_minutes": "--max-minutes"}
@@ -94,13 +94,20 @@ def budget_text(ended_by: str) -> str:
     return f"{flag} {value} ({key})" if flag else ended_by
 
 
+def extend_flags(train_opts, step: int, epoch: int, more_steps: int = 1) -> list[str]:
+    """The flags that extend the budgets a run at ``step`` with ``epoch`` epochs complete has reached
+    (``train_opts``: ``Options.train``): ``--max-steps`` doubled and at least ``more_steps`` past
+    ``step``, ``--epochs`` by as many again; empty when neither is reached (a time budget)."""
+    t = train_opts
+    flags = []
+    if t.max_steps and step >= t.max_steps:
+        flags.append(f"--max-steps {max(2 * t.max_steps, step + more_steps)}")
+    if t.epochs and epoch >= t.epochs:
+        flags.append(f"--epochs {epoch + max(1, t.epochs)}")
+    return flags
+
+
 def extend_hint(train_opts, step: int, epoch: int) -> str:
     """The flags that extend a finished run's budget (``train_opts``: ``Options.train``), e.g.
     ``--max-steps 40 with --resume``."""
-    t = train_opts
-    hints = []
-    if t.max_steps and step >= t.max_steps:
-        hints.append(f"--max-steps {max(2 * t.max_steps, step + 1)}")
-    if t.epochs and epoch >= t.epochs:
-        hints.append(f"--epochs {epoch + max(1, t.epochs)}")
-    return " ".join(hints or ["a larger --max-steps or --epochs"]) + " with --resume"
+    return " ".join(extend_flags(train_opts, step, epoch) or ["a larger --max-steps or --epochs"]) + " with --resume"

@@ -87,9 +87,11 @@ class CollapseMonitor:
         if stats is not None:
             self.recent.append(stats)
 
-    def _held(self, key: str, test) -> float | None:
+    def _held(self, key: str, test, at_least: int = WINDOW) -> float | None:
+        """The mean of ``key`` over the recent checks when at least ``at_least`` have it and each
+        passes ``test``, else None."""
         vals = [s[key] for s in self.recent if key in s]
-        if len(vals) < self.WINDOW or not all(test(v) for v in vals):
+        if len(vals) < max(1, at_least) or not all(test(v) for v in vals):
             return None
         return sum(vals) / len(vals)
 
@@ -136,10 +138,9 @@ class CollapseMonitor:
         of them) spread less than :data:`SHAPED_SPREAD` (the module doc), else None (also without
         any check: a run of fewer than ``train.log_every`` steps); ``more``: how to train longer.
         The last check may be up to ``train.log_every`` steps before the run's end."""
-        vals = [s["depth_spread"] for s in self.recent if "depth_spread" in s]
-        if not vals or not all(v < SHAPED_SPREAD for v in vals):
+        v = self._held("depth_spread", lambda x: x < SHAPED_SPREAD, at_least=1)
+        if v is None:
             return None
-        v = sum(vals) / len(vals)
         return (f"note: the depth still varies little across each image at the end (log-depth spread "
                 f"{v:.3f}; a learned depth spreads 0.2-0.3 on 7-Scenes, after several hundred steps near "
                 f"a constant): unless the camera faces a flat surface, the budget ended before the depth "

@@ -62,7 +62,7 @@ from sfm_ros.core.model import SfMModel
 from sfm_ros.core.optim import adam, prefer_fused
 from sfm_ros.core.options import Options
 from sfm_ros.data.datasets import Sequence, WindowDataset, collate
-from sfm_ros.training.budget import budget_reached, total_steps
+from sfm_ros.training.budget import budget_reached, extend_flags, total_steps
 from sfm_ros.training.lr_schedule import budget_progress, fade_factor, lr_factor
 from sfm_ros.training.distributed import choose_amp, distributed_env, rank_device
 from sfm_ros.training.errors import TrainingError, TrainingInterrupted
@@ -454,16 +454,14 @@ class Trainer(RunCheckpoints):
         command with ``--resume OUT/last.pt`` (not ``--init``, which excludes it; a run started from
         another checkpoint's ``--resume`` must name this one), which continues for another
         ``--max-minutes`` (a time budget starts again at each start) or to a larger step or epoch
-        budget (at least 1000 steps more: the 7-Scenes depth took 600-1000 to take shape)."""
+        budget (:func:`extend_flags`, at least 1000 steps more: the 7-Scenes depth took 600-1000 to
+        take shape)."""
         t = self.opts.train
         run = f"run the same command (without --init) with --resume {self.out_dir / 'last.pt'}"
         if ended_by and ended_by.startswith("train.max_minutes"):
             return f"{run}: it trains another --max-minutes {t.max_minutes:g}"
-        if ended_by and ended_by.startswith("train.max_steps"):
-            return f"{run} --max-steps {max(2 * t.max_steps, t.max_steps + 1000)}"
-        if ended_by and ended_by.startswith("train.epochs"):
-            return f"{run} --epochs {self.epoch + max(1, t.epochs)}"
-        return f"{run} and a larger budget"
+        flags = extend_flags(t, self.step, self.epoch, more_steps=1000)
+        return f"{run} {' '.join(flags)}" if flags else f"{run} and a larger budget"
 
     def total_steps(self) -> int:
         """The step at which the step budget ends the run (:func:`sfm_ros.training.budget.total_steps`)."""

@@ -20,8 +20,10 @@ robot's would, has learned its tilt and scale on the frames before, without labe
 
 Drives: rendered streets (:func:`sfm_ros.data.synthetic.render_sequence`, 128x416, 10 Hz, 6 m/s,
 camera 1.5 m, mean yaw rates ``--yaw-rates``; the shipped model trained on seeds 0-39, ``make demo``
-plays 999, bench_streets 500-502: seeds 700+ are untuned) of ``--frames`` frames, and KITTI 00 frames 0-159 (camera
-1.65 m) when ``--kitti`` exists. ``--set refine_pose=none`` etc. change a setting (printed).
+plays 999, bench_streets 500-502: seeds 700+ are untuned) of ``--frames`` frames, stopping where ``--stops``
+says (``START:DURATION,...`` seconds: the car brakes, stands still and pulls away,
+:mod:`sfm_ros.data.speed_profile`; printed), and KITTI 00 frames 0-159 (camera 1.65 m) when ``--kitti`` exists.
+A long drive: ``--seeds 730 --frames 1900 --stops 40:6,95:10,150:4 --kitti /nonexistent`` (~1 km, three stops). ``--set refine_pose=none`` etc. change a setting (printed).
 The node's corner budget (which takes corners off when a frame takes too long on the running
 CPU) is held at the refiner's default, so the figures do not depend on the machine's load (printed).
 The last line is the JSON result.
@@ -153,6 +155,8 @@ def main(argv=None) -> int:
     ap.add_argument("--hurry-every", type=int, default=0, metavar="N",
                     help="the rotation window measures no baseline on every N-th refined frame, as the node's "
                          "does when a newer frame waits (0: never, the default; printed)")
+    ap.add_argument("--stops", default="", metavar="START:DURATION,...",
+                    help="the rendered streets stop at these seconds for these seconds (default: none; printed)")
     ap.add_argument("--refiner", action="append", default=[],
                     help="a Refiner option NAME=VALUE (repeatable; e.g. tilt_chord=4; ground_tilt is the "
                          "node's setting: --set ground_tilt=false)")
@@ -193,16 +197,22 @@ def main(argv=None) -> int:
 
     if args.hurry_every < 0:
         ap.error(f"--hurry-every must be >= 0, got {args.hurry_every}")
+    from sfm_ros.data.speed_profile import parse_stops
+
+    try:
+        stops = parse_stops(args.stops)
+    except ValueError as e:
+        ap.error(f"--stops: {e}")
     hurry = f"; window hurried on every {args.hurry_every}-th refined frame" if args.hurry_every > 0 else ""
     print(f"{machine_info()}; checkpoint {args.checkpoint}; settings {settings or 'node defaults'}; refiner "
-          f"{refiner_opts or 'defaults'}{hurry}; corner budget fixed "
+          f"{refiner_opts or 'defaults'}{hurry}; streets' stops {list(stops) or 'none'}; corner budget fixed "
           f"at the refiner's {motion.Refiner().max_corners} corners", flush=True)
     results = {}
     drives = [("seed", int(s)) for s in args.seeds.split(",") if s] + ([("kitti", 0)] if args.kitti.is_dir() else [])
     yaws = [float(y) for y in args.yaw_rates.split(",")]
     for d, (kind, seed) in enumerate(drives):
         if kind == "seed":
-            seq = render_sequence(num_frames=args.frames, seed=seed, yaw_rate=yaws[d % len(yaws)])
+            seq = render_sequence(num_frames=args.frames, seed=seed, yaw_rate=yaws[d % len(yaws)], stops=stops)
             images, stamps, K, gt, h, name = seq.images, seq.timestamps, seq.K, seq.poses, 1.5, f"street {seed}"
         else:
             from sfm_ros.data.sources import read_image, read_kitti_odometry
@@ -243,7 +253,7 @@ def main(argv=None) -> int:
         print(f"streets mean: t_err {np.mean([v['t_err_pct'] for v in streets]):.2f} %, r_err "
               f"{np.mean([v['r_err_deg_per_100m'] for v in streets]):.2f} deg/100 m, step ratio "
               f"{np.mean([v['step_ratio_median'] for v in streets]):.3f}")
-    print(json.dumps({"settings": settings, "refiner": refiner_opts, "hurry_every": args.hurry_every,
+    print(json.dumps({"settings": settings, "refiner": refiner_opts, "hurry_every": args.hurry_every, "stops": list(stops),
                       "results": results}))
     return 0
 

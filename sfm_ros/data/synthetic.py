@@ -28,7 +28,7 @@ never changing sign): textured ground, buildings (boxes) on both sides at varied
 gaps and optional soft window patterns, boxes of several sizes standing on the ground beside the
 lane, a far wall closing the street, and a direction-only sky with clouds. The camera drives along
 the centreline at ``camera_height`` with a small lateral weave, small pitch/roll oscillations and
-the road's yaw.
+the road's yaw, at a cruising speed, optionally with stops (:mod:`sfm_ros.data.speed_profile`).
 
 Textures are defined in surface coordinates (the same point has the same colour in every view) and
 lit by a fixed Lambertian factor per face (view-independent). They are sums of value-noise octaves
@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sfm_ros.core.se3 import rot_x, rot_y, rot_z
+from sfm_ros.data.speed_profile import check_stops, distance
 
 __all__ = [
     "Scene",
@@ -395,13 +396,17 @@ def make_scene(seed: int = 0, length: float = 150.0, curvature: float | None = N
 # Trajectory
 # --------------------------------------------------------------------------------------------
 def trajectory(scene: Scene, times: np.ndarray, speed: float = 6.0, seed: int | None = None,
-               weave: float = 0.3, pitch_roll: float = 0.01) -> np.ndarray:
+               weave: float = 0.3, pitch_roll: float = 0.01, stops=()) -> np.ndarray:
     """Camera-to-world poses (N, 4, 4) at ``times`` (seconds from the start) along the street.
 
-    The camera rides the centreline at arc length ``speed * t`` and ``camera_height``, yawed
+    The camera rides the centreline at arc length ``s = speed * t`` and ``camera_height``, yawed
     with the road, plus a lateral weave of amplitude ``weave`` metres (``w (1 - cos(omega t))``, so
     zero offset and zero slope at ``t = 0``) and pitch/roll oscillations of amplitude
     ``pitch_roll`` radians (``sin``-based, zero at ``t = 0``). The pose at ``t = 0`` is the identity.
+    ``stops``: ``(start, duration)`` pairs in seconds (:func:`sfm_ros.data.speed_profile.distance`):
+    the arc length is then the speed profile's, and the weave and the oscillations follow the
+    distance driven (``t`` above is ``s / speed``): a stopped car stands still. Without stops the
+    poses are exactly those of a constant speed.
     """
     times = np.asarray(times, dtype=np.float64)
     speed = _check_finite("speed", speed, positive=True)
@@ -412,6 +417,9 @@ def trajectory(scene: Scene, times: np.ndarray, speed: float = 6.0, seed: int | 
     if not 0 <= pitch_roll <= 0.1:
         raise ValueError(f"pitch_roll must be in [0, 0.1] rad, got {pitch_roll}")
     seed = scene.seed if seed is None else seed
+    stops = check_stops(stops)
+    if stops:  # the weave and the oscillations follow the distance driven: a stopped car stands still
+        times = distance(times, speed, stops) / speed
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x7A1])
     w_om = 2 * np.pi / rng.uniform(5.0, 10.0)
     w_amp = weave * rng.uniform(0.5, 1.0) * rng.choice([-1.0, 1.0])
@@ -793,7 +801,7 @@ def render_sequence(num_frames: int = 30, height: int = 128, width: int = 416, s
                     fps: float = 10.0, speed: float = 6.0, yaw_rate: float | None = None,
                     K: np.ndarray | None = None, camera_height: float = 1.5, weave: float = 0.3,
                     pitch_roll: float = 0.01, scene: Scene | None = None,
-                    t0: float = 0.0) -> SyntheticSequence:
+                    t0: float = 0.0, stops=()) -> SyntheticSequence:
     """Render ``num_frames`` frames of a car-like camera driving down a procedural street.
 
     ``speed`` in m/s (6 m/s = 0.6 m per frame at 10 Hz); ``yaw_rate`` the mean yaw rate in rad/s
@@ -805,6 +813,8 @@ def render_sequence(num_frames: int = 30, height: int = 128, width: int = 416, s
     ``t0 + i / fps``; trajectory time starts at 0 whatever ``t0``, so ``poses[0]`` is the identity.
     The street is at least 150 m long, in steps of 50 m, so a shorter sequence with the same
     arguments renders exactly the first frames of a longer one (while the street length agrees).
+    ``stops``: ``(start, duration)`` pairs in seconds of trajectory time where the car stands still
+    (:func:`trajectory`); its frames there are identical.
     """
     num_frames = _check_positive_int("num_frames", num_frames)
     height = _check_positive_int("height", height)
@@ -822,11 +832,12 @@ def render_sequence(num_frames: int = 30, height: int = 128, width: int = 416, s
             curvature = _check_finite("yaw_rate", yaw_rate) / speed
         # Street length in steps of 50 m (at least 150 m): sequences of different lengths from
         # the same arguments share the same street, so their common frames are identical.
-        length = max(150.0, 50.0 * np.ceil((speed * times[-1] + _VIEW_MARGIN) / 50.0))
+        driven = float(distance(times[-1:], speed, stops)[0])
+        length = max(150.0, 50.0 * np.ceil((driven + _VIEW_MARGIN) / 50.0))
         scene = make_scene(seed, length=length, curvature=curvature, camera_height=camera_height)
     elif yaw_rate is not None:
         raise ValueError("give either scene or yaw_rate, not both (the scene fixes the road's curvature)")
-    poses = trajectory(scene, times, speed=speed, seed=seed, weave=weave, pitch_roll=pitch_roll)
+    poses = trajectory(scene, times, speed=speed, seed=seed, weave=weave, pitch_roll=pitch_roll, stops=stops)
     images = np.empty((num_frames, height, width, 3), dtype=np.uint8)
     depths = np.empty((num_frames, height, width), dtype=np.float32)
     for i in range(num_frames):

@@ -46,6 +46,11 @@ def test_bad_stops_are_named(stops, match):
         check_stops(stops)
 
 
+def test_stops_may_be_an_array():
+    assert check_stops(np.array([[5.0, 3.0], [20.0, 1.0]])) == ((5.0, 3.0), (20.0, 1.0))
+    assert check_stops(None) == () and check_stops(np.zeros((0, 2))) == ()
+
+
 def test_stops_parse_from_text():
     assert parse_stops("") == ()
     assert parse_stops("10:5, 30:2.5") == ((10.0, 5.0), (30.0, 2.5))

@@ -28,7 +28,7 @@ def check_stops(stops) -> tuple[tuple[float, float], ...]:
     stop's braking beginning after the previous one's pulling away ended; ValueError naming the
     stop otherwise."""
     out = []
-    for k, stop in enumerate(stops or ()):
+    for k, stop in enumerate(() if stops is None else stops):
         try:
             t, d = (float(x) for x in stop)
         except (TypeError, ValueError):

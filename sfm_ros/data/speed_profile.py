@@ -36,7 +36,8 @@ def check_stops(stops) -> tuple[tuple[float, float], ...]:
         if not (math.isfinite(t) and math.isfinite(d)):
             raise ValueError(f"stop {k} must be finite seconds, got ({t}, {d})")
         if t < RAMP_S:
-            raise ValueError(f"stop {k} starts at {t:g} s: a stop needs the first {RAMP_S:g} s to brake (start >= {RAMP_S:g})")
+            raise ValueError(f"stop {k} starts at {t:g} s: a stop needs the first {RAMP_S:g} s to brake "
+                             f"(start >= {RAMP_S:g})")
         if d <= 0:
             raise ValueError(f"stop {k} must last > 0 s, got {d:g}")
         if out and t - RAMP_S < out[-1][0] + out[-1][1] + RAMP_S:

@@ -215,10 +215,11 @@ def successors_loss() -> LossOptions:
 #: 0.0325 / 0.0328 / 0.0343 m with the shifted crop (``last.pt`` 0.0292 / 0.0346 / 0.0266 against
 #: 0.0323 / 0.0320 / 0.0358; a seed 3 with the turns, session 28: 0.0351 m); the pose network learns
 #: part of the rotation (yaw slope 0.35-0.52 against 0.00). Their cost: on 7-Scenes with augmentation
-#: forced on, the depth left a constant ~300 steps later (12 minutes: abs rel 0.290 / 0.281 against 0.244 / 0.258, two seeds; endpoints that swing by
-#: ±0.04 within 100 steps after the take-off, so the delay is the measured cost), and the pose there
-#: gained nothing; so ``sfm_train`` keeps them only for training frames that turn little by themselves
-#: (``sfm_ros.data.autoconfig.auto_turn``); 0 and 0 keep the shifted crop. BENCHMARKS.md, sessions 26-28.
+#: forced on, the depth left a constant ~300 steps later (12 minutes: abs rel 0.290 / 0.281 against
+#: 0.244 / 0.258, two seeds; endpoints that swing by ±0.04 within 100 steps after the take-off, so
+#: the delay is the measured cost), and the pose there gained nothing; so ``sfm_train`` keeps them only
+#: for training frames that turn little by themselves (``sfm_ros.data.autoconfig.auto_turn``); 0 and 0
+#: keep the shifted crop. BENCHMARKS.md, sessions 26-28.
 DEFAULT_TURN_DEG, DEFAULT_TURN_STEP_DEG = 5.0, 1.5
 #: the largest ``data.turn_deg`` / ``data.turn_step_deg`` accepted (checked by :func:`validate` and by
 #: ``sfm_ros.data.datasets.WindowDataset``)

@@ -418,15 +418,15 @@ def trajectory(scene: Scene, times: np.ndarray, speed: float = 6.0, seed: int | 
         raise ValueError(f"pitch_roll must be in [0, 0.1] rad, got {pitch_roll}")
     seed = scene.seed if seed is None else seed
     stops = check_stops(stops)
+    s = distance(times, speed, stops)  # speed * times exactly without stops
     if stops:  # the weave and the oscillations follow the distance driven: a stopped car stands still
-        times = distance(times, speed, stops) / speed
+        times = s / speed
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x7A1])
     w_om = 2 * np.pi / rng.uniform(5.0, 10.0)
     w_amp = weave * rng.uniform(0.5, 1.0) * rng.choice([-1.0, 1.0])
     p_om, p_ph = 2 * np.pi / rng.uniform(0.8, 2.0, 2), rng.uniform(0.5, 1.0, 2)
     r_om, r_ph = 2 * np.pi / rng.uniform(1.0, 3.0, 2), rng.uniform(0.5, 1.0, 2)
 
-    s = speed * times
     if np.any(s > scene.length - 5.0):
         raise ValueError(
             f"the trajectory reaches {s.max():.1f} m but the scene's street is {scene.length:.1f} m "

@@ -36,6 +36,7 @@ lit by a fixed Lambertian factor per face (view-independent). They are sums of v
 cell size spans fewer than a few pixels at the hit point (a mip-map-like level of detail), so
 bilinear resampling of a rendered frame reproduces a neighbouring view up to a couple of grey
 levels. The level of detail depends slowly on the distance, so it changes little between frames.
+The noise and the window patterns live in :mod:`sfm_ros.data.textures`.
 """
 from __future__ import annotations
 
@@ -45,6 +46,8 @@ import numpy as np
 
 from sfm_ros.core.se3 import rot_x, rot_y, rot_z
 from sfm_ros.data.speed_profile import check_stops, distance
+from sfm_ros.data.textures import (TABLE_SIZE, fbm, low_freq, quad_table, smoothstep, value_noise,
+                                   window_pattern)
 
 __all__ = [
     "Scene",
@@ -62,21 +65,11 @@ __all__ = [
 SKY = -1
 GROUND = 0
 
-_TABLE_BITS = 8
-_TABLE_SIZE = 1 << _TABLE_BITS
-_TABLE_MASK = _TABLE_SIZE - 1
 _NEAR = 0.05  # metres: near clipping for culling
 _MAX_CURVATURE = 1.0 / 15.0  # 1/m: turning radius of at least 15 m
 _START_MARGIN = 15.0  # metres of street behind the start
 _VIEW_MARGIN = 60.0  # metres of street beyond the last camera position (then the far wall)
 
-# Cell sizes (metres) and amplitudes of the value-noise octaves on surfaces.
-_OCTAVE_CELLS = np.array([3.0, 1.2, 0.5, 0.2, 0.08])
-_OCTAVE_AMPS = np.array([0.30, 0.26, 0.22, 0.20, 0.18])
-# Level of detail: an octave is fully present when its cell spans >= _LOD_FULL pixels and gone
-# at <= _LOD_ZERO pixels (smoothstep in between).
-_LOD_ZERO = 1.5
-_LOD_FULL = 4.0
 
 _BUILDING_COLOURS = np.array(
     [[150, 82, 62], [192, 172, 132], [140, 140, 146], [100, 116, 142], [182, 142, 72],
@@ -127,7 +120,7 @@ class Scene:
     box_corners: np.ndarray = field(init=False, repr=False)  # (M, 8, 3) world corners
 
     def __post_init__(self) -> None:
-        self.noise_quad = _quad_table(self.noise_table)
+        self.noise_quad = quad_table(self.noise_table)
         self.box_corners = np.stack(
             [self.box_center3(i) + (_UNIT_CORNERS * self.box_half[i]) @ self.box_rotation(i).T
              for i in range(self.num_boxes)]) if self.num_boxes else np.zeros((0, 8, 3))
@@ -192,11 +185,6 @@ class RayHits:
 # --------------------------------------------------------------------------------------------
 # Small helpers
 # --------------------------------------------------------------------------------------------
-def _smoothstep(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
-
-
 def _check_positive_int(name: str, value, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an integer, got {value!r}")
@@ -387,7 +375,7 @@ def make_scene(seed: int = 0, length: float = 150.0, curvature: float | None = N
         box_windows=np.asarray(windows, dtype=np.float64), box_shade=shade,
         ground_colour=np.stack([g0, g1]), ground_offset=rng.uniform(0, 500.0, 2),
         ground_contrast=float(rng.uniform(0.7, 0.9)), ground_shade=ground_shade, sun=sun,
-        noise_table=rng.random((_TABLE_SIZE, _TABLE_SIZE), dtype=np.float32),
+        noise_table=rng.random((TABLE_SIZE, TABLE_SIZE), dtype=np.float32),
         sky_offset=rng.uniform(0, 100.0, 2),
     )
 
@@ -566,122 +554,11 @@ def cast_rays(scene: Scene, T_w_c, K, height: int, width: int) -> RayHits:
 # --------------------------------------------------------------------------------------------
 # Shading
 # --------------------------------------------------------------------------------------------
-def _quad_table(table: np.ndarray) -> np.ndarray:
-    """Pack each lattice cell's 4 corner values (v00, v01, v10, v11) as float32 into one complex128
-    (16 bytes), so one ``take`` fetches a whole cell."""
-    t = np.asarray(table, dtype=np.float32)
-    q = np.stack([t, np.roll(t, -1, axis=1), np.roll(t, -1, axis=0), np.roll(np.roll(t, -1, axis=0), -1, axis=1)], -1)
-    return np.ascontiguousarray(q).view(np.complex128).reshape(-1)
-
-
-def _value_noise(quad: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Smooth (C1) value noise in [0, 1] at (x, y) in lattice units; period 256 cells.
-
-    ``quad`` comes from :func:`_quad_table`. Inputs and output are float32.
-    """
-    xf = np.floor(x)
-    yf = np.floor(y)
-    ix = xf.astype(np.int32)
-    iy = yf.astype(np.int32)
-    ix &= _TABLE_MASK
-    iy &= _TABLE_MASK
-    iy <<= _TABLE_BITS
-    iy |= ix
-    v = quad.take(iy).view(np.float32).reshape(-1, 4)
-    fx = np.subtract(x, xf, out=xf)
-    fy = np.subtract(y, yf, out=yf)
-    sx = fx * fx
-    sx *= 3.0 - 2.0 * fx
-    sy = fy * fy
-    sy *= 3.0 - 2.0 * fy
-    a = v[:, 1] - v[:, 0]
-    a *= sx
-    a += v[:, 0]
-    b = v[:, 3] - v[:, 2]
-    b *= sx
-    b += v[:, 2]
-    b -= a
-    b *= sy
-    b += a
-    return b
-
-
-_OCT_ROT = [(np.cos(a), np.sin(a)) for a in (0.0, 0.61, 1.33, 2.17, 2.79)]
-
-
-def _lod(cell: np.ndarray | float, inv_fp: np.ndarray) -> np.ndarray:
-    """Level-of-detail weight of an octave with cell size ``cell`` (metres) given 1 / footprint."""
-    x = cell * inv_fp
-    x -= _LOD_ZERO
-    x *= 1.0 / (_LOD_FULL - _LOD_ZERO)
-    return _smoothstep(x)
-
-
-def _fbm(quad: np.ndarray, s1: np.ndarray, s2: np.ndarray, inv_fp: np.ndarray) -> np.ndarray:
-    """Band-limited fractal noise (zero mean, within about +-0.5) at surface coordinates (metres).
-
-    ``inv_fp`` is 1 / (world footprint of a pixel) at each point; octaves whose cell spans fewer
-    than ``_LOD_FULL`` pixels fade towards zero (their mean), and vanish below ``_LOD_ZERO``.
-    """
-    out = np.zeros_like(s1)
-    norm = _OCTAVE_AMPS.sum()
-    for k, (cell, amp) in enumerate(zip(_OCTAVE_CELLS, _OCTAVE_AMPS)):
-        w = _lod(cell, inv_fp)
-        sel = np.flatnonzero(w > 0)
-        if sel.size == 0:
-            continue
-        c, s = _OCT_ROT[k]
-        c, s = np.float32(c / cell), np.float32(s / cell)
-        off = np.float32(37.7 * (k + 1))
-        full = sel.size == s1.size
-        a, b = (s1, s2) if full else (s1.take(sel), s2.take(sel))
-        x = c * a
-        x -= s * b
-        x += off
-        y = s * a
-        y += c * b
-        y -= off
-        n = _value_noise(quad, x, y)
-        n -= 0.5
-        n *= np.float32(amp / norm)
-        if full:
-            n *= w
-            out += n
-        else:
-            n *= w.take(sel)
-            out[sel] += n
-    return out
-
-
-def _low_freq(quad: np.ndarray, s1: np.ndarray, s2: np.ndarray, inv_fp: np.ndarray,
-              cell: np.ndarray | float) -> np.ndarray:
-    """One large octave in [0, 1] (mean 0.5) with cell size ``cell``, faded like the others."""
-    w = _lod(cell, inv_fp)
-    out = np.full_like(s1, 0.5)
-    sel = np.flatnonzero(w > 0)
-    if sel.size:
-        inv_c = (1.0 / np.broadcast_to(np.asarray(cell, dtype=np.float32), s1.shape)).take(sel)
-        nz = _value_noise(quad, s1.take(sel) * inv_c + np.float32(101.3), s2.take(sel) * inv_c + np.float32(57.9))
-        out[sel] += w.take(sel) * (_smoothstep((nz - 0.5) * 2.0 + 0.5) - 0.5)
-    return out
-
-
-def _windows(s1, s2, period_a, period_b, inv_fp):
-    """Soft window pattern in [0, 1] (0 = wall) with a level-of-detail fade (to its mean)."""
-    ca = np.cos(2 * np.pi * s1 / period_a)
-    cb = np.cos(2 * np.pi * (s2 / period_b + 0.25))
-    m = _smoothstep((ca - 0.1) / 0.5) * _smoothstep((cb - 0.0) / 0.5)
-    mean = 0.16  # approximate spatial mean of m
-    # Edges are ~period / 12 wide: keep them >= ~2 pixels.
-    w = _smoothstep((np.minimum(period_a, period_b) * inv_fp - 12.0) / 24.0)
-    return mean + w * (m - mean)
-
-
 def _sky(scene: Scene, d_w: np.ndarray) -> np.ndarray:
     """Sky colour (N, 3) from world ray directions (N, 3): depends on direction only."""
     d = d_w / np.linalg.norm(d_w, axis=-1, keepdims=True)
     up = -d[:, 1]
-    g = _smoothstep((up + 0.05) / 0.6)[:, None]
+    g = smoothstep((up + 0.05) / 0.6)[:, None]
     horizon = np.array([206.0, 216.0, 232.0])
     zenith = np.array([92.0, 142.0, 212.0])
     col = horizon + g * (zenith - horizon)
@@ -689,8 +566,8 @@ def _sky(scene: Scene, d_w: np.ndarray) -> np.ndarray:
     cx, cz = d[:, 0] / e * 2.0 + scene.sky_offset[0], d[:, 2] / e * 2.0 + scene.sky_offset[1]
     cx, cz = cx.astype(np.float32), cz.astype(np.float32)
     q = scene.noise_quad
-    n = 0.65 * _value_noise(q, cx, cz) + 0.35 * _value_noise(q, 2.3 * cx + 9.1, 2.3 * cz + 3.7)
-    cloud = _smoothstep((n - 0.45) / 0.3) * _smoothstep(up / 0.15)
+    n = 0.65 * value_noise(q, cx, cz) + 0.35 * value_noise(q, 2.3 * cx + 9.1, 2.3 * cz + 3.7)
+    cloud = smoothstep((n - 0.45) / 0.3) * smoothstep(up / 0.15)
     return col + cloud[:, None] * (np.array([245.0, 245.0, 248.0]) - col) * 0.85
 
 
@@ -763,8 +640,8 @@ def _shade(scene: Scene, hits: RayHits, f_mean: float) -> np.ndarray:
     # World footprint of one pixel at the hit point, along its most stretched direction.
     cos_i = np.maximum(np.abs(ndot) / dn, 0.02)
     inv_fp = ((f_mean * cos_i) / (t * dn)).astype(np.float32)
-    lum = 1.0 + 2.0 * contrast * _fbm(quad, s1, s2, inv_fp)
-    mix = _low_freq(quad, s1, s2, inv_fp, cell)[:, None]
+    lum = 1.0 + 2.0 * contrast * fbm(quad, s1, s2, inv_fp)
+    mix = low_freq(quad, s1, s2, inv_fp, cell)[:, None]
     base = c0 + mix * (c1 - c0)
 
     if b.size:
@@ -776,11 +653,11 @@ def _shade(scene: Scene, hits: RayHits, f_mean: float) -> np.ndarray:
             half = scene.box_half.take(bh, axis=0)
             # Windows from 1 m above the ground to 1 m below the top of the building.
             top = scene.ground_y - 2.0 * half[:, 1]
-            band = _smoothstep((scene.ground_y - 1.0 - yh) / 0.5) * _smoothstep((yh - top - 1.0) / 0.5)
+            band = smoothstep((scene.ground_y - 1.0 - yh) / 0.5) * smoothstep((yh - top - 1.0) / 0.5)
             # Measured along the face from its start edge.
             along = np.where(axis.take(h) == 0, zl.take(h) + half[:, 2], xl.take(h) + half[:, 0])
             wh = win.take(h, axis=0)
-            wm = _windows(along, yh, wh[:, 1], wh[:, 2], inv_fp.take(b.take(h))) * band
+            wm = window_pattern(along, yh, wh[:, 1], wh[:, 2], inv_fp.take(b.take(h))) * band
             glass = np.array([58.0, 70.0, 88.0])
             rows = b.take(h)
             base[rows] += wm[:, None] * (glass - base[rows])

@@ -22,10 +22,12 @@ Drives: rendered streets (:func:`sfm_ros.data.synthetic.render_sequence`, 128x41
 camera 1.5 m, mean yaw rates ``--yaw-rates``; the shipped model trained on seeds 0-39, ``make demo``
 plays 999, bench_streets 500-502: seeds 700+ are untuned) of ``--frames`` frames, stopping where ``--stops``
 says (``START:DURATION,...`` seconds: the car brakes, stands still and pulls away,
-:mod:`sfm_ros.data.speed_profile`; printed), and KITTI 00 frames 0-159 (camera 1.65 m) when ``--kitti`` exists.
+:mod:`sfm_ros.data.speed_profile`; printed) and climbing and falling with grades up to ``--hills``
+(rise over run, :mod:`sfm_ros.data.terrain`; printed), and KITTI 00 frames 0-159 (camera 1.65 m) when
+``--kitti`` exists.
 A long drive: ``--seeds 730 --frames 1900 --yaw-rates 0.015 --stops 40:6,95:10,150:4 --kitti /nonexistent``
 (985 m, three stops; a kilometre needs a gentle curve: at the default rates the street winds back
-into itself). ``--set refine_pose=none`` etc. change a setting (printed).
+into itself); add ``--hills 0.06`` for 6 % grades. ``--set refine_pose=none`` etc. change a setting (printed).
 The node's corner budget (which takes corners off when a frame takes too long on the running
 CPU) is held at the refiner's default, so the figures do not depend on the machine's load (printed).
 The last line is the JSON result.
@@ -159,6 +161,9 @@ def main(argv=None) -> int:
                          "does when a newer frame waits (0: never, the default; printed)")
     ap.add_argument("--stops", default="", metavar="START:DURATION,...",
                     help="the rendered streets stop at these seconds for these seconds (default: none; printed)")
+    ap.add_argument("--hills", type=float, default=0.0, metavar="GRADE",
+                    help="the rendered streets climb and fall with grades up to GRADE (rise over run, e.g. 0.06; "
+                         "default 0: flat; printed)")
     ap.add_argument("--refiner", action="append", default=[],
                     help="a Refiner option NAME=VALUE (repeatable; e.g. tilt_chord=4; ground_tilt is the "
                          "node's setting: --set ground_tilt=false)")
@@ -205,16 +210,19 @@ def main(argv=None) -> int:
         stops = parse_stops(args.stops)
     except ValueError as e:
         ap.error(f"--stops: {e}")
+    if not 0.0 <= args.hills <= 0.15:
+        ap.error(f"--hills must be a grade (rise over run) in [0, 0.15], got {args.hills}")
     hurry = f"; window hurried on every {args.hurry_every}-th refined frame" if args.hurry_every > 0 else ""
     print(f"{machine_info()}; checkpoint {args.checkpoint}; settings {settings or 'node defaults'}; refiner "
-          f"{refiner_opts or 'defaults'}{hurry}; streets' stops {list(stops) or 'none'}; corner budget fixed "
+          f"{refiner_opts or 'defaults'}{hurry}; streets' stops {list(stops) or 'none'}, hills {args.hills or 'none'}; corner budget fixed "
           f"at the refiner's {motion.Refiner().max_corners} corners", flush=True)
     results = {}
     drives = [("seed", int(s)) for s in args.seeds.split(",") if s] + ([("kitti", 0)] if args.kitti.is_dir() else [])
     yaws = [float(y) for y in args.yaw_rates.split(",")]
     for d, (kind, seed) in enumerate(drives):
         if kind == "seed":
-            seq = render_sequence(num_frames=args.frames, seed=seed, yaw_rate=yaws[d % len(yaws)], stops=stops)
+            seq = render_sequence(num_frames=args.frames, seed=seed, yaw_rate=yaws[d % len(yaws)], stops=stops,
+                                  hills=args.hills)
             images, stamps, K, gt, h, name = seq.images, seq.timestamps, seq.K, seq.poses, 1.5, f"street {seed}"
         else:
             from sfm_ros.data.sources import read_image, read_kitti_odometry
@@ -256,7 +264,7 @@ def main(argv=None) -> int:
               f"{np.mean([v['r_err_deg_per_100m'] for v in streets]):.2f} deg/100 m, step ratio "
               f"{np.mean([v['step_ratio_median'] for v in streets]):.3f}")
     print(json.dumps({"settings": settings, "refiner": refiner_opts, "hurry_every": args.hurry_every,
-                      "stops": list(stops), "results": results}))
+                      "stops": list(stops), "hills": args.hills, "results": results}))
     return 0
 
 

@@ -1,8 +1,9 @@
 """Procedural monocular street sequences with exact depth, poses and intrinsics.
 
 This is the project's own data: tests, the demo and the default model's training use it (real
-data cannot be downloaded). It is pure numpy (vectorised ray casting against a ground plane and
-vertical boxes), deterministic by seed, and fast (a 128x416 frame renders in a few tens of ms).
+data cannot be downloaded). It is pure numpy (vectorised ray casting against a ground plane, or
+hills (:mod:`sfm_ros.data.terrain`), and vertical boxes), deterministic by seed, and fast (a 128x416
+frame renders in a few tens of ms).
 
 Conventions
 -----------
@@ -13,7 +14,8 @@ Conventions
 * **Poses**: ``T_w_c`` is camera-to-world (``p_w = T_w_c @ p_c``), 4x4 float64.
 * **World frame**: fixed to the street, with the same axes as the camera at rest: x right, **y down**,
   z forward along the start of the street. The origin is the first camera centre; the ground is
-  the plane ``y = +camera_height`` (``Scene.ground_y``), the sky is towards ``-y``. The first pose
+  the plane ``y = +camera_height`` (``Scene.ground_y``) unless the street has hills (then that is
+  its height where the street starts, :mod:`sfm_ros.data.terrain`), the sky is towards ``-y``. The first pose
   of every sequence is exactly the identity (trajectory jitter vanishes at ``t = 0``).
 * **Depth**: z-depth along the optical axis (not the ray length), float32 metres; ``np.inf`` where a
   ray hits nothing (sky). Since rays are ``K^-1 [u, v, 1]`` (unit z), the ray parameter *is* the depth.
@@ -46,6 +48,7 @@ import numpy as np
 
 from sfm_ros.core.se3 import rot_x, rot_y, rot_z
 from sfm_ros.data.speed_profile import check_stops, distance
+from sfm_ros.data.terrain import Terrain, make_terrain
 from sfm_ros.data.textures import (TABLE_SIZE, fbm, low_freq, quad_table, smoothstep, value_noise,
                                    window_pattern)
 
@@ -88,7 +91,9 @@ class Scene:
 
     ``box_center`` is the footprint centre (x, z) and ``box_yaw`` the rotation about the world y
     axis (a box's local z axis points along ``(sin yaw, 0, cos yaw)``); ``box_half`` holds half
-    extents (local x, y, z); a box spans ``y`` in ``[ground_y - 2 * half_y, ground_y]``.
+    extents (local x, y, z); a box spans ``y`` in ``[box_base - 2 * half_y, box_base]``, where
+    ``box_base`` is ``ground_y`` on a flat street and the lowest ground under the box on hills
+    (``terrain``: the box is buried on its downhill side).
     The centreline is sampled at ``road_s`` (arc length, metres) with positions ``road_xz`` and
     headings ``road_heading`` (yaw, radians; 0 = +z, positive turns towards +x, i.e. right).
     """
@@ -115,12 +120,16 @@ class Scene:
     sun: np.ndarray  # (3,) unit vector towards the sun (world)
     noise_table: np.ndarray  # (S, S) float32 in [0, 1], S = 256
     sky_offset: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    terrain: Terrain | None = None  # hills; None: the ground is the plane y = ground_y
+    box_base: np.ndarray | None = None  # (M,) world y of each box's bottom; None: ground_y
     noise_quad: np.ndarray = field(init=False, repr=False)
 
     box_corners: np.ndarray = field(init=False, repr=False)  # (M, 8, 3) world corners
 
     def __post_init__(self) -> None:
         self.noise_quad = quad_table(self.noise_table)
+        if self.box_base is None:
+            self.box_base = np.full(self.num_boxes, self.ground_y)
         self.box_corners = np.stack(
             [self.box_center3(i) + (_UNIT_CORNERS * self.box_half[i]) @ self.box_rotation(i).T
              for i in range(self.num_boxes)]) if self.num_boxes else np.zeros((0, 8, 3))
@@ -141,7 +150,14 @@ class Scene:
     def box_center3(self, i: int) -> np.ndarray:
         """3D centre of box ``i`` in the world."""
         cx, cz = self.box_center[i]
-        return np.array([cx, self.ground_y - self.box_half[i, 1], cz])
+        return np.array([cx, self.box_base[i] - self.box_half[i, 1], cz])
+
+    def ground_height(self, x, z) -> np.ndarray:
+        """World y of the ground under the world points ``(x, z)`` (y points down)."""
+        x, z = np.broadcast_arrays(np.asarray(x, dtype=np.float64), np.asarray(z, dtype=np.float64))
+        if self.terrain is None:
+            return np.full(x.shape, self.ground_y)
+        return self.terrain.height(x, z)
 
     def road_pose(self, s: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
         """Centreline position (..., 2: x, z) and heading at arc length ``s`` (interpolated)."""
@@ -243,7 +259,7 @@ def _draw_curvature(rng: np.random.Generator, speed: float) -> float:
 
 
 def make_scene(seed: int = 0, length: float = 150.0, curvature: float | None = None,
-               camera_height: float = 1.5, box_density: float = 1.0) -> Scene:
+               camera_height: float = 1.5, box_density: float = 1.0, hills: float = 0.0) -> Scene:
     """Build the street for ``seed``.
 
     ``length``: metres of street ahead of the start (a far wall closes it). ``curvature``: mean
@@ -251,6 +267,10 @@ def make_scene(seed: int = 0, length: float = 150.0, curvature: float | None = N
     (equivalent to a yaw rate of 0.05-0.25 rad/s at 6 m/s). The curvature varies along the street
     between 0.5x and 1.5x its mean (never changing sign), so ``|curvature|`` must be
     <= 1 / (1.5 * 15 m). ``box_density`` scales the number of small boxes beside the lane.
+    ``hills``: the steepest grade of the road (rise over run, e.g. 0.06 for 6 %; 0 keeps the
+    ground a plane): the road climbs and falls along its length with a profile drawn from the seed
+    (:func:`sfm_ros.data.terrain.make_terrain`), level where the street starts; the streets'
+    objects, textures and curvature are the same as without hills.
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed must be an integer, got {seed!r}")
@@ -259,6 +279,9 @@ def make_scene(seed: int = 0, length: float = 150.0, curvature: float | None = N
     box_density = _check_finite("box_density", box_density)
     if box_density < 0:
         raise ValueError(f"box_density must be >= 0, got {box_density}")
+    hills = _check_finite("hills", hills)
+    if hills < 0:
+        raise ValueError(f"hills (the steepest grade, rise over run) must be >= 0, got {hills}")
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x5F3])
     if curvature is None:
         kappa0 = _draw_curvature(rng, 6.0)
@@ -352,6 +375,25 @@ def make_scene(seed: int = 0, length: float = 150.0, curvature: float | None = N
 
     m = len(centers)
     box_yaw = np.asarray(yaws, dtype=np.float64)
+    box_half = np.asarray(halves, dtype=np.float64)
+    box_center = np.asarray(centers, dtype=np.float64)
+    terrain, box_base = None, None
+    if hills > 0:
+        # Its own random stream: a street with hills has the same objects as without.
+        terrain = make_terrain(s, road_xz, camera_height, hills,
+                               np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x5F3, 5]))
+        # Each box keeps its height above the highest ground under it and reaches down to the
+        # lowest (world y points down).
+        c, sn = np.cos(box_yaw), np.sin(box_yaw)
+        corner_y = []
+        for ex, ez in ((-1, -1), (-1, 1), (1, -1), (1, 1), (0, 0)):
+            lx, lz = ex * box_half[:, 0], ez * box_half[:, 2]
+            corner_y.append(terrain.height(box_center[:, 0] + c * lx + sn * lz,
+                                           box_center[:, 1] - sn * lx + c * lz))
+        corner_y = np.stack(corner_y)
+        box_base = corner_y.max(axis=0)
+        top = corner_y.min(axis=0) - 2.0 * box_half[:, 1]
+        box_half[:, 1] = 0.5 * (box_base - top)
     sun = np.array([rng.uniform(-0.6, 0.6), -1.0, rng.uniform(-0.5, 0.5)])
     sun /= np.linalg.norm(sun)
     # Lambert factor per face code (axis * 2 + (d_local > 0)); the outward normal of face code k is
@@ -368,15 +410,14 @@ def make_scene(seed: int = 0, length: float = 150.0, curvature: float | None = N
     return Scene(
         seed=int(seed), camera_height=camera_height, length=length, curvature=float(kappa0),
         road_s=s, road_xz=road_xz, road_heading=heading,
-        box_center=np.asarray(centers, dtype=np.float64), box_yaw=box_yaw,
-        box_half=np.asarray(halves, dtype=np.float64),
+        box_center=box_center, box_yaw=box_yaw, box_half=box_half,
         box_colour=np.clip(np.asarray(colours, dtype=np.float64), 10, 245),
         box_offset=np.asarray(offsets, dtype=np.float64), box_contrast=np.asarray(contrasts),
         box_windows=np.asarray(windows, dtype=np.float64), box_shade=shade,
         ground_colour=np.stack([g0, g1]), ground_offset=rng.uniform(0, 500.0, 2),
         ground_contrast=float(rng.uniform(0.7, 0.9)), ground_shade=ground_shade, sun=sun,
         noise_table=rng.random((TABLE_SIZE, TABLE_SIZE), dtype=np.float32),
-        sky_offset=rng.uniform(0, 100.0, 2),
+        sky_offset=rng.uniform(0, 100.0, 2), terrain=terrain, box_base=box_base,
     )
 
 
@@ -395,6 +436,10 @@ def trajectory(scene: Scene, times: np.ndarray, speed: float = 6.0, seed: int | 
     the arc length is then the speed profile's, and the weave and the oscillations follow the
     distance driven (``t`` above is ``s / speed``): a stopped car stands still. Without stops the
     poses are exactly those of a constant speed.
+    On a street with hills (``scene.terrain``) the camera pitches with the road's grade on top of
+    its oscillations and sits ``camera_height`` above the ground along the road's normal (on a
+    grade, ``camera_height * sin(grade angle)`` behind the point it stands on); ``s`` stays the
+    arc length in the horizontal plane, so the camera travels ``1 / cos(grade angle)`` farther.
     """
     times = np.asarray(times, dtype=np.float64)
     speed = _check_finite("speed", speed, positive=True)
@@ -426,11 +471,21 @@ def trajectory(scene: Scene, times: np.ndarray, speed: float = 6.0, seed: int | 
     pitch = pitch_roll * (p_ph[0] * np.sin(p_om[0] * times) + p_ph[1] * np.sin(p_om[1] * times)) / 2
     roll = pitch_roll * (r_ph[0] * np.sin(r_om[0] * times) + r_ph[1] * np.sin(r_om[1] * times)) / 2
     poses = np.tile(np.eye(4), (len(times), 1, 1))
-    poses[:, :3, :3] = rot_y(yaw) @ rot_x(pitch) @ rot_z(roll)
-    for i in range(len(times)):
-        nrm = np.array([np.cos(heading[i]), -np.sin(heading[i])])
-        xz = pos[i] + lat[i] * nrm
-        poses[i, :3, 3] = [xz[0], 0.0, xz[1]]
+    if scene.terrain is None:
+        poses[:, :3, :3] = rot_y(yaw) @ rot_x(pitch) @ rot_z(roll)
+        for i in range(len(times)):
+            nrm = np.array([np.cos(heading[i]), -np.sin(heading[i])])
+            xz = pos[i] + lat[i] * nrm
+            poses[i, :3, 3] = [xz[0], 0.0, xz[1]]
+        return poses
+    ground, grade = scene.terrain.along(s)
+    climb = np.arctan(grade)  # positive: the road and the camera's optical axis point up (-y)
+    poses[:, :3, :3] = rot_y(yaw) @ rot_x(climb + pitch) @ rot_z(roll)
+    # The camera stands camera_height along the road's normal: up (-y) by cos, back by sin.
+    back = scene.camera_height * np.sin(climb)
+    poses[:, 0, 3] = pos[:, 0] + lat * np.cos(heading) - back * np.sin(heading)
+    poses[:, 1, 3] = ground - scene.camera_height * np.cos(climb)
+    poses[:, 2, 3] = pos[:, 1] - lat * np.sin(heading) - back * np.cos(heading)
     return poses
 
 
@@ -490,16 +545,32 @@ def cast_rays(scene: Scene, T_w_c, K, height: int, width: int) -> RayHits:
     labels = np.full((height, width), SKY, dtype=np.int32)
     faces = np.full((height, width), -1, dtype=np.int8)
 
-    # Ground plane y = ground_y (world y down): hit where the ray goes down towards it.
-    gy = scene.ground_y
-    if o[1] < gy:
-        dy = d_w[..., 1]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = (gy - o[1]) / dy
-        hit = (dy > 0) & np.isfinite(t) & (t > 0)
+    if scene.terrain is None:
+        # Ground plane y = ground_y (world y down): hit where the ray goes down towards it.
+        gy = scene.ground_y
+        if o[1] < gy:
+            dy = d_w[..., 1]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                t = (gy - o[1]) / dy
+            hit = (dy > 0) & np.isfinite(t) & (t > 0)
+            depth[hit] = t[hit]
+            labels[hit] = GROUND
+        _cast_boxes(scene, R, o, K, d_cam, depth, labels, faces)
+    else:
+        # Hills: the boxes first, so that the ground's march stops at what the ray already hit.
+        _cast_boxes(scene, R, o, K, d_cam, depth, labels, faces)
+        t = scene.terrain.intersect(o, d_w.reshape(-1, 3), depth.reshape(-1)).reshape(depth.shape)
+        hit = t < depth
         depth[hit] = t[hit]
         labels[hit] = GROUND
+        faces[hit] = -1
+    return RayHits(depth=depth, labels=labels, faces=faces, dirs_world=d_w, origin=o.copy())
 
+
+def _cast_boxes(scene: Scene, R: np.ndarray, o: np.ndarray, K: np.ndarray, d_cam: np.ndarray,
+                depth: np.ndarray, labels: np.ndarray, faces: np.ndarray) -> None:
+    """Boxes nearer than ``depth`` along each pixel's ray: update ``depth``, ``labels`` and ``faces``."""
+    height, width = depth.shape
     # Cull boxes wholly behind the camera or outside one of the frustum's side planes, then
     # cast only inside each remaining box's screen rectangle.
     corners_all = (scene.box_corners - o) @ R  # (M, 8, 3) camera frame
@@ -548,7 +619,6 @@ def cast_rays(scene: Scene, T_w_c, K, height: int, width: int) -> RayHits:
         zsub[hit] = tnear[hit]
         labels[v0:v1, u0:u1][hit] = i + 1
         faces[v0:v1, u0:u1][hit] = (axis * 2 + dpos)[hit]
-    return RayHits(depth=depth, labels=labels, faces=faces, dirs_world=d_w, origin=o.copy())
 
 
 # --------------------------------------------------------------------------------------------
@@ -652,8 +722,9 @@ def _shade(scene: Scene, hits: RayHits, f_mean: float) -> np.ndarray:
             yh = yl.take(h)
             half = scene.box_half.take(bh, axis=0)
             # Windows from 1 m above the ground to 1 m below the top of the building.
-            top = scene.ground_y - 2.0 * half[:, 1]
-            band = smoothstep((scene.ground_y - 1.0 - yh) / 0.5) * smoothstep((yh - top - 1.0) / 0.5)
+            base_y = scene.box_base.take(bh)
+            top = base_y - 2.0 * half[:, 1]
+            band = smoothstep((base_y - 1.0 - yh) / 0.5) * smoothstep((yh - top - 1.0) / 0.5)
             # Measured along the face from its start edge.
             along = np.where(axis.take(h) == 0, zl.take(h) + half[:, 2], xl.take(h) + half[:, 0])
             wh = win.take(h, axis=0)
@@ -678,7 +749,7 @@ def render_sequence(num_frames: int = 30, height: int = 128, width: int = 416, s
                     fps: float = 10.0, speed: float = 6.0, yaw_rate: float | None = None,
                     K: np.ndarray | None = None, camera_height: float = 1.5, weave: float = 0.3,
                     pitch_roll: float = 0.01, scene: Scene | None = None,
-                    t0: float = 0.0, stops=()) -> SyntheticSequence:
+                    t0: float = 0.0, stops=(), hills: float = 0.0) -> SyntheticSequence:
     """Render ``num_frames`` frames of a car-like camera driving down a procedural street.
 
     ``speed`` in m/s (6 m/s = 0.6 m per frame at 10 Hz); ``yaw_rate`` the mean yaw rate in rad/s
@@ -691,7 +762,8 @@ def render_sequence(num_frames: int = 30, height: int = 128, width: int = 416, s
     The street is at least 150 m long, in steps of 50 m, so a shorter sequence with the same
     arguments renders exactly the first frames of a longer one (while the street length agrees).
     ``stops``: ``(start, duration)`` pairs in seconds of trajectory time where the car stands still
-    (:func:`trajectory`); its frames there are identical.
+    (:func:`trajectory`); its frames there are identical. ``hills``: the road's steepest grade
+    (rise over run, :func:`make_scene`; 0: flat), the scene's when ``scene`` is given.
     """
     num_frames = _check_positive_int("num_frames", num_frames)
     height = _check_positive_int("height", height)
@@ -711,9 +783,12 @@ def render_sequence(num_frames: int = 30, height: int = 128, width: int = 416, s
         # the same arguments share the same street, so their common frames are identical.
         driven = float(distance(times[-1:], speed, stops)[0])
         length = max(150.0, 50.0 * np.ceil((driven + _VIEW_MARGIN) / 50.0))
-        scene = make_scene(seed, length=length, curvature=curvature, camera_height=camera_height)
+        scene = make_scene(seed, length=length, curvature=curvature, camera_height=camera_height,
+                           hills=hills)
     elif yaw_rate is not None:
         raise ValueError("give either scene or yaw_rate, not both (the scene fixes the road's curvature)")
+    elif hills:
+        raise ValueError("give either scene or hills, not both (the scene fixes the road's grades)")
     poses = trajectory(scene, times, speed=speed, seed=seed, weave=weave, pitch_roll=pitch_roll, stops=stops)
     images = np.empty((num_frames, height, width, 3), dtype=np.uint8)
     depths = np.empty((num_frames, height, width), dtype=np.float32)

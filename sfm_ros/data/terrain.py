@@ -1,0 +1,244 @@
+"""Hills for the synthetic street (:mod:`sfm_ros.data.synthetic`): the ground's height along the road.
+
+A street without hills lies on the plane ``y = ground_y``. With hills its ground rises and falls
+along the road with a smooth grade profile and has no cross slope: the height of a ground point
+is the road's height at the nearest point of the centreline. The camera then pitches with the
+road (:func:`sfm_ros.data.synthetic.trajectory`), the boxes stand on it (buried on their downhill
+side), and rays find it by marching and bracketing (:meth:`Terrain.intersect`).
+
+Conventions
+-----------
+* World frame as in :mod:`sfm_ros.data.synthetic`: x right, **y down**, z forward at the start;
+  heights are world ``y`` values, so climbing makes ``y`` smaller.
+* **Grade**: rise over run along the road, ``-d(road_y)/ds``; positive climbs. ``s`` is the
+  centreline's arc length in the horizontal plane (the scene's ``road_s``). The grade is zero at
+  ``s = 0`` (where every sequence starts with the identity pose) and at most ``max_grade`` in
+  magnitude.
+* **The ground's surface** is bilinear on a square grid of ``GRID_CELL`` metres that covers the
+  street and ``GRID_MARGIN`` metres around it (beyond it, the nearest edge value holds). It is
+  a function of the world point alone, so every view sees the same ground.
+* Where the street bends tightly, the nearest centreline point jumps across the inside of the
+  bend (its centre of curvature, at least 15 m away): the ground there steps by the height the
+  road climbed in between. Gentle curves and the streets' buildings keep this out of view.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+__all__ = ["Terrain", "MAX_GRADE", "GRID_CELL", "GRID_MARGIN", "grade_profile", "make_terrain"]
+
+MAX_GRADE = 0.15  # rise over run: steeper than any road a car camera records on
+GRID_CELL = 1.0  # metres
+GRID_MARGIN = 100.0  # metres of ground around the street's centreline extent
+_T_NEAR = 0.1  # ray parameter (metres of z-depth) where the march starts
+_T_RATIO = 1.1  # the march's step: each sample 10 % farther than the one before
+_REFINE = 60  # at most this many bracketing steps (Illinois false position; bisection where it stalls)
+_TOL = 1e-10  # a hit is found when the ray is this close to the ground, relative to t
+
+
+@dataclass(frozen=True)
+class Terrain:
+    """The ground's height: a profile along the centreline and its bilinear grid over the world."""
+
+    road_s: np.ndarray  # (N,) centreline arc length, metres
+    road_y: np.ndarray  # (N,) world y of the ground on the centreline (y down)
+    grade: np.ndarray  # (N,) rise over run (positive climbs)
+    origin: np.ndarray  # (2,) world (x, z) of grid node [0, 0]
+    cell: float  # grid spacing, metres
+    grid: np.ndarray  # (Nz, Nx) world y of the ground at the grid nodes
+    march_slope: float  # the steepest rise of the ground the march assumes (rise over run)
+
+    @property
+    def y_min(self) -> float:
+        """Highest ground (smallest world y)."""
+        return float(self.grid.min())
+
+    @property
+    def y_max(self) -> float:
+        """Lowest ground (largest world y)."""
+        return float(self.grid.max())
+
+    def along(self, s) -> tuple[np.ndarray, np.ndarray]:
+        """Ground height (world y) and grade on the centreline at arc length ``s`` (interpolated)."""
+        s = np.asarray(s, dtype=np.float64)
+        return np.interp(s, self.road_s, self.road_y), np.interp(s, self.road_s, self.grade)
+
+    def height(self, x, z) -> np.ndarray:
+        """World y of the ground under the world points ``(x, z)`` (any equal shapes)."""
+        x = np.asarray(x, dtype=np.float64)
+        z = np.asarray(z, dtype=np.float64)
+        nz, nx = self.grid.shape
+        gx = np.clip((x - self.origin[0]) / self.cell, 0.0, nx - 1.0)
+        gz = np.clip((z - self.origin[1]) / self.cell, 0.0, nz - 1.0)
+        ix = np.minimum(gx.astype(np.int64), nx - 2)
+        iz = np.minimum(gz.astype(np.int64), nz - 2)
+        fx = gx - ix
+        fz = gz - iz
+        flat = self.grid.reshape(-1)
+        k = iz * nx + ix
+        a = flat.take(k)
+        b = flat.take(k + 1)
+        c = flat.take(k + nx)
+        d = flat.take(k + nx + 1)
+        top = a + fx * (b - a)
+        return top + fz * (c + fx * (d - c) - top)
+
+    def intersect(self, origin, dirs, t_max) -> np.ndarray:
+        """First ground hit ``t`` of the rays ``origin + t * dirs`` with ``0 < t < t_max``; inf where none.
+
+        ``origin`` (3,) is above the ground; ``dirs`` (N, 3) world directions (any length);
+        ``t_max`` (N,) or a scalar (e.g. the depth of what the ray already hit). The march samples
+        ``t`` from where a ground rising at ``march_slope`` would first let the ray reach it, each
+        sample at least 10 % farther and as far as that slope allows; a sample under the ground
+        brackets the hit, which is then refined to ``1e-10`` of ``t``. :func:`make_terrain` sets
+        ``march_slope`` to the grid's steepest slope, so only a crest thinner than a step can be
+        stepped over, by a grazing ray. (Inside a tight bend the ground steps where the nearest
+        centreline point jumps: the march is slower there, not wrong.)
+        """
+        o = np.asarray(origin, dtype=np.float64)
+        d = np.asarray(dirs, dtype=np.float64).reshape(-1, 3)
+        n = d.shape[0]
+        t_max = np.broadcast_to(np.asarray(t_max, dtype=np.float64), (n,))
+        # Rays end at twice the grid's diagonal (past its edge the ground keeps the edge's heights).
+        reach = float(np.hypot(*self.grid.shape) * self.cell) * 2.0
+        t_end = np.minimum(t_max, reach)
+        out = np.full(n, np.inf)
+        clearance = float(self.height(o[0], o[2])) - o[1]
+        if clearance <= 0.0:
+            raise ValueError(f"the camera at {o} is not above the ground (ground y "
+                             f"{o[1] + clearance:.3f}, y points down)")
+        # How fast a ray can close on the ground per unit t: its own descent plus the steepest
+        # rise of the ground over its horizontal run. Rays that cannot close never hit.
+        closing = d[:, 1] + self.march_slope * np.hypot(d[:, 0], d[:, 2])
+
+        def below(idx: np.ndarray, t: np.ndarray) -> np.ndarray:
+            """Ray height minus ground height (> 0: the ray point lies under the ground)."""
+            p = o + t[:, None] * d.take(idx, axis=0)
+            return p[:, 1] - self.height(p[:, 0], p[:, 2])
+
+        y_lo, y_hi = self.y_min, self.y_max
+        with np.errstate(divide="ignore"):
+            t_first = np.maximum(clearance / np.where(closing > 0.0, closing, 0.0), _T_NEAR)
+        idx = np.flatnonzero((closing > 0.0) & (t_end > t_first))
+        close = closing.take(idx)
+        t_prev = t_first.take(idx)
+        f_prev = below(idx, t_prev)
+        hit_idx, lo, hi, f_lo, f_hi = [], [], [], [], []
+        early = f_prev >= 0.0  # the ground rose faster than march_slope: bracket from the start
+        if np.any(early):
+            e = idx[early]
+            f_near = below(e, np.full(e.size, _T_NEAR))
+            out[e[f_near >= 0.0]] = _T_NEAR
+            ok = f_near < 0.0
+            hit_idx.append(e[ok])
+            lo.append(np.full(int(ok.sum()), _T_NEAR))
+            hi.append(t_prev[early][ok])
+            f_lo.append(f_near[ok])
+            f_hi.append(f_prev[early][ok])
+            keep = ~early
+            idx, close, t_prev, f_prev = idx[keep], close[keep], t_prev[keep], f_prev[keep]
+        while idx.size:
+            step = np.maximum(-f_prev / close, (_T_RATIO - 1.0) * t_prev)
+            t = np.minimum(t_prev + step, t_end.take(idx))
+            f = below(idx, t)
+            crossed = f >= 0.0
+            if np.any(crossed):
+                hit_idx.append(idx[crossed])
+                lo.append(t_prev[crossed])
+                hi.append(t[crossed])
+                f_lo.append(f_prev[crossed])
+                f_hi.append(f[crossed])
+            dy = d[idx, 1]
+            y = o[1] + t * dy
+            # Done: crossed, reached the end, or above all ground and rising (or level).
+            live = ~crossed & (t < t_end.take(idx)) & ~((y < y_lo) & (dy <= 0.0)) & ~(y > y_hi)
+            idx, t_prev, f_prev, close = idx[live], t[live], f[live], close[live]
+        idx = np.concatenate(hit_idx) if hit_idx else np.zeros(0, dtype=np.int64)
+        if not idx.size:
+            return out
+        a, b = np.concatenate(lo), np.concatenate(hi)
+        fa, fb = np.concatenate(f_lo), np.concatenate(f_hi)
+        side = np.zeros(idx.size, dtype=np.int8)  # which end moved last time (Illinois)
+        for _ in range(_REFINE):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                t = b - fb * (b - a) / (fb - fa)
+            bad = ~np.isfinite(t) | (t <= a) | (t >= b)
+            t = np.where(bad, 0.5 * (a + b), t)
+            f = below(idx, t)
+            done = (np.abs(f) <= _TOL * t) | (b - a <= _TOL * b)
+            out[idx[done]] = t[done]
+            up = f >= 0.0  # the hit lies in [a, t]
+            # Illinois: halve the function value of an end kept twice in a row.
+            fa = np.where(up & (side == -1), 0.5 * fa, fa)
+            fb = np.where(~up & (side == 1), 0.5 * fb, fb)
+            b, fb = np.where(up, t, b), np.where(up, f, fb)
+            a, fa = np.where(up, a, t), np.where(up, fa, f)
+            side = np.where(up, -1, 1).astype(np.int8)
+            keep = ~done
+            idx, a, b, fa, fb, side = idx[keep], a[keep], b[keep], fa[keep], fb[keep], side[keep]
+            if not idx.size:
+                break
+        out[idx] = b  # not converged in _REFINE steps (none seen): the under-ground end
+        return out
+
+
+def grade_profile(s, max_grade: float, wavelengths, weights) -> np.ndarray:
+    """The grade at arc lengths ``s``: ``max_grade * sum(w_k sin(2 pi s / L_k)) / sum(w_k)``.
+
+    Zero at ``s = 0`` and never steeper than ``max_grade``.
+    """
+    s = np.asarray(s, dtype=np.float64)
+    wavelengths = np.asarray(wavelengths, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
+    waves = np.sin(2.0 * np.pi * s[..., None] / wavelengths) @ weights
+    return max_grade * waves / weights.sum()
+
+
+def make_terrain(road_s: np.ndarray, road_xz: np.ndarray, ground_y: float, max_grade: float,
+                 rng: np.random.Generator) -> Terrain:
+    """Hills along the centreline sampled at ``road_s`` (which holds ``s = 0``) with ``road_xz``.
+
+    The grade is two sine waves drawn from ``rng`` (wavelengths 250-500 m and 50-110 m), scaled
+    to ``max_grade`` (rise over run, ``0 < max_grade <= MAX_GRADE``); the ground is at
+    ``ground_y`` where the street starts (``s = 0``).
+    """
+    max_grade = float(max_grade)
+    if not np.isfinite(max_grade) or not 0.0 < max_grade <= MAX_GRADE:
+        raise ValueError(f"hills (the steepest grade, rise over run) must be in (0, {MAX_GRADE}], "
+                         f"got {max_grade}")
+    road_s = np.asarray(road_s, dtype=np.float64)
+    road_xz = np.asarray(road_xz, dtype=np.float64)
+    if road_s.ndim != 1 or road_xz.shape != (road_s.size, 2) or road_s.size < 2:
+        raise ValueError(f"road_s (N,) and road_xz (N, 2) must match, got {road_s.shape} and {road_xz.shape}")
+    i0 = int(np.argmin(np.abs(road_s)))
+    if road_s[i0] != 0.0:
+        raise ValueError("road_s must hold s = 0 exactly (where the street starts)")
+    wavelengths = [rng.uniform(250.0, 500.0), rng.uniform(50.0, 110.0)]
+    weights = [1.0, rng.uniform(0.3, 0.7)]
+    grade = grade_profile(road_s, max_grade, wavelengths, weights)
+    # Height: y falls as the road climbs; trapezoidal integration from s = 0.
+    rise = np.concatenate([[0.0], np.cumsum(0.5 * (grade[1:] + grade[:-1]) * np.diff(road_s))])
+    road_y = float(ground_y) - (rise - rise[i0])
+
+    lo = road_xz.min(axis=0) - GRID_MARGIN
+    hi = road_xz.max(axis=0) + GRID_MARGIN
+    nx = int(np.ceil((hi[0] - lo[0]) / GRID_CELL)) + 1
+    nz = int(np.ceil((hi[1] - lo[1]) / GRID_CELL)) + 1
+    gx, gz = np.meshgrid(lo[0] + GRID_CELL * np.arange(nx), lo[1] + GRID_CELL * np.arange(nz))
+    nodes = np.stack([gx.ravel(), gz.ravel()], axis=1)
+    # Arc length of each node's nearest centreline point: the nearest sample, then along its
+    # tangent (the samples are 0.1 m apart, so the step stays within one or two samples).
+    _, k = cKDTree(road_xz).query(nodes)
+    k = np.clip(k, 0, road_s.size - 2)
+    tangent = road_xz[k + 1] - road_xz[k]
+    seg = np.linalg.norm(tangent, axis=1)
+    along = np.einsum("ij,ij->i", nodes - road_xz[k], tangent) / np.maximum(seg, 1e-12)
+    s_node = np.clip(road_s[k] + along, road_s[0], road_s[-1])
+    grid = np.interp(s_node, road_s, road_y).reshape(nz, nx)
+    # The bilinear surface is nowhere steeper than its steepest cell edges along x and z together.
+    slope = np.hypot(np.abs(np.diff(grid, axis=1)).max(), np.abs(np.diff(grid, axis=0)).max()) / GRID_CELL
+    return Terrain(road_s=road_s.copy(), road_y=road_y, grade=grade, origin=lo, cell=GRID_CELL,
+                   grid=grid, march_slope=float(slope))

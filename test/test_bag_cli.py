@@ -214,6 +214,26 @@ def test_overwrite_only_replaces_a_bag(capsys, image_dir, tmp_path, small_bag):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs", "small"]  # nothing left aside
 
 
+def test_from_synthetic_drives_with_hills_and_stops(capsys, tmp_path):
+    """--hills, --stops, --yaw-rate and --camera-height reach the renderer: the ground truth climbs,
+    stands still through the stop, and turns as asked."""
+    common = ["--frames", "60", "--height", "24", "--width", "64", "--seed", "3", "--speed", "8"]
+    rc, _, err = _run(capsys, "from-synthetic", tmp_path / "hilly", *common, "--hills", "0.12",
+                      "--stops", "3:1.5", "--yaw-rate", "0.02", "--camera-height", "1.2")
+    assert rc == 0, err
+    rc, _, err = _run(capsys, "from-synthetic", tmp_path / "flat", *common, "--yaw-rate", "0.02")
+    assert rc == 0, err
+    _, hilly = read_odometry(tmp_path / "hilly", "/ground_truth/odom")
+    _, flat = read_odometry(tmp_path / "flat", "/ground_truth/odom")
+    up_h, up_f = -hilly[:, 1, 3], -flat[:, 1, 3]  # the renderer's optical world frame: y down
+    assert np.ptp(up_f) < 1e-9 and np.ptp(up_h) > 0.1
+    step = np.linalg.norm(np.diff(hilly[:, :3, 3], axis=0), axis=1)
+    assert np.sum(step < 1e-9) >= 10  # 1.5 s standing still at 10 Hz
+    # The gentle curve: ~0.02 rad/s over the drive, far from the seed's own drawn rate.
+    yaw = np.arctan2(flat[-1, 0, 2], flat[-1, 2, 2])
+    assert abs(yaw) < 0.02 * 6.0 * 1.5 + 0.05
+
+
 # ------------------------------------------------------------------------------------ errors
 def test_usage_errors(capsys):
     rc, _, err = _run(capsys)
@@ -248,7 +268,10 @@ def test_input_errors(capsys, tmp_path, image_dir, small_bag):
     rc, _, err = _run(capsys, "info", image_dir)
     _assert_one_line_error(rc, err, "is not a bag: expected a ROS 1 .bag file, a ROS 2 bag folder")
     for flag, value, needle in (("--start-time", "-5", "--start-time must be a finite time >= 0 s, got -5"),
-                                ("--fps", "nan", "--fps must be a frame rate > 0, got nan")):
+                                ("--fps", "nan", "--fps must be a frame rate > 0, got nan"),
+                                ("--hills", "0.5", "hills (the steepest grade, rise over run) must be in"),
+                                ("--stops", "1:x", "--stops: a stop is START:DURATION in seconds, got '1:x'"),
+                                ("--camera-height", "-1", "camera_height")):
         rc, _, err = _run(capsys, "from-synthetic", tmp_path / "o", "--frames", "3", flag, value)
         _assert_one_line_error(rc, err, needle)
     assert not (tmp_path / "o").exists()

@@ -329,6 +329,17 @@ def _add_from_synthetic(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=416)
     p.add_argument("--fps", type=float, default=10.0)
     p.add_argument("--speed", type=float, default=6.0, help="m/s (default 6)")
+    p.add_argument("--yaw-rate", type=float, default=None, metavar="RAD_S",
+                   help="the street's mean yaw rate at --speed, rad/s, positive turning right (default: "
+                        "drawn from the seed, 0.05-0.25 of either sign; a drive of a kilometre needs a gentle "
+                        "curve, e.g. 0.015)")
+    p.add_argument("--stops", default="", metavar="START:DURATION,...",
+                   help="stand still at these seconds for these seconds, braking and pulling away over 2 s "
+                        "each (default: none)")
+    p.add_argument("--hills", type=float, default=0.0, metavar="GRADE",
+                   help="the road climbs and falls with grades up to GRADE, rise over run (e.g. 0.06; "
+                        "default 0: flat)")
+    p.add_argument("--camera-height", type=float, default=1.5, help="metres above the road (default 1.5)")
     p.add_argument("--no-poses", action="store_true", help="do not write ground-truth odometry")
     add_writer_arguments(p)
 
@@ -340,7 +351,22 @@ def _run_from_synthetic(args: argparse.Namespace) -> int:
     if args.frames < 1:
         raise UsageError(f"from-synthetic: --frames must be >= 1, got {args.frames}")
     _check_rate_and_start(args)
-    seq = render_sequence(args.frames, args.height, args.width, seed=args.seed, fps=args.fps, speed=args.speed)
+    from sfm_ros.data.speed_profile import parse_stops
+
+    try:
+        stops = parse_stops(args.stops)
+    except ValueError as e:
+        raise UsageError(f"from-synthetic: --stops: {e}") from None
+    try:
+        seq = render_sequence(args.frames, args.height, args.width, seed=args.seed, fps=args.fps,
+                              speed=args.speed, yaw_rate=args.yaw_rate, camera_height=args.camera_height,
+                              stops=stops, hills=args.hills)
+    except ValueError as e:
+        hint = ""
+        if "inside box" in str(e):  # a long drive on a tight street meets its own buildings
+            hint = ("; at the seed's curvature a long drive winds back into its own street: give a gentle "
+                    "--yaw-rate (e.g. 0.015 rad/s)")
+        raise UsageError(f"from-synthetic: {e}{hint}") from None
     K = seq.K
     camera = CameraModel.from_intrinsics(K[0, 0], K[1, 1], K[0, 2], K[1, 2], args.width, args.height)
     frames = list(zip(seq.timestamps, seq.images))

@@ -210,8 +210,10 @@ def main(argv=None) -> int:
         stops = parse_stops(args.stops)
     except ValueError as e:
         ap.error(f"--stops: {e}")
-    if not 0.0 <= args.hills <= 0.15:
-        ap.error(f"--hills must be a grade (rise over run) in [0, 0.15], got {args.hills}")
+    from sfm_ros.data.terrain import MAX_GRADE
+
+    if not 0.0 <= args.hills <= MAX_GRADE:
+        ap.error(f"--hills must be a grade (rise over run) in [0, {MAX_GRADE}], got {args.hills}")
     hurry = f"; window hurried on every {args.hurry_every}-th refined frame" if args.hurry_every > 0 else ""
     print(f"{machine_info()}; checkpoint {args.checkpoint}; settings {settings or 'node defaults'}; refiner "
           f"{refiner_opts or 'defaults'}{hurry}; streets' stops {list(stops) or 'none'}, hills {args.hills or 'none'}; corner budget fixed "
@@ -221,8 +223,8 @@ def main(argv=None) -> int:
     yaws = [float(y) for y in args.yaw_rates.split(",")]
     for d, (kind, seed) in enumerate(drives):
         if kind == "seed":
-            seq = render_sequence(num_frames=args.frames, seed=seed, yaw_rate=yaws[d % len(yaws)], stops=stops,
-                                  hills=args.hills)
+            seq = render_sequence(num_frames=args.frames, seed=seed, yaw_rate=yaws[d % len(yaws)],
+                                  stops=stops, hills=args.hills)
             images, stamps, K, gt, h, name = seq.images, seq.timestamps, seq.K, seq.poses, 1.5, f"street {seed}"
         else:
             from sfm_ros.data.sources import read_image, read_kitti_odometry

@@ -269,9 +269,10 @@ def test_input_errors(capsys, tmp_path, image_dir, small_bag):
     _assert_one_line_error(rc, err, "is not a bag: expected a ROS 1 .bag file, a ROS 2 bag folder")
     for flag, value, needle in (("--start-time", "-5", "--start-time must be a finite time >= 0 s, got -5"),
                                 ("--fps", "nan", "--fps must be a frame rate > 0, got nan"),
-                                ("--hills", "0.5", "hills (the steepest grade, rise over run) must be in"),
+                                ("--hills", "0.5", "--hills must be a grade (rise over run) in [0, 0.15], got 0.5"),
                                 ("--stops", "1:x", "--stops: a stop is START:DURATION in seconds, got '1:x'"),
-                                ("--camera-height", "-1", "camera_height")):
+                                ("--camera-height", "-1", "--camera-height must be a height > 0 m, got -1"),
+                                ("--yaw-rate", "0.5", "--yaw-rate must be within +-0.267 rad/s at --speed 6 m/s")):
         rc, _, err = _run(capsys, "from-synthetic", tmp_path / "o", "--frames", "3", flag, value)
         _assert_one_line_error(rc, err, needle)
     assert not (tmp_path / "o").exists()

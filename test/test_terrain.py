@@ -16,7 +16,7 @@ def _plane_terrain(a: float, bx: float, bz: float) -> Terrain:
     gx, gz = np.meshgrid(xs, xs)
     s = np.array([-1.0, 0.0, 1.0])
     return Terrain(road_s=s, road_y=np.full(3, a), grade=np.zeros(3), origin=np.array([-100.0, -100.0]),
-                   cell=1.0, grid=a + bx * gx + bz * gz, march_slope=float(np.hypot(bx, bz)))
+                   cell=1.0, grid=a + bx * gx + bz * gz, tile_slope=np.full((1, 1), float(np.hypot(bx, bz))))
 
 
 def _rays(n: int, seed: int = 0) -> np.ndarray:
@@ -65,6 +65,10 @@ def test_intersect_stops_at_t_max_and_refuses_a_camera_under_ground():
     np.testing.assert_allclose(ter.intersect(o, d, np.inf), [3.0, 15.0], rtol=1e-9)
     t = ter.intersect(o, d, np.array([10.0, 10.0]))
     assert t[0] == pytest.approx(3.0) and np.isinf(t[1])
+    # A march cut short at t_max brackets a hit just before it; just after it, none.
+    t = ter.intersect(o, d[1:], np.array([15.2]))
+    assert t[0] == pytest.approx(15.0, rel=1e-9)
+    assert np.isinf(ter.intersect(o, d[1:], np.array([14.9]))[0])
     with pytest.raises(ValueError, match="not above the ground"):
         ter.intersect(np.array([0.0, 2.0, 0.0]), d, np.inf)
 
@@ -125,9 +129,17 @@ def test_the_camera_rides_the_hills(hilly):
     np.testing.assert_allclose(-z[:, 1] / np.hypot(z[:, 0], z[:, 2]), grade, atol=1e-6)
     # Height: camera_height along the road's normal, i.e. camera_height / cos above the ground.
     clearance = sc.ground_height(P[:, 0, 3], P[:, 2, 3]) - P[:, 1, 3]
-    np.testing.assert_allclose(clearance, sc.camera_height / np.cos(np.arctan(grade)), atol=2e-3)
-    # The car travels a little more than the horizontal arc length.
-    assert np.all(d > 0.8 - 0.05) and np.all(d < 0.8 * 1.01 + 0.05)
+    np.testing.assert_allclose(clearance, sc.camera_height / np.cos(np.arctan(grade)), atol=1e-3)
+    assert np.all(d > 0.7) and np.all(d < 0.9)
+    # Without the weave, the camera stands exactly camera_height from the road's centreline point
+    # along the road's normal (up and, on a climb, back).
+    Q = S.trajectory(sc, np.arange(12) / 10.0, speed=8.0, weave=0.0, pitch_roll=0.0)
+    xz, heading = sc.road_pose(s)
+    y, _ = sc.terrain.along(s)
+    climb = np.arctan(grade)
+    up = np.stack([-np.sin(climb) * np.sin(heading), -np.cos(climb), -np.sin(climb) * np.cos(heading)], axis=1)
+    contact = np.stack([xz[:, 0], y, xz[:, 1]], axis=1)
+    np.testing.assert_allclose(Q[:, :3, 3], contact + sc.camera_height * up, atol=1e-9)
 
 
 def test_depth_is_exact_on_the_hills(hilly):
@@ -165,7 +177,7 @@ def test_intersect_finds_ground_that_rises_faster_than_the_march_assumes():
     # A plane rising at 30 % while the march assumes 1 %: hits still exact (bracketed from the start).
     ter = _plane_terrain(1.5, 0.0, -0.3)
     ter = Terrain(road_s=ter.road_s, road_y=ter.road_y, grade=ter.grade, origin=ter.origin,
-                  cell=ter.cell, grid=ter.grid, march_slope=0.01)
+                  cell=ter.cell, grid=ter.grid, tile_slope=np.full((1, 1), 0.01))
     o = np.zeros(3)
     d = np.array([[0.0, 0.0, 1.0], [0.0, -0.005, 1.0], [0.0, 0.2, 1.0]])
     t_ref = 1.5 / (d[:, 1] + 0.3)

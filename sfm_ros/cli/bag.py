@@ -330,9 +330,9 @@ def _add_from_synthetic(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float, default=10.0)
     p.add_argument("--speed", type=float, default=6.0, help="m/s (default 6)")
     p.add_argument("--yaw-rate", type=float, default=None, metavar="RAD_S",
-                   help="the street's mean yaw rate at --speed, rad/s, positive turning right (default: "
-                        "drawn from the seed, 0.05-0.25 of either sign; a drive of a kilometre needs a gentle "
-                        "curve, e.g. 0.015)")
+                   help="the street's mean yaw rate at --speed, rad/s, positive turning right (default: the "
+                        "seed's street, 0.05-0.25 rad/s of either sign at 6 m/s; a drive of a kilometre needs a "
+                        "gentle curve, e.g. 0.015)")
     p.add_argument("--stops", default="", metavar="START:DURATION,...",
                    help="stand still at these seconds for these seconds, braking and pulling away over 2 s "
                         "each (default: none)")
@@ -353,10 +353,23 @@ def _run_from_synthetic(args: argparse.Namespace) -> int:
     _check_rate_and_start(args)
     from sfm_ros.data.speed_profile import parse_stops
 
+    from sfm_ros.data.synthetic import MAX_MEAN_CURVATURE
+    from sfm_ros.data.terrain import MAX_GRADE
+
     try:
         stops = parse_stops(args.stops)
     except ValueError as e:
         raise UsageError(f"from-synthetic: --stops: {e}") from None
+    if not (math.isfinite(args.camera_height) and args.camera_height > 0):
+        raise UsageError(f"from-synthetic: --camera-height must be a height > 0 m, got {args.camera_height:g}")
+    if not (math.isfinite(args.hills) and 0 <= args.hills <= MAX_GRADE):
+        raise UsageError(f"from-synthetic: --hills must be a grade (rise over run) in [0, {MAX_GRADE}], "
+                         f"got {args.hills:g}")
+    if args.yaw_rate is not None and math.isfinite(args.speed) and args.speed > 0:
+        limit = MAX_MEAN_CURVATURE * args.speed
+        if not (math.isfinite(args.yaw_rate) and abs(args.yaw_rate) <= limit):
+            raise UsageError(f"from-synthetic: --yaw-rate must be within +-{limit:.3f} rad/s at --speed "
+                             f"{args.speed:g} m/s (a street's turning radius of 15 m at least), got {args.yaw_rate:g}")
     try:
         seq = render_sequence(args.frames, args.height, args.width, seed=args.seed, fps=args.fps,
                               speed=args.speed, yaw_rate=args.yaw_rate, camera_height=args.camera_height,
@@ -364,7 +377,8 @@ def _run_from_synthetic(args: argparse.Namespace) -> int:
     except ValueError as e:
         hint = ""
         if "inside box" in str(e):  # a long drive on a tight street meets its own buildings
-            hint = ("; at the seed's curvature a long drive winds back into its own street: give a gentle "
+            where = "the seed's curvature" if args.yaw_rate is None else "this --yaw-rate"
+            hint = (f"; at {where} a drive this long winds back into its own street: give a gentler "
                     "--yaw-rate (e.g. 0.015 rad/s)")
         raise UsageError(f"from-synthetic: {e}{hint}") from None
     K = seq.K

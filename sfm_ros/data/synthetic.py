@@ -48,11 +48,12 @@ import numpy as np
 
 from sfm_ros.core.se3 import rot_x, rot_y, rot_z
 from sfm_ros.data.speed_profile import check_stops, distance
-from sfm_ros.data.terrain import Terrain, make_terrain
+from sfm_ros.data.terrain import MAX_GRADE, Terrain, make_terrain
 from sfm_ros.data.textures import (TABLE_SIZE, fbm, low_freq, quad_table, smoothstep, value_noise,
                                    window_pattern)
 
 __all__ = [
+    "MAX_MEAN_CURVATURE",
     "Scene",
     "SyntheticSequence",
     "RayHits",
@@ -70,6 +71,8 @@ GROUND = 0
 
 _NEAR = 0.05  # metres: near clipping for culling
 _MAX_CURVATURE = 1.0 / 15.0  # 1/m: turning radius of at least 15 m
+#: the steepest mean curvature of a street (1/m): its curvature reaches 1.5x the mean
+MAX_MEAN_CURVATURE = _MAX_CURVATURE / 1.5
 _START_MARGIN = 15.0  # metres of street behind the start
 _VIEW_MARGIN = 60.0  # metres of street beyond the last camera position (then the far wall)
 
@@ -136,7 +139,7 @@ class Scene:
 
     @property
     def ground_y(self) -> float:
-        """World y of the ground plane (y points down)."""
+        """World y of the ground plane (y points down); on hills, of the ground where the street starts."""
         return float(self.camera_height)
 
     @property
@@ -280,8 +283,8 @@ def make_scene(seed: int = 0, length: float = 150.0, curvature: float | None = N
     if box_density < 0:
         raise ValueError(f"box_density must be >= 0, got {box_density}")
     hills = _check_finite("hills", hills)
-    if hills < 0:
-        raise ValueError(f"hills (the steepest grade, rise over run) must be >= 0, got {hills}")
+    if not 0 <= hills <= MAX_GRADE:
+        raise ValueError(f"hills (the steepest grade, rise over run) must be in [0, {MAX_GRADE}], got {hills}")
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x5F3])
     if curvature is None:
         kappa0 = _draw_curvature(rng, 6.0)
@@ -383,16 +386,16 @@ def make_scene(seed: int = 0, length: float = 150.0, curvature: float | None = N
         terrain = make_terrain(s, road_xz, camera_height, hills,
                                np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x5F3, 5]))
         # Each box keeps its height above the highest ground under it and reaches down to the
-        # lowest (world y points down).
-        c, sn = np.cos(box_yaw), np.sin(box_yaw)
-        corner_y = []
-        for ex, ez in ((-1, -1), (-1, 1), (1, -1), (1, 1), (0, 0)):
-            lx, lz = ex * box_half[:, 0], ez * box_half[:, 2]
-            corner_y.append(terrain.height(box_center[:, 0] + c * lx + sn * lz,
-                                           box_center[:, 1] - sn * lx + c * lz))
-        corner_y = np.stack(corner_y)
-        box_base = corner_y.max(axis=0)
-        top = corner_y.min(axis=0) - 2.0 * box_half[:, 1]
+        # lowest (world y points down), sampled over its footprint at least every 0.5 m.
+        box_base, top = np.empty(m), np.empty(m)
+        for i in range(m):
+            hx, hz = box_half[i, 0], box_half[i, 2]
+            lx, lz = np.meshgrid(np.linspace(-hx, hx, int(np.ceil(4 * hx)) + 1),
+                                 np.linspace(-hz, hz, int(np.ceil(4 * hz)) + 1))
+            c, sn = np.cos(box_yaw[i]), np.sin(box_yaw[i])
+            under = terrain.height(box_center[i, 0] + c * lx + sn * lz, box_center[i, 1] - sn * lx + c * lz)
+            box_base[i] = under.max()
+            top[i] = under.min() - 2.0 * box_half[i, 1]
         box_half[:, 1] = 0.5 * (box_base - top)
     sun = np.array([rng.uniform(-0.6, 0.6), -1.0, rng.uniform(-0.5, 0.5)])
     sun /= np.linalg.norm(sun)
@@ -670,7 +673,10 @@ def _shade(scene: Scene, hits: RayHits, f_mean: float) -> np.ndarray:
     if np.any(g):
         s1[g] = p[g, 0] + scene.ground_offset[0]
         s2[g] = p[g, 2] + scene.ground_offset[1]
-        ndot[g] = d[g, 1]
+        if scene.terrain is None:
+            ndot[g] = d[g, 1]
+        else:  # the hill's own normal, for the level of detail
+            ndot[g] = np.einsum("ij,ij->i", d[g], scene.terrain.normal(p[g, 0], p[g, 2]))
         contrast[g] = scene.ground_contrast
         shade[g] = scene.ground_shade
         cell[g] = 6.0

@@ -28,13 +28,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-__all__ = ["Terrain", "MAX_GRADE", "GRID_CELL", "GRID_MARGIN", "grade_profile", "make_terrain"]
+__all__ = ["Terrain", "MAX_GRADE", "GRID_CELL", "GRID_MARGIN", "TILE_CELLS", "grade_profile", "make_terrain",
+           "tile_slopes"]
 
 MAX_GRADE = 0.15  # rise over run: steeper than any road a car camera records on
 GRID_CELL = 1.0  # metres
 GRID_MARGIN = 100.0  # metres of ground around the street's centreline extent
-_T_NEAR = 0.1  # ray parameter (metres of z-depth) where the march starts
-_T_RATIO = 1.1  # the march's step: each sample 10 % farther than the one before
+TILE_CELLS = 8  # grid cells along a side of a tile of the march's slope bounds
+_T_RATIO = 1.1  # the march's step: each sample at least 10 % farther than the one before
 _REFINE = 60  # at most this many bracketing steps (Illinois false position; bisection where it stalls)
 _TOL = 1e-10  # a hit is found when the ray is this close to the ground, relative to t
 
@@ -49,7 +50,13 @@ class Terrain:
     origin: np.ndarray  # (2,) world (x, z) of grid node [0, 0]
     cell: float  # grid spacing, metres
     grid: np.ndarray  # (Nz, Nx) world y of the ground at the grid nodes
-    march_slope: float  # the steepest rise of the ground the march assumes (rise over run)
+    tile_slope: np.ndarray  # (Tz, Tx) steepest slope (rise over run) in each tile and its 8 neighbours
+    tile_cells: int = TILE_CELLS  # cells along a tile's side
+
+    @property
+    def march_slope(self) -> float:
+        """The steepest slope anywhere (rise over run, any direction)."""
+        return float(self.tile_slope.max())
 
     @property
     def y_min(self) -> float:
@@ -86,25 +93,56 @@ class Terrain:
         top = a + fx * (b - a)
         return top + fz * (c + fx * (d - c) - top)
 
+    def normal(self, x, z) -> np.ndarray:
+        """Unit normal (..., 3) of the ground under ``(x, z)``, pointing down into it (+y on level ground)."""
+        x = np.asarray(x, dtype=np.float64)
+        z = np.asarray(z, dtype=np.float64)
+        nz, nx = self.grid.shape
+        gx = np.clip((x - self.origin[0]) / self.cell, 0.0, nx - 1.0)
+        gz = np.clip((z - self.origin[1]) / self.cell, 0.0, nz - 1.0)
+        ix = np.minimum(gx.astype(np.int64), nx - 2)
+        iz = np.minimum(gz.astype(np.int64), nz - 2)
+        fx = gx - ix
+        fz = gz - iz
+        flat = self.grid.reshape(-1)
+        k = iz * nx + ix
+        a, b, c, d = flat.take(k), flat.take(k + 1), flat.take(k + nx), flat.take(k + nx + 1)
+        # The bilinear cell's gradient; the surface y = G(x, z) has the normal (-G_x, 1, -G_z).
+        g_x = ((1.0 - fz) * (b - a) + fz * (d - c)) / self.cell
+        g_z = ((1.0 - fx) * (c - a) + fx * (d - b)) / self.cell
+        n = np.stack([-g_x, np.ones_like(g_x), -g_z], axis=-1)
+        return n / np.linalg.norm(n, axis=-1, keepdims=True)
+
+    def local_slope(self, x, z) -> np.ndarray:
+        """The steepest slope of the ground within a tile's side (``tile_cells * cell`` metres) of ``(x, z)``."""
+        tz, tx = self.tile_slope.shape
+        side = self.tile_cells * self.cell
+        ix = np.clip(np.floor((np.asarray(x) - self.origin[0]) / side), 0, tx - 1).astype(np.int64)
+        iz = np.clip(np.floor((np.asarray(z) - self.origin[1]) / side), 0, tz - 1).astype(np.int64)
+        return self.tile_slope.reshape(-1).take(iz * tx + ix)
+
     def intersect(self, origin, dirs, t_max) -> np.ndarray:
         """First ground hit ``t`` of the rays ``origin + t * dirs`` with ``0 < t < t_max``; inf where none.
 
         ``origin`` (3,) is above the ground; ``dirs`` (N, 3) world directions (any length);
         ``t_max`` (N,) or a scalar (e.g. the depth of what the ray already hit). The march samples
-        ``t`` from where a ground rising at ``march_slope`` would first let the ray reach it, each
-        sample at least 10 % farther and as far as that slope allows; a sample under the ground
-        brackets the hit, which is then refined to ``1e-10`` of ``t``. :func:`make_terrain` sets
-        ``march_slope`` to the grid's steepest slope, so only a crest thinner than a step can be
-        stepped over, by a grazing ray. (Inside a tight bend the ground steps where the nearest
-        centreline point jumps: the march is slower there, not wrong.)
+        ``t`` from as far as the steepest slope near the camera (``local_slope``, within a tile's
+        side) lets the ray go without meeting the ground; each next sample lies as far as the
+        steepest slope near the ray's last sample lets it go, but at least 10 % farther. Rays that
+        could not reach ground rising at the steepest slope anywhere (``march_slope``) never hit. A sample under the ground brackets the hit, which is then refined to
+        ``1e-10`` of ``t``: only a crest thinner than a tenth of its distance can be stepped over,
+        by a grazing ray. Where the nearest centreline point jumps (across the inside of a bend)
+        the ground steps and the slopes near it are steep: the march is slower there, not wrong.
         """
         o = np.asarray(origin, dtype=np.float64)
         d = np.asarray(dirs, dtype=np.float64).reshape(-1, 3)
         n = d.shape[0]
         t_max = np.broadcast_to(np.asarray(t_max, dtype=np.float64), (n,))
-        # Rays end at twice the grid's diagonal (past its edge the ground keeps the edge's heights).
-        reach = float(np.hypot(*self.grid.shape) * self.cell) * 2.0
+        # Rays end twice the grid's diagonal away (past its edge the ground keeps the edge's heights).
+        run = np.hypot(d[:, 0], d[:, 2])  # horizontal metres per unit t
+        reach = 2.0 * float(np.hypot(*self.grid.shape) * self.cell) / np.linalg.norm(d, axis=1)
         t_end = np.minimum(t_max, reach)
+        side = self.tile_cells * self.cell
         out = np.full(n, np.inf)
         clearance = float(self.height(o[0], o[2])) - o[1]
         if clearance <= 0.0:
@@ -112,7 +150,7 @@ class Terrain:
                              f"{o[1] + clearance:.3f}, y points down)")
         # How fast a ray can close on the ground per unit t: its own descent plus the steepest
         # rise of the ground over its horizontal run. Rays that cannot close never hit.
-        closing = d[:, 1] + self.march_slope * np.hypot(d[:, 0], d[:, 2])
+        closing = d[:, 1] + self.march_slope * run
 
         def below(idx: np.ndarray, t: np.ndarray) -> np.ndarray:
             """Ray height minus ground height (> 0: the ray point lies under the ground)."""
@@ -120,28 +158,30 @@ class Terrain:
             return p[:, 1] - self.height(p[:, 0], p[:, 2])
 
         y_lo, y_hi = self.y_min, self.y_max
-        with np.errstate(divide="ignore"):
-            t_first = np.maximum(clearance / np.where(closing > 0.0, closing, 0.0), _T_NEAR)
+        # The first sample: as far as the slopes near the camera let each ray go unhindered.
+        first = d[:, 1] + self.local_slope(o[0], o[2]) * run
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t_first = np.minimum(np.where(first > 0.0, clearance / first, np.inf), side / run)
         idx = np.flatnonzero((closing > 0.0) & (t_end > t_first))
-        close = closing.take(idx)
         t_prev = t_first.take(idx)
         f_prev = below(idx, t_prev)
         hit_idx, lo, hi, f_lo, f_hi = [], [], [], [], []
-        early = f_prev >= 0.0  # the ground rose faster than march_slope: bracket from the start
+        early = f_prev >= 0.0  # only where the slopes were given too low: bracket from the camera
         if np.any(early):
-            e = idx[early]
-            f_near = below(e, np.full(e.size, _T_NEAR))
-            out[e[f_near >= 0.0]] = _T_NEAR
-            ok = f_near < 0.0
-            hit_idx.append(e[ok])
-            lo.append(np.full(int(ok.sum()), _T_NEAR))
-            hi.append(t_prev[early][ok])
-            f_lo.append(f_near[ok])
-            f_hi.append(f_prev[early][ok])
-            keep = ~early
-            idx, close, t_prev, f_prev = idx[keep], close[keep], t_prev[keep], f_prev[keep]
+            hit_idx.append(idx[early])
+            lo.append(np.zeros(int(early.sum())))
+            hi.append(t_prev[early])
+            f_lo.append(np.full(int(early.sum()), -clearance))
+            f_hi.append(f_prev[early])
+            idx, t_prev, f_prev = idx[~early], t_prev[~early], f_prev[~early]
         while idx.size:
-            step = np.maximum(-f_prev / close, (_T_RATIO - 1.0) * t_prev)
+            p = o + t_prev[:, None] * d.take(idx, axis=0)
+            h = run.take(idx)
+            near = d[idx, 1] + self.local_slope(p[:, 0], p[:, 2]) * h
+            with np.errstate(divide="ignore", invalid="ignore"):
+                # Safe within a tile's side of the sample: no farther than that side horizontally.
+                safe = np.minimum(np.where(near > 0.0, -f_prev / near, np.inf), side / h)
+            step = np.maximum(safe, (_T_RATIO - 1.0) * t_prev)
             t = np.minimum(t_prev + step, t_end.take(idx))
             f = below(idx, t)
             crossed = f >= 0.0
@@ -155,7 +195,7 @@ class Terrain:
             y = o[1] + t * dy
             # Done: crossed, reached the end, or above all ground and rising (or level).
             live = ~crossed & (t < t_end.take(idx)) & ~((y < y_lo) & (dy <= 0.0)) & ~(y > y_hi)
-            idx, t_prev, f_prev, close = idx[live], t[live], f[live], close[live]
+            idx, t_prev, f_prev = idx[live], t[live], f[live]
         idx = np.concatenate(hit_idx) if hit_idx else np.zeros(0, dtype=np.int64)
         if not idx.size:
             return out
@@ -238,7 +278,26 @@ def make_terrain(road_s: np.ndarray, road_xz: np.ndarray, ground_y: float, max_g
     along = np.einsum("ij,ij->i", nodes - road_xz[k], tangent) / np.maximum(seg, 1e-12)
     s_node = np.clip(road_s[k] + along, road_s[0], road_s[-1])
     grid = np.interp(s_node, road_s, road_y).reshape(nz, nx)
-    # The bilinear surface is nowhere steeper than its steepest cell edges along x and z together.
-    slope = np.hypot(np.abs(np.diff(grid, axis=1)).max(), np.abs(np.diff(grid, axis=0)).max()) / GRID_CELL
     return Terrain(road_s=road_s.copy(), road_y=road_y, grade=grade, origin=lo, cell=GRID_CELL,
-                   grid=grid, march_slope=float(slope))
+                   grid=grid, tile_slope=tile_slopes(grid, GRID_CELL, TILE_CELLS))
+
+
+def tile_slopes(grid: np.ndarray, cell: float, tile_cells: int) -> np.ndarray:
+    """The steepest slope of the bilinear surface over ``grid`` in each tile of ``tile_cells`` cells
+    and its 8 neighbours (so it bounds the slope within a tile's side of any point of the tile).
+
+    A bilinear cell is nowhere steeper than its steeper x edge and its steeper z edge together.
+    """
+    from scipy.ndimage import maximum_filter
+
+    dx = np.abs(np.diff(grid, axis=1))
+    dz = np.abs(np.diff(grid, axis=0))
+    sx = np.maximum(dx[1:], dx[:-1])  # (Nz - 1, Nx - 1): the cell's steeper x edge
+    sz = np.maximum(dz[:, 1:], dz[:, :-1])
+    cells = np.hypot(sx, sz) / cell
+    cz, cx = cells.shape
+    tz, tx = -(-cz // tile_cells), -(-cx // tile_cells)
+    padded = np.zeros((tz * tile_cells, tx * tile_cells))
+    padded[:cz, :cx] = cells
+    tiles = padded.reshape(tz, tile_cells, tx, tile_cells).max(axis=(1, 3))
+    return maximum_filter(tiles, size=3, mode="nearest")

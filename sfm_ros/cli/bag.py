@@ -369,7 +369,8 @@ def _run_from_synthetic(args: argparse.Namespace) -> int:
         limit = MAX_MEAN_CURVATURE * args.speed
         if not (math.isfinite(args.yaw_rate) and abs(args.yaw_rate) <= limit):
             raise UsageError(f"from-synthetic: --yaw-rate must be within +-{limit:.3f} rad/s at --speed "
-                             f"{args.speed:g} m/s (a street's turning radius of 15 m at least), got {args.yaw_rate:g}")
+                             f"{args.speed:g} m/s (a street's turning radius of 15 m at least), "
+                             f"got {args.yaw_rate:g}")
     try:
         seq = render_sequence(args.frames, args.height, args.width, seed=args.seed, fps=args.fps,
                               speed=args.speed, yaw_rate=args.yaw_rate, camera_height=args.camera_height,

@@ -129,10 +129,11 @@ class Terrain:
         ``t`` from as far as the steepest slope near the camera (``local_slope``, within a tile's
         side) lets the ray go without meeting the ground; each next sample lies as far as the
         steepest slope near the ray's last sample lets it go, but at least 10 % farther. Rays that
-        could not reach ground rising at the steepest slope anywhere (``march_slope``) never hit. A sample under the ground brackets the hit, which is then refined to
-        ``1e-10`` of ``t``: only a crest thinner than a tenth of its distance can be stepped over,
-        by a grazing ray. Where the nearest centreline point jumps (across the inside of a bend)
-        the ground steps and the slopes near it are steep: the march is slower there, not wrong.
+        could not reach ground rising at the steepest slope anywhere (``march_slope``) never hit.
+        A sample under the ground brackets the hit, which is then refined to ``1e-10`` of ``t``:
+        only a crest thinner than a tenth of its distance can be stepped over, by a grazing ray.
+        Where the nearest centreline point jumps (across the inside of a bend) the ground steps
+        and the slopes near it are steep: the march is slower there, not wrong.
         """
         o = np.asarray(origin, dtype=np.float64)
         d = np.asarray(dirs, dtype=np.float64).reshape(-1, 3)

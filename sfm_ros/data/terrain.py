@@ -73,8 +73,9 @@ class Terrain:
         s = np.asarray(s, dtype=np.float64)
         return np.interp(s, self.road_s, self.road_y), np.interp(s, self.road_s, self.grade)
 
-    def height(self, x, z) -> np.ndarray:
-        """World y of the ground under the world points ``(x, z)`` (any equal shapes)."""
+    def _cells(self, x, z):
+        """The bilinear cell under world ``(x, z)``: its corner heights ``a b c d`` (``a`` at the
+        cell's lowest x and z, ``b`` +x, ``c`` +z, ``d`` +x+z) and the fractions ``fx``, ``fz``."""
         x = np.asarray(x, dtype=np.float64)
         z = np.asarray(z, dtype=np.float64)
         nz, nx = self.grid.shape
@@ -82,31 +83,19 @@ class Terrain:
         gz = np.clip((z - self.origin[1]) / self.cell, 0.0, nz - 1.0)
         ix = np.minimum(gx.astype(np.int64), nx - 2)
         iz = np.minimum(gz.astype(np.int64), nz - 2)
-        fx = gx - ix
-        fz = gz - iz
         flat = self.grid.reshape(-1)
         k = iz * nx + ix
-        a = flat.take(k)
-        b = flat.take(k + 1)
-        c = flat.take(k + nx)
-        d = flat.take(k + nx + 1)
+        return flat.take(k), flat.take(k + 1), flat.take(k + nx), flat.take(k + nx + 1), gx - ix, gz - iz
+
+    def height(self, x, z) -> np.ndarray:
+        """World y of the ground under the world points ``(x, z)`` (any equal shapes)."""
+        a, b, c, d, fx, fz = self._cells(x, z)
         top = a + fx * (b - a)
         return top + fz * (c + fx * (d - c) - top)
 
     def normal(self, x, z) -> np.ndarray:
         """Unit normal (..., 3) of the ground under ``(x, z)``, pointing down into it (+y on level ground)."""
-        x = np.asarray(x, dtype=np.float64)
-        z = np.asarray(z, dtype=np.float64)
-        nz, nx = self.grid.shape
-        gx = np.clip((x - self.origin[0]) / self.cell, 0.0, nx - 1.0)
-        gz = np.clip((z - self.origin[1]) / self.cell, 0.0, nz - 1.0)
-        ix = np.minimum(gx.astype(np.int64), nx - 2)
-        iz = np.minimum(gz.astype(np.int64), nz - 2)
-        fx = gx - ix
-        fz = gz - iz
-        flat = self.grid.reshape(-1)
-        k = iz * nx + ix
-        a, b, c, d = flat.take(k), flat.take(k + 1), flat.take(k + nx), flat.take(k + nx + 1)
+        a, b, c, d, fx, fz = self._cells(x, z)
         # The bilinear cell's gradient; the surface y = G(x, z) has the normal (-G_x, 1, -G_z).
         g_x = ((1.0 - fz) * (b - a) + fz * (d - c)) / self.cell
         g_z = ((1.0 - fx) * (c - a) + fx * (d - b)) / self.cell

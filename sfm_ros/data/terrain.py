@@ -191,7 +191,7 @@ class Terrain:
             return out
         a, b = np.concatenate(lo), np.concatenate(hi)
         fa, fb = np.concatenate(f_lo), np.concatenate(f_hi)
-        side = np.zeros(idx.size, dtype=np.int8)  # which end moved last time (Illinois)
+        moved = np.zeros(idx.size, dtype=np.int8)  # which end moved last time (Illinois): -1 b, 1 a
         for _ in range(_REFINE):
             with np.errstate(divide="ignore", invalid="ignore"):
                 t = b - fb * (b - a) / (fb - fa)
@@ -202,13 +202,13 @@ class Terrain:
             out[idx[done]] = t[done]
             up = f >= 0.0  # the hit lies in [a, t]
             # Illinois: halve the function value of an end kept twice in a row.
-            fa = np.where(up & (side == -1), 0.5 * fa, fa)
-            fb = np.where(~up & (side == 1), 0.5 * fb, fb)
+            fa = np.where(up & (moved == -1), 0.5 * fa, fa)
+            fb = np.where(~up & (moved == 1), 0.5 * fb, fb)
             b, fb = np.where(up, t, b), np.where(up, f, fb)
             a, fa = np.where(up, a, t), np.where(up, fa, f)
-            side = np.where(up, -1, 1).astype(np.int8)
+            moved = np.where(up, -1, 1).astype(np.int8)
             keep = ~done
-            idx, a, b, fa, fb, side = idx[keep], a[keep], b[keep], fa[keep], fb[keep], side[keep]
+            idx, a, b, fa, fb, moved = idx[keep], a[keep], b[keep], fa[keep], fb[keep], moved[keep]
             if not idx.size:
                 break
         out[idx] = b  # not converged in _REFINE steps (none seen): the under-ground end

@@ -346,15 +346,13 @@ def _add_from_synthetic(p: argparse.ArgumentParser) -> None:
 
 def _run_from_synthetic(args: argparse.Namespace) -> int:
     from sfm_ros.data.camera import CameraModel
-    from sfm_ros.data.synthetic import render_sequence
+    from sfm_ros.data.speed_profile import parse_stops
+    from sfm_ros.data.synthetic import MAX_MEAN_CURVATURE, render_sequence
+    from sfm_ros.data.terrain import MAX_GRADE
 
     if args.frames < 1:
         raise UsageError(f"from-synthetic: --frames must be >= 1, got {args.frames}")
     _check_rate_and_start(args)
-    from sfm_ros.data.speed_profile import parse_stops
-
-    from sfm_ros.data.synthetic import MAX_MEAN_CURVATURE
-    from sfm_ros.data.terrain import MAX_GRADE
 
     try:
         stops = parse_stops(args.stops)

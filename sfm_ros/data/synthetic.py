@@ -258,7 +258,7 @@ def default_intrinsics(height: int = 128, width: int = 416) -> np.ndarray:
 def _draw_curvature(rng: np.random.Generator, speed: float) -> float:
     """Seed-dependent mean curvature: a yaw rate of 0.05-0.25 rad/s at ``speed`` m/s, either sign."""
     yaw_rate = rng.uniform(0.05, 0.25) * rng.choice([-1.0, 1.0])
-    return float(np.clip(yaw_rate / speed, -_MAX_CURVATURE / 1.5, _MAX_CURVATURE / 1.5))
+    return float(np.clip(yaw_rate / speed, -MAX_MEAN_CURVATURE, MAX_MEAN_CURVATURE))
 
 
 def make_scene(seed: int = 0, length: float = 150.0, curvature: float | None = None,
@@ -293,7 +293,7 @@ def make_scene(seed: int = 0, length: float = 150.0, curvature: float | None = N
         if abs(kappa0) * 1.5 > _MAX_CURVATURE + 1e-12:
             raise ValueError(
                 f"|curvature| = {abs(kappa0):.4f} 1/m is too tight: it must be <= "
-                f"{_MAX_CURVATURE / 1.5:.4f} (turning radius >= 15 m at 1.5x the mean)")
+                f"{MAX_MEAN_CURVATURE:.4f} (turning radius >= 15 m at 1.5x the mean)")
         rng.uniform(), rng.choice([-1.0, 1.0])  # keep the stream aligned with the drawn case
     wave_len = rng.uniform(40.0, 100.0)
     wave_amp = rng.uniform(0.2, 0.5)
@@ -474,15 +474,11 @@ def trajectory(scene: Scene, times: np.ndarray, speed: float = 6.0, seed: int | 
     pitch = pitch_roll * (p_ph[0] * np.sin(p_om[0] * times) + p_ph[1] * np.sin(p_om[1] * times)) / 2
     roll = pitch_roll * (r_ph[0] * np.sin(r_om[0] * times) + r_ph[1] * np.sin(r_om[1] * times)) / 2
     poses = np.tile(np.eye(4), (len(times), 1, 1))
-    if scene.terrain is None:
-        poses[:, :3, :3] = rot_y(yaw) @ rot_x(pitch) @ rot_z(roll)
-        for i in range(len(times)):
-            nrm = np.array([np.cos(heading[i]), -np.sin(heading[i])])
-            xz = pos[i] + lat[i] * nrm
-            poses[i, :3, 3] = [xz[0], 0.0, xz[1]]
-        return poses
-    ground, grade = scene.terrain.along(s)
-    climb = np.arctan(grade)  # positive: the road and the camera's optical axis point up (-y)
+    if scene.terrain is None:  # level: the ground at ground_y = camera_height, no climb
+        ground, climb = np.full(len(times), scene.ground_y), np.zeros(len(times))
+    else:
+        ground, grade = scene.terrain.along(s)
+        climb = np.arctan(grade)  # positive: the road and the camera's optical axis point up (-y)
     poses[:, :3, :3] = rot_y(yaw) @ rot_x(climb + pitch) @ rot_z(roll)
     # The camera stands camera_height along the road's normal: up (-y) by cos, back by sin.
     back = scene.camera_height * np.sin(climb)

@@ -142,10 +142,12 @@ class Terrain:
         # rise of the ground over its horizontal run. Rays that cannot close never hit.
         closing = d[:, 1] + self.march_slope * run
 
-        def below(idx: np.ndarray, t: np.ndarray) -> np.ndarray:
-            """Ray height minus ground height (> 0: the ray point lies under the ground)."""
+        def below(idx: np.ndarray, t: np.ndarray, slope: bool = False):
+            """Ray height minus ground height (> 0: the ray point lies under the ground); with
+            ``slope``, also the steepest slope near the point (:meth:`local_slope`)."""
             p = o + t[:, None] * d.take(idx, axis=0)
-            return p[:, 1] - self.height(p[:, 0], p[:, 2])
+            f = p[:, 1] - self.height(p[:, 0], p[:, 2])
+            return (f, self.local_slope(p[:, 0], p[:, 2])) if slope else f
 
         y_lo, y_hi = self.y_min, self.y_max
         # The first sample: as far as the slopes near the camera let each ray go unhindered.
@@ -154,7 +156,7 @@ class Terrain:
             t_first = np.minimum(np.where(first > 0.0, clearance / first, np.inf), side / run)
         idx = np.flatnonzero((closing > 0.0) & (t_end > t_first))
         t_prev = t_first.take(idx)
-        f_prev = below(idx, t_prev)
+        f_prev, l_prev = below(idx, t_prev, slope=True)
         hit_idx, lo, hi, f_lo, f_hi = [], [], [], [], []
         early = f_prev >= 0.0  # only where the slopes were given too low: bracket from the camera
         if np.any(early):
@@ -163,17 +165,16 @@ class Terrain:
             hi.append(t_prev[early])
             f_lo.append(np.full(int(early.sum()), -clearance))
             f_hi.append(f_prev[early])
-            idx, t_prev, f_prev = idx[~early], t_prev[~early], f_prev[~early]
+            idx, t_prev, f_prev, l_prev = idx[~early], t_prev[~early], f_prev[~early], l_prev[~early]
         while idx.size:
-            p = o + t_prev[:, None] * d.take(idx, axis=0)
             h = run.take(idx)
-            near = d[idx, 1] + self.local_slope(p[:, 0], p[:, 2]) * h
+            near = d[idx, 1] + l_prev * h
             with np.errstate(divide="ignore", invalid="ignore"):
                 # Safe within a tile's side of the sample: no farther than that side horizontally.
                 safe = np.minimum(np.where(near > 0.0, -f_prev / near, np.inf), side / h)
             step = np.maximum(safe, (_T_RATIO - 1.0) * t_prev)
             t = np.minimum(t_prev + step, t_end.take(idx))
-            f = below(idx, t)
+            f, l_now = below(idx, t, slope=True)
             crossed = f >= 0.0
             if np.any(crossed):
                 hit_idx.append(idx[crossed])
@@ -185,7 +186,7 @@ class Terrain:
             y = o[1] + t * dy
             # Done: crossed, reached the end, or above all ground and rising (or level).
             live = ~crossed & (t < t_end.take(idx)) & ~((y < y_lo) & (dy <= 0.0)) & ~(y > y_hi)
-            idx, t_prev, f_prev = idx[live], t[live], f[live]
+            idx, t_prev, f_prev, l_prev = idx[live], t[live], f[live], l_now[live]
         idx = np.concatenate(hit_idx) if hit_idx else np.zeros(0, dtype=np.int64)
         if not idx.size:
             return out
